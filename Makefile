@@ -1,0 +1,45 @@
+# taxi_assets: `make demo` (everything offline) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export DAGSTER_HOME := $(CURDIR)/data/dagster_home
+# gcsfs 2026.x stalls against GCS emulators without this (harmless against real GCS).
+export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT ?= false
+
+.PHONY: install demo test dev stop lint clean dagster-home lock
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+# Dagster reads dagster.yaml only from $$DAGSTER_HOME.
+dagster-home:
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+demo: install dagster-home
+	$(PY) -m taxi_assets.demo
+
+test: install
+	$(PY) -m pytest
+
+dev: install dagster-home
+	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
+
+stop: install
+	$(PY) -m taxi_assets.resources.embedded_postgres stop
+
+lint: install
+	$(VENV)/bin/ruff check taxi_assets taxi_assets_tests
+
+# Rewrite the full lock after changing setup.py.
+lock: install
+	$(PY) -m pip freeze --exclude-editable | grep -v '^taxi[-_]assets' > constraints.txt
+
+clean: stop
+	rm -rf data

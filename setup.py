@@ -1,0 +1,40 @@
+from setuptools import find_packages, setup
+
+# Dagster core and its libraries ship as one release train (core 1.N.x with libraries
+# 0.(N+16).x): pin them together. constraints.txt locks everything else.
+DAGSTER = "1.13.27"
+DAGSTER_LIBRARIES = "0.29.27"
+
+setup(
+    name="taxi_assets",
+    version="0.1.0",
+    description="NYC TLC trip records as Dagster assets: raw files, a Parquet lake, a PostgreSQL warehouse",
+    packages=find_packages(exclude=["taxi_assets_tests", "taxi_assets_tests.*"]),
+    python_requires=">=3.11,<3.13",
+    install_requires=[
+        f"dagster=={DAGSTER}",
+        f"dagster-webserver=={DAGSTER}",
+        f"dagster-graphql=={DAGSTER}",
+        f"dagster-pipes=={DAGSTER}",
+        f"dagster-shared=={DAGSTER}",
+        f"dagster-gcp=={DAGSTER_LIBRARIES}",
+        f"dagster-postgres=={DAGSTER_LIBRARIES}",
+        "pyarrow>=26,<27",
+        "pandas>=2.2,<3",
+        "tabulate>=0.9",
+        "requests>=2.32,<3",
+        "urllib3>=2.2,<3",
+        "universal-pathlib>=0.3,<0.4",
+        "sqlalchemy>=2.0,<2.2",
+        "psycopg[binary]>=3.2,<4",
+        "psycopg2-binary>=2.9.9",
+        "pgserver==0.1.4",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=9,<10",
+            "pytest-timeout>=2.3",
+            "ruff>=0.15",
+        ],
+    },
+)

@@ -1,0 +1,1 @@
+"""Assets by layer: raw (files as published), lake (Parquet), warehouse (PostgreSQL)."""

@@ -1,0 +1,110 @@
+"""Fetching one published file for a raw asset, skipping it when upstream is unchanged."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+from upath import UPath
+
+from taxi_assets.download import DownloadError, SourceNotFound
+from taxi_assets.io_managers.raw_files import StagedFile, UnchangedFile
+from taxi_assets.resources.source import TaxiSourceResource
+
+# Metadata of the previous materialization carried over when the download is skipped.
+CARRIED_KEYS = ("url", "file", "bytes", "sha256", "etag", "last_modified", "source_rows", "path")
+
+
+def previous_materialization(
+    context: dg.AssetExecutionContext,
+    partition_key: str | None,
+    asset_key: dg.AssetKey | None = None,
+) -> dict[str, object] | None:
+    """Metadata values of the latest materialization of ``asset_key`` (default: this asset)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=asset_key or context.asset_key,
+            asset_partitions=[partition_key] if partition_key else None,
+        ),
+        limit=1,
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    return {key: value.value for key, value in records[0].asset_materialization.metadata.items()}
+
+
+def _still_stored(previous: dict[str, object]) -> bool:
+    path = previous.get("path")
+    if not isinstance(path, str):
+        return False
+    stored = UPath(path)
+    return stored.exists() and stored.stat().st_size == previous.get("bytes")
+
+
+def fetch_published_file(
+    context: dg.AssetExecutionContext,
+    source: TaxiSourceResource,
+    url: str,
+    name: str,
+    partition_key: str | None,
+    source_label: str,
+) -> dg.Output:
+    """Download ``url`` (or keep the stored copy when upstream's ETag and size match)."""
+    log = context.log.warning
+    try:
+        remote = source.head(url, log=log)
+    except SourceNotFound as missing:
+        raise dg.Failure(description=f"{name} is {missing}", allow_retries=False) from missing
+    except DownloadError as error:
+        context.log.warning(f"HEAD failed, downloading without the unchanged-file check: {error}")
+        remote = None
+
+    previous = previous_materialization(context, partition_key)
+    if (
+        remote is not None
+        and previous is not None
+        and remote.etag is not None
+        and previous.get("url") == url
+        and previous.get("etag") == remote.etag
+        and previous.get("bytes") == remote.size
+        and _still_stored(previous)
+    ):
+        context.log.info(
+            f"{name}: upstream unchanged (ETag {remote.etag}); keeping the stored copy"
+        )
+        carried = {k: previous[k] for k in CARRIED_KEYS if k in previous and k != "path"}
+        return dg.Output(
+            UnchangedFile(name=name),
+            data_version=dg.DataVersion(str(previous["sha256"])),
+            metadata={**carried, "download": "skipped: upstream unchanged"},
+        )
+
+    staging = Path(tempfile.mkdtemp(prefix="taxi-raw-"))
+    try:
+        fetched = source.download(url, name, staging, log=log)
+    except SourceNotFound as missing:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise dg.Failure(description=f"{name} is {missing}", allow_retries=False) from missing
+    except DownloadError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise dg.Failure(description=str(error), allow_retries=False) from error
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "url": dg.MetadataValue.url(url),
+        "file": name,
+        "source": source_label,
+        "bytes": dg.MetadataValue.int(fetched.size),
+        "sha256": fetched.sha256,
+        "etag": fetched.etag or "",
+        "last_modified": fetched.last_modified or "",
+        "download": "downloaded",
+    }
+    if fetched.row_count is not None:
+        metadata["source_rows"] = dg.MetadataValue.int(fetched.row_count)
+        metadata["dagster/row_count"] = dg.MetadataValue.int(fetched.row_count)
+    return dg.Output(
+        StagedFile(name=name, local_path=fetched.local_path, scratch_dir=staging),
+        data_version=dg.DataVersion(fetched.sha256),
+        metadata=metadata,
+    )

@@ -1,0 +1,97 @@
+"""The three monthly assets of one service: raw file -> lake Parquet -> warehouse table."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from taxi_assets.assets.contract_stream import contract_stream, lake_row_count, with_lineage
+from taxi_assets.assets.fetch import fetch_published_file
+from taxi_assets.contracts import CONTRACTS
+from taxi_assets.io_managers.postgres import TableLoad
+from taxi_assets.io_managers.raw_files import StoredFile
+from taxi_assets.partitions import parse_month
+from taxi_assets.resources.source import TaxiSourceResource
+from taxi_assets.services import Service
+
+OWNERS = ["team:data-engineering"]
+LINEAGE_COLUMNS = ("partition_month", "source_file")
+
+
+def build_trip_assets(
+    service: Service, partitions_def: dg.PartitionsDefinition
+) -> list[dg.AssetsDefinition]:
+    contract = CONTRACTS[service.name]
+    dataset = service.dataset
+    raw_key = dg.AssetKey(["raw", dataset])
+    lake_key = dg.AssetKey(["lake", dataset])
+
+    @dg.asset(
+        key=raw_key,
+        group_name="raw",
+        partitions_def=partitions_def,
+        io_manager_key="raw_io_manager",
+        kinds={"csv", "parquet"},
+        owners=OWNERS,
+        tags={"service": service.name, "layer": "raw"},
+        code_version="1",
+        description=f"{service.description}: the monthly file exactly as published.",
+        pool="downloads",
+    )
+    def raw(context: dg.AssetExecutionContext, source: TaxiSourceResource) -> dg.Output:
+        month = context.partition_key
+        layout = source.layout()
+        url, name = layout.trip_file(dataset, month)
+        return fetch_published_file(context, source, url, name, month, layout.source_for(month))
+
+    @dg.asset(
+        key=lake_key,
+        ins={"raw_file": dg.AssetIn(key=raw_key)},
+        group_name="lake",
+        partitions_def=partitions_def,
+        io_manager_key="lake_io_manager",
+        kinds={"parquet"},
+        owners=OWNERS,
+        tags={"service": service.name, "layer": "lake"},
+        code_version=f"contract-{contract.version}",
+        metadata={"time_column": contract.time_column, "contract_version": contract.version},
+        description=(
+            f"{service.description}: every published row, typed to the {service.name} "
+            f"contract v{contract.version}, as Parquet (zstd) in a Hive layout."
+        ),
+    )
+    def lake(context: dg.AssetExecutionContext, raw_file: StoredFile) -> pa.RecordBatchReader:
+        parse_month(context.partition_key)
+        return contract_stream(context, raw_file, contract, raw_key, context.partition_key)
+
+    @dg.asset(
+        key=["warehouse", dataset],
+        ins={"lake_months": dg.AssetIn(key=lake_key)},
+        group_name="warehouse",
+        partitions_def=partitions_def,
+        io_manager_key="warehouse_io_manager",
+        kinds={"postgres"},
+        owners=OWNERS,
+        tags={"service": service.name, "layer": "warehouse"},
+        code_version="1",
+        metadata={"partition_expr": "partition_month"},
+        description=(
+            f"{service.description}: table warehouse.{dataset}, one month per "
+            "partition_month, replaced atomically on every load."
+        ),
+        pool="warehouse",
+    )
+    def warehouse(lake_months: dict[str, pads.Dataset]) -> TableLoad:
+        schema = contract.schema.append(pa.field("partition_month", pa.date32())).append(
+            pa.field("source_file", pa.string())
+        )
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for month, months_data in lake_months.items():
+                yield from with_lineage(months_data, parse_month(month), schema)
+
+        expected = sum(lake_row_count(data) for data in lake_months.values())
+        return TableLoad(pa.RecordBatchReader.from_batches(schema, batches()), expected)
+
+    return [raw, lake, warehouse]

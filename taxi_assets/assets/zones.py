@@ -1,0 +1,71 @@
+"""The taxi zone dimension: lookup CSV -> lake Parquet -> warehouse table (unpartitioned)."""
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from taxi_assets.assets.contract_stream import contract_stream, lake_row_count
+from taxi_assets.assets.fetch import fetch_published_file
+from taxi_assets.assets.trips import OWNERS
+from taxi_assets.contracts import CONTRACTS
+from taxi_assets.io_managers.postgres import TableLoad
+from taxi_assets.io_managers.raw_files import StoredFile
+from taxi_assets.resources.source import TaxiSourceResource
+from taxi_assets.services import ZONES_DATASET, ZONES_RAW_DATASET
+
+CONTRACT = CONTRACTS["zones"]
+RAW_KEY = dg.AssetKey(["raw", ZONES_RAW_DATASET])
+LAKE_KEY = dg.AssetKey(["lake", ZONES_DATASET])
+
+
+@dg.asset(
+    key=RAW_KEY,
+    group_name="raw",
+    io_manager_key="raw_io_manager",
+    kinds={"csv"},
+    owners=OWNERS,
+    code_version="1",
+    description="TLC taxi zone lookup CSV exactly as published (265 zones).",
+)
+def raw_taxi_zone_lookup(
+    context: dg.AssetExecutionContext, source: TaxiSourceResource
+) -> dg.Output:
+    url, name = source.layout().zones_file()
+    return fetch_published_file(context, source, url, name, None, "zones")
+
+
+@dg.asset(
+    key=LAKE_KEY,
+    ins={"raw_file": dg.AssetIn(key=RAW_KEY)},
+    group_name="lake",
+    io_manager_key="lake_io_manager",
+    kinds={"parquet"},
+    owners=OWNERS,
+    code_version=f"contract-{CONTRACT.version}",
+    metadata={"contract_version": CONTRACT.version},
+    description="Taxi zones typed to the zones contract; 'N/A', 'NA' and 'Unknown' kept as text.",
+)
+def lake_taxi_zones(
+    context: dg.AssetExecutionContext, raw_file: StoredFile
+) -> pa.RecordBatchReader:
+    return contract_stream(context, raw_file, CONTRACT, RAW_KEY, None)
+
+
+@dg.asset(
+    key=["warehouse", ZONES_DATASET],
+    ins={"zones": dg.AssetIn(key=LAKE_KEY)},
+    group_name="warehouse",
+    io_manager_key="warehouse_io_manager",
+    kinds={"postgres"},
+    owners=OWNERS,
+    code_version="1",
+    metadata={"primary_key": ["location_id"]},
+    description="Table warehouse.taxi_zones (location_id primary key), replaced on every load.",
+)
+def warehouse_taxi_zones(zones: pads.Dataset) -> TableLoad:
+    return TableLoad(
+        pa.RecordBatchReader.from_batches(zones.schema, zones.to_batches()), lake_row_count(zones)
+    )
+
+
+ZONE_ASSETS = [raw_taxi_zone_lookup, lake_taxi_zones, warehouse_taxi_zones]

@@ -1,0 +1,46 @@
+"""Schema contracts: one fixed, versioned Arrow schema per TLC service.
+
+Plain functions over Arrow data (no Dagster). `open_contract_reader` maps any published
+header variant of a CSV, CSV.gz or Parquet trip file onto its contract, keeping every row
+and raising a ContractError (a ValueError) that names the file when the data breaks it.
+"""
+
+from __future__ import annotations
+
+from .fhv import FHV
+from .green import GREEN
+from .headers import map_header, normalise_header
+from .readers import open_contract_reader
+from .schema import (
+    Contract,
+    ContractColumn,
+    ContractError,
+    HeaderLayout,
+    InvalidValueError,
+    MalformedRowError,
+    NonIntegralValueError,
+    UnknownColumnsError,
+)
+from .yellow import YELLOW
+from .zones import ZONES
+
+CONTRACTS: dict[str, Contract] = {c.name: c for c in (YELLOW, GREEN, FHV, ZONES)}
+
+__all__ = [
+    "CONTRACTS",
+    "FHV",
+    "GREEN",
+    "YELLOW",
+    "ZONES",
+    "Contract",
+    "ContractColumn",
+    "ContractError",
+    "HeaderLayout",
+    "InvalidValueError",
+    "MalformedRowError",
+    "NonIntegralValueError",
+    "UnknownColumnsError",
+    "map_header",
+    "normalise_header",
+    "open_contract_reader",
+]

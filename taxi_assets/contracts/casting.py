@@ -1,0 +1,102 @@
+"""Vectorised conversion of one source column onto its contract column's type.
+
+Shared by the CSV and Parquet readers. The fast path is a single safe Arrow cast; only
+when it fails do we locate the offending row (still vectorised) to name it in the error.
+`first_row` is the 1-based data-row number of the array's first element in the file.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .schema import ContractColumn, InvalidValueError, NonIntegralValueError
+
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
+def conform(arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int) -> pa.Array:
+    """Return `arr` as `col.type`, or raise a ContractError naming file, row and column."""
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), col.type)
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if col.codes:
+        return _decode_codes(arr, col, file_name=file_name, first_row=first_row)
+    if pa.types.is_integer(col.type):
+        return to_int(arr, col, file_name=file_name, first_row=first_row)
+    if pa.types.is_timestamp(col.type) and pa.types.is_timestamp(arr.type):
+        # Wall-clock values are kept exactly (a zone label, if any, is dropped, never
+        # applied). ns -> us truncates sub-microsecond digits, which TLC never carries.
+        return pc.cast(arr, col.type, safe=arr.type.unit != "ns")
+    if arr.type == col.type:
+        return arr
+    return _cast(arr, col, file_name=file_name, first_row=first_row)
+
+
+def to_int(arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int) -> pa.Array:
+    """Cast to an integer type only if every non-null value is integral and in range."""
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        arr = _cast(arr, col, file_name=file_name, first_row=first_row, to=pa.float64())
+    elif pa.types.is_decimal(arr.type):
+        arr = pc.cast(arr, pa.float64())
+    try:
+        # Safe casts reject fractions, NaN, infinities and overflow.
+        return pc.cast(arr, col.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    if pa.types.is_floating(arr.type):
+        bad = pc.or_(
+            pc.not_equal(arr, pc.floor(arr)),  # fractions; NaN != NaN too
+            pc.or_(pc.less(arr, _INT32_MIN), pc.greater(arr, _INT32_MAX)),
+        )
+    elif pa.types.is_integer(arr.type):
+        bad = pc.or_(pc.less(arr, _INT32_MIN), pc.greater(arr, _INT32_MAX))
+    else:
+        raise NonIntegralValueError(file_name, None, col.name, str(arr.type),
+                                    "cannot convert this type to an integer")
+    idx = pc.index(pc.fill_null(bad, False), True).as_py()
+    row = None if idx < 0 else first_row + idx
+    value = None if idx < 0 else arr[idx].as_py()
+    raise NonIntegralValueError(file_name, row, col.name, value,
+                                f"expected an integer fitting {col.type}")
+
+
+def _decode_codes(arr: pa.Array, col: ContractColumn, *, file_name: str,
+                  first_row: int) -> pa.Array:
+    """Map text codes (e.g. Y/N) or numbers onto the column's integer codes."""
+    allowed = sorted({v for _, v in col.codes})
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        text = pc.utf8_upper(pc.utf8_trim_whitespace(pc.cast(arr, pa.string())))
+        text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+        keys = pa.array([k.upper() for k, _ in col.codes], pa.string())
+        positions = pc.index_in(text, value_set=keys)
+        missing = pc.and_(pc.is_valid(text), pc.is_null(positions))
+        out = pc.take(pa.array([v for _, v in col.codes], col.type), positions)
+    else:
+        out = to_int(arr, col, file_name=file_name, first_row=first_row)
+        missing = pc.invert(pc.is_in(out, value_set=pa.array(allowed, col.type)))
+        missing = pc.fill_null(missing, False)
+    idx = pc.index(missing, True).as_py()
+    if idx >= 0:
+        raise InvalidValueError(file_name, first_row + idx, col.name, arr[idx].as_py(),
+                                f"allowed: {[k for k, _ in col.codes]} or empty")
+    return out
+
+
+def _cast(arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int,
+          to: pa.DataType | None = None) -> pa.Array:
+    """Safe cast; on failure find the first failing element (error path only)."""
+    target = to or col.type
+    try:
+        return pc.cast(arr, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        error = exc
+    kind = NonIntegralValueError if pa.types.is_integer(col.type) else InvalidValueError
+    # Error path: cast element by element to find the first bad value's row.
+    for i in range(len(arr)):
+        try:
+            pc.cast(arr.slice(i, 1), target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise kind(file_name, first_row + i, col.name, arr[i].as_py(), str(error)) from error
+    raise kind(file_name, None, col.name, None, str(error)) from error

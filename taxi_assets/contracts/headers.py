@@ -1,0 +1,61 @@
+"""Header-name normalisation and mapping of a file's columns onto a contract.
+
+TLC changed header spelling many times (`RateCodeID`/`RatecodeID`, `Airport_fee`,
+`Trip_type ` with a trailing space, 2014 headers with a space after each comma), so
+names are compared after normalisation, against each column's name and aliases.
+"""
+
+from __future__ import annotations
+
+from .schema import Contract, ContractError, UnknownColumnsError
+
+
+def normalise_header(name: str) -> str:
+    """Case- and whitespace-insensitive key for a header name (BOM stripped too)."""
+    return name.replace("\ufeff", "").strip().lower()
+
+
+def alias_index(contract: Contract) -> dict[str, str]:
+    """Normalised header spelling -> contract column name. Rejects ambiguous aliases."""
+    index: dict[str, str] = {}
+    for col in contract.columns:
+        for spelling in (col.name, *col.aliases):
+            key = normalise_header(spelling)
+            if index.setdefault(key, col.name) != col.name:
+                # A contract bug, not a data problem: fail loudly at first use.
+                raise ContractError(
+                    f"contract {contract.name!r}: header {spelling!r} maps to both "
+                    f"{index[key]!r} and {col.name!r}"
+                )
+    return index
+
+
+def map_header(header: list[str], contract: Contract, file_name: str) -> list[str]:
+    """Contract column name for every header position, in file order.
+
+    Raises UnknownColumnsError naming the file, the unknown columns and the expected
+    ones when any header column is not in the contract (drift is never silent), and
+    ContractError when two header columns land on the same contract column.
+    """
+    index = alias_index(contract)
+    keys = [normalise_header(h) for h in header]
+    present = set(keys)
+    for layout in contract.layouts:
+        # Layout-specific meanings (e.g. text `vendor_id` in 2009-2014 yellow files).
+        if present.intersection(layout.markers):
+            index.update(dict(layout.renames))
+
+    unknown = [h for h, k in zip(header, keys) if k not in index]
+    if unknown or not header:
+        raise UnknownColumnsError(file_name, unknown, contract.column_names)
+
+    targets = [index[k] for k in keys]
+    seen: dict[str, str] = {}
+    for raw, target in zip(header, targets):
+        if target in seen:
+            raise ContractError(
+                f"{file_name}: columns {seen[target]!r} and {raw!r} both map to contract "
+                f"column {target!r} of {contract.name!r}"
+            )
+        seen[target] = raw
+    return targets

@@ -1,0 +1,63 @@
+"""Streaming reader for TLC Parquet files onto a contract."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .casting import conform
+from .headers import map_header
+from .schema import Contract, ContractError
+
+# Big enough to amortise per-batch Python work, small enough to keep memory flat.
+PARQUET_BATCH_ROWS = 65536
+
+
+def open_parquet_reader(
+    source: Any, *, file_name: str, contract: Contract, warn: Callable[[str], None]
+) -> pa.RecordBatchReader:
+    """Open eagerly (footer and header errors surface here), stream batches lazily."""
+    try:
+        parquet = pq.ParquetFile(source)
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        raise ContractError(f"{file_name}: not a readable Parquet file ({exc})") from exc
+    try:
+        names = parquet.schema_arrow.names
+        targets = map_header(names, contract, file_name)
+    except Exception:
+        parquet.close()
+        raise
+    if parquet.metadata.num_rows == 0:
+        warn(f"{file_name}: Parquet file has no rows")
+    return pa.RecordBatchReader.from_batches(
+        contract.schema, _batches(parquet, names, targets, file_name, contract)
+    )
+
+
+def _batches(
+    parquet: pq.ParquetFile, names: list[str], targets: list[str], file_name: str,
+    contract: Contract,
+) -> Iterator[pa.RecordBatch]:
+    by_target = dict(zip(targets, names))
+    first_row = 1
+    try:
+        batches = parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=names,
+                                       use_threads=True)
+        for batch in batches:
+            arrays = []
+            for col in contract.columns:
+                source_name = by_target.get(col.name)
+                if source_name is None:
+                    arrays.append(pa.nulls(batch.num_rows, col.type))
+                else:
+                    arrays.append(conform(batch.column(source_name), col,
+                                          file_name=file_name, first_row=first_row))
+            first_row += batch.num_rows
+            yield pa.RecordBatch.from_arrays(arrays, schema=contract.schema)
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        raise ContractError(f"{file_name}: cannot read Parquet data ({exc})") from exc
+    finally:
+        parquet.close()

@@ -1,0 +1,140 @@
+"""Contract data model and the errors raised when a file breaks its contract.
+
+A contract is the one fixed, versioned Arrow schema that every published variant
+of a service's trip file is mapped onto. It is plain data (no I/O) so that it can
+be rendered in docs, compared in tests and attached to Parquet files as metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import pyarrow as pa
+
+
+class ContractError(ValueError):
+    """A source file cannot be mapped onto its contract. Messages always name the file."""
+
+
+class UnknownColumnsError(ContractError):
+    """The header holds columns the contract does not know (schema drift is never silent)."""
+
+    def __init__(self, file_name: str, unknown: list[str], expected: list[str]) -> None:
+        self.file_name = file_name
+        self.unknown = unknown
+        self.expected = expected
+        super().__init__(
+            f"{file_name}: unknown column(s) {unknown!r}; the contract expects columns "
+            f"(or their aliases) {expected!r}"
+        )
+
+
+class MalformedRowError(ContractError):
+    """A CSV row has a number of fields the reader cannot accept.
+
+    `row` is the file's row number (header = row 1, blank lines not counted, as Arrow
+    counts) unless `data_row` is set, in which case it is the 1-based data row.
+    """
+
+    def __init__(
+        self, file_name: str, row: int | None, expected: int, actual: int, detail: str = "",
+        *, data_row: bool = False,
+    ) -> None:
+        self.file_name = file_name
+        self.row = row
+        self.expected = expected
+        self.actual = actual
+        if row is None:
+            where = "an unknown row"
+        elif data_row:
+            where = f"data row {row}"
+        else:
+            where = f"row {row} (line {row} counting the header as 1, blank lines skipped)"
+        super().__init__(
+            f"{file_name}: malformed {where}: expected {expected} fields, got {actual}"
+            + (f"; {detail}" if detail else "")
+        )
+
+
+class InvalidValueError(ContractError):
+    """A value cannot be converted to its contract column's type."""
+
+    def __init__(
+        self, file_name: str, row: int | None, column: str, value: object, detail: str = ""
+    ) -> None:
+        self.file_name = file_name
+        self.row = row
+        self.column = column
+        self.value = value
+        where = "an unknown data row" if row is None else f"data row {row}"
+        super().__init__(
+            f"{file_name}: {where}, column {column!r}: invalid value {value!r}"
+            + (f" ({detail})" if detail else "")
+        )
+
+
+class NonIntegralValueError(InvalidValueError):
+    """An integer column holds a fraction, an out-of-range number or text."""
+
+
+@dataclass(frozen=True)
+class ContractColumn:
+    """One output column.
+
+    `aliases` are header spellings seen in published files; they are matched after
+    normalisation (see headers.normalise_header), so list each spelling once in any case.
+    `codes` lets an int32 column accept text codes (FHV SR_Flag: "Y"/"N"); values are
+    matched after trimming and upper-casing, and any other text is an error.
+    """
+
+    name: str
+    type: pa.DataType
+    description: str
+    aliases: tuple[str, ...] = ()
+    codes: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def field(self) -> pa.Field:
+        return pa.field(self.name, self.type, nullable=True, metadata={"description": self.description})
+
+
+@dataclass(frozen=True)
+class HeaderLayout:
+    """A historical header layout in which some header names mean something else.
+
+    Yellow 2009-2014 files call a text vendor code (`VTS`) `vendor_id` and hold text
+    payment types (`CSH`) under `payment_type`; those must not be cast to the modern
+    int32 columns of the same name. The layout applies when any marker is in the header.
+    """
+
+    name: str
+    markers: tuple[str, ...]
+    renames: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Contract:
+    name: str
+    version: str
+    time_column: str | None
+    columns: tuple[ContractColumn, ...]
+    layouts: tuple[HeaderLayout, ...] = ()
+    description: str = ""
+
+    @cached_property
+    def schema(self) -> pa.Schema:
+        return pa.schema(
+            [c.field for c in self.columns],
+            metadata={"contract": self.name, "contract_version": self.version},
+        )
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> ContractColumn:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(f"contract {self.name!r} has no column {name!r}")

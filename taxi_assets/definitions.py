@@ -1,0 +1,51 @@
+"""The one ``Definitions`` object of the code location.
+
+Configuration is read when a run starts (resources resolve their fields, then the
+environment, then defaults). The single exception is :func:`first_partition_month`:
+partitions must be fixed when definitions load.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from taxi_assets.assets.trips import build_trip_assets
+from taxi_assets.assets.zones import ZONE_ASSETS
+from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
+from taxi_assets.io_managers.postgres import PostgresIOManager
+from taxi_assets.io_managers.raw_files import RawFileIOManager
+from taxi_assets.jobs import build_monthly_job
+from taxi_assets.partitions import DEFAULT_FIRST_MONTH, monthly_partitions
+from taxi_assets.resources import PostgresResource, TaxiSourceResource
+from taxi_assets.services import SERVICES
+
+
+def first_partition_month() -> str:
+    """``TAXI_FIRST_MONTH`` (``YYYY-MM``, default 2019-01), read once at load time.
+
+    The only environment read while definitions load: the partition set is part of the
+    definitions, so it cannot wait for a run.
+    """
+    return os.environ.get("TAXI_FIRST_MONTH", "").strip() or DEFAULT_FIRST_MONTH
+
+
+def build_definitions(first_month: str) -> dg.Definitions:
+    monthly = monthly_partitions(first_month)
+    trip_assets = [a for service in SERVICES.values() for a in build_trip_assets(service, monthly)]
+    warehouse = PostgresResource()
+    return dg.Definitions(
+        assets=[*trip_assets, *ZONE_ASSETS],
+        jobs=[build_monthly_job(monthly)],
+        resources={
+            "source": TaxiSourceResource(),
+            "warehouse": warehouse,
+            "raw_io_manager": RawFileIOManager(),
+            "lake_io_manager": ParquetLakeIOManager(),
+            "warehouse_io_manager": PostgresIOManager(database=warehouse),
+        },
+    )
+
+
+defs = build_definitions(first_partition_month())

@@ -1,0 +1,288 @@
+"""A tiny static HTTP mirror of a folder, standing in for the TLC/CDN upstreams.
+
+It streams files in 1 MiB chunks (700 MB months are fine), answers HEAD with
+the same headers, derives a strong-ish ETag from size + mtime_ns (so it
+changes when a file is regenerated), supports single byte ranges and
+If-None-Match, and resolves every request against the live folder (files may
+appear or disappear while it runs). Subclasses (see the tests' FaultyMirror)
+hook ``respond`` to inject faults.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import posixpath
+import re
+import stat
+import sys
+import threading
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+from urllib.parse import unquote, urlsplit
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1 << 20
+
+# Longest suffix wins, so "x.csv.gz" is gzip and "x.csv" is CSV.
+CONTENT_TYPES = {
+    ".gz": "application/gzip",
+    ".parquet": "application/octet-stream",
+    ".csv": "text/csv",
+}
+
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class _Forbidden(Exception):
+    pass
+
+
+def content_type(path: Path) -> str:
+    return CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
+
+
+def etag_for(st: os.stat_result) -> str:
+    return f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
+
+
+class MirrorRequestHandler(BaseHTTPRequestHandler):
+    """Delegates every GET/HEAD to the owning MirrorServer."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, like a real CDN
+    server_version = "taxi-devdata-mirror"
+    server: _HTTPServer
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        self.server.mirror.respond(self)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.server.mirror.respond(self)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass  # quiet: no stderr line per request
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True  # a stuck client must not block shutdown
+    mirror: MirrorServer
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Clients hanging up mid-response (timeouts, aborted downloads) are
+        # routine for a mirror; socketserver would print a traceback each time.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            return
+        log.exception("mirror: error while serving %s", client_address)
+
+
+class MirrorServer:
+    """Serves ``root`` on ``host:port`` (port 0 picks a free one) from a thread."""
+
+    handler_class: type[MirrorRequestHandler] = MirrorRequestHandler
+
+    def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.root = Path(root)
+        self.host = host
+        self.port = port
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        # Set on stop() so handlers sleeping on purpose (fault delays) wake up.
+        self.stopping = threading.Event()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("MirrorServer.url is only valid after start()")
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> MirrorServer:
+        if self._httpd is not None:
+            return self
+        self.stopping.clear()
+        httpd = _HTTPServer((self.host, self.port), self.handler_class)
+        httpd.mirror = self
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="devdata-mirror", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self.stopping.set()
+        httpd.shutdown()
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> MirrorServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- request handling --------------------------------------------------
+
+    @staticmethod
+    def url_path(handler: BaseHTTPRequestHandler) -> str:
+        """The decoded request path, e.g. '/yellow/yellow_tripdata_2021-01.csv.gz'."""
+        return unquote(urlsplit(handler.path).path)
+
+    def resolve(self, url_path: str) -> Path:
+        """Map a URL path to a file under root; raises _Forbidden on traversal."""
+        parts = url_path.split("/")
+        if any(p in ("..", ".") or "\\" in p or "\x00" in p for p in parts):
+            raise _Forbidden(url_path)
+        rel = posixpath.normpath(url_path.lstrip("/")) if url_path.strip("/") else ""
+        root = self.root.resolve()
+        target = (root / rel).resolve()
+        if target != root and root not in target.parents:  # e.g. a symlink out of root
+            raise _Forbidden(url_path)
+        return target
+
+    def respond(self, handler: MirrorRequestHandler) -> None:
+        """Serve one GET/HEAD normally. Subclasses wrap this to inject faults."""
+        self.serve_file(handler)
+
+    def send_simple(
+        self, handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", *,
+        content_type: str = "text/plain; charset=utf-8", headers: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        """A small complete response (errors, HTML pages); HEAD gets no body."""
+        handler.send_response(status)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            handler.send_header(key, value)
+        handler.end_headers()
+        if handler.command != "HEAD" and body:
+            handler.wfile.write(body)
+
+    def serve_file(
+        self,
+        handler: BaseHTTPRequestHandler,
+        *,
+        body_limit: int | None = None,
+        mutate: Callable[[int, bytearray], None] | None = None,
+    ) -> bool:
+        """Send headers and (for GET) the body of the requested file.
+
+        body_limit stops after that many body bytes (for truncation faults);
+        mutate(offset, chunk) may alter each chunk in place (corruption faults).
+        Returns True if the full body was sent.
+        """
+        url_path = self.url_path(handler)
+        try:
+            path = self.resolve(url_path)
+        except _Forbidden:
+            self.send_simple(handler, HTTPStatus.FORBIDDEN, b"forbidden\n")
+            return False
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - closed below; fstat needs the handle
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+            self.send_simple(handler, HTTPStatus.NOT_FOUND, b"not found\n")
+            return False
+        with f:
+            # fstat the open handle: headers and body describe the same file
+            # even if it is replaced concurrently (generators use os.replace).
+            st = os.fstat(f.fileno())
+            if not _is_regular(st):
+                self.send_simple(handler, HTTPStatus.NOT_FOUND, b"not found\n")
+                return False
+            etag = etag_for(st)
+            headers = {
+                "ETag": etag,
+                "Last-Modified": email.utils.formatdate(st.st_mtime, usegmt=True),
+                "Accept-Ranges": "bytes",
+            }
+            if etag in _etag_list(handler.headers.get("If-None-Match")):
+                handler.send_response(HTTPStatus.NOT_MODIFIED)
+                for key, value in headers.items():
+                    handler.send_header(key, value)
+                handler.end_headers()
+                return True
+            size = st.st_size
+            start, length, status = 0, size, HTTPStatus.OK
+            byte_range = _parse_range(handler.headers.get("Range"), size)
+            if byte_range == "invalid":
+                self.send_simple(handler, 416, b"", headers={"Content-Range": f"bytes */{size}"})
+                return False
+            if byte_range is not None:
+                start, end = byte_range
+                length, status = end - start + 1, HTTPStatus.PARTIAL_CONTENT
+                headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+            handler.send_response(status)
+            handler.send_header("Content-Type", content_type(path))
+            handler.send_header("Content-Length", str(length))
+            for key, value in headers.items():
+                handler.send_header(key, value)
+            handler.end_headers()
+            if handler.command == "HEAD":
+                return True
+            return _copy(f, handler.wfile, start, length, body_limit, mutate)
+
+
+def _is_regular(st: os.stat_result) -> bool:
+    return stat.S_ISREG(st.st_mode)
+
+
+def _etag_list(header: str | None) -> list[str]:
+    if not header:
+        return []
+    return [t.strip().removeprefix("W/") for t in header.split(",")]
+
+
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """A single 'bytes=a-b' range -> (start, end inclusive); None = whole file."""
+    if not header:
+        return None
+    m = _RANGE_RE.match(header.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None  # unsupported forms (multi-range): serve the whole file
+    if not m.group(1):  # suffix: last N bytes
+        n = int(m.group(2))
+        return (max(0, size - n), size - 1) if n and size else "invalid"
+    start = int(m.group(1))
+    end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+    if start >= size or end < start:
+        return "invalid"
+    return start, end
+
+
+def _copy(
+    f: BinaryIO, out: BinaryIO, start: int, length: int,
+    limit: int | None, mutate: Callable[[int, bytearray], None] | None,
+) -> bool:  # fmt: skip
+    """Stream length bytes from offset start; never holds more than one chunk."""
+    f.seek(start)
+    todo = length if limit is None else min(length, limit)
+    offset = start
+    try:
+        while todo > 0:
+            chunk = bytearray(f.read(min(CHUNK_BYTES, todo)))
+            if not chunk:
+                return False  # file shrank under us
+            if mutate is not None:
+                mutate(offset, chunk)
+            out.write(chunk)
+            todo -= len(chunk)
+            offset += len(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        return False  # client went away (e.g. timed out): not our problem
+    return limit is None or limit >= length

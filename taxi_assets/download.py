@@ -1,0 +1,249 @@
+"""Stream a published file to local disk with retries, counting and verifying it on the way.
+
+Retries live in exactly one layer, the loop in :func:`download` (and :func:`head`): the
+HTTP adapter itself never retries, and urllib3's ``Retry`` supplies the policy (status
+codes, attempt budget, exponential backoff with jitter, ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import requests
+from urllib3.exceptions import MaxRetryError
+from urllib3.util.retry import Retry
+
+from taxi_assets.line_counter import LineCounter
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+CHUNK_BYTES = 1 << 20
+T = TypeVar("T")
+
+
+class SourceNotFound(Exception):
+    """The file is not published (HTTP 404): retrying will not help."""
+
+
+class DownloadError(Exception):
+    """The file could not be fetched or failed verification; the message names URL and cause."""
+
+
+class _Transient(Exception):
+    """A failure worth another attempt (5xx, 429, reset, timeout, short body)."""
+
+    def __init__(self, message: str, response: requests.Response | None = None) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    backoff_seconds: float = 1.0
+    backoff_max_seconds: float = 60.0
+    connect_timeout_seconds: float = 15.0
+    read_timeout_seconds: float = 60.0
+
+    def new_retry(self) -> Retry:
+        return Retry(
+            total=max(self.attempts - 1, 0),
+            backoff_factor=self.backoff_seconds,
+            backoff_max=self.backoff_max_seconds,
+            backoff_jitter=self.backoff_seconds / 2,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=frozenset({"GET", "HEAD"}),
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """What a HEAD request says about a published file."""
+
+    url: str
+    size: int | None
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass(frozen=True)
+class DownloadedFile:
+    """A verified local copy of a published file, byte for byte."""
+
+    url: str
+    name: str
+    local_path: Path
+    size: int
+    sha256: str
+    etag: str | None
+    last_modified: str | None
+    row_count: int | None  # counted independently of any parser
+
+
+def make_session() -> requests.Session:
+    session = requests.Session()
+    # Byte-for-byte copies: never let the server or client re-encode the body.
+    session.headers.update({"Accept-Encoding": "identity", "User-Agent": "taxi_assets"})
+    adapter = requests.adapters.HTTPAdapter(max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _with_retries(
+    url: str, method: str, policy: RetryPolicy, attempt: Callable[[], T], log: Callable[[str], None]
+) -> T:
+    retry = policy.new_retry()
+    while True:
+        try:
+            return attempt()
+        except _Transient as failure:
+            raw = failure.response.raw if failure.response is not None else None
+            try:
+                retry = retry.increment(method=method, url=url, response=raw, error=failure)
+            except MaxRetryError:
+                raise DownloadError(
+                    f"{url}: gave up after {policy.attempts} attempts; last error: {failure}"
+                ) from failure
+            log(f"{url}: {failure}; retrying ({len(retry.history)}/{policy.attempts - 1})")
+            retry.sleep(raw)
+
+
+def _get(
+    session: requests.Session, url: str, method: str, policy: RetryPolicy
+) -> requests.Response:
+    timeout = (policy.connect_timeout_seconds, policy.read_timeout_seconds)
+    try:
+        response = session.request(method, url, stream=True, timeout=timeout, allow_redirects=True)
+    except (requests.ConnectionError, requests.Timeout) as error:
+        raise _Transient(f"{type(error).__name__}: {error}") from error
+    if response.status_code == 404:
+        response.close()
+        raise SourceNotFound(f"not published at {url} (HTTP 404)")
+    if response.status_code in RETRY_STATUSES:
+        response.close()
+        raise _Transient(f"HTTP {response.status_code} {response.reason}", response)
+    if response.status_code != 200:
+        response.close()
+        raise DownloadError(f"{url}: unexpected HTTP {response.status_code} {response.reason}")
+    return response
+
+
+def head(
+    url: str,
+    policy: RetryPolicy = RetryPolicy(),
+    session: requests.Session | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> RemoteFile:
+    """HEAD ``url`` (no download). Raises :class:`SourceNotFound` on 404."""
+    session = session or make_session()
+
+    def attempt() -> RemoteFile:
+        with _get(session, url, "HEAD", policy) as response:
+            length = response.headers.get("Content-Length")
+            return RemoteFile(
+                url=url,
+                size=int(length) if length and length.isdigit() else None,
+                etag=response.headers.get("ETag"),
+                last_modified=response.headers.get("Last-Modified"),
+            )
+
+    return _with_retries(url, "HEAD", policy, attempt, log)
+
+
+def download(
+    url: str,
+    name: str,
+    dest_dir: Path,
+    policy: RetryPolicy = RetryPolicy(),
+    session: requests.Session | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> DownloadedFile:
+    """Stream ``url`` to ``dest_dir/name``, verified; nothing is left behind on failure."""
+    session = session or make_session()
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    final = dest_dir / name
+    partial = dest_dir / f".{name}.part"
+    try:
+        result = _with_retries(
+            url, "GET", policy, lambda: _fetch_once(session, url, name, partial, policy), log
+        )
+        partial.replace(final)
+    finally:
+        partial.unlink(missing_ok=True)
+    return DownloadedFile(**{**result.__dict__, "local_path": final})
+
+
+def _fetch_once(
+    session: requests.Session, url: str, name: str, partial: Path, policy: RetryPolicy
+) -> DownloadedFile:
+    response = _get(session, url, "GET", policy)
+    with response:
+        content_type = response.headers.get("Content-Type", "")
+        if content_type.startswith("text/html") and not name.endswith((".html", ".htm")):
+            raise DownloadError(
+                f"{url}: the server answered HTTP 200 with an HTML page instead of {name}"
+            )
+        length = response.headers.get("Content-Length")
+        expected = int(length) if length and length.isdigit() else None
+        digest = hashlib.sha256()
+        counter = LineCounter(gzipped=name.endswith(".gz")) if ".csv" in name else None
+        size = 0
+        try:
+            with partial.open("wb") as out:
+                for chunk in response.raw.stream(CHUNK_BYTES, decode_content=False):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                    if counter is not None:
+                        counter.feed(chunk)
+        except (requests.RequestException, OSError) as error:
+            if isinstance(error, OSError) and not _is_network_error(error):
+                raise DownloadError(f"{url}: cannot write {partial}: {error}") from error
+            raise _Transient(f"connection failed mid-body after {size} bytes: {error}") from error
+        except Exception as error:  # urllib3 ProtocolError / ReadTimeoutError mid-body
+            if type(error).__module__.startswith("urllib3"):
+                raise _Transient(
+                    f"connection failed mid-body after {size} bytes: {error}"
+                ) from error
+            raise
+    if expected is not None and size != expected:
+        raise _Transient(f"body has {size} bytes, Content-Length says {expected}")
+    row_count = _verify(url, name, partial, counter)
+    return DownloadedFile(
+        url=url,
+        name=name,
+        local_path=partial,
+        size=size,
+        sha256=digest.hexdigest(),
+        etag=response.headers.get("ETag"),
+        last_modified=response.headers.get("Last-Modified"),
+        row_count=row_count,
+    )
+
+
+def _is_network_error(error: OSError) -> bool:
+    return isinstance(error, (ConnectionError, TimeoutError))
+
+
+def _verify(url: str, name: str, path: Path, counter: LineCounter | None) -> int | None:
+    """Integrity before the file becomes visible: complete gzip stream, readable Parquet footer."""
+    if counter is not None:
+        try:
+            return counter.finish()
+        except (zlib.error, EOFError) as error:
+            raise DownloadError(f"{url}: {name} is not a complete gzip stream: {error}") from error
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(path).metadata.num_rows
+        except Exception as error:  # pyarrow raises ArrowInvalid/OSError variants for bad footers
+            raise DownloadError(f"{url}: {name} has no readable Parquet footer: {error}") from error
+    return None

@@ -1,0 +1,1 @@
+"""IO managers: they move bytes and rows, and know nothing about taxis."""

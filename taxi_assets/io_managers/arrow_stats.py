@@ -1,0 +1,80 @@
+"""Statistics gathered batch by batch while an Arrow stream is written (no second pass)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+PREVIEW_ROWS = 5
+
+
+class StreamStats:
+    """Row count, min/max of a time column, rows outside a time window, a preview."""
+
+    def __init__(
+        self,
+        time_column: str | None = None,
+        window: tuple[datetime, datetime] | None = None,
+    ) -> None:
+        self.time_column = time_column
+        self.window = window
+        self.rows = 0
+        self.rows_outside_window = 0
+        self.time_min: datetime | None = None
+        self.time_max: datetime | None = None
+        self._preview: pa.Table | None = None
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        self.rows += batch.num_rows
+        if self._preview is None or self._preview.num_rows < PREVIEW_ROWS:
+            head = pa.Table.from_batches([batch.slice(0, PREVIEW_ROWS)])
+            self._preview = (
+                head if self._preview is None else pa.concat_tables([self._preview, head])
+            )
+        if self.time_column is None or batch.num_rows == 0:
+            return
+        times = batch.column(self.time_column)
+        bounds = pc.min_max(times)
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        if low is not None:
+            self.time_min = low if self.time_min is None else min(self.time_min, low)
+            self.time_max = high if self.time_max is None else max(self.time_max, high)
+        if self.window is not None:
+            start = pa.scalar(self.window[0], times.type)
+            end = pa.scalar(self.window[1], times.type)
+            outside = pc.or_(pc.less(times, start), pc.greater_equal(times, end))
+            self.rows_outside_window += pc.sum(outside.cast(pa.int64())).as_py() or 0
+
+    def preview_markdown(self) -> str:
+        if self._preview is None or self._preview.num_rows == 0:
+            return "(no rows)"
+        return self._preview.slice(0, PREVIEW_ROWS).to_pandas().to_markdown(index=False)
+
+    def metadata(self) -> dict[str, dg.RawMetadataValue]:
+        result: dict[str, dg.RawMetadataValue] = {
+            "dagster/row_count": dg.MetadataValue.int(self.rows),
+            "preview": dg.MetadataValue.md(self.preview_markdown()),
+        }
+        if self.time_column is not None:
+            result[f"min_{self.time_column}"] = str(self.time_min) if self.time_min else "-"
+            result[f"max_{self.time_column}"] = str(self.time_max) if self.time_max else "-"
+            if self.window is not None:
+                result["rows_outside_partition"] = dg.MetadataValue.int(self.rows_outside_window)
+        return result
+
+
+def column_schema(schema: pa.Schema) -> dg.TableSchema:
+    """Dagster's column schema (shown as a table in the UI), with field descriptions."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=field.name,
+                type=str(field.type),
+                description=(field.metadata or {}).get(b"description", b"").decode() or None,
+            )
+            for field in schema
+        ]
+    )

@@ -1,0 +1,23 @@
+"""Jobs over the trip assets."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from taxi_assets.services import SERVICES
+
+TRIP_LAYERS = ("raw", "lake", "warehouse")
+
+
+def trip_asset_keys(services: list[str] | None = None) -> list[dg.AssetKey]:
+    names = services or list(SERVICES)
+    return [dg.AssetKey([layer, SERVICES[name].dataset]) for name in names for layer in TRIP_LAYERS]
+
+
+def build_monthly_job(partitions_def: dg.PartitionsDefinition) -> dg.UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        "taxi_monthly_job",
+        selection=dg.AssetSelection.assets(*trip_asset_keys()),
+        partitions_def=partitions_def,
+        description="One month of every service: raw file -> lake Parquet -> warehouse table.",
+    )

@@ -1,0 +1,68 @@
+"""Count CSV data rows from raw bytes, independently of the CSV parser.
+
+Used while downloading, so the raw file's row count can be reconciled with the rows the
+parser produced. Blank lines (some TLC files have one after the header) are not rows.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+_BLANK_LINE_AHEAD = re.compile(rb"\n(?=\r?\n)")
+
+
+def _new_inflater() -> zlib._Decompress:
+    return zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+
+class LineCounter:
+    """Feed chunks of a CSV (optionally gzip, any number of members); ``finish()`` gives rows."""
+
+    def __init__(self, gzipped: bool) -> None:
+        self._inflater = _new_inflater() if gzipped else None
+        self._members_done = 0
+        self._inside_member = False
+        self._newlines = 0
+        self._blank_lines = 0
+        self._tail = b""
+        self._last_byte = b""
+
+    def feed(self, chunk: bytes) -> None:
+        if self._inflater is None:
+            self._count(chunk)
+            return
+        while chunk:
+            self._count(self._inflater.decompress(chunk))
+            if not self._inflater.eof:
+                self._inside_member = True
+                return
+            # A gzip file may hold several members back to back: go on with the next one.
+            self._members_done += 1
+            self._inside_member = False
+            chunk = self._inflater.unused_data
+            self._inflater = _new_inflater()
+
+    def _count(self, text: bytes) -> None:
+        if not text:
+            return
+        self._newlines += text.count(b"\n")
+        window = self._tail + text
+        if b"\n\n" in window or b"\n\r\n" in window:
+            # Matches wholly inside the carried tail were counted with the previous chunk.
+            found = len(_BLANK_LINE_AHEAD.findall(window))
+            self._blank_lines += found - len(_BLANK_LINE_AHEAD.findall(self._tail))
+        self._tail = window[-2:]
+        self._last_byte = text[-1:]
+
+    def finish(self) -> int:
+        """Data rows (non-blank lines less the header). Raises EOFError on a truncated gzip."""
+        if self._inflater is not None:
+            if self._inside_member:
+                raise EOFError("the stream ends inside a gzip member (truncated file)")
+            if self._members_done == 0:
+                raise EOFError("the file holds no gzip member")
+        if not self._last_byte:
+            return 0
+        lines = self._newlines + (0 if self._last_byte == b"\n" else 1)
+        return max(lines - self._blank_lines - 1, 0)

@@ -1,0 +1,32 @@
+"""The monthly partitions shared by every trip asset: keys ``YYYY-MM``."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import dagster as dg
+
+PARTITION_FORMAT = "%Y-%m"
+DEFAULT_FIRST_MONTH = "2019-01"
+_MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+def parse_month(key: str) -> date:
+    """The first day of month ``key`` (``YYYY-MM``); a clear error for anything else.
+
+    Partition keys reach asset code from the CLI and the API: nothing builds a path
+    or SQL from one before it has passed through here.
+    """
+    match = _MONTH_RE.match(key)
+    if match is None:
+        raise ValueError(f"partition key {key!r} is not a month in YYYY-MM form")
+    return date(int(match.group(1)), int(match.group(2)), 1)
+
+
+def monthly_partitions(first_month: str = DEFAULT_FIRST_MONTH) -> dg.MonthlyPartitionsDefinition:
+    """Months from ``first_month`` to the last complete month (``end_offset=0``)."""
+    start = parse_month(first_month)
+    return dg.MonthlyPartitionsDefinition(
+        start_date=start.strftime(PARTITION_FORMAT), fmt=PARTITION_FORMAT, end_offset=0
+    )

@@ -1,0 +1,6 @@
+"""Resources: configuration read when a run starts, local and production alike."""
+
+from taxi_assets.resources.postgres import PostgresResource
+from taxi_assets.resources.source import TaxiSourceResource
+
+__all__ = ["PostgresResource", "TaxiSourceResource"]

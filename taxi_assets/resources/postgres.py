@@ -1,0 +1,55 @@
+"""A PostgreSQL database: an external server from configuration, or the embedded one."""
+
+import dagster as dg
+import sqlalchemy as sa
+from pydantic import PrivateAttr
+
+from taxi_assets.resources.embedded_postgres import DEFAULT_EMBEDDED_DIR, embedded_url
+from taxi_assets.settings import resolve_setting
+
+
+def sqlalchemy_url(url: str) -> sa.URL:
+    """``postgresql://`` URLs as SQLAlchemy URLs on the psycopg 3 driver (used for COPY)."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() not in ("postgresql", "postgres"):
+        raise ValueError(f"not a PostgreSQL URL (scheme {parsed.drivername!r})")
+    return parsed.set(drivername="postgresql+psycopg")
+
+
+class PostgresResource(dg.ConfigurableResource):
+    """Connection to the warehouse.
+
+    ``url`` (or ``$TAXI_WAREHOUSE_URL``) names an existing server; it holds the password,
+    so it is read only through the environment and never logged. Unset: the embedded
+    server in ``embedded_dir`` is started on first use.
+    """
+
+    url: str | None = None
+    embedded_dir: str = DEFAULT_EMBEDDED_DIR
+    _engine: sa.Engine | None = PrivateAttr(default=None)
+    _url: str | None = PrivateAttr(default=None)
+
+    @property
+    def _resolved_url(self) -> str:
+        if self._url is None:
+            self._url = resolve_setting(self.url, "TAXI_WAREHOUSE_URL", None) or embedded_url(
+                self.embedded_dir
+            )
+        return self._url
+
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            self._engine = sa.create_engine(
+                sqlalchemy_url(self._resolved_url), pool_pre_ping=True, hide_parameters=True
+            )
+        return self._engine
+
+    def describe(self) -> str:
+        """Where the data goes, without credentials (for logs and metadata)."""
+        url = sa.make_url(self._resolved_url)
+        host = url.host or url.query.get("host", "unix socket")
+        return f"postgresql://{host}{':' + str(url.port) if url.port else ''}/{url.database}"
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._engine is not None:
+            self._engine.dispose()

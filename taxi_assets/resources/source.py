@@ -1,0 +1,57 @@
+"""Where trip files come from, and how hard to try: resolved when a run starts."""
+
+from pathlib import Path
+
+import dagster as dg
+import requests
+
+from taxi_assets.download import (
+    DownloadedFile,
+    RemoteFile,
+    RetryPolicy,
+    download,
+    head,
+    make_session,
+)
+from taxi_assets.settings import resolve_setting
+from taxi_assets.sources import DEFAULT_DTC_URL, DEFAULT_TLC_URL, DEFAULT_ZONES_URL, SourceLayout
+
+
+class TaxiSourceResource(dg.ConfigurableResource):
+    """The published files. Each URL field falls back to its environment variable, then
+    to the public upstream: ``TAXI_SOURCE``, ``TAXI_DTC_URL``, ``TAXI_TLC_URL``,
+    ``TAXI_ZONES_URL``."""
+
+    source: str | None = None
+    dtc_url: str | None = None
+    tlc_url: str | None = None
+    zones_url: str | None = None
+    attempts: int = 5
+    backoff_seconds: float = 1.0
+    connect_timeout_seconds: float = 15.0
+    read_timeout_seconds: float = 60.0
+
+    def layout(self) -> SourceLayout:
+        return SourceLayout(
+            source=resolve_setting(self.source, "TAXI_SOURCE", "auto") or "auto",
+            dtc_url=resolve_setting(self.dtc_url, "TAXI_DTC_URL", DEFAULT_DTC_URL) or "",
+            tlc_url=resolve_setting(self.tlc_url, "TAXI_TLC_URL", DEFAULT_TLC_URL) or "",
+            zones_url=resolve_setting(self.zones_url, "TAXI_ZONES_URL", DEFAULT_ZONES_URL) or "",
+        )
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            attempts=self.attempts,
+            backoff_seconds=self.backoff_seconds,
+            connect_timeout_seconds=self.connect_timeout_seconds,
+            read_timeout_seconds=self.read_timeout_seconds,
+        )
+
+    def session(self) -> requests.Session:
+        return make_session()
+
+    def head(self, url: str, log=lambda _: None) -> RemoteFile:  # noqa: ANN001
+        return head(url, self.retry_policy(), log=log)
+
+    def download(self, url: str, name: str, dest_dir: Path, log=lambda _: None) -> DownloadedFile:  # noqa: ANN001
+        return download(url, name, dest_dir, self.retry_policy(), log=log)

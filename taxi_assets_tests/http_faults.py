@@ -1,0 +1,160 @@
+"""A MirrorServer that misbehaves on demand, for testing download robustness.
+
+    with FaultyMirror(root) as m:
+        m.inject("/yellow_tripdata_2021-01.parquet", Fault.status(503), Fault.truncate(100))
+        ...  # 1st request -> 503, 2nd -> truncated body, 3rd+ -> normal
+        assert m.requests_seen("/yellow_tripdata_2021-01.parquet") == ["GET", "GET", "GET"]
+
+Each injected fault is consumed by exactly one request, in order.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from taxi_assets.devdata.mirror import MirrorRequestHandler, MirrorServer
+
+HTML_ERROR_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>Service Unavailable</title></head>"
+    b"<body><h1>We'll be right back</h1><p>The site is under maintenance.</p></body></html>\n"
+)
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    amount: float = 0
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def status(code: int, retry_after: str | None = None) -> Fault:
+        """An error status with a short text body; 429 carries Retry-After: 0."""
+        if retry_after is None and code == 429:
+            retry_after = "0"
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        return Fault("status", code, headers)
+
+    @staticmethod
+    def truncate(n_bytes: int) -> Fault:
+        """Full Content-Length header, only n_bytes of body, then a clean close."""
+        return Fault("truncate", n_bytes)
+
+    @staticmethod
+    def reset_after(n_bytes: int) -> Fault:
+        """n_bytes of body, then an abortive close (RST via SO_LINGER 0)."""
+        return Fault("reset_after", n_bytes)
+
+    @staticmethod
+    def delay(seconds: float) -> Fault:
+        """Sleep before responding (normally), so a client with a shorter timeout gives up."""
+        return Fault("delay", seconds)
+
+    @staticmethod
+    def html_200() -> Fault:
+        """200 OK with an HTML maintenance page instead of the file."""
+        return Fault("html_200")
+
+    @staticmethod
+    def corrupt(n_bytes: int = 4096) -> Fault:
+        """Correct status and length, but n_bytes in the middle bit-flipped."""
+        return Fault("corrupt", n_bytes)
+
+
+def _norm(path: str) -> str:
+    return "/" + path.lstrip("/")
+
+
+class FaultyMirror(MirrorServer):
+    def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(root, host, port)
+        self._lock = threading.Lock()
+        self._faults: dict[str, deque[tuple[Fault, frozenset[str] | None]]] = defaultdict(deque)
+        self._seen: dict[str, list[str]] = defaultdict(list)
+
+    def inject(self, path: str, *faults: Fault, methods: Iterable[str] | None = None) -> None:
+        """Queue faults for path; methods=("GET",) lets HEADs pass untouched."""
+        allowed = frozenset(m.upper() for m in methods) if methods is not None else None
+        with self._lock:
+            self._faults[_norm(path)].extend((f, allowed) for f in faults)
+
+    def requests_seen(self, path: str) -> list[str]:
+        """Methods of every request to path so far, in arrival order."""
+        with self._lock:
+            return list(self._seen.get(_norm(path), []))
+
+    def pending(self, path: str) -> int:
+        with self._lock:
+            return len(self._faults.get(_norm(path), ()))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self._seen.clear()
+
+    def _take(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            self._seen[path].append(method)
+            queue = self._faults.get(path)
+            if queue and (queue[0][1] is None or method in queue[0][1]):
+                return queue.popleft()[0]
+        return None
+
+    def respond(self, handler: MirrorRequestHandler) -> None:
+        path = self.url_path(handler)
+        fault = self._take(handler.command, path)
+        if fault is None:
+            self.serve_file(handler)
+        elif fault.kind == "status":
+            body = f"{int(fault.amount)} injected fault\n".encode()
+            self.send_simple(handler, int(fault.amount), body, headers=fault.headers)
+        elif fault.kind == "html_200":
+            self.send_simple(handler, 200, HTML_ERROR_PAGE, content_type="text/html; charset=utf-8")
+        elif fault.kind == "delay":
+            if self.stopping.wait(fault.amount):
+                handler.close_connection = True
+                return
+            self.serve_file(handler)
+        elif fault.kind == "truncate":
+            # Closing is what makes the short body detectable (keep-alive would hang).
+            handler.close_connection = True
+            self.serve_file(handler, body_limit=int(fault.amount))
+        elif fault.kind == "reset_after":
+            handler.close_connection = True
+            self.serve_file(handler, body_limit=int(fault.amount))
+            _abort(handler)
+        elif fault.kind == "corrupt":
+            self.serve_file(handler, mutate=self._flipper(path, int(fault.amount)))
+        else:  # pragma: no cover - Fault constructors are the only source
+            raise ValueError(fault.kind)
+
+    def _flipper(self, path: str, n_bytes: int):  # noqa: ANN202
+        try:
+            size = self.resolve(path).stat().st_size
+        except (OSError, ValueError):
+            return None
+        lo = max(0, size // 2 - n_bytes // 2)
+        hi = min(size, lo + n_bytes)
+
+        def mutate(offset: int, chunk: bytearray) -> None:
+            a, b = max(lo, offset), min(hi, offset + len(chunk))
+            for i in range(a - offset, b - offset):  # at most n_bytes iterations
+                chunk[i] ^= 0xFF
+
+        return mutate
+
+
+def _abort(handler: MirrorRequestHandler) -> None:
+    """Close with SO_LINGER 0 so the kernel sends RST instead of FIN."""
+    sock = handler.connection
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        handler.rfile.close()  # drop makefile refs, else close() is deferred
+        sock.close()
+    except OSError:
+        pass
