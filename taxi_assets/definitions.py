@@ -37,7 +37,7 @@ def build_definitions(first_month: str) -> dg.Definitions:
     warehouse = PostgresResource()
     return dg.Definitions(
         assets=[*trip_assets, *ZONE_ASSETS],
-        jobs=[build_monthly_job(monthly)],
+        jobs=[build_monthly_job()],
         resources={
             "source": TaxiSourceResource(),
             "warehouse": warehouse,

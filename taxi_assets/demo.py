@@ -20,6 +20,7 @@ from taxi_assets.resources import PostgresResource
 from taxi_assets.services import SERVICES
 
 DEMO_MONTHS = ("2021-01", "2021-02")
+QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 ZONE_KEYS = [
     dg.AssetKey(["raw", "taxi_zone_lookup"]),
     dg.AssetKey(["lake", "taxi_zones"]),
@@ -45,12 +46,14 @@ def run_demo(data_dir: Path, months: tuple[str, ...], rows: int) -> dict[str, di
         )
         everything = defs.resolve_implicit_global_asset_job_def()
         zones = everything.get_subset(asset_selection=set(ZONE_KEYS))
-        if not zones.execute_in_process(instance=instance).success:
+        if not zones.execute_in_process(instance=instance, run_config=QUIET).success:
             raise SystemExit("zones failed; see the log above")
         monthly = defs.resolve_job_def("taxi_monthly_job")
         for month in months:
             print(f"Materializing raw -> lake -> warehouse for {month} ...")
-            if not monthly.execute_in_process(partition_key=month, instance=instance).success:
+            if not monthly.execute_in_process(
+                partition_key=month, instance=instance, run_config=QUIET
+            ).success:
                 raise SystemExit(f"month {month} failed; see the log above")
     return warehouse_counts()
 

@@ -203,6 +203,8 @@ def _fetch_once(
                     size += len(chunk)
                     if counter is not None:
                         counter.feed(chunk)
+        except zlib.error as error:
+            raise DownloadError(f"{url}: {name} is not a complete gzip stream: {error}") from error
         except (requests.RequestException, OSError) as error:
             if isinstance(error, OSError) and not _is_network_error(error):
                 raise DownloadError(f"{url}: cannot write {partial}: {error}") from error

@@ -14,10 +14,10 @@ def trip_asset_keys(services: list[str] | None = None) -> list[dg.AssetKey]:
     return [dg.AssetKey([layer, SERVICES[name].dataset]) for name in names for layer in TRIP_LAYERS]
 
 
-def build_monthly_job(partitions_def: dg.PartitionsDefinition) -> dg.UnresolvedAssetJobDefinition:
+def build_monthly_job() -> dg.UnresolvedAssetJobDefinition:
+    """Partitioned like its assets (Dagster infers the monthly partitions from them)."""
     return dg.define_asset_job(
         "taxi_monthly_job",
         selection=dg.AssetSelection.assets(*trip_asset_keys()),
-        partitions_def=partitions_def,
         description="One month of every service: raw file -> lake Parquet -> warehouse table.",
     )

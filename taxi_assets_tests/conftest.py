@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pytest
 
 from taxi_assets_tests.postgres_server import fresh_database, throwaway_server
+
+if TYPE_CHECKING:
+    from taxi_assets_tests.http_faults import FaultyMirror
 
 SHARED_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "tlc-samples"
 # Environment variables the project reads; tests start from a clean slate.
@@ -31,9 +35,18 @@ def _clean_project_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with throwaway_server(tmp_path_factory.mktemp("pg") / "data") as url:
-        yield url
+def pg_server_url() -> Iterator[str]:
+    # Not under pytest's basetemp: a concurrent pytest session prunes old basetemps,
+    # which would delete a running server's data folder.
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="taxi-test-pg-"))
+    try:
+        with throwaway_server(folder / "data") as url:
+            yield url
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -45,7 +58,9 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as test_instance:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as test_instance:
         yield test_instance
 
 
@@ -60,3 +75,38 @@ def pytest_configure(config: pytest.Config) -> None:
     # gcsfs 2026.x stalls a minute per call against an emulator without this; set it before
     # anything imports gcsfs.
     os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+
+DEMO_MONTHS = ["2021-01", "2021-02"]
+ROWS = 2000
+
+
+@pytest.fixture(scope="session")
+def mirror_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated months in both upstream layouts (read-only: copy it before changing it)."""
+    from taxi_assets.devdata import generate_mirror
+
+    root = tmp_path_factory.mktemp("mirror")
+    generate_mirror(root, months=DEMO_MONTHS, rows=ROWS)
+    return root
+
+
+@pytest.fixture
+def mirror(mirror_root: Path) -> Iterator[FaultyMirror]:
+    from taxi_assets_tests.http_faults import FaultyMirror
+
+    with FaultyMirror(mirror_root) as server:
+        yield server
+
+
+@pytest.fixture
+def own_mirror(mirror_root: Path, tmp_path: Path) -> Iterator[FaultyMirror]:
+    """A mirror over a private copy of the generated files, for tests that change them."""
+    import shutil
+
+    from taxi_assets_tests.http_faults import FaultyMirror
+
+    root = tmp_path / "own_mirror"
+    shutil.copytree(mirror_root, root)
+    with FaultyMirror(root) as server:
+        yield server

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -33,6 +34,17 @@ def previous_materialization(
     if not records or records[0].asset_materialization is None:
         return None
     return {key: value.value for key, value in records[0].asset_materialization.metadata.items()}
+
+
+def _versioned_output(
+    value: object, sha256: str, metadata: dict[str, dg.RawMetadataValue]
+) -> dg.Output:
+    """An output whose data version is the file's sha256, so unchanged bytes do not cascade."""
+    with warnings.catch_warnings():
+        # `data_version` on Output is marked beta in Dagster 1.13; it is the documented way
+        # to report a data version from an asset with an IO manager.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.Output(value, data_version=dg.DataVersion(sha256), metadata=metadata)
 
 
 def _still_stored(previous: dict[str, object]) -> bool:
@@ -75,10 +87,10 @@ def fetch_published_file(
             f"{name}: upstream unchanged (ETag {remote.etag}); keeping the stored copy"
         )
         carried = {k: previous[k] for k in CARRIED_KEYS if k in previous and k != "path"}
-        return dg.Output(
+        return _versioned_output(
             UnchangedFile(name=name),
-            data_version=dg.DataVersion(str(previous["sha256"])),
-            metadata={**carried, "download": "skipped: upstream unchanged"},
+            str(previous["sha256"]),
+            {**carried, "download": "skipped: upstream unchanged"},
         )
 
     staging = Path(tempfile.mkdtemp(prefix="taxi-raw-"))
@@ -103,8 +115,8 @@ def fetch_published_file(
     if fetched.row_count is not None:
         metadata["source_rows"] = dg.MetadataValue.int(fetched.row_count)
         metadata["dagster/row_count"] = dg.MetadataValue.int(fetched.row_count)
-    return dg.Output(
+    return _versioned_output(
         StagedFile(name=name, local_path=fetched.local_path, scratch_dir=staging),
-        data_version=dg.DataVersion(fetched.sha256),
-        metadata=metadata,
+        fetched.sha256,
+        metadata,
     )

@@ -1,7 +1,8 @@
 """Vectorised conversion of one source column onto its contract column's type.
 
 Shared by the CSV and Parquet readers. The fast path is a single safe Arrow cast; only
-when it fails do we locate the offending row (still vectorised) to name it in the error.
+when it fails do we locate the offending row to name it in the error (vectorised for
+numbers; element by element for other casts, on that error path only).
 `first_row` is the 1-based data-row number of the array's first element in the file.
 """
 
@@ -26,8 +27,11 @@ def conform(arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: in
     if pa.types.is_integer(col.type):
         return to_int(arr, col, file_name=file_name, first_row=first_row)
     if pa.types.is_timestamp(col.type) and pa.types.is_timestamp(arr.type):
-        # Wall-clock values are kept exactly (a zone label, if any, is dropped, never
-        # applied). ns -> us truncates sub-microsecond digits, which TLC never carries.
+        if arr.type.tz is not None:
+            # Keep the wall-clock time the file shows in its own zone (TLC files are
+            # naive NYC time; a writer may have labelled them, e.g. UTC).
+            arr = pc.local_timestamp(arr)
+        # ns -> us truncates sub-microsecond digits, which TLC never carries.
         return pc.cast(arr, col.type, safe=arr.type.unit != "ns")
     if arr.type == col.type:
         return arr
@@ -53,17 +57,20 @@ def to_int(arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int
     elif pa.types.is_integer(arr.type):
         bad = pc.or_(pc.less(arr, _INT32_MIN), pc.greater(arr, _INT32_MAX))
     else:
-        raise NonIntegralValueError(file_name, None, col.name, str(arr.type),
-                                    "cannot convert this type to an integer")
+        raise NonIntegralValueError(
+            file_name, None, col.name, str(arr.type), "cannot convert this type to an integer"
+        )
     idx = pc.index(pc.fill_null(bad, False), True).as_py()
     row = None if idx < 0 else first_row + idx
     value = None if idx < 0 else arr[idx].as_py()
-    raise NonIntegralValueError(file_name, row, col.name, value,
-                                f"expected an integer fitting {col.type}")
+    raise NonIntegralValueError(
+        file_name, row, col.name, value, f"expected an integer fitting {col.type}"
+    )
 
 
-def _decode_codes(arr: pa.Array, col: ContractColumn, *, file_name: str,
-                  first_row: int) -> pa.Array:
+def _decode_codes(
+    arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int
+) -> pa.Array:
     """Map text codes (e.g. Y/N) or numbers onto the column's integer codes."""
     allowed = sorted({v for _, v in col.codes})
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
@@ -75,17 +82,29 @@ def _decode_codes(arr: pa.Array, col: ContractColumn, *, file_name: str,
         out = pc.take(pa.array([v for _, v in col.codes], col.type), positions)
     else:
         out = to_int(arr, col, file_name=file_name, first_row=first_row)
-        missing = pc.invert(pc.is_in(out, value_set=pa.array(allowed, col.type)))
-        missing = pc.fill_null(missing, False)
+        missing = pc.and_(
+            pc.is_valid(out), pc.invert(pc.is_in(out, value_set=pa.array(allowed, col.type)))
+        )
     idx = pc.index(missing, True).as_py()
     if idx >= 0:
-        raise InvalidValueError(file_name, first_row + idx, col.name, arr[idx].as_py(),
-                                f"allowed: {[k for k, _ in col.codes]} or empty")
+        raise InvalidValueError(
+            file_name,
+            first_row + idx,
+            col.name,
+            arr[idx].as_py(),
+            f"allowed: {[k for k, _ in col.codes]} or empty",
+        )
     return out
 
 
-def _cast(arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int,
-          to: pa.DataType | None = None) -> pa.Array:
+def _cast(
+    arr: pa.Array,
+    col: ContractColumn,
+    *,
+    file_name: str,
+    first_row: int,
+    to: pa.DataType | None = None,
+) -> pa.Array:
     """Safe cast; on failure find the first failing element (error path only)."""
     target = to or col.type
     try:

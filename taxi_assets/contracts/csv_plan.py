@@ -49,11 +49,18 @@ class _Borrowed:
 class Opener:
     """Opens the source afresh (at its initial position) as a decompressed byte stream."""
 
-    def __init__(self, source: Any, *, gzipped: bool) -> None:
+    def __init__(self, source: Any, *, gzipped: bool, file_name: str) -> None:
         self.source = source
         self.gzipped = gzipped
         self.is_path = isinstance(source, (str, os.PathLike))
-        self.start = 0 if self.is_path else source.tell()
+        self.start = 0
+        if not self.is_path:
+            # The header is peeked, then the file re-read from its start: needs seek().
+            try:
+                self.start = source.tell()
+                source.seek(self.start)
+            except (AttributeError, OSError) as exc:
+                raise ContractError(f"{file_name}: source file object is not seekable") from exc
 
     def open(self) -> pa.NativeFile:
         if self.is_path:
@@ -101,19 +108,24 @@ class CsvPlan:
         # use_threads=False: the streaming reader is no faster with threads here (2 CPUs,
         # measured) and, with threads, invalid rows lose their row number.
         return pv.ReadOptions(
-            block_size=CSV_BLOCK_SIZE, use_threads=False, column_names=self.names,
-            skip_rows=self.skip_rows, encoding=encoding,
+            block_size=CSV_BLOCK_SIZE,
+            use_threads=False,
+            column_names=self.names,
+            skip_rows=self.skip_rows,
+            encoding=encoding,
         )
 
-    def convert_options(self, *, all_text: bool = False) -> pv.ConvertOptions:
+    def convert_options(self) -> pv.ConvertOptions:
+        # The two extra trailing names (if any) stay text: they are checked to be empty.
         types = {name: pa.string() for name in self.names}
-        if not all_text:
-            for name, target in zip(self.names, self.targets):
-                types[name] = read_type(self.contract.column(target))
+        for name, target in zip(self.names, self.targets, strict=False):
+            types[name] = read_type(self.contract.column(target))
         # Only the empty field is null: Arrow's defaults ("NA", "N/A", "NULL", "nan"...)
         # would turn real zone names into nulls.
         return pv.ConvertOptions(
-            column_types=types, null_values=[""], strings_can_be_null=True,
+            column_types=types,
+            null_values=[""],
+            strings_can_be_null=True,
             quoted_strings_can_be_null=True,
         )
 
@@ -146,8 +158,6 @@ def plan_csv(head: bytes, complete: bool, *, file_name: str, contract: Contract)
         return None
     header = [h.encode("latin-1").decode("utf-8", errors="replace") for h in rows[header_at]]
     targets = map_header(header, contract, file_name)
-    first = next((r for r in rows[header_at + 1:] if r), None)
-    trailing = (
-        first is not None and len(first) == len(header) + 2 and first[-2:] == ["", ""]
-    )
+    first = next((r for r in rows[header_at + 1 :] if r), None)
+    trailing = first is not None and len(first) == len(header) + 2 and first[-2:] == ["", ""]
     return CsvPlan(file_name, contract, header, targets, header_at + 1, trailing)

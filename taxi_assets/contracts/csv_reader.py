@@ -1,8 +1,9 @@
 """Streaming CSV / CSV.gz reader onto a contract (see csv_plan for the read plan).
 
-Every row is kept. Rows whose field count differs from the planned layout are either
-the other accepted layout (header width, or header width + two empty trailing fields)
-and are re-parsed and emitted right after their batch, or a MalformedRowError.
+Every row is kept. A row whose field count differs from the planned layout is either
+the other accepted layout (header width, or header width + two empty trailing fields),
+set aside by Arrow's invalid-row handler and emitted right after its batch, or a
+MalformedRowError. Row numbers in errors are data rows (1-based, header excluded).
 """
 
 from __future__ import annotations
@@ -27,15 +28,19 @@ from .schema import (
     NonIntegralValueError,
 )
 
+# Arrow's conversion error; "Row #" is the file row (header = 1) when parsing serially.
 _CONVERSION = re.compile(
-    r"In CSV column #(\d+): CSV conversion error to (.+?): invalid value '(.*)'$", re.S
+    r"In CSV column #(\d+): (?:Row #(\d+): )?CSV conversion error to (.+?): "
+    r"invalid value '(.*)'$",
+    re.S,
 )
 
 
-def open_csv_reader(source: Any, *, file_name: str, contract: Contract, gzipped: bool,
-                    warn: Callable[[str], None]) -> pa.RecordBatchReader:
+def open_csv_reader(
+    source: Any, *, file_name: str, contract: Contract, gzipped: bool, warn: Callable[[str], None]
+) -> pa.RecordBatchReader:
     """Peek and map the header eagerly (so header errors raise here), stream lazily."""
-    opener = Opener(source, gzipped=gzipped)
+    opener = Opener(source, gzipped=gzipped, file_name=file_name)
     try:
         head, complete = opener.peek()
     except (pa.ArrowInvalid, OSError) as exc:
@@ -52,7 +57,7 @@ class _Progress:
     """Rows already handed to the consumer, so a Latin-1 restart does not repeat them."""
 
     main: int = 0  # rows from Arrow's batches
-    fixed: int = 0  # rows re-parsed after the invalid-row handler set them aside
+    fixed: int = 0  # rows set aside by the invalid-row handler and re-parsed
 
 
 class _NotUtf8(Exception):
@@ -64,37 +69,48 @@ def _stream(plan: CsvPlan, opener: Opener, warn: Callable[[str], None]) -> Itera
     try:
         yield from _read_pass(plan, opener, "utf8", done)
     except _NotUtf8:
+        # Rare (TLC files are ASCII): re-read from the start, skipping what was emitted.
         warn(f"{plan.file_name}: not valid UTF-8; decoding as Latin-1")
         yield from _read_pass(plan, opener, "latin-1", done)
     if done.main + done.fixed == 0:
         warn(f"{plan.file_name}: header only, no data rows; 0 rows")
 
 
-def _read_pass(plan: CsvPlan, opener: Opener, encoding: str,
-               done: _Progress) -> Iterator[pa.RecordBatch]:
+def _read_pass(
+    plan: CsvPlan, opener: Opener, encoding: str, done: _Progress
+) -> Iterator[pa.RecordBatch]:
     skip_main, skip_fixed = done.main, done.fixed
     seen_main = seen_fixed = 0
-    set_aside: list[str] = []
+    set_aside: list[tuple[int, str]] = []  # (file row, text rewritten to the plan's layout)
     errors: list[ContractError] = []
     width = len(plan.header)
 
     def on_invalid_row(row: pv.InvalidRow) -> str:
-        # Called by Arrow; exceptions raised here are swallowed, so record them.
-        text = row.text or ""
+        # Called by Arrow, which swallows exceptions raised here: record them instead.
+        text, number = row.text or "", row.number or 0
         if plan.trailing_extra and row.actual_columns == width:
-            set_aside.append(text + ",,")
+            set_aside.append((number, text + ",,"))
             return "skip"
         if not plan.trailing_extra and row.actual_columns == width + 2 and text.endswith(",,"):
-            set_aside.append(text[:-2])
+            set_aside.append((number, text[:-2]))
             return "skip"
-        errors.append(MalformedRowError(plan.file_name, row.number, width, row.actual_columns,
-                                        _layout_hint(plan)))
+        errors.append(
+            MalformedRowError(
+                plan.file_name,
+                row.number,
+                width,
+                row.actual_columns,
+                f"the header has {width} fields; rows may also carry exactly two extra empty "
+                "trailing fields",
+            )
+        )
         return "error"
 
     stream = opener.open()
     try:
         reader = pv.open_csv(
-            stream, read_options=plan.read_options(encoding),
+            stream,
+            read_options=plan.read_options(encoding),
             parse_options=pv.ParseOptions(invalid_row_handler=on_invalid_row),
             convert_options=plan.convert_options(),
         )
@@ -105,12 +121,12 @@ def _read_pass(plan: CsvPlan, opener: Opener, encoding: str,
                 yield _conform(plan, batch.slice(start), done.main + done.fixed + 1)
                 done.main += batch.num_rows - start
             if set_aside:
-                fixed = _parse_set_aside(plan, set_aside)
+                fixed = _conform_set_aside(plan, set_aside)
                 set_aside.clear()
                 start = max(0, skip_fixed - seen_fixed)
                 seen_fixed += fixed.num_rows
                 if start < fixed.num_rows:
-                    yield _conform(plan, fixed.slice(start), done.main + done.fixed + 1)
+                    yield fixed.slice(start)
                     done.fixed += fixed.num_rows - start
     except (pa.ArrowInvalid, OSError) as exc:
         if errors:
@@ -118,84 +134,69 @@ def _read_pass(plan: CsvPlan, opener: Opener, encoding: str,
         message = str(exc)
         if "invalid UTF8" in message and encoding == "utf8":
             raise _NotUtf8() from exc
-        match = _CONVERSION.search(message)
-        if match:
-            raise _value_error(plan, opener, encoding, match) from exc
-        raise ContractError(f"{plan.file_name}: cannot read CSV ({message})") from exc
+        raise _arrow_error(plan, exc) from exc
     finally:
         stream.close()
 
 
-def _layout_hint(plan: CsvPlan) -> str:
-    return (f"the header has {len(plan.header)} fields; rows may also carry exactly two "
-            "extra empty trailing fields")
+def _arrow_error(plan: CsvPlan, exc: Exception, rows: list[int] | None = None) -> ContractError:
+    """Arrow's error -> ContractError; conversion errors name contract column and row.
+
+    `rows` maps Arrow's 1-based row (no header) to file rows, for set-aside rows.
+    """
+    match = _CONVERSION.search(str(exc))
+    if match is None or int(match.group(1)) >= len(plan.targets):
+        return ContractError(f"{plan.file_name}: cannot read CSV ({exc})")
+    column = plan.contract.column(plan.targets[int(match.group(1))])
+    row = int(match.group(2)) if match.group(2) else None
+    if row is not None:
+        row = rows[row - 1] - 1 if rows is not None else row - 1  # file row -> data row
+    kind = NonIntegralValueError if pa.types.is_integer(column.type) else InvalidValueError
+    return kind(
+        plan.file_name, row, column.name, match.group(4), f"cannot parse as {match.group(3)}"
+    )
 
 
 def _conform(plan: CsvPlan, batch: pa.RecordBatch, first_row: int) -> pa.RecordBatch:
     """Arrow batch (positional columns) -> contract batch; checks the extra fields."""
-    if plan.trailing_extra:
-        for name in plan.names[len(plan.header):]:
-            extra = batch.column(name)
-            if extra.null_count != len(extra):
-                idx = pc.index(pc.is_valid(extra), True).as_py()
-                raise MalformedRowError(
-                    plan.file_name, first_row + idx, len(plan.header), len(plan.names),
-                    f"trailing field beyond the header holds {extra[idx].as_py()!r}; "
-                    "only empty extra fields are accepted", data_row=True)
+    for name in plan.names[len(plan.header) :]:
+        extra = batch.column(name)
+        if extra.null_count != len(extra):
+            idx = pc.index(pc.is_valid(extra), True).as_py()
+            raise MalformedRowError(
+                plan.file_name,
+                first_row + idx,
+                len(plan.header),
+                len(plan.names),
+                f"a trailing field beyond the header holds {extra[idx].as_py()!r}; only "
+                "empty extra fields are accepted",
+                data_row=True,
+            )
     arrays = []
     for col in plan.contract.columns:
         name = plan.source_column(col.name)
         if name is None:
             arrays.append(pa.nulls(batch.num_rows, col.type))
         else:
-            arrays.append(conform(batch.column(name), col, file_name=plan.file_name,
-                                  first_row=first_row))
+            arrays.append(
+                conform(batch.column(name), col, file_name=plan.file_name, first_row=first_row)
+            )
     return pa.RecordBatch.from_arrays(arrays, schema=plan.contract.schema)
 
 
-def _parse_set_aside(plan: CsvPlan, lines: list[str]) -> pa.RecordBatch:
-    """Parse rows of the other accepted layout, already rewritten to the planned one."""
-    data = ("\n".join(lines) + "\n").encode("utf-8")
-    options = plan.read_options()
+def _conform_set_aside(plan: CsvPlan, lines: list[tuple[int, str]]) -> pa.RecordBatch:
+    """Parse and conform the set-aside rows, naming their own file rows in errors."""
+    rows = [number for number, _ in lines]
+    data = ("\n".join(text for _, text in lines) + "\n").encode("utf-8")
+    options = plan.read_options()  # the text is UTF-8 now, whatever the file's encoding
     options.skip_rows = 0
-    table = pv.read_csv(io.BytesIO(data), read_options=options,
-                        convert_options=plan.convert_options())
-    return table.combine_chunks().to_batches()[0]  # never empty: `lines` is not
-
-
-def _value_error(plan: CsvPlan, opener: Opener, encoding: str,
-                 match: re.Match[str]) -> ContractError:
-    """Turn Arrow's conversion error into one naming the contract column and data row.
-
-    Arrow does not say which row failed, so re-read that one column as text (error path
-    only) and find the first row holding the bad text.
-    """
-    position, type_name, value = int(match.group(1)), match.group(2), match.group(3)
-    if position >= len(plan.targets):
-        return ContractError(f"{plan.file_name}: {match.group(0)}")
-    column = plan.contract.column(plan.targets[position])
-    row = _find_text(plan, opener, encoding, plan.names[position], value)
-    kind = NonIntegralValueError if pa.types.is_integer(column.type) else InvalidValueError
-    return kind(plan.file_name, row, column.name, value, f"cannot parse as {type_name}")
-
-
-def _find_text(plan: CsvPlan, opener: Opener, encoding: str, name: str, value: str) -> int | None:
-    stream = opener.open()
     try:
-        options = plan.convert_options(all_text=True)
-        options.include_columns = [name]
-        reader = pv.open_csv(
-            stream, read_options=plan.read_options(encoding), convert_options=options,
-            parse_options=pv.ParseOptions(invalid_row_handler=lambda row: "skip"),
+        table = pv.read_csv(
+            io.BytesIO(data), read_options=options, convert_options=plan.convert_options()
         )
-        seen = 0
-        for batch in reader:
-            idx = pc.index(batch.column(0), value).as_py()
-            if idx >= 0:
-                return seen + idx + 1
-            seen += batch.num_rows
-    except (pa.ArrowInvalid, OSError):
-        pass
-    finally:
-        stream.close()
-    return None
+        return _conform(plan, table.combine_chunks().to_batches()[0], 1)
+    except pa.ArrowInvalid as exc:
+        raise _arrow_error(plan, exc, rows) from exc
+    except InvalidValueError as exc:
+        row = rows[exc.row - 1] - 1 if exc.row else None
+        raise type(exc)(exc.file_name, row, exc.column, exc.value, exc.detail) from exc

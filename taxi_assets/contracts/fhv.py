@@ -13,34 +13,43 @@ FHV = Contract(
     description="For-hire vehicle dispatches, one row per trip, every row kept.",
     columns=(
         ContractColumn(
-            "dispatching_base_num", pa.string(), "TLC license number of the dispatching base.",
+            "dispatching_base_num",
+            pa.string(),
+            "TLC license number of the dispatching base.",
             ("Dispatching_base_number",),
         ),
         ContractColumn(
-            "pickup_datetime", pa.timestamp("us"),
+            "pickup_datetime",
+            pa.timestamp("us"),
             "Pickup, NYC local time (naive, as published); `Pickup_date` in 2015-2016 files.",
             ("Pickup_date",),
         ),
         ContractColumn(
-            "dropoff_datetime", pa.timestamp("us"),
+            "dropoff_datetime",
+            pa.timestamp("us"),
             "Drop-off, NYC local time (naive, as published); absent before 2017.",
             ("dropOff_datetime", "Dropoff_date"),
         ),
         ContractColumn(
-            "pu_location_id", pa.int32(),
+            "pu_location_id",
+            pa.int32(),
             "TLC taxi zone of the pickup; `locationID` in 2015-2016 files.",
             ("PUlocationID", "locationID"),
         ),
-        ContractColumn("do_location_id", pa.int32(), "TLC taxi zone of the drop-off.",
-                       ("DOlocationID",)),
         ContractColumn(
-            "sr_flag", pa.int32(),
+            "do_location_id", pa.int32(), "TLC taxi zone of the drop-off.", ("DOlocationID",)
+        ),
+        ContractColumn(
+            "sr_flag",
+            pa.int32(),
             "1 = shared ride (Y/1 in files), 0 = not shared (N/0), null = not flagged.",
             ("SR_Flag",),
             codes=(("1", 1), ("1.0", 1), ("Y", 1), ("0", 0), ("0.0", 0), ("N", 0)),
         ),
         ContractColumn(
-            "affiliated_base_number", pa.string(), "TLC license number of the affiliated base.",
+            "affiliated_base_number",
+            pa.string(),
+            "TLC license number of the affiliated base.",
             ("Affiliated_base_num",),
         ),
     ),

@@ -45,13 +45,13 @@ def map_header(header: list[str], contract: Contract, file_name: str) -> list[st
         if present.intersection(layout.markers):
             index.update(dict(layout.renames))
 
-    unknown = [h for h, k in zip(header, keys) if k not in index]
+    unknown = [h for h, k in zip(header, keys, strict=True) if k not in index]
     if unknown or not header:
         raise UnknownColumnsError(file_name, unknown, contract.column_names)
 
     targets = [index[k] for k in keys]
     seen: dict[str, str] = {}
-    for raw, target in zip(header, targets):
+    for raw, target in zip(header, targets, strict=True):
         if target in seen:
             raise ContractError(
                 f"{file_name}: columns {seen[target]!r} and {raw!r} both map to contract "

@@ -38,14 +38,18 @@ def open_parquet_reader(
 
 
 def _batches(
-    parquet: pq.ParquetFile, names: list[str], targets: list[str], file_name: str,
+    parquet: pq.ParquetFile,
+    names: list[str],
+    targets: list[str],
+    file_name: str,
     contract: Contract,
 ) -> Iterator[pa.RecordBatch]:
-    by_target = dict(zip(targets, names))
+    by_target = dict(zip(targets, names, strict=True))
     first_row = 1
     try:
-        batches = parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=names,
-                                       use_threads=True)
+        batches = parquet.iter_batches(
+            batch_size=PARQUET_BATCH_ROWS, columns=names, use_threads=True
+        )
         for batch in batches:
             arrays = []
             for col in contract.columns:
@@ -53,8 +57,11 @@ def _batches(
                 if source_name is None:
                     arrays.append(pa.nulls(batch.num_rows, col.type))
                 else:
-                    arrays.append(conform(batch.column(source_name), col,
-                                          file_name=file_name, first_row=first_row))
+                    arrays.append(
+                        conform(
+                            batch.column(source_name), col, file_name=file_name, first_row=first_row
+                        )
+                    )
             first_row += batch.num_rows
             yield pa.RecordBatch.from_arrays(arrays, schema=contract.schema)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:

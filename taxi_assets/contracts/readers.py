@@ -38,11 +38,11 @@ def open_contract_reader(
     if lowered.endswith(".parquet"):
         return open_parquet_reader(source, file_name=file_name, contract=contract, warn=warn)
     if lowered.endswith((".csv.gz", ".csv.gzip")):
-        return open_csv_reader(source, file_name=file_name, contract=contract, gzipped=True,
-                               warn=warn)
+        return open_csv_reader(
+            source, file_name=file_name, contract=contract, gzipped=True, warn=warn
+        )
     if lowered.endswith(".csv"):
-        return open_csv_reader(source, file_name=file_name, contract=contract, gzipped=False,
-                               warn=warn)
-    raise ContractError(
-        f"{file_name}: unsupported file type (expected .csv, .csv.gz or .parquet)"
-    )
+        return open_csv_reader(
+            source, file_name=file_name, contract=contract, gzipped=False, warn=warn
+        )
+    raise ContractError(f"{file_name}: unsupported file type (expected .csv, .csv.gz or .parquet)")

@@ -38,8 +38,14 @@ class MalformedRowError(ContractError):
     """
 
     def __init__(
-        self, file_name: str, row: int | None, expected: int, actual: int, detail: str = "",
-        *, data_row: bool = False,
+        self,
+        file_name: str,
+        row: int | None,
+        expected: int,
+        actual: int,
+        detail: str = "",
+        *,
+        data_row: bool = False,
     ) -> None:
         self.file_name = file_name
         self.row = row
@@ -67,6 +73,7 @@ class InvalidValueError(ContractError):
         self.row = row
         self.column = column
         self.value = value
+        self.detail = detail
         where = "an unknown data row" if row is None else f"data row {row}"
         super().__init__(
             f"{file_name}: {where}, column {column!r}: invalid value {value!r}"
@@ -96,7 +103,8 @@ class ContractColumn:
 
     @property
     def field(self) -> pa.Field:
-        return pa.field(self.name, self.type, nullable=True, metadata={"description": self.description})
+        metadata = {"description": self.description}
+        return pa.field(self.name, self.type, nullable=True, metadata=metadata)
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,15 @@ from . import trip_columns as t
 from .schema import Contract, ContractColumn, HeaderLayout
 
 VENDOR_NAME = ContractColumn(
-    "vendor_name", t.TEXT, "Text vendor code of 2009-2014 files (CMT, VTS, DDS); null later, "
+    "vendor_name",
+    t.TEXT,
+    "Text vendor code of 2009-2014 files (CMT, VTS, DDS); null later, "
     "when vendor_id holds the numeric code.",
 )
 PAYMENT_TYPE_TEXT = ContractColumn(
-    "payment_type_text", t.TEXT, "Text payment type of 2009-2014 files as published "
+    "payment_type_text",
+    t.TEXT,
+    "Text payment type of 2009-2014 files as published "
     "(CASH, Credit, CSH, CRD, NOC, DIS, UNK...); null later, when payment_type holds the code.",
 )
 

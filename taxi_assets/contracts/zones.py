@@ -16,7 +16,10 @@ ZONES = Contract(
         ContractColumn("location_id", pa.int32(), "TLC taxi zone ID (1-265).", ("LocationID",)),
         ContractColumn("borough", pa.string(), "Borough, or 'Unknown' / 'EWR'."),
         ContractColumn("zone", pa.string(), "Zone name ('NV' and 'NA' are real values)."),
-        ContractColumn("service_zone", pa.string(),
-                       "Service zone: Yellow Zone, Boro Zone, Airports, EWR or 'N/A'."),
+        ContractColumn(
+            "service_zone",
+            pa.string(),
+            "Service zone: Yellow Zone, Boro Zone, Airports, EWR or 'N/A'.",
+        ),
     ),
 )

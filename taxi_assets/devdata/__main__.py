@@ -80,8 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="write a synthetic upstream mirror folder")
     gen.add_argument("--out", required=True)
-    gen.add_argument("--months", required=True, type=parse_months, help="2021-01,2021-02 or 2021-01..2021-03")
-    gen.add_argument("--services", default=",".join(SERVICES), type=lambda s: _csv_list(s, SERVICES))
+    gen.add_argument(
+        "--months", required=True, type=parse_months, help="2021-01,2021-02 or 2021-01..2021-03"
+    )
+    gen.add_argument(
+        "--services", default=",".join(SERVICES), type=lambda s: _csv_list(s, SERVICES)
+    )
     gen.add_argument("--sources", default=",".join(SOURCES), type=lambda s: _csv_list(s, SOURCES))
     gen.add_argument("--rows", type=int, default=5000, help="rows per month file")
     gen.add_argument("--seed", type=int, default=42)

@@ -37,8 +37,9 @@ SOURCES = ("dtc", "tlc")
 DTC_FIRST_MONTH, DTC_LAST_MONTH = "2019-01", "2021-07"
 DEFAULT_ROWS = 5000
 CHUNK_ROWS = 500_000
-# gzip's own default (9) is ~4x slower for ~5% smaller files; 6 is zlib's default.
-GZIP_LEVEL = 6
+# gzip's default (9) is ~8x slower than 5 for ~5% smaller files, and 6 is 2x slower
+# for ~3%: 5 keeps a 1.37M-row month at a few seconds.
+GZIP_LEVEL = 5
 _SERVICE_CODE = {"yellow": 1, "green": 2, "fhv": 3}  # stable, unlike hash()
 _PLAN_STREAM = 1_000_000  # RNG stream id for month-level parameters
 
@@ -159,7 +160,9 @@ def tlc_schema(service: str, month: str, *, float_codes: bool = False) -> pa.Sch
             ("dropOff_datetime", ts), ("PUlocationID", f64), ("DOlocationID", f64),
             ("SR_Flag", f64), ("Affiliated_base_number", s),
         ])  # fmt: skip
-    money = [(name, f64) for name in ("fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount")]
+    money = [
+        (name, f64) for name in ("fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount")
+    ]
     if service == "yellow":
         fields = [
             ("VendorID", i32), ("tpep_pickup_datetime", ts), ("tpep_dropoff_datetime", ts),
@@ -215,7 +218,9 @@ def _rng(seed: int, service: str, month: str, stream: int) -> np.random.Generato
     if seed < 0:
         raise ValueError("seed must be >= 0")
     y, m = parse_month(month)
-    return np.random.default_rng(np.random.SeedSequence([seed, _SERVICE_CODE[service], y, m, stream]))
+    return np.random.default_rng(
+        np.random.SeedSequence([seed, _SERVICE_CODE[service], y, m, stream])
+    )
 
 
 def _quota(rows: int, share: float) -> int:
@@ -258,8 +263,9 @@ def _in_month_pickups(rng: np.random.Generator, month: str, n: int) -> np.ndarra
 
 
 def _share(total: int, start: int, stop: int, rows: int) -> int:
-    """This chunk's part of a month-level quota (parts sum exactly to total)."""
-    return total * stop // rows - total * start // rows
+    """The part of a quota spread over rows [0, rows) that falls in [start, stop);
+    the parts of consecutive chunks sum exactly to total."""
+    return total * stop // rows - total * start // rows if rows else 0
 
 
 def _pick(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
@@ -275,17 +281,21 @@ def _chunk(plan: _Plan, index: int, start: int, stop: int) -> pa.Table:
 
     pickup = _in_month_pickups(rng, plan.month, n)
     pickup[:n_norm].sort()  # files are roughly time-ordered; null block is not
+
+    # Quirk quotas are spread over the normal rows only (not the null block).
+    def share(total: int) -> int:
+        return _share(total, start, start + n_norm, null_from)
+
     # Out-of-month pickups scattered among the normal rows, as in real files.
-    k_prev = _share(plan.prev_rows, start, stop, plan.rows)
-    k_next = _share(plan.next_rows, start, stop, plan.rows)
+    k_prev, k_next = share(plan.prev_rows), share(plan.next_rows)
     idx = _pick(rng, n_norm, k_prev + k_next)
     pickup[idx[:k_prev]] = mstart - rng.integers(60, 3 * 86400, len(idx[:k_prev]))
     pickup[idx[k_prev:]] = mend + rng.integers(0, 2 * 86400, len(idx[k_prev:]))
 
     quotas = {
-        "backwards": _share(plan.backwards_rows, start, stop, plan.rows),
-        "refund": _share(plan.refund_rows, start, stop, plan.rows),
-        "rate99": _share(plan.rate99_rows, start, stop, plan.rows),
+        "backwards": share(plan.backwards_rows),
+        "refund": share(plan.refund_rows),
+        "rate99": share(plan.rate99_rows),
     }
     if plan.service == "fhv":
         return _fhv_chunk(plan, rng, pickup, quotas)
@@ -293,7 +303,9 @@ def _chunk(plan: _Plan, index: int, start: int, stop: int) -> pa.Table:
 
 
 def _timestamps(seconds: np.ndarray) -> pa.Array:
-    return pa.array(seconds.astype("datetime64[s]").astype("datetime64[us]"), type=pa.timestamp("us"))
+    return pa.array(
+        seconds.astype("datetime64[s]").astype("datetime64[us]"), type=pa.timestamp("us")
+    )
 
 
 def _codes(values: np.ndarray, null: np.ndarray | None) -> pa.Array:
@@ -354,10 +366,14 @@ def _cab_chunk(
     extra = np.where((weekday < 5) & (hour >= 16) & (hour < 20), 100, extra)
     mta = np.full(n, 50)
     improvement = np.full(n, surcharge)
-    tip_pct = rng.choice([0.0, 0.1, 0.15, 0.2, 0.25, 0.3], size=n, p=[0.15, 0.05, 0.2, 0.35, 0.15, 0.1])
+    tip_pct = rng.choice(
+        [0.0, 0.1, 0.15, 0.2, 0.25, 0.3], size=n, p=[0.15, 0.05, 0.2, 0.35, 0.15, 0.1]
+    )
     tip = np.where(payment == 1, np.rint(fare * tip_pct), 0).astype(np.int64)
     toll_cents = 612 if ym < _ym("2021-04") else 655
-    tolls = np.where((rng.random(n) < 0.05) | ((ratecode == 2) & (rng.random(n) < 0.5)), toll_cents, 0)
+    tolls = np.where(
+        (rng.random(n) < 0.05) | ((ratecode == 2) & (rng.random(n) < 0.5)), toll_cents, 0
+    )
     if ym < _ym("2019-02"):  # congestion surcharge did not exist yet: empty column
         congestion = np.zeros(n, dtype=np.int64)
         congestion_null: np.ndarray | None = np.ones(n, dtype=bool)
@@ -368,12 +384,15 @@ def _cab_chunk(
     parts = [fare, extra, mta, tip, tolls, improvement, congestion]
     extra_cols: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     if yellow:
-        airport = np.where(np.isin(pu, AIRPORT_IDS), 125 if ym < _ym("2023-01") else 175, 0)
-        airport_null = np.ones(n, dtype=bool) if ym < _ym("2021-01") else None
-        if airport_null is not None:
-            airport = np.zeros(n, dtype=np.int64)
+        if ym < _ym("2021-01"):  # the column exists in TLC's re-exports, but empty
+            airport, airport_null = np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
+        else:
+            fee = 125 if ym < _ym("2023-01") else 175
+            airport, airport_null = np.where(np.isin(pu, AIRPORT_IDS), fee, 0), None
         extra_cols[airport_fee_column(month)] = (airport, airport_null)
         parts.append(airport)
+    else:
+        trip_type = rng.choice([1, 2], size=n, p=[0.97, 0.03])  # street hail / dispatch
     if has_cbd_fee(month):
         cbd = np.where(rng.random(n) < (0.6 if yellow else 0.1), 75, 0)
         extra_cols["cbd_congestion_fee"] = (cbd, None)
@@ -409,8 +428,9 @@ def _cab_chunk(
         "improvement_surcharge": _money(sign * improvement),
         "total_amount": _money(sign * total),
         "congestion_surcharge": _money(sign * congestion, congestion_null),
-        "trip_type": _codes(rng.choice([1, 2], size=n, p=[0.97, 0.03]), is_null),
     }
+    if not yellow:
+        cols["trip_type"] = _codes(trip_type, is_null)
     for name, (cents, null) in extra_cols.items():
         cols[name] = _money(sign * cents, null)
     schema = tlc_schema(svc, month)
@@ -423,7 +443,9 @@ _BASE_P = 1.0 / np.arange(1, 401) ** 1.1
 _BASE_P /= _BASE_P.sum()
 
 
-def _fhv_chunk(plan: _Plan, rng: np.random.Generator, pickup: np.ndarray, quotas: dict[str, int]) -> pa.Table:
+def _fhv_chunk(
+    plan: _Plan, rng: np.random.Generator, pickup: np.ndarray, quotas: dict[str, int]
+) -> pa.Table:
     n = len(pickup)
     duration = rng.lognormal(np.log(17 * 60), 0.6, n).astype(np.int64).clip(60, 4 * 3600)
     dropoff = pickup + duration
@@ -501,7 +523,9 @@ def _fmt_column(name: str, arr: pa.ChunkedArray, float_codes: bool) -> pa.Array 
     return pc.cast(arr, pa.string())
 
 
-def csv_chunk_bytes(table: pa.Table, header: Sequence[str], *, float_codes: bool, eol: str) -> memoryview:
+def csv_chunk_bytes(
+    table: pa.Table, header: Sequence[str], *, float_codes: bool, eol: str
+) -> memoryview:
     """The CSV body (no header) for a chunk, built as one Arrow string buffer."""
     if table.num_rows == 0:
         return memoryview(b"")
@@ -510,7 +534,9 @@ def csv_chunk_bytes(table: pa.Table, header: Sequence[str], *, float_codes: bool
     line = pc.binary_join_element_wise(line, eol, "")
     if isinstance(line, pa.ChunkedArray):
         line = line.combine_chunks()
-    offsets = np.frombuffer(line.buffers()[1], dtype=np.int32, count=len(line) + 1, offset=line.offset * 4)
+    offsets = np.frombuffer(
+        line.buffers()[1], dtype=np.int32, count=len(line) + 1, offset=line.offset * 4
+    )
     return memoryview(line.buffers()[2])[offsets[0] : offsets[-1]]
 
 
@@ -521,7 +547,11 @@ def _tmp_path(dest: Path) -> Path:
 def _commit(tmp: Path, dest: Path) -> Path:
     """Atomically publish tmp as dest, unless dest already has identical bytes:
     then the old file (and its mtime, hence the mirror's ETag) is kept."""
-    if dest.exists() and dest.stat().st_size == tmp.stat().st_size and filecmp.cmp(tmp, dest, shallow=False):
+    if (
+        dest.exists()
+        and dest.stat().st_size == tmp.stat().st_size
+        and filecmp.cmp(tmp, dest, shallow=False)
+    ):
         tmp.unlink()
     else:
         os.replace(tmp, dest)
@@ -555,12 +585,16 @@ class _ParallelGzip:
         self._pending: deque[Future[bytes]] = deque()
         self._crc, self._size, self._tail = 0, 0, b""
         # magic, deflate, FNAME flag, mtime 0 (reproducible), xfl 0, OS 255.
-        raw.write(b"\x1f\x8b\x08\x08" + b"\x00" * 4 + b"\x00\xff" + inner_name.encode("latin-1") + b"\x00")
+        raw.write(
+            b"\x1f\x8b\x08\x08" + b"\x00" * 4 + b"\x00\xff" + inner_name.encode("latin-1") + b"\x00"
+        )
 
     def _deflate(self, piece: memoryview, zdict: bytes) -> bytes:
         # wbits -15: raw deflate; gzip framing is written by this class.
         if zdict:
-            comp = zlib.compressobj(self._level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, zdict)
+            comp = zlib.compressobj(
+                self._level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, zdict
+            )
         else:
             comp = zlib.compressobj(self._level, zlib.DEFLATED, -15)
         return comp.compress(piece) + comp.flush(zlib.Z_SYNC_FLUSH)
@@ -586,7 +620,9 @@ class _ParallelGzip:
             self._pool.shutdown(cancel_futures=True)
 
 
-def _write_csv_gz(dest: Path, chunks: Iterable[pa.Table], header: list[str], *, float_codes: bool, crlf: bool) -> None:
+def _write_csv_gz(
+    dest: Path, chunks: Iterable[pa.Table], header: list[str], *, float_codes: bool, crlf: bool
+) -> None:
     eol = "\r\n" if crlf else "\n"
     tmp = _tmp_path(dest)
     try:
@@ -639,7 +675,9 @@ def write_month(
         eol_crlf = default_crlf(source, service, month) if crlf is None else crlf
         _write_csv_gz(dest, chunks, DTC_HEADERS[service], float_codes=floats, crlf=eol_crlf)
     else:
-        _write_parquet(dest, chunks, tlc_schema(service, month, float_codes=floats and service != "fhv"))
+        _write_parquet(
+            dest, chunks, tlc_schema(service, month, float_codes=floats and service != "fhv")
+        )
     return dest
 
 
@@ -673,5 +711,9 @@ def generate_mirror(
             for month in months:
                 if source == "dtc" and not dtc_has_month(month):
                     continue
-                written.append(write_month(root, source=source, service=service, month=month, rows=n, seed=seed))
+                written.append(
+                    write_month(
+                        root, source=source, service=service, month=month, rows=n, seed=seed
+                    )
+                )
     return written

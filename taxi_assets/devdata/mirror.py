@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
 
-# Longest suffix wins, so "x.csv.gz" is gzip and "x.csv" is CSV.
+# By the last suffix: "x.csv.gz" is gzip, "x.csv" is CSV.
 CONTENT_TYPES = {
     ".gz": "application/gzip",
     ".parquet": "application/octet-stream",
@@ -40,8 +40,8 @@ CONTENT_TYPES = {
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-class _Forbidden(Exception):
-    pass
+class ForbiddenPath(ValueError):
+    """A request path that would escape the mirror root."""
 
 
 def content_type(path: Path) -> str:
@@ -113,7 +113,10 @@ class MirrorServer:
         httpd.mirror = self
         self._httpd = httpd
         self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="devdata-mirror", daemon=True
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="devdata-mirror",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -133,7 +136,10 @@ class MirrorServer:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -142,18 +148,22 @@ class MirrorServer:
     @staticmethod
     def url_path(handler: BaseHTTPRequestHandler) -> str:
         """The decoded request path, e.g. '/yellow/yellow_tripdata_2021-01.csv.gz'."""
-        return unquote(urlsplit(handler.path).path)
+        target = handler.path
+        if target.lower().startswith(("http://", "https://")):  # absolute-form target
+            target = urlsplit(target).path
+        # Not urlsplit for origin-form: it would read "//x/y" as host "x", path "/y".
+        return unquote(target.split("?", 1)[0].split("#", 1)[0])
 
     def resolve(self, url_path: str) -> Path:
-        """Map a URL path to a file under root; raises _Forbidden on traversal."""
+        """Map a URL path to a file under root; raises ForbiddenPath on traversal."""
         parts = url_path.split("/")
         if any(p in ("..", ".") or "\\" in p or "\x00" in p for p in parts):
-            raise _Forbidden(url_path)
+            raise ForbiddenPath(url_path)
         rel = posixpath.normpath(url_path.lstrip("/")) if url_path.strip("/") else ""
         root = self.root.resolve()
         target = (root / rel).resolve()
         if target != root and root not in target.parents:  # e.g. a symlink out of root
-            raise _Forbidden(url_path)
+            raise ForbiddenPath(url_path)
         return target
 
     def respond(self, handler: MirrorRequestHandler) -> None:
@@ -190,7 +200,7 @@ class MirrorServer:
         url_path = self.url_path(handler)
         try:
             path = self.resolve(url_path)
-        except _Forbidden:
+        except ForbiddenPath:
             self.send_simple(handler, HTTPStatus.FORBIDDEN, b"forbidden\n")
             return False
         try:

@@ -52,7 +52,7 @@ def zone_rows() -> list[tuple[int, str, str, str]]:
     for loc in range(1, N_ZONES + 1):
         borough = boroughs[loc]
         if loc == 1:
-            rows.append((1, "EWR", "EWR Airport Zone", "EWR"))
+            rows.append((1, "EWR", "EWR Zone 1", "EWR"))
             continue
         if loc == 264:
             rows.append((264, "Unknown", "NV", "N/A"))

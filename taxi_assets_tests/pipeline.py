@@ -1,0 +1,75 @@
+"""The project's real assets wired to test services (mirror URL, temp lake, test database)."""
+
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.dataset as pads
+import sqlalchemy as sa
+
+from taxi_assets.definitions import build_definitions
+from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
+from taxi_assets.io_managers.postgres import PostgresIOManager
+from taxi_assets.io_managers.raw_files import RawFileIOManager
+from taxi_assets.resources import PostgresResource, TaxiSourceResource
+from taxi_assets.resources.postgres import sqlalchemy_url
+
+ASSETS = list(build_definitions("2019-01").assets or [])
+
+
+def pipeline_resources(
+    mirror_url: str, lake: Path, pg_url: str | None = None, source: str = "dtc"
+) -> dict[str, object]:
+    database = PostgresResource(url=pg_url or "postgresql://unused@127.0.0.1:9/none")
+    return {
+        "source": TaxiSourceResource(
+            source=source,
+            dtc_url=mirror_url,
+            tlc_url=mirror_url,
+            zones_url=f"{mirror_url}/misc/taxi_zone_lookup.csv",
+            backoff_seconds=0.01,
+            attempts=3,
+        ),
+        "warehouse": database,
+        "raw_io_manager": RawFileIOManager(root=str(lake)),
+        "lake_io_manager": ParquetLakeIOManager(root=str(lake)),
+        "warehouse_io_manager": PostgresIOManager(database=database),
+    }
+
+
+def run(
+    selection: str | list[str],
+    resources: dict[str, object],
+    instance: dg.DagsterInstance,
+    partition_key: str | None = None,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    keys = [selection] if isinstance(selection, str) else selection
+    return dg.materialize(
+        ASSETS,
+        selection=[dg.AssetKey.from_user_string(key) for key in keys],
+        partition_key=partition_key,
+        resources=resources,
+        instance=instance,
+        raise_on_error=raise_on_error,
+    )
+
+
+def materialization_metadata(result: dg.ExecuteInProcessResult, key: str) -> dict[str, object]:
+    for event in result.get_asset_materialization_events():
+        if event.asset_key == dg.AssetKey.from_user_string(key):
+            return {k: v.value for k, v in event.materialization.metadata.items()}
+    raise KeyError(key)
+
+
+def lake_dataset(lake: Path, dataset: str) -> pads.Dataset:
+    return pads.dataset(lake / "lake" / dataset, format="parquet", partitioning="hive")
+
+
+def warehouse_counts(pg_url: str, table: str) -> dict[str, int]:
+    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            f"SELECT to_char(partition_month, 'YYYY-MM'), count(*) FROM warehouse.{table} GROUP BY 1"
+        ).all()
+    engine.dispose()
+    return dict(rows)

@@ -1,0 +1,88 @@
+"""The commands the README gives, run for real: `dagster asset materialize`, `dagster job execute`."""
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from taxi_assets_tests.http_faults import FaultyMirror
+from taxi_assets_tests.pipeline import warehouse_counts
+
+REPO = Path(__file__).resolve().parents[1]
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+
+
+def dagster(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [DAGSTER, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, f"dagster {' '.join(args)} failed:\n{result.stderr[-4000:]}"
+    return result
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, mirror: FaultyMirror) -> dict[str, str]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "TAXI_SOURCE": "dtc",
+        "TAXI_DTC_URL": mirror.url,
+        "TAXI_ZONES_URL": f"{mirror.url}/misc/taxi_zone_lookup.csv",
+        "TAXI_LAKE_URL": str(tmp_path / "lake"),
+    }
+
+
+def published_rows(mirror: FaultyMirror, service: str, month: str) -> int:
+    path = Path(mirror.root) / service / f"{service}_tripdata_{month}.csv.gz"
+    return sum(1 for line in gzip.decompress(path.read_bytes()).splitlines() if line.strip()) - 1
+
+
+@pytest.mark.slow
+def test_cli_materializes_raw_lake_and_the_monthly_job(
+    cli_env: dict[str, str], mirror: FaultyMirror, tmp_path: Path, pg_url: str
+) -> None:
+    select = "raw/yellow_tripdata,lake/yellow_tripdata"
+    dagster(
+        ["asset", "materialize", "-m", "taxi_assets", "--select", select, "--partition", "2021-01"],
+        cli_env,
+    )
+    month_dir = tmp_path / "lake" / "lake" / "yellow_tripdata" / "year=2021" / "month=01"
+    table = pq.read_table(next(month_dir.glob("*.parquet")))
+    assert table.num_rows == published_rows(mirror, "yellow", "2021-01")
+    assert table.schema.field("passenger_count").type == pa.int32()
+    assert table.schema.field("pickup_datetime").type == pa.timestamp("us")
+
+    env = {**cli_env, "TAXI_WAREHOUSE_URL": pg_url}
+    tags = json.dumps({"dagster/partition": "2021-01"})
+    for _ in range(2):  # a second run leaves the same rows
+        dagster(
+            ["job", "execute", "-m", "taxi_assets", "-j", "taxi_monthly_job", "--tags", tags], env
+        )
+        for service in ("yellow", "green", "fhv"):
+            expected = {"2021-01": published_rows(mirror, service, "2021-01")}
+            assert warehouse_counts(pg_url, f"{service}_tripdata") == expected
+
+    dagster(
+        [
+            "asset",
+            "materialize",
+            "-m",
+            "taxi_assets",
+            "--select",
+            "warehouse/yellow_tripdata",
+            "--partition",
+            "2021-01",
+        ],
+        env,
+    )
+    assert warehouse_counts(pg_url, "yellow_tripdata") == {"2021-01": table.num_rows}

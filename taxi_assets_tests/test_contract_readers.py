@@ -1,0 +1,477 @@
+"""open_contract_reader on small inputs generated in tmp_path (CSV, CSV.gz, Parquet)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import io
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from taxi_assets.contracts import (
+    CONTRACTS,
+    ContractError,
+    InvalidValueError,
+    MalformedRowError,
+    NonIntegralValueError,
+    UnknownColumnsError,
+    open_contract_reader,
+)
+
+YELLOW_HEADER = (
+    "VendorID,tpep_pickup_datetime,tpep_dropoff_datetime,passenger_count,trip_distance,"
+    "RatecodeID,store_and_fwd_flag,PULocationID,DOLocationID,payment_type,fare_amount,extra,"
+    "mta_tax,tip_amount,tolls_amount,improvement_surcharge,total_amount,congestion_surcharge"
+)
+YELLOW_ROW = (
+    "1,2021-01-01 00:30:10,2021-01-01 00:36:12,1,2.10,1,N,142,43,2,8,3,0.5,0,0,0.3,11.8,2.5"
+)
+NULL_BLOCK_ROW = (  # the 2020 "null block": IDs and codes empty
+    ",2020-01-31 22:25:53,2020-01-31 22:48:32,,5.49,,,50,42,,27.17,2.75,0,0,0,0.3,30.22,0"
+)
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    data = content.encode() if isinstance(content, str) else content
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    return path
+
+
+def read(
+    path: Path, key: str = "yellow", warnings: list[str] | None = None, file_name: str | None = None
+) -> pa.Table:
+    sink = warnings if warnings is not None else []
+    reader = open_contract_reader(
+        path, file_name=file_name or path.name, contract=CONTRACTS[key], warn=sink.append
+    )
+    assert reader.schema.equals(CONTRACTS[key].schema, check_metadata=True)
+    table = reader.read_all()
+    assert table.schema.equals(CONTRACTS[key].schema, check_metadata=True)
+    return table
+
+
+def yellow_csv(rows: list[str], header: str = YELLOW_HEADER, eol: str = "\n") -> str:
+    return eol.join([header, *rows]) + eol
+
+
+# --- layouts and quirks ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["yellow_tripdata_2021-01.csv", "yellow_tripdata_2021-01.csv.gz"])
+def test_csv_and_gzip_read_the_same(tmp_path: Path, name: str) -> None:
+    table = read(write(tmp_path, name, yellow_csv([YELLOW_ROW, NULL_BLOCK_ROW])))
+    assert table.num_rows == 2
+    first = table.slice(0, 1).to_pylist()[0]
+    assert first["vendor_id"] == 1 and first["pu_location_id"] == 142
+    assert first["pickup_datetime"] == dt.datetime(2021, 1, 1, 0, 30, 10)
+    assert first["airport_fee"] is None  # absent column -> all null
+    null_block = table.slice(1, 1).to_pylist()[0]
+    assert null_block["vendor_id"] is None and null_block["store_and_fwd_flag"] is None
+    assert null_block["total_amount"] == 30.22
+
+
+def test_float_typed_integers_become_int32(tmp_path: Path) -> None:
+    row = (
+        "1.0,2021-01-01 00:30:10,2021-01-01 00:36:12,2.0,.20,1.0,N,142.0,43,2.0,"
+        "8,3,0.5,0,0,0.3,11.8,2.5"
+    )
+    table = read(write(tmp_path, "y.csv", yellow_csv([row])))
+    assert table.schema.field("passenger_count").type == pa.int32()
+    values = table.to_pylist()[0]
+    assert (
+        values["vendor_id"],
+        values["passenger_count"],
+        values["ratecode_id"],
+        values["pu_location_id"],
+        values["payment_type"],
+    ) == (1, 2, 1, 142, 2)
+    assert values["trip_distance"] == 0.2
+
+
+def test_non_integral_value_names_file_row_and_column(tmp_path: Path) -> None:
+    bad = YELLOW_ROW.replace(",1,2.10,", ",1.5,2.10,")
+    path = write(tmp_path, "yellow_tripdata_2021-02.csv", yellow_csv([YELLOW_ROW, bad]))
+    with pytest.raises(NonIntegralValueError) as info:
+        read(path)
+    message = str(info.value)
+    assert "yellow_tripdata_2021-02.csv" in message
+    assert "data row 2" in message and "passenger_count" in message and "1.5" in message
+    assert (info.value.row, info.value.column, info.value.value) == (2, "passenger_count", 1.5)
+
+
+def test_non_integral_row_is_counted_across_batches(tmp_path: Path) -> None:
+    rows = [YELLOW_ROW] * 30_000  # ~2.7 MB: several 1 MiB blocks
+    rows[25_000] = YELLOW_ROW.replace(",142,43,", ",142,1e10,")  # out of int32 range
+    with pytest.raises(NonIntegralValueError) as info:
+        read(write(tmp_path, "y.csv.gz", yellow_csv(rows)))
+    assert (info.value.row, info.value.column) == (25_001, "do_location_id")
+
+
+def test_text_in_integer_column_names_row(tmp_path: Path) -> None:
+    bad = "VTS" + YELLOW_ROW[1:]
+    with pytest.raises(NonIntegralValueError) as info:
+        read(write(tmp_path, "y.csv", yellow_csv([YELLOW_ROW, YELLOW_ROW, bad])))
+    assert (info.value.row, info.value.column, info.value.value) == (3, "vendor_id", "VTS")
+    assert "y.csv" in str(info.value)
+
+
+def test_bad_timestamp_names_row(tmp_path: Path) -> None:
+    bad = YELLOW_ROW.replace("2021-01-01 00:30:10", "2021-13-01 00:30:10")
+    with pytest.raises(InvalidValueError) as info:
+        read(write(tmp_path, "y.csv", yellow_csv([YELLOW_ROW, bad])))
+    assert (info.value.row, info.value.column) == (2, "pickup_datetime")
+
+
+@pytest.mark.parametrize("spelling", ["Airport_fee", "airport_fee"])
+def test_airport_fee_casing(tmp_path: Path, spelling: str) -> None:
+    table = read(
+        write(
+            tmp_path,
+            "y.csv",
+            yellow_csv([YELLOW_ROW + ",1.25"], header=f"{YELLOW_HEADER},{spelling}"),
+        )
+    )
+    assert table["airport_fee"].to_pylist() == [1.25]
+
+
+def test_unknown_column_is_rejected(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "yellow_tripdata_2031-01.csv",
+        yellow_csv([YELLOW_ROW + ",7"], header=f"{YELLOW_HEADER},robotaxi_fee"),
+    )
+    with pytest.raises(UnknownColumnsError) as info:
+        open_contract_reader(path, file_name=path.name, contract=CONTRACTS["yellow"])
+    message = str(info.value)
+    assert "yellow_tripdata_2031-01.csv" in message and "robotaxi_fee" in message
+    assert "cbd_congestion_fee" in message  # the expected columns are listed
+
+
+def test_random_csv_is_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, "yellow_tripdata_2021-01.csv", "name,age\nann,3\n")
+    with pytest.raises(UnknownColumnsError, match="'name', 'age'"):
+        read(path)
+
+
+def test_zones_keep_na_text(tmp_path: Path) -> None:
+    text = (
+        '"LocationID","Borough","Zone","service_zone"\r\n'
+        '1,"EWR","Newark Airport","EWR"\r\n'
+        '264,"Unknown","NV","N/A"\r\n'
+        '265,"Unknown","NA","N/A"\r\n'
+        '266,"NULL","nan","Unknown"\r\n'
+    )
+    table = read(write(tmp_path, "taxi_zone_lookup.csv", text), "zones")
+    assert table.to_pylist()[1:] == [
+        {"location_id": 264, "borough": "Unknown", "zone": "NV", "service_zone": "N/A"},
+        {"location_id": 265, "borough": "Unknown", "zone": "NA", "service_zone": "N/A"},
+        {"location_id": 266, "borough": "NULL", "zone": "nan", "service_zone": "Unknown"},
+    ]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        yellow_csv([YELLOW_ROW, NULL_BLOCK_ROW, YELLOW_ROW], eol="\r\n"),  # CRLF
+        YELLOW_HEADER + "\n" + "\r\n".join([YELLOW_ROW, NULL_BLOCK_ROW, YELLOW_ROW]) + "\r\n",
+        YELLOW_HEADER + "\n\r\n" + "\r\n".join([YELLOW_ROW, NULL_BLOCK_ROW, YELLOW_ROW]) + "\r\n",
+        yellow_csv(["", YELLOW_ROW, NULL_BLOCK_ROW, YELLOW_ROW]),  # blank line after header
+        yellow_csv([YELLOW_ROW, NULL_BLOCK_ROW, YELLOW_ROW]).replace(",", ", ", 17),  # 2014
+        yellow_csv([YELLOW_ROW, NULL_BLOCK_ROW, YELLOW_ROW]).rstrip("\n"),  # no final newline
+    ],
+    ids=["crlf", "lf-header-crlf-body", "blank-crlf", "blank-line", "spaced-header", "no-eol"],
+)
+def test_line_ending_and_header_quirks(tmp_path: Path, content: str) -> None:
+    table = read(write(tmp_path, "y.csv.gz", content))
+    assert table.num_rows == 3
+    assert table["total_amount"].to_pylist() == [11.8, 30.22, 11.8]
+    assert table["pu_location_id"].to_pylist() == [142, 50, 142]
+
+
+def test_two_trailing_empty_fields_are_accepted(tmp_path: Path) -> None:
+    content = yellow_csv([YELLOW_ROW + ",,", NULL_BLOCK_ROW + ",,", YELLOW_ROW + ",,"], eol="\r\n")
+    table = read(write(tmp_path, "yellow_tripdata_2016-07.csv", content))
+    assert table.num_rows == 3
+    assert table["congestion_surcharge"].to_pylist() == [2.5, 0.0, 2.5]
+
+
+@pytest.mark.parametrize("first_has_extra", [True, False])
+def test_mixed_trailing_layouts_keep_every_row(tmp_path: Path, first_has_extra: bool) -> None:
+    rows = [YELLOW_ROW + (",," if (i % 3 == 0) == first_has_extra else "") for i in range(20_000)]
+    rows = [r.replace(",142,", f",{i % 263 + 1},", 1) for i, r in enumerate(rows)]
+    table = read(write(tmp_path, "y.csv.gz", yellow_csv(rows)))
+    assert table.num_rows == 20_000
+    assert sorted(table["pu_location_id"].to_pylist()) == sorted(i % 263 + 1 for i in range(20_000))
+
+
+@pytest.mark.parametrize(
+    ("bad", "column", "value"),
+    [
+        ("VTS" + YELLOW_ROW[1:], "vendor_id", "VTS"),
+        (YELLOW_ROW.replace(",1,2.10,", ",1.5,2.10,"), "passenger_count", 1.5),
+    ],
+)
+def test_bad_value_in_set_aside_row_names_its_row(
+    tmp_path: Path, bad: str, column: str, value: object
+) -> None:
+    content = yellow_csv([YELLOW_ROW, YELLOW_ROW, bad + ",,", YELLOW_ROW])
+    with pytest.raises(NonIntegralValueError) as info:
+        read(write(tmp_path, "y.csv", content))
+    assert (info.value.row, info.value.column, info.value.value) == (3, column, value)
+
+
+def test_non_empty_trailing_field_is_malformed(tmp_path: Path) -> None:
+    content = yellow_csv([YELLOW_ROW + ",,", YELLOW_ROW + ",x,"])
+    with pytest.raises(MalformedRowError) as info:
+        read(write(tmp_path, "y.csv", content))
+    assert info.value.row == 2 and "'x'" in str(info.value)
+
+
+@pytest.mark.parametrize("extra", [",x,y", ",", ",,,"])
+def test_other_extra_fields_are_malformed(tmp_path: Path, extra: str) -> None:
+    content = yellow_csv([YELLOW_ROW, YELLOW_ROW, YELLOW_ROW + extra])
+    with pytest.raises(MalformedRowError) as info:
+        read(write(tmp_path, "y.csv", content))
+    assert (info.value.row, info.value.expected) == (4, 18)
+    assert info.value.actual == 18 + extra.count(",")
+
+
+def test_short_row_is_malformed_with_line_number(tmp_path: Path) -> None:
+    short = ",".join(YELLOW_ROW.split(",")[:-2])
+    content = yellow_csv([YELLOW_ROW, short, YELLOW_ROW])
+    path = write(tmp_path, "yellow_tripdata_2019-03.csv", content)
+    with pytest.raises(MalformedRowError) as info:
+        read(path)
+    assert (info.value.row, info.value.expected, info.value.actual) == (3, 18, 16)
+    message = str(info.value)
+    assert "yellow_tripdata_2019-03.csv" in message and "row 3" in message
+    assert "expected 18 fields, got 16" in message
+
+
+def test_latin1_file_is_decoded_with_a_warning(tmp_path: Path) -> None:
+    text = (
+        "dispatching_base_num,pickup_datetime,Affiliated_base_number\n"
+        "B00001,2019-01-01 00:01:00,B0000\xe9\nB00002,2019-01-01 00:02:00,\n"
+    )
+    warnings: list[str] = []
+    table = read(
+        write(tmp_path, "fhv_tripdata_2019-01.csv", text.encode("latin-1")), "fhv", warnings
+    )
+    assert table["affiliated_base_number"].to_pylist() == ["B0000\xe9", None]
+    assert any("fhv_tripdata_2019-01.csv" in w and "Latin-1" in w for w in warnings)
+
+
+def test_latin1_late_in_file_does_not_repeat_rows(tmp_path: Path) -> None:
+    header = "dispatching_base_num,pickup_datetime,PUlocationID"
+    rows = [f"B{i:05d},2019-01-01 00:00:00,{i % 265 + 1}" for i in range(60_000)]
+    rows[50_000] = "B\xe9\xe9\xe9,2019-01-01 00:00:00,1"
+    path = write(tmp_path, "fhv.csv.gz", "\n".join([header, *rows, ""]).encode("latin-1"))
+    warnings: list[str] = []
+    table = read(path, "fhv", warnings)
+    assert table.num_rows == 60_000
+    assert table["dispatching_base_num"].to_pylist()[49_999:50_002] == [
+        "B49999",
+        "B\xe9\xe9\xe9",
+        "B50001",
+    ]
+    assert len(warnings) == 1
+
+
+@pytest.mark.parametrize("name", ["y.csv", "y.csv.gz"])
+def test_empty_file_gives_zero_rows_and_warning(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"")
+    warnings: list[str] = []
+    assert read(path, warnings=warnings).num_rows == 0
+    assert warnings and name in warnings[0]
+
+
+def test_header_only_file_gives_zero_rows_and_warning(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    path = write(tmp_path, "y.csv.gz", YELLOW_HEADER + "\r\n")
+    assert read(path, warnings=warnings).num_rows == 0
+    assert warnings and "y.csv.gz" in warnings[0]
+
+
+def test_timestamps_stay_naive_and_unchanged(tmp_path: Path) -> None:
+    row = YELLOW_ROW.replace("2021-01-01 00:30:10", "2021-03-14 02:30:00")  # DST gap in NYC
+    table = read(write(tmp_path, "y.csv", yellow_csv([row])))
+    assert table.schema.field("pickup_datetime").type == pa.timestamp("us")
+    assert table["pickup_datetime"].to_pylist() == [dt.datetime(2021, 3, 14, 2, 30)]
+
+
+# --- FHV SR_Flag -------------------------------------------------------------------------
+
+
+def test_sr_flag_codes(tmp_path: Path) -> None:
+    text = "dispatching_base_num,pickup_datetime,SR_Flag\n" + "".join(
+        f"B1,2019-01-01 00:00:00,{v}\n" for v in ["Y", "N", "1", "0", "", "1.0", " y"]
+    )
+    table = read(write(tmp_path, "fhv.csv", text), "fhv")
+    assert table["sr_flag"].to_pylist() == [1, 0, 1, 0, None, 1, 1]
+
+
+def test_sr_flag_rejects_other_values(tmp_path: Path) -> None:
+    text = "dispatching_base_num,pickup_datetime,SR_Flag\nB1,2019-01-01,Y\nB1,2019-01-01,maybe\n"
+    with pytest.raises(InvalidValueError) as info:
+        read(write(tmp_path, "fhv_tripdata_2019-05.csv", text), "fhv")
+    assert (info.value.row, info.value.column, info.value.value) == (2, "sr_flag", "maybe")
+    assert "fhv_tripdata_2019-05.csv" in str(info.value)
+
+
+# --- sources and formats -----------------------------------------------------------------
+
+
+def test_file_object_source_is_left_open(tmp_path: Path) -> None:
+    path = write(tmp_path, "y.csv.gz", yellow_csv([YELLOW_ROW] * 5))
+    with path.open("rb") as handle:
+        table = open_contract_reader(
+            handle, file_name="yellow_tripdata_2021-01.csv.gz", contract=CONTRACTS["yellow"]
+        ).read_all()
+        assert not handle.closed
+    assert table.num_rows == 5
+    buffer = io.BytesIO(yellow_csv([YELLOW_ROW] * 3).encode())
+    assert (
+        open_contract_reader(buffer, file_name="y.csv", contract=CONTRACTS["yellow"])
+        .read_all()
+        .num_rows
+        == 3
+    )
+
+
+class _Unseekable(io.RawIOBase):
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+        return self._data.readinto(buffer)
+
+
+def test_unseekable_source_is_a_contract_error() -> None:
+    source = _Unseekable(yellow_csv([YELLOW_ROW]).encode())
+    with pytest.raises(ContractError, match="y.csv: source file object is not seekable"):
+        open_contract_reader(source, file_name="y.csv", contract=CONTRACTS["yellow"])
+
+
+def test_unsupported_file_type(tmp_path: Path) -> None:
+    with pytest.raises(ContractError, match="y.xlsx"):
+        read(write(tmp_path, "y.xlsx", "x"))
+
+
+def test_corrupt_gzip_is_a_contract_error(tmp_path: Path) -> None:
+    path = tmp_path / "yellow_tripdata_2021-01.csv.gz"
+    path.write_bytes(b"this is not gzip data")
+    with pytest.raises(ContractError, match="yellow_tripdata_2021-01.csv.gz"):
+        read(path)
+
+
+def _green_parquet_table() -> pa.Table:
+    return pa.table(
+        {
+            "VendorID": pa.array([2, 1, None], pa.int64()),
+            "lpep_pickup_datetime": pa.array(
+                [1_704_067_200_000_000_000, 0, None], pa.timestamp("ns")
+            ),
+            "RatecodeID": pa.array([1.0, None, 5.0], pa.float64()),
+            "store_and_fwd_flag": pa.array(["N", None, "Y"], pa.large_string()),
+            "PULocationID": pa.array([1, 2, 3], pa.int32()),
+            "ehail_fee": pa.nulls(3, pa.null()),
+            "trip_type": pa.array([1, 2, None], pa.int64()),
+            "total_amount": pa.array([1, 2, 3], pa.int64()),
+        }
+    )
+
+
+def test_parquet_types_are_cast(tmp_path: Path) -> None:
+    path = tmp_path / "green_tripdata_2024-01.parquet"
+    pq.write_table(_green_parquet_table(), path)
+    table = read(path, "green")
+    assert table.num_rows == 3
+    assert table["vendor_id"].to_pylist() == [2, 1, None]
+    assert table["ratecode_id"].to_pylist() == [1, None, 5]
+    assert table["pickup_datetime"].to_pylist() == [
+        dt.datetime(2024, 1, 1),
+        dt.datetime(1970, 1, 1),
+        None,
+    ]
+    assert table["store_and_fwd_flag"].to_pylist() == ["N", None, "Y"]
+    assert table["total_amount"].to_pylist() == [1.0, 2.0, 3.0]
+    assert table["ehail_fee"].null_count == 3 and table["dropoff_datetime"].null_count == 3
+
+
+@pytest.mark.parametrize("spelling", ["Airport_fee", "airport_fee"])
+def test_parquet_airport_fee_casing(tmp_path: Path, spelling: str) -> None:
+    path = tmp_path / "yellow_tripdata_2023-01.parquet"
+    pq.write_table(pa.table({"VendorID": pa.array([1], pa.int64()), spelling: [1.75]}), path)
+    assert read(path)["airport_fee"].to_pylist() == [1.75]
+
+
+def test_parquet_non_integral_value(tmp_path: Path) -> None:
+    path = tmp_path / "green_tripdata_2024-02.parquet"
+    pq.write_table(pa.table({"passenger_count": [1.0, 2.0, 2.5]}), path, row_group_size=2)
+    with pytest.raises(NonIntegralValueError) as info:
+        read(path, "green")
+    assert (info.value.row, info.value.column, info.value.value) == (3, "passenger_count", 2.5)
+    assert "green_tripdata_2024-02.parquet" in str(info.value)
+
+
+def test_parquet_sr_flag_double(tmp_path: Path) -> None:
+    path = tmp_path / "fhv_tripdata_2023-01.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "dispatching_base_num": ["B1", "B2", "B3"],
+                "dropOff_datetime": pa.array([0, 1, 2], pa.timestamp("ms")),
+                "PUlocationID": [1.0, None, 3.0],
+                "SR_Flag": [1.0, None, None],
+            }
+        ),
+        path,
+    )
+    table = read(path, "fhv")
+    assert table["sr_flag"].to_pylist() == [1, None, None]
+    assert table["pu_location_id"].to_pylist() == [1, None, 3]
+    assert table["dropoff_datetime"][2].as_py() == dt.datetime(1970, 1, 1, 0, 0, 0, 2000)
+
+
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York"])
+def test_parquet_zone_labelled_timestamps_keep_wall_clock(tmp_path: Path, tz: str) -> None:
+    wall = pa.array([dt.datetime(2024, 1, 1, 8, 15)], pa.timestamp("ns"))
+    labelled = pc.assume_timezone(wall, tz)
+    path = tmp_path / "green_tripdata_2024-01.parquet"
+    pq.write_table(pa.table({"lpep_pickup_datetime": labelled}), path)
+    assert read(path, "green")["pickup_datetime"].to_pylist() == [dt.datetime(2024, 1, 1, 8, 15)]
+
+
+def test_parquet_unknown_column(tmp_path: Path) -> None:
+    path = tmp_path / "green_tripdata_2031-01.parquet"
+    pq.write_table(pa.table({"VendorID": [1], "hover_fee": [1.0]}), path)
+    with pytest.raises(UnknownColumnsError, match="hover_fee"):
+        read(path, "green")
+
+
+@pytest.mark.parametrize("cut", [0, 8, -10])
+def test_parquet_without_footer(tmp_path: Path, cut: int) -> None:
+    good = tmp_path / "good.parquet"
+    pq.write_table(_green_parquet_table(), good)
+    data = good.read_bytes()
+    path = tmp_path / "green_tripdata_2024-03.parquet"
+    path.write_bytes(data[:cut] if cut else b"")
+    with pytest.raises(ContractError, match="green_tripdata_2024-03.parquet"):
+        read(path, "green")
+
+
+def test_parquet_empty_table_warns(tmp_path: Path) -> None:
+    path = tmp_path / "green_tripdata_2024-04.parquet"
+    pq.write_table(_green_parquet_table().slice(0, 0), path)
+    warnings: list[str] = []
+    assert read(path, "green", warnings).num_rows == 0
+    assert warnings

@@ -1,0 +1,469 @@
+"""The offline data generator, the HTTP mirror and the fault-injecting mirror."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import http.client
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import requests
+
+from taxi_assets.devdata import (
+    MirrorServer,
+    generate_mirror,
+    iter_trip_chunks,
+    tlc_schema,
+    trip_table,
+    write_month,
+)
+from taxi_assets.devdata.__main__ import main as cli_main
+from taxi_assets.devdata.__main__ import parse_months
+from taxi_assets_tests.http_faults import Fault, FaultyMirror
+
+# Must match conftest's mirror_root.
+MONTHS = ["2021-01", "2021-02"]
+ROWS = 2000
+YELLOW_CSV = "/yellow/yellow_tripdata_2021-01.csv.gz"
+NULL_BLOCK = ("VendorID", "passenger_count", "RatecodeID", "store_and_fwd_flag", "payment_type")
+
+HEADERS = {
+    "yellow": "VendorID,tpep_pickup_datetime,tpep_dropoff_datetime,passenger_count,"
+    "trip_distance,RatecodeID,store_and_fwd_flag,PULocationID,DOLocationID,payment_type,"
+    "fare_amount,extra,mta_tax,tip_amount,tolls_amount,improvement_surcharge,total_amount,"
+    "congestion_surcharge",
+    "green": "VendorID,lpep_pickup_datetime,lpep_dropoff_datetime,store_and_fwd_flag,"
+    "RatecodeID,PULocationID,DOLocationID,passenger_count,trip_distance,fare_amount,extra,"
+    "mta_tax,tip_amount,tolls_amount,ehail_fee,improvement_surcharge,total_amount,"
+    "payment_type,trip_type,congestion_surcharge",
+    "fhv": "dispatching_base_num,pickup_datetime,dropOff_datetime,PUlocationID,DOlocationID,"
+    "SR_Flag,Affiliated_base_number",
+}
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with gzip.open(path, "rt", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def all_files(root: Path) -> dict[str, bytes]:
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in files}
+
+
+# --------------------------------------------------------------------------
+# Generator
+# --------------------------------------------------------------------------
+
+
+def test_layout_and_byte_identical_reruns(mirror_root: Path, tmp_path: Path) -> None:
+    paths = generate_mirror(tmp_path, months=MONTHS, rows=ROWS)
+    files = all_files(tmp_path)
+    assert sorted(files) == sorted(p.relative_to(tmp_path).as_posix() for p in paths)
+    assert sorted(files) == sorted(
+        ["misc/taxi_zone_lookup.csv"]
+        + [f"{s}/{s}_tripdata_{m}.csv.gz" for s in HEADERS for m in MONTHS]
+        + [f"{s}_tripdata_{m}.parquet" for s in HEADERS for m in MONTHS]
+    )
+    assert files == all_files(mirror_root)  # same seed, another folder: same bytes
+    mtimes = {p: p.stat().st_mtime_ns for p in paths}
+    generate_mirror(tmp_path, months=MONTHS, rows=ROWS)
+    assert {p: p.stat().st_mtime_ns for p in paths} == mtimes  # unchanged files untouched
+    write_month(tmp_path, source="tlc", service="fhv", month="2021-01", rows=ROWS, seed=7)
+    fhv = "fhv_tripdata_2021-01.parquet"
+    assert all_files(tmp_path)[fhv] != files[fhv]
+
+
+def test_dtc_only_has_the_course_months(tmp_path: Path) -> None:
+    months = ["2018-12", "2021-07", "2021-08"]
+    generate_mirror(tmp_path, months=months, services=("green",), rows=20)
+    assert sorted(all_files(tmp_path)) == [
+        "green/green_tripdata_2021-07.csv.gz",
+        "green_tripdata_2018-12.parquet",
+        "green_tripdata_2021-07.parquet",
+        "green_tripdata_2021-08.parquet",
+        "misc/taxi_zone_lookup.csv",
+    ]
+
+
+@pytest.mark.parametrize("service", ["yellow", "green", "fhv"])
+def test_dtc_header_and_line_endings(mirror_root: Path, service: str) -> None:
+    path = mirror_root / f"{service}/{service}_tripdata_2021-01.csv.gz"
+    raw = gzip.decompress(path.read_bytes())
+    eol = b"\r\n" if service == "green" else b"\n"
+    assert raw.startswith(HEADERS[service].encode() + eol)
+    assert raw.endswith(eol)
+    assert raw.count(b"\n") == ROWS + 1
+    assert raw.count(b"\r\n") == (ROWS + 1 if service == "green" else 0)
+
+
+def test_csv_values_are_written_like_tlc(mirror_root: Path) -> None:
+    rows = csv_rows(mirror_root / YELLOW_CSV.lstrip("/"))
+    assert all(re.fullmatch(r"\d*\.\d\d", r["trip_distance"]) for r in rows)
+    assert any(r["trip_distance"].startswith(".") for r in rows)  # ".20", not "0.20"
+    money = [r[c] for r in rows for c in ("fare_amount", "extra", "tip_amount", "total_amount")]
+    assert all(re.fullmatch(r"-?\d+(\.\d\d?)?", v) for v in money)
+    assert {"0.5", "0.3", "2.5"} <= {r["mta_tax"] for r in rows} | {
+        r["improvement_surcharge"] for r in rows
+    } | {r["congestion_surcharge"] for r in rows}
+    assert any("." not in r["fare_amount"] for r in rows)  # "8", like TLC
+    assert any(re.fullmatch(r"\d+\.\d", r["total_amount"]) for r in rows)  # "11.8"
+    assert all(
+        re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r["tpep_pickup_datetime"]) for r in rows
+    )
+    codes = [r[c] for r in rows for c in ("passenger_count", "RatecodeID", "payment_type")]
+    assert all(re.fullmatch(r"\d*", v) for v in codes)
+    # The float-code month writes the same codes as "1.0".
+    floats = csv_rows(mirror_root / "yellow/yellow_tripdata_2021-02.csv.gz")
+    codes = [r[c] for r in floats for c in ("passenger_count", "RatecodeID", "payment_type")]
+    assert all(re.fullmatch(r"(\d+\.0)?", v) for v in codes) and "1.0" in codes
+    green = csv_rows(mirror_root / "green/green_tripdata_2021-02.csv.gz")
+    assert {r["ehail_fee"] for r in green} == {""}
+    assert "1.0" in {r["trip_type"] for r in green}
+
+
+def test_fhv_csv_quirks(mirror_root: Path) -> None:
+    rows = csv_rows(mirror_root / "fhv/fhv_tripdata_2021-01.csv.gz")
+    sr = [r["SR_Flag"] for r in rows]
+    assert set(sr) == {"", "1"} and sr.count("") > 0.9 * len(sr)
+    assert "" in {r["Affiliated_base_number"] for r in rows}
+    assert all(re.fullmatch(r"B\d{5}", r["dispatching_base_num"]) for r in rows)
+    assert all(re.fullmatch(r"\d{0,3}", r["PUlocationID"]) for r in rows)
+
+
+def test_tlc_parquet_types(mirror_root: Path) -> None:
+    yellow = pq.read_schema(mirror_root / "yellow_tripdata_2021-01.parquet")
+    expected = {
+        "VendorID": pa.int32(),
+        "tpep_pickup_datetime": pa.timestamp("us"),
+        "passenger_count": pa.int64(),
+        "RatecodeID": pa.int64(),
+        "payment_type": pa.int64(),
+        "PULocationID": pa.int32(),
+        "store_and_fwd_flag": pa.string(),
+        "total_amount": pa.float64(),
+    }
+    assert {k: yellow.field(k).type for k in expected} == expected
+    assert yellow.names[:18] == HEADERS["yellow"].split(",")
+    assert yellow.names[-2:] == ["congestion_surcharge", "Airport_fee"]
+    floats = pq.read_schema(mirror_root / "yellow_tripdata_2021-02.parquet")
+    assert floats.field("passenger_count").type == pa.float64()
+    green = pq.read_table(mirror_root / "green_tripdata_2021-01.parquet")
+    assert green.schema.names == HEADERS["green"].split(",")
+    assert green.schema.field("trip_type").type == pa.int64()
+    assert green.column("ehail_fee").null_count == ROWS
+    fhv = pq.read_schema(mirror_root / "fhv_tripdata_2021-01.parquet")
+    assert fhv.names == HEADERS["fhv"].split(",")
+    assert [fhv.field(c).type for c in ("PUlocationID", "DOlocationID", "SR_Flag")] == [
+        pa.float64()
+    ] * 3
+
+
+def test_yellow_parquet_columns_drift_by_year(tmp_path: Path) -> None:
+    assert tlc_schema("yellow", "2019-06").names[-1] == "Airport_fee"
+    assert tlc_schema("yellow", "2023-06").names[-1] == "airport_fee"
+    path = write_month(tmp_path, source="tlc", service="yellow", month="2025-01", rows=50)
+    assert pq.read_schema(path).names[-2:] == ["Airport_fee", "cbd_congestion_fee"]
+    assert tlc_schema("green", "2025-02").names[-1] == "cbd_congestion_fee"
+
+
+def test_both_sources_carry_the_same_rows(mirror_root: Path) -> None:
+    from_csv = pd.read_csv(mirror_root / YELLOW_CSV.lstrip("/"))
+    from_parquet = pq.read_table(mirror_root / "yellow_tripdata_2021-01.parquet").to_pandas()
+    for column in ("trip_distance", "fare_amount", "total_amount", "PULocationID"):
+        assert (from_csv[column].to_numpy() == from_parquet[column].to_numpy()).all(), column
+    assert (
+        pd.to_datetime(from_csv["tpep_pickup_datetime"]).to_numpy()
+        == from_parquet["tpep_pickup_datetime"].to_numpy()
+    ).all()
+
+
+def test_zone_lookup(mirror_root: Path) -> None:
+    raw = (mirror_root / "misc/taxi_zone_lookup.csv").read_bytes()
+    lines = raw.decode().split("\r\n")
+    assert lines[0] == '"LocationID","Borough","Zone","service_zone"'
+    assert lines[-1] == "" and len(lines) == 267 and b"\n" not in raw.replace(b"\r\n", b"")
+    assert lines[264] == '264,"Unknown","NV","N/A"'
+    assert lines[265] == '265,"Unknown","NA","N/A"'
+    zones = pd.read_csv(io.BytesIO(raw), keep_default_na=False)
+    assert zones["LocationID"].tolist() == list(range(1, 266))
+    assert set(zones["Borough"]) == {
+        "EWR", "Queens", "Bronx", "Manhattan", "Staten Island", "Brooklyn", "Unknown",
+    }  # fmt: skip
+    names = zones["Zone"][:263]
+    assert names.is_unique and names.str.fullmatch(r"[A-Za-z ]+ Zone \d+").all()
+    naive = pd.read_csv(io.BytesIO(raw))  # the quirk: "NA" / "N/A" become nulls
+    assert naive["Zone"].isna().sum() == 1 and naive["service_zone"].isna().sum() == 2
+
+
+def test_trip_quirks_are_present() -> None:
+    rows = 20_000
+    t = trip_table("yellow", "2021-03", rows)
+    assert t.num_rows == rows
+    pickup = t.column("tpep_pickup_datetime").to_numpy()
+    dropoff = t.column("tpep_dropoff_datetime").to_numpy()
+    start, end = np.datetime64("2021-03-01"), np.datetime64("2021-04-01")
+    before, after = pickup < start, pickup >= end
+    assert 1 <= before.sum() <= rows * 0.002 and (pickup[before] >= start - 28).all()
+    assert 1 <= after.sum() <= rows * 0.001 and (pickup[after] < end + 30).all()
+    assert 1 <= (dropoff < pickup).sum() <= 10
+    minutes = (dropoff - pickup)[dropoff >= pickup] / np.timedelta64(1, "m")
+    assert 5 < np.median(minutes) < 25 and np.quantile(minutes, 0.99) < 180
+    hours = pickup.astype("datetime64[h]").astype(np.int64) % 24
+    assert np.isin(hours, [17, 18, 19]).sum() > 3 * np.isin(hours, [3, 4, 5]).sum()
+
+    # The null block: the last 1-3% of rows, in exactly these columns.
+    nulls = t.column("VendorID").null_count
+    assert rows * 0.01 <= nulls <= rows * 0.03
+    for column in NULL_BLOCK:
+        assert t.column(column).slice(rows - nulls).null_count == nulls
+        assert t.column(column).slice(0, rows - nulls).null_count == 0
+    assert t.column("total_amount").null_count == 0
+
+    def values(column: str) -> np.ndarray:
+        return t.column(column).to_numpy(zero_copy_only=False)
+
+    assert (values("total_amount") < 0).sum() >= 1 and (values("fare_amount") < 0).sum() >= 1
+    assert 0 in values("passenger_count") and 99 in values("RatecodeID")
+    locations = values("PULocationID")
+    assert locations.min() >= 1 and locations.max() == 265 and (locations == 264).sum() > 10
+    amounts = [c for c in t.column_names if c.endswith(("amount", "fee", "tax", "surcharge"))]
+    amounts.append("extra")
+    for column in amounts:
+        cents = values(column) * 100
+        assert np.allclose(cents, np.round(cents)), column
+    parts = sum(values(c) for c in amounts if c != "total_amount")
+    assert np.allclose(parts, values("total_amount"))
+
+
+def test_green_and_fhv_quirks() -> None:
+    green = trip_table("green", "2020-12", 5000)
+    nulls = green.column("VendorID").null_count
+    assert nulls > 0 and green.column("trip_type").slice(5000 - nulls).null_count == nulls
+    fhv = trip_table("fhv", "2020-12", 5000)
+    assert fhv.column("SR_Flag").null_count > 4500
+    assert pc.min(fhv.column("pickup_datetime")).as_py().month == 11  # out-of-month rows
+
+
+def test_chunks_keep_month_level_quotas() -> None:
+    whole = pa.concat_tables(iter_trip_chunks("yellow", "2021-01", 3500, chunk_rows=40))
+    nulls = whole.column("VendorID").null_count
+    assert whole.num_rows == 3500 and nulls >= 35
+    assert whole.column("VendorID").slice(3500 - nulls).null_count == nulls  # one tail block
+    pickup = whole.column("tpep_pickup_datetime").to_numpy()
+    assert (pickup < np.datetime64("2021-01-01")).sum() == 4  # round(0.1% of 3500)
+    base = trip_table("yellow", "2021-01", 300)
+    assert base.equals(trip_table("yellow", "2021-01", 300))
+    assert not trip_table("yellow", "2021-01", 300, seed=1).equals(base)
+
+
+# --------------------------------------------------------------------------
+# Mirror
+# --------------------------------------------------------------------------
+
+
+def test_mirror_get_head_and_404(mirror_root: Path) -> None:
+    with MirrorServer(mirror_root) as server:
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", server.url)
+        for path, ctype in [
+            (YELLOW_CSV, "application/gzip"),
+            ("/green_tripdata_2021-01.parquet", "application/octet-stream"),
+            ("/misc/taxi_zone_lookup.csv", "text/csv"),
+        ]:
+            data = (mirror_root / path.lstrip("/")).read_bytes()
+            got = requests.get(server.url + path, timeout=5)
+            assert got.status_code == 200 and got.content == data
+            assert got.headers["Content-Type"] == ctype
+            assert got.headers["Content-Length"] == str(len(data))
+            assert re.fullmatch(r'"[0-9a-f]+-[0-9a-f]+"', got.headers["ETag"])
+            assert got.headers["Last-Modified"].endswith("GMT")
+            head = requests.head(server.url + path, timeout=5)
+            assert head.status_code == 200 and head.content == b""
+            for key in ("Content-Type", "Content-Length", "ETag", "Last-Modified"):
+                assert head.headers[key] == got.headers[key]
+        for missing in ("/yellow/yellow_tripdata_2031-01.csv.gz", "/yellow", "/"):
+            assert requests.get(server.url + missing, timeout=5).status_code == 404
+            assert requests.head(server.url + missing, timeout=5).status_code == 404
+
+
+def test_mirror_sees_live_changes(tmp_path: Path) -> None:
+    with MirrorServer(tmp_path) as server:
+        url = f"{server.url}/green_tripdata_2021-03.parquet"
+        assert requests.head(url, timeout=5).status_code == 404
+        path = write_month(tmp_path, source="tlc", service="green", month="2021-03", rows=100)
+        first = requests.get(url, timeout=5)
+        assert first.status_code == 200 and first.content == path.read_bytes()
+        etag = first.headers["ETag"]
+        again = requests.get(url, headers={"If-None-Match": etag}, timeout=5)
+        assert again.status_code == 304 and again.content == b""
+        ranged = requests.get(url, headers={"Range": "bytes=4-9"}, timeout=5)
+        assert ranged.status_code == 206 and ranged.content == path.read_bytes()[4:10]
+        write_month(tmp_path, source="tlc", service="green", month="2021-03", rows=100, seed=1)
+        changed = requests.head(url, timeout=5)
+        assert changed.headers["ETag"] != etag
+        assert changed.headers["Content-Length"] == str(path.stat().st_size)
+        path.unlink()
+        assert requests.get(url, timeout=5).status_code == 404
+
+
+def test_mirror_streams_big_files(tmp_path: Path) -> None:
+    big = tmp_path / "big.parquet"
+    with open(big, "wb") as f:
+        f.truncate(64 << 20)  # sparse: cheap to create
+        f.seek(32 << 20)
+        f.write(b"middle")
+    with MirrorServer(tmp_path) as server:
+        with requests.get(f"{server.url}/big.parquet", stream=True, timeout=5) as got:
+            size = 0
+            for chunk in got.iter_content(1 << 20):
+                if size <= 32 << 20 < size + len(chunk):
+                    assert chunk[(32 << 20) - size :].startswith(b"middle")
+                size += len(chunk)
+        assert size == 64 << 20
+
+
+def test_mirror_refuses_path_traversal(tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text("secret")
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "escape").symlink_to(tmp_path / "secret.txt")
+    with MirrorServer(root) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", int(server.url.rsplit(":", 1)[1]), timeout=5)
+        for path in ("/../secret.txt", "/sub/../../secret.txt", "/%2e%2e/secret.txt",
+                     "/sub/..%2f..%2fsecret.txt", "/sub/escape"):  # fmt: skip
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read()
+            assert response.status in (403, 404), path
+            assert b"secret" not in body.replace(b"secret.txt", b""), path
+
+
+# --------------------------------------------------------------------------
+# Fault injection
+# --------------------------------------------------------------------------
+
+
+def test_status_faults_then_normal_service(mirror: FaultyMirror) -> None:
+    url = mirror.url + YELLOW_CSV
+    mirror.inject(YELLOW_CSV, Fault.status(500), Fault.status(503), Fault.status(429))
+    mirror.inject(YELLOW_CSV, Fault.status(404))
+    codes = [requests.get(url, timeout=5) for _ in range(5)]
+    assert [r.status_code for r in codes] == [500, 503, 429, 404, 200]
+    assert codes[2].headers["Retry-After"] == "0"
+    assert mirror.requests_seen(YELLOW_CSV) == ["GET"] * 5
+    assert mirror.requests_seen("yellow/yellow_tripdata_2021-02.csv.gz") == []
+
+
+def test_faults_can_be_limited_to_a_method(mirror: FaultyMirror) -> None:
+    mirror.inject(YELLOW_CSV, Fault.status(500), methods=["GET"])
+    assert requests.head(mirror.url + YELLOW_CSV, timeout=5).status_code == 200
+    assert requests.get(mirror.url + YELLOW_CSV, timeout=5).status_code == 500
+    assert mirror.requests_seen(YELLOW_CSV) == ["HEAD", "GET"]
+
+
+def test_truncated_body_is_shorter_than_content_length(mirror: FaultyMirror) -> None:
+    size = (mirror.root / YELLOW_CSV.lstrip("/")).stat().st_size
+    mirror.inject(YELLOW_CSV, Fault.truncate(1000), Fault.truncate(1000))
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        requests.get(mirror.url + YELLOW_CSV, timeout=5)
+    conn = http.client.HTTPConnection("127.0.0.1", int(mirror.url.rsplit(":", 1)[1]), timeout=5)
+    conn.request("GET", YELLOW_CSV)
+    response = conn.getresponse()
+    assert response.getheader("Content-Length") == str(size)
+    with pytest.raises(http.client.IncompleteRead) as short:
+        response.read()
+    assert len(short.value.partial) == 1000
+    conn.close()
+    assert len(requests.get(mirror.url + YELLOW_CSV, timeout=5).content) == size
+
+
+def test_reset_mid_body(mirror: FaultyMirror) -> None:
+    mirror.inject(YELLOW_CSV, Fault.reset_after(1000))
+    broken = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError)
+    with pytest.raises(broken):
+        requests.get(mirror.url + YELLOW_CSV, timeout=5)
+    assert requests.get(mirror.url + YELLOW_CSV, timeout=5).status_code == 200
+
+
+def test_delay_makes_clients_time_out(mirror: FaultyMirror) -> None:
+    mirror.inject(YELLOW_CSV, Fault.delay(3))
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.Timeout):
+        requests.get(mirror.url + YELLOW_CSV, timeout=0.3)
+    assert time.monotonic() - started < 2
+    assert requests.get(mirror.url + YELLOW_CSV, timeout=5).status_code == 200
+
+
+def test_html_200_and_corrupt_bodies(mirror: FaultyMirror) -> None:
+    data = (mirror.root / YELLOW_CSV.lstrip("/")).read_bytes()
+    mirror.inject(YELLOW_CSV, Fault.html_200(), Fault.corrupt())
+    page = requests.get(mirror.url + YELLOW_CSV, timeout=5)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert page.content.lstrip().lower().startswith(b"<!doctype html")
+    bad = requests.get(mirror.url + YELLOW_CSV, timeout=5)
+    assert bad.status_code == 200 and len(bad.content) == len(data) and bad.content != data
+    assert bad.content[:100] == data[:100] and bad.content[-100:] == data[-100:]
+    with pytest.raises((OSError, EOFError, zlib.error)):
+        gzip.decompress(bad.content)
+
+
+# --------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------
+
+
+def test_cli_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_months("2020-11..2021-01,2021-03") == ["2020-11", "2020-12", "2021-01", "2021-03"]
+    argv = ["generate", "--out", str(tmp_path), "--months", "2021-01..2021-02"]
+    argv += ["--services", "green", "--sources", "dtc", "--rows", "30", "--seed", "3"]
+    assert cli_main(argv) == 0
+    assert sorted(all_files(tmp_path)) == [
+        "green/green_tripdata_2021-01.csv.gz",
+        "green/green_tripdata_2021-02.csv.gz",
+        "misc/taxi_zone_lookup.csv",
+    ]
+    assert "wrote 3 files" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli_main(["generate", "--out", str(tmp_path), "--months", "2021-13"])
+
+
+def test_cli_serve_until_sigterm(mirror_root: Path, tmp_path: Path) -> None:
+    url_file = tmp_path / "url"
+    cmd = [sys.executable, "-m", "taxi_assets.devdata", "serve", "--root", str(mirror_root)]
+    proc = subprocess.Popen(
+        [*cmd, "--url-file", str(url_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not url_file.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.05)
+        url = url_file.read_text().strip()
+        assert requests.head(url + YELLOW_CSV, timeout=5).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert out.decode().strip() == url
+    assert not url_file.exists()

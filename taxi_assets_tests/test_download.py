@@ -1,0 +1,118 @@
+"""Downloads against a real HTTP server on 127.0.0.1, with faults injected for real."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from taxi_assets.download import DownloadError, RetryPolicy, SourceNotFound, download, head
+from taxi_assets_tests.http_faults import Fault, FaultyMirror
+
+FAST = RetryPolicy(attempts=4, backoff_seconds=0.01, read_timeout_seconds=5)
+YELLOW = "/yellow/yellow_tripdata_2021-01.csv.gz"
+PARQUET = "/green_tripdata_2021-01.parquet"
+
+
+def fetch(mirror: FaultyMirror, path: str, dest: Path, policy: RetryPolicy = FAST):  # noqa: ANN201
+    return download(f"{mirror.url}{path}", path.rsplit("/", 1)[-1], dest, policy)
+
+
+def published(mirror: FaultyMirror, path: str) -> bytes:
+    return (Path(mirror.root) / path.lstrip("/")).read_bytes()
+
+
+def test_download_is_byte_identical_and_counts_rows(mirror: FaultyMirror, tmp_path: Path) -> None:
+    result = fetch(mirror, YELLOW, tmp_path)
+    data = published(mirror, YELLOW)
+    assert result.local_path.read_bytes() == data
+    assert result.size == len(data)
+    text = gzip.decompress(data).decode()
+    assert result.row_count == len([line for line in text.splitlines() if line.strip()]) - 1
+    assert result.etag and result.last_modified
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["yellow_tripdata_2021-01.csv.gz"]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.status(500),
+        Fault.status(503),
+        Fault.status(429),
+        Fault.truncate(1000),
+        Fault.reset_after(1000),
+        Fault.delay(1.5),
+    ],
+    ids=["500", "503", "429", "short-body", "reset-mid-body", "timeout"],
+)
+def test_transient_failures_are_retried(mirror: FaultyMirror, tmp_path: Path, fault: Fault) -> None:
+    mirror.inject(YELLOW, fault)
+    policy = RetryPolicy(attempts=3, backoff_seconds=0.01, read_timeout_seconds=0.5)
+    result = fetch(mirror, YELLOW, tmp_path, policy)
+    assert result.local_path.read_bytes() == published(mirror, YELLOW)
+    assert mirror.requests_seen(YELLOW) == ["GET", "GET"]
+
+
+def test_retries_give_up_with_the_url_and_leave_nothing(
+    mirror: FaultyMirror, tmp_path: Path
+) -> None:
+    mirror.inject(YELLOW, *[Fault.status(500)] * 4)
+    with pytest.raises(DownloadError, match=r"gave up after 4 attempts.*HTTP 500") as error:
+        fetch(mirror, YELLOW, tmp_path)
+    assert mirror.url + YELLOW in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_404_is_not_retried(mirror: FaultyMirror, tmp_path: Path) -> None:
+    path = "/yellow/yellow_tripdata_2031-01.csv.gz"
+    with pytest.raises(SourceNotFound, match=r"not published at http://127\.0\.0\.1:\d+/yellow"):
+        fetch(mirror, path, tmp_path)
+    assert mirror.requests_seen(path) == ["GET"]
+    with pytest.raises(SourceNotFound):
+        head(f"{mirror.url}{path}", FAST)
+
+
+def test_html_error_page_with_status_200_is_rejected(mirror: FaultyMirror, tmp_path: Path) -> None:
+    mirror.inject(YELLOW, Fault.html_200())
+    with pytest.raises(DownloadError, match="HTML page instead of yellow_tripdata_2021-01.csv.gz"):
+        fetch(mirror, YELLOW, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_gzip_is_rejected(mirror: FaultyMirror, tmp_path: Path) -> None:
+    mirror.inject(YELLOW, Fault.corrupt())
+    with pytest.raises(DownloadError, match="not a complete gzip stream"):
+        fetch(mirror, YELLOW, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_gzip_file_is_rejected(own_mirror: FaultyMirror, tmp_path: Path) -> None:
+    target = Path(own_mirror.root) / YELLOW.lstrip("/")
+    target.write_bytes(target.read_bytes()[:-100])  # published truncated: sizes agree
+    dest = tmp_path / "dest"
+    with pytest.raises(DownloadError, match="not a complete gzip stream"):
+        fetch(own_mirror, YELLOW, dest)
+    assert list(dest.iterdir()) == []
+
+
+def test_parquet_without_footer_is_rejected(own_mirror: FaultyMirror, tmp_path: Path) -> None:
+    target = Path(own_mirror.root) / PARQUET.lstrip("/")
+    target.write_bytes(target.read_bytes()[:-64])
+    dest = tmp_path / "dest"
+    with pytest.raises(DownloadError, match="no readable Parquet footer"):
+        fetch(own_mirror, PARQUET, dest)
+    assert list(dest.iterdir()) == []
+
+
+def test_parquet_row_count_comes_from_the_footer(mirror: FaultyMirror, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    result = fetch(mirror, PARQUET, tmp_path)
+    assert result.row_count == pq.ParquetFile(result.local_path).metadata.num_rows > 0
+
+
+def test_head_reports_etag_and_size(mirror: FaultyMirror) -> None:
+    remote = head(f"{mirror.url}{YELLOW}", FAST)
+    assert remote.size == len(published(mirror, YELLOW))
+    assert remote.etag

@@ -1,0 +1,190 @@
+"""raw -> lake with the real assets, a real HTTP mirror and a temp lake folder."""
+
+import gzip
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from taxi_assets.devdata import write_month
+from taxi_assets_tests.http_faults import Fault, FaultyMirror
+from taxi_assets_tests.pipeline import (
+    lake_dataset,
+    materialization_metadata,
+    pipeline_resources,
+    run,
+)
+
+MONTH = "2021-01"
+
+
+def published_rows(path: Path) -> int:
+    if path.suffix == ".parquet":
+        return pq.ParquetFile(path).metadata.num_rows
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    return len([line for line in lines if line.strip()]) - 1
+
+
+@pytest.mark.parametrize("source", ["dtc", "tlc"])
+@pytest.mark.parametrize("service", ["yellow", "green", "fhv"])
+def test_every_published_row_reaches_the_lake(
+    mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance, service: str, source: str
+) -> None:
+    lake = tmp_path / "lake"
+    dataset = f"{service}_tripdata"
+    resources = pipeline_resources(mirror.url, lake, source=source)
+    result = run([f"raw/{dataset}", f"lake/{dataset}"], resources, instance, MONTH)
+    assert result.success
+
+    name = f"{dataset}_{MONTH}.{'csv.gz' if source == 'dtc' else 'parquet'}"
+    upstream = Path(mirror.root) / (f"{service}/{name}" if source == "dtc" else name)
+    stored = lake / "raw" / dataset / name
+    assert stored.read_bytes() == upstream.read_bytes()
+    raw_meta = materialization_metadata(result, f"raw/{dataset}")
+    assert raw_meta["source_rows"] == published_rows(upstream)
+
+    parquet = lake / "lake" / dataset / "year=2021" / "month=01" / f"{dataset}_{MONTH}.parquet"
+    table = pq.read_table(parquet)
+    assert table.num_rows == published_rows(upstream)
+    assert table.schema.field("pickup_datetime").type == pa.timestamp("us")
+    assert pq.ParquetFile(parquet).metadata.row_group(0).column(0).compression == "ZSTD"
+    lake_meta = materialization_metadata(result, f"lake/{dataset}")
+    assert lake_meta["dagster/row_count"] == table.num_rows
+    assert lake_meta["rows_outside_partition"] > 0  # generated files, like real ones, hold some
+    assert lake_meta["contract_version"] == "1"
+    if service != "fhv":
+        assert table.schema.field("passenger_count").type == pa.int32()
+        assert table.column("vendor_id").null_count > 0  # the null block is kept, not dropped
+    # The whole lake reads as one Hive-partitioned dataset.
+    assert lake_dataset(lake, dataset).count_rows() == table.num_rows
+
+
+def test_rematerializing_replaces_the_month_and_skips_unchanged_files(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    lake = tmp_path / "lake"
+    resources = pipeline_resources(own_mirror.url, lake)
+    keys = ["raw/yellow_tripdata", "lake/yellow_tripdata"]
+    first = run(keys, resources, instance, MONTH)
+    assert materialization_metadata(first, "raw/yellow_tripdata")["download"] == "downloaded"
+
+    again = run(keys, resources, instance, MONTH)
+    raw_meta = materialization_metadata(again, "raw/yellow_tripdata")
+    assert raw_meta["download"] == "skipped: upstream unchanged"
+    assert own_mirror.requests_seen("/yellow/yellow_tripdata_2021-01.csv.gz").count("GET") == 1
+    record = instance.get_latest_materialization_event(dg.AssetKey(["raw", "yellow_tripdata"]))
+    assert record is not None
+
+    # TLC republishes the month: a new ETag means a new download and a replaced lake file.
+    write_month(
+        Path(own_mirror.root), source="dtc", service="yellow", month=MONTH, rows=1234, seed=7
+    )
+    third = run(keys, resources, instance, MONTH)
+    assert materialization_metadata(third, "raw/yellow_tripdata")["download"] == "downloaded"
+    month_dir = lake / "lake" / "yellow_tripdata" / "year=2021" / "month=01"
+    assert [p.name for p in month_dir.iterdir()] == ["yellow_tripdata_2021-01.parquet"]
+    assert pq.read_table(month_dir / "yellow_tripdata_2021-01.parquet").num_rows == 1234
+    versions = {
+        materialization_metadata(r, "raw/yellow_tripdata")["sha256"] for r in (first, again, third)
+    }
+    assert len(versions) == 2
+
+
+def test_switching_source_replaces_the_raw_file(
+    mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    lake = tmp_path / "lake"
+    assert run("raw/green_tripdata", pipeline_resources(mirror.url, lake), instance, MONTH).success
+    assert run(
+        "raw/green_tripdata", pipeline_resources(mirror.url, lake, source="tlc"), instance, MONTH
+    ).success
+    assert [p.name for p in (lake / "raw" / "green_tripdata").iterdir()] == [
+        "green_tripdata_2021-01.parquet"
+    ]
+
+
+def test_404_fails_clearly_without_retries(
+    mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    lake = tmp_path / "lake"
+    result = run(
+        "raw/yellow_tripdata", pipeline_resources(mirror.url, lake), instance, "2019-03", False
+    )
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert "yellow_tripdata_2019-03.csv.gz is not published at http://127.0.0.1" in str(failure)
+    assert not (lake / "raw" / "yellow_tripdata").exists() or not any(
+        (lake / "raw" / "yellow_tripdata").iterdir()
+    )
+
+
+def test_truncated_gzip_leaves_nothing_in_the_lake(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    target = Path(own_mirror.root) / "yellow" / "yellow_tripdata_2021-01.csv.gz"
+    target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    lake = tmp_path / "lake"
+    result = run(
+        ["raw/yellow_tripdata", "lake/yellow_tripdata"],
+        pipeline_resources(own_mirror.url, lake),
+        instance,
+        MONTH,
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert "not a complete gzip stream" in str(
+        result.get_step_failure_events()[0].step_failure_data.error
+    )
+    leftovers = [p for p in lake.rglob("*") if p.is_file()] if lake.exists() else []
+    assert leftovers == []
+
+
+def test_retries_after_injected_server_errors(
+    mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    path = "/fhv/fhv_tripdata_2021-02.csv.gz"
+    mirror.inject(path, Fault.status(500), Fault.status(502), methods=["GET"])
+    result = run(
+        "raw/fhv_tripdata", pipeline_resources(mirror.url, tmp_path / "lake"), instance, "2021-02"
+    )
+    assert result.success
+    assert mirror.requests_seen(path).count("GET") == 3
+
+
+def test_unknown_column_is_rejected_and_nothing_reaches_the_lake(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    target = Path(own_mirror.root) / "green" / "green_tripdata_2021-01.csv.gz"
+    lines = gzip.decompress(target.read_bytes()).decode().splitlines()
+    lines = [lines[0] + ",mystery_fee"] + [line + ",1.5" for line in lines[1:]]
+    target.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    lake = tmp_path / "lake"
+    result = run(
+        ["raw/green_tripdata", "lake/green_tripdata"],
+        pipeline_resources(own_mirror.url, lake),
+        instance,
+        MONTH,
+        raise_on_error=False,
+    )
+    assert not result.success
+    error = str(result.get_step_failure_events()[0].step_failure_data.error)
+    assert "mystery_fee" in error and "green_tripdata_2021-01.csv.gz" in error
+    assert not (lake / "lake").exists() or not [
+        p for p in (lake / "lake").rglob("*") if p.is_file()
+    ]
+
+
+def test_zones_keep_na_text(
+    mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    lake = tmp_path / "lake"
+    assert run(
+        ["raw/taxi_zone_lookup", "lake/taxi_zones"], pipeline_resources(mirror.url, lake), instance
+    ).success
+    zones = pq.read_table(lake / "lake" / "taxi_zones.parquet").to_pylist()
+    assert len(zones) == 265
+    by_id = {row["location_id"]: row for row in zones}
+    assert (by_id[264]["zone"], by_id[264]["service_zone"]) == ("NV", "N/A")
+    assert (by_id[265]["zone"], by_id[265]["service_zone"]) == ("NA", "N/A")

@@ -1,0 +1,152 @@
+"""raw -> lake -> warehouse with the real assets, a real mirror and a real PostgreSQL."""
+
+import gzip
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from taxi_assets.resources.postgres import sqlalchemy_url
+from taxi_assets_tests.http_faults import FaultyMirror
+from taxi_assets_tests.pipeline import (
+    lake_dataset,
+    materialization_metadata,
+    pipeline_resources,
+    run,
+    warehouse_counts,
+)
+
+SERVICES = ("yellow", "green", "fhv")
+
+
+def trip_keys(*services: str) -> list[str]:
+    return [f"{layer}/{s}_tripdata" for s in services for layer in ("raw", "lake", "warehouse")]
+
+
+def test_months_load_replace_and_keep_neighbours(
+    mirror: FaultyMirror, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    lake = tmp_path / "lake"
+    resources = pipeline_resources(mirror.url, lake, pg_url)
+    for month in ("2021-01", "2021-02", "2021-01"):
+        result = run(trip_keys(*SERVICES), resources, instance, month)
+        assert result.success
+    for service in SERVICES:
+        dataset = f"{service}_tripdata"
+        lake_rows = {
+            month: lake_dataset(lake, dataset)
+            .filter((dg_field("year") == 2021) & (dg_field("month") == int(month[-2:])))
+            .count_rows()
+            for month in ("2021-01", "2021-02")
+        }
+        assert warehouse_counts(pg_url, dataset) == lake_rows
+    meta = materialization_metadata(result, "warehouse/yellow_tripdata")
+    assert meta["rows_written"] == meta["rows_replaced"] > 0
+    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    with engine.connect() as connection:
+        lineage = connection.exec_driver_sql(
+            "SELECT DISTINCT partition_month::text, source_file FROM warehouse.green_tripdata ORDER BY 1"
+        ).all()
+        types = dict(
+            connection.exec_driver_sql(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'warehouse' AND table_name = 'yellow_tripdata'"
+            ).all()
+        )
+    engine.dispose()
+    assert lineage == [
+        ("2021-01-01", "green_tripdata_2021-01.csv.gz"),
+        ("2021-02-01", "green_tripdata_2021-02.csv.gz"),
+    ]
+    assert types["passenger_count"] == "integer"
+    assert types["pickup_datetime"] == "timestamp without time zone"
+    assert types["fare_amount"] == "double precision"
+    assert types["partition_month"] == "date"
+
+
+def dg_field(name: str):  # noqa: ANN201 - a pyarrow compute expression
+    import pyarrow.dataset as pads
+
+    return pads.field(name)
+
+
+def test_zones_reach_the_warehouse_with_na_text(
+    mirror: FaultyMirror, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+    keys = ["raw/taxi_zone_lookup", "lake/taxi_zones", "warehouse/taxi_zones"]
+    assert run(keys, resources, instance).success
+    assert run(keys, resources, instance).success
+    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    with engine.connect() as connection:
+        total = connection.exec_driver_sql("SELECT count(*) FROM warehouse.taxi_zones").scalar()
+        na = connection.exec_driver_sql(
+            "SELECT zone, service_zone FROM warehouse.taxi_zones WHERE location_id = 265"
+        ).one()
+        pk = connection.exec_driver_sql(
+            "SELECT count(*) FROM information_schema.table_constraints "
+            "WHERE table_name = 'taxi_zones' AND constraint_type = 'PRIMARY KEY'"
+        ).scalar()
+    engine.dispose()
+    assert (total, tuple(na), pk) == (265, ("NA", "N/A"), 1)
+
+
+# Real TLC samples served in each upstream layout: (file in shared/, path on the mirror,
+# source setting, service, month, published rows).
+REAL_SAMPLES = [
+    ("yellow_tripdata_2021-01.head20k.csv", "yellow/yellow_tripdata_2021-01.csv.gz", "dtc", "yellow", "2021-01", 20000),
+    ("yellow_tripdata_2020-01.head999.csv", "yellow/yellow_tripdata_2020-01.csv.gz", "dtc", "yellow", "2020-01", 999),
+    ("green_tripdata_2019-01.head1000.csv", "green/green_tripdata_2019-01.csv.gz", "dtc", "green", "2019-01", 1000),
+    ("fhvhv_tripdata_2021-06.dtc-fhv-layout.head100.csv", "fhv/fhv_tripdata_2021-06.csv.gz", "dtc", "fhv", "2021-06", 100),
+    ("green_tripdata_2024-01.parquet", "green_tripdata_2024-01.parquet", "tlc", "green", "2024-01", 56551),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("sample", REAL_SAMPLES, ids=[s[0] for s in REAL_SAMPLES])
+def test_real_samples_arrive_whole(
+    sample: tuple, shared_samples: Path, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    name, mirror_path, source, service, month, rows = sample
+    root = tmp_path / "real_mirror"
+    target = root / mirror_path
+    target.parent.mkdir(parents=True)
+    if target.suffix == ".gz":
+        target.write_bytes(gzip.compress((shared_samples / name).read_bytes(), mtime=0))
+    else:
+        shutil.copyfile(shared_samples / name, target)
+    with FaultyMirror(root) as mirror:
+        resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url, source=source)
+        result = run(trip_keys(service), resources, instance, month)
+    assert result.success
+    assert materialization_metadata(result, f"raw/{service}_tripdata")["source_rows"] == rows
+    assert materialization_metadata(result, f"lake/{service}_tripdata")["dagster/row_count"] == rows
+    assert warehouse_counts(pg_url, f"{service}_tripdata") == {month: rows}
+
+
+def test_real_zone_lookup(
+    shared_samples: Path, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    root = tmp_path / "real_mirror"
+    (root / "misc").mkdir(parents=True)
+    shutil.copyfile(
+        shared_samples / "taxi+_zone_lookup.csv", root / "misc" / "taxi_zone_lookup.csv"
+    )
+    with FaultyMirror(root) as mirror:
+        resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+        assert run(
+            ["raw/taxi_zone_lookup", "lake/taxi_zones", "warehouse/taxi_zones"], resources, instance
+        ).success
+    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT location_id, borough, zone, service_zone FROM warehouse.taxi_zones "
+            "WHERE location_id IN (1, 264, 265) ORDER BY 1"
+        ).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [
+        (1, "EWR", "Newark Airport", "EWR"),
+        (264, "Unknown", "NV", "N/A"),
+        (265, "Unknown", "NA", "N/A"),
+    ]
