@@ -11,8 +11,12 @@ import os
 
 import dagster as dg
 
+from taxi_assets.alerts import build_alert_sensors
+from taxi_assets.assets.analytics import build_analytics_assets
 from taxi_assets.assets.trips import build_trip_assets
 from taxi_assets.assets.zones import ZONE_ASSETS
+from taxi_assets.automation import build_schedules, build_sensors
+from taxi_assets.checks import build_asset_checks
 from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
 from taxi_assets.io_managers.postgres import PostgresIOManager
 from taxi_assets.io_managers.raw_files import RawFileIOManager
@@ -36,8 +40,11 @@ def build_definitions(first_month: str) -> dg.Definitions:
     trip_assets = [a for service in SERVICES.values() for a in build_trip_assets(service, monthly)]
     warehouse = PostgresResource()
     return dg.Definitions(
-        assets=[*trip_assets, *ZONE_ASSETS],
+        assets=[*trip_assets, *ZONE_ASSETS, *build_analytics_assets(monthly)],
+        asset_checks=build_asset_checks(monthly),
         jobs=[build_monthly_job()],
+        schedules=build_schedules(monthly),
+        sensors=[*build_sensors(monthly), *build_alert_sensors()],
         resources={
             "source": TaxiSourceResource(),
             "warehouse": warehouse,
