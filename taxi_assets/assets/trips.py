@@ -8,6 +8,7 @@ import pyarrow.dataset as pads
 
 from taxi_assets.assets.contract_stream import contract_stream, lake_row_count, with_lineage
 from taxi_assets.assets.fetch import fetch_published_file
+from taxi_assets.automation_conditions import FOLLOW_UPSTREAM
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.postgres import TableLoad
 from taxi_assets.io_managers.raw_files import StoredFile
@@ -17,6 +18,11 @@ from taxi_assets.services import Service
 
 OWNERS = ["team:data-engineering"]
 LINEAGE_COLUMNS = ("partition_month", "source_file")
+# Files: one month per run, so a failure touches one month. The warehouse may load a few
+# months in one run: its IO manager replaces the whole range in one transaction, and
+# fewer runs save ~5 s and ~230 MB of process start-up each.
+ONE_MONTH_PER_RUN = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
+WAREHOUSE_BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=3)
 
 
 def build_trip_assets(
@@ -38,6 +44,7 @@ def build_trip_assets(
         code_version="1",
         description=f"{service.description}: the monthly file exactly as published.",
         pool="downloads",
+        backfill_policy=ONE_MONTH_PER_RUN,
     )
     def raw(context: dg.AssetExecutionContext, source: TaxiSourceResource) -> dg.Output:
         month = context.partition_key
@@ -56,6 +63,8 @@ def build_trip_assets(
         tags={"service": service.name, "layer": "lake"},
         code_version=f"contract-{contract.version}",
         metadata={"time_column": contract.time_column, "contract_version": contract.version},
+        automation_condition=FOLLOW_UPSTREAM,
+        backfill_policy=ONE_MONTH_PER_RUN,
         description=(
             f"{service.description}: every published row, typed to the {service.name} "
             f"contract v{contract.version}, as Parquet (zstd) in a Hive layout."
@@ -76,6 +85,8 @@ def build_trip_assets(
         tags={"service": service.name, "layer": "warehouse"},
         code_version="1",
         metadata={"partition_expr": "partition_month"},
+        automation_condition=FOLLOW_UPSTREAM,
+        backfill_policy=WAREHOUSE_BACKFILL,
         description=(
             f"{service.description}: table warehouse.{dataset}, one month per "
             "partition_month, replaced atomically on every load."

@@ -7,6 +7,7 @@ import pyarrow.dataset as pads
 from taxi_assets.assets.contract_stream import contract_stream, lake_row_count
 from taxi_assets.assets.fetch import fetch_published_file
 from taxi_assets.assets.trips import OWNERS
+from taxi_assets.automation_conditions import FOLLOW_UPSTREAM
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.postgres import TableLoad
 from taxi_assets.io_managers.raw_files import StoredFile
@@ -43,6 +44,7 @@ def raw_taxi_zone_lookup(
     owners=OWNERS,
     code_version=f"contract-{CONTRACT.version}",
     metadata={"contract_version": CONTRACT.version},
+    automation_condition=FOLLOW_UPSTREAM,
     description="Taxi zones typed to the zones contract; 'N/A', 'NA' and 'Unknown' kept as text.",
 )
 def lake_taxi_zones(
@@ -60,6 +62,7 @@ def lake_taxi_zones(
     owners=OWNERS,
     code_version="1",
     metadata={"primary_key": ["location_id"]},
+    automation_condition=FOLLOW_UPSTREAM,
     description="Table warehouse.taxi_zones (location_id primary key), replaced on every load.",
 )
 def warehouse_taxi_zones(zones: pads.Dataset) -> TableLoad:

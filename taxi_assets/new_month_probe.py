@@ -1,0 +1,109 @@
+"""What the new-month sensor asks for: one service at a time, at most two HEAD requests.
+
+For each service: the month after the newest loaded one (or, with nothing loaded, the
+month that should just have been published), and the newest loaded month again in case
+TLC republished it. A request's key holds service, month and the upstream ETag, so each
+upstream version is requested once; a failed run of a version may be retried up to
+``MAX_ATTEMPTS`` times on later ticks.
+"""
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import dagster as dg
+
+from taxi_assets.download import DownloadError, SourceNotFound
+from taxi_assets.month_math import add_months, lagged_month
+from taxi_assets.resources.source import TaxiSourceResource
+from taxi_assets.services import SERVICES
+
+MAX_ATTEMPTS = 3
+VERSION_TAG = "taxi/upstream_version"
+
+
+@dataclass(frozen=True)
+class MonthRequest:
+    month: str
+    version: str  # service:month:etag
+    run_key: str
+
+
+@dataclass
+class ServicePlan:
+    requests: list[MonthRequest] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+
+def _latest_raw_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> dict:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[month]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return {}
+    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+
+def _request_for_version(
+    instance: dg.DagsterInstance, service: str, month: str, etag: str
+) -> tuple[MonthRequest | None, str | None]:
+    version = f"{service}:{month}:{etag}"
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={VERSION_TAG: version}))
+    if any(not run.is_finished or run.is_success for run in runs):
+        return None, None  # requested already; in progress or done
+    failed = len(runs)
+    if failed >= MAX_ATTEMPTS:
+        return None, f"{service} {month}: {failed} runs failed for this file; re-run it by hand"
+    suffix = f"#retry{failed}" if failed else ""
+    return MonthRequest(month, version, f"{version}{suffix}"), None
+
+
+def plan_service_requests(
+    instance: dg.DagsterInstance,
+    source: TaxiSourceResource,
+    service: str,
+    partitions_def: dg.PartitionsDefinition,
+    lag: int,
+    today: date | None = None,
+) -> ServicePlan:
+    plan = ServicePlan()
+    dataset = SERVICES[service].dataset
+    raw_key = dg.AssetKey(["raw", dataset])
+    loaded = sorted(instance.get_materialized_partitions(raw_key))
+    layout = source.layout()
+    # (month, whether it is loaded, the ETag of the loaded file)
+    candidates: list[tuple[str, bool, str | None]] = []
+    if loaded:
+        newest = loaded[-1]
+        held = _latest_raw_metadata(instance, raw_key, newest).get("etag")
+        candidates.append((newest, True, str(held) if held else None))
+        candidates.append((add_months(newest, 1), False, None))
+    else:
+        candidates.append((lagged_month(today or date.today(), lag), False, None))
+    for month, is_loaded, held_etag in candidates:
+        if is_loaded and held_etag is None:
+            plan.reasons.append(f"{service} {month}: loaded (no ETag recorded to compare)")
+            continue
+        if not partitions_def.has_partition_key(month):
+            plan.reasons.append(f"{service} {month}: not a partition yet")
+            continue
+        url, _ = layout.trip_file(dataset, month)
+        try:
+            remote = source.head(url)
+        except SourceNotFound:
+            plan.reasons.append(f"{service} {month} not published yet")
+            continue
+        except DownloadError as error:
+            plan.reasons.append(f"{service} {month}: source unreachable ({error})")
+            continue
+        etag = remote.etag or f"size-{remote.size}"
+        if is_loaded and held_etag == remote.etag:
+            plan.reasons.append(f"{service} {month}: loaded, upstream unchanged")
+            continue
+        request, reason = _request_for_version(instance, service, month, etag)
+        if request is not None:
+            plan.requests.append(request)
+        elif reason is not None:
+            plan.reasons.append(reason)
+        else:
+            plan.reasons.append(f"{service} {month}: already requested")
+    return plan

@@ -1,0 +1,98 @@
+"""Schedule and new-month sensor logic against a real mirror and a real instance."""
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from taxi_assets import defs
+from taxi_assets.devdata import write_month
+from taxi_assets.month_math import add_months, lagged_month
+from taxi_assets.resources import TaxiSourceResource
+from taxi_assets_tests.http_faults import FaultyMirror
+from taxi_assets_tests.pipeline import pipeline_resources, run
+
+
+def test_schedule_targets_the_lagged_month(monkeypatch: pytest.MonkeyPatch) -> None:
+    schedule = defs.resolve_schedule_def("taxi_monthly_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2021, 3, 1, 6), repository_def=defs.get_repository_def()
+    )
+    request = schedule.evaluate_tick(context).run_requests[0]
+    assert request.partition_key == "2021-01"
+    monkeypatch.setenv("TAXI_PUBLICATION_LAG_MONTHS", "3")
+    request = schedule.evaluate_tick(context).run_requests[0]
+    assert request.partition_key == "2020-12"
+
+
+def test_month_math() -> None:
+    assert add_months("2021-01", -1) == "2020-12"
+    assert add_months("2020-12", 1) == "2021-01"
+    assert lagged_month(datetime(2021, 3, 15).date(), 2) == "2021-01"
+
+
+def evaluate_sensor(instance: dg.DagsterInstance, mirror: FaultyMirror, cursor: str | None = None):  # noqa: ANN201
+    sensor = defs.resolve_sensor_def("taxi_new_month_sensor")
+    source = TaxiSourceResource(
+        source="dtc",
+        dtc_url=mirror.url,
+        tlc_url=mirror.url,
+        attempts=1,
+        backoff_seconds=0.01,
+    )
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={"source": source},
+        repository_def=defs.get_repository_def(),
+    )
+    return sensor.evaluate_tick(context)
+
+
+def test_sensor_requests_the_next_month_once_per_upstream_version(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    root = Path(own_mirror.root)
+    for service in ("yellow", "green", "fhv"):
+        (root / service / f"{service}_tripdata_2021-02.csv.gz").unlink()
+    resources = pipeline_resources(own_mirror.url, tmp_path / "lake")
+    for service in ("yellow", "green", "fhv"):
+        assert run(f"raw/{service}_tripdata", resources, instance, "2021-01").success
+
+    nothing = evaluate_sensor(instance, own_mirror)
+    assert nothing.run_requests == []
+    assert "yellow 2021-02 not published yet" in nothing.skip_message
+    assert "yellow 2021-01: loaded, upstream unchanged" in nothing.skip_message
+    heads = own_mirror.requests_seen("/yellow/yellow_tripdata_2021-02.csv.gz")
+    assert heads == ["HEAD"]  # no download from a sensor
+
+    write_month(root, source="dtc", service="yellow", month="2021-02", rows=300)
+    found = evaluate_sensor(instance, own_mirror)
+    assert len(found.run_requests) == 1
+    request = found.run_requests[0]
+    assert request.partition_key == "2021-02"
+    assert {k.to_user_string() for k in request.asset_selection} == {
+        "raw/yellow_tripdata",
+        "lake/yellow_tripdata",
+        "warehouse/yellow_tripdata",
+    }
+    assert request.run_key.startswith("yellow:2021-02:")
+
+    # TLC republishes 2021-01: a new ETag, a new request for that month.
+    write_month(root, source="dtc", service="green", month="2021-01", rows=77, seed=9)
+    republished = evaluate_sensor(instance, own_mirror)
+    keys = {r.run_key.rsplit(":", 1)[0] for r in republished.run_requests}
+    assert keys == {"yellow:2021-02", "green:2021-01"}
+
+
+def test_sensor_with_nothing_loaded_probes_the_lagged_month(
+    mirror: FaultyMirror, instance: dg.DagsterInstance
+) -> None:
+    result = evaluate_sensor(instance, mirror)
+    # Today's lagged month is not in the generated mirror: it says so, per service.
+    expected = lagged_month(datetime.now().date(), 2)
+    assert f"yellow {expected}" in result.skip_message
+    assert json.dumps(result.skip_message)

@@ -1,0 +1,194 @@
+"""The real daemon: downstream automation, the new-month sensor and a CLI backfill.
+
+One test, phases in order, against a temporary DAGSTER_HOME, the local HTTP mirror and a
+real PostgreSQL. The daemon and the CLI run as subprocesses, as a user would run them.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from taxi_assets.devdata import write_month
+from taxi_assets_tests.http_faults import FaultyMirror
+from taxi_assets_tests.pipeline import warehouse_counts
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SERVICES = ("yellow", "green", "fhv")
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - the table may not exist yet
+            pass
+        time.sleep(2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def has_ticked(instance: dg.DagsterInstance, name: str) -> bool:
+    for state in instance.all_instigator_state():
+        if state.instigator_name == name:
+            return bool(instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1))
+    return False
+
+
+def counts(pg_url: str, service: str) -> dict[str, int]:
+    try:
+        return warehouse_counts(pg_url, f"{service}_tripdata")
+    except Exception:  # noqa: BLE001 - not created yet
+        return {}
+
+
+@pytest.fixture
+def home(tmp_path: Path, own_mirror: FaultyMirror, pg_url: str) -> Iterator[tuple[Path, dict]]:
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copyfile(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(
+        f"load_from:\n  - python_module:\n      module_name: taxi_assets\n"
+        f"      working_directory: {REPO}\n"
+    )
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home),
+        "TAXI_SOURCE": "dtc",
+        "TAXI_DTC_URL": own_mirror.url,
+        "TAXI_ZONES_URL": f"{own_mirror.url}/misc/taxi_zone_lookup.csv",
+        "TAXI_LAKE_URL": str(tmp_path / "lake"),
+        "TAXI_WAREHOUSE_URL": pg_url,
+    }
+    yield workspace, env
+
+
+def cli(args: list[str], env: dict, workspace: Path | None = None) -> str:
+    command = [str(BIN / "dagster"), *args]
+    if workspace is not None:
+        command += ["-w", str(workspace)]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_daemon_sensor_automation_and_backfill(
+    home: tuple[Path, dict], own_mirror: FaultyMirror, pg_url: str
+) -> None:
+    workspace, env = home
+    root = Path(own_mirror.root)
+    (root / "yellow" / "yellow_tripdata_2021-02.csv.gz").unlink()  # not published yet
+    for service in SERVICES:
+        write_month(root, source="dtc", service=service, month="2021-03", rows=500)
+    (root / "yellow" / "yellow_tripdata_2021-03.csv.gz").unlink()
+
+    # Initialise the instance before the daemon starts (they would race on the SQLite
+    # schema) by starting the new-month sensor (stopped by default).
+    cli(["sensor", "start", "taxi_new_month_sensor"], env, workspace)
+    # The README's other operations commands, run as written there.
+    cli(["instance", "concurrency", "set", "downloads", "2"], env)
+    cli(["schedule", "start", "taxi_monthly_schedule"], env, workspace)
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        # Downstream automation: once the automation sensor has looked at the assets, a raw
+        # file loaded by hand is followed by its lake and warehouse partitions.
+        instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
+        wait_for(
+            "the automation sensor's first tick",
+            lambda: has_ticked(instance, "taxi_automation_sensor"),
+            120,
+        )
+        cli(
+            [
+                "asset",
+                "materialize",
+                "-m",
+                "taxi_assets",
+                "--select",
+                "raw/yellow_tripdata",
+                "--partition",
+                "2021-01",
+            ],
+            env,
+        )
+        wait_for("yellow 2021-01 in the warehouse", lambda: "2021-01" in counts(pg_url, "yellow"))
+
+        # The sensor: drop the next month into the mirror; it reaches Postgres by itself.
+        write_month(root, source="dtc", service="yellow", month="2021-02", rows=400)
+        wait_for(
+            "yellow 2021-02 in the warehouse",
+            lambda: counts(pg_url, "yellow").get("2021-02") == 400,
+        )
+
+        # A CLI job backfill of three months loads exactly those months.
+        cli(
+            [
+                "job",
+                "backfill",
+                "-m",
+                "taxi_assets",
+                "-j",
+                "taxi_monthly_job",
+                "--from",
+                "2021-01",
+                "--to",
+                "2021-03",
+                "--noprompt",
+            ],
+            env,
+        )
+        wait_for(
+            "green and fhv 2021-01..2021-03 in the warehouse",
+            lambda: all(
+                set(counts(pg_url, s)) == {"2021-01", "2021-02", "2021-03"}
+                for s in ("green", "fhv")
+            ),
+            timeout=300,
+        )
+        wait_for(
+            "all backfill runs to finish",
+            lambda: all(run.is_finished for run in instance.get_runs()),
+            timeout=120,
+        )
+        failed = [r.run_id for r in instance.get_runs() if r.is_finished and not r.is_success]
+        # yellow 2021-03 is not published: that backfill run fails clearly, the others succeed.
+        assert len(failed) == 1
+        error_text = " ".join(
+            str(e.dagster_event.event_specific_data.error)
+            for e in instance.all_logs(failed[0])
+            if e.dagster_event is not None and e.dagster_event.is_step_failure
+        )
+        assert "yellow_tripdata_2021-03.csv.gz is not published at" in error_text
+        # No second runs: lake/yellow 2021-02 was materialized by the sensor's run and by
+        # the backfill, not also by the automation sensor.
+        lake_runs = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(["lake", "yellow_tripdata"]), asset_partitions=["2021-02"]
+            ),
+            limit=10,
+        ).records
+        assert len({record.run_id for record in lake_runs}) == 2
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
