@@ -1,8 +1,230 @@
-"""Asset checks: reconciliation, schema contract, quality signals, freshness."""
+"""Asset checks: reconciliation, schema contract, quality signals, freshness.
+
+They run with every materialization of their asset (Dagster adds an asset's checks to
+every run that materializes it) and read what the materializations recorded: the raw
+row count taken while downloading, the Parquet file the lake wrote (its ``path``
+metadata), and the warehouse table itself. Blocking checks stop downstream assets.
+"""
+
+import warnings
+from datetime import datetime
 
 import dagster as dg
+import pyarrow.parquet as pq
+from upath import UPath
+
+from taxi_assets.contracts import CONTRACTS
+from taxi_assets.download import DownloadError, SourceNotFound
+from taxi_assets.io_managers.parquet_lake import arrow_filesystem
+from taxi_assets.io_managers.pg_ddl import qualified
+from taxi_assets.month_math import add_months
+from taxi_assets.partitions import parse_month
+from taxi_assets.quality import DEFAULT_THRESHOLDS, measure
+from taxi_assets.resources import PostgresResource, TaxiSourceResource
+from taxi_assets.services import SERVICES, Service
+
+FRESHNESS_MONTHS = 3
+
+
+class QualityThresholds(dg.ConfigurableResource):
+    """Share of rows above which a quality signal warns (defaults: ``quality.DEFAULT_THRESHOLDS``)."""
+
+    pickup_outside_month: float = DEFAULT_THRESHOLDS["pickup_outside_month"]
+    dropoff_before_pickup: float = DEFAULT_THRESHOLDS["dropoff_before_pickup"]
+    negative_fare_or_total: float = DEFAULT_THRESHOLDS["negative_fare_or_total"]
+    null_vendor: float = DEFAULT_THRESHOLDS["null_vendor"]
+    zero_distance: float = DEFAULT_THRESHOLDS["zero_distance"]
+    location_out_of_range: float = DEFAULT_THRESHOLDS["location_out_of_range"]
+    passenger_count_zero: float = DEFAULT_THRESHOLDS["passenger_count_zero"]
+    absurd_distance: float = DEFAULT_THRESHOLDS["absurd_distance"]
+    freshness_months: int = FRESHNESS_MONTHS
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: float(getattr(self, name)) for name in DEFAULT_THRESHOLDS}
+
+
+def recorded(instance: dg.DagsterInstance, key: dg.AssetKey, month: str | None) -> dict:
+    """Metadata values of the latest materialization of ``key`` (for ``month``)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[month] if month else None), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return {}
+    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+
+def lake_file(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> pq.ParquetFile:
+    path = recorded(instance, key, month).get("path")
+    if not isinstance(path, str):
+        raise FileNotFoundError(f"no recorded lake file for {key.to_user_string()} {month}")
+    filesystem, native = arrow_filesystem(UPath(path))
+    return pq.ParquetFile(native, filesystem=filesystem)
+
+
+def _midnight(month: str) -> datetime:
+    return datetime.combine(parse_month(month), datetime.min.time())
+
+
+def build_service_checks(
+    service: Service, partitions_def: dg.PartitionsDefinition
+) -> list[dg.AssetChecksDefinition]:
+    contract = CONTRACTS[service.name]
+    raw_key = dg.AssetKey(["raw", service.dataset])
+    lake_key = dg.AssetKey(["lake", service.dataset])
+    warehouse_key = dg.AssetKey(["warehouse", service.dataset])
+
+    @dg.asset_check(
+        asset=lake_key,
+        name="rows_match_raw",
+        blocking=True,
+        partitions_def=partitions_def,
+        description="Rows in the lake file = rows in the published file (counted while downloading).",
+    )
+    def rows_match_raw(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        month = context.partition_key
+        raw_rows = recorded(context.instance, raw_key, month).get("source_rows")
+        lake_rows = lake_file(context.instance, lake_key, month).metadata.num_rows
+        return dg.AssetCheckResult(
+            passed=raw_rows is None or raw_rows == lake_rows,
+            metadata={
+                "raw_rows": raw_rows if raw_rows is not None else "unknown",
+                "lake_rows": lake_rows,
+            },
+        )
+
+    @dg.asset_check(
+        asset=lake_key,
+        name="schema_matches_contract",
+        blocking=True,
+        partitions_def=partitions_def,
+        description=f"The lake file has exactly the {service.name} contract's columns and types.",
+    )
+    def schema_matches_contract(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        schema = lake_file(context.instance, lake_key, context.partition_key).schema_arrow
+        found = {field.name: str(field.type) for field in schema}
+        expected = {field.name: str(field.type) for field in contract.schema}
+        version = (schema.metadata or {}).get(b"contract_version", b"").decode()
+        differences = sorted(
+            f"{name}: expected {expected.get(name, 'absent')}, found {found.get(name, 'absent')}"
+            for name in set(found) | set(expected)
+            if found.get(name) != expected.get(name)
+        )
+        return dg.AssetCheckResult(
+            passed=not differences and version == contract.version,
+            metadata={
+                "contract_version": contract.version,
+                "file_contract_version": version or "missing",
+                "differences": "; ".join(differences) or "none",
+            },
+        )
+
+    @dg.asset_check(
+        asset=lake_key,
+        name="quality_signals",
+        partitions_def=partitions_def,
+        description="Rows that look wrong, counted not removed: out-of-month pickups, negative "
+        "fares, zero or absurd distances, unknown locations, passenger_count 0, null vendors.",
+    )
+    def quality_signals(
+        context: dg.AssetCheckExecutionContext, quality_thresholds: QualityThresholds
+    ) -> dg.AssetCheckResult:
+        month = context.partition_key
+        window = (_midnight(month), _midnight(add_months(month, 1)))
+        parquet = lake_file(context.instance, lake_key, month)
+        columns = [c for c in _QUALITY_COLUMNS if c in parquet.schema_arrow.names]
+        report = measure(parquet.iter_batches(batch_size=256 * 1024, columns=columns), window)
+        thresholds = quality_thresholds.as_dict()
+        exceeded = report.exceeded(thresholds)
+        metadata: dict[str, dg.RawMetadataValue] = {"rows": report.rows}
+        for name, count in report.counts.items():
+            metadata[name] = count
+            metadata[f"{name}_share"] = round(report.share(name), 6)
+        metadata["exceeded"] = ", ".join(exceeded) or "none"
+        return dg.AssetCheckResult(
+            passed=not exceeded, severity=dg.AssetCheckSeverity.WARN, metadata=metadata
+        )
+
+    @dg.asset_check(
+        asset=warehouse_key,
+        name="rows_match_lake",
+        blocking=True,
+        partitions_def=partitions_def,
+        description="Rows of the month in the warehouse table = rows in the lake file.",
+    )
+    def rows_match_lake(
+        context: dg.AssetCheckExecutionContext, warehouse: PostgresResource
+    ) -> dg.AssetCheckResult:
+        month = context.partition_key
+        lake_rows = lake_file(context.instance, lake_key, month).metadata.num_rows
+        with warehouse.engine().connect() as connection:
+            warehouse_rows = connection.exec_driver_sql(
+                f"SELECT count(*) FROM {qualified('warehouse', service.dataset)} "
+                "WHERE partition_month = %(month)s",
+                {"month": parse_month(month)},
+            ).scalar()
+        return dg.AssetCheckResult(
+            passed=warehouse_rows == lake_rows,
+            metadata={"lake_rows": lake_rows, "warehouse_rows": int(warehouse_rows or 0)},
+        )
+
+    @dg.asset_check(
+        asset=warehouse_key,
+        name="freshness",
+        partitions_def=partitions_def,
+        description=f"The newest loaded month is at most N (default {FRESHNESS_MONTHS}) months "
+        "behind the newest month the source has published (HEAD request, no download).",
+    )
+    def freshness(
+        context: dg.AssetCheckExecutionContext,
+        source: TaxiSourceResource,
+        quality_thresholds: QualityThresholds,
+    ) -> dg.AssetCheckResult:
+        loaded = sorted(context.instance.get_materialized_partitions(warehouse_key))
+        newest = loaded[-1] if loaded else context.partition_key
+        limit = quality_thresholds.freshness_months
+        probe = add_months(newest, limit + 1)
+        metadata: dict[str, dg.RawMetadataValue] = {"newest_loaded": newest, "probed": probe}
+        if not partitions_def.has_partition_key(probe):
+            return dg.AssetCheckResult(
+                passed=True, metadata={**metadata, "published": "not due yet"}
+            )
+        url, _ = source.layout().trip_file(service.dataset, probe)
+        try:
+            source.head(url)
+        except SourceNotFound:
+            return dg.AssetCheckResult(passed=True, metadata={**metadata, "published": "no"})
+        except DownloadError as error:
+            return dg.AssetCheckResult(
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={**metadata, "published": f"unknown: {error}"},
+            )
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"{probe} is published but the newest loaded month is {newest}",
+            metadata={**metadata, "published": "yes"},
+        )
+
+    return [rows_match_raw, schema_matches_contract, quality_signals, rows_match_lake, freshness]
+
+
+_QUALITY_COLUMNS = (
+    "pickup_datetime",
+    "dropoff_datetime",
+    "fare_amount",
+    "total_amount",
+    "vendor_id",
+    "trip_distance",
+    "passenger_count",
+    "pu_location_id",
+    "do_location_id",
+)
 
 
 def build_asset_checks(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
-    """Asset checks over raw, lake and warehouse; none yet."""
-    return []
+    with warnings.catch_warnings():
+        # Partitioned asset checks are a preview feature in Dagster 1.13; they are what lets
+        # each month's checks run with that month's materialization.
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return [c for s in SERVICES.values() for c in build_service_checks(s, partitions_def)]

@@ -17,7 +17,7 @@ from taxi_assets.assets.analytics import build_analytics_assets
 from taxi_assets.assets.trips import build_trip_assets
 from taxi_assets.assets.zones import ZONE_ASSETS
 from taxi_assets.automation import build_schedules, build_sensors
-from taxi_assets.checks import build_asset_checks
+from taxi_assets.checks import QualityThresholds, build_asset_checks
 from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
 from taxi_assets.io_managers.postgres import PostgresIOManager
 from taxi_assets.io_managers.raw_files import RawFileIOManager
@@ -51,6 +51,7 @@ def build_definitions(first_month: str) -> dg.Definitions:
         sensors=[*build_sensors(monthly), *build_alert_sensors()],
         resources={
             "source": TaxiSourceResource(),
+            "quality_thresholds": QualityThresholds(),
             "warehouse": warehouse,
             "raw_io_manager": RawFileIOManager(),
             "lake_io_manager": ParquetLakeIOManager(),

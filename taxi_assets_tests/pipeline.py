@@ -6,6 +6,7 @@ import dagster as dg
 import pyarrow.dataset as pads
 import sqlalchemy as sa
 
+from taxi_assets.checks import QualityThresholds
 from taxi_assets.definitions import build_definitions
 from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
 from taxi_assets.io_managers.postgres import PostgresIOManager
@@ -13,7 +14,9 @@ from taxi_assets.io_managers.raw_files import RawFileIOManager
 from taxi_assets.resources import PostgresResource, TaxiSourceResource
 from taxi_assets.resources.postgres import sqlalchemy_url
 
-ASSETS = list(build_definitions("2019-01").assets or [])
+_DEFS = build_definitions("2019-01")
+# Assets and their checks: checks run with every materialization of their asset.
+ASSETS = [*(_DEFS.assets or []), *(_DEFS.asset_checks or [])]
 
 
 def pipeline_resources(
@@ -30,6 +33,7 @@ def pipeline_resources(
             attempts=3,
         ),
         "warehouse": database,
+        "quality_thresholds": QualityThresholds(),
         "raw_io_manager": RawFileIOManager(root=str(lake)),
         "lake_io_manager": ParquetLakeIOManager(root=str(lake)),
         "warehouse_io_manager": PostgresIOManager(database=database),

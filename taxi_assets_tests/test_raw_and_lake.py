@@ -188,3 +188,23 @@ def test_zones_keep_na_text(
     by_id = {row["location_id"]: row for row in zones}
     assert (by_id[264]["zone"], by_id[264]["service_zone"]) == ("NV", "N/A")
     assert (by_id[265]["zone"], by_id[265]["service_zone"]) == ("NA", "N/A")
+
+
+def test_months_before_a_service_existed_are_skipped(
+    mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    from taxi_assets.definitions import build_definitions
+
+    history = build_definitions("2013-01")
+    lake = tmp_path / "lake"
+    result = dg.materialize(
+        [*(history.assets or []), *(history.asset_checks or [])],
+        selection=[dg.AssetKey(["raw", "green_tripdata"]), dg.AssetKey(["lake", "green_tripdata"])],
+        partition_key="2013-05",
+        resources=pipeline_resources(mirror.url, lake),
+        instance=instance,
+    )
+    assert result.success
+    assert result.get_asset_materialization_events() == []
+    assert mirror.requests_seen("/green/green_tripdata_2013-05.csv.gz") == []
+    assert not lake.exists() or not [p for p in lake.rglob("*") if p.is_file()]

@@ -45,12 +45,21 @@ def build_trip_assets(
         description=f"{service.description}: the monthly file exactly as published.",
         pool="downloads",
         backfill_policy=ONE_MONTH_PER_RUN,
+        output_required=False,
     )
-    def raw(context: dg.AssetExecutionContext, source: TaxiSourceResource) -> dg.Output:
+    def raw(context: dg.AssetExecutionContext, source: TaxiSourceResource) -> Iterator[dg.Output]:
         month = context.partition_key
+        if month < service.first_published_month:
+            # One partitions definition serves every service; months before a service
+            # existed have nothing to load, so the run skips them (lake and warehouse too).
+            context.log.info(
+                f"{service.name} has no trips before {service.first_published_month}: "
+                f"{month} skipped, nothing to load"
+            )
+            return
         layout = source.layout()
         url, name = layout.trip_file(dataset, month)
-        return fetch_published_file(context, source, url, name, month, layout.source_for(month))
+        yield fetch_published_file(context, source, url, name, month, layout.source_for(month))
 
     @dg.asset(
         key=lake_key,

@@ -1,0 +1,116 @@
+"""Asset checks run with each materialization; quality signals are plain functions."""
+
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import sqlalchemy as sa
+
+from taxi_assets.partitions import monthly_partitions
+from taxi_assets.quality import DEFAULT_THRESHOLDS, measure
+from taxi_assets.resources.postgres import sqlalchemy_url
+from taxi_assets_tests.http_faults import FaultyMirror
+from taxi_assets_tests.pipeline import ASSETS, pipeline_resources, run
+
+
+def evaluations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {
+        f"{e.asset_key.to_user_string()}:{e.check_name}": e
+        for e in result.get_asset_check_evaluations()
+    }
+
+
+def test_checks_pass_on_a_good_month_and_report_numbers(
+    mirror: FaultyMirror, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    keys = ["raw/yellow_tripdata", "lake/yellow_tripdata", "warehouse/yellow_tripdata"]
+    result = run(
+        keys, pipeline_resources(mirror.url, tmp_path / "lake", pg_url), instance, "2021-01"
+    )
+    checks = evaluations(result)
+    assert set(checks) == {
+        "lake/yellow_tripdata:rows_match_raw",
+        "lake/yellow_tripdata:schema_matches_contract",
+        "lake/yellow_tripdata:quality_signals",
+        "warehouse/yellow_tripdata:rows_match_lake",
+        "warehouse/yellow_tripdata:freshness",
+    }
+    for name in ("rows_match_raw", "schema_matches_contract"):
+        assert checks[f"lake/yellow_tripdata:{name}"].passed, name
+    reconciliation = checks["warehouse/yellow_tripdata:rows_match_lake"]
+    assert reconciliation.passed
+    assert (
+        reconciliation.metadata["warehouse_rows"].value
+        == reconciliation.metadata["lake_rows"].value
+        > 0
+    )
+    quality = checks["lake/yellow_tripdata:quality_signals"]
+    assert quality.severity == dg.AssetCheckSeverity.WARN
+    assert quality.metadata["pickup_outside_month"].value > 0  # generated months carry some
+    assert quality.metadata["rows"].value == reconciliation.metadata["lake_rows"].value
+    assert checks["warehouse/yellow_tripdata:freshness"].metadata["published"].value == "no"
+
+
+def test_reconciliation_fails_when_the_warehouse_lost_rows(
+    mirror: FaultyMirror, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+    keys = ["raw/green_tripdata", "lake/green_tripdata", "warehouse/green_tripdata"]
+    assert run(keys, resources, instance, "2021-01").success
+    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "DELETE FROM warehouse.green_tripdata WHERE ctid IN "
+            "(SELECT ctid FROM warehouse.green_tripdata LIMIT 7)"
+        )
+    engine.dispose()
+    check = dg.AssetCheckKey(dg.AssetKey(["warehouse", "green_tripdata"]), "rows_match_lake")
+    # Run only the check, as "Execute check" in the UI does.
+    job = dg.define_asset_job(
+        "check_only", selection=dg.AssetSelection.checks(check), partitions_def=monthly_partitions()
+    )
+    definitions = dg.Definitions(assets=ASSETS, jobs=[job], resources=resources)
+    result = definitions.resolve_job_def("check_only").execute_in_process(
+        tags={"dagster/partition": "2021-01"}, instance=instance, raise_on_error=False
+    )
+    evaluation = evaluations(result)["warehouse/green_tripdata:rows_match_lake"]
+    assert not evaluation.passed
+    lake_rows = evaluation.metadata["lake_rows"].value
+    assert evaluation.metadata["warehouse_rows"].value == lake_rows - 7
+
+
+def test_quality_signals_count_without_removing() -> None:
+    month = (datetime(2021, 1, 1), datetime(2021, 2, 1))
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "pickup_datetime": pa.array(
+                [datetime(2020, 12, 31, 23), datetime(2021, 1, 5), datetime(2021, 1, 6), None],
+                pa.timestamp("us"),
+            ),
+            "dropoff_datetime": pa.array(
+                [datetime(2021, 1, 1, 0, 10), datetime(2021, 1, 4), datetime(2021, 1, 6, 1), None],
+                pa.timestamp("us"),
+            ),
+            "fare_amount": [10.0, -5.0, 3.0, None],
+            "total_amount": [12.0, -6.0, 4.0, None],
+            "vendor_id": pa.array([1, 2, None, None], pa.int32()),
+            "trip_distance": [0.0, 1.2, 900.0, None],
+            "passenger_count": pa.array([0, 1, 1, None], pa.int32()),
+            "pu_location_id": pa.array([1, 265, 266, None], pa.int32()),
+            "do_location_id": pa.array([0, 5, 6, None], pa.int32()),
+        }
+    )
+    report = measure([batch], month)
+    assert report.rows == 4
+    assert report.counts == {
+        "pickup_outside_month": 1,
+        "dropoff_before_pickup": 1,
+        "negative_fare_or_total": 1,
+        "null_vendor": 2,
+        "zero_distance": 1,
+        "location_out_of_range": 2,
+        "passenger_count_zero": 1,
+        "absurd_distance": 1,
+    }
+    assert set(report.exceeded(DEFAULT_THRESHOLDS)) == set(DEFAULT_THRESHOLDS)
