@@ -1,0 +1,74 @@
+"""Security: a read-only analyst role, local-only services, safe file permissions."""
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from taxi_assets.resources.postgres import sqlalchemy_url
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_analyst_role_reads_but_cannot_write(pg_url: str) -> None:
+    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE SCHEMA warehouse")
+        connection.exec_driver_sql("CREATE TABLE warehouse.before (x int)")
+        connection.exec_driver_sql("INSERT INTO warehouse.before VALUES (1)")
+    env = {**os.environ, "TAXI_WAREHOUSE_URL": pg_url, "TAXI_ANALYST_PASSWORD": "s3cret-analyst"}
+    done = subprocess.run(
+        [sys.executable, "-m", "taxi_assets.resources.analyst_role", "analyst"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "s3cret-analyst" not in done.stdout + done.stderr
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE warehouse.after (y int)")  # default privileges
+        connection.exec_driver_sql("INSERT INTO warehouse.after VALUES (2)")
+    analyst_url = sa.make_url(sqlalchemy_url(pg_url)).set(
+        username="analyst", password="s3cret-analyst"
+    )
+    analyst = sa.create_engine(analyst_url)
+    with analyst.connect() as connection:
+        assert connection.exec_driver_sql("SELECT x FROM warehouse.before").scalar() == 1
+        assert connection.exec_driver_sql("SELECT y FROM warehouse.after").scalar() == 2
+    with (
+        analyst.connect() as connection,
+        pytest.raises(sa.exc.ProgrammingError, match="permission denied"),
+    ):
+        connection.exec_driver_sql("INSERT INTO warehouse.before VALUES (3)")
+    analyst.dispose()
+    engine.dispose()
+
+
+def test_embedded_postgres_listens_on_a_unix_socket_only(pg_server_url: str) -> None:
+    if os.environ.get("TEST_DATABASE_URL"):
+        pytest.skip("TEST_DATABASE_URL points at an external server")
+    engine = sa.create_engine(sqlalchemy_url(pg_server_url))
+    with engine.connect() as connection:
+        listen = connection.exec_driver_sql("SHOW listen_addresses").scalar()
+    engine.dispose()
+    assert listen == ""
+
+
+def test_makefile_binds_the_webserver_to_loopback() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    assert "dagster dev -h 127.0.0.1" in makefile
+
+
+def test_lake_files_are_not_world_writable(tmp_path: Path) -> None:
+    from upath import UPath
+
+    from taxi_assets.io_managers.storage import publish_file
+
+    source = tmp_path / "staged.bin"
+    source.write_bytes(b"x")
+    target = UPath(tmp_path / "lake" / "file.bin")
+    publish_file(source, target)
+    mode = stat.S_IMODE(Path(target.path).stat().st_mode)
+    assert not mode & stat.S_IWOTH
