@@ -1,0 +1,26 @@
+"""`make demo`'s chain, run twice: the same counts, non-zero for every service and month."""
+
+from pathlib import Path
+
+import pytest
+
+from taxi_assets.demo import run_demo
+
+
+@pytest.mark.slow
+def test_demo_twice_gives_the_same_counts(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAXI_WAREHOUSE_URL", pg_url)
+    monkeypatch.setenv("TAXI_LAKE_URL", str(tmp_path / "lake"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    for name in ("TAXI_SOURCE", "TAXI_DTC_URL", "TAXI_TLC_URL", "TAXI_ZONES_URL"):
+        monkeypatch.setenv(name, "")  # run_demo sets them; monkeypatch restores them
+    months = ("2021-01", "2021-02")
+    first = run_demo(tmp_path / "data", months, rows=300)
+    second = run_demo(tmp_path / "data", months, rows=300)
+    assert first == second
+    for table in ("yellow_tripdata", "green_tripdata", "fhv_tripdata"):
+        assert set(first[table]) == set(months)
+        assert all(rows > 0 for rows in first[table].values())
+    assert first["taxi_zones"] == {"-": 265}
