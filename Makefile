@@ -43,3 +43,13 @@ lock: install
 
 clean: stop
 	rm -rf data
+
+.PHONY: bench bench-quick
+# Benchmarks (docs/performance.md): 1.37M- and 7.8M-row months, median of 3 runs per case,
+# ~15 min on 2 cores; prints the table and writes benchmarks/results/latest.json.
+bench: install
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+# CI-sized data, one run per case, no timing targets; writes data/bench/quick.json.
+bench-quick: install
+	$(PY) -m benchmarks --quick $(BENCH_ARGS)

@@ -25,16 +25,21 @@ setup(
         "requests>=2.32,<3",
         "urllib3>=2.2,<3",
         "universal-pathlib>=0.3,<0.4",
+        "gcsfs==2026.10.1",
         "sqlalchemy>=2.0,<2.2",
         "psycopg[binary]>=3.2,<4",
         "psycopg2-binary>=2.9.9",
         "pgserver==0.1.4",
+        "matplotlib>=3.9,<4",
     ],
     extras_require={
         "dev": [
             "pytest>=9,<10",
             "pytest-timeout>=2.3",
             "ruff>=0.15",
+            "py-spy>=0.4,<0.5",  # profiling: docs/performance.md
+            "playwright>=1.45,<2",  # drives Debian's chromium; never `playwright install`
+            "gcp-storage-emulator==2026.7.19",
         ],
     },
 )

@@ -1,7 +1,236 @@
-"""Alerts: run-failure summaries in the log and, when configured, to a webhook."""
+"""Alerts: run-failure summaries in the log and, when configured, to a webhook.
+
+A run-failure sensor (on by default) turns every failed run of this code location into a
+short summary: job, partition, assets, each failed step with its error, and each failed
+asset check (a failed blocking check fails its step, hence the run). The summary always
+goes to the sensor's log; when ``$TAXI_ALERT_WEBHOOK_URL`` (or ``AlertWebhookResource.url``)
+is set, it is also POSTed as Slack-compatible JSON (``text`` plus one ``mrkdwn`` block), which
+Slack incoming webhooks, Mattermost and most chat relays accept. Settings are read when the
+sensor evaluates, like every other setting of the project (see ``taxi_assets.settings``).
+"""
+
+import re
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import dagster as dg
+import requests
+
+from taxi_assets.settings import resolve_setting
+
+SENSOR_NAME = "taxi_run_failure_alert"
+MAX_ERROR_CHARS = 600
+MAX_TEXT_CHARS = 2900  # Slack caps a section block at 3000 characters
+_QUALIFIED_CLASS = re.compile(r"^(?:[A-Za-z_][\w]*\.)+([A-Za-z_]\w*): ")
 
 
-def build_alert_sensors() -> list[dg.SensorDefinition]:
-    return []
+class AlertDeliveryError(Exception):
+    """The webhook did not accept the alert after every attempt."""
+
+
+@dataclass(frozen=True)
+class FailedCheck:
+    asset: str
+    check: str
+    severity: str
+    blocking: bool
+    description: str | None
+
+
+@dataclass(frozen=True)
+class FailureSummary:
+    run_id: str
+    job_name: str
+    partition: str | None
+    assets: tuple[str, ...]
+    failed_steps: tuple[tuple[str, str], ...]  # (step key, first lines of the error)
+    failed_checks: tuple[FailedCheck, ...] = field(default=())
+    run_url: str | None = None
+
+    @property
+    def title(self) -> str:
+        where = f" for partition {self.partition}" if self.partition else ""
+        return f"taxi_assets: run {self.run_id[:8]} of {self.job_name}{where} failed"
+
+    def text(self) -> str:
+        lines = [self.title]
+        if self.assets:
+            shown = ", ".join(self.assets[:10])
+            more = f" (+{len(self.assets) - 10} more)" if len(self.assets) > 10 else ""
+            lines.append(f"Assets: {shown}{more}")
+        if self.failed_steps:
+            lines.append("Failed steps:")
+            lines += [f"- {step}: {error}" for step, error in self.failed_steps]
+        else:
+            lines.append("No step failed: the run failed outside the steps (see its event log).")
+        if self.failed_checks:
+            lines.append("Failed checks:")
+            for c in self.failed_checks:
+                kind = f"{c.severity}{', blocking' if c.blocking else ''}"
+                lines.append(
+                    f"- {c.asset} {c.check} ({kind})"
+                    + (f": {c.description}" if c.description else "")
+                )
+        lines.append(f"Run: {self.run_url or self.run_id}")
+        return _truncate("\n".join(lines), MAX_TEXT_CHARS)
+
+    def slack_payload(self) -> dict[str, object]:
+        # Slack reads `<`, `>` and `&` as markup in both fields: escape them.
+        text = self.text().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        return {
+            "text": text,
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+        }
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _first_lines(message: str, lines: int = 3) -> str:
+    kept = " ".join(line.strip() for line in message.strip().splitlines()[:lines] if line.strip())
+    return _truncate(_QUALIFIED_CLASS.sub(r"\1: ", kept), MAX_ERROR_CHARS)
+
+
+def _error_text(error: object) -> str:
+    """An error and its causes, outermost first (Dagster wraps user errors in its own)."""
+    parts = []
+    while error is not None and len(parts) < 3:
+        parts.append(_first_lines(getattr(error, "message", "") or ""))
+        error = getattr(error, "cause", None)
+    return _truncate(" <- caused by: ".join(p for p in parts if p), MAX_ERROR_CHARS)
+
+
+def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[FailedCheck]:
+    """Asset check evaluations of the run that did not pass."""
+    records = instance.get_records_for_run(
+        run_id=run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records
+    found = []
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        evaluation = event.event_specific_data if event else None
+        if evaluation is None or evaluation.passed:
+            continue
+        found.append(
+            FailedCheck(
+                asset=evaluation.asset_key.to_user_string(),
+                check=evaluation.check_name,
+                severity=evaluation.severity.value,
+                blocking=bool(evaluation.blocking),
+                description=evaluation.description,
+            )
+        )
+    return found
+
+
+def run_assets(instance: dg.DagsterInstance, run: dg.DagsterRun) -> set[dg.AssetKey]:
+    """The assets a run set out to materialize (its selection, else its planned events)."""
+    if run.asset_selection:
+        return set(run.asset_selection)
+    records = instance.get_records_for_run(
+        run_id=run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+    ).records
+    return {
+        record.event_log_entry.dagster_event.asset_key
+        for record in records
+        if record.event_log_entry.dagster_event and record.event_log_entry.dagster_event.asset_key
+    }
+
+
+def summarize_failure(context: dg.RunFailureSensorContext, ui_url: str | None) -> FailureSummary:
+    run = context.dagster_run
+    steps = []
+    for event in context.get_step_failure_events():
+        error = getattr(event.event_specific_data, "error", None)
+        message = _error_text(error) if error is not None else _first_lines(event.message or "")
+        steps.append((event.step_key or "?", message))
+    if not steps and context.failure_event.message:
+        steps = [("run", _first_lines(context.failure_event.message))]
+    assets = tuple(sorted(key.to_user_string() for key in run_assets(context.instance, run)))
+    return FailureSummary(
+        run_id=run.run_id,
+        job_name=run.job_name,
+        partition=run.tags.get("dagster/partition"),
+        assets=assets,
+        failed_steps=tuple(steps),
+        failed_checks=tuple(failed_checks(context.instance, run.run_id)),
+        run_url=f"{ui_url.rstrip('/')}/runs/{run.run_id}" if ui_url else None,
+    )
+
+
+class AlertWebhookResource(dg.ConfigurableResource):
+    """Where alerts go besides the log.
+
+    ``url`` (or ``$TAXI_ALERT_WEBHOOK_URL``): a Slack-compatible incoming webhook; unset,
+    alerts are only logged. The URL usually embeds a secret, so it is never logged: only
+    its host is. ``ui_url`` (or ``$TAXI_UI_URL``) adds a link to the failed run.
+    """
+
+    url: str | None = None
+    ui_url: str | None = None
+    timeout_seconds: float = 10.0
+    attempts: int = 3
+    backoff_seconds: float = 1.0
+
+    def webhook_url(self) -> str | None:
+        return resolve_setting(self.url, "TAXI_ALERT_WEBHOOK_URL", None)
+
+    def resolved_ui_url(self) -> str | None:
+        return resolve_setting(self.ui_url, "TAXI_UI_URL", None)
+
+    def describe(self) -> str:
+        url = self.webhook_url()
+        return f"webhook on {urlsplit(url).netloc}" if url else "no webhook configured"
+
+    def post(self, payload: dict[str, object]) -> None:
+        """POST ``payload`` as JSON; retries 5xx and connection errors, then raises."""
+        url = self.webhook_url()
+        if not url:
+            return
+        host = urlsplit(url).netloc
+        problem = ""
+        for attempt in range(1, max(1, self.attempts) + 1):
+            try:
+                response = requests.post(url, json=payload, timeout=self.timeout_seconds)
+            except requests.RequestException as error:
+                problem = f"{type(error).__name__}"
+            else:
+                if response.status_code < 300:
+                    return
+                problem = f"HTTP {response.status_code}"
+                if response.status_code < 500 and response.status_code != 429:
+                    break  # a client error will not go away by retrying
+            if attempt < self.attempts:
+                time.sleep(self.backoff_seconds * attempt)
+        raise AlertDeliveryError(f"alert webhook on {host} did not accept the alert: {problem}")
+
+
+def build_alert_sensors(webhook: AlertWebhookResource | None = None) -> list[dg.SensorDefinition]:
+    """The run-failure alert sensor; ``webhook`` defaults to the environment's settings."""
+
+    @dg.run_failure_sensor(
+        name=SENSOR_NAME,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=30,
+        description=(
+            "Logs a summary of every failed run (failed steps, failed asset checks) and posts "
+            "it to $TAXI_ALERT_WEBHOOK_URL when set."
+        ),
+    )
+    def taxi_run_failure_alert(context: dg.RunFailureSensorContext) -> None:
+        send_failure_alert(context, webhook or AlertWebhookResource())
+
+    return [taxi_run_failure_alert]
+
+
+def send_failure_alert(
+    context: dg.RunFailureSensorContext, webhook: AlertWebhookResource
+) -> FailureSummary:
+    summary = summarize_failure(context, webhook.resolved_ui_url())
+    context.log.error(summary.text())
+    if webhook.webhook_url():
+        webhook.post(summary.slack_payload())
+        context.log.info(f"Alert for run {summary.run_id} posted ({webhook.describe()})")
+    return summary

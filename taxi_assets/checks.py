@@ -11,12 +11,12 @@ from datetime import datetime
 
 import dagster as dg
 import pyarrow.parquet as pq
-from upath import UPath
 
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.download import DownloadError, SourceNotFound
 from taxi_assets.io_managers.parquet_lake import arrow_filesystem
 from taxi_assets.io_managers.pg_ddl import qualified
+from taxi_assets.io_managers.storage import resolve_root
 from taxi_assets.month_math import add_months
 from taxi_assets.partitions import parse_month
 from taxi_assets.quality import DEFAULT_THRESHOLDS, measure
@@ -57,7 +57,7 @@ def lake_file(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> pq.
     path = recorded(instance, key, month).get("path")
     if not isinstance(path, str):
         raise FileNotFoundError(f"no recorded lake file for {key.to_user_string()} {month}")
-    filesystem, native = arrow_filesystem(UPath(path))
+    filesystem, native = arrow_filesystem(resolve_root(path))
     return pq.ParquetFile(native, filesystem=filesystem)
 
 

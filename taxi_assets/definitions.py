@@ -47,6 +47,10 @@ def build_definitions(first_month: str) -> dg.Definitions:
         assets=[*trip_assets, *ZONE_ASSETS, *build_analytics_assets(monthly)],
         asset_checks=build_asset_checks(monthly),
         jobs=[build_monthly_job()],
+        # Steps of a run execute in its own process, one after another: a subprocess per
+        # step costs ~2-3 s of start-up (imports) for steps that stream in well under that,
+        # and runs already parallelise across months (max_concurrent_runs).
+        executor=dg.in_process_executor,
         schedules=build_schedules(monthly),
         sensors=[*build_sensors(monthly), *build_alert_sensors()],
         resources={

@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
+from taxi_assets.assets.analytics import STATS_KEY
 from taxi_assets.definitions import defs
 from taxi_assets.devdata import MirrorServer, generate_mirror
 from taxi_assets.jobs import trip_asset_keys
@@ -49,12 +50,18 @@ def run_demo(data_dir: Path, months: tuple[str, ...], rows: int) -> dict[str, di
         if not zones.execute_in_process(instance=instance, run_config=QUIET).success:
             raise SystemExit("zones failed; see the log above")
         monthly = defs.resolve_job_def("taxi_monthly_job")
+        analytics = everything.get_subset(asset_selection={STATS_KEY})
         for month in months:
             print(f"Materializing raw -> lake -> warehouse for {month} ...")
             if not monthly.execute_in_process(
                 partition_key=month, instance=instance, run_config=QUIET
             ).success:
                 raise SystemExit(f"month {month} failed; see the log above")
+            print(f"Computing analytics/monthly_zone_stats for {month} in PostgreSQL ...")
+            if not analytics.execute_in_process(
+                partition_key=month, instance=instance, run_config=QUIET
+            ).success:
+                raise SystemExit(f"analytics for {month} failed; see the log above")
     return warehouse_counts()
 
 

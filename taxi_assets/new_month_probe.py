@@ -19,6 +19,12 @@ from taxi_assets.services import SERVICES
 
 MAX_ATTEMPTS = 3
 VERSION_TAG = "taxi/upstream_version"
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,14 @@ def _latest_raw_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, month: 
     if not records or records[0].asset_materialization is None:
         return {}
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+
+def _in_flight(instance: dg.DagsterInstance, month: str, raw_key: dg.AssetKey) -> bool:
+    """Whether a queued or running run (a backfill, the schedule, a user) already loads it."""
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(tags={"dagster/partition": month}, statuses=IN_FLIGHT)
+    )
+    return any(run.asset_selection is None or raw_key in run.asset_selection for run in runs)
 
 
 def _request_for_version(
@@ -85,6 +99,9 @@ def plan_service_requests(
             continue
         if not partitions_def.has_partition_key(month):
             plan.reasons.append(f"{service} {month}: not a partition yet")
+            continue
+        if _in_flight(instance, month, raw_key):
+            plan.reasons.append(f"{service} {month}: a queued or running run is loading it")
             continue
         url, _ = layout.trip_file(dataset, month)
         try:

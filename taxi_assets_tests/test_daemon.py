@@ -83,6 +83,7 @@ def cli(args: list[str], env: dict, workspace: Path | None = None) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_daemon_sensor_automation_and_backfill(
     home: tuple[Path, dict], own_mirror: FaultyMirror, pg_url: str
 ) -> None:
@@ -166,11 +167,19 @@ def test_daemon_sensor_automation_and_backfill(
         wait_for(
             "all backfill runs to finish",
             lambda: all(run.is_finished for run in instance.get_runs()),
-            timeout=120,
+            timeout=300,
         )
-        failed = [r.run_id for r in instance.get_runs() if r.is_finished and not r.is_success]
+        runs = instance.get_runs()
+        summary = "\n".join(
+            f"{r.status.value} {r.job_name} {r.tags.get('dagster/partition')} "
+            f"{r.tags.get('dagster/sensor_name', '')} {r.tags.get('dagster/run_key', '')} "
+            f"{r.tags.get('dagster/backfill', '')}"
+            for r in runs
+        )
+        print(summary)
+        failed = [r.run_id for r in runs if r.is_finished and not r.is_success]
         # yellow 2021-03 is not published: that backfill run fails clearly, the others succeed.
-        assert len(failed) == 1
+        assert len(failed) == 1, summary
         error_text = " ".join(
             str(e.dagster_event.event_specific_data.error)
             for e in instance.all_logs(failed[0])

@@ -11,7 +11,12 @@ EXPECTED_KEYS = {
     f"{layer}/{service}_tripdata"
     for layer in ("raw", "lake", "warehouse")
     for service in ("yellow", "green", "fhv")
-} | {"raw/taxi_zone_lookup", "lake/taxi_zones", "warehouse/taxi_zones"}
+} | {
+    "raw/taxi_zone_lookup",
+    "lake/taxi_zones",
+    "warehouse/taxi_zones",
+    "analytics/monthly_zone_stats",
+}
 
 
 def test_asset_graph() -> None:
@@ -24,7 +29,7 @@ def test_asset_graph() -> None:
 def test_every_asset_is_described_grouped_and_versioned() -> None:
     for spec in defs.resolve_all_asset_specs():
         assert spec.description, spec.key
-        assert spec.group_name == spec.key.path[0], spec.key
+        assert spec.group_name == spec.key.path[0], spec.key  # raw, lake, warehouse, analytics
         assert spec.code_version, spec.key
         assert spec.kinds, spec.key
         assert spec.owners, spec.key

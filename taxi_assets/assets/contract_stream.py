@@ -8,12 +8,16 @@ from datetime import date
 import dagster as dg
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from taxi_assets.assets.fetch import previous_materialization
 from taxi_assets.contracts import Contract, ContractError, open_contract_reader
+from taxi_assets.io_managers.parquet_lake import EXPECTED_ROWS_KEY
 from taxi_assets.io_managers.raw_files import StoredFile
 
-WAREHOUSE_BATCH_ROWS = 128 * 1024
+# Rows per batch read back from the lake: a batch is decoded whole, so this bounds memory.
+WAREHOUSE_BATCH_ROWS = 64 * 1024
+LINEAGE_COLUMNS = ("partition_month", "source_file")
 
 
 class RowCountMismatch(Exception):
@@ -34,6 +38,8 @@ def contract_stream(
     """
     raw_metadata = previous_materialization(context, partition_key, raw_key) or {}
     expected = raw_metadata.get("source_rows")
+    if isinstance(expected, int):
+        context.add_output_metadata({EXPECTED_ROWS_KEY: dg.MetadataValue.int(expected)})
     handle = raw_file.open()
     try:
         reader = open_contract_reader(
@@ -82,11 +88,12 @@ def with_lineage(data: pads.Dataset, month: date, schema: pa.Schema) -> Iterator
     """Lake batches with ``partition_month`` and ``source_file`` added, in ``schema`` order.
 
     Columns an older lake file lacks (the contract gained them later) arrive as nulls.
+    Parquet files are read a batch at a time, without read-ahead, so memory stays flat.
     """
     for fragment in data.get_fragments():
-        file_metadata = fragment.physical_schema.metadata or {}
-        source_file = file_metadata.get(b"source_file", b"").decode() or None
-        for batch in fragment.to_batches(batch_size=WAREHOUSE_BATCH_ROWS):
+        physical = fragment.physical_schema
+        source_file = (physical.metadata or {}).get(b"source_file", b"").decode() or None
+        for batch in _fragment_batches(data, fragment, schema):
             n = batch.num_rows
             columns = []
             for field in schema:
@@ -99,3 +106,29 @@ def with_lineage(data: pads.Dataset, month: date, schema: pa.Schema) -> Iterator
                 else:
                     columns.append(pa.nulls(n, field.type))
             yield pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _fragment_batches(
+    data: pads.Dataset, fragment: pads.Fragment, schema: pa.Schema
+) -> Iterator[pa.RecordBatch]:
+    present = set(fragment.physical_schema.names)
+    wanted = [f.name for f in schema if f.name in present and f.name not in LINEAGE_COLUMNS]
+    if not (
+        wanted
+        and isinstance(data, pads.FileSystemDataset)
+        and isinstance(fragment, pads.ParquetFileFragment)
+    ):
+        # The scanner reads ahead: kept for unusual datasets only.
+        yield from fragment.to_batches(batch_size=WAREHOUSE_BATCH_ROWS, batch_readahead=1)
+        return
+    with data.filesystem.open_input_file(fragment.path) as handle:
+        parquet = pq.ParquetFile(handle)
+        try:
+            # Row group by row group: one iterator over all groups holds on to the
+            # pages it has read until it ends, so memory would grow with the file.
+            for group in range(parquet.num_row_groups):
+                yield from parquet.iter_batches(
+                    batch_size=WAREHOUSE_BATCH_ROWS, row_groups=[group], columns=wanted
+                )
+        finally:
+            parquet.close()

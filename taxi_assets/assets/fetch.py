@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
 import dagster as dg
-from upath import UPath
 
 from taxi_assets.download import DownloadError, SourceNotFound
 from taxi_assets.io_managers.raw_files import StagedFile, UnchangedFile
+from taxi_assets.io_managers.storage import resolve_root
 from taxi_assets.resources.source import TaxiSourceResource
 
 # Metadata of the previous materialization carried over when the download is skipped.
@@ -51,7 +52,7 @@ def _still_stored(previous: dict[str, object]) -> bool:
     path = previous.get("path")
     if not isinstance(path, str):
         return False
-    stored = UPath(path)
+    stored = resolve_root(path)  # with the configured GCS project and credentials
     return stored.exists() and stored.stat().st_size == previous.get("bytes")
 
 
@@ -94,6 +95,7 @@ def fetch_published_file(
         )
 
     staging = Path(tempfile.mkdtemp(prefix="taxi-raw-"))
+    started = time.monotonic()
     try:
         fetched = source.download(url, name, staging, log=log)
     except SourceNotFound as missing:
@@ -102,6 +104,7 @@ def fetch_published_file(
     except DownloadError as error:
         shutil.rmtree(staging, ignore_errors=True)
         raise dg.Failure(description=str(error), allow_retries=False) from error
+    elapsed = time.monotonic() - started
     metadata: dict[str, dg.RawMetadataValue] = {
         "url": dg.MetadataValue.url(url),
         "file": name,
@@ -111,10 +114,12 @@ def fetch_published_file(
         "etag": fetched.etag or "",
         "last_modified": fetched.last_modified or "",
         "download": "downloaded",
+        "duration_s": round(elapsed, 3),
     }
     if fetched.row_count is not None:
         metadata["source_rows"] = dg.MetadataValue.int(fetched.row_count)
         metadata["dagster/row_count"] = dg.MetadataValue.int(fetched.row_count)
+        metadata["rows_per_s"] = int(fetched.row_count / elapsed) if elapsed > 0 else 0
     return _versioned_output(
         StagedFile(name=name, local_path=fetched.local_path, scratch_dir=staging),
         fetched.sha256,

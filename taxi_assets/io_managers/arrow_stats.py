@@ -1,7 +1,10 @@
-"""Statistics gathered batch by batch while an Arrow stream is written (no second pass)."""
+"""Statistics gathered batch by batch while an Arrow stream is written (no second pass),
+and progress messages for long writes."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime
 
 import dagster as dg
@@ -9,6 +12,42 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 PREVIEW_ROWS = 5
+PROGRESS_EVERY_S = 5.0
+
+
+class ProgressLog:
+    """Calls ``log`` at most every ``every_s`` seconds while rows pass: rows done, % of
+    ``expected`` when known, rows/s (so a run watched in the UI visibly moves)."""
+
+    def __init__(
+        self,
+        label: str,
+        log: Callable[[str], None],
+        expected: int | None = None,
+        every_s: float = PROGRESS_EVERY_S,
+    ) -> None:
+        self.label = label
+        self.log = log
+        self.expected = expected if isinstance(expected, int) and expected > 0 else None
+        self.every_s = every_s
+        self.rows = 0
+        self.started = self._last = time.monotonic()
+
+    def add(self, rows: int) -> None:
+        self.rows += rows
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            self._last = now
+            self.log(self.message(now))
+
+    def message(self, now: float | None = None) -> str:
+        elapsed = max((now or time.monotonic()) - self.started, 1e-9)
+        share = (
+            f" ({100 * self.rows / self.expected:.0f}% of {self.expected:,})"
+            if self.expected
+            else ""
+        )
+        return f"{self.label}: {self.rows:,} rows{share}, {self.rows / elapsed:,.0f} rows/s"
 
 
 class StreamStats:

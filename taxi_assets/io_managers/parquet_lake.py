@@ -1,12 +1,14 @@
 """The lake: Parquet files in a Hive layout, on a local folder or an object store.
 
 Outputs are Arrow streams (``pa.RecordBatchReader``) or tables, written batch by batch
-into ~256k-row groups, so memory does not grow with the partition. Time-window
+into ~128k-row groups, so memory does not grow with the partition. Time-window
 partitions land in ``<asset path>/year=YYYY/month=MM/<asset>_<key>.parquet``: DuckDB,
 Spark and BigQuery external tables read all partitions as one dataset.
 """
 
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -16,7 +18,12 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from upath import UPath
 
-from taxi_assets.io_managers.arrow_stats import StreamStats, column_schema
+from taxi_assets.io_managers.arrow_stats import (
+    PROGRESS_EVERY_S,
+    ProgressLog,
+    StreamStats,
+    column_schema,
+)
 from taxi_assets.io_managers.raw_files import DEFAULT_LAKE_URL
 from taxi_assets.io_managers.storage import (
     is_local,
@@ -27,7 +34,85 @@ from taxi_assets.io_managers.storage import (
 )
 from taxi_assets.settings import resolve_setting
 
-ROW_GROUP_ROWS = 256 * 1024
+# Rows per row group: pending batches are held in memory until a group is written, and
+# readers decode a group's pages as they go; 128k rows is ~20 MB of trip columns.
+ROW_GROUP_ROWS = 128 * 1024
+# Output metadata (added by the asset) that gives the rows to expect, for progress logs.
+EXPECTED_ROWS_KEY = "expected_rows"
+
+
+def write_parquet_stream(
+    reader: pa.RecordBatchReader,
+    local: Path,
+    *,
+    compression: str,
+    stats: StreamStats,
+    log: Callable[[str], None] = lambda _: None,
+    expected_rows: int | None = None,
+    label: str = "Parquet",
+    progress_every_s: float = PROGRESS_EVERY_S,
+) -> None:
+    """Write ``reader`` to the local file ``local`` in row groups of ~ROW_GROUP_ROWS.
+
+    One pass: ``stats`` sees every batch; ``log`` hears progress every
+    ``progress_every_s`` (rows, % of ``expected_rows`` when known, rows/s).
+    """
+    progress = ProgressLog(label, log, expected_rows, every_s=progress_every_s)
+    # Row groups are encoded and compressed on a second thread while this one reads and
+    # parses the next (both release the GIL); one group in flight at most. The pool exits
+    # (waiting for that write) before the writer closes.
+    with (
+        pq.ParquetWriter(
+            local, reader.schema, compression=compression, **_encodings(reader.schema)
+        ) as writer,
+        ThreadPoolExecutor(1, "parquet-write") as pool,
+    ):
+        in_flight: Future[None] | None = None
+
+        def write(batches: list[pa.RecordBatch]) -> None:
+            nonlocal in_flight
+            table = pa.Table.from_batches(batches, reader.schema)
+            if in_flight is not None:
+                in_flight.result()
+            in_flight = pool.submit(writer.write_table, table)
+
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
+        for batch in reader:
+            stats.add(batch)
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            if pending_rows >= ROW_GROUP_ROWS:
+                write(pending)
+                pending, pending_rows = [], 0
+            progress.add(batch.num_rows)
+        if pending or stats.rows == 0:
+            write(pending)
+        if in_flight is not None:
+            in_flight.result()
+    # Hand the allocator's cached blocks back to the OS, so that the next step of the
+    # run (often the warehouse load, in the same process) does not stack on them.
+    pa.default_memory_pool().release_unused()
+
+
+def _encodings(schema: pa.Schema) -> dict[str, object]:
+    """Delta encoding for timestamp columns, dictionaries for the others.
+
+    Trip times are nearly sorted and nearly all distinct: a dictionary overflows and
+    falls back to plain 8-byte values, after the cost of trying. DELTA_BINARY_PACKED
+    (read by pyarrow, DuckDB, Spark and BigQuery) stores them in ~3 bytes: measured on a
+    generated 1.37M-row month, the file shrinks from 30 to 19 MB and writing takes 30%
+    less CPU. Flat schemas only (the encodings are set per top-level column).
+    """
+    if any(pa.types.is_nested(field.type) for field in schema):
+        return {}
+    times = [field.name for field in schema if pa.types.is_timestamp(field.type)]
+    if not times:
+        return {}
+    return {
+        "use_dictionary": [field.name for field in schema if field.name not in times],
+        "column_encoding": {name: "DELTA_BINARY_PACKED" for name in times},
+    }
 
 
 def arrow_filesystem(path: UPath) -> tuple[pafs.FileSystem, str]:
@@ -64,20 +149,24 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
         )
         local = local_staging_dir(path) / staging_name(path)
         try:
-            with pq.ParquetWriter(local, reader.schema, compression=self.compression) as writer:
-                pending: list[pa.RecordBatch] = []
-                pending_rows = 0
-                for batch in reader:
-                    stats.add(batch)
-                    pending.append(batch)
-                    pending_rows += batch.num_rows
-                    if pending_rows >= ROW_GROUP_ROWS:
-                        writer.write_table(pa.Table.from_batches(pending, reader.schema))
-                        pending, pending_rows = [], 0
-                if pending or stats.rows == 0:
-                    writer.write_table(pa.Table.from_batches(pending, reader.schema))
+            write_parquet_stream(
+                reader,
+                local,
+                compression=self.compression,
+                stats=stats,
+                log=context.log.info,
+                expected_rows=_expected_rows(context),
+                label=f"Parquet {path.name}",
+            )
             size = local.stat().st_size
             publish_file(local, path)
+        except OSError as error:
+            if error.filename is not None:
+                raise
+            # Arrow's write errors (a full disk...) name no file: name the lake file.
+            raise OSError(
+                error.errno, f"{error.strerror or error} (writing {path})", str(local)
+            ) from error
         finally:
             local.unlink(missing_ok=True)
         elapsed = time.monotonic() - started
@@ -112,6 +201,12 @@ def _as_reader(obj: object) -> pa.RecordBatchReader:
     if isinstance(obj, pa.Table):
         return obj.to_reader(max_chunksize=ROW_GROUP_ROWS)
     raise TypeError(f"the lake stores Arrow readers or tables, not {type(obj).__name__}")
+
+
+def _expected_rows(context: dg.OutputContext) -> int | None:
+    value = (context.output_metadata or {}).get(EXPECTED_ROWS_KEY)
+    value = getattr(value, "value", value)
+    return value if isinstance(value, int) else None
 
 
 def _naive_window(context: dg.OutputContext):  # noqa: ANN202

@@ -1,23 +1,37 @@
-"""Arrow <-> PostgreSQL through COPY in CSV form, written and read by Arrow's C++ CSV code.
+"""Arrow <-> PostgreSQL through COPY, with no per-row Python code.
 
-Arrow's CSV writer leaves nulls as unquoted empty fields and quotes every string, which is
-exactly how PostgreSQL's CSV COPY tells NULL from an empty string.
+Loads use PostgreSQL's binary COPY format, encoded from Arrow arrays with vectorised
+numpy and Arrow kernels: the server parses binary rows about twice as fast as CSV (no
+number or timestamp parsing). Tables whose column types differ from what the Arrow
+schema maps to (for example a column created by hand with another type), and types
+the encoder does not cover (numeric, nanosecond timestamps...), fall back to CSV
+written by Arrow's C++ CSV writer: it leaves nulls as unquoted empty fields and quotes
+strings only when needed, exactly how PostgreSQL's CSV COPY tells NULL from "".
+Encoded batches are handed to a sending thread, so encoding and sending overlap.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import struct
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
-from taxi_assets.io_managers.pg_ddl import existing_columns, ident, qualified
+from taxi_assets.io_managers.arrow_stats import ProgressLog
+from taxi_assets.io_managers.pg_ddl import existing_columns, ident, pg_type, qualified
 
-COPY_CHUNK_ROWS = 64 * 1024
+# Rows per COPY write: encoding needs a few times a chunk's size in memory.
+COPY_CHUNK_ROWS = 16 * 1024
 PROGRESS_EVERY_S = 5.0
+# Encoded chunks waiting for the sending thread (bounds memory when the server is slower).
+MAX_IN_FLIGHT = 2
 _WRITE_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed")
 
 _ARROW_FOR_PG = {
@@ -34,42 +48,305 @@ _ARROW_FOR_PG = {
     "date": pa.date32(),
 }
 
+# Binary COPY: signature, flags, header extension length; trailer = field count -1.
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_BINARY_TRAILER = struct.pack("!h", -1)
+_NULL_CELL = struct.pack("!i", -1)
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970-01-01
+_PG_EPOCH_DAYS = 10_957  # 2000-01-01 in days since 1970-01-01
+_UNIT_US = {"s": 1_000_000, "ms": 1_000, "us": 1}
+# PostgreSQL type -> (Arrow type to cast to first, big-endian numpy dtype of the value).
+_FIXED_WIDTH = {
+    "smallint": (pa.int16(), ">i2"),
+    "integer": (pa.int32(), ">i4"),
+    "bigint": (pa.int64(), ">i8"),
+    "real": (pa.float32(), ">f4"),
+    "double precision": (pa.float64(), ">f8"),
+    "boolean": (pa.uint8(), "u1"),
+}
+
 
 def copy_arrow(
     cursor: psycopg.Cursor,
     table_sql: str,
     reader: pa.RecordBatchReader,
     log: Callable[[str], None] = lambda _: None,
+    expected_rows: int | None = None,
 ) -> int:
-    """COPY every batch of ``reader`` into ``table_sql``; the row count PostgreSQL reports."""
+    """COPY every batch of ``reader`` into ``table_sql``; the row count PostgreSQL reports.
+
+    ``log`` hears progress every few seconds (rows, % of ``expected_rows`` when given,
+    rows/s).
+    """
     columns = ", ".join(ident(field.name) for field in reader.schema)
+    binary = _binary_compatible(cursor, table_sql, reader.schema)
+    options = "FORMAT binary" if binary else "FORMAT csv"
+    progress = ProgressLog(f"COPY {table_sql}", log, expected_rows, every_s=PROGRESS_EVERY_S)
     sent = 0
-    started = last_report = time.monotonic()
-    with cursor.copy(f"COPY {table_sql} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+    statement = f"COPY {table_sql} ({columns}) FROM STDIN ({options})"
+    # The pool exits first (waiting for the sends in flight), then the COPY ends or,
+    # on an error, is aborted.
+    with cursor.copy(statement) as copy, ThreadPoolExecutor(1, "copy-send") as pool:
+        in_flight: deque[Future[None]] = deque()
+
+        def send(data: bytes | memoryview) -> None:
+            in_flight.append(pool.submit(copy.write, data))
+            while len(in_flight) > MAX_IN_FLIGHT:
+                in_flight.popleft().result()
+
+        if binary:
+            send(_BINARY_HEADER)
         for batch in _rechunk(reader, COPY_CHUNK_ROWS):
-            sink = pa.BufferOutputStream()
-            pacsv.write_csv(batch, sink, _WRITE_OPTIONS)
-            copy.write(memoryview(sink.getvalue()))
+            for data in _encode_binary(batch) if binary else [_encode_csv(batch)]:
+                send(data)
             sent += batch.num_rows
-            now = time.monotonic()
-            if now - last_report >= PROGRESS_EVERY_S:
-                log(f"COPY {table_sql}: {sent:,} rows ({sent / (now - started):,.0f} rows/s)")
-                last_report = now
+            progress.add(batch.num_rows)
+        if binary:
+            send(_BINARY_TRAILER)
+        while in_flight:
+            in_flight.popleft().result()
+    pa.default_memory_pool().release_unused()  # give cached blocks back to the OS
     return cursor.rowcount if cursor.rowcount >= 0 else sent
 
 
-def _rechunk(reader: pa.RecordBatchReader, rows: int):  # noqa: ANN202 - generator of batches
-    """Group small batches so each COPY write carries a useful amount of data."""
+def _encode_csv(batch: pa.RecordBatch) -> memoryview:
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(batch, sink, _WRITE_OPTIONS)
+    return memoryview(sink.getvalue())
+
+
+def _rechunk(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.RecordBatch]:
+    """Batches of about ``rows`` rows: big ones sliced (no copy), small ones combined, so
+    each COPY write carries a useful amount of data and encoding memory stays small."""
     pending: list[pa.RecordBatch] = []
     count = 0
     for batch in reader:
+        if not pending:
+            offset = 0
+            while batch.num_rows - offset >= rows:
+                yield batch.slice(offset, rows)
+                offset += rows
+            batch = batch.slice(offset) if offset else batch
+            if batch.num_rows == 0:
+                continue
         pending.append(batch)
         count += batch.num_rows
         if count >= rows:
-            yield from pa.Table.from_batches(pending, reader.schema).combine_chunks().to_batches()
+            yield from _combined(pending, reader.schema, rows)
             pending, count = [], 0
     if pending:
-        yield from pa.Table.from_batches(pending, reader.schema).combine_chunks().to_batches()
+        yield from _combined(pending, reader.schema, rows)
+
+
+def _combined(batches: list[pa.RecordBatch], schema: pa.Schema, rows: int) -> list[pa.RecordBatch]:
+    table = pa.Table.from_batches(batches, schema).combine_chunks()
+    return table.to_batches(max_chunksize=rows)
+
+
+def _binary_compatible(cursor: psycopg.Cursor, table_sql: str, schema: pa.Schema) -> bool:
+    """True when every column can go in binary form: the table's column types are exactly
+    those the Arrow types map to, and the encoder knows them."""
+    try:
+        wanted = {field.name: pg_type(field.type) for field in schema}
+    except TypeError:
+        return False
+    if not all(_binary_encodable(field.type, wanted[field.name]) for field in schema):
+        return False
+    rows = cursor.execute(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+        (table_sql,),
+    ).fetchall()
+    actual = dict(rows)
+    return all(actual.get(name) == pg for name, pg in wanted.items())
+
+
+def _binary_encodable(arrow_type: pa.DataType, pg: str) -> bool:
+    if pg in _FIXED_WIDTH or pg == "text":
+        return True
+    if pg == "date":
+        return pa.types.is_date32(arrow_type)
+    if pg.startswith("timestamp"):
+        return arrow_type.unit in _UNIT_US
+    return False
+
+
+def _encode_binary(batch: pa.RecordBatch) -> Iterator[memoryview]:
+    """``batch`` as binary COPY rows (no header or trailer)."""
+    if batch.num_rows == 0:
+        return
+    try:
+        yield memoryview(_binary_rows(batch))
+    except (pa.ArrowInvalid, pa.ArrowCapacityError):
+        # Offsets overflow (more than 2 GiB of row data in one batch): halve and retry.
+        if batch.num_rows == 1:
+            raise
+        half = batch.num_rows // 2
+        yield from _encode_binary(batch.slice(0, half))
+        yield from _encode_binary(batch.slice(half))
+
+
+def _binary_rows(batch: pa.RecordBatch) -> pa.Buffer:
+    """Rows = field count + one cell per column, joined row by row by an Arrow kernel.
+
+    Runs of "uniform" columns (the same bytes per row: fixed-width without nulls, all
+    nulls, text of one length) are packed together with the field count into one numpy
+    record array per run, so the join has few, wide inputs.
+    """
+    n = batch.num_rows
+    parts: list[pa.Array] = []
+    run = _UniformRun(n)
+    run.add(">i2", batch.num_columns)
+    for column in batch.columns:
+        if not run.try_add_column(column):
+            run.flush_into(parts)
+            parts.append(_cells(column))
+    run.flush_into(parts)
+    if len(parts) == 1:
+        rows = parts[0]
+    else:
+        rows = pc.binary_join_element_wise(*parts, b"")
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32, count=n + 1, offset=rows.offset * 4)
+    return rows.buffers()[2][int(offsets[0]) : int(offsets[-1])]
+
+
+class _UniformRun:
+    """Consecutive cells whose bytes have the same length in every row, as record fields."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self.fields: list[tuple[str, str]] = []
+        self.values: list[object] = []
+
+    def add(self, dtype: str, values: object) -> None:
+        self.fields.append((f"f{len(self.fields)}", dtype))
+        self.values.append(values)
+
+    def try_add_column(self, column: pa.Array) -> bool:
+        n = len(column)
+        if column.null_count == n:
+            self.add(">i4", -1)
+            return True
+        if column.null_count:
+            return False
+        pg = pg_type(column.type)
+        if pg == "text":
+            width = _constant_width(column)
+            if width is None:
+                return False
+            self.add(">i4", width)
+            if width:
+                self.add(f"S{width}", _text_values(column, width))
+            return True
+        values = _values(column, pg)
+        dtype = _dtype_for(values)
+        self.add(">i4", np.dtype(dtype).itemsize)
+        self.add(dtype, values)
+        return True
+
+    def flush_into(self, parts: list[pa.Array]) -> None:
+        if not self.fields:
+            return
+        record = np.empty(self.rows, dtype=np.dtype(self.fields))
+        for (name, _), values in zip(self.fields, self.values, strict=True):
+            record[name] = values
+        width = record.dtype.itemsize
+        fixed = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(width), self.rows, [None, pa.py_buffer(record)]
+        )
+        parts.append(fixed.cast(pa.binary()))
+        self.fields, self.values = [], []
+
+
+def _offsets(column: pa.Array) -> np.ndarray:
+    large = pa.types.is_large_string(column.type) or pa.types.is_large_binary(column.type)
+    return np.frombuffer(
+        column.buffers()[1],
+        dtype=np.int64 if large else np.int32,
+        count=len(column) + 1,
+        offset=column.offset * (8 if large else 4),
+    )
+
+
+def _constant_width(column: pa.Array) -> int | None:
+    """The byte length every (non-null) string of ``column`` has, if it is one length."""
+    lengths = np.diff(_offsets(column))
+    if len(lengths) == 0:
+        return 0
+    first = int(lengths[0])
+    return first if bool((lengths == first).all()) else None
+
+
+def _text_values(column: pa.Array, width: int) -> np.ndarray:
+    offsets = _offsets(column)
+    data = np.frombuffer(column.buffers()[2], dtype=np.uint8)
+    return data[int(offsets[0]) : int(offsets[-1])].view(f"S{width}")
+
+
+def _cells(column: pa.Array) -> pa.Array:
+    """One binary COPY field per row: 4-byte big-endian length, then the value (or -1)."""
+    n = len(column)
+    if column.null_count == n:
+        return _constant_cells(_NULL_CELL, n)
+    arrow_type = column.type
+    pg = pg_type(arrow_type)
+    if pg == "text":
+        text = column.cast(
+            pa.large_binary() if pa.types.is_large_string(arrow_type) else pa.binary()
+        )
+        lengths = pc.binary_length(text).fill_null(0).to_numpy().astype(">i4")
+        prefix = _fixed_cells(lengths, with_length=False).cast(text.type)
+        cells = pc.binary_join_element_wise(prefix, text, pa.scalar(b"", text.type))
+        if pa.types.is_large_binary(cells.type):
+            cells = cells.cast(pa.binary())
+    else:
+        cells = _fixed_cells(_values(column, pg), with_length=True)
+    if column.null_count:
+        cells = pc.if_else(pc.is_valid(column), cells, pa.scalar(_NULL_CELL, pa.binary()))
+    return cells
+
+
+def _values(column: pa.Array, pg: str) -> np.ndarray:
+    """Non-null values in PostgreSQL's binary representation (nulls become 0)."""
+    if pg.startswith("timestamp"):
+        micros = column.cast(pa.int64()).fill_null(0).to_numpy()
+        factor = _UNIT_US[column.type.unit]
+        return (micros * factor if factor != 1 else micros) - _PG_EPOCH_US
+    if pg == "date":
+        return column.cast(pa.int32()).fill_null(0).to_numpy() - _PG_EPOCH_DAYS
+    arrow_type, _ = _FIXED_WIDTH[pg]
+    return column.cast(arrow_type).fill_null(0).to_numpy()
+
+
+def _dtype_for(values: np.ndarray) -> str:
+    kind = values.dtype.kind
+    if kind == "u" and values.dtype.itemsize == 1:
+        return "u1"
+    return f">{kind}{values.dtype.itemsize}"
+
+
+def _fixed_cells(values: np.ndarray, *, with_length: bool) -> pa.Array:
+    """A binary array whose every element is ``[length]`` + the big-endian value."""
+    n = len(values)
+    dtype = _dtype_for(values)
+    width = np.dtype(dtype).itemsize
+    if with_length:
+        record = np.empty(n, dtype=np.dtype([("length", ">i4"), ("value", dtype)]))
+        record["length"] = width
+        record["value"] = values
+        width += 4
+    else:
+        record = values.astype(dtype, copy=False)
+    fixed = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(width), n, [None, pa.py_buffer(np.ascontiguousarray(record))]
+    )
+    return fixed.cast(pa.binary())
+
+
+def _constant_cells(cell: bytes, n: int) -> pa.Array:
+    return pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(len(cell)), n, [None, pa.py_buffer(cell * n)]
+    ).cast(pa.binary())
 
 
 def read_query_arrow(
@@ -96,9 +373,12 @@ def read_query_arrow(
     return pacsv.read_csv(
         pa.BufferReader(data),
         read_options=pacsv.ReadOptions(column_names=list(columns)),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
             column_types=types,
             null_values=[""],
+            true_values=["t"],  # PostgreSQL writes booleans as t / f
+            false_values=["f"],
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
         ),

@@ -81,17 +81,21 @@ class RawFileIOManager(dg.ConfigurableIOManager):
         )
 
     def handle_output(self, context: dg.OutputContext, obj: StagedFile | UnchangedFile) -> None:
+        try:
+            self._store(context, obj)
+        finally:
+            # Whatever failed (root, partition, publishing), the downloaded copy goes.
+            if isinstance(obj, StagedFile) and obj.scratch_dir is not None:
+                shutil.rmtree(obj.scratch_dir, ignore_errors=True)
+
+    def _store(self, context: dg.OutputContext, obj: StagedFile | UnchangedFile) -> None:
         folder = self._folder(context)
         partition_key = self._partition_key(context)
         if partition_key is not None and partition_key not in obj.name:
             raise ValueError(f"file name {obj.name!r} does not contain partition {partition_key}")
         target = folder / obj.name
         if isinstance(obj, StagedFile):
-            try:
-                publish_file(obj.local_path, target)
-            finally:
-                if obj.scratch_dir is not None:
-                    shutil.rmtree(obj.scratch_dir, ignore_errors=True)
+            publish_file(obj.local_path, target)
         elif not target.exists():
             raise FileNotFoundError(f"{target} was expected to exist already")
         for stale in self._existing(folder, partition_key):

@@ -1,0 +1,270 @@
+"""Helpers for the fault-tolerance tests: real faults, and ways to watch what they leave.
+
+Nothing here mocks the product: it starts and stops real servers, mounts a real (tiny)
+filesystem, runs the real ``dagster`` CLI and reads PostgreSQL's own views.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from taxi_assets.resources.postgres import sqlalchemy_url
+
+REPO = Path(__file__).resolve().parents[1]
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+
+
+# --- waiting and errors --------------------------------------------------------------
+
+
+def wait_for(
+    what: str, check: Callable[[], bool], timeout: float = 60, every: float = 0.05
+) -> None:
+    """Poll ``check`` until it is true; an AssertionError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def error_chain(error: dg.SerializableErrorInfo | None) -> list[dg.SerializableErrorInfo]:
+    """An error and every cause / context under it, outermost first."""
+    chain = []
+    while error is not None:
+        chain.append(error)
+        error = error.cause or error.context
+    return chain
+
+
+def step_failure(result: dg.ExecuteInProcessResult) -> tuple[str, list[dg.SerializableErrorInfo]]:
+    """(failing step key, its error chain) of the run's only step failure."""
+    failures = result.get_step_failure_events()
+    assert len(failures) == 1, [f.step_key for f in failures]
+    failure = failures[0]
+    return failure.step_key or "", error_chain(failure.step_failure_data.error)
+
+
+def failure_messages(result: dg.ExecuteInProcessResult) -> str:
+    """The messages (no stack traces) of the step failure's error chain, one per line."""
+    return "\n".join(e.message.strip() for e in step_failure(result)[1])
+
+
+def is_dagster_failure_without_retries(result: dg.ExecuteInProcessResult) -> bool:
+    """The step failed by raising ``dagster.Failure`` (not a crash), and was not retried."""
+    _, chain = step_failure(result)
+    failure = result.get_step_failure_events()[0]
+    retried = [
+        e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
+    ]
+    return (
+        any(e.cls_name == "Failure" for e in chain)
+        and failure.step_failure_data.user_failure_data is not None
+        and not retried
+    )
+
+
+def run_warnings(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """User-level warnings (``context.log.warning``) recorded in the run's event log."""
+    import logging
+
+    return [
+        entry.user_message
+        for entry in instance.all_logs(run_id)
+        if entry.level == logging.WARNING and entry.dagster_event is None
+    ]
+
+
+def process_group_alive(pgid: int) -> bool:
+    """True while any process of group ``pgid`` exists (zombies included)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# --- files -----------------------------------------------------------------------------
+
+
+def all_files(root: Path) -> list[str]:
+    """Every file under ``root``, hidden ones included, as sorted relative paths."""
+    if not root.exists():
+        return []
+    if root.is_file():
+        return [root.name]
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
+
+
+@contextmanager
+def tiny_tmpfs(folder: Path, size: str = "256k", read_only: bool = False) -> Iterator[Path]:
+    """A real tmpfs of ``size`` mounted on ``folder`` (needs root and CAP_SYS_ADMIN),
+    read-only if asked (``chmod`` does not stop root from writing: a read-only mount does).
+
+    Skips the test, with the reason, where mounting is not permitted (containers without
+    the capability, non-root users).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    mount = shutil.which("mount")
+    if mount is None or os.geteuid() != 0:
+        pytest.skip("a tiny tmpfs needs root and the mount command; cannot fill a disk for real")
+    done = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", f"{'ro,' if read_only else ''}size={size},mode=0755"]
+        + ["tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
+
+
+def fill_disk(folder: Path, leave_bytes: int) -> Path:
+    """Write a filler file until only about ``leave_bytes`` are free on ``folder``'s disk."""
+    filler = folder / "filler.bin"
+    free = shutil.disk_usage(folder).free
+    with open(filler, "wb") as out:
+        try:
+            out.write(b"\0" * max(free - leave_bytes, 0))
+        except OSError:
+            pass
+    return filler
+
+
+# --- PostgreSQL --------------------------------------------------------------------------
+
+
+def engine_for(url: str, **kwargs: object) -> sa.Engine:
+    return sa.create_engine(sqlalchemy_url(url), **kwargs)
+
+
+def database_name(url: str) -> str:
+    return sa.make_url(url).database or ""
+
+
+def other_backends(engine: sa.Engine, database: str) -> list[tuple[int, str, str]]:
+    """(pid, state, query) of every client backend on ``database`` but the caller's own."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT pid, coalesce(state, ''), coalesce(query, '') FROM pg_stat_activity "
+                "WHERE datname = :db AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'"
+            ),
+            {"db": database},
+        ).all()
+    return [tuple(row) for row in rows]
+
+
+def copy_in_progress(engine: sa.Engine, database: str) -> bool:
+    return any(
+        state == "active" and query.lstrip().upper().startswith("COPY")
+        for _, state, query in other_backends(engine, database)
+    )
+
+
+def copy_rows_received(engine: sa.Engine, database: str) -> int | None:
+    """Rows a ``COPY ... FROM STDIN`` on ``database`` has received so far (None: no COPY)."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT tuples_processed FROM pg_stat_progress_copy "
+                "WHERE datname = :db AND command = 'COPY FROM'"
+            ),
+            {"db": database},
+        ).all()
+    return max(row[0] for row in rows) if rows else None
+
+
+def locks_held(engine: sa.Engine, database: str) -> list[tuple[str, str, bool]]:
+    """(lock type, mode, granted) of every lock on ``database`` held by another backend."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT l.locktype, l.mode, l.granted FROM pg_locks AS l "
+                "JOIN pg_database AS d ON d.oid = l.database "
+                "WHERE d.datname = :db AND l.pid <> pg_backend_pid()"
+            ),
+            {"db": database},
+        ).all()
+    return [tuple(row) for row in rows]
+
+
+def waiting_advisory_locks(engine: sa.Engine, database: str) -> int:
+    return sum(
+        1 for kind, _, granted in locks_held(engine, database) if kind == "advisory" and not granted
+    )
+
+
+@contextmanager
+def restartable_server(folder: Path) -> Iterator[tuple[str, Callable[[], None]]]:
+    """A private embedded PostgreSQL (pgserver) in ``folder``: its URL and a ``restart()``.
+
+    ``restart()`` stops the server as an operator would (``pg_ctl -w stop -m fast`` as the
+    data folder's owner, through the product's :func:`embedded_postgres.stop`) and starts
+    it again on the same data folder and socket.
+    """
+    import pgserver
+
+    from taxi_assets.resources.embedded_postgres import stop
+
+    data = folder / "pgdata"
+    server = pgserver.get_server(data, cleanup_mode="delete")
+
+    def restart() -> None:
+        assert stop(data), "the private server was not running"
+        assert not (data / "postmaster.pid").exists()
+        # pgserver.get_server(data) hands back its cached handle without starting the
+        # server again; this is the start half of get_server, under pgserver's own lock.
+        with server._lock:
+            server.ensure_postgres_running()
+
+    try:
+        yield server.get_uri(), restart
+    finally:
+        server.cleanup()
+
+
+# --- the dagster CLI ----------------------------------------------------------------------
+
+
+def cli_env(
+    tmp_path: Path, mirror_url: str, lake: Path, warehouse_url: str | None
+) -> dict[str, str]:
+    """The environment of a ``dagster`` CLI run against test services (own DAGSTER_HOME)."""
+    home = tmp_path / "cli_dagster_home"
+    home.mkdir(exist_ok=True)
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "TAXI_SOURCE": "dtc",
+        "TAXI_DTC_URL": mirror_url,
+        "TAXI_ZONES_URL": f"{mirror_url}/misc/taxi_zone_lookup.csv",
+        "TAXI_LAKE_URL": str(lake),
+    }
+    if warehouse_url is not None:
+        env["TAXI_WAREHOUSE_URL"] = warehouse_url
+    return env
+
+
+def materialize_command(selection: str, partition: str) -> list[str]:
+    return [
+        *(DAGSTER, "asset", "materialize", "-m", "taxi_assets"),
+        *("--select", selection, "--partition", partition),
+    ]

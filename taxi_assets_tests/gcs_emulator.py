@@ -1,0 +1,309 @@
+"""A local Google Cloud Storage for tests: ``gcp-storage-emulator`` in this process.
+
+The emulator serves the GCS JSON API on 127.0.0.1 (a free port) from memory, in a thread.
+``google-cloud-storage`` and gcsfs reach it through ``STORAGE_EMULATOR_HOST``. Two
+additions over the stock server: injected faults (a status for the next N matching
+requests, to test retries and failed uploads) and cancelling a resumable upload with
+DELETE (which real GCS answers with 499 and gcsfs sends when an upload fails).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from http import server
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+BUCKET = "taxi-lake"
+
+
+@dataclass
+class _Fault:
+    method: str
+    pattern: re.Pattern[str]
+    statuses: list[int]
+    after: int  # matching requests to let through first
+
+
+class _Server(server.HTTPServer):
+    request_queue_size = 64
+
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+        import sys
+
+        # Readers that close a range request early (pyarrow reading footers) are normal.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
+class GcsEmulator:
+    """An in-memory GCS on ``127.0.0.1``; ``host`` is the ``STORAGE_EMULATOR_HOST`` value."""
+
+    def __init__(self, buckets: tuple[str, ...] = (BUCKET,)) -> None:
+        from gcp_storage_emulator.storage import Storage
+
+        self.storage = Storage(use_memory_fs=True)
+        self._faults: list[_Fault] = []
+        self._lock = threading.Lock()
+        self.requests: list[tuple[str, str]] = []
+        handler = partial(_handler_class(), self)
+        self._httpd = _Server(("127.0.0.1", 0), handler)
+        self.port = self._httpd.server_address[1]
+        self.host = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        for name in buckets:
+            self.create_bucket(name)
+
+    def start(self) -> GcsEmulator:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> GcsEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def create_bucket(self, name: str) -> None:
+        from gcp_storage_emulator.handlers.buckets import create_bucket
+
+        create_bucket(name, self.storage)
+
+    def inject(self, method: str, path_regex: str, *statuses: int, after: int = 0) -> None:
+        """Let ``after`` matching requests through, then answer the next ones with ``statuses``."""
+        with self._lock:
+            fault = _Fault(method.upper(), re.compile(path_regex), list(statuses), after)
+            self._faults.append(fault)
+
+    def take_fault(self, method: str, path: str) -> int | None:
+        with self._lock:
+            self.requests.append((method, path))
+            for fault in self._faults:
+                if fault.statuses and fault.method == method and fault.pattern.search(path):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        continue
+                    return fault.statuses.pop(0)
+        return None
+
+    def requests_to(self, method: str, path_regex: str) -> int:
+        pattern = re.compile(path_regex)
+        return sum(1 for m, p in self.requests if m == method and pattern.search(p))
+
+    def objects(self, bucket: str = BUCKET, prefix: str = "") -> dict[str, bytes]:
+        """Every stored object under ``prefix``: name -> content."""
+        listed, _prefixes = self.storage.get_file_list(bucket, prefix=prefix or None)
+        names = [obj["name"] for obj in listed if obj["name"].startswith(prefix)]
+        return {name: self.storage.get_file(bucket, name) for name in sorted(names)}
+
+    def generation(self, name: str, bucket: str = BUCKET) -> str:
+        return str(self.storage.get_file_obj(bucket, name)["generation"])
+
+    def pending_uploads(self) -> int:
+        """Resumable upload sessions neither finished nor cancelled."""
+        return len(self.storage.resumable)
+
+
+def _handler_class() -> type:
+    from gcp_storage_emulator.server import RequestHandler
+
+    class Handler(RequestHandler):
+        def __init__(self, emulator: GcsEmulator, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+            self.emulator = emulator
+            super().__init__(emulator.storage, *args, **kwargs)
+
+        def _faulted(self, method: str) -> bool:
+            status = self.emulator.take_fault(method, self.path)
+            if status is None:
+                return False
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            body = json.dumps({"error": {"code": status, "message": "injected fault"}}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return True
+
+        def do_GET(self) -> None:
+            if not self._faulted("GET"):
+                super().do_GET()
+
+        def do_POST(self) -> None:
+            if not self._faulted("POST"):
+                super().do_POST()
+
+        def do_PUT(self) -> None:
+            if not self._faulted("PUT"):
+                super().do_PUT()
+
+        def do_PATCH(self) -> None:
+            if not self._faulted("PATCH"):
+                super().do_PATCH()
+
+        def do_DELETE(self) -> None:
+            if self._faulted("DELETE"):
+                return
+            url = urlparse(self.path)
+            upload_id = parse_qs(url.query).get("upload_id")
+            if url.path.startswith("/upload/") and upload_id:
+                self._cancel_upload(upload_id[0])
+                return
+            super().do_DELETE()
+
+        def _cancel_upload(self, upload_id: str) -> None:
+            from gcp_storage_emulator.exceptions import NotFound
+
+            storage = self.emulator.storage
+            try:
+                storage.delete_resumable_file_obj(upload_id)
+                status = 499  # what GCS answers to a cancelled upload
+            except NotFound:
+                status = 404
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    return Handler
+
+
+@contextmanager
+def emulated_gcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
+    """A running emulator with bucket ``taxi-lake``; this process points at it.
+
+    Test modules wrap it in their own ``gcs`` fixture.
+    """
+    with GcsEmulator() as emulator:
+        point_at(emulator, monkeypatch)
+        yield emulator
+        _forget_filesystems()
+
+
+def point_at(emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.host)
+    monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.delenv("TAXI_GCP_PROJECT", raising=False)
+    _forget_filesystems()
+
+
+def _forget_filesystems() -> None:
+    """Drop cached gcsfs instances: each test's emulator is a new server."""
+    import gcsfs
+    import gcsfs.core
+
+    gcsfs.GCSFileSystem.clear_instance_cache()
+    gcsfs.core.GCSFileSystem.clear_instance_cache()
+
+
+def speed_up_gcs_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gcsfs's per-request retries and the upload retries, without the waiting."""
+    import asyncio
+    import types
+
+    import gcsfs.retry
+
+    from taxi_assets.io_managers import storage
+
+    async def short_sleep(_seconds: float) -> None:
+        await asyncio.sleep(0.01)
+
+    monkeypatch.setattr(gcsfs.retry, "asyncio", types.SimpleNamespace(sleep=short_sleep))
+    monkeypatch.setattr(storage, "UPLOAD_BACKOFF_SECONDS", 0.01)
+
+
+def fake_service_account(path: Path, token_uri: str = "http://127.0.0.1:9/token") -> dict:
+    """Write a well-formed service-account key file (a fresh RSA key, no real account)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": "taxi-sa-project",
+        "private_key_id": uuid.uuid4().hex,
+        "private_key": pem,
+        "client_email": "taxi-lake@taxi-sa-project.iam.gserviceaccount.com",
+        "client_id": "1234567890",
+        "token_uri": token_uri,
+    }
+    path.write_text(json.dumps(info))
+    return info
+
+
+class FakeTokenServer:
+    """Google's OAuth token endpoint, faked: service-account key files exchange their JWT here.
+
+    Hands out ``access_token`` (a credential too) or, with ``fail = True``, refuses the
+    key as Google does for a revoked one.
+    """
+
+    def __init__(self) -> None:
+        self.access_token = f"ya29.fake-{uuid.uuid4().hex}"
+        self.fail = False
+        self.exchanges = 0
+        token_server = self
+
+        class Handler(server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                token_server.exchanges += 1
+                if token_server.fail:
+                    status = 400
+                    body = {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+                else:
+                    status = 200
+                    body = {
+                        "access_token": token_server.access_token,
+                        "expires_in": 3600,
+                        "token_type": "Bearer",
+                    }
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/token"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def __enter__(self) -> FakeTokenServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

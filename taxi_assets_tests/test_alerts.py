@@ -1,0 +1,189 @@
+"""The run-failure alert: a clear summary in the log and Slack-compatible JSON to a webhook."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from taxi_assets.alerts import (
+    SENSOR_NAME,
+    AlertDeliveryError,
+    AlertWebhookResource,
+    FailureSummary,
+    build_alert_sensors,
+    send_failure_alert,
+)
+from taxi_assets.definitions import build_definitions
+from taxi_assets_tests.http_faults import FaultyMirror
+from taxi_assets_tests.pipeline import pipeline_resources, run
+
+
+class Receiver:
+    """A local webhook: records JSON bodies, answers with the queued status codes."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        self.bodies: list[dict[str, object]] = []
+        self.statuses = list(statuses or [])
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length", 0))
+                receiver.bodies.append(json.loads(self.rfile.read(length)))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/T000/B000/secret"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as server:
+        yield server
+
+
+def failure_context(
+    result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance
+) -> dg.RunFailureSensorContext:
+    assert not result.success
+    return dg.build_run_status_sensor_context(
+        sensor_name=SENSOR_NAME,
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+    ).for_run_failure()
+
+
+@pytest.fixture
+def missing_month_failure(
+    mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> dg.RunFailureSensorContext:
+    """A real run of the project's raw asset for a month the mirror does not publish."""
+    resources = pipeline_resources(mirror.url, tmp_path / "lake")
+    result = run("raw/yellow_tripdata", resources, instance, "2021-03", raise_on_error=False)
+    return failure_context(result, instance)
+
+
+def test_failed_run_posts_a_slack_message_from_the_environment(
+    missing_month_failure: dg.RunFailureSensorContext,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TAXI_ALERT_WEBHOOK_URL", receiver.url)
+    monkeypatch.setenv("TAXI_UI_URL", "http://127.0.0.1:3000/")
+    (sensor,) = build_alert_sensors()
+    sensor(missing_month_failure)
+
+    (body,) = receiver.bodies
+    text = body["text"]
+    run_id = missing_month_failure.dagster_run.run_id
+    assert text.splitlines()[0] == (
+        f"taxi_assets: run {run_id[:8]} of __ephemeral_asset_job__ for partition 2021-03 failed"
+    )
+    assert "Assets: raw/yellow_tripdata" in text
+    assert "- raw__yellow_tripdata: Failure: yellow_tripdata_2021-03.csv.gz is" in text
+    assert f"Run: http://127.0.0.1:3000/runs/{run_id}" in text
+    assert body["blocks"] == [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+
+
+def test_without_a_webhook_the_summary_is_only_logged(
+    missing_month_failure: dg.RunFailureSensorContext, capfd: pytest.CaptureFixture[str]
+) -> None:
+    capfd.readouterr()
+    summary = send_failure_alert(missing_month_failure, AlertWebhookResource())
+    assert summary.failed_steps[0][0] == "raw__yellow_tripdata"
+    logged = capfd.readouterr().err
+    assert f"ERROR - {summary.title}" in logged
+    assert "raw__yellow_tripdata: Failure:" in logged
+
+
+def test_failed_blocking_check_is_named_in_the_alert(
+    instance: dg.DagsterInstance, receiver: Receiver
+) -> None:
+    @dg.asset(check_specs=[dg.AssetCheckSpec("rows_match_source", asset="trips", blocking=True)])
+    def trips() -> dg.MaterializeResult:
+        return dg.MaterializeResult(
+            check_results=[
+                dg.AssetCheckResult(
+                    passed=False,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    description="lake has 99 rows, the published file 100",
+                )
+            ]
+        )
+
+    result = dg.materialize([trips], instance=instance, raise_on_error=False)
+    summary = send_failure_alert(
+        failure_context(result, instance), AlertWebhookResource(url=receiver.url)
+    )
+    (check,) = summary.failed_checks
+    assert (check.asset, check.check, check.severity, check.blocking) == (
+        "trips",
+        "rows_match_source",
+        "ERROR",
+        True,
+    )
+    text = receiver.bodies[0]["text"]
+    assert "- trips rows_match_source (ERROR, blocking): lake has 99 rows" in text
+    assert "blocking asset check failed" in text
+
+
+def test_webhook_errors_are_retried_then_reported_without_the_secret(
+    missing_month_failure: dg.RunFailureSensorContext,
+) -> None:
+    with Receiver([503, 200]) as flaky:
+        webhook = AlertWebhookResource(url=flaky.url, backoff_seconds=0.01)
+        send_failure_alert(missing_month_failure, webhook)
+        assert len(flaky.bodies) == 2
+    with Receiver([500, 500, 500]) as broken:
+        webhook = AlertWebhookResource(url=broken.url, backoff_seconds=0.01)
+        with pytest.raises(AlertDeliveryError) as raised:
+            send_failure_alert(missing_month_failure, webhook)
+        assert len(broken.bodies) == 3
+    assert "HTTP 500" in str(raised.value) and "secret" not in str(raised.value)
+    with Receiver([404]) as gone:
+        with pytest.raises(AlertDeliveryError, match="HTTP 404"):
+            send_failure_alert(missing_month_failure, AlertWebhookResource(url=gone.url))
+        assert len(gone.bodies) == 1  # client errors are not retried
+
+
+def test_slack_markup_in_errors_is_escaped() -> None:
+    summary = FailureSummary(
+        run_id="0123456789",
+        job_name="taxi_monthly_job",
+        partition=None,
+        assets=(),
+        failed_steps=(("step", "Failure: x < 1 & y > 2"),),
+    )
+    payload = summary.slack_payload()
+    assert "- step: Failure: x &lt; 1 &amp; y &gt; 2" in payload["text"]
+    assert payload["blocks"][0]["text"]["text"] == payload["text"]
+
+
+def test_the_sensor_is_part_of_the_definitions_and_on_by_default() -> None:
+    defs = build_definitions("2019-01")
+    sensor = defs.resolve_sensor_def(SENSOR_NAME)
+    assert isinstance(sensor, dg.RunStatusSensorDefinition)
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING

@@ -1,0 +1,154 @@
+"""analytics/monthly_zone_stats: computed in PostgreSQL from every service and the zones."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from taxi_assets.resources.postgres import sqlalchemy_url
+from taxi_assets_tests.http_faults import FaultyMirror
+from taxi_assets_tests.pipeline import (
+    lake_dataset,
+    materialization_metadata,
+    pipeline_resources,
+    run,
+    warehouse_counts,
+)
+
+STATS = "analytics/monthly_zone_stats"
+ZONES = ["raw/taxi_zone_lookup", "lake/taxi_zones", "warehouse/taxi_zones"]
+TRIPS = [
+    f"{layer}/{service}_tripdata"
+    for service in ("yellow", "green", "fhv")
+    for layer in ("raw", "lake", "warehouse")
+]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def loaded(
+    mirror: FaultyMirror,
+    tmp_path: Path,
+    pg_url: str,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, object]:
+    """Zones and both months of every service in the warehouse; the lake in tmp_path."""
+    lake = tmp_path / "lake"
+    monkeypatch.setenv("TAXI_LAKE_URL", str(lake))
+    resources = pipeline_resources(mirror.url, lake, pg_url)
+    assert run(ZONES, resources, instance).success
+    for month in ("2021-01", "2021-02"):
+        assert run(TRIPS, resources, instance, month).success
+    return {"resources": resources, "lake": lake}
+
+
+def stats_rows(pg_url: str, month: str) -> list[dict[str, object]]:
+    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT * FROM analytics.monthly_zone_stats "
+                "WHERE partition_month = CAST(:m AS date) ORDER BY borough, service"
+            ),
+            {"m": f"{month}-01"},
+        ).mappings()
+        result = [dict(row) for row in rows]
+    engine.dispose()
+    return result
+
+
+def test_stats_join_every_service_with_the_zones(
+    loaded: dict[str, object], pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    lake: Path = loaded["lake"]  # type: ignore[assignment]
+    result = run(STATS, loaded["resources"], instance, "2021-01")  # type: ignore[arg-type]
+    assert result.success
+    rows = stats_rows(pg_url, "2021-01")
+
+    # Every trip of the file month is counted once, under its service.
+    for service in ("yellow", "green", "fhv"):
+        counted = sum(r["trips"] for r in rows if r["service"] == service)
+        assert counted == warehouse_counts(pg_url, f"{service}_tripdata")["2021-01"]
+
+    # FHV publishes no fares or passengers: nulls, not zeros. Taxis have both.
+    fhv = [r for r in rows if r["service"] == "fhv"]
+    assert fhv and all(
+        r["passengers"] is None and r["revenue"] is None and r["avg_distance_mi"] is None
+        for r in fhv
+    )
+    assert any(r["avg_duration_min"] is not None for r in fhv)
+    taxis = [r for r in rows if r["service"] != "fhv"]
+    assert all(r["revenue"] is not None and r["avg_distance_mi"] is not None for r in taxis)
+
+    # Boroughs come from the zones table; cross-check one cell against the lake in Arrow.
+    zones = pq.read_table(lake / "lake" / "taxi_zones.parquet")
+    assert {r["borough"] for r in rows} <= set(zones.column("borough").to_pylist())
+    manhattan = pc.filter(
+        zones.column("location_id"), pc.equal(zones.column("borough"), "Manhattan")
+    )
+    yellow = lake_dataset(lake, "yellow_tripdata").to_table(
+        filter=(pads_field("year") == 2021) & (pads_field("month") == 1)
+    )
+    in_manhattan = pc.is_in(yellow.column("pu_location_id"), value_set=manhattan)
+    expected_revenue = pc.sum(pc.filter(yellow.column("total_amount"), in_manhattan)).as_py()
+    cell = next(r for r in rows if r["service"] == "yellow" and r["borough"] == "Manhattan")
+    assert cell["trips"] == pc.sum(in_manhattan.cast(pa.int64())).as_py()
+    assert float(cell["revenue"]) == pytest.approx(expected_revenue, abs=0.01)
+
+    meta = materialization_metadata(result, STATS)
+    assert meta["dagster/row_count"] == len(rows)
+    assert meta["trips"] == sum(r["trips"] for r in rows)
+    assert meta["table"] == "analytics.monthly_zone_stats"
+    assert "| borough" in meta["preview"] and "null" in meta["preview"]
+    assert [c.name for c in meta["dagster/column_schema"].columns][:3] == [
+        "partition_month",
+        "service",
+        "borough",
+    ]
+    assert all(c.description for c in meta["dagster/column_schema"].columns)
+    # The chart: a PNG in the lake, and the same PNG inline in the metadata.
+    chart = lake / "analytics" / "monthly_zone_stats" / "2021-01.png"
+    assert chart.read_bytes().startswith(PNG_MAGIC)
+    assert meta["chart_path"] == str(chart)
+    inline = meta["chart"].split("data:image/png;base64,", 1)[1].rstrip(")")
+    assert base64.b64decode(inline) == chart.read_bytes()
+
+
+def test_month_is_replaced_and_neighbours_kept(
+    loaded: dict[str, object], pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    resources = loaded["resources"]
+    assert run(STATS, resources, instance, "2021-01").success  # type: ignore[arg-type]
+    january = stats_rows(pg_url, "2021-01")
+    assert run(STATS, resources, instance, "2021-02").success  # type: ignore[arg-type]
+    again = run(STATS, resources, instance, "2021-01")  # type: ignore[arg-type]
+    meta = materialization_metadata(again, STATS)
+    assert meta["rows_replaced"] == meta["dagster/row_count"] == len(january)
+    assert stats_rows(pg_url, "2021-01") == january
+    february = stats_rows(pg_url, "2021-02")
+    assert february and all(str(r["partition_month"]) == "2021-02-01" for r in february)
+
+
+def test_missing_warehouse_tables_fail_clearly(
+    mirror: FaultyMirror, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+    result = run(STATS, resources, instance, "2021-01", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = str(failure.step_failure_data.error)
+    assert "warehouse.yellow_tripdata" in message and "materialize" in message
+
+
+def pads_field(name: str):  # noqa: ANN201 - a pyarrow compute expression
+    import pyarrow.dataset as pads
+
+    return pads.field(name)

@@ -1,0 +1,186 @@
+"""`make bench-quick` as a smoke test (no timing assertions), and the fast COPY path's
+exactness, on which the benchmark's numbers rely."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from datetime import date, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from taxi_assets.io_managers import pg_copy
+from taxi_assets.io_managers.pg_ddl import ensure_table, qualified
+from taxi_assets.resources.postgres import sqlalchemy_url
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = ("course", "core", "dagster", "floor")
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
+    out = tmp_path / "quick.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(tmp_path / "months"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "| case" in completed.stdout  # the table was printed
+    report = json.loads(out.read_text())
+    for key in (
+        "speedup_vs_course",
+        "ratio_vs_copy_floor",
+        "peak_rss_mb",
+        "peak_rss_run_mb",
+        "dagster_fixed_overhead_s",
+    ):
+        assert key in report, key
+    for key in ("speedup_vs_course", "ratio_vs_copy_floor", "peak_rss_mb", "peak_rss_run_mb"):
+        assert _positive(report[key]), (key, report[key])
+    assert isinstance(report["dagster_fixed_overhead_s"], int | float)
+    (month,) = report["months"]
+    assert set(month["cases"]) == set(CASES)
+    for case in ("course", "core", "dagster"):
+        median = month["cases"][case]["median"]
+        assert _positive(median["wall_s"]) and _positive(median["peak_rss_mb"]), case
+        assert month["cases"][case]["rows"] == month["rows"], case
+    floor = month["cases"]["floor"]["median"]
+    assert _positive(floor["lake_floor_s"]) and _positive(floor["copy_floor_s"])
+    assert {t["target"].split(",")[0] for t in report["targets"]} >= {"speedup vs course"}
+    assert report["machine"]["cpus"] >= 1
+
+
+def _all_types(rows: int) -> pa.Table:
+    def nullable(values: list, arrow_type: pa.DataType) -> pa.Array:
+        return pa.array([None if i % 7 == 3 else v for i, v in enumerate(values)], arrow_type)
+
+    ints = list(range(-rows // 2, rows - rows // 2))
+    return pa.table(
+        {
+            "i8": nullable([i % 100 for i in ints], pa.int8()),
+            "i16": nullable([i * 3 for i in ints], pa.int16()),
+            "u16": nullable([abs(i) * 7 for i in ints], pa.uint16()),
+            "i32": nullable([i * 40_000 for i in ints], pa.int32()),
+            "u32": nullable([abs(i) * 2_800_000 for i in ints], pa.uint32()),
+            "i64": nullable([i * 10**15 for i in ints], pa.int64()),
+            "f32": nullable([i / 3 for i in ints], pa.float32()),
+            "f64": nullable(
+                [math.nan, math.inf, -math.inf, -0.0] + [i / 7 for i in ints[4:]], pa.float64()
+            ),
+            "flag": nullable([i % 2 == 0 for i in ints], pa.bool_()),
+            "text": nullable(
+                ["" if i % 5 == 0 else f'é,"q"\n{i}\\N NA' for i in ints], pa.string()
+            ),
+            "large": nullable(["x" * (abs(i) % 30) for i in ints], pa.large_string()),
+            "ts": nullable([datetime(2021, 1, 1, 0, 0, abs(i) % 60, i % 999_999) for i in ints], pa.timestamp("us")),
+            "ts_s": nullable([datetime(1999, 12, 31, 23, 59, abs(i) % 60) for i in ints], pa.timestamp("s")),
+            "tz": nullable([datetime(2020, 2, 29, 12, 30, abs(i) % 60) for i in ints], pa.timestamp("us", tz="UTC")),
+            "day": nullable([date(1970 + abs(i) % 80, 1 + abs(i) % 12, 1) for i in ints], pa.date32()),
+            "empty": pa.nulls(rows, pa.float64()),
+            # No nulls: packed into shared records by the encoder.
+            "full_i32": pa.array(ints, pa.int32()),
+            "full_ts": pa.array([datetime(2019, 3, 1, 8, abs(i) % 60) for i in ints], pa.timestamp("us")),
+            "full_code": pa.array(["Y" if i % 2 else "N" for i in ints]),
+            "full_blank": pa.array([""] * rows),
+            "full_f64": pa.array([i * 0.25 for i in ints], pa.float64()),
+            "full_day": pa.array([date(2021, 1, 1)] * rows, pa.date32()),
+            "full_text": pa.array([f"v{i}" for i in ints]),
+            "full_flag": pa.array([i % 3 == 0 for i in ints]),
+        }
+    )  # fmt: skip
+
+
+def test_binary_copy_loads_exactly_what_csv_copy_loads(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _all_types(3_000)
+    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    loaded: dict[str, list[tuple]] = {}
+    formats: dict[str, bool] = {}
+    for mode in ("binary", "csv"):
+        table = f"types_{mode}"
+        ensure_table(engine, "public", table, data.schema)
+        if mode == "csv":
+            monkeypatch.setattr(pg_copy, "_binary_compatible", lambda *args: False)
+        with engine.begin() as connection:
+            cursor = connection.connection.driver_connection.cursor()
+            formats[mode] = pg_copy._binary_compatible(
+                cursor, qualified("public", table), data.schema
+            )
+            # Odd batch sizes: chunks are sliced and combined on the way.
+            reader = data.to_reader(max_chunksize=1_234)
+            assert pg_copy.copy_arrow(cursor, qualified("public", table), reader) == 3_000
+        with engine.connect() as connection:
+            loaded[mode] = [
+                tuple("nan" if isinstance(v, float) and math.isnan(v) else v for v in row)
+                for row in connection.exec_driver_sql(
+                    f"SELECT * FROM {table} ORDER BY full_i32"
+                )
+            ]
+    engine.dispose()
+    assert formats == {"binary": True, "csv": False}
+    assert loaded["binary"] == loaded["csv"]
+    assert len(loaded["binary"]) == 3_000
+
+
+def test_binary_copy_falls_back_to_csv_when_the_table_types_differ(pg_url: str) -> None:
+    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE loose (n numeric, at text)")
+    data = pa.table({"n": pa.array([1, None, 3], pa.int64()), "at": ["a", None, ""]})
+    with engine.begin() as connection:
+        cursor = connection.connection.driver_connection.cursor()
+        assert not pg_copy._binary_compatible(cursor, '"public"."loose"', data.schema)
+        assert pg_copy.copy_arrow(cursor, '"public"."loose"', data.to_reader()) == 3
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT n, at FROM loose ORDER BY n").all()
+    engine.dispose()
+    assert [(None if n is None else int(n), at) for n, at in rows] == [
+        (1, "a"),
+        (3, ""),
+        (None, None),
+    ]
+
+
+def test_lake_write_logs_progress_with_share_and_rate(tmp_path: Path) -> None:
+    from taxi_assets.io_managers.arrow_stats import StreamStats
+    from taxi_assets.io_managers.parquet_lake import write_parquet_stream
+
+    data = pa.table({"n": list(range(10_000))})
+    messages: list[str] = []
+    write_parquet_stream(
+        data.to_reader(max_chunksize=2_500),
+        tmp_path / "out.parquet",
+        compression="zstd",
+        stats=StreamStats(),
+        log=messages.append,
+        expected_rows=10_000,
+        label="Parquet out",
+        progress_every_s=0,
+    )
+    assert len(messages) == 4
+    assert messages[-1].startswith("Parquet out: 10,000 rows (100% of 10,000), ")
+    assert messages[-1].endswith(" rows/s")
+    assert pq.read_table(tmp_path / "out.parquet").num_rows == 10_000

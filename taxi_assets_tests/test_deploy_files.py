@@ -1,0 +1,207 @@
+"""deploy/ and docs/deployment.md are valid and agree with each other (no Docker needed).
+
+YAML files parse and pass Dagster's own config schemas; every Dagster command line in the
+Dockerfile and the Compose file parses with Dagster's CLI; the Dockerfile's instructions,
+copied files and ignore rules hold together; secrets only come from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DEPLOY = REPO / "deploy"
+DOCS = REPO / "docs" / "deployment.md"
+DOCKERFILE_INSTRUCTIONS = {
+    "FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME",
+    "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL",
+}  # fmt: skip
+DAGSTER_SERVICES = ("taxi-assets-code", "webserver", "daemon")
+
+
+def compose() -> dict:
+    return yaml.safe_load((DEPLOY / "docker-compose.yaml").read_text())
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """``(INSTRUCTION, arguments)`` with continuation lines joined and comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in (DEPLOY / "Dockerfile").read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = pending + line
+        pending = ""
+        keyword, _, arguments = line.partition(" ")
+        instructions.append((keyword, arguments.strip()))
+    assert not pending, "the Dockerfile ends inside a continued line"
+    return instructions
+
+
+def parse_dagster_command(argv: list[str]) -> dict:
+    """Parse a Dagster command line with Dagster's click CLI (raises on unknown options)."""
+    from dagster._cli import cli as dagster_cli
+    from dagster._daemon.cli import cli as daemon_cli
+    from dagster_webserver.cli import cli as webserver_cli
+
+    program, *args = argv
+    command: click.Command = {
+        "dagster": dagster_cli,
+        "dagster-daemon": daemon_cli,
+        "dagster-webserver": webserver_cli,
+    }[program]
+    while isinstance(command, click.Group):
+        name, *args = args
+        sub = command.get_command(click.Context(command), name)
+        assert sub is not None, f"{argv}: unknown command {name!r}"
+        command = sub
+    return command.make_context(program, list(args)).params
+
+
+def test_instance_config_passes_dagsters_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dagster._core.instance.config import dagster_instance_config
+
+    raw = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+    # Storage and compute logs are environment-driven; nothing secret is written here.
+    assert raw["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_POSTGRES_URL"}
+    assert raw["compute_logs"]["class"] == "GCSComputeLogManager"
+    assert raw["compute_logs"]["config"]["bucket"] == {"env": "DAGSTER_COMPUTE_LOGS_BUCKET"}
+    text = (DEPLOY / "dagster.yaml").read_text()
+    assert not re.search(r"(?i)^\s*password\s*:", text, re.M)
+
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", "postgresql+psycopg2://u:p@db:5432/dagster")
+    monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_BUCKET", "logs")
+    config, _ = dagster_instance_config(str(DEPLOY), "dagster.yaml")
+    assert config["run_retries"]["enabled"] is True
+    assert config["concurrency"]["runs"]["max_concurrent_runs"] > 0
+    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+
+
+def test_workspace_points_at_the_code_location() -> None:
+    from dagster._config import validate_config
+    from dagster._core.workspace.config_schema import WORKSPACE_CONFIG_SCHEMA
+
+    workspace = yaml.safe_load((DEPLOY / "workspace.yaml").read_text())
+    assert validate_config(WORKSPACE_CONFIG_SCHEMA, workspace).success
+    server = workspace["load_from"][0]["grpc_server"]
+    code = compose()["services"][server["host"]]
+    params = parse_dagster_command(code["command"])
+    assert (params["port"], params["module_name"]) == (server["port"], "taxi_assets")
+
+
+def test_compose_services_and_commands() -> None:
+    services = compose()["services"]
+    assert {"taxi-assets-code", "webserver", "daemon", "dagster-postgres", "warehouse"} <= set(
+        services
+    )
+    for name in DAGSTER_SERVICES:
+        service = services[name]
+        build = service["build"]
+        assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == DEPLOY / "Dockerfile"
+        parse_dagster_command(service["command"])
+        env = service["environment"]
+        assert env["DAGSTER_POSTGRES_URL"].startswith("postgresql+psycopg2://")
+        assert "DAGSTER_COMPUTE_LOGS_BUCKET" in env
+        assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/run/secrets/gcp-key"
+        assert service["secrets"] == ["gcp-key"]
+    for name in ("webserver", "daemon"):
+        assert "workspace.yaml" in services[name]["command"]
+    healthcheck = services["taxi-assets-code"]["healthcheck"]["test"]
+    assert healthcheck[0] == "CMD"
+    parse_dagster_command(healthcheck[1:])
+    assert services["taxi-assets-code"]["environment"]["TAXI_LAKE_URL"].startswith("${")
+
+
+def test_compose_takes_every_secret_from_the_environment() -> None:
+    text = (DEPLOY / "docker-compose.yaml").read_text()
+    # Every password-bearing value is an interpolation, never a literal.
+    values = re.findall(r"^\s*\w*PASSWORD:[ \t]*(\S*)", text, re.M) + re.findall(
+        r"://[^:/\s]+:([^@\n]*)@", text
+    )
+    assert len(values) >= 4
+    for value in values:
+        assert value.startswith("${"), value
+    variables = set(re.findall(r"\$\{([A-Z_]+)", text))
+    example = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / "env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert variables <= set(example), variables - set(example)
+    assert not example["DAGSTER_PG_PASSWORD"] and not example["WAREHOUSE_PASSWORD"]
+
+
+def test_dockerfile_is_well_formed() -> None:
+    instructions = dockerfile_instructions()
+    keywords = [keyword for keyword, _ in instructions]
+    assert set(keywords) <= DOCKERFILE_INSTRUCTIONS, set(keywords) - DOCKERFILE_INSTRUCTIONS
+    assert [k for k in keywords if k != "ARG"][0] == "FROM"
+    assert keywords.count("CMD") == 1 and "USER" in keywords
+    env = {}
+    for keyword, arguments in instructions:
+        if keyword == "ENV":
+            for pair in shlex.split(arguments):
+                name, _, value = pair.partition("=")
+                env[name] = value
+    assert env["DAGSTER_HOME"] == "/opt/dagster/dagster_home"
+    assert env["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] == "false"
+
+    cmd = json.loads(dict(instructions)["CMD"])
+    code = compose()["services"]["taxi-assets-code"]
+    assert cmd == code["command"]
+    parse_dagster_command(cmd)
+    exposed = {int(port) for k, a in instructions if k == "EXPOSE" for port in a.split()}
+    assert parse_dagster_command(cmd)["port"] in exposed
+
+
+def test_dockerfile_copies_exist_and_are_not_ignored() -> None:
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    included = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    copies = [a for k, a in dockerfile_instructions() if k == "COPY"]
+    assert copies
+    sources = []
+    for arguments in copies:
+        parts = [p for p in arguments.split() if not p.startswith("--")]
+        sources += parts[:-1]
+    for source in sources:
+        assert (REPO / source).exists(), source
+        assert source.rstrip("/") in included, f"{source} is excluded by Dockerfile.dockerignore"
+    assert "deploy/dagster.yaml" in sources and "deploy/workspace.yaml" in sources
+
+
+def test_docs_cover_layout_bigquery_and_settings() -> None:
+    text = DOCS.read_text()
+    sql = "\n".join(re.findall(r"```sql\n(.*?)```", text, re.S))
+    for service in ("yellow", "green"):
+        assert f"gs://taxi-lake/nyc/lake/{service}_tripdata/*" in sql
+    prefix = re.search(r"hive_partition_uri_prefix = '([^']+)'", sql)
+    uris = re.search(r"uris = \['([^']+)/\*'\]", sql)
+    assert prefix and uris and prefix.group(1) == uris.group(1)
+    assert "WITH PARTITION COLUMNS" in sql and "format = 'PARQUET'" in sql
+    # The documented layout is the one the tests check on the emulator.
+    assert "yellow_tripdata/year=2021/month=01/yellow_tripdata_2021-01.parquet" in text
+    assert "raw/\n" in text or "raw/ " in text
+    for variable in (
+        "TAXI_LAKE_URL",
+        "TAXI_GCP_PROJECT",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "STORAGE_EMULATOR_HOST",
+        "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT",
+        "TAXI_WAREHOUSE_URL",
+        "DAGSTER_POSTGRES_URL",
+        "DAGSTER_COMPUTE_LOGS_BUCKET",
+    ):
+        assert f"| `{variable}` |" in text, variable
+    for topic in ("dagster instance migrate", "K8sRunLauncher", "celery", "postgresql+psycopg2"):
+        assert topic in text, topic

@@ -1,0 +1,667 @@
+"""Fault tolerance end to end, with real faults: killed runs, a restarted server, racing
+runs, a file where the lake should be, a full disk, a misbehaving source, broken input
+files, bad partition keys and a contract that gains a column.
+
+Nothing is mocked: the faults are caused for real (SIGKILL, ``pg_ctl stop``, a tiny
+tmpfs, a real HTTP server injecting faults, real files on disk), and their effects are
+read from PostgreSQL's own views, the filesystem and Dagster's event log.
+See docs/fault_tolerance.md for the list of cases.
+"""
+
+import gzip
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from taxi_assets.devdata import write_month
+from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
+from taxi_assets.io_managers.postgres import PostgresIOManager, TableLoad
+from taxi_assets.io_managers.raw_files import RawFileIOManager
+from taxi_assets.resources import PostgresResource, TaxiSourceResource
+from taxi_assets_tests.faults_support import (
+    DAGSTER,
+    REPO,
+    all_files,
+    cli_env,
+    copy_rows_received,
+    database_name,
+    engine_for,
+    failure_messages,
+    fill_disk,
+    is_dagster_failure_without_retries,
+    locks_held,
+    materialize_command,
+    other_backends,
+    process_group_alive,
+    restartable_server,
+    run_warnings,
+    step_failure,
+    tiny_tmpfs,
+    wait_for,
+    waiting_advisory_locks,
+)
+from taxi_assets_tests.http_faults import Fault, FaultyMirror
+from taxi_assets_tests.pipeline import (
+    materialization_metadata,
+    pipeline_resources,
+    run,
+    warehouse_counts,
+)
+
+MONTH = "2021-01"
+YELLOW_CSV = "/yellow/yellow_tripdata_2021-01.csv.gz"
+YELLOW_NAME = "yellow_tripdata_2021-01.csv.gz"
+ROWS = 2000  # rows of every generated month on the shared mirror (conftest.ROWS)
+YELLOW_KEYS = ["raw/yellow_tripdata", "lake/yellow_tripdata", "warehouse/yellow_tripdata"]
+FILE_KEYS = YELLOW_KEYS[:2]
+
+
+def month_summary(pg_url: str, month: str = MONTH) -> tuple[int, object]:
+    """(rows, exact sum of total_amount) of one month of warehouse.yellow_tripdata."""
+    engine = engine_for(pg_url)
+    with engine.connect() as connection:
+        row = connection.execute(
+            sa.text(
+                "SELECT count(*), sum(total_amount::numeric) FROM warehouse.yellow_tripdata "
+                "WHERE partition_month = CAST(:month AS date)"
+            ),
+            {"month": f"{month}-01"},
+        ).one()
+    engine.dispose()
+    return row[0], row[1]
+
+
+def rewrite_csv_gz(path: Path, edit: Callable[[list[bytes]], list[bytes]]) -> None:
+    """Replace a published CSV.gz by an edited copy (lines without their newlines)."""
+    lines = gzip.decompress(path.read_bytes()).split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    edited = edit(lines)
+    path.write_bytes(gzip.compress(b"".join(line + b"\n" for line in edited), mtime=0))
+
+
+def set_field(line: bytes, index: int, value: bytes) -> bytes:
+    fields = line.split(b",")
+    fields[index] = value
+    return b",".join(fields)
+
+
+# --- 1. a run killed with SIGKILL in the middle of a month's COPY ----------------------
+
+
+@pytest.mark.slow
+def test_sigkill_mid_copy_keeps_the_previous_month_and_the_next_run_succeeds(
+    own_mirror: FaultyMirror, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    lake = tmp_path / "lake"
+    resources = pipeline_resources(own_mirror.url, lake, pg_url)
+    for month in (MONTH, "2021-02"):
+        assert run(YELLOW_KEYS, resources, instance, month).success
+    before = month_summary(pg_url)
+    assert before[0] == ROWS
+
+    # TLC republishes the month, much bigger: the lake has it, the warehouse not yet.
+    big = 1_500_000
+    write_month(Path(own_mirror.root), source="dtc", service="yellow", month=MONTH, rows=big)
+    assert run(FILE_KEYS, resources, instance, MONTH).success
+
+    log = tmp_path / "killed_run.log"
+    env = cli_env(tmp_path, own_mirror.url, lake, pg_url)
+    database = database_name(pg_url)
+    watcher = engine_for(pg_url)
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            materialize_command("warehouse/yellow_tripdata", MONTH),
+            cwd=REPO,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # the run and its step processes: one process group
+        )
+    received: list[int] = []
+    try:
+
+        def copying() -> bool:
+            assert process.poll() is None, f"the run ended early:\n{log.read_text()[-3000:]}"
+            received.append(copy_rows_received(watcher, database) or 0)
+            return received[-1] > 0
+
+        # Rows are flowing into the table inside the run's open transaction.
+        wait_for("the run's COPY to be receiving rows", copying, timeout=180)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert 0 < received[-1] < big, received  # killed in the middle of the COPY
+    wait_for("every process of the run to be gone", lambda: not process_group_alive(process.pid))
+
+    # The server notices the dead client, rolls back and ends the backend: nothing lingers.
+    wait_for("the killed run's backend to go", lambda: not other_backends(watcher, database))
+    assert locks_held(watcher, database) == []
+    watcher.dispose()
+    assert month_summary(pg_url) == before
+    assert warehouse_counts(pg_url, "yellow_tripdata") == {MONTH: ROWS, "2021-02": ROWS}
+
+    # The next run loads the month whole.
+    result = run("warehouse/yellow_tripdata", resources, instance, MONTH)
+    assert result.success
+    assert materialization_metadata(result, "warehouse/yellow_tripdata")["rows_replaced"] == ROWS
+    assert warehouse_counts(pg_url, "yellow_tripdata") == {MONTH: big, "2021-02": ROWS}
+
+
+# --- 2. PostgreSQL restarted between two runs -------------------------------------------
+
+
+def test_postgres_restart_between_runs(
+    mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    # A private server, never the session one: it is stopped in the middle of the test.
+    # Not under pytest's basetemp, which a concurrent pytest session may prune.
+    folder = Path(tempfile.mkdtemp(prefix="taxi-test-pg-restart-"))
+    try:
+        with restartable_server(folder) as (url, restart):
+            resources = pipeline_resources(mirror.url, tmp_path / "lake", url)
+            assert run(YELLOW_KEYS, resources, instance, MONTH).success
+
+            # A long-lived engine as the warehouse resource builds it, with a pooled
+            # connection, and a plain engine without pre-ping to prove the restart is real.
+            database = PostgresResource(url=url)
+            pinged, plain = database.engine(), engine_for(url)
+            for engine in (pinged, plain):
+                with engine.connect() as connection:
+                    connection.exec_driver_sql("SELECT 1")
+            with plain.connect() as connection:
+                old_pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+
+            restart()
+
+            with pytest.raises(sa.exc.OperationalError), plain.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")  # its pooled connection died
+            with pinged.connect() as connection:  # pool_pre_ping replaces it silently
+                assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != old_pid
+            pinged.dispose()
+            plain.dispose()
+
+            for month in (MONTH, "2021-02"):
+                assert run(YELLOW_KEYS, resources, instance, month).success
+            assert warehouse_counts(url, "yellow_tripdata") == {MONTH: ROWS, "2021-02": ROWS}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- 3. two runs of the same month at once ------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_runs_of_one_month_at_once_leave_one_copy(
+    mirror: FaultyMirror, tmp_path: Path, pg_url: str
+) -> None:
+    lake = tmp_path / "lake"
+    env = cli_env(tmp_path, mirror.url, lake, pg_url)
+    load = subprocess.run(
+        materialize_command(",".join(FILE_KEYS), MONTH), cwd=REPO, env=env,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert load.returncode == 0, load.stderr[-3000:]
+
+    # Hold the month's lock from outside (the key the IO manager locks on), so both run
+    # processes are surely inside their load at the same time, then let them go.
+    gate_engine = engine_for(pg_url)
+    gate = gate_engine.connect()
+    lock = "warehouse.yellow_tripdata/2021-01"
+    gate.execute(sa.text("SELECT pg_advisory_lock(hashtextextended(:k, 0))"), {"k": lock})
+    probe = engine_for(pg_url)
+    command = materialize_command("warehouse/yellow_tripdata", MONTH)
+    runs = [
+        subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    try:
+        wait_for(
+            "both runs to wait for the month's lock",
+            lambda: waiting_advisory_locks(probe, database_name(pg_url)) == 2,
+            timeout=180,
+        )
+    finally:
+        gate.execute(sa.text("SELECT pg_advisory_unlock(hashtextextended(:k, 0))"), {"k": lock})
+        gate.close()
+        gate_engine.dispose()
+        probe.dispose()
+        outputs = [process.communicate(timeout=300) for process in runs]
+    assert [process.returncode for process in runs] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert warehouse_counts(pg_url, "yellow_tripdata") == {MONTH: ROWS}  # one copy, not two
+
+
+# --- 4. lake storage errors ------------------------------------------------------------------
+
+
+@pytest.fixture
+def private_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This process's temp folder (download staging): to check nothing is left there."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_lake_root_that_is_a_file_fails_naming_the_path(
+    mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance, private_tempdir: Path
+) -> None:
+    lake = tmp_path / "lake"
+    lake.write_text("not a folder\n")
+    result = run(
+        "raw/yellow_tripdata", pipeline_resources(mirror.url, lake), instance, MONTH, False
+    )
+    assert not result.success
+    step, chain = step_failure(result)
+    assert step == "raw__yellow_tripdata"
+    assert {"NotADirectoryError", "FileExistsError"} & {e.cls_name for e in chain}
+    assert str(lake) in failure_messages(result)
+    assert lake.read_text() == "not a folder\n"
+    assert all_files(private_tempdir) == []  # the downloaded copy was cleaned up
+
+
+def test_unusable_lake_url_fails_clearly_and_drops_the_download(
+    mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance, private_tempdir: Path
+) -> None:
+    # A configuration fault: no bucket can have this name (checked before any request).
+    url = "gs://Not_A_Bucket/lake"
+    resources = pipeline_resources(mirror.url, tmp_path / "lake")
+    resources["raw_io_manager"] = RawFileIOManager(root=url)
+    result = run("raw/yellow_tripdata", resources, instance, MONTH, False)
+    assert not result.success
+    assert step_failure(result)[0] == "raw__yellow_tripdata"
+    assert f"'{url}': 'Not_A_Bucket' is not a valid bucket name" in failure_messages(result)
+    # The month was downloaded before the IO manager failed: its staging copy is gone.
+    assert all_files(private_tempdir) == []
+
+
+@pytest.mark.parametrize(
+    ("layer", "fault"),
+    [("raw", "full"), ("lake", "full"), ("raw", "read-only"), ("lake", "read-only")],
+)
+def test_full_or_read_only_disk_fails_naming_the_path_and_leaves_nothing(
+    layer: str,
+    fault: str,
+    mirror: FaultyMirror,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,
+    private_tempdir: Path,
+) -> None:
+    lake = tmp_path / "lake"
+    resources = pipeline_resources(mirror.url, lake)
+    if layer == "lake":  # the raw file lands first, on a disk with room
+        assert run("raw/yellow_tripdata", resources, instance, MONTH).success
+    read_only = fault == "read-only"
+    with tiny_tmpfs(tmp_path / "disk", size="256k", read_only=read_only) as disk:
+        # Full: room for a few KB, less than any month file (the raw file is ~40 KB).
+        kept = [] if read_only else [fill_disk(disk, leave_bytes=8 * 1024).name]
+        if layer == "raw":
+            resources["raw_io_manager"] = RawFileIOManager(root=str(disk))
+        else:
+            resources["lake_io_manager"] = ParquetLakeIOManager(root=str(disk))
+        result = run(f"{layer}/yellow_tripdata", resources, instance, MONTH, False)
+        assert not result.success
+        assert step_failure(result)[0] == f"{layer}__yellow_tripdata"
+        messages = failure_messages(result)
+        assert ("Read-only file system" if read_only else "No space left on device") in messages
+        assert str(disk) in messages, messages
+        assert all_files(disk) == kept  # no partial file, no hidden .tmp
+    assert all_files(private_tempdir) == []
+
+
+# --- 5. source faults at the asset level ------------------------------------------------------
+
+
+def fast_source(mirror: FaultyMirror, source: str = "dtc") -> TaxiSourceResource:
+    return TaxiSourceResource(
+        source=source,
+        dtc_url=mirror.url,
+        tlc_url=mirror.url,
+        attempts=3,
+        backoff_seconds=0.01,
+        read_timeout_seconds=0.5,
+    )
+
+
+TRANSIENT = {
+    "500-then-success": Fault.status(500),
+    "reset-mid-body": Fault.reset_after(1000),
+    "timeout": Fault.delay(1.5),
+    "short-body": Fault.truncate(1000),
+}
+
+
+@pytest.mark.parametrize("fault", list(TRANSIENT.values()), ids=list(TRANSIENT))
+def test_transient_source_faults_are_retried_and_the_asset_succeeds(
+    fault: Fault,
+    mirror: FaultyMirror,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,
+    private_tempdir: Path,
+) -> None:
+    lake = tmp_path / "lake"
+    resources = pipeline_resources(mirror.url, lake) | {"source": fast_source(mirror)}
+    mirror.inject(YELLOW_CSV, fault, methods=["GET"])
+    result = run("raw/yellow_tripdata", resources, instance, MONTH)
+    assert result.success
+    assert mirror.requests_seen(YELLOW_CSV).count("GET") == 2
+    stored = lake / "raw" / "yellow_tripdata" / YELLOW_NAME
+    assert stored.read_bytes() == (Path(mirror.root) / YELLOW_CSV.lstrip("/")).read_bytes()
+    assert all_files(lake) == [f"raw/yellow_tripdata/{YELLOW_NAME}"]  # no partial or hidden file
+    assert all_files(private_tempdir) == []
+
+
+# Each cause breaks the source for real and says: (path on the mirror, the problem the
+# error must name, GET requests expected: one, never a retry; none after a 404 HEAD).
+def _corrupt_gzip(mirror: FaultyMirror) -> tuple[str, str, int]:
+    mirror.inject(YELLOW_CSV, Fault.corrupt(), methods=["GET"])  # bits flipped mid-file
+    return YELLOW_CSV, "is not a complete gzip stream", 1
+
+
+def _parquet_without_footer(mirror: FaultyMirror) -> tuple[str, str, int]:
+    path = Path(mirror.root) / "yellow_tripdata_2021-01.parquet"
+    path.write_bytes(path.read_bytes()[:-200])  # footer and magic bytes cut off
+    return "/yellow_tripdata_2021-01.parquet", "has no readable Parquet footer", 1
+
+
+def _not_published(mirror: FaultyMirror) -> tuple[str, str, int]:
+    (Path(mirror.root) / YELLOW_CSV.lstrip("/")).unlink()
+    return YELLOW_CSV, "is not published at", 0
+
+
+def _html_page(mirror: FaultyMirror) -> tuple[str, str, int]:
+    mirror.inject(YELLOW_CSV, Fault.html_200(), methods=["GET"])
+    return YELLOW_CSV, "answered HTTP 200 with an HTML page", 1
+
+
+PERMANENT = {
+    "corrupt-gzip": _corrupt_gzip,
+    "parquet-without-footer": _parquet_without_footer,
+    "404": _not_published,
+    "html-200": _html_page,
+}
+
+
+@pytest.mark.parametrize("cause", list(PERMANENT.values()), ids=list(PERMANENT))
+def test_bad_source_files_fail_clearly_without_retries_and_leave_nothing(
+    cause: Callable[[FaultyMirror], tuple[str, str, int]],
+    own_mirror: FaultyMirror,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,
+    private_tempdir: Path,
+) -> None:
+    path, problem, gets = cause(own_mirror)
+    source = "tlc" if path.endswith(".parquet") else "dtc"
+    lake = tmp_path / "lake"
+    resources = pipeline_resources(own_mirror.url, lake, source=source) | {
+        "source": fast_source(own_mirror, source)
+    }
+    result = run(FILE_KEYS, resources, instance, MONTH, raise_on_error=False)
+    assert not result.success
+    assert step_failure(result)[0] == "raw__yellow_tripdata"
+    messages = failure_messages(result)
+    assert f"{own_mirror.url}{path}" in messages and problem in messages, messages
+    assert is_dagster_failure_without_retries(result)
+    assert own_mirror.requests_seen(path).count("GET") == gets  # not retried
+    assert all_files(lake) == []
+    assert all_files(private_tempdir) == []
+
+
+# --- 6. input faults: broken published files through raw -> lake -----------------------------
+
+
+def _lake_month(lake: Path) -> Path:
+    return lake / "lake" / "yellow_tripdata" / "year=2021" / "month=01"
+
+
+def run_file_keys(mirror: FaultyMirror, lake: Path, instance: dg.DagsterInstance):  # noqa: ANN201
+    return run(FILE_KEYS, pipeline_resources(mirror.url, lake), instance, MONTH, False)
+
+
+def test_unknown_header_lists_unknown_and_expected_columns(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    header = b"trip_uuid,started,ended,fare_cents"
+    rewrite_csv_gz(Path(own_mirror.root) / YELLOW_CSV.lstrip("/"), lambda ls: [header, *ls[1:]])
+    result = run_file_keys(own_mirror, tmp_path / "lake", instance)
+    assert not result.success and step_failure(result)[0] == "lake__yellow_tripdata"
+    messages = failure_messages(result)
+    assert YELLOW_NAME in messages
+    assert "['trip_uuid', 'started', 'ended', 'fare_cents']" in messages  # found, unknown
+    assert "'vendor_id'" in messages and "'total_amount'" in messages  # expected
+    assert is_dagster_failure_without_retries(result)
+    assert all_files(tmp_path / "lake" / "lake") == []
+
+
+def test_row_with_too_many_fields_names_its_line(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    def extra_field(lines: list[bytes]) -> list[bytes]:
+        lines[10] += b",42"  # data row 10, line 11 of the file
+        return lines
+
+    rewrite_csv_gz(Path(own_mirror.root) / YELLOW_CSV.lstrip("/"), extra_field)
+    result = run_file_keys(own_mirror, tmp_path / "lake", instance)
+    assert not result.success and step_failure(result)[0] == "lake__yellow_tripdata"
+    messages = failure_messages(result)
+    assert f"{YELLOW_NAME}: malformed row 11 (line 11" in messages, messages
+    assert "expected 18 fields, got 19" in messages
+    assert is_dagster_failure_without_retries(result)
+    assert all_files(tmp_path / "lake" / "lake") == []
+
+
+def test_two_trailing_empty_fields_are_accepted_and_the_row_kept(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    def trailing(lines: list[bytes]) -> list[bytes]:
+        lines[100] += b",,"
+        return lines
+
+    rewrite_csv_gz(Path(own_mirror.root) / YELLOW_CSV.lstrip("/"), trailing)
+    lake = tmp_path / "lake"
+    result = run_file_keys(own_mirror, lake, instance)
+    assert result.success
+    assert pq.read_table(_lake_month(lake)).num_rows == ROWS
+    assert materialization_metadata(result, "lake/yellow_tripdata")["dagster/row_count"] == ROWS
+
+
+def test_non_utf8_bytes_are_read_as_latin1_with_a_warning(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    def latin1(lines: list[bytes]) -> list[bytes]:
+        lines[1500] = set_field(lines[1500], 6, "é".encode("latin-1"))  # store_and_fwd_flag
+        return lines
+
+    rewrite_csv_gz(Path(own_mirror.root) / YELLOW_CSV.lstrip("/"), latin1)
+    lake = tmp_path / "lake"
+    result = run_file_keys(own_mirror, lake, instance)
+    assert result.success
+    table = pq.read_table(_lake_month(lake))
+    assert table.num_rows == ROWS
+    assert "é" in table.column("store_and_fwd_flag").to_pylist()
+    warnings = run_warnings(instance, result.run_id)
+    assert any(f"{YELLOW_NAME}: not valid UTF-8; decoding as Latin-1" in w for w in warnings)
+
+
+@pytest.mark.parametrize("content", [b"", b"header"], ids=["empty", "header-only"])
+def test_empty_file_gives_zero_rows_a_warning_and_success(
+    content: bytes, own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    path = Path(own_mirror.root) / YELLOW_CSV.lstrip("/")
+    rewrite_csv_gz(path, lambda lines: lines[:1] if content else [])
+    lake = tmp_path / "lake"
+    result = run_file_keys(own_mirror, lake, instance)
+    assert result.success
+    assert materialization_metadata(result, "raw/yellow_tripdata")["source_rows"] == 0
+    assert pq.read_table(_lake_month(lake)).num_rows == 0
+    expected = "header only, no data rows" if content else "file is empty"
+    assert any(expected in w for w in run_warnings(instance, result.run_id))
+
+
+def test_non_integral_value_names_file_row_and_column(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    def fraction(lines: list[bytes]) -> list[bytes]:
+        lines[777] = set_field(lines[777], 3, b"1.5")  # passenger_count of data row 777
+        return lines
+
+    rewrite_csv_gz(Path(own_mirror.root) / YELLOW_CSV.lstrip("/"), fraction)
+    result = run_file_keys(own_mirror, tmp_path / "lake", instance)
+    assert not result.success and step_failure(result)[0] == "lake__yellow_tripdata"
+    messages = failure_messages(result)
+    assert f"{YELLOW_NAME}: data row 777, column 'passenger_count': invalid value 1.5" in messages
+    assert is_dagster_failure_without_retries(result)
+    assert all_files(tmp_path / "lake" / "lake") == []
+
+
+# --- 7. partition keys from the CLI ---------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["2021-13", "1999-01"], ids=["not-a-month", "before-2019-01"])
+def test_cli_rejects_a_bad_partition_key_and_creates_nothing(
+    key: str, mirror: FaultyMirror, tmp_path: Path, pg_url: str
+) -> None:
+    lake = tmp_path / "lake"
+    done = subprocess.run(
+        materialize_command(",".join(YELLOW_KEYS), key),
+        cwd=REPO,
+        env=cli_env(tmp_path, mirror.url, lake, pg_url),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert f"partition key `{key}`" in last_line, done.stderr[-3000:]
+    assert mirror.requests_seen(f"/yellow/yellow_tripdata_{key}.csv.gz") == []
+    assert not lake.exists()
+    engine = engine_for(pg_url)
+    with engine.connect() as connection:
+        tables = connection.exec_driver_sql(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'warehouse'"
+        ).scalar()
+    engine.dispose()
+    assert tables == 0
+
+
+@pytest.mark.slow
+def test_job_run_for_a_month_outside_the_partitions_is_refused(
+    own_mirror: FaultyMirror, tmp_path: Path, pg_url: str
+) -> None:
+    # `dagster job execute --tags '{"dagster/partition": ...}'` does not check the key
+    # against the partitions (2019-01 on): the assets must. Upstream has the month, so
+    # without that check the run would load a month no partition stands for.
+    key = "2018-12"
+    for service in ("yellow", "green", "fhv"):
+        write_month(Path(own_mirror.root), source="dtc", service=service, month=key, rows=50)
+    lake = tmp_path / "lake"
+    scratch = tmp_path / "tmp"  # the run's temp folder (download staging)
+    scratch.mkdir()
+    tags = f'{{"dagster/partition": "{key}"}}'
+    done = subprocess.run(
+        [DAGSTER, "job", "execute", "-m", "taxi_assets", "-j", "taxi_monthly_job", "--tags", tags],
+        cwd=REPO,
+        env=cli_env(tmp_path, own_mirror.url, lake, pg_url) | {"TMPDIR": str(scratch)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    expected = f"partition {key} is outside the partitions of raw/yellow_tripdata (2019-01 to "
+    assert expected in output, output[-3000:]
+    for service in ("yellow", "green", "fhv"):
+        assert own_mirror.requests_seen(f"/{service}/{service}_tripdata_{key}.csv.gz") == []
+    assert all_files(lake) == []
+    assert all_files(scratch) == []
+    engine = engine_for(pg_url)
+    with engine.connect() as connection:
+        tables = connection.exec_driver_sql(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'warehouse'"
+        ).scalar()
+    engine.dispose()
+    assert tables == 0
+
+
+# --- 8. a contract that gains a column --------------------------------------------------------
+
+EVOLVING_MONTHS = dg.MonthlyPartitionsDefinition(start_date="2021-01", fmt="%Y-%m", end_offset=0)
+
+
+def evolving_asset(with_tip: bool) -> dg.AssetsDefinition:
+    """``warehouse.evolving`` written by contract v1 (no tip) or v2 (adds ``tip_amount``)."""
+
+    @dg.asset(
+        key=["warehouse", "evolving"],
+        partitions_def=EVOLVING_MONTHS,
+        metadata={"partition_expr": "partition_month"},
+    )
+    def evolving(context: dg.AssetExecutionContext) -> TableLoad:
+        month = EVOLVING_MONTHS.time_window_for_partition_key(context.partition_key).start.date()
+        columns = {
+            "trip_id": pa.array([1, 2, 3], pa.int64()),
+            "fare_amount": pa.array([10.0, 12.5, None]),
+        }
+        if with_tip:
+            columns["tip_amount"] = pa.array([1.0, None, 2.5])
+        columns["partition_month"] = pa.array([month] * 3, pa.date32())
+        table = pa.table(columns)
+        return TableLoad(table.to_reader(), table.num_rows)
+
+    return evolving
+
+
+def test_table_gains_a_column_and_old_months_read_null(
+    pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    resources = {"io_manager": PostgresIOManager(database=PostgresResource(url=pg_url))}
+
+    def load(with_tip: bool, month: str) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [evolving_asset(with_tip)], partition_key=month, resources=resources, instance=instance
+        )
+
+    assert load(False, "2021-01").success
+    migrated = load(True, "2021-02")
+    assert migrated.success
+    logs = [e.user_message for e in instance.all_logs(migrated.run_id)]
+    assert any("added column tip_amount (old rows: null)" in m for m in logs)
+    assert load(False, "2021-03").success  # code still on v1 writes into the wider table
+
+    engine = engine_for(pg_url)
+    with engine.connect() as connection:
+        columns = connection.exec_driver_sql(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'warehouse' AND table_name = 'evolving' ORDER BY ordinal_position"
+        ).all()
+        tips = connection.exec_driver_sql(
+            "SELECT to_char(partition_month, 'YYYY-MM'), count(*), count(tip_amount), "
+            "sum(tip_amount) FROM warehouse.evolving GROUP BY 1 ORDER BY 1"
+        ).all()
+    engine.dispose()
+    assert [tuple(c) for c in columns] == [
+        ("trip_id", "bigint"),
+        ("fare_amount", "double precision"),
+        ("partition_month", "date"),
+        ("tip_amount", "double precision"),
+    ]
+    assert [tuple(t) for t in tips] == [
+        ("2021-01", 3, 0, None),
+        ("2021-02", 3, 2, 3.5),
+        ("2021-03", 3, 0, None),
+    ]

@@ -1,0 +1,114 @@
+"""deploy/dagster.yaml against a real PostgreSQL and a GCS emulator: a job runs, Postgres has it.
+
+Local development keeps SQLite under DAGSTER_HOME (the repository's dagster.yaml).
+"""
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from taxi_assets.resources.postgres import sqlalchemy_url
+from taxi_assets_tests.gcs_emulator import GcsEmulator, emulated_gcs
+
+REPO = Path(__file__).resolve().parents[1]
+PRODUCTION_YAML = REPO / "deploy" / "dagster.yaml"
+LOCAL_YAML = REPO / "dagster.yaml"
+COMPUTE_LOGS_PREFIX = "dagster/compute-logs/"
+
+
+@pytest.fixture
+def gcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
+    with emulated_gcs(monkeypatch) as emulator:
+        yield emulator
+
+
+@dg.op
+def say_hello(context: dg.OpExecutionContext) -> int:
+    context.log.info("hello from the production instance")
+    print("printed by the step")  # captured by the compute log manager
+    return 1
+
+
+@dg.job
+def hello_job() -> None:
+    say_hello()
+
+
+def storage_url(pg_url: str) -> str:
+    """The test database as Dagster's storage URL (psycopg2 driver)."""
+    url = sa.make_url(pg_url).set(drivername="postgresql+psycopg2")
+    return url.render_as_string(hide_password=False)
+
+
+def home_with(tmp_path: Path, yaml_file: Path) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(yaml_file, home / "dagster.yaml")
+    return home
+
+
+def test_a_job_runs_on_postgres_storage(
+    gcs: GcsEmulator,
+    pg_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+    from dagster_gcp.gcs.compute_log_manager import GCSComputeLogManager
+    from dagster_postgres import (
+        PostgresEventLogStorage,
+        PostgresRunStorage,
+        PostgresScheduleStorage,
+    )
+
+    home = home_with(tmp_path, PRODUCTION_YAML)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", storage_url(pg_url))
+    monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_BUCKET", "taxi-lake")
+
+    with dg.DagsterInstance.get() as instance:
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+        assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+        assert isinstance(instance.compute_log_manager, GCSComputeLogManager)
+        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
+
+        # A real run: run worker and step in subprocesses, events through Postgres.
+        result = dg.execute_job(dg.reconstructable(hello_job), instance=instance)
+        assert result.success
+        run_id = result.run_id
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+
+    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    with engine.connect() as connection:
+        status = connection.exec_driver_sql(
+            "SELECT status FROM runs WHERE run_id = %(run_id)s", {"run_id": run_id}
+        ).scalar()
+        messages = connection.exec_driver_sql(
+            "SELECT count(*) FROM event_logs WHERE run_id = %(run_id)s", {"run_id": run_id}
+        ).scalar()
+    engine.dispose()
+    assert status == "SUCCESS"
+    assert messages > 5
+    # The step's stdout went to the compute log bucket.
+    logs = gcs.objects(prefix=COMPUTE_LOGS_PREFIX)
+    assert any(b"printed by the step" in content for content in logs.values()), list(logs)
+
+
+def test_local_development_keeps_sqlite_under_dagster_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagster._core.storage.runs import SqliteRunStorage
+
+    home = home_with(tmp_path, LOCAL_YAML)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        assert isinstance(instance.run_storage, SqliteRunStorage)
+        assert dg.materialize([dg.asset(lambda: 1, name="one")], instance=instance).success
+    assert list(home.rglob("*.db"))

@@ -1,0 +1,178 @@
+"""No secret reaches Dagster's records: not the warehouse password, not the GCP key file.
+
+Secrets enter only through the environment (``TAXI_WAREHOUSE_URL`` with a password, a
+service-account key file named by ``GOOGLE_APPLICATION_CREDENTIALS``). Materializations
+that succeed and that fail are scanned: every event log entry (messages, metadata,
+errors with their causes and stack traces), the run and its job snapshot, Python log
+records and everything printed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from dagster._serdes import serialize_value
+
+from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
+from taxi_assets.io_managers.postgres import PostgresIOManager
+from taxi_assets.io_managers.raw_files import RawFileIOManager
+from taxi_assets.resources import PostgresResource
+from taxi_assets.resources.postgres import sqlalchemy_url
+from taxi_assets_tests.gcs_emulator import (
+    FakeTokenServer,
+    GcsEmulator,
+    emulated_gcs,
+    fake_service_account,
+    speed_up_gcs_retries,
+)
+from taxi_assets_tests.http_faults import FaultyMirror
+from taxi_assets_tests.pipeline import pipeline_resources, run
+
+MONTH = "2021-01"
+KEYS = ["raw/yellow_tripdata", "lake/yellow_tripdata", "warehouse/yellow_tripdata"]
+
+
+@pytest.fixture
+def gcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
+    with emulated_gcs(monkeypatch) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def token_server() -> Iterator[FakeTokenServer]:
+    with FakeTokenServer() as server:
+        yield server
+
+
+@pytest.fixture
+def password_url(pg_server_url: str) -> Iterator[tuple[str, str]]:
+    """A role with a password and its own database: ``(url with the password, password)``."""
+    role = f"taxi_{uuid.uuid4().hex[:8]}"
+    password = f"Pw-{uuid.uuid4().hex}"
+    admin = sa.create_engine(sqlalchemy_url(pg_server_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        connection.exec_driver_sql(f"CREATE DATABASE {role} OWNER {role}")
+    url = (
+        sa.make_url(pg_server_url)
+        .set(username=role, password=password, database=role)
+        .render_as_string(hide_password=False)
+    )
+    try:
+        yield url, password
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {role} WITH (FORCE)")
+            connection.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
+        admin.dispose()
+
+
+def env_resources(mirror_url: str) -> dict[str, object]:
+    """The production wiring: every location and credential from the environment."""
+    resources = pipeline_resources(mirror_url, Path("/unused"))
+    warehouse = PostgresResource()
+    resources.update(
+        warehouse=warehouse,
+        raw_io_manager=RawFileIOManager(),
+        lake_io_manager=ParquetLakeIOManager(),
+        warehouse_io_manager=PostgresIOManager(database=warehouse),
+    )
+    return resources
+
+
+def records_of(instance: dg.DagsterInstance, run_id: str) -> str:
+    run = instance.get_run_by_id(run_id)
+    assert run is not None
+    parts = [serialize_value(entry) for entry in instance.all_logs(run_id)]
+    parts.append(serialize_value(run))
+    if run.job_snapshot_id:
+        parts.append(serialize_value(instance.get_job_snapshot(run.job_snapshot_id)))
+    return "\n".join(parts)
+
+
+def secret_fragments(password: str, key_info: dict, access_token: str) -> list[str]:
+    key_lines = [
+        line
+        for line in key_info["private_key"].splitlines()
+        if line and not line.startswith("-----")
+    ]
+    return [password, key_info["private_key_id"], access_token, *key_lines]
+
+
+def test_no_secret_in_records_logs_or_errors(
+    gcs: GcsEmulator,
+    mirror: FaultyMirror,
+    password_url: tuple[str, str],
+    token_server: FakeTokenServer,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    speed_up_gcs_retries(monkeypatch)
+    url, password = password_url
+    key_info = fake_service_account(tmp_path / "sa.json", token_uri=token_server.url)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "sa.json"))
+    monkeypatch.setenv("TAXI_WAREHOUSE_URL", url)
+    monkeypatch.setenv("TAXI_LAKE_URL", "gs://taxi-lake/nyc")
+    resources = env_resources(mirror.url)
+    runs: list[dg.ExecuteInProcessResult] = []
+
+    # 1. Succeeds: raw and lake on GCS (the emulator), the warehouse with the password.
+    runs.append(run(KEYS, resources, instance, MONTH))
+    assert runs[-1].success
+
+    # 2. Fails in the warehouse: same password, a database that does not exist.
+    bad_db = sa.make_url(url).set(database="no_such_db").render_as_string(hide_password=False)
+    monkeypatch.setenv("TAXI_WAREHOUSE_URL", bad_db)
+    runs.append(run(KEYS[2:], resources, instance, MONTH, raise_on_error=False))
+    assert not runs[-1].success
+
+    # 3. Fails on GCS: real GCS (no emulator) with the key file, which Google refuses.
+    monkeypatch.setenv("TAXI_WAREHOUSE_URL", url)
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+    token_server.fail = True
+    runs.append(run(KEYS[1:2], resources, instance, MONTH, raise_on_error=False))
+    assert not runs[-1].success
+    errors = [str(e.step_failure_data.error) for r in runs for e in r.get_step_failure_events()]
+    assert any("no_such_db" in error for error in errors), errors
+    assert any("Invalid Credentials" in error for error in errors), errors
+    assert len(errors) == 2
+
+    scanned = "\n".join(records_of(instance, r.run_id) for r in runs)
+    scanned += "\n".join(record.getMessage() for record in caplog.records)
+    printed = capfd.readouterr()
+    scanned += printed.out + printed.err
+    assert "warehouse" in scanned and "yellow_tripdata" in scanned  # the scan sees content
+    assert token_server.exchanges > 0  # the key file was used
+    for secret in secret_fragments(password, key_info, token_server.access_token):
+        assert secret not in scanned, f"a secret leaked: {secret[:6]}..."
+
+
+def test_a_secret_bound_with_envvar_is_recorded_by_name_only(
+    instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In code, secrets go through ``dg.EnvVar``: Dagster then records the variable's name.
+
+    (A literal ``PostgresResource(url="postgresql://u:pw@...")`` would be stored in the job
+    snapshot in Dagster's database and shown in the UI.)
+    """
+    password = f"Pw-{uuid.uuid4().hex}"
+    monkeypatch.setenv("TAXI_TEST_SECRET_URL", f"postgresql://u:{password}@127.0.0.1:9/db")
+
+    @dg.asset
+    def needs_database(warehouse: PostgresResource) -> str:
+        return warehouse.describe()
+
+    resources = {"warehouse": PostgresResource(url=dg.EnvVar("TAXI_TEST_SECRET_URL"))}
+    result = dg.materialize([needs_database], resources=resources, instance=instance)
+    assert result.output_for_node("needs_database") == "postgresql://127.0.0.1:9/db"
+    scanned = records_of(instance, result.run_id)
+    assert "TAXI_TEST_SECRET_URL" in scanned
+    assert password not in scanned
