@@ -104,7 +104,7 @@ def build_trip_assets(
         owners=OWNERS,
         tags={"service": service.name, "layer": "warehouse"},
         code_version="1",
-        metadata={"partition_expr": "partition_month"},
+        metadata={"partition_expr": "partition_month", "time_column": contract.time_column},
         automation_condition=FOLLOW_UPSTREAM,
         backfill_policy=WAREHOUSE_BACKFILL,
         description=(

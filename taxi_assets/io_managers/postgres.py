@@ -8,12 +8,14 @@ two runs of one partition at once leave exactly one copy.
 """
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 import dagster as dg
 import pyarrow as pa
 
+from taxi_assets.io_managers.arrow_stats import StreamStats, column_schema
 from taxi_assets.io_managers.pg_copy import copy_arrow, read_query_arrow
 from taxi_assets.io_managers.pg_ddl import ensure_table, ident, qualified
 from taxi_assets.resources.postgres import PostgresResource
@@ -95,6 +97,8 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         name = qualified(target.schema, target.table)
         started = time.monotonic()
         where, params = target.where()
+        stats = StreamStats(time_column=metadata.get("time_column"), window=target.window)
+        reader = _observed(load.reader, stats)
         with engine.begin() as connection:
             cursor = connection.connection.driver_connection.cursor()
             for key in sorted(target.keys) or ["<all>"]:
@@ -104,7 +108,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
                 )
             cursor.execute(f"DELETE FROM {name}{where}", params)
             replaced = cursor.rowcount
-            written = copy_arrow(cursor, name, load.reader, log=context.log.info)
+            written = copy_arrow(cursor, name, reader, log=context.log.info)
             if load.expected_rows is not None and written != load.expected_rows:
                 raise RowCountMismatch(
                     f"{name}: loaded {written} rows but expected {load.expected_rows}; "
@@ -112,9 +116,15 @@ class PostgresIOManager(dg.ConfigurableIOManager):
                 )
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql(f"ANALYZE {name}")
+            table_bytes = connection.exec_driver_sql(
+                "SELECT pg_total_relation_size(%(table)s::regclass)", {"table": name}
+            ).scalar()
         elapsed = time.monotonic() - started
         context.add_output_metadata(
             {
+                **stats.metadata(),
+                "dagster/column_schema": column_schema(load.reader.schema),
+                "table_bytes": dg.MetadataValue.int(int(table_bytes or 0)),
                 "dagster/row_count": dg.MetadataValue.int(written),
                 "rows_written": dg.MetadataValue.int(written),
                 "rows_replaced": dg.MetadataValue.int(replaced),
@@ -138,6 +148,17 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         if context.dagster_type.typing_type is not pa.Table and _wants_pandas(context):
             return table.to_pandas()
         return table
+
+
+def _observed(reader: pa.RecordBatchReader, stats: StreamStats) -> pa.RecordBatchReader:
+    """``reader`` unchanged, with each batch counted into ``stats`` on its way to COPY."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            stats.add(batch)
+            yield batch
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
 
 def _wants_pandas(context: dg.InputContext) -> bool:
