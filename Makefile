@@ -35,7 +35,7 @@ stop: install
 	$(PY) -m taxi_assets.resources.embedded_postgres stop
 
 lint: install
-	$(VENV)/bin/ruff check taxi_assets taxi_assets_tests
+	$(VENV)/bin/ruff check taxi_assets taxi_assets_tests benchmarks
 
 # Rewrite the full lock after changing setup.py.
 lock: install

@@ -135,9 +135,7 @@ def test_binary_copy_loads_exactly_what_csv_copy_loads(
         with engine.connect() as connection:
             loaded[mode] = [
                 tuple("nan" if isinstance(v, float) and math.isnan(v) else v for v in row)
-                for row in connection.exec_driver_sql(
-                    f"SELECT * FROM {table} ORDER BY full_i32"
-                )
+                for row in connection.exec_driver_sql(f"SELECT * FROM {table} ORDER BY full_i32")
             ]
     engine.dispose()
     assert formats == {"binary": True, "csv": False}

@@ -108,7 +108,9 @@ class PostgresIOManager(dg.ConfigurableIOManager):
                 )
             cursor.execute(f"DELETE FROM {name}{where}", params)
             replaced = cursor.rowcount
-            written = copy_arrow(cursor, name, reader, log=context.log.info)
+            written = copy_arrow(
+                cursor, name, reader, log=context.log.info, expected_rows=load.expected_rows
+            )
             if load.expected_rows is not None and written != load.expected_rows:
                 raise RowCountMismatch(
                     f"{name}: loaded {written} rows but expected {load.expected_rows}; "
