@@ -17,6 +17,7 @@ from taxi_assets.download import DownloadError, SourceNotFound
 from taxi_assets.io_managers.parquet_lake import arrow_filesystem
 from taxi_assets.io_managers.pg_ddl import qualified
 from taxi_assets.io_managers.storage import resolve_root
+from taxi_assets.materializations import latest_metadata
 from taxi_assets.month_math import add_months
 from taxi_assets.partitions import parse_month
 from taxi_assets.quality import DEFAULT_THRESHOLDS, measure
@@ -43,18 +44,8 @@ class QualityThresholds(dg.ConfigurableResource):
         return {name: float(getattr(self, name)) for name in DEFAULT_THRESHOLDS}
 
 
-def recorded(instance: dg.DagsterInstance, key: dg.AssetKey, month: str | None) -> dict:
-    """Metadata values of the latest materialization of ``key`` (for ``month``)."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[month] if month else None), limit=1
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return {}
-    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
-
-
 def lake_file(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> pq.ParquetFile:
-    path = recorded(instance, key, month).get("path")
+    path = latest_metadata(instance, key, month).get("path")
     if not isinstance(path, str):
         raise FileNotFoundError(f"no recorded lake file for {key.to_user_string()} {month}")
     filesystem, native = arrow_filesystem(resolve_root(path))
@@ -82,7 +73,7 @@ def build_service_checks(
     )
     def rows_match_raw(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         month = context.partition_key
-        raw_rows = recorded(context.instance, raw_key, month).get("source_rows")
+        raw_rows = latest_metadata(context.instance, raw_key, month).get("source_rows")
         lake_rows = lake_file(context.instance, lake_key, month).metadata.num_rows
         return dg.AssetCheckResult(
             passed=raw_rows is None or raw_rows == lake_rows,

@@ -13,6 +13,7 @@ from datetime import date
 import dagster as dg
 
 from taxi_assets.download import DownloadError, SourceNotFound
+from taxi_assets.materializations import latest_metadata
 from taxi_assets.month_math import add_months, lagged_month
 from taxi_assets.resources.source import TaxiSourceResource
 from taxi_assets.services import SERVICES
@@ -38,15 +39,6 @@ class MonthRequest:
 class ServicePlan:
     requests: list[MonthRequest] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
-
-
-def _latest_raw_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> dict:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[month]), limit=1
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return {}
-    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
 
 def _in_flight(instance: dg.DagsterInstance, month: str, raw_key: dg.AssetKey) -> bool:
@@ -88,7 +80,7 @@ def plan_service_requests(
     candidates: list[tuple[str, bool, str | None]] = []
     if loaded:
         newest = loaded[-1]
-        held = _latest_raw_metadata(instance, raw_key, newest).get("etag")
+        held = latest_metadata(instance, raw_key, newest).get("etag")
         candidates.append((newest, True, str(held) if held else None))
         candidates.append((add_months(newest, 1), False, None))
     else:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from taxi_assets.io_managers.pg_ddl import qualified
 from taxi_assets.io_managers.postgres import PostgresIOManager, TableLoad
 from taxi_assets.resources.postgres import PostgresResource, sqlalchemy_url
+from taxi_assets_tests.pipeline import warehouse_counts
 
 MONTHS = dg.MonthlyPartitionsDefinition(start_date="2021-01", fmt="%Y-%m", end_offset=0)
 SCHEMA = pa.schema(
@@ -48,14 +49,8 @@ def resources(url: str) -> dict[str, object]:
     return {"io_manager": PostgresIOManager(database=PostgresResource(url=url))}
 
 
-def count_by_month(url: str, table: str = "warehouse.trips") -> dict[str, int]:
-    engine = sa.create_engine(sqlalchemy_url(url))
-    with engine.connect() as connection:
-        rows = connection.exec_driver_sql(
-            f"SELECT to_char(partition_month, 'YYYY-MM'), count(*) FROM {table} GROUP BY 1"
-        ).all()
-    engine.dispose()
-    return dict(rows)
+def count_by_month(url: str) -> dict[str, int]:
+    return warehouse_counts(url, "trips")
 
 
 ROWS_PER_MONTH = {"2021-01": 40, "2021-02": 30, "2021-03": 20}

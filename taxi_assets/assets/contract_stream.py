@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from taxi_assets.assets.fetch import previous_materialization
 from taxi_assets.contracts import Contract, ContractError, open_contract_reader
 from taxi_assets.io_managers.parquet_lake import EXPECTED_ROWS_KEY
 from taxi_assets.io_managers.raw_files import StoredFile
+from taxi_assets.materializations import latest_metadata
 
 # Rows per batch read back from the lake: a batch is decoded whole, so this bounds memory.
 WAREHOUSE_BATCH_ROWS = 64 * 1024
@@ -36,7 +36,7 @@ def contract_stream(
     Rows are counted as they pass and compared with the count taken while downloading,
     before the lake IO manager publishes anything: no row is lost silently.
     """
-    raw_metadata = previous_materialization(context, partition_key, raw_key) or {}
+    raw_metadata = latest_metadata(context.instance, raw_key, partition_key)
     expected = raw_metadata.get("source_rows")
     if isinstance(expected, int):
         context.add_output_metadata({EXPECTED_ROWS_KEY: dg.MetadataValue.int(expected)})

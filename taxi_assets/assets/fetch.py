@@ -13,28 +13,11 @@ import dagster as dg
 from taxi_assets.download import DownloadError, SourceNotFound
 from taxi_assets.io_managers.raw_files import StagedFile, UnchangedFile
 from taxi_assets.io_managers.storage import resolve_root
+from taxi_assets.materializations import latest_metadata
 from taxi_assets.resources.source import TaxiSourceResource
 
 # Metadata of the previous materialization carried over when the download is skipped.
 CARRIED_KEYS = ("url", "file", "bytes", "sha256", "etag", "last_modified", "source_rows", "path")
-
-
-def previous_materialization(
-    context: dg.AssetExecutionContext,
-    partition_key: str | None,
-    asset_key: dg.AssetKey | None = None,
-) -> dict[str, object] | None:
-    """Metadata values of the latest materialization of ``asset_key`` (default: this asset)."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(
-            asset_key=asset_key or context.asset_key,
-            asset_partitions=[partition_key] if partition_key else None,
-        ),
-        limit=1,
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    return {key: value.value for key, value in records[0].asset_materialization.metadata.items()}
 
 
 def _versioned_output(
@@ -74,7 +57,7 @@ def fetch_published_file(
         context.log.warning(f"HEAD failed, downloading without the unchanged-file check: {error}")
         remote = None
 
-    previous = previous_materialization(context, partition_key)
+    previous = latest_metadata(context.instance, context.asset_key, partition_key) or None
     if (
         remote is not None
         and previous is not None
