@@ -324,6 +324,84 @@ def test_sr_flag_rejects_other_values(tmp_path: Path) -> None:
     assert "fhv_tripdata_2019-05.csv" in str(info.value)
 
 
+# --- FHV header layouts ------------------------------------------------------------------
+
+FHV_2017_HEADER = "Dispatching_base_num,Pickup_DateTime,DropOff_datetime,PUlocationID,DOlocationID"
+FHV_2018_HEADER = (
+    "Pickup_DateTime,DropOff_datetime,PUlocationID,DOlocationID,SR_Flag,"
+    "Dispatching_base_number,Dispatching_base_num"
+)
+
+
+def test_fhv_2017_layout(tmp_path: Path) -> None:
+    text = f"{FHV_2017_HEADER}\nB00013,2017-06-01 00:01:00,2017-06-01 00:20:00,141,\n"
+    table = read(write(tmp_path, "fhv_tripdata_2017-06.csv", text), "fhv")
+    assert table.to_pylist() == [
+        {
+            "dispatching_base_num": "B00013",
+            "pickup_datetime": dt.datetime(2017, 6, 1, 0, 1),
+            "dropoff_datetime": dt.datetime(2017, 6, 1, 0, 20),
+            "pu_location_id": 141,
+            "do_location_id": None,
+            "sr_flag": None,
+            "affiliated_base_number": None,
+        }
+    ]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_fhv_2018_two_base_number_columns_merge(tmp_path: Path, suffix: str) -> None:
+    rows = [
+        "2018-03-01 00:00:00,2018-03-01 00:10:00,1,2,,B00111,B00111",  # both, equal
+        "2018-03-01 00:01:00,2018-03-01 00:11:00,1,2,,B00222,",  # first only
+        "2018-03-01 00:02:00,2018-03-01 00:12:00,1,2,1,,B00333",  # second only
+        "2018-03-01 00:03:00,2018-03-01 00:13:00,1,2,,,",  # neither
+    ]
+    text = "\n".join([FHV_2018_HEADER, *rows]) + "\n"
+    table = read(write(tmp_path, f"fhv_tripdata_2018-03{suffix}", text), "fhv")
+    assert table["dispatching_base_num"].to_pylist() == ["B00111", "B00222", "B00333", None]
+    assert table["sr_flag"].to_pylist() == [None, None, 1, None]
+
+
+def test_fhv_2018_disagreeing_base_numbers_name_row_and_columns(tmp_path: Path) -> None:
+    rows = [
+        "2018-03-01 00:00:00,2018-03-01 00:10:00,1,2,,B00111,B00111",
+        "2018-03-01 00:01:00,2018-03-01 00:11:00,1,2,,B00222,B00999",
+    ]
+    text = "\n".join([FHV_2018_HEADER, *rows]) + "\n"
+    with pytest.raises(InvalidValueError) as info:
+        read(write(tmp_path, "fhv_tripdata_2018-03.csv", text), "fhv")
+    assert (info.value.row, info.value.column, info.value.value) == (
+        2,
+        "dispatching_base_num",
+        "B00999",
+    )
+    message = str(info.value)
+    for part in ("fhv_tripdata_2018-03.csv", "Dispatching_base_number", "'B00222'"):
+        assert part in message
+
+
+def test_fhv_2018_layout_in_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "fhv_tripdata_2018-03.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "Pickup_DateTime": pa.array([0, 1], pa.timestamp("us")),
+                "Dispatching_base_number": ["B1", None],
+                "Dispatching_base_num": [None, "B2"],
+            }
+        ),
+        path,
+    )
+    assert read(path, "fhv")["dispatching_base_num"].to_pylist() == ["B1", "B2"]
+
+
+def test_base_number_twice_outside_its_layout_is_rejected(tmp_path: Path) -> None:
+    text = "dispatching_base_num,pickup_datetime,Dispatching_base_num\nB1,2019-01-01,B1\n"
+    with pytest.raises(ContractError, match="both map to contract column"):
+        read(write(tmp_path, "fhv_tripdata_2019-01.csv", text), "fhv")
+
+
 # --- sources and formats -----------------------------------------------------------------
 
 

@@ -119,3 +119,46 @@ def _cast(
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             raise kind(file_name, first_row + i, col.name, arr[i].as_py(), str(error)) from error
     raise kind(file_name, None, col.name, None, str(error)) from error
+
+
+def from_sources(
+    sources: list[tuple[str, pa.Array]],
+    col: ContractColumn,
+    *,
+    file_name: str,
+    first_row: int,
+    rows: int,
+) -> pa.Array:
+    """The contract column from its (header name, conformed array) sources: all nulls
+    when the file lacks it, merged when the layout carries it twice."""
+    if not sources:
+        return pa.nulls(rows, col.type)
+    if len(sources) == 1:
+        return sources[0][1]
+    return merge(sources, col, file_name=file_name, first_row=first_row)
+
+
+def merge(
+    sources: list[tuple[str, pa.Array]], col: ContractColumn, *, file_name: str, first_row: int
+) -> pa.Array:
+    """One contract column from several header columns (already conformed to its type).
+
+    A value set in more than one source must be the same in all: a disagreement is an
+    error naming both header columns, so no published value is dropped unnoticed.
+    """
+    (first_name, merged), *others = sources
+    for name, other in others:
+        both = pc.and_(pc.is_valid(merged), pc.is_valid(other))
+        differ = pc.and_(both, pc.not_equal(merged, other))
+        idx = pc.index(pc.fill_null(differ, False), True).as_py()
+        if idx >= 0:
+            raise InvalidValueError(
+                file_name,
+                first_row + idx,
+                col.name,
+                other[idx].as_py(),
+                f"header columns {first_name!r} and {name!r} both map to {col.name!r} and "
+                f"must agree where both are set; {first_name!r} holds {merged[idx].as_py()!r}",
+            )
+        merged = pc.coalesce(merged, other)
+    return merged

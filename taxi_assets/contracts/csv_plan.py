@@ -101,8 +101,13 @@ class CsvPlan:
         positional = [f"c{i}" for i in range(len(self.header))]
         return positional + list(EXTRA_NAMES) if self.trailing_extra else positional
 
-    def source_column(self, target: str) -> str | None:
-        return f"c{self.targets.index(target)}" if target in self.targets else None
+    def source_columns(self, target: str) -> list[tuple[str, str]]:
+        """(Arrow column name, header name) of every header column mapped onto `target`."""
+        return [
+            (f"c{i}", raw)
+            for i, (raw, mapped) in enumerate(zip(self.header, self.targets, strict=True))
+            if mapped == target
+        ]
 
     def read_options(self, encoding: str = "utf8") -> pv.ReadOptions:
         # use_threads=False: the streaming reader is no faster with threads here (2 CPUs,

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
 
-from .casting import conform
+from .casting import conform, from_sources
 from .csv_plan import CsvPlan, Opener, plan_csv
 from .schema import (
     Contract,
@@ -174,13 +174,13 @@ def _conform(plan: CsvPlan, batch: pa.RecordBatch, first_row: int) -> pa.RecordB
             )
     arrays = []
     for col in plan.contract.columns:
-        name = plan.source_column(col.name)
-        if name is None:
-            arrays.append(pa.nulls(batch.num_rows, col.type))
-        else:
-            arrays.append(
-                conform(batch.column(name), col, file_name=plan.file_name, first_row=first_row)
-            )
+        sources = [
+            (header, conform(batch.column(name), col, file_name=plan.file_name, first_row=first_row))
+            for name, header in plan.source_columns(col.name)
+        ]
+        arrays.append(
+            from_sources(sources, col, file_name=plan.file_name, first_row=first_row, rows=len(batch))
+        )
     return pa.RecordBatch.from_arrays(arrays, schema=plan.contract.schema)
 
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .schema import Contract, ContractColumn
+from .schema import Contract, ContractColumn, HeaderLayout
+
+# 2018 files carry the base number twice (`...,SR_Flag,Dispatching_base_number,
+# Dispatching_base_num`): both land on one column; they must agree where both are set.
+TWO_BASE_NUMBER_COLUMNS = HeaderLayout(
+    name="fhv 2018",
+    markers=("dispatching_base_number",),
+    merged=("dispatching_base_num",),
+)
 
 FHV = Contract(
     name="fhv",
@@ -15,7 +23,8 @@ FHV = Contract(
         ContractColumn(
             "dispatching_base_num",
             pa.string(),
-            "TLC license number of the dispatching base.",
+            "TLC license number of the dispatching base (2018 files carry it twice: "
+            "`Dispatching_base_number` and `Dispatching_base_num`, merged).",
             ("Dispatching_base_number",),
         ),
         ContractColumn(
@@ -53,4 +62,5 @@ FHV = Contract(
             ("Affiliated_base_num",),
         ),
     ),
+    layouts=(TWO_BASE_NUMBER_COLUMNS,),
 )

@@ -35,15 +35,18 @@ def map_header(header: list[str], contract: Contract, file_name: str) -> list[st
 
     Raises UnknownColumnsError naming the file, the unknown columns and the expected
     ones when any header column is not in the contract (drift is never silent), and
-    ContractError when two header columns land on the same contract column.
+    ContractError when two header columns land on the same contract column (unless the
+    file's layout declares that column merged: then both positions map onto it).
     """
     index = alias_index(contract)
     keys = [normalise_header(h) for h in header]
     present = set(keys)
+    mergeable: set[str] = set()
     for layout in contract.layouts:
         # Layout-specific meanings (e.g. text `vendor_id` in 2009-2014 yellow files).
         if present.intersection(layout.markers):
             index.update(dict(layout.renames))
+            mergeable.update(layout.merged)
 
     unknown = [h for h, k in zip(header, keys, strict=True) if k not in index]
     if unknown or not header:
@@ -52,7 +55,7 @@ def map_header(header: list[str], contract: Contract, file_name: str) -> list[st
     targets = [index[k] for k in keys]
     seen: dict[str, str] = {}
     for raw, target in zip(header, targets, strict=True):
-        if target in seen:
+        if target in seen and target not in mergeable:
             raise ContractError(
                 f"{file_name}: columns {seen[target]!r} and {raw!r} both map to contract "
                 f"column {target!r} of {contract.name!r}"

@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .casting import conform
+from .casting import conform, from_sources
 from .headers import map_header
 from .schema import Contract, ContractError
 
@@ -44,7 +44,6 @@ def _batches(
     file_name: str,
     contract: Contract,
 ) -> Iterator[pa.RecordBatch]:
-    by_target = dict(zip(targets, names, strict=True))
     first_row = 1
     try:
         batches = parquet.iter_batches(
@@ -53,15 +52,16 @@ def _batches(
         for batch in batches:
             arrays = []
             for col in contract.columns:
-                source_name = by_target.get(col.name)
-                if source_name is None:
-                    arrays.append(pa.nulls(batch.num_rows, col.type))
-                else:
-                    arrays.append(
-                        conform(
-                            batch.column(source_name), col, file_name=file_name, first_row=first_row
-                        )
+                sources = [
+                    (name, conform(batch.column(i), col, file_name=file_name, first_row=first_row))
+                    for i, (name, target) in enumerate(zip(names, targets, strict=True))
+                    if target == col.name
+                ]
+                arrays.append(
+                    from_sources(
+                        sources, col, file_name=file_name, first_row=first_row, rows=len(batch)
                     )
+                )
             first_row += batch.num_rows
             yield pa.RecordBatch.from_arrays(arrays, schema=contract.schema)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:

@@ -114,11 +114,16 @@ class HeaderLayout:
     Yellow 2009-2014 files call a text vendor code (`VTS`) `vendor_id` and hold text
     payment types (`CSH`) under `payment_type`; those must not be cast to the modern
     int32 columns of the same name. The layout applies when any marker is in the header.
+
+    `merged` names contract columns that this layout may carry in two header columns
+    (FHV 2018: `Dispatching_base_number` and `Dispatching_base_num`). Their values must
+    agree where both are set; one fills the other's empty fields (see casting.merge).
     """
 
     name: str
     markers: tuple[str, ...]
-    renames: tuple[tuple[str, str], ...]
+    renames: tuple[tuple[str, str], ...] = ()
+    merged: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
