@@ -84,6 +84,8 @@ class DownloadedFile:
     etag: str | None
     last_modified: str | None
     row_count: int | None  # counted independently of any parser
+    # (name, type) as the file declares them: CSV header names are text, Parquet has types.
+    columns: tuple[tuple[str, str], ...] | None = None
 
 
 def make_session() -> requests.Session:
@@ -217,7 +219,7 @@ def _fetch_once(
             raise
     if expected is not None and size != expected:
         raise _Transient(f"body has {size} bytes, Content-Length says {expected}")
-    row_count = _verify(url, name, partial, counter)
+    row_count, columns = _verify(url, name, partial, counter)
     return DownloadedFile(
         url=url,
         name=name,
@@ -227,6 +229,7 @@ def _fetch_once(
         etag=response.headers.get("ETag"),
         last_modified=response.headers.get("Last-Modified"),
         row_count=row_count,
+        columns=columns,
     )
 
 
@@ -234,18 +237,26 @@ def _is_network_error(error: OSError) -> bool:
     return isinstance(error, (ConnectionError, TimeoutError))
 
 
-def _verify(url: str, name: str, path: Path, counter: LineCounter | None) -> int | None:
-    """Integrity before the file becomes visible: complete gzip stream, readable Parquet footer."""
+def _verify(
+    url: str, name: str, path: Path, counter: LineCounter | None
+) -> tuple[int | None, tuple[tuple[str, str], ...] | None]:
+    """Integrity before the file becomes visible: complete gzip stream, readable Parquet footer.
+
+    Returns the row count and the declared columns (header or footer schema)."""
     if counter is not None:
         try:
-            return counter.finish()
+            rows = counter.finish()
         except (zlib.error, EOFError) as error:
             raise DownloadError(f"{url}: {name} is not a complete gzip stream: {error}") from error
+        header = counter.header
+        return rows, None if header is None else tuple((column, "text") for column in header)
     if name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
         try:
-            return pq.ParquetFile(path).metadata.num_rows
+            footer = pq.ParquetFile(path)
+            schema = footer.schema_arrow
+            return footer.metadata.num_rows, tuple((f.name, str(f.type)) for f in schema)
         except Exception as error:  # pyarrow raises ArrowInvalid/OSError variants for bad footers
             raise DownloadError(f"{url}: {name} has no readable Parquet footer: {error}") from error
-    return None
+    return None, None

@@ -2,14 +2,18 @@
 
 Used while downloading, so the raw file's row count can be reconciled with the rows the
 parser produced. Blank lines (some TLC files have one after the header) are not rows.
+The header line is kept on the way (the raw file's column names, for its metadata).
 """
 
 from __future__ import annotations
 
+import csv
 import re
 import zlib
 
 _BLANK_LINE_AHEAD = re.compile(rb"\n(?=\r?\n)")
+# A header longer than this is not a TLC header; the count goes on without it.
+_MAX_HEADER_BYTES = 1 << 16
 
 
 def _new_inflater() -> zlib._Decompress:
@@ -27,6 +31,14 @@ class LineCounter:
         self._blank_lines = 0
         self._tail = b""
         self._last_byte = b""
+        self._head = b""  # the start of the text, until the header line is complete
+        self._header: list[str] | None = None
+        self._header_done = False
+
+    @property
+    def header(self) -> list[str] | None:
+        """Column names of the first non-blank line, once it has been fed in full."""
+        return self._header
 
     def feed(self, chunk: bytes) -> None:
         if self._inflater is None:
@@ -46,6 +58,8 @@ class LineCounter:
     def _count(self, text: bytes) -> None:
         if not text:
             return
+        if not self._header_done:
+            self._keep_header(text)
         self._newlines += text.count(b"\n")
         window = self._tail + text
         if b"\n\n" in window or b"\n\r\n" in window:
@@ -55,6 +69,18 @@ class LineCounter:
         self._tail = window[-2:]
         self._last_byte = text[-1:]
 
+    def _keep_header(self, text: bytes) -> None:
+        self._head += text
+        first = self._head.lstrip(b"\r\n")
+        end = first.find(b"\n")
+        if end < 0 and len(self._head) <= _MAX_HEADER_BYTES:
+            return
+        self._header_done = True
+        if end >= 0:
+            line = first[:end].rstrip(b"\r").decode("utf-8", errors="replace")
+            self._header = next(csv.reader([line.lstrip("\ufeff")]), None)
+        self._head = b""
+
     def finish(self) -> int:
         """Data rows (non-blank lines less the header). Raises EOFError on a truncated gzip."""
         if self._inflater is not None:
@@ -62,6 +88,8 @@ class LineCounter:
                 raise EOFError("the stream ends inside a gzip member (truncated file)")
             if self._members_done == 0:
                 raise EOFError("the file holds no gzip member")
+        if not self._header_done and self._head.strip():
+            self._keep_header(b"\n")  # a header-only file without a final newline
         if not self._last_byte:
             return 0
         lines = self._newlines + (0 if self._last_byte == b"\n" else 1)

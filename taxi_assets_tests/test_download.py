@@ -32,6 +32,8 @@ def test_download_is_byte_identical_and_counts_rows(mirror: FaultyMirror, tmp_pa
     assert result.row_count == len([line for line in text.splitlines() if line.strip()]) - 1
     assert result.etag and result.last_modified
     assert sorted(p.name for p in tmp_path.iterdir()) == ["yellow_tripdata_2021-01.csv.gz"]
+    header = text.splitlines()[0].split(",")
+    assert result.columns == tuple((name, "text") for name in header)
 
 
 @pytest.mark.parametrize(
@@ -109,7 +111,9 @@ def test_parquet_row_count_comes_from_the_footer(mirror: FaultyMirror, tmp_path:
     import pyarrow.parquet as pq
 
     result = fetch(mirror, PARQUET, tmp_path)
-    assert result.row_count == pq.ParquetFile(result.local_path).metadata.num_rows > 0
+    footer = pq.ParquetFile(result.local_path)
+    assert result.row_count == footer.metadata.num_rows > 0
+    assert result.columns == tuple((f.name, str(f.type)) for f in footer.schema_arrow)
 
 
 def test_head_reports_etag_and_size(mirror: FaultyMirror) -> None:

@@ -27,6 +27,12 @@ def published_rows(path: Path) -> int:
     return len([line for line in lines if line.strip()]) - 1
 
 
+def published_header(path: Path) -> list[str]:
+    if path.suffix == ".parquet":
+        return pq.ParquetFile(path).schema_arrow.names
+    return gzip.decompress(path.read_bytes()).decode().splitlines()[0].split(",")
+
+
 @pytest.mark.parametrize("source", ["dtc", "tlc"])
 @pytest.mark.parametrize("service", ["yellow", "green", "fhv"])
 def test_every_published_row_reaches_the_lake(
@@ -44,6 +50,11 @@ def test_every_published_row_reaches_the_lake(
     assert stored.read_bytes() == upstream.read_bytes()
     raw_meta = materialization_metadata(result, f"raw/{dataset}")
     assert raw_meta["source_rows"] == published_rows(upstream)
+    # The file's own columns, each described by the contract column it feeds.
+    raw_columns = raw_meta["dagster/column_schema"].columns
+    assert [c.name for c in raw_columns] == published_header(upstream)
+    assert all(c.description.startswith("-> ") for c in raw_columns)
+    assert any(c.description.startswith("-> pickup_datetime ") for c in raw_columns)
 
     parquet = lake / "lake" / dataset / "year=2021" / "month=01" / f"{dataset}_{MONTH}.parquet"
     table = pq.read_table(parquet)
@@ -73,6 +84,8 @@ def test_rematerializing_replaces_the_month_and_skips_unchanged_files(
     again = run(keys, resources, instance, MONTH)
     raw_meta = materialization_metadata(again, "raw/yellow_tripdata")
     assert raw_meta["download"] == "skipped: upstream unchanged"
+    first_schema = materialization_metadata(first, "raw/yellow_tripdata")["dagster/column_schema"]
+    assert raw_meta["dagster/column_schema"] == first_schema  # carried over, not lost
     assert own_mirror.requests_seen("/yellow/yellow_tripdata_2021-01.csv.gz").count("GET") == 1
     record = instance.get_latest_materialization_event(dg.AssetKey(["raw", "yellow_tripdata"]))
     assert record is not None

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from taxi_assets.contracts import Contract
+from taxi_assets.contracts.headers import header_targets
 from taxi_assets.download import DownloadError, SourceNotFound
 from taxi_assets.io_managers.raw_files import StagedFile, UnchangedFile
 from taxi_assets.io_managers.storage import resolve_root
@@ -17,7 +19,32 @@ from taxi_assets.materializations import latest_metadata
 from taxi_assets.resources.source import TaxiSourceResource
 
 # Metadata of the previous materialization carried over when the download is skipped.
-CARRIED_KEYS = ("url", "file", "bytes", "sha256", "etag", "last_modified", "source_rows", "path")
+CARRIED_KEYS = (
+    "url",
+    "file",
+    "bytes",
+    "sha256",
+    "etag",
+    "last_modified",
+    "source_rows",
+    "path",
+    "dagster/column_schema",
+)
+
+
+def raw_column_schema(columns: tuple[tuple[str, str], ...], contract: Contract) -> dg.TableSchema:
+    """The file's own columns (as published), each described by the contract column it
+    feeds in the lake, so the UI shows what the lake step will make of the file."""
+    targets, _ = header_targets([name for name, _ in columns], contract)
+    described = []
+    for (name, type_name), target in zip(columns, targets, strict=True):
+        if target is None:
+            description = f"not in the {contract.name} contract: the lake step will reject the file"
+        else:
+            meaning = contract.column(target).description
+            description = f"-> {target} ({contract.column(target).type}): {meaning}"
+        described.append(dg.TableColumn(name=name, type=type_name, description=description))
+    return dg.TableSchema(columns=described)
 
 
 def _versioned_output(
@@ -46,6 +73,7 @@ def fetch_published_file(
     name: str,
     partition_key: str | None,
     source_label: str,
+    contract: Contract,
 ) -> dg.Output:
     """Download ``url`` (or keep the stored copy when upstream's ETag and size match)."""
     log = context.log.warning
@@ -99,6 +127,8 @@ def fetch_published_file(
         "download": "downloaded",
         "duration_s": round(elapsed, 3),
     }
+    if fetched.columns is not None:
+        metadata["dagster/column_schema"] = raw_column_schema(fetched.columns, contract)
     if fetched.row_count is not None:
         metadata["source_rows"] = dg.MetadataValue.int(fetched.row_count)
         metadata["dagster/row_count"] = dg.MetadataValue.int(fetched.row_count)

@@ -70,7 +70,9 @@ def build_trip_assets(
             return
         layout = source.layout()
         url, name = layout.trip_file(dataset, month)
-        yield fetch_published_file(context, source, url, name, month, layout.source_for(month))
+        yield fetch_published_file(
+            context, source, url, name, month, layout.source_for(month), contract
+        )
 
     @dg.asset(
         key=lake_key,

@@ -32,7 +32,7 @@ def raw_taxi_zone_lookup(
     context: dg.AssetExecutionContext, source: TaxiSourceResource
 ) -> dg.Output:
     url, name = source.layout().zones_file()
-    return fetch_published_file(context, source, url, name, None, "zones")
+    return fetch_published_file(context, source, url, name, None, "zones", CONTRACT)
 
 
 @dg.asset(

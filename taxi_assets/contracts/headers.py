@@ -30,14 +30,9 @@ def alias_index(contract: Contract) -> dict[str, str]:
     return index
 
 
-def map_header(header: list[str], contract: Contract, file_name: str) -> list[str]:
-    """Contract column name for every header position, in file order.
-
-    Raises UnknownColumnsError naming the file, the unknown columns and the expected
-    ones when any header column is not in the contract (drift is never silent), and
-    ContractError when two header columns land on the same contract column (unless the
-    file's layout declares that column merged: then both positions map onto it).
-    """
+def header_targets(header: list[str], contract: Contract) -> tuple[list[str | None], set[str]]:
+    """The contract column each header position means (None: unknown), and the contract
+    columns the file's layout lets two header positions share."""
     index = alias_index(contract)
     keys = [normalise_header(h) for h in header]
     present = set(keys)
@@ -47,12 +42,23 @@ def map_header(header: list[str], contract: Contract, file_name: str) -> list[st
         if present.intersection(layout.markers):
             index.update(dict(layout.renames))
             mergeable.update(layout.merged)
+    return [index.get(k) for k in keys], mergeable
 
-    unknown = [h for h, k in zip(header, keys, strict=True) if k not in index]
+
+def map_header(header: list[str], contract: Contract, file_name: str) -> list[str]:
+    """Contract column name for every header position, in file order.
+
+    Raises UnknownColumnsError naming the file, the unknown columns and the expected
+    ones when any header column is not in the contract (drift is never silent), and
+    ContractError when two header columns land on the same contract column (unless the
+    file's layout declares that column merged: then both positions map onto it).
+    """
+    found, mergeable = header_targets(header, contract)
+    unknown = [h for h, target in zip(header, found, strict=True) if target is None]
     if unknown or not header:
         raise UnknownColumnsError(file_name, unknown, contract.column_names)
 
-    targets = [index[k] for k in keys]
+    targets = [target for target in found if target is not None]
     seen: dict[str, str] = {}
     for raw, target in zip(header, targets, strict=True):
         if target in seen and target not in mergeable:
