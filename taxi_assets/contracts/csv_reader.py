@@ -175,11 +175,16 @@ def _conform(plan: CsvPlan, batch: pa.RecordBatch, first_row: int) -> pa.RecordB
     arrays = []
     for col in plan.contract.columns:
         sources = [
-            (header, conform(batch.column(name), col, file_name=plan.file_name, first_row=first_row))
+            (
+                header,
+                conform(batch.column(name), col, file_name=plan.file_name, first_row=first_row),
+            )
             for name, header in plan.source_columns(col.name)
         ]
         arrays.append(
-            from_sources(sources, col, file_name=plan.file_name, first_row=first_row, rows=len(batch))
+            from_sources(
+                sources, col, file_name=plan.file_name, first_row=first_row, rows=len(batch)
+            )
         )
     return pa.RecordBatch.from_arrays(arrays, schema=plan.contract.schema)
 
