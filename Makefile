@@ -31,8 +31,11 @@ test: install
 dev: install dagster-home
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
 
+# The embedded PostgreSQL's data folder: the warehouse resource's default (./data/warehouse).
+WAREHOUSE_DIR ?= data/warehouse
+
 stop: install
-	$(PY) -m taxi_assets.resources.embedded_postgres stop
+	$(PY) -m taxi_assets.resources.embedded_postgres stop $(WAREHOUSE_DIR)
 
 lint: install
 	$(VENV)/bin/ruff check taxi_assets taxi_assets_tests benchmarks

@@ -12,6 +12,55 @@ import dagster as dg
 
 # Colours close to the services' own: yellow cabs, green boro cabs, FHV in grey-blue.
 SERVICE_COLOURS = {"yellow": "#d4a300", "green": "#2e8b57", "fhv": "#4a6d8c"}
+# The Dagster UI renders a markdown entry inline only below 1000 characters (longer ones
+# hide behind "[Show Markdown]"), so the inline sparkline chart must stay under it.
+UI_INLINE_MARKDOWN_LIMIT = 1000
+SPARK_DAY_WIDTH = 9  # SVG units per day
+SPARK_BAND = 16  # SVG units of height per service
+SPARK_GAP = 5
+
+
+def _per_day(month: date, counts: Mapping[date, int]) -> list[int]:
+    days_in_month = calendar.monthrange(month.year, month.month)[1]
+    by_day = {d.day: n for d, n in counts.items() if (d.year, d.month) == (month.year, month.month)}
+    return [by_day.get(day, 0) for day in range(1, days_in_month + 1)]
+
+
+def trips_per_day_sparkline(month: date, daily: Mapping[str, Mapping[date, int]]) -> str:
+    """The trips-per-day chart as markdown short enough for the UI to show inline: a tiny
+    SVG with one sparkline per service, each in its own band on its own scale (yellow
+    would flatten the others on a shared one), and a caption with colours and peaks.
+    The full chart, on one scale with axes, is the PNG (``trips_per_day_png``)."""
+    series = {service: _per_day(month, counts) for service, counts in daily.items()}
+    width = SPARK_DAY_WIDTH * (calendar.monthrange(month.year, month.month)[1] - 1)
+    paths, captions = [], []
+    for band, (service, values) in enumerate(series.items()):
+        peak = max(values, default=0)
+        top = band * (SPARK_BAND + SPARK_GAP)
+        ys = [top + SPARK_BAND - (round(SPARK_BAND * v / peak) if peak else 0) for v in values]
+        # Relative line-tos ("9-3": 9 right, 3 up); a minus sign separates numbers by itself.
+        steps = ",".join(
+            f"{SPARK_DAY_WIDTH}{'' if dy < 0 else ','}{dy}"
+            for dy in (after - before for before, after in zip(ys, ys[1:], strict=False))
+        )
+        colour = SERVICE_COLOURS.get(service, "#888888").replace("#", "%23")
+        paths.append(f"%3Cpath%20d='M0,{ys[0]}l{steps}'%20stroke='{colour}'/%3E")
+        captions.append(f"{service} ({_COLOUR_NAMES.get(service, 'grey')}, peak {peak:,})")
+    height = len(series) * (SPARK_BAND + SPARK_GAP)
+    svg = (
+        f"%3Csvg%20xmlns='http://www.w3.org/2000/svg'%20viewBox='-2%20-2%20{width + 4}%20"
+        f"{height}'%20width='{2 * (width + 4)}'%20height='{2 * height}'%20fill='none'%20"
+        "stroke-width='1.5'%3E" + "".join(paths) + "%3C/svg%3E"
+    )
+    caption = f"Trips per pickup day, {month:%Y-%m}, top to bottom: " + "; ".join(captions)
+    markdown = f"![trips per day, {month:%Y-%m}](data:image/svg+xml,{svg})\n\n{caption}."
+    if len(markdown) >= UI_INLINE_MARKDOWN_LIMIT:
+        # Over the inline budget (more services): the caption alone, never a hidden chart.
+        return f"{caption} (the chart is in `chart`)."
+    return markdown
+
+
+_COLOUR_NAMES = {"yellow": "gold", "green": "green", "fhv": "blue-grey"}
 
 
 def trips_per_day_png(month: date, daily: Mapping[str, Mapping[date, int]]) -> bytes:

@@ -120,6 +120,11 @@ def test_stats_join_every_service_with_the_zones(
     assert meta["chart_path"] == str(chart)
     inline = meta["chart"].split("data:image/png;base64,", 1)[1].rstrip(")")
     assert base64.b64decode(inline) == chart.read_bytes()
+    # Short enough for the UI to draw inline (the PNG opens behind "[Show Markdown]").
+    assert len(meta["trips_per_day"]) < 1000
+    assert "data:image/svg+xml," in meta["trips_per_day"]
+    for service in ("yellow", "green", "fhv"):
+        assert f"{service} (" in meta["trips_per_day"]
 
 
 def test_month_is_replaced_and_neighbours_kept(

@@ -86,3 +86,34 @@ def test_cli_materializes_raw_lake_and_the_monthly_job(
         env,
     )
     assert warehouse_counts(pg_url, "yellow_tripdata") == {"2021-01": table.num_rows}
+
+
+def test_make_stop_stops_the_embedded_warehouse(tmp_path: Path) -> None:
+    """The README's `make stop`, against an embedded server in a temporary folder."""
+    import psycopg
+
+    from taxi_assets.resources.embedded_postgres import embedded_url, stop
+
+    folder = tmp_path / "warehouse"
+    url = embedded_url(folder)
+    try:
+        with psycopg.connect(url) as connection:
+            assert connection.execute("SELECT 1").fetchone() == (1,)
+
+        def make_stop() -> str:
+            result = subprocess.run(
+                ["make", "-o", "install", "stop", f"VENV={sys.prefix}", f"WAREHOUSE_DIR={folder}"],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert result.returncode == 0, result.stderr[-2000:]
+            return result.stdout.strip().splitlines()[-1]
+
+        assert make_stop() == "stopped"
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(url, connect_timeout=3).close()
+        assert make_stop() == "not running"
+    finally:
+        stop(folder)

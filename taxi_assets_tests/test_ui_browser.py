@@ -39,7 +39,6 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts" / "ui"
 DOCS_SCREENSHOT = REPO / "docs" / "img" / "asset_graph.png"
-DAGSTER = str(Path(sys.executable).parent / "dagster")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -63,7 +62,7 @@ SHUTDOWN_TIMEOUT_S = 15
 EXPECTED_LABELS = {
     "raw/yellow_tripdata": [
         "dagster/row_count", "bytes", "duration_s", "rows_per_s", "url", "sha256", "etag",
-        "path",
+        "path", "dagster/column_schema",
     ],
     "lake/yellow_tripdata": [
         "dagster/row_count", "bytes", "duration_s", "rows_per_s", "dagster/column_schema",
@@ -76,7 +75,7 @@ EXPECTED_LABELS = {
     STATS_KEY: [
         "dagster/row_count", "trips", "table_bytes", "duration_s", "rows_per_s",
         "dagster/column_schema", "min_pickup_datetime", "max_pickup_datetime",
-        "rows_outside_partition", "preview", "chart", "chart_path", "table",
+        "rows_outside_partition", "preview", "trips_per_day", "chart", "chart_path", "table",
     ],
 }  # fmt: skip
 
@@ -119,11 +118,16 @@ class Dagit:
 
 @contextmanager
 def dagster_dev(env: dict[str, str], log_path: Path) -> Iterator[Dagit]:
-    """`dagster dev` on a free port of 127.0.0.1; its whole process group is ended afterwards."""
+    """The README's `make dev` (so its command is what is tested), on a free port of
+    127.0.0.1 and the test's DAGSTER_HOME; stopped like Ctrl-C stops it."""
     port = free_port()
+    command = [
+        "make", "-o", "install", "dev",  # the suite's own environment is installed already
+        f"VENV={sys.prefix}", f"DAGSTER_HOME={env['DAGSTER_HOME']}", f"DAGSTER_PORT={port}",
+    ]  # fmt: skip
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [DAGSTER, "dev", "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+            command,
             cwd=REPO,
             env=env,
             stdout=log,
@@ -138,21 +142,30 @@ def dagster_dev(env: dict[str, str], log_path: Path) -> Iterator[Dagit]:
 
 
 def stop_process_group(process: subprocess.Popen) -> None:
-    """`dagster dev` stops its children on SIGTERM; whatever is left of the group is killed."""
+    """SIGINT to the whole group, as Ctrl-C in a terminal sends it: `dagster dev` stops its
+    webserver, daemon and code servers; whatever is left after the grace period is killed."""
     started = time.monotonic()
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=SHUTDOWN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            pass
-    # Webserver, daemon, code servers and run workers share the group: none outlives the test.
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    group = process.pid
+    _signal_group(group, signal.SIGINT)
+    deadline = started + SHUTDOWN_TIMEOUT_S
+    while time.monotonic() < deadline and _signal_group(group, 0):
+        process.poll()  # reap make as soon as it exits so the group can empty
+        time.sleep(0.2)
+    leftovers = _signal_group(group, signal.SIGKILL)
     process.wait(timeout=10)
-    print(f"dagster dev stopped in {time.monotonic() - started:.1f} s")
+    print(
+        f"dagster dev stopped in {time.monotonic() - started:.1f} s"
+        + (" (stragglers killed)" if leftovers else "")
+    )
+
+
+def _signal_group(group: int, signum: int) -> bool:
+    """Send ``signum`` to the process group; False when no process is left in it."""
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def log_tail(log_path: Path, chars: int = 4000) -> str:
@@ -364,7 +377,13 @@ def check_asset_pages(page, base: str) -> None:  # noqa: ANN001 - a Playwright p
     assert "analytics.monthly_zone_stats" in text
     page.screenshot(path=ARTIFACTS / "analytics_partition.png", full_page=True)
 
-    # The chart: an inline PNG in a markdown entry, decoded by the browser.
+    # The sparkline chart is drawn inline, without a click: an SVG the browser decoded.
+    sparkline = metadata_row(page, "trips_per_day").locator('img[src^="data:image/svg+xml,"]')
+    sparkline.wait_for()
+    width, height = sparkline.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert width > 300 and height > 50, (width, height)
+    assert "peak" in metadata_row(page, "trips_per_day").inner_text()
+    # The full chart: an inline PNG in a markdown entry, decoded by the browser.
     metadata_row(page, "chart").get_by_text("[Show Markdown]").click()
     chart = page.get_by_role("dialog").locator('img[src^="data:image/png;base64,"]')
     chart.wait_for()
@@ -394,6 +413,12 @@ def check_asset_pages(page, base: str) -> None:  # noqa: ANN001 - a Playwright p
     # Raw: where the file came from and its checksum; warehouse: the table.
     text = check_metadata(page, base, "raw/yellow_tripdata", LOADED_MONTH)
     assert re.search(r"\b[0-9a-f]{64}\b", text), "raw sha256 not shown"
+    # The published file's own columns, each with the contract column it feeds.
+    metadata_row(page, "dagster/column_schema").get_by_text("[Show Table Schema]").click()
+    page.get_by_role("dialog").get_by_text("tpep_pickup_datetime", exact=True).wait_for()
+    page.get_by_role("dialog").get_by_text("-> pickup_datetime", exact=False).first.wait_for()
+    page.keyboard.press("Escape")
+    page.get_by_role("dialog").wait_for(state="detached")
     page.screenshot(path=ARTIFACTS / "raw_partition.png", full_page=True)
     text = check_metadata(page, base, "warehouse/yellow_tripdata", LOADED_MONTH)
     assert "warehouse.yellow_tripdata" in text

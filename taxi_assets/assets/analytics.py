@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from upath import UPath
 
 from taxi_assets.assets.trips import OWNERS
-from taxi_assets.charts import png_markdown, trips_per_day_png
+from taxi_assets.charts import png_markdown, trips_per_day_png, trips_per_day_sparkline
 from taxi_assets.io_managers.pg_ddl import ident, qualified
 from taxi_assets.io_managers.raw_files import DEFAULT_LAKE_URL
 from taxi_assets.io_managers.storage import (
@@ -365,6 +365,8 @@ def build_analytics_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
                 "max_pickup_datetime": str(stats.last_pickup) if stats.last_pickup else "-",
                 "rows_outside_partition": dg.MetadataValue.int(stats.pickups_outside_month),
                 "preview": dg.MetadataValue.md(preview_markdown(stats.preview)),
+                # Inline in the UI (short markdown); the full chart opens from `chart`.
+                "trips_per_day": dg.MetadataValue.md(trips_per_day_sparkline(month, stats.daily)),
                 "chart": png_markdown(png, f"Trips per day by service, {month_key}"),
                 "chart_path": dg.MetadataValue.path(str(chart)),
                 "chart_bytes": dg.MetadataValue.int(len(png)),
