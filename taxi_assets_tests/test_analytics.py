@@ -157,3 +157,37 @@ def pads_field(name: str):  # noqa: ANN201 - a pyarrow compute expression
     import pyarrow.dataset as pads
 
     return pads.field(name)
+
+
+def test_month_is_recomputed_once_every_input_is_loaded(
+    mirror: FaultyMirror,
+    tmp_path: Path,
+    pg_url: str,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The automation condition the daemon's automation sensor evaluates, on a real instance."""
+    from taxi_assets import defs
+
+    monkeypatch.setenv("TAXI_LAKE_URL", str(tmp_path / "lake"))
+    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+    key = dg.AssetKey.from_user_string(STATS)
+
+    def requested(cursor: object) -> tuple[set[str], object]:
+        result = dg.evaluate_automation_conditions(
+            defs=defs,
+            instance=instance,
+            asset_selection=dg.AssetSelection.assets(key),
+            cursor=cursor,
+        )
+        return set(result.get_requested_partitions(key)), result.cursor
+
+    months, cursor = requested(None)
+    assert months == set()
+    assert run(ZONES, resources, instance).success
+    assert run([k for k in TRIPS if "yellow" in k], resources, instance, "2021-01").success
+    months, cursor = requested(cursor)
+    assert months == set()  # green and FHV of 2021-01 are not loaded yet
+    assert run([k for k in TRIPS if "yellow" not in k], resources, instance, "2021-01").success
+    months, cursor = requested(cursor)
+    assert months == {"2021-01"}

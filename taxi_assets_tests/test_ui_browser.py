@@ -71,6 +71,8 @@ EXPECTED_LABELS = {
     ],
     "warehouse/yellow_tripdata": [
         "dagster/row_count", "duration_s", "rows_per_s", "table", "dagster/table_name",
+        "table_bytes", "dagster/column_schema", "min_pickup_datetime", "max_pickup_datetime",
+        "rows_outside_partition", "preview",
     ],
     STATS_KEY: [
         "dagster/row_count", "trips", "table_bytes", "duration_s", "rows_per_s",

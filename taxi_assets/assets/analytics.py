@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from upath import UPath
 
 from taxi_assets.assets.trips import OWNERS
+from taxi_assets.automation_conditions import FOLLOW_UPSTREAM
 from taxi_assets.charts import png_markdown, trips_per_day_png, trips_per_day_sparkline
 from taxi_assets.io_managers.pg_ddl import ident, qualified
 from taxi_assets.io_managers.raw_files import DEFAULT_LAKE_URL
@@ -326,6 +327,9 @@ def build_analytics_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
         code_version="1",
         pool="warehouse",
         metadata={"partition_expr": "partition_month"},
+        # Recomputed when any service's month (or the zones) changes, once every input of
+        # the month is loaded: a month some service lacks waits (see docs/ui.md).
+        automation_condition=FOLLOW_UPSTREAM,
         description=(
             "Trips, passengers, revenue, average distance and duration per pickup borough "
             "and service for each file month, computed in PostgreSQL, with a trips-per-day chart."
