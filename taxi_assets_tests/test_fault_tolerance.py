@@ -665,3 +665,27 @@ def test_table_gains_a_column_and_old_months_read_null(
         ("2021-02", 3, 2, 3.5),
         ("2021-03", 3, 0, None),
     ]
+
+
+@pytest.mark.slow
+def test_job_run_for_a_malformed_partition_key_fails_before_any_step(
+    mirror: FaultyMirror, tmp_path: Path, pg_url: str
+) -> None:
+    # Dagster parses the tag into a time window before any step (and our code) runs; its
+    # message names the key and the expected format. Nothing may be requested or written.
+    lake = tmp_path / "lake"
+    tags = '{"dagster/partition": "2021-13"}'
+    done = subprocess.run(
+        [DAGSTER, "job", "execute", "-m", "taxi_assets", "-j", "taxi_monthly_job", "--tags", tags],
+        cwd=REPO,
+        env=cli_env(tmp_path, mirror.url, lake, pg_url),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert "time data '2021-13' does not match format '%Y-%m" in last_line, done.stderr[-3000:]
+    for service in ("yellow", "green", "fhv"):
+        assert mirror.requests_seen(f"/{service}/{service}_tripdata_2021-13.csv.gz") == []
+    assert not lake.exists()
