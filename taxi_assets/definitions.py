@@ -7,6 +7,7 @@ partitions must be fixed when definitions load.
 
 from __future__ import annotations
 
+import gc
 import os
 import warnings
 
@@ -65,3 +66,9 @@ def build_definitions(first_month: str) -> dg.Definitions:
 
 
 defs = build_definitions(first_partition_month())
+
+# What the imports and definitions built (~200k tracked objects: Dagster's, pandas',
+# ours) lives as long as the process. Moving it out of the collector's generations saves
+# every process that loads the definitions (each run worker, each CLI call) ~0.5 s at
+# exit, where the final collection would walk all of it, and shortens full collections.
+gc.freeze()
