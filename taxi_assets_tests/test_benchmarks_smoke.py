@@ -40,6 +40,7 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
             str(out),
             "--data-dir",
             str(tmp_path / "months"),
+            "--no-backfill",  # test_quick_backfill_benchmark_loads_every_month runs it
         ],
         cwd=ROOT,
         capture_output=True,
@@ -70,6 +71,54 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
     assert _positive(floor["lake_floor_s"]) and _positive(floor["copy_floor_s"])
     assert {t["target"].split(",")[0] for t in report["targets"]} >= {"speedup vs course"}
     assert report["machine"]["cpus"] >= 1
+    assert report["backfill"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_quick_backfill_benchmark_loads_every_month(tmp_path: Path) -> None:
+    """The daemon backfill benchmark on 3 x 20,000 rows: real mirror, daemon, PostgreSQL."""
+    out = tmp_path / "backfill.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.backfill",
+            "--quick",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(tmp_path / "months"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=140,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert "| max runs" in completed.stdout  # the table was printed
+    backfill = json.loads(out.read_text())["backfill"]
+    months = ["2020-01", "2020-02", "2020-03"]
+    assert backfill["months"] == months and backfill["service"] == "yellow"
+    assert backfill["rows_loaded"] == dict.fromkeys(months, 20_000)
+    assert backfill["total_rows"] == 60_000
+    assert backfill["runs"] == 3 and backfill["failed_runs"] == 0
+    assert sorted(run["month"] for run in backfill["per_run"]) == months
+    for key in ("wall_s", "first_run_started_at_s", "rows_per_s", "effective_concurrency"):
+        assert _positive(backfill[key]), (key, backfill[key])
+    assert _positive(backfill["run_s"]["median"]) and _positive(backfill["run_s"]["max"])
+    assert all(_positive(run["duration_s"]) for run in backfill["per_run"])
+    # Only the service's three assets ran (no green/fhv steps), one month per run.
+    steps = set(backfill["step_s_median"])
+    assert {"raw__yellow_tripdata", "lake__yellow_tripdata", "warehouse__yellow_tripdata"} <= steps
+    assert not any("green" in step or "fhv" in step for step in steps), steps
+    assert backfill["instance"]["run_coordinator"] == "QueuedRunCoordinator"
+    assert backfill["instance"]["max_concurrent_runs"] == 2  # dagster.yaml
+    assert 1 <= backfill["max_overlapping_runs"] <= 2
+    assert backfill["other_runs_during_benchmark"] == []
+    assert backfill["daemon_stop"]["clean"], backfill["daemon_stop"]
+    assert backfill["target"]["met"] is None  # not judged on smoke-test data
+    assert len(backfill["load_average_before"]) == 3
 
 
 def _all_types(rows: int) -> pa.Table:
