@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import dagster as dg
 import requests
 
+from taxi_assets.run_partitions import describe_partitions
 from taxi_assets.settings import resolve_setting
 
 SENSOR_NAME = "taxi_run_failure_alert"
@@ -152,7 +153,7 @@ def summarize_failure(context: dg.RunFailureSensorContext, ui_url: str | None) -
     return FailureSummary(
         run_id=run.run_id,
         job_name=run.job_name,
-        partition=run.tags.get("dagster/partition"),
+        partition=describe_partitions(run.tags),
         assets=assets,
         failed_steps=tuple(steps),
         failed_checks=tuple(failed_checks(context.instance, run.run_id)),

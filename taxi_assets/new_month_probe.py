@@ -16,6 +16,7 @@ from taxi_assets.download import DownloadError, SourceNotFound
 from taxi_assets.materializations import latest_metadata
 from taxi_assets.month_math import add_months, lagged_month
 from taxi_assets.resources.source import TaxiSourceResource
+from taxi_assets.run_partitions import covers
 from taxi_assets.services import SERVICES
 
 MAX_ATTEMPTS = 3
@@ -43,10 +44,13 @@ class ServicePlan:
 
 def _in_flight(instance: dg.DagsterInstance, month: str, raw_key: dg.AssetKey) -> bool:
     """Whether a queued or running run (a backfill, the schedule, a user) already loads it."""
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(tags={"dagster/partition": month}, statuses=IN_FLIGHT)
+    # Runs of asset backfills carry a partition range, not `dagster/partition`: filter by
+    # status in the database (few runs are in flight) and by months here.
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))
+    return any(
+        covers(run.tags, month) and (run.asset_selection is None or raw_key in run.asset_selection)
+        for run in runs
     )
-    return any(run.asset_selection is None or raw_key in run.asset_selection for run in runs)
 
 
 def _request_for_version(

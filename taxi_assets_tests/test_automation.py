@@ -1,6 +1,7 @@
 """Schedule and new-month sensor logic against a real mirror and a real instance."""
 
 import json
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -96,3 +97,47 @@ def test_sensor_with_nothing_loaded_probes_the_lagged_month(
     expected = lagged_month(datetime.now().date(), 2)
     assert f"yellow {expected}" in result.skip_message
     assert json.dumps(result.skip_message)
+
+
+@pytest.mark.parametrize("tags_of", ["partition", "range"])
+def test_sensor_skips_a_month_a_run_in_flight_already_loads(
+    mirror: FaultyMirror, instance: dg.DagsterInstance, tags_of: str
+) -> None:
+    """Runs of a job backfill carry `dagster/partition`; runs of an asset backfill (the UI's
+    "Materialize" over a range) carry only a partition range, even for one month."""
+    month = lagged_month(datetime.now().date(), 2)
+    tags = (
+        {"dagster/partition": month}
+        if tags_of == "partition"
+        else {
+            "dagster/asset_partition_range_start": month,
+            "dagster/asset_partition_range_end": month,
+        }
+    )
+    instance.add_run(
+        dg.DagsterRun(
+            job_name="__ASSET_JOB",
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.STARTED,  # a QUEUED record needs a code origin
+            tags=tags,
+            asset_selection=frozenset({dg.AssetKey(["raw", "yellow_tripdata"])}),
+        )
+    )
+    message = evaluate_sensor(instance, mirror).skip_message
+    assert f"yellow {month}: a queued or running run is loading it" in message
+    assert f"green {month}: a queued or running run" not in message  # only yellow is selected
+
+
+def test_run_partitions_read_both_tag_styles() -> None:
+    from taxi_assets.run_partitions import covers, describe_partitions
+
+    single = {"dagster/partition": "2021-02"}
+    ranged = {
+        "dagster/asset_partition_range_start": "2021-01",
+        "dagster/asset_partition_range_end": "2021-03",
+    }
+    assert describe_partitions(single) == "2021-02"
+    assert describe_partitions(ranged) == "2021-01...2021-03"
+    assert describe_partitions({}) is None
+    assert covers(ranged, "2021-02") and not covers(ranged, "2021-04")
+    assert covers(single, "2021-02") and not covers(single, "2021-01")
