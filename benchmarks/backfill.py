@@ -348,13 +348,11 @@ def write_dagster_yaml(
         config["concurrency"]["runs"]["max_concurrent_runs"] = max_concurrent_runs
         overrides.append(f"concurrency.runs.max_concurrent_runs: {max_concurrent_runs}")
     if dequeue_interval_s is not None:
-        if "run_coordinator" in config:
-            raise ValueError("dagster.yaml names a run_coordinator: override it there")
-        config["run_coordinator"] = {
-            "module": "dagster._core.run_coordinator",
-            "class": "QueuedRunCoordinator",
-            "config": {"dequeue_interval_seconds": dequeue_interval_s},
-        }
+        coordinator = config.setdefault(
+            "run_coordinator",
+            {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"},
+        )
+        coordinator.setdefault("config", {})["dequeue_interval_seconds"] = dequeue_interval_s
         overrides.append(f"run_coordinator.config.dequeue_interval_seconds: {dequeue_interval_s}")
     (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return {
@@ -366,7 +364,6 @@ def describe_instance(instance: Any) -> dict[str, Any]:
     queue = instance.get_concurrency_config().run_queue_config
     pools = instance.get_concurrency_config().pool_config
     return {
-        # dagster.yaml names no run_coordinator: this is Dagster's default.
         "run_coordinator": type(instance.run_coordinator).__name__,
         "run_launcher": type(instance.run_launcher).__name__,
         # How often the daemon starts queued runs (Dagster's default: 5 s).
