@@ -22,7 +22,7 @@ from taxi_assets.checks import QualityThresholds, build_asset_checks
 from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
 from taxi_assets.io_managers.postgres import PostgresIOManager
 from taxi_assets.io_managers.raw_files import RawFileIOManager
-from taxi_assets.jobs import build_monthly_job
+from taxi_assets.jobs import build_monthly_job, build_service_jobs
 from taxi_assets.partitions import DEFAULT_FIRST_MONTH, monthly_partitions
 from taxi_assets.resources import PostgresResource, TaxiSourceResource
 from taxi_assets.services import SERVICES
@@ -47,7 +47,7 @@ def build_definitions(first_month: str) -> dg.Definitions:
     return dg.Definitions(
         assets=[*trip_assets, *ZONE_ASSETS, *build_analytics_assets(monthly)],
         asset_checks=build_asset_checks(monthly),
-        jobs=[build_monthly_job()],
+        jobs=[build_monthly_job(), *build_service_jobs()],
         # Steps of a run execute in its own process, one after another: a subprocess per
         # step costs ~2-3 s of start-up (imports) for steps that stream in well under that,
         # and runs already parallelise across months (max_concurrent_runs).

@@ -21,3 +21,17 @@ def build_monthly_job() -> dg.UnresolvedAssetJobDefinition:
         selection=dg.AssetSelection.assets(*trip_asset_keys()),
         description="One month of every service: raw file -> lake Parquet -> warehouse table.",
     )
+
+
+def build_service_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
+    """`taxi_<service>_job`: one service's three layers, so a range of one service can be
+    loaded (`dagster job backfill -j taxi_yellow_job ...`) where the others are not
+    published: taxi_monthly_job's runs would fail on their missing files."""
+    return [
+        dg.define_asset_job(
+            f"taxi_{name}_job",
+            selection=dg.AssetSelection.assets(*trip_asset_keys([name])),
+            description=f"One month of {name}: raw file -> lake Parquet -> warehouse table.",
+        )
+        for name in SERVICES
+    ]

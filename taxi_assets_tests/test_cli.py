@@ -88,6 +88,32 @@ def test_cli_materializes_raw_lake_and_the_monthly_job(
     assert warehouse_counts(pg_url, "yellow_tripdata") == {"2021-01": table.num_rows}
 
 
+@pytest.mark.slow
+def test_a_service_job_loads_that_service_where_others_are_not_published(
+    own_mirror: FaultyMirror, tmp_path: Path, pg_url: str
+) -> None:
+    """`taxi_green_job` (the job a one-service backfill uses) for a month only green has."""
+    for service in ("yellow", "fhv"):
+        (Path(own_mirror.root) / service / f"{service}_tripdata_2021-02.csv.gz").unlink()
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "TAXI_SOURCE": "dtc",
+        "TAXI_DTC_URL": own_mirror.url,
+        "TAXI_LAKE_URL": str(tmp_path / "lake"),
+        "TAXI_WAREHOUSE_URL": pg_url,
+    }
+    tags = json.dumps({"dagster/partition": "2021-02"})
+    dagster(["job", "execute", "-m", "taxi_assets", "-j", "taxi_green_job", "--tags", tags], env)
+    expected = {"2021-02": published_rows(own_mirror, "green", "2021-02")}
+    assert warehouse_counts(pg_url, "green_tripdata") == expected
+    for service in ("yellow", "fhv"):
+        assert own_mirror.requests_seen(f"/{service}/{service}_tripdata_2021-02.csv.gz") == []
+
+
 def test_make_stop_stops_the_embedded_warehouse(tmp_path: Path) -> None:
     """The README's `make stop`, against an embedded server in a temporary folder."""
     import psycopg

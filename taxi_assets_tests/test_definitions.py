@@ -45,6 +45,17 @@ def test_monthly_job_and_partitions() -> None:
     }
 
 
+@pytest.mark.parametrize("service", ["yellow", "green", "fhv"])
+def test_one_job_per_service(service: str) -> None:
+    job = defs.resolve_job_def(f"taxi_{service}_job")
+    assert job.partitions_def.get_partition_keys() == defs.resolve_job_def(
+        "taxi_monthly_job"
+    ).partitions_def.get_partition_keys()
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
+        f"{layer}/{service}_tripdata" for layer in ("raw", "lake", "warehouse")
+    }
+
+
 def test_first_month_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAXI_FIRST_MONTH", "2015-01")
     assert first_partition_month() == "2015-01"
