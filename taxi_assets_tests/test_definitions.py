@@ -48,9 +48,10 @@ def test_monthly_job_and_partitions() -> None:
 @pytest.mark.parametrize("service", ["yellow", "green", "fhv"])
 def test_one_job_per_service(service: str) -> None:
     job = defs.resolve_job_def(f"taxi_{service}_job")
-    assert job.partitions_def.get_partition_keys() == defs.resolve_job_def(
-        "taxi_monthly_job"
-    ).partitions_def.get_partition_keys()
+    assert (
+        job.partitions_def.get_partition_keys()
+        == defs.resolve_job_def("taxi_monthly_job").partitions_def.get_partition_keys()
+    )
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
         f"{layer}/{service}_tripdata" for layer in ("raw", "lake", "warehouse")
     }
