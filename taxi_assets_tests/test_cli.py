@@ -128,7 +128,17 @@ def test_make_stop_stops_the_embedded_warehouse(tmp_path: Path) -> None:
 
         def make_stop() -> str:
             result = subprocess.run(
-                ["make", "-o", "install", "stop", f"VENV={sys.prefix}", f"WAREHOUSE_DIR={folder}"],
+                # --no-print-directory: under `make test` a nested make would add
+                # "Entering/Leaving directory" lines.
+                [
+                    "make",
+                    "--no-print-directory",
+                    "-o",
+                    "install",
+                    "stop",
+                    f"VENV={sys.prefix}",
+                    f"WAREHOUSE_DIR={folder}",
+                ],
                 cwd=REPO,
                 capture_output=True,
                 text=True,
