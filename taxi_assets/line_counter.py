@@ -29,7 +29,8 @@ class LineCounter:
         self._inside_member = False
         self._newlines = 0
         self._blank_lines = 0
-        self._tail = b""
+        # As if a newline came before the file: a blank first line is then a blank line.
+        self._tail = b"\n"
         self._last_byte = b""
         self._head = b""  # the start of the text, until the header line is complete
         self._header: list[str] | None = None

@@ -1,0 +1,61 @@
+"""LineCounter: data rows and the header from raw bytes, fed in any chunking."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from taxi_assets.line_counter import LineCounter
+
+CASES = {
+    "plain": b"a,b\n1,2\n3,4\n",
+    "no-final-newline": b"a,b\n1,2\n3,4",
+    "crlf": b"a,b\r\n1,2\r\n3,4\r\n",
+    "blank-after-header": b"a,b\n\n1,2\n3,4\n",
+    "blank-after-header-crlf": b"a,b\r\n\r\n1,2\r\n3,4\r\n",
+    "blank-first-line": b"\na,b\n1,2\n3,4\n",
+    "blank-first-line-crlf": b"\r\na,b\r\n1,2\r\n",
+    "header-only": b"a,b\n",
+    "header-only-no-newline": b"a,b",
+    "empty": b"",
+}
+
+
+def expected_rows(data: bytes) -> int:
+    lines = [line for line in data.replace(b"\r\n", b"\n").split(b"\n") if line.strip()]
+    return max(len(lines) - 1, 0)
+
+
+def count(data: bytes, chunk: int, gzipped: bool) -> LineCounter:
+    counter = LineCounter(gzipped=gzipped)
+    payload = gzip.compress(data) if gzipped else data
+    for start in range(0, len(payload), chunk):
+        counter.feed(payload[start : start + chunk])
+    return counter
+
+
+@pytest.mark.parametrize("gzipped", [False, True], ids=["csv", "gzip"])
+@pytest.mark.parametrize("chunk", [1, 2, 3, 1 << 16])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_rows_and_header_in_any_chunking(name: str, chunk: int, gzipped: bool) -> None:
+    data = CASES[name]
+    counter = count(data, chunk, gzipped)
+    assert counter.finish() == expected_rows(data)
+    assert counter.header == (["a", "b"] if data.strip() else None)
+
+
+def test_gzip_with_several_members_counts_them_all() -> None:
+    data = gzip.compress(b"a,b\n1,2\n") + gzip.compress(b"3,4\n5,6\n")
+    counter = LineCounter(gzipped=True)
+    counter.feed(data)
+    assert counter.finish() == 3
+
+
+def test_truncated_or_missing_gzip_is_an_error() -> None:
+    truncated = LineCounter(gzipped=True)
+    truncated.feed(gzip.compress(b"a,b\n" + b"1,2\n" * 1000)[:-20])
+    with pytest.raises(EOFError, match="truncated"):
+        truncated.finish()
+    with pytest.raises(EOFError, match="no gzip member"):
+        LineCounter(gzipped=True).finish()
