@@ -29,15 +29,27 @@ DAGSTER = str(Path(sys.executable).parent / "dagster")
 
 
 def wait_for(
-    what: str, check: Callable[[], bool], timeout: float = 60, every: float = 0.05
+    what: str,
+    check: Callable[[], bool],
+    timeout: float = 60,
+    every: float = 0.05,
+    tolerate: tuple[type[Exception], ...] = (),
 ) -> None:
-    """Poll ``check`` until it is true; an AssertionError naming ``what`` after ``timeout``."""
+    """Poll ``check`` until it is true; an AssertionError naming ``what`` after ``timeout``.
+
+    Exceptions of the ``tolerate`` types count as "not yet" (a table or instance state
+    that another process has not created yet); the last one is chained to the timeout.
+    """
     deadline = time.monotonic() + timeout
+    last: Exception | None = None
     while time.monotonic() < deadline:
-        if check():
-            return
+        try:
+            if check():
+                return
+        except tolerate as error:
+            last = error
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}") from last
 
 
 def error_chain(error: dg.SerializableErrorInfo | None) -> list[dg.SerializableErrorInfo]:

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import dagster as dg
 import pytest
 
 from taxi_assets.devdata import write_month
+from taxi_assets_tests import faults_support
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import warehouse_counts
 
@@ -26,15 +26,9 @@ SERVICES = ("yellow", "green", "fhv")
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # noqa: BLE001 - the table may not exist yet
-            pass
-        time.sleep(2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    # Every 2 s: each check opens the SQLite instance or PostgreSQL, which the daemon's
+    # processes are writing to; an error there (table not created yet) means "not yet".
+    faults_support.wait_for(what, check, timeout, every=2, tolerate=(Exception,))
 
 
 def has_ticked(instance: dg.DagsterInstance, name: str) -> bool:
