@@ -12,6 +12,7 @@ import dagster as dg
 
 # Colours close to the services' own: yellow cabs, green boro cabs, FHV in grey-blue.
 SERVICE_COLOURS = {"yellow": "#d4a300", "green": "#2e8b57", "fhv": "#4a6d8c"}
+_COLOUR_NAMES = {"yellow": "gold", "green": "green", "fhv": "blue-grey"}
 # The Dagster UI renders a markdown entry inline only below 1000 characters (longer ones
 # hide behind "[Show Markdown]"), so the inline sparkline chart must stay under it.
 UI_INLINE_MARKDOWN_LIMIT = 1000
@@ -58,9 +59,6 @@ def trips_per_day_sparkline(month: date, daily: Mapping[str, Mapping[date, int]]
         # Over the inline budget (more services): the caption alone, never a hidden chart.
         return f"{caption} (the chart is in `chart`)."
     return markdown
-
-
-_COLOUR_NAMES = {"yellow": "gold", "green": "green", "fhv": "blue-grey"}
 
 
 def trips_per_day_png(month: date, daily: Mapping[str, Mapping[date, int]]) -> bytes:
