@@ -13,7 +13,7 @@ import dagster as dg
 
 from taxi_assets.jobs import TRIP_LAYERS
 from taxi_assets.month_math import lagged_month
-from taxi_assets.new_month_probe import plan_service_requests
+from taxi_assets.new_month_probe import VERSION_TAG, plan_service_requests, runs_in_flight
 from taxi_assets.resources.source import TaxiSourceResource
 from taxi_assets.services import SERVICES
 
@@ -68,9 +68,10 @@ def build_sensors(partitions_def: dg.PartitionsDefinition) -> list[dg.SensorDefi
     ) -> dg.SensorResult | dg.SkipReason:
         requests: list[dg.RunRequest] = []
         reasons: list[str] = []
+        in_flight = runs_in_flight(context.instance)
         for service in SERVICES:
             plan = plan_service_requests(
-                context.instance, source, service, partitions_def, publication_lag()
+                context.instance, source, service, partitions_def, publication_lag(), in_flight
             )
             reasons.extend(plan.reasons)
             requests.extend(
@@ -78,7 +79,7 @@ def build_sensors(partitions_def: dg.PartitionsDefinition) -> list[dg.SensorDefi
                     run_key=request.run_key,
                     partition_key=request.month,
                     asset_selection=service_selection(service),
-                    tags={"taxi/upstream_version": request.version, "taxi/service": service},
+                    tags={VERSION_TAG: request.version, "taxi/service": service},
                 )
                 for request in plan.requests
             )

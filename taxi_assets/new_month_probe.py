@@ -7,6 +7,7 @@ upstream version is requested once; a failed run of a version may be retried up 
 ``MAX_ATTEMPTS`` times on later ticks.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -42,11 +43,16 @@ class ServicePlan:
     reasons: list[str] = field(default_factory=list)
 
 
-def _in_flight(instance: dg.DagsterInstance, month: str, raw_key: dg.AssetKey) -> bool:
-    """Whether a queued or running run (a backfill, the schedule, a user) already loads it."""
-    # Runs of asset backfills carry a partition range, not `dagster/partition`: filter by
-    # status in the database (few runs are in flight) and by months here.
-    runs = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))
+def runs_in_flight(instance: dg.DagsterInstance) -> Sequence[dg.DagsterRun]:
+    """Queued and running runs (a backfill, the schedule, a user), read once per tick.
+
+    Runs of asset backfills carry a partition range, not `dagster/partition`, so they are
+    filtered by status in the database (few runs are in flight) and by month in Python.
+    """
+    return instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))
+
+
+def _loading(runs: Sequence[dg.DagsterRun], month: str, raw_key: dg.AssetKey) -> bool:
     return any(
         covers(run.tags, month) and (run.asset_selection is None or raw_key in run.asset_selection)
         for run in runs
@@ -73,6 +79,7 @@ def plan_service_requests(
     service: str,
     partitions_def: dg.PartitionsDefinition,
     lag: int,
+    in_flight: Sequence[dg.DagsterRun],
     today: date | None = None,
 ) -> ServicePlan:
     plan = ServicePlan()
@@ -96,7 +103,7 @@ def plan_service_requests(
         if not partitions_def.has_partition_key(month):
             plan.reasons.append(f"{service} {month}: not a partition yet")
             continue
-        if _in_flight(instance, month, raw_key):
+        if _loading(in_flight, month, raw_key):
             plan.reasons.append(f"{service} {month}: a queued or running run is loading it")
             continue
         url, _ = layout.trip_file(dataset, month)

@@ -102,6 +102,22 @@ def test_stats_join_every_service_with_the_zones(
     cell = next(r for r in rows if r["service"] == "yellow" and r["borough"] == "Manhattan")
     assert cell["trips"] == pc.sum(in_manhattan.cast(pa.int64())).as_py()
     assert float(cell["revenue"]) == pytest.approx(expected_revenue, abs=0.01)
+    manhattan_trips = pc.filter(yellow, in_manhattan)
+    assert cell["passengers"] == pc.sum(manhattan_trips.column("passenger_count")).as_py()
+    distances = pc.filter(
+        manhattan_trips.column("trip_distance"),
+        pc.greater_equal(manhattan_trips.column("trip_distance"), 0),
+    )
+    assert cell["avg_distance_mi"] == pytest.approx(pc.mean(distances).as_py(), rel=1e-9)
+    minutes = pc.divide(
+        pc.cast(
+            pc.subtract(manhattan_trips["dropoff_datetime"], manhattan_trips["pickup_datetime"]),
+            pa.int64(),
+        ),
+        60e6,
+    )
+    valid = pc.filter(minutes, pc.and_(pc.greater(minutes, 0), pc.less_equal(minutes, 24 * 60)))
+    assert cell["avg_duration_min"] == pytest.approx(pc.mean(valid).as_py(), rel=1e-9)
 
     meta = materialization_metadata(result, STATS)
     assert meta["dagster/row_count"] == len(rows)

@@ -124,31 +124,55 @@ def _service_params() -> dict[str, str]:
     return {f"service_{service}": service for service in SERVICES}
 
 
+# The month's trips summed per service, pickup borough and pickup day: both the stats and
+# the chart are computed from these few thousand rows, so the trip tables are read once.
+MONTH_CELLS = "month_cells"
+
+
+def month_cells_sql() -> str:
+    """A temporary table, dropped at commit, of sums and counts per (service, borough, day)
+    from which averages are exact: sum / count over the cells of a group."""
+    zones = qualified(WAREHOUSE_SCHEMA, ZONES_DATASET)
+    valid_duration = "t.dropoff > t.pickup AND t.dropoff - t.pickup <= CAST(:max_trip AS interval)"
+    return f"""
+CREATE TEMPORARY TABLE {MONTH_CELLS} ON COMMIT DROP AS
+SELECT t.service, COALESCE(z.{ident("borough")}, :no_zone) AS borough,
+       CAST(t.pickup AS date) AS day,
+       count(*) AS trips,
+       sum(t.passengers) AS passengers,
+       sum(t.revenue) AS revenue,
+       sum(t.distance) AS distance_sum, count(t.distance) AS distances,
+       sum(EXTRACT(EPOCH FROM t.dropoff - t.pickup) / 60.0) FILTER (WHERE {valid_duration})
+           AS duration_sum,
+       count(*) FILTER (WHERE {valid_duration}) AS durations,
+       min(t.pickup) AS first_pickup, max(t.pickup) AS last_pickup
+FROM ({_month_trips_sql()}) AS t
+LEFT JOIN {zones} AS z ON z.{ident("location_id")} = t.location_id
+GROUP BY 1, 2, 3
+"""
+
+
 def insert_stats_sql() -> str:
     table = qualified(ANALYTICS_SCHEMA, STATS_TABLE)
-    zones = qualified(WAREHOUSE_SCHEMA, ZONES_DATASET)
     columns = ", ".join(ident(c.name) for c in COLUMNS)
     return f"""
 INSERT INTO {table} ({columns})
-SELECT CAST(:month AS date), t.service, COALESCE(z.{ident("borough")}, :no_zone),
-       count(*),
-       sum(t.passengers),
-       round(sum(t.revenue)::numeric, 2),
-       avg(t.distance),
-       avg(EXTRACT(EPOCH FROM t.dropoff - t.pickup) / 60.0)
-           FILTER (WHERE t.dropoff > t.pickup
-                   AND t.dropoff - t.pickup <= CAST(:max_trip AS interval))
-FROM ({_month_trips_sql()}) AS t
-LEFT JOIN {zones} AS z ON z.{ident("location_id")} = t.location_id
+SELECT CAST(:month AS date), service, borough,
+       sum(trips),
+       sum(passengers),
+       round(sum(revenue)::numeric, 2),
+       sum(distance_sum) / NULLIF(sum(distances), 0),
+       sum(duration_sum) / NULLIF(sum(durations), 0)
+FROM {MONTH_CELLS}
 GROUP BY 2, 3
 """
 
 
 def daily_trips_sql() -> str:
     return f"""
-SELECT t.service, CAST(t.pickup AS date) AS day, count(*) AS trips,
-       min(t.pickup) AS first_pickup, max(t.pickup) AS last_pickup
-FROM ({_month_trips_sql()}) AS t
+SELECT service, day, CAST(sum(trips) AS bigint) AS trips,
+       min(first_pickup) AS first_pickup, max(last_pickup) AS last_pickup
+FROM {MONTH_CELLS}
 GROUP BY 1, 2
 ORDER BY 1, 2
 """
@@ -181,14 +205,13 @@ def _literal(column: StatsColumn) -> str:
 
 
 def missing_tables(connection: sa.Connection) -> list[str]:
-    names = [f"{WAREHOUSE_SCHEMA}.{SERVICES[s].dataset}" for s in SERVICES]
-    names.append(f"{WAREHOUSE_SCHEMA}.{ZONES_DATASET}")
+    tables = [(WAREHOUSE_SCHEMA, SERVICES[s].dataset) for s in SERVICES]
+    tables.append((WAREHOUSE_SCHEMA, ZONES_DATASET))
     return [
-        name
-        for name in names
+        f"{schema}.{table}"
+        for schema, table in tables
         if connection.execute(
-            sa.text("SELECT to_regclass(:name)"),
-            {"name": qualified(*name.split("."))},
+            sa.text("SELECT to_regclass(:name)"), {"name": qualified(schema, table)}
         ).scalar()
         is None
     ]
@@ -235,7 +258,9 @@ def replace_month(engine: sa.Engine, month: date) -> MonthStats:
             sa.text(f"DELETE FROM {table} WHERE {ident('partition_month')} = :month"),
             {"month": month},
         ).rowcount
+        connection.execute(sa.text(month_cells_sql()), params)
         written = connection.execute(sa.text(insert_stats_sql()), params).rowcount
+        daily_rows = connection.execute(sa.text(daily_trips_sql())).all()
     with engine.connect() as connection:
         preview = pd.read_sql_query(
             sa.text(
@@ -245,7 +270,6 @@ def replace_month(engine: sa.Engine, month: date) -> MonthStats:
             connection,
             params={"month": month},
         )
-        daily_rows = connection.execute(sa.text(daily_trips_sql()), params).all()
     daily: dict[str, dict[date, int]] = {service: {} for service in SERVICES}
     first: datetime | None = None
     last: datetime | None = None

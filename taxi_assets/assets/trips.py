@@ -17,13 +17,11 @@ from taxi_assets.resources.source import TaxiSourceResource
 from taxi_assets.services import Service
 
 OWNERS = ["team:data-engineering"]
-LINEAGE_COLUMNS = ("partition_month", "source_file")
 # One month per run in every layer: a failure touches one month, and the in-process
 # executor keeps a run's fixed cost small. (The warehouse IO manager can replace a range
 # of months in one transaction; mixing policies in taxi_monthly_job would make Dagster
 # fall back to the smallest one anyway.)
 ONE_MONTH_PER_RUN = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
-WAREHOUSE_BACKFILL = ONE_MONTH_PER_RUN
 
 
 def build_trip_assets(
@@ -108,7 +106,7 @@ def build_trip_assets(
         code_version="1",
         metadata={"partition_expr": "partition_month", "time_column": contract.time_column},
         automation_condition=FOLLOW_UPSTREAM,
-        backfill_policy=WAREHOUSE_BACKFILL,
+        backfill_policy=ONE_MONTH_PER_RUN,
         description=(
             f"{service.description}: table warehouse.{dataset}, one month per "
             "partition_month, replaced atomically on every load."

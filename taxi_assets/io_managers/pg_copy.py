@@ -29,7 +29,6 @@ from taxi_assets.io_managers.pg_ddl import existing_columns, ident, pg_type, qua
 
 # Rows per COPY write: encoding needs a few times a chunk's size in memory.
 COPY_CHUNK_ROWS = 16 * 1024
-PROGRESS_EVERY_S = 5.0
 # Encoded chunks waiting for the sending thread (bounds memory when the server is slower).
 MAX_IN_FLIGHT = 2
 _WRITE_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed")
@@ -55,14 +54,15 @@ _NULL_CELL = struct.pack("!i", -1)
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970-01-01
 _PG_EPOCH_DAYS = 10_957  # 2000-01-01 in days since 1970-01-01
 _UNIT_US = {"s": 1_000_000, "ms": 1_000, "us": 1}
-# PostgreSQL type -> (Arrow type to cast to first, big-endian numpy dtype of the value).
+# PostgreSQL type -> the Arrow type whose values are its binary form (big-endian on the
+# wire; booleans are one byte, 0 or 1).
 _FIXED_WIDTH = {
-    "smallint": (pa.int16(), ">i2"),
-    "integer": (pa.int32(), ">i4"),
-    "bigint": (pa.int64(), ">i8"),
-    "real": (pa.float32(), ">f4"),
-    "double precision": (pa.float64(), ">f8"),
-    "boolean": (pa.uint8(), "u1"),
+    "smallint": pa.int16(),
+    "integer": pa.int32(),
+    "bigint": pa.int64(),
+    "real": pa.float32(),
+    "double precision": pa.float64(),
+    "boolean": pa.uint8(),
 }
 
 
@@ -81,8 +81,7 @@ def copy_arrow(
     columns = ", ".join(ident(field.name) for field in reader.schema)
     binary = _binary_compatible(cursor, table_sql, reader.schema)
     options = "FORMAT binary" if binary else "FORMAT csv"
-    progress = ProgressLog(f"COPY {table_sql}", log, expected_rows, every_s=PROGRESS_EVERY_S)
-    sent = 0
+    progress = ProgressLog(f"COPY {table_sql}", log, expected_rows)
     statement = f"COPY {table_sql} ({columns}) FROM STDIN ({options})"
     # The pool exits first (waiting for the sends in flight), then the COPY ends or,
     # on an error, is aborted.
@@ -99,14 +98,13 @@ def copy_arrow(
         for batch in _rechunk(reader, COPY_CHUNK_ROWS):
             for data in _encode_binary(batch) if binary else [_encode_csv(batch)]:
                 send(data)
-            sent += batch.num_rows
             progress.add(batch.num_rows)
         if binary:
             send(_BINARY_TRAILER)
         while in_flight:
             in_flight.popleft().result()
     pa.default_memory_pool().release_unused()  # give cached blocks back to the OS
-    return cursor.rowcount if cursor.rowcount >= 0 else sent
+    return cursor.rowcount if cursor.rowcount >= 0 else progress.rows
 
 
 def _encode_csv(batch: pa.RecordBatch) -> memoryview:
@@ -314,8 +312,7 @@ def _values(column: pa.Array, pg: str) -> np.ndarray:
         return (micros * factor if factor != 1 else micros) - _PG_EPOCH_US
     if pg == "date":
         return column.cast(pa.int32()).fill_null(0).to_numpy() - _PG_EPOCH_DAYS
-    arrow_type, _ = _FIXED_WIDTH[pg]
-    return column.cast(arrow_type).fill_null(0).to_numpy()
+    return column.cast(_FIXED_WIDTH[pg]).fill_null(0).to_numpy()
 
 
 def _dtype_for(values: np.ndarray) -> str:
