@@ -17,8 +17,9 @@ from pathlib import Path
 
 from upath import UPath
 
+from taxi_assets.resources.gcs import GCS_PROTOCOLS
+
 LOCAL_PROTOCOLS = ("", "file", "local")
-GCS_PROTOCOLS = ("gs", "gcs")
 
 # Uploads: gcsfs sends files under 5 MiB in one request and larger ones as a resumable
 # upload in chunks of this size (a multiple of 256 KiB), read from disk chunk by chunk.

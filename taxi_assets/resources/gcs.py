@@ -120,7 +120,7 @@ def gcs_client(project: str | None = None) -> storage.Client:
 
 def check(url: str | None = None) -> str:
     """Verify the lake bucket is reachable and writable; a one-line summary."""
-    from upath import UPath
+    from taxi_assets.io_managers.storage import resolve_root
 
     url = url or resolve_setting(None, "TAXI_LAKE_URL", None) or ""
     bucket_name, prefix = split_gcs_url(url)
@@ -129,7 +129,7 @@ def check(url: str | None = None) -> str:
         raise GcsConfigurationError(
             f"bucket {bucket_name!r} does not exist or is not visible to these credentials"
         )
-    root = UPath(f"gs://{bucket_name}/{prefix}".rstrip("/"), **gcs_storage_options())
+    root = resolve_root(url)
     probe = root / f".taxi-probe-{uuid.uuid4().hex[:12]}"
     root.fs.pipe_file(probe.path, b"probe")  # one single-request upload
     root.fs.rm_file(probe.path)
