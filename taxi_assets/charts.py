@@ -22,6 +22,7 @@ SPARK_GAP = 5
 
 
 def _per_day(month: date, counts: Mapping[date, int]) -> list[int]:
+    """Trips on each day of ``month``, in order: days outside it ignored, missing days 0."""
     days_in_month = calendar.monthrange(month.year, month.month)[1]
     by_day = {d.day: n for d, n in counts.items() if (d.year, d.month) == (month.year, month.month)}
     return [by_day.get(day, 0) for day in range(1, days_in_month + 1)]
@@ -78,12 +79,9 @@ def trips_per_day_png(month: date, daily: Mapping[str, Mapping[date, int]]) -> b
     figure = Figure(figsize=(8, 3.2), dpi=90, layout="constrained")
     axes = figure.subplots()
     for service, counts in daily.items():
-        by_day = {
-            d.day: n for d, n in counts.items() if (d.year, d.month) == (month.year, month.month)
-        }
         axes.plot(
             days,
-            [by_day.get(day, 0) for day in days],
+            _per_day(month, counts),
             marker="o",
             markersize=3,
             linewidth=1.5,
