@@ -41,8 +41,8 @@ def raw_column_schema(columns: tuple[tuple[str, str], ...], contract: Contract) 
         if target is None:
             description = f"not in the {contract.name} contract: the lake step will reject the file"
         else:
-            meaning = contract.column(target).description
-            description = f"-> {target} ({contract.column(target).type}): {meaning}"
+            column = contract.column(target)
+            description = f"-> {target} ({column.type}): {column.description}"
         described.append(dg.TableColumn(name=name, type=type_name, description=description))
     return dg.TableSchema(columns=described)
 
@@ -85,10 +85,10 @@ def fetch_published_file(
         context.log.warning(f"HEAD failed, downloading without the unchanged-file check: {error}")
         remote = None
 
-    previous = latest_metadata(context.instance, context.asset_key, partition_key) or None
+    previous = latest_metadata(context.instance, context.asset_key, partition_key)
     if (
         remote is not None
-        and previous is not None
+        and previous
         and remote.etag is not None
         and previous.get("url") == url
         and previous.get("etag") == remote.etag
