@@ -214,11 +214,9 @@ def run_backfill_benchmark(
 
 def consecutive_months(first: str, count: int) -> list[str]:
     from taxi_assets.devdata import month_range
-    from taxi_assets.partitions import parse_month
+    from taxi_assets.month_math import add_months
 
-    start = parse_month(first)
-    index = start.year * 12 + start.month - 1 + count - 1
-    return month_range(first, f"{index // 12:04d}-{index % 12 + 1:02d}")
+    return month_range(first, add_months(first, count - 1))
 
 
 def ensure_mirror(data_dir: Path, service: str, months: list[str], rows: int) -> Path:
@@ -599,11 +597,11 @@ def wait_for_backfill(
 
 
 def _run_month(run: Any) -> str | None:
-    tags = run.tags
-    start = tags.get("dagster/asset_partition_range_start")
-    if start and start == tags.get("dagster/asset_partition_range_end"):
-        return start
-    return tags.get("dagster/partition")
+    """The one month a run loads (a backfill run of this benchmark loads one)."""
+    from taxi_assets.run_partitions import run_month_range
+
+    bounds = run_month_range(run.tags)
+    return bounds[0] if bounds is not None and bounds[0] == bounds[1] else None
 
 
 def failures(instance: Any, runs: list[Any]) -> str:
