@@ -20,17 +20,15 @@ from taxi_assets.assets.trips import OWNERS
 from taxi_assets.automation_conditions import FOLLOW_UPSTREAM
 from taxi_assets.charts import png_markdown, trips_per_day_png, trips_per_day_sparkline
 from taxi_assets.io_managers.pg_ddl import ident, qualified
-from taxi_assets.io_managers.raw_files import DEFAULT_LAKE_URL
 from taxi_assets.io_managers.storage import (
+    lake_root,
     local_staging_dir,
     publish_file,
-    resolve_root,
     staging_name,
 )
 from taxi_assets.partitions import parse_month
 from taxi_assets.resources.postgres import PostgresResource
 from taxi_assets.services import SERVICES, ZONES_DATASET
-from taxi_assets.settings import resolve_setting
 
 ANALYTICS_SCHEMA = "analytics"
 STATS_TABLE = "monthly_zone_stats"
@@ -80,11 +78,6 @@ COLUMNS = (
     ),
 )
 PRIMARY_KEY = ("partition_month", "service", "borough")
-
-
-def lake_root() -> UPath:
-    """The lake root for this run: ``$TAXI_LAKE_URL``, else ``./data/lake`` (as the IO managers)."""
-    return resolve_root(resolve_setting(None, "TAXI_LAKE_URL", DEFAULT_LAKE_URL) or "")
 
 
 def chart_path(month_key: str) -> UPath:

@@ -24,15 +24,13 @@ from taxi_assets.io_managers.arrow_stats import (
     StreamStats,
     column_schema,
 )
-from taxi_assets.io_managers.raw_files import DEFAULT_LAKE_URL
 from taxi_assets.io_managers.storage import (
     is_local,
+    lake_root,
     local_staging_dir,
     publish_file,
-    resolve_root,
     staging_name,
 )
-from taxi_assets.settings import resolve_setting
 
 # Rows per row group: pending batches are held in memory until a group is written, and
 # readers decode a group's pages as they go; 128k rows is ~20 MB of trip columns.
@@ -231,5 +229,4 @@ class ParquetLakeIOManager(dg.ConfigurableIOManagerFactory):
     compression: str = "zstd"
 
     def create_io_manager(self, context: dg.InitResourceContext) -> _ParquetUPathIOManager:
-        root = resolve_setting(self.root, "TAXI_LAKE_URL", DEFAULT_LAKE_URL) or DEFAULT_LAKE_URL
-        return _ParquetUPathIOManager(resolve_root(root), self.hive_format, self.compression)
+        return _ParquetUPathIOManager(lake_root(self.root), self.hive_format, self.compression)

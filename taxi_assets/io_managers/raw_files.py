@@ -13,10 +13,7 @@ from pathlib import Path
 import dagster as dg
 from upath import UPath
 
-from taxi_assets.io_managers.storage import publish_file, resolve_root
-from taxi_assets.settings import resolve_setting
-
-DEFAULT_LAKE_URL = "./data/lake"
+from taxi_assets.io_managers.storage import lake_root, publish_file
 
 
 @dataclass(frozen=True)
@@ -52,7 +49,7 @@ class RawFileIOManager(dg.ConfigurableIOManager):
     root: str | None = None  # default: $TAXI_LAKE_URL, else ./data/lake
 
     def root_path(self) -> UPath:
-        return resolve_root(resolve_setting(self.root, "TAXI_LAKE_URL", DEFAULT_LAKE_URL) or "")
+        return lake_root(self.root)
 
     def _folder(self, context: dg.OutputContext | dg.InputContext) -> UPath:
         return self.root_path().joinpath(*context.asset_key.path)

@@ -18,8 +18,10 @@ from pathlib import Path
 from upath import UPath
 
 from taxi_assets.resources.gcs import GCS_PROTOCOLS
+from taxi_assets.settings import resolve_setting
 
 LOCAL_PROTOCOLS = ("", "file", "local")
+DEFAULT_LAKE_URL = "./data/lake"
 
 # Uploads: gcsfs sends files under 5 MiB in one request and larger ones as a resumable
 # upload in chunks of this size (a multiple of 256 KiB), read from disk chunk by chunk.
@@ -31,6 +33,14 @@ UPLOAD_BACKOFF_SECONDS = 2.0
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 _log = logging.getLogger(__name__)
+
+
+def lake_root(configured: str | None = None) -> UPath:
+    """The lake's root: ``configured`` (a resource's ``root``), else ``$TAXI_LAKE_URL``,
+    else ``./data/lake``; shared by every layer written to the lake."""
+    return resolve_root(
+        resolve_setting(configured, "TAXI_LAKE_URL", DEFAULT_LAKE_URL) or DEFAULT_LAKE_URL
+    )
 
 
 def resolve_root(url: str) -> UPath:
