@@ -13,6 +13,7 @@ import pytest
 from taxi_assets_tests.postgres_server import fresh_database, throwaway_server
 
 if TYPE_CHECKING:
+    from taxi_assets_tests.gcs_emulator import GcsEmulator
     from taxi_assets_tests.http_faults import FaultyMirror
 
 SHARED_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "tlc-samples"
@@ -62,6 +63,15 @@ def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
     home.mkdir()
     with dg.instance_for_test(temp_dir=str(home)) as test_instance:
         yield test_instance
+
+
+@pytest.fixture
+def gcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
+    """A GCS emulator with bucket ``taxi-lake``, which this process's GCS clients use."""
+    from taxi_assets_tests.gcs_emulator import emulated_gcs
+
+    with emulated_gcs(monkeypatch) as emulator:
+        yield emulator
 
 
 @pytest.fixture

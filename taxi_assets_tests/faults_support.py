@@ -6,6 +6,7 @@ filesystem, runs the real ``dagster`` CLI and reads PostgreSQL's own views.
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import subprocess
@@ -18,8 +19,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-
-from taxi_assets.resources.postgres import sqlalchemy_url
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
@@ -158,11 +157,15 @@ def fill_disk(folder: Path, leave_bytes: int) -> Path:
     return filler
 
 
+def add_column(path: Path, name: str, value: str) -> None:
+    """Publish the CSV.gz at ``path`` again with one more column, ``name``, holding ``value``
+    in every row (a column the contract does not know)."""
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    lines = [f"{lines[0]},{name}"] + [f"{line},{value}" for line in lines[1:]]
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+
+
 # --- PostgreSQL --------------------------------------------------------------------------
-
-
-def engine_for(url: str, **kwargs: object) -> sa.Engine:
-    return sa.create_engine(sqlalchemy_url(url), **kwargs)
 
 
 def database_name(url: str) -> str:
@@ -253,26 +256,6 @@ def restartable_server(folder: Path) -> Iterator[tuple[str, Callable[[], None]]]
 
 
 # --- the dagster CLI ----------------------------------------------------------------------
-
-
-def cli_env(
-    tmp_path: Path, mirror_url: str, lake: Path, warehouse_url: str | None
-) -> dict[str, str]:
-    """The environment of a ``dagster`` CLI run against test services (own DAGSTER_HOME)."""
-    home = tmp_path / "cli_dagster_home"
-    home.mkdir(exist_ok=True)
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "TAXI_SOURCE": "dtc",
-        "TAXI_DTC_URL": mirror_url,
-        "TAXI_ZONES_URL": f"{mirror_url}/misc/taxi_zone_lookup.csv",
-        "TAXI_LAKE_URL": str(lake),
-    }
-    if warehouse_url is not None:
-        env["TAXI_WAREHOUSE_URL"] = warehouse_url
-    return env
 
 
 def materialize_command(selection: str, partition: str) -> list[str]:

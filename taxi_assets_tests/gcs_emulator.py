@@ -192,7 +192,7 @@ def _handler_class() -> type:
 def emulated_gcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
     """A running emulator with bucket ``taxi-lake``; this process points at it.
 
-    Test modules wrap it in their own ``gcs`` fixture.
+    Tests get it as conftest's ``gcs`` fixture.
     """
     with GcsEmulator() as emulator:
         point_at(emulator, monkeypatch)

@@ -1,5 +1,9 @@
-"""The project's real assets wired to test services (mirror URL, temp lake, test database)."""
+"""The project's real assets wired to test services (mirror URL, temp lake, test database),
+in process (:func:`pipeline_resources`) or through the environment of a ``dagster``
+process (:func:`cli_env`)."""
 
+import os
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +18,7 @@ from taxi_assets.io_managers.raw_files import RawFileIOManager
 from taxi_assets.resources import PostgresResource, TaxiSourceResource
 from taxi_assets.resources.postgres import sqlalchemy_url
 
+REPO = Path(__file__).resolve().parents[1]
 _DEFS = build_definitions("2019-01")
 # Assets and their checks: checks run with every materialization of their asset.
 ASSETS = [*(_DEFS.assets or []), *(_DEFS.asset_checks or [])]
@@ -37,6 +42,41 @@ def pipeline_resources(
         "raw_io_manager": RawFileIOManager(root=str(lake)),
         "lake_io_manager": ParquetLakeIOManager(root=str(lake)),
         "warehouse_io_manager": PostgresIOManager(database=database),
+    }
+
+
+def project_env(mirror_url: str, lake: Path, warehouse_url: str | None = None) -> dict[str, str]:
+    """The ``TAXI_*`` settings naming the same test services as :func:`pipeline_resources`."""
+    env = {
+        "TAXI_SOURCE": "dtc",
+        "TAXI_DTC_URL": mirror_url,
+        "TAXI_TLC_URL": mirror_url,
+        "TAXI_ZONES_URL": f"{mirror_url}/misc/taxi_zone_lookup.csv",
+        "TAXI_LAKE_URL": str(lake),
+    }
+    if warehouse_url is not None:
+        env["TAXI_WAREHOUSE_URL"] = warehouse_url
+    return env
+
+
+def dagster_home(tmp_path: Path, config: Path = REPO / "dagster.yaml") -> Path:
+    """A DAGSTER_HOME for the environment to name, with ``config`` as its dagster.yaml (by
+    default the repository's: local SQLite). Another folder than conftest's ``instance``."""
+    home = tmp_path / "env_dagster_home"
+    home.mkdir(exist_ok=True)
+    shutil.copyfile(config, home / "dagster.yaml")
+    return home
+
+
+def cli_env(
+    tmp_path: Path, mirror_url: str, lake: Path, warehouse_url: str | None = None
+) -> dict[str, str]:
+    """The environment of a ``dagster`` CLI, daemon or webserver process against the test
+    services: :func:`project_env` and a :func:`dagster_home` of its own."""
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home(tmp_path)),
+        **project_env(mirror_url, lake, warehouse_url),
     }
 
 
@@ -69,11 +109,29 @@ def lake_dataset(lake: Path, dataset: str) -> pads.Dataset:
     return pads.dataset(lake / "lake" / dataset, format="parquet", partitioning="hive")
 
 
+def engine_for(url: str) -> sa.Engine:
+    return sa.create_engine(sqlalchemy_url(url))
+
+
 def warehouse_counts(pg_url: str, table: str) -> dict[str, int]:
-    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    """Rows of ``warehouse.<table>`` by partition month (``YYYY-MM``)."""
+    engine = engine_for(pg_url)
     with engine.connect() as connection:
         rows = connection.exec_driver_sql(
             f"SELECT to_char(partition_month, 'YYYY-MM'), count(*) FROM warehouse.{table} GROUP BY 1"
         ).all()
     engine.dispose()
     return dict(rows)
+
+
+def warehouse_tables(pg_url: str) -> list[str]:
+    """The tables of schema ``warehouse``, sorted (none before a first load)."""
+    engine = engine_for(pg_url)
+    with engine.connect() as connection:
+        names = connection.exec_driver_sql(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'warehouse' "
+            "ORDER BY 1"
+        ).scalars()
+        tables = list(names)
+    engine.dispose()
+    return tables

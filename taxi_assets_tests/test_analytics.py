@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from taxi_assets.resources.postgres import sqlalchemy_url
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import (
+    engine_for,
     lake_dataset,
     materialization_metadata,
     pipeline_resources,
@@ -51,7 +51,7 @@ def loaded(
 
 
 def stats_rows(pg_url: str, month: str) -> list[dict[str, object]]:
-    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    engine = engine_for(pg_url)
     with engine.connect() as connection:
         rows = connection.execute(
             sa.text(

@@ -2,8 +2,6 @@
 
 import gzip
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxi_assets_tests.http_faults import FaultyMirror
-from taxi_assets_tests.pipeline import warehouse_counts
+from taxi_assets_tests.pipeline import cli_env, warehouse_counts
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
@@ -27,21 +25,6 @@ def dagster(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
     return result
 
 
-@pytest.fixture
-def cli_env(tmp_path: Path, mirror: FaultyMirror) -> dict[str, str]:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
-    return {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "TAXI_SOURCE": "dtc",
-        "TAXI_DTC_URL": mirror.url,
-        "TAXI_ZONES_URL": f"{mirror.url}/misc/taxi_zone_lookup.csv",
-        "TAXI_LAKE_URL": str(tmp_path / "lake"),
-    }
-
-
 def published_rows(mirror: FaultyMirror, service: str, month: str) -> int:
     path = Path(mirror.root) / service / f"{service}_tripdata_{month}.csv.gz"
     return sum(1 for line in gzip.decompress(path.read_bytes()).splitlines() if line.strip()) - 1
@@ -49,20 +32,21 @@ def published_rows(mirror: FaultyMirror, service: str, month: str) -> int:
 
 @pytest.mark.slow
 def test_cli_materializes_raw_lake_and_the_monthly_job(
-    cli_env: dict[str, str], mirror: FaultyMirror, tmp_path: Path, pg_url: str
+    mirror: FaultyMirror, tmp_path: Path, pg_url: str
 ) -> None:
+    lake = tmp_path / "lake"
     select = "raw/yellow_tripdata,lake/yellow_tripdata"
     dagster(
         ["asset", "materialize", "-m", "taxi_assets", "--select", select, "--partition", "2021-01"],
-        cli_env,
+        cli_env(tmp_path, mirror.url, lake),
     )
-    month_dir = tmp_path / "lake" / "lake" / "yellow_tripdata" / "year=2021" / "month=01"
+    month_dir = lake / "lake" / "yellow_tripdata" / "year=2021" / "month=01"
     table = pq.read_table(next(month_dir.glob("*.parquet")))
     assert table.num_rows == published_rows(mirror, "yellow", "2021-01")
     assert table.schema.field("passenger_count").type == pa.int32()
     assert table.schema.field("pickup_datetime").type == pa.timestamp("us")
 
-    env = {**cli_env, "TAXI_WAREHOUSE_URL": pg_url}
+    env = cli_env(tmp_path, mirror.url, lake, pg_url)  # the same DAGSTER_HOME, and a warehouse
     tags = json.dumps({"dagster/partition": "2021-01"})
     for _ in range(2):  # a second run leaves the same rows
         dagster(
@@ -95,17 +79,7 @@ def test_a_service_job_loads_that_service_where_others_are_not_published(
     """`taxi_green_job` (the job a one-service backfill uses) for a month only green has."""
     for service in ("yellow", "fhv"):
         (Path(own_mirror.root) / service / f"{service}_tripdata_2021-02.csv.gz").unlink()
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "TAXI_SOURCE": "dtc",
-        "TAXI_DTC_URL": own_mirror.url,
-        "TAXI_LAKE_URL": str(tmp_path / "lake"),
-        "TAXI_WAREHOUSE_URL": pg_url,
-    }
+    env = cli_env(tmp_path, own_mirror.url, tmp_path / "lake", pg_url)
     tags = json.dumps({"dagster/partition": "2021-02"})
     dagster(["job", "execute", "-m", "taxi_assets", "-j", "taxi_green_job", "--tags", tags], env)
     expected = {"2021-02": published_rows(own_mirror, "green", "2021-02")}

@@ -5,7 +5,6 @@ real PostgreSQL. The daemon and the CLI run as subprocesses, as a user would run
 """
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 from taxi_assets.devdata import write_month
 from taxi_assets_tests import faults_support
 from taxi_assets_tests.http_faults import FaultyMirror
-from taxi_assets_tests.pipeline import warehouse_counts
+from taxi_assets_tests.pipeline import cli_env, warehouse_counts
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -47,24 +46,12 @@ def counts(pg_url: str, service: str) -> dict[str, int]:
 
 @pytest.fixture
 def home(tmp_path: Path, own_mirror: FaultyMirror, pg_url: str) -> Iterator[tuple[Path, dict]]:
-    dagster_home = tmp_path / "dagster_home"
-    dagster_home.mkdir()
-    shutil.copyfile(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
     workspace = tmp_path / "workspace.yaml"
     workspace.write_text(
         f"load_from:\n  - python_module:\n      module_name: taxi_assets\n"
         f"      working_directory: {REPO}\n"
     )
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(dagster_home),
-        "TAXI_SOURCE": "dtc",
-        "TAXI_DTC_URL": own_mirror.url,
-        "TAXI_ZONES_URL": f"{own_mirror.url}/misc/taxi_zone_lookup.csv",
-        "TAXI_LAKE_URL": str(tmp_path / "lake"),
-        "TAXI_WAREHOUSE_URL": pg_url,
-    }
-    yield workspace, env
+    yield workspace, cli_env(tmp_path, own_mirror.url, tmp_path / "lake", pg_url)
 
 
 def cli(args: list[str], env: dict, workspace: Path | None = None) -> str:

@@ -33,10 +33,8 @@ from taxi_assets_tests.faults_support import (
     DAGSTER,
     REPO,
     all_files,
-    cli_env,
     copy_rows_received,
     database_name,
-    engine_for,
     failure_messages,
     fill_disk,
     is_dagster_failure_without_retries,
@@ -53,10 +51,13 @@ from taxi_assets_tests.faults_support import (
 )
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
 from taxi_assets_tests.pipeline import (
+    cli_env,
+    engine_for,
     materialization_metadata,
     pipeline_resources,
     run,
     warehouse_counts,
+    warehouse_tables,
 )
 
 MONTH = "2021-01"
@@ -80,6 +81,11 @@ def month_summary(pg_url: str, month: str = MONTH) -> tuple[int, object]:
         ).one()
     engine.dispose()
     return row[0], row[1]
+
+
+def published_yellow(mirror: FaultyMirror) -> Path:
+    """The file at YELLOW_CSV on ``mirror``: yellow, MONTH, as published."""
+    return Path(mirror.root) / YELLOW_CSV.lstrip("/")
 
 
 def rewrite_csv_gz(path: Path, edit: Callable[[list[bytes]], list[bytes]]) -> None:
@@ -361,7 +367,7 @@ def test_transient_source_faults_are_retried_and_the_asset_succeeds(
     assert result.success
     assert mirror.requests_seen(YELLOW_CSV).count("GET") == 2
     stored = lake / "raw" / "yellow_tripdata" / YELLOW_NAME
-    assert stored.read_bytes() == (Path(mirror.root) / YELLOW_CSV.lstrip("/")).read_bytes()
+    assert stored.read_bytes() == published_yellow(mirror).read_bytes()
     assert all_files(lake) == [f"raw/yellow_tripdata/{YELLOW_NAME}"]  # no partial or hidden file
     assert all_files(private_tempdir) == []
 
@@ -380,7 +386,7 @@ def _parquet_without_footer(mirror: FaultyMirror) -> tuple[str, str, int]:
 
 
 def _not_published(mirror: FaultyMirror) -> tuple[str, str, int]:
-    (Path(mirror.root) / YELLOW_CSV.lstrip("/")).unlink()
+    published_yellow(mirror).unlink()
     return YELLOW_CSV, "is not published at", 0
 
 
@@ -433,19 +439,25 @@ def run_file_keys(mirror: FaultyMirror, lake: Path, instance: dg.DagsterInstance
     return run(FILE_KEYS, pipeline_resources(mirror.url, lake), instance, MONTH, False)
 
 
+def lake_step_rejection(result: dg.ExecuteInProcessResult, lake: Path) -> str:
+    """Asserts the lake step refused the file (a ``dagster.Failure``, not retried) and
+    wrote nothing under lake/; returns the failure's messages."""
+    assert not result.success and step_failure(result)[0] == "lake__yellow_tripdata"
+    assert is_dagster_failure_without_retries(result)
+    assert all_files(lake / "lake") == []
+    return failure_messages(result)
+
+
 def test_unknown_header_lists_unknown_and_expected_columns(
     own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
     header = b"trip_uuid,started,ended,fare_cents"
-    rewrite_csv_gz(Path(own_mirror.root) / YELLOW_CSV.lstrip("/"), lambda ls: [header, *ls[1:]])
+    rewrite_csv_gz(published_yellow(own_mirror), lambda ls: [header, *ls[1:]])
     result = run_file_keys(own_mirror, tmp_path / "lake", instance)
-    assert not result.success and step_failure(result)[0] == "lake__yellow_tripdata"
-    messages = failure_messages(result)
+    messages = lake_step_rejection(result, tmp_path / "lake")
     assert YELLOW_NAME in messages
     assert "['trip_uuid', 'started', 'ended', 'fare_cents']" in messages  # found, unknown
     assert "'vendor_id'" in messages and "'total_amount'" in messages  # expected
-    assert is_dagster_failure_without_retries(result)
-    assert all_files(tmp_path / "lake" / "lake") == []
 
 
 def test_row_with_too_many_fields_names_its_line(
@@ -455,14 +467,11 @@ def test_row_with_too_many_fields_names_its_line(
         lines[10] += b",42"  # data row 10, line 11 of the file
         return lines
 
-    rewrite_csv_gz(Path(own_mirror.root) / YELLOW_CSV.lstrip("/"), extra_field)
+    rewrite_csv_gz(published_yellow(own_mirror), extra_field)
     result = run_file_keys(own_mirror, tmp_path / "lake", instance)
-    assert not result.success and step_failure(result)[0] == "lake__yellow_tripdata"
-    messages = failure_messages(result)
+    messages = lake_step_rejection(result, tmp_path / "lake")
     assert f"{YELLOW_NAME}: malformed row 11 (line 11" in messages, messages
     assert "expected 18 fields, got 19" in messages
-    assert is_dagster_failure_without_retries(result)
-    assert all_files(tmp_path / "lake" / "lake") == []
 
 
 def test_two_trailing_empty_fields_are_accepted_and_the_row_kept(
@@ -472,7 +481,7 @@ def test_two_trailing_empty_fields_are_accepted_and_the_row_kept(
         lines[100] += b",,"
         return lines
 
-    rewrite_csv_gz(Path(own_mirror.root) / YELLOW_CSV.lstrip("/"), trailing)
+    rewrite_csv_gz(published_yellow(own_mirror), trailing)
     lake = tmp_path / "lake"
     result = run_file_keys(own_mirror, lake, instance)
     assert result.success
@@ -487,7 +496,7 @@ def test_non_utf8_bytes_are_read_as_latin1_with_a_warning(
         lines[1500] = set_field(lines[1500], 6, "é".encode("latin-1"))  # store_and_fwd_flag
         return lines
 
-    rewrite_csv_gz(Path(own_mirror.root) / YELLOW_CSV.lstrip("/"), latin1)
+    rewrite_csv_gz(published_yellow(own_mirror), latin1)
     lake = tmp_path / "lake"
     result = run_file_keys(own_mirror, lake, instance)
     assert result.success
@@ -502,8 +511,7 @@ def test_non_utf8_bytes_are_read_as_latin1_with_a_warning(
 def test_empty_file_gives_zero_rows_a_warning_and_success(
     content: bytes, own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
-    path = Path(own_mirror.root) / YELLOW_CSV.lstrip("/")
-    rewrite_csv_gz(path, lambda lines: lines[:1] if content else [])
+    rewrite_csv_gz(published_yellow(own_mirror), lambda lines: lines[:1] if content else [])
     lake = tmp_path / "lake"
     result = run_file_keys(own_mirror, lake, instance)
     assert result.success
@@ -520,13 +528,10 @@ def test_non_integral_value_names_file_row_and_column(
         lines[777] = set_field(lines[777], 3, b"1.5")  # passenger_count of data row 777
         return lines
 
-    rewrite_csv_gz(Path(own_mirror.root) / YELLOW_CSV.lstrip("/"), fraction)
+    rewrite_csv_gz(published_yellow(own_mirror), fraction)
     result = run_file_keys(own_mirror, tmp_path / "lake", instance)
-    assert not result.success and step_failure(result)[0] == "lake__yellow_tripdata"
-    messages = failure_messages(result)
+    messages = lake_step_rejection(result, tmp_path / "lake")
     assert f"{YELLOW_NAME}: data row 777, column 'passenger_count': invalid value 1.5" in messages
-    assert is_dagster_failure_without_retries(result)
-    assert all_files(tmp_path / "lake" / "lake") == []
 
 
 # --- 7. partition keys from the CLI ---------------------------------------------------------
@@ -578,13 +583,7 @@ def test_cli_rejects_a_bad_partition_key_and_creates_nothing(
     for service in ("yellow", "green", "fhv"):
         assert mirror.requests_seen(f"/{service}/{service}_tripdata_{key}.csv.gz") == []
     assert not lake.exists()
-    engine = engine_for(pg_url)
-    with engine.connect() as connection:
-        tables = connection.exec_driver_sql(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'warehouse'"
-        ).scalar()
-    engine.dispose()
-    assert tables == 0
+    assert warehouse_tables(pg_url) == []
 
 
 @pytest.mark.slow
@@ -616,13 +615,7 @@ def test_job_run_for_a_month_outside_the_partitions_is_refused(
         assert own_mirror.requests_seen(f"/{service}/{service}_tripdata_{key}.csv.gz") == []
     assert all_files(lake) == []
     assert all_files(scratch) == []
-    engine = engine_for(pg_url)
-    with engine.connect() as connection:
-        tables = connection.exec_driver_sql(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'warehouse'"
-        ).scalar()
-    engine.dispose()
-    assert tables == 0
+    assert warehouse_tables(pg_url) == []
 
 
 # --- 8. a contract that gains a column --------------------------------------------------------

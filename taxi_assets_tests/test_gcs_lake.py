@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -26,10 +25,10 @@ from taxi_assets.io_managers.raw_files import RawFileIOManager
 from taxi_assets.io_managers.storage import publish_file, resolve_root
 from taxi_assets.resources import gcs as gcs_settings
 from taxi_assets.resources.gcs import GcsConfigurationError
+from taxi_assets_tests.faults_support import add_column
 from taxi_assets_tests.gcs_emulator import (
     BUCKET,
     GcsEmulator,
-    emulated_gcs,
     fake_service_account,
     speed_up_gcs_retries,
 )
@@ -46,12 +45,6 @@ LAKE_URL = f"gs://{BUCKET}/nyc"
 RAW_OBJECT = "nyc/raw/yellow_tripdata/yellow_tripdata_2021-01.csv.gz"
 LAKE_OBJECT = "nyc/lake/yellow_tripdata/year=2021/month=01/yellow_tripdata_2021-01.parquet"
 UPLOADS = r"^/upload/storage/v1/b/taxi-lake/o"
-
-
-@pytest.fixture
-def gcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
-    with emulated_gcs(monkeypatch) as emulator:
-        yield emulator
 
 
 @pytest.fixture
@@ -155,9 +148,7 @@ def test_a_rejected_month_leaves_nothing_in_the_gcs_lake(
     gcs_lake: GcsEmulator, own_mirror: FaultyMirror, instance: dg.DagsterInstance
 ) -> None:
     target = Path(own_mirror.root) / "green" / "green_tripdata_2021-01.csv.gz"
-    lines = gzip.decompress(target.read_bytes()).decode().splitlines()
-    lines = [lines[0] + ",mystery_fee"] + [line + ",1.5" for line in lines[1:]]
-    target.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    add_column(target, "mystery_fee", "1.5")
     result = run(
         ["raw/green_tripdata", "lake/green_tripdata"],
         gcs_resources(own_mirror.url),

@@ -3,8 +3,6 @@
 Local development keeps SQLite under DAGSTER_HOME (the repository's dagster.yaml).
 """
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -12,18 +10,13 @@ import pytest
 import sqlalchemy as sa
 
 from taxi_assets.resources.postgres import sqlalchemy_url
-from taxi_assets_tests.gcs_emulator import GcsEmulator, emulated_gcs
+from taxi_assets_tests.gcs_emulator import GcsEmulator
+from taxi_assets_tests.pipeline import dagster_home
 
 REPO = Path(__file__).resolve().parents[1]
 PRODUCTION_YAML = REPO / "deploy" / "dagster.yaml"
 LOCAL_YAML = REPO / "dagster.yaml"
 COMPUTE_LOGS_PREFIX = "dagster/compute-logs/"
-
-
-@pytest.fixture
-def gcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
-    with emulated_gcs(monkeypatch) as emulator:
-        yield emulator
 
 
 @dg.op
@@ -44,13 +37,6 @@ def storage_url(pg_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def home_with(tmp_path: Path, yaml_file: Path) -> Path:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(yaml_file, home / "dagster.yaml")
-    return home
-
-
 def test_a_job_runs_on_postgres_storage(
     gcs: GcsEmulator,
     pg_url: str,
@@ -65,7 +51,7 @@ def test_a_job_runs_on_postgres_storage(
         PostgresScheduleStorage,
     )
 
-    home = home_with(tmp_path, PRODUCTION_YAML)
+    home = dagster_home(tmp_path, PRODUCTION_YAML)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", storage_url(pg_url))
     monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_BUCKET", "taxi-lake")
@@ -106,7 +92,7 @@ def test_local_development_keeps_sqlite_under_dagster_home(
 ) -> None:
     from dagster._core.storage.runs import SqliteRunStorage
 
-    home = home_with(tmp_path, LOCAL_YAML)
+    home = dagster_home(tmp_path, LOCAL_YAML)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         assert isinstance(instance.run_storage, SqliteRunStorage)

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxi_assets.devdata import write_month
+from taxi_assets_tests.faults_support import add_column
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
 from taxi_assets_tests.pipeline import (
     lake_dataset,
@@ -170,9 +171,7 @@ def test_unknown_column_is_rejected_and_nothing_reaches_the_lake(
     own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
     target = Path(own_mirror.root) / "green" / "green_tripdata_2021-01.csv.gz"
-    lines = gzip.decompress(target.read_bytes()).decode().splitlines()
-    lines = [lines[0] + ",mystery_fee"] + [line + ",1.5" for line in lines[1:]]
-    target.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    add_column(target, "mystery_fee", "1.5")
     lake = tmp_path / "lake"
     result = run(
         ["raw/green_tripdata", "lake/green_tripdata"],

@@ -26,7 +26,6 @@ from taxi_assets.resources.postgres import sqlalchemy_url
 from taxi_assets_tests.gcs_emulator import (
     FakeTokenServer,
     GcsEmulator,
-    emulated_gcs,
     fake_service_account,
     speed_up_gcs_retries,
 )
@@ -35,12 +34,6 @@ from taxi_assets_tests.pipeline import pipeline_resources, run
 
 MONTH = "2021-01"
 KEYS = ["raw/yellow_tripdata", "lake/yellow_tripdata", "warehouse/yellow_tripdata"]
-
-
-@pytest.fixture
-def gcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
-    with emulated_gcs(monkeypatch) as emulator:
-        yield emulator
 
 
 @pytest.fixture

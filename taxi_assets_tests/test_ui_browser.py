@@ -32,7 +32,14 @@ import requests
 
 from taxi_assets.contracts.trip_columns import PICKUP_DATETIME
 from taxi_assets_tests.http_faults import FaultyMirror
-from taxi_assets_tests.pipeline import ASSETS, pipeline_resources, run, warehouse_counts
+from taxi_assets_tests.pipeline import (
+    ASSETS,
+    dagster_home,
+    pipeline_resources,
+    project_env,
+    run,
+    warehouse_counts,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -289,19 +296,9 @@ def loaded_home(
     mirror: FaultyMirror, tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
     """A DAGSTER_HOME with LOADED_MONTH materialized; the environment `dagster dev` gets."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    home = dagster_home(tmp_path)
     lake = tmp_path / "lake"
-    env = {
-        "DAGSTER_HOME": str(home),
-        "TAXI_SOURCE": "dtc",
-        "TAXI_DTC_URL": mirror.url,
-        "TAXI_TLC_URL": mirror.url,
-        "TAXI_ZONES_URL": f"{mirror.url}/misc/taxi_zone_lookup.csv",
-        "TAXI_LAKE_URL": str(lake),
-        "TAXI_WAREHOUSE_URL": pg_url,
-    }
+    env = {"DAGSTER_HOME": str(home), **project_env(mirror.url, lake, pg_url)}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     resources = pipeline_resources(mirror.url, lake, pg_url)
