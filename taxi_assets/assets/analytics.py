@@ -2,9 +2,10 @@
 
 ``analytics/monthly_zone_stats`` sums up one file month (``partition_month``) of every
 service per pickup borough (through ``warehouse.taxi_zones``). No trip row travels to
-Python: one ``INSERT ... SELECT`` replaces the month's rows in one transaction, and a
-second query counts trips per pickup day for the chart, which goes to the lake and,
-inline, to the materialization's metadata.
+Python: in one transaction the month's trips are read once into a small temporary table
+of sums per service, borough and pickup day, from which an ``INSERT ... SELECT`` replaces
+the month's rows and a query takes the trips per day for the chart (which goes to the
+lake and, inline, to the materialization's metadata).
 """
 
 import time
