@@ -35,7 +35,7 @@ dev: install dagster-home
 WAREHOUSE_DIR ?= data/warehouse
 
 stop: install
-	$(PY) -m taxi_assets.resources.embedded_postgres stop $(WAREHOUSE_DIR)
+	$(PY) -m taxi_assets.cli warehouse stop $(WAREHOUSE_DIR)
 
 lint: install
 	$(VENV)/bin/ruff check taxi_assets taxi_assets_tests benchmarks

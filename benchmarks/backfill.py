@@ -214,7 +214,7 @@ def run_backfill_benchmark(
 
 def consecutive_months(first: str, count: int) -> list[str]:
     from taxi_assets.devdata import month_range
-    from taxi_assets.month_math import add_months
+    from taxi_assets.partitions import add_months
 
     return month_range(first, add_months(first, count - 1))
 
@@ -598,7 +598,7 @@ def wait_for_backfill(
 
 def _run_month(run: Any) -> str | None:
     """The one month a run loads (a backfill run of this benchmark loads one)."""
-    from taxi_assets.run_partitions import run_month_range
+    from taxi_assets.automation.run_partitions import run_month_range
 
     bounds = run_month_range(run.tags)
     return bounds[0] if bounds is not None and bounds[0] == bounds[1] else None
@@ -720,7 +720,7 @@ def max_overlap(per_run: list[dict[str, Any]]) -> int:
 def warehouse_counts(url: str, service: str) -> dict[str, int]:
     import psycopg
 
-    from taxi_assets.io_managers.pg_ddl import qualified
+    from taxi_assets.pg.ddl import qualified
     from taxi_assets.services import SERVICES
 
     table = qualified("warehouse", SERVICES[service].dataset)

@@ -207,9 +207,10 @@ def floor(args: dict[str, Any]) -> dict[str, Any]:
     import sqlalchemy as sa
 
     from taxi_assets.contracts import CONTRACTS, open_contract_reader
-    from taxi_assets.io_managers import parquet_lake, pg_copy
-    from taxi_assets.io_managers.pg_ddl import ensure_table, qualified
+    from taxi_assets.io_managers import parquet_lake
     from taxi_assets.partitions import parse_month
+    from taxi_assets.pg import copy_in as pg_copy
+    from taxi_assets.pg.ddl import ensure_table, qualified
     from taxi_assets.resources.postgres import sqlalchemy_url
 
     raw, work, month = args["raw"], Path(args["work"]), args["month"]

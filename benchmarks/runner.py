@@ -175,7 +175,7 @@ def database_server(url: str | None, scratch: Path) -> Iterator[str]:
     if url:
         yield url
         return
-    from taxi_assets.resources.embedded_postgres import embedded_url, stop
+    from taxi_assets.pg.embedded import embedded_url, stop
 
     folder = scratch / "pg"
     server_url = embedded_url(folder)

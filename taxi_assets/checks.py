@@ -13,16 +13,15 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from taxi_assets.contracts import CONTRACTS
-from taxi_assets.download import DownloadError, SourceNotFound
 from taxi_assets.io_managers.parquet_lake import arrow_filesystem
-from taxi_assets.io_managers.pg_ddl import qualified
-from taxi_assets.io_managers.storage import resolve_root
 from taxi_assets.materializations import latest_metadata
-from taxi_assets.month_math import add_months
-from taxi_assets.partitions import parse_month
+from taxi_assets.partitions import add_months, parse_month
+from taxi_assets.pg.ddl import qualified
 from taxi_assets.quality import DEFAULT_THRESHOLDS, measure
 from taxi_assets.resources import PostgresResource, TaxiSourceResource
 from taxi_assets.services import SERVICES, Service
+from taxi_assets.storage.roots import resolve_root
+from taxi_assets.upstream.download import DownloadError, SourceNotFound
 
 FRESHNESS_MONTHS = 3
 

@@ -13,11 +13,13 @@ import warnings
 
 import dagster as dg
 
-from taxi_assets.alerts import build_alert_sensors
 from taxi_assets.assets.analytics import build_analytics_assets
 from taxi_assets.assets.trips import build_trip_assets
 from taxi_assets.assets.zones import ZONE_ASSETS
-from taxi_assets.automation import build_schedules, build_sensors
+from taxi_assets.automation.alerts import build_alert_sensors
+from taxi_assets.automation.conditions import build_automation_sensor
+from taxi_assets.automation.new_month_sensor import build_new_month_sensor
+from taxi_assets.automation.schedules import build_schedules
 from taxi_assets.checks import QualityThresholds, build_asset_checks
 from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
 from taxi_assets.io_managers.postgres import PostgresIOManager
@@ -53,7 +55,11 @@ def build_definitions(first_month: str) -> dg.Definitions:
         # and runs already parallelise across months (max_concurrent_runs).
         executor=dg.in_process_executor,
         schedules=build_schedules(monthly),
-        sensors=[*build_sensors(monthly), *build_alert_sensors()],
+        sensors=[
+            build_new_month_sensor(monthly),
+            build_automation_sensor(),
+            *build_alert_sensors(),
+        ],
         resources={
             "source": TaxiSourceResource(),
             "quality_thresholds": QualityThresholds(),

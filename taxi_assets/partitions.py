@@ -1,4 +1,4 @@
-"""The monthly partitions shared by every trip asset: keys ``YYYY-MM``."""
+"""The monthly partitions shared by every trip asset: keys ``YYYY-MM``, and month arithmetic."""
 
 from __future__ import annotations
 
@@ -30,3 +30,14 @@ def monthly_partitions(first_month: str = DEFAULT_FIRST_MONTH) -> dg.MonthlyPart
     return dg.MonthlyPartitionsDefinition(
         start_date=start.strftime(PARTITION_FORMAT), fmt=PARTITION_FORMAT, end_offset=0
     )
+
+
+def add_months(month: str, count: int) -> str:
+    first = parse_month(month)
+    index = first.year * 12 + first.month - 1 + count
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def lagged_month(today: date, lag: int) -> str:
+    """The month that should have been published by ``today`` with a ``lag``-month delay."""
+    return add_months(f"{today.year:04d}-{today.month:02d}", -lag)

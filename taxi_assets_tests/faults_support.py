@@ -236,7 +236,7 @@ def restartable_server(folder: Path) -> Iterator[tuple[str, Callable[[], None]]]
     """
     import pgserver
 
-    from taxi_assets.resources.embedded_postgres import stop
+    from taxi_assets.pg.embedded import stop
 
     data = folder / "pgdata"
     server = pgserver.get_server(data, cleanup_mode="delete")

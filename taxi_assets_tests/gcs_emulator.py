@@ -224,13 +224,13 @@ def speed_up_gcs_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
     import gcsfs.retry
 
-    from taxi_assets.io_managers import storage
+    from taxi_assets.storage import publish
 
     async def short_sleep(_seconds: float) -> None:
         await asyncio.sleep(0.01)
 
     monkeypatch.setattr(gcsfs.retry, "asyncio", types.SimpleNamespace(sleep=short_sleep))
-    monkeypatch.setattr(storage, "UPLOAD_BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(publish, "UPLOAD_BACKOFF_SECONDS", 0.01)
 
 
 def fake_service_account(path: Path, token_uri: str = "http://127.0.0.1:9/token") -> dict:

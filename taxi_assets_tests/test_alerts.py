@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from taxi_assets.alerts import (
+from taxi_assets.automation.alerts import (
     SENSOR_NAME,
     AlertDeliveryError,
     AlertWebhookResource,

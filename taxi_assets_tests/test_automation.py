@@ -10,7 +10,7 @@ import pytest
 
 from taxi_assets import defs
 from taxi_assets.devdata import write_month
-from taxi_assets.month_math import add_months, lagged_month
+from taxi_assets.partitions import add_months, lagged_month
 from taxi_assets.resources import TaxiSourceResource
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import pipeline_resources, run
@@ -129,7 +129,7 @@ def test_sensor_skips_a_month_a_run_in_flight_already_loads(
 
 
 def test_run_partitions_read_both_tag_styles() -> None:
-    from taxi_assets.run_partitions import covers, describe_partitions
+    from taxi_assets.automation.run_partitions import covers, describe_partitions
 
     single = {"dagster/partition": "2021-02"}
     ranged = {

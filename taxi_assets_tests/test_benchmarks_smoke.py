@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from taxi_assets.io_managers import pg_copy
-from taxi_assets.io_managers.pg_ddl import ensure_table, qualified
+from taxi_assets.pg import copy_in as pg_copy
+from taxi_assets.pg.ddl import ensure_table, qualified
 from taxi_assets.resources.postgres import sqlalchemy_url
 
 ROOT = Path(__file__).resolve().parents[1]

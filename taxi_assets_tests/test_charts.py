@@ -7,7 +7,7 @@ import urllib.parse
 import xml.etree.ElementTree as ET
 from datetime import date, timedelta
 
-from taxi_assets.charts import (
+from taxi_assets.assets.analytics.charts import (
     SPARK_BAND,
     SPARK_DAY_WIDTH,
     SPARK_GAP,

@@ -92,7 +92,7 @@ def test_make_stop_stops_the_embedded_warehouse(tmp_path: Path) -> None:
     """The README's `make stop`, against an embedded server in a temporary folder."""
     import psycopg
 
-    from taxi_assets.resources.embedded_postgres import embedded_url, stop
+    from taxi_assets.pg.embedded import embedded_url, stop
 
     folder = tmp_path / "warehouse"
     url = embedded_url(folder)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from taxi_assets.download import DownloadError, RetryPolicy, SourceNotFound, download, head
+from taxi_assets.upstream.download import DownloadError, RetryPolicy, SourceNotFound, download, head
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
 
 FAST = RetryPolicy(attempts=4, backoff_seconds=0.01, read_timeout_seconds=5)

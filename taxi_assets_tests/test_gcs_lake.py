@@ -19,12 +19,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxi_assets.devdata import write_month
-from taxi_assets.io_managers import storage
 from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
 from taxi_assets.io_managers.raw_files import RawFileIOManager
-from taxi_assets.io_managers.storage import publish_file, resolve_root
-from taxi_assets.resources import gcs as gcs_settings
-from taxi_assets.resources.gcs import GcsConfigurationError
+from taxi_assets.storage import check as lake_check
+from taxi_assets.storage import gcs as gcs_settings
+from taxi_assets.storage import publish
+from taxi_assets.storage.gcs import GcsConfigurationError
+from taxi_assets.storage.publish import publish_file
+from taxi_assets.storage.roots import resolve_root
 from taxi_assets_tests.faults_support import add_column
 from taxi_assets_tests.gcs_emulator import (
     BUCKET,
@@ -177,7 +179,7 @@ def test_a_failed_upload_keeps_the_previous_object(
 
     # A 6 MiB file goes as a resumable upload, here in 1 MiB chunks; the 3rd chunk is
     # refused for good (400 is not retried).
-    monkeypatch.setattr(storage, "UPLOAD_CHUNK_BYTES", 1024 * 1024)
+    monkeypatch.setattr(publish, "UPLOAD_CHUNK_BYTES", 1024 * 1024)
     big_file(tmp_path / "v2")
     gcs.inject("POST", r"upload_id=", 400, after=2)
     with pytest.raises(Exception, match="injected fault"):
@@ -235,9 +237,9 @@ def test_gcs_roots_and_project(gcs: GcsEmulator, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("TAXI_GCP_PROJECT", "nyc-taxi-prod")
     assert resolve_root(LAKE_URL).fs.project == "nyc-taxi-prod"
     assert resolve_root("gs://taxi-lake").path == "taxi-lake/"
-    assert gcs_settings.check(LAKE_URL).startswith("gs://taxi-lake/nyc: reachable and writable")
+    assert lake_check.check(LAKE_URL).startswith("gs://taxi-lake/nyc: reachable and writable")
     with pytest.raises(GcsConfigurationError, match="does not exist"):
-        gcs_settings.check("gs://no-such-bucket/x")
+        lake_check.check("gs://no-such-bucket/x")
     assert gcs.objects() == {}  # the probe object is gone
 
 

@@ -6,7 +6,7 @@ import gzip
 
 import pytest
 
-from taxi_assets.line_counter import LineCounter
+from taxi_assets.upstream.line_counter import LineCounter
 
 CASES = {
     "plain": b"a,b\n1,2\n3,4\n",

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from taxi_assets.io_managers.pg_ddl import qualified
 from taxi_assets.io_managers.postgres import PostgresIOManager, TableLoad
+from taxi_assets.pg.ddl import qualified
 from taxi_assets.resources.postgres import PostgresResource, sqlalchemy_url
 from taxi_assets_tests.pipeline import warehouse_counts
 

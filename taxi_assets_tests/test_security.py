@@ -22,7 +22,7 @@ def test_analyst_role_reads_but_cannot_write(pg_url: str) -> None:
         connection.exec_driver_sql("INSERT INTO warehouse.before VALUES (1)")
     env = {**os.environ, "TAXI_WAREHOUSE_URL": pg_url, "TAXI_ANALYST_PASSWORD": "s3cret-analyst"}
     done = subprocess.run(
-        [sys.executable, "-m", "taxi_assets.resources.analyst_role", "analyst"],
+        [sys.executable, "-m", "taxi_assets.cli", "warehouse", "analyst-role", "analyst"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -64,7 +64,7 @@ def test_makefile_binds_the_webserver_to_loopback() -> None:
 def test_lake_files_are_not_world_writable(tmp_path: Path) -> None:
     from upath import UPath
 
-    from taxi_assets.io_managers.storage import publish_file
+    from taxi_assets.storage.publish import publish_file
 
     source = tmp_path / "staged.bin"
     source.write_bytes(b"x")

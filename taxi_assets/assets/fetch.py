@@ -12,11 +12,11 @@ import dagster as dg
 
 from taxi_assets.contracts import Contract
 from taxi_assets.contracts.headers import header_targets
-from taxi_assets.download import DownloadError, SourceNotFound
 from taxi_assets.io_managers.raw_files import StagedFile, UnchangedFile
-from taxi_assets.io_managers.storage import resolve_root
 from taxi_assets.materializations import latest_metadata
 from taxi_assets.resources.source import TaxiSourceResource
+from taxi_assets.storage.roots import resolve_root
+from taxi_assets.upstream.download import DownloadError, SourceNotFound
 
 # Metadata of the previous materialization carried over when the download is skipped.
 CARRIED_KEYS = (

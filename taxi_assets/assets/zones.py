@@ -7,7 +7,7 @@ import pyarrow.dataset as pads
 from taxi_assets.assets.contract_stream import contract_stream, lake_row_count
 from taxi_assets.assets.fetch import fetch_published_file
 from taxi_assets.assets.trips import OWNERS
-from taxi_assets.automation_conditions import FOLLOW_UPSTREAM
+from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.postgres import TableLoad
 from taxi_assets.io_managers.raw_files import StoredFile

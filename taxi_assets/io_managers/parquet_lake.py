@@ -24,13 +24,8 @@ from taxi_assets.io_managers.arrow_stats import (
     StreamStats,
     column_schema,
 )
-from taxi_assets.io_managers.storage import (
-    is_local,
-    lake_root,
-    local_staging_dir,
-    publish_file,
-    staging_name,
-)
+from taxi_assets.storage.publish import local_staging_dir, publish_file, staging_name
+from taxi_assets.storage.roots import is_local, lake_root
 
 # Rows per row group: pending batches are held in memory until a group is written, and
 # readers decode a group's pages as they go; 128k rows is ~20 MB of trip columns.

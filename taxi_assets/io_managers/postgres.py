@@ -16,8 +16,9 @@ import dagster as dg
 import pyarrow as pa
 
 from taxi_assets.io_managers.arrow_stats import StreamStats, column_schema
-from taxi_assets.io_managers.pg_copy import copy_arrow, read_query_arrow
-from taxi_assets.io_managers.pg_ddl import ensure_table, ident, qualified
+from taxi_assets.pg.copy_in import copy_arrow
+from taxi_assets.pg.copy_out import read_query_arrow
+from taxi_assets.pg.ddl import ensure_table, ident, qualified
 from taxi_assets.resources.postgres import PostgresResource
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import dagster as dg
 from upath import UPath
 
-from taxi_assets.io_managers.storage import lake_root, publish_file
+from taxi_assets.storage.publish import publish_file
+from taxi_assets.storage.roots import lake_root
 
 
 @dataclass(frozen=True)

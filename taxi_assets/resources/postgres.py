@@ -4,7 +4,7 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import PrivateAttr
 
-from taxi_assets.resources.embedded_postgres import DEFAULT_EMBEDDED_DIR, embedded_url
+from taxi_assets.pg.embedded import DEFAULT_EMBEDDED_DIR, embedded_url
 from taxi_assets.settings import resolve_setting
 
 

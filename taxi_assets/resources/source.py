@@ -5,7 +5,8 @@ from pathlib import Path
 import dagster as dg
 import requests
 
-from taxi_assets.download import (
+from taxi_assets.settings import resolve_setting
+from taxi_assets.upstream.download import (
     DownloadedFile,
     RemoteFile,
     RetryPolicy,
@@ -13,8 +14,12 @@ from taxi_assets.download import (
     head,
     make_session,
 )
-from taxi_assets.settings import resolve_setting
-from taxi_assets.sources import DEFAULT_DTC_URL, DEFAULT_TLC_URL, DEFAULT_ZONES_URL, SourceLayout
+from taxi_assets.upstream.layout import (
+    DEFAULT_DTC_URL,
+    DEFAULT_TLC_URL,
+    DEFAULT_ZONES_URL,
+    SourceLayout,
+)
 
 
 class TaxiSourceResource(dg.ConfigurableResource):

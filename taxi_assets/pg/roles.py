@@ -1,17 +1,14 @@
 """A read-only role for analysts on the ``warehouse`` (and ``analytics``) schemas.
 
-``python -m taxi_assets.resources.analyst_role ROLE`` creates (or updates) ``ROLE`` on the
+``python -m taxi_assets.cli warehouse analyst-role ROLE`` creates (or updates) ``ROLE`` on the
 warehouse configured for the project (``TAXI_WAREHOUSE_URL`` or the embedded server), with
 the password from ``TAXI_ANALYST_PASSWORD`` when set (a login role) or none (a group role
 to grant to existing users). It may read every table, now and later, and change none.
 """
 
-import os
-import sys
-
 import sqlalchemy as sa
 
-from taxi_assets.io_managers.pg_ddl import ident
+from taxi_assets.pg.ddl import ident
 
 READ_SCHEMAS = ("warehouse", "analytics")
 
@@ -41,18 +38,3 @@ def grant_read_only(engine: sa.Engine, role: str, password: str | None = None) -
             connection.exec_driver_sql(
                 f"ALTER DEFAULT PRIVILEGES IN SCHEMA {quoted} GRANT SELECT ON TABLES TO {name}"
             )
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m taxi_assets.resources.analyst_role ROLE", file=sys.stderr)
-        return 2
-    from taxi_assets.resources.postgres import PostgresResource
-
-    grant_read_only(PostgresResource().engine(), argv[0], os.environ.get("TAXI_ANALYST_PASSWORD"))
-    print(f"role {argv[0]} may read schemas {', '.join(READ_SCHEMAS)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -7,10 +7,6 @@ metadata server on GCE/GKE/Cloud Run (workload identity). The project comes from
 ``TAXI_GCP_PROJECT``, else from those credentials. With ``STORAGE_EMULATOR_HOST`` set
 (tests, offline development) requests go to that emulator without credentials, as
 ``google-cloud-storage`` does.
-
-``python -m taxi_assets.resources.gcs check [gs://bucket/prefix]`` verifies that the
-configured credentials can reach the bucket and write under the prefix (it uploads and
-deletes one hidden probe object).
 """
 
 from __future__ import annotations
@@ -19,7 +15,6 @@ import functools
 import os
 import re
 import sys
-import uuid
 from typing import TYPE_CHECKING
 
 from taxi_assets.settings import resolve_setting
@@ -116,39 +111,3 @@ def gcs_client(project: str | None = None) -> storage.Client:
     from dagster_gcp import GCSResource
 
     return GCSResource(project=gcp_project(project)).get_client()
-
-
-def check(url: str | None = None) -> str:
-    """Verify the lake bucket is reachable and writable; a one-line summary."""
-    from taxi_assets.io_managers.storage import resolve_root
-
-    url = url or resolve_setting(None, "TAXI_LAKE_URL", None) or ""
-    bucket_name, prefix = split_gcs_url(url)
-    client = gcs_client()
-    if client.lookup_bucket(bucket_name) is None:
-        raise GcsConfigurationError(
-            f"bucket {bucket_name!r} does not exist or is not visible to these credentials"
-        )
-    root = resolve_root(url)
-    probe = root / f".taxi-probe-{uuid.uuid4().hex[:12]}"
-    root.fs.pipe_file(probe.path, b"probe")  # one single-request upload
-    root.fs.rm_file(probe.path)
-    return f"gs://{bucket_name}/{prefix}: reachable and writable (project {root.fs.project})"
-
-
-def main(argv: list[str]) -> int:
-    if not argv or argv[0] != "check" or len(argv) > 2:
-        print(
-            f"usage: python -m {__spec__.name if __spec__ else __name__} check [gs://BUCKET/PREFIX]"
-        )
-        return 2
-    try:
-        print(check(argv[1] if len(argv) > 1 else None))
-    except GcsConfigurationError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,9 +1,8 @@
-"""One code path for local folders and object stores (``gs://``): roots and atomic publishing.
+"""Atomic publishing, one code path for local folders and object stores (``gs://``).
 
-A lake URL ``gs://bucket/prefix`` is a Google Cloud Storage root through gcsfs, with the
-project and credentials from configuration (:mod:`taxi_assets.resources.gcs`). Files are
-always written to local disk first and published in one step: a rename locally, a single
-object upload on GCS (an object appears, or is replaced, only once its upload completes).
+Files are always written to local disk first and published in one step: a rename
+locally, a single object upload on GCS (an object appears, or is replaced, only once its
+upload completes).
 """
 
 from __future__ import annotations
@@ -17,11 +16,7 @@ from pathlib import Path
 
 from upath import UPath
 
-from taxi_assets.resources.gcs import GCS_PROTOCOLS
-from taxi_assets.settings import resolve_setting
-
-LOCAL_PROTOCOLS = ("", "file", "local")
-DEFAULT_LAKE_URL = "./data/lake"
+from taxi_assets.storage.roots import is_gcs, is_local
 
 # Uploads: gcsfs sends files under 5 MiB in one request and larger ones as a resumable
 # upload in chunks of this size (a multiple of 256 KiB), read from disk chunk by chunk.
@@ -33,34 +28,6 @@ UPLOAD_BACKOFF_SECONDS = 2.0
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 _log = logging.getLogger(__name__)
-
-
-def lake_root(configured: str | None = None) -> UPath:
-    """The lake's root: ``configured`` (a resource's ``root``), else ``$TAXI_LAKE_URL``,
-    else ``./data/lake``; shared by every layer written to the lake."""
-    return resolve_root(
-        resolve_setting(configured, "TAXI_LAKE_URL", DEFAULT_LAKE_URL) or DEFAULT_LAKE_URL
-    )
-
-
-def resolve_root(url: str) -> UPath:
-    """A storage root from a local path, a ``file://`` URL or an fsspec URL such as ``gs://``."""
-    if "://" not in url or url.startswith("file://"):
-        return UPath(Path(url.removeprefix("file://")).expanduser().resolve())
-    if url.partition("://")[0].lower() in GCS_PROTOCOLS:
-        from taxi_assets.resources.gcs import gcs_storage_options, split_gcs_url
-
-        bucket, prefix = split_gcs_url(url)
-        return UPath(f"gs://{bucket}/{prefix}".rstrip("/"), **gcs_storage_options())
-    return UPath(url)
-
-
-def is_local(path: UPath) -> bool:
-    return path.protocol in LOCAL_PROTOCOLS
-
-
-def is_gcs(path: UPath) -> bool:
-    return path.protocol in GCS_PROTOCOLS
 
 
 def local_staging_dir(dest: UPath) -> Path:

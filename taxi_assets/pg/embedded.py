@@ -6,12 +6,11 @@ as root (PostgreSQL refuses to run as root); it listens on a unix socket only (n
 port to collide with, nothing reachable from the network); and it serialises
 concurrent starts from several run processes with a file lock. The server keeps running
 after the first run that needed it, so later runs connect in milliseconds;
-``python -m taxi_assets.resources.embedded_postgres stop`` (``make stop``) stops it.
+``python -m taxi_assets.cli warehouse stop`` (``make stop``) stops it.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 DEFAULT_EMBEDDED_DIR = "./data/warehouse"
@@ -46,21 +45,3 @@ def _current_user() -> str:
     import getpass
 
     return getpass.getuser()
-
-
-def main(argv: list[str]) -> int:
-    command = argv[0] if argv else "status"
-    data_dir = argv[1] if len(argv) > 1 else DEFAULT_EMBEDDED_DIR
-    if command == "start":
-        url = embedded_url(data_dir)
-        print(f"embedded PostgreSQL running for {Path(data_dir).resolve()} ({url.split('?')[0]})")
-    elif command == "stop":
-        print("stopped" if stop(data_dir) else "not running")
-    else:
-        print(f"usage: python -m {__spec__.name if __spec__ else __name__} start|stop [DATA_DIR]")
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

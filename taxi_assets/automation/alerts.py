@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import dagster as dg
 import requests
 
-from taxi_assets.run_partitions import describe_partitions
+from taxi_assets.automation.run_partitions import describe_partitions
 from taxi_assets.settings import resolve_setting
 
 SENSOR_NAME = "taxi_run_failure_alert"

@@ -1,4 +1,4 @@
-"""Arrow <-> PostgreSQL through COPY, with no per-row Python code.
+"""Arrow -> PostgreSQL through COPY FROM STDIN, with no per-row Python code.
 
 Loads use PostgreSQL's binary COPY format, encoded from Arrow arrays with vectorised
 numpy and Arrow kernels: the server parses binary rows about twice as fast as CSV (no
@@ -22,30 +22,15 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import sqlalchemy as sa
 
 from taxi_assets.io_managers.arrow_stats import ProgressLog
-from taxi_assets.io_managers.pg_ddl import existing_columns, ident, pg_type, qualified
+from taxi_assets.pg.ddl import ident, pg_type
 
 # Rows per COPY write: encoding needs a few times a chunk's size in memory.
 COPY_CHUNK_ROWS = 16 * 1024
 # Encoded chunks waiting for the sending thread (bounds memory when the server is slower).
 MAX_IN_FLIGHT = 2
 _WRITE_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed")
-
-_ARROW_FOR_PG = {
-    "smallint": pa.int16(),
-    "integer": pa.int32(),
-    "bigint": pa.int64(),
-    "real": pa.float32(),
-    "double precision": pa.float64(),
-    "boolean": pa.bool_(),
-    "text": pa.string(),
-    "character varying": pa.string(),
-    "timestamp without time zone": pa.timestamp("us"),
-    "timestamp with time zone": pa.timestamp("us", tz="UTC"),
-    "date": pa.date32(),
-}
 
 # Binary COPY: signature, flags, header extension length; trailer = field count -1.
 _BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
@@ -344,39 +329,3 @@ def _constant_cells(cell: bytes, n: int) -> pa.Array:
     return pa.FixedSizeBinaryArray.from_buffers(
         pa.binary(len(cell)), n, [None, pa.py_buffer(cell * n)]
     ).cast(pa.binary())
-
-
-def read_query_arrow(
-    engine: sa.Engine, schema: str, table: str, where: str, params: dict[str, object]
-) -> pa.Table:
-    """The rows of ``schema.table`` matching ``where`` as an Arrow table (fully in memory)."""
-    with engine.connect() as connection:
-        columns = existing_columns(connection, schema, table)
-        if not columns:
-            raise LookupError(f"table {schema}.{table} does not exist: materialize it first")
-        types = {name: _ARROW_FOR_PG.get(pg, pa.string()) for name, pg in columns.items()}
-        select = ", ".join(ident(name) for name in columns)
-        cursor = connection.connection.driver_connection.cursor()
-        sink = pa.BufferOutputStream()
-        statement = (
-            f"COPY (SELECT {select} FROM {qualified(schema, table)}{where}) TO STDOUT (FORMAT csv)"
-        )
-        with cursor.copy(statement, params or None) as copy:
-            for chunk in copy:
-                sink.write(chunk)
-    data = sink.getvalue()
-    if data.size == 0:
-        return pa.schema(types).empty_table()
-    return pacsv.read_csv(
-        pa.BufferReader(data),
-        read_options=pacsv.ReadOptions(column_names=list(columns)),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
-            column_types=types,
-            null_values=[""],
-            true_values=["t"],  # PostgreSQL writes booleans as t / f
-            false_values=["f"],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-        ),
-    )

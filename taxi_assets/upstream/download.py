@@ -18,7 +18,7 @@ import requests
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
-from taxi_assets.line_counter import LineCounter
+from taxi_assets.upstream.line_counter import LineCounter
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 CHUNK_BYTES = 1 << 20

@@ -13,12 +13,12 @@ from datetime import date
 
 import dagster as dg
 
-from taxi_assets.download import DownloadError, SourceNotFound
+from taxi_assets.automation.run_partitions import covers
 from taxi_assets.materializations import latest_metadata
-from taxi_assets.month_math import add_months, lagged_month
+from taxi_assets.partitions import add_months, lagged_month
 from taxi_assets.resources.source import TaxiSourceResource
-from taxi_assets.run_partitions import covers
 from taxi_assets.services import SERVICES
+from taxi_assets.upstream.download import DownloadError, SourceNotFound
 
 MAX_ATTEMPTS = 3
 VERSION_TAG = "taxi/upstream_version"

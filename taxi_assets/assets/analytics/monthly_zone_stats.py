@@ -1,0 +1,111 @@
+"""The asset ``analytics/monthly_zone_stats``: one month's statistics, its chart, its metadata."""
+
+import time
+
+import dagster as dg
+import sqlalchemy as sa
+from upath import UPath
+
+from taxi_assets.assets.analytics.charts import (
+    png_markdown,
+    trips_per_day_png,
+    trips_per_day_sparkline,
+)
+from taxi_assets.assets.analytics.preview import preview_markdown
+from taxi_assets.assets.analytics.stats_columns import (
+    ANALYTICS_SCHEMA,
+    STATS_KEY,
+    STATS_TABLE,
+    column_schema,
+)
+from taxi_assets.assets.analytics.stats_sql import WAREHOUSE_SCHEMA
+from taxi_assets.assets.analytics.stats_table import replace_month
+from taxi_assets.assets.trips import OWNERS
+from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
+from taxi_assets.partitions import parse_month
+from taxi_assets.pg.ddl import qualified
+from taxi_assets.resources.postgres import PostgresResource
+from taxi_assets.services import SERVICES, ZONES_DATASET
+from taxi_assets.storage.publish import local_staging_dir, publish_file, staging_name
+from taxi_assets.storage.roots import lake_root
+
+
+def chart_path(month_key: str) -> UPath:
+    return lake_root().joinpath(ANALYTICS_SCHEMA, STATS_TABLE, f"{month_key}.png")
+
+
+def write_chart(month_key: str, png: bytes) -> UPath:
+    """Publish the chart to ``<lake>/analytics/monthly_zone_stats/<YYYY-MM>.png`` atomically."""
+    dest = chart_path(month_key)
+    local = local_staging_dir(dest) / staging_name(dest)
+    local.write_bytes(png)
+    publish_file(local, dest)
+    return dest
+
+
+def build_analytics_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """``analytics/monthly_zone_stats``, partitioned like the trips it summarises."""
+    trip_keys = [dg.AssetKey([WAREHOUSE_SCHEMA, s.dataset]) for s in SERVICES.values()]
+
+    @dg.asset(
+        key=STATS_KEY,
+        deps=[*trip_keys, dg.AssetKey([WAREHOUSE_SCHEMA, ZONES_DATASET])],
+        group_name="analytics",
+        partitions_def=partitions_def,
+        kinds={"postgres", "sql"},
+        owners=OWNERS,
+        tags={"layer": "analytics"},
+        code_version="1",
+        pool="warehouse",
+        metadata={"partition_expr": "partition_month"},
+        # Recomputed when any service's month (or the zones) changes, once every input of
+        # the month is loaded: a month some service lacks waits (see docs/ui.md).
+        automation_condition=FOLLOW_UPSTREAM,
+        description=(
+            "Trips, passengers, revenue, average distance and duration per pickup borough "
+            "and service for each file month, computed in PostgreSQL, with a trips-per-day chart."
+        ),
+    )
+    def monthly_zone_stats(
+        context: dg.AssetExecutionContext, warehouse: PostgresResource
+    ) -> dg.MaterializeResult:
+        month_key = context.partition_key
+        month = parse_month(month_key)
+        started = time.monotonic()
+        stats = replace_month(warehouse.engine(), month)
+        elapsed = time.monotonic() - started
+        context.log.info(
+            f"analytics.{STATS_TABLE} {month_key}: {stats.rows_written} rows from "
+            f"{stats.trips:,} trips (replaced {stats.rows_replaced}) in {elapsed:.2f} s"
+        )
+        png = trips_per_day_png(month, stats.daily)
+        chart = write_chart(month_key, png)
+        with warehouse.engine().connect() as connection:
+            table_bytes = connection.execute(
+                sa.text("SELECT pg_total_relation_size(to_regclass(:name))"),
+                {"name": qualified(ANALYTICS_SCHEMA, STATS_TABLE)},
+            ).scalar()
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": dg.MetadataValue.int(stats.rows_written),
+                "rows_replaced": dg.MetadataValue.int(stats.rows_replaced),
+                "trips": dg.MetadataValue.int(stats.trips),
+                "table": f"{ANALYTICS_SCHEMA}.{STATS_TABLE}",
+                "dagster/table_name": f"{ANALYTICS_SCHEMA}.{STATS_TABLE}",
+                "table_bytes": dg.MetadataValue.int(int(table_bytes or 0)),
+                "duration_s": round(elapsed, 3),
+                "rows_per_s": int(stats.trips / elapsed) if elapsed > 0 else 0,
+                "dagster/column_schema": column_schema(),
+                "min_pickup_datetime": str(stats.first_pickup) if stats.first_pickup else "-",
+                "max_pickup_datetime": str(stats.last_pickup) if stats.last_pickup else "-",
+                "rows_outside_partition": dg.MetadataValue.int(stats.pickups_outside_month),
+                "preview": dg.MetadataValue.md(preview_markdown(stats.preview)),
+                # Inline in the UI (short markdown); the full chart opens from `chart`.
+                "trips_per_day": dg.MetadataValue.md(trips_per_day_sparkline(month, stats.daily)),
+                "chart": png_markdown(png, f"Trips per day by service, {month_key}"),
+                "chart_path": dg.MetadataValue.path(str(chart)),
+                "chart_bytes": dg.MetadataValue.int(len(png)),
+            }
+        )
+
+    return [monthly_zone_stats]

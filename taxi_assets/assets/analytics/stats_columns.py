@@ -1,0 +1,63 @@
+"""The columns of ``analytics.monthly_zone_stats``, with their descriptions."""
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+ANALYTICS_SCHEMA = "analytics"
+STATS_TABLE = "monthly_zone_stats"
+STATS_KEY = dg.AssetKey([ANALYTICS_SCHEMA, STATS_TABLE])
+# Pickups whose zone is not in warehouse.taxi_zones (or is null) count under this borough.
+NO_ZONE_BOROUGH = "Unknown"
+
+
+@dataclass(frozen=True)
+class StatsColumn:
+    name: str
+    sql_type: str
+    description: str
+
+
+COLUMNS = (
+    StatsColumn("partition_month", "date NOT NULL", "File month the trips were published in."),
+    StatsColumn("service", "text NOT NULL", "TLC service: yellow, green or fhv."),
+    StatsColumn(
+        "borough",
+        "text NOT NULL",
+        f"Pickup borough from warehouse.taxi_zones; '{NO_ZONE_BOROUGH}' when the zone is "
+        "unknown or missing.",
+    ),
+    StatsColumn("trips", "bigint NOT NULL", "Trips (rows) published for the month."),
+    StatsColumn("passengers", "bigint", "Sum of passenger_count; null for FHV (not published)."),
+    StatsColumn(
+        "revenue",
+        "numeric(16,2)",
+        "Sum of total_amount in USD (cash tips excluded); null for FHV (no fares).",
+    ),
+    StatsColumn(
+        "avg_distance_mi",
+        "double precision",
+        "Average trip_distance in miles (negative values left out); null for FHV.",
+    ),
+    StatsColumn(
+        "avg_duration_min",
+        "double precision",
+        "Average minutes from pickup to drop-off, over trips lasting more than 0 and at "
+        "most 24 hours.",
+    ),
+)
+PRIMARY_KEY = ("partition_month", "service", "borough")
+
+
+def column_schema() -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=c.name,
+                type=c.sql_type.removesuffix(" NOT NULL"),
+                description=c.description,
+                constraints=dg.TableColumnConstraints(nullable="NOT NULL" not in c.sql_type),
+            )
+            for c in COLUMNS
+        ]
+    )

@@ -1,0 +1,102 @@
+"""The SQL that sums a month of trips per service, pickup borough and day (PostgreSQL)."""
+
+from taxi_assets.assets.analytics.stats_columns import (
+    ANALYTICS_SCHEMA,
+    COLUMNS,
+    STATS_TABLE,
+)
+from taxi_assets.pg.ddl import ident, qualified
+from taxi_assets.services import SERVICES, ZONES_DATASET
+
+WAREHOUSE_SCHEMA = "warehouse"
+# Services whose files publish no fares, passenger counts or distances: nulls in the stats.
+WITHOUT_FARES = frozenset({"fhv"})
+# Trip durations outside (0, 24 h] are data errors; they are left out of the average.
+MAX_TRIP = "24 hours"
+
+
+def _trip_table(service: str) -> str:
+    return qualified(WAREHOUSE_SCHEMA, SERVICES[service].dataset)
+
+
+def _month_trips_sql() -> str:
+    """One row per trip of the month, every service, with the measures the stats need."""
+    parts = []
+    for service in SERVICES:
+        if service in WITHOUT_FARES:
+            measures = (
+                "NULL::bigint AS passengers, NULL::double precision AS revenue, "
+                "NULL::double precision AS distance"
+            )
+        else:
+            measures = (
+                f"{ident('passenger_count')}::bigint AS passengers, "
+                f"{ident('total_amount')} AS revenue, "
+                f"CASE WHEN {ident('trip_distance')} >= 0 THEN {ident('trip_distance')} END "
+                "AS distance"
+            )
+        parts.append(
+            f"SELECT CAST(:service_{service} AS text) AS service, "
+            f"{ident('pu_location_id')} AS location_id, "
+            f"{ident('pickup_datetime')} AS pickup, {ident('dropoff_datetime')} AS dropoff, "
+            f"{measures} FROM {_trip_table(service)} WHERE {ident('partition_month')} = :month"
+        )
+    return "\nUNION ALL\n".join(parts)
+
+
+def service_params() -> dict[str, str]:
+    return {f"service_{service}": service for service in SERVICES}
+
+
+# The month's trips summed per service, pickup borough and pickup day: both the stats and
+# the chart are computed from these few thousand rows, so the trip tables are read once.
+MONTH_CELLS = "month_cells"
+
+
+def month_cells_sql() -> str:
+    """A temporary table, dropped at commit, of sums and counts per (service, borough, day)
+    from which averages are exact: sum / count over the cells of a group."""
+    zones = qualified(WAREHOUSE_SCHEMA, ZONES_DATASET)
+    valid_duration = "t.dropoff > t.pickup AND t.dropoff - t.pickup <= CAST(:max_trip AS interval)"
+    return f"""
+CREATE TEMPORARY TABLE {MONTH_CELLS} ON COMMIT DROP AS
+SELECT t.service, COALESCE(z.{ident("borough")}, :no_zone) AS borough,
+       CAST(t.pickup AS date) AS day,
+       count(*) AS trips,
+       sum(t.passengers) AS passengers,
+       sum(t.revenue) AS revenue,
+       sum(t.distance) AS distance_sum, count(t.distance) AS distances,
+       sum(EXTRACT(EPOCH FROM t.dropoff - t.pickup) / 60.0) FILTER (WHERE {valid_duration})
+           AS duration_sum,
+       count(*) FILTER (WHERE {valid_duration}) AS durations,
+       min(t.pickup) AS first_pickup, max(t.pickup) AS last_pickup
+FROM ({_month_trips_sql()}) AS t
+LEFT JOIN {zones} AS z ON z.{ident("location_id")} = t.location_id
+GROUP BY 1, 2, 3
+"""
+
+
+def insert_stats_sql() -> str:
+    table = qualified(ANALYTICS_SCHEMA, STATS_TABLE)
+    columns = ", ".join(ident(c.name) for c in COLUMNS)
+    return f"""
+INSERT INTO {table} ({columns})
+SELECT CAST(:month AS date), service, borough,
+       sum(trips),
+       sum(passengers),
+       round(sum(revenue)::numeric, 2),
+       sum(distance_sum) / NULLIF(sum(distances), 0),
+       sum(duration_sum) / NULLIF(sum(durations), 0)
+FROM {MONTH_CELLS}
+GROUP BY 2, 3
+"""
+
+
+def daily_trips_sql() -> str:
+    return f"""
+SELECT service, day, CAST(sum(trips) AS bigint) AS trips,
+       min(first_pickup) AS first_pickup, max(last_pickup) AS last_pickup
+FROM {MONTH_CELLS}
+GROUP BY 1, 2
+ORDER BY 1, 2
+"""

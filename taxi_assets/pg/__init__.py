@@ -1,0 +1,1 @@
+"""PostgreSQL helpers: DDL from Arrow schemas, COPY in and out, the embedded server, roles."""

@@ -1,0 +1,1 @@
+"""Where the lake lives: storage roots (local, gs://), atomic publishing, credentials."""

@@ -1,0 +1,1 @@
+"""The published files upstream: their URL layouts, and downloading them verified."""
