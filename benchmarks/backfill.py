@@ -419,12 +419,10 @@ def _cli(command: list[str], env: dict[str, str], log_path: Path) -> None:
 def submit_asset_backfill(
     env: dict[str, str], workspace: Path, service: str, months: list[str], work: Path
 ) -> str:
-    from taxi_assets.jobs import TRIP_LAYERS
     from taxi_assets.services import SERVICES
 
-    dataset = SERVICES[service].dataset
     params = {
-        "assetSelection": [{"path": [layer, dataset]} for layer in TRIP_LAYERS],
+        "assetSelection": [{"path": key.path} for key in SERVICES[service].keys()],
         "partitionNames": months,
         "title": f"benchmark: {service} {months[0]}..{months[-1]}",
     }

@@ -69,7 +69,7 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
     from taxi_assets.io_managers.parquet_lake import EXPECTED_ROWS_KEY, ParquetLakeIOManager
     from taxi_assets.io_managers.postgres import PostgresIOManager, TableLoad
     from taxi_assets.partitions import monthly_partitions, parse_month
-    from taxi_assets.resources import PostgresResource
+    from taxi_assets.resources import LakeResource, PostgresResource
 
     imports_s = time.perf_counter() - imported
     peak_after_imports = peak_rss_mb()
@@ -81,7 +81,7 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
     log = _stderr_log
 
     started = time.perf_counter()
-    lake = ParquetLakeIOManager(root=str(lake_root)).create_io_manager(
+    lake = ParquetLakeIOManager(lake=LakeResource(url=str(lake_root))).create_io_manager(
         dg.build_init_resource_context()
     )
     with open(raw, "rb") as handle:
@@ -148,11 +148,8 @@ def dagster(args: dict[str, Any]) -> dict[str, Any]:
     imported = time.perf_counter()
     import dagster as dg
 
-    from taxi_assets.definitions import build_definitions
-    from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
-    from taxi_assets.io_managers.postgres import PostgresIOManager
-    from taxi_assets.io_managers.raw_files import RawFileIOManager
-    from taxi_assets.resources import PostgresResource, TaxiSourceResource
+    from taxi_assets.definitions import build_definitions, build_resources
+    from taxi_assets.resources import LakeResource, PostgresResource, TaxiSourceResource
 
     imports_s = time.perf_counter() - imported
     month, work = args["month"], Path(args["work"])
@@ -161,14 +158,11 @@ def dagster(args: dict[str, Any]) -> dict[str, Any]:
     raw_folder.mkdir(parents=True, exist_ok=True)
     stored = raw_folder / Path(args["raw"]).name
     _link_or_copy(args["raw"], stored)
-    database = PostgresResource(url=args["url"])
-    resources = {
-        "source": TaxiSourceResource(dtc_url="http://127.0.0.1:9", tlc_url="http://127.0.0.1:9"),
-        "warehouse": database,
-        "raw_io_manager": RawFileIOManager(root=str(lake_root)),
-        "lake_io_manager": ParquetLakeIOManager(root=str(lake_root)),
-        "warehouse_io_manager": PostgresIOManager(database=database),
-    }
+    resources = build_resources(
+        source=TaxiSourceResource(dtc_url="http://127.0.0.1:9", tlc_url="http://127.0.0.1:9"),
+        lake=LakeResource(url=str(lake_root)),
+        warehouse=PostgresResource(url=args["url"]),
+    )
     started = time.perf_counter()
     definitions = build_definitions(args.get("first_month", "2019-01"))
     selection = dg.AssetSelection.assets(

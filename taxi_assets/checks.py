@@ -12,15 +12,15 @@ from datetime import datetime
 import dagster as dg
 import pyarrow.parquet as pq
 
+from taxi_assets.assets.trips import warehouse_metadata
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.parquet_lake import arrow_filesystem
+from taxi_assets.io_managers.postgres import PostgresIOManager
 from taxi_assets.materializations import latest_metadata
 from taxi_assets.partitions import add_months, parse_month
-from taxi_assets.pg.ddl import qualified
 from taxi_assets.quality import DEFAULT_THRESHOLDS, measure
-from taxi_assets.resources import PostgresResource, TaxiSourceResource
+from taxi_assets.resources import LakeResource, TaxiSourceResource
 from taxi_assets.services import SERVICES, Service
-from taxi_assets.storage.roots import resolve_root
 from taxi_assets.upstream.download import DownloadError, SourceNotFound
 
 FRESHNESS_MONTHS = 3
@@ -43,11 +43,13 @@ class QualityThresholds(dg.ConfigurableResource):
         return {name: float(getattr(self, name)) for name in DEFAULT_THRESHOLDS}
 
 
-def lake_file(instance: dg.DagsterInstance, key: dg.AssetKey, month: str) -> pq.ParquetFile:
+def lake_file(
+    instance: dg.DagsterInstance, lake: LakeResource, key: dg.AssetKey, month: str
+) -> pq.ParquetFile:
     path = latest_metadata(instance, key, month).get("path")
     if not isinstance(path, str):
         raise FileNotFoundError(f"no recorded lake file for {key.to_user_string()} {month}")
-    filesystem, native = arrow_filesystem(resolve_root(path))
+    filesystem, native = arrow_filesystem(lake.resolve(path))
     return pq.ParquetFile(native, filesystem=filesystem)
 
 
@@ -59,9 +61,9 @@ def build_service_checks(
     service: Service, partitions_def: dg.PartitionsDefinition
 ) -> list[dg.AssetChecksDefinition]:
     contract = CONTRACTS[service.name]
-    raw_key = dg.AssetKey(["raw", service.dataset])
-    lake_key = dg.AssetKey(["lake", service.dataset])
-    warehouse_key = dg.AssetKey(["warehouse", service.dataset])
+    raw_key = service.key("raw")
+    lake_key = service.key("lake")
+    warehouse_key = service.key("warehouse")
 
     @dg.asset_check(
         asset=lake_key,
@@ -70,10 +72,12 @@ def build_service_checks(
         partitions_def=partitions_def,
         description="Rows in the lake file = rows in the published file (counted while downloading).",
     )
-    def rows_match_raw(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    def rows_match_raw(
+        context: dg.AssetCheckExecutionContext, lake: LakeResource
+    ) -> dg.AssetCheckResult:
         month = context.partition_key
         raw_rows = latest_metadata(context.instance, raw_key, month).get("source_rows")
-        lake_rows = lake_file(context.instance, lake_key, month).metadata.num_rows
+        lake_rows = lake_file(context.instance, lake, lake_key, month).metadata.num_rows
         return dg.AssetCheckResult(
             passed=raw_rows is None or raw_rows == lake_rows,
             metadata={
@@ -89,8 +93,10 @@ def build_service_checks(
         partitions_def=partitions_def,
         description=f"The lake file has exactly the {service.name} contract's columns and types.",
     )
-    def schema_matches_contract(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        schema = lake_file(context.instance, lake_key, context.partition_key).schema_arrow
+    def schema_matches_contract(
+        context: dg.AssetCheckExecutionContext, lake: LakeResource
+    ) -> dg.AssetCheckResult:
+        schema = lake_file(context.instance, lake, lake_key, context.partition_key).schema_arrow
         found = {field.name: str(field.type) for field in schema}
         expected = {field.name: str(field.type) for field in contract.schema}
         version = (schema.metadata or {}).get(b"contract_version", b"").decode()
@@ -116,11 +122,13 @@ def build_service_checks(
         "fares, zero or absurd distances, unknown locations, passenger_count 0, null vendors.",
     )
     def quality_signals(
-        context: dg.AssetCheckExecutionContext, quality_thresholds: QualityThresholds
+        context: dg.AssetCheckExecutionContext,
+        quality_thresholds: QualityThresholds,
+        lake: LakeResource,
     ) -> dg.AssetCheckResult:
         month = context.partition_key
         window = (_midnight(month), _midnight(add_months(month, 1)))
-        parquet = lake_file(context.instance, lake_key, month)
+        parquet = lake_file(context.instance, lake, lake_key, month)
         columns = [c for c in _QUALITY_COLUMNS if c in parquet.schema_arrow.names]
         report = measure(parquet.iter_batches(batch_size=256 * 1024, columns=columns), window)
         thresholds = quality_thresholds.as_dict()
@@ -142,19 +150,19 @@ def build_service_checks(
         description="Rows of the month in the warehouse table = rows in the lake file.",
     )
     def rows_match_lake(
-        context: dg.AssetCheckExecutionContext, warehouse: PostgresResource
+        context: dg.AssetCheckExecutionContext,
+        warehouse_io_manager: dg.ResourceParam[PostgresIOManager],
+        lake: LakeResource,
     ) -> dg.AssetCheckResult:
         month = context.partition_key
-        lake_rows = lake_file(context.instance, lake_key, month).metadata.num_rows
-        with warehouse.engine().connect() as connection:
-            warehouse_rows = connection.exec_driver_sql(
-                f"SELECT count(*) FROM {qualified('warehouse', service.dataset)} "
-                "WHERE partition_month = %(month)s",
-                {"month": parse_month(month)},
-            ).scalar()
+        lake_rows = lake_file(context.instance, lake, lake_key, month).metadata.num_rows
+        window = (_midnight(month), _midnight(add_months(month, 1)))
+        warehouse_rows = warehouse_io_manager.partition_row_count(
+            warehouse_key, warehouse_metadata(service), window
+        )
         return dg.AssetCheckResult(
             passed=warehouse_rows == lake_rows,
-            metadata={"lake_rows": lake_rows, "warehouse_rows": int(warehouse_rows or 0)},
+            metadata={"lake_rows": lake_rows, "warehouse_rows": warehouse_rows},
         )
 
     @dg.asset_check(

@@ -10,13 +10,14 @@ from __future__ import annotations
 import gc
 import os
 import warnings
+from typing import Any
 
 import dagster as dg
 
 from taxi_assets.assets.analytics import build_analytics_assets
 from taxi_assets.assets.trips import build_trip_assets
 from taxi_assets.assets.zones import ZONE_ASSETS
-from taxi_assets.automation.alerts import build_alert_sensors
+from taxi_assets.automation.alerts import AlertWebhookResource, build_alert_sensors
 from taxi_assets.automation.conditions import build_automation_sensor
 from taxi_assets.automation.new_month_sensor import build_new_month_sensor
 from taxi_assets.automation.schedules import build_schedules
@@ -26,7 +27,7 @@ from taxi_assets.io_managers.postgres import PostgresIOManager
 from taxi_assets.io_managers.raw_files import RawFileIOManager
 from taxi_assets.jobs import build_monthly_job, build_service_jobs
 from taxi_assets.partitions import DEFAULT_FIRST_MONTH, monthly_partitions
-from taxi_assets.resources import PostgresResource, TaxiSourceResource
+from taxi_assets.resources import LakeResource, PostgresResource, TaxiSourceResource
 from taxi_assets.services import SERVICES
 
 
@@ -39,13 +40,37 @@ def first_partition_month() -> str:
     return os.environ.get("TAXI_FIRST_MONTH", "").strip() or DEFAULT_FIRST_MONTH
 
 
+def build_resources(
+    *,
+    source: TaxiSourceResource | None = None,
+    lake: LakeResource | None = None,
+    warehouse: PostgresResource | None = None,
+    quality_thresholds: QualityThresholds | None = None,
+) -> dict[str, Any]:
+    """Every resource the definitions need. Local and production differ only in
+    configuration, read when a run starts: by default every setting comes from the
+    environment. The lake and the warehouse are each set once here and shared by the
+    IO managers, the assets and the checks that use them."""
+    lake = lake or LakeResource()
+    warehouse = warehouse or PostgresResource()
+    return {
+        "source": source or TaxiSourceResource(),
+        "quality_thresholds": quality_thresholds or QualityThresholds(),
+        "alert_webhook": AlertWebhookResource(),
+        "lake": lake,
+        "raw_io_manager": RawFileIOManager(lake=lake),
+        "lake_io_manager": ParquetLakeIOManager(lake=lake),
+        "warehouse": warehouse,
+        "warehouse_io_manager": PostgresIOManager(database=warehouse),
+    }
+
+
 def build_definitions(first_month: str) -> dg.Definitions:
     monthly = monthly_partitions(first_month)
     with warnings.catch_warnings():
         # backfill_policy is marked beta in Dagster 1.13; the policies are deliberate.
         warnings.simplefilter("ignore", dg.BetaWarning)
         trip_assets = [a for s in SERVICES.values() for a in build_trip_assets(s, monthly)]
-    warehouse = PostgresResource()
     return dg.Definitions(
         assets=[*trip_assets, *ZONE_ASSETS, *build_analytics_assets(monthly)],
         asset_checks=build_asset_checks(monthly),
@@ -60,14 +85,7 @@ def build_definitions(first_month: str) -> dg.Definitions:
             build_automation_sensor(),
             *build_alert_sensors(),
         ],
-        resources={
-            "source": TaxiSourceResource(),
-            "quality_thresholds": QualityThresholds(),
-            "warehouse": warehouse,
-            "raw_io_manager": RawFileIOManager(),
-            "lake_io_manager": ParquetLakeIOManager(),
-            "warehouse_io_manager": PostgresIOManager(database=warehouse),
-        },
+        resources=build_resources(),
     )
 
 

@@ -16,17 +16,12 @@ import sqlalchemy as sa
 from taxi_assets.assets.analytics import STATS_KEY
 from taxi_assets.definitions import defs
 from taxi_assets.devdata import MirrorServer, generate_mirror
-from taxi_assets.jobs import trip_asset_keys
 from taxi_assets.resources import PostgresResource
-from taxi_assets.services import SERVICES
+from taxi_assets.services import LAYERS, SERVICES, trip_keys, zone_key
 
 DEMO_MONTHS = ("2021-01", "2021-02")
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-ZONE_KEYS = [
-    dg.AssetKey(["raw", "taxi_zone_lookup"]),
-    dg.AssetKey(["lake", "taxi_zones"]),
-    dg.AssetKey(["warehouse", "taxi_zones"]),
-]
+ZONE_KEYS = [zone_key(layer) for layer in LAYERS]
 
 
 def run_demo(data_dir: Path, months: tuple[str, ...], rows: int) -> dict[str, dict[str, int]]:
@@ -90,7 +85,7 @@ def print_summary(counts: dict[str, dict[str, int]], lake: str) -> None:
             print(f"  {table:<20} {month:<8} {rows:>10,}")
     print(f"\nThe lake (raw files and Parquet) is in {lake}")
     print("Open the UI with `make dev`, then http://127.0.0.1:3000 (asset graph, runs, metadata).")
-    print(f"Assets per month: {', '.join(k.to_user_string() for k in trip_asset_keys())}")
+    print(f"Assets per month: {', '.join(k.to_user_string() for k in trip_keys())}")
 
 
 def main() -> None:

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from taxi_assets.services import SERVICES
-
-TRIP_LAYERS = ("raw", "lake", "warehouse")
-
-
-def trip_asset_keys(services: list[str] | None = None) -> list[dg.AssetKey]:
-    names = services or list(SERVICES)
-    return [dg.AssetKey([layer, SERVICES[name].dataset]) for name in names for layer in TRIP_LAYERS]
+from taxi_assets.services import SERVICES, trip_keys
 
 
 def build_monthly_job() -> dg.UnresolvedAssetJobDefinition:
     """Partitioned like its assets (Dagster infers the monthly partitions from them)."""
     return dg.define_asset_job(
         "taxi_monthly_job",
-        selection=dg.AssetSelection.assets(*trip_asset_keys()),
+        selection=dg.AssetSelection.assets(*trip_keys()),
         description="One month of every service: raw file -> lake Parquet -> warehouse table.",
     )
 
@@ -30,7 +23,7 @@ def build_service_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
     return [
         dg.define_asset_job(
             f"taxi_{name}_job",
-            selection=dg.AssetSelection.assets(*trip_asset_keys([name])),
+            selection=dg.AssetSelection.assets(*SERVICES[name].keys()),
             description=f"One month of {name}: raw file -> lake Parquet -> warehouse table.",
         )
         for name in SERVICES

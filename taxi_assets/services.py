@@ -1,8 +1,18 @@
-"""The TLC services this platform loads, and how their datasets are named."""
+"""The TLC services this platform loads, and the one place their asset keys are built.
+
+An asset key is ``[layer, dataset]``: the layer (``raw``, ``lake``, ``warehouse``) says
+where the data lives, the dataset names the files and tables (``yellow_tripdata``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+import dagster as dg
+
+Layer = Literal["raw", "lake", "warehouse"]
+LAYERS: tuple[Layer, ...] = ("raw", "lake", "warehouse")
 
 
 @dataclass(frozen=True)
@@ -18,6 +28,13 @@ class Service:
         """The dataset name used in file names, asset keys and table names."""
         return f"{self.name}_tripdata"
 
+    def key(self, layer: Layer) -> dg.AssetKey:
+        return dg.AssetKey([layer, self.dataset])
+
+    def keys(self) -> list[dg.AssetKey]:
+        """The service's assets in every layer, raw first."""
+        return [self.key(layer) for layer in LAYERS]
+
 
 SERVICES: dict[str, Service] = {
     "yellow": Service("yellow", "Yellow taxi trips (medallion cabs, street hails)", "2009-01"),
@@ -25,5 +42,16 @@ SERVICES: dict[str, Service] = {
     "fhv": Service("fhv", "For-hire vehicle trips (livery, black cars)", "2015-01"),
 }
 
+# The zone dimension: TLC's lookup file is `taxi_zone_lookup`; lake and warehouse hold
+# `taxi_zones`.
 ZONES_DATASET = "taxi_zones"
 ZONES_RAW_DATASET = "taxi_zone_lookup"
+
+
+def zone_key(layer: Layer) -> dg.AssetKey:
+    return dg.AssetKey([layer, ZONES_RAW_DATASET if layer == "raw" else ZONES_DATASET])
+
+
+def trip_keys(services: list[str] | None = None) -> list[dg.AssetKey]:
+    """Every layer of ``services`` (default: all), service by service."""
+    return [key for name in services or list(SERVICES) for key in SERVICES[name].keys()]

@@ -5,17 +5,14 @@ process (:func:`cli_env`)."""
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pyarrow.dataset as pads
 import sqlalchemy as sa
 
-from taxi_assets.checks import QualityThresholds
-from taxi_assets.definitions import build_definitions
-from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
-from taxi_assets.io_managers.postgres import PostgresIOManager
-from taxi_assets.io_managers.raw_files import RawFileIOManager
-from taxi_assets.resources import PostgresResource, TaxiSourceResource
+from taxi_assets.definitions import build_definitions, build_resources
+from taxi_assets.resources import LakeResource, PostgresResource, TaxiSourceResource
 from taxi_assets.resources.postgres import sqlalchemy_url
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,11 +22,15 @@ ASSETS = [*(_DEFS.assets or []), *(_DEFS.asset_checks or [])]
 
 
 def pipeline_resources(
-    mirror_url: str, lake: Path, pg_url: str | None = None, source: str = "dtc"
-) -> dict[str, object]:
-    database = PostgresResource(url=pg_url or "postgresql://unused@127.0.0.1:9/none")
-    return {
-        "source": TaxiSourceResource(
+    mirror_url: str,
+    lake: Path | str | None,
+    pg_url: str | None = None,
+    source: str = "dtc",
+) -> dict[str, Any]:
+    """The project's resources (:func:`build_resources`) on the test services; ``lake``
+    None means the lake from the environment, as deployed."""
+    return build_resources(
+        source=TaxiSourceResource(
             source=source,
             dtc_url=mirror_url,
             tlc_url=mirror_url,
@@ -37,12 +38,9 @@ def pipeline_resources(
             backoff_seconds=0.01,
             attempts=3,
         ),
-        "warehouse": database,
-        "quality_thresholds": QualityThresholds(),
-        "raw_io_manager": RawFileIOManager(root=str(lake)),
-        "lake_io_manager": ParquetLakeIOManager(root=str(lake)),
-        "warehouse_io_manager": PostgresIOManager(database=database),
-    }
+        lake=LakeResource(url=None if lake is None else str(lake)),
+        warehouse=PostgresResource(url=pg_url or "postgresql://unused@127.0.0.1:9/none"),
+    )
 
 
 def project_env(mirror_url: str, lake: Path, warehouse_url: str | None = None) -> dict[str, str]:

@@ -94,7 +94,7 @@ def test_failed_run_posts_a_slack_message_from_the_environment(
     monkeypatch.setenv("TAXI_ALERT_WEBHOOK_URL", receiver.url)
     monkeypatch.setenv("TAXI_UI_URL", "http://127.0.0.1:3000/")
     (sensor,) = build_alert_sensors()
-    sensor(missing_month_failure)
+    sensor(missing_month_failure, alert_webhook=AlertWebhookResource())
 
     (body,) = receiver.bodies
     text = body["text"]

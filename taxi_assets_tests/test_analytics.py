@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from taxi_assets import defs
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import (
     engine_for,
@@ -120,16 +121,16 @@ def test_stats_join_every_service_with_the_zones(
     assert cell["avg_duration_min"] == pytest.approx(pc.mean(valid).as_py(), rel=1e-9)
 
     meta = materialization_metadata(result, STATS)
-    assert meta["dagster/row_count"] == len(rows)
+    assert meta["dagster/partition_row_count"] == len(rows)
     assert meta["trips"] == sum(r["trips"] for r in rows)
     assert meta["table"] == "analytics.monthly_zone_stats"
     assert "| borough" in meta["preview"] and "null" in meta["preview"]
-    assert [c.name for c in meta["dagster/column_schema"].columns][:3] == [
-        "partition_month",
-        "service",
-        "borough",
-    ]
-    assert all(c.description for c in meta["dagster/column_schema"].columns)
+    stats_key = dg.AssetKey.from_user_string(STATS)
+    declared = defs.resolve_assets_def(stats_key).metadata_by_key[stats_key]
+    assert declared["dagster/table_name"] == "analytics.monthly_zone_stats"
+    schema = declared["dagster/column_schema"]
+    assert [c.name for c in schema.columns][:3] == ["partition_month", "service", "borough"]
+    assert all(c.description for c in schema.columns)
     # The chart: a PNG in the lake, and the same PNG inline in the metadata.
     chart = lake / "analytics" / "monthly_zone_stats" / "2021-01.png"
     assert chart.read_bytes().startswith(PNG_MAGIC)
@@ -152,7 +153,7 @@ def test_month_is_replaced_and_neighbours_kept(
     assert run(STATS, resources, instance, "2021-02").success  # type: ignore[arg-type]
     again = run(STATS, resources, instance, "2021-01")  # type: ignore[arg-type]
     meta = materialization_metadata(again, STATS)
-    assert meta["rows_replaced"] == meta["dagster/row_count"] == len(january)
+    assert meta["rows_replaced"] == meta["dagster/partition_row_count"] == len(january)
     assert stats_rows(pg_url, "2021-01") == january
     february = stats_rows(pg_url, "2021-02")
     assert february and all(str(r["partition_month"]) == "2021-02-01" for r in february)

@@ -25,10 +25,9 @@ import pytest
 import sqlalchemy as sa
 
 from taxi_assets.devdata import write_month
-from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
 from taxi_assets.io_managers.postgres import PostgresIOManager, TableLoad
 from taxi_assets.io_managers.raw_files import RawFileIOManager
-from taxi_assets.resources import PostgresResource, TaxiSourceResource
+from taxi_assets.resources import LakeResource, PostgresResource, TaxiSourceResource
 from taxi_assets_tests.faults_support import (
     DAGSTER,
     REPO,
@@ -286,8 +285,7 @@ def test_unusable_lake_url_fails_clearly_and_drops_the_download(
 ) -> None:
     # A configuration fault: no bucket can have this name (checked before any request).
     url = "gs://Not_A_Bucket/lake"
-    resources = pipeline_resources(mirror.url, tmp_path / "lake")
-    resources["raw_io_manager"] = RawFileIOManager(root=url)
+    resources = pipeline_resources(mirror.url, url)
     result = run("raw/yellow_tripdata", resources, instance, MONTH, False)
     assert not result.success
     assert step_failure(result)[0] == "raw__yellow_tripdata"
@@ -316,10 +314,10 @@ def test_full_or_read_only_disk_fails_naming_the_path_and_leaves_nothing(
     with tiny_tmpfs(tmp_path / "disk", size="256k", read_only=read_only) as disk:
         # Full: room for a few KB, less than any month file (the raw file is ~40 KB).
         kept = [] if read_only else [fill_disk(disk, leave_bytes=8 * 1024).name]
-        if layer == "raw":
-            resources["raw_io_manager"] = RawFileIOManager(root=str(disk))
-        else:
-            resources["lake_io_manager"] = ParquetLakeIOManager(root=str(disk))
+        # The lake moves to the small disk after the raw file has landed.
+        resources = pipeline_resources(mirror.url, disk)
+        if layer == "lake":
+            resources["raw_io_manager"] = RawFileIOManager(lake=LakeResource(url=str(lake)))
         result = run(f"{layer}/yellow_tripdata", resources, instance, MONTH, False)
         assert not result.success
         assert step_failure(result)[0] == f"{layer}__yellow_tripdata"
@@ -486,7 +484,10 @@ def test_two_trailing_empty_fields_are_accepted_and_the_row_kept(
     result = run_file_keys(own_mirror, lake, instance)
     assert result.success
     assert pq.read_table(_lake_month(lake)).num_rows == ROWS
-    assert materialization_metadata(result, "lake/yellow_tripdata")["dagster/row_count"] == ROWS
+    assert (
+        materialization_metadata(result, "lake/yellow_tripdata")["dagster/partition_row_count"]
+        == ROWS
+    )
 
 
 def test_non_utf8_bytes_are_read_as_latin1_with_a_warning(

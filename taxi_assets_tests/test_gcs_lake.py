@@ -19,8 +19,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxi_assets.devdata import write_month
-from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
-from taxi_assets.io_managers.raw_files import RawFileIOManager
 from taxi_assets.storage import check as lake_check
 from taxi_assets.storage import gcs as gcs_settings
 from taxi_assets.storage import publish
@@ -62,11 +60,8 @@ def gcs_lake(gcs: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> GcsEmulator:
 
 
 def gcs_resources(mirror_url: str, pg_url: str | None = None, source: str = "dtc") -> dict:
-    resources = pipeline_resources(mirror_url, Path("/nonexistent"), pg_url, source=source)
-    # Root from the environment, as in definitions.py.
-    resources["raw_io_manager"] = RawFileIOManager()
-    resources["lake_io_manager"] = ParquetLakeIOManager()
-    return resources
+    # The lake from the environment, as in definitions.py.
+    return pipeline_resources(mirror_url, None, pg_url, source=source)
 
 
 def csv_rows(data: bytes) -> int:
@@ -94,7 +89,7 @@ def test_raw_lake_and_warehouse_on_gcs(
     assert raw_meta["path"] == f"gs://{BUCKET}/{RAW_OBJECT}"
     lake_meta = materialization_metadata(result, "lake/yellow_tripdata")
     assert lake_meta["path"] == f"gs://{BUCKET}/{LAKE_OBJECT}"
-    assert lake_meta["dagster/row_count"] == rows
+    assert lake_meta["dagster/partition_row_count"] == rows
     # The warehouse loaded from the gs:// lake (pyarrow through gcsfs).
     assert warehouse_counts(pg_url, "yellow_tripdata") == {MONTH: rows}
     assert gcs_lake.pending_uploads() == 0

@@ -63,7 +63,7 @@ def test_every_published_row_reaches_the_lake(
     assert table.schema.field("pickup_datetime").type == pa.timestamp("us")
     assert pq.ParquetFile(parquet).metadata.row_group(0).column(0).compression == "ZSTD"
     lake_meta = materialization_metadata(result, f"lake/{dataset}")
-    assert lake_meta["dagster/row_count"] == table.num_rows
+    assert lake_meta["dagster/partition_row_count"] == table.num_rows
     assert lake_meta["rows_outside_partition"] > 0  # generated files, like real ones, hold some
     assert lake_meta["contract_version"] == "1"
     if service != "fhv":

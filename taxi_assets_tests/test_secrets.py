@@ -18,9 +18,7 @@ import pytest
 import sqlalchemy as sa
 from dagster._serdes import serialize_value
 
-from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
-from taxi_assets.io_managers.postgres import PostgresIOManager
-from taxi_assets.io_managers.raw_files import RawFileIOManager
+from taxi_assets.definitions import build_resources
 from taxi_assets.resources import PostgresResource
 from taxi_assets.resources.postgres import sqlalchemy_url
 from taxi_assets_tests.gcs_emulator import (
@@ -67,15 +65,7 @@ def password_url(pg_server_url: str) -> Iterator[tuple[str, str]]:
 
 def env_resources(mirror_url: str) -> dict[str, object]:
     """The production wiring: every location and credential from the environment."""
-    resources = pipeline_resources(mirror_url, Path("/unused"))
-    warehouse = PostgresResource()
-    resources.update(
-        warehouse=warehouse,
-        raw_io_manager=RawFileIOManager(),
-        lake_io_manager=ParquetLakeIOManager(),
-        warehouse_io_manager=PostgresIOManager(database=warehouse),
-    )
-    return resources
+    return build_resources(source=pipeline_resources(mirror_url, None)["source"])
 
 
 def records_of(instance: dg.DagsterInstance, run_id: str) -> str:

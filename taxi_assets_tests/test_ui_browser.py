@@ -68,22 +68,22 @@ SHUTDOWN_TIMEOUT_S = 15
 # Metadata labels each layer's materialization shows (see docs/ui.md).
 EXPECTED_LABELS = {
     "raw/yellow_tripdata": [
-        "dagster/row_count", "bytes", "duration_s", "rows_per_s", "url", "sha256", "etag",
+        "dagster/partition_row_count", "bytes", "duration_s", "rows_per_s", "url", "sha256", "etag",
         "path", "dagster/column_schema",
     ],
     "lake/yellow_tripdata": [
-        "dagster/row_count", "bytes", "duration_s", "rows_per_s", "dagster/column_schema",
+        "dagster/partition_row_count", "bytes", "duration_s", "rows_per_s",
         "min_pickup_datetime", "max_pickup_datetime", "rows_outside_partition", "preview",
         "path",
     ],
     "warehouse/yellow_tripdata": [
-        "dagster/row_count", "duration_s", "rows_per_s", "table", "dagster/table_name",
-        "table_bytes", "dagster/column_schema", "min_pickup_datetime", "max_pickup_datetime",
+        "dagster/partition_row_count", "duration_s", "rows_per_s", "table",
+        "table_bytes", "min_pickup_datetime", "max_pickup_datetime",
         "rows_outside_partition", "preview",
     ],
     STATS_KEY: [
-        "dagster/row_count", "trips", "table_bytes", "duration_s", "rows_per_s",
-        "dagster/column_schema", "min_pickup_datetime", "max_pickup_datetime",
+        "dagster/partition_row_count", "trips", "table_bytes", "duration_s", "rows_per_s",
+        "min_pickup_datetime", "max_pickup_datetime",
         "rows_outside_partition", "preview", "trips_per_day", "chart", "chart_path", "table",
     ],
 }  # fmt: skip

@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from taxi_assets import defs
 from taxi_assets.resources.postgres import sqlalchemy_url
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import (
@@ -49,7 +50,12 @@ def test_months_load_replace_and_keep_neighbours(
     assert meta["min_pickup_datetime"] < "2021-01-01" < meta["max_pickup_datetime"]
     assert meta["table_bytes"] > 0 and meta["rows_per_s"] > 0
     assert "pickup_datetime" in meta["preview"]
-    assert "partition_month" in [c.name for c in meta["dagster/column_schema"].columns]
+    declared = defs.resolve_assets_def(
+        dg.AssetKey(["warehouse", "yellow_tripdata"])
+    ).metadata_by_key[dg.AssetKey(["warehouse", "yellow_tripdata"])]
+    assert declared["dagster/table_name"] == "warehouse.yellow_tripdata"
+    columns = [c.name for c in declared["dagster/column_schema"].columns]
+    assert columns[-2:] == ["partition_month", "source_file"]
     engine = sa.create_engine(sqlalchemy_url(pg_url))
     with engine.connect() as connection:
         lineage = connection.exec_driver_sql(
@@ -127,7 +133,10 @@ def test_real_samples_arrive_whole(
         result = run(trip_keys(service), resources, instance, month)
     assert result.success
     assert materialization_metadata(result, f"raw/{service}_tripdata")["source_rows"] == rows
-    assert materialization_metadata(result, f"lake/{service}_tripdata")["dagster/row_count"] == rows
+    assert (
+        materialization_metadata(result, f"lake/{service}_tripdata")["dagster/partition_row_count"]
+        == rows
+    )
     assert warehouse_counts(pg_url, f"{service}_tripdata") == {month: rows}
 
 

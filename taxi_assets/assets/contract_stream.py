@@ -11,17 +11,27 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from taxi_assets.contracts import Contract, ContractError, open_contract_reader
+from taxi_assets.errors import RowCountMismatch
 from taxi_assets.io_managers.parquet_lake import EXPECTED_ROWS_KEY
 from taxi_assets.io_managers.raw_files import StoredFile
 from taxi_assets.materializations import latest_metadata
 
 # Rows per batch read back from the lake: a batch is decoded whole, so this bounds memory.
 WAREHOUSE_BATCH_ROWS = 64 * 1024
-LINEAGE_COLUMNS = ("partition_month", "source_file")
+# Lineage columns the warehouse adds to every lake row: the file's month (what a month's
+# load replaces) and the published file's name.
+PARTITION_MONTH = "partition_month"
+SOURCE_FILE = "source_file"
+LINEAGE_COLUMNS = (PARTITION_MONTH, SOURCE_FILE)
 
 
-class RowCountMismatch(Exception):
-    """The parser produced a different number of rows than the published file holds."""
+def warehouse_schema(contract: Contract) -> pa.Schema:
+    """The contract's columns plus the lineage columns, as the warehouse stores them."""
+    return contract.schema.append(
+        pa.field(PARTITION_MONTH, pa.date32(), metadata={"description": "The file's month."})
+    ).append(
+        pa.field(SOURCE_FILE, pa.string(), metadata={"description": "The published file's name."})
+    )
 
 
 def contract_stream(
@@ -97,9 +107,9 @@ def with_lineage(data: pads.Dataset, month: date, schema: pa.Schema) -> Iterator
             n = batch.num_rows
             columns = []
             for field in schema:
-                if field.name == "partition_month":
+                if field.name == PARTITION_MONTH:
                     columns.append(pa.repeat(pa.scalar(month, field.type), n))
-                elif field.name == "source_file":
+                elif field.name == SOURCE_FILE:
                     columns.append(pa.repeat(pa.scalar(source_file, field.type), n))
                 elif field.name in batch.schema.names:
                     columns.append(batch.column(field.name).cast(field.type))

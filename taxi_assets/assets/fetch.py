@@ -12,10 +12,11 @@ import dagster as dg
 
 from taxi_assets.contracts import Contract
 from taxi_assets.contracts.headers import header_targets
+from taxi_assets.io_managers.arrow_stats import row_count_metadata
 from taxi_assets.io_managers.raw_files import StagedFile, UnchangedFile
 from taxi_assets.materializations import latest_metadata
+from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.source import TaxiSourceResource
-from taxi_assets.storage.roots import resolve_root
 from taxi_assets.upstream.download import DownloadError, SourceNotFound
 
 # Metadata of the previous materialization carried over when the download is skipped.
@@ -58,17 +59,18 @@ def _versioned_output(
         return dg.Output(value, data_version=dg.DataVersion(sha256), metadata=metadata)
 
 
-def _still_stored(previous: dict[str, object]) -> bool:
+def _still_stored(previous: dict[str, object], lake: LakeResource) -> bool:
     path = previous.get("path")
     if not isinstance(path, str):
         return False
-    stored = resolve_root(path)  # with the configured GCS project and credentials
+    stored = lake.resolve(path)
     return stored.exists() and stored.stat().st_size == previous.get("bytes")
 
 
 def fetch_published_file(
     context: dg.AssetExecutionContext,
     source: TaxiSourceResource,
+    lake: LakeResource,
     url: str,
     name: str,
     partition_key: str | None,
@@ -93,7 +95,7 @@ def fetch_published_file(
         and previous.get("url") == url
         and previous.get("etag") == remote.etag
         and previous.get("bytes") == remote.size
-        and _still_stored(previous)
+        and _still_stored(previous, lake)
     ):
         context.log.info(
             f"{name}: upstream unchanged (ETag {remote.etag}); keeping the stored copy"
@@ -131,7 +133,7 @@ def fetch_published_file(
         metadata["dagster/column_schema"] = raw_column_schema(fetched.columns, contract)
     if fetched.row_count is not None:
         metadata["source_rows"] = dg.MetadataValue.int(fetched.row_count)
-        metadata["dagster/row_count"] = dg.MetadataValue.int(fetched.row_count)
+        metadata.update(row_count_metadata(fetched.row_count, partition_key is not None))
         metadata["rows_per_s"] = int(fetched.row_count / elapsed) if elapsed > 0 else 0
     return _versioned_output(
         StagedFile(name=name, local_path=fetched.local_path, scratch_dir=staging),

@@ -1,18 +1,27 @@
 """The three monthly assets of one service: raw file -> lake Parquet -> warehouse table."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from taxi_assets.assets.contract_stream import contract_stream, lake_row_count, with_lineage
+from taxi_assets.assets.contract_stream import (
+    PARTITION_MONTH,
+    contract_stream,
+    lake_row_count,
+    warehouse_schema,
+    with_lineage,
+)
 from taxi_assets.assets.fetch import fetch_published_file
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.contracts import CONTRACTS
+from taxi_assets.io_managers.arrow_stats import column_schema
 from taxi_assets.io_managers.postgres import TableLoad
 from taxi_assets.io_managers.raw_files import StoredFile
 from taxi_assets.partitions import parse_month
+from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.source import TaxiSourceResource
 from taxi_assets.services import Service
 
@@ -24,13 +33,25 @@ OWNERS = ["team:data-engineering"]
 ONE_MONTH_PER_RUN = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 
 
+def warehouse_metadata(service: Service) -> dict[str, Any]:
+    """The warehouse asset's definition metadata: how the IO manager stores it (and how the
+    checks find it again), and the table's static name and columns for the UI."""
+    contract = CONTRACTS[service.name]
+    return {
+        "partition_expr": PARTITION_MONTH,
+        "time_column": contract.time_column,
+        "dagster/table_name": f"warehouse.{service.dataset}",
+        "dagster/column_schema": column_schema(warehouse_schema(contract)),
+    }
+
+
 def build_trip_assets(
     service: Service, partitions_def: dg.PartitionsDefinition
 ) -> list[dg.AssetsDefinition]:
     contract = CONTRACTS[service.name]
     dataset = service.dataset
-    raw_key = dg.AssetKey(["raw", dataset])
-    lake_key = dg.AssetKey(["lake", dataset])
+    raw_key = service.key("raw")
+    lake_key = service.key("lake")
 
     @dg.asset(
         key=raw_key,
@@ -46,7 +67,9 @@ def build_trip_assets(
         backfill_policy=ONE_MONTH_PER_RUN,
         output_required=False,
     )
-    def raw(context: dg.AssetExecutionContext, source: TaxiSourceResource) -> Iterator[dg.Output]:
+    def raw(
+        context: dg.AssetExecutionContext, source: TaxiSourceResource, lake: LakeResource
+    ) -> Iterator[dg.Output]:
         month = context.partition_key
         if not partitions_def.has_partition_key(month):
             # `dagster job execute --tags '{"dagster/partition": ...}'` does not check the key.
@@ -69,7 +92,7 @@ def build_trip_assets(
         layout = source.layout()
         url, name = layout.trip_file(dataset, month)
         yield fetch_published_file(
-            context, source, url, name, month, layout.source_for(month), contract
+            context, source, lake, url, name, month, layout.source_for(month), contract
         )
 
     @dg.asset(
@@ -82,7 +105,11 @@ def build_trip_assets(
         owners=OWNERS,
         tags={"service": service.name, "layer": "lake"},
         code_version=f"contract-{contract.version}",
-        metadata={"time_column": contract.time_column, "contract_version": contract.version},
+        metadata={
+            "time_column": contract.time_column,
+            "contract_version": contract.version,
+            "dagster/column_schema": column_schema(contract.schema),
+        },
         automation_condition=FOLLOW_UPSTREAM,
         backfill_policy=ONE_MONTH_PER_RUN,
         description=(
@@ -95,7 +122,7 @@ def build_trip_assets(
         return contract_stream(context, raw_file, contract, raw_key, context.partition_key)
 
     @dg.asset(
-        key=["warehouse", dataset],
+        key=service.key("warehouse"),
         ins={"lake_months": dg.AssetIn(key=lake_key)},
         group_name="warehouse",
         partitions_def=partitions_def,
@@ -104,7 +131,7 @@ def build_trip_assets(
         owners=OWNERS,
         tags={"service": service.name, "layer": "warehouse"},
         code_version="1",
-        metadata={"partition_expr": "partition_month", "time_column": contract.time_column},
+        metadata=warehouse_metadata(service),
         automation_condition=FOLLOW_UPSTREAM,
         backfill_policy=ONE_MONTH_PER_RUN,
         description=(
@@ -114,9 +141,7 @@ def build_trip_assets(
         pool="warehouse",
     )
     def warehouse(lake_months: dict[str, pads.Dataset]) -> TableLoad:
-        schema = contract.schema.append(pa.field("partition_month", pa.date32())).append(
-            pa.field("source_file", pa.string())
-        )
+        schema = warehouse_schema(contract)
 
         def batches() -> Iterator[pa.RecordBatch]:
             for month, months_data in lake_months.items():

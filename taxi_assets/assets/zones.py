@@ -11,12 +11,13 @@ from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.postgres import TableLoad
 from taxi_assets.io_managers.raw_files import StoredFile
+from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.source import TaxiSourceResource
-from taxi_assets.services import ZONES_DATASET, ZONES_RAW_DATASET
+from taxi_assets.services import zone_key
 
 CONTRACT = CONTRACTS["zones"]
-RAW_KEY = dg.AssetKey(["raw", ZONES_RAW_DATASET])
-LAKE_KEY = dg.AssetKey(["lake", ZONES_DATASET])
+RAW_KEY = zone_key("raw")
+LAKE_KEY = zone_key("lake")
 
 
 @dg.asset(
@@ -29,10 +30,10 @@ LAKE_KEY = dg.AssetKey(["lake", ZONES_DATASET])
     description="TLC taxi zone lookup CSV exactly as published (265 zones).",
 )
 def raw_taxi_zone_lookup(
-    context: dg.AssetExecutionContext, source: TaxiSourceResource
+    context: dg.AssetExecutionContext, source: TaxiSourceResource, lake: LakeResource
 ) -> dg.Output:
     url, name = source.layout().zones_file()
-    return fetch_published_file(context, source, url, name, None, "zones", CONTRACT)
+    return fetch_published_file(context, source, lake, url, name, None, "zones", CONTRACT)
 
 
 @dg.asset(
@@ -54,7 +55,7 @@ def lake_taxi_zones(
 
 
 @dg.asset(
-    key=["warehouse", ZONES_DATASET],
+    key=zone_key("warehouse"),
     ins={"zones": dg.AssetIn(key=LAKE_KEY)},
     group_name="warehouse",
     io_manager_key="warehouse_io_manager",

@@ -208,8 +208,8 @@ class AlertWebhookResource(dg.ConfigurableResource):
         raise AlertDeliveryError(f"alert webhook on {host} did not accept the alert: {problem}")
 
 
-def build_alert_sensors(webhook: AlertWebhookResource | None = None) -> list[dg.SensorDefinition]:
-    """The run-failure alert sensor; ``webhook`` defaults to the environment's settings."""
+def build_alert_sensors() -> list[dg.SensorDefinition]:
+    """The run-failure alert sensor; it posts through the ``alert_webhook`` resource."""
 
     @dg.run_failure_sensor(
         name=SENSOR_NAME,
@@ -220,8 +220,10 @@ def build_alert_sensors(webhook: AlertWebhookResource | None = None) -> list[dg.
             "it to $TAXI_ALERT_WEBHOOK_URL when set."
         ),
     )
-    def taxi_run_failure_alert(context: dg.RunFailureSensorContext) -> None:
-        send_failure_alert(context, webhook or AlertWebhookResource())
+    def taxi_run_failure_alert(
+        context: dg.RunFailureSensorContext, alert_webhook: AlertWebhookResource
+    ) -> None:
+        send_failure_alert(context, alert_webhook)
 
     return [taxi_run_failure_alert]
 

@@ -84,7 +84,7 @@ def plan_service_requests(
 ) -> ServicePlan:
     plan = ServicePlan()
     dataset = SERVICES[service].dataset
-    raw_key = dg.AssetKey(["raw", dataset])
+    raw_key = SERVICES[service].key("raw")
     loaded = sorted(instance.get_materialized_partitions(raw_key))
     layout = source.layout()
     # (month, whether it is loaded, the ETag of the loaded file)

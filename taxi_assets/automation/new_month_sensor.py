@@ -10,21 +10,16 @@ from taxi_assets.automation.new_month_probe import (
     runs_in_flight,
 )
 from taxi_assets.automation.schedules import publication_lag
-from taxi_assets.jobs import TRIP_LAYERS
 from taxi_assets.resources.source import TaxiSourceResource
-from taxi_assets.services import SERVICES
+from taxi_assets.services import SERVICES, trip_keys
 
 SENSOR_INTERVAL_SECONDS = 30
-
-
-def service_selection(service: str) -> list[dg.AssetKey]:
-    return [dg.AssetKey([layer, SERVICES[service].dataset]) for layer in TRIP_LAYERS]
 
 
 def build_new_month_sensor(partitions_def: dg.PartitionsDefinition) -> dg.SensorDefinition:
     @dg.sensor(
         name="taxi_new_month_sensor",
-        target=dg.AssetSelection.assets(*(k for s in SERVICES for k in service_selection(s))),
+        target=dg.AssetSelection.assets(*trip_keys()),
         minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description="HEADs the source for each service's next month; requests it when published.",
@@ -44,7 +39,7 @@ def build_new_month_sensor(partitions_def: dg.PartitionsDefinition) -> dg.Sensor
                 dg.RunRequest(
                     run_key=request.run_key,
                     partition_key=request.month,
-                    asset_selection=service_selection(service),
+                    asset_selection=SERVICES[service].keys(),
                     tags={VERSION_TAG: request.version, "taxi/service": service},
                 )
                 for request in plan.requests

@@ -92,9 +92,9 @@ class StreamStats:
             return "(no rows)"
         return self._preview.slice(0, PREVIEW_ROWS).to_pandas().to_markdown(index=False)
 
-    def metadata(self) -> dict[str, dg.RawMetadataValue]:
+    def metadata(self, partitioned: bool) -> dict[str, dg.RawMetadataValue]:
         result: dict[str, dg.RawMetadataValue] = {
-            "dagster/row_count": dg.MetadataValue.int(self.rows),
+            **row_count_metadata(self.rows, partitioned),
             "preview": dg.MetadataValue.md(self.preview_markdown()),
         }
         if self.time_column is not None:
@@ -103,6 +103,27 @@ class StreamStats:
             if self.window is not None:
                 result["rows_outside_partition"] = dg.MetadataValue.int(self.rows_outside_window)
         return result
+
+
+def row_count_metadata(rows: int, partitioned: bool) -> dict[str, dg.RawMetadataValue]:
+    """Dagster's row count key: ``dagster/row_count`` is the whole asset's, so a partition's
+    rows go under ``dagster/partition_row_count``."""
+    key = "dagster/partition_row_count" if partitioned else "dagster/row_count"
+    return {key: dg.MetadataValue.int(rows)}
+
+
+def static_schema_metadata(
+    context: dg.OutputContext, schema: pa.Schema, table_name: str | None = None
+) -> dict[str, dg.RawMetadataValue]:
+    """Column schema (and table name) for a materialization, unless the asset declares them
+    in its definition metadata, where static facts belong (shown once, on the asset)."""
+    declared = context.definition_metadata or {}
+    result: dict[str, dg.RawMetadataValue] = {}
+    if "dagster/column_schema" not in declared:
+        result["dagster/column_schema"] = column_schema(schema)
+    if table_name is not None and "dagster/table_name" not in declared:
+        result["dagster/table_name"] = table_name
+    return result
 
 
 def column_schema(schema: pa.Schema) -> dg.TableSchema:

@@ -22,10 +22,11 @@ from taxi_assets.io_managers.arrow_stats import (
     PROGRESS_EVERY_S,
     ProgressLog,
     StreamStats,
-    column_schema,
+    static_schema_metadata,
 )
+from taxi_assets.resources.lake import LakeResource
 from taxi_assets.storage.publish import local_staging_dir, publish_file, staging_name
-from taxi_assets.storage.roots import is_local, lake_root
+from taxi_assets.storage.roots import is_local
 
 # Rows per row group: pending batches are held in memory until a group is written, and
 # readers decode a group's pages as they go; 128k rows is ~20 MB of trip columns.
@@ -165,11 +166,11 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
         elapsed = time.monotonic() - started
         context.add_output_metadata(
             {
-                **stats.metadata(),
+                **stats.metadata(partitioned=context.has_asset_partitions),
                 "bytes": dg.MetadataValue.int(size),
                 "duration_s": round(elapsed, 3),
                 "rows_per_s": int(stats.rows / elapsed) if elapsed > 0 else 0,
-                "dagster/column_schema": column_schema(reader.schema),
+                **static_schema_metadata(context, reader.schema),
                 **_schema_metadata(reader.schema),
             }
         )
@@ -217,11 +218,11 @@ def _schema_metadata(schema: pa.Schema) -> dict[str, str]:
 
 
 class ParquetLakeIOManager(dg.ConfigurableIOManagerFactory):
-    """Parquet (zstd) under ``<root>/<asset key path>``; root is ``$TAXI_LAKE_URL`` by default."""
+    """Parquet (zstd) under ``<lake>/<asset key path>``."""
 
-    root: str | None = None
+    lake: dg.ResourceDependency[LakeResource]
     hive_format: str = "year=%Y/month=%m"
     compression: str = "zstd"
 
     def create_io_manager(self, context: dg.InitResourceContext) -> _ParquetUPathIOManager:
-        return _ParquetUPathIOManager(lake_root(self.root), self.hive_format, self.compression)
+        return _ParquetUPathIOManager(self.lake.root(), self.hive_format, self.compression)

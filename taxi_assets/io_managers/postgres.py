@@ -8,14 +8,16 @@ two runs of one partition at once leave exactly one copy.
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
 
-from taxi_assets.io_managers.arrow_stats import StreamStats, column_schema
+from taxi_assets.errors import RowCountMismatch
+from taxi_assets.io_managers.arrow_stats import StreamStats, static_schema_metadata
 from taxi_assets.pg.copy_in import copy_arrow
 from taxi_assets.pg.copy_out import read_query_arrow
 from taxi_assets.pg.ddl import ensure_table, ident, qualified
@@ -28,10 +30,6 @@ class TableLoad:
 
     reader: pa.RecordBatchReader
     expected_rows: int | None = None
-
-
-class RowCountMismatch(Exception):
-    """The rows loaded differ from the rows expected: the transaction was rolled back."""
 
 
 @dataclass(frozen=True)
@@ -52,15 +50,21 @@ class _Slice:
         )
 
 
+def table_of(asset_key: dg.AssetKey, metadata: Mapping[str, Any]) -> tuple[str, str]:
+    """(schema, table) of an asset: the key says where data lives (``warehouse/yellow_tripdata``
+    is ``warehouse.yellow_tripdata``); definition metadata ``schema`` / ``table`` may
+    override it."""
+    path = asset_key.path
+    schema = metadata.get("schema") or (path[-2] if len(path) > 1 else "public")
+    return schema, metadata.get("table") or path[-1]
+
+
 def _slice(context: dg.OutputContext | dg.InputContext) -> _Slice:
-    path = context.asset_key.path
     if isinstance(context, dg.InputContext) and context.upstream_output is not None:
         metadata = context.upstream_output.definition_metadata or {}
     else:
         metadata = context.definition_metadata or {}
-    # The key says where data lives; metadata `schema` / `table` may override it.
-    schema = metadata.get("schema") or (path[-2] if len(path) > 1 else "public")
-    table = metadata.get("table") or path[-1]
+    schema, table = table_of(context.asset_key, metadata)
     window = None
     keys: tuple[str, ...] = ()
     if context.has_asset_partitions:
@@ -125,18 +129,32 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         elapsed = time.monotonic() - started
         context.add_output_metadata(
             {
-                **stats.metadata(),
-                "dagster/column_schema": column_schema(load.reader.schema),
+                **stats.metadata(partitioned=context.has_asset_partitions),
+                **static_schema_metadata(
+                    context, load.reader.schema, f"{target.schema}.{target.table}"
+                ),
                 "table_bytes": dg.MetadataValue.int(int(table_bytes or 0)),
-                "dagster/row_count": dg.MetadataValue.int(written),
                 "rows_written": dg.MetadataValue.int(written),
                 "rows_replaced": dg.MetadataValue.int(replaced),
                 "table": f"{target.schema}.{target.table}",
-                "dagster/table_name": f"{target.schema}.{target.table}",
                 "duration_s": round(elapsed, 3),
                 "rows_per_s": int(written / elapsed) if elapsed > 0 else 0,
             }
         )
+
+    def partition_row_count(
+        self, asset_key: dg.AssetKey, metadata: Mapping[str, Any], window: tuple[datetime, datetime]
+    ) -> int:
+        """Rows of the asset's table in one partition window, found as this IO manager
+        writes them (table from the key, rows by the ``partition_expr`` column)."""
+        schema, table = table_of(asset_key, metadata)
+        target = _Slice(schema, table, metadata["partition_expr"], window, ())
+        where, params = target.where()
+        with self.database.engine().connect() as connection:
+            count = connection.exec_driver_sql(
+                f"SELECT count(*) FROM {qualified(schema, table)}{where}", params
+            ).scalar()
+        return int(count or 0)
 
     def load_input(self, context: dg.InputContext) -> pa.Table | object:
         source = _slice(context)

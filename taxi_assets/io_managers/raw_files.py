@@ -13,8 +13,8 @@ from pathlib import Path
 import dagster as dg
 from upath import UPath
 
+from taxi_assets.resources.lake import LakeResource
 from taxi_assets.storage.publish import publish_file
-from taxi_assets.storage.roots import lake_root
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,12 @@ class StoredFile:
 
 
 class RawFileIOManager(dg.ConfigurableIOManager):
-    """Stores files byte for byte under ``<root>/<asset key path>/<published name>``."""
+    """Stores files byte for byte under ``<lake>/<asset key path>/<published name>``."""
 
-    root: str | None = None  # default: $TAXI_LAKE_URL, else ./data/lake
+    lake: dg.ResourceDependency[LakeResource]
 
     def root_path(self) -> UPath:
-        return lake_root(self.root)
+        return self.lake.root()
 
     def _folder(self, context: dg.OutputContext | dg.InputContext) -> UPath:
         return self.root_path().joinpath(*context.asset_key.path)

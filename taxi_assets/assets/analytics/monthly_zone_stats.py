@@ -18,25 +18,21 @@ from taxi_assets.assets.analytics.stats_columns import (
     STATS_TABLE,
     column_schema,
 )
-from taxi_assets.assets.analytics.stats_sql import WAREHOUSE_SCHEMA
 from taxi_assets.assets.analytics.stats_table import replace_month
 from taxi_assets.assets.trips import OWNERS
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
+from taxi_assets.io_managers.arrow_stats import row_count_metadata
 from taxi_assets.partitions import parse_month
 from taxi_assets.pg.ddl import qualified
+from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.postgres import PostgresResource
-from taxi_assets.services import SERVICES, ZONES_DATASET
+from taxi_assets.services import SERVICES, zone_key
 from taxi_assets.storage.publish import local_staging_dir, publish_file, staging_name
-from taxi_assets.storage.roots import lake_root
 
 
-def chart_path(month_key: str) -> UPath:
-    return lake_root().joinpath(ANALYTICS_SCHEMA, STATS_TABLE, f"{month_key}.png")
-
-
-def write_chart(month_key: str, png: bytes) -> UPath:
+def write_chart(lake: LakeResource, month_key: str, png: bytes) -> UPath:
     """Publish the chart to ``<lake>/analytics/monthly_zone_stats/<YYYY-MM>.png`` atomically."""
-    dest = chart_path(month_key)
+    dest = lake.root().joinpath(ANALYTICS_SCHEMA, STATS_TABLE, f"{month_key}.png")
     local = local_staging_dir(dest) / staging_name(dest)
     local.write_bytes(png)
     publish_file(local, dest)
@@ -45,11 +41,10 @@ def write_chart(month_key: str, png: bytes) -> UPath:
 
 def build_analytics_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     """``analytics/monthly_zone_stats``, partitioned like the trips it summarises."""
-    trip_keys = [dg.AssetKey([WAREHOUSE_SCHEMA, s.dataset]) for s in SERVICES.values()]
 
     @dg.asset(
         key=STATS_KEY,
-        deps=[*trip_keys, dg.AssetKey([WAREHOUSE_SCHEMA, ZONES_DATASET])],
+        deps=[*(s.key("warehouse") for s in SERVICES.values()), zone_key("warehouse")],
         group_name="analytics",
         partitions_def=partitions_def,
         kinds={"postgres", "sql"},
@@ -57,7 +52,11 @@ def build_analytics_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
         tags={"layer": "analytics"},
         code_version="1",
         pool="warehouse",
-        metadata={"partition_expr": "partition_month"},
+        metadata={
+            "partition_expr": "partition_month",
+            "dagster/table_name": f"{ANALYTICS_SCHEMA}.{STATS_TABLE}",
+            "dagster/column_schema": column_schema(),
+        },
         # Recomputed when any service's month (or the zones) changes, once every input of
         # the month is loaded: a month some service lacks waits (see docs/ui.md).
         automation_condition=FOLLOW_UPSTREAM,
@@ -67,7 +66,7 @@ def build_analytics_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
         ),
     )
     def monthly_zone_stats(
-        context: dg.AssetExecutionContext, warehouse: PostgresResource
+        context: dg.AssetExecutionContext, warehouse: PostgresResource, lake: LakeResource
     ) -> dg.MaterializeResult:
         month_key = context.partition_key
         month = parse_month(month_key)
@@ -79,7 +78,7 @@ def build_analytics_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
             f"{stats.trips:,} trips (replaced {stats.rows_replaced}) in {elapsed:.2f} s"
         )
         png = trips_per_day_png(month, stats.daily)
-        chart = write_chart(month_key, png)
+        chart = write_chart(lake, month_key, png)
         with warehouse.engine().connect() as connection:
             table_bytes = connection.execute(
                 sa.text("SELECT pg_total_relation_size(to_regclass(:name))"),
@@ -87,15 +86,13 @@ def build_analytics_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
             ).scalar()
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": dg.MetadataValue.int(stats.rows_written),
+                **row_count_metadata(stats.rows_written, partitioned=True),
                 "rows_replaced": dg.MetadataValue.int(stats.rows_replaced),
                 "trips": dg.MetadataValue.int(stats.trips),
                 "table": f"{ANALYTICS_SCHEMA}.{STATS_TABLE}",
-                "dagster/table_name": f"{ANALYTICS_SCHEMA}.{STATS_TABLE}",
                 "table_bytes": dg.MetadataValue.int(int(table_bytes or 0)),
                 "duration_s": round(elapsed, 3),
                 "rows_per_s": int(stats.trips / elapsed) if elapsed > 0 else 0,
-                "dagster/column_schema": column_schema(),
                 "min_pickup_datetime": str(stats.first_pickup) if stats.first_pickup else "-",
                 "max_pickup_datetime": str(stats.last_pickup) if stats.last_pickup else "-",
                 "rows_outside_partition": dg.MetadataValue.int(stats.pickups_outside_month),
