@@ -7,7 +7,7 @@ export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 # gcsfs 2026.x stalls against GCS emulators without this (harmless against real GCS).
 export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT ?= false
 
-.PHONY: install demo test dev stop lint clean dagster-home lock
+.PHONY: install demo test browser dev stop lint clean dagster-home lock
 
 install: $(VENV)/.installed
 
@@ -25,11 +25,25 @@ dagster-home:
 demo: install dagster-home
 	$(PY) -m taxi_assets.demo
 
-test: install
+test: install browser
 	$(PY) -m pytest
 
+# The browser test drives Debian's Chromium (Playwright never downloads a browser here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "The browser test needs Chromium. Install it as root, then run make test again:"; \
+	    echo "  sudo apt-get install -y chromium"; \
+	    exit 1; \
+	  fi; }
+
+# dg dev: web UI, daemon and code server, with the instance in $$DAGSTER_HOME. The venv is
+# named as the active one, so dg runs the code location with this project's Python.
 dev: install dagster-home
-	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH="$(abspath $(VENV))/bin:$$PATH" \
+	  $(VENV)/bin/dg dev -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
 
 # The embedded PostgreSQL's data folder: the warehouse resource's default (./data/warehouse).
 WAREHOUSE_DIR ?= data/warehouse
@@ -37,8 +51,12 @@ WAREHOUSE_DIR ?= data/warehouse
 stop: install
 	$(PY) -m taxi_assets.cli warehouse stop $(WAREHOUSE_DIR)
 
-lint: install
+# Lint, format and types (ruff, mypy), and the definitions load (dg check defs).
+lint: install dagster-home
 	$(VENV)/bin/ruff check taxi_assets taxi_assets_tests benchmarks
+	$(VENV)/bin/ruff format --check taxi_assets taxi_assets_tests benchmarks
+	$(VENV)/bin/mypy
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dg check defs
 
 # Rewrite the full lock after changing setup.py.
 lock: install

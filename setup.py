@@ -19,6 +19,8 @@ setup(
         f"dagster-shared=={DAGSTER}",
         f"dagster-gcp=={DAGSTER_LIBRARIES}",
         f"dagster-postgres=={DAGSTER_LIBRARIES}",
+        # Dagster's current CLI (`dg dev`, `dg check defs`, `dg launch`), same release train.
+        f"dagster-dg-cli=={DAGSTER}",
         "pyarrow>=26,<27",
         "pandas>=2.2,<3",
         "tabulate>=0.9",
@@ -37,6 +39,11 @@ setup(
             "pytest>=9,<10",
             "pytest-timeout>=2.3",
             "ruff>=0.15",
+            "mypy>=1.15",  # make lint; stubs for the typed libraries below
+            "pandas-stubs>=2.3,<2.4",
+            "types-requests",
+            "types-PyYAML",
+            "types-tabulate",
             "py-spy>=0.4,<0.5",  # profiling: docs/performance.md
             "playwright>=1.45,<2",  # drives Debian's chromium; never `playwright install`
             "gcp-storage-emulator==2026.7.19",

@@ -176,12 +176,12 @@ def run_backfill_benchmark(
     load_at_start = _load()
     month_keys = consecutive_months(first, months)
     mirror_root = ensure_mirror(data_dir, service, month_keys, rows)
-    measured = []
+    measured: list[dict[str, Any]] = []
     for limit in concurrency or [None]:
         work = scratch / f"backfill-{len(measured)}"
         work.mkdir()
         work.chmod(0o755)
-        with fresh_database(server_url) as url:
+        with fresh_database(server_url, prefix="bench", checkpoint=True) as url:
             result = measure_backfill(
                 work,
                 url,
@@ -716,17 +716,17 @@ def max_overlap(per_run: list[dict[str, Any]]) -> int:
 
 
 def warehouse_counts(url: str, service: str) -> dict[str, int]:
-    import psycopg
+    import sqlalchemy as sa
 
-    from taxi_assets.pg.ddl import qualified
+    from taxi_assets.pg.inspect import month_counts
+    from taxi_assets.resources.postgres import sqlalchemy_url
     from taxi_assets.services import SERVICES
 
-    table = qualified("warehouse", SERVICES[service].dataset)
-    with psycopg.connect(url) as connection:
-        rows = connection.execute(
-            f"SELECT to_char(partition_month, 'YYYY-MM'), count(*) FROM {table} GROUP BY 1"
-        ).fetchall()
-    return {month: int(count) for month, count in sorted(rows)}
+    engine = sa.create_engine(sqlalchemy_url(url))
+    try:
+        return month_counts(engine, "warehouse", SERVICES[service].dataset)
+    finally:
+        engine.dispose()
 
 
 def check_counts(counts: dict[str, int], months: list[str], rows: int) -> None:

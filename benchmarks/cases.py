@@ -172,7 +172,7 @@ def dagster(args: dict[str, Any]) -> dict[str, Any]:
     home.mkdir()
     with dg.DagsterInstance.local_temp(str(home)) as instance:
         result = dg.materialize(
-            list(definitions.assets or []),
+            [a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition)],
             selection=selection,
             partition_key=month,
             resources=resources,

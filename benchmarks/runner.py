@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.cases import RESULT_PREFIX
+from taxi_assets.pg.scratch import fresh_database
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "latest.json"
@@ -250,7 +251,7 @@ def run_case(
     work = scratch / f"{case}-{uuid.uuid4().hex[:8]}"
     work.mkdir()
     work.chmod(0o755)
-    with fresh_database(server_url) as url:
+    with fresh_database(server_url, prefix="bench", checkpoint=True) as url:
         payload = {
             "raw": str(raw),
             "month": month,
@@ -300,24 +301,6 @@ def _parse_result(stdout: str, case: str) -> dict[str, Any]:
     raise RuntimeError(f"case {case} printed no result line:\n{stdout[-2000:]}")
 
 
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    """An empty database on the server for one run, dropped afterwards."""
-    import psycopg
-    import sqlalchemy as sa
-
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        admin.execute("CHECKPOINT")  # no checkpoint left over from the previous run
-    url = sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def fixed_overhead(args: argparse.Namespace, server_url: str, scratch: Path) -> dict[str, Any]:
     """Dagster's cost per run, whatever the data: a tiny month through Dagster and the core."""
     rows, month = TINY_MONTH
@@ -354,25 +337,27 @@ def month_report(
         "cases": {name: measured.summary() for name, measured in cases.items()},
         "skipped": skipped,
     }
-    core_wall = cases["core"].median("wall_s") if "core" in cases else None
-    core_work = cases["core"].median("work_s") if "core" in cases else None
-    if "course" in cases and core_wall:
-        report["speedup_vs_course"] = _round(cases["course"].median("wall_s") / core_wall, 2)
-        report["speedup_vs_course_in_process"] = _round(
-            cases["course"].median("work_s") / core_work, 2
-        )
-    if "dagster" in cases and "course" in cases:
-        report["speedup_vs_course_dagster"] = _round(
-            cases["course"].median("wall_s") / cases["dagster"].median("wall_s"), 2
-        )
+
+    def median(case: str, key: str) -> float | None:
+        return cases[case].median(key) if case in cases else None
+
+    core_wall, core_work = median("core", "wall_s"), median("core", "work_s")
+    course_wall, course_work = median("course", "wall_s"), median("course", "work_s")
+    dagster_wall, serial = median("dagster", "wall_s"), median("floor", "serial_floor_s")
+    if course_wall and core_wall:
+        report["speedup_vs_course"] = _round(course_wall / core_wall, 2)
+    if course_work and core_work:
+        report["speedup_vs_course_in_process"] = _round(course_work / core_work, 2)
+    if course_wall and dagster_wall:
+        report["speedup_vs_course_dagster"] = _round(course_wall / dagster_wall, 2)
     if "floor" in cases:
-        serial = cases["floor"].median("serial_floor_s")
         report["serial_floor_s"] = _round(serial)
         if core_wall and serial:
             report["ratio_vs_copy_floor"] = _round(core_wall / serial, 2)
+        if core_work and serial:
             report["ratio_vs_copy_floor_in_process"] = _round(core_work / serial, 2)
-    if "dagster" in cases and core_wall:
-        report["dagster_overhead_s"] = _round(cases["dagster"].median("wall_s") - core_wall)
+    if dagster_wall is not None and core_wall:
+        report["dagster_overhead_s"] = _round(dagster_wall - core_wall)
     return report
 
 

@@ -7,6 +7,7 @@ metadata), and the warehouse table itself. Blocking checks stop downstream asset
 """
 
 import warnings
+from collections.abc import Callable
 from datetime import datetime
 
 import dagster as dg
@@ -65,11 +66,17 @@ def build_service_checks(
     lake_key = service.key("lake")
     warehouse_key = service.key("warehouse")
 
-    @dg.asset_check(
-        asset=lake_key,
-        name="rows_match_raw",
+    def monthly_check(
+        asset: dg.AssetKey, description: str, blocking: bool = False
+    ) -> Callable[[Callable[..., dg.AssetCheckResult]], dg.AssetChecksDefinition]:
+        """A check of one month of ``asset``, named after its function."""
+        return dg.asset_check(
+            asset=asset, blocking=blocking, partitions_def=partitions_def, description=description
+        )
+
+    @monthly_check(
+        lake_key,
         blocking=True,
-        partitions_def=partitions_def,
         description="Rows in the lake file = rows in the published file (counted while downloading).",
     )
     def rows_match_raw(
@@ -81,16 +88,14 @@ def build_service_checks(
         return dg.AssetCheckResult(
             passed=raw_rows is None or raw_rows == lake_rows,
             metadata={
-                "raw_rows": raw_rows if raw_rows is not None else "unknown",
+                "raw_rows": raw_rows if isinstance(raw_rows, int) else "unknown",
                 "lake_rows": lake_rows,
             },
         )
 
-    @dg.asset_check(
-        asset=lake_key,
-        name="schema_matches_contract",
+    @monthly_check(
+        lake_key,
         blocking=True,
-        partitions_def=partitions_def,
         description=f"The lake file has exactly the {service.name} contract's columns and types.",
     )
     def schema_matches_contract(
@@ -114,10 +119,8 @@ def build_service_checks(
             },
         )
 
-    @dg.asset_check(
-        asset=lake_key,
-        name="quality_signals",
-        partitions_def=partitions_def,
+    @monthly_check(
+        lake_key,
         description="Rows that look wrong, counted not removed: out-of-month pickups, negative "
         "fares, zero or absurd distances, unknown locations, passenger_count 0, null vendors.",
     )
@@ -142,11 +145,9 @@ def build_service_checks(
             passed=not exceeded, severity=dg.AssetCheckSeverity.WARN, metadata=metadata
         )
 
-    @dg.asset_check(
-        asset=warehouse_key,
-        name="rows_match_lake",
+    @monthly_check(
+        warehouse_key,
         blocking=True,
-        partitions_def=partitions_def,
         description="Rows of the month in the warehouse table = rows in the lake file.",
     )
     def rows_match_lake(
@@ -165,10 +166,8 @@ def build_service_checks(
             metadata={"lake_rows": lake_rows, "warehouse_rows": warehouse_rows},
         )
 
-    @dg.asset_check(
-        asset=warehouse_key,
-        name="freshness",
-        partitions_def=partitions_def,
+    @monthly_check(
+        warehouse_key,
         description=f"The newest loaded month is at most N (default {FRESHNESS_MONTHS}) months "
         "behind the newest month the source has published (HEAD request, no download).",
     )

@@ -11,11 +11,11 @@ import os
 from pathlib import Path
 
 import dagster as dg
-import sqlalchemy as sa
 
 from taxi_assets.assets.analytics import STATS_KEY
 from taxi_assets.definitions import defs
 from taxi_assets.devdata import MirrorServer, generate_mirror
+from taxi_assets.pg.inspect import month_counts
 from taxi_assets.resources import PostgresResource
 from taxi_assets.services import LAYERS, SERVICES, trip_keys, zone_key
 
@@ -62,18 +62,10 @@ def run_demo(data_dir: Path, months: tuple[str, ...], rows: int) -> dict[str, di
 
 def warehouse_counts() -> dict[str, dict[str, int]]:
     engine = PostgresResource().engine()
-    counts: dict[str, dict[str, int]] = {}
+    counts = {s.dataset: month_counts(engine, "warehouse", s.dataset) for s in SERVICES.values()}
     with engine.connect() as connection:
-        for service in SERVICES.values():
-            rows = connection.execute(
-                sa.text(
-                    f"SELECT to_char(partition_month, 'YYYY-MM'), count(*) "
-                    f'FROM warehouse."{service.dataset}" GROUP BY 1 ORDER BY 1'
-                )
-            ).all()
-            counts[service.dataset] = dict(rows)
         zones = connection.exec_driver_sql("SELECT count(*) FROM warehouse.taxi_zones").scalar()
-        counts["taxi_zones"] = {"-": int(zones or 0)}
+    counts["taxi_zones"] = {"-": int(zones or 0)}
     return counts
 
 

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import dagster as dg
 import pytest
 
-from taxi_assets_tests.postgres_server import fresh_database, throwaway_server
+from taxi_assets.pg.scratch import fresh_database
+from taxi_assets_tests.postgres_server import throwaway_server
 
 if TYPE_CHECKING:
     from taxi_assets_tests.gcs_emulator import GcsEmulator

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from http import server
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -274,6 +275,7 @@ class FakeTokenServer:
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 token_server.exchanges += 1
+                body: dict[str, Any]
                 if token_server.fail:
                     status = 400
                     body = {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}

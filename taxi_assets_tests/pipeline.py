@@ -12,13 +12,22 @@ import pyarrow.dataset as pads
 import sqlalchemy as sa
 
 from taxi_assets.definitions import build_definitions, build_resources
+from taxi_assets.pg.inspect import month_counts
 from taxi_assets.resources import LakeResource, PostgresResource, TaxiSourceResource
 from taxi_assets.resources.postgres import sqlalchemy_url
 
 REPO = Path(__file__).resolve().parents[1]
 _DEFS = build_definitions("2019-01")
 # Assets and their checks: checks run with every materialization of their asset.
-ASSETS = [*(_DEFS.assets or []), *(_DEFS.asset_checks or [])]
+
+
+def materializable(definitions: dg.Definitions) -> list[dg.AssetsDefinition]:
+    """The definitions' assets and checks, as ``dg.materialize`` takes them."""
+    assets = [a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    return [*assets, *(definitions.asset_checks or [])]
+
+
+ASSETS = materializable(_DEFS)
 
 
 def pipeline_resources(
@@ -80,7 +89,7 @@ def cli_env(
 
 def run(
     selection: str | list[str],
-    resources: dict[str, object],
+    resources: dict[str, Any],
     instance: dg.DagsterInstance,
     partition_key: str | None = None,
     raise_on_error: bool = True,
@@ -96,7 +105,7 @@ def run(
     )
 
 
-def materialization_metadata(result: dg.ExecuteInProcessResult, key: str) -> dict[str, object]:
+def materialization_metadata(result: dg.ExecuteInProcessResult, key: str) -> dict[str, Any]:
     for event in result.get_asset_materialization_events():
         if event.asset_key == dg.AssetKey.from_user_string(key):
             return {k: v.value for k, v in event.materialization.metadata.items()}
@@ -114,12 +123,10 @@ def engine_for(url: str) -> sa.Engine:
 def warehouse_counts(pg_url: str, table: str) -> dict[str, int]:
     """Rows of ``warehouse.<table>`` by partition month (``YYYY-MM``)."""
     engine = engine_for(pg_url)
-    with engine.connect() as connection:
-        rows = connection.exec_driver_sql(
-            f"SELECT to_char(partition_month, 'YYYY-MM'), count(*) FROM warehouse.{table} GROUP BY 1"
-        ).all()
-    engine.dispose()
-    return dict(rows)
+    try:
+        return month_counts(engine, "warehouse", table)
+    finally:
+        engine.dispose()
 
 
 def warehouse_tables(pg_url: str) -> list[str]:

@@ -22,10 +22,10 @@ def test_schedule_targets_the_lagged_month(monkeypatch: pytest.MonkeyPatch) -> N
     context = dg.build_schedule_context(
         scheduled_execution_time=datetime(2021, 3, 1, 6), repository_def=defs.get_repository_def()
     )
-    request = schedule.evaluate_tick(context).run_requests[0]
+    (request,) = schedule.evaluate_tick(context).run_requests or []
     assert request.partition_key == "2021-01"
     monkeypatch.setenv("TAXI_PUBLICATION_LAG_MONTHS", "3")
-    request = schedule.evaluate_tick(context).run_requests[0]
+    (request,) = schedule.evaluate_tick(context).run_requests or []
     assert request.partition_key == "2020-12"
 
 

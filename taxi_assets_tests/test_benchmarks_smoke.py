@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from taxi_assets.pg import copy_in as pg_copy
-from taxi_assets.pg.ddl import ensure_table, qualified
+from taxi_assets.pg.ddl import driver_cursor, ensure_table, qualified
 from taxi_assets.resources.postgres import sqlalchemy_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,7 +166,7 @@ def test_binary_copy_loads_exactly_what_csv_copy_loads(
         if mode == "csv":
             monkeypatch.setattr(pg_copy, "_binary_compatible", lambda *args: False)
         with engine.begin() as connection:
-            cursor = connection.connection.driver_connection.cursor()
+            cursor = driver_cursor(connection)
             formats[mode] = pg_copy._binary_compatible(
                 cursor, qualified("public", table), data.schema
             )
@@ -190,7 +190,7 @@ def test_binary_copy_falls_back_to_csv_when_the_table_types_differ(pg_url: str) 
         connection.exec_driver_sql("CREATE TABLE loose (n numeric, at text)")
     data = pa.table({"n": pa.array([1, None, 3], pa.int64()), "at": ["a", None, ""]})
     with engine.begin() as connection:
-        cursor = connection.connection.driver_connection.cursor()
+        cursor = driver_cursor(connection)
         assert not pg_copy._binary_compatible(cursor, '"public"."loose"', data.schema)
         assert pg_copy.copy_arrow(cursor, '"public"."loose"', data.to_reader()) == 3
     with engine.connect() as connection:

@@ -6,6 +6,7 @@ import datetime as dt
 import gzip
 import io
 from pathlib import Path
+from typing import IO, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -436,7 +437,9 @@ class _Unseekable(io.RawIOBase):
 def test_unseekable_source_is_a_contract_error() -> None:
     source = _Unseekable(yellow_csv([YELLOW_ROW]).encode())
     with pytest.raises(ContractError, match="y.csv: source file object is not seekable"):
-        open_contract_reader(source, file_name="y.csv", contract=CONTRACTS["yellow"])
+        open_contract_reader(
+            cast(IO[bytes], source), file_name="y.csv", contract=CONTRACTS["yellow"]
+        )
 
 
 def test_unsupported_file_type(tmp_path: Path) -> None:

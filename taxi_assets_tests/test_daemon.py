@@ -162,7 +162,7 @@ def test_daemon_sensor_automation_and_backfill(
         # yellow 2021-03 is not published: that backfill run fails clearly, the others succeed.
         assert len(failed) == 1, summary
         error_text = " ".join(
-            str(e.dagster_event.event_specific_data.error)
+            str(e.dagster_event.step_failure_data.error)
             for e in instance.all_logs(failed[0])
             if e.dagster_event is not None and e.dagster_event.is_step_failure
         )

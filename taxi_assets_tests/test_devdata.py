@@ -23,6 +23,8 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
+from taxi_assets.cli import main as cli_main
+from taxi_assets.cli import parse_months
 from taxi_assets.devdata import (
     MirrorServer,
     generate_mirror,
@@ -31,8 +33,6 @@ from taxi_assets.devdata import (
     trip_table,
     write_month,
 )
-from taxi_assets.devdata.__main__ import main as cli_main
-from taxi_assets.devdata.__main__ import parse_months
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
 
 # Must match conftest's mirror_root.
@@ -430,7 +430,7 @@ def test_cli_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert parse_months("2020-11..2021-01,2021-03") == ["2020-11", "2020-12", "2021-01", "2021-03"]
     argv = ["generate", "--out", str(tmp_path), "--months", "2021-01..2021-02"]
     argv += ["--services", "green", "--sources", "dtc", "--rows", "30", "--seed", "3"]
-    assert cli_main(argv) == 0
+    assert cli_main(["devdata", *argv]) == 0
     assert sorted(all_files(tmp_path)) == [
         "green/green_tripdata_2021-01.csv.gz",
         "green/green_tripdata_2021-02.csv.gz",
@@ -438,7 +438,7 @@ def test_cli_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     ]
     assert "wrote 3 files" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        cli_main(["generate", "--out", str(tmp_path), "--months", "2021-13"])
+        cli_main(["devdata", "generate", "--out", str(tmp_path), "--months", "2021-13"])
 
 
 def test_cli_serve_until_sigterm(mirror_root: Path, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -45,7 +46,7 @@ def month_rows(month: str, count: int, first_id: int = 0) -> pa.Table:
     )
 
 
-def resources(url: str) -> dict[str, object]:
+def resources(url: str) -> dict[str, Any]:
     return {"io_manager": PostgresIOManager(database=PostgresResource(url=url))}
 
 
@@ -244,7 +245,7 @@ def test_odd_and_hostile_identifiers_stay_identifiers(pg_url: str) -> None:
 def test_downstream_reads_two_partitions_as_arrow_and_pandas(pg_url: str) -> None:
     for month in ("2021-01", "2021-02", "2021-03"):
         assert materialize(pg_url, [trips], month).success
-    seen: dict[str, object] = {}
+    seen: dict[str, Any] = {}
 
     @dg.asset(
         partitions_def=MONTHS,

@@ -63,13 +63,15 @@ def test_a_job_runs_on_postgres_storage(
         assert isinstance(instance.compute_log_manager, GCSComputeLogManager)
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
-        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
+        run_queue = instance.get_concurrency_config().run_queue_config
+        assert run_queue is not None and run_queue.max_concurrent_runs == 4
 
         # A real run: run worker and step in subprocesses, events through Postgres.
         result = dg.execute_job(dg.reconstructable(hello_job), instance=instance)
         assert result.success
         run_id = result.run_id
-        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+        finished = instance.get_run_by_id(run_id)
+        assert finished is not None and finished.status == dg.DagsterRunStatus.SUCCESS
 
     engine = sa.create_engine(sqlalchemy_url(pg_url))
     with engine.connect() as connection:
@@ -81,7 +83,7 @@ def test_a_job_runs_on_postgres_storage(
         ).scalar()
     engine.dispose()
     assert status == "SUCCESS"
-    assert messages > 5
+    assert messages is not None and messages > 5
     # The step's stdout went to the compute log bucket.
     logs = gcs.objects(prefix=COMPUTE_LOGS_PREFIX)
     assert any(b"printed by the step" in content for content in logs.values()), list(logs)

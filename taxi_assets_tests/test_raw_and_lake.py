@@ -13,6 +13,7 @@ from taxi_assets_tests.faults_support import add_column
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
 from taxi_assets_tests.pipeline import (
     lake_dataset,
+    materializable,
     materialization_metadata,
     pipeline_resources,
     run,
@@ -210,7 +211,7 @@ def test_months_before_a_service_existed_are_skipped(
     history = build_definitions("2013-01")
     lake = tmp_path / "lake"
     result = dg.materialize(
-        [*(history.assets or []), *(history.asset_checks or [])],
+        materializable(history),
         selection=[dg.AssetKey(["raw", "green_tripdata"]), dg.AssetKey(["lake", "green_tripdata"])],
         partition_key="2013-05",
         resources=pipeline_resources(mirror.url, lake),

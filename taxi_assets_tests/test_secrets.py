@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -63,7 +64,7 @@ def password_url(pg_server_url: str) -> Iterator[tuple[str, str]]:
         admin.dispose()
 
 
-def env_resources(mirror_url: str) -> dict[str, object]:
+def env_resources(mirror_url: str) -> dict[str, Any]:
     """The production wiring: every location and credential from the environment."""
     return build_resources(source=pipeline_resources(mirror_url, None)["source"])
 

@@ -1,7 +1,7 @@
-"""What users see, checked as a person would: `dagster dev` driven by headless Chromium.
+"""What users see, checked as a person would: `dg dev` driven by headless Chromium.
 
 One month (2021-01) of every service, the zones and the analytics asset are loaded in
-process into a temporary ``DAGSTER_HOME``; then ``dagster dev`` starts on 127.0.0.1 over
+process into a temporary ``DAGSTER_HOME``; then ``dg dev`` starts on 127.0.0.1 over
 the same instance, mirror, lake and PostgreSQL. The test launches a one-month backfill of
 ``taxi_monthly_job`` (2021-02) through the GraphQL API, opens the asset graph, asset
 pages, partitions and materialization metadata in Chromium (Playwright driving Debian's
@@ -151,7 +151,7 @@ def dagster_dev(env: dict[str, str], log_path: Path) -> Iterator[Dagit]:
 
 
 def stop_process_group(process: subprocess.Popen) -> None:
-    """SIGINT to the whole group, as Ctrl-C in a terminal sends it: `dagster dev` stops its
+    """SIGINT to the whole group, as Ctrl-C in a terminal sends it: `dg dev` stops its
     webserver, daemon and code servers; whatever is left after the grace period is killed."""
     started = time.monotonic()
     group = process.pid
@@ -163,7 +163,7 @@ def stop_process_group(process: subprocess.Popen) -> None:
     leftovers = _signal_group(group, signal.SIGKILL)
     process.wait(timeout=10)
     print(
-        f"dagster dev stopped in {time.monotonic() - started:.1f} s"
+        f"dg dev stopped in {time.monotonic() - started:.1f} s"
         + (" (stragglers killed)" if leftovers else "")
     )
 
@@ -186,7 +186,7 @@ def wait_until_loaded(dagit: Dagit, process: subprocess.Popen, log_path: Path) -
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"dagster dev exited with {process.returncode}:\n{log_tail(log_path)}")
+            pytest.fail(f"dg dev exited with {process.returncode}:\n{log_tail(log_path)}")
         try:
             if dagit.http.get(f"{dagit.base}/server_info", timeout=5).ok:
                 entries = dagit.graphql(WORKSPACE_QUERY)["workspaceOrError"]["locationEntries"]
@@ -199,7 +199,7 @@ def wait_until_loaded(dagit: Dagit, process: subprocess.Popen, log_path: Path) -
         except requests.RequestException:
             pass
         time.sleep(0.5)
-    pytest.fail(f"dagster dev not ready after {STARTUP_TIMEOUT_S} s:\n{log_tail(log_path)}")
+    pytest.fail(f"dg dev not ready after {STARTUP_TIMEOUT_S} s:\n{log_tail(log_path)}")
 
 
 WORKSPACE_QUERY = """
@@ -295,7 +295,7 @@ def asset_url(key: str, **query: str) -> str:
 def loaded_home(
     mirror: FaultyMirror, tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
-    """A DAGSTER_HOME with LOADED_MONTH materialized; the environment `dagster dev` gets."""
+    """A DAGSTER_HOME with LOADED_MONTH materialized; the environment `dg dev` gets."""
     home = dagster_home(tmp_path)
     lake = tmp_path / "lake"
     env = {"DAGSTER_HOME": str(home), **project_env(mirror.url, lake, pg_url)}
@@ -316,7 +316,7 @@ def test_the_ui_shows_assets_metadata_and_a_backfill(
 
     executable = chromium_executable()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log_path = ARTIFACTS / "dagster-dev.log"
+    log_path = ARTIFACTS / "dg-dev.log"
     with dagster_dev(loaded_home, log_path) as dagit:
         backfill_id = launch_month_backfill(dagit, BACKFILL_MONTH)
         with sync_playwright() as playwright:

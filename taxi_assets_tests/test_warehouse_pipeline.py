@@ -61,7 +61,7 @@ def test_months_load_replace_and_keep_neighbours(
         lineage = connection.exec_driver_sql(
             "SELECT DISTINCT partition_month::text, source_file FROM warehouse.green_tripdata ORDER BY 1"
         ).all()
-        types = dict(
+        types: dict[str, str] = dict(
             connection.exec_driver_sql(
                 "SELECT column_name, data_type FROM information_schema.columns "
                 "WHERE table_schema = 'warehouse' AND table_name = 'yellow_tripdata'"

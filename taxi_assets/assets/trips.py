@@ -1,6 +1,6 @@
 """The three monthly assets of one service: raw file -> lake Parquet -> warehouse table."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
@@ -23,7 +23,7 @@ from taxi_assets.io_managers.raw_files import StoredFile
 from taxi_assets.partitions import parse_month
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.source import TaxiSourceResource
-from taxi_assets.services import Service
+from taxi_assets.services import LAYERS, Layer, Service
 
 OWNERS = ["team:data-engineering"]
 # One month per run in every layer: a failure touches one month, and the in-process
@@ -45,26 +45,48 @@ def warehouse_metadata(service: Service) -> dict[str, Any]:
     }
 
 
+def layer_asset(
+    service: Service,
+    layer: Layer,
+    partitions_def: dg.PartitionsDefinition,
+    upstream_input: str | None = None,
+    **specific: Any,
+) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    """``@dg.asset`` for one layer of a service's month: key, group, IO manager, tags,
+    owners, partitions and the one-month-per-run policy are the same in every layer.
+    ``upstream_input`` names the argument that receives the previous layer's month; a
+    layer with one follows it automatically. ``specific`` adds the layer's own arguments."""
+    if upstream_input is not None:
+        previous = service.key(LAYERS[LAYERS.index(layer) - 1])
+        specific["ins"] = {upstream_input: dg.AssetIn(key=previous)}
+        specific["automation_condition"] = FOLLOW_UPSTREAM
+    return dg.asset(
+        key=service.key(layer),
+        group_name=layer,
+        partitions_def=partitions_def,
+        io_manager_key=f"{layer}_io_manager",
+        owners=OWNERS,
+        tags={"service": service.name, "layer": layer},
+        backfill_policy=ONE_MONTH_PER_RUN,
+        **specific,
+    )
+
+
 def build_trip_assets(
     service: Service, partitions_def: dg.PartitionsDefinition
 ) -> list[dg.AssetsDefinition]:
     contract = CONTRACTS[service.name]
     dataset = service.dataset
     raw_key = service.key("raw")
-    lake_key = service.key("lake")
 
-    @dg.asset(
-        key=raw_key,
-        group_name="raw",
-        partitions_def=partitions_def,
-        io_manager_key="raw_io_manager",
+    @layer_asset(
+        service,
+        "raw",
+        partitions_def,
         kinds={"csv", "parquet"},
-        owners=OWNERS,
-        tags={"service": service.name, "layer": "raw"},
         code_version="1",
         description=f"{service.description}: the monthly file exactly as published.",
         pool="downloads",
-        backfill_policy=ONE_MONTH_PER_RUN,
         output_required=False,
     )
     def raw(
@@ -95,23 +117,18 @@ def build_trip_assets(
             context, source, lake, url, name, month, layout.source_for(month), contract
         )
 
-    @dg.asset(
-        key=lake_key,
-        ins={"raw_file": dg.AssetIn(key=raw_key)},
-        group_name="lake",
-        partitions_def=partitions_def,
-        io_manager_key="lake_io_manager",
+    @layer_asset(
+        service,
+        "lake",
+        partitions_def,
+        upstream_input="raw_file",
         kinds={"parquet"},
-        owners=OWNERS,
-        tags={"service": service.name, "layer": "lake"},
         code_version=f"contract-{contract.version}",
         metadata={
             "time_column": contract.time_column,
             "contract_version": contract.version,
             "dagster/column_schema": column_schema(contract.schema),
         },
-        automation_condition=FOLLOW_UPSTREAM,
-        backfill_policy=ONE_MONTH_PER_RUN,
         description=(
             f"{service.description}: every published row, typed to the {service.name} "
             f"contract v{contract.version}, as Parquet (zstd) in a Hive layout."
@@ -121,19 +138,14 @@ def build_trip_assets(
         parse_month(context.partition_key)
         return contract_stream(context, raw_file, contract, raw_key, context.partition_key)
 
-    @dg.asset(
-        key=service.key("warehouse"),
-        ins={"lake_months": dg.AssetIn(key=lake_key)},
-        group_name="warehouse",
-        partitions_def=partitions_def,
-        io_manager_key="warehouse_io_manager",
+    @layer_asset(
+        service,
+        "warehouse",
+        partitions_def,
+        upstream_input="lake_months",
         kinds={"postgres"},
-        owners=OWNERS,
-        tags={"service": service.name, "layer": "warehouse"},
         code_version="1",
         metadata=warehouse_metadata(service),
-        automation_condition=FOLLOW_UPSTREAM,
-        backfill_policy=ONE_MONTH_PER_RUN,
         description=(
             f"{service.description}: table warehouse.{dataset}, one month per "
             "partition_month, replaced atomically on every load."

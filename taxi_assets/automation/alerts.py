@@ -12,6 +12,7 @@ sensor evaluates, like every other setting of the project (see ``taxi_assets.set
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -39,15 +40,15 @@ class FailedCheck:
     description: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FailureSummary:
     run_id: str
+    run_url: str | None = None  # a link to the run in the UI, when its address is known
     job_name: str
     partition: str | None
     assets: tuple[str, ...]
     failed_steps: tuple[tuple[str, str], ...]  # (step key, first lines of the error)
     failed_checks: tuple[FailedCheck, ...] = field(default=())
-    run_url: str | None = None
 
     @property
     def title(self) -> str:
@@ -76,7 +77,7 @@ class FailureSummary:
         lines.append(f"Run: {self.run_url or self.run_id}")
         return _truncate("\n".join(lines), MAX_TEXT_CHARS)
 
-    def slack_payload(self) -> dict[str, object]:
+    def slack_payload(self) -> dict[str, Any]:
         # Slack reads `<`, `>` and `&` as markup in both fields: escape them.
         text = self.text().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         return {
@@ -96,7 +97,7 @@ def _first_lines(message: str, lines: int = 3) -> str:
 
 def _error_text(error: object) -> str:
     """An error and its causes, outermost first (Dagster wraps user errors in its own)."""
-    parts = []
+    parts: list[str] = []
     while error is not None and len(parts) < 3:
         parts.append(_first_lines(getattr(error, "message", "") or ""))
         error = getattr(error, "cause", None)
@@ -112,7 +113,7 @@ def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[FailedCheck
     for record in records:
         event = record.event_log_entry.dagster_event
         evaluation = event.event_specific_data if event else None
-        if evaluation is None or evaluation.passed:
+        if not isinstance(evaluation, dg.AssetCheckEvaluation) or evaluation.passed:
             continue
         found.append(
             FailedCheck(

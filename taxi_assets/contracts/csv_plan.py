@@ -74,7 +74,8 @@ class Opener:
         """First `nbytes` of the decompressed data and whether that is the whole file."""
         stream = self.open()
         try:
-            chunks, size = [], 0
+            chunks: list[bytes] = []
+            size = 0
             while size < nbytes:
                 chunk = stream.read(nbytes - size)
                 if not chunk:

@@ -11,6 +11,7 @@ hook ``respond`` to inject faults.
 from __future__ import annotations
 
 import email.utils
+import io
 import logging
 import os
 import posixpath
@@ -23,7 +24,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, Self
 from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,10 @@ class MirrorRequestHandler(BaseHTTPRequestHandler):
     server_version = "taxi-devdata-mirror"
     server: _HTTPServer
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         self.server.mirror.respond(self)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self.server.mirror.respond(self)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
@@ -102,8 +103,10 @@ class MirrorServer:
     def url(self) -> str:
         if self._httpd is None:
             raise RuntimeError("MirrorServer.url is only valid after start()")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        host = self._httpd.server_address[0]
+        return (
+            f"http://{host if isinstance(host, str) else host.decode()}:{self._httpd.server_port}"
+        )
 
     def start(self) -> MirrorServer:
         if self._httpd is not None:
@@ -132,8 +135,9 @@ class MirrorServer:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> MirrorServer:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(
         self,
@@ -230,7 +234,7 @@ class MirrorServer:
             size = st.st_size
             start, length, status = 0, size, HTTPStatus.OK
             byte_range = _parse_range(handler.headers.get("Range"), size)
-            if byte_range == "invalid":
+            if isinstance(byte_range, str):  # "invalid"
                 self.send_simple(handler, 416, b"", headers={"Content-Range": f"bytes */{size}"})
                 return False
             if byte_range is not None:
@@ -276,7 +280,7 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
 
 
 def _copy(
-    f: BinaryIO, out: BinaryIO, start: int, length: int,
+    f: BinaryIO, out: BinaryIO | io.BufferedIOBase, start: int, length: int,
     limit: int | None, mutate: Callable[[int, bytearray], None] | None,
 ) -> bool:  # fmt: skip
     """Stream length bytes from offset start; never holds more than one chunk."""

@@ -20,7 +20,7 @@ from taxi_assets.errors import RowCountMismatch
 from taxi_assets.io_managers.arrow_stats import StreamStats, static_schema_metadata
 from taxi_assets.pg.copy_in import copy_arrow
 from taxi_assets.pg.copy_out import read_query_arrow
-from taxi_assets.pg.ddl import ensure_table, ident, qualified
+from taxi_assets.pg.ddl import driver_cursor, ensure_table, ident, qualified
 from taxi_assets.resources.postgres import PostgresResource
 
 
@@ -105,7 +105,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         stats = StreamStats(time_column=metadata.get("time_column"), window=target.window)
         reader = _observed(load.reader, stats)
         with engine.begin() as connection:
-            cursor = connection.connection.driver_connection.cursor()
+            cursor = driver_cursor(connection)
             for key in sorted(target.keys) or ["<all>"]:
                 cursor.execute(
                     "SELECT pg_advisory_xact_lock(hashtextextended(%(lock)s, 0))",

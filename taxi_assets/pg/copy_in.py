@@ -140,7 +140,7 @@ def _binary_compatible(cursor: psycopg.Cursor, table_sql: str, schema: pa.Schema
         "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
         (table_sql,),
     ).fetchall()
-    actual = dict(rows)
+    actual: dict[str, str] = dict(rows)
     return all(actual.get(name) == pg for name, pg in wanted.items())
 
 

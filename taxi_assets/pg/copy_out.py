@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
-from taxi_assets.pg.ddl import existing_columns, ident, qualified
+from taxi_assets.pg.ddl import driver_cursor, existing_columns, ident, qualified
 
 _ARROW_FOR_PG = {
     "smallint": pa.int16(),
@@ -33,7 +33,7 @@ def read_query_arrow(
             raise LookupError(f"table {schema}.{table} does not exist: materialize it first")
         types = {name: _ARROW_FOR_PG.get(pg, pa.string()) for name, pg in columns.items()}
         select = ", ".join(ident(name) for name in columns)
-        cursor = connection.connection.driver_connection.cursor()
+        cursor = driver_cursor(connection)
         sink = pa.BufferOutputStream()
         statement = (
             f"COPY (SELECT {select} FROM {qualified(schema, table)}{where}) TO STDOUT (FORMAT csv)"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from typing import Any
 
+import psycopg
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -108,3 +110,11 @@ def ensure_table(
                 f"CREATE INDEX IF NOT EXISTS {ident(_index_name(table, column))} "
                 f"ON {name} ({ident(column)})"
             )
+
+
+def driver_cursor(connection: sa.Connection) -> psycopg.Cursor[Any]:
+    """A psycopg cursor on the connection SQLAlchemy holds (COPY needs the driver's own)."""
+    driver = connection.connection.driver_connection
+    if not isinstance(driver, psycopg.Connection):
+        raise TypeError(f"expected a psycopg 3 connection, got {type(driver).__name__}")
+    return driver.cursor()

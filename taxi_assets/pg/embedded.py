@@ -28,7 +28,8 @@ def embedded_url(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> str:
 
 def stop(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> bool:
     """Stop the embedded server of ``data_dir`` if one runs; True if it was running."""
-    from pgserver._commands import pg_ctl
+    # pgserver builds its command wrappers at import time: mypy cannot see them.
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
     from pgserver.utils import PostmasterInfo
 
     folder = Path(data_dir).expanduser().resolve()

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 import requests
+from pydantic import Field
 
 from taxi_assets.settings import resolve_setting
 from taxi_assets.upstream.download import (
@@ -27,12 +28,14 @@ class TaxiSourceResource(dg.ConfigurableResource):
     to the public upstream: ``TAXI_SOURCE``, ``TAXI_DTC_URL``, ``TAXI_TLC_URL``,
     ``TAXI_ZONES_URL``."""
 
-    source: str | None = None
-    dtc_url: str | None = None
-    tlc_url: str | None = None
-    zones_url: str | None = None
-    attempts: int = 5
-    backoff_seconds: float = 1.0
+    source: str | None = Field(default=None, description="auto, dtc or tlc ($TAXI_SOURCE).")
+    dtc_url: str | None = Field(default=None, description="Course mirror base ($TAXI_DTC_URL).")
+    tlc_url: str | None = Field(default=None, description="TLC's file base ($TAXI_TLC_URL).")
+    zones_url: str | None = Field(default=None, description="Zone lookup CSV ($TAXI_ZONES_URL).")
+    attempts: int = Field(default=5, description="Tries per request (transient failures).")
+    backoff_seconds: float = Field(
+        default=1.0, description="First wait between tries; doubles each time, with jitter."
+    )
     connect_timeout_seconds: float = 15.0
     read_timeout_seconds: float = 60.0
 

@@ -15,7 +15,7 @@ import functools
 import os
 import re
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from taxi_assets.settings import resolve_setting
 
@@ -60,13 +60,13 @@ def gcp_project(project: str | None = None) -> str | None:
     return resolve_setting(project, "TAXI_GCP_PROJECT", None)
 
 
-def gcs_storage_options(project: str | None = None) -> dict[str, object]:
+def gcs_storage_options(project: str | None = None) -> dict[str, Any]:
     """``gcsfs.GCSFileSystem`` keyword arguments for the lake.
 
     Listings are not cached: a month's file is found by listing its folder, and another
     process may have replaced it since.
     """
-    common: dict[str, object] = {"use_listings_cache": False}
+    common: dict[str, Any] = {"use_listings_cache": False}
     project = gcp_project(project)
     if emulator_host():
         # gcsfs 2026.x probes every bucket for zonal/HNS features over gRPC, which an

@@ -1,0 +1,20 @@
+"""What a warehouse table holds, month by month (the demo, tests and benchmarks read it)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from taxi_assets.pg.ddl import ident, qualified
+
+
+def month_counts(
+    engine: sa.Engine, schema: str, table: str, month_column: str = "partition_month"
+) -> dict[str, int]:
+    """Rows of ``schema.table`` per ``YYYY-MM`` of ``month_column``, in month order."""
+    column = ident(month_column)
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            f"SELECT to_char({column}, 'YYYY-MM'), count(*) FROM {qualified(schema, table)} "
+            "GROUP BY 1 ORDER BY 1"
+        ).all()
+    return {month: int(count) for month, count in rows}
