@@ -3,7 +3,8 @@
 - ``warehouse start|stop [DATA_DIR]``: the embedded PostgreSQL server (``make stop``).
 - ``warehouse analyst-role ROLE``: a read-only role on the warehouse (password from
   ``TAXI_ANALYST_PASSWORD``).
-- ``lake check [gs://BUCKET/PREFIX]``: the lake bucket is reachable and writable.
+- ``lake check [URL]``: the lake's bucket (``gs://``, ``s3://``) or container (``az://``)
+  is reachable and writable with the configured credentials.
 - ``devdata generate|serve ...``: synthetic TLC months in each upstream's layout, and a
   local HTTP mirror serving them (also ``python -m taxi_assets.devdata ...``).
 
@@ -49,11 +50,11 @@ def _analyst_role(args: argparse.Namespace) -> int:
 
 def _lake_check(args: argparse.Namespace) -> int:
     from taxi_assets.storage.check import check
-    from taxi_assets.storage.gcs import GcsConfigurationError
+    from taxi_assets.storage.errors import LakeConfigurationError
 
     try:
         print(check(args.url))
-    except GcsConfigurationError as error:
+    except LakeConfigurationError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
@@ -141,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     lake = groups.add_parser("lake", help="the data lake")
     lake_commands = lake.add_subparsers(dest="command", required=True)
-    check = lake_commands.add_parser("check", help="the bucket is reachable and writable")
+    check = lake_commands.add_parser(
+        "check", help="the bucket or container is reachable and writable"
+    )
     check.add_argument("url", nargs="?", default=None, help="default: $TAXI_LAKE_URL")
     check.set_defaults(func=_lake_check)
 
