@@ -17,6 +17,7 @@ from taxi_assets_tests.lake_stores import (  # noqa: F401 - fixtures: the lake o
     azurite_server,
     lake_store,
     moto_server,
+    moto_with_auth,
     object_store,
     s3_proxy,
     s3_store,

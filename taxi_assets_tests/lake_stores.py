@@ -292,6 +292,23 @@ def moto_server() -> Iterator[MotoServer]:
 
 
 @pytest.fixture(scope="session")
+def moto_with_auth() -> Iterator[tuple[MotoServer, dict[str, tuple[str, str]]]]:
+    """A moto_server of its own that checks signatures and IAM policies, with bucket
+    ``taxi-lake`` and two users: ``admin`` (s3:*) and ``reader`` (GetObject, ListBucket)."""
+    server = MotoServer()
+    try:
+        server.client().create_bucket(Bucket=BUCKET)
+        keys = {
+            "admin": server.create_user("admin", ["s3:*"]),
+            "reader": server.create_user("reader", ["s3:GetObject", "s3:ListBucket"]),
+        }
+        server.enforce_auth()
+        yield server, keys
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def s3_proxy(moto_server: MotoServer) -> Iterator[FaultProxy]:
     with FaultProxy(moto_server.url) as proxy:
         yield proxy

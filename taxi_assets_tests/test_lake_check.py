@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,22 +62,6 @@ def test_not_an_object_store_url(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 # --- S3: moto with IAM enforced ---------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def moto_with_auth() -> Iterator[tuple[MotoServer, dict[str, tuple[str, str]]]]:
-    """A moto_server of its own that checks signatures and IAM policies."""
-    server = MotoServer()
-    try:
-        server.client().create_bucket(Bucket=BUCKET)
-        keys = {
-            "admin": server.create_user("admin", ["s3:*"]),
-            "reader": server.create_user("reader", ["s3:GetObject", "s3:ListBucket"]),
-        }
-        server.enforce_auth()
-        yield server, keys
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize(
