@@ -7,17 +7,15 @@ failure is explained: a missing bucket, refused credentials, or a missing permis
 
 from __future__ import annotations
 
-import tempfile
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 from upath import UPath
 
 from taxi_assets.settings import resolve_setting
 from taxi_assets.storage.errors import LakeAccessError, LakeConfigurationError
-from taxi_assets.storage.publish import publish_file
+from taxi_assets.storage.publish import publish_bytes
 from taxi_assets.storage.roots import resolve_root
 from taxi_assets.storage.stores import ObjectStore, store_for_url
 from taxi_assets.storage.urls import bucket_of
@@ -63,10 +61,7 @@ def _step(
 
 
 def _write_probe(probe: UPath) -> None:
-    with tempfile.TemporaryDirectory(prefix="taxi-probe-") as folder:
-        local = Path(folder) / "probe"
-        local.write_bytes(b"probe")
-        publish_file(local, probe)  # the runs' own upload path
+    publish_bytes(b"probe", probe)  # the runs' own upload path
 
 
 def _delete(probe: UPath) -> None:

@@ -91,6 +91,17 @@ def publish_file(local_src: Path, dest: UPath) -> None:
         local_src.unlink(missing_ok=True)
 
 
+def publish_bytes(data: bytes, dest: UPath) -> None:
+    """Make a small object (a manifest, a chart, a probe) visible at ``dest`` in one step."""
+    local = local_staging_dir(dest) / staging_name(dest)
+    try:
+        local.write_bytes(data)
+    except BaseException:
+        local.unlink(missing_ok=True)
+        raise
+    publish_file(local, dest)
+
+
 def upload_file(local_src: Path, dest: UPath) -> None:
     """Upload ``local_src`` as the one object ``dest``, all or nothing, retrying transients.
 
