@@ -94,6 +94,7 @@ def run(
     instance: dg.DagsterInstance,
     partition_key: str | None = None,
     raise_on_error: bool = True,
+    run_config: dict[str, Any] | None = None,
 ) -> dg.ExecuteInProcessResult:
     keys = [selection] if isinstance(selection, str) else selection
     return dg.materialize(
@@ -103,6 +104,7 @@ def run(
         resources=resources,
         instance=instance,
         raise_on_error=raise_on_error,
+        run_config=run_config,
     )
 
 

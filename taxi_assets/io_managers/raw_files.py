@@ -74,9 +74,15 @@ class RawFileIOManager(dg.ConfigurableIOManager):
     def slot(self, context: dg.OutputContext | dg.InputContext) -> RevisionSlot:
         return slot_for(self.root_path(), context.asset_key.path, self._partition_key(context))
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.keep()  # a bad retention setting fails when the run starts, before downloading
+
     def keep(self) -> int | None:
         explicit = None if self.keep_revisions is None else str(self.keep_revisions)
-        return parse_keep(resolve_setting(explicit, KEEP_REVISIONS_ENV, None))
+        try:
+            return parse_keep(resolve_setting(explicit, KEEP_REVISIONS_ENV, None))
+        except ValueError as error:
+            raise ValueError(f"keep_revisions / ${KEEP_REVISIONS_ENV}: {error}") from None
 
     @staticmethod
     def _partition_key(context: dg.OutputContext | dg.InputContext) -> str | None:

@@ -41,7 +41,7 @@ class Commit:
     previous: Revision | None  # current before, None for the first
     added: bool  # a new revision was stored (False: the same bytes were there already)
     pruned: list[Revision]
-    state: SlotState  # the slot afterwards; its problems include what was repaired
+    state: SlotState  # the slot as left by this write; problems include what was repaired
 
 
 def repair(slot: RevisionSlot, log: Log) -> SlotState:
@@ -147,13 +147,17 @@ def make_current(
         for dropped in pruned:
             remove_revision_file(slot.revision_path(dropped))
             log(f"revision {dropped.short} ({dropped.name}) removed: keeping the last {keep}")
-        after = inspect(slot)
-        after.problems = list(dict.fromkeys([*state.problems, *after.problems]))
-    listed = after.manifest.find(revision.sha256)
-    path = after.sound(revision.sha256)
-    if listed is None or path is None:  # pragma: no cover - only if storage lost the write
-        raise RevisionError(f"revision {revision.short} vanished from {slot.folder}")
-    return Commit(listed, path, previous, added, pruned, after)
+        listed = manifest.find(revision.sha256)
+        assert listed is not None  # put() above
+        gone = {r.sha256 for r in pruned}
+        files = {sha: stored for sha, stored in state.files.items() if sha not in gone}
+        files[listed.sha256] = StoredRevision(
+            listed.sha256, slot.revision_path(listed), listed.bytes
+        )
+    # The slot as this writer left it, not read back: on object stores another writer may
+    # have replaced the manifest since (the next repair lists this revision again).
+    after = SlotState(slot, manifest, files, problems=list(state.problems))
+    return Commit(listed, files[listed.sha256], previous, added, pruned, after)
 
 
 def set_pin(slot: RevisionSlot, prefix: str | None, log: Log) -> tuple[SlotState, Revision | None]:
