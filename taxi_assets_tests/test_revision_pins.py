@@ -129,6 +129,17 @@ def test_a_month_is_rebuilt_from_a_pinned_revision_until_unpinned(
     run(ALL_KEYS, resources, instance, MONTH)
     assert warehouse_counts(pg_url, YELLOW) == {MONTH: REPUBLISHED_ROWS}
 
+    # Unpinned from run config: upstream still serves the third revision (same URL, ETag
+    # and size as recorded), so it becomes current again without a download.
+    gets = own_mirror.requests_seen(CSV).count("GET")
+    unpin = {"ops": {RAW_STEP: {"config": {"unpin": True}}}}
+    back = run(ALL_KEYS, resources, instance, MONTH, run_config=unpin)
+    raw = materialization_metadata(back, f"raw/{YELLOW}")
+    assert (raw["download"], raw["pinned_sha256"]) == ("skipped: upstream unchanged", "none")
+    assert raw["sha256"] == followed["sha256"] and raw["previous_sha256"] == new
+    assert own_mirror.requests_seen(CSV).count("GET") == gets
+    assert warehouse_counts(pg_url, YELLOW) == {MONTH: 777}
+
 
 def test_a_revision_that_does_not_exist_fails_with_those_that_do(
     own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
@@ -146,6 +157,13 @@ def test_a_revision_that_does_not_exist_fails_with_those_that_do(
     error = str(failed.get_step_failure_events()[0].step_failure_data.error)
     assert "no revision 'deadbeef'" in error and first["sha256"] in error
     assert raw_manifest(lake, YELLOW, MONTH)["pinned"] is None  # nothing changed
+    both = {"ops": {RAW_STEP: {"config": {"revision": first["sha256"], "unpin": True}}}}
+    contradictory = run(
+        f"raw/{YELLOW}", resources, instance, MONTH, raise_on_error=False, run_config=both
+    )
+    assert "sets both `revision` and `unpin`" in str(
+        contradictory.get_step_failure_events()[0].step_failure_data.error
+    )
 
     refused = cli("pin", "yellow", MONTH, "deadbeef", lake=lake)
     assert refused.returncode == 1

@@ -73,7 +73,14 @@ def _repair_locked(slot: RevisionSlot, log: Log) -> SlotState:
     if not _needs_repair(state):
         return state
     manifest, reports = state.manifest, list(state.problems)
-    adopted = [adopt_file(path, slot.folder, log) for path in state.legacy]
+    adopted = []
+    for path in state.legacy:
+        try:
+            adopted.append(adopt_file(path, slot.folder, log))
+        except FileNotFoundError:
+            # Object stores only (no lock): another process adopted it a moment ago; its
+            # revision folder is found and listed by this repair or the next.
+            reports.append(f"{path}: adopted by another process meanwhile")
     for revision in adopted:
         manifest.put(revision)
     if len(adopted) == 1 and manifest.current is None:
