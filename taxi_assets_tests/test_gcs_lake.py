@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 from pathlib import Path
 
@@ -42,7 +43,8 @@ from taxi_assets_tests.pipeline import (
 
 MONTH = "2021-01"
 LAKE_URL = f"gs://{BUCKET}/nyc"
-RAW_OBJECT = "nyc/raw/yellow_tripdata/yellow_tripdata_2021-01.csv.gz"
+RAW_MONTH = "nyc/raw/yellow_tripdata/2021-01"
+RAW_MANIFEST = f"{RAW_MONTH}/revisions.json"
 LAKE_OBJECT = "nyc/lake/yellow_tripdata/year=2021/month=01/yellow_tripdata_2021-01.parquet"
 UPLOADS = r"^/upload/storage/v1/b/taxi-lake/o"
 
@@ -76,17 +78,20 @@ def test_raw_lake_and_warehouse_on_gcs(
     result = run(keys, gcs_resources(mirror.url, pg_url), instance, MONTH)
     assert result.success
 
+    raw_meta = materialization_metadata(result, "raw/yellow_tripdata")
+    raw_object = f"{RAW_MONTH}/{raw_meta['sha256']}/yellow_tripdata_2021-01.csv.gz"
     stored = gcs_lake.objects(prefix="nyc/")
-    assert sorted(stored) == [LAKE_OBJECT, RAW_OBJECT]  # nothing staged, nothing hidden
+    # Nothing staged, nothing hidden: the revision, its manifest, the lake file.
+    assert sorted(stored) == sorted([LAKE_OBJECT, RAW_MANIFEST, raw_object])
     upstream = (Path(mirror.root) / "yellow" / "yellow_tripdata_2021-01.csv.gz").read_bytes()
-    assert stored[RAW_OBJECT] == upstream
+    assert stored[raw_object] == upstream
+    assert json.loads(stored[RAW_MANIFEST])["current"] == raw_meta["sha256"]
     rows = csv_rows(upstream)
     parquet = pq.ParquetFile(io.BytesIO(stored[LAKE_OBJECT]))
     assert parquet.metadata.num_rows == rows
     assert parquet.metadata.row_group(0).column(0).compression == "ZSTD"
 
-    raw_meta = materialization_metadata(result, "raw/yellow_tripdata")
-    assert raw_meta["path"] == f"gs://{BUCKET}/{RAW_OBJECT}"
+    assert raw_meta["path"] == f"gs://{BUCKET}/{raw_object}"
     lake_meta = materialization_metadata(result, "lake/yellow_tripdata")
     assert lake_meta["path"] == f"gs://{BUCKET}/{LAKE_OBJECT}"
     assert lake_meta["dagster/partition_row_count"] == rows
@@ -131,14 +136,21 @@ def test_replacing_a_month_on_gcs(
     assert gcs_lake.generation(LAKE_OBJECT) != first_generation
 
 
-def test_switching_source_replaces_the_raw_object(
+def test_switching_source_keeps_both_raw_objects_as_revisions(
     gcs_lake: GcsEmulator, mirror: FaultyMirror, instance: dg.DagsterInstance
 ) -> None:
     assert run("raw/green_tripdata", gcs_resources(mirror.url), instance, MONTH).success
     assert run("raw/green_tripdata", gcs_resources(mirror.url, source="tlc"), instance, MONTH)
-    assert list(gcs_lake.objects(prefix="nyc/raw/green_tripdata/")) == [
-        "nyc/raw/green_tripdata/green_tripdata_2021-01.parquet"
+    objects = gcs_lake.objects(prefix="nyc/raw/green_tripdata/")
+    names = sorted(name.rsplit("/", 1)[1] for name in objects)
+    assert names == [
+        "green_tripdata_2021-01.csv.gz",
+        "green_tripdata_2021-01.parquet",
+        "revisions.json",
     ]
+    manifest = json.loads(objects["nyc/raw/green_tripdata/2021-01/revisions.json"])
+    (current,) = [r for r in manifest["revisions"] if r["sha256"] == manifest["current"]]
+    assert current["name"] == "green_tripdata_2021-01.parquet"
 
 
 def test_a_rejected_month_leaves_nothing_in_the_gcs_lake(
