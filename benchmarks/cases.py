@@ -158,6 +158,13 @@ def dagster(args: dict[str, Any]) -> dict[str, Any]:
     raw_folder.mkdir(parents=True, exist_ok=True)
     stored = raw_folder / Path(args["raw"]).name
     _link_or_copy(args["raw"], stored)
+    # Adopt it into the versioned raw zone now (hash + rename, once), so the timed run
+    # reads a stored revision as every run after an upgrade does.
+    from taxi_assets.storage.revision_updates import repair
+    from taxi_assets.storage.revisions import slot_for
+    from taxi_assets.storage.roots import resolve_root
+
+    repair(slot_for(resolve_root(str(lake_root)), ("raw", DATASET), month), lambda _: None)
     resources = build_resources(
         source=TaxiSourceResource(dtc_url="http://127.0.0.1:9", tlc_url="http://127.0.0.1:9"),
         lake=LakeResource(url=str(lake_root)),

@@ -5,6 +5,10 @@
   ``TAXI_ANALYST_PASSWORD``).
 - ``lake check [URL]``: the lake's bucket (``gs://``, ``s3://``) or container (``az://``)
   is reachable and writable with the configured credentials.
+- ``raw list SERVICE [MONTH]``, ``raw pin SERVICE MONTH REVISION``, ``raw unpin SERVICE
+  MONTH``: the stored revisions of raw files, and pins (a unique sha256 prefix is enough;
+  SERVICE ``zones`` with MONTH ``-`` for the zone lookup; ``--lake URL``, default
+  ``$TAXI_LAKE_URL``).
 - ``devdata generate|serve ...``: synthetic TLC months in each upstream's layout, and a
   local HTTP mirror serving them (also ``python -m taxi_assets.devdata ...``).
 
@@ -57,6 +61,27 @@ def _lake_check(args: argparse.Namespace) -> int:
     except LakeConfigurationError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _raw_revisions(args: argparse.Namespace) -> int:
+    from taxi_assets import raw_commands
+    from taxi_assets.storage.revision_manifest import ManifestError
+    from taxi_assets.storage.revisions import RevisionError
+    from taxi_assets.storage.roots import lake_root
+
+    root = lake_root(args.lake)
+    try:
+        if args.command == "list":
+            lines = raw_commands.list_revisions(root, args.service, args.month)
+        elif args.command == "pin":
+            lines = raw_commands.pin(root, args.service, args.month, args.revision)
+        else:
+            lines = raw_commands.unpin(root, args.service, args.month)
+    except (RevisionError, ManifestError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
     return 0
 
 
@@ -147,6 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("url", nargs="?", default=None, help="default: $TAXI_LAKE_URL")
     check.set_defaults(func=_lake_check)
+
+    raw = groups.add_parser("raw", help="revisions of the raw files, and pins")
+    raw_commands = raw.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("list", "the revisions of a month (without MONTH: every stored month)"),
+        ("pin", "rebuild a month from a stored revision until unpinned"),
+        ("unpin", "follow the newest upstream file again"),
+    ):
+        command = raw_commands.add_parser(name, help=text)
+        command.add_argument("service", help="yellow, green, fhv, ... or zones")
+        command.add_argument(
+            "month", nargs="?" if name == "list" else None, help="YYYY-MM ('-' for zones)"
+        )
+        if name == "pin":
+            command.add_argument("revision", help="a sha256 or a unique prefix of one")
+        command.add_argument("--lake", default=None, help="default: $TAXI_LAKE_URL")
+        command.set_defaults(func=_raw_revisions)
 
     devdata = groups.add_parser("devdata", help="generated TLC files and a local mirror")
     devdata_commands = devdata.add_subparsers(dest="command", required=True)

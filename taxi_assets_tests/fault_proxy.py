@@ -177,6 +177,9 @@ class FaultProxy:
 
 class _ProxyHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive; http.server answers Expect: 100-continue
+    # Headers and body go out in separate writes: with Nagle's algorithm on, each answer
+    # on a kept-alive connection waits for the client's delayed ACK (40 ms a request).
+    disable_nagle_algorithm = True
     owner: FaultProxy
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002

@@ -2,6 +2,7 @@
 in process (:func:`pipeline_resources`) or through the environment of a ``dagster``
 process (:func:`cli_env`)."""
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -95,6 +96,7 @@ def run(
     instance: dg.DagsterInstance,
     partition_key: str | None = None,
     raise_on_error: bool = True,
+    run_config: dict[str, Any] | None = None,
 ) -> dg.ExecuteInProcessResult:
     keys = [selection] if isinstance(selection, str) else selection
     return dg.materialize(
@@ -104,6 +106,7 @@ def run(
         resources=resources,
         instance=instance,
         raise_on_error=raise_on_error,
+        run_config=run_config,
     )
 
 
@@ -112,6 +115,20 @@ def materialization_metadata(result: dg.ExecuteInProcessResult, key: str) -> dic
         if event.asset_key == dg.AssetKey.from_user_string(key):
             return {k: v.value for k, v in event.materialization.metadata.items()}
     raise KeyError(key)
+
+
+def raw_manifest(lake: Path, dataset: str, month: str | None) -> dict[str, Any]:
+    """The revision manifest of a raw month (of the unpartitioned ``dataset`` when month
+    is None), as JSON."""
+    folder = lake / "raw" / dataset / (month or "")
+    return json.loads((folder / "revisions.json").read_text())
+
+
+def current_raw_file(lake: Path, dataset: str, month: str | None = None) -> Path:
+    """The current revision's file of a raw month, as the manifest names it."""
+    manifest = raw_manifest(lake, dataset, month)
+    (current,) = [r for r in manifest["revisions"] if r["sha256"] == manifest["current"]]
+    return lake / "raw" / dataset / (month or "") / current["sha256"] / current["name"]
 
 
 def lake_dataset(lake: Path, dataset: str) -> pads.Dataset:

@@ -11,16 +11,18 @@ import pytest
 from taxi_assets import defs
 from taxi_assets.devdata import write_month
 from taxi_assets.partitions import add_months, lagged_month
-from taxi_assets.resources import TaxiSourceResource
+from taxi_assets.resources import LakeResource, TaxiSourceResource
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import pipeline_resources, run
 
 
-def test_schedule_targets_the_lagged_month(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_schedule_targets_the_lagged_month(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     schedule = defs.resolve_schedule_def("taxi_monthly_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2021, 3, 1, 6), repository_def=defs.get_repository_def()
+        scheduled_execution_time=datetime(2021, 3, 1, 6),
+        repository_def=defs.get_repository_def(),
+        resources={"lake": LakeResource(url=str(tmp_path / "lake"))},
     )
     (request,) = schedule.evaluate_tick(context).run_requests or []
     assert request.partition_key == "2021-01"
@@ -35,7 +37,12 @@ def test_month_math() -> None:
     assert lagged_month(datetime(2021, 3, 15).date(), 2) == "2021-01"
 
 
-def evaluate_sensor(instance: dg.DagsterInstance, mirror: FaultyMirror, cursor: str | None = None):  # noqa: ANN201
+def evaluate_sensor(  # noqa: ANN201
+    instance: dg.DagsterInstance,
+    mirror: FaultyMirror,
+    cursor: str | None = None,
+    lake: Path | None = None,
+):
     sensor = defs.resolve_sensor_def("taxi_new_month_sensor")
     source = TaxiSourceResource(
         source="dtc",
@@ -47,7 +54,7 @@ def evaluate_sensor(instance: dg.DagsterInstance, mirror: FaultyMirror, cursor: 
     context = dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
-        resources={"source": source},
+        resources={"source": source, "lake": LakeResource(url=str(lake) if lake else None)},
         repository_def=defs.get_repository_def(),
     )
     return sensor.evaluate_tick(context)
@@ -63,7 +70,8 @@ def test_sensor_requests_the_next_month_once_per_upstream_version(
     for service in ("yellow", "green", "fhv"):
         assert run(f"raw/{service}_tripdata", resources, instance, "2021-01").success
 
-    nothing = evaluate_sensor(instance, own_mirror)
+    lake = tmp_path / "lake"
+    nothing = evaluate_sensor(instance, own_mirror, lake=lake)
     assert nothing.run_requests == []
     assert "yellow 2021-02 not published yet" in nothing.skip_message
     assert "yellow 2021-01: loaded, upstream unchanged" in nothing.skip_message
@@ -71,7 +79,7 @@ def test_sensor_requests_the_next_month_once_per_upstream_version(
     assert heads == ["HEAD"]  # no download from a sensor
 
     write_month(root, source="dtc", service="yellow", month="2021-02", rows=300)
-    found = evaluate_sensor(instance, own_mirror)
+    found = evaluate_sensor(instance, own_mirror, lake=lake)
     assert len(found.run_requests) == 1
     request = found.run_requests[0]
     assert request.partition_key == "2021-02"
@@ -84,15 +92,15 @@ def test_sensor_requests_the_next_month_once_per_upstream_version(
 
     # TLC republishes 2021-01: a new ETag, a new request for that month.
     write_month(root, source="dtc", service="green", month="2021-01", rows=77, seed=9)
-    republished = evaluate_sensor(instance, own_mirror)
+    republished = evaluate_sensor(instance, own_mirror, lake=lake)
     keys = {r.run_key.rsplit(":", 1)[0] for r in republished.run_requests}
     assert keys == {"yellow:2021-02", "green:2021-01"}
 
 
 def test_sensor_with_nothing_loaded_probes_the_lagged_month(
-    mirror: FaultyMirror, instance: dg.DagsterInstance
+    mirror: FaultyMirror, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
-    result = evaluate_sensor(instance, mirror)
+    result = evaluate_sensor(instance, mirror, lake=tmp_path / "lake")
     # Today's lagged month is not in the generated mirror: it says so, per service.
     expected = lagged_month(datetime.now().date(), 2)
     assert f"yellow {expected}" in result.skip_message
@@ -101,7 +109,7 @@ def test_sensor_with_nothing_loaded_probes_the_lagged_month(
 
 @pytest.mark.parametrize("tags_of", ["partition", "range"])
 def test_sensor_skips_a_month_a_run_in_flight_already_loads(
-    mirror: FaultyMirror, instance: dg.DagsterInstance, tags_of: str
+    mirror: FaultyMirror, instance: dg.DagsterInstance, tags_of: str, tmp_path: Path
 ) -> None:
     """Runs of a job backfill carry `dagster/partition`; runs of an asset backfill (the UI's
     "Materialize" over a range) carry only a partition range, even for one month."""
@@ -123,7 +131,7 @@ def test_sensor_skips_a_month_a_run_in_flight_already_loads(
             asset_selection=frozenset({dg.AssetKey(["raw", "yellow_tripdata"])}),
         )
     )
-    message = evaluate_sensor(instance, mirror).skip_message
+    message = evaluate_sensor(instance, mirror, lake=tmp_path / "lake").skip_message
     assert f"yellow {month}: a queued or running run is loading it" in message
     assert f"green {month}: a queued or running run" not in message  # only yellow is selected
 

@@ -1,6 +1,7 @@
 """The commands the README gives, run for real: `dagster asset materialize`, `dagster job execute`."""
 
 import gzip
+import hashlib
 import io
 import json
 import subprocess
@@ -186,12 +187,14 @@ def test_cli_materializes_raw_lake_and_warehouse_on_s3_and_azure(
         ["asset", "materialize", "-m", "taxi_assets", "--select", select, "--partition", "2021-01"],
         env,
     )
-    raw = "nyc/raw/yellow_tripdata/yellow_tripdata_2021-01.csv.gz"
+    upstream = (Path(mirror.root) / "yellow" / "yellow_tripdata_2021-01.csv.gz").read_bytes()
+    month = "nyc/raw/yellow_tripdata/2021-01"
+    raw = f"{month}/{hashlib.sha256(upstream).hexdigest()}/yellow_tripdata_2021-01.csv.gz"
     lake = "nyc/lake/yellow_tripdata/year=2021/month=01/yellow_tripdata_2021-01.parquet"
     stored = object_store.objects("nyc/")
-    assert sorted(stored) == [lake, raw]  # the documented keys, nothing else
-    upstream = Path(mirror.root) / "yellow" / "yellow_tripdata_2021-01.csv.gz"
-    assert stored[raw] == upstream.read_bytes()
+    # The documented keys, nothing else: the raw revision, its manifest, the lake file.
+    assert sorted(stored) == sorted([lake, raw, f"{month}/revisions.json"])
+    assert stored[raw] == upstream
     rows = published_rows(mirror, "yellow", "2021-01")
     assert pq.ParquetFile(io.BytesIO(stored[lake])).metadata.num_rows == rows
     assert warehouse_counts(pg_url, "yellow_tripdata") == {"2021-01": rows}

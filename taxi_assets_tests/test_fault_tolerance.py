@@ -51,6 +51,7 @@ from taxi_assets_tests.faults_support import (
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
 from taxi_assets_tests.pipeline import (
     cli_env,
+    current_raw_file,
     engine_for,
     materialization_metadata,
     pipeline_resources,
@@ -364,9 +365,11 @@ def test_transient_source_faults_are_retried_and_the_asset_succeeds(
     result = run("raw/yellow_tripdata", resources, instance, MONTH)
     assert result.success
     assert mirror.requests_seen(YELLOW_CSV).count("GET") == 2
-    stored = lake / "raw" / "yellow_tripdata" / YELLOW_NAME
+    stored = current_raw_file(lake, "yellow_tripdata", MONTH)
     assert stored.read_bytes() == published_yellow(mirror).read_bytes()
-    assert all_files(lake) == [f"raw/yellow_tripdata/{YELLOW_NAME}"]  # no partial or hidden file
+    month = f"raw/yellow_tripdata/{MONTH}"
+    revision = f"{month}/{stored.parent.name}/{YELLOW_NAME}"
+    assert all_files(lake) == [revision, f"{month}/revisions.json"]  # no partial or hidden file
     assert all_files(private_tempdir) == []
 
 

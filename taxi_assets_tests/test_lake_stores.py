@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import signal
 import subprocess
@@ -47,7 +48,8 @@ from taxi_assets_tests.pipeline import (
 )
 
 MONTH = "2021-01"
-RAW_OBJECT = "nyc/raw/yellow_tripdata/yellow_tripdata_2021-01.csv.gz"
+RAW_MONTH = "nyc/raw/yellow_tripdata/2021-01"  # the month's revisions and their manifest
+RAW_MANIFEST = f"{RAW_MONTH}/revisions.json"
 LAKE_OBJECT = "nyc/lake/yellow_tripdata/year=2021/month=01/yellow_tripdata_2021-01.parquet"
 CHUNK = 5 * 1024 * 1024  # the smallest part S3 accepts
 BIG = 12 * 1024 * 1024  # three parts of CHUNK: a multipart upload, blocks, a resumable upload
@@ -77,18 +79,20 @@ def test_raw_lake_and_warehouse(
     result = run(keys, env_resources(mirror.url, pg_url), instance, MONTH)
     assert result.success
 
+    raw_meta = materialization_metadata(result, "raw/yellow_tripdata")
+    raw_object = f"{RAW_MONTH}/{raw_meta['sha256']}/yellow_tripdata_2021-01.csv.gz"
     stored = visible(lake_store)
-    assert sorted(stored) == [LAKE_OBJECT, RAW_OBJECT]  # nothing staged, nothing hidden
+    # Nothing staged, nothing hidden: the raw revision, its manifest, the lake file.
+    assert sorted(stored) == sorted([LAKE_OBJECT, RAW_MANIFEST, raw_object])
     upstream = (Path(mirror.root) / "yellow" / "yellow_tripdata_2021-01.csv.gz").read_bytes()
-    assert stored[RAW_OBJECT] == upstream  # byte for byte
+    assert stored[raw_object] == upstream  # byte for byte
+    assert json.loads(stored[RAW_MANIFEST])["current"] == raw_meta["sha256"]
     rows = csv_rows(upstream)
     parquet = pq.ParquetFile(io.BytesIO(stored[LAKE_OBJECT]))
     assert parquet.metadata.num_rows == rows
     assert parquet.metadata.row_group(0).column(0).compression == "ZSTD"
 
-    assert materialization_metadata(result, "raw/yellow_tripdata")["path"] == lake_store.uri(
-        RAW_OBJECT
-    )
+    assert raw_meta["path"] == lake_store.uri(raw_object)
     lake_meta = materialization_metadata(result, "lake/yellow_tripdata")
     assert lake_meta["path"] == lake_store.uri(LAKE_OBJECT)
     assert lake_meta["dagster/partition_row_count"] == rows
@@ -133,14 +137,21 @@ def test_replacing_a_month(
     assert pq.ParquetFile(io.BytesIO(stored[LAKE_OBJECT])).metadata.num_rows == 1234
 
 
-def test_switching_source_replaces_the_raw_object(
+def test_switching_source_keeps_both_raw_objects_as_revisions(
     lake_store: LakeStore, mirror: FaultyMirror, instance: dg.DagsterInstance
 ) -> None:
     assert run("raw/green_tripdata", env_resources(mirror.url), instance, MONTH).success
     assert run("raw/green_tripdata", env_resources(mirror.url, source="tlc"), instance, MONTH)
-    assert list(visible(lake_store, "nyc/raw/green_tripdata/")) == [
-        "nyc/raw/green_tripdata/green_tripdata_2021-01.parquet"
+    objects = visible(lake_store, "nyc/raw/green_tripdata/")
+    names = sorted(name.rsplit("/", 1)[1] for name in objects)
+    assert names == [
+        "green_tripdata_2021-01.csv.gz",
+        "green_tripdata_2021-01.parquet",
+        "revisions.json",
     ]
+    manifest = json.loads(objects["nyc/raw/green_tripdata/2021-01/revisions.json"])
+    (current,) = [r for r in manifest["revisions"] if r["sha256"] == manifest["current"]]
+    assert current["name"] == "green_tripdata_2021-01.parquet"
 
 
 def test_a_rejected_month_leaves_nothing_in_the_lake(

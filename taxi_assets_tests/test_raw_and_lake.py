@@ -12,10 +12,12 @@ from taxi_assets.devdata import write_month
 from taxi_assets_tests.faults_support import add_column
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
 from taxi_assets_tests.pipeline import (
+    current_raw_file,
     lake_dataset,
     materializable,
     materialization_metadata,
     pipeline_resources,
+    raw_manifest,
     run,
 )
 
@@ -48,9 +50,12 @@ def test_every_published_row_reaches_the_lake(
 
     name = f"{dataset}_{MONTH}.{'csv.gz' if source == 'dtc' else 'parquet'}"
     upstream = Path(mirror.root) / (f"{service}/{name}" if source == "dtc" else name)
-    stored = lake / "raw" / dataset / name
+    stored = current_raw_file(lake, dataset, MONTH)
+    assert stored.name == name
     assert stored.read_bytes() == upstream.read_bytes()
     raw_meta = materialization_metadata(result, f"raw/{dataset}")
+    assert stored.parent.name == raw_meta["sha256"]  # content-addressed
+    assert raw_meta["path"] == str(stored)
     assert raw_meta["source_rows"] == published_rows(upstream)
     # The file's own columns, each described by the contract column it feeds.
     raw_columns = raw_meta["dagster/column_schema"].columns
@@ -61,12 +66,17 @@ def test_every_published_row_reaches_the_lake(
     parquet = lake / "lake" / dataset / "year=2021" / "month=01" / f"{dataset}_{MONTH}.parquet"
     table = pq.read_table(parquet)
     assert table.num_rows == published_rows(upstream)
+    # Lineage: the lake file names the raw revision it was parsed from.
+    lineage = table.schema.metadata
+    assert lineage[b"source_sha256"].decode() == raw_meta["sha256"]
+    assert lineage[b"source_file"].decode() == name
     assert table.schema.field("pickup_datetime").type == pa.timestamp("us")
     assert pq.ParquetFile(parquet).metadata.row_group(0).column(0).compression == "ZSTD"
     lake_meta = materialization_metadata(result, f"lake/{dataset}")
     assert lake_meta["dagster/partition_row_count"] == table.num_rows
     assert lake_meta["rows_outside_partition"] > 0  # generated files, like real ones, hold some
     assert lake_meta["contract_version"] == "1"
+    assert lake_meta["source_sha256"] == raw_meta["sha256"]
     if service != "fhv":
         assert table.schema.field("passenger_count").type == pa.int32()
         assert table.column("vendor_id").null_count > 0  # the null block is kept, not dropped
@@ -107,7 +117,7 @@ def test_rematerializing_replaces_the_month_and_skips_unchanged_files(
     assert len(versions) == 2
 
 
-def test_switching_source_replaces_the_raw_file(
+def test_switching_source_keeps_both_files_as_revisions(
     mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
     lake = tmp_path / "lake"
@@ -115,9 +125,12 @@ def test_switching_source_replaces_the_raw_file(
     assert run(
         "raw/green_tripdata", pipeline_resources(mirror.url, lake, source="tlc"), instance, MONTH
     ).success
-    assert [p.name for p in (lake / "raw" / "green_tripdata").iterdir()] == [
-        "green_tripdata_2021-01.parquet"
+    manifest = raw_manifest(lake, "green_tripdata", MONTH)
+    assert [r["name"] for r in manifest["revisions"]] == [
+        "green_tripdata_2021-01.csv.gz",
+        "green_tripdata_2021-01.parquet",
     ]
+    assert current_raw_file(lake, "green_tripdata", MONTH).name == "green_tripdata_2021-01.parquet"
 
 
 def test_404_fails_clearly_without_retries(

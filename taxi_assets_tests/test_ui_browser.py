@@ -69,12 +69,12 @@ SHUTDOWN_TIMEOUT_S = 15
 EXPECTED_LABELS = {
     "raw/yellow_tripdata": [
         "dagster/partition_row_count", "bytes", "duration_s", "rows_per_s", "url", "sha256", "etag",
-        "path", "dagster/column_schema",
+        "path", "dagster/column_schema", "previous_sha256", "revisions", "pinned_sha256",
     ],
     "lake/yellow_tripdata": [
         "dagster/partition_row_count", "bytes", "duration_s", "rows_per_s",
         "min_pickup_datetime", "max_pickup_datetime", "rows_outside_partition", "preview",
-        "path",
+        "path", "source_sha256", "previous_source_sha256",
     ],
     "warehouse/yellow_tripdata": [
         "dagster/partition_row_count", "duration_s", "rows_per_s", "table",

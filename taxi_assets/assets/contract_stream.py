@@ -23,6 +23,9 @@ WAREHOUSE_BATCH_ROWS = 64 * 1024
 PARTITION_MONTH = "partition_month"
 SOURCE_FILE = "source_file"
 LINEAGE_COLUMNS = (PARTITION_MONTH, SOURCE_FILE)
+# Parquet key-value metadata of a lake file: the sha256 of the raw revision it was parsed
+# from (next to `source_file` and `partition_key`); the lake materialization shows it too.
+SOURCE_SHA256_KEY = b"source_sha256"
 
 
 def warehouse_schema(contract: Contract) -> pa.Schema:
@@ -46,10 +49,10 @@ def contract_stream(
     Rows are counted as they pass and compared with the count taken while downloading,
     before the lake IO manager publishes anything: no row is lost silently.
     """
-    raw_metadata = latest_metadata(context.instance, raw_key, partition_key)
-    expected = raw_metadata.get("source_rows")
+    expected = _expected_rows(context, raw_file, raw_key, partition_key)
     if isinstance(expected, int):
         context.add_output_metadata({EXPECTED_ROWS_KEY: dg.MetadataValue.int(expected)})
+    context.add_output_metadata(_lineage_metadata(context, raw_file, partition_key))
     handle = raw_file.open()
     try:
         reader = open_contract_reader(
@@ -65,6 +68,8 @@ def contract_stream(
         {
             **(contract.schema.metadata or {}),
             b"source_file": raw_file.name.encode(),
+            # The raw revision the rows were parsed from (lineage: which bytes, exactly).
+            SOURCE_SHA256_KEY: (raw_file.sha256 or "").encode(),
             b"partition_key": (partition_key or "").encode(),
         }
     )
@@ -87,6 +92,42 @@ def contract_stream(
         context.log.info(f"{raw_file.name}: {rows:,} rows parsed onto contract v{contract.version}")
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _expected_rows(
+    context: dg.AssetExecutionContext,
+    raw_file: StoredFile,
+    raw_key: dg.AssetKey,
+    partition_key: str | None,
+) -> int | None:
+    """Rows of the raw revision being parsed: as recorded with the revision, else as the
+    raw asset's latest materialization reported them for the same bytes."""
+    if raw_file.rows is not None:
+        return raw_file.rows
+    raw_metadata = latest_metadata(context.instance, raw_key, partition_key)
+    rows = raw_metadata.get("source_rows")
+    same_bytes = raw_file.sha256 is None or raw_metadata.get("sha256") == raw_file.sha256
+    if not same_bytes:
+        context.log.warning(
+            f"{raw_file.name}: revision {raw_file.sha256} is not the one the raw asset last "
+            f"reported ({raw_metadata.get('sha256')}); its row count is unknown"
+        )
+    return rows if isinstance(rows, int) and same_bytes else None
+
+
+def _lineage_metadata(
+    context: dg.AssetExecutionContext, raw_file: StoredFile, partition_key: str | None
+) -> dict[str, dg.RawMetadataValue]:
+    """The raw revision this lake file comes from, and the one the previous lake file did."""
+    previous = latest_metadata(context.instance, context.asset_key, partition_key)
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "previous_source_sha256": str(previous.get(SOURCE_SHA256_KEY.decode()) or "none"),
+    }
+    if raw_file.problems:
+        metadata["raw_manifest_problems"] = dg.MetadataValue.md(
+            "\n".join(f"- {problem}" for problem in raw_file.problems)
+        )
+    return metadata
 
 
 def lake_row_count(data: pads.Dataset) -> int:

@@ -1,4 +1,6 @@
-"""Fetching one published file for a raw asset, skipping it when upstream is unchanged."""
+"""Fetching one published file for a raw asset: a stored revision when the partition is
+pinned (or run config names one), the stored copy when upstream is unchanged, else a
+download that the raw IO manager stores as a new revision (unless the bytes are known)."""
 
 from __future__ import annotations
 
@@ -6,46 +8,38 @@ import shutil
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import dagster as dg
 
+from taxi_assets.assets.raw_revision import (
+    RawRevisionConfig,
+    raw_column_schema,
+    stored_choice,
+    stored_revision_metadata,
+)
 from taxi_assets.contracts import Contract
-from taxi_assets.contracts.headers import header_targets
 from taxi_assets.io_managers.arrow_stats import row_count_metadata
-from taxi_assets.io_managers.raw_files import StagedFile, UnchangedFile
+from taxi_assets.io_managers.raw_files import KeptRevision, StagedFile
 from taxi_assets.materializations import latest_metadata
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.source import TaxiSourceResource
-from taxi_assets.upstream.download import DownloadError, SourceNotFound
-
-# Metadata of the previous materialization carried over when the download is skipped.
-CARRIED_KEYS = (
-    "url",
-    "file",
-    "bytes",
-    "sha256",
-    "etag",
-    "last_modified",
-    "source_rows",
-    "path",
-    "dagster/column_schema",
-)
+from taxi_assets.storage.revision_manifest import Revision, utc_now
+from taxi_assets.storage.revision_updates import PinChange, repair
+from taxi_assets.storage.revisions import SlotState, slot_for
+from taxi_assets.upstream.download import DownloadError, RemoteFile, SourceNotFound
 
 
-def raw_column_schema(columns: tuple[tuple[str, str], ...], contract: Contract) -> dg.TableSchema:
-    """The file's own columns (as published), each described by the contract column it
-    feeds in the lake, so the UI shows what the lake step will make of the file."""
-    targets, _ = header_targets([name for name, _ in columns], contract)
-    described = []
-    for (name, type_name), target in zip(columns, targets, strict=True):
-        if target is None:
-            description = f"not in the {contract.name} contract: the lake step will reject the file"
-        else:
-            column = contract.column(target)
-            description = f"-> {target} ({column.type}): {column.description}"
-        described.append(dg.TableColumn(name=name, type=type_name, description=description))
-    return dg.TableSchema(columns=described)
+@dataclass(frozen=True)
+class WantedFile:
+    """The published file a raw asset materializes."""
+
+    url: str
+    name: str
+    partition_key: str | None
+    source_label: str  # which upstream: dtc, tlc, zones
+    contract: Contract
 
 
 def _versioned_output(
@@ -59,84 +53,152 @@ def _versioned_output(
         return dg.Output(value, data_version=dg.DataVersion(sha256), metadata=metadata)
 
 
-def _still_stored(previous: dict[str, object], lake: LakeResource) -> bool:
-    path = previous.get("path")
-    if not isinstance(path, str):
-        return False
-    stored = lake.resolve(path)
-    return stored.exists() and stored.stat().st_size == previous.get("bytes")
-
-
 def fetch_published_file(
     context: dg.AssetExecutionContext,
     source: TaxiSourceResource,
     lake: LakeResource,
-    url: str,
-    name: str,
-    partition_key: str | None,
-    source_label: str,
-    contract: Contract,
+    wanted: WantedFile,
+    config: RawRevisionConfig,
 ) -> dg.Output:
-    """Download ``url`` (or keep the stored copy when upstream's ETag and size match)."""
-    log = context.log.warning
+    """The output of one raw materialization; its data version is the bytes' sha256."""
+    slot = slot_for(lake.root(), context.asset_key.path, wanted.partition_key)
+    state = repair(slot, context.log.info)  # adopts a file of the flat layout (first touch)
+    reported = tuple(state.problems)
+    partitioned = wanted.partition_key is not None
+    choice = stored_choice(state, config, wanted.name)
+    if choice is not None:
+        context.log.info(f"{wanted.name}: {choice.why}")
+        metadata = stored_revision_metadata(choice.revision, wanted.contract, partitioned)
+        return _versioned_output(
+            KeptRevision(choice.revision, choice.pin, reported),
+            choice.revision.sha256,
+            {**metadata, "download": choice.why},
+        )
+    pin = PinChange.CLEAR if config.unpin else PinChange.KEEP
+    if config.unpin:
+        context.log.info(f"{wanted.name}: pin removed; following upstream again")
+
     try:
-        remote = source.head(url, log=log)
+        remote = source.head(wanted.url, log=context.log.warning)
     except SourceNotFound as missing:
-        raise dg.Failure(description=f"{name} is {missing}", allow_retries=False) from missing
+        raise dg.Failure(
+            description=f"{wanted.name} is {missing}", allow_retries=False
+        ) from missing
     except DownloadError as error:
         context.log.warning(f"HEAD failed, downloading without the unchanged-file check: {error}")
         remote = None
 
-    previous = latest_metadata(context.instance, context.asset_key, partition_key)
-    if (
-        remote is not None
-        and previous
-        and remote.etag is not None
-        and previous.get("url") == url
-        and previous.get("etag") == remote.etag
-        and previous.get("bytes") == remote.size
-        and _still_stored(previous, lake)
-    ):
+    previous = latest_metadata(context.instance, context.asset_key, wanted.partition_key)
+    unchanged = _unchanged_revision(state, remote, previous, wanted.url)
+    if unchanged is not None:
         context.log.info(
-            f"{name}: upstream unchanged (ETag {remote.etag}); keeping the stored copy"
+            f"{wanted.name}: upstream unchanged (ETag {remote and remote.etag}); keeping "
+            f"revision {unchanged.short}"
         )
-        carried = {k: previous[k] for k in CARRIED_KEYS if k in previous and k != "path"}
+        metadata = stored_revision_metadata(unchanged, wanted.contract, partitioned)
+        if "dagster/column_schema" in previous and previous.get("sha256") == unchanged.sha256:
+            metadata.setdefault("dagster/column_schema", previous["dagster/column_schema"])
         return _versioned_output(
-            UnchangedFile(name=name),
-            str(previous["sha256"]),
-            {**carried, "download": "skipped: upstream unchanged"},
+            KeptRevision(unchanged, pin, reported),
+            unchanged.sha256,
+            {**metadata, "download": "skipped: upstream unchanged"},
         )
+    return _download(context, source, wanted, state, pin, reported)
 
+
+def _unchanged_revision(
+    state: SlotState, remote: RemoteFile | None, previous: dict[str, object], url: str
+) -> Revision | None:
+    """A stored revision upstream still serves (same URL, ETag and size), if any.
+
+    Revisions record where they came from; a file adopted from the flat layout does not,
+    so the latest materialization's metadata (same sha256) speaks for it and its record
+    is completed from there.
+    """
+    if remote is None or remote.etag is None:
+        return None
+    upstream = (url, remote.etag, remote.size)
+    for revision in reversed(state.usable()):
+        if (revision.source.get("url"), revision.source.get("etag"), revision.bytes) == upstream:
+            return revision
+    sha256 = previous.get("sha256")
+    described = (previous.get("url"), previous.get("etag"), previous.get("bytes"))
+    if described != upstream or state.sound(str(sha256)) is None:
+        return None
+    listed = state.manifest.find(str(sha256))
+    if listed is None:  # pragma: no cover - sound() found it listed
+        return None
+    rows = previous.get("source_rows")
+    if listed.rows is None and isinstance(rows, int):
+        listed = replace(listed, rows=rows)
+    recorded = {
+        key: str(previous[key])
+        for key in ("url", "etag", "last_modified")
+        if previous.get(key) not in (None, "")
+    }
+    if isinstance(previous.get("source"), str):
+        recorded["upstream"] = str(previous["source"])
+    return replace(listed, source={**recorded, **listed.source})
+
+
+def _download(
+    context: dg.AssetExecutionContext,
+    source: TaxiSourceResource,
+    wanted: WantedFile,
+    state: SlotState,
+    pin: PinChange,
+    reported: tuple[str, ...],
+) -> dg.Output:
     staging = Path(tempfile.mkdtemp(prefix="taxi-raw-"))
     started = time.monotonic()
     try:
-        fetched = source.download(url, name, staging, log=log)
+        fetched = source.download(wanted.url, wanted.name, staging, log=context.log.warning)
     except SourceNotFound as missing:
         shutil.rmtree(staging, ignore_errors=True)
-        raise dg.Failure(description=f"{name} is {missing}", allow_retries=False) from missing
+        raise dg.Failure(
+            description=f"{wanted.name} is {missing}", allow_retries=False
+        ) from missing
     except DownloadError as error:
         shutil.rmtree(staging, ignore_errors=True)
         raise dg.Failure(description=str(error), allow_retries=False) from error
     elapsed = time.monotonic() - started
+    known = state.manifest.find(fetched.sha256) if state.sound(fetched.sha256) else None
+    download = "downloaded"
+    if known is not None:
+        download += f": the same bytes as stored revision {known.short}, no new revision"
     metadata: dict[str, dg.RawMetadataValue] = {
-        "url": dg.MetadataValue.url(url),
-        "file": name,
-        "source": source_label,
+        "url": dg.MetadataValue.url(wanted.url),
+        "file": wanted.name,
+        "source": wanted.source_label,
         "bytes": dg.MetadataValue.int(fetched.size),
         "sha256": fetched.sha256,
         "etag": fetched.etag or "",
         "last_modified": fetched.last_modified or "",
-        "download": "downloaded",
+        "download": download,
         "duration_s": round(elapsed, 3),
     }
     if fetched.columns is not None:
-        metadata["dagster/column_schema"] = raw_column_schema(fetched.columns, contract)
+        metadata["dagster/column_schema"] = raw_column_schema(fetched.columns, wanted.contract)
     if fetched.row_count is not None:
         metadata["source_rows"] = dg.MetadataValue.int(fetched.row_count)
-        metadata.update(row_count_metadata(fetched.row_count, partition_key is not None))
+        metadata.update(row_count_metadata(fetched.row_count, wanted.partition_key is not None))
         metadata["rows_per_s"] = int(fetched.row_count / elapsed) if elapsed > 0 else 0
+    origin = {
+        "url": wanted.url,
+        "etag": fetched.etag or "",
+        "last_modified": fetched.last_modified or "",
+        "upstream": wanted.source_label,
+    }
+    revision = Revision(
+        sha256=fetched.sha256,
+        name=wanted.name,
+        bytes=fetched.size,
+        added_at=utc_now(),
+        origin="download",
+        rows=fetched.row_count,
+        source={k: v for k, v in origin.items() if v},
+        columns=fetched.columns,
+    )
     return _versioned_output(
-        StagedFile(name=name, local_path=fetched.local_path, scratch_dir=staging),
-        fetched.sha256,
-        metadata,
+        StagedFile(revision, fetched.local_path, staging, pin, reported), fetched.sha256, metadata
     )

@@ -14,7 +14,8 @@ from taxi_assets.assets.contract_stream import (
     warehouse_schema,
     with_lineage,
 )
-from taxi_assets.assets.fetch import fetch_published_file
+from taxi_assets.assets.fetch import WantedFile, fetch_published_file
+from taxi_assets.assets.raw_revision import RawRevisionConfig
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.arrow_stats import column_schema
@@ -85,12 +86,18 @@ def build_trip_assets(
         partitions_def,
         kinds={"csv", "parquet"},
         code_version="1",
-        description=f"{service.description}: the monthly file exactly as published.",
+        description=(
+            f"{service.description}: the monthly file exactly as published, every revision "
+            "kept under its sha256 (run config `revision` rebuilds the month from an older one)."
+        ),
         pool="downloads",
         output_required=False,
     )
     def raw(
-        context: dg.AssetExecutionContext, source: TaxiSourceResource, lake: LakeResource
+        context: dg.AssetExecutionContext,
+        config: RawRevisionConfig,
+        source: TaxiSourceResource,
+        lake: LakeResource,
     ) -> Iterator[dg.Output]:
         month = context.partition_key
         if not partitions_def.has_partition_key(month):
@@ -113,9 +120,8 @@ def build_trip_assets(
             return
         layout = source.layout()
         url, name = layout.trip_file(dataset, month)
-        yield fetch_published_file(
-            context, source, lake, url, name, month, layout.source_for(month), contract
-        )
+        wanted = WantedFile(url, name, month, layout.source_for(month), contract)
+        yield fetch_published_file(context, source, lake, wanted, config)
 
     @layer_asset(
         service,

@@ -5,7 +5,8 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from taxi_assets.assets.contract_stream import contract_stream, lake_row_count
-from taxi_assets.assets.fetch import fetch_published_file
+from taxi_assets.assets.fetch import WantedFile, fetch_published_file
+from taxi_assets.assets.raw_revision import RawRevisionConfig
 from taxi_assets.assets.trips import OWNERS
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.contracts import CONTRACTS
@@ -27,13 +28,20 @@ LAKE_KEY = zone_key("lake")
     kinds={"csv"},
     owners=OWNERS,
     code_version="1",
-    description="TLC taxi zone lookup CSV exactly as published (265 zones).",
+    description=(
+        "TLC taxi zone lookup CSV exactly as published (265 zones), every revision kept "
+        "under its sha256."
+    ),
 )
 def raw_taxi_zone_lookup(
-    context: dg.AssetExecutionContext, source: TaxiSourceResource, lake: LakeResource
+    context: dg.AssetExecutionContext,
+    config: RawRevisionConfig,
+    source: TaxiSourceResource,
+    lake: LakeResource,
 ) -> dg.Output:
     url, name = source.layout().zones_file()
-    return fetch_published_file(context, source, lake, url, name, None, "zones", CONTRACT)
+    wanted = WantedFile(url, name, None, "zones", CONTRACT)
+    return fetch_published_file(context, source, lake, wanted, config)
 
 
 @dg.asset(

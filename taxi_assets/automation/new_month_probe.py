@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import dagster as dg
+from upath import UPath
 
 from taxi_assets.automation.run_partitions import covers
 from taxi_assets.materializations import latest_metadata
 from taxi_assets.partitions import add_months, lagged_month
+from taxi_assets.raw_zone import pinned_revision
 from taxi_assets.resources.source import TaxiSourceResource
 from taxi_assets.services import SERVICES
+from taxi_assets.storage.revision_manifest import ManifestError
 from taxi_assets.upstream.download import DownloadError, SourceNotFound
 
 MAX_ATTEMPTS = 3
@@ -73,6 +76,22 @@ def _request_for_version(
     return MonthRequest(month, version, f"{version}{suffix}"), None
 
 
+def _pin_reason(lake_root: UPath | None, service: str, month: str) -> str | None:
+    """Why ``month`` is not probed because of its pin (None: not pinned, or no lake given)."""
+    if lake_root is None:
+        return None
+    try:
+        pinned = pinned_revision(lake_root, service, month)
+    except ManifestError as error:
+        return f"{service} {month}: not probed, its revision manifest is unreadable ({error})"
+    if pinned is None:
+        return None
+    return (
+        f"{service} {month}: pinned to revision {pinned[:12]}, not re-fetched "
+        f"(python -m taxi_assets.cli raw unpin {service} {month})"
+    )
+
+
 def plan_service_requests(
     instance: dg.DagsterInstance,
     source: TaxiSourceResource,
@@ -81,6 +100,7 @@ def plan_service_requests(
     lag: int,
     in_flight: Sequence[dg.DagsterRun],
     today: date | None = None,
+    lake_root: UPath | None = None,
 ) -> ServicePlan:
     plan = ServicePlan()
     dataset = SERVICES[service].dataset
@@ -105,6 +125,12 @@ def plan_service_requests(
             continue
         if _loading(in_flight, month, raw_key):
             plan.reasons.append(f"{service} {month}: a queued or running run is loading it")
+            continue
+        # A month pinned to a stored revision (issue 15) is rebuilt from that revision, not
+        # re-fetched: no HEAD, no request, until someone unpins it.
+        pin_reason = _pin_reason(lake_root, service, month)
+        if pin_reason is not None:
+            plan.reasons.append(pin_reason)
             continue
         url, _ = layout.trip_file(dataset, month)
         try:

@@ -10,6 +10,7 @@ from taxi_assets.automation.new_month_probe import (
     runs_in_flight,
 )
 from taxi_assets.automation.schedules import publication_lag
+from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.source import TaxiSourceResource
 from taxi_assets.services import SERVICES, trip_keys
 
@@ -25,14 +26,20 @@ def build_new_month_sensor(partitions_def: dg.PartitionsDefinition) -> dg.Sensor
         description="HEADs the source for each service's next month; requests it when published.",
     )
     def taxi_new_month_sensor(
-        context: dg.SensorEvaluationContext, source: TaxiSourceResource
+        context: dg.SensorEvaluationContext, source: TaxiSourceResource, lake: LakeResource
     ) -> dg.SensorResult | dg.SkipReason:
         requests: list[dg.RunRequest] = []
         reasons: list[str] = []
         in_flight = runs_in_flight(context.instance)
         for service in SERVICES:
             plan = plan_service_requests(
-                context.instance, source, service, partitions_def, publication_lag(), in_flight
+                context.instance,
+                source,
+                service,
+                partitions_def,
+                publication_lag(),
+                in_flight,
+                lake_root=lake.root(),  # pinned months are not re-fetched
             )
             reasons.extend(plan.reasons)
             requests.extend(

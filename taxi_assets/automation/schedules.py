@@ -3,6 +3,9 @@
 import dagster as dg
 
 from taxi_assets.partitions import lagged_month
+from taxi_assets.raw_zone import pinned_services
+from taxi_assets.resources.lake import LakeResource
+from taxi_assets.services import SERVICES
 
 DEFAULT_LAG_MONTHS = 2
 LAG_ENV = "TAXI_PUBLICATION_LAG_MONTHS"
@@ -27,11 +30,19 @@ def build_schedules(partitions_def: dg.PartitionsDefinition) -> list[dg.Schedule
         f"${LAG_ENV}, default {DEFAULT_LAG_MONTHS}).",
     )
     def taxi_monthly_schedule(
-        context: dg.ScheduleEvaluationContext,
+        context: dg.ScheduleEvaluationContext, lake: LakeResource
     ) -> dg.RunRequest | dg.SkipReason:
         month = lagged_month(context.scheduled_execution_time.date(), publication_lag())
         if not partitions_def.has_partition_key(month):
             return dg.SkipReason(f"{month} is outside the configured partitions")
-        return dg.RunRequest(run_key=f"schedule:{month}", partition_key=month)
+        # Pins (issue 15): the raw asset of a pinned service makes its pinned revision
+        # current instead of downloading; the tag says so on the run. Nothing to fetch
+        # when every service is pinned.
+        pins = pinned_services(lake.root(), month)
+        described = ", ".join(f"{service}@{sha256[:12]}" for service, sha256 in pins.items())
+        if pins and len(pins) == len(SERVICES):
+            return dg.SkipReason(f"{month}: every service is pinned ({described})")
+        tags = {"taxi/pinned": described} if pins else {}
+        return dg.RunRequest(run_key=f"schedule:{month}", partition_key=month, tags=tags)
 
     return [taxi_monthly_schedule]

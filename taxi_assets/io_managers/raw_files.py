@@ -1,9 +1,12 @@
-"""An IO manager for files kept exactly as published, one per partition.
+"""An IO manager for files kept exactly as published: every revision, and which is current.
 
-A partition's file keeps its published name, which must contain the partition key
-(``yellow_tripdata_2021-01.csv.gz``): that is how a partition finds its file again, and
-writing a partition replaces whatever file that partition held before, even under
-another name (for example when a month moves from a CSV.gz to a Parquet source).
+Each partition (or an unpartitioned asset) is a revision slot
+(:mod:`taxi_assets.storage.revisions`): ``<lake>/<asset key path>/<partition>/<sha256>/
+<published name>`` per revision and a ``revisions.json`` manifest naming the current one.
+Writing a partition stores the new bytes as a revision (unless the same bytes are stored
+already) and makes it current; reading it hands out the current revision. The published
+name must contain the partition key (``yellow_tripdata_2021-01.csv.gz``): a guard against
+storing one month's file as another's.
 """
 
 import shutil
@@ -14,46 +17,72 @@ import dagster as dg
 from upath import UPath
 
 from taxi_assets.resources.lake import LakeResource
-from taxi_assets.storage.publish import publish_file
+from taxi_assets.settings import resolve_setting
+from taxi_assets.storage.revision_manifest import Revision
+from taxi_assets.storage.revision_updates import Commit, PinChange, make_current, parse_keep
+from taxi_assets.storage.revision_updates import repair as repair_slot
+from taxi_assets.storage.revisions import RevisionError, RevisionSlot, slot_for
+
+KEEP_REVISIONS_ENV = "TAXI_RAW_KEEP_REVISIONS"
 
 
 @dataclass(frozen=True)
 class StagedFile:
-    """A verified local file, ready to be published under ``name``."""
+    """New bytes from upstream in a verified local file, to become the current revision."""
 
-    name: str
+    revision: Revision
     local_path: Path
-    scratch_dir: Path | None = None  # removed once the file is published
+    scratch_dir: Path | None = None  # removed once the file is stored
+    pin: PinChange = PinChange.KEEP
+    reported: tuple[str, ...] = ()  # problems the asset saw in the slot, for the metadata
 
 
 @dataclass(frozen=True)
-class UnchangedFile:
-    """The stored file is already the current version: keep it."""
+class KeptRevision:
+    """A revision already stored, to be (or stay) the current one: no bytes move."""
 
-    name: str
+    revision: Revision
+    pin: PinChange = PinChange.KEEP
+    reported: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class StoredFile:
-    """A published file in storage, as handed to downstream assets."""
+    """The current revision of a partition, as handed to downstream assets."""
 
     name: str
     path: UPath
+    sha256: str | None = None
+    rows: int | None = None  # as counted when the revision was stored; None if unknown
+    problems: tuple[str, ...] = ()  # what disagreed in the slot's manifest (reported)
 
     def open(self):  # noqa: ANN201 - an fsspec/local binary file object
         return self.path.open("rb")
 
 
 class RawFileIOManager(dg.ConfigurableIOManager):
-    """Stores files byte for byte under ``<lake>/<asset key path>/<published name>``."""
+    """Stores every revision of a file byte for byte under ``<lake>/<asset key path>``."""
 
     lake: dg.ResourceDependency[LakeResource]
+    # Revisions kept per partition: the last N (never the current or a pinned one); unset:
+    # $TAXI_RAW_KEEP_REVISIONS ('all' or N), else all.
+    keep_revisions: int | None = None
 
     def root_path(self) -> UPath:
         return self.lake.root()
 
-    def _folder(self, context: dg.OutputContext | dg.InputContext) -> UPath:
-        return self.root_path().joinpath(*context.asset_key.path)
+    def slot(self, context: dg.OutputContext | dg.InputContext) -> RevisionSlot:
+        return slot_for(self.root_path(), context.asset_key.path, self._partition_key(context))
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.keep()  # a bad retention setting fails when the run starts, before downloading
+
+    def keep(self) -> int | None:
+        explicit = None if self.keep_revisions is None else str(self.keep_revisions)
+        try:
+            return parse_keep(resolve_setting(explicit, KEEP_REVISIONS_ENV, None))
+        except ValueError as error:
+            raise ValueError(f"keep_revisions / ${KEEP_REVISIONS_ENV}: {error}") from None
 
     @staticmethod
     def _partition_key(context: dg.OutputContext | dg.InputContext) -> str | None:
@@ -68,17 +97,7 @@ class RawFileIOManager(dg.ConfigurableIOManager):
             )
         return keys[0]
 
-    def _existing(self, folder: UPath, partition_key: str | None) -> list[UPath]:
-        if not folder.exists():
-            return []
-        return sorted(
-            entry
-            for entry in folder.iterdir()
-            if not entry.name.startswith(".")
-            and (partition_key is None or partition_key in entry.name)
-        )
-
-    def handle_output(self, context: dg.OutputContext, obj: StagedFile | UnchangedFile) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: StagedFile | KeptRevision) -> None:
         try:
             self._store(context, obj)
         finally:
@@ -86,32 +105,70 @@ class RawFileIOManager(dg.ConfigurableIOManager):
             if isinstance(obj, StagedFile) and obj.scratch_dir is not None:
                 shutil.rmtree(obj.scratch_dir, ignore_errors=True)
 
-    def _store(self, context: dg.OutputContext, obj: StagedFile | UnchangedFile) -> None:
-        folder = self._folder(context)
+    def _store(self, context: dg.OutputContext, obj: StagedFile | KeptRevision) -> None:
         partition_key = self._partition_key(context)
-        if partition_key is not None and partition_key not in obj.name:
-            raise ValueError(f"file name {obj.name!r} does not contain partition {partition_key}")
-        target = folder / obj.name
-        if isinstance(obj, StagedFile):
-            publish_file(obj.local_path, target)
-        elif not target.exists():
-            raise FileNotFoundError(f"{target} was expected to exist already")
-        for stale in self._existing(folder, partition_key):
-            if stale.name != obj.name:
-                context.log.info(f"Removing {stale}: replaced by {obj.name}")
-                stale.unlink()
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(target))})
+        name = obj.revision.name
+        if partition_key is not None and partition_key not in name:
+            raise ValueError(f"file name {name!r} does not contain partition {partition_key}")
+        keep = self.keep()  # a bad setting fails before anything is written
+        staged = obj.local_path if isinstance(obj, StagedFile) else None
+        commit = make_current(
+            self.slot(context), obj.revision, staged, obj.pin, keep, context.log.info
+        )
+        problems = list(dict.fromkeys([*obj.reported, *commit.state.problems]))
+        for problem in problems:
+            context.log.warning(f"revisions of {commit.state.slot.folder}: {problem}")
+        context.add_output_metadata(commit_metadata(commit, problems))
 
     def load_input(self, context: dg.InputContext) -> StoredFile:
-        folder = self._folder(context)
-        partition_key = self._partition_key(context)
-        found = self._existing(folder, partition_key)
-        what = f"partition {partition_key} of " if partition_key else ""
-        if not found:
+        slot = self.slot(context)
+        state = repair_slot(slot, context.log.info)  # adopts a file of the flat layout
+        what = f"partition {self._partition_key(context)} of " if slot.legacy_key else ""
+        if state.empty:
             raise FileNotFoundError(
-                f"no stored file for {what}{context.asset_key.to_user_string()} in {folder}; "
-                "materialize it first"
+                f"no stored file for {what}{context.asset_key.to_user_string()} in "
+                f"{slot.folder}; materialize it first"
             )
-        if len(found) > 1:
-            raise ValueError(f"several files for {what}{folder}: {[p.name for p in found]}")
-        return StoredFile(name=found[0].name, path=found[0])
+        for problem in state.problems:
+            context.log.warning(f"revisions of {slot.folder}: {problem}")
+        try:
+            revision, stored = state.current()
+        except RevisionError as error:
+            raise RevisionError(f"{what}{context.asset_key.to_user_string()}: {error}") from None
+        context.log.info(f"reading revision {revision.short} of {slot.folder}: {stored.path}")
+        return StoredFile(
+            name=revision.name,
+            path=stored.path,
+            sha256=revision.sha256,
+            rows=revision.rows,
+            problems=tuple(state.problems),
+        )
+
+
+def commit_metadata(commit: Commit, problems: list[str]) -> "dict[str, dg.RawMetadataValue]":
+    """What a materialization shows about revisions: where the current one is, the one it
+    replaced and the change in rows, pins, retention, and what disagreed in the manifest."""
+    revision, previous, manifest = commit.revision, commit.previous, commit.state.manifest
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "path": dg.MetadataValue.path(str(commit.path.path)),
+        "manifest": dg.MetadataValue.path(str(commit.state.slot.manifest_path)),
+        "revision_added": commit.added,
+        "revision_changed": previous is None or previous.sha256 != revision.sha256,
+        "revisions": dg.MetadataValue.int(len(manifest.revisions)),
+        "previous_sha256": previous.sha256 if previous else "none",
+        "pinned_sha256": manifest.pinned or "none",
+    }
+    if previous is not None:
+        metadata["previous_file"] = previous.name
+        if previous.rows is not None:
+            metadata["previous_source_rows"] = dg.MetadataValue.int(previous.rows)
+            if revision.rows is not None:
+                change = revision.rows - previous.rows
+                metadata["source_rows_change"] = dg.MetadataValue.int(change)
+    if commit.pruned:
+        metadata["revisions_removed"] = ", ".join(r.sha256 for r in commit.pruned)
+    if problems:
+        metadata["manifest_problems"] = dg.MetadataValue.md(
+            "\n".join(f"- {problem}" for problem in problems)
+        )
+    return metadata

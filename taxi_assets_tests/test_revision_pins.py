@@ -1,0 +1,202 @@
+"""Rebuilding a month from an older raw revision: run config, the CLI, and the sensor and
+schedule honouring the pin."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+
+from taxi_assets import defs
+from taxi_assets.resources import LakeResource
+from taxi_assets_tests.http_faults import FaultyMirror
+from taxi_assets_tests.pipeline import (
+    REPO,
+    materialization_metadata,
+    pipeline_resources,
+    raw_manifest,
+    run,
+    warehouse_counts,
+)
+from taxi_assets_tests.test_automation import evaluate_sensor
+from taxi_assets_tests.test_revision_pipeline import (
+    ALL_KEYS,
+    CSV,
+    FIRST_ROWS,
+    MONTH,
+    REPUBLISHED_ROWS,
+    YELLOW,
+    republish,
+)
+
+RAW_STEP = "raw__yellow_tripdata"
+
+
+def cli(*args: str, lake: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "taxi_assets.cli", "raw", *args, "--lake", str(lake)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def pinned_run(revision: str) -> dict:
+    return {"ops": {RAW_STEP: {"config": {"revision": revision}}}}
+
+
+def data_version(result: dg.ExecuteInProcessResult) -> str | None:
+    for event in result.get_asset_materialization_events():
+        if event.asset_key == dg.AssetKey(["raw", YELLOW]):
+            return (event.materialization.tags or {}).get("dagster/data_version")
+    return None
+
+
+def test_a_month_is_rebuilt_from_a_pinned_revision_until_unpinned(
+    own_mirror: FaultyMirror, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    lake = tmp_path / "lake"
+    # Only the pinned month is published: the sensor then has nothing else to request.
+    (Path(own_mirror.root) / "yellow" / f"{YELLOW}_2021-02.csv.gz").unlink()
+    resources = pipeline_resources(own_mirror.url, lake, pg_url)
+    first = materialization_metadata(run(ALL_KEYS, resources, instance, MONTH), f"raw/{YELLOW}")
+    republish(own_mirror, REPUBLISHED_ROWS, seed=7)
+    second = materialization_metadata(run(ALL_KEYS, resources, instance, MONTH), f"raw/{YELLOW}")
+    old, new = first["sha256"], second["sha256"]
+    assert warehouse_counts(pg_url, YELLOW) == {MONTH: REPUBLISHED_ROWS}
+
+    # Run config names the old revision by a prefix: it becomes current (and pinned)
+    # without any request upstream, and lake and warehouse are rebuilt from it.
+    requests = len(own_mirror.requests_seen(CSV))
+    pinned = run(ALL_KEYS, resources, instance, MONTH, run_config=pinned_run(old[:10]))
+    raw = materialization_metadata(pinned, f"raw/{YELLOW}")
+    assert len(own_mirror.requests_seen(CSV)) == requests
+    assert raw["download"].startswith(f"skipped: revision {old[:12]} from run config")
+    assert (raw["sha256"], data_version(pinned)) == (old, old)
+    assert (raw["pinned_sha256"], raw["previous_sha256"]) == (old, new)
+    assert raw["source_rows_change"] == FIRST_ROWS - REPUBLISHED_ROWS
+    assert raw["source_rows"] == FIRST_ROWS and raw["url"].endswith(CSV)
+    assert materialization_metadata(pinned, f"lake/{YELLOW}")["source_sha256"] == old
+    assert warehouse_counts(pg_url, YELLOW) == {MONTH: FIRST_ROWS}
+
+    # The pin holds: upstream republishes again, a plain run still uses the pinned bytes.
+    republish(own_mirror, 777, seed=11)
+    held = run(ALL_KEYS, resources, instance, MONTH)
+    assert materialization_metadata(held, f"raw/{YELLOW}")["download"].startswith(
+        f"skipped: pinned to revision {old[:12]}"
+    )
+    assert len(own_mirror.requests_seen(CSV)) == requests
+    assert warehouse_counts(pg_url, YELLOW) == {MONTH: FIRST_ROWS}
+
+    # The new-month sensor does not re-fetch a pinned month...
+    skipped = evaluate_sensor(instance, own_mirror, lake=lake)
+    assert skipped.run_requests == []
+    assert f"yellow {MONTH}: pinned to revision {old[:12]}, not re-fetched" in str(
+        skipped.skip_message
+    )
+    # ... and the CLI lists, unpins and pins.
+    listed = cli("list", "yellow", MONTH, lake=lake)
+    assert listed.returncode == 0, listed.stderr
+    assert (
+        f"{old} {YELLOW}_{MONTH}.csv.gz" in listed.stdout and "[current, pinned]" in listed.stdout
+    )
+    assert new in listed.stdout
+    overview = cli("list", "yellow", lake=lake)
+    assert f"{MONTH}  2 revision(s)  current {old[:12]}" in overview.stdout
+    assert f"pinned {old[:12]}" in overview.stdout
+    unpinned = cli("unpin", "yellow", MONTH, lake=lake)
+    assert unpinned.returncode == 0 and "unpinned" in unpinned.stdout
+    assert raw_manifest(lake, YELLOW, MONTH)["pinned"] is None
+    requested = evaluate_sensor(instance, own_mirror, lake=lake)
+    assert [r.partition_key for r in requested.run_requests or [] if "yellow" in r.run_key] == [
+        MONTH
+    ]
+
+    # Unpinned, a run follows upstream again: the newest file becomes a third revision.
+    followed = materialization_metadata(run(ALL_KEYS, resources, instance, MONTH), f"raw/{YELLOW}")
+    assert followed["download"] == "downloaded" and followed["revisions"] == 3
+    assert warehouse_counts(pg_url, YELLOW) == {MONTH: 777}
+
+    # Pinned from the CLI: the next materialization (as the schedule starts it) uses it.
+    pinned_by_cli = cli("pin", "yellow", MONTH, new[:7], lake=lake)
+    assert pinned_by_cli.returncode == 0, pinned_by_cli.stderr
+    assert f"yellow {MONTH} pinned to revision {new}" in pinned_by_cli.stdout
+    assert "dagster asset materialize" in pinned_by_cli.stdout
+    run(ALL_KEYS, resources, instance, MONTH)
+    assert warehouse_counts(pg_url, YELLOW) == {MONTH: REPUBLISHED_ROWS}
+
+    # Unpinned from run config: upstream still serves the third revision (same URL, ETag
+    # and size as recorded), so it becomes current again without a download.
+    gets = own_mirror.requests_seen(CSV).count("GET")
+    unpin = {"ops": {RAW_STEP: {"config": {"unpin": True}}}}
+    back = run(ALL_KEYS, resources, instance, MONTH, run_config=unpin)
+    raw = materialization_metadata(back, f"raw/{YELLOW}")
+    assert (raw["download"], raw["pinned_sha256"]) == ("skipped: upstream unchanged", "none")
+    assert raw["sha256"] == followed["sha256"] and raw["previous_sha256"] == new
+    assert own_mirror.requests_seen(CSV).count("GET") == gets
+    assert warehouse_counts(pg_url, YELLOW) == {MONTH: 777}
+
+
+def test_a_revision_that_does_not_exist_fails_with_those_that_do(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    lake = tmp_path / "lake"
+    resources = pipeline_resources(own_mirror.url, lake)
+    first = materialization_metadata(
+        run(f"raw/{YELLOW}", resources, instance, MONTH), f"raw/{YELLOW}"
+    )
+    failed = run(
+        f"raw/{YELLOW}", resources, instance, MONTH, raise_on_error=False,
+        run_config=pinned_run("deadbeef"),
+    )  # fmt: skip
+    assert not failed.success
+    error = str(failed.get_step_failure_events()[0].step_failure_data.error)
+    assert "no revision 'deadbeef'" in error and first["sha256"] in error
+    assert raw_manifest(lake, YELLOW, MONTH)["pinned"] is None  # nothing changed
+    both = {"ops": {RAW_STEP: {"config": {"revision": first["sha256"], "unpin": True}}}}
+    contradictory = run(
+        f"raw/{YELLOW}", resources, instance, MONTH, raise_on_error=False, run_config=both
+    )
+    assert "sets both `revision` and `unpin`" in str(
+        contradictory.get_step_failure_events()[0].step_failure_data.error
+    )
+
+    refused = cli("pin", "yellow", MONTH, "deadbeef", lake=lake)
+    assert refused.returncode == 1
+    assert "no revision 'deadbeef'" in refused.stderr and first["sha256"] in refused.stderr
+    nothing = cli("pin", "green", MONTH, "deadbeef", lake=lake)
+    assert nothing.returncode == 1 and "nothing is stored" in nothing.stderr
+    assert cli("pin", "purple", MONTH, "ab", lake=lake).returncode == 1
+
+
+def test_the_schedule_honours_pins(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    lake = tmp_path / "lake"
+    resources = pipeline_resources(own_mirror.url, lake)
+    schedule = defs.resolve_schedule_def("taxi_monthly_schedule")
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2021, 3, 1, 6),  # loads 2021-01
+        repository_def=defs.get_repository_def(),
+        resources={"lake": LakeResource(url=str(lake))},
+    )
+    shas = {}
+    for service in ("yellow", "green", "fhv"):
+        key = f"raw/{service}_tripdata"
+        shas[service] = materialization_metadata(run(key, resources, instance, MONTH), key)[
+            "sha256"
+        ]
+    assert schedule.evaluate_tick(context).run_requests[0].tags.get("taxi/pinned") is None  # type: ignore[index]
+
+    assert cli("pin", "yellow", MONTH, shas["yellow"], lake=lake).returncode == 0
+    (request,) = schedule.evaluate_tick(context).run_requests or []
+    assert request.tags["taxi/pinned"] == f"yellow@{shas['yellow'][:12]}"
+    for service in ("green", "fhv"):
+        assert cli("pin", service, MONTH, shas[service][:8], lake=lake).returncode == 0
+    skipped = schedule.evaluate_tick(context)
+    assert skipped.run_requests == [] or skipped.run_requests is None
+    assert "every service is pinned" in str(skipped.skip_message)
