@@ -28,6 +28,7 @@ from taxi_assets.assets.analytics.monthly_zone_stats import write_chart
 from taxi_assets.devdata import write_month
 from taxi_assets.resources import LakeResource
 from taxi_assets.storage import publish
+from taxi_assets.storage import s3 as s3_settings
 from taxi_assets.storage.errors import LakeAccessError
 from taxi_assets.storage.publish import publish_file
 from taxi_assets.storage.roots import resolve_root
@@ -261,10 +262,13 @@ def test_an_upload_failing_midway_keeps_the_previous_object(
     (tmp_path / "v1").write_bytes(b"version 1")
     publish_file(tmp_path / "v1", dest)
 
-    # The third part of a three-part upload is refused for good (a 400: not retried).
+    # The third part of a three-part upload is refused for good (a 400: not retried),
+    # after the first two were stored. One part at a time: moto answers 500 to an abort
+    # that races parts still in flight (S3 itself does not), which would hide the 400.
     monkeypatch.setattr(publish, "UPLOAD_CHUNK_BYTES", CHUNK)
+    monkeypatch.setattr(s3_settings, "UPLOAD_CONCURRENCY", 1)
     (tmp_path / "v2").write_bytes(os.urandom(BIG))
-    object_store.inject_part(object_store.refused_part, after=2)
+    object_store.inject_part(*[object_store.refused_part] * 20, after=2)
     with pytest.raises(Exception, match="(?i)injected|refused|400"):
         publish_file(tmp_path / "v2", dest)
     object_store.settle()
@@ -276,6 +280,8 @@ def test_an_upload_failing_midway_keeps_the_previous_object(
     else:  # Azure: the staged blocks stay uncommitted and invisible...
         assert object_store.pending_uploads() == 1
     # ...until the next block list of that blob is committed (or a week has passed).
+    assert object_store.proxy is not None
+    object_store.proxy.clear()  # the store accepts parts again
     data = os.urandom(BIG)
     (tmp_path / "v3").write_bytes(data)
     publish_file(tmp_path / "v3", dest)
@@ -310,9 +316,11 @@ def test_a_killed_upload_leaves_nothing_the_next_run_cannot_clean(
         env=os.environ.copy(),
     )
     assert object_store.proxy is not None
+    proxy = object_store.proxy
     try:
-        # The second part is held by the proxy: kill the uploader while it waits for it.
-        wait_for_request(object_store.proxy, method, part, count=2)
+        # One part is stored and the next is held by the proxy: kill the uploader then.
+        wait_for_request(proxy, method, part, count=2)
+        wait_for("a stored part", lambda: proxy.requests_to(method, part) >= 1, 60)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
