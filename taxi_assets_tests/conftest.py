@@ -95,7 +95,7 @@ def bq_emulator() -> Iterator[BigQueryEmulator]:
 
 
 @pytest.fixture
-def bigquery(
+def bq_project(
     bq_emulator: BigQueryEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[EmulatedProject]:
     """A BigQuery project of this test's own on the emulator, which this process's

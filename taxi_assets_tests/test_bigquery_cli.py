@@ -18,7 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 
 
-def materialize(select: str, env: dict[str, str], partition: str | None = None) -> subprocess.CompletedProcess:
+def materialize(
+    select: str, env: dict[str, str], partition: str | None = None
+) -> subprocess.CompletedProcess:
     args = [DAGSTER, "asset", "materialize", "-m", "taxi_assets", "--select", select]
     if partition:
         args += ["--partition", partition]
@@ -26,7 +28,9 @@ def materialize(select: str, env: dict[str, str], partition: str | None = None) 
 
 
 def layers(*services: str) -> str:
-    return ",".join(f"{layer}/{s}_tripdata" for s in services for layer in ("raw", "lake", "warehouse"))
+    return ",".join(
+        f"{layer}/{s}_tripdata" for s in services for layer in ("raw", "lake", "warehouse")
+    )
 
 
 def succeeded(result: subprocess.CompletedProcess) -> None:
@@ -40,32 +44,34 @@ def test_dagster_asset_materialize_loads_bigquery(
     bq_emulator: BigQueryEmulator,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with emulated_project(bq_emulator, monkeypatch, project="test") as bigquery:
+    with emulated_project(bq_emulator, monkeypatch, project="test") as bq_project:
         env = {
             **cli_env(tmp_path, mirror.url, tmp_path / "lake", "bigquery://test"),
             **bq_emulator.env(),
         }
         yellow = {"2021-01": published_rows(mirror, "yellow", "2021-01")}
         succeeded(materialize(layers("yellow"), env, "2021-01"))
-        assert bigquery.month_counts("yellow_tripdata") == yellow  # every published row
+        assert bq_project.month_counts("yellow_tripdata") == yellow  # every published row
 
         succeeded(materialize(layers("yellow", "fhv"), env, "2021-01"))  # a re-run, and FHV
-        assert bigquery.month_counts("yellow_tripdata") == yellow
+        assert bq_project.month_counts("yellow_tripdata") == yellow
         fhv = {"2021-01": published_rows(mirror, "fhv", "2021-01")}
-        assert bigquery.month_counts("fhv_tripdata") == fhv
+        assert bq_project.month_counts("fhv_tripdata") == fhv
 
         succeeded(materialize("raw/taxi_zone_lookup,lake/taxi_zones,warehouse/taxi_zones", env))
-        assert bigquery.rows("SELECT COUNT(*) AS n FROM `test.warehouse.taxi_zones`") == [{"n": 265}]
+        assert bq_project.rows("SELECT COUNT(*) AS n FROM `test.warehouse.taxi_zones`") == [
+            {"n": 265}
+        ]
 
         tlc = {**env, "TAXI_SOURCE": "tlc"}  # green as TLC publishes it: Parquet
         succeeded(materialize(layers("green"), tlc, "2021-01"))
         green = pq.read_metadata(Path(mirror.root) / "green_tripdata_2021-01.parquet").num_rows
-        assert bigquery.month_counts("green_tripdata") == {"2021-01": green}
-        files = bigquery.rows("SELECT DISTINCT source_file FROM `test.warehouse.green_tripdata`")
+        assert bq_project.month_counts("green_tripdata") == {"2021-01": green}
+        files = bq_project.rows("SELECT DISTINCT source_file FROM `test.warehouse.green_tripdata`")
         assert files == [{"source_file": "green_tripdata_2021-01.parquet"}]
 
         succeeded(materialize("analytics/monthly_zone_stats", env, "2021-01"))
-        stats = bigquery.rows(
+        stats = bq_project.rows(
             "SELECT service, SUM(trips) AS trips FROM `test.analytics.monthly_zone_stats` "
             "WHERE partition_month = DATE '2021-01-01' GROUP BY 1 ORDER BY 1"
         )

@@ -77,7 +77,7 @@ def parquet_load(
 
 
 def materialize(
-    bigquery: EmulatedProject, load: Load, month: str, **warehouse: Any
+    bq_project: EmulatedProject, load: Load, month: str, **warehouse: Any
 ) -> dg.ExecuteInProcessResult:
     @dg.asset(
         key=["warehouse", "trips"],
@@ -91,15 +91,15 @@ def materialize(
     def trips(context: dg.AssetExecutionContext) -> ParquetTableLoad:
         return load(context.partition_key)
 
-    manager = BigQueryIOManager(warehouse=BigQueryWarehouse(url=bigquery.url, **warehouse))
+    manager = BigQueryIOManager(warehouse=BigQueryWarehouse(url=bq_project.url, **warehouse))
     return dg.materialize(
         [trips], partition_key=month, resources={"io_manager": manager}, raise_on_error=False
     )
 
 
-def versions(bigquery: EmulatedProject) -> dict[str, dict[str, int]]:
+def versions(bq_project: EmulatedProject) -> dict[str, dict[str, int]]:
     """Rows per month and version: which load each month's rows came from."""
-    rows = bigquery.rows(
+    rows = bq_project.rows(
         "SELECT FORMAT_DATE('%Y-%m', partition_month) AS month, version, COUNT(*) AS n "
         "FROM `{project}.warehouse.trips` GROUP BY 1, 2 ORDER BY 1, 2"
     )
@@ -116,55 +116,55 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
     return error.message + "".join(cause.message for cause in [error.cause] if cause is not None)
 
 
-def staging_tables(bigquery: EmulatedProject) -> list[str]:
-    return [name for name in bigquery.tables("warehouse") if name.startswith("_")]
+def staging_tables(bq_project: EmulatedProject) -> list[str]:
+    return [name for name in bq_project.tables("warehouse") if name.startswith("_")]
 
 
 def test_a_month_is_replaced_and_its_neighbours_kept(
-    tmp_path: Path, bigquery: EmulatedProject
+    tmp_path: Path, bq_project: EmulatedProject
 ) -> None:
     def load(version: str, rows: int) -> Load:
         return lambda month: parquet_load(
             month_file(tmp_path, month, rows, version), month, rows, BASE
         )
 
-    assert materialize(bigquery, load("v1", 10), "2021-01").success
-    assert materialize(bigquery, load("v1", 7), "2021-02").success
-    assert materialize(bigquery, load("v2", 12), "2021-01").success
-    assert versions(bigquery) == {"2021-01": {"v2": 12}, "2021-02": {"v1": 7}}
-    table = bigquery.table("warehouse.trips")
+    assert materialize(bq_project, load("v1", 10), "2021-01").success
+    assert materialize(bq_project, load("v1", 7), "2021-02").success
+    assert materialize(bq_project, load("v2", 12), "2021-01").success
+    assert versions(bq_project) == {"2021-01": {"v2": 12}, "2021-02": {"v1": 7}}
+    table = bq_project.table("warehouse.trips")
     assert table.clustering_fields == ["zone"]
     assert {f.name: f.field_type for f in table.schema}["pickup"] == "DATETIME"
-    row = bigquery.rows(
+    row = bq_project.rows(
         "SELECT MAX(pickup) AS high, ANY_VALUE(source_file) AS file FROM `{project}.warehouse.trips` "
         "WHERE partition_month = DATE '2021-01-01'"
     )[0]
     assert row["high"] == datetime(2021, 1, 1, 11, 0, 0, 11)  # microseconds kept
     assert row["file"] == "2021-01-v2.parquet"
-    assert staging_tables(bigquery) == []
+    assert staging_tables(bq_project) == []
 
 
 def test_a_row_count_mismatch_leaves_the_previous_month(
-    tmp_path: Path, bigquery: EmulatedProject
+    tmp_path: Path, bq_project: EmulatedProject
 ) -> None:
     good = lambda month: parquet_load(month_file(tmp_path, month, 10, "good"), month, 10, BASE)  # noqa: E731
-    assert materialize(bigquery, good, "2021-01").success
+    assert materialize(bq_project, good, "2021-01").success
     # Injected: the load claims 11 rows where the file holds 10.
     short = lambda month: parquet_load(month_file(tmp_path, month, 10, "bad"), month, 11, BASE)  # noqa: E731
-    result = materialize(bigquery, short, "2021-01")
+    result = materialize(bq_project, short, "2021-01")
     message = failure_message(result)
     assert "staged 10 rows but expected 11" in message and "intact" in message
-    assert versions(bigquery) == {"2021-01": {"good": 10}}
-    assert staging_tables(bigquery) == []
+    assert versions(bq_project) == {"2021-01": {"good": 10}}
+    assert staging_tables(bq_project) == []
 
 
 def test_a_statement_failing_inside_the_transaction_rolls_the_delete_back(
-    tmp_path: Path, bigquery: EmulatedProject
+    tmp_path: Path, bq_project: EmulatedProject
 ) -> None:
     """The second file's ``fare`` is text that is no number: the INSERT fails after the
     DELETE ran, inside the transaction, and the month's previous rows stay."""
     good = lambda month: parquet_load(month_file(tmp_path, month, 10, "good"), month, 10, BASE)  # noqa: E731
-    assert materialize(bigquery, good, "2021-01").success
+    assert materialize(bq_project, good, "2021-01").success
     text_fares = pa.schema(
         [
             ("pickup", pa.timestamp("us")),
@@ -180,30 +180,30 @@ def test_a_statement_failing_inside_the_transaction_rolls_the_delete_back(
         pq.write_table(renamed, path)
         return parquet_load(path, month, 10, BASE)
 
-    result = materialize(bigquery, bad, "2021-01")
+    result = materialize(bq_project, bad, "2021-01")
     assert "'not a number'" in failure_message(result)  # the failing cast, reported
-    assert versions(bigquery) == {"2021-01": {"good": 10}}
-    assert staging_tables(bigquery) == []
+    assert versions(bq_project) == {"2021-01": {"good": 10}}
+    assert staging_tables(bq_project) == []
 
 
 def test_a_new_contract_column_is_added_and_older_files_still_load(
-    tmp_path: Path, bigquery: EmulatedProject
+    tmp_path: Path, bq_project: EmulatedProject
 ) -> None:
     old = lambda month: parquet_load(month_file(tmp_path, month, 5, "old"), month, 5, BASE)  # noqa: E731
-    assert materialize(bigquery, old, "2021-01").success
+    assert materialize(bq_project, old, "2021-01").success
     with_tip = BASE.append(pa.field("tip", pa.float64()))
     new = lambda month: parquet_load(  # noqa: E731
         month_file(tmp_path, month, 4, "new", with_tip), month, 4, with_tip
     )
-    assert materialize(bigquery, new, "2021-02").success
-    columns = [f.name for f in bigquery.table("warehouse.trips").schema]
+    assert materialize(bq_project, new, "2021-02").success
+    columns = [f.name for f in bq_project.table("warehouse.trips").schema]
     assert "tip" in columns
     # A month re-loaded from a file written before the contract gained `tip`: nulls.
     old_again = lambda month: parquet_load(  # noqa: E731
         month_file(tmp_path, month, 6, "old"), month, 6, with_tip
     )
-    assert materialize(bigquery, old_again, "2021-03").success
-    tips = bigquery.rows(
+    assert materialize(bq_project, old_again, "2021-03").success
+    tips = bq_project.rows(
         "SELECT FORMAT_DATE('%Y-%m', partition_month) AS month, COUNT(tip) AS tips, "
         "COUNT(*) AS n FROM `{project}.warehouse.trips` GROUP BY 1 ORDER BY 1"
     )
@@ -215,18 +215,18 @@ def test_a_new_contract_column_is_added_and_older_files_still_load(
 
 
 def test_the_partition_copy_path_on_the_emulator_stops_at_the_copy(
-    tmp_path: Path, bigquery: EmulatedProject
+    tmp_path: Path, bq_project: EmulatedProject
 ) -> None:
     """The emulator runs every step of the partition-copy path (stage, count, shape) and
     then refuses the copy into ``trips$202101``: the month must be unchanged and every
     staging table dropped, as after any failure."""
     good = lambda month: parquet_load(month_file(tmp_path, month, 10, "good"), month, 10, BASE)  # noqa: E731
-    assert materialize(bigquery, good, "2021-01").success
+    assert materialize(bq_project, good, "2021-01").success
     again = lambda month: parquet_load(month_file(tmp_path, month, 3, "copy"), month, 3, BASE)  # noqa: E731
-    result = materialize(bigquery, again, "2021-01", month_replace="partition-copy")
+    result = materialize(bq_project, again, "2021-01", month_replace="partition-copy")
     assert "trips$202101" in failure_message(result)
-    assert versions(bigquery) == {"2021-01": {"good": 10}}
-    assert staging_tables(bigquery) == []
+    assert versions(bq_project) == {"2021-01": {"good": 10}}
+    assert staging_tables(bq_project) == []
 
 
 def test_the_partition_copy_job_replaces_exactly_one_partition() -> None:

@@ -88,8 +88,3 @@ class BigQueryWarehouse(dg.ConfigurableResource):
         target = self.target()
         with bigquery_client(target.project, target.location) as client:
             yield client
-
-    def describe(self) -> str:
-        """Where the data goes (for logs and metadata)."""
-        target = self.target()
-        return f"bigquery://{target.project}" + (f" ({target.location})" if target.location else "")
