@@ -142,8 +142,9 @@ def test_bigquery_definitions_name_their_engine() -> None:
     assert columns["passenger_count"] == "INT64"
     stats = specs["analytics/monthly_zone_stats"].metadata["dagster/column_schema"].columns
     assert {c.name: c.type for c in stats}["revenue"] == "NUMERIC(16,2)"
-    assert isinstance(bigquery.resources["warehouse"], BigQueryWarehouse)
-    assert isinstance(bigquery.resources["warehouse_io_manager"], BigQueryIOManager)
+    resources = bigquery.resources or {}
+    assert isinstance(resources["warehouse"], BigQueryWarehouse)
+    assert isinstance(resources["warehouse_io_manager"], BigQueryIOManager)
     monthly = bigquery.resolve_job_def("taxi_monthly_job")
     assert not {k.path[0] for k in monthly.asset_layer.selected_asset_keys} & {"lake_external"}
 

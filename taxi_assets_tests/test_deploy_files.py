@@ -359,10 +359,12 @@ def test_helm_values_run_the_image_with_k8s_run_launcher_queue_and_pools() -> No
 
 
 def test_production_is_declared_wherever_runs_start() -> None:
-    env = {}
+    env: dict[str, str] = {}
     for keyword, arguments in dockerfile_instructions():
         if keyword == "ENV":
-            env.update(pair.split("=", 1) for pair in shlex.split(arguments))
+            for pair in shlex.split(arguments):
+                name, _, value = pair.partition("=")
+                env[name] = value
     assert env["TAXI_PRODUCTION"] == "1"
     code = compose()["services"]["taxi-assets-code"]["environment"]
     assert code["TAXI_PRODUCTION"] == "1"
