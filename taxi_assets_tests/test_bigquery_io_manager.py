@@ -239,8 +239,6 @@ def test_the_partition_copy_job_replaces_exactly_one_partition() -> None:
     assert config.to_api_repr() == {
         "copy": {"writeDisposition": "WRITE_TRUNCATE", "createDisposition": "CREATE_NEVER"}
     }
-    whole = partition_copy_job(shaped, name.sibling("taxi_zones"), None)
-    assert whole[1] == "nyc-taxi-prod.warehouse.taxi_zones"
 
 
 def test_the_replace_path_is_chosen_by_capability(monkeypatch: pytest.MonkeyPatch) -> None:

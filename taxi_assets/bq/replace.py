@@ -11,10 +11,10 @@
    ``partition_month`` and ``source_file``) added in SQL and columns a file lacks as null:
    - ``partition-copy`` (BigQuery): ``INSERT ... SELECT`` into a second staging table of
      the final shape, counted again, then one copy job with ``WRITE_TRUNCATE`` into the
-     partition ``table$YYYYMM`` (or the whole table when it is not partitioned). A copy
-     job replaces its destination atomically.
-   - ``transaction`` (servers that refuse partition decorators, such as the emulator, and
-     loads that span several months): ``BEGIN TRANSACTION; DELETE`` the window;
+     partition ``table$YYYYMM``. A copy job replaces its destination atomically.
+   - ``transaction`` (servers that refuse partition decorators, such as the emulator;
+     loads that span several months; tables without partitions, whose copy would also
+     carry the staging table's expiry): ``BEGIN TRANSACTION; DELETE`` the window;
      ``INSERT ... SELECT``; ``COMMIT``. Scripts take no query parameters on the
      emulator, so the window is written as literals built from ``date`` objects.
 4. The staging tables are dropped, on success and on failure (they also expire by
@@ -103,8 +103,10 @@ def replace_rows(
 ) -> ReplaceResult:
     """Make ``parts`` the rows of ``window`` in ``target`` (the whole table without a
     window), atomically. ``inspect`` sees the staged files before they become visible."""
-    if window is not None and strategy == "partition-copy" and window.single_month() is None:
-        strategy = "transaction"  # a copy job replaces one partition; a range needs DML
+    if strategy == "partition-copy" and (window is None or window.single_month() is None):
+        # A copy job replaces one partition here; a range, or a whole small table (the
+        # zones), is replaced by DML.
+        strategy = "transaction"
     key = f"{window.start:%Y%m}" if window else "all"
     run_id = uuid.uuid4().hex[:8]
     staging: list[TableName] = []
@@ -132,6 +134,7 @@ def replace_rows(
         if strategy == "partition-copy":
             shaped = name.sibling(f"_stage_{name.table}_{key}_{run_id}_shaped")
             staging.append(shaped)
+            assert window is not None  # single_month() above
             _copy_replace(client, target, name, shaped, select, window, staged_rows)
         else:
             _transaction_replace(client, target, name, select, window)
@@ -265,12 +268,12 @@ def _transaction_replace(
 
 
 def partition_copy_job(
-    shaped: TableName, name: TableName, month: date | None
+    shaped: TableName, name: TableName, month: date
 ) -> tuple[str, str, bigquery.CopyJobConfig]:
     """(source, destination, configuration) of the copy that publishes a month: into the
-    partition decorator ``table$YYYYMM``, replacing exactly that partition (the whole
-    table when ``month`` is None), and never creating the table."""
-    destination = name.table_id + (f"${month:%Y%m}" if month else "")
+    partition decorator ``table$YYYYMM``, replacing exactly that partition, and never
+    creating the table."""
+    destination = f"{name.table_id}${month:%Y%m}"
     config = bigquery.CopyJobConfig(
         write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
         create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
@@ -284,9 +287,12 @@ def _copy_replace(
     name: TableName,
     shaped: TableName,
     select: str,
-    window: Window | None,
+    window: Window,
     staged_rows: int,
 ) -> None:
+    month = window.single_month()
+    if month is None:
+        raise ValueError(f"{window} is not one month: a copy job replaces one partition")
     layout = TableLayout(
         partition_column=target.time_partitioning.field if target.time_partitioning else None,
         cluster_by=tuple(target.clustering_fields or ()),
@@ -298,6 +304,5 @@ def _copy_replace(
         raise RowCountMismatch(
             f"{name.short}: {shaped_rows} rows shaped from {staged_rows} staged; nothing replaced"
         )
-    month = window.single_month() if window else None
     source, destination, config = partition_copy_job(shaped, name, month)
     client.copy_table(source, destination, job_config=config).result()

@@ -12,9 +12,6 @@ from dataclasses import dataclass
 
 from taxi_assets.services import SERVICES
 
-# Services whose files publish no fares, passenger counts or distances: nulls in the stats.
-WITHOUT_FARES = frozenset({"fhv"})
-
 
 @dataclass(frozen=True)
 class ServiceMeasures:
@@ -31,14 +28,17 @@ class ServiceMeasures:
     dropoff: str = "dropoff_datetime"
 
 
+# Yellow and green publish fares (total_amount: what the rider paid, cash tips excluded),
+# passenger counts and distances; FHV publishes none of them.
+FARES = ServiceMeasures()
 NO_FARES = ServiceMeasures(passengers=None, revenue=(), distance=None)
-
-
-def service_measures(service: str) -> ServiceMeasures:
-    return NO_FARES if service in WITHOUT_FARES else ServiceMeasures()
-
-
-MEASURES: dict[str, ServiceMeasures] = {service: service_measures(service) for service in SERVICES}
+MEASURES: dict[str, ServiceMeasures] = {"yellow": FARES, "green": FARES, "fhv": NO_FARES}
+_unmeasured = set(SERVICES) - set(MEASURES)
+if _unmeasured:
+    raise KeyError(
+        f"services {sorted(_unmeasured)} have no analytics measures: add them to "
+        "taxi_assets/assets/analytics/stats_measures.py (MEASURES)"
+    )
 
 
 @dataclass(frozen=True)
