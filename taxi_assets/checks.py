@@ -7,8 +7,9 @@ metadata), and the warehouse table itself. Blocking checks stop downstream asset
 """
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Any, Protocol
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -16,7 +17,6 @@ import pyarrow.parquet as pq
 from taxi_assets.assets.trips import warehouse_metadata
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.parquet_lake import arrow_filesystem
-from taxi_assets.io_managers.postgres import PostgresIOManager
 from taxi_assets.materializations import latest_metadata
 from taxi_assets.partitions import add_months, parse_month
 from taxi_assets.quality import DEFAULT_THRESHOLDS, measure
@@ -25,6 +25,14 @@ from taxi_assets.services import SERVICES, Service
 from taxi_assets.upstream.download import DownloadError, SourceNotFound
 
 FRESHNESS_MONTHS = 3
+
+
+class PartitionRowCounter(Protocol):
+    """What the checks need from the warehouse IO manager of either engine."""
+
+    def partition_row_count(
+        self, asset_key: dg.AssetKey, metadata: Mapping[str, Any], window: tuple[datetime, datetime]
+    ) -> int: ...
 
 
 class QualityThresholds(dg.ConfigurableResource):
@@ -152,7 +160,7 @@ def build_service_checks(
     )
     def rows_match_lake(
         context: dg.AssetCheckExecutionContext,
-        warehouse_io_manager: dg.ResourceParam[PostgresIOManager],
+        warehouse_io_manager: dg.ResourceParam[PartitionRowCounter],
         lake: LakeResource,
     ) -> dg.AssetCheckResult:
         month = context.partition_key

@@ -1,8 +1,9 @@
 """The one ``Definitions`` object of the code location.
 
 Configuration is read when a run starts (resources resolve their fields, then the
-environment, then defaults). The single exception is :func:`first_partition_month`:
-partitions must be fixed when definitions load.
+environment, then defaults). Two settings are read when definitions load, because the
+definitions themselves depend on them: :func:`first_partition_month` (the partitions)
+and :func:`warehouse_engine` (which engine's resources, asset kinds and descriptions).
 """
 
 from __future__ import annotations
@@ -15,20 +16,28 @@ from typing import Any
 import dagster as dg
 
 from taxi_assets.assets.analytics import build_analytics_assets
+from taxi_assets.assets.lake_external import build_external_table_assets
 from taxi_assets.assets.trips import build_trip_assets
-from taxi_assets.assets.zones import ZONE_ASSETS
+from taxi_assets.assets.zones import build_zone_assets
 from taxi_assets.automation.alerts import AlertWebhookResource, build_alert_sensors
 from taxi_assets.automation.conditions import build_automation_sensor
 from taxi_assets.automation.new_month_sensor import build_new_month_sensor
 from taxi_assets.automation.schedules import build_schedules
 from taxi_assets.checks import QualityThresholds, build_asset_checks
 from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
-from taxi_assets.io_managers.postgres import PostgresIOManager
 from taxi_assets.io_managers.raw_files import RawFileIOManager
 from taxi_assets.jobs import build_monthly_job, build_service_jobs
 from taxi_assets.partitions import DEFAULT_FIRST_MONTH, monthly_partitions
 from taxi_assets.resources import LakeResource, PostgresResource, TaxiSourceResource
+from taxi_assets.resources.bigquery import BigQueryWarehouse
 from taxi_assets.services import SERVICES
+from taxi_assets.warehouse_engine import (
+    BIGQUERY,
+    POSTGRES,
+    WarehouseEngine,
+    engine_for_url,
+    warehouse_resources,
+)
 
 
 def first_partition_month() -> str:
@@ -40,19 +49,31 @@ def first_partition_month() -> str:
     return os.environ.get("TAXI_FIRST_MONTH", "").strip() or DEFAULT_FIRST_MONTH
 
 
+def warehouse_engine() -> WarehouseEngine:
+    """PostgreSQL or BigQuery: the scheme of ``TAXI_WAREHOUSE_URL`` (``postgresql://`` or
+    unset: PostgreSQL; ``bigquery://``: BigQuery), read once at load time.
+
+    The engine decides which resources, asset kinds and descriptions the definitions
+    hold, so it cannot wait for a run. Only the scheme is read here: the URL itself (a
+    secret for PostgreSQL) is read by the warehouse resource when a run starts.
+    """
+    return engine_for_url(os.environ.get("TAXI_WAREHOUSE_URL"))
+
+
 def build_resources(
     *,
+    engine: WarehouseEngine = POSTGRES,
     source: TaxiSourceResource | None = None,
     lake: LakeResource | None = None,
-    warehouse: PostgresResource | None = None,
+    warehouse: PostgresResource | BigQueryWarehouse | None = None,
     quality_thresholds: QualityThresholds | None = None,
 ) -> dict[str, Any]:
     """Every resource the definitions need. Local and production differ only in
     configuration, read when a run starts: by default every setting comes from the
     environment. The lake and the warehouse are each set once here and shared by the
-    IO managers, the assets and the checks that use them."""
+    IO managers, the assets and the checks that use them; ``engine`` picks the
+    warehouse's resources (the same keys for both engines)."""
     lake = lake or LakeResource()
-    warehouse = warehouse or PostgresResource()
     return {
         "source": source or TaxiSourceResource(),
         "quality_thresholds": quality_thresholds or QualityThresholds(),
@@ -60,19 +81,25 @@ def build_resources(
         "lake": lake,
         "raw_io_manager": RawFileIOManager(lake=lake),
         "lake_io_manager": ParquetLakeIOManager(lake=lake),
-        "warehouse": warehouse,
-        "warehouse_io_manager": PostgresIOManager(database=warehouse),
+        **warehouse_resources(engine, warehouse),
     }
 
 
-def build_definitions(first_month: str) -> dg.Definitions:
+def build_definitions(first_month: str, engine: WarehouseEngine = POSTGRES) -> dg.Definitions:
     monthly = monthly_partitions(first_month)
     with warnings.catch_warnings():
         # backfill_policy is marked beta in Dagster 1.13; the policies are deliberate.
         warnings.simplefilter("ignore", dg.BetaWarning)
-        trip_assets = [a for s in SERVICES.values() for a in build_trip_assets(s, monthly)]
+        trip_assets = [a for s in SERVICES.values() for a in build_trip_assets(s, monthly, engine)]
+    # BigQuery can also read the lake in place: optional external tables (no job runs them).
+    external = build_external_table_assets() if engine is BIGQUERY else []
     return dg.Definitions(
-        assets=[*trip_assets, *ZONE_ASSETS, *build_analytics_assets(monthly)],
+        assets=[
+            *trip_assets,
+            *build_zone_assets(engine),
+            *build_analytics_assets(monthly, engine),
+            *external,
+        ],
         asset_checks=build_asset_checks(monthly),
         jobs=[build_monthly_job(), *build_service_jobs()],
         # Steps of a run execute in its own process, one after another: a subprocess per
@@ -85,11 +112,11 @@ def build_definitions(first_month: str) -> dg.Definitions:
             build_automation_sensor(),
             *build_alert_sensors(),
         ],
-        resources=build_resources(),
+        resources=build_resources(engine=engine),
     )
 
 
-defs = build_definitions(first_partition_month())
+defs = build_definitions(first_partition_month(), warehouse_engine())
 
 # What the imports and definitions built (~200k tracked objects: Dagster's, pandas',
 # ours) lives as long as the process. Moving it out of the collector's generations saves

@@ -1,5 +1,7 @@
 """The code location loads, and every asset carries what the UI needs."""
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
@@ -85,3 +87,120 @@ def test_loading_the_definitions_freezes_what_imports_built() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert int(frozen.stdout.strip()) > 100_000
+
+
+@pytest.mark.parametrize(
+    ("url", "engine"),
+    [
+        (None, "postgres"),
+        ("postgresql://taxi:secret@db:5432/taxi", "postgres"),
+        ("postgresql+psycopg://taxi@db/taxi", "postgres"),
+        ("bigquery://nyc-taxi-prod?location=EU", "bigquery"),
+    ],
+)
+def test_the_warehouse_engine_is_the_urls_scheme(
+    url: str | None, engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from taxi_assets.definitions import warehouse_engine
+
+    if url:
+        monkeypatch.setenv("TAXI_WAREHOUSE_URL", url)
+    assert warehouse_engine().name == engine
+
+
+def test_an_unknown_warehouse_scheme_is_refused_without_quoting_the_url() -> None:
+    from taxi_assets.warehouse_engine import UnknownWarehouseEngine, engine_for_url
+
+    with pytest.raises(UnknownWarehouseEngine, match="scheme 'mysql'") as raised:
+        engine_for_url("mysql://taxi:s3cret@db/taxi")
+    assert "s3cret" not in str(raised.value)
+
+
+def test_bigquery_definitions_name_their_engine() -> None:
+    """With TAXI_WAREHOUSE_URL=bigquery://...: the same asset graph, with BigQuery in the
+    warehouse assets' kinds, descriptions and column types, BigQuery resources, and the
+    optional external tables over the lake (in no job)."""
+    from taxi_assets.io_managers.bigquery import BigQueryIOManager
+    from taxi_assets.resources.bigquery import BigQueryWarehouse
+    from taxi_assets.warehouse_engine import BIGQUERY
+
+    bigquery = build_definitions("2019-01", BIGQUERY)
+    external = {f"lake_external/{s}_tripdata" for s in ("yellow", "green", "fhv")}
+    specs = {spec.key.to_user_string(): spec for spec in bigquery.resolve_all_asset_specs()}
+    assert set(specs) == EXPECTED_KEYS | external
+    for key, spec in specs.items():
+        assert spec.description and spec.code_version and spec.owners, key
+        assert spec.group_name == spec.key.path[0], key
+        if key.startswith(("warehouse/", "analytics/", "lake_external/")):
+            assert "bigquery" in spec.kinds and "postgres" not in spec.kinds, key
+            assert "BigQuery" in spec.description and "PostgreSQL" not in spec.description, key
+    columns = {
+        column.name: column.type
+        for column in specs["warehouse/yellow_tripdata"].metadata["dagster/column_schema"].columns
+    }
+    assert (columns["pickup_datetime"], columns["partition_month"]) == ("DATETIME", "DATE")
+    assert columns["passenger_count"] == "INT64"
+    stats = specs["analytics/monthly_zone_stats"].metadata["dagster/column_schema"].columns
+    assert {c.name: c.type for c in stats}["revenue"] == "NUMERIC(16,2)"
+    resources = bigquery.resources or {}
+    assert isinstance(resources["warehouse"], BigQueryWarehouse)
+    assert isinstance(resources["warehouse_io_manager"], BigQueryIOManager)
+    monthly = bigquery.resolve_job_def("taxi_monthly_job")
+    assert not {k.path[0] for k in monthly.asset_layer.selected_asset_keys} & {"lake_external"}
+
+
+def test_the_engine_is_read_when_the_code_location_loads() -> None:
+    """A fresh interpreter, as a code server: only the URL's scheme decides."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import dagster as dg; from taxi_assets import defs; "
+        "key = dg.AssetKey(['warehouse', 'yellow_tripdata']); "
+        "print(sorted(defs.resolve_assets_def(key).specs_by_key[key].kinds))"
+    )
+    env = {**os.environ, "TAXI_WAREHOUSE_URL": "bigquery://nyc-taxi-prod"}
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.strip() == "['bigquery']"
+
+
+def test_external_tables_read_the_hive_partitioned_lake_in_place() -> None:
+    """The table resource the external-table asset creates (the emulator cannot create
+    external tables: it makes an empty native table instead)."""
+    from taxi_assets.assets.lake_external import external_table
+    from taxi_assets.bq.names import TableName
+
+    name = TableName("nyc-taxi-prod", "lake_external", "yellow_tripdata")
+    table = external_table(name, "gs://taxi-lake/nyc/", "yellow_tripdata")
+    assert table.to_api_repr()["externalDataConfiguration"] == {
+        "sourceFormat": "PARQUET",
+        "sourceUris": ["gs://taxi-lake/nyc/lake/yellow_tripdata/*"],
+        "hivePartitioningOptions": {
+            "mode": "CUSTOM",
+            "sourceUriPrefix": "gs://taxi-lake/nyc/lake/yellow_tripdata/{year:INTEGER}/{month:INTEGER}",
+            "requirePartitionFilter": False,
+        },
+    }
+    assert table.table_id == "yellow_tripdata" and table.dataset_id == "lake_external"
+
+
+def test_external_tables_need_a_gcs_lake(tmp_path: Path) -> None:
+    from taxi_assets.assets.lake_external import build_external_table_assets
+    from taxi_assets.resources import LakeResource
+    from taxi_assets.resources.bigquery import BigQueryWarehouse
+
+    external = build_external_table_assets()[0]
+    result = dg.materialize(
+        [external],
+        resources={
+            "warehouse": BigQueryWarehouse(url="bigquery://nyc-taxi-prod"),
+            "lake": LakeResource(url=str(tmp_path)),
+        },
+        raise_on_error=False,
+    )
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert failure is not None and "set TAXI_LAKE_URL to gs://BUCKET/PREFIX" in failure.message

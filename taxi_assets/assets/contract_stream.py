@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
@@ -157,6 +158,22 @@ def with_lineage(data: pads.Dataset, month: date, schema: pa.Schema) -> Iterator
                 else:
                     columns.append(pa.nulls(n, field.type))
             yield pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def lineage_constants(month: date | None) -> Callable[[pads.Fragment], dict[str, Any]]:
+    """The lineage columns of one lake file, as :func:`with_lineage` adds them, for
+    engines that load the file itself and add the columns in SQL (BigQuery)."""
+
+    def constants(fragment: pads.Fragment) -> dict[str, Any]:
+        if month is None:
+            return {}
+        metadata = fragment.physical_schema.metadata or {}
+        return {
+            PARTITION_MONTH: month,
+            SOURCE_FILE: metadata.get(b"source_file", b"").decode() or None,
+        }
+
+    return constants
 
 
 def _fragment_batches(

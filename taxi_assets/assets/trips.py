@@ -11,20 +11,23 @@ from taxi_assets.assets.contract_stream import (
     PARTITION_MONTH,
     contract_stream,
     lake_row_count,
+    lineage_constants,
     warehouse_schema,
     with_lineage,
 )
 from taxi_assets.assets.fetch import WantedFile, fetch_published_file
 from taxi_assets.assets.raw_revision import RawRevisionConfig
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
+from taxi_assets.bq.metadata import bigquery_column_schema
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.arrow_stats import column_schema
-from taxi_assets.io_managers.postgres import TableLoad
 from taxi_assets.io_managers.raw_files import StoredFile
+from taxi_assets.io_managers.table_load import ParquetPart, ParquetTableLoad, dataset_parts
 from taxi_assets.partitions import parse_month
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.source import TaxiSourceResource
 from taxi_assets.services import LAYERS, Layer, Service
+from taxi_assets.warehouse_engine import BIGQUERY, POSTGRES, WarehouseEngine
 
 OWNERS = ["team:data-engineering"]
 # One month per run in every layer: a failure touches one month, and the in-process
@@ -34,15 +37,25 @@ OWNERS = ["team:data-engineering"]
 ONE_MONTH_PER_RUN = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 
 
-def warehouse_metadata(service: Service) -> dict[str, Any]:
+# Trips are read by pickup zone (the analytics join the zones on it): BigQuery clusters
+# each month's partition on it.
+CLUSTER_BY = ["pu_location_id"]
+
+
+def warehouse_metadata(service: Service, engine: WarehouseEngine = POSTGRES) -> dict[str, Any]:
     """The warehouse asset's definition metadata: how the IO manager stores it (and how the
-    checks find it again), and the table's static name and columns for the UI."""
+    checks find it again), and the table's static name and columns (in the engine's
+    types) for the UI."""
     contract = CONTRACTS[service.name]
+    schema = warehouse_schema(contract)
     return {
         "partition_expr": PARTITION_MONTH,
+        "cluster_by": CLUSTER_BY,
         "time_column": contract.time_column,
         "dagster/table_name": f"warehouse.{service.dataset}",
-        "dagster/column_schema": column_schema(warehouse_schema(contract)),
+        "dagster/column_schema": (
+            bigquery_column_schema(schema) if engine is BIGQUERY else column_schema(schema)
+        ),
     }
 
 
@@ -74,7 +87,7 @@ def layer_asset(
 
 
 def build_trip_assets(
-    service: Service, partitions_def: dg.PartitionsDefinition
+    service: Service, partitions_def: dg.PartitionsDefinition, engine: WarehouseEngine = POSTGRES
 ) -> list[dg.AssetsDefinition]:
     contract = CONTRACTS[service.name]
     dataset = service.dataset
@@ -149,16 +162,16 @@ def build_trip_assets(
         "warehouse",
         partitions_def,
         upstream_input="lake_months",
-        kinds={"postgres"},
+        kinds={engine.kind},
         code_version="1",
-        metadata=warehouse_metadata(service),
+        metadata=warehouse_metadata(service, engine),
         description=(
-            f"{service.description}: table warehouse.{dataset}, one month per "
+            f"{service.description}: {engine.label} table warehouse.{dataset}, one month per "
             "partition_month, replaced atomically on every load."
         ),
         pool="warehouse",
     )
-    def warehouse(lake_months: dict[str, pads.Dataset]) -> TableLoad:
+    def warehouse(lake_months: dict[str, pads.Dataset]) -> ParquetTableLoad:
         schema = warehouse_schema(contract)
 
         def batches() -> Iterator[pa.RecordBatch]:
@@ -166,6 +179,18 @@ def build_trip_assets(
                 yield from with_lineage(months_data, parse_month(month), schema)
 
         expected = sum(lake_row_count(data) for data in lake_months.values())
-        return TableLoad(pa.RecordBatchReader.from_batches(schema, batches()), expected)
+
+        # The same rows twice, both lazy: a stream (PostgreSQL COPYs it) and the lake files
+        # with their lineage columns (BigQuery loads them itself). Only one is ever read.
+        def parts() -> tuple[ParquetPart, ...]:
+            return tuple(
+                part
+                for month, data in lake_months.items()
+                for part in dataset_parts(data, lineage_constants(parse_month(month)))
+            )
+
+        return ParquetTableLoad(
+            pa.RecordBatchReader.from_batches(schema, batches()), expected, parts=parts
+        )
 
     return [raw, lake, warehouse]

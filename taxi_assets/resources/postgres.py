@@ -5,6 +5,7 @@ import sqlalchemy as sa
 from pydantic import PrivateAttr
 
 from taxi_assets.pg.embedded import DEFAULT_EMBEDDED_DIR, embedded_url
+from taxi_assets.production import require_setting
 from taxi_assets.settings import resolve_setting
 
 
@@ -28,6 +29,13 @@ class PostgresResource(dg.ConfigurableResource):
     embedded_dir: str = DEFAULT_EMBEDDED_DIR
     _engine: sa.Engine | None = PrivateAttr(default=None)
     _url: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        require_setting(
+            self.url,
+            "TAXI_WAREHOUSE_URL",
+            "postgresql://USER:PASSWORD@HOST:PORT/DB or bigquery://PROJECT",
+        )
 
     @property
     def _resolved_url(self) -> str:

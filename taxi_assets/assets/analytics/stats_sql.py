@@ -5,12 +5,12 @@ from taxi_assets.assets.analytics.stats_columns import (
     COLUMNS,
     STATS_TABLE,
 )
+from taxi_assets.assets.analytics.stats_measures import MEASURES, Dialect, measures_sql
 from taxi_assets.pg.ddl import ident, qualified
 from taxi_assets.services import SERVICES, ZONES_DATASET
 
 WAREHOUSE_SCHEMA = "warehouse"
-# Services whose files publish no fares, passenger counts or distances: nulls in the stats.
-WITHOUT_FARES = frozenset({"fhv"})
+POSTGRES_SQL = Dialect(quote=ident, integer="bigint", real="double precision")
 # Trip durations outside (0, 24 h] are data errors; they are left out of the average.
 MAX_TRIP = "24 hours"
 
@@ -23,23 +23,13 @@ def _month_trips_sql() -> str:
     """One row per trip of the month, every service, with the measures the stats need."""
     parts = []
     for service in SERVICES:
-        if service in WITHOUT_FARES:
-            measures = (
-                "NULL::bigint AS passengers, NULL::double precision AS revenue, "
-                "NULL::double precision AS distance"
-            )
-        else:
-            measures = (
-                f"{ident('passenger_count')}::bigint AS passengers, "
-                f"{ident('total_amount')} AS revenue, "
-                f"CASE WHEN {ident('trip_distance')} >= 0 THEN {ident('trip_distance')} END "
-                "AS distance"
-            )
+        measures = MEASURES[service]
         parts.append(
             f"SELECT CAST(:service_{service} AS text) AS service, "
-            f"{ident('pu_location_id')} AS location_id, "
-            f"{ident('pickup_datetime')} AS pickup, {ident('dropoff_datetime')} AS dropoff, "
-            f"{measures} FROM {_trip_table(service)} WHERE {ident('partition_month')} = :month"
+            f"{ident(measures.location)} AS location_id, "
+            f"{ident(measures.pickup)} AS pickup, {ident(measures.dropoff)} AS dropoff, "
+            f"{measures_sql(measures, POSTGRES_SQL)} "
+            f"FROM {_trip_table(service)} WHERE {ident('partition_month')} = :month"
         )
     return "\nUNION ALL\n".join(parts)
 
