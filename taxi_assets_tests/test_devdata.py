@@ -52,6 +52,8 @@ HEADERS = {
     "payment_type,trip_type,congestion_surcharge",
     "fhv": "dispatching_base_num,pickup_datetime,dropOff_datetime,PUlocationID,DOlocationID,"
     "SR_Flag,Affiliated_base_number",
+    "fhvhv": "hvfhs_license_num,dispatching_base_num,pickup_datetime,dropoff_datetime,"
+    "PULocationID,DOLocationID,SR_Flag",
 }
 
 
@@ -100,7 +102,7 @@ def test_dtc_only_has_the_course_months(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.parametrize("service", ["yellow", "green", "fhv"])
+@pytest.mark.parametrize("service", ["yellow", "green", "fhv", "fhvhv"])
 def test_dtc_header_and_line_endings(mirror_root: Path, service: str) -> None:
     path = mirror_root / f"{service}/{service}_tripdata_2021-01.csv.gz"
     raw = gzip.decompress(path.read_bytes())

@@ -6,6 +6,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +18,7 @@ from taxi_assets.io_managers.raw_files import StagedFile, UnchangedFile
 from taxi_assets.materializations import latest_metadata
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.source import TaxiSourceResource
-from taxi_assets.upstream.download import DownloadError, SourceNotFound
+from taxi_assets.upstream.download import DownloadError, SourceForbidden, SourceNotFound
 
 # Metadata of the previous materialization carried over when the download is skipped.
 CARRIED_KEYS = (
@@ -76,13 +77,25 @@ def fetch_published_file(
     partition_key: str | None,
     source_label: str,
     contract: Contract,
+    explain_forbidden: Callable[[], str] | None = None,
 ) -> dg.Output:
-    """Download ``url`` (or keep the stored copy when upstream's ETag and size match)."""
+    """Download ``url`` (or keep the stored copy when upstream's ETag and size match).
+
+    A 404 or a 403 fails the run at once, without retries; ``explain_forbidden`` says what
+    a 403 means for this file (TLC: "not published yet", unless the source refuses access).
+    """
     log = context.log.warning
+
+    def forbidden(error: SourceForbidden) -> dg.Failure:
+        message = explain_forbidden() if explain_forbidden else f"{name}: {error}"
+        return dg.Failure(description=message, allow_retries=False)
+
     try:
         remote = source.head(url, log=log)
     except SourceNotFound as missing:
         raise dg.Failure(description=f"{name} is {missing}", allow_retries=False) from missing
+    except SourceForbidden as error:
+        raise forbidden(error) from error
     except DownloadError as error:
         context.log.warning(f"HEAD failed, downloading without the unchanged-file check: {error}")
         remote = None
@@ -114,6 +127,9 @@ def fetch_published_file(
     except SourceNotFound as missing:
         shutil.rmtree(staging, ignore_errors=True)
         raise dg.Failure(description=f"{name} is {missing}", allow_retries=False) from missing
+    except SourceForbidden as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise forbidden(error) from error
     except DownloadError as error:
         shutil.rmtree(staging, ignore_errors=True)
         raise dg.Failure(description=str(error), allow_retries=False) from error

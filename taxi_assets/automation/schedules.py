@@ -1,4 +1,10 @@
-"""The monthly schedule: each month, the month that should just have been published."""
+"""The monthly schedules, one per service: each month, the month that should just have been
+published. One per service because each service's job has its own partitions (a schedule
+targets one job)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
 
 import dagster as dg
 
@@ -16,22 +22,34 @@ def publication_lag() -> int:
     return int(raw)
 
 
-def build_schedules(partitions_def: dg.PartitionsDefinition) -> list[dg.ScheduleDefinition]:
+def schedule_name(service: str) -> str:
+    return f"taxi_{service}_schedule"
+
+
+def build_schedule(
+    service: str, job: dg.UnresolvedAssetJobDefinition, partitions_def: dg.PartitionsDefinition
+) -> dg.ScheduleDefinition:
     @dg.schedule(
-        name="taxi_monthly_schedule",
-        job_name="taxi_monthly_job",
+        name=schedule_name(service),
+        job=job,
         cron_schedule="0 6 1 * *",
         execution_timezone="America/New_York",
         default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="Monthly: loads the month that should just have been published (lag: "
-        f"${LAG_ENV}, default {DEFAULT_LAG_MONTHS}).",
+        description=f"Monthly: loads the {service} month that should just have been published "
+        f"(lag: ${LAG_ENV}, default {DEFAULT_LAG_MONTHS}).",
     )
-    def taxi_monthly_schedule(
-        context: dg.ScheduleEvaluationContext,
-    ) -> dg.RunRequest | dg.SkipReason:
+    def monthly_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         month = lagged_month(context.scheduled_execution_time.date(), publication_lag())
         if not partitions_def.has_partition_key(month):
-            return dg.SkipReason(f"{month} is outside the configured partitions")
-        return dg.RunRequest(run_key=f"schedule:{month}", partition_key=month)
+            return dg.SkipReason(f"{month} is outside the {service} partitions")
+        return dg.RunRequest(run_key=f"schedule:{service}:{month}", partition_key=month)
 
-    return [taxi_monthly_schedule]
+    return monthly_schedule
+
+
+def build_schedules(
+    jobs: dict[str, dg.UnresolvedAssetJobDefinition],
+    partitions: Mapping[str, dg.PartitionsDefinition],
+) -> list[dg.ScheduleDefinition]:
+    """``taxi_<service>_schedule`` for every service."""
+    return [build_schedule(service, job, partitions[service]) for service, job in jobs.items()]

@@ -1,5 +1,8 @@
 """The SQL that sums a month of trips per service, pickup borough and day (PostgreSQL)."""
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from taxi_assets.assets.analytics.stats_columns import (
     ANALYTICS_SCHEMA,
     COLUMNS,
@@ -9,43 +12,85 @@ from taxi_assets.pg.ddl import ident, qualified
 from taxi_assets.services import SERVICES, ZONES_DATASET
 
 WAREHOUSE_SCHEMA = "warehouse"
-# Services whose files publish no fares, passenger counts or distances: nulls in the stats.
-WITHOUT_FARES = frozenset({"fhv"})
 # Trip durations outside (0, 24 h] are data errors; they are left out of the average.
 MAX_TRIP = "24 hours"
 
 
-def _trip_table(service: str) -> str:
+def _coalesced_sum(first: str, *terms: str) -> str:
+    """``first`` plus every term, a null term counting as 0; null when ``first`` is null."""
+    rest = " + ".join(f"COALESCE({ident(term)}, 0)" for term in terms)
+    return f"CASE WHEN {ident(first)} IS NOT NULL THEN {ident(first)} + {rest} END"
+
+
+# What riders paid for an FHVHV trip (TLC's files have no total): the base fare plus every
+# charge and the tip. A null charge counts as 0 (airport_fee is typed null in some months,
+# cbd_congestion_fee exists from 2025-01); a null base fare (the course's CSV layouts
+# publish no fares) leaves the trip's revenue null. driver_pay is what the driver got, not
+# what the rider paid, so it is not part of it.
+FHVHV_REVENUE_TERMS = (
+    "base_passenger_fare",
+    "tolls",
+    "bcf",
+    "sales_tax",
+    "congestion_surcharge",
+    "airport_fee",
+    "tips",
+    "cbd_congestion_fee",
+)
+
+
+@dataclass(frozen=True)
+class Measures:
+    """SQL over one service's warehouse table for the stats' per-trip measures; NULL where
+    the service publishes no such value (nulls, not zeros, in the stats)."""
+
+    passengers: str = "NULL::bigint"
+    revenue: str = "NULL::double precision"
+    distance_column: str | None = None
+
+    def select_list(self) -> str:
+        distance = (
+            f"CASE WHEN {ident(self.distance_column)} >= 0 THEN {ident(self.distance_column)} END"
+            if self.distance_column
+            else "NULL::double precision"
+        )
+        return f"{self.passengers} AS passengers, {self.revenue} AS revenue, {distance} AS distance"
+
+
+_TAXI = Measures(
+    passengers=f"{ident('passenger_count')}::bigint",
+    revenue=ident("total_amount"),
+    distance_column="trip_distance",
+)
+MEASURES: dict[str, Measures] = {
+    "yellow": _TAXI,
+    "green": _TAXI,
+    # FHV files publish no fares, passenger counts or distances.
+    "fhv": Measures(),
+    # FHVHV: no passenger count; miles from trip_miles; revenue summed from its parts.
+    "fhvhv": Measures(revenue=_coalesced_sum(*FHVHV_REVENUE_TERMS), distance_column="trip_miles"),
+}
+
+
+def trip_table(service: str) -> str:
     return qualified(WAREHOUSE_SCHEMA, SERVICES[service].dataset)
 
 
-def _month_trips_sql() -> str:
-    """One row per trip of the month, every service, with the measures the stats need."""
-    parts = []
-    for service in SERVICES:
-        if service in WITHOUT_FARES:
-            measures = (
-                "NULL::bigint AS passengers, NULL::double precision AS revenue, "
-                "NULL::double precision AS distance"
-            )
-        else:
-            measures = (
-                f"{ident('passenger_count')}::bigint AS passengers, "
-                f"{ident('total_amount')} AS revenue, "
-                f"CASE WHEN {ident('trip_distance')} >= 0 THEN {ident('trip_distance')} END "
-                "AS distance"
-            )
-        parts.append(
-            f"SELECT CAST(:service_{service} AS text) AS service, "
-            f"{ident('pu_location_id')} AS location_id, "
-            f"{ident('pickup_datetime')} AS pickup, {ident('dropoff_datetime')} AS dropoff, "
-            f"{measures} FROM {_trip_table(service)} WHERE {ident('partition_month')} = :month"
-        )
+def _month_trips_sql(services: Sequence[str]) -> str:
+    """One row per trip of the month, for each of ``services``, with the stats' measures."""
+    parts = [
+        f"SELECT CAST(:service_{service} AS text) AS service, "
+        f"{ident('pu_location_id')} AS location_id, "
+        f"{ident('pickup_datetime')} AS pickup, {ident('dropoff_datetime')} AS dropoff, "
+        f"{MEASURES[service].select_list()} "
+        f"FROM {trip_table(service)} WHERE {ident('partition_month')} = :month"
+        for service in services
+    ]
     return "\nUNION ALL\n".join(parts)
 
 
-def service_params() -> dict[str, str]:
-    return {f"service_{service}": service for service in SERVICES}
+def service_params(services: Sequence[str]) -> dict[str, str]:
+    return {f"service_{service}": service for service in services}
 
 
 # The month's trips summed per service, pickup borough and pickup day: both the stats and
@@ -53,7 +98,7 @@ def service_params() -> dict[str, str]:
 MONTH_CELLS = "month_cells"
 
 
-def month_cells_sql() -> str:
+def month_cells_sql(services: Sequence[str]) -> str:
     """A temporary table, dropped at commit, of sums and counts per (service, borough, day)
     from which averages are exact: sum / count over the cells of a group."""
     zones = qualified(WAREHOUSE_SCHEMA, ZONES_DATASET)
@@ -70,7 +115,7 @@ SELECT t.service, COALESCE(z.{ident("borough")}, :no_zone) AS borough,
            AS duration_sum,
        count(*) FILTER (WHERE {valid_duration}) AS durations,
        min(t.pickup) AS first_pickup, max(t.pickup) AS last_pickup
-FROM ({_month_trips_sql()}) AS t
+FROM ({_month_trips_sql(services)}) AS t
 LEFT JOIN {zones} AS z ON z.{ident("location_id")} = t.location_id
 GROUP BY 1, 2, 3
 """
