@@ -4,10 +4,13 @@
 - ``warehouse analyst-role ROLE``: a read-only role on the warehouse (password from
   ``TAXI_ANALYST_PASSWORD``).
 - ``lake check [gs://BUCKET/PREFIX]``: the lake bucket is reachable and writable.
+- ``months backfill FIRST [--to LAST]``: every service for one month (or a range), as one
+  asset backfill that the daemon runs (each service over its own months).
 - ``devdata generate|serve ...``: synthetic TLC months in each upstream's layout, and a
   local HTTP mirror serving them (also ``python -m taxi_assets.devdata ...``).
 
-Each command imports only what it needs: none loads the Dagster definitions.
+Each command imports only what it needs: only ``months backfill`` loads the Dagster
+definitions (each service's partitions, and ``dagster-graphql`` to submit the backfill).
 """
 
 from __future__ import annotations
@@ -56,6 +59,38 @@ def _lake_check(args: argparse.Namespace) -> int:
     except GcsConfigurationError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _months_backfill(args: argparse.Namespace) -> int:
+    from taxi_assets.automation.month_backfill import (
+        BackfillError,
+        backfill_params,
+        service_ranges,
+        submit_backfill,
+    )
+    from taxi_assets.definitions import first_partition_month
+
+    last = args.to or args.first
+    try:
+        ranges, skipped = service_ranges(args.first, last, first_partition_month(), args.services)
+        if not ranges:
+            raise BackfillError("no service has a partition in that range: " + "; ".join(skipped))
+        where = ["-w", args.workspace] if args.workspace else ["-m", "taxi_assets"]
+        span = args.first if last == args.first else f"{args.first}..{last}"
+        title = (
+            f"every service, {span}" if not args.services else f"{', '.join(args.services)}, {span}"
+        )
+        backfill_id = submit_backfill(backfill_params(ranges, title), where)
+    except (BackfillError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"backfill {backfill_id} submitted ({title}); the daemon runs it:")
+    for r in ranges:
+        months = r.first if r.first == r.last else f"{r.first}..{r.last}"
+        print(f"  {r.service}: raw, lake, warehouse for {months}")
+    for reason in skipped:
+        print(f"  left out: {reason}")
     return 0
 
 
@@ -122,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     from taxi_assets.devdata.generate import SERVICES as DEVDATA_SERVICES
     from taxi_assets.devdata.generate import SOURCES as DEVDATA_SOURCES
     from taxi_assets.pg.embedded import DEFAULT_EMBEDDED_DIR
+    from taxi_assets.services import SERVICES as TRIP_SERVICES
 
     parser = argparse.ArgumentParser(prog="python -m taxi_assets.cli", description=__doc__)
     groups = parser.add_subparsers(dest="group", required=True)
@@ -144,6 +180,25 @@ def build_parser() -> argparse.ArgumentParser:
     check = lake_commands.add_parser("check", help="the bucket is reachable and writable")
     check.add_argument("url", nargs="?", default=None, help="default: $TAXI_LAKE_URL")
     check.set_defaults(func=_lake_check)
+
+    months = groups.add_parser("months", help="load months of every service")
+    months_commands = months.add_subparsers(dest="command", required=True)
+    backfill = months_commands.add_parser(
+        "backfill",
+        help="every service for one month (or --to a last month): one asset backfill, run "
+        "by the daemon; a service is left out of months before its first one",
+    )
+    backfill.add_argument("first", help="the month, YYYY-MM")
+    backfill.add_argument("--to", help="the last month of a range (default: the same month)")
+    backfill.add_argument(
+        "--services",
+        type=lambda s: _csv_list(s, TRIP_SERVICES),
+        help=f"a subset of {','.join(TRIP_SERVICES)} (default: all)",
+    )
+    backfill.add_argument(
+        "--workspace", help="a workspace.yaml (default: the taxi_assets module, -m taxi_assets)"
+    )
+    backfill.set_defaults(func=_months_backfill)
 
     devdata = groups.add_parser("devdata", help="generated TLC files and a local mirror")
     devdata_commands = devdata.add_subparsers(dest="command", required=True)

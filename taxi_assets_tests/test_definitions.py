@@ -13,9 +13,7 @@ from taxi_assets.partitions import parse_month
 
 SERVICES = ("yellow", "green", "fhv", "fhvhv")
 EXPECTED_KEYS = {
-    f"{layer}/{service}_tripdata"
-    for layer in ("raw", "lake", "warehouse")
-    for service in SERVICES
+    f"{layer}/{service}_tripdata" for layer in ("raw", "lake", "warehouse") for service in SERVICES
 } | {
     "raw/taxi_zone_lookup",
     "lake/taxi_zones",

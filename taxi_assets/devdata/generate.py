@@ -282,8 +282,6 @@ def _share(total: int, start: int, stop: int, rows: int) -> int:
     return total * stop // rows - total * start // rows if rows else 0
 
 
-
-
 def _chunk(plan: _Plan, index: int, start: int, stop: int) -> pa.Table:
     rng = _rng(plan.seed, plan.service, plan.month, index)
     n = stop - start
