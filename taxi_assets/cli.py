@@ -137,7 +137,9 @@ def _devdata_serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     url_file = Path(args.url_file) if args.url_file else None
-    with MirrorServer(Path(args.root), host=args.host, port=args.port) as server:
+    with MirrorServer(
+        Path(args.root), host=args.host, port=args.port, missing_status=args.missing_status
+    ) as server:
         print(server.url, flush=True)
         if url_file is not None:
             # Write-then-rename so a poller never reads a half-written URL.
@@ -226,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0)
     serve.add_argument("--url-file", help="also write the URL to this file (removed on exit)")
+    serve.add_argument(
+        "--missing-status",
+        type=int,
+        choices=(404, 403),
+        default=404,
+        help="the answer for a missing file: 404 like the course mirror, 403 like TLC's host",
+    )
     serve.set_defaults(func=_devdata_serve)
     return parser
 
