@@ -15,7 +15,6 @@ from taxi_assets.resources import TaxiSourceResource
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import pipeline_resources, run
 
-
 SERVICES = ("yellow", "green", "fhv", "fhvhv")
 
 
