@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--to", help="the last month of a range (default: the same month)")
     backfill.add_argument(
         "--services",
-        type=lambda s: _csv_list(s, TRIP_SERVICES),
+        type=lambda s: _csv_list(s, list(TRIP_SERVICES)),
         help=f"a subset of {','.join(TRIP_SERVICES)} (default: all)",
     )
     backfill.add_argument(

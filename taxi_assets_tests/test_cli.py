@@ -180,6 +180,7 @@ def test_months_backfill_submits_every_service_as_one_asset_backfill(
     assert "yellow: raw, lake, warehouse for 2019-01..2019-02" in done.stdout
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         (backfill,) = instance.get_backfills()
+        assert backfill.asset_backfill_data is not None  # an asset backfill, not a job's
         target = backfill.asset_backfill_data.target_subset
         months = {
             key.to_user_string(): sorted(subset.get_partition_keys())

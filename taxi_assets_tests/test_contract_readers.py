@@ -645,8 +645,8 @@ def test_fhvhv_parquet_types_of_every_era(
         expected = [None] * 3 if flag in null_typed else ["N", "Y", " "]
         assert table[flag].to_pylist() == expected, flag  # as published, blank kept
     for money in FHVHV_MONEY:
-        expected = [None] * 3 if money in null_typed else [10.5, 45.0, 7.25]
-        assert table[money].to_pylist() == expected, money
+        amounts = [None] * 3 if money in null_typed else [10.5, 45.0, 7.25]
+        assert table[money].to_pylist() == amounts, money
     assert table["cbd_congestion_fee"].to_pylist() == ([1.5, 0.0, None] if cbd else [None] * 3)
     for course_only in ("sr_flag", "affiliated_base_number"):
         assert table[course_only].null_count == 3

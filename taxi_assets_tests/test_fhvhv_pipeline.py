@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
@@ -50,7 +51,7 @@ def test_a_tlc_month_loads_with_its_checks_and_signals(
     checks = checks_of(result)
     for name in ("rows_match_raw", "schema_matches_contract", "rows_match_lake", "freshness"):
         assert checks[name].passed, name
-    signals = {k: v.value for k, v in checks["quality_signals"].metadata.items()}
+    signals: dict[str, Any] = {k: v.value for k, v in checks["quality_signals"].metadata.items()}
     # FHVHV's own signals, counted on its own columns; no taxi-only signal.
     assert signals["rows"] == published
     assert signals["negative_trip_time_or_driver_pay"] > 0  # generated months carry a few
