@@ -65,9 +65,10 @@ lock: install
 clean: stop
 	rm -rf data
 
-.PHONY: bench bench-quick bench-backfill
+.PHONY: bench bench-quick bench-backfill bench-tlc
 # Benchmarks (docs/performance.md): 1.37M- and 7.8M-row months, median of 3 runs per case,
-# then a 12-month yellow backfill through dagster-daemon (12 x 1.37M rows); ~17 min on
+# the TLC-layout months (one row group each: FHVHV 1M and 20M rows, yellow 1M and 7.8M),
+# then a 12-month yellow backfill through dagster-daemon (12 x 1.37M rows); ~25-30 min on
 # 2 cores; prints the tables and writes benchmarks/results/latest.json.
 bench: install
 	$(PY) -m benchmarks $(BENCH_ARGS)
@@ -76,6 +77,13 @@ bench: install
 # data/bench/quick.json.
 bench-quick: install
 	$(PY) -m benchmarks --quick $(BENCH_ARGS)
+
+# Only the ingest core: the course's yellow CSV months (the reference) and the TLC-layout
+# months (FHVHV 1M and 20M rows, yellow 1M and 7.8M, one row group each), 3 runs each;
+# ~15 min on 2 cores the first time (generating the months), writes
+# benchmarks/results/tlc_layout.json.
+bench-tlc: install
+	$(PY) -m benchmarks --cases core --no-overhead --no-backfill --out benchmarks/results/tlc_layout.json $(BENCH_ARGS)
 
 # Only the daemon backfill (12 x 1.37M yellow rows, ~2 min); writes
 # benchmarks/results/backfill.json. BENCH_ARGS="--max-concurrent-runs 2,1" compares limits.

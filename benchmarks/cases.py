@@ -59,7 +59,8 @@ def course(args: dict[str, Any]) -> dict[str, Any]:
 
 def core(args: dict[str, Any]) -> dict[str, Any]:
     """The project's own path without Dagster's run machinery: the lake and warehouse IO
-    managers on the contract stream, called with hand-built contexts."""
+    managers on the contract stream, called with hand-built contexts. ``args["service"]``
+    (default yellow) picks the contract; the raw file's suffix picks CSV or Parquet."""
     imported = time.perf_counter()
     import dagster as dg
     import pyarrow as pa
@@ -74,10 +75,11 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
     imports_s = time.perf_counter() - imported
     peak_after_imports = peak_rss_mb()
     raw, month, lake_root = args["raw"], args["month"], Path(args["work"]) / "lake"
-    contract = CONTRACTS[SERVICE]
+    service = args.get("service", SERVICE)
+    contract = CONTRACTS[service]
     partitions = monthly_partitions(month)
-    lake_key = dg.AssetKey(["lake", DATASET])
-    warehouse_key = dg.AssetKey(["warehouse", DATASET])
+    lake_key = dg.AssetKey(["lake", f"{service}_tripdata"])
+    warehouse_key = dg.AssetKey(["warehouse", f"{service}_tripdata"])
     log = _stderr_log
 
     started = time.perf_counter()

@@ -8,10 +8,13 @@
   MONTH``: the stored revisions of raw files, and pins (a unique sha256 prefix is enough;
   SERVICE ``zones`` with MONTH ``-`` for the zone lookup; ``--lake URL``, default
   ``$TAXI_LAKE_URL``).
+- ``months backfill FIRST [--to LAST]``: every service for one month (or a range), as one
+  asset backfill that the daemon runs (each service over its own months).
 - ``devdata generate|serve ...``: synthetic TLC months in each upstream's layout, and a
   local HTTP mirror serving them (also ``python -m taxi_assets.devdata ...``).
 
-Each command imports only what it needs: none loads the Dagster definitions.
+Each command imports only what it needs: only ``months backfill`` loads the Dagster
+definitions (each service's partitions, and ``dagster-graphql`` to submit the backfill).
 """
 
 from __future__ import annotations
@@ -84,6 +87,38 @@ def _raw_revisions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _months_backfill(args: argparse.Namespace) -> int:
+    from taxi_assets.automation.month_backfill import (
+        BackfillError,
+        backfill_params,
+        service_ranges,
+        submit_backfill,
+    )
+    from taxi_assets.definitions import first_partition_month
+
+    last = args.to or args.first
+    try:
+        ranges, skipped = service_ranges(args.first, last, first_partition_month(), args.services)
+        if not ranges:
+            raise BackfillError("no service has a partition in that range: " + "; ".join(skipped))
+        where = ["-w", args.workspace] if args.workspace else ["-m", "taxi_assets"]
+        span = args.first if last == args.first else f"{args.first}..{last}"
+        title = (
+            f"every service, {span}" if not args.services else f"{', '.join(args.services)}, {span}"
+        )
+        backfill_id = submit_backfill(backfill_params(ranges, title), where)
+    except (BackfillError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"backfill {backfill_id} submitted ({title}); the daemon runs it:")
+    for r in ranges:
+        months = r.first if r.first == r.last else f"{r.first}..{r.last}"
+        print(f"  {r.service}: raw, lake, warehouse for {months}")
+    for reason in skipped:
+        print(f"  left out: {reason}")
+    return 0
+
+
 def parse_months(spec: str) -> list[str]:
     """'2021-01,2021-03' and '2021-01..2021-03' (and mixes of both)."""
     from taxi_assets.devdata.generate import month_range, parse_month
@@ -127,7 +162,9 @@ def _devdata_serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     url_file = Path(args.url_file) if args.url_file else None
-    with MirrorServer(Path(args.root), host=args.host, port=args.port) as server:
+    with MirrorServer(
+        Path(args.root), host=args.host, port=args.port, missing_status=args.missing_status
+    ) as server:
         print(server.url, flush=True)
         if url_file is not None:
             # Write-then-rename so a poller never reads a half-written URL.
@@ -147,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     from taxi_assets.devdata.generate import SERVICES as DEVDATA_SERVICES
     from taxi_assets.devdata.generate import SOURCES as DEVDATA_SOURCES
     from taxi_assets.pg.embedded import DEFAULT_EMBEDDED_DIR
+    from taxi_assets.services import SERVICES as TRIP_SERVICES
 
     parser = argparse.ArgumentParser(prog="python -m taxi_assets.cli", description=__doc__)
     groups = parser.add_subparsers(dest="group", required=True)
@@ -186,6 +224,24 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("revision", help="a sha256 or a unique prefix of one")
         command.add_argument("--lake", default=None, help="default: $TAXI_LAKE_URL")
         command.set_defaults(func=_raw_revisions)
+    months = groups.add_parser("months", help="load months of every service")
+    months_commands = months.add_subparsers(dest="command", required=True)
+    backfill = months_commands.add_parser(
+        "backfill",
+        help="every service for one month (or --to a last month): one asset backfill, run "
+        "by the daemon; a service is left out of months before its first one",
+    )
+    backfill.add_argument("first", help="the month, YYYY-MM")
+    backfill.add_argument("--to", help="the last month of a range (default: the same month)")
+    backfill.add_argument(
+        "--services",
+        type=lambda s: _csv_list(s, list(TRIP_SERVICES)),
+        help=f"a subset of {','.join(TRIP_SERVICES)} (default: all)",
+    )
+    backfill.add_argument(
+        "--workspace", help="a workspace.yaml (default: the taxi_assets module, -m taxi_assets)"
+    )
+    backfill.set_defaults(func=_months_backfill)
 
     devdata = groups.add_parser("devdata", help="generated TLC files and a local mirror")
     devdata_commands = devdata.add_subparsers(dest="command", required=True)
@@ -213,6 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0)
     serve.add_argument("--url-file", help="also write the URL to this file (removed on exit)")
+    serve.add_argument(
+        "--missing-status",
+        type=int,
+        choices=(404, 403),
+        default=404,
+        help="the answer for a missing file: 404 like the course mirror, 403 like TLC's host",
+    )
     serve.set_defaults(func=_devdata_serve)
     return parser
 

@@ -1,9 +1,12 @@
 """The one ``Definitions`` object of the code location.
 
 Configuration is read when a run starts (resources resolve their fields, then the
-environment, then defaults). Two settings are read when definitions load, because the
-definitions themselves depend on them: :func:`first_partition_month` (the partitions)
-and :func:`warehouse_engine` (which engine's resources, asset kinds and descriptions).
+environment, then defaults). Three settings are exceptions, read here and only here,
+because they are part of the definitions themselves and must be fixed when definitions
+load: :func:`first_partition_month` (``TAXI_FIRST_MONTH``: the partitions),
+:func:`sensor_interval_seconds` (``TAXI_SENSOR_INTERVAL_SECONDS``: how often the
+new-month sensor runs) and :func:`warehouse_engine` (the scheme of ``TAXI_WAREHOUSE_URL``:
+which engine's resources, asset kinds and descriptions).
 """
 
 from __future__ import annotations
@@ -21,13 +24,21 @@ from taxi_assets.assets.trips import build_trip_assets
 from taxi_assets.assets.zones import build_zone_assets
 from taxi_assets.automation.alerts import AlertWebhookResource, build_alert_sensors
 from taxi_assets.automation.conditions import build_automation_sensor
-from taxi_assets.automation.new_month_sensor import build_new_month_sensor
+from taxi_assets.automation.new_month_sensor import (
+    DEFAULT_SENSOR_INTERVAL_SECONDS,
+    build_new_month_sensor,
+)
 from taxi_assets.automation.schedules import build_schedules
 from taxi_assets.checks import QualityThresholds, build_asset_checks
 from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
 from taxi_assets.io_managers.raw_files import RawFileIOManager
-from taxi_assets.jobs import build_monthly_job, build_service_jobs
-from taxi_assets.partitions import DEFAULT_FIRST_MONTH, monthly_partitions
+from taxi_assets.jobs import build_service_jobs
+from taxi_assets.partitions import (
+    DEFAULT_FIRST_MONTH,
+    earliest_partitions,
+    parse_month,
+    service_partitions,
+)
 from taxi_assets.resources import LakeResource, PostgresResource, TaxiSourceResource
 from taxi_assets.resources.bigquery import BigQueryWarehouse
 from taxi_assets.services import SERVICES
@@ -41,12 +52,22 @@ from taxi_assets.warehouse_engine import (
 
 
 def first_partition_month() -> str:
-    """``TAXI_FIRST_MONTH`` (``YYYY-MM``, default 2019-01), read once at load time.
+    """``TAXI_FIRST_MONTH`` (``YYYY-MM``, default 2019-01), read once at load time: no
+    service's partitions start before it (each starts at its own first month otherwise)."""
+    month = os.environ.get("TAXI_FIRST_MONTH", "").strip() or DEFAULT_FIRST_MONTH
+    parse_month(month)
+    return month
 
-    The only environment read while definitions load: the partition set is part of the
-    definitions, so it cannot wait for a run.
-    """
-    return os.environ.get("TAXI_FIRST_MONTH", "").strip() or DEFAULT_FIRST_MONTH
+
+def sensor_interval_seconds() -> int:
+    """``TAXI_SENSOR_INTERVAL_SECONDS`` (default 300), read once at load time: the minimum
+    interval of ``taxi_new_month_sensor`` (only that sensor) is part of its definition."""
+    raw = os.environ.get("TAXI_SENSOR_INTERVAL_SECONDS", "").strip()
+    if not raw:
+        return DEFAULT_SENSOR_INTERVAL_SECONDS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"TAXI_SENSOR_INTERVAL_SECONDS={raw!r} is not a whole number of seconds")
+    return int(raw)
 
 
 def warehouse_engine() -> WarehouseEngine:
@@ -85,30 +106,39 @@ def build_resources(
     }
 
 
-def build_definitions(first_month: str, engine: WarehouseEngine = POSTGRES) -> dg.Definitions:
-    monthly = monthly_partitions(first_month)
+def build_definitions(
+    first_month: str,
+    engine: WarehouseEngine = POSTGRES,
+    sensor_interval: int = DEFAULT_SENSOR_INTERVAL_SECONDS,
+) -> dg.Definitions:
+    partitions = service_partitions(first_month)
+    jobs = build_service_jobs()
     with warnings.catch_warnings():
         # backfill_policy is marked beta in Dagster 1.13; the policies are deliberate.
         warnings.simplefilter("ignore", dg.BetaWarning)
-        trip_assets = [a for s in SERVICES.values() for a in build_trip_assets(s, monthly, engine)]
+        trip_assets = [
+            asset
+            for name, service in SERVICES.items()
+            for asset in build_trip_assets(service, partitions[name], engine)
+        ]
     # BigQuery can also read the lake in place: optional external tables (no job runs them).
     external = build_external_table_assets() if engine is BIGQUERY else []
     return dg.Definitions(
         assets=[
             *trip_assets,
             *build_zone_assets(engine),
-            *build_analytics_assets(monthly, engine),
+            *build_analytics_assets(earliest_partitions(first_month), engine),
             *external,
         ],
-        asset_checks=build_asset_checks(monthly),
-        jobs=[build_monthly_job(), *build_service_jobs()],
+        asset_checks=build_asset_checks(partitions),
+        jobs=list(jobs.values()),
         # Steps of a run execute in its own process, one after another: a subprocess per
         # step costs ~2-3 s of start-up (imports) for steps that stream in well under that,
         # and runs already parallelise across months (max_concurrent_runs).
         executor=dg.in_process_executor,
-        schedules=build_schedules(monthly),
+        schedules=build_schedules(jobs, partitions),
         sensors=[
-            build_new_month_sensor(monthly),
+            build_new_month_sensor(jobs, partitions, sensor_interval),
             build_automation_sensor(),
             *build_alert_sensors(),
         ],
@@ -116,7 +146,7 @@ def build_definitions(first_month: str, engine: WarehouseEngine = POSTGRES) -> d
     )
 
 
-defs = build_definitions(first_partition_month(), warehouse_engine())
+defs = build_definitions(first_partition_month(), warehouse_engine(), sensor_interval_seconds())
 
 # What the imports and definitions built (~200k tracked objects: Dagster's, pandas',
 # ours) lives as long as the process. Moving it out of the collector's generations saves

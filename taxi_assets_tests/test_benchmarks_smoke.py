@@ -64,6 +64,16 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
     assert {t["target"].split(",")[0] for t in report["targets"]} >= {"speedup vs course"}
     assert report["machine"]["cpus"] >= 1
     assert report["backfill"] is None
+    # The ingest core on TLC's layout: each month ONE row group, FHVHV with 25 columns.
+    for key in ("fhvhv_rows_per_s", "fhvhv_peak_rss_mb", "tlc_parquet_peak_rss_mb"):
+        assert _positive(report[key]), (key, report[key])
+    tlc_months = report["tlc_layout"]["months"]
+    assert {(m["service"], m["row_groups"]) for m in tlc_months} == {("fhvhv", 1), ("yellow", 1)}
+    assert {m["columns"] for m in tlc_months if m["service"] == "fhvhv"} == {25}
+    for month in tlc_months:
+        assert month["core"]["rows"] == month["rows"], month["service"]  # every row loaded
+    judged = " ".join(t["target"] for t in report["targets"])
+    assert "FHVHV" in judged and "yellow TLC-layout" in judged
 
 
 @pytest.mark.slow

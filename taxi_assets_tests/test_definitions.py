@@ -6,13 +6,16 @@ import dagster as dg
 import pytest
 
 from taxi_assets import defs
-from taxi_assets.definitions import build_definitions, first_partition_month
+from taxi_assets.definitions import (
+    build_definitions,
+    first_partition_month,
+    sensor_interval_seconds,
+)
 from taxi_assets.partitions import parse_month
 
+SERVICES = ("yellow", "green", "fhv", "fhvhv")
 EXPECTED_KEYS = {
-    f"{layer}/{service}_tripdata"
-    for layer in ("raw", "lake", "warehouse")
-    for service in ("yellow", "green", "fhv")
+    f"{layer}/{service}_tripdata" for layer in ("raw", "lake", "warehouse") for service in SERVICES
 } | {
     "raw/taxi_zone_lookup",
     "lake/taxi_zones",
@@ -42,30 +45,74 @@ def test_every_asset_is_described_grouped_and_versioned() -> None:
         assert spec.owners, spec.key
 
 
-def test_monthly_job_and_partitions() -> None:
-    job = defs.resolve_job_def("taxi_monthly_job")
-    keys = partition_keys(job)
-    assert keys[0] == "2019-01"
-    assert all(parse_month(key) for key in keys)
-    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
-        key for key in EXPECTED_KEYS if "tripdata" in key
-    }
+def first_key(key: str, definitions: dg.Definitions = defs) -> str:
+    partitions = definitions.resolve_assets_def(dg.AssetKey.from_user_string(key)).partitions_def
+    assert partitions is not None, key
+    return partitions.get_first_partition_key() or ""
 
 
-@pytest.mark.parametrize("service", ["yellow", "green", "fhv"])
+@pytest.mark.parametrize("service", SERVICES)
 def test_one_job_per_service(service: str) -> None:
     job = defs.resolve_job_def(f"taxi_{service}_job")
-    assert partition_keys(job) == partition_keys(defs.resolve_job_def("taxi_monthly_job"))
+    keys = partition_keys(job)
+    assert all(parse_month(key) for key in keys)
+    assert keys[0] == first_key(f"raw/{service}_tripdata")
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
         f"{layer}/{service}_tripdata" for layer in ("raw", "lake", "warehouse")
     }
 
 
+def test_no_job_mixes_services() -> None:
+    """Each service has its own partitions: no job may span two of them."""
+    names = {job.name for job in defs.jobs or []}
+    assert names == {f"taxi_{service}_job" for service in SERVICES}
+
+
+def test_each_service_starts_at_its_first_month() -> None:
+    """Default TAXI_FIRST_MONTH (2019-01) bounds every service but FHVHV (2019-02)."""
+    assert {s: first_key(f"raw/{s}_tripdata") for s in SERVICES} == {
+        "yellow": "2019-01",
+        "green": "2019-01",
+        "fhv": "2019-01",
+        "fhvhv": "2019-02",
+    }
+    for layer in ("lake", "warehouse"):
+        assert first_key(f"{layer}/fhvhv_tripdata") == "2019-02"
+    assert first_key("analytics/monthly_zone_stats") == "2019-01"
+
+
 def test_first_month_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TAXI_FIRST_MONTH", "2015-01")
-    assert first_partition_month() == "2015-01"
-    job = build_definitions(first_partition_month()).resolve_job_def("taxi_monthly_job")
-    assert partition_keys(job)[0] == "2015-01"
+    monkeypatch.setenv("TAXI_FIRST_MONTH", "2009-01")
+    assert first_partition_month() == "2009-01"
+    definitions = build_definitions(first_partition_month())
+    assert {s: first_key(f"raw/{s}_tripdata", definitions) for s in SERVICES} == {
+        "yellow": "2009-01",
+        "green": "2014-01",
+        "fhv": "2015-01",
+        "fhvhv": "2019-02",
+    }
+    assert first_key("analytics/monthly_zone_stats", definitions) == "2009-01"
+    monkeypatch.setenv("TAXI_FIRST_MONTH", "2020-07")
+    definitions = build_definitions(first_partition_month())
+    assert {first_key(f"lake/{s}_tripdata", definitions) for s in SERVICES} == {"2020-07"}
+    monkeypatch.setenv("TAXI_FIRST_MONTH", "2020-7")
+    with pytest.raises(ValueError, match="YYYY-MM"):
+        first_partition_month()
+
+
+def test_sensor_interval_is_a_load_time_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    sensor = defs.resolve_sensor_def("taxi_new_month_sensor")
+    assert sensor.minimum_interval_seconds == sensor_interval_seconds() == 300
+    monkeypatch.setenv("TAXI_SENSOR_INTERVAL_SECONDS", "45")
+    definitions = build_definitions(
+        first_partition_month(), sensor_interval=sensor_interval_seconds()
+    )
+    assert definitions.resolve_sensor_def("taxi_new_month_sensor").minimum_interval_seconds == 45
+    # Only this sensor: the automation and alert sensors keep their own intervals.
+    assert definitions.resolve_sensor_def("taxi_automation_sensor").minimum_interval_seconds == 30
+    monkeypatch.setenv("TAXI_SENSOR_INTERVAL_SECONDS", "5m")
+    with pytest.raises(ValueError, match="TAXI_SENSOR_INTERVAL_SECONDS"):
+        sensor_interval_seconds()
 
 
 @pytest.mark.parametrize(
@@ -125,7 +172,7 @@ def test_bigquery_definitions_name_their_engine() -> None:
     from taxi_assets.warehouse_engine import BIGQUERY
 
     bigquery = build_definitions("2019-01", BIGQUERY)
-    external = {f"lake_external/{s}_tripdata" for s in ("yellow", "green", "fhv")}
+    external = {f"lake_external/{s}_tripdata" for s in ("yellow", "green", "fhv", "fhvhv")}
     specs = {spec.key.to_user_string(): spec for spec in bigquery.resolve_all_asset_specs()}
     assert set(specs) == EXPECTED_KEYS | external
     for key, spec in specs.items():
@@ -145,8 +192,9 @@ def test_bigquery_definitions_name_their_engine() -> None:
     resources = bigquery.resources or {}
     assert isinstance(resources["warehouse"], BigQueryWarehouse)
     assert isinstance(resources["warehouse_io_manager"], BigQueryIOManager)
-    monthly = bigquery.resolve_job_def("taxi_monthly_job")
-    assert not {k.path[0] for k in monthly.asset_layer.selected_asset_keys} & {"lake_external"}
+    for service in ("yellow", "green", "fhv", "fhvhv"):
+        job = bigquery.resolve_job_def(f"taxi_{service}_job")
+        assert not {k.path[0] for k in job.asset_layer.selected_asset_keys} & {"lake_external"}
 
 
 def test_the_engine_is_read_when_the_code_location_loads() -> None:

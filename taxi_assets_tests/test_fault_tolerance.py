@@ -541,7 +541,7 @@ def test_non_integral_value_names_file_row_and_column(
 # --- 7. partition keys from the CLI ---------------------------------------------------------
 
 
-def job_execute_command(key: str) -> list[str]:
+def job_execute_command(key: str, service: str = "yellow") -> list[str]:
     tags = json.dumps({"dagster/partition": key})
     return [
         DAGSTER,
@@ -550,7 +550,7 @@ def job_execute_command(key: str) -> list[str]:
         "-m",
         "taxi_assets",
         "-j",
-        "taxi_monthly_job",
+        f"taxi_{service}_job",
         "--tags",
         tags,
     ]
@@ -591,20 +591,22 @@ def test_cli_rejects_a_bad_partition_key_and_creates_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("service", "key", "first"), [("yellow", "2018-12", "2019-01"), ("fhvhv", "2019-01", "2019-02")]
+)
 def test_job_run_for_a_month_outside_the_partitions_is_refused(
-    own_mirror: FaultyMirror, tmp_path: Path, pg_url: str
+    service: str, key: str, first: str, own_mirror: FaultyMirror, tmp_path: Path, pg_url: str
 ) -> None:
     # `dagster job execute --tags '{"dagster/partition": ...}'` does not check the key
-    # against the partitions (2019-01 on): the assets must. Upstream has the month, so
-    # without that check the run would load a month no partition stands for.
-    key = "2018-12"
-    for service in ("yellow", "green", "fhv"):
-        write_month(Path(own_mirror.root), source="dtc", service=service, month=key, rows=50)
+    # against the service's partitions (yellow from 2019-01, FHVHV from 2019-02): the assets
+    # must. Upstream has the month, so without that check the run would load a month no
+    # partition stands for.
+    write_month(Path(own_mirror.root), source="dtc", service=service, month=key, rows=50)
     lake = tmp_path / "lake"
     scratch = tmp_path / "tmp"  # the run's temp folder (download staging)
     scratch.mkdir()
     done = subprocess.run(
-        job_execute_command(key),
+        job_execute_command(key, service),
         cwd=REPO,
         env=cli_env(tmp_path, own_mirror.url, lake, pg_url) | {"TMPDIR": str(scratch)},
         capture_output=True,
@@ -613,10 +615,9 @@ def test_job_run_for_a_month_outside_the_partitions_is_refused(
     )
     assert done.returncode != 0
     output = done.stdout + done.stderr
-    expected = f"partition {key} is outside the partitions of raw/yellow_tripdata (2019-01 to "
+    expected = f"partition {key} is outside the partitions of raw/{service}_tripdata ({first} to "
     assert expected in output, output[-3000:]
-    for service in ("yellow", "green", "fhv"):
-        assert own_mirror.requests_seen(f"/{service}/{service}_tripdata_{key}.csv.gz") == []
+    assert own_mirror.requests_seen(f"/{service}/{service}_tripdata_{key}.csv.gz") == []
     assert all_files(lake) == []
     assert all_files(scratch) == []
     assert warehouse_tables(pg_url) == []

@@ -21,21 +21,24 @@ def test_every_service_has_measures() -> None:
 
 
 def test_one_measure_definition_gives_both_dialects() -> None:
-    """A service whose revenue is several fee columns (as FHVHV's is), without passengers."""
+    """A service whose revenue is a fare plus fee columns (as FHVHV's is), without
+    passengers: no fare, no revenue; a missing fee counts as 0."""
     fees = ServiceMeasures(passengers=None, revenue=("base_fare", "tips"), distance="trip_miles")
     assert measures_sql(fees, POSTGRES_SQL) == (
-        'CAST(NULL AS bigint) AS passengers, COALESCE("base_fare", 0) + COALESCE("tips", 0) '
-        'AS revenue, CASE WHEN "trip_miles" >= 0 THEN "trip_miles" END AS distance'
+        'CAST(NULL AS bigint) AS passengers, CASE WHEN "base_fare" IS NOT NULL THEN '
+        '"base_fare" + COALESCE("tips", 0) END AS revenue, '
+        'CASE WHEN "trip_miles" >= 0 THEN "trip_miles" END AS distance'
     )
     assert measures_sql(fees, BIGQUERY_SQL) == (
-        "CAST(NULL AS INT64) AS passengers, COALESCE(`base_fare`, 0) + COALESCE(`tips`, 0) "
-        "AS revenue, CASE WHEN `trip_miles` >= 0 THEN `trip_miles` END AS distance"
+        "CAST(NULL AS INT64) AS passengers, CASE WHEN `base_fare` IS NOT NULL THEN "
+        "`base_fare` + COALESCE(`tips`, 0) END AS revenue, "
+        "CASE WHEN `trip_miles` >= 0 THEN `trip_miles` END AS distance"
     )
 
 
 def test_every_service_is_read_once_in_both_engines() -> None:
-    postgres = month_cells_sql()
-    bigquery = bigquery_month_cells_sql(TableName("p1", "analytics", "_cells"))
+    postgres = month_cells_sql(list(SERVICES))
+    bigquery = bigquery_month_cells_sql(TableName("p1", "analytics", "_cells"), list(SERVICES))
     for service in SERVICES:
         dataset = SERVICES[service].dataset
         assert postgres.count(f'"warehouse"."{dataset}"') == 1

@@ -32,7 +32,7 @@ from taxi_assets.warehouse_engine import BIGQUERY, POSTGRES, WarehouseEngine
 OWNERS = ["team:data-engineering"]
 # One month per run in every layer: a failure touches one month, and the in-process
 # executor keeps a run's fixed cost small. (The warehouse IO manager can replace a range
-# of months in one transaction; mixing policies in taxi_monthly_job would make Dagster
+# of months in one transaction; mixing policies in a service's job would make Dagster
 # fall back to the smallest one anyway.)
 ONE_MONTH_PER_RUN = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 
@@ -104,14 +104,13 @@ def build_trip_assets(
             "kept under its sha256 (run config `revision` rebuilds the month from an older one)."
         ),
         pool="downloads",
-        output_required=False,
     )
     def raw(
         context: dg.AssetExecutionContext,
         config: RawRevisionConfig,
         source: TaxiSourceResource,
         lake: LakeResource,
-    ) -> Iterator[dg.Output]:
+    ) -> dg.Output:
         month = context.partition_key
         if not partitions_def.has_partition_key(month):
             # `dagster job execute --tags '{"dagster/partition": ...}'` does not check the key.
@@ -123,18 +122,17 @@ def build_trip_assets(
                 ),
                 allow_retries=False,
             )
-        if month < service.first_published_month:
-            # One partitions definition serves every service; months before a service
-            # existed have nothing to load, so the run skips them (lake and warehouse too).
-            context.log.info(
-                f"{service.name} has no trips before {service.first_published_month}: "
-                f"{month} skipped, nothing to load"
-            )
-            return
         layout = source.layout()
         url, name = layout.trip_file(dataset, month)
-        wanted = WantedFile(url, name, month, layout.source_for(month), contract)
-        yield fetch_published_file(context, source, lake, wanted, config)
+
+        def explain_forbidden() -> str:
+            loaded = context.instance.get_materialized_partitions(raw_key) - {month}
+            newest = max(loaded) if loaded else None
+            return source.explain_forbidden(dataset, month, url, newest).message
+
+        source_label = layout.source_for(month, dataset)
+        wanted = WantedFile(url, name, month, source_label, contract, explain_forbidden)
+        return fetch_published_file(context, source, lake, wanted, config)
 
     @layer_asset(
         service,

@@ -1,6 +1,7 @@
 """The asset ``analytics/monthly_zone_stats``: one month's statistics, its chart, its metadata."""
 
 import time
+import warnings
 from datetime import date
 
 import dagster as dg
@@ -63,15 +64,28 @@ def replace_stats_month(
     return stats, int(table_bytes or 0)
 
 
+def trip_deps() -> list[dg.AssetDep]:
+    """Every service's warehouse table, month to month. The analytics partitions start with
+    the earliest service: a month before a service's first partition maps to none of its
+    partitions (no error), so automation does not wait for a month that cannot exist."""
+    with warnings.catch_warnings():
+        # allow_nonexistent_upstream_partitions is marked beta in Dagster 1.13.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        same_month = dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
+    return [
+        dg.AssetDep(s.key("warehouse"), partition_mapping=same_month) for s in SERVICES.values()
+    ]
+
+
 def build_analytics_assets(
     partitions_def: dg.PartitionsDefinition, engine: WarehouseEngine = POSTGRES
 ) -> list[dg.AssetsDefinition]:
-    """``analytics/monthly_zone_stats``, partitioned like the trips it summarises."""
+    """``analytics/monthly_zone_stats``, partitioned from the earliest service's first month."""
     column_types = stats_bigquery_schema() if engine is BIGQUERY else column_schema()
 
     @dg.asset(
         key=STATS_KEY,
-        deps=[*(s.key("warehouse") for s in SERVICES.values()), zone_key("warehouse")],
+        deps=[*trip_deps(), zone_key("warehouse")],
         group_name="analytics",
         partitions_def=partitions_def,
         kinds={engine.kind, "sql"},
@@ -85,12 +99,13 @@ def build_analytics_assets(
             "dagster/column_schema": column_types,
         },
         # Recomputed when any service's month (or the zones) changes, once every input of
-        # the month is loaded: a month some service lacks waits (see docs/ui.md).
+        # the month is loaded: a month some service lacks waits, unless the month is not a
+        # partition of that service (before its first month; see docs/ui.md).
         automation_condition=FOLLOW_UPSTREAM,
         description=(
             "Trips, passengers, revenue, average distance and duration per pickup borough "
             f"and service for each file month, computed in {engine.label}, with a trips-per-day "
-            "chart."
+            "chart. A service without a warehouse table is left out."
         ),
     )
     def monthly_zone_stats(
@@ -103,6 +118,11 @@ def build_analytics_assets(
         started = time.monotonic()
         stats, table_bytes = replace_stats_month(warehouse, month)
         elapsed = time.monotonic() - started
+        skipped = [s for s in SERVICES if s not in stats.services]
+        if skipped:
+            context.log.info(
+                f"no warehouse table yet for {', '.join(skipped)}: left out of {month_key}"
+            )
         context.log.info(
             f"analytics.{STATS_TABLE} {month_key}: {stats.rows_written} rows from "
             f"{stats.trips:,} trips (replaced {stats.rows_replaced}) in {elapsed:.2f} s"
@@ -114,6 +134,7 @@ def build_analytics_assets(
                 **row_count_metadata(stats.rows_written, partitioned=True),
                 "rows_replaced": dg.MetadataValue.int(stats.rows_replaced),
                 "trips": dg.MetadataValue.int(stats.trips),
+                "services": ", ".join(stats.services),
                 "table": f"{ANALYTICS_SCHEMA}.{STATS_TABLE}",
                 "table_bytes": dg.MetadataValue.int(table_bytes),
                 "duration_s": round(elapsed, 3),

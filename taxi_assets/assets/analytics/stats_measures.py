@@ -19,7 +19,8 @@ class ServiceMeasures:
     publish that measure, and the stats hold null, not zero)."""
 
     passengers: str | None = "passenger_count"
-    # Summed per trip, nulls counted as 0 when there are several; one column is taken as is.
+    # One column is taken as is. Several are summed per trip: the first is the fare, and a
+    # trip without one has no revenue (null); a null among the others counts as 0.
     revenue: tuple[str, ...] = ("total_amount",)
     # Negative distances are left out of the average.
     distance: str | None = "trip_distance"
@@ -28,11 +29,34 @@ class ServiceMeasures:
     dropoff: str = "dropoff_datetime"
 
 
+# What riders paid for an FHVHV trip (TLC's files have no total): the base fare plus every
+# charge and the tip. A null charge counts as 0 (airport_fee is typed null in some months,
+# cbd_congestion_fee exists from 2025-01); a null base fare (the course's CSV layouts
+# publish no fares) leaves the trip's revenue null. driver_pay is what the driver got, not
+# what the rider paid, so it is not part of it.
+FHVHV_REVENUE_TERMS = (
+    "base_passenger_fare",
+    "tolls",
+    "bcf",
+    "sales_tax",
+    "congestion_surcharge",
+    "airport_fee",
+    "tips",
+    "cbd_congestion_fee",
+)
+
 # Yellow and green publish fares (total_amount: what the rider paid, cash tips excluded),
-# passenger counts and distances; FHV publishes none of them.
+# passenger counts and distances; FHV publishes none of them; FHVHV publishes fares in
+# parts and miles (trip_miles), no passenger count.
 FARES = ServiceMeasures()
 NO_FARES = ServiceMeasures(passengers=None, revenue=(), distance=None)
-MEASURES: dict[str, ServiceMeasures] = {"yellow": FARES, "green": FARES, "fhv": NO_FARES}
+HIGH_VOLUME = ServiceMeasures(passengers=None, revenue=FHVHV_REVENUE_TERMS, distance="trip_miles")
+MEASURES: dict[str, ServiceMeasures] = {
+    "yellow": FARES,
+    "green": FARES,
+    "fhv": NO_FARES,
+    "fhvhv": HIGH_VOLUME,
+}
 _unmeasured = set(SERVICES) - set(MEASURES)
 if _unmeasured:
     raise KeyError(
@@ -63,7 +87,9 @@ def measures_sql(measures: ServiceMeasures, dialect: Dialect) -> str:
     elif len(measures.revenue) == 1:
         revenue = q(measures.revenue[0])
     else:
-        revenue = " + ".join(f"COALESCE({q(column)}, 0)" for column in measures.revenue)
+        fare, *charges = measures.revenue
+        total = " + ".join([q(fare), *(f"COALESCE({q(column)}, 0)" for column in charges)])
+        revenue = f"CASE WHEN {q(fare)} IS NOT NULL THEN {total} END"
     distance = (
         f"CASE WHEN {q(measures.distance)} >= 0 THEN {q(measures.distance)} END"
         if measures.distance

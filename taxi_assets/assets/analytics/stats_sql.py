@@ -1,5 +1,7 @@
 """The SQL that sums a month of trips per service, pickup borough and day (PostgreSQL)."""
 
+from collections.abc import Sequence
+
 from taxi_assets.assets.analytics.stats_columns import (
     ANALYTICS_SCHEMA,
     COLUMNS,
@@ -15,27 +17,27 @@ POSTGRES_SQL = Dialect(quote=ident, integer="bigint", real="double precision")
 MAX_TRIP = "24 hours"
 
 
-def _trip_table(service: str) -> str:
+def trip_table(service: str) -> str:
     return qualified(WAREHOUSE_SCHEMA, SERVICES[service].dataset)
 
 
-def _month_trips_sql() -> str:
-    """One row per trip of the month, every service, with the measures the stats need."""
+def _month_trips_sql(services: Sequence[str]) -> str:
+    """One row per trip of the month, for each of ``services``, with the stats' measures."""
     parts = []
-    for service in SERVICES:
+    for service in services:
         measures = MEASURES[service]
         parts.append(
             f"SELECT CAST(:service_{service} AS text) AS service, "
             f"{ident(measures.location)} AS location_id, "
             f"{ident(measures.pickup)} AS pickup, {ident(measures.dropoff)} AS dropoff, "
             f"{measures_sql(measures, POSTGRES_SQL)} "
-            f"FROM {_trip_table(service)} WHERE {ident('partition_month')} = :month"
+            f"FROM {trip_table(service)} WHERE {ident('partition_month')} = :month"
         )
     return "\nUNION ALL\n".join(parts)
 
 
-def service_params() -> dict[str, str]:
-    return {f"service_{service}": service for service in SERVICES}
+def service_params(services: Sequence[str]) -> dict[str, str]:
+    return {f"service_{service}": service for service in services}
 
 
 # The month's trips summed per service, pickup borough and pickup day: both the stats and
@@ -43,7 +45,7 @@ def service_params() -> dict[str, str]:
 MONTH_CELLS = "month_cells"
 
 
-def month_cells_sql() -> str:
+def month_cells_sql(services: Sequence[str]) -> str:
     """A temporary table, dropped at commit, of sums and counts per (service, borough, day)
     from which averages are exact: sum / count over the cells of a group."""
     zones = qualified(WAREHOUSE_SCHEMA, ZONES_DATASET)
@@ -60,7 +62,7 @@ SELECT t.service, COALESCE(z.{ident("borough")}, :no_zone) AS borough,
            AS duration_sum,
        count(*) FILTER (WHERE {valid_duration}) AS durations,
        min(t.pickup) AS first_pickup, max(t.pickup) AS last_pickup
-FROM ({_month_trips_sql()}) AS t
+FROM ({_month_trips_sql(services)}) AS t
 LEFT JOIN {zones} AS z ON z.{ident("location_id")} = t.location_id
 GROUP BY 1, 2, 3
 """

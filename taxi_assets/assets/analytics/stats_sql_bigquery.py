@@ -10,6 +10,7 @@ built from a ``date``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, timedelta
 
 import dagster as dg
@@ -58,10 +59,10 @@ def stats_schema() -> list[bigquery.SchemaField]:
     return fields
 
 
-def _month_trips_sql(project: str) -> str:
-    """One row per trip of the month, every service, with the measures the stats need."""
+def _month_trips_sql(project: str, services: Sequence[str]) -> str:
+    """One row per trip of the month, for each of ``services``, with the stats' measures."""
     parts = []
-    for service in SERVICES:
+    for service in services:
         measures = MEASURES[service]
         table = TableName(project, WAREHOUSE_DATASET, SERVICES[service].dataset)
         q = column_sql
@@ -74,7 +75,7 @@ def _month_trips_sql(project: str) -> str:
     return "\nUNION ALL\n".join(parts)
 
 
-def month_cells_sql(cells: TableName) -> str:
+def month_cells_sql(cells: TableName, services: Sequence[str]) -> str:
     """A table of sums and counts per (service, borough, day), from which averages are
     exact (sum / count over the cells of a group): the trip tables are read once."""
     zones = TableName(cells.project, WAREHOUSE_DATASET, ZONES_DATASET)
@@ -93,20 +94,22 @@ SELECT t.service, COALESCE(z.{column_sql("borough")}, @no_zone) AS borough,
        SUM(IF({valid}, {minutes}, NULL)) AS duration_sum,
        COUNTIF({valid}) AS durations,
        MIN(t.pickup) AS first_pickup, MAX(t.pickup) AS last_pickup
-FROM ({_month_trips_sql(cells.project)}) AS t
+FROM ({_month_trips_sql(cells.project, services)}) AS t
 LEFT JOIN {zones.sql()} AS z ON z.{column_sql("location_id")} = t.location_id
 GROUP BY 1, 2, 3
 """
 
 
-def month_cells_parameters(month: date) -> list[bigquery.ScalarQueryParameter]:
+def month_cells_parameters(
+    month: date, services: Sequence[str]
+) -> list[bigquery.ScalarQueryParameter]:
     return [
         bigquery.ScalarQueryParameter("month", "DATE", month),
         bigquery.ScalarQueryParameter("no_zone", "STRING", NO_ZONE_BOROUGH),
         bigquery.ScalarQueryParameter(
             "max_trip_us", "INT64", int(MAX_TRIP.total_seconds() * 1_000_000)
         ),
-        *(bigquery.ScalarQueryParameter(f"service_{s}", "STRING", s) for s in SERVICES),
+        *(bigquery.ScalarQueryParameter(f"service_{s}", "STRING", s) for s in services),
     ]
 
 

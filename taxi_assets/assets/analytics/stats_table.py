@@ -22,6 +22,7 @@ from taxi_assets.assets.analytics.stats_sql import (
     insert_stats_sql,
     month_cells_sql,
     service_params,
+    trip_table,
 )
 from taxi_assets.pg.ddl import ident, qualified
 from taxi_assets.services import SERVICES, ZONES_DATASET
@@ -53,17 +54,22 @@ def _literal(column: StatsColumn) -> str:
     return "'" + column.description.replace("'", "''") + "'"
 
 
-def missing_tables(connection: sa.Connection) -> list[str]:
-    tables = [(WAREHOUSE_SCHEMA, SERVICES[s].dataset) for s in SERVICES]
-    tables.append((WAREHOUSE_SCHEMA, ZONES_DATASET))
-    return [
-        f"{schema}.{table}"
-        for schema, table in tables
-        if connection.execute(
-            sa.text("SELECT to_regclass(:name)"), {"name": qualified(schema, table)}
-        ).scalar()
-        is None
-    ]
+def _exists(connection: sa.Connection, table: str) -> bool:
+    return (
+        connection.execute(sa.text("SELECT to_regclass(:name)"), {"name": table}).scalar()
+        is not None
+    )
+
+
+def loaded_services(connection: sa.Connection) -> tuple[list[str], list[str]]:
+    """(services whose warehouse table exists, the tables that are missing). A service
+    without a table is left out of the stats (the month may predate it, or it is not
+    loaded at all); the zones are needed for every service."""
+    services = [s for s in SERVICES if _exists(connection, trip_table(s))]
+    missing = [f"{WAREHOUSE_SCHEMA}.{SERVICES[s].dataset}" for s in SERVICES if s not in services]
+    if not _exists(connection, qualified(WAREHOUSE_SCHEMA, ZONES_DATASET)):
+        missing.append(f"{WAREHOUSE_SCHEMA}.{ZONES_DATASET}")
+    return services, missing
 
 
 @dataclass(frozen=True)
@@ -76,18 +82,20 @@ class MonthStats:
     first_pickup: datetime | None
     last_pickup: datetime | None
     pickups_outside_month: int
+    services: tuple[str, ...]  # the services summed; the others have no warehouse table
 
 
 def replace_month(engine: sa.Engine, month: date) -> MonthStats:
     """Recompute ``month`` in analytics.monthly_zone_stats (atomically) and read it back."""
     table = qualified(ANALYTICS_SCHEMA, STATS_TABLE)
     with engine.connect() as connection:
-        missing = missing_tables(connection)
-    if missing:
+        services, missing = loaded_services(connection)
+    if not services or f"{WAREHOUSE_SCHEMA}.{ZONES_DATASET}" in missing:
         raise dg.Failure(
             description=(
-                f"analytics/{STATS_TABLE} needs {', '.join(missing)}: materialize "
-                "the warehouse assets first"
+                f"analytics/{STATS_TABLE} needs warehouse.{ZONES_DATASET} and at least one "
+                f"trip table; missing: {', '.join(missing)}: materialize the warehouse "
+                "assets first"
             ),
             allow_retries=False,
         )
@@ -96,7 +104,7 @@ def replace_month(engine: sa.Engine, month: date) -> MonthStats:
         "month": month,
         "no_zone": NO_ZONE_BOROUGH,
         "max_trip": MAX_TRIP,
-        **service_params(),
+        **service_params(services),
     }
     with engine.begin() as connection:
         connection.execute(
@@ -107,7 +115,7 @@ def replace_month(engine: sa.Engine, month: date) -> MonthStats:
             sa.text(f"DELETE FROM {table} WHERE {ident('partition_month')} = :month"),
             {"month": month},
         ).rowcount
-        connection.execute(sa.text(month_cells_sql()), params)
+        connection.execute(sa.text(month_cells_sql(services)), params)
         written = connection.execute(sa.text(insert_stats_sql()), params).rowcount
         daily_rows = connection.execute(sa.text(daily_trips_sql())).all()
     with engine.connect() as connection:
@@ -119,7 +127,7 @@ def replace_month(engine: sa.Engine, month: date) -> MonthStats:
             connection,
             params={"month": month},
         )
-    daily: dict[str, dict[date, int]] = {service: {} for service in SERVICES}
+    daily: dict[str, dict[date, int]] = {service: {} for service in services}
     first: datetime | None = None
     last: datetime | None = None
     outside = 0
@@ -140,4 +148,5 @@ def replace_month(engine: sa.Engine, month: date) -> MonthStats:
         first_pickup=first,
         last_pickup=last,
         pickups_outside_month=outside,
+        services=tuple(services),
     )

@@ -42,28 +42,37 @@ def ensure_stats_table(client: bigquery.Client, project: str) -> bigquery.Table:
     return client.create_table(table, exists_ok=True)
 
 
-def missing_tables(client: bigquery.Client, project: str) -> list[str]:
-    names = [TableName(project, WAREHOUSE_DATASET, s.dataset) for s in SERVICES.values()]
-    names.append(TableName(project, WAREHOUSE_DATASET, ZONES_DATASET))
-    missing = []
-    for name in names:
-        try:
-            client.get_table(name.table_id)
-        except NotFound:
-            missing.append(name.short)
-    return missing
+def _exists(client: bigquery.Client, name: TableName) -> bool:
+    try:
+        client.get_table(name.table_id)
+    except NotFound:
+        return False
+    return True
+
+
+def loaded_services(client: bigquery.Client, project: str) -> tuple[list[str], list[str]]:
+    """(services whose warehouse table exists, the tables that are missing), as
+    ``stats_table.loaded_services`` in PostgreSQL: a service without a table is left out."""
+    tables = {s: TableName(project, WAREHOUSE_DATASET, SERVICES[s].dataset) for s in SERVICES}
+    services = [s for s, name in tables.items() if _exists(client, name)]
+    missing = [tables[s].short for s in SERVICES if s not in services]
+    zones = TableName(project, WAREHOUSE_DATASET, ZONES_DATASET)
+    if not _exists(client, zones):
+        missing.append(zones.short)
+    return services, missing
 
 
 def replace_month_bigquery(client: bigquery.Client, month: date) -> tuple[MonthStats, int]:
     """Recompute ``month`` in analytics.monthly_zone_stats (atomically) and read it back;
     also the table's size in bytes."""
     project = client.project
-    missing = missing_tables(client, project)
-    if missing:
+    services, missing = loaded_services(client, project)
+    zones = TableName(project, WAREHOUSE_DATASET, ZONES_DATASET).short
+    if not services or zones in missing:
         raise dg.Failure(
             description=(
-                f"analytics/{stats_table(project).table} needs {', '.join(missing)}: "
-                "materialize the warehouse assets first"
+                f"analytics/{stats_table(project).table} needs {zones} and at least one trip "
+                f"table; missing: {', '.join(missing)}: materialize the warehouse assets first"
             ),
             allow_retries=False,
         )
@@ -72,7 +81,7 @@ def replace_month_bigquery(client: bigquery.Client, month: date) -> tuple[MonthS
     window = Window("partition_month", month, _next_month(month))
     cells = name.sibling(f"_cells_{name.table}_{month:%Y%m}_{uuid.uuid4().hex[:8]}")
     try:
-        run_query(client, month_cells_sql(cells), month_cells_parameters(month))
+        run_query(client, month_cells_sql(cells, services), month_cells_parameters(month, services))
         _expire_soon(client, cells)
         replaced = count_rows(client, name, window)
         run_query(client, replace_month_script(cells, month))
@@ -88,7 +97,7 @@ def replace_month_bigquery(client: bigquery.Client, month: date) -> tuple[MonthS
         .to_arrow(create_bqstorage_client=False)
         .to_pandas()
     )
-    daily: dict[str, dict[date, int]] = {service: {} for service in SERVICES}
+    daily: dict[str, dict[date, int]] = {service: {} for service in services}
     first: datetime | None = None
     last: datetime | None = None
     outside = 0
@@ -110,6 +119,7 @@ def replace_month_bigquery(client: bigquery.Client, month: date) -> tuple[MonthS
         first_pickup=first,
         last_pickup=last,
         pickups_outside_month=outside,
+        services=tuple(services),
     )
     return stats, int(client.get_table(name.table_id).num_bytes or 0)
 
