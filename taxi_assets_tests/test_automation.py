@@ -37,10 +37,12 @@ def test_each_service_has_a_schedule_for_the_lagged_month(
     assert request.partition_key == "2020-12"
 
 
-def test_a_schedule_skips_a_month_before_its_service() -> None:
+def test_a_schedule_skips_a_month_before_its_service(tmp_path: Path) -> None:
     """2019-01 is a yellow month, not an FHVHV one (FHVHV starts 2019-02)."""
     context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2019, 3, 1, 6), repository_def=defs.get_repository_def()
+        scheduled_execution_time=datetime(2019, 3, 1, 6),
+        repository_def=defs.get_repository_def(),
+        resources={"lake": LakeResource(url=str(tmp_path / "lake"))},
     )
     yellow = defs.resolve_schedule_def("taxi_yellow_schedule").evaluate_tick(context)
     assert [r.partition_key for r in yellow.run_requests or []] == ["2019-01"]

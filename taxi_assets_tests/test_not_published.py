@@ -18,7 +18,7 @@ import pytest
 
 from taxi_assets import defs
 from taxi_assets.automation.alerts import summarize_failure
-from taxi_assets.resources import TaxiSourceResource
+from taxi_assets.resources import LakeResource, TaxiSourceResource
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
 from taxi_assets_tests.pipeline import ASSETS, pipeline_resources, run
 from taxi_assets_tests.test_alerts import failure_context
@@ -99,8 +99,12 @@ def sensor_skip_message(instance: dg.DagsterInstance, tlc_url: str) -> str:
     source = TaxiSourceResource(
         source="tlc", tlc_url=tlc_url, attempts=5, backoff_seconds=2.0, probe_timeout_seconds=1.0
     )
+    # No month is pinned: an empty lake beside the instance.
+    lake = LakeResource(url=str(Path(instance.root_directory) / "lake"))
     context = dg.build_sensor_context(
-        instance=instance, resources={"source": source}, repository_def=defs.get_repository_def()
+        instance=instance,
+        resources={"source": source, "lake": lake},
+        repository_def=defs.get_repository_def(),
     )
     result = sensor.evaluate_tick(context)
     assert result.run_requests == []
