@@ -205,6 +205,7 @@ def floor(args: dict[str, Any]) -> dict[str, Any]:
     from taxi_assets.partitions import parse_month
     from taxi_assets.pg import copy_in as pg_copy
     from taxi_assets.pg.ddl import ensure_table, qualified
+    from taxi_assets.pg.month_swap import INDEX_BUILD_MEMORY
     from taxi_assets.resources.postgres import sqlalchemy_url
 
     raw, work, month = args["raw"], Path(args["work"]), args["month"]
@@ -246,7 +247,9 @@ def floor(args: dict[str, Any]) -> dict[str, Any]:
         sink.write(pg_copy._BINARY_TRAILER)
     binary_file.chmod(0o644)
     engine = sa.create_engine(sqlalchemy_url(args["url"]))
-    ensure_table(engine, "warehouse", DATASET, schema, index_columns=("partition_month",))
+    # A table shaped like one month's child of the warehouse table, loaded as a month is:
+    # emptied in the transaction (so COPY may FREEZE), then the child's indexes built.
+    ensure_table(engine, "warehouse", DATASET, schema)
     engine.dispose()
     table = qualified("warehouse", DATASET)
     try:
@@ -254,7 +257,11 @@ def floor(args: dict[str, Any]) -> dict[str, Any]:
             connection.execute("CHECKPOINT")
             copy_started = time.perf_counter()
             with connection.transaction():
-                connection.execute(f"COPY {table} FROM '{binary_file}' (FORMAT binary)")
+                connection.execute(f"TRUNCATE {table}")
+                connection.execute(f"COPY {table} FROM '{binary_file}' (FORMAT binary, FREEZE)")
+                connection.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
+                connection.execute(f"CREATE INDEX ON {table} USING brin (pickup_datetime)")
+                connection.execute(f"CREATE INDEX ON {table} (pu_location_id)")
             copy_floor_s = time.perf_counter() - copy_started
     finally:
         binary_file.unlink(missing_ok=True)

@@ -3,7 +3,6 @@
 import time
 
 import dagster as dg
-import sqlalchemy as sa
 from upath import UPath
 
 from taxi_assets.assets.analytics.charts import (
@@ -23,7 +22,7 @@ from taxi_assets.assets.trips import OWNERS
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.io_managers.arrow_stats import row_count_metadata
 from taxi_assets.partitions import parse_month
-from taxi_assets.pg.ddl import qualified
+from taxi_assets.pg.partitions import tree_bytes
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.postgres import PostgresResource
 from taxi_assets.services import SERVICES, zone_key
@@ -71,7 +70,9 @@ def build_analytics_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
         month_key = context.partition_key
         month = parse_month(month_key)
         started = time.monotonic()
-        stats = replace_month(warehouse.engine(), month)
+        stats = replace_month(
+            warehouse.engine(), month, waits=warehouse.lock_waits(), log=context.log.info
+        )
         elapsed = time.monotonic() - started
         context.log.info(
             f"analytics.{STATS_TABLE} {month_key}: {stats.rows_written} rows from "
@@ -80,17 +81,14 @@ def build_analytics_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
         png = trips_per_day_png(month, stats.daily)
         chart = write_chart(lake, month_key, png)
         with warehouse.engine().connect() as connection:
-            table_bytes = connection.execute(
-                sa.text("SELECT pg_total_relation_size(to_regclass(:name))"),
-                {"name": qualified(ANALYTICS_SCHEMA, STATS_TABLE)},
-            ).scalar()
+            table_bytes = tree_bytes(connection, ANALYTICS_SCHEMA, STATS_TABLE)
         return dg.MaterializeResult(
             metadata={
                 **row_count_metadata(stats.rows_written, partitioned=True),
                 "rows_replaced": dg.MetadataValue.int(stats.rows_replaced),
                 "trips": dg.MetadataValue.int(stats.trips),
                 "table": f"{ANALYTICS_SCHEMA}.{STATS_TABLE}",
-                "table_bytes": dg.MetadataValue.int(int(table_bytes or 0)),
+                "table_bytes": dg.MetadataValue.int(table_bytes),
                 "duration_s": round(elapsed, 3),
                 "rows_per_s": int(stats.trips / elapsed) if elapsed > 0 else 0,
                 "min_pickup_datetime": str(stats.first_pickup) if stats.first_pickup else "-",
