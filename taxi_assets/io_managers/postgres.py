@@ -68,6 +68,16 @@ def table_of(asset_key: dg.AssetKey, metadata: Mapping[str, Any]) -> tuple[str, 
     return schema, metadata.get("table") or path[-1]
 
 
+def table_layout(metadata: Mapping[str, Any], partitioned: bool = True) -> TableLayout:
+    """How an asset's table is laid out, from its definition metadata (see module doc)."""
+    return TableLayout(
+        partition_by=metadata.get("partition_expr") if partitioned else None,
+        primary_key=tuple(metadata.get("primary_key", ())),
+        btree_columns=tuple(metadata.get("index_columns", ())),
+        brin_columns=tuple(metadata.get("brin_index_columns", ())),
+    )
+
+
 def _slice(context: dg.OutputContext | dg.InputContext) -> _Slice:
     if isinstance(context, dg.InputContext) and context.upstream_output is not None:
         metadata = context.upstream_output.definition_metadata or {}
@@ -113,12 +123,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
             target.schema,
             target.table,
             load.reader.schema,
-            TableLayout(
-                partition_by=target.partition_expr if partitioned else None,
-                primary_key=tuple(metadata.get("primary_key", ())),
-                btree_columns=tuple(metadata.get("index_columns", ())),
-                brin_columns=tuple(metadata.get("brin_index_columns", ())),
-            ),
+            table_layout(metadata, partitioned),
             log=context.log.info,
             waits=self.database.lock_waits(),
         )

@@ -208,7 +208,25 @@ def _create(
     arrow_schema: pa.Schema,
     layout: TableLayout,
 ) -> None:
-    columns = [f"{ident(f.name)} {pg_type(f.type)}" for f in arrow_schema]
+    create_table(
+        connection,
+        schema,
+        table,
+        [f"{ident(f.name)} {pg_type(f.type)}" for f in arrow_schema],
+        layout,
+    )
+
+
+def create_table(
+    connection: sa.Connection,
+    schema: str,
+    table: str,
+    column_definitions: Sequence[str],
+    layout: TableLayout,
+) -> None:
+    """CREATE TABLE with ``layout``'s primary key, partitioning and indexes (on a
+    partitioned table, partitioned indexes: every month's child gets its own)."""
+    columns = list(column_definitions)
     if layout.primary_key:
         columns.append(f"PRIMARY KEY ({', '.join(ident(c) for c in layout.primary_key)})")
     partitioning = (
@@ -217,6 +235,19 @@ def _create(
     connection.exec_driver_sql(
         f"CREATE TABLE {qualified(schema, table)} ({', '.join(columns)}){partitioning}"
     )
+    for name, method, column in layout_indexes(table, layout):
+        connection.exec_driver_sql(
+            f"CREATE INDEX {ident(name)} ON {qualified(schema, table)} USING {method} ({ident(column)})"
+        )
+
+
+def layout_indexes(table: str, layout: TableLayout) -> list[tuple[str, str, str]]:
+    """(name, method, column) of the indexes ``layout`` asks for."""
+    return [
+        (_index_name(table, column), method, column)
+        for method, columns in (("btree", layout.btree_columns), ("brin", layout.brin_columns))
+        for column in columns
+    ]
 
 
 def driver_cursor(connection: sa.Connection) -> psycopg.Cursor[Any]:
