@@ -65,11 +65,13 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
     import pyarrow as pa
 
     from taxi_assets.assets.contract_stream import lake_row_count, with_lineage
+    from taxi_assets.assets.trips import warehouse_metadata
     from taxi_assets.contracts import CONTRACTS, open_contract_reader
     from taxi_assets.io_managers.parquet_lake import EXPECTED_ROWS_KEY, ParquetLakeIOManager
     from taxi_assets.io_managers.postgres import PostgresIOManager, TableLoad
     from taxi_assets.partitions import monthly_partitions, parse_month
     from taxi_assets.resources import LakeResource, PostgresResource
+    from taxi_assets.services import SERVICES
 
     imports_s = time.perf_counter() - imported
     peak_after_imports = peak_rss_mb()
@@ -125,7 +127,8 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
             asset_key=warehouse_key,
             partition_key=month,
             asset_partitions_def=partitions,
-            definition_metadata={"partition_expr": "partition_month"},
+            # The warehouse asset's own metadata: the same partitioning and indexes.
+            definition_metadata=warehouse_metadata(SERVICES[SERVICE]),
         ),
         TableLoad(pa.RecordBatchReader.from_batches(schema, batches()), expected),
     )
