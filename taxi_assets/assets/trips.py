@@ -5,7 +5,6 @@ from typing import Any
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from taxi_assets.assets.contract_stream import (
     PARTITION_MONTH,
@@ -18,6 +17,7 @@ from taxi_assets.assets.fetch import fetch_published_file
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.arrow_stats import column_schema
+from taxi_assets.io_managers.lake_files import LakeFiles
 from taxi_assets.io_managers.postgres import TableLoad
 from taxi_assets.io_managers.raw_files import StoredFile
 from taxi_assets.partitions import parse_month
@@ -159,7 +159,7 @@ def build_trip_assets(
         ),
         pool="warehouse",
     )
-    def warehouse(lake_months: dict[str, pads.Dataset]) -> TableLoad:
+    def warehouse(lake_months: dict[str, LakeFiles]) -> TableLoad:
         schema = warehouse_schema(contract)
 
         def batches() -> Iterator[pa.RecordBatch]:

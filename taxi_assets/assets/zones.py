@@ -2,13 +2,13 @@
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from taxi_assets.assets.contract_stream import contract_stream, lake_row_count
 from taxi_assets.assets.fetch import fetch_published_file
 from taxi_assets.assets.trips import OWNERS
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.contracts import CONTRACTS
+from taxi_assets.io_managers.lake_files import LakeFiles
 from taxi_assets.io_managers.postgres import TableLoad
 from taxi_assets.io_managers.raw_files import StoredFile
 from taxi_assets.resources.lake import LakeResource
@@ -66,7 +66,7 @@ def lake_taxi_zones(
     automation_condition=FOLLOW_UPSTREAM,
     description="Table warehouse.taxi_zones (location_id primary key), replaced on every load.",
 )
-def warehouse_taxi_zones(zones: pads.Dataset) -> TableLoad:
+def warehouse_taxi_zones(zones: LakeFiles) -> TableLoad:
     return TableLoad(
         pa.RecordBatchReader.from_batches(zones.schema, zones.to_batches()), lake_row_count(zones)
     )

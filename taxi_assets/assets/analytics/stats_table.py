@@ -1,11 +1,13 @@
 """The table ``analytics.monthly_zone_stats`` (one partition per month) and the month replace."""
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 import sqlalchemy as sa
 
 from taxi_assets.assets.analytics.stats_columns import (
@@ -29,6 +31,9 @@ from taxi_assets.pg.ddl import ident, qualified, require_partitioned
 from taxi_assets.pg.lock_retry import LockWaits
 from taxi_assets.pg.month_swap import MonthBounds, Staging, replace_months
 from taxi_assets.services import SERVICES, ZONES_DATASET
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MONTH_COLUMN = "partition_month"
 
@@ -138,6 +143,8 @@ def replace_month(
         log=log,
     )
     written, replaced = done.rows_written, done.rows_replaced
+    import pandas as pd  # here, not at import: every run process loads this module
+
     with engine.connect() as connection:
         preview = pd.read_sql_query(
             sa.text(
