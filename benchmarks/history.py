@@ -81,6 +81,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--no-month-replace", action="store_true", help="skip benchmarks.month_replace"
     )
+    parser.add_argument(
+        "--max-concurrent-runs",
+        type=int,
+        help="override dagster.yaml's concurrency.runs.max_concurrent_runs (default: as committed)",
+    )
     parser.add_argument("--timeout", type=float, default=4 * 3600.0)
     args = parser.parse_args(argv)
     args.out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
@@ -111,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         generation = ensure_months(source_root, months, args.generate_workers)
         with database_server(None, run_dir) as server_url:
             with fresh_database(server_url, prefix="history", checkpoint=True) as url:
-                section = load_history(run_dir, url, source_root, months, args.timeout)
+                section = load_history(
+                    run_dir, url, source_root, months, args.timeout, args.max_concurrent_runs
+                )
                 section["disk_bytes"] = disk_use(source_root, run_dir, url, months)
             report = build_report(args, argv, months, generation, disk, section, server_url)
         if not args.no_month_replace:
@@ -140,14 +147,19 @@ def check_disk(folder: Path, rows: int, *, skip: bool) -> dict[str, Any]:
 
 
 def load_history(
-    work: Path, url: str, mirror_root: Path, months: list[Month], timeout: float
+    work: Path,
+    url: str,
+    mirror_root: Path,
+    months: list[Month],
+    timeout: float,
+    max_concurrent_runs: int | None = None,
 ) -> dict[str, Any]:
     """One asset backfill per service, submitted before the daemon starts; wait for all."""
     import dagster as dg
 
     home = work / "dagster_home"
     home.mkdir()
-    instance_info = bf.write_dagster_yaml(home, None, None)
+    instance_info = bf.write_dagster_yaml(home, max_concurrent_runs, None)
     workspace = work / "workspace.yaml"
     workspace.write_text(
         "load_from:\n  - python_module:\n      module_name: taxi_assets\n"
