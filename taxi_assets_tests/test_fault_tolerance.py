@@ -344,7 +344,9 @@ def test_a_reader_holding_the_table_delays_the_swap_not_the_other_readers(
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
             first.wait(timeout=30)
-    assert max(latencies) < 1.5, latencies
+    # At most the lock timeout (1 s) each, plus a margin for a loaded machine; the reader
+    # held the table for all of it (a query queued behind it would wait until it ends).
+    assert max(latencies) < 2.5, latencies
     assert month_summary(pg_url) == before
 
     # The next run takes the month's lock, drops the leftover, stages its own month and
