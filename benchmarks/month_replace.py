@@ -1,15 +1,15 @@
 """Is a month's replace independent of the table's size? ``python -m benchmarks.month_replace``.
 
 One generated yellow month (``--rows``, default 500,000; the course's CSV.gz layout, read
-through the yellow contract) is loaded as each of ``--months`` (default 36) months of
-``warehouse.yellow_tripdata`` with the project's own routine
-(:func:`taxi_assets.pg.month_swap.replace_months`, the warehouse asset's table layout:
-one child per month, BRIN on the pickup time, btree on the pickup zone). The same month
-is replaced three times when the table holds 1 month, and again when it holds all of
-them. For each replace: the swap transaction's duration (its locks are held that long),
-the whole replace's time and its parts; after the three, the table's size and the dead
-tuples of the other months (``pg_stat_user_tables``). Every timed replace starts after
-a CHECKPOINT. A throwaway embedded PostgreSQL unless ``--database-url``.
+through the yellow contract) is loaded with the project's own routine
+(:func:`taxi_assets.pg.month_swap.replace_months`) into two tables of the warehouse's
+layout (one child per month, BRIN on the pickup time, btree on the pickup zone): as the
+only month of one, and as each of ``--months`` (default 36) months of the other. Then the
+same month is replaced three times in each table, alternately (so the machine's load
+drifts over both alike), each time after a CHECKPOINT. For each replace: the swap
+transaction's duration (its locks are held that long), the whole replace's time and its
+parts; after them, each table's size and the dead tuples of its other months
+(``pg_stat_user_tables``). A throwaway embedded PostgreSQL unless ``--database-url``.
 
 Writes ``benchmarks/results/month_replace.json`` with ``month_replace_ratio_36_vs_1``,
 ``swap_lock_ms_1`` and ``swap_lock_ms_36`` (medians); the target (within 1.2x, no dead
@@ -124,16 +124,20 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
     generation_s = time.perf_counter() - started
     rows = data.num_rows
     engine = sa.create_engine(sqlalchemy_url(url))
-    ensure_table(
-        engine,
-        "warehouse",
-        "yellow_tripdata",
-        data.schema,
-        table_layout(warehouse_metadata(SERVICES["yellow"])),
-    )
+    # Two tables of the warehouse's layout: one holds 1 month, the other all of them. Their
+    # reloads alternate, so that the machine's load drifts over both alike.
+    tables = {1: "yellow_1_month", args.months: f"yellow_{args.months}_months"}
+    for table in tables.values():
+        ensure_table(
+            engine,
+            "warehouse",
+            table,
+            data.schema,
+            table_layout(warehouse_metadata(SERVICES["yellow"])),
+        )
     keys = [add_months(FIRST_MONTH, i) for i in range(args.months)]
 
-    def replace(key: str) -> dict[str, Any]:
+    def replace(table: str, key: str) -> dict[str, Any]:
         first = date.fromisoformat(f"{key}-01")
         end = date.fromisoformat(f"{add_months(key, 1)}-01")
         month_data = data.set_column(
@@ -149,7 +153,7 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
             )
 
         done = replace_months(
-            engine, "warehouse", "yellow_tripdata", "partition_month",
+            engine, "warehouse", table, "partition_month",
             [MonthBounds(key, first, end)], fill, expected_rows=rows,
         )  # fmt: skip
         return {
@@ -163,43 +167,43 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
             "rows_replaced": done.rows_replaced,
         }
 
-    def reloads(loaded: int) -> dict[str, Any]:
-        target = keys[0]
-        runs = []
-        for _ in range(RELOADS):
-            with engine.connect() as connection:
-                connection.exec_driver_sql("CHECKPOINT")
-                connection.commit()
-            result = replace(target)
-            result["load_average_before"] = _load()
-            runs.append(result)
-            log(
-                f"{loaded} months loaded: replace of {target} {result['total_s']:.2f} s, "
-                f"swap {result['swap_lock_ms']:.1f} ms"
-            )
+    def summary(loaded: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
+        table = tables[loaded]
         with engine.connect() as connection:
-            size = tree_bytes(connection, "warehouse", "yellow_tripdata")
-        dead = dead_tuples(engine, exclude=target)
+            size = tree_bytes(connection, "warehouse", table)
         return {
             "months_loaded": loaded,
-            "replaced_month": target,
+            "table": f"warehouse.{table}",
+            "replaced_month": keys[0],
             "reloads": runs,
             "total_s_median": _round(statistics.median(r["total_s"] for r in runs)),
             "swap_lock_ms_median": _round(statistics.median(r["swap_lock_ms"] for r in runs), 2),
             "swap_lock_ms_max": _round(max(r["swap_lock_ms"] for r in runs), 2),
             "table_bytes_after_reloads": size,
             "table_bytes_per_month": int(size / loaded),
-            "dead_tuples_other_months": dead,
+            "dead_tuples_other_months": dead_tuples(engine, table, exclude=keys[0]),
         }
 
     load_started = time.perf_counter()
-    replace(keys[0])
-    one = reloads(1)
+    log(f"loading 1 + {args.months} months of {rows:,} rows ...")
+    replace(tables[1], keys[0])
+    for key in keys:
+        replace(tables[args.months], key)
+    runs: dict[int, list[dict[str, Any]]] = {loaded: [] for loaded in tables}
+    for _ in range(RELOADS):
+        for loaded, table in tables.items():
+            with engine.connect() as connection:
+                connection.exec_driver_sql("CHECKPOINT")
+                connection.commit()
+            result = replace(table, keys[0])
+            result["load_average_before"] = _load()
+            runs[loaded].append(result)
+            log(
+                f"{loaded} months loaded: replace of {keys[0]} {result['total_s']:.2f} s, "
+                f"swap {result['swap_lock_ms']:.1f} ms"
+            )
+    one, many = summary(1, runs[1]), summary(args.months, runs[args.months])
     sizes_one = one["table_bytes_after_reloads"]
-    log(f"loading months {keys[1]}..{keys[-1]} ...")
-    for key in keys[1:]:
-        replace(key)
-    many = reloads(len(keys))
     load_s = time.perf_counter() - load_started
     engine.dispose()
     ratio = many["total_s_median"] / one["total_s_median"]
@@ -213,8 +217,10 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
         "months": args.months,
         "month_source": f"one generated yellow month of {rows:,} rows (course CSV.gz layout), "
         "loaded as every month",
-        "layout": "warehouse.yellow_tripdata as the warehouse asset creates it: partitioned by "
-        "partition_month, BRIN on pickup_datetime, btree on pu_location_id",
+        "layout": "warehouse.yellow_tripdata's, as the warehouse asset creates it: partitioned "
+        "by partition_month, BRIN on pickup_datetime, btree on pu_location_id",
+        "method": f"two such tables, one holding 1 month and one {args.months}; the same month "
+        f"replaced {RELOADS} times in each, alternately, each after a CHECKPOINT",
         "generation_s": _round(generation_s),
         "benchmark_s": _round(load_s),
         "at_1": one,
@@ -249,20 +255,23 @@ def _target(name: str, value: float, judged: bool) -> dict[str, Any]:
     }
 
 
-def dead_tuples(engine: Any, exclude: str) -> int:
-    """Dead tuples of every month but ``exclude``, once the statistics collector has them
-    (a backend reports its counts within about a second of going idle)."""
-    from taxi_assets.pg.partitions import child_name
+def dead_tuples(engine: Any, table: str, exclude: str) -> int:
+    """Dead tuples of every month of ``table`` but ``exclude``, once the statistics
+    collector has them (a backend reports its counts within about a second of going idle)."""
+    import sqlalchemy as sa
 
-    skip = child_name("yellow_tripdata", exclude)
-    query = (
+    from taxi_assets.pg.partitions import child_name, partitions
+
+    skip = child_name(table, exclude)
+    query = sa.text(
         "SELECT relname, n_tup_ins, n_dead_tup FROM pg_stat_user_tables "
-        "WHERE schemaname = 'warehouse' AND relname LIKE 'yellow_tripdata_%%'"
+        "WHERE schemaname = 'warehouse' AND relname = ANY(:children)"
     )
     deadline = time.monotonic() + 30
     while True:
         with engine.connect() as connection:
-            rows = connection.exec_driver_sql(query).all()
+            children = partitions(connection, "warehouse", table)
+            rows = connection.execute(query, {"children": children}).all()
         if all(inserted > 0 for _, inserted, _ in rows) or time.monotonic() > deadline:
             return sum(int(dead) for name, _, dead in rows if name != skip)
         time.sleep(0.5)
