@@ -264,7 +264,6 @@ def floor(args: dict[str, Any]) -> dict[str, Any]:
                 connection.execute(f"COPY {table} FROM '{binary_file}' (FORMAT binary, FREEZE)")
                 connection.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
                 connection.execute(f"CREATE INDEX ON {table} USING brin (pickup_datetime)")
-                connection.execute(f"CREATE INDEX ON {table} (pu_location_id)")
             copy_floor_s = time.perf_counter() - copy_started
     finally:
         binary_file.unlink(missing_ok=True)

@@ -3,7 +3,7 @@
 One generated yellow month (``--rows``, default 500,000; the course's CSV.gz layout, read
 through the yellow contract) is loaded with the project's own routine
 (:func:`taxi_assets.pg.month_swap.replace_months`) into two tables of the warehouse's
-layout (one child per month, BRIN on the pickup time, btree on the pickup zone): as the
+layout (one child per month, BRIN on the pickup time): as the
 only month of one, and as each of ``--months`` (default 36) months of the other. Then the
 same month is replaced three times in each table, alternately (so the machine's load
 drifts over both alike), each time after a CHECKPOINT. For each replace: the swap
@@ -218,7 +218,7 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
         "month_source": f"one generated yellow month of {rows:,} rows (course CSV.gz layout), "
         "loaded as every month",
         "layout": "warehouse.yellow_tripdata's, as the warehouse asset creates it: partitioned "
-        "by partition_month, BRIN on pickup_datetime, btree on pu_location_id",
+        "by partition_month, BRIN on pickup_datetime",
         "method": f"two such tables, one holding 1 month and one {args.months}; the same month "
         f"replaced {RELOADS} times in each, alternately, each after a CHECKPOINT",
         "generation_s": _round(generation_s),
