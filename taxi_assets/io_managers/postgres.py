@@ -27,17 +27,22 @@ from taxi_assets.io_managers.arrow_stats import StreamStats, static_schema_metad
 from taxi_assets.pg.copy_in import copy_arrow
 from taxi_assets.pg.copy_out import read_query_arrow
 from taxi_assets.pg.ddl import TableLayout, driver_cursor, ensure_table, ident, qualified
-from taxi_assets.pg.month_swap import MonthBounds, Staging, replace_months
+from taxi_assets.pg.month_swap import InSwap, MonthBounds, Staging, replace_months
 from taxi_assets.pg.partitions import tree_bytes
 from taxi_assets.resources.postgres import PostgresResource
 
 
 @dataclass(frozen=True)
 class TableLoad:
-    """An Arrow stream to store, and how many rows it must hold (None: not checked)."""
+    """An Arrow stream to store, and how many rows it must hold (None: not checked).
+
+    ``in_swap``: statements to run in the transaction that swaps the partitions in (e.g. a
+    lineage row about the load), so that they commit with the months or not at all.
+    """
 
     reader: pa.RecordBatchReader
     expected_rows: int | None = None
+    in_swap: InSwap | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
             months,
             fill,
             expected_rows=load.expected_rows,
+            in_swap=load.in_swap,
             waits=self.database.lock_waits(),
             log=context.log.info,
         )
