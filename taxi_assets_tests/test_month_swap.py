@@ -146,6 +146,37 @@ def test_months_are_children_with_the_indexes_that_fit_and_reloads_leave_no_dead
     }
 
 
+def test_readers_see_the_old_month_or_the_new_one_never_neither_or_both(
+    engine: sa.Engine, pg_url: str
+) -> None:
+    load(engine, "2021-01", 1_000)
+    load(engine, "2021-02", 7)
+    seen: list[tuple[int, int]] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        reader = engine_for(pg_url)
+        with reader.connect() as connection:
+            while not stop.is_set():
+                row = connection.exec_driver_sql(
+                    "SELECT count(*) FILTER (WHERE partition_month = '2021-01-01'), "
+                    "count(*) FILTER (WHERE partition_month = '2021-02-01') FROM warehouse.trips"
+                ).one()
+                connection.commit()
+                seen.append((int(row[0]), int(row[1])))
+        reader.dispose()
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    for count in (2_000, 1_000, 2_000, 1_000):  # reloads while the reader reads
+        load(engine, "2021-01", count)
+    stop.set()
+    thread.join(timeout=30)
+    assert len(seen) > 10
+    # January had 1,000 or 2,000 rows at every moment: never 0 (neither), never 3,000 (both).
+    assert set(seen) <= {(1_000, 7), (2_000, 7)}, set(seen)
+
+
 def test_the_swap_neither_scans_the_month_nor_builds_an_index(
     engine: sa.Engine, pg_url: str
 ) -> None:
