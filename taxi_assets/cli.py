@@ -3,6 +3,8 @@
 - ``warehouse start|stop [DATA_DIR]``: the embedded PostgreSQL server (``make stop``).
 - ``warehouse analyst-role ROLE``: a read-only role on the warehouse (password from
   ``TAXI_ANALYST_PASSWORD``).
+- ``warehouse migrate``: convert month tables of an earlier version (plain tables) into
+  partitioned ones, month by month, resumable (README, "Upgrading the warehouse").
 - ``lake check [gs://BUCKET/PREFIX]``: the lake bucket is reachable and writable.
 - ``raw list SERVICE [MONTH]``, ``raw pin SERVICE MONTH REVISION``, ``raw unpin SERVICE
   MONTH``: the stored revisions of raw files, and pins (a unique sha256 prefix is enough;
@@ -27,6 +29,10 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from taxi_assets.pg.ddl import TableLayout
 
 
 def _warehouse_start(args: argparse.Namespace) -> int:
@@ -51,6 +57,102 @@ def _analyst_role(args: argparse.Namespace) -> int:
     password = os.environ.get("TAXI_ANALYST_PASSWORD")
     grant_read_only(PostgresResource().engine(), args.role, password)
     print(f"role {args.role} may read schemas {', '.join(READ_SCHEMAS)}")
+    return 0
+
+
+def _project_layouts() -> dict[tuple[str, str], TableLayout]:
+    """The layout (partitioning, key, indexes) each known month table gets, as its asset's
+    IO manager would create it."""
+    from taxi_assets.assets.analytics.stats_columns import (
+        ANALYTICS_SCHEMA,
+        PRIMARY_KEY,
+        STATS_TABLE,
+    )
+    from taxi_assets.assets.contract_stream import PARTITION_MONTH
+    from taxi_assets.assets.trips import warehouse_metadata
+    from taxi_assets.io_managers.postgres import table_layout
+    from taxi_assets.pg.ddl import TableLayout
+    from taxi_assets.services import SERVICES
+
+    layouts = {
+        ("warehouse", service.dataset): table_layout(warehouse_metadata(service))
+        for service in SERVICES.values()
+    }
+    layouts[(ANALYTICS_SCHEMA, STATS_TABLE)] = TableLayout(PARTITION_MONTH, primary_key=PRIMARY_KEY)
+    return layouts
+
+
+def _warehouse_migrate(args: argparse.Namespace) -> int:
+    from taxi_assets.pg.ddl import TableLayout
+    from taxi_assets.pg.migrate import (
+        convert,
+        disk_needed,
+        plan,
+        server_free_bytes,
+        tables_to_convert,
+    )
+    from taxi_assets.resources.postgres import PostgresResource
+
+    column = "partition_month"
+    warehouse = PostgresResource()
+    engine = warehouse.engine()
+    with engine.connect() as connection:
+        found = tables_to_convert(connection, tuple(args.schemas), column)
+        if not found:
+            print(f"nothing to convert: no plain table with {column} in {', '.join(args.schemas)}")
+            return 0
+        print(
+            f"counting rows per month in {len(found)} tables (one pass over each) ...", flush=True
+        )
+        pending = [plan(connection, schema, table, column) for schema, table in found]
+        folder, free = server_free_bytes(connection)
+    for item in pending:
+        print(
+            f"{item.schema}.{item.table}: {len(item.months)} months, "
+            f"{sum(item.months.values()):,} rows, {len(item.done)} months converted already, "
+            f"~{item.bytes_to_move / 1e9:.2f} GB to move"
+        )
+    needed = disk_needed(pending)
+    if free is None:
+        where = (
+            f"data directory {folder}" if folder else "its data directory is not shown to this role"
+        )
+        if not args.skip_disk_check:
+            print(
+                f"error: cannot see the server's free disk from here ({where}). Make sure it "
+                f"has {needed / 1e9:.2f} GB free, then run again with --skip-disk-check",
+                file=sys.stderr,
+            )
+            return 2
+        print(f"free disk not checked (--skip-disk-check); needs about {needed / 1e9:.2f} GB")
+    elif free < needed:
+        print(
+            f"error: the conversion needs about {needed / 1e9:.2f} GB free on the server's "
+            f"disk ({folder}); {free / 1e9:.2f} GB free. Nothing was changed",
+            file=sys.stderr,
+        )
+        return 2
+    else:
+        print(f"free disk: {free / 1e9:.2f} GB on {folder}, about {needed / 1e9:.2f} GB needed")
+    if args.dry_run:
+        return 0
+    layouts = _project_layouts()
+    budget = args.max_months
+    complete = True
+    for item in pending:
+        layout = layouts.get((item.schema, item.table), TableLayout(column))
+        if budget is not None and budget <= 0:
+            complete = False
+            break
+        complete &= convert(engine, item, layout, max_months=budget, waits=warehouse.lock_waits())
+        if budget is not None:
+            budget -= min(budget, len(item.remaining))
+    engine.dispose()
+    print(
+        "done: every table converted"
+        if complete
+        else "stopped early: run the same command again to go on"
+    )
     return 0
 
 
@@ -201,6 +303,25 @@ def build_parser() -> argparse.ArgumentParser:
     role = commands.add_parser("analyst-role", help="create or update a read-only role")
     role.add_argument("role")
     role.set_defaults(func=_analyst_role)
+    migrate = commands.add_parser(
+        "migrate",
+        help="convert month tables of an earlier version into partitioned ones (resumable)",
+    )
+    migrate.add_argument(
+        "--schema", dest="schemas", action="append", help="default: warehouse and analytics"
+    )
+    migrate.add_argument(
+        "--max-months", type=int, help="stop after this many months (run again to go on)"
+    )
+    migrate.add_argument(
+        "--dry-run", action="store_true", help="show the plan and the disk check only"
+    )
+    migrate.add_argument(
+        "--skip-disk-check",
+        action="store_true",
+        help="when the server's disk cannot be seen from here (checked by hand)",
+    )
+    migrate.set_defaults(func=_warehouse_migrate)
 
     lake = groups.add_parser("lake", help="the data lake")
     lake_commands = lake.add_subparsers(dest="command", required=True)
@@ -282,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "schemas", ...) is None:
+        args.schemas = ["warehouse", "analytics"]
     return int(args.func(args))
 
 

@@ -161,11 +161,13 @@ def warehouse_counts(pg_url: str, table: str) -> dict[str, int]:
 
 
 def warehouse_tables(pg_url: str) -> list[str]:
-    """The tables of schema ``warehouse``, sorted (none before a first load)."""
+    """The tables of schema ``warehouse``, sorted (none before a first load); a partitioned
+    table's months (its partitions) are not listed."""
     engine = engine_for(pg_url)
     with engine.connect() as connection:
         names = connection.exec_driver_sql(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'warehouse' "
+            "SELECT c.relname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'warehouse' AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
             "ORDER BY 1"
         ).scalars()
         tables = list(names)

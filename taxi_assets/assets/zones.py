@@ -2,7 +2,6 @@
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from taxi_assets.assets.contract_stream import contract_stream, lake_row_count
 from taxi_assets.assets.fetch import WantedFile, fetch_published_file
@@ -10,8 +9,9 @@ from taxi_assets.assets.raw_revision import RawRevisionConfig
 from taxi_assets.assets.trips import OWNERS
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.contracts import CONTRACTS
+from taxi_assets.io_managers.lake_files import LakeFiles
 from taxi_assets.io_managers.raw_files import StoredFile
-from taxi_assets.io_managers.table_load import ParquetTableLoad, dataset_parts
+from taxi_assets.io_managers.table_load import ParquetTableLoad, lake_parts
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.source import TaxiSourceResource
 from taxi_assets.services import zone_key
@@ -81,8 +81,8 @@ def build_zone_assets(engine: WarehouseEngine = POSTGRES) -> list[dg.AssetsDefin
             f"{', the primary key' if engine is POSTGRES else ''}), replaced on every load."
         ),
     )
-    def warehouse_taxi_zones(zones: pads.Dataset) -> ParquetTableLoad:
+    def warehouse_taxi_zones(zones: LakeFiles) -> ParquetTableLoad:
         reader = pa.RecordBatchReader.from_batches(zones.schema, zones.to_batches())
-        return ParquetTableLoad(reader, lake_row_count(zones), parts=lambda: dataset_parts(zones))
+        return ParquetTableLoad(reader, lake_row_count(zones), parts=lambda: lake_parts(zones))
 
     return [raw_taxi_zone_lookup, lake_taxi_zones, warehouse_taxi_zones]

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from taxi_assets.io_managers.lake_files import LakeFiles
 from taxi_assets.io_managers.postgres import TableLoad
 
 GCS_PROTOCOLS = ("gs", "gcs")
@@ -60,19 +60,13 @@ class ParquetTableLoad(TableLoad):
     parts: Callable[[], Sequence[ParquetPart]] = lambda: ()
 
 
-def dataset_parts(
-    data: pads.Dataset,
-    constants: Callable[[pads.Fragment], Mapping[str, Any]] = lambda _: {},
+def lake_parts(
+    data: LakeFiles,
+    constants: Callable[[LakeFiles, str], Mapping[str, Any]] = lambda _files, _path: {},
 ) -> tuple[ParquetPart, ...]:
-    """The files of a Parquet dataset as load parts; ``constants(fragment)`` gives each
+    """The files of a lake partition as load parts; ``constants(data, path)`` gives each
     file's constant columns."""
-    if not isinstance(data, pads.FileSystemDataset):
-        raise TypeError(f"expected a Parquet dataset of files, not {type(data).__name__}")
     return tuple(
-        ParquetPart(
-            path=fragment.path,
-            filesystem=data.filesystem,
-            constants=dict(constants(fragment)),
-        )
-        for fragment in data.get_fragments()
+        ParquetPart(path=path, filesystem=data.filesystem, constants=dict(constants(data, path)))
+        for path in data.paths
     )

@@ -2,10 +2,10 @@
 
 import time
 import warnings
+from collections.abc import Callable
 from datetime import date
 
 import dagster as dg
-import sqlalchemy as sa
 from upath import UPath
 
 from taxi_assets.assets.analytics.charts import (
@@ -28,7 +28,7 @@ from taxi_assets.assets.trips import OWNERS
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.io_managers.arrow_stats import row_count_metadata
 from taxi_assets.partitions import parse_month
-from taxi_assets.pg.ddl import qualified
+from taxi_assets.pg.partitions import tree_bytes
 from taxi_assets.resources.bigquery import BigQueryWarehouse
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.postgres import PostgresResource
@@ -47,7 +47,9 @@ def write_chart(lake: LakeResource, month_key: str, png: bytes) -> UPath:
 
 
 def replace_stats_month(
-    warehouse: PostgresResource | BigQueryWarehouse, month: date
+    warehouse: PostgresResource | BigQueryWarehouse,
+    month: date,
+    log: Callable[[str], None] = lambda _: None,
 ) -> tuple[MonthStats, int]:
     """Recompute ``month`` in the warehouse's engine; the stats and the table's bytes."""
     if isinstance(warehouse, BigQueryWarehouse):
@@ -55,12 +57,9 @@ def replace_stats_month(
 
         with warehouse.client() as client:
             return replace_month_bigquery(client, month)
-    stats = replace_month(warehouse.engine(), month)
+    stats = replace_month(warehouse.engine(), month, waits=warehouse.lock_waits(), log=log)
     with warehouse.engine().connect() as connection:
-        table_bytes = connection.execute(
-            sa.text("SELECT pg_total_relation_size(to_regclass(:name))"),
-            {"name": qualified(ANALYTICS_SCHEMA, STATS_TABLE)},
-        ).scalar()
+        table_bytes = tree_bytes(connection, ANALYTICS_SCHEMA, STATS_TABLE)
     return stats, int(table_bytes or 0)
 
 
@@ -116,7 +115,7 @@ def build_analytics_assets(
         month_key = context.partition_key
         month = parse_month(month_key)
         started = time.monotonic()
-        stats, table_bytes = replace_stats_month(warehouse, month)
+        stats, table_bytes = replace_stats_month(warehouse, month, context.log.info)
         elapsed = time.monotonic() - started
         skipped = [s for s in SERVICES if s not in stats.services]
         if skipped:

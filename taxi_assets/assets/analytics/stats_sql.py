@@ -68,8 +68,9 @@ GROUP BY 1, 2, 3
 """
 
 
-def insert_stats_sql() -> str:
-    table = qualified(ANALYTICS_SCHEMA, STATS_TABLE)
+def insert_stats_sql(table: str | None = None) -> str:
+    """INSERT of the month's stats into ``table`` (quoted; default the stats table)."""
+    table = table or qualified(ANALYTICS_SCHEMA, STATS_TABLE)
     columns = ", ".join(ident(c.name) for c in COLUMNS)
     return f"""
 INSERT INTO {table} ({columns})
