@@ -14,12 +14,11 @@ from __future__ import annotations
 import gc
 import os
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from taxi_assets.assets.analytics import build_analytics_assets
-from taxi_assets.assets.lake_external import build_external_table_assets
 from taxi_assets.assets.trips import build_trip_assets
 from taxi_assets.assets.zones import build_zone_assets
 from taxi_assets.automation.alerts import AlertWebhookResource, build_alert_sensors
@@ -40,7 +39,6 @@ from taxi_assets.partitions import (
     service_partitions,
 )
 from taxi_assets.resources import LakeResource, PostgresResource, TaxiSourceResource
-from taxi_assets.resources.bigquery import BigQueryWarehouse
 from taxi_assets.services import SERVICES
 from taxi_assets.warehouse_engine import (
     BIGQUERY,
@@ -49,6 +47,9 @@ from taxi_assets.warehouse_engine import (
     engine_for_url,
     warehouse_resources,
 )
+
+if TYPE_CHECKING:
+    from taxi_assets.resources.bigquery import BigQueryWarehouse
 
 
 def first_partition_month() -> str:
@@ -122,7 +123,11 @@ def build_definitions(
             for asset in build_trip_assets(service, partitions[name], engine)
         ]
     # BigQuery can also read the lake in place: optional external tables (no job runs them).
-    external = build_external_table_assets() if engine is BIGQUERY else []
+    external: list[dg.AssetsDefinition] = []
+    if engine is BIGQUERY:
+        from taxi_assets.assets.lake_external import build_external_table_assets
+
+        external = build_external_table_assets()
     return dg.Definitions(
         assets=[
             *trip_assets,

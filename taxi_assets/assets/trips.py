@@ -17,7 +17,6 @@ from taxi_assets.assets.contract_stream import (
 from taxi_assets.assets.fetch import WantedFile, fetch_published_file
 from taxi_assets.assets.raw_revision import RawRevisionConfig
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
-from taxi_assets.bq.metadata import bigquery_column_schema
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.arrow_stats import column_schema
 from taxi_assets.io_managers.lake_files import LakeFiles
@@ -42,6 +41,15 @@ ONE_MONTH_PER_RUN = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 CLUSTER_BY = ["pu_location_id"]
 
 
+def _column_schema(schema: pa.Schema, engine: WarehouseEngine) -> dg.TableSchema:
+    """The table's columns in the engine's types (BigQuery's modules only when deployed)."""
+    if engine is BIGQUERY:
+        from taxi_assets.bq.metadata import bigquery_column_schema
+
+        return bigquery_column_schema(schema)
+    return column_schema(schema)
+
+
 def warehouse_metadata(service: Service, engine: WarehouseEngine = POSTGRES) -> dict[str, Any]:
     """The warehouse asset's definition metadata: how the IO manager stores it (and how the
     checks find it again), and the table's static name and columns (in the engine's
@@ -60,9 +68,7 @@ def warehouse_metadata(service: Service, engine: WarehouseEngine = POSTGRES) -> 
         # ~0.8 s per 1.37M rows to build (docs/performance.md). `index_columns` adds one.
         "brin_index_columns": [contract.time_column],
         "dagster/table_name": f"warehouse.{service.dataset}",
-        "dagster/column_schema": (
-            bigquery_column_schema(schema) if engine is BIGQUERY else column_schema(schema)
-        ),
+        "dagster/column_schema": _column_schema(schema, engine),
     }
 
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import dagster as dg
-from google.cloud import bigquery
 from pydantic import Field
 
 from taxi_assets.bq.client import bigquery_client, emulator_host
 from taxi_assets.bq.names import BigQueryNameError, check_project
 from taxi_assets.production import require_setting
 from taxi_assets.settings import resolve_setting
+
+if TYPE_CHECKING:
+    from google.cloud import bigquery
 
 WAREHOUSE_URL_ENV = "TAXI_WAREHOUSE_URL"
 MonthReplace = Literal["auto", "partition-copy", "transaction"]

@@ -20,9 +20,6 @@ from taxi_assets.assets.analytics.stats_columns import (
     STATS_TABLE,
     column_schema,
 )
-from taxi_assets.assets.analytics.stats_sql_bigquery import (
-    column_schema as stats_bigquery_schema,
-)
 from taxi_assets.assets.analytics.stats_table import MonthStats, replace_month
 from taxi_assets.assets.trips import OWNERS
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
@@ -80,7 +77,13 @@ def build_analytics_assets(
     partitions_def: dg.PartitionsDefinition, engine: WarehouseEngine = POSTGRES
 ) -> list[dg.AssetsDefinition]:
     """``analytics/monthly_zone_stats``, partitioned from the earliest service's first month."""
-    column_types = stats_bigquery_schema() if engine is BIGQUERY else column_schema()
+    column_types = column_schema()
+    if engine is BIGQUERY:  # BigQuery's modules only where it is deployed
+        from taxi_assets.assets.analytics.stats_sql_bigquery import (
+            column_schema as stats_bigquery_schema,
+        )
+
+        column_types = stats_bigquery_schema()
 
     @dg.asset(
         key=STATS_KEY,
