@@ -83,9 +83,10 @@ lock: install
 clean: stop
 	rm -rf data
 
-.PHONY: bench bench-quick bench-backfill
+.PHONY: bench bench-quick bench-backfill bench-tlc bench-history bench-month-replace
 # Benchmarks (docs/performance.md): 1.37M- and 7.8M-row months, median of 3 runs per case,
-# then a 12-month yellow backfill through dagster-daemon (12 x 1.37M rows); ~17 min on
+# the TLC-layout months (one row group each: FHVHV 1M and 20M rows, yellow 1M and 7.8M),
+# then a 12-month yellow backfill through dagster-daemon (12 x 1.37M rows); ~25-30 min on
 # 2 cores; prints the tables and writes benchmarks/results/latest.json.
 bench: install
 	$(PY) -m benchmarks $(BENCH_ARGS)
@@ -95,7 +96,28 @@ bench: install
 bench-quick: install
 	$(PY) -m benchmarks --quick $(BENCH_ARGS)
 
+# Only the ingest core: the course's yellow CSV months (the reference) and the TLC-layout
+# months (FHVHV 1M and 20M rows, yellow 1M and 7.8M, one row group each), 3 runs each;
+# ~15 min on 2 cores the first time (generating the months), writes
+# benchmarks/results/tlc_layout.json.
+bench-tlc: install
+	$(PY) -m benchmarks --cases core --no-overhead --no-backfill --out benchmarks/results/tlc_layout.json $(BENCH_ARGS)
+
 # Only the daemon backfill (12 x 1.37M yellow rows, ~2 min); writes
 # benchmarks/results/backfill.json. BENCH_ARGS="--max-concurrent-runs 2,1" compares limits.
 bench-backfill: install
 	$(PY) -m benchmarks.backfill $(BENCH_ARGS)
+
+# The whole history at scale (not in CI): 12 yellow 2019 months at their real sizes
+# (84,399,019 rows) + 3 more months, generated (cached with --keep), served on 127.0.0.1,
+# loaded by dagster-daemon into the embedded PostgreSQL; then benchmarks.month_replace.
+# Needs ~40 GB free; ~45-60 min on 2 cores; writes benchmarks/results/history.json.
+# BENCH_ARGS="--keep" keeps the months for the next run; "--fhvhv" loads 3 FHVHV-sized
+# months (TLC Parquet) instead of 3 yellow stand-ins, once the fhvhv service exists.
+bench-history: install
+	$(PY) -m benchmarks.history $(BENCH_ARGS)
+
+# A month's replace at 1 and at 36 loaded months of 500,000 rows (~3-5 min); writes
+# benchmarks/results/month_replace.json.
+bench-month-replace: install
+	$(PY) -m benchmarks.month_replace $(BENCH_ARGS)

@@ -50,6 +50,12 @@ setup(
             "py-spy>=0.4,<0.5",  # profiling: docs/performance.md
             "playwright>=1.45,<2",  # drives Debian's chromium; never `playwright install`
             "gcp-storage-emulator==2026.7.19",
+            # A local BigQuery (REST API over DuckDB) for the BigQuery warehouse tests. 1.1.1:
+            # later releases need grpcio-health-checking<1.81, which Dagster's grpcio excludes.
+            # It caps neither DuckDB nor sqlglot, whose new majors change its SQL: pinned.
+            "bqemulator==1.1.1",
+            "duckdb==2.0.1",
+            "sqlglot==30.30.0",
             # moto_server (the S3 emulator of the tests): only its S3 backend and Flask.
             "moto[s3]==5.2.5",
             "flask>=3.1,<4",

@@ -5,13 +5,12 @@
 127.0.0.1, loaded raw -> lake -> warehouse by ``dagster-daemon run`` into PostgreSQL,
 with the repository's ``dagster.yaml`` in a temporary DAGSTER_HOME.
 
-How the backfill is submitted: ``taxi_monthly_job`` covers all three services and a job
-backfill cannot select assets (``dagster job backfill`` has no selection option), so on
-a source that publishes only one service every run of it fails (the other services'
-files are 404). A single-service backfill is an *asset* backfill of the service's three
-assets, which is what the UI's "Materialize -> Launch backfill" submits; here the same
+How the backfill is submitted: an *asset* backfill of the service's three assets, which
+is what the UI's "Materialize -> Launch backfill" submits (and, for every service at
+once, ``python -m taxi_assets.cli months backfill``); here the same
 ``launchPartitionBackfill`` mutation goes through the ``dagster-graphql`` CLI (no
-webserver). The daemon's backfill loop then queues one run per month (the assets'
+webserver). ``dagster job backfill -j taxi_yellow_job`` would do the same months as a job
+backfill. The daemon's backfill loop then queues one run per month (the assets'
 backfill policy) and the queued run coordinator starts them within
 ``concurrency.runs.max_concurrent_runs``.
 

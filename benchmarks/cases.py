@@ -59,25 +59,29 @@ def course(args: dict[str, Any]) -> dict[str, Any]:
 
 def core(args: dict[str, Any]) -> dict[str, Any]:
     """The project's own path without Dagster's run machinery: the lake and warehouse IO
-    managers on the contract stream, called with hand-built contexts."""
+    managers on the contract stream, called with hand-built contexts. ``args["service"]``
+    (default yellow) picks the contract; the raw file's suffix picks CSV or Parquet."""
     imported = time.perf_counter()
     import dagster as dg
     import pyarrow as pa
 
     from taxi_assets.assets.contract_stream import lake_row_count, with_lineage
+    from taxi_assets.assets.trips import warehouse_metadata
     from taxi_assets.contracts import CONTRACTS, open_contract_reader
     from taxi_assets.io_managers.parquet_lake import EXPECTED_ROWS_KEY, ParquetLakeIOManager
     from taxi_assets.io_managers.postgres import PostgresIOManager, TableLoad
     from taxi_assets.partitions import monthly_partitions, parse_month
     from taxi_assets.resources import LakeResource, PostgresResource
+    from taxi_assets.services import SERVICES
 
     imports_s = time.perf_counter() - imported
     peak_after_imports = peak_rss_mb()
     raw, month, lake_root = args["raw"], args["month"], Path(args["work"]) / "lake"
-    contract = CONTRACTS[SERVICE]
+    service = args.get("service", SERVICE)
+    contract = CONTRACTS[service]
     partitions = monthly_partitions(month)
-    lake_key = dg.AssetKey(["lake", DATASET])
-    warehouse_key = dg.AssetKey(["warehouse", DATASET])
+    lake_key = dg.AssetKey(["lake", f"{service}_tripdata"])
+    warehouse_key = dg.AssetKey(["warehouse", f"{service}_tripdata"])
     log = _stderr_log
 
     started = time.perf_counter()
@@ -125,7 +129,8 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
             asset_key=warehouse_key,
             partition_key=month,
             asset_partitions_def=partitions,
-            definition_metadata={"partition_expr": "partition_month"},
+            # The warehouse asset's own metadata: the same partitioning and indexes.
+            definition_metadata=warehouse_metadata(SERVICES[SERVICE]),
         ),
         TableLoad(pa.RecordBatchReader.from_batches(schema, batches()), expected),
     )
@@ -212,6 +217,7 @@ def floor(args: dict[str, Any]) -> dict[str, Any]:
     from taxi_assets.partitions import parse_month
     from taxi_assets.pg import copy_in as pg_copy
     from taxi_assets.pg.ddl import ensure_table, qualified
+    from taxi_assets.pg.month_swap import INDEX_BUILD_MEMORY
     from taxi_assets.resources.postgres import sqlalchemy_url
 
     raw, work, month = args["raw"], Path(args["work"]), args["month"]
@@ -253,7 +259,9 @@ def floor(args: dict[str, Any]) -> dict[str, Any]:
         sink.write(pg_copy._BINARY_TRAILER)
     binary_file.chmod(0o644)
     engine = sa.create_engine(sqlalchemy_url(args["url"]))
-    ensure_table(engine, "warehouse", DATASET, schema, index_columns=("partition_month",))
+    # A table shaped like one month's child of the warehouse table, loaded as a month is:
+    # emptied in the transaction (so COPY may FREEZE), then the child's indexes built.
+    ensure_table(engine, "warehouse", DATASET, schema)
     engine.dispose()
     table = qualified("warehouse", DATASET)
     try:
@@ -261,7 +269,10 @@ def floor(args: dict[str, Any]) -> dict[str, Any]:
             connection.execute("CHECKPOINT")
             copy_started = time.perf_counter()
             with connection.transaction():
-                connection.execute(f"COPY {table} FROM '{binary_file}' (FORMAT binary)")
+                connection.execute(f"TRUNCATE {table}")
+                connection.execute(f"COPY {table} FROM '{binary_file}' (FORMAT binary, FREEZE)")
+                connection.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
+                connection.execute(f"CREATE INDEX ON {table} USING brin (pickup_datetime)")
             copy_floor_s = time.perf_counter() - copy_started
     finally:
         binary_file.unlink(missing_ok=True)

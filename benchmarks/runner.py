@@ -125,6 +125,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="also time a single-service backfill through dagster-daemon "
         "(benchmarks/backfill.py: 12 x 1.37M-row months, quick 3 x 20,000)",
     )
+    parser.add_argument(
+        "--tlc-layout",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the ingest core on months in TLC's layout, one row group "
+        "(benchmarks/tlc_layout.py: FHVHV 1M and 20M rows, yellow 1M and 7.8M; quick: small)",
+    )
     parser.add_argument("--out", type=Path, help=f"JSON report (default {DEFAULT_OUT})")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument(
@@ -159,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     print()
     print(render_table(report))
+    if report.get("tlc_layout"):
+        from benchmarks.tlc_layout import render_table as render_tlc
+
+        print("\nIngest core on TLC's layout (Parquet, the month in ONE row group):\n")
+        print(render_tlc(report["tlc_layout"]))
     if report.get("backfill"):
         from benchmarks.backfill import render_table as render_backfill
 
@@ -214,6 +226,11 @@ def run_all(
     overhead = None
     if not args.no_overhead and {"core", "dagster"} <= set(args.cases):
         overhead = fixed_overhead(args, server_url, scratch)
+    tlc_layout = None
+    if args.tlc_layout:
+        from benchmarks.tlc_layout import run_tlc_layout
+
+        tlc_layout = run_tlc_layout(args.data_dir, server_url, scratch, args.runs, args.quick)
     backfill = None
     if args.backfill:
         from benchmarks import backfill as daemon_backfill
@@ -226,7 +243,7 @@ def run_all(
             data_dir=args.data_dir,
             quick=args.quick,
         )
-    return build_report(args, command, server_url, months, overhead, backfill)
+    return build_report(args, command, server_url, months, overhead, backfill, tlc_layout)
 
 
 def ensure_month(data_dir: Path, rows: int, month: str, service: str = "yellow") -> Path:
@@ -245,7 +262,13 @@ def ensure_month(data_dir: Path, rows: int, month: str, service: str = "yellow")
 
 
 def run_case(
-    case: str, raw: Path, month: str, rows: int, server_url: str, scratch: Path
+    case: str,
+    raw: Path,
+    month: str,
+    rows: int,
+    server_url: str,
+    scratch: Path,
+    service: str = "yellow",
 ) -> dict[str, Any]:
     """One run in a fresh process and a fresh database; whole-process wall and peak RSS."""
     work = scratch / f"{case}-{uuid.uuid4().hex[:8]}"
@@ -259,6 +282,7 @@ def run_case(
             "work": str(work),
             "public_dir": str(work),
             "expected_rows": rows,
+            "service": service,
         }
         command = [sys.executable, "-m", "benchmarks.cases", case, json.dumps(payload)]
         stderr_path = work / "stderr.log"
@@ -368,6 +392,7 @@ def build_report(
     months: list[dict[str, Any]],
     overhead: dict[str, Any] | None,
     backfill: dict[str, Any] | None = None,
+    tlc_layout: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     by_size = sorted(months, key=lambda m: m["rows"])
     smallest, largest = by_size[0], by_size[-1]
@@ -399,7 +424,12 @@ def build_report(
         "dagster_fixed_overhead": overhead,
         "months": months,
         "backfill": backfill,
+        "tlc_layout": tlc_layout,
     }
+    if tlc_layout is not None:
+        from benchmarks import tlc_layout as tlc
+
+        report.update(tlc.headline(tlc_layout))
     report["targets"] = targets(report)
     if args.quick:
         for target in report["targets"]:
@@ -422,6 +452,19 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         check(f"ingest core peak RSS, {big:,} rows (<= 400 MB)", report["peak_rss_mb"], 400, False),
         check("Dagster run process peak RSS (< 650 MB)", report["peak_rss_run_mb"], 650, False),
     ]
+    if report.get("tlc_layout"):
+        from benchmarks import tlc_layout as tlc
+
+        csv_rates = [
+            m["rows"] / m["cases"]["core"]["median"]["wall_s"]
+            for m in sorted(report["months"], key=lambda m: m["rows"])
+            if "core" in m["cases"] and m["cases"]["core"]["median"].get("wall_s")
+        ]
+        result += tlc.targets(
+            report["tlc_layout"],
+            report["core_peak_rss_max_mb"],
+            csv_rates[-1] if csv_rates else None,  # the largest yellow CSV month (7.8M rows)
+        )
     backfill = report.get("backfill")
     if backfill:
         target = backfill["target"]

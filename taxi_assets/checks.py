@@ -7,8 +7,9 @@ metadata), and the warehouse table itself. Blocking checks stop downstream asset
 """
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Any, Protocol
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -16,15 +17,22 @@ import pyarrow.parquet as pq
 from taxi_assets.assets.trips import warehouse_metadata
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.parquet_lake import arrow_filesystem
-from taxi_assets.io_managers.postgres import PostgresIOManager
 from taxi_assets.materializations import latest_metadata
 from taxi_assets.partitions import add_months, parse_month
-from taxi_assets.quality import DEFAULT_THRESHOLDS, measure
+from taxi_assets.quality import DEFAULT_THRESHOLDS, measure, signal_columns, signals_for
 from taxi_assets.resources import LakeResource, TaxiSourceResource
 from taxi_assets.services import SERVICES, Service
-from taxi_assets.upstream.download import DownloadError, SourceNotFound
+from taxi_assets.upstream.download import DownloadError, SourceForbidden, SourceNotFound
 
 FRESHNESS_MONTHS = 3
+
+
+class PartitionRowCounter(Protocol):
+    """What the checks need from the warehouse IO manager of either engine."""
+
+    def partition_row_count(
+        self, asset_key: dg.AssetKey, metadata: Mapping[str, Any], window: tuple[datetime, datetime]
+    ) -> int: ...
 
 
 class QualityThresholds(dg.ConfigurableResource):
@@ -38,6 +46,8 @@ class QualityThresholds(dg.ConfigurableResource):
     location_out_of_range: float = DEFAULT_THRESHOLDS["location_out_of_range"]
     passenger_count_zero: float = DEFAULT_THRESHOLDS["passenger_count_zero"]
     absurd_distance: float = DEFAULT_THRESHOLDS["absurd_distance"]
+    negative_trip_time_or_driver_pay: float = DEFAULT_THRESHOLDS["negative_trip_time_or_driver_pay"]
+    pickup_before_request: float = DEFAULT_THRESHOLDS["pickup_before_request"]
     freshness_months: int = FRESHNESS_MONTHS
 
     def as_dict(self) -> dict[str, float]:
@@ -62,6 +72,7 @@ def build_service_checks(
     service: Service, partitions_def: dg.PartitionsDefinition
 ) -> list[dg.AssetChecksDefinition]:
     contract = CONTRACTS[service.name]
+    signals = signals_for(contract.column_names)
     raw_key = service.key("raw")
     lake_key = service.key("lake")
     warehouse_key = service.key("warehouse")
@@ -121,8 +132,9 @@ def build_service_checks(
 
     @monthly_check(
         lake_key,
-        description="Rows that look wrong, counted not removed: out-of-month pickups, negative "
-        "fares, zero or absurd distances, unknown locations, passenger_count 0, null vendors.",
+        description="Rows that look wrong, counted not removed: "
+        + ", ".join(signal.name.replace("_", " ") for signal in signals)
+        + ".",
     )
     def quality_signals(
         context: dg.AssetCheckExecutionContext,
@@ -132,8 +144,9 @@ def build_service_checks(
         month = context.partition_key
         window = (_midnight(month), _midnight(add_months(month, 1)))
         parquet = lake_file(context.instance, lake, lake_key, month)
-        columns = [c for c in _QUALITY_COLUMNS if c in parquet.schema_arrow.names]
-        report = measure(parquet.iter_batches(batch_size=256 * 1024, columns=columns), window)
+        columns = signal_columns(signals, parquet.schema_arrow.names)
+        batches = parquet.iter_batches(batch_size=256 * 1024, columns=columns)
+        report = measure(batches, window, signals)
         thresholds = quality_thresholds.as_dict()
         exceeded = report.exceeded(thresholds)
         metadata: dict[str, dg.RawMetadataValue] = {"rows": report.rows}
@@ -152,7 +165,7 @@ def build_service_checks(
     )
     def rows_match_lake(
         context: dg.AssetCheckExecutionContext,
-        warehouse_io_manager: dg.ResourceParam[PostgresIOManager],
+        warehouse_io_manager: dg.ResourceParam[PartitionRowCounter],
         lake: LakeResource,
     ) -> dg.AssetCheckResult:
         month = context.partition_key
@@ -187,9 +200,19 @@ def build_service_checks(
             )
         url, _ = source.layout().trip_file(service.dataset, probe)
         try:
-            source.head(url)
+            source.probe(url)
         except SourceNotFound:
             return dg.AssetCheckResult(passed=True, metadata={**metadata, "published": "no"})
+        except SourceForbidden:
+            verdict = source.explain_forbidden(service.dataset, probe, url, newest)
+            if verdict.not_published:
+                return dg.AssetCheckResult(passed=True, metadata={**metadata, "published": "no"})
+            return dg.AssetCheckResult(
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=verdict.message,
+                metadata={**metadata, "published": f"unknown: {verdict.message}"},
+            )
         except DownloadError as error:
             return dg.AssetCheckResult(
                 passed=False,
@@ -206,22 +229,16 @@ def build_service_checks(
     return [rows_match_raw, schema_matches_contract, quality_signals, rows_match_lake, freshness]
 
 
-_QUALITY_COLUMNS = (
-    "pickup_datetime",
-    "dropoff_datetime",
-    "fare_amount",
-    "total_amount",
-    "vendor_id",
-    "trip_distance",
-    "passenger_count",
-    "pu_location_id",
-    "do_location_id",
-)
-
-
-def build_asset_checks(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
+def build_asset_checks(
+    partitions: Mapping[str, dg.PartitionsDefinition],
+) -> list[dg.AssetChecksDefinition]:
+    """Every service's checks, partitioned like that service's assets."""
     with warnings.catch_warnings():
         # Partitioned asset checks are a preview feature in Dagster 1.13; they are what lets
         # each month's checks run with that month's materialization.
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        return [c for s in SERVICES.values() for c in build_service_checks(s, partitions_def)]
+        return [
+            check
+            for name, service in SERVICES.items()
+            for check in build_service_checks(service, partitions[name])
+        ]

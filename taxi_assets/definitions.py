@@ -1,8 +1,12 @@
 """The one ``Definitions`` object of the code location.
 
 Configuration is read when a run starts (resources resolve their fields, then the
-environment, then defaults). The single exception is :func:`first_partition_month`:
-partitions must be fixed when definitions load.
+environment, then defaults). Three settings are exceptions, read here and only here,
+because they are part of the definitions themselves and must be fixed when definitions
+load: :func:`first_partition_month` (``TAXI_FIRST_MONTH``: the partitions),
+:func:`sensor_interval_seconds` (``TAXI_SENSOR_INTERVAL_SECONDS``: how often the
+new-month sensor runs) and :func:`warehouse_engine` (the scheme of ``TAXI_WAREHOUSE_URL``:
+which engine's resources, asset kinds and descriptions).
 """
 
 from __future__ import annotations
@@ -10,49 +14,88 @@ from __future__ import annotations
 import gc
 import os
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from taxi_assets.assets.analytics import build_analytics_assets
 from taxi_assets.assets.trips import build_trip_assets
-from taxi_assets.assets.zones import ZONE_ASSETS
+from taxi_assets.assets.zones import build_zone_assets
 from taxi_assets.automation.alerts import AlertWebhookResource, build_alert_sensors
 from taxi_assets.automation.conditions import build_automation_sensor
-from taxi_assets.automation.new_month_sensor import build_new_month_sensor
+from taxi_assets.automation.new_month_sensor import (
+    DEFAULT_SENSOR_INTERVAL_SECONDS,
+    build_new_month_sensor,
+)
 from taxi_assets.automation.schedules import build_schedules
 from taxi_assets.checks import QualityThresholds, build_asset_checks
 from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
-from taxi_assets.io_managers.postgres import PostgresIOManager
 from taxi_assets.io_managers.raw_files import RawFileIOManager
-from taxi_assets.jobs import build_monthly_job, build_service_jobs
-from taxi_assets.partitions import DEFAULT_FIRST_MONTH, monthly_partitions
+from taxi_assets.jobs import build_service_jobs
+from taxi_assets.partitions import (
+    DEFAULT_FIRST_MONTH,
+    earliest_partitions,
+    parse_month,
+    service_partitions,
+)
 from taxi_assets.resources import LakeResource, PostgresResource, TaxiSourceResource
 from taxi_assets.services import SERVICES
+from taxi_assets.warehouse_engine import (
+    BIGQUERY,
+    POSTGRES,
+    WarehouseEngine,
+    engine_for_url,
+    warehouse_resources,
+)
+
+if TYPE_CHECKING:
+    from taxi_assets.resources.bigquery import BigQueryWarehouse
 
 
 def first_partition_month() -> str:
-    """``TAXI_FIRST_MONTH`` (``YYYY-MM``, default 2019-01), read once at load time.
+    """``TAXI_FIRST_MONTH`` (``YYYY-MM``, default 2019-01), read once at load time: no
+    service's partitions start before it (each starts at its own first month otherwise)."""
+    month = os.environ.get("TAXI_FIRST_MONTH", "").strip() or DEFAULT_FIRST_MONTH
+    parse_month(month)
+    return month
 
-    The only environment read while definitions load: the partition set is part of the
-    definitions, so it cannot wait for a run.
+
+def sensor_interval_seconds() -> int:
+    """``TAXI_SENSOR_INTERVAL_SECONDS`` (default 300), read once at load time: the minimum
+    interval of ``taxi_new_month_sensor`` (only that sensor) is part of its definition."""
+    raw = os.environ.get("TAXI_SENSOR_INTERVAL_SECONDS", "").strip()
+    if not raw:
+        return DEFAULT_SENSOR_INTERVAL_SECONDS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"TAXI_SENSOR_INTERVAL_SECONDS={raw!r} is not a whole number of seconds")
+    return int(raw)
+
+
+def warehouse_engine() -> WarehouseEngine:
+    """PostgreSQL or BigQuery: the scheme of ``TAXI_WAREHOUSE_URL`` (``postgresql://`` or
+    unset: PostgreSQL; ``bigquery://``: BigQuery), read once at load time.
+
+    The engine decides which resources, asset kinds and descriptions the definitions
+    hold, so it cannot wait for a run. Only the scheme is read here: the URL itself (a
+    secret for PostgreSQL) is read by the warehouse resource when a run starts.
     """
-    return os.environ.get("TAXI_FIRST_MONTH", "").strip() or DEFAULT_FIRST_MONTH
+    return engine_for_url(os.environ.get("TAXI_WAREHOUSE_URL"))
 
 
 def build_resources(
     *,
+    engine: WarehouseEngine = POSTGRES,
     source: TaxiSourceResource | None = None,
     lake: LakeResource | None = None,
-    warehouse: PostgresResource | None = None,
+    warehouse: PostgresResource | BigQueryWarehouse | None = None,
     quality_thresholds: QualityThresholds | None = None,
 ) -> dict[str, Any]:
     """Every resource the definitions need. Local and production differ only in
     configuration, read when a run starts: by default every setting comes from the
     environment. The lake and the warehouse are each set once here and shared by the
-    IO managers, the assets and the checks that use them."""
+    IO managers, the assets and the checks that use them; ``engine`` picks the
+    warehouse's resources (the same keys for both engines)."""
     lake = lake or LakeResource()
-    warehouse = warehouse or PostgresResource()
     return {
         "source": source or TaxiSourceResource(),
         "quality_thresholds": quality_thresholds or QualityThresholds(),
@@ -60,36 +103,55 @@ def build_resources(
         "lake": lake,
         "raw_io_manager": RawFileIOManager(lake=lake),
         "lake_io_manager": ParquetLakeIOManager(lake=lake),
-        "warehouse": warehouse,
-        "warehouse_io_manager": PostgresIOManager(database=warehouse),
+        **warehouse_resources(engine, warehouse),
     }
 
 
-def build_definitions(first_month: str) -> dg.Definitions:
-    monthly = monthly_partitions(first_month)
+def build_definitions(
+    first_month: str,
+    engine: WarehouseEngine = POSTGRES,
+    sensor_interval: int = DEFAULT_SENSOR_INTERVAL_SECONDS,
+) -> dg.Definitions:
+    partitions = service_partitions(first_month)
+    jobs = build_service_jobs()
     with warnings.catch_warnings():
         # backfill_policy is marked beta in Dagster 1.13; the policies are deliberate.
         warnings.simplefilter("ignore", dg.BetaWarning)
-        trip_assets = [a for s in SERVICES.values() for a in build_trip_assets(s, monthly)]
+        trip_assets = [
+            asset
+            for name, service in SERVICES.items()
+            for asset in build_trip_assets(service, partitions[name], engine)
+        ]
+    # BigQuery can also read the lake in place: optional external tables (no job runs them).
+    external: list[dg.AssetsDefinition] = []
+    if engine is BIGQUERY:
+        from taxi_assets.assets.lake_external import build_external_table_assets
+
+        external = build_external_table_assets()
     return dg.Definitions(
-        assets=[*trip_assets, *ZONE_ASSETS, *build_analytics_assets(monthly)],
-        asset_checks=build_asset_checks(monthly),
-        jobs=[build_monthly_job(), *build_service_jobs()],
+        assets=[
+            *trip_assets,
+            *build_zone_assets(engine),
+            *build_analytics_assets(earliest_partitions(first_month), engine),
+            *external,
+        ],
+        asset_checks=build_asset_checks(partitions),
+        jobs=list(jobs.values()),
         # Steps of a run execute in its own process, one after another: a subprocess per
         # step costs ~2-3 s of start-up (imports) for steps that stream in well under that,
         # and runs already parallelise across months (max_concurrent_runs).
         executor=dg.in_process_executor,
-        schedules=build_schedules(monthly),
+        schedules=build_schedules(jobs, partitions),
         sensors=[
-            build_new_month_sensor(monthly),
+            build_new_month_sensor(jobs, partitions, sensor_interval),
             build_automation_sensor(),
             *build_alert_sensors(),
         ],
-        resources=build_resources(),
+        resources=build_resources(engine=engine),
     )
 
 
-defs = build_definitions(first_partition_month())
+defs = build_definitions(first_partition_month(), warehouse_engine(), sensor_interval_seconds())
 
 # What the imports and definitions built (~200k tracked objects: Dagster's, pandas',
 # ours) lives as long as the process. Moving it out of the collector's generations saves

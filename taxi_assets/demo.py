@@ -1,9 +1,11 @@
 """``make demo``: the whole chain offline, from generated files to the warehouse.
 
-Generates two months of every service plus the zones, serves them on 127.0.0.1,
-materializes raw -> lake -> warehouse into the embedded PostgreSQL with the instance in
-``$DAGSTER_HOME`` (so the runs show in ``make dev``), and prints a summary. Running it
-again gives the same counts: every write replaces its partition.
+Generates two months of every service (yellow, green, FHV, FHVHV) plus the zones, serves
+them on 127.0.0.1, materializes raw -> lake -> warehouse into the embedded PostgreSQL with
+the instance in ``$DAGSTER_HOME`` (so the runs show in ``make dev``), and prints a summary.
+The source is ``auto``, as by default: the course's CSV.gz months for the taxis and FHV,
+TLC's Parquet for FHVHV (the course's FHVHV files have no fares). Running it again gives
+the same counts: every write replaces its partition.
 """
 
 import argparse
@@ -15,6 +17,7 @@ import dagster as dg
 from taxi_assets.assets.analytics import STATS_KEY
 from taxi_assets.definitions import defs
 from taxi_assets.devdata import MirrorServer, generate_mirror
+from taxi_assets.jobs import service_job_name
 from taxi_assets.pg.inspect import month_counts
 from taxi_assets.resources import PostgresResource
 from taxi_assets.services import LAYERS, SERVICES, trip_keys, zone_key
@@ -34,7 +37,7 @@ def run_demo(data_dir: Path, months: tuple[str, ...], rows: int) -> dict[str, di
         print(f"Serving generated TLC files from {mirror_root} at {mirror.url}")
         os.environ.update(
             {
-                "TAXI_SOURCE": "dtc",
+                "TAXI_SOURCE": "auto",
                 "TAXI_DTC_URL": mirror.url,
                 "TAXI_TLC_URL": mirror.url,
                 "TAXI_ZONES_URL": f"{mirror.url}/misc/taxi_zone_lookup.csv",
@@ -44,14 +47,16 @@ def run_demo(data_dir: Path, months: tuple[str, ...], rows: int) -> dict[str, di
         zones = everything.get_subset(asset_selection=set(ZONE_KEYS))
         if not zones.execute_in_process(instance=instance, run_config=QUIET).success:
             raise SystemExit("zones failed; see the log above")
-        monthly = defs.resolve_job_def("taxi_monthly_job")
         analytics = everything.get_subset(asset_selection={STATS_KEY})
         for month in months:
-            print(f"Materializing raw -> lake -> warehouse for {month} ...")
-            if not monthly.execute_in_process(
-                partition_key=month, instance=instance, run_config=QUIET
-            ).success:
-                raise SystemExit(f"month {month} failed; see the log above")
+            for service in SERVICES:
+                # One job per service: each service has its own partitions.
+                print(f"Materializing raw -> lake -> warehouse for {service} {month} ...")
+                job = defs.resolve_job_def(service_job_name(service))
+                if not job.execute_in_process(
+                    partition_key=month, instance=instance, run_config=QUIET
+                ).success:
+                    raise SystemExit(f"{service} {month} failed; see the log above")
             print(f"Computing analytics/monthly_zone_stats for {month} in PostgreSQL ...")
             if not analytics.execute_in_process(
                 partition_key=month, instance=instance, run_config=QUIET

@@ -1,4 +1,9 @@
-"""The monthly partitions shared by every trip asset: keys ``YYYY-MM``, and month arithmetic."""
+"""Monthly partitions (keys ``YYYY-MM``), one definition per service, and month arithmetic.
+
+Each service's partitions start at its first published month, bounded below by the
+configured first month (``TAXI_FIRST_MONTH``): months before a service existed are not
+partitions of it at all, so the UI never shows them as missing.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import re
 from datetime import date
 
 import dagster as dg
+
+from taxi_assets.services import SERVICES
 
 PARTITION_FORMAT = "%Y-%m"
 DEFAULT_FIRST_MONTH = "2019-01"
@@ -32,6 +39,14 @@ def monthly_partitions(first_month: str = DEFAULT_FIRST_MONTH) -> dg.MonthlyPart
     )
 
 
+def first_month_of(service_first_month: str, configured_first_month: str) -> str:
+    """The first partition of a service: its first published month, or the configured first
+    month when that is later. Both are ``YYYY-MM`` keys, which sort as months do."""
+    parse_month(service_first_month)
+    parse_month(configured_first_month)
+    return max(service_first_month, configured_first_month)
+
+
 def add_months(month: str, count: int) -> str:
     first = parse_month(month)
     index = first.year * 12 + first.month - 1 + count
@@ -41,3 +56,18 @@ def add_months(month: str, count: int) -> str:
 def lagged_month(today: date, lag: int) -> str:
     """The month that should have been published by ``today`` with a ``lag``-month delay."""
     return add_months(f"{today.year:04d}-{today.month:02d}", -lag)
+
+
+def service_partitions(first_month: str) -> dict[str, dg.MonthlyPartitionsDefinition]:
+    """Each service's monthly partitions: from its first published month (or ``first_month``
+    when that is later) to the last complete month."""
+    return {
+        name: monthly_partitions(first_month_of(service.first_published_month, first_month))
+        for name, service in SERVICES.items()
+    }
+
+
+def earliest_partitions(first_month: str) -> dg.MonthlyPartitionsDefinition:
+    """From the earliest service's first partition: for what spans every service (analytics)."""
+    earliest = min(service.first_published_month for service in SERVICES.values())
+    return monthly_partitions(first_month_of(earliest, first_month))

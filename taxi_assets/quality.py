@@ -1,11 +1,13 @@
 """Quality signals of a month of trips: plain functions over Arrow batches (no Dagster).
 
 Nothing here removes rows: the lake keeps every published row, and these numbers say how
-many rows look wrong, so that a user can decide. Default thresholds come from the real
-TLC samples in ``shared/tlc-samples`` (see ``DEFAULT_THRESHOLDS``).
+many rows look wrong, so that a user can decide. Each signal names the contract columns it
+needs, so a service gets exactly the signals its columns allow (FHV has no fares; FHVHV has
+request times, trip_time and driver_pay). Default thresholds come from the real TLC samples
+in ``shared/tlc-samples`` where one exists (see ``DEFAULT_THRESHOLDS``).
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -14,6 +16,8 @@ import pyarrow.compute as pc
 
 MAX_LOCATION_ID = 265
 ABSURD_DISTANCE_MILES = 500.0
+# The trip distance in miles: the taximeter's (yellow, green) or the app's (FHVHV).
+DISTANCE_COLUMNS = ("trip_distance", "trip_miles")
 
 # Share of rows above which a signal warns, set above what the real samples in
 # shared/tlc-samples show (measured with `measure`): pickups outside the month 0.08%
@@ -22,6 +26,9 @@ ABSURD_DISTANCE_MILES = 500.0
 # passenger_count 0 2.2% (yellow 2021-01); distances over 500 miles 0.08% (green 2024-01);
 # location IDs outside 1..265 and dropoff before pickup: none. The null-vendor block is
 # ~1-3% of a late-2020 month (the yellow 2020-01 sample is its head and tail, so 50%).
+# FHVHV's own signals (negative trip_time or driver_pay, pickup before request) have no
+# real sample with those columns to measure: their thresholds are a first guess, low
+# enough that a month unlike the others warns.
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "pickup_outside_month": 0.02,
     "dropoff_before_pickup": 0.005,
@@ -31,65 +38,142 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "location_out_of_range": 0.001,
     "passenger_count_zero": 0.05,
     "absurd_distance": 0.002,
+    "negative_trip_time_or_driver_pay": 0.01,
+    "pickup_before_request": 0.005,
 }
 
-
-@dataclass
-class QualityReport:
-    rows: int = 0
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DEFAULT_THRESHOLDS, 0))
-
-    def share(self, signal: str) -> float:
-        return self.counts[signal] / self.rows if self.rows else 0.0
-
-    def exceeded(self, thresholds: dict[str, float]) -> list[str]:
-        return [name for name, limit in thresholds.items() if self.share(name) > limit]
+Window = tuple[datetime, datetime] | None
 
 
 def _count(mask: pa.Array | pa.ChunkedArray) -> int:
     return int(pc.sum(pc.fill_null(mask, False).cast(pa.int64())).as_py() or 0)
 
 
-def _has(batch: pa.RecordBatch, name: str) -> bool:
-    return name in batch.schema.names
+def _distance(batch: pa.RecordBatch) -> pa.Array:
+    name = next(c for c in DISTANCE_COLUMNS if c in batch.schema.names)
+    return batch.column(name)
+
+
+def _outside_month(batch: pa.RecordBatch, window: Window) -> int:
+    if window is None:
+        return 0
+    pickup = batch.column("pickup_datetime")
+    start, end = (pa.scalar(t, pickup.type) for t in window)
+    return _count(pc.or_(pc.less(pickup, start), pc.greater_equal(pickup, end)))
+
+
+def _location_out_of_range(batch: pa.RecordBatch, _: Window) -> int:
+    total = 0
+    for column in ("pu_location_id", "do_location_id"):
+        ids = batch.column(column)
+        total += _count(pc.or_(pc.less(ids, 1), pc.greater(ids, MAX_LOCATION_ID)))
+    return total
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A count of suspicious rows. It applies to a service whose contract has every column
+    of ``needs`` and, when ``needs_one_of`` is set, at least one of those."""
+
+    name: str
+    needs: tuple[str, ...]
+    count: Callable[[pa.RecordBatch, Window], int]
+    needs_one_of: tuple[str, ...] = ()
+
+    def applies_to(self, columns: Iterable[str]) -> bool:
+        present = set(columns)
+        return set(self.needs) <= present and (
+            not self.needs_one_of or bool(present.intersection(self.needs_one_of))
+        )
+
+
+SIGNALS: tuple[Signal, ...] = (
+    Signal("pickup_outside_month", ("pickup_datetime",), _outside_month),
+    Signal(
+        "dropoff_before_pickup",
+        ("pickup_datetime", "dropoff_datetime"),
+        lambda b, _: _count(pc.less(b.column("dropoff_datetime"), b.column("pickup_datetime"))),
+    ),
+    Signal(
+        "negative_fare_or_total",
+        ("fare_amount", "total_amount"),
+        lambda b, _: _count(
+            pc.or_(pc.less(b.column("fare_amount"), 0), pc.less(b.column("total_amount"), 0))
+        ),
+    ),
+    Signal("null_vendor", ("vendor_id",), lambda b, _: b.column("vendor_id").null_count),
+    Signal(
+        "zero_distance",
+        (),
+        lambda b, _: _count(pc.equal(_distance(b), 0)),
+        needs_one_of=DISTANCE_COLUMNS,
+    ),
+    Signal("location_out_of_range", ("pu_location_id", "do_location_id"), _location_out_of_range),
+    Signal(
+        "passenger_count_zero",
+        ("passenger_count",),
+        lambda b, _: _count(pc.equal(b.column("passenger_count"), 0)),
+    ),
+    Signal(
+        "absurd_distance",
+        (),
+        lambda b, _: _count(pc.greater(_distance(b), ABSURD_DISTANCE_MILES)),
+        needs_one_of=DISTANCE_COLUMNS,
+    ),
+    Signal(
+        "negative_trip_time_or_driver_pay",
+        ("trip_time", "driver_pay"),
+        lambda b, _: _count(
+            pc.or_(pc.less(b.column("trip_time"), 0), pc.less(b.column("driver_pay"), 0))
+        ),
+    ),
+    Signal(
+        "pickup_before_request",
+        ("request_datetime", "pickup_datetime"),
+        lambda b, _: _count(pc.less(b.column("pickup_datetime"), b.column("request_datetime"))),
+    ),
+)
+
+
+def signals_for(columns: Iterable[str]) -> tuple[Signal, ...]:
+    """The signals a service's contract columns allow, in a fixed order."""
+    names = list(columns)
+    return tuple(signal for signal in SIGNALS if signal.applies_to(names))
+
+
+def signal_columns(signals: Iterable[Signal], columns: Iterable[str]) -> list[str]:
+    """The columns of ``columns`` that ``signals`` read (what to read from the lake)."""
+    wanted = {c for s in signals for c in (*s.needs, *s.needs_one_of)}
+    return [c for c in columns if c in wanted]
+
+
+@dataclass
+class QualityReport:
+    rows: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def share(self, signal: str) -> float:
+        return self.counts[signal] / self.rows if self.rows else 0.0
+
+    def exceeded(self, thresholds: dict[str, float]) -> list[str]:
+        return [name for name in self.counts if self.share(name) > thresholds[name]]
 
 
 def measure(
-    batches: Iterable[pa.RecordBatch], window: tuple[datetime, datetime] | None
+    batches: Iterable[pa.RecordBatch], window: Window, signals: Iterable[Signal] | None = None
 ) -> QualityReport:
-    """Count each quality signal over ``batches`` (a month of one service's lake rows)."""
+    """Count each signal over ``batches`` (a month of one service's lake rows); by default
+    every signal the first batch's columns allow."""
+    chosen = None if signals is None else tuple(signals)
     report = QualityReport()
     for batch in batches:
+        if chosen is None:
+            chosen = signals_for(batch.schema.names)
+        if not report.counts:
+            report.counts = {signal.name: 0 for signal in chosen}
         report.rows += batch.num_rows
-        counts = report.counts
-        pickup = batch.column("pickup_datetime")
-        if window is not None:
-            start, end = (pa.scalar(t, pickup.type) for t in window)
-            counts["pickup_outside_month"] += _count(
-                pc.or_(pc.less(pickup, start), pc.greater_equal(pickup, end))
-            )
-        if _has(batch, "dropoff_datetime"):
-            counts["dropoff_before_pickup"] += _count(
-                pc.less(batch.column("dropoff_datetime"), pickup)
-            )
-        if _has(batch, "fare_amount"):
-            counts["negative_fare_or_total"] += _count(
-                pc.or_(
-                    pc.less(batch.column("fare_amount"), 0),
-                    pc.less(batch.column("total_amount"), 0),
-                )
-            )
-        if _has(batch, "vendor_id"):
-            counts["null_vendor"] += batch.column("vendor_id").null_count
-        if _has(batch, "trip_distance"):
-            distance = batch.column("trip_distance")
-            counts["zero_distance"] += _count(pc.equal(distance, 0))
-            counts["absurd_distance"] += _count(pc.greater(distance, ABSURD_DISTANCE_MILES))
-        if _has(batch, "passenger_count"):
-            counts["passenger_count_zero"] += _count(pc.equal(batch.column("passenger_count"), 0))
-        for column in ("pu_location_id", "do_location_id"):
-            ids = batch.column(column)
-            counts["location_out_of_range"] += _count(
-                pc.or_(pc.less(ids, 1), pc.greater(ids, MAX_LOCATION_ID))
-            )
+        for signal in chosen:
+            report.counts[signal.name] += signal.count(batch, window)
+    if not report.counts and chosen is not None:
+        report.counts = {signal.name: 0 for signal in chosen}
     return report

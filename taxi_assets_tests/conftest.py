@@ -25,6 +25,7 @@ from taxi_assets_tests.lake_stores import (  # noqa: F401 - fixtures: the lake o
 from taxi_assets_tests.postgres_server import throwaway_server
 
 if TYPE_CHECKING:
+    from taxi_assets_tests.bq_emulator import BigQueryEmulator, EmulatedProject
     from taxi_assets_tests.gcs_emulator import GcsEmulator
     from taxi_assets_tests.http_faults import FaultyMirror
 
@@ -38,6 +39,9 @@ PROJECT_ENV = (
     "TAXI_LAKE_URL",
     "TAXI_WAREHOUSE_URL",
     "TAXI_FIRST_MONTH",
+    "TAXI_PRODUCTION",
+    "BIGQUERY_EMULATOR_HOST",
+    "TAXI_SENSOR_INTERVAL_SECONDS",
 )
 
 
@@ -91,6 +95,34 @@ def gcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
 
     with emulated_gcs(monkeypatch) as emulator:
         yield emulator
+
+
+@pytest.fixture(scope="session")
+def bq_emulator() -> Iterator[BigQueryEmulator]:
+    """bqemulator in a subprocess, started once per session (about 1 s)."""
+    import shutil
+    import tempfile
+
+    from taxi_assets_tests.bq_emulator import session_emulator
+
+    folder = Path(tempfile.mkdtemp(prefix="taxi-test-bq-"))
+    try:
+        with session_emulator(folder) as emulator:
+            yield emulator
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def bq_project(
+    bq_emulator: BigQueryEmulator, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[EmulatedProject]:
+    """A BigQuery project of this test's own on the emulator, which this process's
+    BigQuery clients use (``BIGQUERY_EMULATOR_HOST``); its datasets are dropped after."""
+    from taxi_assets_tests.bq_emulator import emulated_project
+
+    with emulated_project(bq_emulator, monkeypatch) as project:
+        yield project
 
 
 @pytest.fixture

@@ -40,10 +40,13 @@ class _Server(server.HTTPServer):
 class GcsEmulator:
     """An in-memory GCS on ``127.0.0.1``; ``host`` is the ``STORAGE_EMULATOR_HOST`` value."""
 
-    def __init__(self, buckets: tuple[str, ...] = (BUCKET,)) -> None:
+    def __init__(self, buckets: tuple[str, ...] = (BUCKET,), data_dir: Path | None = None) -> None:
         from gcp_storage_emulator.storage import Storage
 
-        self.storage = Storage(use_memory_fs=True)
+        # In memory, or on disk under data_dir (objects as plain files: see object_root).
+        self.storage = Storage(
+            use_memory_fs=data_dir is None, data_dir=str(data_dir) if data_dir else None
+        )
         handler = partial(_handler_class(), self)
         self._httpd = _Server(("127.0.0.1", 0), handler)
         self.port = self._httpd.server_address[1]
@@ -119,13 +122,22 @@ def _handler_class() -> type:
     return Handler
 
 
+def object_root(data_dir: Path) -> Path:
+    """Where an emulator on disk keeps object ``NAME`` of bucket ``B``: ``<root>/B/NAME``."""
+    from gcp_storage_emulator.settings import STORAGE_DIR
+
+    return data_dir / STORAGE_DIR
+
+
 @contextmanager
-def emulated_gcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
+def emulated_gcs(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path | None = None
+) -> Iterator[GcsEmulator]:
     """A running emulator with bucket ``taxi-lake``; this process points at it.
 
     Tests get it as conftest's ``gcs`` fixture.
     """
-    with GcsEmulator() as emulator:
+    with GcsEmulator(data_dir=data_dir) as emulator:
         point_at(emulator, monkeypatch)
         yield emulator
         forget_filesystems()

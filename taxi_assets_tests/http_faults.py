@@ -81,8 +81,10 @@ def _norm(path: str) -> str:
 
 
 class FaultyMirror(MirrorServer):
-    def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(root, host, port)
+    def __init__(
+        self, root: Path, host: str = "127.0.0.1", port: int = 0, missing_status: int = 404
+    ) -> None:
+        super().__init__(root, host, port, missing_status)
         self._lock = threading.Lock()
         self._faults: dict[str, deque[tuple[Fault, frozenset[str] | None]]] = defaultdict(deque)
         self._seen: dict[str, list[str]] = defaultdict(list)

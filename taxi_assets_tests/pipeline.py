@@ -15,7 +15,9 @@ import sqlalchemy as sa
 from taxi_assets.definitions import build_definitions, build_resources
 from taxi_assets.pg.inspect import month_counts
 from taxi_assets.resources import LakeResource, PostgresResource, TaxiSourceResource
+from taxi_assets.resources.bigquery import BigQueryWarehouse
 from taxi_assets.resources.postgres import sqlalchemy_url
+from taxi_assets.warehouse_engine import BIGQUERY, warehouse_resources
 
 REPO = Path(__file__).resolve().parents[1]
 _DEFS = build_definitions("2019-01")
@@ -29,6 +31,8 @@ def materializable(definitions: dg.Definitions) -> list[dg.AssetsDefinition]:
 
 
 ASSETS = materializable(_DEFS)
+# The same definitions with the warehouse in BigQuery (TAXI_WAREHOUSE_URL=bigquery://...).
+BIGQUERY_ASSETS = materializable(build_definitions("2019-01", BIGQUERY))
 
 
 def pipeline_resources(
@@ -51,6 +55,15 @@ def pipeline_resources(
         lake=LakeResource(url=None if lake is None else str(lake)),
         warehouse=PostgresResource(url=pg_url or "postgresql://unused@127.0.0.1:9/none"),
     )
+
+
+def bigquery_resources(
+    mirror_url: str, lake: Path | str | None, bigquery_url: str, source: str = "dtc"
+) -> dict[str, Any]:
+    """:func:`pipeline_resources` with the warehouse in BigQuery (``bigquery://PROJECT``)."""
+    resources = pipeline_resources(mirror_url, lake, source=source)
+    resources.update(warehouse_resources(BIGQUERY, BigQueryWarehouse(url=bigquery_url)))
+    return resources
 
 
 def project_env(
@@ -99,8 +112,9 @@ def run(
     run_config: dict[str, Any] | None = None,
 ) -> dg.ExecuteInProcessResult:
     keys = [selection] if isinstance(selection, str) else selection
+    bigquery = isinstance(resources.get("warehouse"), BigQueryWarehouse)
     return dg.materialize(
-        ASSETS,
+        BIGQUERY_ASSETS if bigquery else ASSETS,
         selection=[dg.AssetKey.from_user_string(key) for key in keys],
         partition_key=partition_key,
         resources=resources,
@@ -149,11 +163,13 @@ def warehouse_counts(pg_url: str, table: str) -> dict[str, int]:
 
 
 def warehouse_tables(pg_url: str) -> list[str]:
-    """The tables of schema ``warehouse``, sorted (none before a first load)."""
+    """The tables of schema ``warehouse``, sorted (none before a first load); a partitioned
+    table's months (its partitions) are not listed."""
     engine = engine_for(pg_url)
     with engine.connect() as connection:
         names = connection.exec_driver_sql(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'warehouse' "
+            "SELECT c.relname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'warehouse' AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
             "ORDER BY 1"
         ).scalars()
         tables = list(names)

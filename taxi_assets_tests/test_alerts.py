@@ -173,7 +173,7 @@ def test_webhook_errors_are_retried_then_reported_without_the_secret(
 def test_slack_markup_in_errors_is_escaped() -> None:
     summary = FailureSummary(
         run_id="0123456789",
-        job_name="taxi_monthly_job",
+        job_name="taxi_yellow_job",
         partition=None,
         assets=(),
         failed_steps=(("step", "Failure: x < 1 & y > 2"),),

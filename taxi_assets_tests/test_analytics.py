@@ -26,12 +26,24 @@ from taxi_assets_tests.pipeline import (
 
 STATS = "analytics/monthly_zone_stats"
 ZONES = ["raw/taxi_zone_lookup", "lake/taxi_zones", "warehouse/taxi_zones"]
-TRIPS = [
-    f"{layer}/{service}_tripdata"
-    for service in ("yellow", "green", "fhv")
-    for layer in ("raw", "lake", "warehouse")
-]
+SERVICES = ("yellow", "green", "fhv", "fhvhv")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# What an FHVHV rider paid: the base fare plus every charge and the tip (stats_sql.py).
+FHVHV_REVENUE = (
+    "base_passenger_fare",
+    "tolls",
+    "bcf",
+    "sales_tax",
+    "congestion_surcharge",
+    "airport_fee",
+    "tips",
+    "cbd_congestion_fee",
+)
+
+
+def trips(service: str) -> list[str]:
+    """A service's three layers: one run per service (each has its own partitions)."""
+    return [f"{layer}/{service}_tripdata" for layer in ("raw", "lake", "warehouse")]
 
 
 @pytest.fixture
@@ -42,13 +54,15 @@ def loaded(
     instance: dg.DagsterInstance,
     monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, Any]:
-    """Zones and both months of every service in the warehouse; the lake in tmp_path."""
+    """Zones and both months of every service in the warehouse; the lake in tmp_path. The
+    source is `auto`: the course's files, and TLC's Parquet for FHVHV (with fares)."""
     lake = tmp_path / "lake"
     monkeypatch.setenv("TAXI_LAKE_URL", str(lake))
-    resources = pipeline_resources(mirror.url, lake, pg_url)
+    resources = pipeline_resources(mirror.url, lake, pg_url, source="auto")
     assert run(ZONES, resources, instance).success
     for month in ("2021-01", "2021-02"):
-        assert run(TRIPS, resources, instance, month).success
+        for service in SERVICES:
+            assert run(trips(service), resources, instance, month).success
     return {"resources": resources, "lake": lake}
 
 
@@ -76,7 +90,7 @@ def test_stats_join_every_service_with_the_zones(
     rows = stats_rows(pg_url, "2021-01")
 
     # Every trip of the file month is counted once, under its service.
-    for service in ("yellow", "green", "fhv"):
+    for service in SERVICES:
         counted = sum(r["trips"] for r in rows if r["service"] == service)
         assert counted == warehouse_counts(pg_url, f"{service}_tripdata")["2021-01"]
 
@@ -87,7 +101,7 @@ def test_stats_join_every_service_with_the_zones(
         for r in fhv
     )
     assert any(r["avg_duration_min"] is not None for r in fhv)
-    taxis = [r for r in rows if r["service"] != "fhv"]
+    taxis = [r for r in rows if r["service"] in ("yellow", "green")]
     assert all(r["revenue"] is not None and r["avg_distance_mi"] is not None for r in taxis)
 
     # Boroughs come from the zones table; cross-check one cell against the lake in Arrow.
@@ -121,6 +135,25 @@ def test_stats_join_every_service_with_the_zones(
     valid = pc.filter(minutes, pc.and_(pc.greater(minutes, 0), pc.less_equal(minutes, 24 * 60)))
     assert cell["avg_duration_min"] == pytest.approx(pc.mean(valid).as_py(), rel=1e-9)
 
+    # FHVHV: no passengers; miles from trip_miles; revenue is what riders paid, each charge
+    # counted as 0 where null (airport_fee is typed null in this generated month).
+    fhvhv = lake_dataset(lake, "fhvhv_tripdata").to_table(
+        filter=(pads_field("year") == 2021) & (pads_field("month") == 1)
+    )
+    assert fhvhv.column("airport_fee").null_count == fhvhv.num_rows
+    in_manhattan = pc.is_in(fhvhv.column("pu_location_id"), value_set=manhattan)
+    rides = pc.filter(fhvhv, in_manhattan)
+    paid = [
+        sum(value or 0.0 for value in row.values())
+        for row in rides.select(list(FHVHV_REVENUE)).to_pylist()
+    ]
+    cell = next(r for r in rows if r["service"] == "fhvhv" and r["borough"] == "Manhattan")
+    assert cell["trips"] == rides.num_rows and cell["passengers"] is None
+    assert float(cell["revenue"]) == pytest.approx(sum(paid), abs=0.01)
+    miles = pc.filter(rides["trip_miles"], pc.greater_equal(rides["trip_miles"], 0))
+    assert cell["avg_distance_mi"] == pytest.approx(pc.mean(miles).as_py(), rel=1e-9)
+    assert all(r["passengers"] is None for r in rows if r["service"] == "fhvhv")
+
     meta = materialization_metadata(result, STATS)
     assert meta["dagster/partition_row_count"] == len(rows)
     assert meta["trips"] == sum(r["trips"] for r in rows)
@@ -141,7 +174,9 @@ def test_stats_join_every_service_with_the_zones(
     # Short enough for the UI to draw inline (the PNG opens behind "[Show Markdown]").
     assert len(meta["trips_per_day"]) < 1000
     assert "data:image/svg+xml," in meta["trips_per_day"]
-    for service in ("yellow", "green", "fhv"):
+    assert meta["services"] == ", ".join(SERVICES)
+    # Four services: the chart's caption names each (inline, or with the chart in `chart`).
+    for service in SERVICES:
         assert f"{service} (" in meta["trips_per_day"]
 
 
@@ -160,7 +195,7 @@ def test_month_is_replaced_and_neighbours_kept(
     assert february and all(str(r["partition_month"]) == "2021-02-01" for r in february)
 
 
-def test_missing_warehouse_tables_fail_clearly(
+def test_missing_zones_or_trips_fail_clearly(
     mirror: FaultyMirror, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
 ) -> None:
     resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
@@ -169,6 +204,26 @@ def test_missing_warehouse_tables_fail_clearly(
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = str(failure.step_failure_data.error)
     assert "warehouse.yellow_tripdata" in message and "materialize" in message
+    assert "warehouse.taxi_zones" in message
+
+
+def test_a_service_without_a_table_is_left_out(
+    mirror: FaultyMirror,
+    tmp_path: Path,
+    pg_url: str,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only yellow is loaded: the month is computed for yellow, not failed for the others."""
+    monkeypatch.setenv("TAXI_LAKE_URL", str(tmp_path / "lake"))
+    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+    assert run(ZONES, resources, instance).success
+    assert run(trips("yellow"), resources, instance, "2021-01").success
+    result = run(STATS, resources, instance, "2021-01")
+    rows = stats_rows(pg_url, "2021-01")
+    assert {r["service"] for r in rows} == {"yellow"}
+    assert sum(r["trips"] for r in rows) == warehouse_counts(pg_url, "yellow_tripdata")["2021-01"]
+    assert materialization_metadata(result, STATS)["services"] == "yellow"
 
 
 def pads_field(name: str):  # noqa: ANN201 - a pyarrow compute expression
@@ -203,9 +258,58 @@ def test_month_is_recomputed_once_every_input_is_loaded(
     months, cursor = requested(None)
     assert months == set()
     assert run(ZONES, resources, instance).success
-    assert run([k for k in TRIPS if "yellow" in k], resources, instance, "2021-01").success
+    assert run(trips("yellow"), resources, instance, "2021-01").success
     months, cursor = requested(cursor)
-    assert months == set()  # green and FHV of 2021-01 are not loaded yet
-    assert run([k for k in TRIPS if "yellow" not in k], resources, instance, "2021-01").success
+    assert months == set()  # green, FHV and FHVHV of 2021-01 are not loaded yet
+    for service in ("green", "fhv"):
+        assert run(trips(service), resources, instance, "2021-01").success
+    months, cursor = requested(cursor)
+    assert months == set()  # FHVHV 2021-01 is a partition of FHVHV: it waits for it
+    assert run(trips("fhvhv"), resources, instance, "2021-01").success
     months, cursor = requested(cursor)
     assert months == {"2021-01"}
+
+
+def test_a_month_before_a_service_existed_does_not_wait_for_it(
+    own_mirror: FaultyMirror,
+    tmp_path: Path,
+    pg_url: str,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """2019-01 is a partition of the analytics (from the earliest service) but not of FHVHV
+    (from 2019-02): automation computes it once the three other services are loaded, and
+    the month's stats hold those three."""
+    from taxi_assets import defs
+    from taxi_assets.devdata import write_month
+
+    for service in ("yellow", "green", "fhv"):
+        write_month(own_mirror.root, source="dtc", service=service, month="2019-01", rows=200)
+    monkeypatch.setenv("TAXI_LAKE_URL", str(tmp_path / "lake"))
+    resources = pipeline_resources(own_mirror.url, tmp_path / "lake", pg_url)
+    key = dg.AssetKey.from_user_string(STATS)
+    result = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, asset_selection=dg.AssetSelection.assets(key)
+    )
+    assert run(ZONES, resources, instance).success
+    for service in ("yellow", "green", "fhv"):
+        assert run(trips(service), resources, instance, "2019-01").success
+    result = dg.evaluate_automation_conditions(
+        defs=defs,
+        instance=instance,
+        asset_selection=dg.AssetSelection.assets(key),
+        cursor=result.cursor,
+    )
+    assert {str(p) for p in result.get_requested_partitions(key)} == {"2019-01"}
+    assert run(STATS, resources, instance, "2019-01").success
+    assert {r["service"] for r in stats_rows(pg_url, "2019-01")} == {"yellow", "green", "fhv"}
+    # FHVHV 2019-01 is no required parent partition: an asset backfill of the analytics
+    # would otherwise refuse the month ("depends on non-existent partitions").
+    parents = defs.resolve_asset_graph().get_parents_partitions(key, "2019-01")
+    assert not parents.required_but_nonexistent_parents_partitions
+    assert {p.asset_key.to_user_string() for p in parents.parent_partitions} == {
+        "warehouse/yellow_tripdata",
+        "warehouse/green_tripdata",
+        "warehouse/fhv_tripdata",
+        "warehouse/taxi_zones",
+    }

@@ -15,10 +15,16 @@ from taxi_assets.resources import LakeResource, TaxiSourceResource
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import pipeline_resources, run
 
+SERVICES = ("yellow", "green", "fhv", "fhvhv")
 
-def test_schedule_targets_the_lagged_month(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    schedule = defs.resolve_schedule_def("taxi_monthly_schedule")
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_has_a_schedule_for_the_lagged_month(
+    service: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    schedule = defs.resolve_schedule_def(f"taxi_{service}_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert schedule.job_name == f"taxi_{service}_job"
     context = dg.build_schedule_context(
         scheduled_execution_time=datetime(2021, 3, 1, 6),
         repository_def=defs.get_repository_def(),
@@ -29,6 +35,20 @@ def test_schedule_targets_the_lagged_month(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setenv("TAXI_PUBLICATION_LAG_MONTHS", "3")
     (request,) = schedule.evaluate_tick(context).run_requests or []
     assert request.partition_key == "2020-12"
+
+
+def test_a_schedule_skips_a_month_before_its_service(tmp_path: Path) -> None:
+    """2019-01 is a yellow month, not an FHVHV one (FHVHV starts 2019-02)."""
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2019, 3, 1, 6),
+        repository_def=defs.get_repository_def(),
+        resources={"lake": LakeResource(url=str(tmp_path / "lake"))},
+    )
+    yellow = defs.resolve_schedule_def("taxi_yellow_schedule").evaluate_tick(context)
+    assert [r.partition_key for r in yellow.run_requests or []] == ["2019-01"]
+    fhvhv = defs.resolve_schedule_def("taxi_fhvhv_schedule").evaluate_tick(context)
+    assert not fhvhv.run_requests
+    assert "2019-01 is outside the fhvhv partitions" in (fhvhv.skip_message or "")
 
 
 def test_month_math() -> None:
@@ -42,19 +62,23 @@ def evaluate_sensor(  # noqa: ANN201
     mirror: FaultyMirror,
     cursor: str | None = None,
     lake: Path | None = None,
+    source: str = "dtc",
+    tlc_url: str | None = None,
 ):
     sensor = defs.resolve_sensor_def("taxi_new_month_sensor")
-    source = TaxiSourceResource(
-        source="dtc",
+    resource = TaxiSourceResource(
+        source=source,
         dtc_url=mirror.url,
-        tlc_url=mirror.url,
-        attempts=1,
-        backoff_seconds=0.01,
+        tlc_url=tlc_url or mirror.url,
+        # The download policy: the sensor must not use it (one attempt per HEAD).
+        attempts=5,
+        backoff_seconds=2.0,
+        probe_timeout_seconds=1.0,
     )
     context = dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
-        resources={"source": source, "lake": LakeResource(url=str(lake) if lake else None)},
+        resources={"source": resource, "lake": LakeResource(url=str(lake) if lake else None)},
         repository_def=defs.get_repository_def(),
     )
     return sensor.evaluate_tick(context)
@@ -83,11 +107,8 @@ def test_sensor_requests_the_next_month_once_per_upstream_version(
     assert len(found.run_requests) == 1
     request = found.run_requests[0]
     assert request.partition_key == "2021-02"
-    assert {k.to_user_string() for k in request.asset_selection} == {
-        "raw/yellow_tripdata",
-        "lake/yellow_tripdata",
-        "warehouse/yellow_tripdata",
-    }
+    # The service's own job (raw, lake, warehouse): a target may not mix partitions.
+    assert request.job_name == "taxi_yellow_job"
     assert request.run_key.startswith("yellow:2021-02:")
 
     # TLC republishes 2021-01: a new ETag, a new request for that month.

@@ -64,6 +64,16 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
     assert {t["target"].split(",")[0] for t in report["targets"]} >= {"speedup vs course"}
     assert report["machine"]["cpus"] >= 1
     assert report["backfill"] is None
+    # The ingest core on TLC's layout: each month ONE row group, FHVHV with 25 columns.
+    for key in ("fhvhv_rows_per_s", "fhvhv_peak_rss_mb", "tlc_parquet_peak_rss_mb"):
+        assert _positive(report[key]), (key, report[key])
+    tlc_months = report["tlc_layout"]["months"]
+    assert {(m["service"], m["row_groups"]) for m in tlc_months} == {("fhvhv", 1), ("yellow", 1)}
+    assert {m["columns"] for m in tlc_months if m["service"] == "fhvhv"} == {25}
+    for month in tlc_months:
+        assert month["core"]["rows"] == month["rows"], month["service"]  # every row loaded
+    judged = " ".join(t["target"] for t in report["targets"])
+    assert "FHVHV" in judged and "yellow TLC-layout" in judged
 
 
 @pytest.mark.slow
@@ -111,6 +121,41 @@ def test_quick_backfill_benchmark_loads_every_month(tmp_path: Path) -> None:
     assert backfill["daemon_stop"]["clean"], backfill["daemon_stop"]
     assert backfill["target"]["met"] is None  # not judged on smoke-test data
     assert len(backfill["load_average_before"]) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_quick_history_benchmark_loads_every_month_through_the_daemon(tmp_path: Path) -> None:
+    """`make bench-history` on tiny months (a thousandth of the rows), as the lead runs it
+    at full size: generation, the daemon, every month's count, the report's keys."""
+    out = tmp_path / "history.json"
+    work = tmp_path / "history"
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.history", "--quick", "--out", str(out),
+         "--work-dir", str(work)],
+        cwd=ROOT, capture_output=True, text=True, timeout=230,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert "History benchmark: 4 months, 29,518 rows (quick)" in completed.stdout
+    report = json.loads(out.read_text())
+    expected = {"2019-01": 7_667, "2019-02": 7_019, "2019-03": 7_832, "2020-03": 7_000}
+    assert report["rows_loaded"] == {"yellow": expected}
+    assert report["rows_total"] == sum(expected.values())
+    for key in ("sustained_rows_per_s", "per_run_fixed_overhead_s", "peak_rss_run_mb"):
+        assert _positive(report[key]), (key, report[key])
+    assert report["backfill"]["runs"] == 4 and report["backfill"]["failed_runs"] == 0
+    assert report["backfill"]["instance"]["max_concurrent_runs"] == 2  # dagster.yaml
+    for layer in ("source", "raw", "lake", "warehouse"):
+        assert _positive(report["backfill"]["disk_bytes"][layer]), layer
+    for name in ("extrapolation_full_history", "extrapolation_course_dataset"):
+        assert _positive(report[name]["hours_at_sustained_rate"]), name
+    assert report["generation"]["generated_months"] and report["generation"]["generation_s"] >= 0
+    # The month-replace figures (4 months of 5,000 rows in --quick; 36 at full size).
+    replace = report["month_replace"]
+    assert _positive(report["swap_lock_ms_1"]) and _positive(replace["month_replace_ratio_4_vs_1"])
+    assert replace["at_4"]["dead_tuples_other_months"] == 0
+    assert all(target["met"] is None for target in report["targets"])  # not judged on --quick
+    assert not (work / "months").exists() and not (work / "run").exists()  # removed (no --keep)
 
 
 def _all_types(rows: int) -> pa.Table:

@@ -8,7 +8,6 @@ import dagster as dg
 import pyarrow as pa
 import sqlalchemy as sa
 
-from taxi_assets.partitions import monthly_partitions
 from taxi_assets.quality import DEFAULT_THRESHOLDS, measure
 from taxi_assets.resources.postgres import sqlalchemy_url
 from taxi_assets_tests.http_faults import FaultyMirror
@@ -69,9 +68,7 @@ def test_reconciliation_fails_when_the_warehouse_lost_rows(
     engine.dispose()
     check = dg.AssetCheckKey(dg.AssetKey(["warehouse", "green_tripdata"]), "rows_match_lake")
     # Run only the check, as "Execute check" in the UI does.
-    job = dg.define_asset_job(
-        "check_only", selection=dg.AssetSelection.checks(check), partitions_def=monthly_partitions()
-    )
+    job = dg.define_asset_job("check_only", selection=dg.AssetSelection.checks(check))
     definitions = dg.Definitions(assets=ASSETS, jobs=[job], resources=resources)
     result = definitions.resolve_job_def("check_only").execute_in_process(
         tags={"dagster/partition": "2021-01"}, instance=instance, raise_on_error=False
@@ -115,4 +112,91 @@ def test_quality_signals_count_without_removing() -> None:
         "passenger_count_zero": 1,
         "absurd_distance": 1,
     }
-    assert set(report.exceeded(DEFAULT_THRESHOLDS)) == set(DEFAULT_THRESHOLDS)
+    assert set(report.exceeded(DEFAULT_THRESHOLDS)) == set(report.counts)
+
+
+def test_each_service_gets_the_signals_its_columns_allow() -> None:
+    from taxi_assets.contracts import CONTRACTS
+    from taxi_assets.quality import signals_for
+
+    def names(service: str) -> set[str]:
+        return {signal.name for signal in signals_for(CONTRACTS[service].column_names)}
+
+    assert (
+        names("yellow")
+        == names("green")
+        == {
+            "pickup_outside_month",
+            "dropoff_before_pickup",
+            "negative_fare_or_total",
+            "null_vendor",
+            "zero_distance",
+            "location_out_of_range",
+            "passenger_count_zero",
+            "absurd_distance",
+        }
+    )
+    assert names("fhv") == {
+        "pickup_outside_month",
+        "dropoff_before_pickup",
+        "location_out_of_range",
+    }
+    assert names("fhvhv") == {
+        "pickup_outside_month",
+        "dropoff_before_pickup",
+        "zero_distance",
+        "location_out_of_range",
+        "absurd_distance",
+        "negative_trip_time_or_driver_pay",
+        "pickup_before_request",
+    }
+    assert set(DEFAULT_THRESHOLDS) == {name for s in ("yellow", "fhvhv") for name in names(s)}
+
+
+def test_fhvhv_signals_count_its_own_columns() -> None:
+    month = (datetime(2021, 1, 1), datetime(2021, 2, 1))
+    ts = pa.timestamp("us")
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "request_datetime": pa.array(
+                [datetime(2021, 1, 5, 10), datetime(2021, 1, 5, 10, 30), None, None], ts
+            ),
+            "pickup_datetime": pa.array(
+                [
+                    datetime(2021, 1, 5, 10, 5),
+                    datetime(2021, 1, 5, 10, 20),
+                    datetime(2021, 2, 1),
+                    None,
+                ],
+                ts,
+            ),
+            "dropoff_datetime": pa.array(
+                [
+                    datetime(2021, 1, 5, 10, 25),
+                    datetime(2021, 1, 5, 10, 40),
+                    datetime(2021, 2, 1, 1),
+                    None,
+                ],
+                ts,
+            ),
+            "pu_location_id": pa.array([1, 265, 5, None], pa.int32()),
+            "do_location_id": pa.array([3, 4, 5, None], pa.int32()),
+            "trip_miles": [2.5, 0.0, 501.0, None],
+            "trip_time": pa.array([1200, -60, 3600, None], pa.int64()),
+            "driver_pay": [10.0, 8.0, -3.5, None],
+        }
+    )
+    report = measure([batch], month)
+    assert report.counts == {
+        "pickup_outside_month": 1,
+        "dropoff_before_pickup": 0,
+        "zero_distance": 1,
+        "location_out_of_range": 0,
+        "absurd_distance": 1,
+        "negative_trip_time_or_driver_pay": 2,
+        "pickup_before_request": 1,
+    }
+    assert set(report.exceeded(DEFAULT_THRESHOLDS)) == set(report.counts) - {
+        "dropoff_before_pickup",
+        "location_out_of_range",
+    }

@@ -1,4 +1,5 @@
-"""The commands the README gives, run for real: `dagster asset materialize`, `dagster job execute`."""
+"""The commands the README gives, run for real: `dagster asset materialize`, `dagster job
+execute`, `python -m taxi_assets.cli months backfill`, `dg`."""
 
 import gzip
 import hashlib
@@ -11,10 +12,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.lake_stores import LakeStore
-from taxi_assets_tests.pipeline import cli_env, warehouse_counts, warehouse_tables
+from taxi_assets_tests.pipeline import cli_env, engine_for, warehouse_counts, warehouse_tables
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
@@ -34,7 +36,7 @@ def published_rows(mirror: FaultyMirror, service: str, month: str) -> int:
 
 
 @pytest.mark.slow
-def test_cli_materializes_raw_lake_and_the_monthly_job(
+def test_cli_materializes_raw_lake_and_a_service_job(
     mirror: FaultyMirror, tmp_path: Path, pg_url: str
 ) -> None:
     lake = tmp_path / "lake"
@@ -53,11 +55,10 @@ def test_cli_materializes_raw_lake_and_the_monthly_job(
     tags = json.dumps({"dagster/partition": "2021-01"})
     for _ in range(2):  # a second run leaves the same rows
         dagster(
-            ["job", "execute", "-m", "taxi_assets", "-j", "taxi_monthly_job", "--tags", tags], env
+            ["job", "execute", "-m", "taxi_assets", "-j", "taxi_yellow_job", "--tags", tags], env
         )
-        for service in ("yellow", "green", "fhv"):
-            expected = {"2021-01": published_rows(mirror, service, "2021-01")}
-            assert warehouse_counts(pg_url, f"{service}_tripdata") == expected
+        expected = {"2021-01": published_rows(mirror, "yellow", "2021-01")}
+        assert warehouse_counts(pg_url, "yellow_tripdata") == expected
 
     dagster(
         [
@@ -80,15 +81,126 @@ def test_a_service_job_loads_that_service_where_others_are_not_published(
     own_mirror: FaultyMirror, tmp_path: Path, pg_url: str
 ) -> None:
     """`taxi_green_job` (the job a one-service backfill uses) for a month only green has."""
-    for service in ("yellow", "fhv"):
+    for service in ("yellow", "fhv", "fhvhv"):
         (Path(own_mirror.root) / service / f"{service}_tripdata_2021-02.csv.gz").unlink()
     env = cli_env(tmp_path, own_mirror.url, tmp_path / "lake", pg_url)
     tags = json.dumps({"dagster/partition": "2021-02"})
     dagster(["job", "execute", "-m", "taxi_assets", "-j", "taxi_green_job", "--tags", tags], env)
     expected = {"2021-02": published_rows(own_mirror, "green", "2021-02")}
     assert warehouse_counts(pg_url, "green_tripdata") == expected
-    for service in ("yellow", "fhv"):
+    for service in ("yellow", "fhv", "fhvhv"):
         assert own_mirror.requests_seen(f"/{service}/{service}_tripdata_2021-02.csv.gz") == []
+
+
+FHVHV_KEYS = "raw/fhvhv_tripdata,lake/fhvhv_tripdata,warehouse/fhvhv_tripdata"
+
+
+def warehouse_types(pg_url: str, table: str) -> dict[str, str]:
+    engine = engine_for(pg_url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'warehouse' AND table_name = :t"
+            ),
+            {"t": table},
+        ).all()
+    engine.dispose()
+    return dict(rows)
+
+
+@pytest.mark.slow
+def test_fhvhv_months_of_every_layout_load_every_row_with_contract_types(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """TLC's Parquet layout of 2021-01 (24 columns, int64 IDs, a null-typed airport_fee)
+    and of 2025-01 (25 columns, int32 IDs, large_string flags), each as ONE row group like
+    TLC's files, the course's 7-column CSV.gz, and its 2021-06 file in the FHV layout (no
+    license number), through `dagster asset materialize`."""
+    from taxi_assets.contracts import FHVHV
+    from taxi_assets.devdata import write_month, write_zones
+
+    root = tmp_path / "mirror"
+    write_zones(root)
+    layouts = [
+        ("tlc", "2021-01", 24),
+        ("tlc", "2025-01", 25),
+        ("dtc", "2021-02", 7),
+        ("dtc", "2021-06", 7),
+    ]
+    published = {}
+    for source, month, columns in layouts:
+        path = write_month(
+            root, source=source, service="fhvhv", month=month, rows=3_000 + columns,
+            single_row_group=True,
+        )  # fmt: skip
+        if source == "tlc":
+            footer = pq.ParquetFile(path).metadata
+            assert (footer.num_columns, footer.num_row_groups) == (columns, 1)
+        published[month] = 3_000 + columns
+    lake = tmp_path / "lake"
+    with FaultyMirror(root, missing_status=403) as mirror:
+        for source, month, _ in layouts:
+            env = {**cli_env(tmp_path, mirror.url, lake, pg_url), "TAXI_SOURCE": source}
+            dagster(
+                ["asset", "materialize", "-m", "taxi_assets", "--select", FHVHV_KEYS,
+                 "--partition", month],
+                env,
+            )  # fmt: skip
+    assert warehouse_counts(pg_url, "fhvhv_tripdata") == published
+    for source, month, _ in layouts:
+        folder = lake / "lake" / "fhvhv_tripdata" / f"year={month[:4]}" / f"month={month[5:]}"
+        table = pq.read_table(next(folder.glob("*.parquet")))
+        assert table.num_rows == published[month]
+        assert table.schema.equals(FHVHV.schema), month  # contract types, every layout
+        fares = table.column("base_passenger_fare").null_count
+        assert fares == (published[month] if source == "dtc" else 0), month
+        licenses = table.column("hvfhs_license_num").null_count
+        assert licenses == (published[month] if month == "2021-06" else 0), month
+    types = warehouse_types(pg_url, "fhvhv_tripdata")
+    assert types["pu_location_id"] == "integer" and types["trip_time"] == "bigint"
+    assert types["pickup_datetime"] == "timestamp without time zone"
+    assert (
+        types["shared_match_flag"] == "text" and types["base_passenger_fare"] == "double precision"
+    )
+
+
+@pytest.mark.slow
+def test_months_backfill_submits_every_service_as_one_asset_backfill(
+    mirror: FaultyMirror, tmp_path: Path
+) -> None:
+    """The README's "every service for one month" command: one asset backfill, each service
+    over its own months (the daemon test runs such a backfill to the end)."""
+    import dagster as dg
+
+    env = cli_env(tmp_path, mirror.url, tmp_path / "lake")
+    done = subprocess.run(
+        [sys.executable, "-m", "taxi_assets.cli", "months", "backfill", "2019-01", "--to", "2019-02"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "fhvhv: raw, lake, warehouse for 2019-02" in done.stdout
+    assert "yellow: raw, lake, warehouse for 2019-01..2019-02" in done.stdout
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        (backfill,) = instance.get_backfills()
+        assert backfill.asset_backfill_data is not None  # an asset backfill, not a job's
+        target = backfill.asset_backfill_data.target_subset
+        months = {
+            key.to_user_string(): sorted(subset.get_partition_keys())
+            for key, subset in target.partitions_subsets_by_asset_key.items()
+        }
+    assert backfill.title == "every service, 2019-01..2019-02"
+    assert months["raw/fhvhv_tripdata"] == months["warehouse/fhvhv_tripdata"] == ["2019-02"]
+    for service in ("yellow", "green", "fhv"):
+        assert months[f"lake/{service}_tripdata"] == ["2019-01", "2019-02"]
+    assert len(months) == 12
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "taxi_assets.cli", "months", "backfill", "2019-13"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert "not a month in YYYY-MM form" in refused.stderr
 
 
 def test_make_stop_stops_the_embedded_warehouse(tmp_path: Path) -> None:

@@ -556,3 +556,159 @@ def test_parquet_empty_table_warns(tmp_path: Path) -> None:
     warnings: list[str] = []
     assert read(path, "green", warnings).num_rows == 0
     assert warnings
+
+
+# --- FHVHV: TLC's Parquet types by era, and the course's CSV layouts ---------------------
+
+FHVHV_FLAGS = (
+    "shared_request_flag",
+    "shared_match_flag",
+    "access_a_ride_flag",
+    "wav_request_flag",
+    "wav_match_flag",
+)
+FHVHV_MONEY = (
+    "base_passenger_fare",
+    "tolls",
+    "bcf",
+    "sales_tax",
+    "congestion_surcharge",
+    "airport_fee",
+    "tips",
+    "driver_pay",
+)
+
+
+def fhvhv_tlc_table(
+    *, ids: pa.DataType, text: pa.DataType, null_typed: tuple[str, ...] = (), cbd: bool = False
+) -> pa.Table:
+    """Three trips with TLC's FHVHV Parquet column names, written with exactly the types
+    TLC publishes for an era: ``ids`` for the location IDs, ``text`` for the strings,
+    ``null_typed`` columns of type null (no value at all)."""
+    ts = pa.timestamp("us")
+
+    def at(hour: int, minute: int) -> dt.datetime:
+        return dt.datetime(2021, 1, 1, hour, minute)
+
+    columns: dict[str, pa.Array] = {
+        "hvfhs_license_num": pa.array(["HV0003", "HV0005", "HV0003"], text),
+        "dispatching_base_num": pa.array(["B02764", "B02510", "B02875"], text),
+        "originating_base_num": pa.array(["B02764", None, "B02875"], text),
+        "request_datetime": pa.array([at(0, 1), at(0, 20), at(23, 50)], ts),
+        "on_scene_datetime": pa.array([at(0, 4), None, at(23, 55)], ts),
+        "pickup_datetime": pa.array([at(0, 5), at(0, 28), at(23, 58)], ts),
+        "dropoff_datetime": pa.array([at(0, 20), at(0, 41), dt.datetime(2021, 1, 2, 0, 9)], ts),
+        "PULocationID": pa.array([174, 132, 265], ids),
+        "DOLocationID": pa.array([18, 236, 1], ids),
+        "trip_miles": pa.array([2.84, 17.3, 0.0]),
+        "trip_time": pa.array([900, 780, 660], pa.int64()),
+        **{name: pa.array([10.5, 45.0, 7.25]) for name in FHVHV_MONEY},
+        **{name: pa.array(["N", "Y", " "], text) for name in FHVHV_FLAGS},
+    }
+    if cbd:
+        columns["cbd_congestion_fee"] = pa.array([1.5, 0.0, None])
+    for name in null_typed:
+        columns[name] = pa.nulls(3)
+    return pa.table(columns)
+
+
+@pytest.mark.parametrize(
+    ("era", "ids", "text", "null_typed", "cbd"),
+    [
+        ("2021-01", pa.int64(), pa.string(), ("airport_fee",), False),
+        ("2019-06", pa.int64(), pa.string(), ("airport_fee", "wav_match_flag"), False),
+        ("2023-02", pa.int32(), pa.large_string(), (), False),
+        ("2025-01", pa.int32(), pa.large_string(), (), True),
+    ],
+)
+def test_fhvhv_parquet_types_of_every_era(
+    tmp_path: Path,
+    era: str,
+    ids: pa.DataType,
+    text: pa.DataType,
+    null_typed: tuple[str, ...],
+    cbd: bool,
+) -> None:
+    source = fhvhv_tlc_table(ids=ids, text=text, null_typed=null_typed, cbd=cbd)
+    assert source.num_columns == (25 if cbd else 24)
+    path = tmp_path / f"fhvhv_tripdata_{era}.parquet"
+    pq.write_table(source, path, row_group_size=3)  # one row group, as TLC writes them
+    assert pq.read_schema(path).field("PULocationID").type == ids  # the published types
+    assert pq.read_schema(path).field("shared_match_flag").type == text
+    table = read(path, "fhvhv")
+    assert table.num_rows == 3
+    assert table["pu_location_id"].to_pylist() == [174, 132, 265]
+    assert table["trip_time"].to_pylist() == [900, 780, 660]
+    assert table["request_datetime"][0].as_py() == dt.datetime(2021, 1, 1, 0, 1)
+    assert table["originating_base_num"].to_pylist() == ["B02764", None, "B02875"]
+    for flag in FHVHV_FLAGS:
+        expected = [None] * 3 if flag in null_typed else ["N", "Y", " "]
+        assert table[flag].to_pylist() == expected, flag  # as published, blank kept
+    for money in FHVHV_MONEY:
+        amounts = [None] * 3 if money in null_typed else [10.5, 45.0, 7.25]
+        assert table[money].to_pylist() == amounts, money
+    assert table["cbd_congestion_fee"].to_pylist() == ([1.5, 0.0, None] if cbd else [None] * 3)
+    for course_only in ("sr_flag", "affiliated_base_number"):
+        assert table[course_only].null_count == 3
+
+
+def test_fhvhv_course_csv_layout(tmp_path: Path) -> None:
+    text = (
+        "hvfhs_license_num,dispatching_base_num,pickup_datetime,dropoff_datetime,"
+        "PULocationID,DOLocationID,SR_Flag\n"
+        "HV0003,B02682,2021-01-01 00:33:44,2021-01-01 00:49:07,230,166,\n"
+        "HV0005,B02510,2021-01-01 00:55:19,2021-01-01 01:18:21,152,167,1\n"
+    )
+    table = read(write(tmp_path, "fhvhv_tripdata_2021-01.csv.gz", text), "fhvhv")
+    assert table["hvfhs_license_num"].to_pylist() == ["HV0003", "HV0005"]
+    assert table["sr_flag"].to_pylist() == [None, "1"]
+    assert table["dropoff_datetime"][1].as_py() == dt.datetime(2021, 1, 1, 1, 18, 21)
+    assert table["base_passenger_fare"].null_count == 2  # the course's files have no fares
+
+
+def test_fhvhv_non_numeric_fare_names_file_row_and_column(tmp_path: Path) -> None:
+    source = fhvhv_tlc_table(ids=pa.int64(), text=pa.string())
+    fares = pa.array(["10.50", "45", "n/a"])
+    source = source.set_column(
+        source.column_names.index("base_passenger_fare"), "base_passenger_fare", fares
+    )
+    path = tmp_path / "fhvhv_tripdata_2021-01.parquet"
+    pq.write_table(source, path)
+    with pytest.raises(InvalidValueError) as raised:
+        read(path, "fhvhv")
+    assert (raised.value.file_name, raised.value.row, raised.value.column) == (
+        path.name,
+        3,
+        "base_passenger_fare",
+    )
+    assert str(raised.value).startswith(
+        f"{path.name}: data row 3, column 'base_passenger_fare': invalid value 'n/a'"
+    )
+
+
+def test_fhvhv_unknown_layout_lists_unknown_and_expected(tmp_path: Path) -> None:
+    source = fhvhv_tlc_table(ids=pa.int64(), text=pa.string()).rename_columns(
+        ["ride_id", *fhvhv_tlc_table(ids=pa.int64(), text=pa.string()).column_names[1:]]
+    )
+    path = tmp_path / "fhvhv_tripdata_2021-01.parquet"
+    pq.write_table(source, path)
+    with pytest.raises(UnknownColumnsError) as raised:
+        read(path, "fhvhv")
+    assert raised.value.unknown == ["ride_id"]
+    assert "hvfhs_license_num" in raised.value.expected and "trip_miles" in raised.value.expected
+
+
+def test_one_row_group_is_read_in_batches(tmp_path: Path) -> None:
+    """TLC's whole month in ONE row group: the reader still hands out 65,536-row batches
+    (memory follows the batch; the benchmarks measure it at 20M rows)."""
+    rows = 150_000
+    table = pa.table(
+        {"PULocationID": pa.array(range(rows), pa.int64()), "trip_miles": pa.array([1.0] * rows)}
+    )
+    table = table.append_column("pickup_datetime", pa.array([dt.datetime(2021, 1, 1)] * rows))
+    path = tmp_path / "fhvhv_tripdata_2021-01.parquet"
+    pq.write_table(table, path, row_group_size=rows)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1
+    reader = open_contract_reader(path, file_name=path.name, contract=CONTRACTS["fhvhv"])
+    sizes = [batch.num_rows for batch in reader]
+    assert sizes == [65_536, 65_536, rows - 2 * 65_536]

@@ -81,6 +81,35 @@ EXPECTED_COLUMNS = {
         "sr_flag",
         "affiliated_base_number",
     ],
+    "fhvhv": [
+        "hvfhs_license_num",
+        "dispatching_base_num",
+        "originating_base_num",
+        "request_datetime",
+        "on_scene_datetime",
+        "pickup_datetime",
+        "dropoff_datetime",
+        "pu_location_id",
+        "do_location_id",
+        "trip_miles",
+        "trip_time",
+        "base_passenger_fare",
+        "tolls",
+        "bcf",
+        "sales_tax",
+        "congestion_surcharge",
+        "airport_fee",
+        "tips",
+        "driver_pay",
+        "shared_request_flag",
+        "shared_match_flag",
+        "access_a_ride_flag",
+        "wav_request_flag",
+        "wav_match_flag",
+        "cbd_congestion_fee",
+        "sr_flag",
+        "affiliated_base_number",
+    ],
     "zones": ["location_id", "borough", "zone", "service_zone"],
 }
 # Optional columns appended for the pre-2016 layouts (see the contract descriptions).
@@ -95,6 +124,7 @@ LEGACY_COLUMNS = {
     ],
     "green": ["pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude"],
     "fhv": [],
+    "fhvhv": [],
     "zones": [],
 }
 INT_COLUMNS = {
@@ -117,21 +147,31 @@ TEXT_COLUMNS = {
     "service_zone",
     "vendor_name",
     "payment_type_text",
+    "hvfhs_license_num",
+    "originating_base_num",
+    "shared_request_flag",
+    "shared_match_flag",
+    "access_a_ride_flag",
+    "wav_request_flag",
+    "wav_match_flag",
 }
+# Where a contract types a column unlike the tables above: FHVHV keeps trip_time as TLC's
+# int64 seconds and SR_Flag as published text (its other flags are text too).
+OWN_TYPES = {"fhvhv": {"trip_time": pa.int64(), "sr_flag": pa.string()}}
 
 
 # --- contracts -------------------------------------------------------------------------
 
 
 def test_contract_registry() -> None:
-    assert set(CONTRACTS) == {"yellow", "green", "fhv", "zones"}
+    assert set(CONTRACTS) == {"yellow", "green", "fhv", "fhvhv", "zones"}
     for key, contract in CONTRACTS.items():
         assert isinstance(contract, Contract)
         assert contract.name == key
         assert contract.version == "1"
         assert all(isinstance(c, ContractColumn) for c in contract.columns)
     assert CONTRACTS["zones"].time_column is None
-    for key in ("yellow", "green", "fhv"):
+    for key in ("yellow", "green", "fhv", "fhvhv"):
         assert CONTRACTS[key].time_column == "pickup_datetime"
 
 
@@ -140,7 +180,9 @@ def test_contract_columns_and_types(key: str) -> None:
     contract = CONTRACTS[key]
     assert [c.name for c in contract.columns] == EXPECTED_COLUMNS[key] + LEGACY_COLUMNS[key]
     for col in contract.columns:
-        if col.name in INT_COLUMNS:
+        if col.name in OWN_TYPES.get(key, {}):
+            assert col.type == OWN_TYPES[key][col.name], col.name
+        elif col.name in INT_COLUMNS:
             assert col.type == pa.int32(), col.name
         elif col.name in TEXT_COLUMNS:
             assert col.type == pa.string(), col.name
@@ -197,6 +239,12 @@ def test_contract_schema_metadata(key: str) -> None:
         ("fhv", "DOlocationID", "do_location_id"),
         ("fhv", "SR_Flag", "sr_flag"),
         ("fhv", "Affiliated_base_number", "affiliated_base_number"),
+        ("fhvhv", "PULocationID", "pu_location_id"),
+        ("fhvhv", "PUlocationID", "pu_location_id"),
+        ("fhvhv", "dropOff_datetime", "dropoff_datetime"),
+        ("fhvhv", "SR_Flag", "sr_flag"),
+        ("fhvhv", "Affiliated_base_number", "affiliated_base_number"),
+        ("fhvhv", "hvfhs_license_num", "hvfhs_license_num"),
         ("zones", "LocationID", "location_id"),
         ("zones", "Borough", "borough"),
         ("zones", "Zone", "zone"),
@@ -312,6 +360,20 @@ def test_sample_fhv_dtc_layout() -> None:
     assert table["affiliated_base_number"].null_count == 34
     assert table["sr_flag"].to_pylist() == [0] * 100  # `N` in this mirror
     assert table["pu_location_id"].null_count == 0
+
+
+def test_sample_fhvhv_in_the_course_fhv_layout() -> None:
+    """The course mirror's FHVHV 2021-06 file has the FHV layout: no license number."""
+    table = _read_sample("fhvhv_tripdata_2021-06.dtc-fhv-layout.head100.csv", "fhvhv")
+    assert table.num_rows == 100
+    assert table["hvfhs_license_num"].null_count == 100  # kept, with a null license
+    assert table["affiliated_base_number"].null_count == 34
+    assert table["sr_flag"].to_pylist() == ["N"] * 100  # as published
+    assert table["dispatching_base_num"][0].as_py() == "B02764"
+    assert table["pickup_datetime"][0].as_py() == dt.datetime(2021, 6, 1, 0, 2, 41)
+    assert table["pu_location_id"].to_pylist()[:2] == [174, 32]
+    for column in ("base_passenger_fare", "trip_miles", "trip_time", "request_datetime"):
+        assert table[column].null_count == 100, column  # not in this layout
 
 
 def test_sample_fhv_2015_02() -> None:

@@ -3,8 +3,10 @@
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from taxi_assets.demo import run_demo
+from taxi_assets_tests.pipeline import engine_for
 
 
 @pytest.mark.slow
@@ -20,7 +22,23 @@ def test_demo_twice_gives_the_same_counts(
     first = run_demo(tmp_path / "data", months, rows=300)
     second = run_demo(tmp_path / "data", months, rows=300)
     assert first == second
-    for table in ("yellow_tripdata", "green_tripdata", "fhv_tripdata"):
+    for table in ("yellow_tripdata", "green_tripdata", "fhv_tripdata", "fhvhv_tripdata"):
         assert set(first[table]) == set(months)
         assert all(rows > 0 for rows in first[table].values())
     assert first["taxi_zones"] == {"-": 265}
+    engine = engine_for(pg_url)
+    with engine.connect() as connection:
+        # FHVHV came from TLC's Parquet layout (fares included), the others from the course.
+        fares = connection.execute(
+            sa.text("SELECT count(base_passenger_fare) FROM warehouse.fhvhv_tripdata")
+        ).scalar()
+        services = connection.execute(
+            sa.text(
+                "SELECT service, count(*), sum(revenue) FROM analytics.monthly_zone_stats "
+                "GROUP BY service ORDER BY service"
+            )
+        ).all()
+    engine.dispose()
+    assert fares == sum(first["fhvhv_tripdata"].values())
+    assert [row[0] for row in services] == ["fhv", "fhvhv", "green", "yellow"]
+    assert all(revenue > 0 for service, _, revenue in services if service != "fhv")

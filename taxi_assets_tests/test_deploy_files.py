@@ -197,6 +197,8 @@ def test_docs_cover_layout_bigquery_and_settings() -> None:
         "TAXI_GCP_PROJECT",
         "GOOGLE_APPLICATION_CREDENTIALS",
         "STORAGE_EMULATOR_HOST",
+        "BIGQUERY_EMULATOR_HOST",
+        "TAXI_PRODUCTION",
         "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT",
         "TAXI_WAREHOUSE_URL",
         "DAGSTER_POSTGRES_URL",
@@ -205,6 +207,167 @@ def test_docs_cover_layout_bigquery_and_settings() -> None:
         assert f"| `{variable}` |" in text, variable
     for topic in ("dagster instance migrate", "K8sRunLauncher", "celery", "postgresql+psycopg2"):
         assert topic in text, topic
+    # Both warehouse engines: when to choose which, and how to move between them.
+    for topic in (
+        "### When to choose BigQuery",
+        "### Moving a warehouse from one engine to the other",
+        "`deploy/helm/values.yaml`",
+        "DATETIME",
+    ):
+        assert topic in text, topic
+
+
+# deploy/helm/values.yaml against Dagster's Helm chart. Key paths as the chart's
+# values.schema.json documents them (helm/dagster/values.schema.json in
+# dagster-io/dagster, read at commit 2bdb239558bfe98dc2a89e2e0c2f3f849367fdd4; the chart
+# is published with Dagster's version, 1.13.27). Objects the schema marks
+# "additionalProperties": false reject any other key, so for those every key set here
+# must be one of these; the chart's own values.yaml supplies the required keys not set.
+HELM_CHART_VERSION = "1.13.27"
+HELM_STRICT_OBJECTS: dict[str, set[str]] = {
+    "runLauncher": {"type", "config"},
+    "runLauncher.config.k8sRunLauncher": {
+        "image", "imagePullPolicy", "jobNamespace", "loadInclusterConfig", "kubeconfigFile",
+        "envConfigMaps", "envSecrets", "envVars", "volumeMounts", "volumes", "labels",
+        "failPodOnRunFailure", "resources", "schedulerName", "securityContext", "runK8sConfig",
+    },
+    "dagsterDaemon.runCoordinator": {"enabled", "type", "config"},
+    "dagsterDaemon.runCoordinator.config.queuedRunCoordinator": {
+        "maxConcurrentRuns", "tagConcurrencyLimits", "dequeueIntervalSeconds",
+        "dequeueNumWorkers", "dequeueUseThreads", "blockOpConcurrencyLimitedRuns",
+    },
+    "dagsterDaemon.runRetries": {"enabled", "maxRetries", "retryOnAssetOrOpFailure"},
+    "concurrency": {"enabled", "pools", "runs"},
+    "concurrency.pools": {"defaultLimit", "granularity", "opGranularityRunBuffer"},
+    "concurrency.runs": {"maxConcurrentRuns", "tagConcurrencyLimits"},
+    "computeLogManager": {"type", "config"},
+    "computeLogManager.config.gcsComputeLogManager": {
+        "bucket", "localDir", "prefix", "jsonCredentialsEnvvar", "uploadInterval", "showUrlOnly",
+    },
+    "retention": {"enabled", "sensor", "schedule", "autoMaterialize"},
+    "telemetry": {"enabled"},
+}  # fmt: skip
+# Keys of objects that accept others too, limited to those documented (a typo would be
+# ignored by the chart, silently).
+HELM_KNOWN_KEYS: dict[str, set[str]] = {
+    "": {
+        "dagsterWebserver", "dagster-user-deployments", "postgresql",
+        "generatePostgresqlPasswordSecret", "generateCeleryConfigSecret", "rabbitmq", "redis",
+        "flower", "ingress", "imagePullSecrets", "computeLogManager", "scheduler",
+        "runLauncher", "pythonLogs", "dagsterDaemon", "busybox", "migrate", "telemetry", "ui",
+        "serviceAccount", "global", "retention", "concurrency", "additionalInstanceConfig",
+    },
+    "global": {
+        "postgresqlSecretName", "dagsterHome", "serviceAccountName", "celeryConfigSecretName",
+        "dagsterInstanceConfigMap",
+    },
+    "dagster-user-deployments": {"enabled", "enableSubchart", "imagePullSecrets", "deployments"},
+    "dagsterDaemon": {
+        "enabled", "image", "runCoordinator", "heartbeatTolerance", "env", "envConfigMaps",
+        "envSecrets", "deploymentLabels", "labels", "nodeSelector", "affinity", "tolerations",
+        "podSecurityContext", "securityContext", "resources", "checkDbReadyInitContainer",
+        "livenessProbe", "readinessProbe", "startupProbe", "annotations", "runMonitoring",
+        "runRetries", "sensors", "schedules", "backfills", "schedulerName", "logFormat",
+        "volumeMounts", "volumes", "initContainerResources", "extraContainers",
+        "extraPrependedInitContainers",
+    },
+    "postgresql": {
+        "image", "enabled", "postgresqlHost", "postgresqlUsername", "postgresqlPassword",
+        "postgresqlDatabase", "postgresqlParams", "postgresqlScheme", "service",
+    },
+}  # fmt: skip
+USER_DEPLOYMENT_KEYS = {
+    "name", "image", "dagsterApiGrpcArgs", "codeServerArgs", "includeConfigInLaunchedRuns",
+    "deploymentNamespace", "port", "replicaCount", "env", "envConfigMaps", "envSecrets",
+    "annotations", "nodeSelector", "affinity", "tolerations", "podSecurityContext",
+    "securityContext", "resources", "livenessProbe", "readinessProbe", "startupProbe",
+    "labels", "volumeMounts", "volumes", "schedulerName", "initContainers",
+    "sidecarContainers", "deploymentStrategy",
+}  # fmt: skip
+K8S_RUN_LAUNCHER_REQUIRED = {
+    "imagePullPolicy", "loadInclusterConfig", "envConfigMaps", "envSecrets", "envVars",
+    "volumeMounts", "volumes",
+}  # fmt: skip
+PULL_POLICIES = {"Always", "IfNotPresent", "Never"}
+
+
+def helm_values() -> dict:
+    return yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+
+
+def at(values: dict, path: str) -> object:
+    node: object = values
+    for part in filter(None, path.split(".")):
+        assert isinstance(node, dict) and part in node, f"{path}: no {part!r}"
+        node = node[part]
+    return node
+
+
+def test_helm_values_use_only_the_charts_documented_keys() -> None:
+    values = helm_values()
+    text = (DEPLOY / "helm" / "values.yaml").read_text()
+    assert f"chart version {HELM_CHART_VERSION}" in text
+    assert f"--version {HELM_CHART_VERSION}" in text
+    setup = (REPO / "setup.py").read_text()
+    assert f'DAGSTER = "{HELM_CHART_VERSION}"' in setup  # the chart follows Dagster's version
+    for path, allowed in {**HELM_STRICT_OBJECTS, **HELM_KNOWN_KEYS}.items():
+        try:
+            node = at(values, path)
+        except AssertionError:
+            continue  # not set here: the chart's defaults apply
+        assert isinstance(node, dict), path
+        assert set(node) <= allowed, f"{path}: unknown keys {set(node) - allowed}"
+
+
+def test_helm_values_run_the_image_with_k8s_run_launcher_queue_and_pools() -> None:
+    values = helm_values()
+    user = at(values, "dagster-user-deployments")
+    assert isinstance(user, dict) and user["enabled"] is True
+    (deployment,) = user["deployments"]
+    assert set(deployment) <= USER_DEPLOYMENT_KEYS
+    assert {"name", "image", "port"} <= set(deployment)
+    assert deployment["image"]["pullPolicy"] in PULL_POLICIES and deployment["image"]["repository"]
+    # The code server the image runs (deploy/Dockerfile's CMD) on the same port.
+    args = parse_dagster_command(["dagster", "api", "grpc", *deployment["dagsterApiGrpcArgs"]])
+    assert args["module_name"] == "taxi_assets"
+    cmd = json.loads(dict(dockerfile_instructions())["CMD"])
+    assert parse_dagster_command(cmd)["port"] == deployment["port"]
+    assert deployment["env"]["TAXI_PRODUCTION"] == "1"
+    secret = {"name": "taxi-assets-env"}
+    assert deployment["envSecrets"] == [secret]  # a list of {name}, not of strings
+    assert deployment["includeConfigInLaunchedRuns"] == {"enabled": True}
+
+    assert at(values, "runLauncher.type") == "K8sRunLauncher"
+    launcher = at(values, "runLauncher.config.k8sRunLauncher")
+    assert isinstance(launcher, dict) and K8S_RUN_LAUNCHER_REQUIRED <= set(launcher)
+    assert launcher["imagePullPolicy"] in PULL_POLICIES
+    assert launcher["envSecrets"] == [secret] and "TAXI_PRODUCTION=1" in launcher["envVars"]
+
+    coordinator = at(values, "dagsterDaemon.runCoordinator")
+    assert coordinator == {
+        "enabled": True,
+        "type": "QueuedRunCoordinator",
+        "config": {"queuedRunCoordinator": {"dequeueIntervalSeconds": 1}},
+    }
+    assert at(values, "concurrency.enabled") is True
+    assert isinstance(at(values, "concurrency.runs.maxConcurrentRuns"), int)
+    assert isinstance(at(values, "concurrency.pools.defaultLimit"), int)
+    # The chart refuses a run limit set both here and in the queued run coordinator.
+    assert "maxConcurrentRuns" not in coordinator["config"]["queuedRunCoordinator"]
+    assert at(values, "postgresql.postgresqlScheme") == "postgresql+psycopg2"
+    assert at(values, "computeLogManager.type") == "GCSComputeLogManager"
+
+
+def test_production_is_declared_wherever_runs_start() -> None:
+    env: dict[str, str] = {}
+    for keyword, arguments in dockerfile_instructions():
+        if keyword == "ENV":
+            for pair in shlex.split(arguments):
+                name, _, value = pair.partition("=")
+                env[name] = value
+    assert env["TAXI_PRODUCTION"] == "1"
+    code = compose()["services"]["taxi-assets-code"]["environment"]
+    assert code["TAXI_PRODUCTION"] == "1"
 
 
 def test_docs_query_the_lake_on_s3_and_azure() -> None:

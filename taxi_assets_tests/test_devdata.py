@@ -52,6 +52,8 @@ HEADERS = {
     "payment_type,trip_type,congestion_surcharge",
     "fhv": "dispatching_base_num,pickup_datetime,dropOff_datetime,PUlocationID,DOlocationID,"
     "SR_Flag,Affiliated_base_number",
+    "fhvhv": "hvfhs_license_num,dispatching_base_num,pickup_datetime,dropoff_datetime,"
+    "PULocationID,DOLocationID,SR_Flag",
 }
 
 
@@ -100,7 +102,7 @@ def test_dtc_only_has_the_course_months(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.parametrize("service", ["yellow", "green", "fhv"])
+@pytest.mark.parametrize("service", ["yellow", "green", "fhv", "fhvhv"])
 def test_dtc_header_and_line_endings(mirror_root: Path, service: str) -> None:
     path = mirror_root / f"{service}/{service}_tripdata_2021-01.csv.gz"
     raw = gzip.decompress(path.read_bytes())
@@ -467,3 +469,92 @@ def test_cli_serve_until_sigterm(mirror_root: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert out.decode().strip() == url
     assert not url_file.exists()
+
+
+# --------------------------------------------------------------------------
+# FHVHV
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("month", "columns", "ids", "text", "null_typed"),
+    [
+        ("2019-05", 24, pa.int64(), pa.string(), {"airport_fee", "wav_match_flag"}),
+        ("2021-01", 24, pa.int64(), pa.string(), {"airport_fee"}),
+        ("2023-02", 24, pa.int32(), pa.large_string(), set()),
+        ("2025-01", 25, pa.int32(), pa.large_string(), set()),
+    ],
+)
+def test_fhvhv_tlc_schema_by_era(
+    month: str, columns: int, ids: pa.DataType, text: pa.DataType, null_typed: set[str]
+) -> None:
+    schema = tlc_schema("fhvhv", month)
+    assert len(schema) == columns
+    assert schema.names[:3] == ["hvfhs_license_num", "dispatching_base_num", "originating_base_num"]
+    assert (schema.field("PULocationID").type, schema.field("shared_match_flag").type) == (
+        ids,
+        text,
+    )
+    assert {f.name for f in schema if pa.types.is_null(f.type)} == null_typed
+    assert ("cbd_congestion_fee" in schema.names) == (columns == 25)
+
+
+def test_fhvhv_trips_are_consistent() -> None:
+    table = trip_table("fhvhv", "2021-01", 20_000)
+    assert table.schema == tlc_schema("fhvhv", "2021-01")
+    assert set(table["hvfhs_license_num"].to_pylist()) <= {"HV0002", "HV0003", "HV0004", "HV0005"}
+    assert all(re.fullmatch(r"B\d{5}", b) for b in set(table["dispatching_base_num"].to_pylist()))
+    seconds = {
+        name: table[name].cast(pa.int64()).to_numpy(zero_copy_only=False) // 1_000_000
+        for name in ("request_datetime", "pickup_datetime", "dropoff_datetime")
+    }
+    assert (seconds["request_datetime"] <= seconds["pickup_datetime"]).all()
+    on_scene = table.filter(pc.is_valid(table["on_scene_datetime"]))
+    assert pc.all(pc.less_equal(on_scene["on_scene_datetime"], on_scene["pickup_datetime"])).as_py()
+    assert pc.all(
+        pc.greater_equal(on_scene["on_scene_datetime"], on_scene["request_datetime"])
+    ).as_py()
+    trip_time = table["trip_time"].to_numpy()
+    assert (trip_time == seconds["dropoff_datetime"] - seconds["pickup_datetime"]).all()
+    assert 0 < (trip_time < 0).sum() < 20  # a few "dropoff before pickup" rows
+    assert 0 < (table["driver_pay"].to_numpy() < 0).sum() < 50  # a few adjustments
+    fares = table["base_passenger_fare"].to_numpy()
+    assert (fares > 0).all() and np.allclose(np.round(fares * 100), fares * 100)
+    assert set(table["shared_match_flag"].to_pylist()) == {"N", "Y"}
+
+
+def test_fhvhv_course_layouts(tmp_path: Path) -> None:
+    months = ["2019-01", "2019-02", "2021-06"]
+    generate_mirror(tmp_path, months=months, services=("fhvhv",), sources=("dtc",), rows=300)
+    # The course mirror's FHVHV months start with the service, 2019-02.
+    assert sorted(p.name for p in (tmp_path / "fhvhv").iterdir()) == [
+        "fhvhv_tripdata_2019-02.csv.gz",
+        "fhvhv_tripdata_2021-06.csv.gz",
+    ]
+    seven = csv_rows(tmp_path / "fhvhv/fhvhv_tripdata_2019-02.csv.gz")
+    assert list(seven[0]) == HEADERS["fhvhv"].split(",")
+    assert {r["SR_Flag"] for r in seven} <= {"", "1"}
+    fhv_layout = csv_rows(tmp_path / "fhvhv/fhvhv_tripdata_2021-06.csv.gz")
+    assert list(fhv_layout[0]) == (
+        "dispatching_base_num,pickup_datetime,dropoff_datetime,PULocationID,DOLocationID,"
+        "SR_Flag,Affiliated_base_number"
+    ).split(",")
+    assert {r["SR_Flag"] for r in fhv_layout} <= {"N", "Y"}
+    assert 0 < sum(r["Affiliated_base_number"] == "" for r in fhv_layout) < len(fhv_layout)
+
+
+def test_one_row_group_month_has_the_same_rows(tmp_path: Path) -> None:
+    """TLC's layout (the month in ONE row group) holds exactly the rows of the chunked file."""
+    chunked = write_month(
+        tmp_path / "a", source="tlc", service="fhvhv", month="2025-01", rows=600_000
+    )
+    single = write_month(
+        tmp_path / "b", source="tlc", service="fhvhv", month="2025-01", rows=600_000,
+        single_row_group=True,
+    )  # fmt: skip
+    assert pq.ParquetFile(chunked).metadata.num_row_groups == 2  # 500,000-row chunks
+    footer = pq.ParquetFile(single).metadata
+    assert (footer.num_row_groups, footer.num_rows) == (1, 600_000)
+    assert pq.read_table(single).equals(pq.read_table(chunked))
+    assert pq.read_schema(single).field("wav_match_flag").type == pa.large_string()
+    assert not [p for p in (tmp_path / "b").iterdir() if p.name.startswith(".")]  # no spool left

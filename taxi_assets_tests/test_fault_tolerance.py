@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import sqlalchemy as sa
 from taxi_assets.devdata import write_month
 from taxi_assets.io_managers.postgres import PostgresIOManager, TableLoad
 from taxi_assets.io_managers.raw_files import RawFileIOManager
+from taxi_assets.pg.partitions import child_name, staging_tables
 from taxi_assets.resources import LakeResource, PostgresResource, TaxiSourceResource
 from taxi_assets_tests.faults_support import (
     DAGSTER,
@@ -81,6 +83,33 @@ def month_summary(pg_url: str, month: str = MONTH) -> tuple[int, object]:
         ).one()
     engine.dispose()
     return row[0], row[1]
+
+
+def staging_of(engine: sa.Engine, month: str) -> list[str]:
+    """Staging tables of yellow ``month`` in the warehouse (committed, not attached)."""
+    with engine.connect() as connection:
+        return staging_tables(connection, "warehouse", child_name("yellow_tripdata", month))
+
+
+def dead_tuples(pg_url: str) -> dict[str, int]:
+    """Dead tuples of each month of warehouse.yellow_tripdata, once the statistics of the
+    last writes have reached the collector (they arrive within about a second)."""
+    engine = engine_for(pg_url)
+    query = (
+        "SELECT relname, n_tup_ins, n_dead_tup FROM pg_stat_user_tables "
+        "WHERE schemaname = 'warehouse' AND relname LIKE 'yellow_tripdata_%%' ORDER BY 1"
+    )
+    try:
+        wait_for(
+            "the months' statistics",
+            lambda: all(row[1] > 0 for row in engine.connect().exec_driver_sql(query).all()),
+            timeout=30,
+            every=0.2,
+        )
+        with engine.connect() as connection:
+            return {name: int(dead) for name, _, dead in connection.exec_driver_sql(query).all()}
+    finally:
+        engine.dispose()
 
 
 def published_yellow(mirror: FaultyMirror) -> Path:
@@ -155,18 +184,21 @@ def test_sigkill_mid_copy_keeps_the_previous_month_and_the_next_run_succeeds(
     assert 0 < received[-1] < big, received  # killed in the middle of the COPY
     wait_for("every process of the run to be gone", lambda: not process_group_alive(process.pid))
 
-    # The server notices the dead client, rolls back and ends the backend: nothing lingers.
+    # The server notices the dead client, rolls back and ends the backend: nothing lingers,
+    # not even the staging table (created in the COPY's own transaction).
     wait_for("the killed run's backend to go", lambda: not other_backends(watcher, database))
     assert locks_held(watcher, database) == []
+    assert staging_of(watcher, MONTH) == []
     watcher.dispose()
     assert month_summary(pg_url) == before
     assert warehouse_counts(pg_url, "yellow_tripdata") == {MONTH: ROWS, "2021-02": ROWS}
 
-    # The next run loads the month whole.
+    # The next run loads the month whole, and the reload leaves no dead tuple in any month.
     result = run("warehouse/yellow_tripdata", resources, instance, MONTH)
     assert result.success
     assert materialization_metadata(result, "warehouse/yellow_tripdata")["rows_replaced"] == ROWS
     assert warehouse_counts(pg_url, "yellow_tripdata") == {MONTH: big, "2021-02": ROWS}
+    assert dead_tuples(pg_url) == {"yellow_tripdata_2021_01": 0, "yellow_tripdata_2021_02": 0}
 
 
 # --- 2. PostgreSQL restarted between two runs -------------------------------------------
@@ -250,6 +282,112 @@ def test_two_runs_of_one_month_at_once_leave_one_copy(
         outputs = [process.communicate(timeout=300) for process in runs]
     assert [process.returncode for process in runs] == [0, 0], [err[-2000:] for _, err in outputs]
     assert warehouse_counts(pg_url, "yellow_tripdata") == {MONTH: ROWS}  # one copy, not two
+
+
+# --- 3b. a long reader during a swap; a run killed in its swap --------------------------
+
+
+@pytest.mark.slow
+def test_a_reader_holding_the_table_delays_the_swap_not_the_other_readers(
+    own_mirror: FaultyMirror, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    lake = tmp_path / "lake"
+    resources = pipeline_resources(own_mirror.url, lake, pg_url)
+    for month in (MONTH, "2021-02"):
+        assert run(YELLOW_KEYS, resources, instance, month).success
+    before = month_summary(pg_url)
+    bigger = 50_000  # republished: the lake has it, the warehouse not yet
+    write_month(Path(own_mirror.root), source="dtc", service="yellow", month=MONTH, rows=bigger)
+    # Two Dagster instances for the CLI runs: the killed run's pool slot stays claimed in
+    # its instance (until run monitoring declares it dead), which would hold back the others.
+    envs = []
+    for name in ("killed", "after"):
+        (tmp_path / name).mkdir()
+        env = cli_env(tmp_path / name, own_mirror.url, lake, pg_url)
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as cli_instance:
+            assert run(FILE_KEYS, resources, cli_instance, MONTH).success  # the checks read it
+        envs.append(env)
+    command = materialize_command("warehouse/yellow_tripdata", MONTH)
+    watcher = engine_for(pg_url)
+
+    # An analyst's long transaction has read the table: ACCESS SHARE on it, held.
+    holder = watcher.connect()
+    holder.exec_driver_sql("SELECT count(*) FROM warehouse.yellow_tripdata").scalar()
+    first_log = tmp_path / "first.log"
+    with open(first_log, "wb") as output:
+        first = subprocess.Popen(
+            command, cwd=REPO, env=envs[0], stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_for(
+            "the run's swap to wait for the reader",
+            lambda: "waited 1000 ms for its locks (pid " in first_log.read_text(errors="replace"),
+            timeout=180,
+        )
+        # Meanwhile other queries of the table wait at most the swap's lock timeout (1 s).
+        latencies = []
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            began = time.monotonic()
+            with watcher.connect() as other:
+                other.exec_driver_sql(
+                    "SELECT count(*) FROM warehouse.yellow_tripdata WHERE partition_month = '2021-02-01'"
+                ).scalar()
+            latencies.append(time.monotonic() - began)
+        assert first.poll() is None  # still retrying
+        # Killed in its swap: its staging table (committed, filled) is left behind.
+        leftover = staging_of(watcher, MONTH)
+        assert len(leftover) == 1, leftover
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait(timeout=30)
+    # At most the lock timeout (1 s) each, plus a margin for a loaded machine; the reader
+    # held the table for all of it (a query queued behind it would wait until it ends).
+    assert max(latencies) < 2.5, latencies
+    assert month_summary(pg_url) == before
+
+    # The next run takes the month's lock, drops the leftover, stages its own month and
+    # waits in its swap. A third run of the month waits for the lock and leaves the
+    # second run's staging table alone.
+    logs = [tmp_path / "second.log", tmp_path / "third.log"]
+    runs = []
+    for path in logs:
+        with open(path, "wb") as output:
+            runs.append(
+                subprocess.Popen(
+                    command, cwd=REPO, env=envs[1], stdout=output, stderr=subprocess.STDOUT
+                )
+            )
+    try:
+        wait_for(
+            "a second run to stage its own month",
+            lambda: (tables := staging_of(watcher, MONTH)) != leftover and len(tables) == 1,
+            timeout=180,
+        )
+        staged = staging_of(watcher, MONTH)
+        wait_for(
+            "the other run to wait for the month's lock",
+            lambda: waiting_advisory_locks(watcher, database_name(pg_url)) == 1,
+            timeout=180,
+        )
+        time.sleep(1)
+        assert staging_of(watcher, MONTH) == staged
+    finally:
+        holder.rollback()  # the reader ends
+        holder.close()
+        for process in runs:
+            process.wait(timeout=300)
+    outputs = [path.read_text(errors="replace") for path in logs]
+    assert [process.returncode for process in runs] == [0, 0], [o[-3000:] for o in outputs]
+    dropped = f"Dropped warehouse.{leftover[0]}, left by an interrupted load of {MONTH}"
+    assert sum(dropped in output for output in outputs) == 1
+    assert staging_of(watcher, MONTH) == []
+    watcher.dispose()
+    assert warehouse_counts(pg_url, "yellow_tripdata") == {MONTH: bigger, "2021-02": ROWS}
 
 
 # --- 4. lake storage errors ------------------------------------------------------------------
@@ -541,7 +679,7 @@ def test_non_integral_value_names_file_row_and_column(
 # --- 7. partition keys from the CLI ---------------------------------------------------------
 
 
-def job_execute_command(key: str) -> list[str]:
+def job_execute_command(key: str, service: str = "yellow") -> list[str]:
     tags = json.dumps({"dagster/partition": key})
     return [
         DAGSTER,
@@ -550,7 +688,7 @@ def job_execute_command(key: str) -> list[str]:
         "-m",
         "taxi_assets",
         "-j",
-        "taxi_monthly_job",
+        f"taxi_{service}_job",
         "--tags",
         tags,
     ]
@@ -591,20 +729,22 @@ def test_cli_rejects_a_bad_partition_key_and_creates_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("service", "key", "first"), [("yellow", "2018-12", "2019-01"), ("fhvhv", "2019-01", "2019-02")]
+)
 def test_job_run_for_a_month_outside_the_partitions_is_refused(
-    own_mirror: FaultyMirror, tmp_path: Path, pg_url: str
+    service: str, key: str, first: str, own_mirror: FaultyMirror, tmp_path: Path, pg_url: str
 ) -> None:
     # `dagster job execute --tags '{"dagster/partition": ...}'` does not check the key
-    # against the partitions (2019-01 on): the assets must. Upstream has the month, so
-    # without that check the run would load a month no partition stands for.
-    key = "2018-12"
-    for service in ("yellow", "green", "fhv"):
-        write_month(Path(own_mirror.root), source="dtc", service=service, month=key, rows=50)
+    # against the service's partitions (yellow from 2019-01, FHVHV from 2019-02): the assets
+    # must. Upstream has the month, so without that check the run would load a month no
+    # partition stands for.
+    write_month(Path(own_mirror.root), source="dtc", service=service, month=key, rows=50)
     lake = tmp_path / "lake"
     scratch = tmp_path / "tmp"  # the run's temp folder (download staging)
     scratch.mkdir()
     done = subprocess.run(
-        job_execute_command(key),
+        job_execute_command(key, service),
         cwd=REPO,
         env=cli_env(tmp_path, own_mirror.url, lake, pg_url) | {"TMPDIR": str(scratch)},
         capture_output=True,
@@ -613,10 +753,9 @@ def test_job_run_for_a_month_outside_the_partitions_is_refused(
     )
     assert done.returncode != 0
     output = done.stdout + done.stderr
-    expected = f"partition {key} is outside the partitions of raw/yellow_tripdata (2019-01 to "
+    expected = f"partition {key} is outside the partitions of raw/{service}_tripdata ({first} to "
     assert expected in output, output[-3000:]
-    for service in ("yellow", "green", "fhv"):
-        assert own_mirror.requests_seen(f"/{service}/{service}_tripdata_{key}.csv.gz") == []
+    assert own_mirror.requests_seen(f"/{service}/{service}_tripdata_{key}.csv.gz") == []
     assert all_files(lake) == []
     assert all_files(scratch) == []
     assert warehouse_tables(pg_url) == []

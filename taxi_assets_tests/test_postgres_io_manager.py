@@ -121,6 +121,38 @@ def test_range_write_replaces_exactly_those_months(pg_url: str) -> None:
     assert count_by_month(pg_url) == {"2021-01": 40, "2021-02": 5, "2021-03": 5}
 
 
+def test_statements_of_the_load_commit_with_the_month(pg_url: str) -> None:
+    """TableLoad.in_swap: e.g. a lineage row, written in the swap's transaction."""
+    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE SCHEMA warehouse")
+        connection.exec_driver_sql("CREATE TABLE warehouse.loads (month text, rows int)")
+
+    @dg.asset(
+        key=["warehouse", "trips"],
+        partitions_def=MONTHS,
+        metadata={"partition_expr": "partition_month"},
+    )
+    def with_lineage(context: dg.AssetExecutionContext) -> TableLoad:
+        month = context.partition_key
+        table = month_rows(month, 12)
+
+        def record(connection: sa.Connection) -> None:
+            connection.execute(
+                sa.text("INSERT INTO warehouse.loads VALUES (:month, :rows)"),
+                {"month": month, "rows": table.num_rows},
+            )
+
+        return TableLoad(table.to_reader(), table.num_rows, in_swap=record)
+
+    assert materialize(pg_url, [with_lineage], "2021-01").success
+    with engine.connect() as connection:
+        loads = connection.exec_driver_sql("SELECT month, rows FROM warehouse.loads").all()
+    engine.dispose()
+    assert [tuple(row) for row in loads] == [("2021-01", 12)]
+    assert count_by_month(pg_url) == {"2021-01": 12}
+
+
 def failing_stream(month: str, fail_after_batches: int) -> pa.RecordBatchReader:
     table = month_rows(month, 100)
 

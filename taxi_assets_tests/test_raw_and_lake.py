@@ -216,21 +216,31 @@ def test_zones_keep_na_text(
     assert (by_id[265]["zone"], by_id[265]["service_zone"]) == ("NA", "N/A")
 
 
-def test_months_before_a_service_existed_are_skipped(
+def test_months_before_a_service_existed_are_not_its_partitions(
     mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
+    """Each service's partitions start at its first month: green's at 2014-01 even when
+    TAXI_FIRST_MONTH is earlier. A month before it is refused before anything is fetched."""
     from taxi_assets.definitions import build_definitions
 
     history = build_definitions("2013-01")
+    green = history.resolve_assets_def(dg.AssetKey(["raw", "green_tripdata"]))
+    assert green.partitions_def is not None
+    assert green.partitions_def.get_first_partition_key() == "2014-01"
+    yellow = history.resolve_assets_def(dg.AssetKey(["raw", "yellow_tripdata"]))
+    assert yellow.partitions_def is not None
+    assert yellow.partitions_def.get_first_partition_key() == "2013-01"
     lake = tmp_path / "lake"
-    result = dg.materialize(
-        materializable(history),
-        selection=[dg.AssetKey(["raw", "green_tripdata"]), dg.AssetKey(["lake", "green_tripdata"])],
-        partition_key="2013-05",
-        resources=pipeline_resources(mirror.url, lake),
-        instance=instance,
-    )
-    assert result.success
-    assert result.get_asset_materialization_events() == []
+    with pytest.raises(dg.DagsterUnknownPartitionError, match="2013-05"):
+        dg.materialize(
+            materializable(history),
+            selection=[
+                dg.AssetKey(["raw", "green_tripdata"]),
+                dg.AssetKey(["lake", "green_tripdata"]),
+            ],
+            partition_key="2013-05",
+            resources=pipeline_resources(mirror.url, lake),
+            instance=instance,
+        )
     assert mirror.requests_seen("/green/green_tripdata_2013-05.csv.gz") == []
     assert not lake.exists() or not [p for p in lake.rglob("*") if p.is_file()]

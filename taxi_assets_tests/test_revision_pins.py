@@ -178,25 +178,22 @@ def test_the_schedule_honours_pins(
 ) -> None:
     lake = tmp_path / "lake"
     resources = pipeline_resources(own_mirror.url, lake)
-    schedule = defs.resolve_schedule_def("taxi_monthly_schedule")
     context = dg.build_schedule_context(
         scheduled_execution_time=datetime(2021, 3, 1, 6),  # loads 2021-01
         repository_def=defs.get_repository_def(),
         resources={"lake": LakeResource(url=str(lake))},
     )
-    shas = {}
-    for service in ("yellow", "green", "fhv"):
-        key = f"raw/{service}_tripdata"
-        shas[service] = materialization_metadata(run(key, resources, instance, MONTH), key)[
-            "sha256"
-        ]
-    assert schedule.evaluate_tick(context).run_requests[0].tags.get("taxi/pinned") is None  # type: ignore[index]
+    key = "raw/yellow_tripdata"
+    sha256 = materialization_metadata(run(key, resources, instance, MONTH), key)["sha256"]
+    schedules = {s: defs.resolve_schedule_def(f"taxi_{s}_schedule") for s in ("yellow", "green")}
+    for schedule in schedules.values():
+        (request,) = schedule.evaluate_tick(context).run_requests or []
+        assert request.partition_key == MONTH
 
-    assert cli("pin", "yellow", MONTH, shas["yellow"], lake=lake).returncode == 0
-    (request,) = schedule.evaluate_tick(context).run_requests or []
-    assert request.tags["taxi/pinned"] == f"yellow@{shas['yellow'][:12]}"
-    for service in ("green", "fhv"):
-        assert cli("pin", service, MONTH, shas[service][:8], lake=lake).returncode == 0
-    skipped = schedule.evaluate_tick(context)
-    assert skipped.run_requests == [] or skipped.run_requests is None
-    assert "every service is pinned" in str(skipped.skip_message)
+    assert cli("pin", "yellow", MONTH, sha256, lake=lake).returncode == 0
+    skipped = schedules["yellow"].evaluate_tick(context)
+    assert not skipped.run_requests
+    assert f"yellow {MONTH} is pinned to revision {sha256[:12]}" in str(skipped.skip_message)
+    # Another service's month is not pinned: its schedule still loads it.
+    (request,) = schedules["green"].evaluate_tick(context).run_requests or []
+    assert request.partition_key == MONTH

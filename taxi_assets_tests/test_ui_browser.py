@@ -2,8 +2,10 @@
 
 One month (2021-01) of every service, the zones and the analytics asset are loaded in
 process into a temporary ``DAGSTER_HOME``; then ``dg dev`` starts on 127.0.0.1 over
-the same instance, mirror, lake and PostgreSQL. The test launches a one-month backfill of
-``taxi_monthly_job`` (2021-02) through the GraphQL API, opens the asset graph, asset
+the same instance, mirror, lake and PostgreSQL. The test launches a one-month asset
+backfill of every service (2021-02; each service has its own partitions, so it is the
+asset backfill ``python -m taxi_assets.cli months backfill`` submits) through the GraphQL
+API, opens the asset graph, asset
 pages, partitions and materialization metadata in Chromium (Playwright driving Debian's
 ``chromium``), asserts what the DOM shows, saves screenshots under
 ``test-artifacts/ui/``, and waits for the backfill to succeed.
@@ -56,9 +58,8 @@ CHROMIUM_ARGS = [
 ]
 LOADED_MONTH = "2021-01"
 BACKFILL_MONTH = "2021-02"
-SERVICES = ("yellow", "green", "fhv")
+SERVICES = ("yellow", "green", "fhv", "fhvhv")
 ZONE_KEYS = ["raw/taxi_zone_lookup", "lake/taxi_zones", "warehouse/taxi_zones"]
-TRIP_KEYS = [f"{layer}/{s}_tripdata" for s in SERVICES for layer in ("raw", "lake", "warehouse")]
 STATS_KEY = "analytics/monthly_zone_stats"
 GROUPS = ("raw", "lake", "warehouse", "analytics")
 STARTUP_TIMEOUT_S = 90
@@ -206,13 +207,6 @@ WORKSPACE_QUERY = """
 query { workspaceOrError { ... on Workspace { locationEntries { name loadStatus
   locationOrLoadError { __typename ... on PythonError { message } } } } } }
 """
-PARTITION_SETS_QUERY = """
-query ($repo: RepositorySelector!) {
-  partitionSetsOrError(repositorySelector: $repo, pipelineName: "taxi_monthly_job") {
-    __typename ... on PartitionSets { results { name } } ... on PythonError { message }
-  }
-}
-"""
 LAUNCH_BACKFILL = """
 mutation ($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
@@ -239,22 +233,18 @@ query ($id: ID!) {
     ... on ExecutionStepFailureEvent { stepKey error { message } } } } } }
 }
 """
-REPOSITORY = {"repositoryName": "__repository__", "repositoryLocationName": "taxi_assets"}
 
 
 def launch_month_backfill(dagit: Dagit, month: str) -> str:
-    """A job backfill of taxi_monthly_job for ``month``, as the UI's "Launch backfill" does."""
+    """An asset backfill of every service's three layers for ``month``: what
+    ``months backfill`` submits, and the UI's "Materialize -> Launch backfill" too."""
+    from taxi_assets.automation.month_backfill import backfill_params, service_ranges
+
     dagit.graphql("mutation { setNuxSeen }")  # the community dialog would cover the pages
-    sets = dagit.graphql(PARTITION_SETS_QUERY, repo=REPOSITORY)["partitionSetsOrError"]
-    assert sets["__typename"] == "PartitionSets", sets
-    (partition_set,) = [s["name"] for s in sets["results"]]
+    ranges, skipped = service_ranges(month, month, "2019-01")
+    assert [r.service for r in ranges] == list(SERVICES) and not skipped
     launched = dagit.graphql(
-        LAUNCH_BACKFILL,
-        params={
-            "selector": {"partitionSetName": partition_set, "repositorySelector": REPOSITORY},
-            "partitionNames": [month],
-            "title": f"browser test: {month}",
-        },
+        LAUNCH_BACKFILL, params=backfill_params(ranges, f"browser test: {month}")
     )["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
     return launched["backfillId"]
@@ -298,13 +288,20 @@ def loaded_home(
     """A DAGSTER_HOME with LOADED_MONTH materialized; the environment `dg dev` gets."""
     home = dagster_home(tmp_path)
     lake = tmp_path / "lake"
-    env = {"DAGSTER_HOME": str(home), **project_env(mirror.url, lake, pg_url)}
+    # The default source, `auto`: the course's files, and TLC's (with fares) for FHVHV.
+    env = {
+        "DAGSTER_HOME": str(home),
+        **project_env(mirror.url, lake, pg_url),
+        "TAXI_SOURCE": "auto",
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    resources = pipeline_resources(mirror.url, lake, pg_url)
+    resources = pipeline_resources(mirror.url, lake, pg_url, source="auto")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert run(ZONE_KEYS, resources, instance).success
-        assert run(TRIP_KEYS, resources, instance, LOADED_MONTH).success
+        for service in SERVICES:  # one run per service: each has its own partitions
+            keys = [f"{layer}/{service}_tripdata" for layer in ("raw", "lake", "warehouse")]
+            assert run(keys, resources, instance, LOADED_MONTH).success
         assert run(STATS_KEY, resources, instance, LOADED_MONTH).success
     return {**os.environ, **env}
 
@@ -392,12 +389,14 @@ def check_asset_pages(page, base: str) -> None:  # noqa: ANN001 - a Playwright p
     page.keyboard.press("Escape")
     chart.wait_for(state="detached")
 
-    # The per-borough preview: FHV has no fares or passengers (null, not 0).
+    # The per-borough preview: FHV has no fares or passengers (null, not 0); FHVHV has fares
+    # (revenue) but no passenger count.
     metadata_row(page, "preview").get_by_text("[Show Markdown]").click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_text("Manhattan").first.wait_for()
     preview = dialog.inner_text()
     assert "avg_duration_min" in preview and re.search(r"fhv\s+Manhattan\s+[\d,]+\s+null", preview)
+    assert re.search(r"fhvhv\s+Manhattan\s+[\d,]+\s+null\s+[\d,]+\.\d\d", preview), preview
     page.keyboard.press("Escape")
     dialog.wait_for(state="detached")
 

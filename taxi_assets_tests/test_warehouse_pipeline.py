@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from taxi_assets import defs
+from taxi_assets.pg.partitions import partitions, tree_bytes
 from taxi_assets.resources.postgres import sqlalchemy_url
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import (
@@ -76,6 +77,36 @@ def test_months_load_replace_and_keep_neighbours(
     assert types["pickup_datetime"] == "timestamp without time zone"
     assert types["fare_amount"] == "double precision"
     assert types["partition_month"] == "date"
+
+
+def test_each_month_is_a_partition_with_brin_on_pickup_time(
+    mirror: FaultyMirror, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+    for month in ("2021-01", "2021-02", "2021-02"):
+        result = run(trip_keys("yellow"), resources, instance, month)
+        assert result.success
+    meta = materialization_metadata(result, "warehouse/yellow_tripdata")
+    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    with engine.connect() as connection:
+        children = partitions(connection, "warehouse", "yellow_tripdata")
+        indexes = connection.exec_driver_sql(
+            "SELECT c.relname, am.amname, a.attname FROM pg_index AS x "
+            "JOIN pg_class AS c ON c.oid = x.indrelid JOIN pg_class AS i ON i.oid = x.indexrelid "
+            "JOIN pg_am AS am ON am.oid = i.relam "
+            "JOIN pg_attribute AS a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0] "
+            "WHERE c.relname LIKE 'yellow_tripdata%%' ORDER BY 1, 2"
+        ).all()
+        size = tree_bytes(connection, "warehouse", "yellow_tripdata")
+    engine.dispose()
+    assert children == ["yellow_tripdata_2021_01", "yellow_tripdata_2021_02"]
+    assert [tuple(i) for i in indexes] == [
+        (table, "brin", "pickup_datetime") for table in ["yellow_tripdata", *children]
+    ]  # on the parent (a partitioned index) and every month; none on partition_month
+    # The parent's own size is 0: the metadata sums its partitions.
+    assert meta["table_bytes"] == size > 0
+    assert meta["rows_replaced"] == meta["rows_written"] == 2000
+    assert meta["swap_attempts"] == 1 and meta["swap_lock_ms"] > 0
 
 
 def dg_field(name: str):  # noqa: ANN201 - a pyarrow compute expression

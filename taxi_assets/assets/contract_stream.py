@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
 from taxi_assets.contracts import Contract, ContractError, open_contract_reader
 from taxi_assets.errors import RowCountMismatch
+from taxi_assets.io_managers.lake_files import LakeFiles
 from taxi_assets.io_managers.parquet_lake import EXPECTED_ROWS_KEY
 from taxi_assets.io_managers.raw_files import StoredFile
 from taxi_assets.materializations import latest_metadata
@@ -130,21 +130,24 @@ def _lineage_metadata(
     return metadata
 
 
-def lake_row_count(data: pads.Dataset) -> int:
+def lake_row_count(data: LakeFiles) -> int:
     """Rows of a lake partition, from the Parquet footers (no data is read)."""
     return data.count_rows()
 
 
-def with_lineage(data: pads.Dataset, month: date, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+def with_lineage(data: LakeFiles, month: date, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     """Lake batches with ``partition_month`` and ``source_file`` added, in ``schema`` order.
 
     Columns an older lake file lacks (the contract gained them later) arrive as nulls.
-    Parquet files are read a batch at a time, without read-ahead, so memory stays flat.
+    Parquet files are read a row group at a time, without read-ahead, so memory stays flat.
     """
-    for fragment in data.get_fragments():
-        physical = fragment.physical_schema
+    for path in data.paths:
+        with data.open(path) as parquet:
+            physical = parquet.schema_arrow
         source_file = (physical.metadata or {}).get(b"source_file", b"").decode() or None
-        for batch in _fragment_batches(data, fragment, schema):
+        present = set(physical.names)
+        wanted = [f.name for f in schema if f.name in present and f.name not in LINEAGE_COLUMNS]
+        for batch in data.file_batches(path, columns=wanted, batch_size=WAREHOUSE_BATCH_ROWS):
             n = batch.num_rows
             columns = []
             for field in schema:
@@ -159,27 +162,18 @@ def with_lineage(data: pads.Dataset, month: date, schema: pa.Schema) -> Iterator
             yield pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def _fragment_batches(
-    data: pads.Dataset, fragment: pads.Fragment, schema: pa.Schema
-) -> Iterator[pa.RecordBatch]:
-    present = set(fragment.physical_schema.names)
-    wanted = [f.name for f in schema if f.name in present and f.name not in LINEAGE_COLUMNS]
-    if not (
-        wanted
-        and isinstance(data, pads.FileSystemDataset)
-        and isinstance(fragment, pads.ParquetFileFragment)
-    ):
-        # The scanner reads ahead: kept for unusual datasets only.
-        yield from fragment.to_batches(batch_size=WAREHOUSE_BATCH_ROWS, batch_readahead=1)
-        return
-    with data.filesystem.open_input_file(fragment.path) as handle:
-        parquet = pq.ParquetFile(handle)
-        try:
-            # Row group by row group: one iterator over all groups holds on to the
-            # pages it has read until it ends, so memory would grow with the file.
-            for group in range(parquet.num_row_groups):
-                yield from parquet.iter_batches(
-                    batch_size=WAREHOUSE_BATCH_ROWS, row_groups=[group], columns=wanted
-                )
-        finally:
-            parquet.close()
+def lineage_constants(month: date | None) -> Callable[[LakeFiles, str], dict[str, Any]]:
+    """The lineage columns of one lake file, as :func:`with_lineage` adds them, for
+    engines that load the file itself and add the columns in SQL (BigQuery)."""
+
+    def constants(files: LakeFiles, path: str) -> dict[str, Any]:
+        if month is None:
+            return {}
+        with files.open(path) as parquet:
+            metadata = parquet.schema_arrow.metadata or {}
+        return {
+            PARTITION_MONTH: month,
+            SOURCE_FILE: metadata.get(b"source_file", b"").decode() or None,
+        }
+
+    return constants

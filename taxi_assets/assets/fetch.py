@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,7 +29,12 @@ from taxi_assets.resources.source import TaxiSourceResource
 from taxi_assets.storage.revision_manifest import Revision, utc_now
 from taxi_assets.storage.revision_updates import PinChange, repair
 from taxi_assets.storage.revisions import SlotState, slot_for
-from taxi_assets.upstream.download import DownloadError, RemoteFile, SourceNotFound
+from taxi_assets.upstream.download import (
+    DownloadError,
+    RemoteFile,
+    SourceForbidden,
+    SourceNotFound,
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,14 @@ class WantedFile:
     partition_key: str | None
     source_label: str  # which upstream: dtc, tlc, zones
     contract: Contract
+    # What a 403 means for this file (TLC: "not published yet", unless the source refuses
+    # access); None: a plain refusal.
+    explain_forbidden: Callable[[], str] | None = None
+
+    def forbidden(self, error: SourceForbidden) -> dg.Failure:
+        """A 403 fails the run at once, without retries."""
+        message = self.explain_forbidden() if self.explain_forbidden else f"{self.name}: {error}"
+        return dg.Failure(description=message, allow_retries=False)
 
 
 def _versioned_output(
@@ -84,6 +98,8 @@ def fetch_published_file(
         raise dg.Failure(
             description=f"{wanted.name} is {missing}", allow_retries=False
         ) from missing
+    except SourceForbidden as error:
+        raise wanted.forbidden(error) from error
     except DownloadError as error:
         context.log.warning(f"HEAD failed, downloading without the unchanged-file check: {error}")
         remote = None
@@ -158,6 +174,9 @@ def _download(
         raise dg.Failure(
             description=f"{wanted.name} is {missing}", allow_retries=False
         ) from missing
+    except SourceForbidden as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise wanted.forbidden(error) from error
     except DownloadError as error:
         shutil.rmtree(staging, ignore_errors=True)
         raise dg.Failure(description=str(error), allow_retries=False) from error

@@ -2,7 +2,6 @@
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from taxi_assets.assets.contract_stream import contract_stream, lake_row_count
 from taxi_assets.assets.fetch import WantedFile, fetch_published_file
@@ -10,11 +9,13 @@ from taxi_assets.assets.raw_revision import RawRevisionConfig
 from taxi_assets.assets.trips import OWNERS
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.contracts import CONTRACTS
-from taxi_assets.io_managers.postgres import TableLoad
+from taxi_assets.io_managers.lake_files import LakeFiles
 from taxi_assets.io_managers.raw_files import StoredFile
+from taxi_assets.io_managers.table_load import ParquetTableLoad, lake_parts
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.source import TaxiSourceResource
 from taxi_assets.services import zone_key
+from taxi_assets.warehouse_engine import POSTGRES, WarehouseEngine
 
 CONTRACT = CONTRACTS["zones"]
 RAW_KEY = zone_key("raw")
@@ -62,22 +63,26 @@ def lake_taxi_zones(
     return contract_stream(context, raw_file, CONTRACT, RAW_KEY, None)
 
 
-@dg.asset(
-    key=zone_key("warehouse"),
-    ins={"zones": dg.AssetIn(key=LAKE_KEY)},
-    group_name="warehouse",
-    io_manager_key="warehouse_io_manager",
-    kinds={"postgres"},
-    owners=OWNERS,
-    code_version="1",
-    metadata={"primary_key": ["location_id"]},
-    automation_condition=FOLLOW_UPSTREAM,
-    description="Table warehouse.taxi_zones (location_id primary key), replaced on every load.",
-)
-def warehouse_taxi_zones(zones: pads.Dataset) -> TableLoad:
-    return TableLoad(
-        pa.RecordBatchReader.from_batches(zones.schema, zones.to_batches()), lake_row_count(zones)
+def build_zone_assets(engine: WarehouseEngine = POSTGRES) -> list[dg.AssetsDefinition]:
+    """The zone assets; the warehouse table in ``engine``."""
+
+    @dg.asset(
+        key=zone_key("warehouse"),
+        ins={"zones": dg.AssetIn(key=LAKE_KEY)},
+        group_name="warehouse",
+        io_manager_key="warehouse_io_manager",
+        kinds={engine.kind},
+        owners=OWNERS,
+        code_version="1",
+        metadata={"primary_key": ["location_id"]},
+        automation_condition=FOLLOW_UPSTREAM,
+        description=(
+            f"{engine.label} table warehouse.taxi_zones (one row per location_id"
+            f"{', the primary key' if engine is POSTGRES else ''}), replaced on every load."
+        ),
     )
+    def warehouse_taxi_zones(zones: LakeFiles) -> ParquetTableLoad:
+        reader = pa.RecordBatchReader.from_batches(zones.schema, zones.to_batches())
+        return ParquetTableLoad(reader, lake_row_count(zones), parts=lambda: lake_parts(zones))
 
-
-ZONE_ASSETS = [raw_taxi_zone_lookup, lake_taxi_zones, warehouse_taxi_zones]
+    return [raw_taxi_zone_lookup, lake_taxi_zones, warehouse_taxi_zones]

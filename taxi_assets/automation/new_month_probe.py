@@ -5,8 +5,14 @@ month that should just have been published), and the newest loaded month again i
 TLC republished it. A request's key holds service, month and the upstream ETag, so each
 upstream version is requested once; a failed run of a version may be retried up to
 ``MAX_ATTEMPTS`` times on later ticks.
+
+Each HEAD is one attempt with a short timeout (``TaxiSourceResource.probe``), and no HEAD
+starts after the tick's deadline: a tick must end well within Dagster's 60 s. A 403 from
+TLC means "not published yet" unless the newest loaded month answers 403 too (then the
+source refuses access: see ``upstream/forbidden.py``).
 """
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -15,13 +21,15 @@ import dagster as dg
 from upath import UPath
 
 from taxi_assets.automation.run_partitions import covers
+from taxi_assets.jobs import service_job_name
 from taxi_assets.materializations import latest_metadata
 from taxi_assets.partitions import add_months, lagged_month
 from taxi_assets.raw_zone import pinned_revision
 from taxi_assets.resources.source import TaxiSourceResource
 from taxi_assets.services import SERVICES
 from taxi_assets.storage.revision_manifest import ManifestError
-from taxi_assets.upstream.download import DownloadError, SourceNotFound
+from taxi_assets.upstream.download import DownloadError, SourceForbidden, SourceNotFound
+from taxi_assets.upstream.forbidden import explain_forbidden
 
 MAX_ATTEMPTS = 3
 VERSION_TAG = "taxi/upstream_version"
@@ -55,9 +63,18 @@ def runs_in_flight(instance: dg.DagsterInstance) -> Sequence[dg.DagsterRun]:
     return instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))
 
 
-def _loading(runs: Sequence[dg.DagsterRun], month: str, raw_key: dg.AssetKey) -> bool:
+def _loading(
+    runs: Sequence[dg.DagsterRun], month: str, raw_key: dg.AssetKey, job_name: str
+) -> bool:
+    """A run in flight covers ``month`` and materializes ``raw_key``: its asset selection
+    holds it (sensor requests, asset backfills), or it runs the service's whole job."""
     return any(
-        covers(run.tags, month) and (run.asset_selection is None or raw_key in run.asset_selection)
+        covers(run.tags, month)
+        and (
+            raw_key in run.asset_selection
+            if run.asset_selection is not None
+            else run.job_name == job_name
+        )
         for run in runs
     )
 
@@ -101,7 +118,9 @@ def plan_service_requests(
     in_flight: Sequence[dg.DagsterRun],
     today: date | None = None,
     lake_root: UPath | None = None,
+    deadline: float | None = None,
 ) -> ServicePlan:
+    """``deadline`` (``time.monotonic()``): no HEAD request starts after it."""
     plan = ServicePlan()
     dataset = SERVICES[service].dataset
     raw_key = SERVICES[service].key("raw")
@@ -123,20 +142,41 @@ def plan_service_requests(
         if not partitions_def.has_partition_key(month):
             plan.reasons.append(f"{service} {month}: not a partition yet")
             continue
-        if _loading(in_flight, month, raw_key):
+        if _loading(in_flight, month, raw_key, service_job_name(service)):
             plan.reasons.append(f"{service} {month}: a queued or running run is loading it")
             continue
-        # A month pinned to a stored revision (issue 15) is rebuilt from that revision, not
+        # A month pinned to a stored revision is rebuilt from that revision, not
         # re-fetched: no HEAD, no request, until someone unpins it.
         pin_reason = _pin_reason(lake_root, service, month)
         if pin_reason is not None:
             plan.reasons.append(pin_reason)
             continue
+        if deadline is not None and time.monotonic() > deadline:
+            plan.reasons.append(f"{service} {month}: not checked, the tick's time is used up")
+            continue
         url, _ = layout.trip_file(dataset, month)
         try:
-            remote = source.head(url)
+            remote = source.probe(url)
         except SourceNotFound:
             plan.reasons.append(f"{service} {month} not published yet")
+            continue
+        except SourceForbidden:
+            if is_loaded:
+                verdict = explain_forbidden(
+                    source=layout.source_for(month, dataset),
+                    service=service,
+                    month=month,
+                    url=url,
+                    newest_loaded=month,
+                    newest_forbidden=True,
+                )
+            else:
+                verdict = source.explain_forbidden(
+                    dataset, month, url, loaded[-1] if loaded else None
+                )
+            plan.reasons.append(verdict.message)
+            if is_loaded:
+                break  # the source refuses access: the next month would say the same
             continue
         except DownloadError as error:
             plan.reasons.append(f"{service} {month}: source unreachable ({error})")

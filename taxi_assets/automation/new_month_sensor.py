@@ -1,6 +1,12 @@
 """``taxi_new_month_sensor``: HEADs the source for each service's next unloaded month (and
-re-checks the newest loaded one for a republished file) and requests exactly that
-service's assets for that month."""
+re-checks the newest loaded one for a republished file) and runs exactly that service's
+job for that month. It targets the per-service jobs: each service has its own partitions,
+and a sensor target may not mix partitions definitions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
 
 import dagster as dg
 
@@ -10,43 +16,53 @@ from taxi_assets.automation.new_month_probe import (
     runs_in_flight,
 )
 from taxi_assets.automation.schedules import publication_lag
+from taxi_assets.jobs import service_job_name
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.source import TaxiSourceResource
-from taxi_assets.services import SERVICES, trip_keys
 
-SENSOR_INTERVAL_SECONDS = 30
+DEFAULT_SENSOR_INTERVAL_SECONDS = 300
+# No HEAD request starts later than this into a tick: Dagster cancels a sensor evaluation
+# after 60 s, and each HEAD is one attempt of at most the source's probe timeout.
+TICK_BUDGET_SECONDS = 40.0
 
 
-def build_new_month_sensor(partitions_def: dg.PartitionsDefinition) -> dg.SensorDefinition:
+def build_new_month_sensor(
+    jobs: dict[str, dg.UnresolvedAssetJobDefinition],
+    partitions: Mapping[str, dg.PartitionsDefinition],
+    interval_seconds: int = DEFAULT_SENSOR_INTERVAL_SECONDS,
+) -> dg.SensorDefinition:
     @dg.sensor(
         name="taxi_new_month_sensor",
-        target=dg.AssetSelection.assets(*trip_keys()),
-        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        jobs=list(jobs.values()),
+        minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description="HEADs the source for each service's next month; requests it when published.",
+        description="HEADs the source for each service's next month; requests it when published "
+        f"(every {interval_seconds} s: $TAXI_SENSOR_INTERVAL_SECONDS when definitions load).",
     )
     def taxi_new_month_sensor(
         context: dg.SensorEvaluationContext, source: TaxiSourceResource, lake: LakeResource
     ) -> dg.SensorResult | dg.SkipReason:
+        deadline = time.monotonic() + TICK_BUDGET_SECONDS
         requests: list[dg.RunRequest] = []
         reasons: list[str] = []
         in_flight = runs_in_flight(context.instance)
-        for service in SERVICES:
+        for service in jobs:
             plan = plan_service_requests(
                 context.instance,
                 source,
                 service,
-                partitions_def,
+                partitions[service],
                 publication_lag(),
                 in_flight,
                 lake_root=lake.root(),  # pinned months are not re-fetched
+                deadline=deadline,
             )
             reasons.extend(plan.reasons)
             requests.extend(
                 dg.RunRequest(
                     run_key=request.run_key,
+                    job_name=service_job_name(service),
                     partition_key=request.month,
-                    asset_selection=SERVICES[service].keys(),
                     tags={VERSION_TAG: request.version, "taxi/service": service},
                 )
                 for request in plan.requests

@@ -1,11 +1,16 @@
-"""The monthly schedule: each month, the month that should just have been published."""
+"""The monthly schedules, one per service: each month, the month that should just have been
+published. One per service because each service's job has its own partitions (a schedule
+targets one job)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
 
 import dagster as dg
 
 from taxi_assets.partitions import lagged_month
-from taxi_assets.raw_zone import pinned_services
+from taxi_assets.raw_zone import pinned_revision
 from taxi_assets.resources.lake import LakeResource
-from taxi_assets.services import SERVICES
 
 DEFAULT_LAG_MONTHS = 2
 LAG_ENV = "TAXI_PUBLICATION_LAG_MONTHS"
@@ -19,30 +24,41 @@ def publication_lag() -> int:
     return int(raw)
 
 
-def build_schedules(partitions_def: dg.PartitionsDefinition) -> list[dg.ScheduleDefinition]:
+def schedule_name(service: str) -> str:
+    return f"taxi_{service}_schedule"
+
+
+def build_schedule(
+    service: str, job: dg.UnresolvedAssetJobDefinition, partitions_def: dg.PartitionsDefinition
+) -> dg.ScheduleDefinition:
     @dg.schedule(
-        name="taxi_monthly_schedule",
-        job_name="taxi_monthly_job",
+        name=schedule_name(service),
+        job=job,
         cron_schedule="0 6 1 * *",
         execution_timezone="America/New_York",
         default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="Monthly: loads the month that should just have been published (lag: "
-        f"${LAG_ENV}, default {DEFAULT_LAG_MONTHS}).",
+        description=f"Monthly: loads the {service} month that should just have been published "
+        f"(lag: ${LAG_ENV}, default {DEFAULT_LAG_MONTHS}).",
     )
-    def taxi_monthly_schedule(
+    def monthly_schedule(
         context: dg.ScheduleEvaluationContext, lake: LakeResource
     ) -> dg.RunRequest | dg.SkipReason:
         month = lagged_month(context.scheduled_execution_time.date(), publication_lag())
         if not partitions_def.has_partition_key(month):
-            return dg.SkipReason(f"{month} is outside the configured partitions")
-        # Pins (issue 15): the raw asset of a pinned service makes its pinned revision
-        # current instead of downloading; the tag says so on the run. Nothing to fetch
-        # when every service is pinned.
-        pins = pinned_services(lake.root(), month)
-        described = ", ".join(f"{service}@{sha256[:12]}" for service, sha256 in pins.items())
-        if pins and len(pins) == len(SERVICES):
-            return dg.SkipReason(f"{month}: every service is pinned ({described})")
-        tags = {"taxi/pinned": described} if pins else {}
-        return dg.RunRequest(run_key=f"schedule:{month}", partition_key=month, tags=tags)
+            return dg.SkipReason(f"{month} is outside the {service} partitions")
+        # A pinned month is rebuilt from its pinned revision, never re-fetched: nothing to
+        # load until someone unpins it (python -m taxi_assets.cli raw unpin ...).
+        pinned = pinned_revision(lake.root(), service, month)
+        if pinned is not None:
+            return dg.SkipReason(f"{service} {month} is pinned to revision {pinned[:12]}")
+        return dg.RunRequest(run_key=f"schedule:{service}:{month}", partition_key=month)
 
-    return [taxi_monthly_schedule]
+    return monthly_schedule
+
+
+def build_schedules(
+    jobs: dict[str, dg.UnresolvedAssetJobDefinition],
+    partitions: Mapping[str, dg.PartitionsDefinition],
+) -> list[dg.ScheduleDefinition]:
+    """``taxi_<service>_schedule`` for every service."""
+    return [build_schedule(service, job, partitions[service]) for service, job in jobs.items()]

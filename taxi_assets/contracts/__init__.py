@@ -8,6 +8,7 @@ and raising a ContractError (a ValueError) that names the file when the data bre
 from __future__ import annotations
 
 from .fhv import FHV
+from .fhvhv import FHVHV
 from .green import GREEN
 from .headers import map_header, normalise_header
 from .readers import open_contract_reader
@@ -24,11 +25,12 @@ from .schema import (
 from .yellow import YELLOW
 from .zones import ZONES
 
-CONTRACTS: dict[str, Contract] = {c.name: c for c in (YELLOW, GREEN, FHV, ZONES)}
+CONTRACTS: dict[str, Contract] = {c.name: c for c in (YELLOW, GREEN, FHV, FHVHV, ZONES)}
 
 __all__ = [
     "CONTRACTS",
     "FHV",
+    "FHVHV",
     "GREEN",
     "YELLOW",
     "ZONES",

@@ -13,7 +13,11 @@ import pyarrow.compute as pc
 
 from .schema import ContractColumn, InvalidValueError, NonIntegralValueError
 
-_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+def _int_bounds(arrow_type: pa.DataType) -> tuple[int, int]:
+    """The range of a signed integer type (int32 codes, int64 counts such as trip_time)."""
+    bits = arrow_type.bit_width
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
 def conform(arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int) -> pa.Array:
@@ -49,13 +53,14 @@ def to_int(arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int
         return pc.cast(arr, col.type)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
+    low, high = _int_bounds(col.type)
     if pa.types.is_floating(arr.type):
         bad = pc.or_(
             pc.not_equal(arr, pc.floor(arr)),  # fractions; NaN != NaN too
-            pc.or_(pc.less(arr, _INT32_MIN), pc.greater(arr, _INT32_MAX)),
+            pc.or_(pc.less(arr, low), pc.greater(arr, high)),
         )
     elif pa.types.is_integer(arr.type):
-        bad = pc.or_(pc.less(arr, _INT32_MIN), pc.greater(arr, _INT32_MAX))
+        bad = pc.or_(pc.less(arr, low), pc.greater(arr, high))
     else:
         raise NonIntegralValueError(
             file_name, None, col.name, str(arr.type), "cannot convert this type to an integer"

@@ -30,9 +30,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from taxi_assets.devdata import fhvhv
+from taxi_assets.devdata.arrays import pick as _pick
+from taxi_assets.devdata.arrays import timestamps as _timestamps
+from taxi_assets.devdata.one_row_group import write_one_row_group
 from taxi_assets.devdata.zones import AIRPORT_IDS, N_ZONES, write_zones, zone_weights
 
-SERVICES = ("yellow", "green", "fhv")
+SERVICES = ("yellow", "green", "fhv", "fhvhv")
 SOURCES = ("dtc", "tlc")
 DTC_FIRST_MONTH, DTC_LAST_MONTH = "2019-01", "2021-07"
 DEFAULT_ROWS = 5000
@@ -40,7 +44,7 @@ CHUNK_ROWS = 500_000
 # gzip's default (9) is ~8x slower than 5 for ~5% smaller files, and 6 is 2x slower
 # for ~3%: 5 keeps a 1.37M-row month at a few seconds.
 GZIP_LEVEL = 5
-_SERVICE_CODE = {"yellow": 1, "green": 2, "fhv": 3}  # stable, unlike hash()
+_SERVICE_CODE = {"yellow": 1, "green": 2, "fhv": 3, "fhvhv": 4}  # stable, unlike hash()
 _PLAN_STREAM = 1_000_000  # RNG stream id for month-level parameters
 
 DTC_HEADERS: dict[str, list[str]] = {
@@ -61,6 +65,7 @@ DTC_HEADERS: dict[str, list[str]] = {
         "dispatching_base_num,pickup_datetime,dropOff_datetime,PUlocationID,"
         "DOlocationID,SR_Flag,Affiliated_base_number"
     ).split(","),
+    "fhvhv": fhvhv.DTC_HEADER,  # 2021-06: fhvhv.FHV_LAYOUT_HEADER (see dtc_header)
 }
 # Integer codes TLC sometimes writes as floats ("1.0" in CSV, double in Parquet).
 CODE_COLUMNS = ("passenger_count", "RatecodeID", "payment_type", "trip_type")
@@ -118,9 +123,15 @@ def relpath(source: str, service: str, month: str) -> str:
     return f"{service}_tripdata_{month}.parquet"
 
 
-def dtc_has_month(month: str) -> bool:
-    """The course mirror only ever published 2019-01..2021-07."""
-    return _ym(DTC_FIRST_MONTH) <= _ym(month) <= _ym(DTC_LAST_MONTH)
+def dtc_has_month(month: str, service: str | None = None) -> bool:
+    """The course mirror only ever published 2019-01..2021-07 (FHVHV from 2019-02)."""
+    first = fhvhv.FIRST_MONTH if service == "fhvhv" else DTC_FIRST_MONTH
+    return _ym(first) <= _ym(month) <= _ym(DTC_LAST_MONTH)
+
+
+def dtc_header(service: str, month: str) -> list[str]:
+    """The course file's header: the service's, except FHVHV 2021-06 (FHV layout)."""
+    return fhvhv.dtc_header(month) if service == "fhvhv" else DTC_HEADERS[service]
 
 
 def default_float_codes(month: str) -> bool:
@@ -151,6 +162,8 @@ def has_cbd_fee(month: str) -> bool:
 def tlc_schema(service: str, month: str, *, float_codes: bool = False) -> pa.Schema:
     """The Arrow schema of TLC's Parquet file for this service and month."""
     _check(service=service)
+    if service == "fhvhv":
+        return fhvhv.tlc_schema(month)
     code = pa.float64() if float_codes else pa.int64()
     ts = pa.timestamp("us")
     f64, i32, s = pa.float64(), pa.int32(), pa.string()
@@ -235,13 +248,14 @@ def _plan(service: str, month: str, rows: int, seed: int) -> _Plan:
     if rows < 0:
         raise ValueError("rows must be >= 0")
     rng = _rng(seed, service, month, _PLAN_STREAM)
-    null_share = float(rng.uniform(0.01, 0.03)) if service != "fhv" else 0.0
+    cab = service in ("yellow", "green")  # the null block and rate code 99 are cab quirks
+    null_share = float(rng.uniform(0.01, 0.03)) if cab else 0.0
     return _Plan(
         service=service, month=month, rows=rows, seed=seed,
-        null_rows=_quota(rows, null_share) if service != "fhv" else 0,
+        null_rows=_quota(rows, null_share) if cab else 0,
         prev_rows=_quota(rows, 0.001), next_rows=_quota(rows, 0.0002),
         backwards_rows=_quota(rows, 0.0002), refund_rows=_quota(rows, 0.001),
-        rate99_rows=_quota(rows, 0.0005) if service != "fhv" else 0,
+        rate99_rows=_quota(rows, 0.0005) if cab else 0,
     )  # fmt: skip
 
 
@@ -266,10 +280,6 @@ def _share(total: int, start: int, stop: int, rows: int) -> int:
     """The part of a quota spread over rows [0, rows) that falls in [start, stop);
     the parts of consecutive chunks sum exactly to total."""
     return total * stop // rows - total * start // rows if rows else 0
-
-
-def _pick(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
-    return rng.choice(n, size=min(k, n), replace=False) if n and k else np.empty(0, np.int64)
 
 
 def _chunk(plan: _Plan, index: int, start: int, stop: int) -> pa.Table:
@@ -299,13 +309,9 @@ def _chunk(plan: _Plan, index: int, start: int, stop: int) -> pa.Table:
     }
     if plan.service == "fhv":
         return _fhv_chunk(plan, rng, pickup, quotas)
+    if plan.service == "fhvhv":
+        return fhvhv.chunk(rng, plan.month, pickup, quotas)
     return _cab_chunk(plan, rng, pickup, n_norm, quotas)
-
-
-def _timestamps(seconds: np.ndarray) -> pa.Array:
-    return pa.array(
-        seconds.astype("datetime64[s]").astype("datetime64[us]"), type=pa.timestamp("us")
-    )
 
 
 def _codes(values: np.ndarray, null: np.ndarray | None) -> pa.Array:
@@ -638,12 +644,17 @@ def _write_csv_gz(
         tmp.unlink(missing_ok=True)
 
 
-def _write_parquet(dest: Path, chunks: Iterable[pa.Table], schema: pa.Schema) -> None:
+def _write_parquet(
+    dest: Path, chunks: Iterable[pa.Table], schema: pa.Schema, *, single_row_group: bool = False
+) -> None:
     tmp = _tmp_path(dest)
     try:
-        with pq.ParquetWriter(tmp, schema, compression="snappy") as writer:
-            for table in chunks:
-                writer.write_table(table.cast(schema), row_group_size=CHUNK_ROWS)
+        if single_row_group:
+            write_one_row_group(tmp, chunks, schema)
+        else:
+            with pq.ParquetWriter(tmp, schema, compression="snappy") as writer:
+                for table in chunks:
+                    writer.write_table(table.cast(schema), row_group_size=CHUNK_ROWS)
         _commit(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -659,12 +670,15 @@ def write_month(
     seed: int = 42,
     float_codes: bool | None = None,
     crlf: bool | None = None,
+    single_row_group: bool = False,
 ) -> Path:
     """Write one month file in the source's layout under root; returns its path.
 
     float_codes / crlf default to the per-month conventions
     (default_float_codes / default_crlf). Unlike generate_mirror this writes
     dtc months outside 2019-01..2021-07 too, if asked explicitly.
+    ``single_row_group`` writes a tlc Parquet file as ONE row group, TLC's real layout
+    (otherwise one row group per 500,000-row chunk), in bounded memory (one_row_group.py).
     """
     _check(source=source, service=service)
     dest = Path(root) / relpath(source, service, month)
@@ -673,10 +687,17 @@ def write_month(
     chunks = iter_trip_chunks(service, month, rows, seed)
     if source == "dtc":
         eol_crlf = default_crlf(source, service, month) if crlf is None else crlf
-        _write_csv_gz(dest, chunks, DTC_HEADERS[service], float_codes=floats, crlf=eol_crlf)
+        if service == "fhvhv":
+            chunks = (fhvhv.dtc_table(month, table) for table in chunks)
+        header = dtc_header(service, month)
+        _write_csv_gz(dest, chunks, header, float_codes=floats, crlf=eol_crlf)
     else:
+        codes_as_floats = floats and service in ("yellow", "green")
         _write_parquet(
-            dest, chunks, tlc_schema(service, month, float_codes=floats and service != "fhv")
+            dest,
+            chunks,
+            tlc_schema(service, month, float_codes=codes_as_floats),
+            single_row_group=single_row_group,
         )
     return dest
 
@@ -709,7 +730,7 @@ def generate_mirror(
         for service in services:
             n = rows if isinstance(rows, int) else int(rows.get(service, DEFAULT_ROWS))
             for month in months:
-                if source == "dtc" and not dtc_has_month(month):
+                if source == "dtc" and not dtc_has_month(month, service):
                     continue
                 written.append(
                     write_month(

@@ -41,6 +41,12 @@ CONTENT_TYPES = {
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
+S3_ACCESS_DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>Access Denied</Message></Error>"
+)
+
+
 class ForbiddenPath(ValueError):
     """A request path that would escape the mirror root."""
 
@@ -88,10 +94,15 @@ class MirrorServer:
 
     handler_class: type[MirrorRequestHandler] = MirrorRequestHandler
 
-    def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, root: Path, host: str = "127.0.0.1", port: int = 0, missing_status: int = 404
+    ) -> None:
         self.root = Path(root)
         self.host = host
         self.port = port
+        # 404 for a missing file, like the course mirror (GitHub); 403 like TLC's file host
+        # (S3 behind CloudFront answers AccessDenied for a key that does not exist).
+        self.missing_status = missing_status
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         # Set on stop() so handlers sleeping on purpose (fault delays) wake up.
@@ -188,6 +199,13 @@ class MirrorServer:
         if handler.command != "HEAD" and body:
             handler.wfile.write(body)
 
+    def send_missing(self, handler: BaseHTTPRequestHandler) -> None:
+        if self.missing_status == HTTPStatus.FORBIDDEN:
+            body = S3_ACCESS_DENIED
+            self.send_simple(handler, HTTPStatus.FORBIDDEN, body, content_type="application/xml")
+        else:
+            self.send_simple(handler, self.missing_status, b"not found\n")
+
     def serve_file(
         self,
         handler: BaseHTTPRequestHandler,
@@ -210,14 +228,14 @@ class MirrorServer:
         try:
             f = open(path, "rb")  # noqa: SIM115 - closed below; fstat needs the handle
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
-            self.send_simple(handler, HTTPStatus.NOT_FOUND, b"not found\n")
+            self.send_missing(handler)
             return False
         with f:
             # fstat the open handle: headers and body describe the same file
             # even if it is replaced concurrently (generators use os.replace).
             st = os.fstat(f.fileno())
             if not _is_regular(st):
-                self.send_simple(handler, HTTPStatus.NOT_FOUND, b"not found\n")
+                self.send_missing(handler)
                 return False
             etag = etag_for(st)
             headers = {

@@ -91,13 +91,14 @@ def zone_weights(service: str) -> np.ndarray:
     """Pickup/dropoff popularity per LocationID (index 0 = id 1), summing to 1.
 
     Yellow cabs concentrate in Manhattan and airports, green cabs in the outer
-    boroughs, FHV everywhere; 264/265 get a small fixed share.
+    boroughs, FHV and FHVHV everywhere; 264/265 get a small fixed share.
     """
     boroughs = _borough_by_id()
     by_service = {
         "yellow": {"Manhattan": 30.0, "Queens": 1.5, "Brooklyn": 1.0},
         "green": {"Manhattan": 2.0, "Queens": 4.0, "Brooklyn": 4.0, "Bronx": 3.0},
         "fhv": {"Manhattan": 3.0, "Queens": 2.0, "Brooklyn": 2.5, "Bronx": 2.0},
+        "fhvhv": {"Manhattan": 6.0, "Queens": 3.0, "Brooklyn": 4.0, "Bronx": 2.5},
     }[service]
     w = np.array(
         [by_service.get(boroughs[loc], 0.5) for loc in range(1, N_ZONES + 1)],

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from upath import UPath
@@ -24,6 +23,7 @@ from taxi_assets.io_managers.arrow_stats import (
     StreamStats,
     static_schema_metadata,
 )
+from taxi_assets.io_managers.lake_files import LakeFiles
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.storage.publish import local_staging_dir, publish_file, staging_name
 from taxi_assets.storage.roots import is_local
@@ -180,14 +180,14 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
             }
         )
 
-    def load_from_path(self, context: dg.InputContext, path: UPath) -> pads.Dataset:
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> LakeFiles:
         filesystem, native = arrow_filesystem(path)
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: materialize the upstream asset first")
-        return pads.dataset(native, format="parquet", filesystem=filesystem)
+        return LakeFiles.at(filesystem, native)
 
-    def load_partitions(self, context: dg.InputContext) -> dict[str, pads.Dataset]:
-        """Always ``{partition_key: dataset}``, for one partition as for a range."""
+    def load_partitions(self, context: dg.InputContext) -> dict[str, LakeFiles]:
+        """Always ``{partition_key: files}``, for one partition as for a range."""
         paths = self._get_paths_for_partitions(context)
         return {
             key: self.load_from_path(context, paths[key]) for key in context.asset_partition_keys

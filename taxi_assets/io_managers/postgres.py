@@ -1,10 +1,15 @@
 """A PostgreSQL IO manager: Arrow streams in with COPY, atomically, partition by partition.
 
-Writing a partition replaces exactly the rows whose ``partition_expr`` column falls in
-the partition's window (half-open, ``>= start AND < end``), in one transaction: advisory
-locks on (table, partition), DELETE, COPY of the Arrow batches, a row-count check against
-the expected count, COMMIT. A failed or killed run leaves the previous rows intact, and
-two runs of one partition at once leave exactly one copy.
+A time-window partitioned asset with ``partition_expr`` metadata lives in a table
+partitioned by range of that column, one child table per partition; writing partitions
+replaces their children (:func:`taxi_assets.pg.month_swap.replace_months`: COPY into a
+staging table, row-count check, index, ANALYZE, then a short swap), so a failed or
+killed run leaves the previous rows intact, two runs of one partition leave exactly one
+copy, and a reload leaves no dead tuples. A range of partitions is replaced in one swap.
+Unpartitioned assets are replaced whole in one transaction (DELETE, COPY, check).
+
+Definition metadata shapes the table: ``primary_key``, ``index_columns`` (btree) and
+``brin_index_columns`` (BRIN: cheap on columns that follow the load order, like times).
 """
 
 import time
@@ -15,21 +20,29 @@ from typing import Any
 
 import dagster as dg
 import pyarrow as pa
+import sqlalchemy as sa
 
 from taxi_assets.errors import RowCountMismatch
 from taxi_assets.io_managers.arrow_stats import StreamStats, static_schema_metadata
 from taxi_assets.pg.copy_in import copy_arrow
 from taxi_assets.pg.copy_out import read_query_arrow
-from taxi_assets.pg.ddl import driver_cursor, ensure_table, ident, qualified
+from taxi_assets.pg.ddl import TableLayout, driver_cursor, ensure_table, ident, qualified
+from taxi_assets.pg.month_swap import InSwap, MonthBounds, Staging, replace_months
+from taxi_assets.pg.partitions import tree_bytes
 from taxi_assets.resources.postgres import PostgresResource
 
 
 @dataclass(frozen=True)
 class TableLoad:
-    """An Arrow stream to store, and how many rows it must hold (None: not checked)."""
+    """An Arrow stream to store, and how many rows it must hold (None: not checked).
+
+    ``in_swap``: statements to run in the transaction that swaps the partitions in (e.g. a
+    lineage row about the load), so that they commit with the months or not at all.
+    """
 
     reader: pa.RecordBatchReader
     expected_rows: int | None = None
+    in_swap: InSwap | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,7 @@ class _Slice:
     partition_expr: str | None
     window: tuple[datetime, datetime] | None
     keys: tuple[str, ...]
+    key_windows: tuple[tuple[datetime, datetime], ...] = ()
 
     def where(self) -> tuple[str, dict[str, object]]:
         if self.partition_expr is None or self.window is None:
@@ -59,6 +73,16 @@ def table_of(asset_key: dg.AssetKey, metadata: Mapping[str, Any]) -> tuple[str, 
     return schema, metadata.get("table") or path[-1]
 
 
+def table_layout(metadata: Mapping[str, Any], partitioned: bool = True) -> TableLayout:
+    """How an asset's table is laid out, from its definition metadata (see module doc)."""
+    return TableLayout(
+        partition_by=metadata.get("partition_expr") if partitioned else None,
+        primary_key=tuple(metadata.get("primary_key", ())),
+        btree_columns=tuple(metadata.get("index_columns", ())),
+        brin_columns=tuple(metadata.get("brin_index_columns", ())),
+    )
+
+
 def _slice(context: dg.OutputContext | dg.InputContext) -> _Slice:
     if isinstance(context, dg.InputContext) and context.upstream_output is not None:
         metadata = context.upstream_output.definition_metadata or {}
@@ -75,7 +99,15 @@ def _slice(context: dg.OutputContext | dg.InputContext) -> _Slice:
         time_window = context.asset_partitions_time_window
         window = (time_window.start.replace(tzinfo=None), time_window.end.replace(tzinfo=None))
         keys = tuple(context.asset_partition_keys)
+        definition = context.asset_partitions_def
+        key_windows = tuple(_naive(definition.time_window_for_partition_key(key)) for key in keys)
+        return _Slice(schema, table, metadata["partition_expr"], window, keys, key_windows)
     return _Slice(schema, table, metadata.get("partition_expr"), window, keys)
+
+
+def _naive(window: dg.TimeWindow) -> tuple[datetime, datetime]:
+    # Partition windows are timezone-aware; the table's values are naive.
+    return window.start.replace(tzinfo=None), window.end.replace(tzinfo=None)
 
 
 class PostgresIOManager(dg.ConfigurableIOManager):
@@ -90,28 +122,108 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         target = _slice(context)
         engine = self.database.engine()
         metadata = context.definition_metadata or {}
+        partitioned = target.window is not None and target.partition_expr is not None
         ensure_table(
             engine,
             target.schema,
             target.table,
             load.reader.schema,
-            primary_key=tuple(metadata.get("primary_key", ())),
-            index_columns=(target.partition_expr,) if target.partition_expr else (),
+            table_layout(metadata, partitioned),
             log=context.log.info,
+            waits=self.database.lock_waits(),
         )
-        name = qualified(target.schema, target.table)
         started = time.monotonic()
-        where, params = target.where()
         stats = StreamStats(time_column=metadata.get("time_column"), window=target.window)
         reader = _observed(load.reader, stats)
+        if partitioned:
+            written, replaced, details = self._replace_partitions(context, target, reader, load)
+        else:
+            written, replaced = self._replace_table(context, target, reader, load)
+            details = {}
+        with engine.connect() as connection:
+            table_bytes = tree_bytes(connection, target.schema, target.table)
+        elapsed = time.monotonic() - started
+        context.add_output_metadata(
+            {
+                **stats.metadata(partitioned=context.has_asset_partitions),
+                **static_schema_metadata(
+                    context, load.reader.schema, f"{target.schema}.{target.table}"
+                ),
+                "table_bytes": dg.MetadataValue.int(table_bytes),
+                "rows_written": dg.MetadataValue.int(written),
+                "rows_replaced": dg.MetadataValue.int(replaced),
+                "table": f"{target.schema}.{target.table}",
+                "duration_s": round(elapsed, 3),
+                "rows_per_s": int(written / elapsed) if elapsed > 0 else 0,
+                **details,
+            }
+        )
+
+    def _replace_partitions(
+        self,
+        context: dg.OutputContext,
+        target: _Slice,
+        reader: pa.RecordBatchReader,
+        load: TableLoad,
+    ) -> tuple[int, int, dict[str, Any]]:
+        assert target.partition_expr is not None
+        as_dates = pa.types.is_date(reader.schema.field(target.partition_expr).type)
+        months = [
+            MonthBounds(key, start.date(), end.date()) if as_dates else MonthBounds(key, start, end)
+            for key, (start, end) in zip(target.keys, target.key_windows, strict=True)
+        ]
+
+        def fill(connection: sa.Connection, staging: Staging) -> int:
+            return copy_arrow(
+                driver_cursor(connection),
+                staging.target,
+                reader,
+                log=context.log.info,
+                expected_rows=load.expected_rows,
+                freeze=staging.freeze,
+            )
+
+        done = replace_months(
+            self.database.engine(),
+            target.schema,
+            target.table,
+            target.partition_expr,
+            months,
+            fill,
+            expected_rows=load.expected_rows,
+            in_swap=load.in_swap,
+            waits=self.database.lock_waits(),
+            log=context.log.info,
+        )
+        return (
+            done.rows_written,
+            done.rows_replaced,
+            {
+                "swap_lock_ms": round(done.swap_lock_ms, 1),
+                "swap_attempts": dg.MetadataValue.int(done.swap_attempts),
+                "copy_s": round(done.fill_s, 3),
+                "index_s": round(done.index_s, 3),
+                "analyze_s": round(done.analyze_s, 3),
+            },
+        )
+
+    def _replace_table(
+        self,
+        context: dg.OutputContext,
+        target: _Slice,
+        reader: pa.RecordBatchReader,
+        load: TableLoad,
+    ) -> tuple[int, int]:
+        """The whole table in one transaction: DELETE, COPY, row-count check, COMMIT."""
+        name = qualified(target.schema, target.table)
+        engine = self.database.engine()
         with engine.begin() as connection:
             cursor = driver_cursor(connection)
-            for key in sorted(target.keys) or ["<all>"]:
-                cursor.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended(%(lock)s, 0))",
-                    {"lock": f"{target.schema}.{target.table}/{key}"},
-                )
-            cursor.execute(f"DELETE FROM {name}{where}", params)
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%(lock)s, 0))",
+                {"lock": f"{target.schema}.{target.table}/<all>"},
+            )
+            cursor.execute(f"DELETE FROM {name}")
             replaced = cursor.rowcount
             written = copy_arrow(
                 cursor, name, reader, log=context.log.info, expected_rows=load.expected_rows
@@ -123,24 +235,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
                 )
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql(f"ANALYZE {name}")
-            table_bytes = connection.exec_driver_sql(
-                "SELECT pg_total_relation_size(%(table)s::regclass)", {"table": name}
-            ).scalar()
-        elapsed = time.monotonic() - started
-        context.add_output_metadata(
-            {
-                **stats.metadata(partitioned=context.has_asset_partitions),
-                **static_schema_metadata(
-                    context, load.reader.schema, f"{target.schema}.{target.table}"
-                ),
-                "table_bytes": dg.MetadataValue.int(int(table_bytes or 0)),
-                "rows_written": dg.MetadataValue.int(written),
-                "rows_replaced": dg.MetadataValue.int(replaced),
-                "table": f"{target.schema}.{target.table}",
-                "duration_s": round(elapsed, 3),
-                "rows_per_s": int(written / elapsed) if elapsed > 0 else 0,
-            }
-        )
+        return written, replaced
 
     def partition_row_count(
         self, asset_key: dg.AssetKey, metadata: Mapping[str, Any], window: tuple[datetime, datetime]

@@ -57,15 +57,18 @@ def copy_arrow(
     reader: pa.RecordBatchReader,
     log: Callable[[str], None] = lambda _: None,
     expected_rows: int | None = None,
+    freeze: bool = False,
 ) -> int:
     """COPY every batch of ``reader`` into ``table_sql``; the row count PostgreSQL reports.
 
     ``log`` hears progress every few seconds (rows, % of ``expected_rows`` when given,
-    rows/s).
+    rows/s). ``freeze``: the table was created in this transaction, so its rows can be
+    written frozen and all-visible (no hint-bit writes on first read, nothing for vacuum
+    to freeze later).
     """
     columns = ", ".join(ident(field.name) for field in reader.schema)
     binary = _binary_compatible(cursor, table_sql, reader.schema)
-    options = "FORMAT binary" if binary else "FORMAT csv"
+    options = ("FORMAT binary" if binary else "FORMAT csv") + (", FREEZE" if freeze else "")
     progress = ProgressLog(f"COPY {table_sql}", log, expected_rows)
     statement = f"COPY {table_sql} ({columns}) FROM STDIN ({options})"
     # The pool exits first (waiting for the sends in flight), then the COPY ends or,

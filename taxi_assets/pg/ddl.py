@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+
+from taxi_assets.errors import NotPartitioned
+
+if TYPE_CHECKING:
+    from taxi_assets.pg.lock_retry import LockWaits
 
 _PREPARER = postgresql.dialect().identifier_preparer
 MAX_IDENTIFIER = 63
@@ -51,12 +57,45 @@ def pg_type(arrow_type: pa.DataType) -> str:
     raise TypeError(f"no PostgreSQL type for Arrow type {arrow_type}")
 
 
-def _index_name(table: str, column: str) -> str:
-    name = f"{table}_{column}_idx"
+def bounded_name(name: str) -> str:
+    """``name`` if it fits PostgreSQL's 63-byte identifiers, else a prefix and a digest."""
     if len(name.encode()) <= MAX_IDENTIFIER:
         return name
     digest = hashlib.sha1(name.encode()).hexdigest()[:8]
     return f"{name.encode()[: MAX_IDENTIFIER - 9].decode(errors='ignore')}_{digest}"
+
+
+def _index_name(table: str, column: str) -> str:
+    return bounded_name(f"{table}_{column}_idx")
+
+
+# pg_class.relkind of a plain table and of a partitioned one.
+PLAIN, PARTITIONED = "r", "p"
+MIGRATE_COMMAND = "python -m taxi_assets.cli warehouse migrate"
+
+
+def relation_kind(connection: sa.Connection, schema: str, table: str) -> str | None:
+    """``PLAIN``, ``PARTITIONED``, another relkind, or None when there is no such table."""
+    return connection.execute(
+        sa.text(
+            "SELECT c.relkind FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = :schema AND c.relname = :table"
+        ),
+        {"schema": schema, "table": table},
+    ).scalar()
+
+
+def require_partitioned(connection: sa.Connection, schema: str, table: str) -> None:
+    """Refuse a table that exists but is not partitioned, naming the way out."""
+    kind = relation_kind(connection, schema, table)
+    if kind == PLAIN:
+        raise NotPartitioned(
+            f"{schema}.{table} is a plain table from an earlier version of taxi_assets, "
+            f"whose months are now partitions: convert it once with `{MIGRATE_COMMAND}` "
+            "(resumable, month by month; README, 'Upgrading the warehouse'); nothing was loaded"
+        )
+    if kind != PARTITIONED:
+        raise NotPartitioned(f"{schema}.{table} is not a partitioned table (relkind {kind!r})")
 
 
 def existing_columns(connection: sa.Connection, schema: str, table: str) -> dict[str, str]:
@@ -70,46 +109,145 @@ def existing_columns(connection: sa.Connection, schema: str, table: str) -> dict
     return {name: data_type for name, data_type in rows}
 
 
+@dataclass(frozen=True)
+class TableLayout:
+    """How a table is laid out: partitioned by range of a column or not; its indexes."""
+
+    partition_by: str | None = None
+    primary_key: Sequence[str] = ()
+    btree_columns: Sequence[str] = ()
+    brin_columns: Sequence[str] = ()
+
+
 def ensure_table(
     engine: sa.Engine,
     schema: str,
     table: str,
     arrow_schema: pa.Schema,
-    primary_key: Sequence[str] = (),
-    index_columns: Sequence[str] = (),
+    layout: TableLayout = TableLayout(),
     log: Callable[[str], None] = lambda _: None,
+    waits: LockWaits | None = None,
 ) -> None:
     """Create schema, table and indexes if missing; add columns the table lacks.
 
-    Runs in its own transaction under an advisory lock on the table name, so concurrent
-    runs creating the same table do not collide on PostgreSQL's catalog.
+    Looks at the catalog first (no lock) and changes only what is missing, in one
+    transaction under an advisory lock on the table name (concurrent runs creating the
+    same table do not collide on the catalog) and under ``lock_timeout`` with retries
+    (adding a column to a table a long query reads does not stall its other readers).
+    A partitioned layout on an existing plain table is refused (:class:`NotPartitioned`).
     """
-    name = qualified(schema, table)
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0))"),
-            {"lock": f"ddl:{schema}.{table}"},
-        )
-        connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}")
-        present = existing_columns(connection, schema, table)
-        if not present:
-            columns = [f"{ident(f.name)} {pg_type(f.type)}" for f in arrow_schema]
-            if primary_key:
-                columns.append(f"PRIMARY KEY ({', '.join(ident(c) for c in primary_key)})")
-            connection.exec_driver_sql(f"CREATE TABLE {name} ({', '.join(columns)})")
-            log(f"Created table {schema}.{table}")
-        else:
-            for field in arrow_schema:
-                if field.name not in present:
-                    connection.exec_driver_sql(
-                        f"ALTER TABLE {name} ADD COLUMN {ident(field.name)} {pg_type(field.type)}"
-                    )
-                    log(f"Migrated {schema}.{table}: added column {field.name} (old rows: null)")
-        for column in index_columns:
-            connection.exec_driver_sql(
-                f"CREATE INDEX IF NOT EXISTS {ident(_index_name(table, column))} "
-                f"ON {name} ({ident(column)})"
+    from taxi_assets.pg.lock_retry import LockWaits, with_lock_retries
+
+    with engine.connect() as connection:
+        with connection.begin():
+            kind = relation_kind(connection, schema, table)
+            present = existing_columns(connection, schema, table) if kind else {}
+            if kind is not None and layout.partition_by:
+                require_partitioned(connection, schema, table)
+            indexes = [
+                (_index_name(table, column), method, column)
+                for method, columns in (
+                    ("btree", layout.btree_columns),
+                    ("brin", layout.brin_columns),
+                )
+                for column in columns
+            ]
+            missing_indexes = [
+                index
+                for index in indexes
+                if connection.execute(
+                    sa.text("SELECT to_regclass(:name)"),
+                    {"name": qualified(schema, index[0])},
+                ).scalar()
+                is None
+            ]
+        missing_columns = [f for f in arrow_schema if f.name not in present]
+        if kind is not None and not missing_columns and not missing_indexes:
+            return
+
+        def change(connection: sa.Connection) -> None:
+            connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0))"),
+                {"lock": f"ddl:{schema}.{table}"},
             )
+            connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}")
+            current = existing_columns(connection, schema, table)
+            if not current:
+                _create(connection, schema, table, arrow_schema, layout)
+                log(f"Created table {schema}.{table}")
+            else:
+                for field in arrow_schema:
+                    if field.name not in current:
+                        connection.exec_driver_sql(
+                            f"ALTER TABLE {qualified(schema, table)} "
+                            f"ADD COLUMN {ident(field.name)} {pg_type(field.type)}"
+                        )
+                        log(
+                            f"Migrated {schema}.{table}: added column {field.name} (old rows: null)"
+                        )
+            for name, method, column in indexes:
+                connection.exec_driver_sql(
+                    f"CREATE INDEX IF NOT EXISTS {ident(name)} ON {qualified(schema, table)} "
+                    f"USING {method} ({ident(column)})"
+                )
+
+        with_lock_retries(
+            connection,
+            change,
+            waits=waits or LockWaits(),
+            what=f"Changing {schema}.{table}",
+            table=(schema, table),
+            log=log,
+        )
+
+
+def _create(
+    connection: sa.Connection,
+    schema: str,
+    table: str,
+    arrow_schema: pa.Schema,
+    layout: TableLayout,
+) -> None:
+    create_table(
+        connection,
+        schema,
+        table,
+        [f"{ident(f.name)} {pg_type(f.type)}" for f in arrow_schema],
+        layout,
+    )
+
+
+def create_table(
+    connection: sa.Connection,
+    schema: str,
+    table: str,
+    column_definitions: Sequence[str],
+    layout: TableLayout,
+) -> None:
+    """CREATE TABLE with ``layout``'s primary key, partitioning and indexes (on a
+    partitioned table, partitioned indexes: every month's child gets its own)."""
+    columns = list(column_definitions)
+    if layout.primary_key:
+        columns.append(f"PRIMARY KEY ({', '.join(ident(c) for c in layout.primary_key)})")
+    partitioning = (
+        f" PARTITION BY RANGE ({ident(layout.partition_by)})" if layout.partition_by else ""
+    )
+    connection.exec_driver_sql(
+        f"CREATE TABLE {qualified(schema, table)} ({', '.join(columns)}){partitioning}"
+    )
+    for name, method, column in layout_indexes(table, layout):
+        connection.exec_driver_sql(
+            f"CREATE INDEX {ident(name)} ON {qualified(schema, table)} USING {method} ({ident(column)})"
+        )
+
+
+def layout_indexes(table: str, layout: TableLayout) -> list[tuple[str, str, str]]:
+    """(name, method, column) of the indexes ``layout`` asks for."""
+    return [
+        (_index_name(table, column), method, column)
+        for method, columns in (("btree", layout.btree_columns), ("brin", layout.brin_columns))
+        for column in columns
+    ]
 
 
 def driver_cursor(connection: sa.Connection) -> psycopg.Cursor[Any]:

@@ -3,6 +3,7 @@
 import dagster as dg
 from upath import UPath
 
+from taxi_assets.production import require_object_store_lake
 from taxi_assets.storage.roots import lake_root, resolve_root
 
 
@@ -16,6 +17,9 @@ class LakeResource(dg.ConfigurableResource):
     """
 
     url: str | None = None
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        require_object_store_lake(self.url, "TAXI_LAKE_URL")
 
     def root(self) -> UPath:
         return lake_root(self.url)

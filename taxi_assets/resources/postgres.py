@@ -5,6 +5,8 @@ import sqlalchemy as sa
 from pydantic import PrivateAttr
 
 from taxi_assets.pg.embedded import DEFAULT_EMBEDDED_DIR, embedded_url
+from taxi_assets.pg.lock_retry import LockWaits
+from taxi_assets.production import require_setting
 from taxi_assets.settings import resolve_setting
 
 
@@ -26,8 +28,19 @@ class PostgresResource(dg.ConfigurableResource):
 
     url: str | None = None
     embedded_dir: str = DEFAULT_EMBEDDED_DIR
+    # How long a schema change (a month's swap, a new column) may make the table's other
+    # readers wait for it, and how long it keeps trying while long queries hold the table.
+    lock_timeout_ms: int = 1000
+    lock_retry_s: float = 600.0
     _engine: sa.Engine | None = PrivateAttr(default=None)
     _url: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        require_setting(
+            self.url,
+            "TAXI_WAREHOUSE_URL",
+            "postgresql://USER:PASSWORD@HOST:PORT/DB or bigquery://PROJECT",
+        )
 
     @property
     def _resolved_url(self) -> str:
@@ -43,6 +56,9 @@ class PostgresResource(dg.ConfigurableResource):
                 sqlalchemy_url(self._resolved_url), pool_pre_ping=True, hide_parameters=True
             )
         return self._engine
+
+    def lock_waits(self) -> LockWaits:
+        return LockWaits(lock_timeout_ms=self.lock_timeout_ms, retry_for_s=self.lock_retry_s)
 
     def describe(self) -> str:
         """Where the data goes, without credentials (for logs and metadata)."""

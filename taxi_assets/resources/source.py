@@ -9,12 +9,16 @@ from pydantic import Field
 from taxi_assets.settings import resolve_setting
 from taxi_assets.upstream.download import (
     DownloadedFile,
+    DownloadError,
     RemoteFile,
     RetryPolicy,
+    SourceForbidden,
+    SourceNotFound,
     download,
     head,
     make_session,
 )
+from taxi_assets.upstream.forbidden import ForbiddenVerdict, explain_forbidden
 from taxi_assets.upstream.layout import (
     DEFAULT_DTC_URL,
     DEFAULT_TLC_URL,
@@ -38,6 +42,10 @@ class TaxiSourceResource(dg.ConfigurableResource):
     )
     connect_timeout_seconds: float = 15.0
     read_timeout_seconds: float = 60.0
+    probe_timeout_seconds: float = Field(
+        default=5.0,
+        description="Timeout of a probe: the one HEAD attempt sensors and checks make.",
+    )
 
     def layout(self) -> SourceLayout:
         return SourceLayout(
@@ -60,6 +68,42 @@ class TaxiSourceResource(dg.ConfigurableResource):
 
     def head(self, url: str, log=lambda _: None) -> RemoteFile:  # noqa: ANN001
         return head(url, self.retry_policy(), log=log)
+
+    def probe(self, url: str) -> RemoteFile:
+        """HEAD ``url`` once, with a short timeout, never the download retry policy: for the
+        new-month sensor (a tick must finish well within Dagster's 60 s) and the checks."""
+        timeout = self.probe_timeout_seconds
+        policy = RetryPolicy(
+            attempts=1, connect_timeout_seconds=timeout, read_timeout_seconds=timeout
+        )
+        return head(url, policy)
+
+    def explain_forbidden(
+        self, dataset: str, month: str, url: str, newest_loaded: str | None
+    ) -> ForbiddenVerdict:
+        """What a 403 for ``dataset``'s ``month`` at ``url`` means: "not published yet", or,
+        when the newest loaded month answers 403 at TLC too, "the source refuses access"."""
+        layout = self.layout()
+        source = layout.source_for(month, dataset)
+        newest_url, newest_forbidden = None, None
+        if source == "tlc" and newest_loaded is not None and newest_loaded != month:
+            newest_url, _ = layout.tlc_trip_file(dataset, newest_loaded)
+            try:
+                self.probe(newest_url)
+                newest_forbidden = False
+            except SourceForbidden:
+                newest_forbidden = True
+            except (SourceNotFound, DownloadError):
+                newest_forbidden = None  # unknown: read TLC's 403 as "not published yet"
+        return explain_forbidden(
+            source=source,
+            service=dataset.removesuffix("_tripdata"),
+            month=month,
+            url=url,
+            newest_loaded=newest_loaded,
+            newest_url=newest_url,
+            newest_forbidden=newest_forbidden,
+        )
 
     def download(self, url: str, name: str, dest_dir: Path, log=lambda _: None) -> DownloadedFile:  # noqa: ANN001
         return download(url, name, dest_dir, self.retry_policy(), log=log)

@@ -14,6 +14,7 @@ from pathlib import Path
 from upath import UPath
 
 from taxi_assets.settings import resolve_setting
+from taxi_assets.storage.gcs import GCS_PROTOCOLS
 from taxi_assets.storage.stores import store_for_url
 
 LOCAL_PROTOCOLS = ("", "file", "local")
@@ -41,3 +42,7 @@ def resolve_root(url: str) -> UPath:
 
 def is_local(path: UPath) -> bool:
     return path.protocol in LOCAL_PROTOCOLS
+
+
+def is_gcs(path: UPath) -> bool:
+    return path.protocol in GCS_PROTOCOLS

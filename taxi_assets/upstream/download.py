@@ -29,6 +29,16 @@ class SourceNotFound(Exception):
     """The file is not published (HTTP 404): retrying will not help."""
 
 
+class SourceForbidden(Exception):
+    """HTTP 403. TLC's file host (S3 behind CloudFront) answers it, not 404, for a file it
+    has not published yet, and for every file when the base URL is wrong: what it means is
+    for the caller to decide (see upstream/forbidden.py). Retrying will not help."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"HTTP 403 Forbidden at {url}")
+        self.url = url
+
+
 class DownloadError(Exception):
     """The file could not be fetched or failed verification; the message names URL and cause."""
 
@@ -128,6 +138,9 @@ def _get(
     if response.status_code == 404:
         response.close()
         raise SourceNotFound(f"not published at {url} (HTTP 404)")
+    if response.status_code == 403:
+        response.close()
+        raise SourceForbidden(url)
     if response.status_code in RETRY_STATUSES:
         response.close()
         raise _Transient(f"HTTP {response.status_code} {response.reason}", response)
@@ -143,7 +156,8 @@ def head(
     session: requests.Session | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> RemoteFile:
-    """HEAD ``url`` (no download). Raises :class:`SourceNotFound` on 404."""
+    """HEAD ``url`` (no download). Raises :class:`SourceNotFound` on 404 and
+    :class:`SourceForbidden` on 403."""
     session = session or make_session()
 
     def attempt() -> RemoteFile:

@@ -10,9 +10,10 @@ from datetime import date
 
 import dagster as dg
 
-# Colours close to the services' own: yellow cabs, green boro cabs, FHV in grey-blue.
-SERVICE_COLOURS = {"yellow": "#d4a300", "green": "#2e8b57", "fhv": "#4a6d8c"}
-_COLOUR_NAMES = {"yellow": "gold", "green": "green", "fhv": "blue-grey"}
+# Colours close to the services' own: yellow cabs, green boro cabs, FHV in grey-blue, the
+# high-volume (app) trips in purple.
+SERVICE_COLOURS = {"yellow": "#d4a300", "green": "#2e8b57", "fhv": "#4a6d8c", "fhvhv": "#8e44ad"}
+_COLOUR_NAMES = {"yellow": "gold", "green": "green", "fhv": "blue-grey", "fhvhv": "purple"}
 # The Dagster UI renders a markdown entry inline only below 1000 characters (longer ones
 # hide behind "[Show Markdown]"), so the inline sparkline chart must stay under it.
 UI_INLINE_MARKDOWN_LIMIT = 1000

@@ -1,9 +1,11 @@
 """The asset ``analytics/monthly_zone_stats``: one month's statistics, its chart, its metadata."""
 
 import time
+import warnings
+from collections.abc import Callable
+from datetime import date
 
 import dagster as dg
-import sqlalchemy as sa
 from upath import UPath
 
 from taxi_assets.assets.analytics.charts import (
@@ -18,16 +20,18 @@ from taxi_assets.assets.analytics.stats_columns import (
     STATS_TABLE,
     column_schema,
 )
-from taxi_assets.assets.analytics.stats_table import replace_month
+from taxi_assets.assets.analytics.stats_table import MonthStats, replace_month
 from taxi_assets.assets.trips import OWNERS
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.io_managers.arrow_stats import row_count_metadata
 from taxi_assets.partitions import parse_month
-from taxi_assets.pg.ddl import qualified
+from taxi_assets.pg.partitions import tree_bytes
+from taxi_assets.resources.bigquery import BigQueryWarehouse
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.postgres import PostgresResource
 from taxi_assets.services import SERVICES, zone_key
 from taxi_assets.storage.publish import local_staging_dir, publish_file, staging_name
+from taxi_assets.warehouse_engine import BIGQUERY, POSTGRES, WarehouseEngine
 
 
 def write_chart(lake: LakeResource, month_key: str, png: bytes) -> UPath:
@@ -39,15 +43,54 @@ def write_chart(lake: LakeResource, month_key: str, png: bytes) -> UPath:
     return dest
 
 
-def build_analytics_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    """``analytics/monthly_zone_stats``, partitioned like the trips it summarises."""
+def replace_stats_month(
+    warehouse: PostgresResource | BigQueryWarehouse,
+    month: date,
+    log: Callable[[str], None] = lambda _: None,
+) -> tuple[MonthStats, int]:
+    """Recompute ``month`` in the warehouse's engine; the stats and the table's bytes."""
+    if isinstance(warehouse, BigQueryWarehouse):
+        from taxi_assets.assets.analytics.stats_table_bigquery import replace_month_bigquery
+
+        with warehouse.client() as client:
+            return replace_month_bigquery(client, month)
+    stats = replace_month(warehouse.engine(), month, waits=warehouse.lock_waits(), log=log)
+    with warehouse.engine().connect() as connection:
+        table_bytes = tree_bytes(connection, ANALYTICS_SCHEMA, STATS_TABLE)
+    return stats, int(table_bytes or 0)
+
+
+def trip_deps() -> list[dg.AssetDep]:
+    """Every service's warehouse table, month to month. The analytics partitions start with
+    the earliest service: a month before a service's first partition maps to none of its
+    partitions (no error), so automation does not wait for a month that cannot exist."""
+    with warnings.catch_warnings():
+        # allow_nonexistent_upstream_partitions is marked beta in Dagster 1.13.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        same_month = dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
+    return [
+        dg.AssetDep(s.key("warehouse"), partition_mapping=same_month) for s in SERVICES.values()
+    ]
+
+
+def build_analytics_assets(
+    partitions_def: dg.PartitionsDefinition, engine: WarehouseEngine = POSTGRES
+) -> list[dg.AssetsDefinition]:
+    """``analytics/monthly_zone_stats``, partitioned from the earliest service's first month."""
+    column_types = column_schema()
+    if engine is BIGQUERY:  # BigQuery's modules only where it is deployed
+        from taxi_assets.assets.analytics.stats_sql_bigquery import (
+            column_schema as stats_bigquery_schema,
+        )
+
+        column_types = stats_bigquery_schema()
 
     @dg.asset(
         key=STATS_KEY,
-        deps=[*(s.key("warehouse") for s in SERVICES.values()), zone_key("warehouse")],
+        deps=[*trip_deps(), zone_key("warehouse")],
         group_name="analytics",
         partitions_def=partitions_def,
-        kinds={"postgres", "sql"},
+        kinds={engine.kind, "sql"},
         owners=OWNERS,
         tags={"layer": "analytics"},
         code_version="1",
@@ -55,42 +98,47 @@ def build_analytics_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
         metadata={
             "partition_expr": "partition_month",
             "dagster/table_name": f"{ANALYTICS_SCHEMA}.{STATS_TABLE}",
-            "dagster/column_schema": column_schema(),
+            "dagster/column_schema": column_types,
         },
         # Recomputed when any service's month (or the zones) changes, once every input of
-        # the month is loaded: a month some service lacks waits (see docs/ui.md).
+        # the month is loaded: a month some service lacks waits, unless the month is not a
+        # partition of that service (before its first month; see docs/ui.md).
         automation_condition=FOLLOW_UPSTREAM,
         description=(
             "Trips, passengers, revenue, average distance and duration per pickup borough "
-            "and service for each file month, computed in PostgreSQL, with a trips-per-day chart."
+            f"and service for each file month, computed in {engine.label}, with a trips-per-day "
+            "chart. A service without a warehouse table is left out."
         ),
     )
     def monthly_zone_stats(
-        context: dg.AssetExecutionContext, warehouse: PostgresResource, lake: LakeResource
+        context: dg.AssetExecutionContext,
+        warehouse: dg.ResourceParam[PostgresResource | BigQueryWarehouse],
+        lake: LakeResource,
     ) -> dg.MaterializeResult:
         month_key = context.partition_key
         month = parse_month(month_key)
         started = time.monotonic()
-        stats = replace_month(warehouse.engine(), month)
+        stats, table_bytes = replace_stats_month(warehouse, month, context.log.info)
         elapsed = time.monotonic() - started
+        skipped = [s for s in SERVICES if s not in stats.services]
+        if skipped:
+            context.log.info(
+                f"no warehouse table yet for {', '.join(skipped)}: left out of {month_key}"
+            )
         context.log.info(
             f"analytics.{STATS_TABLE} {month_key}: {stats.rows_written} rows from "
             f"{stats.trips:,} trips (replaced {stats.rows_replaced}) in {elapsed:.2f} s"
         )
         png = trips_per_day_png(month, stats.daily)
         chart = write_chart(lake, month_key, png)
-        with warehouse.engine().connect() as connection:
-            table_bytes = connection.execute(
-                sa.text("SELECT pg_total_relation_size(to_regclass(:name))"),
-                {"name": qualified(ANALYTICS_SCHEMA, STATS_TABLE)},
-            ).scalar()
         return dg.MaterializeResult(
             metadata={
                 **row_count_metadata(stats.rows_written, partitioned=True),
                 "rows_replaced": dg.MetadataValue.int(stats.rows_replaced),
                 "trips": dg.MetadataValue.int(stats.trips),
+                "services": ", ".join(stats.services),
                 "table": f"{ANALYTICS_SCHEMA}.{STATS_TABLE}",
-                "table_bytes": dg.MetadataValue.int(int(table_bytes or 0)),
+                "table_bytes": dg.MetadataValue.int(table_bytes),
                 "duration_s": round(elapsed, 3),
                 "rows_per_s": int(stats.trips / elapsed) if elapsed > 0 else 0,
                 "min_pickup_datetime": str(stats.first_pickup) if stats.first_pickup else "-",

@@ -1,10 +1,17 @@
 """The month's statistics as a markdown table for the UI."""
 
-import pandas as pd
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def preview_markdown(preview: pd.DataFrame) -> str:
     """The month's rows as a markdown table; SQL nulls show as ``null``, never as 0."""
+    import pandas as pd  # here, not at import: every run process loads this module
+
     if preview.empty:
         return "(no trips in this month)"
     formats = {

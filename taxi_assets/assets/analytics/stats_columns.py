@@ -20,7 +20,7 @@ class StatsColumn:
 
 COLUMNS = (
     StatsColumn("partition_month", "date NOT NULL", "File month the trips were published in."),
-    StatsColumn("service", "text NOT NULL", "TLC service: yellow, green or fhv."),
+    StatsColumn("service", "text NOT NULL", "TLC service: yellow, green, fhv or fhvhv."),
     StatsColumn(
         "borough",
         "text NOT NULL",
@@ -28,16 +28,26 @@ COLUMNS = (
         "unknown or missing.",
     ),
     StatsColumn("trips", "bigint NOT NULL", "Trips (rows) published for the month."),
-    StatsColumn("passengers", "bigint", "Sum of passenger_count; null for FHV (not published)."),
+    StatsColumn(
+        "passengers",
+        "bigint",
+        "Sum of passenger_count; null for FHV and FHVHV (not published).",
+    ),
     StatsColumn(
         "revenue",
         "numeric(16,2)",
-        "Sum of total_amount in USD (cash tips excluded); null for FHV (no fares).",
+        "What riders paid, in USD. Yellow and green: sum of total_amount (cash tips "
+        "excluded). FHVHV (no total published): sum of base_passenger_fare + tolls + bcf + "
+        "sales_tax + congestion_surcharge + airport_fee + tips + cbd_congestion_fee, a null "
+        "charge counting as 0 and a trip without a base fare as null (driver_pay is not "
+        "what riders paid). Null for FHV, and for FHVHV months from the course's files "
+        "(no fares).",
     ),
     StatsColumn(
         "avg_distance_mi",
         "double precision",
-        "Average trip_distance in miles (negative values left out); null for FHV.",
+        "Average trip_distance (FHVHV: trip_miles) in miles, negative values left out; "
+        "null for FHV.",
     ),
     StatsColumn(
         "avg_duration_min",

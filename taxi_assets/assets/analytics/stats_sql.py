@@ -1,51 +1,43 @@
 """The SQL that sums a month of trips per service, pickup borough and day (PostgreSQL)."""
 
+from collections.abc import Sequence
+
 from taxi_assets.assets.analytics.stats_columns import (
     ANALYTICS_SCHEMA,
     COLUMNS,
     STATS_TABLE,
 )
+from taxi_assets.assets.analytics.stats_measures import MEASURES, Dialect, measures_sql
 from taxi_assets.pg.ddl import ident, qualified
 from taxi_assets.services import SERVICES, ZONES_DATASET
 
 WAREHOUSE_SCHEMA = "warehouse"
-# Services whose files publish no fares, passenger counts or distances: nulls in the stats.
-WITHOUT_FARES = frozenset({"fhv"})
+POSTGRES_SQL = Dialect(quote=ident, integer="bigint", real="double precision")
 # Trip durations outside (0, 24 h] are data errors; they are left out of the average.
 MAX_TRIP = "24 hours"
 
 
-def _trip_table(service: str) -> str:
+def trip_table(service: str) -> str:
     return qualified(WAREHOUSE_SCHEMA, SERVICES[service].dataset)
 
 
-def _month_trips_sql() -> str:
-    """One row per trip of the month, every service, with the measures the stats need."""
+def _month_trips_sql(services: Sequence[str]) -> str:
+    """One row per trip of the month, for each of ``services``, with the stats' measures."""
     parts = []
-    for service in SERVICES:
-        if service in WITHOUT_FARES:
-            measures = (
-                "NULL::bigint AS passengers, NULL::double precision AS revenue, "
-                "NULL::double precision AS distance"
-            )
-        else:
-            measures = (
-                f"{ident('passenger_count')}::bigint AS passengers, "
-                f"{ident('total_amount')} AS revenue, "
-                f"CASE WHEN {ident('trip_distance')} >= 0 THEN {ident('trip_distance')} END "
-                "AS distance"
-            )
+    for service in services:
+        measures = MEASURES[service]
         parts.append(
             f"SELECT CAST(:service_{service} AS text) AS service, "
-            f"{ident('pu_location_id')} AS location_id, "
-            f"{ident('pickup_datetime')} AS pickup, {ident('dropoff_datetime')} AS dropoff, "
-            f"{measures} FROM {_trip_table(service)} WHERE {ident('partition_month')} = :month"
+            f"{ident(measures.location)} AS location_id, "
+            f"{ident(measures.pickup)} AS pickup, {ident(measures.dropoff)} AS dropoff, "
+            f"{measures_sql(measures, POSTGRES_SQL)} "
+            f"FROM {trip_table(service)} WHERE {ident('partition_month')} = :month"
         )
     return "\nUNION ALL\n".join(parts)
 
 
-def service_params() -> dict[str, str]:
-    return {f"service_{service}": service for service in SERVICES}
+def service_params(services: Sequence[str]) -> dict[str, str]:
+    return {f"service_{service}": service for service in services}
 
 
 # The month's trips summed per service, pickup borough and pickup day: both the stats and
@@ -53,7 +45,7 @@ def service_params() -> dict[str, str]:
 MONTH_CELLS = "month_cells"
 
 
-def month_cells_sql() -> str:
+def month_cells_sql(services: Sequence[str]) -> str:
     """A temporary table, dropped at commit, of sums and counts per (service, borough, day)
     from which averages are exact: sum / count over the cells of a group."""
     zones = qualified(WAREHOUSE_SCHEMA, ZONES_DATASET)
@@ -70,14 +62,15 @@ SELECT t.service, COALESCE(z.{ident("borough")}, :no_zone) AS borough,
            AS duration_sum,
        count(*) FILTER (WHERE {valid_duration}) AS durations,
        min(t.pickup) AS first_pickup, max(t.pickup) AS last_pickup
-FROM ({_month_trips_sql()}) AS t
+FROM ({_month_trips_sql(services)}) AS t
 LEFT JOIN {zones} AS z ON z.{ident("location_id")} = t.location_id
 GROUP BY 1, 2, 3
 """
 
 
-def insert_stats_sql() -> str:
-    table = qualified(ANALYTICS_SCHEMA, STATS_TABLE)
+def insert_stats_sql(table: str | None = None) -> str:
+    """INSERT of the month's stats into ``table`` (quoted; default the stats table)."""
+    table = table or qualified(ANALYTICS_SCHEMA, STATS_TABLE)
     columns = ", ".join(ident(c.name) for c in COLUMNS)
     return f"""
 INSERT INTO {table} ({columns})

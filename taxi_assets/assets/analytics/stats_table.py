@@ -1,10 +1,13 @@
-"""The table ``analytics.monthly_zone_stats`` and the transaction that replaces one month."""
+"""The table ``analytics.monthly_zone_stats`` (one partition per month) and the month replace."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 import sqlalchemy as sa
 
 from taxi_assets.assets.analytics.stats_columns import (
@@ -22,13 +25,23 @@ from taxi_assets.assets.analytics.stats_sql import (
     insert_stats_sql,
     month_cells_sql,
     service_params,
+    trip_table,
 )
-from taxi_assets.pg.ddl import ident, qualified
+from taxi_assets.partitions import add_months
+from taxi_assets.pg.ddl import ident, qualified, require_partitioned
+from taxi_assets.pg.lock_retry import LockWaits
+from taxi_assets.pg.month_swap import MonthBounds, Staging, replace_months
 from taxi_assets.services import SERVICES, ZONES_DATASET
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MONTH_COLUMN = "partition_month"
 
 
 def ensure_stats_table(engine: sa.Engine) -> None:
-    """Create the schema and table once; concurrent runs serialise on an advisory lock."""
+    """Create the schema and the table (partitioned by month) once; concurrent runs
+    serialise on an advisory lock. A plain table of an earlier version is refused."""
     table = qualified(ANALYTICS_SCHEMA, STATS_TABLE)
     definition = ", ".join(f"{ident(c.name)} {c.sql_type}" for c in COLUMNS)
     key = ", ".join(ident(c) for c in PRIMARY_KEY)
@@ -39,9 +52,13 @@ def ensure_stats_table(engine: sa.Engine) -> None:
         )
         exists = connection.execute(sa.text("SELECT to_regclass(:name)"), {"name": table}).scalar()
         if exists is not None:
+            require_partitioned(connection, ANALYTICS_SCHEMA, STATS_TABLE)
             return
         connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {ident(ANALYTICS_SCHEMA)}")
-        connection.exec_driver_sql(f"CREATE TABLE {table} ({definition}, PRIMARY KEY ({key}))")
+        connection.exec_driver_sql(
+            f"CREATE TABLE {table} ({definition}, PRIMARY KEY ({key})) "
+            f"PARTITION BY RANGE ({ident(MONTH_COLUMN)})"
+        )
         for column in COLUMNS:
             connection.exec_driver_sql(
                 f"COMMENT ON COLUMN {table}.{ident(column.name)} IS {_literal(column)}"
@@ -53,17 +70,22 @@ def _literal(column: StatsColumn) -> str:
     return "'" + column.description.replace("'", "''") + "'"
 
 
-def missing_tables(connection: sa.Connection) -> list[str]:
-    tables = [(WAREHOUSE_SCHEMA, SERVICES[s].dataset) for s in SERVICES]
-    tables.append((WAREHOUSE_SCHEMA, ZONES_DATASET))
-    return [
-        f"{schema}.{table}"
-        for schema, table in tables
-        if connection.execute(
-            sa.text("SELECT to_regclass(:name)"), {"name": qualified(schema, table)}
-        ).scalar()
-        is None
-    ]
+def _exists(connection: sa.Connection, table: str) -> bool:
+    return (
+        connection.execute(sa.text("SELECT to_regclass(:name)"), {"name": table}).scalar()
+        is not None
+    )
+
+
+def loaded_services(connection: sa.Connection) -> tuple[list[str], list[str]]:
+    """(services whose warehouse table exists, the tables that are missing). A service
+    without a table is left out of the stats (the month may predate it, or it is not
+    loaded at all); the zones are needed for every service."""
+    services = [s for s in SERVICES if _exists(connection, trip_table(s))]
+    missing = [f"{WAREHOUSE_SCHEMA}.{SERVICES[s].dataset}" for s in SERVICES if s not in services]
+    if not _exists(connection, qualified(WAREHOUSE_SCHEMA, ZONES_DATASET)):
+        missing.append(f"{WAREHOUSE_SCHEMA}.{ZONES_DATASET}")
+    return services, missing
 
 
 @dataclass(frozen=True)
@@ -76,18 +98,26 @@ class MonthStats:
     first_pickup: datetime | None
     last_pickup: datetime | None
     pickups_outside_month: int
+    services: tuple[str, ...]  # the services summed; the others have no warehouse table
 
 
-def replace_month(engine: sa.Engine, month: date) -> MonthStats:
-    """Recompute ``month`` in analytics.monthly_zone_stats (atomically) and read it back."""
+def replace_month(
+    engine: sa.Engine,
+    month: date,
+    waits: LockWaits = LockWaits(),
+    log: Callable[[str], None] = lambda _: None,
+) -> MonthStats:
+    """Recompute ``month`` of analytics.monthly_zone_stats and swap it in (the same month
+    replace as the warehouse tables'), then read it back."""
     table = qualified(ANALYTICS_SCHEMA, STATS_TABLE)
     with engine.connect() as connection:
-        missing = missing_tables(connection)
-    if missing:
+        services, missing = loaded_services(connection)
+    if not services or f"{WAREHOUSE_SCHEMA}.{ZONES_DATASET}" in missing:
         raise dg.Failure(
             description=(
-                f"analytics/{STATS_TABLE} needs {', '.join(missing)}: materialize "
-                "the warehouse assets first"
+                f"analytics/{STATS_TABLE} needs warehouse.{ZONES_DATASET} and at least one "
+                f"trip table; missing: {', '.join(missing)}: materialize the warehouse "
+                "assets first"
             ),
             allow_retries=False,
         )
@@ -96,20 +126,33 @@ def replace_month(engine: sa.Engine, month: date) -> MonthStats:
         "month": month,
         "no_zone": NO_ZONE_BOROUGH,
         "max_trip": MAX_TRIP,
-        **service_params(),
+        **service_params(services),
     }
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0))"),
-            {"lock": f"{ANALYTICS_SCHEMA}.{STATS_TABLE}/{month:%Y-%m}"},
-        )
-        replaced = connection.execute(
-            sa.text(f"DELETE FROM {table} WHERE {ident('partition_month')} = :month"),
-            {"month": month},
-        ).rowcount
-        connection.execute(sa.text(month_cells_sql()), params)
-        written = connection.execute(sa.text(insert_stats_sql()), params).rowcount
-        daily_rows = connection.execute(sa.text(daily_trips_sql())).all()
+    daily_rows: list[sa.Row] = []
+
+    def fill(connection: sa.Connection, staging: Staging) -> int:
+        # The trip tables are read once, into the temporary cells the stats and the
+        # chart both come from (dropped when the staging transaction commits).
+        connection.execute(sa.text(month_cells_sql(services)), params)
+        written = connection.execute(sa.text(insert_stats_sql(staging.target)), params).rowcount
+        daily_rows.extend(connection.execute(sa.text(daily_trips_sql())).all())
+        return int(written)
+
+    key = f"{month:%Y-%m}"
+    next_month = date.fromisoformat(f"{add_months(key, 1)}-01")
+    done = replace_months(
+        engine,
+        ANALYTICS_SCHEMA,
+        STATS_TABLE,
+        MONTH_COLUMN,
+        [MonthBounds(key, month, next_month)],
+        fill,
+        waits=waits,
+        log=log,
+    )
+    written, replaced = done.rows_written, done.rows_replaced
+    import pandas as pd  # here, not at import: every run process loads this module
+
     with engine.connect() as connection:
         preview = pd.read_sql_query(
             sa.text(
@@ -119,7 +162,7 @@ def replace_month(engine: sa.Engine, month: date) -> MonthStats:
             connection,
             params={"month": month},
         )
-    daily: dict[str, dict[date, int]] = {service: {} for service in SERVICES}
+    daily: dict[str, dict[date, int]] = {service: {} for service in services}
     first: datetime | None = None
     last: datetime | None = None
     outside = 0
@@ -140,4 +183,5 @@ def replace_month(engine: sa.Engine, month: date) -> MonthStats:
         first_pickup=first,
         last_pickup=last,
         pickups_outside_month=outside,
+        services=tuple(services),
     )

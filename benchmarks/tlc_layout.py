@@ -1,0 +1,189 @@
+"""The ingest core on months in TLC's own layout: Parquet, the whole month in ONE row group.
+
+A reader's memory follows the row group unless it streams column chunks (see
+``contracts/parquet_reader.py``), so these cases measure the lake + warehouse steps (the
+``core`` case of ``benchmarks/cases.py``) on generated TLC-layout months:
+
+- FHVHV, 25 columns (a 2025 month): a 1M-row month and a ~20M-row month (2026's size);
+- yellow: a 1M-row month and a 7.8M-row month (2019's size), as TLC publishes it.
+
+Reported: ``fhvhv_rows_per_s``, ``fhvhv_peak_rss_mb`` and ``tlc_parquet_peak_rss_mb`` (the
+yellow 7.8M-row month), judged against the 1M-row months of the same layout (peak within
+10%), yellow's measured peak on the course's CSV months (+ 50 MB at most) and the 7.8M-row
+yellow CSV month's throughput.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+FULL = {"fhvhv": (1_000_000, 20_000_000), "yellow": (1_000_000, 7_800_000)}
+QUICK = {"fhvhv": (20_000, 200_000), "yellow": (20_000, 100_000)}
+MONTHS = {"fhvhv": "2025-01", "yellow": "2019-03"}  # 2025: FHVHV's 25 columns
+RSS_FLAT_SHARE = 0.10  # the big month's peak within 10% of the 1M-row month's
+RSS_MARGIN_MB = 50.0  # and at most yellow's measured peak + 50 MB
+
+
+def ensure_tlc_month(data_dir: Path, service: str, rows: int) -> Path:
+    """A generated month in TLC's Parquet layout, one row group (cached across runs)."""
+    from benchmarks.runner import log
+    from taxi_assets.devdata import relpath, write_month
+
+    month = MONTHS[service]
+    root = data_dir / f"tlc-one-row-group-{rows}"
+    path = root / relpath("tlc", service, month)
+    if not path.exists():
+        log(f"generating {rows:,} {service} rows for {month} (TLC layout, one row group) ...")
+        started = time.perf_counter()
+        write_month(
+            root, source="tlc", service=service, month=month, rows=rows, single_row_group=True
+        )
+        log(f"  done in {time.perf_counter() - started:.1f} s ({path.stat().st_size:,} bytes)")
+    return path
+
+
+def run_tlc_layout(
+    data_dir: Path, server_url: str, scratch: Path, runs: int, quick: bool
+) -> dict[str, Any]:
+    """Every TLC-layout month through the core case, ``runs`` times each."""
+    import pyarrow.parquet as pq
+
+    from benchmarks.runner import Measured, log, run_case
+
+    months: list[dict[str, Any]] = []
+    for service, sizes in (QUICK if quick else FULL).items():
+        for rows in sizes:
+            raw = ensure_tlc_month(data_dir, service, rows)
+            footer = pq.ParquetFile(raw).metadata
+            measured = Measured("core")
+            for index in range(runs):
+                result = run_case(
+                    "core", raw, MONTHS[service], rows, server_url, scratch, service=service
+                )
+                measured.runs.append(result)
+                log(
+                    f"{rows:>10,} {service} rows (TLC layout) core run {index + 1}/{runs}: "
+                    f"wall {result['wall_s']:.2f} s, peak RSS {result['peak_rss_mb']:.0f} MB"
+                )
+            wall = measured.median("wall_s")
+            months.append(
+                {
+                    "service": service,
+                    "rows": rows,
+                    "month": MONTHS[service],
+                    "raw_file": raw.name,
+                    "raw_bytes": raw.stat().st_size,
+                    "columns": footer.num_columns,
+                    "row_groups": footer.num_row_groups,
+                    "core": measured.summary(),
+                    "rows_per_s": round(rows / wall) if wall else None,
+                    "peak_rss_mb": measured.max("peak_rss_mb"),
+                }
+            )
+    return {"months": months}
+
+
+def _month(section: dict[str, Any], service: str, big: bool) -> dict[str, Any] | None:
+    candidates = sorted(
+        (m for m in section["months"] if m["service"] == service), key=lambda m: m["rows"]
+    )
+    if not candidates:
+        return None
+    return candidates[-1] if big else candidates[0]
+
+
+def headline(section: dict[str, Any]) -> dict[str, Any]:
+    """``fhvhv_rows_per_s``, ``fhvhv_peak_rss_mb``, ``tlc_parquet_peak_rss_mb``."""
+    fhvhv = _month(section, "fhvhv", big=True)
+    yellow = _month(section, "yellow", big=True)
+    return {
+        "fhvhv_rows": fhvhv["rows"] if fhvhv else None,
+        "fhvhv_rows_per_s": fhvhv["rows_per_s"] if fhvhv else None,
+        "fhvhv_peak_rss_mb": fhvhv["peak_rss_mb"] if fhvhv else None,
+        "tlc_parquet_rows": yellow["rows"] if yellow else None,
+        "tlc_parquet_peak_rss_mb": yellow["peak_rss_mb"] if yellow else None,
+    }
+
+
+def targets(
+    section: dict[str, Any], yellow_csv_peak_mb: float | None, yellow_csv_rows_per_s: float | None
+) -> list[dict[str, Any]]:
+    """The issue's targets for the TLC-layout months (None: not measured in this run)."""
+
+    def check(name: str, value: float | None, limit: float | None, higher: bool) -> dict:
+        met = None
+        if value is not None and limit is not None:
+            met = value >= limit if higher else value <= limit
+        return {"target": name, "measured": value, "limit": limit, "met": met}
+
+    result = []
+    for service, label in (("fhvhv", "FHVHV"), ("yellow", "yellow TLC-layout")):
+        small, big = _month(section, service, False), _month(section, service, True)
+        if not small or not big or small is big:
+            continue
+        flat = round(small["peak_rss_mb"] * (1 + RSS_FLAT_SHARE), 1)
+        result.append(
+            check(
+                f"{label} {big['rows']:,}-row month in one row group: peak RSS within 10% "
+                f"of the {small['rows']:,}-row month's",
+                big["peak_rss_mb"],
+                flat,
+                False,
+            )
+        )
+        result.append(
+            check(
+                f"{label} {big['rows']:,}-row month: peak RSS <= yellow's measured peak + 50 MB",
+                big["peak_rss_mb"],
+                None
+                if yellow_csv_peak_mb is None
+                else round(yellow_csv_peak_mb + RSS_MARGIN_MB, 1),
+                False,
+            )
+        )
+    fhvhv = _month(section, "fhvhv", True)
+    if fhvhv:
+        result.append(
+            check(
+                f"FHVHV {fhvhv['rows']:,}-row month: rows/s >= the 7.8M-row yellow month's",
+                fhvhv["rows_per_s"],
+                None if yellow_csv_rows_per_s is None else round(yellow_csv_rows_per_s),
+                True,
+            )
+        )
+    return result
+
+
+def render_table(section: dict[str, Any]) -> str:
+    from tabulate import tabulate
+
+    rows = []
+    for month in section["months"]:
+        median, low, high = (month["core"][k] for k in ("median", "min", "max"))
+        rows.append(
+            [
+                month["service"],
+                f"{month['rows']:,}",
+                f"{month['columns']} / {month['row_groups']}",
+                f"{median.get('wall_s', 0):.2f}",
+                f"{low.get('wall_s', 0):.2f}-{high.get('wall_s', 0):.2f}",
+                f"lake {median.get('lake_s', 0):.2f} + warehouse {median.get('warehouse_s', 0):.2f}",
+                f"{month['peak_rss_mb']:.0f}",
+                f"{month['rows_per_s']:,}" if month["rows_per_s"] else "-",
+                f"{median.get('load_average_before', 0):.1f}",
+            ]
+        )
+    headers = [
+        "service",
+        "rows",
+        "columns / row groups",
+        "wall s (median)",
+        "min-max",
+        "in-process phases, s",
+        "peak RSS MB (max)",
+        "rows/s",
+        "load avg",
+    ]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)

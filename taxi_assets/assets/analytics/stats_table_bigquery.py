@@ -1,0 +1,134 @@
+"""The table ``analytics.monthly_zone_stats`` in BigQuery, and the replace of one month.
+
+As in PostgreSQL the month's trips are read once: into a table of sums per service,
+borough and pickup day (``CREATE TABLE ... AS SELECT``), from which one transaction
+replaces the month's rows and one query takes the trips per day for the chart and the
+sparkline. That table is dropped afterwards (and expires by itself should the run die).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+
+import dagster as dg
+from google.api_core.exceptions import NotFound
+from google.cloud import bigquery
+
+from taxi_assets.assets.analytics.stats_sql_bigquery import (
+    WAREHOUSE_DATASET,
+    daily_trips_sql,
+    month_cells_parameters,
+    month_cells_sql,
+    month_rows_sql,
+    replace_month_script,
+    stats_schema,
+    stats_table,
+)
+from taxi_assets.assets.analytics.stats_table import MonthStats
+from taxi_assets.bq.names import TableName
+from taxi_assets.bq.query import run_query
+from taxi_assets.bq.replace import Window, count_rows
+from taxi_assets.bq.tables import STAGING_LIFETIME, TableLayout, drop_table, ensure_dataset
+from taxi_assets.services import SERVICES, ZONES_DATASET
+
+LAYOUT = TableLayout(partition_column="partition_month", cluster_by=("service", "borough"))
+
+
+def ensure_stats_table(client: bigquery.Client, project: str) -> bigquery.Table:
+    name = stats_table(project)
+    ensure_dataset(client, name)
+    table = LAYOUT.apply(bigquery.Table(name.table_id, schema=stats_schema()))
+    return client.create_table(table, exists_ok=True)
+
+
+def _exists(client: bigquery.Client, name: TableName) -> bool:
+    try:
+        client.get_table(name.table_id)
+    except NotFound:
+        return False
+    return True
+
+
+def loaded_services(client: bigquery.Client, project: str) -> tuple[list[str], list[str]]:
+    """(services whose warehouse table exists, the tables that are missing), as
+    ``stats_table.loaded_services`` in PostgreSQL: a service without a table is left out."""
+    tables = {s: TableName(project, WAREHOUSE_DATASET, SERVICES[s].dataset) for s in SERVICES}
+    services = [s for s, name in tables.items() if _exists(client, name)]
+    missing = [tables[s].short for s in SERVICES if s not in services]
+    zones = TableName(project, WAREHOUSE_DATASET, ZONES_DATASET)
+    if not _exists(client, zones):
+        missing.append(zones.short)
+    return services, missing
+
+
+def replace_month_bigquery(client: bigquery.Client, month: date) -> tuple[MonthStats, int]:
+    """Recompute ``month`` in analytics.monthly_zone_stats (atomically) and read it back;
+    also the table's size in bytes."""
+    project = client.project
+    services, missing = loaded_services(client, project)
+    zones = TableName(project, WAREHOUSE_DATASET, ZONES_DATASET).short
+    if not services or zones in missing:
+        raise dg.Failure(
+            description=(
+                f"analytics/{stats_table(project).table} needs {zones} and at least one trip "
+                f"table; missing: {', '.join(missing)}: materialize the warehouse assets first"
+            ),
+            allow_retries=False,
+        )
+    ensure_stats_table(client, project)
+    name = stats_table(project)
+    window = Window("partition_month", month, _next_month(month))
+    cells = name.sibling(f"_cells_{name.table}_{month:%Y%m}_{uuid.uuid4().hex[:8]}")
+    try:
+        run_query(client, month_cells_sql(cells, services), month_cells_parameters(month, services))
+        _expire_soon(client, cells)
+        replaced = count_rows(client, name, window)
+        run_query(client, replace_month_script(cells, month))
+        daily_rows = list(run_query(client, daily_trips_sql(cells)))
+    finally:
+        drop_table(client, cells)
+    preview = (
+        run_query(
+            client,
+            month_rows_sql(project),
+            [bigquery.ScalarQueryParameter("month", "DATE", month)],
+        )
+        .to_arrow(create_bqstorage_client=False)
+        .to_pandas()
+    )
+    daily: dict[str, dict[date, int]] = {service: {} for service in services}
+    first: datetime | None = None
+    last: datetime | None = None
+    outside = 0
+    for row in daily_rows:
+        day, trips = row["day"], int(row["trips"])
+        if day is None or (day.year, day.month) != (month.year, month.month):
+            outside += trips
+        else:
+            daily[row["service"]][day] = trips
+        if row["first_pickup"] is not None:
+            first = row["first_pickup"] if first is None else min(first, row["first_pickup"])
+            last = row["last_pickup"] if last is None else max(last, row["last_pickup"])
+    stats = MonthStats(
+        rows_written=len(preview),
+        rows_replaced=replaced,
+        trips=int(preview["trips"].sum()) if len(preview) else 0,
+        preview=preview,
+        daily=daily,
+        first_pickup=first,
+        last_pickup=last,
+        pickups_outside_month=outside,
+        services=tuple(services),
+    )
+    return stats, int(client.get_table(name.table_id).num_bytes or 0)
+
+
+def _expire_soon(client: bigquery.Client, table: TableName) -> None:
+    created = client.get_table(table.table_id)
+    created.expires = datetime.now(UTC) + STAGING_LIFETIME
+    client.update_table(created, ["expires"])
+
+
+def _next_month(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)

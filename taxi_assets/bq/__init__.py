@@ -1,0 +1,1 @@
+"""BigQuery helpers for the warehouse: client, names, types, tables, the atomic month replace."""

@@ -1,0 +1,85 @@
+"""BigQuery names: projects, datasets and tables validated, then quoted with backticks.
+
+Names reach SQL only through :func:`table_sql` (after validation), values only as query
+parameters or, inside multi-statement scripts (which take no parameters on every
+server), as literals built by :func:`date_literal` / :func:`string_literal` from
+validated values.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+# Project IDs: 6-30 lowercase letters, digits and hyphens (emulators accept shorter ones,
+# such as "test"); legacy domain-scoped IDs carry "example.com:" in front.
+_PROJECT = re.compile(r"^(?:[a-z0-9][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+# Datasets and tables: letters, digits and underscores (what this project creates).
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
+
+
+class BigQueryNameError(ValueError):
+    """A project, dataset or table name BigQuery (or this project) does not accept."""
+
+
+def check_project(project: str) -> str:
+    if not _PROJECT.match(project):
+        raise BigQueryNameError(f"{project!r} is not a Google Cloud project ID")
+    return project
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise BigQueryNameError(
+            f"{name!r} is not a dataset or table name (letters, digits, underscores)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class TableName:
+    """``project.dataset.table``, each part validated."""
+
+    project: str
+    dataset: str
+    table: str
+
+    def __post_init__(self) -> None:
+        check_project(self.project)
+        check_name(self.dataset)
+        check_name(self.table)
+
+    @property
+    def table_id(self) -> str:
+        """The API's form, ``project.dataset.table``."""
+        return f"{self.project}.{self.dataset}.{self.table}"
+
+    @property
+    def short(self) -> str:
+        """``dataset.table``: how metadata and messages name it (no project)."""
+        return f"{self.dataset}.{self.table}"
+
+    def sql(self) -> str:
+        """The table in SQL: one backtick-quoted path."""
+        return f"`{self.table_id}`"
+
+    def sibling(self, table: str) -> TableName:
+        return TableName(self.project, self.dataset, table)
+
+
+def column_sql(name: str) -> str:
+    return f"`{check_name(name)}`"
+
+
+def date_literal(value: date) -> str:
+    """``DATE 'YYYY-MM-DD'`` from a date object (never from text)."""
+    if not isinstance(value, date):
+        raise TypeError(f"expected a date, not {type(value).__name__}")
+    return f"DATE '{value:%Y-%m-%d}'"
+
+
+def string_literal(value: str) -> str:
+    """A string literal for a script: raw bytes escaped, so no value can end the literal."""
+    escaped = value.encode("unicode_escape").decode("ascii").replace("'", "\\'")
+    return f"'{escaped}'"

@@ -1,0 +1,113 @@
+"""Datasets and tables from Arrow schemas: created when missing, new columns added."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+from google.api_core.exceptions import Conflict, NotFound
+from google.cloud import bigquery
+
+from taxi_assets.bq.names import TableName, column_sql
+from taxi_assets.bq.query import run_query
+from taxi_assets.bq.types import bigquery_schema, schema_field
+
+# A staging table outlives its run only if the run was killed: BigQuery then drops it.
+STAGING_LIFETIME = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """How a table is stored: MONTH partitions on a date column, clustering columns."""
+
+    partition_column: str | None = None
+    cluster_by: tuple[str, ...] = ()
+
+    def apply(self, table: bigquery.Table) -> bigquery.Table:
+        if self.partition_column:
+            table.time_partitioning = bigquery.TimePartitioning(
+                type_=bigquery.TimePartitioningType.MONTH, field=self.partition_column
+            )
+        present = {field.name for field in table.schema}
+        clustering = [column for column in self.cluster_by if column in present]
+        if clustering:
+            table.clustering_fields = clustering[:4]  # BigQuery's limit
+        return table
+
+
+def ensure_dataset(client: bigquery.Client, name: TableName) -> None:
+    dataset = bigquery.Dataset(f"{name.project}.{name.dataset}")
+    if client.location:
+        dataset.location = client.location
+    client.create_dataset(dataset, exists_ok=True)
+
+
+def ensure_table(
+    client: bigquery.Client,
+    name: TableName,
+    schema: pa.Schema,
+    layout: TableLayout,
+    log: Callable[[str], None] = lambda _: None,
+) -> bigquery.Table:
+    """The table ``name`` with at least the columns of ``schema``: created (with its
+    partitioning and clustering) when missing; columns the schema gained since are added
+    as NULLABLE, so older rows read them as null."""
+    ensure_dataset(client, name)
+    try:
+        table = client.get_table(name.table_id)
+    except NotFound:
+        created = layout.apply(bigquery.Table(name.table_id, schema=bigquery_schema(schema)))
+        try:
+            table = client.create_table(created)
+            log(f"created table {name.short} ({len(schema)} columns)")
+            return table
+        except Conflict:  # another run created it meanwhile
+            table = client.get_table(name.table_id)
+    return add_missing_columns(client, table, name, schema, log)
+
+
+def add_missing_columns(
+    client: bigquery.Client,
+    table: bigquery.Table,
+    name: TableName,
+    schema: pa.Schema,
+    log: Callable[[str], None] = lambda _: None,
+) -> bigquery.Table:
+    present = {field.name for field in table.schema}
+    missing = [field for field in schema if field.name not in present]
+    if not missing:
+        return table
+    added = [schema_field(field.with_nullable(True)) for field in missing]
+    for field in added:
+        run_query(
+            client,
+            f"ALTER TABLE {name.sql()} ADD COLUMN IF NOT EXISTS "
+            f"{column_sql(field.name)} {field.field_type}",
+        )
+    table = client.get_table(name.table_id)
+    known = {field.name for field in table.schema}
+    if not all(field.name in known for field in added):
+        # The emulator applies ALTER TABLE to its storage only, not to the table's
+        # metadata; BigQuery updates both. Add the rest through the API.
+        table.schema = [*table.schema, *(field for field in added if field.name not in known)]
+        table = client.update_table(table, ["schema"])
+    log(f"{name.short}: added column(s) {', '.join(field.name for field in added)}")
+    return table
+
+
+def create_staging_table(
+    client: bigquery.Client,
+    name: TableName,
+    schema: Sequence[bigquery.SchemaField],
+    layout: TableLayout = TableLayout(),
+) -> bigquery.Table:
+    """A fresh table for one load, expiring by itself if the run dies before dropping it."""
+    table = layout.apply(bigquery.Table(name.table_id, schema=list(schema)))
+    table.expires = datetime.now(UTC) + STAGING_LIFETIME
+    return client.create_table(table)
+
+
+def drop_table(client: bigquery.Client, name: TableName) -> None:
+    client.delete_table(name.table_id, not_found_ok=True)

@@ -1,0 +1,50 @@
+"""Arrow schemas as BigQuery schemas.
+
+TLC publishes local New York times without a zone, and the lake keeps them naive
+(``timestamp[us]``): they become ``DATETIME`` (a civil date and time, no zone), never
+``TIMESTAMP`` (an instant, which BigQuery would take as UTC, shifting every trip by 4-5
+hours). Every integer width becomes ``INT64``, floats ``FLOAT64``.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from google.cloud import bigquery
+
+
+def bigquery_type(arrow_type: pa.DataType) -> str:
+    """The BigQuery column type for an Arrow type (naive timestamps are DATETIME)."""
+    if pa.types.is_integer(arrow_type):
+        if pa.types.is_uint64(arrow_type):
+            return "NUMERIC"  # beyond INT64's range
+        return "INT64"
+    if pa.types.is_floating(arrow_type):
+        return "FLOAT64"
+    if pa.types.is_boolean(arrow_type):
+        return "BOOL"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "STRING"
+    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
+        return "BYTES"
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMP" if arrow_type.tz else "DATETIME"
+    if pa.types.is_date(arrow_type):
+        return "DATE"
+    if pa.types.is_decimal(arrow_type):
+        fits = arrow_type.precision - arrow_type.scale <= 29 and arrow_type.scale <= 9
+        return "NUMERIC" if fits else "BIGNUMERIC"
+    if pa.types.is_null(arrow_type):
+        return "STRING"  # a column every row of which is null; any type holds it
+    raise TypeError(f"no BigQuery type for Arrow type {arrow_type}")
+
+
+def schema_field(field: pa.Field) -> bigquery.SchemaField:
+    description = (field.metadata or {}).get(b"description", b"").decode()
+    mode = "NULLABLE" if field.nullable else "REQUIRED"
+    if description:
+        return bigquery.SchemaField(field.name, bigquery_type(field.type), mode, description)
+    return bigquery.SchemaField(field.name, bigquery_type(field.type), mode)
+
+
+def bigquery_schema(schema: pa.Schema) -> list[bigquery.SchemaField]:
+    return [schema_field(field) for field in schema]

@@ -1,0 +1,382 @@
+"""Replace months of a range-partitioned table: the one place that does it.
+
+Every month of a partitioned table is a child table of its own. A month is replaced by
+building its successor beside it and swapping the two:
+
+1. Lock the month: a session advisory lock on ``<schema>.<table>/<key>``, held to the
+   end (a second load of the month waits here). Staging tables that an interrupted load
+   of the month left are dropped now: no running load can own them.
+2. Stage, in one transaction that takes no lock on the parent: create a table shaped
+   like the parent, with a ``CHECK`` constraint matching the month's bounds; fill it
+   (``COPY ... FREEZE`` straight into it; several months go through a throwaway
+   partitioned router); compare the rows written with the rows expected; build the
+   parent's indexes on it; ``ANALYZE`` it. A failure or a kill rolls all of it back.
+3. Swap, in one short transaction under ``lock_timeout`` (:mod:`taxi_assets.pg.lock_retry`):
+   detach and drop the old child, rename the staging table to the child's name, attach
+   it (the ``CHECK`` constraint spares ATTACH its scan, the prebuilt indexes spare it
+   index builds), run the caller's extra statements (``in_swap``), commit. Readers see
+   the old month or the new one, never neither or both. When a long query holds the
+   table, the swap gives up after the timeout (the longest the readers queued behind it
+   wait), backs off and tries again.
+
+The old rows leave with their child table: no DELETE, so no dead tuples and no vacuum
+debt in any month, and a replace costs the same at 1 month as at 1,000.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import psycopg
+import sqlalchemy as sa
+from psycopg import sql
+
+from taxi_assets.errors import RowCountMismatch
+from taxi_assets.pg.ddl import bounded_name, ident, qualified, relation_kind, require_partitioned
+from taxi_assets.pg.lock_retry import LockWaits, with_lock_retries
+from taxi_assets.pg.partitions import (
+    Column,
+    IndexSpec,
+    child_name,
+    is_partition_of,
+    staging_name,
+    staging_tables,
+    table_columns,
+    table_indexes,
+)
+
+# Sort memory for the staging table's index builds (this session only; the default 64 MB
+# spills a month's btree build to disk).
+INDEX_BUILD_MEMORY = "256MB"
+BOUNDS_CONSTRAINT = "partition_bounds"
+
+
+@dataclass(frozen=True)
+class MonthBounds:
+    """One partition: its key (which names the child table) and its half-open bounds,
+    of the partition column's type (``date`` or naive ``datetime``)."""
+
+    key: str
+    start: date | datetime
+    end: date | datetime
+
+
+@dataclass(frozen=True)
+class Staging:
+    """Where a fill writes: ``target`` (quoted, schema-qualified); ``freeze``: the table was
+    created in this transaction, so ``COPY ... (FREEZE)`` may store its rows frozen."""
+
+    target: str
+    freeze: bool
+
+
+# fill(connection, staging) -> rows written; in_swap(connection) -> None.
+Fill = Callable[[sa.Connection, Staging], int]
+InSwap = Callable[[sa.Connection], None]
+
+
+@dataclass(frozen=True)
+class MonthReplace:
+    """What a replace did and how long each part took (metadata, benchmarks)."""
+
+    rows_written: int
+    rows_replaced: int
+    fill_s: float
+    index_s: float
+    analyze_s: float
+    swap_lock_ms: float
+    swap_attempts: int
+    total_s: float
+
+
+def month_lock_key(schema: str, table: str, key: str) -> str:
+    return f"{schema}.{table}/{key}"
+
+
+def replace_months(
+    engine: sa.Engine,
+    schema: str,
+    table: str,
+    column: str,
+    months: Sequence[MonthBounds],
+    fill: Fill,
+    *,
+    expected_rows: int | None = None,
+    in_swap: InSwap | None = None,
+    waits: LockWaits = LockWaits(),
+    log: Callable[[str], None] = lambda _: None,
+) -> MonthReplace:
+    """Replace ``months`` of ``schema.table`` (partitioned by range of ``column``) with
+    the rows ``fill`` writes, all in one swap; ``in_swap`` runs in the swap's transaction."""
+    if not months:
+        raise ValueError("no month to replace")
+    started = time.monotonic()
+    months = sorted(months, key=lambda m: m.key)
+    with engine.connect() as connection:
+        try:
+            _lock_months(connection, schema, table, months)
+            with connection.begin():
+                require_partitioned(connection, schema, table)
+                columns = table_columns(connection, schema, table)
+                indexes = table_indexes(connection, schema, table)
+            _drop_leftovers(connection, schema, table, months, log)
+            replaced = sum(_rows_of_child(connection, schema, table, m) for m in months)
+            stage = _Stage(connection, schema, table, column, months, columns, indexes)
+            written = stage.fill_check_index(fill, expected_rows)
+            try:
+                _, lock_ms, attempts = with_lock_retries(
+                    connection,
+                    lambda c: stage.swap(c, in_swap),
+                    waits=waits,
+                    what=f"Swap of {schema}.{table} {', '.join(m.key for m in months)}",
+                    table=(schema, table),
+                    log=log,
+                )
+            except BaseException:
+                _drop_quietly(connection, schema, stage.names.values())
+                raise
+        finally:
+            _unlock(connection)
+    return MonthReplace(
+        rows_written=written,
+        rows_replaced=replaced,
+        fill_s=stage.fill_s,
+        index_s=stage.index_s,
+        analyze_s=stage.analyze_s,
+        swap_lock_ms=lock_ms,
+        swap_attempts=attempts,
+        total_s=time.monotonic() - started,
+    )
+
+
+def _lock_months(
+    connection: sa.Connection, schema: str, table: str, months: Sequence[MonthBounds]
+) -> None:
+    # Session locks (they outlive the staging transaction), taken in key order so that
+    # two range loads cannot deadlock.
+    with connection.begin():
+        for month in months:
+            connection.execute(
+                sa.text("SELECT pg_advisory_lock(hashtextextended(:lock, 0))"),
+                {"lock": month_lock_key(schema, table, month.key)},
+            )
+
+
+def _unlock(connection: sa.Connection) -> None:
+    try:
+        if connection.in_transaction():
+            connection.rollback()
+        connection.execute(sa.text("SELECT pg_advisory_unlock_all()"))
+        connection.commit()
+    except sa.exc.DBAPIError:
+        # The server is gone (its locks with it) or the connection is broken: it must not
+        # go back to the pool either way.
+        connection.invalidate()
+
+
+def _drop_leftovers(
+    connection: sa.Connection,
+    schema: str,
+    table: str,
+    months: Sequence[MonthBounds],
+    log: Callable[[str], None],
+) -> None:
+    for month in months:
+        with connection.begin():
+            for name in staging_tables(connection, schema, child_name(table, month.key)):
+                connection.exec_driver_sql(f"DROP TABLE {qualified(schema, name)}")
+                log(f"Dropped {schema}.{name}, left by an interrupted load of {month.key}")
+
+
+def _rows_of_child(connection: sa.Connection, schema: str, table: str, month: MonthBounds) -> int:
+    """Rows the month holds now, counted in its child (which locks the child, not the
+    parent, so a swap of another month does not wait for the count)."""
+    child = child_name(table, month.key)
+    with connection.begin():
+        if not is_partition_of(connection, schema, child, table):
+            return 0
+        count = connection.exec_driver_sql(f"SELECT count(*) FROM {qualified(schema, child)}")
+        return int(count.scalar() or 0)
+
+
+def literal(connection: sa.Connection, value: object) -> str:
+    """A SQL literal for DDL, which takes no bind parameters (dates, timestamps)."""
+    driver = connection.connection.driver_connection
+    if not isinstance(driver, psycopg.Connection):
+        raise TypeError(f"expected a psycopg 3 connection, got {type(driver).__name__}")
+    return sql.Literal(value).as_string(driver)
+
+
+def bounds_sql(connection: sa.Connection, month: MonthBounds) -> str:
+    return f"FOR VALUES FROM ({literal(connection, month.start)}) TO ({literal(connection, month.end)})"
+
+
+def bounds_check(connection: sa.Connection, column: str, month: MonthBounds) -> str:
+    """The CHECK constraint that lets ATTACH skip its scan. IS NOT NULL too: a range
+    partition's constraint includes it, and a CHECK without it does not imply it."""
+    name = ident(column)
+    return (
+        f"CONSTRAINT {BOUNDS_CONSTRAINT} CHECK ({name} IS NOT NULL "
+        f"AND {name} >= {literal(connection, month.start)} "
+        f"AND {name} < {literal(connection, month.end)})"
+    )
+
+
+def index_name(owner: str, index: IndexSpec) -> str:
+    """The name of ``index``'s counterpart on table ``owner``."""
+    if index.primary:
+        return bounded_name(f"{owner}_pkey")
+    return bounded_name(f"{owner}_{'_'.join(index.columns)}_idx")
+
+
+def index_ddl(schema: str, table: str, index: IndexSpec) -> str:
+    """DDL giving table ``table`` the counterpart of ``index`` (a partitioned index of its
+    parent-to-be), which ATTACH then adopts instead of building one."""
+    columns = ", ".join(ident(c) for c in index.columns)
+    name = ident(index_name(table, index))
+    if index.primary:
+        return (
+            f"ALTER TABLE {qualified(schema, table)} ADD CONSTRAINT {name} PRIMARY KEY ({columns})"
+        )
+    unique = "UNIQUE " if index.unique else ""
+    return (
+        f"CREATE {unique}INDEX {name} ON {qualified(schema, table)} "
+        f"USING {ident(index.method)} ({columns})"
+    )
+
+
+class _Stage:
+    """The staging tables of one replace, from creation to the swap."""
+
+    def __init__(
+        self,
+        connection: sa.Connection,
+        schema: str,
+        table: str,
+        column: str,
+        months: Sequence[MonthBounds],
+        columns: list[Column],
+        indexes: list[IndexSpec],
+    ) -> None:
+        self.connection, self.schema, self.table, self.column = connection, schema, table, column
+        self.months, self.columns, self.indexes = months, columns, indexes
+        self.names = {m.key: staging_name(child_name(table, m.key)) for m in months}
+        self.fill_s = self.index_s = self.analyze_s = 0.0
+
+    def fill_check_index(self, fill: Fill, expected_rows: int | None) -> int:
+        """One transaction: create, fill, count, index, analyze. Rolled back on any error."""
+        connection, schema = self.connection, self.schema
+        definition = ", ".join(c.definition() for c in self.columns)
+        began = time.monotonic()
+        with connection.begin():
+            for month in self.months:
+                connection.exec_driver_sql(
+                    f"CREATE TABLE {qualified(schema, self.names[month.key])} "
+                    f"({definition}, {bounds_check(connection, self.column, month)})"
+                )
+            router = self._router(definition) if len(self.months) > 1 else None
+            target = Staging(
+                router or qualified(schema, self.names[self.months[0].key]), freeze=router is None
+            )
+            written = self._fill(fill, target)
+            if expected_rows is not None and written != expected_rows:
+                raise RowCountMismatch(
+                    f"{schema}.{self.table}: loaded {written} rows but expected "
+                    f"{expected_rows}; rolled back, the previous rows are intact"
+                )
+            if router is not None:
+                for name in self.names.values():
+                    connection.exec_driver_sql(
+                        f"ALTER TABLE {router} DETACH PARTITION {qualified(schema, name)}"
+                    )
+                connection.exec_driver_sql(f"DROP TABLE {router}")
+            filled = time.monotonic()
+            connection.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
+            for name in self.names.values():
+                for index in self.indexes:
+                    connection.exec_driver_sql(index_ddl(schema, name, index))
+            indexed = time.monotonic()
+            for name in self.names.values():
+                connection.exec_driver_sql(f"ANALYZE {qualified(schema, name)}")
+        done = time.monotonic()
+        self.fill_s, self.index_s, self.analyze_s = filled - began, indexed - filled, done - indexed
+        return written
+
+    def _router(self, definition: str) -> str:
+        """A partitioned table routing each row to its month's staging table."""
+        connection = self.connection
+        router = qualified(self.schema, bounded_name(f"{self.table}__route_{uuid.uuid4().hex[:8]}"))
+        connection.exec_driver_sql(
+            f"CREATE TABLE {router} ({definition}) PARTITION BY RANGE ({ident(self.column)})"
+        )
+        for month in self.months:
+            connection.exec_driver_sql(
+                f"ALTER TABLE {router} ATTACH PARTITION "
+                f"{qualified(self.schema, self.names[month.key])} {bounds_sql(connection, month)}"
+            )
+        return router
+
+    def _fill(self, fill: Fill, target: Staging) -> int:
+        try:
+            return fill(self.connection, target)
+        except (psycopg.errors.CheckViolation, sa.exc.IntegrityError) as error:
+            cause = getattr(error, "orig", None) or error
+            if not isinstance(cause, psycopg.errors.CheckViolation):
+                raise
+            raise ValueError(
+                f"{self.schema}.{self.table}: a row's {self.column} is outside the months "
+                f"being replaced ({', '.join(m.key for m in self.months)}); nothing was "
+                f"changed ({cause.diag.message_primary})"
+            ) from error
+
+    def swap(self, connection: sa.Connection, in_swap: InSwap | None) -> None:
+        """The swap transaction's statements (``with_lock_retries`` runs and retries it)."""
+        for month in self.months:
+            self._swap_month(connection, month)
+        if in_swap is not None:
+            in_swap(connection)
+
+    def _swap_month(self, connection: sa.Connection, month: MonthBounds) -> None:
+        schema, parent = self.schema, qualified(self.schema, self.table)
+        child = child_name(self.table, month.key)
+        staging = self.names[month.key]
+        if is_partition_of(connection, schema, child, self.table):
+            # The parent's ACCESS EXCLUSIVE lock: where a busy table makes the swap wait.
+            connection.exec_driver_sql(
+                f"ALTER TABLE {parent} DETACH PARTITION {qualified(schema, child)}"
+            )
+            connection.exec_driver_sql(f"DROP TABLE {qualified(schema, child)}")
+        elif relation_kind(connection, schema, child) is not None:
+            raise ValueError(
+                f"{schema}.{child} exists but is not a partition of {schema}.{self.table}: "
+                "rename or drop it, then load the month again"
+            )
+        connection.exec_driver_sql(
+            f"ALTER TABLE {qualified(schema, staging)} RENAME TO {ident(child)}"
+        )
+        for index in self.indexes:
+            connection.exec_driver_sql(
+                f"ALTER INDEX {qualified(schema, index_name(staging, index))} "
+                f"RENAME TO {ident(index_name(child, index))}"
+            )
+        connection.exec_driver_sql(
+            f"ALTER TABLE {parent} ATTACH PARTITION {qualified(schema, child)} "
+            f"{bounds_sql(connection, month)}"
+        )
+
+
+def _drop_quietly(connection: sa.Connection, schema: str, names: Iterable[str]) -> None:
+    """Drop staging tables after a failed swap. Best effort, on the way out of an error
+    already being raised: what stays is dropped by the month's next load."""
+    try:
+        if connection.in_transaction():
+            connection.rollback()
+        with connection.begin():
+            for name in names:
+                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {qualified(schema, name)}")
+    except sa.exc.DBAPIError:
+        pass

@@ -1,0 +1,158 @@
+"""What PostgreSQL's catalog says about a range-partitioned table (its columns, indexes,
+children and size), and the names of its children and staging tables.
+
+Catalog reads take no lock on the tables they describe, so a load can look at a table
+that a long query is reading without queueing behind it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from taxi_assets.pg.ddl import MAX_IDENTIFIER, bounded_name, ident, qualified
+
+# A staging table is named after the child it will become: "<child>__load_<random>".
+STAGING_MARK = "__load_"
+_STAGING_SUFFIX_BYTES = 8
+
+
+def child_name(table: str, key: str) -> str:
+    """The child table holding partition ``key`` (``yellow_tripdata`` + ``2021-01`` ->
+    ``yellow_tripdata_2021_01``)."""
+    return bounded_name(f"{table}_{re.sub(r'[^0-9A-Za-z]+', '_', key).strip('_').lower()}")
+
+
+def staging_prefix(child: str) -> str:
+    """What every staging table of ``child`` starts with; a random suffix of 8 characters
+    completes it (long child names are shortened to a prefix and a digest, so that the
+    prefix stays unique to the child)."""
+    room = MAX_IDENTIFIER - len(STAGING_MARK) - _STAGING_SUFFIX_BYTES
+    if len(child.encode()) > room:
+        digest = hashlib.sha1(child.encode()).hexdigest()[:8]
+        child = f"{child.encode()[: room - 9].decode(errors='ignore')}_{digest}"
+    return f"{child}{STAGING_MARK}"
+
+
+def staging_name(child: str) -> str:
+    return staging_prefix(child) + uuid.uuid4().hex[:_STAGING_SUFFIX_BYTES]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str
+    not_null: bool
+
+    def definition(self) -> str:
+        return f"{ident(self.name)} {self.sql_type}{' NOT NULL' if self.not_null else ''}"
+
+
+def table_columns(connection: sa.Connection, schema: str, table: str) -> list[Column]:
+    """The table's live columns in order, with their exact types."""
+    rows = connection.execute(
+        sa.text(
+            "SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute "
+            "WHERE attrelid = CAST(:table AS regclass) AND attnum > 0 AND NOT attisdropped "
+            "ORDER BY attnum"
+        ),
+        {"table": qualified(schema, table)},
+    ).all()
+    return [Column(name, sql_type, bool(not_null)) for name, sql_type, not_null in rows]
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A plain-column index: what a child needs so that ATTACH adopts it, not builds it."""
+
+    name: str
+    method: str
+    columns: tuple[str, ...]
+    unique: bool
+    primary: bool
+
+
+def table_indexes(connection: sa.Connection, schema: str, table: str) -> list[IndexSpec]:
+    """The table's indexes on plain columns (expression or partial indexes are refused:
+    nothing here creates them, and a child could not be given a matching one)."""
+    rows = connection.execute(
+        sa.text(
+            "SELECT i.relname, am.amname, ix.indisunique, ix.indisprimary, "
+            "  ix.indexprs IS NOT NULL OR ix.indpred IS NOT NULL, "
+            "  ARRAY(SELECT a.attname FROM unnest(ix.indkey) WITH ORDINALITY AS k(attnum, n) "
+            "        JOIN pg_attribute AS a ON a.attrelid = ix.indrelid AND a.attnum = k.attnum "
+            "        ORDER BY k.n) "
+            "FROM pg_index AS ix JOIN pg_class AS i ON i.oid = ix.indexrelid "
+            "JOIN pg_am AS am ON am.oid = i.relam "
+            "WHERE ix.indrelid = CAST(:table AS regclass) ORDER BY i.relname"
+        ),
+        {"table": qualified(schema, table)},
+    ).all()
+    specs = []
+    for name, method, unique, primary, unusual, columns in rows:
+        if unusual:
+            raise ValueError(
+                f"{schema}.{table} has an expression or partial index {name}: a month "
+                "replace cannot give a new child a matching one; drop or replace it"
+            )
+        specs.append(IndexSpec(name, method, tuple(columns), bool(unique), bool(primary)))
+    return specs
+
+
+def is_partition_of(connection: sa.Connection, schema: str, child: str, parent: str) -> bool:
+    return bool(
+        connection.execute(
+            sa.text(
+                "SELECT EXISTS (SELECT 1 FROM pg_inherits AS i JOIN pg_class AS c "
+                "ON c.oid = i.inhrelid JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = :schema AND c.relname = :child "
+                "AND i.inhparent = CAST(:parent AS regclass))"
+            ),
+            {"schema": schema, "child": child, "parent": qualified(schema, parent)},
+        ).scalar()
+    )
+
+
+def partitions(connection: sa.Connection, schema: str, table: str) -> list[str]:
+    """Names of the table's direct children, sorted."""
+    return list(
+        connection.execute(
+            sa.text(
+                "SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = CAST(:table AS regclass) ORDER BY 1"
+            ),
+            {"table": qualified(schema, table)},
+        ).scalars()
+    )
+
+
+def staging_tables(connection: sa.Connection, schema: str, child: str) -> list[str]:
+    """Staging tables of ``child`` that exist (committed, not attached anywhere)."""
+    prefix = staging_prefix(child)
+    return list(
+        connection.execute(
+            sa.text(
+                "SELECT c.relname FROM pg_class AS c JOIN pg_namespace AS n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = :schema AND c.relkind = 'r' "
+                "AND NOT c.relispartition AND left(c.relname, :length) = :prefix ORDER BY 1"
+            ),
+            {"schema": schema, "prefix": prefix, "length": len(prefix)},
+        ).scalars()
+    )
+
+
+def tree_bytes(connection: sa.Connection, schema: str, table: str) -> int:
+    """Disk used by a table with its indexes and TOAST; for a partitioned table, by every
+    partition (``pg_total_relation_size`` of a partitioned parent alone is 0)."""
+    size = connection.execute(
+        sa.text(
+            "SELECT coalesce(sum(pg_total_relation_size(relid)), 0) "
+            "FROM pg_partition_tree(to_regclass(:table))"
+        ),
+        {"table": qualified(schema, table)},
+    ).scalar()
+    return int(size or 0)

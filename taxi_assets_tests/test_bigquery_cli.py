@@ -1,0 +1,100 @@
+"""The issue's "done when", through the real CLI: `dagster asset materialize` with
+TAXI_WAREHOUSE_URL=bigquery://test loads the warehouse into BigQuery (bqemulator), and
+with TAXI_PRODUCTION=1 a run without TAXI_WAREHOUSE_URL fails naming it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from taxi_assets_tests.bq_emulator import BigQueryEmulator, emulated_project
+from taxi_assets_tests.http_faults import FaultyMirror
+from taxi_assets_tests.pipeline import cli_env
+from taxi_assets_tests.test_cli import published_rows
+
+REPO = Path(__file__).resolve().parents[1]
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+
+
+def materialize(
+    select: str, env: dict[str, str], partition: str | None = None
+) -> subprocess.CompletedProcess:
+    args = [DAGSTER, "asset", "materialize", "-m", "taxi_assets", "--select", select]
+    if partition:
+        args += ["--partition", partition]
+    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def layers(*services: str) -> str:
+    return ",".join(
+        f"{layer}/{s}_tripdata" for s in services for layer in ("raw", "lake", "warehouse")
+    )
+
+
+def succeeded(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+@pytest.mark.slow
+def test_dagster_asset_materialize_loads_bigquery(
+    mirror: FaultyMirror,
+    tmp_path: Path,
+    bq_emulator: BigQueryEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with emulated_project(bq_emulator, monkeypatch, project="test") as bq_project:
+        env = {
+            **cli_env(tmp_path, mirror.url, tmp_path / "lake", "bigquery://test"),
+            **bq_emulator.env(),
+        }
+        yellow = {"2021-01": published_rows(mirror, "yellow", "2021-01")}
+        succeeded(materialize(layers("yellow"), env, "2021-01"))
+        assert bq_project.month_counts("yellow_tripdata") == yellow  # every published row
+
+        succeeded(materialize(layers("yellow", "fhv"), env, "2021-01"))  # a re-run, and FHV
+        assert bq_project.month_counts("yellow_tripdata") == yellow
+        fhv = {"2021-01": published_rows(mirror, "fhv", "2021-01")}
+        assert bq_project.month_counts("fhv_tripdata") == fhv
+
+        succeeded(materialize("raw/taxi_zone_lookup,lake/taxi_zones,warehouse/taxi_zones", env))
+        assert bq_project.rows("SELECT COUNT(*) AS n FROM `test.warehouse.taxi_zones`") == [
+            {"n": 265}
+        ]
+
+        tlc = {**env, "TAXI_SOURCE": "tlc"}  # green as TLC publishes it: Parquet
+        succeeded(materialize(layers("green"), tlc, "2021-01"))
+        green = pq.read_metadata(Path(mirror.root) / "green_tripdata_2021-01.parquet").num_rows
+        assert bq_project.month_counts("green_tripdata") == {"2021-01": green}
+        files = bq_project.rows("SELECT DISTINCT source_file FROM `test.warehouse.green_tripdata`")
+        assert files == [{"source_file": "green_tripdata_2021-01.parquet"}]
+
+        succeeded(materialize("analytics/monthly_zone_stats", env, "2021-01"))
+        stats = bq_project.rows(
+            "SELECT service, SUM(trips) AS trips FROM `test.analytics.monthly_zone_stats` "
+            "WHERE partition_month = DATE '2021-01-01' GROUP BY 1 ORDER BY 1"
+        )
+        assert stats == [
+            {"service": "fhv", "trips": fhv["2021-01"]},
+            {"service": "green", "trips": green},
+            {"service": "yellow", "trips": yellow["2021-01"]},
+        ]
+
+
+@pytest.mark.slow
+def test_production_without_a_warehouse_url_fails_naming_it(
+    mirror: FaultyMirror, tmp_path: Path
+) -> None:
+    env = cli_env(tmp_path, mirror.url, tmp_path / "lake")
+    env.pop("TAXI_WAREHOUSE_URL", None)
+    # A lake on an object store, as production has (the run stops before reaching it).
+    env.update(
+        TAXI_PRODUCTION="1",
+        TAXI_LAKE_URL="gs://taxi-lake/nyc",
+        STORAGE_EMULATOR_HOST="http://127.0.0.1:9",
+    )
+    result = materialize(layers("yellow"), env, "2021-01")
+    assert result.returncode != 0
+    assert "TAXI_WAREHOUSE_URL is not set, and TAXI_PRODUCTION is" in result.stdout + result.stderr
+    assert mirror.requests_seen("/yellow/yellow_tripdata_2021-01.csv.gz") == []

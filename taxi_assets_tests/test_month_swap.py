@@ -1,0 +1,345 @@
+"""The month replace (taxi_assets.pg.month_swap) against a real PostgreSQL: the partition
+layout, the swap's locks and retries, its hook, and what it refuses."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+
+from taxi_assets.errors import NotPartitioned, RowCountMismatch
+from taxi_assets.pg.ddl import TableLayout, ensure_table
+from taxi_assets.pg.lock_retry import LockWaits, LockWaitTimedOut
+from taxi_assets.pg.month_swap import Fill, MonthBounds, MonthReplace, Staging, replace_months
+from taxi_assets.pg.partitions import partitions, staging_tables, tree_bytes
+from taxi_assets_tests.faults_support import wait_for
+from taxi_assets_tests.pipeline import engine_for
+
+SCHEMA = pa.schema(
+    [
+        ("trip_id", pa.int64()),
+        ("pickup_datetime", pa.timestamp("us")),
+        ("zone", pa.int32()),
+        ("partition_month", pa.date32()),
+    ]
+)
+LAYOUT = TableLayout(
+    partition_by="partition_month", btree_columns=("zone",), brin_columns=("pickup_datetime",)
+)
+FAST = LockWaits(lock_timeout_ms=200, retry_for_s=30, max_backoff_s=0.5)
+
+
+def month(key: str) -> MonthBounds:
+    year, number = map(int, key.split("-"))
+    end = date(year + number // 12, number % 12 + 1, 1)
+    return MonthBounds(key, date(year, number, 1), end)
+
+
+def rows_of(key: str, count: int) -> Fill:
+    """A fill writing ``count`` generated trips of month ``key`` (SQL, no client data)."""
+    first = month(key).start
+
+    def fill(connection: sa.Connection, staging: Staging) -> int:
+        return connection.execute(
+            sa.text(
+                f"INSERT INTO {staging.target} SELECT g, CAST(:first AS timestamp) "
+                "+ g * interval '1 second', g % 265 + 1, CAST(:first AS date) "
+                "FROM generate_series(1, :count) AS g"
+            ),
+            {"first": first, "count": count},
+        ).rowcount
+
+    return fill
+
+
+@pytest.fixture
+def engine(pg_url: str) -> Iterator[sa.Engine]:
+    engine = engine_for(pg_url)
+    ensure_table(engine, "warehouse", "trips", SCHEMA, LAYOUT)
+    yield engine
+    engine.dispose()
+
+
+def load(
+    engine: sa.Engine, key: str, count: int, waits: LockWaits = FAST, **options: Any
+) -> MonthReplace:
+    return replace_months(
+        engine, "warehouse", "trips", "partition_month", [month(key)], rows_of(key, count),
+        waits=waits, **options,
+    )  # fmt: skip
+
+
+def counts(engine: sa.Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT to_char(partition_month, 'YYYY-MM'), count(*) FROM warehouse.trips "
+            "GROUP BY 1 ORDER BY 1"
+        ).all()
+    return {key: int(n) for key, n in rows}
+
+
+def child_stats(engine: sa.Engine) -> dict[str, tuple[int, int]]:
+    """(rows inserted, dead tuples) per child, from the statistics collector."""
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT relname, n_tup_ins, n_dead_tup FROM pg_stat_user_tables "
+            "WHERE schemaname = 'warehouse' AND relname LIKE 'trips_%%' ORDER BY 1"
+        ).all()
+    return {name: (int(ins), int(dead)) for name, ins, dead in rows}
+
+
+def test_months_are_children_with_the_indexes_that_fit_and_reloads_leave_no_dead_rows(
+    engine: sa.Engine,
+) -> None:
+    for key in ("2021-01", "2021-02", "2021-03"):
+        load(engine, key, 5_000)
+    sizes = []
+    for _ in range(3):
+        done = load(engine, "2021-02", 5_000)
+        assert (done.rows_written, done.rows_replaced) == (5_000, 5_000)
+        with engine.connect() as connection:
+            sizes.append(tree_bytes(connection, "warehouse", "trips"))
+    assert counts(engine) == {"2021-01": 5_000, "2021-02": 5_000, "2021-03": 5_000}
+    assert len(set(sizes)) == 1 and sizes[0] > 0  # three reloads, the same size
+    with engine.connect() as connection:
+        assert partitions(connection, "warehouse", "trips") == [
+            "trips_2021_01",
+            "trips_2021_02",
+            "trips_2021_03",
+        ]
+        kinds = connection.exec_driver_sql(
+            "SELECT relkind FROM pg_class WHERE oid = 'warehouse.trips'::regclass"
+        ).scalar()
+        indexes = connection.exec_driver_sql(
+            "SELECT i.relname, am.amname, pg_get_indexdef(i.oid) FROM pg_index AS x "
+            "JOIN pg_class AS i ON i.oid = x.indexrelid JOIN pg_am AS am ON am.oid = i.relam "
+            "WHERE x.indrelid = 'warehouse.trips_2021_02'::regclass ORDER BY 1"
+        ).all()
+    assert kinds == "p"
+    assert [(name, method) for name, method, _ in indexes] == [
+        ("trips_2021_02_pickup_datetime_idx", "brin"),
+        ("trips_2021_02_zone_idx", "btree"),
+    ]
+    assert not any("partition_month" in definition for *_, definition in indexes)
+
+    # No dead tuple anywhere: the old month left with its child table. (Statistics reach
+    # the collector shortly after each transaction: wait until the inserts show.)
+    wait_for(
+        "the statistics of every child",
+        lambda: (
+            all(ins > 0 for ins, _ in child_stats(engine).values())
+            and len(child_stats(engine)) == 3
+        ),
+        timeout=30,
+        every=0.2,
+    )
+    assert {name: dead for name, (_, dead) in child_stats(engine).items()} == {
+        "trips_2021_01": 0,
+        "trips_2021_02": 0,
+        "trips_2021_03": 0,
+    }
+
+
+def test_readers_see_the_old_month_or_the_new_one_never_neither_or_both(
+    engine: sa.Engine, pg_url: str
+) -> None:
+    load(engine, "2021-01", 1_000)
+    load(engine, "2021-02", 7)
+    seen: list[tuple[int, int]] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        reader = engine_for(pg_url)
+        with reader.connect() as connection:
+            while not stop.is_set():
+                row = connection.exec_driver_sql(
+                    "SELECT count(*) FILTER (WHERE partition_month = '2021-01-01'), "
+                    "count(*) FILTER (WHERE partition_month = '2021-02-01') FROM warehouse.trips"
+                ).one()
+                connection.commit()
+                seen.append((int(row[0]), int(row[1])))
+        reader.dispose()
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    for count in (2_000, 1_000, 2_000, 1_000):  # reloads while the reader reads
+        load(engine, "2021-01", count)
+    stop.set()
+    thread.join(timeout=30)
+    assert len(seen) > 10
+    # January had 1,000 or 2,000 rows at every moment: never 0 (neither), never 3,000 (both).
+    assert set(seen) <= {(1_000, 7), (2_000, 7)}, set(seen)
+
+
+def test_the_swap_neither_scans_the_month_nor_builds_an_index(
+    engine: sa.Engine, pg_url: str
+) -> None:
+    load(engine, "2021-01", 2_000)
+    notices: list[str] = []
+    # Every session of this database reports PostgreSQL's DEBUG1 messages, which say
+    # whether ATTACH verified the rows or built an index.
+    database = sa.make_url(pg_url).database
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f'ALTER DATABASE "{database}" SET client_min_messages = debug1')
+        connection.commit()
+    engine.dispose()
+
+    @sa.event.listens_for(engine, "connect")
+    def collect(driver_connection, _record) -> None:  # noqa: ANN001
+        driver_connection.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+
+    load(engine, "2021-01", 2_000)
+    attach = [n for n in notices if "trips_2021_01" in n or "partition constraint" in n]
+    assert any("is implied by existing constraints" in n for n in attach), notices
+    assert not any(n.startswith("verifying table") for n in notices), notices
+    # Index builds happen in the staging transaction, on the staging table, never at ATTACH.
+    built = [n for n in notices if n.startswith("building index")]
+    assert built and all("__load_" in n for n in built), built
+
+
+def test_the_hook_commits_with_the_month_or_not_at_all(engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE warehouse.loads (month text, rows bigint)")
+    load(engine, "2021-01", 100)
+
+    def record(rows: int):  # noqa: ANN202
+        def hook(connection: sa.Connection) -> None:
+            connection.execute(
+                sa.text("INSERT INTO warehouse.loads VALUES ('2021-01', :rows)"), {"rows": rows}
+            )
+            if rows < 0:
+                raise RuntimeError("hook failed")
+
+        return hook
+
+    with pytest.raises(RuntimeError, match="hook failed"):
+        load(engine, "2021-01", 300, in_swap=record(-1))
+    load(engine, "2021-01", 200, in_swap=record(200))
+    with engine.connect() as connection:
+        loads = connection.exec_driver_sql("SELECT month, rows FROM warehouse.loads").all()
+        left = staging_tables(connection, "warehouse", "trips_2021_01")
+    assert [tuple(row) for row in loads] == [("2021-01", 200)]
+    assert counts(engine) == {"2021-01": 200}
+    assert left == []  # the failed attempt's staging table was dropped
+
+
+def test_bad_rows_and_counts_are_refused_and_change_nothing(engine: sa.Engine) -> None:
+    load(engine, "2021-01", 100)
+    with pytest.raises(RowCountMismatch, match="loaded 100 rows but expected 101"):
+        load(engine, "2021-01", 100, expected_rows=101)
+
+    def february_row(connection: sa.Connection, staging: Staging) -> int:
+        return connection.exec_driver_sql(
+            f"INSERT INTO {staging.target} VALUES (1, '2021-02-01 08:00', 1, '2021-02-01')"
+        ).rowcount
+
+    with pytest.raises(ValueError, match="partition_month is outside the months being replaced"):
+        replace_months(
+            engine, "warehouse", "trips", "partition_month", [month("2021-01")], february_row
+        )
+    assert counts(engine) == {"2021-01": 100}
+    with engine.connect() as connection:
+        assert staging_tables(connection, "warehouse", "trips_2021_01") == []
+
+
+def test_a_plain_table_of_an_earlier_version_is_refused_naming_the_migration(
+    pg_url: str,
+) -> None:
+    engine = engine_for(pg_url)
+    ensure_table(engine, "warehouse", "old_trips", SCHEMA)  # plain, as before
+    with pytest.raises(NotPartitioned, match="python -m taxi_assets.cli warehouse migrate"):
+        ensure_table(engine, "warehouse", "old_trips", SCHEMA, LAYOUT)
+    with pytest.raises(NotPartitioned, match="warehouse migrate"):
+        replace_months(
+            engine, "warehouse", "old_trips", "partition_month", [month("2021-01")],
+            rows_of("2021-01", 1),
+        )  # fmt: skip
+    engine.dispose()
+
+
+def test_a_long_reader_makes_the_swap_retry_without_stalling_other_readers(
+    engine: sa.Engine, pg_url: str
+) -> None:
+    load(engine, "2021-01", 1_000)
+    reader = engine_for(pg_url)
+    holder = reader.connect()
+    holder.exec_driver_sql("SELECT count(*) FROM warehouse.trips").scalar()  # ACCESS SHARE, kept
+    outcome: dict[str, object] = {}
+
+    def swap() -> None:
+        try:
+            outcome["done"] = load(
+                engine, "2021-01", 2_000, log=lambda m: outcome.setdefault("log", m)
+            )
+        except Exception as error:  # noqa: BLE001 - asserted below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=swap, daemon=True)
+    thread.start()
+    wait_for("the swap to retry", lambda: "log" in outcome, timeout=30)
+    # Other readers keep reading the whole time: each waits at most the lock timeout.
+    latencies = []
+    for _ in range(10):
+        began = time.monotonic()
+        with reader.connect() as other:
+            other.exec_driver_sql("SELECT count(*) FROM warehouse.trips").scalar()
+        latencies.append(time.monotonic() - began)
+    holder.rollback()
+    holder.close()
+    thread.join(timeout=60)
+    reader.dispose()
+    assert "error" not in outcome, outcome
+    done = outcome["done"]
+    assert isinstance(done, MonthReplace) and done.swap_attempts > 1
+    # Queued behind the swap, a reader waits at most its lock timeout (0.2 s); a reader
+    # queued behind the holder would never finish, as the holder waits for the readers.
+    # (The margin is for a loaded machine.)
+    assert max(latencies) < FAST.lock_timeout_ms / 1000 + 1.5, latencies
+    assert "waited 200 ms for its locks (pid " in str(outcome["log"])
+    assert counts(engine) == {"2021-01": 2_000}
+
+
+def test_a_reader_that_never_ends_times_the_swap_out_and_the_month_stays(
+    engine: sa.Engine, pg_url: str
+) -> None:
+    load(engine, "2021-01", 1_000)
+    reader = engine_for(pg_url)
+    with reader.connect() as holder:
+        holder.exec_driver_sql("SELECT count(*) FROM warehouse.trips_2021_01").scalar()
+        with pytest.raises(LockWaitTimedOut, match=r"held the table for more than 1 s \(pid "):
+            load(engine, "2021-01", 2_000, waits=LockWaits(lock_timeout_ms=100, retry_for_s=1))
+        holder.rollback()
+    reader.dispose()
+    assert counts(engine) == {"2021-01": 1_000}
+    with engine.connect() as connection:
+        assert staging_tables(connection, "warehouse", "trips_2021_01") == []
+
+
+def test_a_range_of_months_is_swapped_in_one_transaction(engine: sa.Engine) -> None:
+    load(engine, "2021-01", 10)
+
+    def two_months(connection: sa.Connection, staging: Staging) -> int:
+        assert not staging.freeze  # rows go through the router
+        return connection.exec_driver_sql(
+            f"INSERT INTO {staging.target} SELECT g, timestamp '2021-02-01' + g * interval '1 day', "
+            "1, date_trunc('month', timestamp '2021-02-01' + g * interval '1 day')::date "
+            "FROM generate_series(0, 49) AS g"
+        ).rowcount
+
+    done = replace_months(
+        engine,
+        "warehouse",
+        "trips",
+        "partition_month",
+        [month("2021-02"), month("2021-03")],
+        two_months,
+        expected_rows=50,
+    )
+    assert done.swap_attempts == 1
+    assert counts(engine) == {"2021-01": 10, "2021-02": 28, "2021-03": 22}

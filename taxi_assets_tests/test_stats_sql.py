@@ -1,0 +1,55 @@
+"""The analytics SQL of both engines comes from one per-service measure definition."""
+
+from datetime import date
+
+from taxi_assets.assets.analytics.stats_measures import MEASURES, ServiceMeasures, measures_sql
+from taxi_assets.assets.analytics.stats_sql import MAX_TRIP, POSTGRES_SQL, month_cells_sql
+from taxi_assets.assets.analytics.stats_sql_bigquery import (
+    BIGQUERY_SQL,
+    replace_month_script,
+)
+from taxi_assets.assets.analytics.stats_sql_bigquery import MAX_TRIP as BIGQUERY_MAX_TRIP
+from taxi_assets.assets.analytics.stats_sql_bigquery import (
+    month_cells_sql as bigquery_month_cells_sql,
+)
+from taxi_assets.bq.names import TableName
+from taxi_assets.services import SERVICES
+
+
+def test_every_service_has_measures() -> None:
+    assert set(MEASURES) == set(SERVICES)
+
+
+def test_one_measure_definition_gives_both_dialects() -> None:
+    """A service whose revenue is a fare plus fee columns (as FHVHV's is), without
+    passengers: no fare, no revenue; a missing fee counts as 0."""
+    fees = ServiceMeasures(passengers=None, revenue=("base_fare", "tips"), distance="trip_miles")
+    assert measures_sql(fees, POSTGRES_SQL) == (
+        'CAST(NULL AS bigint) AS passengers, CASE WHEN "base_fare" IS NOT NULL THEN '
+        '"base_fare" + COALESCE("tips", 0) END AS revenue, '
+        'CASE WHEN "trip_miles" >= 0 THEN "trip_miles" END AS distance'
+    )
+    assert measures_sql(fees, BIGQUERY_SQL) == (
+        "CAST(NULL AS INT64) AS passengers, CASE WHEN `base_fare` IS NOT NULL THEN "
+        "`base_fare` + COALESCE(`tips`, 0) END AS revenue, "
+        "CASE WHEN `trip_miles` >= 0 THEN `trip_miles` END AS distance"
+    )
+
+
+def test_every_service_is_read_once_in_both_engines() -> None:
+    postgres = month_cells_sql(list(SERVICES))
+    bigquery = bigquery_month_cells_sql(TableName("p1", "analytics", "_cells"), list(SERVICES))
+    for service in SERVICES:
+        dataset = SERVICES[service].dataset
+        assert postgres.count(f'"warehouse"."{dataset}"') == 1
+        assert bigquery.count(f"`p1.warehouse.{dataset}`") == 1
+    assert "`p1.warehouse.taxi_zones`" in bigquery
+    assert MAX_TRIP == "24 hours" and BIGQUERY_MAX_TRIP.total_seconds() == 24 * 3600
+
+
+def test_the_bigquery_month_replace_is_one_transaction_with_literals() -> None:
+    script = replace_month_script(TableName("p1", "analytics", "_cells_x"), date(2021, 1, 1))
+    assert script.strip().startswith("BEGIN TRANSACTION;")
+    assert script.strip().endswith("COMMIT TRANSACTION;")
+    assert "WHERE `partition_month` = DATE '2021-01-01'" in script
+    assert "@" not in script  # scripts take no query parameters on the emulator
