@@ -7,7 +7,7 @@ export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 # gcsfs 2026.x stalls against GCS emulators without this (harmless against real GCS).
 export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT ?= false
 
-.PHONY: install demo test browser dev stop lint clean dagster-home lock
+.PHONY: install demo test browser azurite dev stop lint clean dagster-home lock
 
 install: $(VENV)/.installed
 
@@ -25,8 +25,26 @@ dagster-home:
 demo: install dagster-home
 	$(PY) -m taxi_assets.demo
 
-test: install browser
+test: install browser azurite
 	$(PY) -m pytest
+
+# Azurite, the Azure Blob Storage emulator of the tests (npm; 3.36+ need Node >= 22), into
+# a git-ignored folder, once per version. taxi_assets_tests/azurite.py runs it from there.
+AZURITE_VERSION := 3.35.0
+AZURITE_PREFIX := .cache/node
+AZURITE_STAMP := $(AZURITE_PREFIX)/.azurite-$(AZURITE_VERSION)
+
+azurite: $(AZURITE_STAMP)
+
+$(AZURITE_STAMP):
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { \
+	  echo "The Azure lake tests run Azurite (npm package azurite@$(AZURITE_VERSION)), which needs"; \
+	  echo "Node.js (18 or later) and npm. Install them, then run make test again:"; \
+	  echo "  sudo apt-get install -y nodejs npm     (or https://nodejs.org)"; \
+	  exit 1; }
+	npm install --prefix $(AZURITE_PREFIX) --no-save --no-audit --no-fund --loglevel=error \
+	  azurite@$(AZURITE_VERSION)
+	touch $@
 
 # The browser test drives Debian's Chromium (Playwright never downloads a browser here).
 browser:

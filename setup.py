@@ -28,6 +28,9 @@ setup(
         "urllib3>=2.2,<3",
         "universal-pathlib>=0.3,<0.4",
         "gcsfs==2026.10.1",
+        # S3 and Azure Blob lakes (s3:// and az:// URLs); s3fs moves in lockstep with fsspec.
+        "s3fs==2026.9.0",
+        "adlfs==2026.8.0",
         "sqlalchemy>=2.0,<2.2",
         "psycopg[binary]>=3.2,<4",
         "psycopg2-binary>=2.9.9",
@@ -53,6 +56,10 @@ setup(
             "bqemulator==1.1.1",
             "duckdb==2.0.1",
             "sqlglot==30.30.0",
+            # moto_server (the S3 emulator of the tests): only its S3 backend and Flask.
+            "moto[s3]==5.2.5",
+            "flask>=3.1,<4",
+            "flask-cors>=6,<7",
         ],
     },
 )

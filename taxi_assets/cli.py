@@ -5,7 +5,8 @@
   ``TAXI_ANALYST_PASSWORD``).
 - ``warehouse migrate``: convert month tables of an earlier version (plain tables) into
   partitioned ones, month by month, resumable (README, "Upgrading the warehouse").
-- ``lake check [gs://BUCKET/PREFIX]``: the lake bucket is reachable and writable.
+- ``lake check [URL]``: the lake's bucket (``gs://``, ``s3://``) or container (``az://``)
+  is reachable and writable with the configured credentials.
 - ``raw list SERVICE [MONTH]``, ``raw pin SERVICE MONTH REVISION``, ``raw unpin SERVICE
   MONTH``: the stored revisions of raw files, and pins (a unique sha256 prefix is enough;
   SERVICE ``zones`` with MONTH ``-`` for the zone lookup; ``--lake URL``, default
@@ -158,11 +159,11 @@ def _warehouse_migrate(args: argparse.Namespace) -> int:
 
 def _lake_check(args: argparse.Namespace) -> int:
     from taxi_assets.storage.check import check
-    from taxi_assets.storage.gcs import GcsConfigurationError
+    from taxi_assets.storage.errors import LakeConfigurationError
 
     try:
         print(check(args.url))
-    except GcsConfigurationError as error:
+    except LakeConfigurationError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
@@ -325,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     lake = groups.add_parser("lake", help="the data lake")
     lake_commands = lake.add_subparsers(dest="command", required=True)
-    check = lake_commands.add_parser("check", help="the bucket is reachable and writable")
+    check = lake_commands.add_parser(
+        "check", help="the bucket or container is reachable and writable"
+    )
     check.add_argument("url", nargs="?", default=None, help="default: $TAXI_LAKE_URL")
     check.set_defaults(func=_lake_check)
 

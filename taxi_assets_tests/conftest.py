@@ -11,6 +11,17 @@ import dagster as dg
 import pytest
 
 from taxi_assets.pg.scratch import fresh_database
+from taxi_assets_tests.lake_stores import (  # noqa: F401 - fixtures: the lake on each store
+    azure_proxy,
+    azure_store,
+    azurite_server,
+    lake_store,
+    moto_server,
+    moto_with_auth,
+    object_store,
+    s3_proxy,
+    s3_store,
+)
 from taxi_assets_tests.postgres_server import throwaway_server
 
 if TYPE_CHECKING:
@@ -38,6 +49,13 @@ PROJECT_ENV = (
 def _clean_project_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in PROJECT_ENV:
         monkeypatch.delenv(name, raising=False)
+    # Nothing reaches AWS or Azure: no credentials, profiles or endpoints from the
+    # developer's environment, no instance metadata service (169.254.169.254).
+    for name in [n for n in os.environ if n.startswith(("AWS_", "AZURE_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/taxi-tests/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/taxi-tests/aws-credentials")
 
 
 @pytest.fixture(scope="session")

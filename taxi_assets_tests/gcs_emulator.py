@@ -1,21 +1,19 @@
 """A local Google Cloud Storage for tests: ``gcp-storage-emulator`` in this process.
 
 The emulator serves the GCS JSON API on 127.0.0.1 (a free port) from memory, in a thread.
-``google-cloud-storage`` and gcsfs reach it through ``STORAGE_EMULATOR_HOST``. Two
-additions over the stock server: injected faults (a status for the next N matching
-requests, to test retries and failed uploads) and cancelling a resumable upload with
-DELETE (which real GCS answers with 499 and gcsfs sends when an upload fails).
+``google-cloud-storage`` and gcsfs reach it through ``STORAGE_EMULATOR_HOST``. One
+addition over the stock server: cancelling a resumable upload with DELETE (which real GCS
+answers with 499 and gcsfs sends when an upload fails). Faults come from a
+:class:`~taxi_assets_tests.fault_proxy.FaultProxy` in front of it, as for S3 and Azure.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import partial
 from http import server
 from pathlib import Path
@@ -25,14 +23,6 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 BUCKET = "taxi-lake"
-
-
-@dataclass
-class _Fault:
-    method: str
-    pattern: re.Pattern[str]
-    statuses: list[int]
-    after: int  # matching requests to let through first
 
 
 class _Server(server.HTTPServer):
@@ -57,9 +47,6 @@ class GcsEmulator:
         self.storage = Storage(
             use_memory_fs=data_dir is None, data_dir=str(data_dir) if data_dir else None
         )
-        self._faults: list[_Fault] = []
-        self._lock = threading.Lock()
-        self.requests: list[tuple[str, str]] = []
         handler = partial(_handler_class(), self)
         self._httpd = _Server(("127.0.0.1", 0), handler)
         self.port = self._httpd.server_address[1]
@@ -89,35 +76,11 @@ class GcsEmulator:
 
         create_bucket(name, self.storage)
 
-    def inject(self, method: str, path_regex: str, *statuses: int, after: int = 0) -> None:
-        """Let ``after`` matching requests through, then answer the next ones with ``statuses``."""
-        with self._lock:
-            fault = _Fault(method.upper(), re.compile(path_regex), list(statuses), after)
-            self._faults.append(fault)
-
-    def take_fault(self, method: str, path: str) -> int | None:
-        with self._lock:
-            self.requests.append((method, path))
-            for fault in self._faults:
-                if fault.statuses and fault.method == method and fault.pattern.search(path):
-                    if fault.after > 0:
-                        fault.after -= 1
-                        continue
-                    return fault.statuses.pop(0)
-        return None
-
-    def requests_to(self, method: str, path_regex: str) -> int:
-        pattern = re.compile(path_regex)
-        return sum(1 for m, p in self.requests if m == method and pattern.search(p))
-
     def objects(self, bucket: str = BUCKET, prefix: str = "") -> dict[str, bytes]:
         """Every stored object under ``prefix``: name -> content."""
         listed, _prefixes = self.storage.get_file_list(bucket, prefix=prefix or None)
         names = [obj["name"] for obj in listed if obj["name"].startswith(prefix)]
         return {name: self.storage.get_file(bucket, name) for name in sorted(names)}
-
-    def generation(self, name: str, bucket: str = BUCKET) -> str:
-        return str(self.storage.get_file_obj(bucket, name)["generation"])
 
     def pending_uploads(self) -> int:
         """Resumable upload sessions neither finished nor cancelled."""
@@ -132,40 +95,7 @@ def _handler_class() -> type:
             self.emulator = emulator
             super().__init__(emulator.storage, *args, **kwargs)
 
-        def _faulted(self, method: str) -> bool:
-            status = self.emulator.take_fault(method, self.path)
-            if status is None:
-                return False
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
-            body = json.dumps({"error": {"code": status, "message": "injected fault"}}).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return True
-
-        def do_GET(self) -> None:
-            if not self._faulted("GET"):
-                super().do_GET()
-
-        def do_POST(self) -> None:
-            if not self._faulted("POST"):
-                super().do_POST()
-
-        def do_PUT(self) -> None:
-            if not self._faulted("PUT"):
-                super().do_PUT()
-
-        def do_PATCH(self) -> None:
-            if not self._faulted("PATCH"):
-                super().do_PATCH()
-
         def do_DELETE(self) -> None:
-            if self._faulted("DELETE"):
-                return
             url = urlparse(self.path)
             upload_id = parse_qs(url.query).get("upload_id")
             if url.path.startswith("/upload/") and upload_id:
@@ -210,7 +140,7 @@ def emulated_gcs(
     with GcsEmulator(data_dir=data_dir) as emulator:
         point_at(emulator, monkeypatch)
         yield emulator
-        _forget_filesystems()
+        forget_filesystems()
 
 
 def point_at(emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -218,10 +148,10 @@ def point_at(emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     monkeypatch.delenv("TAXI_GCP_PROJECT", raising=False)
-    _forget_filesystems()
+    forget_filesystems()
 
 
-def _forget_filesystems() -> None:
+def forget_filesystems() -> None:
     """Drop cached gcsfs instances: each test's emulator is a new server."""
     import gcsfs
     import gcsfs.core

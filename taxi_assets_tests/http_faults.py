@@ -5,7 +5,8 @@
         ...  # 1st request -> 503, 2nd -> truncated body, 3rd+ -> normal
         assert m.requests_seen("/yellow_tripdata_2021-01.parquet") == ["GET", "GET", "GET"]
 
-Each injected fault is consumed by exactly one request, in order.
+Each injected fault is consumed by exactly one request, in order. The same ``Fault`` values
+drive :class:`taxi_assets_tests.fault_proxy.FaultProxy` in front of object store emulators.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from taxi_assets.devdata.mirror import MirrorRequestHandler, MirrorServer
@@ -31,14 +33,22 @@ class Fault:
     kind: str
     amount: float = 0
     headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None  # of a status fault; None: a short text
 
     @staticmethod
-    def status(code: int, retry_after: str | None = None) -> Fault:
-        """An error status with a short text body; 429 carries Retry-After: 0."""
+    def status(
+        code: int,
+        retry_after: str | None = None,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Fault:
+        """An error status with a short text body (or ``body``, e.g. a provider's XML
+        error); 429 carries Retry-After: 0."""
         if retry_after is None and code == 429:
             retry_after = "0"
-        headers = {"Retry-After": retry_after} if retry_after is not None else {}
-        return Fault("status", code, headers)
+        extra = {"Retry-After": retry_after} if retry_after is not None else {}
+        return Fault("status", code, {**extra, **(headers or {})}, body)
 
     @staticmethod
     def truncate(n_bytes: int) -> Fault:
@@ -113,7 +123,7 @@ class FaultyMirror(MirrorServer):
         if fault is None:
             self.serve_file(handler)
         elif fault.kind == "status":
-            body = f"{int(fault.amount)} injected fault\n".encode()
+            body = fault.body or f"{int(fault.amount)} injected fault\n".encode()
             self.send_simple(handler, int(fault.amount), body, headers=fault.headers)
         elif fault.kind == "html_200":
             self.send_simple(handler, 200, HTML_ERROR_PAGE, content_type="text/html; charset=utf-8")
@@ -129,7 +139,7 @@ class FaultyMirror(MirrorServer):
         elif fault.kind == "reset_after":
             handler.close_connection = True
             self.serve_file(handler, body_limit=int(fault.amount))
-            _abort(handler)
+            abort_connection(handler)
         elif fault.kind == "corrupt":
             self.serve_file(handler, mutate=self._flipper(path, int(fault.amount)))
         else:  # pragma: no cover - Fault constructors are the only source
@@ -151,7 +161,7 @@ class FaultyMirror(MirrorServer):
         return mutate
 
 
-def _abort(handler: MirrorRequestHandler) -> None:
+def abort_connection(handler: BaseHTTPRequestHandler) -> None:
     """Close with SO_LINGER 0 so the kernel sends RST instead of FIN."""
     sock = handler.connection
     try:

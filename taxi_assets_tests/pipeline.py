@@ -66,7 +66,9 @@ def bigquery_resources(
     return resources
 
 
-def project_env(mirror_url: str, lake: Path, warehouse_url: str | None = None) -> dict[str, str]:
+def project_env(
+    mirror_url: str, lake: Path | str, warehouse_url: str | None = None
+) -> dict[str, str]:
     """The ``TAXI_*`` settings naming the same test services as :func:`pipeline_resources`."""
     env = {
         "TAXI_SOURCE": "dtc",
@@ -90,7 +92,7 @@ def dagster_home(tmp_path: Path, config: Path = REPO / "dagster.yaml") -> Path:
 
 
 def cli_env(
-    tmp_path: Path, mirror_url: str, lake: Path, warehouse_url: str | None = None
+    tmp_path: Path, mirror_url: str, lake: Path | str, warehouse_url: str | None = None
 ) -> dict[str, str]:
     """The environment of a ``dagster`` CLI, daemon or webserver process against the test
     services: :func:`project_env` and a :func:`dagster_home` of its own."""

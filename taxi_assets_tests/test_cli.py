@@ -2,6 +2,8 @@
 execute`, `python -m taxi_assets.cli months backfill`, `dg`."""
 
 import gzip
+import hashlib
+import io
 import json
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from taxi_assets_tests.http_faults import FaultyMirror
+from taxi_assets_tests.lake_stores import LakeStore
 from taxi_assets_tests.pipeline import cli_env, engine_for, warehouse_counts, warehouse_tables
 
 REPO = Path(__file__).resolve().parents[1]
@@ -280,3 +283,31 @@ def test_dg_checks_the_definitions_and_launches_by_tag_group_and_kind(
     )
     assert ranged.returncode != 0
     assert "BackfillPolicy.single_run()" in ranged.stdout + ranged.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("object_store", ["s3", "azure"], indirect=True)
+def test_cli_materializes_raw_lake_and_warehouse_on_s3_and_azure(
+    object_store: LakeStore, mirror: FaultyMirror, tmp_path: Path, pg_url: str
+) -> None:
+    """The README's command with ``TAXI_LAKE_URL=s3://...`` (moto_server) and
+    ``TAXI_LAKE_URL=az://...`` (Azurite); credentials and endpoint from the environment."""
+    env = cli_env(tmp_path, mirror.url, object_store.url, pg_url)
+    assert env["TAXI_LAKE_URL"] == f"{object_store.scheme}://taxi-lake/nyc"
+    select = "raw/yellow_tripdata,lake/yellow_tripdata,warehouse/yellow_tripdata"
+    dagster(
+        ["asset", "materialize", "-m", "taxi_assets", "--select", select, "--partition", "2021-01"],
+        env,
+    )
+    upstream = (Path(mirror.root) / "yellow" / "yellow_tripdata_2021-01.csv.gz").read_bytes()
+    month = "nyc/raw/yellow_tripdata/2021-01"
+    raw = f"{month}/{hashlib.sha256(upstream).hexdigest()}/yellow_tripdata_2021-01.csv.gz"
+    lake = "nyc/lake/yellow_tripdata/year=2021/month=01/yellow_tripdata_2021-01.parquet"
+    stored = object_store.objects("nyc/")
+    # The documented keys, nothing else: the raw revision, its manifest, the lake file.
+    assert sorted(stored) == sorted([lake, raw, f"{month}/revisions.json"])
+    assert stored[raw] == upstream
+    rows = published_rows(mirror, "yellow", "2021-01")
+    assert pq.ParquetFile(io.BytesIO(stored[lake])).metadata.num_rows == rows
+    assert warehouse_counts(pg_url, "yellow_tripdata") == {"2021-01": rows}
+    assert object_store.pending_uploads() == 0

@@ -368,3 +368,36 @@ def test_production_is_declared_wherever_runs_start() -> None:
     assert env["TAXI_PRODUCTION"] == "1"
     code = compose()["services"]["taxi-assets-code"]["environment"]
     assert code["TAXI_PRODUCTION"] == "1"
+
+
+def test_docs_query_the_lake_on_s3_and_azure() -> None:
+    """The Athena table has the yellow contract's columns with matching types, and every
+    example reads the documented layout; the S3 and Azure settings are listed."""
+    import pyarrow as pa
+
+    from taxi_assets.contracts import CONTRACTS
+
+    text = DOCS.read_text()
+    sql = "\n".join(re.findall(r"```sql\n(.*?)```", text, re.S))
+    athena = re.search(
+        r"CREATE EXTERNAL TABLE nyc_taxi\.yellow_tripdata \((.*?)\)\nPARTITIONED", sql, re.S
+    )
+    assert athena is not None
+    columns = [c.split() for c in athena.group(1).replace("\n", " ").split(",")]
+    types = {pa.int32(): "int", pa.float64(): "double", pa.string(): "string"}
+    expected = [
+        [f.name, "timestamp" if pa.types.is_timestamp(f.type) else types[f.type]]
+        for f in CONTRACTS["yellow"].schema
+    ]
+    assert columns == expected
+    assert "LOCATION 's3://taxi-lake/nyc/lake/yellow_tripdata/'" in sql
+    assert "/taxi-lake/nyc/lake/yellow_tripdata/year=*/month=*/*.parquet" in sql  # Synapse
+    for scheme in ("s3", "az", "gs"):
+        assert f"'{scheme}://taxi-lake/nyc/lake/yellow_tripdata/*/*/*.parquet'" in sql  # DuckDB
+    for variable in (
+        "AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN",
+    ):
+        assert f"| `{variable}` |" in text, variable
+    assert '"AbortIncompleteMultipartUpload"' in text

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxi_assets.devdata import write_month
-from taxi_assets_tests.gcs_emulator import BUCKET, GcsEmulator
 from taxi_assets_tests.http_faults import FaultyMirror
+from taxi_assets_tests.lake_stores import PREFIX, LakeStore
 from taxi_assets_tests.pipeline import (
     current_raw_file,
     materialization_metadata,
@@ -46,26 +46,16 @@ def republish(mirror: FaultyMirror, rows: int, seed: int) -> bytes:
 
 
 class Lake:
-    """The test lake, local or on the GCS emulator, read the same way."""
+    """The test lake on any store (``lake_store``), read the same way."""
 
-    def __init__(self, where: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-        self.gcs: GcsEmulator | None = None
-        if where == "gcs":
-            self.gcs = request.getfixturevalue("gcs")
-            request.getfixturevalue("monkeypatch").setenv("TAXI_LAKE_URL", f"gs://{BUCKET}/nyc")
-            self.config: Path | None = None
-        else:
-            self.config = tmp_path / "lake"
+    def __init__(self, store: LakeStore) -> None:
+        self.store = store
+        self.config: Path | None = None  # the lake from TAXI_LAKE_URL, set by the store
 
     def objects(self, prefix: str) -> dict[str, bytes]:
         """Files under ``prefix`` (relative to the lake root): path -> bytes."""
-        if self.gcs is not None:
-            found = self.gcs.objects(prefix=f"nyc/{prefix}")
-            return {name.removeprefix("nyc/"): data for name, data in found.items()}
-        assert self.config is not None
-        root = self.config
-        files = sorted(p for p in (root / prefix).rglob("*") if p.is_file())
-        return {str(p.relative_to(root)): p.read_bytes() for p in files}
+        found = self.store.objects(f"{PREFIX}/{prefix}")
+        return {name.removeprefix(f"{PREFIX}/"): data for name, data in found.items()}
 
     def manifest(self) -> dict[str, Any]:
         return json.loads(
@@ -73,16 +63,14 @@ class Lake:
         )
 
 
-@pytest.mark.parametrize("where", ["local", "gcs"])
 def test_a_republished_month_is_a_second_revision_and_replaces_lake_and_warehouse(
-    where: str,
+    lake_store: LakeStore,
     own_mirror: FaultyMirror,
     tmp_path: Path,
     pg_url: str,
     instance: dg.DagsterInstance,
-    request: pytest.FixtureRequest,
 ) -> None:
-    lake = Lake(where, tmp_path, request)
+    lake = Lake(lake_store)
     resources = pipeline_resources(own_mirror.url, lake.config, pg_url)
     original = (Path(own_mirror.root) / "yellow" / NAME).read_bytes()
     first = run(ALL_KEYS, resources, instance, MONTH)

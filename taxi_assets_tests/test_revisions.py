@@ -1,5 +1,5 @@
 """Revision slots without Dagster: layout, manifest, adoption, pins, retention, and a
-manifest that disagrees with the files, on a local folder and on the GCS emulator alike."""
+manifest that disagrees with the files, on a local folder, GCS, S3 and Azure alike."""
 
 from __future__ import annotations
 
@@ -22,18 +22,16 @@ from taxi_assets.storage.revision_updates import (
 )
 from taxi_assets.storage.revisions import RevisionError, inspect, slot_for
 from taxi_assets.storage.roots import resolve_root
+from taxi_assets_tests.lake_stores import LakeStore
 
 NAME = "yellow_tripdata_2021-01.csv.gz"
 KEY = ("raw", "yellow_tripdata")
 
 
-@pytest.fixture(params=["local", "gcs"])
-def root(request: pytest.FixtureRequest, tmp_path: Path) -> UPath:
-    """The lake root: a local folder, or a prefix in the GCS emulator's bucket."""
-    if request.param == "gcs":
-        request.getfixturevalue("gcs")
-        return resolve_root("gs://taxi-lake/nyc")
-    return resolve_root(str(tmp_path / "lake"))
+@pytest.fixture
+def root(lake_store: LakeStore) -> UPath:
+    """The lake root on each store: a local folder, GCS, S3 and Azure (emulators)."""
+    return resolve_root(lake_store.url)
 
 
 def staged(tmp_path: Path, content: bytes, name: str = NAME) -> tuple[Revision, Path]:

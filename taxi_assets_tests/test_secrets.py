@@ -1,7 +1,9 @@
-"""No secret reaches Dagster's records: not the warehouse password, not the GCP key file.
+"""No secret reaches Dagster's records: not the warehouse password, not the GCP key file,
+not an AWS secret access key, an Azure account key or a SAS signature.
 
 Secrets enter only through the environment (``TAXI_WAREHOUSE_URL`` with a password, a
-service-account key file named by ``GOOGLE_APPLICATION_CREDENTIALS``). Materializations
+service-account key file named by ``GOOGLE_APPLICATION_CREDENTIALS``, the AWS and Azure
+credential variables). Materializations
 that succeed and that fail are scanned: every event log entry (messages, metadata,
 errors with their causes and stack traces), the run and its job snapshot, Python log
 records and everything printed.
@@ -9,10 +11,13 @@ records and everything printed.
 
 from __future__ import annotations
 
+import base64
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import dagster as dg
 import pytest
@@ -22,6 +27,7 @@ from dagster._serdes import serialize_value
 from taxi_assets.definitions import build_resources
 from taxi_assets.resources import PostgresResource
 from taxi_assets.resources.postgres import sqlalchemy_url
+from taxi_assets_tests.emulators import MotoServer
 from taxi_assets_tests.gcs_emulator import (
     FakeTokenServer,
     GcsEmulator,
@@ -29,6 +35,7 @@ from taxi_assets_tests.gcs_emulator import (
     speed_up_gcs_retries,
 )
 from taxi_assets_tests.http_faults import FaultyMirror
+from taxi_assets_tests.lake_stores import BUCKET, AzureStore, forget_filesystems
 from taxi_assets_tests.pipeline import pipeline_resources, run
 
 MONTH = "2021-01"
@@ -160,3 +167,91 @@ def test_a_secret_bound_with_envvar_is_recorded_by_name_only(
     scanned = records_of(instance, result.run_id)
     assert "TAXI_TEST_SECRET_URL" in scanned
     assert password not in scanned
+
+
+# --- S3 and Azure: access keys, account keys, SAS tokens ---------------------------------------
+
+
+def scan_runs(
+    runs: list[dg.ExecuteInProcessResult],
+    instance: dg.DagsterInstance,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> str:
+    scanned = "\n".join(records_of(instance, r.run_id) for r in runs)
+    scanned += "\n".join(record.getMessage() for record in caplog.records)
+    printed = capfd.readouterr()
+    scanned += printed.out + printed.err
+    assert "yellow_tripdata" in scanned  # the scan sees content
+    return scanned
+
+
+def test_no_s3_secret_in_records_logs_or_errors(
+    moto_with_auth: tuple[MotoServer, dict[str, tuple[str, str]]],
+    mirror: FaultyMirror,
+    pg_url: str,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    server, keys = moto_with_auth  # moto checks every signature against its IAM keys
+    key_id, secret = keys["admin"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("TAXI_LAKE_URL", f"s3://{BUCKET}/secrets")
+    monkeypatch.setenv("TAXI_WAREHOUSE_URL", pg_url)
+    forget_filesystems()
+    resources = env_resources(mirror.url)
+    runs = [run(KEYS, resources, instance, MONTH)]  # 1. succeeds
+    assert runs[-1].success
+
+    wrong = f"wrong-{uuid.uuid4().hex}"  # 2. S3 refuses the signature of a wrong secret
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", wrong)
+    forget_filesystems()
+    runs.append(run(KEYS[1:2], resources, instance, MONTH, raise_on_error=False))
+    assert not runs[-1].success
+    error = str(runs[-1].get_step_failure_events()[0].step_failure_data.error)
+    assert "SignatureDoesNotMatch" in error or "Forbidden" in error, error
+
+    scanned = scan_runs(runs, instance, caplog, capfd)
+    for leaked in (secret, wrong):
+        assert leaked not in scanned, f"a secret leaked: {leaked[:6]}..."
+
+
+def test_no_azure_secret_in_records_logs_or_errors(
+    azure_store: AzureStore,
+    mirror: FaultyMirror,
+    pg_url: str,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    azurite = azure_store.azurite  # an account with a random key, not the well-known one
+    monkeypatch.setenv("TAXI_WAREHOUSE_URL", pg_url)
+    resources = env_resources(mirror.url)
+    runs = [run(KEYS, resources, instance, MONTH)]  # 1. succeeds with the account key
+    assert runs[-1].success
+
+    # 2. A SAS that may only read: the raw step's upload is refused.
+    sas = azurite.sas_connection_string(BUCKET, azurite.url, read=True, list=True)
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", sas)
+    forget_filesystems()
+    runs.append(run(KEYS[:1], resources, instance, "2021-02", raise_on_error=False))
+    assert not runs[-1].success
+    error = str(runs[-1].get_step_failure_events()[0].step_failure_data.error)
+    assert "AuthorizationPermissionMismatch" in error, error
+
+    # 3. A wrong account key: Azure refuses every request.
+    wrong_key = base64.b64encode(os.urandom(64)).decode()
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string(key=wrong_key))
+    forget_filesystems()
+    runs.append(run(KEYS[1:2], resources, instance, MONTH, raise_on_error=False))
+    assert not runs[-1].success
+
+    scanned = scan_runs(runs, instance, caplog, capfd)
+    signature = parse_qs(sas.split("SharedAccessSignature=", 1)[1])["sig"][0]
+    for leaked in (azurite.key, wrong_key, signature):
+        assert leaked not in scanned, f"a secret leaked: {leaked[:6]}..."

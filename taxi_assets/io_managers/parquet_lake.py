@@ -134,6 +134,11 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
             return folder / f"{path.name}_{partition}"
         return self.make_safe_partition_path(path, partition)
 
+    def make_directory(self, path: UPath) -> None:
+        """Object stores have no folders to make: never let fsspec create a missing bucket
+        (gcsfs and s3fs do, when asked for a folder in it), fail on the upload instead.
+        Local folders are made when the file is published."""
+
     def dump_to_path(self, context: dg.OutputContext, obj: object, path: UPath) -> None:
         reader = _as_reader(obj)
         started = time.monotonic()

@@ -10,10 +10,10 @@ from taxi_assets.storage.roots import lake_root, resolve_root
 class LakeResource(dg.ConfigurableResource):
     """The lake's root: ``url``, else ``$TAXI_LAKE_URL``, else ``./data/lake``.
 
-    A local path, a ``file://`` URL or ``gs://bucket/prefix`` (credentials and project
-    from the environment, see :mod:`taxi_assets.storage.gcs`). Every layer that reads or
-    writes the lake depends on this one resource, so a test or a deployment sets the lake
-    in one place.
+    A local path, a ``file://`` URL, ``gs://bucket/prefix``, ``s3://bucket/prefix`` or
+    ``az://container/prefix`` (credentials from each provider's environment, see
+    :mod:`taxi_assets.storage.roots`). Every layer that reads or writes the lake depends on
+    this one resource, so a test or a deployment sets the lake in one place.
     """
 
     url: str | None = None
@@ -25,6 +25,6 @@ class LakeResource(dg.ConfigurableResource):
         return lake_root(self.url)
 
     def resolve(self, path: str) -> UPath:
-        """A path recorded in metadata (absolute, or a ``gs://`` URL), with the lake's
-        storage options, so it is read with the same credentials."""
+        """A path recorded in metadata (absolute, or a ``gs://``, ``s3://``, ``az://`` URL),
+        with the lake's storage options, so it is read with the same credentials."""
         return resolve_root(path)

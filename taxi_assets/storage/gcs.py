@@ -15,9 +15,15 @@ import functools
 import os
 import re
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from upath import UPath
+
 from taxi_assets.settings import resolve_setting
+from taxi_assets.storage.errors import LakeAccessError, LakeConfigurationError
+from taxi_assets.storage.stores import ObjectStore
+from taxi_assets.storage.urls import bucket_of, split_bucket_url
 
 if TYPE_CHECKING:
     from google.cloud import storage
@@ -29,7 +35,7 @@ EMULATOR_PROJECT = "taxi-local"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 
 
-class GcsConfigurationError(Exception):
+class GcsConfigurationError(LakeConfigurationError):
     """The GCS settings or credentials are unusable (the message names no secret)."""
 
 
@@ -41,18 +47,12 @@ def emulator_host() -> str | None:
 
 def split_gcs_url(url: str) -> tuple[str, str]:
     """``gs://bucket/some/prefix`` -> ``("bucket", "some/prefix")``; ``gcs://`` works too."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in GCS_PROTOCOLS:
-        raise GcsConfigurationError(f"{url!r} is not a gs://BUCKET/PREFIX URL")
-    bucket, _, prefix = rest.partition("/")
-    if not _BUCKET.match(bucket):
-        raise GcsConfigurationError(
-            f"{url!r}: {bucket!r} is not a valid bucket name (expected gs://BUCKET/PREFIX)"
-        )
-    prefix = prefix.strip("/")
-    if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
-        raise GcsConfigurationError(f"{url!r}: the prefix must not hold empty, . or .. parts")
-    return bucket, prefix
+    return split_bucket_url(url, GCS_PROTOCOLS, _BUCKET, error=GcsConfigurationError)
+
+
+def gcs_root(url: str) -> UPath:
+    bucket, prefix = split_gcs_url(url)
+    return UPath(f"gs://{bucket}/{prefix}".rstrip("/"), **gcs_storage_options())
 
 
 def gcp_project(project: str | None = None) -> str | None:
@@ -111,3 +111,61 @@ def gcs_client(project: str | None = None) -> storage.Client:
     from dagster_gcp import GCSResource
 
     return GCSResource(project=gcp_project(project)).get_client()
+
+
+def upload_once(local: Path, dest: UPath, chunk_bytes: int) -> None:
+    """gcsfs sends files under 5 MiB in one request and larger ones as a resumable upload
+    in ``chunk_bytes`` chunks (cancelled when one fails: nothing partial is left). It
+    retries each request itself (6 tries on 408/429/5xx, timeouts and resets: built in,
+    not configurable), and checks the stored object's MD5 against the bytes sent."""
+    dest.fs.put_file(str(local), dest.path, chunksize=chunk_bytes, consistency="md5")
+
+
+def probe_bucket(root: UPath) -> list[str]:
+    """The bucket exists and these credentials see it (through dagster-gcp's client)."""
+    bucket = bucket_of(root.path)
+    if gcs_client().lookup_bucket(bucket) is None:
+        raise LakeAccessError(
+            f"bucket {bucket!r} does not exist or is not visible to these credentials"
+        )
+    return []
+
+
+def explain(error: BaseException, bucket: str) -> str | None:
+    """A missing bucket, refused credentials or a missing permission, said plainly."""
+    import google.auth.exceptions
+
+    if isinstance(error, google.auth.exceptions.RefreshError):
+        return (
+            "Google refused the credentials (check GOOGLE_APPLICATION_CREDENTIALS or the "
+            "workload identity)"
+        )
+    code = getattr(error, "code", None)
+    if code == 401:
+        return "Google refused the credentials (HTTP 401)"
+    # gcsfs raises OSError("Forbidden: <url>...") for a 403.
+    if code == 403 or str(error).startswith("Forbidden"):
+        return (
+            f"these credentials may not use bucket {bucket!r} (HTTP 403): grant "
+            "roles/storage.objectAdmin on it"
+        )
+    if code == 404 or isinstance(error, FileNotFoundError):
+        return f"bucket {bucket!r} does not exist or is not visible to these credentials"
+    return None
+
+
+def describe(root: UPath) -> str:
+    return f"project {root.fs.project}"
+
+
+STORE = ObjectStore(
+    label="Google Cloud Storage",
+    protocols=GCS_PROTOCOLS,
+    bucket_word="bucket",
+    root=gcs_root,
+    upload=upload_once,
+    client_retries_uploads=True,
+    probe_bucket=probe_bucket,
+    explain=explain,
+    describe=describe,
+)

@@ -1,14 +1,21 @@
-"""Atomic publishing, one code path for local folders and object stores (``gs://``).
+"""Atomic publishing, one code path for local folders and object stores.
 
 Files are always written to local disk first and published in one step: a rename
-locally, a single object upload on GCS (an object appears, or is replaced, only once its
-upload completes).
+locally, one object upload on an object store (an object appears, or is replaced, only
+once its upload completes: GCS, S3 and Azure Blob Storage alike).
+
+Retries, in one layer per request: an upload is retried here, as a whole, on throttling,
+5xx answers, timeouts and dropped connections (:func:`is_transient`), the S3 and Azure
+clients making each upload request once. gcsfs retries every request itself and cannot
+be told not to, so on GCS this loop does not retry transient errors again (only a
+checksum mismatch). Reads, listings and deletes are retried by the clients.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import time
 import uuid
@@ -16,14 +23,19 @@ from pathlib import Path
 
 from upath import UPath
 
-from taxi_assets.storage.roots import is_gcs, is_local
+from taxi_assets.storage.errors import LakeAccessError
+from taxi_assets.storage.roots import is_local
+from taxi_assets.storage.stores import ObjectStore, store_for
+from taxi_assets.storage.urls import bucket_of
 
-# Uploads: gcsfs sends files under 5 MiB in one request and larger ones as a resumable
-# upload in chunks of this size (a multiple of 256 KiB), read from disk chunk by chunk.
+# Uploads: files of at least twice this size go in parts of this size (an S3 multipart
+# upload, Azure blocks committed by one block list); gcsfs sends files of 5 MiB and more
+# as a resumable upload in chunks of this size (a multiple of 256 KiB). Read from disk
+# part by part.
 UPLOAD_CHUNK_BYTES = 16 * 1024 * 1024
-# gcsfs retries each request (429, 5xx, timeouts) 6 times with backoff; when it gives up,
-# the whole upload is tried again this many times in all, waiting backoff * 2**n seconds.
-UPLOAD_ATTEMPTS = 3
+# Attempts at a whole upload (S3, Azure), waiting about backoff * 2**n seconds between
+# them (with jitter): 2, 4, 8, 16 s.
+UPLOAD_ATTEMPTS = 5
 UPLOAD_BACKOFF_SECONDS = 2.0
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -79,35 +91,53 @@ def publish_file(local_src: Path, dest: UPath) -> None:
         local_src.unlink(missing_ok=True)
 
 
+def publish_bytes(data: bytes, dest: UPath) -> None:
+    """Make a small object (a manifest, a chart, a probe) visible at ``dest`` in one step."""
+    local = local_staging_dir(dest) / staging_name(dest)
+    try:
+        local.write_bytes(data)
+    except BaseException:
+        local.unlink(missing_ok=True)
+        raise
+    publish_file(local, dest)
+
+
 def upload_file(local_src: Path, dest: UPath) -> None:
     """Upload ``local_src`` as the one object ``dest``, all or nothing, retrying transients.
 
-    On GCS an object (or a new version replacing it) becomes visible only when its upload
-    finishes, so readers see the old month or the new one, never a mix. gcsfs streams
-    files of 5 MiB and more as a resumable upload and cancels the session when a chunk
-    fails, so nothing partial is left. Never ``with path.open("wb")`` instead: an
-    exception inside that block still commits what was written so far.
+    Readers see the old object or the new one, never a mix: each store makes an object
+    visible only once its upload completes, and a failed upload is cancelled (GCS
+    resumable session, S3 multipart upload) or left as uncommitted blocks (Azure), never
+    as a partial object. Never ``with path.open("wb")`` instead: an exception inside that
+    block still commits what was written so far.
+
+    A missing bucket, refused credentials or a missing permission raise
+    :class:`LakeAccessError` saying which, without retries.
     """
-    kwargs: dict[str, object] = {}
-    if is_gcs(dest):
-        # md5 of what the server stored, compared with the bytes sent.
-        kwargs = {"chunksize": UPLOAD_CHUNK_BYTES, "consistency": "md5"}
+    store = store_for(dest.protocol)
+    if store is None:  # another fsspec filesystem (memory://...): its own semantics
+        dest.fs.put_file(str(local_src), dest.path)
+        return
     for attempt in range(1, UPLOAD_ATTEMPTS + 1):
         try:
-            dest.fs.put_file(str(local_src), dest.path, **kwargs)
+            store.upload(local_src, dest, UPLOAD_CHUNK_BYTES)
             return
         except Exception as error:
             if _is_checksum_error(error):
                 # The object was replaced by bytes that differ from ours: do not keep them.
                 _remove_quietly(dest)
-            if attempt == UPLOAD_ATTEMPTS or not is_transient(error):
+            retry = _is_checksum_error(error) or (
+                is_transient(error) and not store.client_retries_uploads
+            )
+            if attempt == UPLOAD_ATTEMPTS or not retry:
+                _raise_explained(error, store, dest)
                 raise
-            pause = UPLOAD_BACKOFF_SECONDS * 2 ** (attempt - 1)
+            pause = UPLOAD_BACKOFF_SECONDS * 2 ** (attempt - 1) * random.uniform(1, 1.5)
             _log.warning(
                 "upload of %s failed (%s: %s); attempt %d of %d in %.1fs",
                 dest,
                 type(error).__name__,
-                error,
+                _first_line(error),
                 attempt + 1,
                 UPLOAD_ATTEMPTS,
                 pause,
@@ -115,26 +145,68 @@ def upload_file(local_src: Path, dest: UPath) -> None:
             time.sleep(pause)
 
 
+def _raise_explained(error: Exception, store: ObjectStore, dest: UPath) -> None:
+    explanation = store.explain(error, bucket_of(dest.path))
+    if explanation is not None:
+        raise LakeAccessError(f"cannot write {dest}: {explanation}") from error
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0][:300]
+
+
+def http_status(error: BaseException) -> int | None:
+    """The HTTP status behind an object store error, wherever its library keeps it."""
+    for exc in (error, error.__cause__):
+        if exc is None:
+            continue
+        # azure.core.exceptions.HttpResponseError (adlfs passes them on as they are)
+        status = getattr(exc, "status_code", None)
+        if isinstance(status, int):
+            return status
+        # botocore's ClientError: s3fs raises OSError(errno, message) from it
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if isinstance(status, int):
+                return status
+        # gcsfs's HttpError
+        code = getattr(exc, "code", None)
+        if isinstance(code, int | str) and str(code).isdigit():
+            return int(code)
+    return None
+
+
 def is_transient(error: BaseException) -> bool:
-    """Worth another try: throttling (429), server errors (5xx), timeouts, dropped connections."""
+    """Worth another try: throttling (429, S3's 503 SlowDown, Azure's 503 ServerBusy),
+    server errors (5xx), timeouts and dropped connections, from gcsfs, s3fs or adlfs."""
     if _is_checksum_error(error):
         return True
-    code = getattr(error, "code", None)
-    if isinstance(code, int | str) and str(code).isdigit():
-        return int(code) in TRANSIENT_STATUSES
-    try:
-        import aiohttp
-        import requests
-    except ImportError:  # pragma: no cover - both ship with gcsfs
-        return isinstance(error, ConnectionError | TimeoutError)
-    return isinstance(
-        error,
-        ConnectionError
-        | TimeoutError
-        | aiohttp.ClientConnectionError
-        | aiohttp.ServerTimeoutError
-        | requests.ConnectionError  # gcsfs raises ProxyError (a subclass) for a 502
-        | requests.Timeout,
+    status = http_status(error)
+    if status is not None:
+        return status in TRANSIENT_STATUSES
+    return isinstance(error, _transient_exception_types())
+
+
+def _transient_exception_types() -> tuple[type[BaseException], ...]:
+    import aiohttp
+    import azure.core.exceptions as azure_errors
+    import botocore.exceptions as boto_errors
+    import requests
+
+    return (
+        ConnectionError,
+        TimeoutError,
+        aiohttp.ClientConnectionError,
+        aiohttp.ServerTimeoutError,
+        requests.ConnectionError,  # gcsfs raises ProxyError (a subclass) for a 502
+        requests.Timeout,
+        # s3fs: EndpointConnectionError, ConnectionClosedError, Read/ConnectTimeoutError
+        boto_errors.ConnectionError,
+        boto_errors.HTTPClientError,
+        # adlfs: connection refused or reset, timeouts
+        azure_errors.ServiceRequestError,
+        azure_errors.ServiceResponseError,
     )
 
 

@@ -1,7 +1,10 @@
-"""Storage roots: a local path, a ``file://`` URL, or an object store URL (``gs://``).
+"""Storage roots: a local path, a ``file://`` URL, or an object store URL.
 
-A lake URL ``gs://bucket/prefix`` is a Google Cloud Storage root through gcsfs, with the
-project and credentials from configuration (:mod:`taxi_assets.storage.gcs`).
+The URL's scheme picks the store (:mod:`taxi_assets.storage.stores`): ``gs://`` Google
+Cloud Storage (:mod:`~taxi_assets.storage.gcs`), ``s3://`` Amazon S3 or an S3-compatible
+store (:mod:`~taxi_assets.storage.s3`), ``az://`` Azure Blob Storage
+(:mod:`~taxi_assets.storage.azure`), each with credentials from its provider's standard
+environment. There is no mode switch.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from pathlib import Path
 from upath import UPath
 
 from taxi_assets.settings import resolve_setting
-from taxi_assets.storage.gcs import GCS_PROTOCOLS, gcs_storage_options, split_gcs_url
+from taxi_assets.storage.gcs import GCS_PROTOCOLS
+from taxi_assets.storage.stores import store_for_url
 
 LOCAL_PROTOCOLS = ("", "file", "local")
 DEFAULT_LAKE_URL = "./data/lake"
@@ -26,12 +30,13 @@ def lake_root(configured: str | None = None) -> UPath:
 
 
 def resolve_root(url: str) -> UPath:
-    """A storage root from a local path, a ``file://`` URL or an fsspec URL such as ``gs://``."""
+    """A storage root from a local path, a ``file://`` URL or an fsspec URL (``gs://``,
+    ``s3://``, ``az://``; other fsspec schemes get fsspec's defaults)."""
     if "://" not in url or url.startswith("file://"):
         return UPath(Path(url.removeprefix("file://")).expanduser().resolve())
-    if url.partition("://")[0].lower() in GCS_PROTOCOLS:
-        bucket, prefix = split_gcs_url(url)
-        return UPath(f"gs://{bucket}/{prefix}".rstrip("/"), **gcs_storage_options())
+    store = store_for_url(url)
+    if store is not None:
+        return store.root(url)
     return UPath(url)
 
 

@@ -1,0 +1,158 @@
+"""Azure Blob Storage for the lake: ``az://CONTAINER/PREFIX`` through adlfs.
+
+Credentials come only from the environment, read by adlfs itself (the first that is set
+wins): ``AZURE_STORAGE_CONNECTION_STRING`` (the only way to name an emulator's http
+endpoint), else ``AZURE_STORAGE_ACCOUNT_NAME`` with ``AZURE_STORAGE_ACCOUNT_KEY``, or
+``AZURE_STORAGE_SAS_TOKEN``, or a service principal (``AZURE_STORAGE_CLIENT_ID``,
+``AZURE_STORAGE_CLIENT_SECRET``, ``AZURE_STORAGE_TENANT_ID``), else
+``DefaultAzureCredential`` for that account (managed identity, workload identity, Azure
+CLI login; it reads ``AZURE_CLIENT_ID`` and friends).
+
+Retries: reads, listings and deletes are retried by the Azure SDK's own policy
+(exponential, 3 retries on 5xx, timeouts and resets); uploads are retried as a whole by
+:func:`taxi_assets.storage.publish.upload_file`, each upload request made once
+(``retry_total=0``). Every failure is retried in exactly one place.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from upath import UPath
+
+from taxi_assets.storage.errors import LakeConfigurationError
+from taxi_assets.storage.stores import ObjectStore
+from taxi_assets.storage.urls import split_bucket_url
+
+AZURE_PROTOCOLS = ("az", "abfs")
+# https://learn.microsoft.com/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata
+_CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+# Blocks uploaded at once for a block blob (adlfs's default is 2500).
+UPLOAD_CONCURRENCY = 4
+CREDENTIAL_CODES = frozenset(
+    {
+        "AuthenticationFailed",
+        "AuthorizationFailure",  # what Azurite (and a firewall rule) answer to a wrong key
+        "InvalidAuthenticationInfo",
+        "NoAuthenticationInformation",
+    }
+)
+CREDENTIALS_HINT = (
+    "set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with "
+    "AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_TOKEN or an identity DefaultAzureCredential finds"
+)
+
+
+def split_azure_url(url: str) -> tuple[str, str]:
+    """``az://container/some/prefix`` -> ``("container", "some/prefix")``; ``abfs://`` too."""
+    return split_bucket_url(url, AZURE_PROTOCOLS, _CONTAINER, bucket_word="container")
+
+
+def azure_storage_options() -> dict[str, Any]:
+    """No credentials here (adlfs reads the environment); listings never cached."""
+    return {"use_listings_cache": False}
+
+
+def azure_root(url: str) -> UPath:
+    container, prefix = split_azure_url(url)
+    root = UPath(f"az://{container}/{prefix}".rstrip("/"), **azure_storage_options())
+    try:
+        root.fs  # noqa: B018 - builds the client from the environment: fail here, clearly
+    except ValueError as error:
+        # adlfs: "unable to connect to account for <reason>"; the reason names no secret.
+        raise LakeConfigurationError(
+            f"{url}: no usable Azure credentials ({error}): {CREDENTIALS_HINT}"
+        ) from None
+    return root
+
+
+def upload_once(local: Path, dest: UPath, chunk_bytes: int) -> None:
+    """One attempt: a single Put Blob up to ``2 * chunk_bytes``, else blocks of
+    ``chunk_bytes`` committed by one Put Block List; each request made once and checked
+    with Content-MD5. A failed block upload leaves only uncommitted blocks: invisible,
+    discarded by the next commit of that blob, or by Azure after a week."""
+    fs = dest.fs
+    # The client's documented settings; adlfs does not pass them to the constructor.
+    settings = fs.service_client._config
+    settings.max_single_put_size = 2 * chunk_bytes
+    settings.max_block_size = chunk_bytes
+    fs.put_file(
+        str(local),
+        dest.path,
+        retry_total=0,
+        max_concurrency=UPLOAD_CONCURRENCY,
+        validate_content=True,
+    )
+
+
+def probe_bucket(root: UPath) -> list[str]:
+    """List one blob of the container: raises when it is missing or access is refused."""
+    from fsspec.asyn import sync
+
+    container, _, prefix = root.path.partition("/")
+
+    async def first_blob() -> None:
+        client = root.fs.service_client.get_container_client(container)
+        async for _blob in client.list_blobs(name_starts_with=prefix or None, results_per_page=1):
+            break
+
+    sync(root.fs.loop, first_blob)
+    return []
+
+
+def _errors(error: BaseException) -> Iterator[BaseException]:
+    """The error, its cause and context, and errors carried in its arguments (adlfs wraps
+    a failed delete in ``RuntimeError("Failed to remove...", paths, error)``)."""
+    for exc in (error, error.__cause__, error.__context__):
+        if exc is not None:
+            yield exc
+            yield from (arg for arg in exc.args if isinstance(arg, BaseException))
+
+
+def explain(error: BaseException, container: str) -> str | None:
+    """A missing container, missing or refused credentials, or a missing permission."""
+    from azure.core.exceptions import ClientAuthenticationError
+
+    for exc in _errors(error):
+        if isinstance(exc, FileNotFoundError) and "No such container" in str(exc):
+            return f"container {container!r} does not exist"
+        code = getattr(exc, "error_code", None)
+        code = str(getattr(code, "value", code)) if code is not None else None
+        status = getattr(exc, "status_code", None)
+        if code in ("ContainerNotFound", "ContainerBeingDeleted"):
+            return f"container {container!r} does not exist"
+        if code in CREDENTIAL_CODES or (
+            isinstance(exc, ClientAuthenticationError) and code is None
+        ):
+            return (
+                f"Azure refused the credentials ({code or type(exc).__name__}): {CREDENTIALS_HINT}"
+            )
+        if (code or "").startswith("Authorization") or status == 403:
+            return (
+                f"access denied ({code or 'HTTP 403'}): these credentials may not do this in "
+                f"container {container!r}; the lake needs read, write, delete and list "
+                "(Storage Blob Data Contributor)"
+            )
+    return None
+
+
+def describe(root: UPath) -> str:
+    # Never the client's URL: with a SAS token it carries the signature.
+    client = root.fs.service_client
+    return f"account {client.account_name} at {client.scheme}://{client.primary_hostname}"
+
+
+STORE = ObjectStore(
+    label="Azure Blob Storage",
+    protocols=AZURE_PROTOCOLS,
+    bucket_word="container",
+    root=azure_root,
+    upload=upload_once,
+    client_retries_uploads=False,
+    probe_bucket=probe_bucket,
+    explain=explain,
+    describe=describe,
+)

@@ -1,0 +1,219 @@
+"""Amazon S3 (and S3-compatible stores) for the lake: ``s3://BUCKET/PREFIX`` through s3fs.
+
+Credentials come only from botocore's standard chain, never from a resource field or a
+URL: ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (+ ``AWS_SESSION_TOKEN``),
+``AWS_PROFILE`` and the shared config files, web identity, ECS task roles and the EC2
+instance role. The endpoint is AWS unless ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``
+names another (MinIO, Ceph, R2, a local emulator); the region comes from
+``AWS_REGION`` / ``AWS_DEFAULT_REGION`` or the profile.
+
+Retries: each read, listing and delete is retried by botocore (standard mode:
+throttling, 5xx, timeouts, resets), s3fs's own second loop is turned off; uploads are
+retried as a whole by :func:`taxi_assets.storage.publish.upload_file`, so the upload
+client makes one attempt per request. Every failure is retried in exactly one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from upath import UPath
+
+from taxi_assets.storage.stores import ObjectStore
+from taxi_assets.storage.urls import bucket_of, split_bucket_url
+
+S3_PROTOCOLS = ("s3", "s3a")
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# botocore's requests per operation (reads, listings, deletes): backoff with jitter, max 20 s.
+READ_ATTEMPTS = 5
+# Parts uploaded at once for a multipart upload (each part is held in memory).
+UPLOAD_CONCURRENCY = 4
+CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "InvalidClientTokenId",
+    }
+)
+DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "403"})
+
+_log = logging.getLogger(__name__)
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> ``("bucket", "some/prefix")``; ``s3a://`` works too."""
+    return split_bucket_url(url, S3_PROTOCOLS, _BUCKET)
+
+
+def endpoint_url() -> str | None:
+    """The S3 endpoint botocore would use from the environment (None: AWS's own).
+
+    Passed to s3fs explicitly so that it is part of fsspec's filesystem cache key."""
+    if os.environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
+        return None
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def s3_storage_options(attempts: int = READ_ATTEMPTS) -> dict[str, Any]:
+    """``s3fs.S3FileSystem`` keyword arguments: no credentials (botocore's chain finds
+    them), listings never cached (another process may have replaced a month since)."""
+    options: dict[str, Any] = {
+        "use_listings_cache": False,
+        # botocore's "max_attempts" counts retries; "total_max_attempts" counts requests.
+        "config_kwargs": {"retries": {"mode": "standard", "total_max_attempts": attempts}},
+    }
+    endpoint = endpoint_url()
+    if endpoint:
+        options["endpoint_url"] = endpoint
+    return options
+
+
+def s3_root(url: str) -> UPath:
+    bucket, prefix = split_s3_url(url)
+    root = UPath(f"s3://{bucket}/{prefix}".rstrip("/"), **s3_storage_options())
+    _one_retry_layer(root.fs)
+    return root
+
+
+def _one_retry_layer(fs: Any) -> None:
+    """s3fs retries SlowDown and timeouts again around botocore's own retries (a lasting
+    SlowDown cost 25 requests and 46 s): let botocore be the only layer. Not a
+    constructor option; set on the (cached, shared) instance."""
+    fs.retries = 1
+
+
+def upload_once(local: Path, dest: UPath, chunk_bytes: int) -> None:
+    """One attempt: a single PUT below ``2 * chunk_bytes``, else a multipart upload in
+    parts of ``chunk_bytes`` that becomes visible only when completed (s3fs aborts it when
+    a part fails). Then this key's other pending multipart uploads (of a killed run) are
+    aborted, as Azure discards a blob's uncommitted blocks on commit."""
+    from s3fs import S3FileSystem
+
+    uploader = S3FileSystem(**{**dest.storage_options, **_single_attempt()})
+    _one_retry_layer(uploader)
+    uploader.put_file(
+        str(local), dest.path, chunksize=chunk_bytes, max_concurrency=UPLOAD_CONCURRENCY
+    )
+    try:
+        abort_pending_uploads(dest)
+    except Exception as error:  # noqa: BLE001 - the object is published; say what is left
+        _log.warning(
+            "%s is published, but its interrupted multipart uploads could not be listed or "
+            "aborted (%s): grant s3:ListBucketMultipartUploads and s3:AbortMultipartUpload, "
+            "or rely on the bucket's AbortIncompleteMultipartUpload lifecycle rule",
+            dest,
+            explain(error, bucket_of(dest.path)) or type(error).__name__,
+        )
+
+
+def _single_attempt() -> dict[str, Any]:
+    return {"config_kwargs": {"retries": {"mode": "standard", "total_max_attempts": 1}}}
+
+
+def pending_uploads(dest: UPath) -> list[str]:
+    """Upload ids of the multipart uploads of exactly ``dest``'s key still in progress."""
+    bucket, _, key = dest.path.partition("/")
+    found: list[str] = []
+    markers: dict[str, str] = {}
+    while True:
+        page = dest.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=key, **markers)
+        found += [u["UploadId"] for u in page.get("Uploads", []) if u["Key"] == key]
+        if not page.get("IsTruncated"):
+            return found
+        markers = {
+            "KeyMarker": page["NextKeyMarker"],
+            "UploadIdMarker": page["NextUploadIdMarker"],
+        }
+
+
+def abort_pending_uploads(dest: UPath) -> int:
+    """Abort the multipart uploads of ``dest``'s key (never another key's); how many."""
+    bucket, _, key = dest.path.partition("/")
+    upload_ids = pending_uploads(dest)
+    for upload_id in upload_ids:
+        dest.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+    if upload_ids:
+        _log.info("aborted %d interrupted multipart upload(s) of %s", len(upload_ids), dest)
+    return len(upload_ids)
+
+
+def probe_bucket(root: UPath) -> list[str]:
+    """List one key of the bucket (raises when missing or refused); note whether
+    interrupted multipart uploads can be cleaned."""
+    bucket, _, prefix = root.path.partition("/")
+    root.fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, MaxKeys=1)
+    try:
+        root.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix, MaxUploads=1)
+    except Exception as error:  # noqa: BLE001 - optional: reported, not fatal
+        reason = explain(error, bucket) or f"{type(error).__name__}: {error}"
+        return [
+            f"interrupted multipart uploads cannot be cleaned ({reason}); grant "
+            "s3:ListBucketMultipartUploads and s3:AbortMultipartUpload or add an "
+            "AbortIncompleteMultipartUpload lifecycle rule"
+        ]
+    return []
+
+
+def error_code(error: BaseException) -> str | None:
+    """S3's error code (``NoSuchBucket``, ``AccessDenied``...) behind an s3fs error."""
+    for exc in (error, error.__cause__, error.__context__):
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            code = response.get("Error", {}).get("Code")
+            return str(code) if code is not None else None
+    return None
+
+
+def explain(error: BaseException, bucket: str) -> str | None:
+    """A missing bucket, missing or refused credentials, or a missing permission."""
+    import botocore.exceptions as bce
+
+    if isinstance(error, bce.NoCredentialsError | bce.PartialCredentialsError):
+        return (
+            "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+            "AWS_PROFILE, or run with an instance or task role"
+        )
+    code = error_code(error)
+    if code == "NoSuchBucket":
+        return f"bucket {bucket!r} does not exist"
+    if code in CREDENTIAL_CODES:
+        return (
+            f"S3 refused the credentials ({code}): check AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the role"
+        )
+    if code in DENIED_CODES:
+        return (
+            f"access denied ({code}): these credentials may not do this in bucket "
+            f"{bucket!r}; the lake needs s3:ListBucket, s3:GetObject, s3:PutObject and "
+            "s3:DeleteObject"
+        )
+    return None
+
+
+def describe(root: UPath) -> str:
+    return f"endpoint {root.storage_options.get('endpoint_url') or 'AWS'}"
+
+
+STORE = ObjectStore(
+    label="Amazon S3",
+    protocols=S3_PROTOCOLS,
+    bucket_word="bucket",
+    root=s3_root,
+    upload=upload_once,
+    client_retries_uploads=False,
+    probe_bucket=probe_bucket,
+    explain=explain,
+    describe=describe,
+)

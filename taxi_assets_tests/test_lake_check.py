@@ -1,0 +1,165 @@
+"""``python -m taxi_assets.cli lake check [URL]`` on every object store: reachable and
+writable, or a clear message for a missing bucket, refused credentials, or a missing
+permission (moto with IAM enforced, Azurite with a wrong key and a read-only SAS, GCS
+with a refused service-account key)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taxi_assets import cli
+from taxi_assets_tests.emulators import REPO, MotoServer
+from taxi_assets_tests.gcs_emulator import FakeTokenServer, fake_service_account
+from taxi_assets_tests.lake_stores import BUCKET, AzureStore, LakeStore, forget_filesystems
+
+
+def lake_check(capsys: pytest.CaptureFixture[str], *url: str) -> tuple[int, str]:
+    """The CLI in this process: (exit status, what it printed)."""
+    status = cli.main(["lake", "check", *url])
+    printed = capsys.readouterr()
+    return status, printed.out + printed.err
+
+
+def test_a_usable_bucket_passes_and_the_probe_is_removed(
+    object_store: LakeStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, printed = lake_check(capsys)  # the URL from TAXI_LAKE_URL
+    assert status == 0, printed
+    assert printed.startswith(f"{object_store.uri('nyc')}: reachable and writable")
+    assert object_store.objects() == {}  # the probe object is gone
+    assert object_store.pending_uploads() == 0
+
+
+def test_a_missing_bucket_is_named(
+    object_store: LakeStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = object_store.url.replace(BUCKET, "no-such-bucket")
+    status, printed = lake_check(capsys, url)
+    assert status == 1
+    word = "container" if object_store.name == "azure" else "bucket"
+    assert f"{word} 'no-such-bucket' does not exist" in printed
+    assert not object_store.bucket_exists("no-such-bucket")
+
+
+def test_the_real_command_line(object_store: LakeStore) -> None:
+    """As an operator runs it: a process, the environment, an exit status, no traceback."""
+    missing = object_store.url.replace(BUCKET, "no-such-bucket")
+    command = [sys.executable, "-m", "taxi_assets.cli", "lake", "check", missing]
+    failed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("error: ") and "does not exist" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+
+def test_not_an_object_store_url(capsys: pytest.CaptureFixture[str]) -> None:
+    status, printed = lake_check(capsys, "./data/lake")
+    assert status == 1
+    assert "gs://BUCKET/PREFIX, s3://BUCKET/PREFIX or az://CONTAINER/PREFIX" in printed
+
+
+# --- S3: moto with IAM enforced ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("who", "expected"),
+    [
+        ("admin", "reachable and writable"),
+        (
+            "unknown key",
+            "cannot list bucket 'taxi-lake': S3 refused the credentials (InvalidAccessKeyId)",
+        ),
+        ("wrong secret", "S3 refused the credentials (SignatureDoesNotMatch)"),
+        ("reader", "cannot write s3://taxi-lake/nyc/.taxi-probe-"),
+        ("nobody", "no AWS credentials found"),
+    ],
+)
+def test_s3_credentials_and_permissions(
+    who: str,
+    expected: str,
+    moto_with_auth: tuple[MotoServer, dict[str, tuple[str, str]]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server, keys = moto_with_auth
+    key, secret = {
+        "admin": keys["admin"],
+        "unknown key": ("AKIAUNKNOWN000000000", "an-unknown-secret-value"),
+        "wrong secret": (keys["admin"][0], "wrong"),
+        "reader": keys["reader"],
+        "nobody": (None, None),
+    }[who]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
+    if key is not None and secret is not None:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    forget_filesystems()
+    status, printed = lake_check(capsys, f"s3://{BUCKET}/nyc")
+    assert status == (0 if who == "admin" else 1), printed
+    assert expected in printed
+    if who == "reader":
+        assert "access denied (AccessDenied)" in printed
+        assert "s3:PutObject" in printed
+    if secret is not None:
+        assert secret not in printed
+
+
+# --- Azure: a wrong key, a read-only SAS --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("credentials", "expected"),
+    [
+        ("wrong key", "cannot list container 'taxi-lake': Azure refused the credentials"),
+        ("read-only SAS", "cannot write az://taxi-lake/nyc/.taxi-probe-"),
+        ("read-write SAS", "reachable and writable"),
+    ],
+)
+def test_azure_credentials_and_permissions(
+    credentials: str,
+    expected: str,
+    azure_store: AzureStore,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    azurite, endpoint = azure_store.azurite, azure_store.azurite.url
+    if credentials == "wrong key":
+        wrong = AzureStore.example_key
+        connection = azurite.connection_string(endpoint, key=wrong)
+    elif credentials == "read-only SAS":
+        connection = azurite.sas_connection_string(BUCKET, endpoint, read=True, list=True)
+    else:
+        connection = azurite.sas_connection_string(
+            BUCKET, endpoint, read=True, list=True, write=True, delete=True
+        )
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", connection)
+    forget_filesystems()
+    status, printed = lake_check(capsys)
+    assert status == (0 if credentials == "read-write SAS" else 1), printed
+    assert expected in printed
+    if credentials == "read-only SAS":
+        assert "access denied (AuthorizationPermissionMismatch)" in printed
+    assert azurite.key not in printed
+    assert "sig=" not in printed  # the SAS signature stays secret
+    assert azure_store.objects() == {}
+
+
+# --- GCS: a service-account key that Google refuses ---------------------------------------------
+
+
+def test_gcs_refused_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeTokenServer() as token_server:
+        token_server.fail = True
+        key_info = fake_service_account(tmp_path / "sa.json", token_uri=token_server.url)
+        monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "sa.json"))
+        status, printed = lake_check(capsys, f"gs://{BUCKET}/nyc")
+    assert status == 1
+    assert "cannot list bucket 'taxi-lake': Google refused the credentials" in printed
+    assert key_info["private_key_id"] not in printed
+    assert token_server.exchanges > 0  # the key was tried, and refused

@@ -1,0 +1,338 @@
+"""The lake on every store: a local folder, Google Cloud Storage, Amazon S3, Azure Blob Storage.
+
+One suite, parametrized by store (``lake_store``: all four; ``object_store``: the three
+object stores), against real servers on 127.0.0.1 (the GCS emulator, moto_server,
+Azurite) configured the production way: ``TAXI_LAKE_URL`` and the provider's own
+environment. Faults are real HTTP answers from a proxy in front of each server.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+
+from taxi_assets.assets.analytics.monthly_zone_stats import write_chart
+from taxi_assets.devdata import write_month
+from taxi_assets.resources import LakeResource
+from taxi_assets.storage import publish
+from taxi_assets.storage import s3 as s3_settings
+from taxi_assets.storage.errors import LakeAccessError
+from taxi_assets.storage.publish import publish_file
+from taxi_assets.storage.roots import resolve_root
+from taxi_assets_tests.fault_proxy import wait_for_request
+from taxi_assets_tests.faults_support import (
+    add_column,
+    failure_messages,
+    step_failure,
+    wait_for,
+)
+from taxi_assets_tests.http_faults import Fault, FaultyMirror
+from taxi_assets_tests.lake_stores import BUCKET, LakeStore
+from taxi_assets_tests.pipeline import (
+    materialization_metadata,
+    pipeline_resources,
+    run,
+    warehouse_counts,
+)
+
+MONTH = "2021-01"
+RAW_MONTH = "nyc/raw/yellow_tripdata/2021-01"  # the month's revisions and their manifest
+RAW_MANIFEST = f"{RAW_MONTH}/revisions.json"
+LAKE_OBJECT = "nyc/lake/yellow_tripdata/year=2021/month=01/yellow_tripdata_2021-01.parquet"
+CHUNK = 5 * 1024 * 1024  # the smallest part S3 accepts
+BIG = 12 * 1024 * 1024  # three parts of CHUNK: a multipart upload, blocks, a resumable upload
+
+
+def env_resources(mirror_url: str, pg_url: str | None = None, source: str = "dtc") -> dict:
+    # The lake from the environment, as in definitions.py.
+    return pipeline_resources(mirror_url, None, pg_url, source=source)
+
+
+def csv_rows(data: bytes) -> int:
+    lines = gzip.decompress(data).decode().splitlines()
+    return len([line for line in lines if line.strip()]) - 1
+
+
+def visible(store: LakeStore, prefix: str = "nyc/") -> dict[str, bytes]:
+    return store.objects(prefix)
+
+
+# --- the pipeline on every store ------------------------------------------------------------
+
+
+def test_raw_lake_and_warehouse(
+    lake_store: LakeStore, mirror: FaultyMirror, pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    keys = ["raw/yellow_tripdata", "lake/yellow_tripdata", "warehouse/yellow_tripdata"]
+    result = run(keys, env_resources(mirror.url, pg_url), instance, MONTH)
+    assert result.success
+
+    raw_meta = materialization_metadata(result, "raw/yellow_tripdata")
+    raw_object = f"{RAW_MONTH}/{raw_meta['sha256']}/yellow_tripdata_2021-01.csv.gz"
+    stored = visible(lake_store)
+    # Nothing staged, nothing hidden: the raw revision, its manifest, the lake file.
+    assert sorted(stored) == sorted([LAKE_OBJECT, RAW_MANIFEST, raw_object])
+    upstream = (Path(mirror.root) / "yellow" / "yellow_tripdata_2021-01.csv.gz").read_bytes()
+    assert stored[raw_object] == upstream  # byte for byte
+    assert json.loads(stored[RAW_MANIFEST])["current"] == raw_meta["sha256"]
+    rows = csv_rows(upstream)
+    parquet = pq.ParquetFile(io.BytesIO(stored[LAKE_OBJECT]))
+    assert parquet.metadata.num_rows == rows
+    assert parquet.metadata.row_group(0).column(0).compression == "ZSTD"
+
+    assert raw_meta["path"] == lake_store.uri(raw_object)
+    lake_meta = materialization_metadata(result, "lake/yellow_tripdata")
+    assert lake_meta["path"] == lake_store.uri(LAKE_OBJECT)
+    assert lake_meta["dagster/partition_row_count"] == rows
+    # The checks read the lake file back through the store (rows_match_raw, the schema...).
+    evaluations = result.get_asset_check_evaluations()
+    assert {e.check_name for e in evaluations} >= {"rows_match_raw", "schema_matches_contract"}
+    assert all(e.passed for e in evaluations), [(e.check_name, e.passed) for e in evaluations]
+    # The warehouse loaded from the lake (pyarrow through the store's filesystem).
+    assert warehouse_counts(pg_url, "yellow_tripdata") == {MONTH: rows}
+    assert lake_store.pending_uploads() == 0
+
+    # What DuckDB, Spark or an external table see: one Hive-partitioned dataset under lake/.
+    folder = resolve_root(lake_store.url) / "lake" / "yellow_tripdata"
+    filesystem = pafs.PyFileSystem(pafs.FSSpecHandler(folder.fs))
+    dataset = pads.dataset(
+        folder.path, format="parquet", partitioning="hive", filesystem=filesystem
+    )
+    assert dataset.count_rows() == rows
+    assert {"year", "month"} <= set(dataset.schema.names)
+
+
+def test_replacing_a_month(
+    lake_store: LakeStore, own_mirror: FaultyMirror, instance: dg.DagsterInstance
+) -> None:
+    keys = ["raw/yellow_tripdata", "lake/yellow_tripdata"]
+    resources = env_resources(own_mirror.url)
+    assert run(keys, resources, instance, MONTH).success
+
+    # Unchanged upstream: the stored object is found in the store and kept.
+    again = run(keys, resources, instance, MONTH)
+    assert materialization_metadata(again, "raw/yellow_tripdata")["download"] == (
+        "skipped: upstream unchanged"
+    )
+
+    write_month(
+        Path(own_mirror.root), source="dtc", service="yellow", month=MONTH, rows=1234, seed=7
+    )
+    third = run(keys, resources, instance, MONTH)
+    assert materialization_metadata(third, "raw/yellow_tripdata")["download"] == "downloaded"
+    stored = visible(lake_store, "nyc/lake/")
+    assert list(stored) == [LAKE_OBJECT]  # the same object, replaced
+    assert pq.ParquetFile(io.BytesIO(stored[LAKE_OBJECT])).metadata.num_rows == 1234
+
+
+def test_switching_source_keeps_both_raw_objects_as_revisions(
+    lake_store: LakeStore, mirror: FaultyMirror, instance: dg.DagsterInstance
+) -> None:
+    assert run("raw/green_tripdata", env_resources(mirror.url), instance, MONTH).success
+    assert run("raw/green_tripdata", env_resources(mirror.url, source="tlc"), instance, MONTH)
+    objects = visible(lake_store, "nyc/raw/green_tripdata/")
+    names = sorted(name.rsplit("/", 1)[1] for name in objects)
+    assert names == [
+        "green_tripdata_2021-01.csv.gz",
+        "green_tripdata_2021-01.parquet",
+        "revisions.json",
+    ]
+    manifest = json.loads(objects["nyc/raw/green_tripdata/2021-01/revisions.json"])
+    (current,) = [r for r in manifest["revisions"] if r["sha256"] == manifest["current"]]
+    assert current["name"] == "green_tripdata_2021-01.parquet"
+
+
+def test_a_rejected_month_leaves_nothing_in_the_lake(
+    lake_store: LakeStore, own_mirror: FaultyMirror, instance: dg.DagsterInstance
+) -> None:
+    target = Path(own_mirror.root) / "green" / "green_tripdata_2021-01.csv.gz"
+    add_column(target, "mystery_fee", "1.5")
+    result = run(
+        ["raw/green_tripdata", "lake/green_tripdata"],
+        env_resources(own_mirror.url),
+        instance,
+        MONTH,
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert "mystery_fee" in str(result.get_step_failure_events()[0].step_failure_data.error)
+    assert visible(lake_store, "nyc/lake/") == {}
+    assert lake_store.pending_uploads() == 0
+
+
+def test_the_analytics_chart_lands_in_the_lake(lake_store: LakeStore) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + os.urandom(2000)
+    dest = write_chart(LakeResource(), MONTH, png)
+    key = "nyc/analytics/monthly_zone_stats/2021-01.png"
+    assert str(dest) == lake_store.uri(key)
+    assert visible(lake_store) == {key: png}
+
+
+def test_a_missing_bucket_fails_clearly_and_is_not_created(
+    object_store: LakeStore,
+    mirror: FaultyMirror,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lake_store = object_store
+    url = lake_store.url.replace(BUCKET, "no-such-bucket")
+    monkeypatch.setenv("TAXI_LAKE_URL", url)
+    result = run("raw/yellow_tripdata", env_resources(mirror.url), instance, MONTH, False)
+    assert not result.success
+    step, chain = step_failure(result)
+    assert step == "raw__yellow_tripdata"
+    assert "LakeAccessError" in {e.cls_name for e in chain}
+    word = "container" if lake_store.name == "azure" else "bucket"
+    assert f"{word} 'no-such-bucket' does not exist" in failure_messages(result)
+    assert not lake_store.bucket_exists("no-such-bucket")  # never created on the way
+
+
+# --- faults: throttling, server errors, uploads failing midway --------------------------------
+
+
+def test_throttling_and_server_errors_are_retried(object_store: LakeStore, tmp_path: Path) -> None:
+    root = resolve_root(object_store.url)
+    (tmp_path / "small").write_bytes(b"x" * 1000)
+    reset = Fault.reset_after(100)
+    object_store.inject_upload(object_store.throttling, object_store.server_error, reset)
+    publish_file(tmp_path / "small", root / "small")
+    assert object_store.upload_requests() == 4  # three failures, one success
+    assert visible(object_store) == {"nyc/small": b"x" * 1000}
+
+
+def test_a_large_upload_survives_failing_parts(
+    object_store: LakeStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(publish, "UPLOAD_CHUNK_BYTES", CHUNK)
+    data = os.urandom(BIG)
+    (tmp_path / "big").write_bytes(data)
+    object_store.inject_part(object_store.throttling, Fault.reset_after(CHUNK // 2), after=1)
+    publish_file(tmp_path / "big", resolve_root(object_store.url) / "big")
+    assert visible(object_store) == {"nyc/big": data}
+    assert object_store.pending_uploads() == 0
+
+
+def test_a_lasting_transient_failure_gives_up_after_the_attempts(
+    object_store: LakeStore, tmp_path: Path
+) -> None:
+    dest = resolve_root(object_store.url) / "again"
+    (tmp_path / "v1").write_bytes(b"version 1")
+    publish_file(tmp_path / "v1", dest)
+    before = object_store.upload_requests()
+    (tmp_path / "v2").write_bytes(b"version 2")
+    object_store.inject_upload(*[object_store.server_error] * 10)
+    with pytest.raises(Exception) as raised:
+        publish_file(tmp_path / "v2", dest)
+    assert not isinstance(raised.value, LakeAccessError)  # transient: not explained away
+    assert publish.is_transient(raised.value)
+    assert object_store.upload_requests() - before == object_store.upload_attempts
+    assert visible(object_store) == {"nyc/again": b"version 1"}
+
+
+def test_a_refused_upload_is_not_retried_and_says_why(
+    object_store: LakeStore, tmp_path: Path
+) -> None:
+    (tmp_path / "denied").write_bytes(b"z")
+    object_store.inject_upload(object_store.forbidden)
+    with pytest.raises(
+        LakeAccessError, match=r"cannot write .*denied.*(403|AccessDenied|Permission)"
+    ):
+        publish_file(tmp_path / "denied", resolve_root(object_store.url) / "denied")
+    assert object_store.upload_requests() == 1
+    assert visible(object_store) == {}
+
+
+def test_an_upload_failing_midway_keeps_the_previous_object(
+    object_store: LakeStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = resolve_root(object_store.url) / "lake" / "big" / "big.parquet"
+    (tmp_path / "v1").write_bytes(b"version 1")
+    publish_file(tmp_path / "v1", dest)
+
+    # The third part of a three-part upload is refused for good (a 400: not retried),
+    # after the first two were stored. One part at a time: moto answers 500 to an abort
+    # that races parts still in flight (S3 itself does not), which would hide the 400.
+    monkeypatch.setattr(publish, "UPLOAD_CHUNK_BYTES", CHUNK)
+    monkeypatch.setattr(s3_settings, "UPLOAD_CONCURRENCY", 1)
+    (tmp_path / "v2").write_bytes(os.urandom(BIG))
+    object_store.inject_part(*[object_store.refused_part] * 20, after=2)
+    with pytest.raises(Exception, match="(?i)injected|refused|400"):
+        publish_file(tmp_path / "v2", dest)
+    object_store.settle()
+
+    assert visible(object_store) == {"nyc/lake/big/big.parquet": b"version 1"}
+    assert not (tmp_path / "v2").exists()
+    if object_store.cancels_failed_uploads:
+        assert object_store.pending_uploads() == 0
+    else:  # Azure: the staged blocks stay uncommitted and invisible...
+        assert object_store.pending_uploads() == 1
+    # ...until the next block list of that blob is committed (or a week has passed).
+    assert object_store.proxy is not None
+    object_store.proxy.clear()  # the store accepts parts again
+    data = os.urandom(BIG)
+    (tmp_path / "v3").write_bytes(data)
+    publish_file(tmp_path / "v3", dest)
+    assert visible(object_store) == {"nyc/lake/big/big.parquet": data}
+    assert object_store.pending_uploads() == 0
+
+
+KILLED_UPLOAD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from taxi_assets.storage import publish
+    from taxi_assets.storage.roots import resolve_root
+
+    publish.UPLOAD_CHUNK_BYTES = int(sys.argv[3])
+    publish.publish_file(Path(sys.argv[1]), resolve_root(sys.argv[2]))
+    """
+)
+
+
+@pytest.mark.parametrize("object_store", ["s3", "azure"], indirect=True)
+def test_a_killed_upload_leaves_nothing_the_next_run_cannot_clean(
+    object_store: LakeStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The uploading process dies (SIGKILL) while the second part is on the wire."""
+    url = f"{object_store.url}/lake/big/big.parquet"
+    (tmp_path / "v1").write_bytes(os.urandom(BIG))
+    method, part = object_store.part_request
+    object_store.inject_part(Fault.delay(60), after=1)
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_UPLOAD, str(tmp_path / "v1"), url, str(CHUNK)],
+        env=os.environ.copy(),
+    )
+    assert object_store.proxy is not None
+    proxy = object_store.proxy
+    try:
+        # One part is stored and the next is held by the proxy: kill the uploader then.
+        wait_for_request(proxy, method, part, count=2)
+        wait_for("a stored part", lambda: proxy.requests_to(method, part) >= 1, 60)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert visible(object_store) == {}  # nothing partial became visible
+    # What the killed run left: an S3 multipart upload, uncommitted Azure blocks (the
+    # parts sent before the kill may still be on their way to the server).
+    wait_for("the killed upload's parts", lambda: object_store.pending_uploads() == 1, 10)
+
+    monkeypatch.setattr(publish, "UPLOAD_CHUNK_BYTES", CHUNK)
+    object_store.proxy.clear()  # drops the held part
+    data = os.urandom(BIG)
+    (tmp_path / "v2").write_bytes(data)
+    publish_file(tmp_path / "v2", resolve_root(url))
+    assert visible(object_store) == {"nyc/lake/big/big.parquet": data}
+    assert object_store.pending_uploads() == 0  # the next run cleaned it
