@@ -16,6 +16,7 @@ import dagster as dg
 import pytest
 
 from taxi_assets.devdata import write_month
+from taxi_assets.instance_reads import runs
 from taxi_assets_tests import faults_support
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import cli_env, warehouse_counts
@@ -142,18 +143,18 @@ def test_daemon_sensor_automation_and_backfill(
         )
         wait_for(
             "all backfill runs to finish",
-            lambda: all(run.is_finished for run in instance.get_runs()),
+            lambda: all(run.is_finished for run in runs(instance)),
             timeout=300,
         )
-        runs = instance.get_runs()
+        every_run = runs(instance)
         summary = "\n".join(
             f"{r.status.value} {r.job_name} {r.tags.get('dagster/partition')} "
             f"{r.tags.get('dagster/sensor_name', '')} {r.tags.get('dagster/run_key', '')} "
             f"{r.tags.get('dagster/backfill', '')}"
-            for r in runs
+            for r in every_run
         )
         print(summary)
-        failed = [r.run_id for r in runs if r.is_finished and not r.is_success]
+        failed = [r.run_id for r in every_run if r.is_finished and not r.is_success]
         # yellow 2021-03 is not published: the backfill run holding it fails clearly, the
         # others succeed.
         assert len(failed) == 1, summary

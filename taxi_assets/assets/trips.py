@@ -18,6 +18,7 @@ from taxi_assets.assets.fetch import WantedFile, fetch_published_file
 from taxi_assets.assets.raw_revision import RawRevisionConfig
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.contracts import CONTRACTS
+from taxi_assets.instance_reads import materialized_partitions
 from taxi_assets.io_managers.arrow_stats import column_schema
 from taxi_assets.io_managers.lake_files import LakeFiles
 from taxi_assets.io_managers.raw_files import StoredFile
@@ -139,8 +140,8 @@ def build_trip_assets(
         url, name = layout.trip_file(dataset, month)
 
         def explain_forbidden() -> str:
-            loaded = context.instance.get_materialized_partitions(raw_key) - {month}
-            newest = max(loaded) if loaded else None
+            loaded = materialized_partitions(context.instance, raw_key, partitions_def)
+            newest = max((m for m in loaded if m != month), default=None)
             return source.explain_forbidden(dataset, month, url, newest).message
 
         source_label = layout.source_for(month, dataset)
