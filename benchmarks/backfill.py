@@ -547,8 +547,6 @@ def wait_for_backfill(
     from dagster import RunsFilter
     from dagster._core.execution.backfill import BulkActionStatus
 
-    from taxi_assets.instance_reads import runs as find_runs
-
     peak_group_mb = 0.0
     peak_process_mb = 0.0
     samples = 0
@@ -559,7 +557,10 @@ def wait_for_backfill(
         peak_group_mb = max(peak_group_mb, sum(sizes))
         peak_process_mb = max([peak_process_mb, *sizes])
         samples += 1
-        runs = find_runs(instance, RunsFilter(tags={"dagster/backfill": backfill_id}))
+        runs = [
+            r.dagster_run
+            for r in instance.get_run_records(RunsFilter(tags={"dagster/backfill": backfill_id}))
+        ]
         done = {_run_month(run) for run in runs if run.is_success}
         in_flight = [run for run in runs if not run.is_finished]
         if done >= set(months) and not in_flight:
@@ -627,9 +628,10 @@ def summarize(
 ) -> dict[str, Any]:
     from dagster import RunsFilter
 
-    from taxi_assets.instance_reads import runs as find_runs
-
-    runs = find_runs(instance, RunsFilter(tags={"dagster/backfill": backfill_id}))
+    runs = [
+        r.dagster_run
+        for r in instance.get_run_records(RunsFilter(tags={"dagster/backfill": backfill_id}))
+    ]
     per_run = []
     steps: dict[str, list[float]] = {}
     for run in runs:
@@ -671,7 +673,7 @@ def summarize(
     others = [
         {"run_id": run.run_id, "job": run.job_name, "status": run.status.value,
          "tags": {k: v for k, v in run.tags.items() if not k.startswith(".dagster")}}
-        for run in find_runs(instance)
+        for run in [r.dagster_run for r in instance.get_run_records()]
         if run.run_id not in backfill_runs
     ]  # fmt: skip
     return {
