@@ -9,12 +9,12 @@ import pyarrow as pa
 from taxi_assets.assets.contract_stream import (
     PARTITION_MONTH,
     contract_stream,
-    lake_row_count,
     lineage_constants,
     warehouse_schema,
     with_lineage,
 )
 from taxi_assets.assets.fetch import WantedFile, fetch_published_file
+from taxi_assets.assets.load_records import lake_lineage, month_loads
 from taxi_assets.assets.raw_revision import RawRevisionConfig
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.contracts import CONTRACTS
@@ -183,14 +183,21 @@ def build_trip_assets(
         ),
         pool="warehouse",
     )
-    def warehouse(lake_months: dict[str, LakeFiles]) -> ParquetTableLoad:
+    def warehouse(
+        context: dg.AssetExecutionContext, lake_months: dict[str, LakeFiles]
+    ) -> ParquetTableLoad:
         schema = warehouse_schema(contract)
 
         def batches() -> Iterator[pa.RecordBatch]:
             for month, months_data in lake_months.items():
                 yield from with_lineage(months_data, parse_month(month), schema)
 
-        expected = sum(lake_row_count(data) for data in lake_months.values())
+        # Each month's raw revision and rows, from the lake footers: the rows the load
+        # must hold, and its `warehouse.loads` rows (committed with the months).
+        lineage = {parse_month(month): lake_lineage(data) for month, data in lake_months.items()}
+        expected = sum(month.rows for month in lineage.values())
+        prefix = service.key("warehouse").path[0]
+        loads = month_loads(prefix, dataset, lineage, context.run_id)
 
         # The same rows twice, both lazy: a stream (PostgreSQL COPYs it) and the lake files
         # with their lineage columns (BigQuery loads them itself). Only one is ever read.
@@ -202,7 +209,7 @@ def build_trip_assets(
             )
 
         return ParquetTableLoad(
-            pa.RecordBatchReader.from_batches(schema, batches()), expected, parts=parts
+            pa.RecordBatchReader.from_batches(schema, batches()), expected, log=loads, parts=parts
         )
 
     return [raw, lake, warehouse]
