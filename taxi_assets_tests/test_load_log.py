@@ -238,3 +238,22 @@ def test_bigquery_loads_statements_are_literals() -> None:
         "CURRENT_TIMESTAMP(), 'run-c')"
     )
     assert log.records[0]["partition_month"] == date(2021, 1, 1)
+
+
+def test_bigquery_a_loads_row_that_fails_after_the_copy_job_says_so(
+    bq_project: EmulatedProject,
+) -> None:
+    """The partition-copy path writes the row after the copy job (which the emulator
+    refuses, so the step after it runs alone here): a failure there is reported as the
+    row being behind the month, naming what to do."""
+    from taxi_assets.bq.names import TableName
+    from taxi_assets.bq.replace import Window, write_log_after_copy
+    from taxi_assets.errors import LoadLogBehind
+
+    name = TableName(bq_project.project, "warehouse", "trips")
+    window = Window("partition_month", date(2021, 1, 1), date(2021, 2, 1))
+    with bq_project.client() as client:
+        missing = f"DELETE FROM `{bq_project.project}.warehouse.no_such_table` WHERE TRUE"
+        with pytest.raises(LoadLogBehind, match="the copy job replaced 2021-01, but the load log"):
+            write_log_after_copy(client, name, window, [missing])
+        write_log_after_copy(client, name, window, [])  # nothing to write: no query

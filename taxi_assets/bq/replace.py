@@ -138,7 +138,7 @@ def replace_rows(
             staging.append(shaped)
             assert window is not None  # single_month() above
             _copy_replace(client, target, name, shaped, select, window, staged_rows)
-            _log_after_copy(client, name, window, log_statements)
+            write_log_after_copy(client, name, window, log_statements)
         else:
             _transaction_replace(client, target, name, select, window, log_statements)
         result.seconds["replace_s"] = time.monotonic() - clock
@@ -265,7 +265,7 @@ def _transaction_replace(
     run_query(client, transaction_script(name, target.schema, select, window, log_statements))
 
 
-def _log_after_copy(
+def write_log_after_copy(
     client: bigquery.Client, name: TableName, window: Window, log_statements: Sequence[str]
 ) -> None:
     """The log statements after a copy job, in one transaction of their own."""
