@@ -557,7 +557,10 @@ def wait_for_backfill(
         peak_group_mb = max(peak_group_mb, sum(sizes))
         peak_process_mb = max([peak_process_mb, *sizes])
         samples += 1
-        runs = instance.get_runs(filters=RunsFilter(tags={"dagster/backfill": backfill_id}))
+        runs = [
+            r.dagster_run
+            for r in instance.get_run_records(RunsFilter(tags={"dagster/backfill": backfill_id}))
+        ]
         done = {_run_month(run) for run in runs if run.is_success}
         in_flight = [run for run in runs if not run.is_finished]
         if done >= set(months) and not in_flight:
@@ -625,7 +628,10 @@ def summarize(
 ) -> dict[str, Any]:
     from dagster import RunsFilter
 
-    runs = instance.get_runs(filters=RunsFilter(tags={"dagster/backfill": backfill_id}))
+    runs = [
+        r.dagster_run
+        for r in instance.get_run_records(RunsFilter(tags={"dagster/backfill": backfill_id}))
+    ]
     per_run = []
     steps: dict[str, list[float]] = {}
     for run in runs:
@@ -667,7 +673,7 @@ def summarize(
     others = [
         {"run_id": run.run_id, "job": run.job_name, "status": run.status.value,
          "tags": {k: v for k, v in run.tags.items() if not k.startswith(".dagster")}}
-        for run in instance.get_runs()
+        for run in [r.dagster_run for r in instance.get_run_records()]
         if run.run_id not in backfill_runs
     ]  # fmt: skip
     return {

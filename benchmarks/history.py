@@ -239,7 +239,12 @@ def watch(
                 run_peaks[pid] = max(run_peaks.get(pid, 0.0), _peak_mb(pid))
         done, in_flight = set(), 0
         for backfill_id, service in backfills.items():
-            runs = instance.get_runs(filters=RunsFilter(tags={"dagster/backfill": backfill_id}))
+            runs = [
+                r.dagster_run
+                for r in instance.get_run_records(
+                    RunsFilter(tags={"dagster/backfill": backfill_id})
+                )
+            ]
             finished = {(service, bf._run_month(run)) for run in runs if run.is_success}
             busy = sum(1 for run in runs if not run.is_finished)
             backfill = instance.get_backfill(backfill_id)
@@ -290,7 +295,10 @@ def run_summaries(instance: Any, backfills: dict[str, str], submitted_at: float)
 
     per_run = []
     for backfill_id, service in backfills.items():
-        for run in instance.get_runs(filters=RunsFilter(tags={"dagster/backfill": backfill_id})):
+        for run in [
+            r.dagster_run
+            for r in instance.get_run_records(RunsFilter(tags={"dagster/backfill": backfill_id}))
+        ]:
             stats = instance.get_run_stats(run.run_id)
             steps = {
                 s.step_key: s.end_time - s.start_time

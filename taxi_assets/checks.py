@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 
 from taxi_assets.assets.trips import warehouse_metadata
 from taxi_assets.contracts import CONTRACTS
+from taxi_assets.instance_reads import latest_metadata, materialized_partitions
 from taxi_assets.io_managers.parquet_lake import arrow_filesystem
-from taxi_assets.materializations import latest_metadata
 from taxi_assets.partitions import add_months, parse_month
 from taxi_assets.quality import DEFAULT_THRESHOLDS, measure, signal_columns, signals_for
 from taxi_assets.resources import LakeResource, TaxiSourceResource
@@ -189,7 +189,7 @@ def build_service_checks(
         source: TaxiSourceResource,
         quality_thresholds: QualityThresholds,
     ) -> dg.AssetCheckResult:
-        loaded = sorted(context.instance.get_materialized_partitions(warehouse_key))
+        loaded = materialized_partitions(context.instance, warehouse_key, partitions_def)
         newest = loaded[-1] if loaded else context.partition_key
         limit = quality_thresholds.freshness_months
         probe = add_months(newest, limit + 1)

@@ -84,6 +84,7 @@ def _project_layouts() -> dict[tuple[str, str], TableLayout]:
 
 
 def _warehouse_migrate(args: argparse.Namespace) -> int:
+    from taxi_assets.assets.load_records import LOADS_TABLE
     from taxi_assets.pg.ddl import TableLayout
     from taxi_assets.pg.migrate import (
         convert,
@@ -98,7 +99,9 @@ def _warehouse_migrate(args: argparse.Namespace) -> int:
     warehouse = PostgresResource()
     engine = warehouse.engine()
     with engine.connect() as connection:
-        found = tables_to_convert(connection, tuple(args.schemas), column)
+        # warehouse.loads has partition_month too, but one row per table and month: plain.
+        keep = {("warehouse", LOADS_TABLE)}
+        found = tables_to_convert(connection, tuple(args.schemas), column, keep_plain=keep)
         if not found:
             print(f"nothing to convert: no plain table with {column} in {', '.join(args.schemas)}")
             return 0

@@ -1,12 +1,14 @@
 """The one ``Definitions`` object of the code location.
 
 Configuration is read when a run starts (resources resolve their fields, then the
-environment, then defaults). Three settings are exceptions, read here and only here,
+environment, then defaults). Four settings are exceptions, read here and only here,
 because they are part of the definitions themselves and must be fixed when definitions
 load: :func:`first_partition_month` (``TAXI_FIRST_MONTH``: the partitions),
 :func:`sensor_interval_seconds` (``TAXI_SENSOR_INTERVAL_SECONDS``: how often the
-new-month sensor runs) and :func:`warehouse_engine` (the scheme of ``TAXI_WAREHOUSE_URL``:
-which engine's resources, asset kinds and descriptions).
+new-month sensor runs), :func:`automation_interval_seconds`
+(``TAXI_AUTOMATION_INTERVAL_SECONDS``: how often the automation sensor evaluates) and
+:func:`warehouse_engine` (the scheme of ``TAXI_WAREHOUSE_URL``: which engine's resources,
+asset kinds and descriptions).
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from taxi_assets.assets.analytics import build_analytics_assets
 from taxi_assets.assets.trips import build_trip_assets
 from taxi_assets.assets.zones import build_zone_assets
 from taxi_assets.automation.alerts import AlertWebhookResource, build_alert_sensors
-from taxi_assets.automation.conditions import build_automation_sensor
+from taxi_assets.automation.conditions import (
+    DEFAULT_AUTOMATION_INTERVAL_SECONDS,
+    build_automation_sensor,
+)
 from taxi_assets.automation.new_month_sensor import (
     DEFAULT_SENSOR_INTERVAL_SECONDS,
     build_new_month_sensor,
@@ -60,15 +65,25 @@ def first_partition_month() -> str:
     return month
 
 
+def _seconds(variable: str, default: int) -> int:
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{variable}={raw!r} is not a whole number of seconds")
+    return int(raw)
+
+
 def sensor_interval_seconds() -> int:
     """``TAXI_SENSOR_INTERVAL_SECONDS`` (default 300), read once at load time: the minimum
     interval of ``taxi_new_month_sensor`` (only that sensor) is part of its definition."""
-    raw = os.environ.get("TAXI_SENSOR_INTERVAL_SECONDS", "").strip()
-    if not raw:
-        return DEFAULT_SENSOR_INTERVAL_SECONDS
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"TAXI_SENSOR_INTERVAL_SECONDS={raw!r} is not a whole number of seconds")
-    return int(raw)
+    return _seconds("TAXI_SENSOR_INTERVAL_SECONDS", DEFAULT_SENSOR_INTERVAL_SECONDS)
+
+
+def automation_interval_seconds() -> int:
+    """``TAXI_AUTOMATION_INTERVAL_SECONDS`` (default 30), read once at load time: the
+    minimum interval of ``taxi_automation_sensor``."""
+    return _seconds("TAXI_AUTOMATION_INTERVAL_SECONDS", DEFAULT_AUTOMATION_INTERVAL_SECONDS)
 
 
 def warehouse_engine() -> WarehouseEngine:
@@ -111,6 +126,7 @@ def build_definitions(
     first_month: str,
     engine: WarehouseEngine = POSTGRES,
     sensor_interval: int = DEFAULT_SENSOR_INTERVAL_SECONDS,
+    automation_interval: int = DEFAULT_AUTOMATION_INTERVAL_SECONDS,
 ) -> dg.Definitions:
     partitions = service_partitions(first_month)
     jobs = build_service_jobs()
@@ -132,7 +148,7 @@ def build_definitions(
         assets=[
             *trip_assets,
             *build_zone_assets(engine),
-            *build_analytics_assets(earliest_partitions(first_month), engine),
+            *build_analytics_assets(earliest_partitions(first_month), partitions, engine),
             *external,
         ],
         asset_checks=build_asset_checks(partitions),
@@ -144,14 +160,19 @@ def build_definitions(
         schedules=build_schedules(jobs, partitions),
         sensors=[
             build_new_month_sensor(jobs, partitions, sensor_interval),
-            build_automation_sensor(),
+            build_automation_sensor(automation_interval),
             *build_alert_sensors(),
         ],
         resources=build_resources(engine=engine),
     )
 
 
-defs = build_definitions(first_partition_month(), warehouse_engine(), sensor_interval_seconds())
+defs = build_definitions(
+    first_partition_month(),
+    warehouse_engine(),
+    sensor_interval_seconds(),
+    automation_interval_seconds(),
+)
 
 # What the imports and definitions built (~200k tracked objects: Dagster's, pandas',
 # ours) lives as long as the process. Moving it out of the collector's generations saves

@@ -12,3 +12,9 @@ class RowCountMismatch(Exception):
 class NotPartitioned(Exception):
     """A table whose months must be partitions exists as a plain table (an earlier
     version's layout). The message names the one-off command that converts it."""
+
+
+class LoadLogBehind(Exception):
+    """A BigQuery copy job replaced a month but the load log record of the month could
+    not be written after it: the log still names the previous load (never a load whose
+    rows are not visible). Materializing the month again writes both."""

@@ -162,6 +162,19 @@ def warehouse_counts(pg_url: str, table: str) -> dict[str, int]:
         engine.dispose()
 
 
+def warehouse_loads(pg_url: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """``warehouse.loads`` by (table, month ``YYYY-MM``): empty before the first load."""
+    engine = engine_for(pg_url)
+    try:
+        with engine.connect() as connection:
+            if connection.exec_driver_sql("SELECT to_regclass('warehouse.loads')").scalar() is None:
+                return {}
+            rows = connection.exec_driver_sql("SELECT * FROM warehouse.loads").mappings().all()
+    finally:
+        engine.dispose()
+    return {(r["table_name"], f"{r['partition_month']:%Y-%m}"): dict(r) for r in rows}
+
+
 def warehouse_tables(pg_url: str) -> list[str]:
     """The tables of schema ``warehouse``, sorted (none before a first load); a partitioned
     table's months (its partitions) are not listed."""

@@ -111,6 +111,27 @@ def test_months_load_replace_and_keep_neighbours(
         (date(2021, 1, 1), "green_tripdata_2021-01.csv.gz"),
         (date(2021, 2, 1), "green_tripdata_2021-02.csv.gz"),
     ]
+    # warehouse.loads: one row per table and month (January loaded twice), naming the raw
+    # revision the month was built from; the reload's metadata shows the previous one.
+    loads = bq_project.rows(
+        "SELECT table_name, partition_month, source_sha256, row_count, run_id "
+        "FROM `{project}.warehouse.loads` ORDER BY 1, 2"
+    )
+    raw = materialization_metadata(result, "raw/yellow_tripdata")
+    assert [(r["table_name"], f"{r['partition_month']:%Y-%m}") for r in loads] == [
+        ("warehouse.green_tripdata", "2021-01"),
+        ("warehouse.green_tripdata", "2021-02"),
+        ("warehouse.yellow_tripdata", "2021-01"),
+        ("warehouse.yellow_tripdata", "2021-02"),
+    ]
+    january_load = loads[2]
+    assert january_load["source_sha256"] == raw["sha256"]
+    assert (january_load["row_count"], january_load["run_id"]) == (
+        january.count_rows(),
+        result.run_id,
+    )
+    assert meta["previous_source_sha256"] == raw["sha256"] and meta["revision_changed"] is False
+    assert meta["row_count_change"] == 0
 
 
 def test_zones_reach_bigquery_with_na_text(

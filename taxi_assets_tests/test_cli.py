@@ -269,7 +269,8 @@ def test_dg_checks_the_definitions_and_launches_by_tag_group_and_kind(
     assert launched.returncode == 0, launched.stderr[-4000:]
     expected = {"2021-01": published_rows(mirror, "green", "2021-01")}
     assert warehouse_counts(pg_url, "green_tripdata") == expected
-    assert warehouse_tables(pg_url) == ["green_tripdata"]  # only what was selected
+    # Only what was selected, and the log of its loads.
+    assert warehouse_tables(pg_url) == ["green_tripdata", "loads"]
     warehouse_only = "kind:postgres and tag:service=green"
     again = dg(["launch", "--assets", warehouse_only, "--partition", "2021-01"], env)
     assert again.returncode == 0, again.stderr[-4000:]

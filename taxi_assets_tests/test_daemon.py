@@ -1,24 +1,34 @@
 """The real daemon: downstream automation, the new-month sensor and the CLI's backfill of
-every service.
+every service; and automation that follows data versions.
 
-One test, phases in order, against a temporary DAGSTER_HOME, the local HTTP mirror and a
-real PostgreSQL. The daemon and the CLI run as subprocesses, as a user would run them.
+Each test runs its phases in order against a temporary DAGSTER_HOME, the local HTTP mirror
+and a real PostgreSQL. The daemon and the CLI run as subprocesses, as a user would run them.
 """
 
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from taxi_assets.automation.run_partitions import run_month_range
 from taxi_assets.devdata import write_month
+from taxi_assets.instance_reads import latest_metadata, runs
 from taxi_assets_tests import faults_support
 from taxi_assets_tests.http_faults import FaultyMirror
-from taxi_assets_tests.pipeline import cli_env, warehouse_counts
+from taxi_assets_tests.pipeline import (
+    cli_env,
+    pipeline_resources,
+    run,
+    warehouse_counts,
+    warehouse_loads,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -38,6 +48,10 @@ def has_ticked(instance: dg.DagsterInstance, name: str) -> bool:
     return False
 
 
+def service_layers(service: str) -> list[str]:
+    return [f"{layer}/{service}_tripdata" for layer in ("raw", "lake", "warehouse")]
+
+
 def counts(pg_url: str, service: str) -> dict[str, int]:
     try:
         return warehouse_counts(pg_url, f"{service}_tripdata")
@@ -53,10 +67,31 @@ def home(tmp_path: Path, own_mirror: FaultyMirror, pg_url: str) -> Iterator[tupl
         f"      working_directory: {REPO}\n"
     )
     env = cli_env(tmp_path, own_mirror.url, tmp_path / "lake", pg_url)
-    # A load-time setting (read by the code server the daemon starts): the new-month sensor
-    # ticks every 5 s here instead of every 300 s.
+    # Load-time settings (read by the code server the daemon starts): the new-month sensor
+    # ticks every 5 s here instead of every 300 s, the automation sensor instead of 30 s.
     env["TAXI_SENSOR_INTERVAL_SECONDS"] = "5"
+    env["TAXI_AUTOMATION_INTERVAL_SECONDS"] = "5"
     yield workspace, env
+
+
+@contextmanager
+def running_daemon(workspace: Path, env: dict) -> Iterator[subprocess.Popen]:
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        yield daemon
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
 
 
 def cli(args: list[str], env: dict, workspace: Path | None = None) -> str:
@@ -86,15 +121,7 @@ def test_daemon_sensor_automation_and_backfill(
     # The README's other operations commands, run as written there.
     cli(["instance", "concurrency", "set", "downloads", "2"], env)
     cli(["schedule", "start", "taxi_yellow_schedule"], env, workspace)
-    daemon = subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
+    with running_daemon(workspace, env):
         # Downstream automation: once the automation sensor has looked at the assets, a raw
         # file loaded by hand is followed by its lake and warehouse partitions.
         instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
@@ -142,18 +169,18 @@ def test_daemon_sensor_automation_and_backfill(
         )
         wait_for(
             "all backfill runs to finish",
-            lambda: all(run.is_finished for run in instance.get_runs()),
+            lambda: all(run.is_finished for run in runs(instance)),
             timeout=300,
         )
-        runs = instance.get_runs()
+        every_run = runs(instance)
         summary = "\n".join(
             f"{r.status.value} {r.job_name} {r.tags.get('dagster/partition')} "
             f"{r.tags.get('dagster/sensor_name', '')} {r.tags.get('dagster/run_key', '')} "
             f"{r.tags.get('dagster/backfill', '')}"
-            for r in runs
+            for r in every_run
         )
         print(summary)
-        failed = [r.run_id for r in runs if r.is_finished and not r.is_success]
+        failed = [r.run_id for r in every_run if r.is_finished and not r.is_success]
         # yellow 2021-03 is not published: the backfill run holding it fails clearly, the
         # others succeed.
         assert len(failed) == 1, summary
@@ -172,9 +199,130 @@ def test_daemon_sensor_automation_and_backfill(
             limit=10,
         ).records
         assert len({record.run_id for record in lake_runs}) == 2
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
+
+
+AUTOMATION = "taxi_automation_sensor"
+MONTH, NEXT = "2021-01", "2021-02"
+ZONES = ["raw/taxi_zone_lookup", "lake/taxi_zones", "warehouse/taxi_zones"]
+STATS = "analytics/monthly_zone_stats"
+FOLLOWERS = {"lake/yellow_tripdata", "warehouse/yellow_tripdata", STATS}
+
+
+def finished_ticks_since(instance: dg.DagsterInstance, name: str, since: float) -> int:
+    """Ticks of sensor ``name`` that started after ``since`` and have ended."""
+    for state in instance.all_instigator_state():
+        if state.instigator_name == name:
+            ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=50)
+            return sum(
+                1 for t in ticks if t.timestamp > since and t.status.value in ("SUCCESS", "SKIPPED")
+            )
+    return 0
+
+
+def automation_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    """Runs the automation sensor started (directly, or through a backfill it submitted)."""
+    return [
+        r
+        for r in runs(instance)
+        if r.tags.get("dagster/sensor_name") == AUTOMATION or "dagster/backfill" in r.tags
+    ]
+
+
+def selection(run: dg.DagsterRun) -> set[str]:
+    return {key.to_user_string() for key in run.asset_selection or ()}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_daemon_follows_new_revisions_only(
+    home: tuple[Path, dict], own_mirror: FaultyMirror, pg_url: str, tmp_path: Path
+) -> None:
+    """With the daemon running: an unchanged raw month starts nothing downstream; a
+    republished one exactly its lake, warehouse and analytics month (one run); two
+    months republished between two ticks, one asset backfill."""
+    workspace, env = home
+    home_dir = env["DAGSTER_HOME"]
+    # Everything of 2021-01 (and yellow 2021-02) loaded before the daemon starts, in
+    # process, into the instance the daemon will use (which also creates it first).
+    resources = pipeline_resources(own_mirror.url, tmp_path / "lake", pg_url)
+    with dg.DagsterInstance.from_config(home_dir) as instance:
+        assert run(ZONES, resources, instance).success
+        for service in SERVICES:
+            assert run(service_layers(service), resources, instance, MONTH).success
+        assert run(service_layers("yellow"), resources, instance, NEXT).success
+        assert run(STATS, resources, instance, MONTH).success
+    materialize_raw = [
+        "asset", "materialize", "-m", "taxi_assets", "--select", "raw/yellow_tripdata",
+        "--partition",
+    ]  # fmt: skip
+
+    instance = dg.DagsterInstance.from_config(home_dir)
+    with running_daemon(workspace, env):
+        wait_for("the automation sensor's first tick", lambda: has_ticked(instance, AUTOMATION))
+
+        # Unchanged upstream: the raw month is materialized again (its data version, the
+        # sha256, is the same): after a whole tick that saw it, nothing else has run.
+        cli([*materialize_raw, MONTH], env)
+        done = time.time()
+        wait_for("a tick", lambda: finished_ticks_since(instance, AUTOMATION, done) >= 1)
+        assert automation_runs(instance) == []
+
+        # Upstream republishes 2021-01: one run, exactly lake, warehouse and analytics of
+        # that month (one month: Dagster launches a run, not a backfill).
+        write_month(Path(own_mirror.root), source="dtc", service="yellow", month=MONTH, rows=1500)
+        cli([*materialize_raw, MONTH], env)
+        wait_for(
+            "the automation run of 2021-01",
+            lambda: any(r.is_finished for r in automation_runs(instance)),
+        )
+        done = time.time()
+        wait_for("a tick", lambda: finished_ticks_since(instance, AUTOMATION, done) >= 1)
+        (followed,) = automation_runs(instance)
+        assert followed.is_success and selection(followed) == FOLLOWERS
+        assert followed.tags["dagster/partition"] == MONTH
+        assert counts(pg_url, "yellow")[MONTH] == 1500
+        raw_sha = latest_metadata(instance, dg.AssetKey(["raw", "yellow_tripdata"]), MONTH)[
+            "sha256"
+        ]
+        load = warehouse_loads(pg_url)[("warehouse.yellow_tripdata", MONTH)]
+        assert (load["source_sha256"], load["row_count"], load["run_id"]) == (
+            raw_sha,
+            1500,
+            followed.run_id,
+        )
+
+        # Two months republished while the sensor is stopped: its next tick sees both and
+        # submits ONE asset backfill holding everything that follows them.
+        cli(["sensor", "stop", AUTOMATION], env, workspace)
+        for month, rows in ((MONTH, 1400), (NEXT, 900)):
+            write_month(
+                Path(own_mirror.root), source="dtc", service="yellow", month=month, rows=rows
+            )
+            cli([*materialize_raw, month], env)
+        cli(["sensor", "start", AUTOMATION], env, workspace)
+        wait_for(
+            "the backfill's runs",
+            lambda: (
+                {
+                    (p, m)
+                    for r in automation_runs(instance)
+                    if r.is_success and "dagster/backfill" in r.tags
+                    for p in selection(r)
+                    for m in _months(r)
+                }
+                >= {(k, MONTH) for k in FOLLOWERS}
+                | {("lake/yellow_tripdata", NEXT), ("warehouse/yellow_tripdata", NEXT)}
+            ),
+            timeout=300,
+        )
+        done = time.time()
+        wait_for("a tick", lambda: finished_ticks_since(instance, AUTOMATION, done) >= 1)
+        later = [r for r in automation_runs(instance) if r.run_id != followed.run_id]
+        assert len({r.tags.get("dagster/backfill") for r in later}) == 1, [r.tags for r in later]
+        assert all(r.is_success for r in later)
+        assert counts(pg_url, "yellow") == {MONTH: 1400, NEXT: 900}
+
+
+def _months(run: dg.DagsterRun) -> set[str]:
+    bounds = run_month_range(run.tags)
+    return {bounds[0], bounds[1]} if bounds else set()

@@ -7,6 +7,7 @@ import pytest
 
 from taxi_assets import defs
 from taxi_assets.definitions import (
+    automation_interval_seconds,
     build_definitions,
     first_partition_month,
     sensor_interval_seconds,
@@ -113,6 +114,43 @@ def test_sensor_interval_is_a_load_time_setting(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("TAXI_SENSOR_INTERVAL_SECONDS", "5m")
     with pytest.raises(ValueError, match="TAXI_SENSOR_INTERVAL_SECONDS"):
         sensor_interval_seconds()
+
+
+def test_the_automation_sensor_emits_backfills_at_its_load_time_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sensor = defs.resolve_sensor_def("taxi_automation_sensor")
+    assert isinstance(sensor, dg.AutomationConditionSensorDefinition)
+    assert sensor.emit_backfills
+    assert sensor.minimum_interval_seconds == automation_interval_seconds() == 30
+    monkeypatch.setenv("TAXI_AUTOMATION_INTERVAL_SECONDS", "5")
+    definitions = build_definitions(
+        first_partition_month(), automation_interval=automation_interval_seconds()
+    )
+    assert definitions.resolve_sensor_def("taxi_automation_sensor").minimum_interval_seconds == 5
+    monkeypatch.setenv("TAXI_AUTOMATION_INTERVAL_SECONDS", "0")
+    with pytest.raises(ValueError, match="TAXI_AUTOMATION_INTERVAL_SECONDS"):
+        automation_interval_seconds()
+
+
+def condition_names(condition: dg.AutomationCondition) -> set[str]:
+    return {condition.name} | {n for c in condition.children for n in condition_names(c)}
+
+
+def test_automation_follows_data_versions_never_code_versions() -> None:
+    """A contract bump marks months stale in the UI; it must not rebuild the history by
+    itself: `code_version_changed` is in no condition, `data_version_changed` in each."""
+    graph = defs.resolve_asset_graph()
+    followers: dict[str, dg.AutomationCondition] = {}
+    for key in graph.get_all_asset_keys():
+        condition = graph.get(key).automation_condition
+        if condition is not None:
+            followers[key.to_user_string()] = condition
+    assert set(followers) == {k for k in EXPECTED_KEYS if not k.startswith("raw/")}
+    for name, condition in followers.items():
+        names = condition_names(condition)
+        assert "data_version_changed" in names, name
+        assert not {"code_version_changed", "newly_missing", "any_deps_updated"} & names, name
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from taxi_assets_tests.pipeline import (
     raw_manifest,
     run,
     warehouse_counts,
+    warehouse_loads,
 )
 
 MONTH = "2021-01"
@@ -77,6 +78,14 @@ def test_a_republished_month_is_a_second_revision_and_replaces_lake_and_warehous
     first_raw = materialization_metadata(first, f"raw/{YELLOW}")
     assert first_raw["previous_sha256"] == "none" and first_raw["revisions"] == 1
     assert warehouse_counts(pg_url, YELLOW) == {MONTH: FIRST_ROWS}
+    first_load = warehouse_loads(pg_url)[(f"warehouse.{YELLOW}", MONTH)]
+    assert (first_load["source_sha256"], first_load["row_count"]) == (
+        first_raw["sha256"],
+        FIRST_ROWS,
+    )
+    first_warehouse = materialization_metadata(first, f"warehouse/{YELLOW}")
+    assert first_warehouse["previous_source_sha256"] == "none"
+    assert "row_count_change" not in first_warehouse
 
     republished = republish(own_mirror, REPUBLISHED_ROWS, seed=7)
     second = run(ALL_KEYS, resources, instance, MONTH)
@@ -94,6 +103,23 @@ def test_a_republished_month_is_a_second_revision_and_replaces_lake_and_warehous
     assert lake_meta["previous_source_sha256"] == old_sha
     assert lake_meta["dagster/partition_row_count"] == REPUBLISHED_ROWS
     assert warehouse_counts(pg_url, YELLOW) == {MONTH: REPUBLISHED_ROWS}
+    # warehouse.loads: one row for the month, now naming the new revision; the warehouse
+    # materialization shows both revisions and the row difference.
+    loads = warehouse_loads(pg_url)
+    assert list(loads) == [(f"warehouse.{YELLOW}", MONTH)]
+    load = loads[(f"warehouse.{YELLOW}", MONTH)]
+    assert (load["source_sha256"], load["source_file"], load["row_count"]) == (
+        new_sha,
+        NAME,
+        REPUBLISHED_ROWS,
+    )
+    assert load["run_id"] == second.run_id and load["loaded_at"] > first_load["loaded_at"]
+    shown = materialization_metadata(second, f"warehouse/{YELLOW}")
+    assert (shown["source_sha256"], shown["previous_source_sha256"]) == (new_sha, old_sha)
+    assert shown["revision_changed"] is True
+    assert shown["previous_row_count"] == FIRST_ROWS
+    assert shown["row_count_change"] == REPUBLISHED_ROWS - FIRST_ROWS
+    assert shown["previous_run_id"] == first.run_id
 
     # Both revisions are stored byte for byte; the manifest names the new one current.
     raw_files = lake.objects(f"raw/{YELLOW}")

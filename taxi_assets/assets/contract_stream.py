@@ -11,10 +11,10 @@ import pyarrow as pa
 
 from taxi_assets.contracts import Contract, ContractError, open_contract_reader
 from taxi_assets.errors import RowCountMismatch
+from taxi_assets.instance_reads import latest_metadata
 from taxi_assets.io_managers.lake_files import LakeFiles
 from taxi_assets.io_managers.parquet_lake import EXPECTED_ROWS_KEY
 from taxi_assets.io_managers.raw_files import StoredFile
-from taxi_assets.materializations import latest_metadata
 
 # Rows per batch read back from the lake: a batch is decoded whole, so this bounds memory.
 WAREHOUSE_BATCH_ROWS = 64 * 1024

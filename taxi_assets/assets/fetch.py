@@ -21,9 +21,9 @@ from taxi_assets.assets.raw_revision import (
     stored_revision_metadata,
 )
 from taxi_assets.contracts import Contract
+from taxi_assets.instance_reads import latest_metadata
 from taxi_assets.io_managers.arrow_stats import row_count_metadata
 from taxi_assets.io_managers.raw_files import KeptRevision, StagedFile
-from taxi_assets.materializations import latest_metadata
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.source import TaxiSourceResource
 from taxi_assets.storage.revision_manifest import Revision, utc_now

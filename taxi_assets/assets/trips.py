@@ -9,15 +9,16 @@ import pyarrow as pa
 from taxi_assets.assets.contract_stream import (
     PARTITION_MONTH,
     contract_stream,
-    lake_row_count,
     lineage_constants,
     warehouse_schema,
     with_lineage,
 )
 from taxi_assets.assets.fetch import WantedFile, fetch_published_file
+from taxi_assets.assets.load_records import lake_lineage, month_loads
 from taxi_assets.assets.raw_revision import RawRevisionConfig
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.contracts import CONTRACTS
+from taxi_assets.instance_reads import materialized_partitions
 from taxi_assets.io_managers.arrow_stats import column_schema
 from taxi_assets.io_managers.lake_files import LakeFiles
 from taxi_assets.io_managers.raw_files import StoredFile
@@ -139,8 +140,8 @@ def build_trip_assets(
         url, name = layout.trip_file(dataset, month)
 
         def explain_forbidden() -> str:
-            loaded = context.instance.get_materialized_partitions(raw_key) - {month}
-            newest = max(loaded) if loaded else None
+            loaded = materialized_partitions(context.instance, raw_key, partitions_def)
+            newest = max((m for m in loaded if m != month), default=None)
             return source.explain_forbidden(dataset, month, url, newest).message
 
         source_label = layout.source_for(month, dataset)
@@ -182,14 +183,21 @@ def build_trip_assets(
         ),
         pool="warehouse",
     )
-    def warehouse(lake_months: dict[str, LakeFiles]) -> ParquetTableLoad:
+    def warehouse(
+        context: dg.AssetExecutionContext, lake_months: dict[str, LakeFiles]
+    ) -> ParquetTableLoad:
         schema = warehouse_schema(contract)
 
         def batches() -> Iterator[pa.RecordBatch]:
             for month, months_data in lake_months.items():
                 yield from with_lineage(months_data, parse_month(month), schema)
 
-        expected = sum(lake_row_count(data) for data in lake_months.values())
+        # Each month's raw revision and rows, from the lake footers: the rows the load
+        # must hold, and its `warehouse.loads` rows (committed with the months).
+        lineage = {parse_month(month): lake_lineage(data) for month, data in lake_months.items()}
+        expected = sum(month.rows for month in lineage.values())
+        prefix = service.key("warehouse").path[0]
+        loads = month_loads(prefix, dataset, lineage, context.run_id)
 
         # The same rows twice, both lazy: a stream (PostgreSQL COPYs it) and the lake files
         # with their lineage columns (BigQuery loads them itself). Only one is ever read.
@@ -201,7 +209,7 @@ def build_trip_assets(
             )
 
         return ParquetTableLoad(
-            pa.RecordBatchReader.from_batches(schema, batches()), expected, parts=parts
+            pa.RecordBatchReader.from_batches(schema, batches()), expected, log=loads, parts=parts
         )
 
     return [raw, lake, warehouse]

@@ -19,6 +19,7 @@ import dagster as dg
 import requests
 
 from taxi_assets.automation.run_partitions import describe_partitions
+from taxi_assets.instance_reads import run_check_evaluations, run_planned_assets
 from taxi_assets.settings import resolve_setting
 
 SENSOR_NAME = "taxi_run_failure_alert"
@@ -106,39 +107,24 @@ def _error_text(error: object) -> str:
 
 def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[FailedCheck]:
     """Asset check evaluations of the run that did not pass."""
-    records = instance.get_records_for_run(
-        run_id=run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
-    ).records
-    found = []
-    for record in records:
-        event = record.event_log_entry.dagster_event
-        evaluation = event.event_specific_data if event else None
-        if not isinstance(evaluation, dg.AssetCheckEvaluation) or evaluation.passed:
-            continue
-        found.append(
-            FailedCheck(
-                asset=evaluation.asset_key.to_user_string(),
-                check=evaluation.check_name,
-                severity=evaluation.severity.value,
-                blocking=bool(evaluation.blocking),
-                description=evaluation.description,
-            )
+    return [
+        FailedCheck(
+            asset=evaluation.asset_key.to_user_string(),
+            check=evaluation.check_name,
+            severity=evaluation.severity.value,
+            blocking=bool(evaluation.blocking),
+            description=evaluation.description,
         )
-    return found
+        for evaluation in run_check_evaluations(instance, run_id)
+        if not evaluation.passed
+    ]
 
 
 def run_assets(instance: dg.DagsterInstance, run: dg.DagsterRun) -> set[dg.AssetKey]:
     """The assets a run set out to materialize (its selection, else its planned events)."""
     if run.asset_selection:
         return set(run.asset_selection)
-    records = instance.get_records_for_run(
-        run_id=run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
-    ).records
-    return {
-        record.event_log_entry.dagster_event.asset_key
-        for record in records
-        if record.event_log_entry.dagster_event and record.event_log_entry.dagster_event.asset_key
-    }
+    return run_planned_assets(instance, run.run_id)
 
 
 def summarize_failure(context: dg.RunFailureSensorContext, ui_url: str | None) -> FailureSummary:

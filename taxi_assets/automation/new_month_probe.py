@@ -21,8 +21,8 @@ import dagster as dg
 from upath import UPath
 
 from taxi_assets.automation.run_partitions import covers
+from taxi_assets.instance_reads import latest_metadata, materialized_partitions, runs
 from taxi_assets.jobs import service_job_name
-from taxi_assets.materializations import latest_metadata
 from taxi_assets.partitions import add_months, lagged_month
 from taxi_assets.raw_zone import pinned_revision
 from taxi_assets.resources.source import TaxiSourceResource
@@ -60,11 +60,11 @@ def runs_in_flight(instance: dg.DagsterInstance) -> Sequence[dg.DagsterRun]:
     Runs of asset backfills carry a partition range, not `dagster/partition`, so they are
     filtered by status in the database (few runs are in flight) and by month in Python.
     """
-    return instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))
+    return runs(instance, dg.RunsFilter(statuses=IN_FLIGHT))
 
 
 def _loading(
-    runs: Sequence[dg.DagsterRun], month: str, raw_key: dg.AssetKey, job_name: str
+    in_flight: Sequence[dg.DagsterRun], month: str, raw_key: dg.AssetKey, job_name: str
 ) -> bool:
     """A run in flight covers ``month`` and materializes ``raw_key``: its asset selection
     holds it (sensor requests, asset backfills), or it runs the service's whole job."""
@@ -75,7 +75,7 @@ def _loading(
             if run.asset_selection is not None
             else run.job_name == job_name
         )
-        for run in runs
+        for run in in_flight
     )
 
 
@@ -83,10 +83,10 @@ def _request_for_version(
     instance: dg.DagsterInstance, service: str, month: str, etag: str
 ) -> tuple[MonthRequest | None, str | None]:
     version = f"{service}:{month}:{etag}"
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={VERSION_TAG: version}))
-    if any(not run.is_finished or run.is_success for run in runs):
+    earlier = runs(instance, dg.RunsFilter(tags={VERSION_TAG: version}))
+    if any(not run.is_finished or run.is_success for run in earlier):
         return None, None  # requested already; in progress or done
-    failed = len(runs)
+    failed = len(earlier)
     if failed >= MAX_ATTEMPTS:
         return None, f"{service} {month}: {failed} runs failed for this file; re-run it by hand"
     suffix = f"#retry{failed}" if failed else ""
@@ -124,7 +124,7 @@ def plan_service_requests(
     plan = ServicePlan()
     dataset = SERVICES[service].dataset
     raw_key = SERVICES[service].key("raw")
-    loaded = sorted(instance.get_materialized_partitions(raw_key))
+    loaded = materialized_partitions(instance, raw_key, partitions_def)
     layout = source.layout()
     # (month, whether it is loaded, the ETag of the loaded file)
     candidates: list[tuple[str, bool, str | None]] = []

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
+from typing import Any
 
 # Project IDs: 6-30 lowercase letters, digits and hyphens (emulators accept shorter ones,
 # such as "test"); legacy domain-scoped IDs carry "example.com:" in front.
@@ -83,3 +84,20 @@ def string_literal(value: str) -> str:
     """A string literal for a script: raw bytes escaped, so no value can end the literal."""
     escaped = value.encode("unicode_escape").decode("ascii").replace("'", "\\'")
     return f"'{escaped}'"
+
+
+def sql_literal(value: Any) -> str:
+    """A literal for a script from a Python value: None, date, bool, number or text."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, datetime):
+        raise TypeError("datetime literals are not supported")
+    if isinstance(value, date):
+        return date_literal(value)
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return string_literal(value)
+    raise TypeError(f"no BigQuery literal for {type(value).__name__}")

@@ -27,16 +27,16 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Literal
 
 from google.cloud import bigquery
 
-from taxi_assets.bq.names import TableName, column_sql, date_literal, string_literal
+from taxi_assets.bq.names import TableName, column_sql, date_literal, sql_literal
 from taxi_assets.bq.query import run_query
 from taxi_assets.bq.tables import TableLayout, create_staging_table, drop_table
 from taxi_assets.bq.types import bigquery_schema
-from taxi_assets.errors import RowCountMismatch
+from taxi_assets.errors import LoadLogBehind, RowCountMismatch
 from taxi_assets.io_managers.table_load import ParquetPart
 
 Strategy = Literal["partition-copy", "transaction"]
@@ -100,9 +100,11 @@ def replace_rows(
     strategy: Strategy,
     log: Callable[[str], None] = lambda _: None,
     inspect: Callable[[Sequence[Staged]], None] = lambda _: None,
+    log_statements: Sequence[str] = (),
 ) -> ReplaceResult:
     """Make ``parts`` the rows of ``window`` in ``target`` (the whole table without a
-    window), atomically. ``inspect`` sees the staged files before they become visible."""
+    window), atomically. ``inspect`` sees the staged files before they become visible;
+    ``log_statements`` are committed with the rows (see the module's docstring)."""
     if strategy == "partition-copy" and (window is None or window.single_month() is None):
         # A copy job replaces one partition here; a range, or a whole small table (the
         # zones), is replaced by DML.
@@ -136,8 +138,9 @@ def replace_rows(
             staging.append(shaped)
             assert window is not None  # single_month() above
             _copy_replace(client, target, name, shaped, select, window, staged_rows)
+            write_log_after_copy(client, name, window, log_statements)
         else:
-            _transaction_replace(client, target, name, select, window)
+            _transaction_replace(client, target, name, select, window, log_statements)
         result.seconds["replace_s"] = time.monotonic() - clock
         result.rows_written = count_rows(client, name, window)
         if result.rows_written != staged_rows:
@@ -203,7 +206,7 @@ def shaped_select(target: Sequence[bigquery.SchemaField], staged: Sequence[Stage
             quoted = column_sql(column.name)
             wanted = _type(column)
             if column.name in part.constants:
-                value = _literal(part.constants[column.name])
+                value = sql_literal(part.constants[column.name])
                 expressions.append(f"CAST({value} AS {wanted}) AS {quoted}")
             elif column.name in part.columns:
                 if part.columns[column.name] == wanted:
@@ -223,37 +226,32 @@ def _type(column: bigquery.SchemaField) -> str:
     )
 
 
-def _literal(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, datetime):
-        raise TypeError("datetime constants are not supported")
-    if isinstance(value, date):
-        return date_literal(value)
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return string_literal(value)
-    raise TypeError(f"no BigQuery literal for {type(value).__name__}")
-
-
 def insert_sql(name: TableName, target: Sequence[bigquery.SchemaField], select: str) -> str:
     columns = ", ".join(column_sql(c.name) for c in target)
     return f"INSERT INTO {name.sql()} ({columns})\n{select}"
 
 
 def transaction_script(
-    name: TableName, target: Sequence[bigquery.SchemaField], select: str, window: Window | None
+    name: TableName,
+    target: Sequence[bigquery.SchemaField],
+    select: str,
+    window: Window | None,
+    log_statements: Sequence[str] = (),
 ) -> str:
     where = window.where_sql() if window else "TRUE"
-    return (
-        "BEGIN TRANSACTION;\n"
-        f"DELETE FROM {name.sql()} WHERE {where};\n"
-        f"{insert_sql(name, target, select)};\n"
-        "COMMIT TRANSACTION;"
+    return script(
+        [
+            f"DELETE FROM {name.sql()} WHERE {where}",
+            insert_sql(name, target, select),
+            *log_statements,
+        ]
     )
+
+
+def script(statements: Sequence[str]) -> str:
+    """One transaction: a failing statement aborts the script and rolls all of it back."""
+    body = "".join(f"{statement};\n" for statement in statements)
+    return f"BEGIN TRANSACTION;\n{body}COMMIT TRANSACTION;"
 
 
 def _transaction_replace(
@@ -262,9 +260,25 @@ def _transaction_replace(
     name: TableName,
     select: str,
     window: Window | None,
+    log_statements: Sequence[str],
 ) -> None:
-    # A failing statement aborts the script and rolls the transaction back.
-    run_query(client, transaction_script(name, target.schema, select, window))
+    run_query(client, transaction_script(name, target.schema, select, window, log_statements))
+
+
+def write_log_after_copy(
+    client: bigquery.Client, name: TableName, window: Window, log_statements: Sequence[str]
+) -> None:
+    """The log statements after a copy job, in one transaction of their own."""
+    if not log_statements:
+        return
+    try:
+        run_query(client, script(log_statements))
+    except Exception as error:
+        raise LoadLogBehind(
+            f"{name.short}: the copy job replaced {window.start:%Y-%m}, but the load log "
+            f"could not be updated ({error}); it still names the previous load of the "
+            "month: materialize the month again"
+        ) from error
 
 
 def partition_copy_job(

@@ -7,14 +7,15 @@ Writing a partition replaces exactly the rows whose ``partition_expr`` falls in 
 partition's window, as :mod:`taxi_assets.bq.replace` describes: files staged by load jobs
 (from ``gs://`` without passing through this process), counted against the expected
 rows, then published in one copy job or one transaction. A failed load leaves the
-previous rows intact.
+previous rows intact. A load's log records (``TableLoad.log``) are written with the rows
+(:mod:`taxi_assets.bq.load_log`), after the stored records of the same keys were read.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,13 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from google.cloud import bigquery
 
+from taxi_assets.bq.load_log import log_table, read_records, replace_statements
 from taxi_assets.bq.names import TableName, column_sql
 from taxi_assets.bq.query import run_query
 from taxi_assets.bq.replace import ReplaceResult, Staged, Window, count_rows, replace_rows
 from taxi_assets.bq.tables import TableLayout, ensure_table
 from taxi_assets.io_managers.arrow_stats import row_count_metadata, static_schema_metadata
+from taxi_assets.io_managers.load_log import LoadLog
 from taxi_assets.io_managers.postgres import TableLoad, table_of
 from taxi_assets.io_managers.table_load import ParquetPart, ParquetTableLoad
 from taxi_assets.resources.bigquery import BigQueryWarehouse
@@ -65,6 +68,7 @@ class BigQueryIOManager(dg.ConfigurableIOManager):
                 target = ensure_table(client, name, load.reader.schema, layout, context.log.info)
                 window = _window(context, target, partition_expr)
                 observed: dict[str, dg.RawMetadataValue] = {}
+                logged = _LogRecords(client, load.log, context.log.info)
                 result = replace_rows(
                     client,
                     target,
@@ -77,7 +81,9 @@ class BigQueryIOManager(dg.ConfigurableIOManager):
                     inspect=lambda staged: observed.update(
                         _staged_metadata(client, staged, metadata.get("time_column"), window)
                     ),
+                    log_statements=logged.statements(),
                 )
+                observed.update(logged.metadata())
                 table_bytes = client.get_table(name.table_id).num_bytes or 0
         elapsed = time.monotonic() - started
         context.log.info(
@@ -126,6 +132,27 @@ class BigQueryIOManager(dg.ConfigurableIOManager):
                 where = f" WHERE {window.where_sql()}" if window else ""
             rows = run_query(client, f"SELECT * FROM {name.sql()}{where}")
             return rows.to_arrow(create_bqstorage_client=False)
+
+
+class _LogRecords:
+    """A load's log records: the stored ones of the same keys read before the replace,
+    the statements writing the new ones, and what they became (read after)."""
+
+    def __init__(
+        self, client: bigquery.Client, log: LoadLog | None, message: Callable[[str], None]
+    ) -> None:
+        self.client, self.log = client, log
+        self.name = log_table(client, log, message) if log is not None else None
+        self.previous = read_records(client, self.name, log) if self.name and log else []
+
+    def statements(self) -> list[str]:
+        return replace_statements(self.name, self.log) if self.name and self.log else []
+
+    def metadata(self) -> dict[str, dg.RawMetadataValue]:
+        if self.name is None or self.log is None:
+            return {}
+        written = read_records(self.client, self.name, self.log)
+        return dict(self.log.describe(self.previous, written))
 
 
 def _window(

@@ -10,6 +10,10 @@ Unpartitioned assets are replaced whole in one transaction (DELETE, COPY, check)
 
 Definition metadata shapes the table: ``primary_key``, ``index_columns`` (btree) and
 ``brin_index_columns`` (BRIN: cheap on columns that follow the load order, like times).
+
+A load may carry a :class:`~taxi_assets.io_managers.load_log.LoadLog` (records about the
+load, e.g. which source file it came from): they are written in the transaction that
+publishes the rows (the swap's), replacing the records of the same key.
 """
 
 import time
@@ -24,9 +28,11 @@ import sqlalchemy as sa
 
 from taxi_assets.errors import RowCountMismatch
 from taxi_assets.io_managers.arrow_stats import StreamStats, static_schema_metadata
+from taxi_assets.io_managers.load_log import LoadLog, Record
 from taxi_assets.pg.copy_in import copy_arrow
 from taxi_assets.pg.copy_out import read_query_arrow
 from taxi_assets.pg.ddl import TableLayout, driver_cursor, ensure_table, ident, qualified
+from taxi_assets.pg.load_log import ensure_log_table, replace_records
 from taxi_assets.pg.month_swap import InSwap, MonthBounds, Staging, replace_months
 from taxi_assets.pg.partitions import tree_bytes
 from taxi_assets.resources.postgres import PostgresResource
@@ -36,13 +42,15 @@ from taxi_assets.resources.postgres import PostgresResource
 class TableLoad:
     """An Arrow stream to store, and how many rows it must hold (None: not checked).
 
-    ``in_swap``: statements to run in the transaction that swaps the partitions in (e.g. a
-    lineage row about the load), so that they commit with the months or not at all.
+    ``in_swap``: statements to run in the transaction that swaps the partitions in, so
+    that they commit with the months or not at all (PostgreSQL only). ``log``: records
+    about the load, written in the transaction that publishes it (every engine).
     """
 
     reader: pa.RecordBatchReader
     expected_rows: int | None = None
     in_swap: InSwap | None = None
+    log: LoadLog | None = None
 
 
 @dataclass(frozen=True)
@@ -132,13 +140,18 @@ class PostgresIOManager(dg.ConfigurableIOManager):
             log=context.log.info,
             waits=self.database.lock_waits(),
         )
+        if load.log is not None:
+            ensure_log_table(engine, load.log, self.database.lock_waits(), context.log.info)
         started = time.monotonic()
         stats = StreamStats(time_column=metadata.get("time_column"), window=target.window)
         reader = _observed(load.reader, stats)
+        logged = _Logged(load.log)
         if partitioned:
-            written, replaced, details = self._replace_partitions(context, target, reader, load)
+            written, replaced, details = self._replace_partitions(
+                context, target, reader, load, logged
+            )
         else:
-            written, replaced = self._replace_table(context, target, reader, load)
+            written, replaced = self._replace_table(context, target, reader, load, logged)
             details = {}
         with engine.connect() as connection:
             table_bytes = tree_bytes(connection, target.schema, target.table)
@@ -156,6 +169,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
                 "duration_s": round(elapsed, 3),
                 "rows_per_s": int(written / elapsed) if elapsed > 0 else 0,
                 **details,
+                **logged.metadata(),
             }
         )
 
@@ -165,6 +179,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         target: _Slice,
         reader: pa.RecordBatchReader,
         load: TableLoad,
+        logged: "_Logged",
     ) -> tuple[int, int, dict[str, Any]]:
         assert target.partition_expr is not None
         as_dates = pa.types.is_date(reader.schema.field(target.partition_expr).type)
@@ -191,7 +206,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
             months,
             fill,
             expected_rows=load.expected_rows,
-            in_swap=load.in_swap,
+            in_swap=logged.in_swap(load.in_swap),
             waits=self.database.lock_waits(),
             log=context.log.info,
         )
@@ -213,8 +228,10 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         target: _Slice,
         reader: pa.RecordBatchReader,
         load: TableLoad,
+        logged: "_Logged",
     ) -> tuple[int, int]:
-        """The whole table in one transaction: DELETE, COPY, row-count check, COMMIT."""
+        """The whole table in one transaction: DELETE, COPY, row-count check, the load's
+        log records, COMMIT."""
         name = qualified(target.schema, target.table)
         engine = self.database.engine()
         with engine.begin() as connection:
@@ -233,6 +250,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
                     f"{name}: loaded {written} rows but expected {load.expected_rows}; "
                     "rolled back, the previous rows are intact"
                 )
+            logged.write(connection)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql(f"ANALYZE {name}")
         return written, replaced
@@ -264,6 +282,35 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         if context.dagster_type.typing_type is not pa.Table and _wants_pandas(context):
             return table.to_pandas()
         return table
+
+
+class _Logged:
+    """A load's log records, written in the publishing transaction, and what they replaced.
+
+    The swap may be tried several times (lock timeouts): the last attempt's records count.
+    """
+
+    def __init__(self, log: LoadLog | None) -> None:
+        self.log = log
+        self.previous: list[Record] = []
+        self.written: list[Record] = []
+
+    def write(self, connection: sa.Connection) -> None:
+        if self.log is not None:
+            self.previous, self.written = replace_records(connection, self.log)
+
+    def in_swap(self, caller: InSwap | None) -> InSwap:
+        def statements(connection: sa.Connection) -> None:
+            if caller is not None:
+                caller(connection)
+            self.write(connection)
+
+        return statements
+
+    def metadata(self) -> dict[str, Any]:
+        if self.log is None:
+            return {}
+        return dict(self.log.describe(self.previous, self.written))
 
 
 def _observed(reader: pa.RecordBatchReader, stats: StreamStats) -> pa.RecordBatchReader:

@@ -21,7 +21,7 @@ size of the rows still to move (checked before anything changes).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -74,11 +74,15 @@ def legacy_name(table: str) -> str:
 
 
 def tables_to_convert(
-    connection: sa.Connection, schemas: tuple[str, ...], column: str
+    connection: sa.Connection,
+    schemas: tuple[str, ...],
+    column: str,
+    keep_plain: Collection[tuple[str, str]] = (),
 ) -> list[tuple[str, str]]:
     """(schema, table) of every plain table with ``column`` in ``schemas``, and of every
     partitioned table whose conversion was interrupted (its old table is still there), in
-    the order of ``schemas`` (the warehouse before the analytics derived from it)."""
+    the order of ``schemas`` (the warehouse before the analytics derived from it).
+    ``keep_plain``: tables that have the column but are plain by design (a load log)."""
     rows = connection.execute(
         sa.text(
             "SELECT n.nspname, c.relname, c.relkind FROM pg_class AS c "
@@ -96,7 +100,7 @@ def tables_to_convert(
             original = name[: -len(LEGACY_SUFFIX)]
             if (schema, original) not in found:
                 found.append((schema, original))
-        elif kind == PLAIN and (schema, name) not in found:
+        elif kind == PLAIN and (schema, name) not in found and (schema, name) not in keep_plain:
             found.append((schema, name))
     return sorted(found, key=lambda item: (schemas.index(item[0]), item[1]))
 

@@ -2,7 +2,7 @@
 
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date
 
 import dagster as dg
@@ -22,7 +22,7 @@ from taxi_assets.assets.analytics.stats_columns import (
 )
 from taxi_assets.assets.analytics.stats_table import MonthStats, replace_month
 from taxi_assets.assets.trips import OWNERS
-from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
+from taxi_assets.automation.conditions import follow_upstream
 from taxi_assets.io_managers.arrow_stats import row_count_metadata
 from taxi_assets.partitions import parse_month
 from taxi_assets.pg.partitions import tree_bytes
@@ -73,10 +73,29 @@ def trip_deps() -> list[dg.AssetDep]:
     ]
 
 
+def other_partitions_deps(
+    partitions_def: dg.PartitionsDefinition,
+    trip_partitions: Mapping[str, dg.PartitionsDefinition],
+) -> dg.AssetSelection:
+    """The dependencies whose partitions are not the analytics': the zones (not
+    partitioned) and every service starting later than the earliest (FHVHV, by default).
+    Automation follows them once they are materialized, not in the tick that requests
+    them: Dagster would run them and the analytics month side by side."""
+    later = [
+        service.key("warehouse")
+        for name, service in SERVICES.items()
+        if trip_partitions[name] != partitions_def
+    ]
+    return dg.AssetSelection.assets(zone_key("warehouse"), *later)
+
+
 def build_analytics_assets(
-    partitions_def: dg.PartitionsDefinition, engine: WarehouseEngine = POSTGRES
+    partitions_def: dg.PartitionsDefinition,
+    trip_partitions: Mapping[str, dg.PartitionsDefinition],
+    engine: WarehouseEngine = POSTGRES,
 ) -> list[dg.AssetsDefinition]:
-    """``analytics/monthly_zone_stats``, partitioned from the earliest service's first month."""
+    """``analytics/monthly_zone_stats``, partitioned from the earliest service's first month
+    (``partitions_def``); ``trip_partitions``: each service's own partitions."""
     column_types = column_schema()
     if engine is BIGQUERY:  # BigQuery's modules only where it is deployed
         from taxi_assets.assets.analytics.stats_sql_bigquery import (
@@ -100,10 +119,13 @@ def build_analytics_assets(
             "dagster/table_name": f"{ANALYTICS_SCHEMA}.{STATS_TABLE}",
             "dagster/column_schema": column_types,
         },
-        # Recomputed when any service's month (or the zones) changes, once every input of
-        # the month is loaded: a month some service lacks waits, unless the month is not a
-        # partition of that service (before its first month; see docs/ui.md).
-        automation_condition=FOLLOW_UPSTREAM,
+        # Recomputed when any service's month (or the zones) gets a new data version, once
+        # every input of the month is loaded and passes its blocking checks: a month some
+        # service lacks waits, unless the month is not a partition of that service (before
+        # its first month; see docs/ui.md).
+        automation_condition=follow_upstream(
+            not_same_tick=other_partitions_deps(partitions_def, trip_partitions)
+        ),
         description=(
             "Trips, passengers, revenue, average distance and duration per pickup borough "
             f"and service for each file month, computed in {engine.label}, with a trips-per-day "

@@ -1,0 +1,91 @@
+"""Everything the project reads back from the Dagster instance, in one module.
+
+The sensors, the checks and the assets read what earlier runs recorded (a
+materialization's metadata, which months are loaded, which runs exist) only through the
+functions here, which use Dagster's public instance API (``fetch_materializations``,
+``get_status_by_partition``, ``get_run_records``).
+
+Dagster 1.13 has no public way to read the events of one run (a run's asset check
+evaluations, the assets it planned), which the failure alerts need: :func:`run_events`
+is the one place that calls the instance's non-public ``get_records_for_run``.
+``taxi_assets_tests/test_instance_reads.py`` pins what it returns, so a Dagster upgrade
+that changes it fails that test rather than the alerts in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+
+def latest_metadata(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str | None
+) -> dict[str, object]:
+    """Metadata values of the latest materialization of ``asset_key`` (for ``partition_key``);
+    empty when there is none."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=asset_key,
+            asset_partitions=[partition_key] if partition_key else None,
+        ),
+        limit=1,
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return {}
+    return {key: value.value for key, value in records[0].asset_materialization.metadata.items()}
+
+
+def materialized_partitions(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions_def: dg.PartitionsDefinition
+) -> list[str]:
+    """Partitions of ``asset_key`` that Dagster shows as materialized, in key order.
+
+    Dagster's partition status: a partition whose latest attempt is still running, or
+    failed after an earlier success, shows as in progress or failed, not as materialized.
+    """
+    keys = partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+    status = instance.get_status_by_partition(asset_key, keys, partitions_def) or {}
+    return [key for key in keys if status.get(key) == dg.AssetPartitionStatus.MATERIALIZED]
+
+
+def runs(
+    instance: dg.DagsterInstance, filters: dg.RunsFilter | None = None, limit: int | None = None
+) -> list[dg.DagsterRun]:
+    """Runs matching ``filters``, newest first."""
+    return [record.dagster_run for record in instance.get_run_records(filters, limit=limit)]
+
+
+def run_events(
+    instance: dg.DagsterInstance, run_id: str, event_type: dg.DagsterEventType
+) -> list[dg.EventLogEntry]:
+    """The run's events of one type, oldest first.
+
+    NOT Dagster's public API (``DagsterInstance.get_records_for_run``): there is no public
+    call for a run's events in 1.13. Kept here only; pinned by test_instance_reads.py.
+    """
+    records = instance.get_records_for_run(run_id=run_id, of_type=event_type).records
+    return [record.event_log_entry for record in records]
+
+
+def run_check_evaluations(
+    instance: dg.DagsterInstance, run_id: str
+) -> Sequence[dg.AssetCheckEvaluation]:
+    """The asset check evaluations a run recorded (passed or not)."""
+    found = []
+    for entry in run_events(instance, run_id, dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        event = entry.dagster_event
+        evaluation = event.event_specific_data if event else None
+        if isinstance(evaluation, dg.AssetCheckEvaluation):
+            found.append(evaluation)
+    return found
+
+
+def run_planned_assets(instance: dg.DagsterInstance, run_id: str) -> set[dg.AssetKey]:
+    """The assets a run planned to materialize."""
+    events = run_events(instance, run_id, dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+    return {
+        entry.dagster_event.asset_key
+        for entry in events
+        if entry.dagster_event is not None and entry.dagster_event.asset_key is not None
+    }
