@@ -45,9 +45,9 @@ CLUSTER_BY = ["pu_location_id"]
 def _column_schema(schema: pa.Schema, engine: WarehouseEngine) -> dg.TableSchema:
     """The table's columns in the engine's types (BigQuery's modules only when deployed)."""
     if engine is BIGQUERY:
-        from taxi_assets.bq.metadata import bigquery_column_schema
+        from taxi_assets.bq.types import bigquery_type
 
-        return bigquery_column_schema(schema)
+        return column_schema(schema, bigquery_type)
     return column_schema(schema)
 
 

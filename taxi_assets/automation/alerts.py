@@ -28,10 +28,6 @@ MAX_TEXT_CHARS = 2900  # Slack caps a section block at 3000 characters
 _QUALIFIED_CLASS = re.compile(r"^(?:[A-Za-z_][\w]*\.)+([A-Za-z_]\w*): ")
 
 
-class AlertDeliveryError(Exception):
-    """The webhook did not accept the alert after every attempt."""
-
-
 @dataclass(frozen=True)
 class FailedCheck:
     asset: str
@@ -39,6 +35,10 @@ class FailedCheck:
     severity: str
     blocking: bool
     description: str | None
+
+
+class AlertDeliveryError(Exception):
+    """The webhook did not accept the alert after every attempt."""
 
 
 @dataclass(frozen=True, kw_only=True)

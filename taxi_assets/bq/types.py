@@ -11,31 +11,17 @@ from __future__ import annotations
 import pyarrow as pa
 from google.cloud import bigquery
 
+from taxi_assets.sql_types import looked_up
+
 
 def bigquery_type(arrow_type: pa.DataType) -> str:
     """The BigQuery column type for an Arrow type (naive timestamps are DATETIME)."""
-    if pa.types.is_integer(arrow_type):
-        if pa.types.is_uint64(arrow_type):
-            return "NUMERIC"  # beyond INT64's range
-        return "INT64"
-    if pa.types.is_floating(arrow_type):
-        return "FLOAT64"
-    if pa.types.is_boolean(arrow_type):
-        return "BOOL"
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "STRING"
-    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
-        return "BYTES"
     if pa.types.is_timestamp(arrow_type):
         return "TIMESTAMP" if arrow_type.tz else "DATETIME"
-    if pa.types.is_date(arrow_type):
-        return "DATE"
     if pa.types.is_decimal(arrow_type):
         fits = arrow_type.precision - arrow_type.scale <= 29 and arrow_type.scale <= 9
         return "NUMERIC" if fits else "BIGNUMERIC"
-    if pa.types.is_null(arrow_type):
-        return "STRING"  # a column every row of which is null; any type holds it
-    raise TypeError(f"no BigQuery type for Arrow type {arrow_type}")
+    return looked_up(arrow_type, "BigQuery")
 
 
 def schema_field(field: pa.Field) -> bigquery.SchemaField:

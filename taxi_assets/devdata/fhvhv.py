@@ -32,23 +32,6 @@ FHV_LAYOUT_HEADER = (
     "dispatching_base_num,pickup_datetime,dropoff_datetime,PULocationID,DOLocationID,"
     "SR_Flag,Affiliated_base_number"
 ).split(",")
-FLAGS = (
-    "shared_request_flag",
-    "shared_match_flag",
-    "access_a_ride_flag",
-    "wav_request_flag",
-    "wav_match_flag",
-)
-MONEY = (
-    "base_passenger_fare",
-    "tolls",
-    "bcf",
-    "sales_tax",
-    "congestion_surcharge",
-    "airport_fee",
-    "tips",
-    "driver_pay",
-)
 LICENSES = np.array(["HV0002", "HV0003", "HV0004", "HV0005"])  # Juno, Uber, Via, Lyft
 # Each company's dispatching bases (TLC base license numbers, as seen in the real sample).
 _BASES = {
@@ -73,10 +56,12 @@ def tlc_schema(month: str) -> pa.Schema:
         ("originating_base_num", text), ("request_datetime", ts), ("on_scene_datetime", ts),
         ("pickup_datetime", ts), ("dropoff_datetime", ts), ("PULocationID", ids),
         ("DOLocationID", ids), ("trip_miles", f64), ("trip_time", pa.int64()),
-        *((name, f64) for name in MONEY[:5]),
+        ("base_passenger_fare", f64), ("tolls", f64), ("bcf", f64), ("sales_tax", f64),
+        ("congestion_surcharge", f64),
         ("airport_fee", pa.null() if month < "2022-01" else f64),
-        *((name, f64) for name in MONEY[6:]),
-        *((name, text) for name in FLAGS[:4]),
+        ("tips", f64), ("driver_pay", f64),
+        ("shared_request_flag", text), ("shared_match_flag", text),
+        ("access_a_ride_flag", text), ("wav_request_flag", text),
         ("wav_match_flag", pa.null() if month < "2020-01" else text),
     ]  # fmt: skip
     if month >= "2025-01":

@@ -126,13 +126,17 @@ def static_schema_metadata(
     return result
 
 
-def column_schema(schema: pa.Schema) -> dg.TableSchema:
-    """Dagster's column schema (shown as a table in the UI), with field descriptions."""
+def column_schema(
+    schema: pa.Schema, type_name: Callable[[pa.DataType], str] = str
+) -> dg.TableSchema:
+    """Dagster's column schema (shown as a table in the UI), with field descriptions;
+    ``type_name`` names each column's type (Arrow's own names by default, or a warehouse
+    engine's)."""
     return dg.TableSchema(
         columns=[
             dg.TableColumn(
                 name=field.name,
-                type=str(field.type),
+                type=type_name(field.type),
                 description=(field.metadata or {}).get(b"description", b"").decode() or None,
             )
             for field in schema

@@ -17,7 +17,7 @@ publishes the rows (the swap's), replacing the records of the same key.
 """
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -151,7 +151,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
                 context, target, reader, load, logged
             )
         else:
-            written, replaced = self._replace_table(context, target, reader, load, logged)
+            written, replaced = self._replace_table(target, reader, load, logged, context.log.info)
             details = {}
         with engine.connect() as connection:
             table_bytes = tree_bytes(connection, target.schema, target.table)
@@ -224,11 +224,11 @@ class PostgresIOManager(dg.ConfigurableIOManager):
 
     def _replace_table(
         self,
-        context: dg.OutputContext,
         target: _Slice,
         reader: pa.RecordBatchReader,
         load: TableLoad,
         logged: "_Logged",
+        log: Callable[[str], None],
     ) -> tuple[int, int]:
         """The whole table in one transaction: DELETE, COPY, row-count check, the load's
         log records, COMMIT."""
@@ -242,9 +242,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
             )
             cursor.execute(f"DELETE FROM {name}")
             replaced = cursor.rowcount
-            written = copy_arrow(
-                cursor, name, reader, log=context.log.info, expected_rows=load.expected_rows
-            )
+            written = copy_arrow(cursor, name, reader, log=log, expected_rows=load.expected_rows)
             if load.expected_rows is not None and written != load.expected_rows:
                 raise RowCountMismatch(
                     f"{name}: loaded {written} rows but expected {load.expected_rows}; "

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from taxi_assets.errors import NotPartitioned
+from taxi_assets.sql_types import looked_up
 
 if TYPE_CHECKING:
     from taxi_assets.pg.lock_retry import LockWaits
@@ -34,27 +35,11 @@ def qualified(schema: str, table: str) -> str:
 
 def pg_type(arrow_type: pa.DataType) -> str:
     """The PostgreSQL column type for an Arrow type (naive timestamps stay naive)."""
-    if pa.types.is_int8(arrow_type) or pa.types.is_int16(arrow_type):
-        return "smallint"
-    if pa.types.is_int32(arrow_type) or pa.types.is_uint16(arrow_type):
-        return "integer"
-    if pa.types.is_int64(arrow_type) or pa.types.is_uint32(arrow_type):
-        return "bigint"
-    if pa.types.is_float32(arrow_type):
-        return "real"
-    if pa.types.is_float64(arrow_type):
-        return "double precision"
-    if pa.types.is_boolean(arrow_type):
-        return "boolean"
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "text"
     if pa.types.is_timestamp(arrow_type):
         return "timestamp with time zone" if arrow_type.tz else "timestamp without time zone"
-    if pa.types.is_date(arrow_type):
-        return "date"
     if pa.types.is_decimal(arrow_type):
         return f"numeric({arrow_type.precision},{arrow_type.scale})"
-    raise TypeError(f"no PostgreSQL type for Arrow type {arrow_type}")
+    return looked_up(arrow_type, "PostgreSQL")
 
 
 def bounded_name(name: str) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import sqlalchemy as sa
@@ -101,6 +101,42 @@ class MonthStats:
     services: tuple[str, ...]  # the services summed; the others have no warehouse table
 
 
+def tally_month(
+    month: date,
+    services: Sequence[str],
+    daily_rows: Iterable[Sequence[Any]],
+    preview: pd.DataFrame,
+    *,
+    rows_written: int,
+    rows_replaced: int,
+) -> MonthStats:
+    """The month's stats from its rows read back (``preview``) and its daily trip counts
+    (rows of service, day, trips, first and last pickup; either engine's SQL returns them)."""
+    daily: dict[str, dict[date, int]] = {service: {} for service in services}
+    first: datetime | None = None
+    last: datetime | None = None
+    outside = 0
+    for service, day, trips, low, high in daily_rows:
+        if day is None or (day.year, day.month) != (month.year, month.month):
+            outside += int(trips)
+        else:
+            daily[service][day] = int(trips)
+        if low is not None:
+            first = low if first is None else min(first, low)
+            last = high if last is None else max(last, high)
+    return MonthStats(
+        rows_written=rows_written,
+        rows_replaced=rows_replaced,
+        trips=int(preview["trips"].sum()) if len(preview) else 0,
+        preview=preview,
+        daily=daily,
+        first_pickup=first,
+        last_pickup=last,
+        pickups_outside_month=outside,
+        services=tuple(services),
+    )
+
+
 def replace_month(
     engine: sa.Engine,
     month: date,
@@ -162,26 +198,6 @@ def replace_month(
             connection,
             params={"month": month},
         )
-    daily: dict[str, dict[date, int]] = {service: {} for service in services}
-    first: datetime | None = None
-    last: datetime | None = None
-    outside = 0
-    for service, day, trips, low, high in daily_rows:
-        if day is None or (day.year, day.month) != (month.year, month.month):
-            outside += trips
-        else:
-            daily[service][day] = trips
-        if low is not None:
-            first = low if first is None else min(first, low)
-            last = high if last is None else max(last, high)
-    return MonthStats(
-        rows_written=written,
-        rows_replaced=replaced,
-        trips=int(preview["trips"].sum()) if len(preview) else 0,
-        preview=preview,
-        daily=daily,
-        first_pickup=first,
-        last_pickup=last,
-        pickups_outside_month=outside,
-        services=tuple(services),
+    return tally_month(
+        month, services, daily_rows, preview, rows_written=written, rows_replaced=replaced
     )

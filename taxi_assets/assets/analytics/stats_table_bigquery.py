@@ -25,7 +25,7 @@ from taxi_assets.assets.analytics.stats_sql_bigquery import (
     stats_schema,
     stats_table,
 )
-from taxi_assets.assets.analytics.stats_table import MonthStats
+from taxi_assets.assets.analytics.stats_table import MonthStats, tally_month
 from taxi_assets.bq.names import TableName
 from taxi_assets.bq.query import run_query
 from taxi_assets.bq.replace import Window, count_rows
@@ -97,29 +97,13 @@ def replace_month_bigquery(client: bigquery.Client, month: date) -> tuple[MonthS
         .to_arrow(create_bqstorage_client=False)
         .to_pandas()
     )
-    daily: dict[str, dict[date, int]] = {service: {} for service in services}
-    first: datetime | None = None
-    last: datetime | None = None
-    outside = 0
-    for row in daily_rows:
-        day, trips = row["day"], int(row["trips"])
-        if day is None or (day.year, day.month) != (month.year, month.month):
-            outside += trips
-        else:
-            daily[row["service"]][day] = trips
-        if row["first_pickup"] is not None:
-            first = row["first_pickup"] if first is None else min(first, row["first_pickup"])
-            last = row["last_pickup"] if last is None else max(last, row["last_pickup"])
-    stats = MonthStats(
+    stats = tally_month(
+        month,
+        services,
+        (tuple(row.values()) for row in daily_rows),
+        preview,
         rows_written=len(preview),
         rows_replaced=replaced,
-        trips=int(preview["trips"].sum()) if len(preview) else 0,
-        preview=preview,
-        daily=daily,
-        first_pickup=first,
-        last_pickup=last,
-        pickups_outside_month=outside,
-        services=tuple(services),
     )
     return stats, int(client.get_table(name.table_id).num_bytes or 0)
 
