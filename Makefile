@@ -130,7 +130,7 @@ bench-backfill: install
 # loaded by dagster-daemon into the embedded PostgreSQL; then benchmarks.month_replace.
 # Needs ~40 GB free; ~45-60 min on 2 cores; writes benchmarks/results/history.json.
 # BENCH_ARGS="--keep" keeps the months for the next run; "--fhvhv" loads 3 FHVHV-sized
-# months (TLC Parquet) instead of 3 yellow stand-ins, once the fhvhv service exists.
+# months (TLC Parquet) instead of 3 yellow stand-ins.
 bench-history: install
 	$(PY) -m benchmarks.history $(BENCH_ARGS)
 
