@@ -65,7 +65,6 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
     import dagster as dg
     import pyarrow as pa
 
-    from taxi_assets.arrow_memory import use_jemalloc
     from taxi_assets.assets.contract_stream import lake_row_count, with_lineage
     from taxi_assets.assets.trips import warehouse_metadata
     from taxi_assets.contracts import CONTRACTS, open_contract_reader
@@ -75,7 +74,6 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
     from taxi_assets.resources import LakeResource, PostgresResource
     from taxi_assets.services import SERVICES
 
-    use_jemalloc()  # as every process that loads the definitions does
     imports_s = time.perf_counter() - imported
     peak_after_imports = peak_rss_mb()
     raw, month, lake_root = args["raw"], args["month"], Path(args["work"]) / "lake"

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from taxi_assets.arrow_memory import use_jemalloc
 from taxi_assets.assets.analytics import build_analytics_assets
 from taxi_assets.assets.trips import build_trip_assets
 from taxi_assets.assets.zones import build_zone_assets
@@ -174,10 +173,6 @@ defs = build_definitions(
     sensor_interval_seconds(),
     automation_interval_seconds(),
 )
-
-# Every process that loads the code location moves trip data through pyarrow: use the
-# pool that keeps a month's peak lowest (arrow_memory.py).
-use_jemalloc()
 
 # What the imports and definitions built (~200k tracked objects: Dagster's, pandas',
 # ours) lives as long as the process. Moving it out of the collector's generations saves
