@@ -61,6 +61,9 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
     """The project's own path without Dagster's run machinery: the lake and warehouse IO
     managers on the contract stream, called with hand-built contexts. ``args["service"]``
     (default yellow) picks the contract; the raw file's suffix picks CSV or Parquet."""
+    # First, as in a run process: the package picks pyarrow's allocator before pyarrow loads.
+    import taxi_assets  # noqa: F401
+
     imported = time.perf_counter()
     import dagster as dg
     import pyarrow as pa
