@@ -32,6 +32,7 @@ import dagster as dg
 import pytest
 import requests
 
+from taxi_assets.automation.month_backfill import LAUNCH_BACKFILL
 from taxi_assets.contracts.trip_columns import PICKUP_DATETIME
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import (
@@ -206,17 +207,6 @@ def wait_until_loaded(dagit: Dagit, process: subprocess.Popen, log_path: Path) -
 WORKSPACE_QUERY = """
 query { workspaceOrError { ... on Workspace { locationEntries { name loadStatus
   locationOrLoadError { __typename ... on PythonError { message } } } } } }
-"""
-LAUNCH_BACKFILL = """
-mutation ($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-    ... on PartitionSetNotFoundError { message }
-    ... on UnauthorizedError { message }
-  }
-}
 """
 BACKFILL_STATUS = """
 query ($id: String!) {
