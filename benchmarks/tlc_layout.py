@@ -32,7 +32,9 @@ def ensure_tlc_month(data_dir: Path, service: str, rows: int) -> Path:
     from taxi_assets.devdata import relpath, write_month
 
     month = MONTHS[service]
-    root = data_dir / f"tlc-one-row-group-{rows}"
+    # "-zstd-1mib-pages": TLC's writer settings (devdata/tlc_writer.py); months cached by
+    # an earlier generator (snappy, 20,000-row pages) are not reused.
+    root = data_dir / f"tlc-one-row-group-zstd-1mib-pages-{rows}"
     path = root / relpath("tlc", service, month)
     if not path.exists():
         log(f"generating {rows:,} {service} rows for {month} (TLC layout, one row group) ...")

@@ -47,6 +47,7 @@ class GcsEmulator:
         self.storage = Storage(
             use_memory_fs=data_dir is None, data_dir=str(data_dir) if data_dir else None
         )
+        _serialise(self.storage)
         handler = partial(_handler_class(), self)
         self._httpd = _Server(("127.0.0.1", 0), handler)
         self.port = self._httpd.server_address[1]
@@ -85,6 +86,29 @@ class GcsEmulator:
     def pending_uploads(self) -> int:
         """Resumable upload sessions neither finished nor cancelled."""
         return len(self.storage.resumable)
+
+
+def _serialise(storage: Any) -> None:
+    """Make each storage call atomic, as GCS's object writes are.
+
+    The emulator truncates an object's file and then writes it, and its HTTP server runs a
+    thread per request, so a reader could get half of an object another request is
+    replacing (seen as a torn ``revisions.json`` in test_revision_concurrency.py). Real
+    GCS never shows a partial object: one lock around every storage call gives the same.
+    """
+    lock = threading.RLock()
+
+    def locked(method: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(*args, **kwargs)
+
+        return call
+
+    for name in dir(storage):
+        method = getattr(storage, name)
+        if not name.startswith("_") and callable(method):
+            setattr(storage, name, locked(method))
 
 
 def _handler_class() -> type:

@@ -17,8 +17,12 @@ PARQUET_BATCH_ROWS = 65536
 # TLC writes a whole month as ONE row group (20M rows, ~450 MB for FHVHV). Without a
 # buffered stream the reader loads each column chunk of the row group whole, so memory
 # would follow the month's size; through a buffer of this size per column it follows the
-# batch instead (measured: 2M and 6M rows in one row group peak at the same RSS).
-PARQUET_BUFFER_BYTES = 1 << 20
+# batch instead. pyarrow caps the buffer at the column chunk's size, so a small month's
+# columns take less: 256 KiB rather than 1 MiB keeps a 20M-row FHVHV month's reader within
+# ~8 MB of a 1M-row month's (1 MiB: ~16 MB), at the same speed (docs/performance.md).
+# Columns whose pages are under 16 KiB still grow up to their compressed size: see
+# devdata/tlc_writer.py.
+PARQUET_BUFFER_BYTES = 256 * 1024
 
 
 def open_parquet_reader(

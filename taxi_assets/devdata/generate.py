@@ -34,6 +34,7 @@ from taxi_assets.devdata import fhvhv
 from taxi_assets.devdata.arrays import pick as _pick
 from taxi_assets.devdata.arrays import timestamps as _timestamps
 from taxi_assets.devdata.one_row_group import write_one_row_group
+from taxi_assets.devdata.tlc_writer import TLC_PARQUET_WRITER_OPTIONS
 from taxi_assets.devdata.zones import AIRPORT_IDS, N_ZONES, write_zones, zone_weights
 
 SERVICES = ("yellow", "green", "fhv", "fhvhv")
@@ -652,7 +653,7 @@ def _write_parquet(
         if single_row_group:
             write_one_row_group(tmp, chunks, schema)
         else:
-            with pq.ParquetWriter(tmp, schema, compression="snappy") as writer:
+            with pq.ParquetWriter(tmp, schema, **TLC_PARQUET_WRITER_OPTIONS) as writer:
                 for table in chunks:
                     writer.write_table(table.cast(schema), row_group_size=CHUNK_ROWS)
         _commit(tmp, dest)

@@ -20,10 +20,10 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from taxi_assets.devdata.tlc_writer import TLC_PARQUET_WRITER_OPTIONS
 
-def write_one_row_group(
-    dest: Path, chunks: Iterable[pa.Table], schema: pa.Schema, compression: str = "snappy"
-) -> None:
+
+def write_one_row_group(dest: Path, chunks: Iterable[pa.Table], schema: pa.Schema) -> None:
     """Write ``chunks`` (cast to ``schema``) to ``dest`` as a single row group."""
     spool = dest.with_name(f".{dest.name}.{os.getpid()}.spool.arrow")
     try:
@@ -32,7 +32,7 @@ def write_one_row_group(
                 writer.write_table(table.cast(schema))
         with pa.memory_map(str(spool)) as source:
             month = ipc.open_file(source).read_all()
-            with pq.ParquetWriter(dest, schema, compression=compression) as out:
+            with pq.ParquetWriter(dest, schema, **TLC_PARQUET_WRITER_OPTIONS) as out:
                 out.write_table(month, row_group_size=max(1, month.num_rows))
             del month
     finally:
