@@ -133,7 +133,7 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
             partition_key=month,
             asset_partitions_def=partitions,
             # The warehouse asset's own metadata: the same partitioning and indexes.
-            definition_metadata=warehouse_metadata(SERVICES[SERVICE]),
+            definition_metadata=warehouse_metadata(SERVICES[service]),
         ),
         TableLoad(pa.RecordBatchReader.from_batches(schema, batches()), expected),
     )

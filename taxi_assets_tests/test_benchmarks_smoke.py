@@ -74,6 +74,12 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
         assert month["core"]["rows"] == month["rows"], month["service"]  # every row loaded
     judged = " ".join(t["target"] for t in report["targets"])
     assert "FHVHV" in judged and "yellow TLC-layout" in judged
+    # FHVHV's rows/s is judged against the CSV month run alternately with it, every row loaded.
+    paired = report["tlc_layout"]["paired_yellow_csv"]
+    assert paired["rows"] == report["months"][0]["rows"] and paired["core"]["runs"] >= 1
+    assert paired["core"]["rows"] == paired["rows"] and _positive(paired["rows_per_s"])
+    (rate,) = [t for t in report["targets"] if "run alternately" in t["target"]]
+    assert rate["limit"] == paired["rows_per_s"]
 
 
 @pytest.mark.slow

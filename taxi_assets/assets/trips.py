@@ -197,7 +197,7 @@ def build_trip_assets(
         lineage = {parse_month(month): lake_lineage(data) for month, data in lake_months.items()}
         expected = sum(month.rows for month in lineage.values())
         prefix = service.key("warehouse").path[0]
-        loads = month_loads(prefix, dataset, lineage, context.run_id)
+        loads = month_loads(prefix, dataset, lineage, context.run.run_id)
 
         # The same rows twice, both lazy: a stream (PostgreSQL COPYs it) and the lake files
         # with their lineage columns (BigQuery loads them itself). Only one is ever read.
