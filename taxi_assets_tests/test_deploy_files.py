@@ -142,6 +142,20 @@ def test_compose_takes_every_secret_from_the_environment() -> None:
     assert not example["DAGSTER_PG_PASSWORD"] and not example["WAREHOUSE_PASSWORD"]
 
 
+def test_compose_passes_object_store_credentials_through_unset_by_default() -> None:
+    """A lake on S3 or Azure works from the same file: the code location (where runs
+    execute) takes the stores' variables from the environment, with no value in the file."""
+    env = compose()["services"]["taxi-assets-code"]["environment"]
+    for name in ("AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3"):
+        assert name in env and env[name] is None, name
+    for name in ("AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_CONNECTION_STRING"):
+        assert name in env and env[name] is None, name
+    deployment = DOCS.read_text()
+    for name in env:
+        if env[name] is None:
+            assert f"`{name}`" in deployment, f"{name} is not documented in docs/deployment.md"
+
+
 def test_dockerfile_is_well_formed() -> None:
     instructions = dockerfile_instructions()
     keywords = [keyword for keyword, _ in instructions]
