@@ -59,9 +59,16 @@ class Month:
         return relpath(self.source, self.service, self.month)
 
     @property
+    def single_row_group(self) -> bool:
+        """TLC publishes a month as ONE row group (tlc_layout.py measures what that costs)."""
+        return self.source == "tlc"
+
+    @property
     def recipe(self) -> str:
         """What the cache manifest records: a month made another way is made again."""
-        layout = "one row group, TLC's writer" if self.source == "tlc" else "course CSV.gz"
+        from taxi_assets.devdata.tlc_writer import TLC_LAYOUT_TAG
+
+        layout = f"one row group, {TLC_LAYOUT_TAG}" if self.single_row_group else "course CSV.gz"
         return f"{self.rows} rows, {layout}"
 
 
@@ -123,10 +130,9 @@ def ensure_months(root: Path, months: list[Month], workers: int) -> dict[str, ob
 def _generate(root: Path, month: Month) -> str:
     from taxi_assets.devdata import write_month
 
-    # TLC publishes a month as ONE row group (tlc_layout.py measures what that costs).
     path = write_month(
         root, source=month.source, service=month.service, month=month.month, rows=month.rows,
-        single_row_group=month.source == "tlc",
+        single_row_group=month.single_row_group,
     )  # fmt: skip
     return str(path)
 

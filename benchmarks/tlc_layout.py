@@ -30,11 +30,10 @@ def ensure_tlc_month(data_dir: Path, service: str, rows: int) -> Path:
     """A generated month in TLC's Parquet layout, one row group (cached across runs)."""
     from benchmarks.runner import log
     from taxi_assets.devdata import relpath, write_month
+    from taxi_assets.devdata.tlc_writer import TLC_LAYOUT_TAG
 
     month = MONTHS[service]
-    # "-zstd-1mib-pages": TLC's writer settings (devdata/tlc_writer.py); months cached by
-    # an earlier generator (snappy, 20,000-row pages) are not reused.
-    root = data_dir / f"tlc-one-row-group-zstd-1mib-pages-{rows}"
+    root = data_dir / f"tlc-one-row-group-{TLC_LAYOUT_TAG}-{rows}"
     path = root / relpath("tlc", service, month)
     if not path.exists():
         log(f"generating {rows:,} {service} rows for {month} (TLC layout, one row group) ...")
@@ -82,11 +81,11 @@ def run_tlc_layout(
                 )
                 if paired_csv and service == "fhvhv" and rows == max(sizes):
                     csv_path, csv_month, csv_rows = paired_csv
-                    result = run_case("core", csv_path, csv_month, csv_rows, server_url, scratch)
-                    paired.runs.append(result)
+                    csv_run = run_case("core", csv_path, csv_month, csv_rows, server_url, scratch)
+                    paired.runs.append(csv_run)
                     log(
                         f"{csv_rows:>10,} yellow CSV rows, paired run {index + 1}/{runs}: "
-                        f"wall {result['wall_s']:.2f} s"
+                        f"wall {csv_run['wall_s']:.2f} s"
                     )
             wall = measured.median("wall_s")
             months.append(
@@ -175,17 +174,19 @@ def targets(
         )
     fhvhv = _month(section, "fhvhv", True)
     if fhvhv:
-        paired = section.get("paired_yellow_csv")
-        if paired and paired.get("rows_per_s"):
+        # The paired runs when there are any: the same minutes as FHVHV's own.
+        paired = section.get("paired_yellow_csv") or {}
+        if paired.get("rows_per_s"):
             label = f"the {paired['rows']:,}-row yellow CSV month's, run alternately with it"
-            yellow_csv_rows_per_s = paired["rows_per_s"]
+            limit: float | None = paired["rows_per_s"]
         else:
             label = "the largest yellow CSV month's"
+            limit = yellow_csv_rows_per_s
         result.append(
             check(
                 f"FHVHV {fhvhv['rows']:,}-row month: rows/s >= {label}",
                 fhvhv["rows_per_s"],
-                None if yellow_csv_rows_per_s is None else round(yellow_csv_rows_per_s),
+                None if limit is None else round(limit),
                 True,
             )
         )
@@ -200,7 +201,7 @@ def render_table(section: dict[str, Any]) -> str:
     listed = list(section["months"])
     if paired:  # the CSV month run alternately with the big FHVHV month (see run_tlc_layout)
         listed.append(
-            {**paired, "service": "yellow CSV, paired", "columns": 18, "row_groups": "-",
+            {**paired, "service": "yellow, paired", "columns": "course CSV", "row_groups": "-",
              "peak_rss_mb": paired["core"]["max"].get("peak_rss_mb", 0)}
         )  # fmt: skip
     for month in listed:

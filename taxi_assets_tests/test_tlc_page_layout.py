@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from taxi_assets.devdata import write_month
 from taxi_assets_tests.parquet_pages import DICTIONARY_PAGE, column_pages, data_pages
@@ -31,32 +32,30 @@ def test_the_real_sample_is_zstd_with_pages_bounded_by_size_only(shared_samples:
     assert kinds[0] == DICTIONARY_PAGE
 
 
-def test_generated_tlc_month_is_paged_like_the_real_files(tmp_path: Path) -> None:
+# Columns whose dictionary indices of these few rows are far under 1 MiB: one page each, as
+# in TLC's files. FHVHV's are the ones whose small pages grew the reader's buffer.
+ONE_PAGE_COLUMNS = {
+    ("green", "2024-01"): ("VendorID", "PULocationID", "tip_amount"),
+    ("fhvhv", "2025-01"): ("tips", "dispatching_base_num", "access_a_ride_flag"),
+}
+
+
+@pytest.mark.parametrize("single_row_group", [False, True], ids=["chunked", "one-row-group"])
+@pytest.mark.parametrize(("service", "month"), list(ONE_PAGE_COLUMNS))
+def test_generated_tlc_month_is_paged_like_the_real_files(
+    tmp_path: Path, service: str, month: str, single_row_group: bool
+) -> None:
     rows = 60_000
-    for single in (False, True):
-        path = write_month(
-            tmp_path / str(single), source="tlc", service="green", month="2024-01", rows=rows,
-            single_row_group=single,
-        )  # fmt: skip
-        meta = pq.ParquetFile(path).metadata
-        for i in range(meta.num_columns):
-            column = meta.row_group(0).column(i)
-            assert column.compression == "ZSTD", column.path_in_schema
-            pages = data_pages(path, column.path_in_schema)
-            assert sum(p.values for p in pages) == rows
-            # Dictionary indices of 60,000 values are far under 1 MiB: one page, as TLC's.
-            if column.path_in_schema in ("VendorID", "PULocationID", "tip_amount"):
-                assert [p.values for p in pages] == [rows], column.path_in_schema
-            assert max(p.values for p in pages) > PYARROW_23_PAGE_ROW_CAP
-
-
-def test_one_row_group_month_has_no_page_row_cap(tmp_path: Path) -> None:
-    """The one-row-group writer (bench months of 20M rows) uses the same page layout."""
     path = write_month(
-        tmp_path, source="tlc", service="fhvhv", month="2025-01", rows=120_000,
-        single_row_group=True,
+        tmp_path, source="tlc", service=service, month=month, rows=rows,
+        single_row_group=single_row_group,
     )  # fmt: skip
-    assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
-    for column in ("tips", "dispatching_base_num", "access_a_ride_flag"):
-        pages = data_pages(path, column)
-        assert [p.values for p in pages] == [120_000], column
+    meta = pq.ParquetFile(path).metadata
+    for i in range(meta.num_columns):
+        column = meta.row_group(0).column(i)
+        assert column.compression == "ZSTD", column.path_in_schema
+        pages = data_pages(path, column.path_in_schema)
+        assert sum(p.values for p in pages) == rows
+        assert max(p.values for p in pages) > PYARROW_23_PAGE_ROW_CAP
+    for name in ONE_PAGE_COLUMNS[service, month]:
+        assert [p.values for p in data_pages(path, name)] == [rows], name

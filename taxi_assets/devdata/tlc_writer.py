@@ -22,3 +22,6 @@ TLC_PARQUET_WRITER_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
     "max_rows_per_page": _NO_ROW_LIMIT,
 }
+# Names this layout where generated months are cached (the benchmarks): change it with the
+# options above, so that months written the old way are generated again, not reused.
+TLC_LAYOUT_TAG = "zstd-1mib-pages"
