@@ -92,7 +92,11 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
         dg.build_init_resource_context()
     )
     with open(raw, "rb") as handle:
-        reader = open_contract_reader(handle, file_name=Path(raw).name, contract=contract, warn=log)
+        parsed = open_contract_reader(handle, file_name=Path(raw).name, contract=contract, warn=log)
+        # As the lake asset does (contract_stream.py): the raw file's name in the schema's
+        # metadata, from which the warehouse step fills every row's source_file.
+        lineage = {**(parsed.schema.metadata or {}), b"source_file": Path(raw).name.encode()}
+        reader = pa.RecordBatchReader.from_batches(parsed.schema.with_metadata(lineage), parsed)
         output = dg.build_output_context(
             asset_key=lake_key,
             partition_key=month,
