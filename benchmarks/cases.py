@@ -68,7 +68,12 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
     import dagster as dg
     import pyarrow as pa
 
-    from taxi_assets.assets.contract_stream import lake_row_count, with_lineage
+    from taxi_assets.assets.contract_stream import (
+        lake_row_count,
+        lake_schema,
+        warehouse_schema,
+        with_lineage,
+    )
     from taxi_assets.assets.trips import warehouse_metadata
     from taxi_assets.contracts import CONTRACTS, open_contract_reader
     from taxi_assets.io_managers.parquet_lake import EXPECTED_ROWS_KEY, ParquetLakeIOManager
@@ -93,10 +98,10 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
     )
     with open(raw, "rb") as handle:
         parsed = open_contract_reader(handle, file_name=Path(raw).name, contract=contract, warn=log)
-        # As the lake asset does (contract_stream.py): the raw file's name in the schema's
-        # metadata, from which the warehouse step fills every row's source_file.
-        lineage = {**(parsed.schema.metadata or {}), b"source_file": Path(raw).name.encode()}
-        reader = pa.RecordBatchReader.from_batches(parsed.schema.with_metadata(lineage), parsed)
+        # The lineage the lake asset records (no raw revision here, so no sha256): the
+        # warehouse step fills every row's source_file from it.
+        lineage = lake_schema(parsed.schema, Path(raw).name, None, month)
+        reader = pa.RecordBatchReader.from_batches(lineage, parsed)
         output = dg.build_output_context(
             asset_key=lake_key,
             partition_key=month,
@@ -120,9 +125,7 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
         )
     )
     months = loaded if isinstance(loaded, dict) else {month: loaded}
-    schema = contract.schema.append(pa.field("partition_month", pa.date32())).append(
-        pa.field("source_file", pa.string())
-    )
+    schema = warehouse_schema(contract)
 
     def batches():  # noqa: ANN202 - the warehouse asset's body, as in assets/trips.py
         for key, data in months.items():

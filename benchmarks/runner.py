@@ -460,16 +460,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     if report.get("tlc_layout"):
         from benchmarks import tlc_layout as tlc
 
-        csv_rates = [
-            m["rows"] / m["cases"]["core"]["median"]["wall_s"]
-            for m in sorted(report["months"], key=lambda m: m["rows"])
-            if "core" in m["cases"] and m["cases"]["core"]["median"].get("wall_s")
-        ]
-        result += tlc.targets(
-            report["tlc_layout"],
-            report["core_peak_rss_max_mb"],
-            csv_rates[-1] if csv_rates else None,  # the largest yellow CSV month (7.8M rows)
-        )
+        result += tlc.targets(report["tlc_layout"], report["core_peak_rss_max_mb"])
     backfill = report.get("backfill")
     if backfill:
         target = backfill["target"]

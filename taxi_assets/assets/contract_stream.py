@@ -37,6 +37,22 @@ def warehouse_schema(contract: Contract) -> pa.Schema:
     )
 
 
+def lake_schema(
+    schema: pa.Schema, source_file: str, sha256: str | None, partition_key: str | None
+) -> pa.Schema:
+    """``schema`` with the lineage a lake file carries in its metadata: the published file's
+    name (each warehouse row's ``source_file``), the raw revision the rows were parsed from
+    (which bytes, exactly) and the partition."""
+    return schema.with_metadata(
+        {
+            **(schema.metadata or {}),
+            b"source_file": source_file.encode(),
+            SOURCE_SHA256_KEY: (sha256 or "").encode(),
+            b"partition_key": (partition_key or "").encode(),
+        }
+    )
+
+
 def contract_stream(
     context: dg.AssetExecutionContext,
     raw_file: StoredFile,
@@ -64,15 +80,7 @@ def contract_stream(
     except BaseException:
         handle.close()
         raise
-    schema = contract.schema.with_metadata(
-        {
-            **(contract.schema.metadata or {}),
-            b"source_file": raw_file.name.encode(),
-            # The raw revision the rows were parsed from (lineage: which bytes, exactly).
-            SOURCE_SHA256_KEY: (raw_file.sha256 or "").encode(),
-            b"partition_key": (partition_key or "").encode(),
-        }
-    )
+    schema = lake_schema(contract.schema, raw_file.name, raw_file.sha256, partition_key)
 
     def batches() -> Iterator[pa.RecordBatch]:
         rows = 0

@@ -23,6 +23,10 @@ import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psycopg
 
 DEFAULT_EMBEDDED_DIR = "./data/warehouse"
 # PostgreSQL's "Populating a Database" advice for a server without replicas; minimal WAL
@@ -33,33 +37,35 @@ BULK_LOAD_SETTINGS = {"wal_level": "minimal", "max_wal_senders": "0"}
 def embedded_url(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> str:
     """Start (or find) the embedded server for ``data_dir``; a ``postgresql://`` URL to it.
 
-    A server without the bulk-load settings gets them (``ALTER SYSTEM``). If this call
-    started it, it restarts at once, before anyone else has its URL. A server that was
-    already running (started by an older version) is left running, since runs may be using
-    it; the settings apply from its next start (``make stop``)."""
+    A server this call starts gets the bulk-load settings (``ALTER SYSTEM``) and restarts
+    at once, before anyone else has its URL. A server already running is handed out as it
+    is (no query on this path, which every run takes): one started by an older version
+    keeps its settings, since runs may be using it, until its next start (``make stop``)."""
     import pgserver
 
     folder = Path(data_dir).expanduser().resolve()
     folder.parent.mkdir(parents=True, exist_ok=True)
-    # One process at a time checks and restarts: pgserver's own lock covers only its start.
+    # One process at a time starts and restarts: pgserver's own lock covers only its start.
     with _locked(folder.parent / f".{folder.name}.settings.lock"):
-        was_running = _running(folder)
+        if _running(folder):
+            return pgserver.get_server(folder, cleanup_mode=None).get_uri()
         server = pgserver.get_server(folder, cleanup_mode=None)
-        if not was_running:
-            # A handle this process cached before a stop is returned as is, not started:
-            # start it (pgserver's start step, under pgserver's own lock).
-            with server._lock:
-                server.ensure_postgres_running()
+        # A handle this process cached before a stop is returned as is, not started: start
+        # it (pgserver's start step, under pgserver's own lock).
+        with server._lock:
+            server.ensure_postgres_running()
         url = server.get_uri()
-        if _persist_bulk_load_settings(url) and not was_running:
+        if _persist_bulk_load_settings(url):
             _restart(folder)
     return url
 
 
 def pending_bulk_load_settings(url: str) -> dict[str, str]:
     """The bulk-load settings the server at ``url`` does not run with yet (name -> value)."""
-    running = bulk_load_settings_in_use(url)
-    return {name: value for name, value in BULK_LOAD_SETTINGS.items() if running[name] != value}
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        return _pending(connection)
 
 
 def bulk_load_settings_in_use(url: str) -> dict[str, str]:
@@ -67,23 +73,30 @@ def bulk_load_settings_in_use(url: str) -> dict[str, str]:
     import psycopg
 
     with psycopg.connect(url) as connection:
-        rows = connection.execute(
-            "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)",
-            (list(BULK_LOAD_SETTINGS),),
-        ).fetchall()
+        return _in_use(connection)
+
+
+def _in_use(connection: psycopg.Connection) -> dict[str, str]:
+    rows = connection.execute(
+        "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(BULK_LOAD_SETTINGS),)
+    ).fetchall()
     return dict(rows)
+
+
+def _pending(connection: psycopg.Connection) -> dict[str, str]:
+    running = _in_use(connection)
+    return {name: value for name, value in BULK_LOAD_SETTINGS.items() if running[name] != value}
 
 
 def _persist_bulk_load_settings(url: str) -> bool:
     """Write the settings the server lacks to its configuration; True if there were any."""
     import psycopg
 
-    missing = pending_bulk_load_settings(url)
-    if missing:
-        with psycopg.connect(url, autocommit=True) as connection:
-            for name, value in missing.items():
-                # ALTER SYSTEM takes no parameters; names and values are constants here.
-                connection.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+    with psycopg.connect(url, autocommit=True) as connection:
+        missing = _pending(connection)
+        for name, value in missing.items():
+            # ALTER SYSTEM takes no parameters; names and values are constants here.
+            connection.execute(f"ALTER SYSTEM SET {name} = '{value}'")
     return bool(missing)
 
 
