@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -48,7 +48,8 @@ def rows_of(key: str, count: int) -> Fill:
     def fill(connection: sa.Connection, staging: Staging) -> int:
         return connection.execute(
             sa.text(
-                f"INSERT INTO {staging.target} SELECT g, CAST(:first AS timestamp) "
+                f"INSERT INTO {staging.target} (trip_id, pickup_datetime, zone, partition_month) "
+                "SELECT g, CAST(:first AS timestamp) "
                 "+ g * interval '1 second', g % 265 + 1, CAST(:first AS date) "
                 "FROM generate_series(1, :count) AS g"
             ),
@@ -327,7 +328,8 @@ def test_a_range_of_months_is_swapped_in_one_transaction(engine: sa.Engine) -> N
     def two_months(connection: sa.Connection, staging: Staging) -> int:
         assert not staging.freeze  # rows go through the router
         return connection.exec_driver_sql(
-            f"INSERT INTO {staging.target} SELECT g, timestamp '2021-02-01' + g * interval '1 day', "
+            f"INSERT INTO {staging.target} (trip_id, pickup_datetime, zone, partition_month) "
+            "SELECT g, timestamp '2021-02-01' + g * interval '1 day', "
             "1, date_trunc('month', timestamp '2021-02-01' + g * interval '1 day')::date "
             "FROM generate_series(0, 49) AS g"
         ).rowcount
@@ -343,3 +345,76 @@ def test_a_range_of_months_is_swapped_in_one_transaction(engine: sa.Engine) -> N
     )
     assert done.swap_attempts == 1
     assert counts(engine) == {"2021-01": 10, "2021-02": 28, "2021-03": 22}
+
+
+PADDED = pa.schema(
+    [
+        ("base", pa.string()),
+        ("pickup_datetime", pa.timestamp("us")),
+        ("zone", pa.int32()),
+        ("fare", pa.float64()),
+        ("flag", pa.string()),
+        ("passengers", pa.int16()),
+        ("miles", pa.float64()),
+        ("partition_month", pa.date32()),
+    ]
+)
+
+
+def attribute_names(connection: sa.Connection, table: str) -> list[str]:
+    return list(
+        connection.exec_driver_sql(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %(table)s::regclass "
+            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            {"table": f"warehouse.{table}"},
+        ).scalars()
+    )
+
+
+def test_a_month_stores_its_columns_without_padding_and_readers_keep_the_parents_order(
+    engine: sa.Engine,
+) -> None:
+    ensure_table(engine, "warehouse", "padded", PADDED, TableLayout(partition_by="partition_month"))
+    names = "base, pickup_datetime, zone, fare, flag, passengers, miles, partition_month"
+
+    def fill(connection: sa.Connection, staging: Staging) -> int:
+        return connection.exec_driver_sql(
+            f"INSERT INTO {staging.target} ({names}) SELECT 'B0' || g, "
+            "timestamp '2021-01-01' + g * interval '1 minute', g, g * 1.5, 'N', 1, g * 0.25, "
+            "date '2021-01-01' FROM generate_series(1, 20000) AS g"
+        ).rowcount
+
+    replace_months(engine, "warehouse", "padded", "partition_month", [month("2021-01")], fill)
+    with engine.connect() as connection:
+        assert attribute_names(connection, "padded_2021_01") == [
+            "pickup_datetime", "fare", "miles", "zone", "partition_month", "passengers",
+            "base", "flag",
+        ]  # fmt: skip
+        assert attribute_names(connection, "padded") == PADDED.names
+        first = connection.exec_driver_sql(
+            "SELECT * FROM warehouse.padded ORDER BY pickup_datetime LIMIT 1"
+        ).one()
+        assert tuple(first) == (
+            "B01",
+            datetime(2021, 1, 1, 0, 1),
+            1,
+            1.5,
+            "N",
+            1,
+            0.25,
+            date(2021, 1, 1),
+        )
+        # The same rows in the parent's order take more room: the padding it would cost.
+        connection.exec_driver_sql(
+            "CREATE TABLE warehouse.padded_as_declared AS SELECT * FROM warehouse.padded"
+        )
+        stored = connection.exec_driver_sql(
+            "SELECT pg_relation_size('warehouse.padded_2021_01'), "
+            "pg_relation_size('warehouse.padded_as_declared')"
+        ).one()
+        assert stored[0] < stored[1] * 0.9, stored
+    # A reload builds its month the same way and replaces it.
+    replace_months(engine, "warehouse", "padded", "partition_month", [month("2021-01")], fill)
+    with engine.connect() as connection:
+        total = connection.exec_driver_sql("SELECT count(*) FROM warehouse.padded").scalar()
+    assert total == 20000

@@ -6,8 +6,9 @@ building its successor beside it and swapping the two:
 1. Lock the month: a session advisory lock on ``<schema>.<table>/<key>``, held to the
    end (a second load of the month waits here). Staging tables that an interrupted load
    of the month left are dropped now: no running load can own them.
-2. Stage, in one transaction that takes no lock on the parent: create a table shaped
-   like the parent, with a ``CHECK`` constraint matching the month's bounds; fill it
+2. Stage, in one transaction that takes no lock on the parent: create a table with the
+   parent's columns in storage order (no alignment padding; readers of the parent still
+   see its own order), with a ``CHECK`` constraint matching the month's bounds; fill it
    (``COPY ... FREEZE`` straight into it; several months go through a throwaway
    partitioned router); compare the rows written with the rows expected; build the
    parent's indexes on it; ``ANALYZE`` it. A failure or a kill rolls all of it back.
@@ -45,6 +46,7 @@ from taxi_assets.pg.partitions import (
     is_partition_of,
     staging_name,
     staging_tables,
+    storage_order,
     table_columns,
     table_indexes,
 )
@@ -68,7 +70,8 @@ class MonthBounds:
 @dataclass(frozen=True)
 class Staging:
     """Where a fill writes: ``target`` (quoted, schema-qualified); ``freeze``: the table was
-    created in this transaction, so ``COPY ... (FREEZE)`` may store its rows frozen."""
+    created in this transaction, so ``COPY ... (FREEZE)`` may store its rows frozen. Its
+    columns are in storage order, not the parent's: a fill names the columns it writes."""
 
     target: str
     freeze: bool
@@ -270,7 +273,7 @@ class _Stage:
     def fill_check_index(self, fill: Fill, expected_rows: int | None) -> int:
         """One transaction: create, fill, count, index, analyze. Rolled back on any error."""
         connection, schema = self.connection, self.schema
-        definition = ", ".join(c.definition() for c in self.columns)
+        definition = ", ".join(c.definition() for c in storage_order(self.columns))
         began = time.monotonic()
         with connection.begin():
             for month in self.months:
