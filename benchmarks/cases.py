@@ -71,6 +71,7 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
     from taxi_assets.assets.contract_stream import (
         lake_row_count,
         lake_schema,
+        warehouse_null_columns,
         warehouse_schema,
         with_lineage,
     )
@@ -142,7 +143,11 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
             # The warehouse asset's own metadata: the same partitioning and indexes.
             definition_metadata=warehouse_metadata(SERVICES[service]),
         ),
-        TableLoad(pa.RecordBatchReader.from_batches(schema, batches()), expected),
+        TableLoad(
+            pa.RecordBatchReader.from_batches(schema, batches()),
+            expected,
+            null_columns=warehouse_null_columns(months.values(), schema),
+        ),
     )
     database.engine().dispose()
     done = time.perf_counter()

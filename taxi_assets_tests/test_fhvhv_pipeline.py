@@ -14,7 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 
+from taxi_assets.resources.postgres import sqlalchemy_url
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import (
     lake_dataset,
@@ -62,6 +64,16 @@ def test_a_tlc_month_loads_with_its_checks_and_signals(
     assert signals["negative_trip_time_or_driver_pay"] == pc.sum(negative.cast(pa.int64())).as_py()
     meta = materialization_metadata(result, "raw/fhvhv_tripdata")
     assert meta["source"] == "tlc" and meta["source_rows"] == published
+    # Columns a 2021 TLC month never fills (airport_fee typed null, no cbd_congestion_fee
+    # yet, the course layouts' two): COPY leaves them to the table, which holds them null.
+    empty = ["airport_fee", "cbd_congestion_fee", "sr_flag", "affiliated_base_number"]
+    assert materialization_metadata(result, "warehouse/fhvhv_tripdata")["null_columns"] == empty
+    counted = ", ".join(f"count({name})" for name in [*empty, "tips", "source_file"])
+    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    with engine.connect() as connection:
+        counts = connection.exec_driver_sql(f"SELECT {counted} FROM warehouse.fhvhv_tripdata").one()
+    engine.dispose()
+    assert tuple(counts) == (0, 0, 0, 0, published, published)
 
 
 def republish(host: FaultyMirror, table: pa.Table) -> None:

@@ -1,4 +1,5 @@
-"""Reading a lake month holds one row group at a time, however many the file has."""
+"""Reading a lake month holds one row group at a time, however many the file has; its
+footers tell which columns are null in every row."""
 
 from __future__ import annotations
 
@@ -51,3 +52,30 @@ def test_lake_files_read_a_month_row_group_by_row_group(tmp_path: Path) -> None:
     finally:
         default.close()
     assert prebuffered > size / 2, (prebuffered, size)
+
+
+def test_null_columns_come_from_every_files_footer(tmp_path: Path) -> None:
+    nulls = pa.nulls(4, pa.float64())
+    values = pa.array([1.0, None, None, None])
+    first = pa.table({"empty": nulls, "late": values, "no_stats": nulls, "only_here": nulls})
+    # "late" is null in the first row group only: it has a value, so it is not null.
+    late_first = pa.table({"empty": nulls, "late": pa.nulls(4, pa.float64()), "no_stats": nulls})
+    second = pa.concat_tables([late_first, late_first.set_column(1, "late", values)])
+    folder = tmp_path / "month"
+    folder.mkdir()
+    pq.write_table(first.set_column(1, "late", nulls), folder / "a.parquet")
+    pq.write_table(
+        second, folder / "b.parquet", row_group_size=4, write_statistics=["empty", "late"]
+    )
+    lake = LakeFiles.at(pafs.LocalFileSystem(), str(folder))
+    assert len(lake.paths) == 2
+    asked = ["empty", "late", "no_stats", "only_here", "nowhere"]
+    # only_here: all null where present, missing from b; nowhere: in no file.
+    assert lake.null_columns(asked) == {"empty", "only_here", "nowhere"}
+    assert LakeFiles.at(pafs.LocalFileSystem(), str(folder / "a.parquet")).null_columns(asked) == {
+        "empty",
+        "late",
+        "no_stats",
+        "only_here",
+        "nowhere",
+    }

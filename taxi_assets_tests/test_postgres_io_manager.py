@@ -310,3 +310,49 @@ def test_downstream_reads_two_partitions_as_arrow_and_pandas(pg_url: str) -> Non
     assert len(frame) == 90
     assert set(frame["flag"].dropna()) == {"N", "", "N/A", "Y"}
     assert frame["flag"].isna().sum() == 22  # NULL stays NULL, "" stays "" through COPY TO
+
+
+def with_fares(table: pa.Table, fares: list[float | None]) -> pa.Table:
+    return table.set_column(
+        table.schema.get_field_index("fare"), "fare", pa.array(fares, pa.float64())
+    )
+
+
+def test_null_columns_are_left_to_the_table_and_a_value_in_one_fails_the_load(
+    pg_url: str,
+) -> None:
+    assert materialize(pg_url, [trips], "2021-01").success
+
+    def load_with(fares: list[float | None]) -> dg.ExecuteInProcessResult:
+        @dg.asset(
+            key=["warehouse", "trips"],
+            partitions_def=MONTHS,
+            metadata={"partition_expr": "partition_month"},
+        )
+        def hinted(context: dg.AssetExecutionContext) -> TableLoad:
+            table = with_fares(month_rows(context.partition_key, 25), fares)
+            return TableLoad(
+                table.to_reader(max_chunksize=10), 25, null_columns=frozenset({"fare"})
+            )
+
+        return materialize(pg_url, [hinted], "2021-01", raise_on_error=False)
+
+    # A fare in row 23 (the third batch): the hint was wrong, and the month stays as it was.
+    none: list[float | None] = [None]
+    wrong = load_with(none * 22 + [9.5, None, None])
+    assert not wrong.success
+    assert "column fare was to be null in every row" in str(wrong.all_events)
+    assert "row 23 " in str(wrong.all_events)
+    assert count_by_month(pg_url) == {"2021-01": 40}
+
+    right = load_with(none * 25)
+    assert right.success
+    metadata = right.asset_materializations_for_node("warehouse__trips")[0].metadata
+    assert metadata["null_columns"].value == ["fare"]
+    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    with engine.connect() as connection:
+        fares = connection.exec_driver_sql(
+            "SELECT count(*), count(fare), count(flag) FROM warehouse.trips"
+        ).one()
+    engine.dispose()
+    assert tuple(fares) == (25, 0, 19)  # every row, no fare, the other columns as sent

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from typing import Any
 
@@ -168,6 +168,15 @@ def with_lineage(data: LakeFiles, month: date, schema: pa.Schema) -> Iterator[pa
                 else:
                     columns.append(pa.nulls(n, field.type))
             yield pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def warehouse_null_columns(months: Iterable[LakeFiles], schema: pa.Schema) -> frozenset[str]:
+    """Columns of ``schema`` that :func:`with_lineage` leaves null in every row of
+    ``months`` (all null in the lake, or missing from its files); never a lineage column."""
+    found = frozenset(name for name in schema.names if name not in LINEAGE_COLUMNS)
+    for data in months:
+        found = data.null_columns(found)
+    return found
 
 
 def lineage_constants(month: date | None) -> Callable[[LakeFiles, str], dict[str, Any]]:

@@ -10,6 +10,7 @@ from taxi_assets.assets.contract_stream import (
     PARTITION_MONTH,
     contract_stream,
     lineage_constants,
+    warehouse_null_columns,
     warehouse_schema,
     with_lineage,
 )
@@ -209,7 +210,11 @@ def build_trip_assets(
             )
 
         return ParquetTableLoad(
-            pa.RecordBatchReader.from_batches(schema, batches()), expected, log=loads, parts=parts
+            pa.RecordBatchReader.from_batches(schema, batches()),
+            expected,
+            log=loads,
+            null_columns=warehouse_null_columns(lake_months.values(), schema),
+            parts=parts,
         )
 
     return [raw, lake, warehouse]

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from taxi_assets.errors import RowCountMismatch
 from taxi_assets.io_managers.arrow_stats import StreamStats, static_schema_metadata
 from taxi_assets.io_managers.load_log import LoadLog, Record
-from taxi_assets.pg.copy_in import copy_arrow
+from taxi_assets.pg.copy_in import copy_arrow, without_null_columns
 from taxi_assets.pg.copy_out import read_query_arrow
 from taxi_assets.pg.ddl import TableLayout, driver_cursor, ensure_table, ident, qualified
 from taxi_assets.pg.load_log import ensure_log_table, replace_records
@@ -45,12 +45,16 @@ class TableLoad:
     ``in_swap``: statements to run in the transaction that swaps the partitions in, so
     that they commit with the months or not at all (PostgreSQL only). ``log``: records
     about the load, written in the transaction that publishes it (every engine).
+    ``null_columns``: columns null in every row of ``reader`` (known from the lake's
+    footers); a month's COPY does not send them (PostgreSQL, partitioned tables only:
+    staging tables have no column defaults), and a value in one fails the load.
     """
 
     reader: pa.RecordBatchReader
     expected_rows: int | None = None
     in_swap: InSwap | None = None
     log: LoadLog | None = None
+    null_columns: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -192,7 +196,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
             return copy_arrow(
                 driver_cursor(connection),
                 staging.target,
-                reader,
+                without_null_columns(reader, load.null_columns, staging.target),
                 log=context.log.info,
                 expected_rows=load.expected_rows,
                 freeze=staging.freeze,
@@ -219,6 +223,10 @@ class PostgresIOManager(dg.ConfigurableIOManager):
                 "copy_s": round(done.fill_s, 3),
                 "index_s": round(done.index_s, 3),
                 "analyze_s": round(done.analyze_s, 3),
+                # Null in every row of the months loaded: not sent by COPY.
+                "null_columns": dg.MetadataValue.json(
+                    [name for name in reader.schema.names if name in load.null_columns]
+                ),
             },
         )
 

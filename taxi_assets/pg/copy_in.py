@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -93,6 +93,37 @@ def copy_arrow(
             in_flight.popleft().result()
     pa.default_memory_pool().release_unused()  # give cached blocks back to the OS
     return cursor.rowcount if cursor.rowcount >= 0 else progress.rows
+
+
+def without_null_columns(
+    reader: pa.RecordBatchReader, null_columns: Collection[str], table_sql: str
+) -> pa.RecordBatchReader:
+    """``reader`` without ``null_columns``, columns said to be null in every row: COPY
+    then leaves them to the table (NULL, for a table with no column defaults), and the
+    server decodes, and the client encodes, none of their fields. Each batch is checked:
+    a value in one of them fails the load, naming the column, rather than be dropped."""
+    skipped = [name for name in reader.schema.names if name in null_columns]
+    if not skipped:
+        return reader
+    kept = [name for name in reader.schema.names if name not in null_columns]
+    schema = pa.schema([reader.schema.field(name) for name in kept], reader.schema.metadata)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        first_row = 1
+        for batch in reader:
+            for name in skipped:
+                column = batch.column(name)
+                if column.null_count != len(column):
+                    row = first_row + pc.index(pc.is_valid(column), True).as_py()
+                    raise ValueError(
+                        f"{table_sql}: column {name} was to be null in every row (the lake "
+                        f"files' statistics say so) but row {row:,} of the stream has a "
+                        "value; nothing was loaded"
+                    )
+            first_row += batch.num_rows
+            yield batch.select(kept)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 def _encode_csv(batch: pa.RecordBatch) -> memoryview:
