@@ -71,7 +71,7 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
     from taxi_assets.assets.contract_stream import (
         lake_row_count,
         lake_schema,
-        warehouse_null_columns,
+        warehouse_constant_columns,
         warehouse_schema,
         with_lineage,
     )
@@ -146,7 +146,9 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
         TableLoad(
             pa.RecordBatchReader.from_batches(schema, batches()),
             expected,
-            null_columns=warehouse_null_columns(months.values(), schema),
+            constant_columns=warehouse_constant_columns(
+                {parse_month(key): data for key, data in months.items()}, schema
+            ),
         ),
     )
     database.engine().dispose()

@@ -3,7 +3,7 @@
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import dagster as dg
@@ -318,12 +318,15 @@ def with_fares(table: pa.Table, fares: list[float | None]) -> pa.Table:
     )
 
 
-def test_null_columns_are_left_to_the_table_and_a_value_in_one_fails_the_load(
+def test_constant_columns_are_left_to_the_table_and_another_value_fails_the_load(
     pg_url: str,
 ) -> None:
     assert materialize(pg_url, [trips], "2021-01").success
+    first_of_january = date(2021, 1, 1)
 
-    def load_with(fares: list[float | None]) -> dg.ExecuteInProcessResult:
+    def load_with(
+        fares: list[float | None], month: date = first_of_january
+    ) -> dg.ExecuteInProcessResult:
         @dg.asset(
             key=["warehouse", "trips"],
             partitions_def=MONTHS,
@@ -331,9 +334,8 @@ def test_null_columns_are_left_to_the_table_and_a_value_in_one_fails_the_load(
         )
         def hinted(context: dg.AssetExecutionContext) -> TableLoad:
             table = with_fares(month_rows(context.partition_key, 25), fares)
-            return TableLoad(
-                table.to_reader(max_chunksize=10), 25, null_columns=frozenset({"fare"})
-            )
+            constants = {"fare": None, "partition_month": month}
+            return TableLoad(table.to_reader(max_chunksize=10), 25, constant_columns=constants)
 
         return materialize(pg_url, [hinted], "2021-01", raise_on_error=False)
 
@@ -341,18 +343,33 @@ def test_null_columns_are_left_to_the_table_and_a_value_in_one_fails_the_load(
     none: list[float | None] = [None]
     wrong = load_with(none * 22 + [9.5, None, None])
     assert not wrong.success
-    assert "column fare was to be null in every row" in str(wrong.all_events)
-    assert "row 23 " in str(wrong.all_events)
+    assert "column fare was to hold None in every row but row 23 " in str(wrong.all_events)
+    assert count_by_month(pg_url) == {"2021-01": 40}
+    # Every row's partition_month is 2021-01-01, not the 2nd: row 1 already differs.
+    wrong_month = load_with(none * 25, date(2021, 1, 2))
+    assert not wrong_month.success
+    assert (
+        "column partition_month was to hold datetime.date(2021, 1, 2) in every row but row 1 "
+        in str(wrong_month.all_events)
+    )
     assert count_by_month(pg_url) == {"2021-01": 40}
 
     right = load_with(none * 25)
     assert right.success
     metadata = right.asset_materializations_for_node("warehouse__trips")[0].metadata
     assert metadata["null_columns"].value == ["fare"]
+    assert metadata["constant_columns"].value == ["partition_month"]
     engine = sa.create_engine(sqlalchemy_url(pg_url))
     with engine.connect() as connection:
-        fares = connection.exec_driver_sql(
-            "SELECT count(*), count(fare), count(flag) FROM warehouse.trips"
+        stored = connection.exec_driver_sql(
+            "SELECT count(*), count(fare), count(flag), min(partition_month), "
+            "max(partition_month) FROM warehouse.trips"
         ).one()
+        # The default served the COPY only: the month's child keeps none.
+        defaults = connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_attrdef WHERE adrelid = 'warehouse.trips_2021_01'::regclass"
+        ).scalar()
     engine.dispose()
-    assert tuple(fares) == (25, 0, 19)  # every row, no fare, the other columns as sent
+    # Every row, no fare, the month from the default, the other columns as sent.
+    assert tuple(stored) == (25, 0, 19, first_of_january, first_of_january)
+    assert defaults == 0

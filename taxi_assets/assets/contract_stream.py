@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 from typing import Any
 
@@ -170,12 +170,26 @@ def with_lineage(data: LakeFiles, month: date, schema: pa.Schema) -> Iterator[pa
             yield pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def warehouse_null_columns(months: Iterable[LakeFiles], schema: pa.Schema) -> frozenset[str]:
-    """Columns of ``schema`` that :func:`with_lineage` leaves null in every row of
-    ``months`` (all null in the lake, or missing from its files); never a lineage column."""
-    found = frozenset(name for name in schema.names if name not in LINEAGE_COLUMNS)
-    for data in months:
-        found = data.null_columns(found)
+def warehouse_constant_columns(
+    lake_months: Mapping[date, LakeFiles], schema: pa.Schema
+) -> dict[str, Any]:
+    """Columns of ``schema`` holding one value in every row :func:`with_lineage` yields for
+    ``lake_months``, known without reading a row: None for those null in all the lake
+    files (their footers) or missing from them, and the lineage columns when one month and
+    one ``source_file`` are loaded (the usual run: one month, one file)."""
+    found: dict[str, Any] = dict.fromkeys(
+        name for name in schema.names if name not in LINEAGE_COLUMNS
+    )
+    lineage: dict[str, set[Any]] = {name: set() for name in LINEAGE_COLUMNS}
+    for month, data in lake_months.items():
+        nulls = data.null_columns(found)
+        found = {name: None for name in found if name in nulls}
+        for path in data.paths:
+            for name, value in lineage_constants(month)(data, path).items():
+                lineage[name].add(value)
+    for name, values in lineage.items():
+        if name in schema.names and len(values) == 1:
+            found[name] = values.pop()
     return found
 
 

@@ -10,7 +10,7 @@ from taxi_assets.assets.contract_stream import (
     PARTITION_MONTH,
     contract_stream,
     lineage_constants,
-    warehouse_null_columns,
+    warehouse_constant_columns,
     warehouse_schema,
     with_lineage,
 )
@@ -213,7 +213,9 @@ def build_trip_assets(
             pa.RecordBatchReader.from_batches(schema, batches()),
             expected,
             log=loads,
-            null_columns=warehouse_null_columns(lake_months.values(), schema),
+            constant_columns=warehouse_constant_columns(
+                {parse_month(month): data for month, data in lake_months.items()}, schema
+            ),
             parts=parts,
         )
 

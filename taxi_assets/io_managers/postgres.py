@@ -18,7 +18,7 @@ publishes the rows (the swap's), replacing the records of the same key.
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,9 +29,16 @@ import sqlalchemy as sa
 from taxi_assets.errors import RowCountMismatch
 from taxi_assets.io_managers.arrow_stats import StreamStats, static_schema_metadata
 from taxi_assets.io_managers.load_log import LoadLog, Record
-from taxi_assets.pg.copy_in import copy_arrow, without_null_columns
+from taxi_assets.pg.copy_in import copy_arrow, without_constant_columns
 from taxi_assets.pg.copy_out import read_query_arrow
-from taxi_assets.pg.ddl import TableLayout, driver_cursor, ensure_table, ident, qualified
+from taxi_assets.pg.ddl import (
+    TableLayout,
+    driver_cursor,
+    ensure_table,
+    ident,
+    qualified,
+    set_column_defaults,
+)
 from taxi_assets.pg.load_log import ensure_log_table, replace_records
 from taxi_assets.pg.month_swap import InSwap, MonthBounds, Staging, replace_months
 from taxi_assets.pg.partitions import tree_bytes
@@ -45,16 +52,17 @@ class TableLoad:
     ``in_swap``: statements to run in the transaction that swaps the partitions in, so
     that they commit with the months or not at all (PostgreSQL only). ``log``: records
     about the load, written in the transaction that publishes it (every engine).
-    ``null_columns``: columns null in every row of ``reader`` (known from the lake's
-    footers); a month's COPY does not send them (PostgreSQL, partitioned tables only:
-    staging tables have no column defaults), and a value in one fails the load.
+    ``constant_columns``: columns holding one value in every row of ``reader`` (None:
+    null), known without reading it (the lake's footers, the month); a month's COPY does
+    not send them but makes each the staging table's default while it runs (PostgreSQL,
+    partitioned tables), and a row holding anything else fails the load.
     """
 
     reader: pa.RecordBatchReader
     expected_rows: int | None = None
     in_swap: InSwap | None = None
     log: LoadLog | None = None
-    null_columns: frozenset[str] = frozenset()
+    constant_columns: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -192,15 +200,22 @@ class PostgresIOManager(dg.ConfigurableIOManager):
             for key, (start, end) in zip(target.keys, target.key_windows, strict=True)
         ]
 
+        constants = {k: v for k, v in load.constant_columns.items() if k in reader.schema.names}
+        defaults = {name: value for name, value in constants.items() if value is not None}
+
         def fill(connection: sa.Connection, staging: Staging) -> int:
-            return copy_arrow(
+            # The staging tables only, and only for this COPY: the month's child keeps none.
+            set_column_defaults(connection, staging.target, defaults)
+            written = copy_arrow(
                 driver_cursor(connection),
                 staging.target,
-                without_null_columns(reader, load.null_columns, staging.target),
+                without_constant_columns(reader, constants, staging.target),
                 log=context.log.info,
                 expected_rows=load.expected_rows,
                 freeze=staging.freeze,
             )
+            set_column_defaults(connection, staging.target, dict.fromkeys(defaults))
+            return written
 
         done = replace_months(
             self.database.engine(),
@@ -223,9 +238,12 @@ class PostgresIOManager(dg.ConfigurableIOManager):
                 "copy_s": round(done.fill_s, 3),
                 "index_s": round(done.index_s, 3),
                 "analyze_s": round(done.analyze_s, 3),
-                # Null in every row of the months loaded: not sent by COPY.
+                # One value in every row of the months loaded: not sent by COPY.
                 "null_columns": dg.MetadataValue.json(
-                    [name for name in reader.schema.names if name in load.null_columns]
+                    [name for name, value in constants.items() if value is None]
+                ),
+                "constant_columns": dg.MetadataValue.json(
+                    [name for name, value in constants.items() if value is not None]
                 ),
             },
         )

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -95,35 +96,49 @@ def copy_arrow(
     return cursor.rowcount if cursor.rowcount >= 0 else progress.rows
 
 
-def without_null_columns(
-    reader: pa.RecordBatchReader, null_columns: Collection[str], table_sql: str
+def without_constant_columns(
+    reader: pa.RecordBatchReader, constants: Mapping[str, Any], table_sql: str
 ) -> pa.RecordBatchReader:
-    """``reader`` without ``null_columns``, columns said to be null in every row: COPY
-    then leaves them to the table (NULL, for a table with no column defaults), and the
-    server decodes, and the client encodes, none of their fields. Each batch is checked:
-    a value in one of them fails the load, naming the column, rather than be dropped."""
-    skipped = [name for name in reader.schema.names if name in null_columns]
+    """``reader`` without ``constants``, columns said to hold one value in every row (None:
+    null): COPY then leaves them to the table (its column default, or NULL), and the server
+    decodes, and the client encodes, none of their fields. Each batch is checked: a row
+    holding anything else fails the load, naming the column and row, rather than be lost."""
+    skipped = [name for name in reader.schema.names if name in constants]
     if not skipped:
         return reader
-    kept = [name for name in reader.schema.names if name not in null_columns]
+    kept = [name for name in reader.schema.names if name not in constants]
     schema = pa.schema([reader.schema.field(name) for name in kept], reader.schema.metadata)
+    expected = {
+        name: pa.scalar(constants[name], reader.schema.field(name).type) for name in skipped
+    }
 
     def batches() -> Iterator[pa.RecordBatch]:
         first_row = 1
         for batch in reader:
             for name in skipped:
-                column = batch.column(name)
-                if column.null_count != len(column):
-                    row = first_row + pc.index(pc.is_valid(column), True).as_py()
+                different = _other_than(batch.column(name), expected[name])
+                if different is not None:
                     raise ValueError(
-                        f"{table_sql}: column {name} was to be null in every row (the lake "
-                        f"files' statistics say so) but row {row:,} of the stream has a "
-                        "value; nothing was loaded"
+                        f"{table_sql}: column {name} was to hold {expected[name].as_py()!r} "
+                        f"in every row but row {first_row + different:,} of the stream does "
+                        "not; nothing was loaded"
                     )
             first_row += batch.num_rows
             yield batch.select(kept)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _other_than(column: pa.Array, value: pa.Scalar) -> int | None:
+    """Index of the first row of ``column`` that does not hold ``value`` (null: is null)."""
+    if not value.is_valid:
+        if column.null_count == len(column):
+            return None
+        return pc.index(pc.is_valid(column), True).as_py()
+    same = pc.fill_null(pc.equal(column, value), False)
+    if column.null_count == 0 and pc.all(same).as_py():
+        return None
+    return pc.index(same, False).as_py()
 
 
 def _encode_csv(batch: pa.RecordBatch) -> memoryview:

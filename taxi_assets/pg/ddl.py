@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pyarrow as pa
 import sqlalchemy as sa
+from psycopg import sql
 from sqlalchemy.dialects import postgresql
 
 from taxi_assets.errors import NotPartitioned
@@ -233,6 +234,23 @@ def layout_indexes(table: str, layout: TableLayout) -> list[tuple[str, str, str]
         for method, columns in (("btree", layout.btree_columns), ("brin", layout.brin_columns))
         for column in columns
     ]
+
+
+def literal(connection: sa.Connection, value: object) -> str:
+    """A SQL literal for DDL, which takes no bind parameters (dates, timestamps)."""
+    driver = connection.connection.driver_connection
+    if not isinstance(driver, psycopg.Connection):
+        raise TypeError(f"expected a psycopg 3 connection, got {type(driver).__name__}")
+    return sql.Literal(value).as_string(driver)
+
+
+def set_column_defaults(
+    connection: sa.Connection, table_sql: str, defaults: Mapping[str, object]
+) -> None:
+    """Give columns of ``table_sql`` these defaults (None: drop the column's default)."""
+    for column, value in defaults.items():
+        change = "DROP DEFAULT" if value is None else f"SET DEFAULT {literal(connection, value)}"
+        connection.exec_driver_sql(f"ALTER TABLE {table_sql} ALTER COLUMN {ident(column)} {change}")
 
 
 def driver_cursor(connection: sa.Connection) -> psycopg.Cursor[Any]:

@@ -34,10 +34,16 @@ from datetime import date, datetime
 
 import psycopg
 import sqlalchemy as sa
-from psycopg import sql
 
 from taxi_assets.errors import RowCountMismatch
-from taxi_assets.pg.ddl import bounded_name, ident, qualified, relation_kind, require_partitioned
+from taxi_assets.pg.ddl import (
+    bounded_name,
+    ident,
+    literal,
+    qualified,
+    relation_kind,
+    require_partitioned,
+)
 from taxi_assets.pg.lock_retry import LockWaits, with_lock_retries
 from taxi_assets.pg.partitions import (
     Column,
@@ -204,14 +210,6 @@ def _rows_of_child(connection: sa.Connection, schema: str, table: str, month: Mo
             return 0
         count = connection.exec_driver_sql(f"SELECT count(*) FROM {qualified(schema, child)}")
         return int(count.scalar() or 0)
-
-
-def literal(connection: sa.Connection, value: object) -> str:
-    """A SQL literal for DDL, which takes no bind parameters (dates, timestamps)."""
-    driver = connection.connection.driver_connection
-    if not isinstance(driver, psycopg.Connection):
-        raise TypeError(f"expected a psycopg 3 connection, got {type(driver).__name__}")
-    return sql.Literal(value).as_string(driver)
 
 
 def bounds_sql(connection: sa.Connection, month: MonthBounds) -> str:
