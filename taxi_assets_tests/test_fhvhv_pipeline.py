@@ -14,11 +14,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import sqlalchemy as sa
 
-from taxi_assets.resources.postgres import sqlalchemy_url
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import (
+    engine_for,
     lake_dataset,
     materialization_metadata,
     pipeline_resources,
@@ -73,7 +72,7 @@ def test_a_tlc_month_loads_with_its_checks_and_signals(
     assert warehouse["constant_columns"] == ["partition_month", "source_file"]
     counted = ", ".join(f"count({name})" for name in [*empty, "tips", "source_file"])
     counted += f", count(*) FILTER (WHERE source_file = '{NAME}')"
-    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    engine = engine_for(pg_url)
     with engine.connect() as connection:
         counts = connection.exec_driver_sql(f"SELECT {counted} FROM warehouse.fhvhv_tripdata").one()
     engine.dispose()

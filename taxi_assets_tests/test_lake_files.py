@@ -4,6 +4,7 @@ footers tell which columns are null in every row."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from taxi_assets.assets.contract_stream import warehouse_constant_columns
 from taxi_assets.io_managers.lake_files import LakeFiles
 
 GROUPS, GROUP_ROWS = 40, 25_000
@@ -69,10 +71,18 @@ def test_null_columns_come_from_every_files_footer(tmp_path: Path) -> None:
     )
     lake = LakeFiles.at(pafs.LocalFileSystem(), str(folder))
     assert len(lake.paths) == 2
-    asked = ["empty", "late", "no_stats", "only_here", "nowhere"]
+    asked = pa.schema(
+        [(name, pa.float64()) for name in ("empty", "late", "no_stats", "only_here", "nowhere")]
+    )
+
+    def null_columns(data: LakeFiles) -> set[str]:
+        found = warehouse_constant_columns({date(2021, 1, 1): data}, asked)
+        assert all(value is None for value in found.values())  # no lineage column asked
+        return set(found)
+
     # only_here: all null where present, missing from b; nowhere: in no file.
-    assert lake.null_columns(asked) == {"empty", "only_here", "nowhere"}
-    assert LakeFiles.at(pafs.LocalFileSystem(), str(folder / "a.parquet")).null_columns(asked) == {
+    assert null_columns(lake) == {"empty", "only_here", "nowhere"}
+    assert null_columns(LakeFiles.at(pafs.LocalFileSystem(), str(folder / "a.parquet"))) == {
         "empty",
         "late",
         "no_stats",

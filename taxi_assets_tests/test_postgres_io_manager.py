@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from taxi_assets.io_managers.postgres import PostgresIOManager, TableLoad
 from taxi_assets.pg.ddl import qualified
 from taxi_assets.resources.postgres import PostgresResource, sqlalchemy_url
-from taxi_assets_tests.pipeline import warehouse_counts
+from taxi_assets_tests.pipeline import engine_for, warehouse_counts
 
 MONTHS = dg.MonthlyPartitionsDefinition(start_date="2021-01", fmt="%Y-%m", end_offset=0)
 SCHEMA = pa.schema(
@@ -359,7 +359,7 @@ def test_constant_columns_are_left_to_the_table_and_another_value_fails_the_load
     metadata = right.asset_materializations_for_node("warehouse__trips")[0].metadata
     assert metadata["null_columns"].value == ["fare"]
     assert metadata["constant_columns"].value == ["partition_month"]
-    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    engine = engine_for(pg_url)
     with engine.connect() as connection:
         stored = connection.exec_driver_sql(
             "SELECT count(*), count(fare), count(flag), min(partition_month), "

@@ -12,7 +12,7 @@ import pyarrow as pa
 from taxi_assets.contracts import Contract, ContractError, open_contract_reader
 from taxi_assets.errors import RowCountMismatch
 from taxi_assets.instance_reads import latest_metadata
-from taxi_assets.io_managers.lake_files import LakeFiles
+from taxi_assets.io_managers.lake_files import LakeFiles, null_columns_of
 from taxi_assets.io_managers.parquet_lake import EXPECTED_ROWS_KEY
 from taxi_assets.io_managers.raw_files import StoredFile
 
@@ -152,7 +152,7 @@ def with_lineage(data: LakeFiles, month: date, schema: pa.Schema) -> Iterator[pa
     for path in data.paths:
         with data.open(path) as parquet:
             physical = parquet.schema_arrow
-        source_file = (physical.metadata or {}).get(b"source_file", b"").decode() or None
+        source_file = source_file_of(physical)
         present = set(physical.names)
         wanted = [f.name for f in schema if f.name in present and f.name not in LINEAGE_COLUMNS]
         for batch in data.file_batches(path, columns=wanted, batch_size=WAREHOUSE_BATCH_ROWS):
@@ -170,23 +170,30 @@ def with_lineage(data: LakeFiles, month: date, schema: pa.Schema) -> Iterator[pa
             yield pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
+def source_file_of(physical: pa.Schema) -> str | None:
+    """The raw file a lake file was parsed from, as its key-value metadata names it."""
+    return (physical.metadata or {}).get(b"source_file", b"").decode() or None
+
+
 def warehouse_constant_columns(
     lake_months: Mapping[date, LakeFiles], schema: pa.Schema
 ) -> dict[str, Any]:
     """Columns of ``schema`` holding one value in every row :func:`with_lineage` yields for
-    ``lake_months``, known without reading a row: None for those null in all the lake
-    files (their footers) or missing from them, and the lineage columns when one month and
-    one ``source_file`` are loaded (the usual run: one month, one file)."""
+    ``lake_months``, known without reading a row (one footer read per file): None for those
+    null in all the lake files or missing from them, and the lineage columns when one month
+    and one ``source_file`` are loaded (the usual run: one month, one file)."""
     found: dict[str, Any] = dict.fromkeys(
         name for name in schema.names if name not in LINEAGE_COLUMNS
     )
-    lineage: dict[str, set[Any]] = {name: set() for name in LINEAGE_COLUMNS}
-    for month, data in lake_months.items():
-        nulls = data.null_columns(found)
-        found = {name: None for name in found if name in nulls}
+    sources: set[str | None] = set()
+    for data in lake_months.values():
         for path in data.paths:
-            for name, value in lineage_constants(month)(data, path).items():
-                lineage[name].add(value)
+            with data.open(path) as parquet:
+                physical = parquet.schema_arrow
+                nulls = null_columns_of(parquet.metadata)
+            found = {name: None for name in found if name not in physical.names or name in nulls}
+            sources.add(source_file_of(physical))
+    lineage: dict[str, set[Any]] = {PARTITION_MONTH: set(lake_months), SOURCE_FILE: sources}
     for name, values in lineage.items():
         if name in schema.names and len(values) == 1:
             found[name] = values.pop()
@@ -201,10 +208,6 @@ def lineage_constants(month: date | None) -> Callable[[LakeFiles, str], dict[str
         if month is None:
             return {}
         with files.open(path) as parquet:
-            metadata = parquet.schema_arrow.metadata or {}
-        return {
-            PARTITION_MONTH: month,
-            SOURCE_FILE: metadata.get(b"source_file", b"").decode() or None,
-        }
+            return {PARTITION_MONTH: month, SOURCE_FILE: source_file_of(parquet.schema_arrow)}
 
     return constants

@@ -9,7 +9,7 @@ row group (TLC's layout) is decoded page by page rather than loaded whole.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -57,18 +57,6 @@ class LakeFiles:
                 total += parquet.metadata.num_rows
         return total
 
-    def null_columns(self, names: Iterable[str]) -> frozenset[str]:
-        """Of ``names``, those with no value in any row of any file: missing from a file,
-        or recorded by its footer's statistics with as many nulls as rows in every row
-        group (no data is read; a row group without statistics counts as having values)."""
-        found = frozenset(names)
-        for path in self.paths:
-            with self.open(path) as parquet:
-                present = set(parquet.schema_arrow.names)
-                nulls = _null_columns(parquet.metadata)
-            found = frozenset(name for name in found if name not in present or name in nulls)
-        return found
-
     @property
     def schema(self) -> pa.Schema:
         """The first file's schema, with its metadata (the lake writes one schema per asset)."""
@@ -95,7 +83,7 @@ class LakeFiles:
                 )
 
 
-def _null_columns(metadata: pq.FileMetaData) -> frozenset[str]:
+def null_columns_of(metadata: pq.FileMetaData) -> frozenset[str]:
     """Top-level, non-nested columns whose every row group records as many nulls as rows."""
     names = set()
     for index in range(metadata.num_columns):
