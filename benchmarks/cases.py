@@ -98,7 +98,13 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
         dg.build_init_resource_context()
     )
     with open(raw, "rb") as handle:
-        parsed = open_contract_reader(handle, file_name=Path(raw).name, contract=contract, warn=log)
+        parsed = open_contract_reader(
+            handle,
+            file_name=Path(raw).name,
+            contract=contract,
+            warn=log,
+            dictionary_strings=True,  # as the lake asset reads (contract_stream)
+        )
         # The lineage the lake asset records (no raw revision here, so no sha256): the
         # warehouse step fills every row's source_file from it.
         lineage = lake_schema(parsed.schema, Path(raw).name, None, month)

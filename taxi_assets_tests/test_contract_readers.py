@@ -22,6 +22,7 @@ from taxi_assets.contracts import (
     UnknownColumnsError,
     open_contract_reader,
 )
+from taxi_assets.contracts.parquet_reader import STRING_DICTIONARY
 
 YELLOW_HEADER = (
     "VendorID,tpep_pickup_datetime,tpep_dropoff_datetime,passenger_count,trip_distance,"
@@ -712,3 +713,49 @@ def test_one_row_group_is_read_in_batches(tmp_path: Path) -> None:
     reader = open_contract_reader(path, file_name=path.name, contract=CONTRACTS["fhvhv"])
     sizes = [batch.num_rows for batch in reader]
     assert sizes == [65_536, 65_536, rows - 2 * 65_536]
+
+
+@pytest.mark.parametrize("text", [pa.string(), pa.large_string()])
+def test_fhvhv_text_columns_can_stay_dictionary_encoded(tmp_path: Path, text: pa.DataType) -> None:
+    """``dictionary_strings`` (the lake's read): TLC's text columns arrive dictionary-encoded
+    with the same values; every other column has its contract type."""
+    path = tmp_path / "fhvhv_tripdata_2023-02.parquet"
+    pq.write_table(fhvhv_tlc_table(ids=pa.int32(), text=text), path)
+    contract = CONTRACTS["fhvhv"]
+    reader = open_contract_reader(
+        path, file_name=path.name, contract=contract, dictionary_strings=True
+    )
+    encoded = {"hvfhs_license_num", "dispatching_base_num", "originating_base_num", *FHVHV_FLAGS}
+    for field, declared in zip(reader.schema, contract.schema, strict=True):
+        assert field.metadata == declared.metadata
+        assert field.type == (STRING_DICTIONARY if field.name in encoded else declared.type)
+    table = reader.read_all()
+    assert table.schema.equals(reader.schema, check_metadata=True)
+    assert table.to_pylist() == read(path, "fhvhv").to_pylist()
+
+
+def test_dictionary_strings_leave_merged_and_coded_columns_plain(tmp_path: Path) -> None:
+    """A column merged from two header columns, and text codes, are decoded as before; a
+    lone text column stays encoded."""
+    path = tmp_path / "fhv_tripdata_2018-03.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "Pickup_DateTime": pa.array([0, 1], pa.timestamp("us")),
+                "Dispatching_base_number": ["B1", None],
+                "Dispatching_base_num": [None, "B2"],
+                "SR_Flag": ["Y", None],
+                "Affiliated_base_number": ["B3", "B3"],
+            }
+        ),
+        path,
+    )
+    reader = open_contract_reader(
+        path, file_name=path.name, contract=CONTRACTS["fhv"], dictionary_strings=True
+    )
+    encoded = [field.name for field in reader.schema if pa.types.is_dictionary(field.type)]
+    assert encoded == ["affiliated_base_number"]
+    table = reader.read_all()
+    assert table.to_pylist() == read(path, "fhv").to_pylist()
+    assert table["dispatching_base_num"].to_pylist() == ["B1", "B2"]
+    assert table["sr_flag"].to_pylist() == [1, None]

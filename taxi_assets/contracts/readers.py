@@ -24,8 +24,13 @@ def open_contract_reader(
     file_name: str,
     contract: Contract,
     warn: Callable[[str], None] | None = None,
+    dictionary_strings: bool = False,
 ) -> pa.RecordBatchReader:
     """Stream `source` as record batches whose schema is exactly `contract.schema`.
+
+    `dictionary_strings`: Parquet text columns stay dictionary-encoded (see
+    `open_parquet_reader`); the schema then differs from `contract.schema` in those
+    columns' types only.
 
     `source` is a path or a seekable binary file object (left open for the caller).
     `file_name` is the published name: its suffix picks the format (.csv, .csv.gz,
@@ -36,7 +41,13 @@ def open_contract_reader(
     warn = warn or _log.warning
     lowered = file_name.lower()
     if lowered.endswith(".parquet"):
-        return open_parquet_reader(source, file_name=file_name, contract=contract, warn=warn)
+        return open_parquet_reader(
+            source,
+            file_name=file_name,
+            contract=contract,
+            warn=warn,
+            dictionary_strings=dictionary_strings,
+        )
     if lowered.endswith((".csv.gz", ".csv.gzip")):
         return open_csv_reader(
             source, file_name=file_name, contract=contract, gzipped=True, warn=warn

@@ -6,6 +6,7 @@ partitions land in ``<asset path>/year=YYYY/month=MM/<asset>_<key>.parquet``: Du
 Spark and BigQuery external tables read all partitions as one dataset.
 """
 
+import base64
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,15 +53,25 @@ def write_parquet_stream(
     ``progress_every_s`` (rows, % of ``expected_rows`` when known, rows/s).
     """
     progress = ProgressLog(label, log, expected_rows, every_s=progress_every_s)
+    decoded = decoded_schema(reader.schema)
     # Row groups are encoded and compressed on a second thread while this one reads and
     # parses the next (both release the GIL); one group in flight at most. The pool exits
     # (waiting for that write) before the writer closes.
     with (
         pq.ParquetWriter(
-            local, reader.schema, compression=compression, **_encodings(reader.schema)
+            local,
+            reader.schema,
+            compression=compression,
+            store_schema=decoded == reader.schema,
+            **_encodings(reader.schema),
         ) as writer,
         ThreadPoolExecutor(1, "parquet-write") as pool,
     ):
+        if decoded != reader.schema:
+            # Dictionary-typed columns are written as the dictionary-encoded text columns
+            # they are; the file records the decoded schema, as if written from plain
+            # strings, so every reader sees the same file either way.
+            writer.add_key_value_metadata(_footer_metadata(decoded))
         in_flight: Future[None] | None = None
 
         def write(batches: list[pa.RecordBatch]) -> None:
@@ -87,6 +98,22 @@ def write_parquet_stream(
     # Hand the allocator's cached blocks back to the OS, so that the next step of the
     # run (often the warehouse load, in the same process) does not stack on them.
     pa.default_memory_pool().release_unused()
+
+
+def decoded_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with each dictionary type replaced by its value type."""
+    for index, field in enumerate(schema):
+        if pa.types.is_dictionary(field.type):
+            schema = schema.set(index, field.with_type(field.type.value_type))
+    return schema
+
+
+def _footer_metadata(schema: pa.Schema) -> dict[str, str]:
+    """The key-value metadata Arrow's Parquet writer stores for ``schema``: its own
+    metadata and the serialized schema (under ``ARROW:schema``, base64) that readers
+    restore the Arrow types and field metadata from."""
+    serialized = base64.b64encode(schema.serialize().to_pybytes()).decode()
+    return {**_schema_metadata(schema), "ARROW:schema": serialized}
 
 
 def _encodings(schema: pa.Schema) -> dict[str, object]:
@@ -175,7 +202,7 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
                 "bytes": dg.MetadataValue.int(size),
                 "duration_s": round(elapsed, 3),
                 "rows_per_s": int(stats.rows / elapsed) if elapsed > 0 else 0,
-                **static_schema_metadata(context, reader.schema),
+                **static_schema_metadata(context, decoded_schema(reader.schema)),
                 **_schema_metadata(reader.schema),
             }
         )
