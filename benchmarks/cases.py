@@ -73,6 +73,7 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
         lake_schema,
         warehouse_constant_columns,
         warehouse_schema,
+        warehouse_stream_schema,
         with_lineage,
     )
     from taxi_assets.assets.trips import warehouse_metadata
@@ -132,7 +133,7 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
         )
     )
     months = loaded if isinstance(loaded, dict) else {month: loaded}
-    schema = warehouse_schema(contract)
+    schema = warehouse_stream_schema(warehouse_schema(contract))
 
     def batches():  # noqa: ANN202 - the warehouse asset's body, as in assets/trips.py
         for key, data in months.items():

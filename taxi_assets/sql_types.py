@@ -35,7 +35,10 @@ _ENGINES = ("PostgreSQL", "BigQuery")
 
 
 def looked_up(arrow_type: pa.DataType, engine: str) -> str:
-    """The ``engine``'s column type for a parameterless Arrow type; TypeError if none."""
+    """The ``engine``'s column type for a parameterless Arrow type (a dictionary's: its
+    values'); TypeError if none."""
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
     name = _NAMES.get(arrow_type, (None, None))[_ENGINES.index(engine)]
     if name is None:
         raise TypeError(f"no {engine} type for Arrow type {arrow_type}")

@@ -15,11 +15,10 @@ import pyarrow.parquet as pq
 
 from taxi_assets.assets.contract_stream import warehouse_constant_columns
 from taxi_assets.contracts.parquet_reader import STRING_DICTIONARY
-from taxi_assets.io_managers.arrow_stats import StreamStats
+from taxi_assets.io_managers.arrow_stats import StreamStats, decoded_schema
 from taxi_assets.io_managers.lake_files import LakeFiles, null_columns_of
 from taxi_assets.io_managers.parquet_lake import (
     ROW_GROUP_ROWS,
-    decoded_schema,
     write_parquet_stream,
 )
 

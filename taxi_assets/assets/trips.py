@@ -12,6 +12,7 @@ from taxi_assets.assets.contract_stream import (
     lineage_constants,
     warehouse_constant_columns,
     warehouse_schema,
+    warehouse_stream_schema,
     with_lineage,
 )
 from taxi_assets.assets.fetch import WantedFile, fetch_published_file
@@ -187,7 +188,7 @@ def build_trip_assets(
     def warehouse(
         context: dg.AssetExecutionContext, lake_months: dict[str, LakeFiles]
     ) -> ParquetTableLoad:
-        schema = warehouse_schema(contract)
+        schema = warehouse_stream_schema(warehouse_schema(contract))
 
         def batches() -> Iterator[pa.RecordBatch]:
             for month, months_data in lake_months.items():

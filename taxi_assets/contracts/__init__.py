@@ -11,6 +11,7 @@ from .fhv import FHV
 from .fhvhv import FHVHV
 from .green import GREEN
 from .headers import map_header, normalise_header
+from .parquet_reader import STRING_DICTIONARY
 from .readers import open_contract_reader
 from .schema import (
     Contract,
@@ -41,6 +42,7 @@ __all__ = [
     "InvalidValueError",
     "MalformedRowError",
     "NonIntegralValueError",
+    "STRING_DICTIONARY",
     "UnknownColumnsError",
     "map_header",
     "normalise_header",

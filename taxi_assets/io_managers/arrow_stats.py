@@ -126,6 +126,15 @@ def static_schema_metadata(
     return result
 
 
+def decoded_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with each dictionary type replaced by its value type (a stream's text
+    columns may travel dictionary-encoded; what they hold is text)."""
+    for index, field in enumerate(schema):
+        if pa.types.is_dictionary(field.type):
+            schema = schema.set(index, field.with_type(field.type.value_type))
+    return schema
+
+
 def column_schema(
     schema: pa.Schema, type_name: Callable[[pa.DataType], str] = str
 ) -> dg.TableSchema:
@@ -139,6 +148,6 @@ def column_schema(
                 type=type_name(field.type),
                 description=(field.metadata or {}).get(b"description", b"").decode() or None,
             )
-            for field in schema
+            for field in decoded_schema(schema)
         ]
     )

@@ -9,7 +9,7 @@ row group (TLC's layout) is decoded page by page rather than loaded whole.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -41,9 +41,16 @@ class LakeFiles:
         return cls(filesystem, tuple(files))
 
     @contextmanager
-    def open(self, path: str) -> Iterator[pq.ParquetFile]:
+    def open(self, path: str, read_dictionary: Sequence[str] = ()) -> Iterator[pq.ParquetFile]:
+        """``read_dictionary``: columns to read as Arrow dictionaries (text columns the
+        file stores dictionary-encoded then cost no string per row)."""
         with self.filesystem.open_input_file(path) as handle:
-            parquet = pq.ParquetFile(handle, buffer_size=READ_BUFFER_BYTES, pre_buffer=False)
+            parquet = pq.ParquetFile(
+                handle,
+                buffer_size=READ_BUFFER_BYTES,
+                pre_buffer=False,
+                read_dictionary=list(read_dictionary) or None,
+            )
             try:
                 yield parquet
             finally:
@@ -72,11 +79,15 @@ class LakeFiles:
             yield from self.file_batches(path, columns, batch_size)
 
     def file_batches(
-        self, path: str, columns: list[str] | None = None, batch_size: int = BATCH_ROWS
+        self,
+        path: str,
+        columns: list[str] | None = None,
+        batch_size: int = BATCH_ROWS,
+        read_dictionary: Sequence[str] = (),
     ) -> Iterator[pa.RecordBatch]:
         """Batches of one file, row group by row group: one iterator over all groups holds
         on to the pages it has read until it ends, so memory would grow with the file."""
-        with self.open(path) as parquet:
+        with self.open(path, read_dictionary) as parquet:
             for group in range(parquet.num_row_groups):
                 yield from parquet.iter_batches(
                     batch_size=batch_size, row_groups=[group], columns=columns

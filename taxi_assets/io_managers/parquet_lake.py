@@ -22,6 +22,7 @@ from taxi_assets.io_managers.arrow_stats import (
     PROGRESS_EVERY_S,
     ProgressLog,
     StreamStats,
+    decoded_schema,
     static_schema_metadata,
 )
 from taxi_assets.io_managers.lake_files import LakeFiles
@@ -98,14 +99,6 @@ def write_parquet_stream(
     # Hand the allocator's cached blocks back to the OS, so that the next step of the
     # run (often the warehouse load, in the same process) does not stack on them.
     pa.default_memory_pool().release_unused()
-
-
-def decoded_schema(schema: pa.Schema) -> pa.Schema:
-    """``schema`` with each dictionary type replaced by its value type."""
-    for index, field in enumerate(schema):
-        if pa.types.is_dictionary(field.type):
-            schema = schema.set(index, field.with_type(field.type.value_type))
-    return schema
 
 
 def _footer_metadata(schema: pa.Schema) -> dict[str, str]:
@@ -202,7 +195,7 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
                 "bytes": dg.MetadataValue.int(size),
                 "duration_s": round(elapsed, 3),
                 "rows_per_s": int(stats.rows / elapsed) if elapsed > 0 else 0,
-                **static_schema_metadata(context, decoded_schema(reader.schema)),
+                **static_schema_metadata(context, reader.schema),
                 **_schema_metadata(reader.schema),
             }
         )

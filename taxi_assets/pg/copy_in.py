@@ -109,7 +109,8 @@ def without_constant_columns(
     kept = [name for name in reader.schema.names if name not in constants]
     schema = pa.schema([reader.schema.field(name) for name in kept], reader.schema.metadata)
     expected = {
-        name: pa.scalar(constants[name], reader.schema.field(name).type) for name in skipped
+        name: pa.scalar(constants[name], _value_type(reader.schema.field(name).type))
+        for name in skipped
     }
 
     def batches() -> Iterator[pa.RecordBatch]:
@@ -135,10 +136,16 @@ def _other_than(column: pa.Array, value: pa.Scalar) -> int | None:
         if column.null_count == len(column):
             return None
         return pc.index(pc.is_valid(column), True).as_py()
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
     same = pc.fill_null(pc.equal(column, value), False)
     if column.null_count == 0 and pc.all(same).as_py():
         return None
     return pc.index(same, False).as_py()
+
+
+def _value_type(arrow_type: pa.DataType) -> pa.DataType:
+    return arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
 
 
 def _encode_csv(batch: pa.RecordBatch) -> memoryview:
@@ -261,6 +268,15 @@ class _UniformRun:
             return True
         if column.null_count:
             return False
+        if pa.types.is_dictionary(column.type):
+            # Each row's cell is its value's cell: encoded once per dictionary entry, then
+            # picked by index (Y/N flags, licence and base numbers: one width each).
+            cells = _cells(column.dictionary)
+            width = _constant_width(cells)
+            if width is None:
+                return False
+            self.add(f"S{width}", _text_values(cells, width)[column.indices.to_numpy()])
+            return True
         pg = pg_type(column.type)
         if pg == "text":
             width = _constant_width(column)
@@ -322,7 +338,9 @@ def _cells(column: pa.Array) -> pa.Array:
         return _constant_cells(_NULL_CELL, n)
     arrow_type = column.type
     pg = pg_type(arrow_type)
-    if pg == "text":
+    if pa.types.is_dictionary(arrow_type):
+        cells = _cells(column.dictionary).take(column.indices)
+    elif pg == "text":
         text = column.cast(
             pa.large_binary() if pa.types.is_large_string(arrow_type) else pa.binary()
         )
