@@ -383,18 +383,21 @@ def test_fhv_2018_disagreeing_base_numbers_name_row_and_columns(tmp_path: Path) 
         assert part in message
 
 
-def test_fhv_2018_layout_in_parquet(tmp_path: Path) -> None:
+def fhv_2018_parquet(tmp_path: Path, **extra: list[str | None]) -> Path:
+    """Two trips in the FHV 2018 layout (the base number twice), plus ``extra`` columns."""
     path = tmp_path / "fhv_tripdata_2018-03.parquet"
-    pq.write_table(
-        pa.table(
-            {
-                "Pickup_DateTime": pa.array([0, 1], pa.timestamp("us")),
-                "Dispatching_base_number": ["B1", None],
-                "Dispatching_base_num": [None, "B2"],
-            }
-        ),
-        path,
-    )
+    columns = {
+        "Pickup_DateTime": pa.array([0, 1], pa.timestamp("us")),
+        "Dispatching_base_number": ["B1", None],
+        "Dispatching_base_num": [None, "B2"],
+        **extra,
+    }
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def test_fhv_2018_layout_in_parquet(tmp_path: Path) -> None:
+    path = fhv_2018_parquet(tmp_path)
     assert read(path, "fhv")["dispatching_base_num"].to_pylist() == ["B1", "B2"]
 
 
@@ -737,19 +740,7 @@ def test_fhvhv_text_columns_can_stay_dictionary_encoded(tmp_path: Path, text: pa
 def test_dictionary_strings_leave_merged_and_coded_columns_plain(tmp_path: Path) -> None:
     """A column merged from two header columns, and text codes, are decoded as before; a
     lone text column stays encoded."""
-    path = tmp_path / "fhv_tripdata_2018-03.parquet"
-    pq.write_table(
-        pa.table(
-            {
-                "Pickup_DateTime": pa.array([0, 1], pa.timestamp("us")),
-                "Dispatching_base_number": ["B1", None],
-                "Dispatching_base_num": [None, "B2"],
-                "SR_Flag": ["Y", None],
-                "Affiliated_base_number": ["B3", "B3"],
-            }
-        ),
-        path,
-    )
+    path = fhv_2018_parquet(tmp_path, SR_Flag=["Y", None], Affiliated_base_number=["B3", "B3"])
     reader = open_contract_reader(
         path, file_name=path.name, contract=CONTRACTS["fhv"], dictionary_strings=True
     )
