@@ -11,11 +11,21 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import fsspec
 import pytest
 
+from taxi_assets.storage.gcs import gcs_storage_options
+from taxi_assets.storage.revision_manifest import (
+    Manifest,
+    Revision,
+    manifest_json,
+    read_manifest,
+    write_manifest,
+)
 from taxi_assets.storage.revision_updates import repair
 from taxi_assets.storage.revisions import inspect, slot_for
 from taxi_assets.storage.roots import resolve_root
@@ -142,3 +152,37 @@ def test_two_dagster_processes_downloading_the_same_month(
     assert (
         inspect(slot_for(resolve_root(str(lake)), ("raw", "yellow_tripdata"), MONTH)).problems == []
     )
+
+
+def test_on_gcs_a_manifest_read_while_another_process_replaces_it_is_whole(
+    gcs: GcsEmulator,
+) -> None:
+    """Reading the manifest while another writer replaces it, short and long in turn:
+    every read is one whole manifest. (Opening the object sized the read from a first
+    request and took the bytes in a second: a manifest replaced in between came back cut
+    at the old length, the failure once seen in the test above.)"""
+    slot = slot_for(resolve_root(f"gs://{BUCKET}/nyc"), ("raw", "yellow_tripdata"), MONTH)
+
+    def revision(sha256: str) -> Revision:
+        return Revision(sha256, NAME, 10, "2021-02-01T00:00:00Z", "download")
+
+    short = Manifest([revision("a" * 64)], "a" * 64)
+    long = Manifest([revision(c * 64) for c in "abcdef"], "f" * 64)
+    write_manifest(slot.manifest_path, short)
+    other_process = fsspec.filesystem("gcs", skip_instance_cache=True, **gcs_storage_options())
+    stop = threading.Event()
+
+    def replace_in_turn() -> None:
+        while not stop.is_set():
+            for manifest in (long, short):
+                other_process.pipe_file(slot.manifest_path.path, manifest_json(manifest))
+
+    writer = threading.Thread(target=replace_in_turn)
+    writer.start()
+    try:
+        seen = [read_manifest(slot.manifest_path) for _ in range(150)]
+    finally:
+        stop.set()
+        writer.join()
+    assert {len(manifest.revisions) for manifest in seen if manifest} <= {1, 6}
+    assert None not in seen

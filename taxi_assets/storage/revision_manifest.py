@@ -87,8 +87,10 @@ def read_manifest(path: UPath) -> Manifest | None:
     """The manifest at ``path``; None when there is none. Raises :class:`ManifestError`
     naming the object when it is not a manifest this code wrote."""
     try:
-        with path.open("rb") as handle:
-            text = handle.read()
+        # One request for the whole object: opening it would size the read with a first
+        # request and fetch that many bytes with a second, and a manifest another writer
+        # replaced in between (object stores have no lock) would come back cut.
+        text = path.fs.cat_file(path.path)
     except FileNotFoundError:
         return None
     try:
