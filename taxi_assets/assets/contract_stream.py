@@ -9,7 +9,12 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from taxi_assets.contracts import STRING_DICTIONARY, Contract, ContractError, open_contract_reader
+from taxi_assets.contracts import (
+    Contract,
+    ContractError,
+    open_contract_reader,
+    with_dictionary_text,
+)
 from taxi_assets.errors import RowCountMismatch
 from taxi_assets.instance_reads import latest_metadata
 from taxi_assets.io_managers.lake_files import LakeFiles, null_columns_of
@@ -41,10 +46,8 @@ def warehouse_stream_schema(schema: pa.Schema) -> pa.Schema:
     """``schema`` as :func:`with_lineage` streams it: the text columns read from the lake
     (not the lineage) dictionary-encoded, as the lake files store them, so that no
     string is built per row on the way to the warehouse (an FHVHV month has 8 of them)."""
-    for index, field in enumerate(schema):
-        if field.type == pa.string() and field.name not in LINEAGE_COLUMNS:
-            schema = schema.set(index, field.with_type(STRING_DICTIONARY))
-    return schema
+    text = {f.name for f in schema if f.type == pa.string() and f.name not in LINEAGE_COLUMNS}
+    return with_dictionary_text(schema, text)
 
 
 def lake_schema(

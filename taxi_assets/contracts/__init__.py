@@ -11,7 +11,7 @@ from .fhv import FHV
 from .fhvhv import FHVHV
 from .green import GREEN
 from .headers import map_header, normalise_header
-from .parquet_reader import STRING_DICTIONARY
+from .parquet_reader import STRING_DICTIONARY, with_dictionary_text
 from .readers import open_contract_reader
 from .schema import (
     Contract,
@@ -46,5 +46,6 @@ __all__ = [
     "UnknownColumnsError",
     "map_header",
     "normalise_header",
+    "with_dictionary_text",
     "open_contract_reader",
 ]

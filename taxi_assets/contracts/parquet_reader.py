@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -27,6 +27,14 @@ PARQUET_BUFFER_BYTES = 256 * 1024
 
 # Text columns read as dictionaries (``dictionary_strings``) come out with this type.
 STRING_DICTIONARY = pa.dictionary(pa.int32(), pa.string())
+
+
+def with_dictionary_text(schema: pa.Schema, names: Collection[str]) -> pa.Schema:
+    """``schema`` with the fields ``names`` typed :data:`STRING_DICTIONARY`."""
+    for index, field in enumerate(schema):
+        if field.name in names:
+            schema = schema.set(index, field.with_type(STRING_DICTIONARY))
+    return schema
 
 
 def open_parquet_reader(
@@ -70,10 +78,7 @@ def open_parquet_reader(
         raise
     if parquet.metadata.num_rows == 0:
         warn(f"{file_name}: Parquet file has no rows")
-    schema = contract.schema
-    for name in encoded:
-        index = schema.get_field_index(targets[names.index(name)])
-        schema = schema.set(index, schema.field(index).with_type(STRING_DICTIONARY))
+    schema = with_dictionary_text(contract.schema, {targets[names.index(name)] for name in encoded})
     return pa.RecordBatchReader.from_batches(
         schema, _batches(parquet, names, targets, file_name, contract, schema)
     )

@@ -55,6 +55,7 @@ def write_parquet_stream(
     """
     progress = ProgressLog(label, log, expected_rows, every_s=progress_every_s)
     decoded = decoded_schema(reader.schema)
+    encoded = decoded != reader.schema
     # Row groups are encoded and compressed on a second thread while this one reads and
     # parses the next (both release the GIL); one group in flight at most. The pool exits
     # (waiting for that write) before the writer closes.
@@ -63,12 +64,12 @@ def write_parquet_stream(
             local,
             reader.schema,
             compression=compression,
-            store_schema=decoded == reader.schema,
+            store_schema=not encoded,
             **_encodings(reader.schema),
         ) as writer,
         ThreadPoolExecutor(1, "parquet-write") as pool,
     ):
-        if decoded != reader.schema:
+        if encoded:
             # Dictionary-typed columns are written as the dictionary-encoded text columns
             # they are; the file records the decoded schema, as if written from plain
             # strings, so every reader sees the same file either way.
