@@ -26,8 +26,18 @@ DOCKERFILE_INSTRUCTIONS = {
 DAGSTER_SERVICES = ("taxi-assets-code", "webserver", "daemon")
 
 
-def compose() -> dict:
-    return yaml.safe_load((DEPLOY / "docker-compose.yaml").read_text())
+def compose(name: str = "docker-compose.yaml") -> dict:
+    return yaml.safe_load((DEPLOY / name).read_text())
+
+
+def dockerfile_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for keyword, arguments in dockerfile_instructions():
+        if keyword == "ENV":
+            for pair in shlex.split(arguments):
+                name, _, value = pair.partition("=")
+                env[name] = value
+    return env
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -75,13 +85,13 @@ def test_instance_config_passes_dagsters_schema(monkeypatch: pytest.MonkeyPatch)
     raw = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
     # Storage and compute logs are environment-driven; nothing secret is written here.
     assert raw["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_POSTGRES_URL"}
-    assert raw["compute_logs"]["class"] == "GCSComputeLogManager"
-    assert raw["compute_logs"]["config"]["bucket"] == {"env": "DAGSTER_COMPUTE_LOGS_BUCKET"}
+    assert raw["compute_logs"]["class"] == "LocalComputeLogManager"
+    assert raw["compute_logs"]["config"]["base_dir"] == {"env": "DAGSTER_COMPUTE_LOGS_DIR"}
     text = (DEPLOY / "dagster.yaml").read_text()
     assert not re.search(r"(?i)^\s*password\s*:", text, re.M)
 
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", "postgresql+psycopg2://u:p@db:5432/dagster")
-    monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_BUCKET", "logs")
+    monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_DIR", "/opt/dagster/compute-logs")
     config, _ = dagster_instance_config(str(DEPLOY), "dagster.yaml")
     assert config["run_retries"]["enabled"] is True
     assert config["concurrency"]["runs"]["max_concurrent_runs"] > 0
@@ -112,9 +122,8 @@ def test_compose_services_and_commands() -> None:
         parse_dagster_command(service["command"])
         env = service["environment"]
         assert env["DAGSTER_POSTGRES_URL"].startswith("postgresql+psycopg2://")
-        assert "DAGSTER_COMPUTE_LOGS_BUCKET" in env
-        assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/run/secrets/gcp-key"
-        assert service["secrets"] == ["gcp-key"]
+        # No cloud account is needed to start: GCP keys come from docker-compose.gcp.yaml.
+        assert "secrets" not in service and "GOOGLE_APPLICATION_CREDENTIALS" not in env
     for name in ("webserver", "daemon"):
         assert "workspace.yaml" in services[name]["command"]
     healthcheck = services["taxi-assets-code"]["healthcheck"]["test"]
@@ -124,7 +133,9 @@ def test_compose_services_and_commands() -> None:
 
 
 def test_compose_takes_every_secret_from_the_environment() -> None:
-    text = (DEPLOY / "docker-compose.yaml").read_text()
+    text = "\n".join(
+        (DEPLOY / name).read_text() for name in ("docker-compose.yaml", "docker-compose.gcp.yaml")
+    )
     # Every password-bearing value is an interpolation, never a literal.
     values = re.findall(r"^\s*\w*PASSWORD:[ \t]*(\S*)", text, re.M) + re.findall(
         r"://[^:/\s]+:([^@\n]*)@", text
@@ -156,18 +167,49 @@ def test_compose_passes_object_store_credentials_through_unset_by_default() -> N
             assert f"`{name}`" in deployment, f"{name} is not documented in docs/deployment.md"
 
 
+def test_step_logs_are_one_volume_the_runs_write_and_the_webserver_reads() -> None:
+    """deploy/dagster.yaml keeps step logs under DAGSTER_COMPUTE_LOGS_DIR; the image sets
+    it and creates the folder; Compose mounts one volume there in the code location (its
+    subprocesses run the runs) and the webserver (it shows the logs)."""
+    folder = dockerfile_env()["DAGSTER_COMPUTE_LOGS_DIR"]
+    assert any(
+        keyword == "RUN"
+        and "mkdir -p ${DAGSTER_COMPUTE_LOGS_DIR}" in arguments
+        and "${DAGSTER_COMPUTE_LOGS_DIR}" in arguments.split("chown", 1)[-1]
+        for keyword, arguments in dockerfile_instructions()
+    )
+    files = compose()
+    mounts = {
+        name: [v for v in files["services"][name].get("volumes", []) if v.endswith(":" + folder)]
+        for name in DAGSTER_SERVICES
+    }
+    assert mounts["taxi-assets-code"] == mounts["webserver"] == [f"compute-logs:{folder}"]
+    assert "compute-logs" in files["volumes"]
+
+
+def test_the_gcp_file_only_adds_a_key_to_the_code_location() -> None:
+    """docker-compose.gcp.yaml, merged after docker-compose.yaml, gives the code location
+    (where the runs execute) a service-account key; nothing else changes."""
+    base, gcp = compose(), compose("docker-compose.gcp.yaml")
+    assert set(gcp) == {"services", "secrets"} and set(gcp["services"]) == {"taxi-assets-code"}
+    code = gcp["services"]["taxi-assets-code"]
+    assert set(code) == {"environment", "secrets"}
+    assert code["environment"] == {"GOOGLE_APPLICATION_CREDENTIALS": "/run/secrets/gcp-key"}
+    assert code["secrets"] == ["gcp-key"] and set(gcp["secrets"]) == {"gcp-key"}
+    assert gcp["secrets"]["gcp-key"]["file"].startswith("${GCP_KEY_FILE")
+    assert not set(code["environment"]) & set(base["services"]["taxi-assets-code"]["environment"])
+    assert "secrets" not in base
+    deployment = DOCS.read_text()
+    assert "-f deploy/docker-compose.yaml -f deploy/docker-compose.gcp.yaml" in deployment
+
+
 def test_dockerfile_is_well_formed() -> None:
     instructions = dockerfile_instructions()
     keywords = [keyword for keyword, _ in instructions]
     assert set(keywords) <= DOCKERFILE_INSTRUCTIONS, set(keywords) - DOCKERFILE_INSTRUCTIONS
     assert [k for k in keywords if k != "ARG"][0] == "FROM"
     assert keywords.count("CMD") == 1 and "USER" in keywords
-    env = {}
-    for keyword, arguments in instructions:
-        if keyword == "ENV":
-            for pair in shlex.split(arguments):
-                name, _, value = pair.partition("=")
-                env[name] = value
+    env = dockerfile_env()
     assert env["DAGSTER_HOME"] == "/opt/dagster/dagster_home"
     assert env["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] == "false"
 
@@ -216,7 +258,7 @@ def test_docs_cover_layout_bigquery_and_settings() -> None:
         "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT",
         "TAXI_WAREHOUSE_URL",
         "DAGSTER_POSTGRES_URL",
-        "DAGSTER_COMPUTE_LOGS_BUCKET",
+        "DAGSTER_COMPUTE_LOGS_DIR",
     ):
         assert f"| `{variable}` |" in text, variable
     for topic in ("dagster instance migrate", "K8sRunLauncher", "celery", "postgresql+psycopg2"):
@@ -373,13 +415,7 @@ def test_helm_values_run_the_image_with_k8s_run_launcher_queue_and_pools() -> No
 
 
 def test_production_is_declared_wherever_runs_start() -> None:
-    env: dict[str, str] = {}
-    for keyword, arguments in dockerfile_instructions():
-        if keyword == "ENV":
-            for pair in shlex.split(arguments):
-                name, _, value = pair.partition("=")
-                env[name] = value
-    assert env["TAXI_PRODUCTION"] == "1"
+    assert dockerfile_env()["TAXI_PRODUCTION"] == "1"
     code = compose()["services"]["taxi-assets-code"]["environment"]
     assert code["TAXI_PRODUCTION"] == "1"
 

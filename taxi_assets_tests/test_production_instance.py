@@ -1,4 +1,5 @@
-"""deploy/dagster.yaml against a real PostgreSQL and a GCS emulator: a job runs, Postgres has it.
+"""deploy/dagster.yaml against a real PostgreSQL: a job runs, Postgres has it, the step's
+output is in the compute-logs folder.
 
 Local development keeps SQLite under DAGSTER_HOME (the repository's dagster.yaml).
 """
@@ -10,13 +11,11 @@ import pytest
 import sqlalchemy as sa
 
 from taxi_assets.resources.postgres import sqlalchemy_url
-from taxi_assets_tests.gcs_emulator import GcsEmulator
 from taxi_assets_tests.pipeline import dagster_home
 
 REPO = Path(__file__).resolve().parents[1]
 PRODUCTION_YAML = REPO / "deploy" / "dagster.yaml"
 LOCAL_YAML = REPO / "dagster.yaml"
-COMPUTE_LOGS_PREFIX = "dagster/compute-logs/"
 
 
 @dg.op
@@ -38,13 +37,12 @@ def storage_url(pg_url: str) -> str:
 
 
 def test_a_job_runs_on_postgres_storage(
-    gcs: GcsEmulator,
     pg_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from dagster._core.run_coordinator import QueuedRunCoordinator
-    from dagster_gcp.gcs.compute_log_manager import GCSComputeLogManager
+    from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
     from dagster_postgres import (
         PostgresEventLogStorage,
         PostgresRunStorage,
@@ -54,13 +52,14 @@ def test_a_job_runs_on_postgres_storage(
     home = dagster_home(tmp_path, PRODUCTION_YAML)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", storage_url(pg_url))
-    monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_BUCKET", "taxi-lake")
+    compute_logs = tmp_path / "compute-logs"
+    monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_DIR", str(compute_logs))
 
     with dg.DagsterInstance.get() as instance:
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
         assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
-        assert isinstance(instance.compute_log_manager, GCSComputeLogManager)
+        assert isinstance(instance.compute_log_manager, LocalComputeLogManager)
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
         run_queue = instance.get_concurrency_config().run_queue_config
@@ -84,9 +83,9 @@ def test_a_job_runs_on_postgres_storage(
     engine.dispose()
     assert status == "SUCCESS"
     assert messages is not None and messages > 5
-    # The step's stdout went to the compute log bucket.
-    logs = gcs.objects(prefix=COMPUTE_LOGS_PREFIX)
-    assert any(b"printed by the step" in content for content in logs.values()), list(logs)
+    # The step's stdout went to the compute-logs folder (a volume in docker-compose.yaml).
+    logs = [path for path in compute_logs.rglob("*") if path.is_file()]
+    assert any(b"printed by the step" in path.read_bytes() for path in logs), logs
 
 
 def test_local_development_keeps_sqlite_under_dagster_home(
