@@ -336,3 +336,53 @@ def test_a_killed_upload_leaves_nothing_the_next_run_cannot_clean(
     publish_file(tmp_path / "v2", resolve_root(url))
     assert visible(object_store) == {"nyc/lake/big/big.parquet": data}
     assert object_store.pending_uploads() == 0  # the next run cleaned it
+
+
+def lake_month_file(path: Path, first_value: int) -> None:
+    """A small month of three row groups whose values start at ``first_value``."""
+    import pyarrow as pa
+
+    values = pa.array(range(first_value, first_value + 3000), pa.int64())
+    pq.write_table(pa.table({"trip": values}), path, row_group_size=1000)
+
+
+def test_a_lake_file_replaced_mid_read_fails_the_read_naming_it(
+    lake_store: LakeStore, tmp_path: Path
+) -> None:
+    """The warehouse reads a month in several opens and requests (footers for the expected
+    rows and lineage, then row groups). When the month is materialized again meanwhile, the
+    load must not go on with rows of the new file against the old footer, or with parts of
+    both: the read fails, naming the file, whether the file was replaced between two opens
+    or during the read; a read of the new version then succeeds."""
+    from taxi_assets.io_managers.lake_files import LakeFileChanged, LakeFiles
+    from taxi_assets.io_managers.parquet_lake import arrow_filesystem
+
+    dest = resolve_root(lake_store.url) / "lake" / "month.parquet"
+
+    def publish_month(first_value: int) -> None:
+        lake_month_file(tmp_path / "month.parquet", first_value)
+        publish_file(tmp_path / "month.parquet", dest)  # moves the file on local disk
+
+    publish_month(0)
+    filesystem, native = arrow_filesystem(dest)
+
+    replaced = "month.parquet was replaced while this run read it"
+
+    month = LakeFiles.at(filesystem, native)
+    assert month.count_rows() == 3000  # the footer, as the warehouse's lineage reads it
+    publish_month(1_000_000)
+    with pytest.raises(LakeFileChanged, match=replaced):
+        for _ in month.to_batches():
+            pass
+
+    month = LakeFiles.at(filesystem, native)
+    batches = month.file_batches(native, batch_size=1000)
+    assert next(batches)["trip"][0].as_py() == 1_000_000
+    publish_month(0)
+    with pytest.raises(LakeFileChanged, match=replaced):
+        for _ in batches:
+            pass
+
+    again = LakeFiles.at(filesystem, native)
+    rows = [v for batch in again.to_batches() for v in batch["trip"].to_pylist()]
+    assert rows == list(range(3000))

@@ -5,13 +5,20 @@ loads the definitions) and reads ahead; a month of the lake is one file (or a fo
 files) whose footers give the row count and whose row groups are read one at a time.
 Files are opened on a buffered stream without pre-buffering, so a file written as ONE
 row group (TLC's layout) is decoded page by page rather than loaded whole.
+
+A partition is read as the version it had when it was listed: a file is opened several
+times (footers, then data), and on an object store each read is a request of its own, so a
+month re-materialized meanwhile could otherwise be read as parts of two files. Listing
+records each file's version (GCS generation, S3 or Azure ETag, or size and modification
+time); reading a file to its end checks the version again and raises
+:class:`LakeFileChanged` if it moved, so the caller's transaction never commits a mix.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -22,12 +29,37 @@ READ_BUFFER_BYTES = 1 << 20
 BATCH_ROWS = 64 * 1024
 
 
+class LakeFileChanged(RuntimeError):
+    """A lake file was replaced while it was read (its month was materialized again)."""
+
+
+Version = tuple[object, ...]
+
+
+def file_version(filesystem: pafs.FileSystem, path: str) -> Version:
+    """What changes whenever ``path`` is replaced: its size and, on an object store, the
+    store's own version (GCS generation, S3 and Azure ETag); locally its modification time."""
+    handler = getattr(filesystem, "handler", None)
+    if isinstance(handler, pafs.FSSpecHandler):
+        store = handler.fs
+        store.invalidate_cache(path)  # a listing's cached entry would hide a replacement
+        info = store.info(path)
+        for key in ("generation", "ETag", "etag", "mtime", "LastModified", "last_modified"):
+            if info.get(key):
+                return (info.get("size"), key, str(info[key]))
+        return (info.get("size"),)
+    local = filesystem.get_file_info(path)
+    return (local.size, local.mtime_ns)
+
+
 @dataclass(frozen=True)
 class LakeFiles:
-    """The Parquet files of one partition (one file, or every ``.parquet`` under a folder)."""
+    """The Parquet files of one partition (one file, or every ``.parquet`` under a folder),
+    with each file's version when listed (``versions``, in the order of ``paths``)."""
 
     filesystem: pafs.FileSystem
     paths: tuple[str, ...]
+    versions: tuple[Version, ...] = field(default=(), compare=False)
 
     @classmethod
     def at(cls, filesystem: pafs.FileSystem, path: str) -> LakeFiles:
@@ -35,10 +67,24 @@ class LakeFiles:
         if info.type == pafs.FileType.NotFound:
             raise FileNotFoundError(f"{path} does not exist: materialize the upstream asset first")
         if info.type == pafs.FileType.File:
-            return cls(filesystem, (path,))
-        found = filesystem.get_file_info(pafs.FileSelector(path, recursive=True))
-        files = sorted(f.path for f in found if f.is_file and f.path.endswith(".parquet"))
-        return cls(filesystem, tuple(files))
+            files: list[str] = [path]
+        else:
+            found = filesystem.get_file_info(pafs.FileSelector(path, recursive=True))
+            files = sorted(f.path for f in found if f.is_file and f.path.endswith(".parquet"))
+        versions = tuple(file_version(filesystem, file) for file in files)
+        return cls(filesystem, tuple(files), versions)
+
+    def check_unchanged(self, path: str) -> None:
+        """Raise :class:`LakeFileChanged` if ``path`` is no longer the version listed."""
+        if not self.versions:
+            return
+        listed = self.versions[self.paths.index(path)]
+        now = file_version(self.filesystem, path)
+        if now != listed:
+            raise LakeFileChanged(
+                f"{path} was replaced while this run read it (its month was materialized "
+                "again): nothing read from it is kept. Run again to load the new version."
+            )
 
     @contextmanager
     def open(self, path: str, read_dictionary: Sequence[str] = ()) -> Iterator[pq.ParquetFile]:
@@ -86,12 +132,20 @@ class LakeFiles:
         read_dictionary: Sequence[str] = (),
     ) -> Iterator[pa.RecordBatch]:
         """Batches of one file, row group by row group: one iterator over all groups holds
-        on to the pages it has read until it ends, so memory would grow with the file."""
-        with self.open(path, read_dictionary) as parquet:
-            for group in range(parquet.num_row_groups):
-                yield from parquet.iter_batches(
-                    batch_size=batch_size, row_groups=[group], columns=columns
-                )
+        on to the pages it has read until it ends, so memory would grow with the file.
+        At the end (or on a read error) the file's version is checked against the listing's."""
+        try:
+            with self.open(path, read_dictionary) as parquet:
+                for group in range(parquet.num_row_groups):
+                    yield from parquet.iter_batches(
+                        batch_size=batch_size, row_groups=[group], columns=columns
+                    )
+        except (OSError, pa.ArrowException):
+            # Bytes of two versions may not decode, or a store may refuse the old version
+            # (s3fs reads with If-Match): say what happened rather than how it showed.
+            self.check_unchanged(path)
+            raise
+        self.check_unchanged(path)
 
 
 def null_columns_of(metadata: pq.FileMetaData) -> frozenset[str]:
