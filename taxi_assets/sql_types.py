@@ -34,11 +34,16 @@ _NAMES: dict[pa.DataType, tuple[str | None, str | None]] = {
 _ENGINES = ("PostgreSQL", "BigQuery")
 
 
+def decoded_type(arrow_type: pa.DataType) -> pa.DataType:
+    """What a column of ``arrow_type`` holds: a dictionary's value type (text columns may
+    travel dictionary-encoded), any other type itself."""
+    return arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
+
+
 def looked_up(arrow_type: pa.DataType, engine: str) -> str:
     """The ``engine``'s column type for a parameterless Arrow type (a dictionary's: its
     values'); TypeError if none."""
-    if pa.types.is_dictionary(arrow_type):
-        arrow_type = arrow_type.value_type
+    arrow_type = decoded_type(arrow_type)
     name = _NAMES.get(arrow_type, (None, None))[_ENGINES.index(engine)]
     if name is None:
         raise TypeError(f"no {engine} type for Arrow type {arrow_type}")

@@ -11,6 +11,8 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from taxi_assets.sql_types import decoded_type
+
 PREVIEW_ROWS = 5
 PROGRESS_EVERY_S = 5.0
 
@@ -129,10 +131,7 @@ def static_schema_metadata(
 def decoded_schema(schema: pa.Schema) -> pa.Schema:
     """``schema`` with each dictionary type replaced by its value type (a stream's text
     columns may travel dictionary-encoded; what they hold is text)."""
-    for index, field in enumerate(schema):
-        if pa.types.is_dictionary(field.type):
-            schema = schema.set(index, field.with_type(field.type.value_type))
-    return schema
+    return pa.schema([f.with_type(decoded_type(f.type)) for f in schema], schema.metadata)
 
 
 def column_schema(

@@ -26,6 +26,7 @@ import pyarrow.csv as pacsv
 
 from taxi_assets.io_managers.arrow_stats import ProgressLog
 from taxi_assets.pg.ddl import ident, pg_type
+from taxi_assets.sql_types import decoded_type
 
 # Rows per COPY write: encoding needs a few times a chunk's size in memory.
 COPY_CHUNK_ROWS = 16 * 1024
@@ -109,7 +110,7 @@ def without_constant_columns(
     kept = [name for name in reader.schema.names if name not in constants]
     schema = pa.schema([reader.schema.field(name) for name in kept], reader.schema.metadata)
     expected = {
-        name: pa.scalar(constants[name], _value_type(reader.schema.field(name).type))
+        name: pa.scalar(constants[name], decoded_type(reader.schema.field(name).type))
         for name in skipped
     }
 
@@ -142,10 +143,6 @@ def _other_than(column: pa.Array, value: pa.Scalar) -> int | None:
     if column.null_count == 0 and pc.all(same).as_py():
         return None
     return pc.index(same, False).as_py()
-
-
-def _value_type(arrow_type: pa.DataType) -> pa.DataType:
-    return arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
 
 
 def _encode_csv(batch: pa.RecordBatch) -> memoryview:
