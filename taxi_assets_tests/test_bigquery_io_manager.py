@@ -5,6 +5,7 @@ needs partition decorators, which the emulator refuses: its copy job is checked 
 built, and run on the emulator up to the copy, which must leave the table unchanged.
 """
 
+import dataclasses
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -21,7 +22,8 @@ from taxi_assets.bq.names import TableName
 from taxi_assets.bq.replace import Staged, partition_copy_job, shaped_select
 from taxi_assets.bq.types import bigquery_type
 from taxi_assets.io_managers.bigquery import BigQueryIOManager
-from taxi_assets.io_managers.table_load import ParquetPart, ParquetTableLoad
+from taxi_assets.io_managers.lake_files import LakeFiles
+from taxi_assets.io_managers.table_load import ParquetPart, ParquetTableLoad, lake_parts
 from taxi_assets.partitions import monthly_partitions, parse_month
 from taxi_assets.resources.bigquery import BigQueryWarehouse, parse_bigquery_url
 from taxi_assets_tests.bq_emulator import EmulatedProject
@@ -154,6 +156,31 @@ def test_a_row_count_mismatch_leaves_the_previous_month(
     result = materialize(bq_project, short, "2021-01")
     message = failure_message(result)
     assert "staged 10 rows but expected 11" in message and "intact" in message
+    assert versions(bq_project) == {"2021-01": {"good": 10}}
+    assert staging_tables(bq_project) == []
+
+
+def test_a_lake_file_replaced_after_it_was_listed_is_not_loaded(
+    tmp_path: Path, bq_project: EmulatedProject
+) -> None:
+    """The rows expected and the lineage come from the footer read when the lake month
+    was listed; the month materialized again before the load job read the file (same
+    rows, other values) must fail the load, not replace the month with the new file
+    under the old file's lineage."""
+    good = lambda month: parquet_load(month_file(tmp_path, month, 10, "good"), month, 10, BASE)  # noqa: E731
+    assert materialize(bq_project, good, "2021-01").success
+
+    def replaced_after_listing(month: str) -> ParquetTableLoad:
+        path = month_file(tmp_path / "lake", month, 10, "old")
+        data = LakeFiles.at(pafs.LocalFileSystem(), str(path))
+        planned = parquet_load(path, month, data.count_rows(), BASE)
+        lineage = planned.parts()[0].constants
+        parts = lake_parts(data, lambda _files, _path: lineage)
+        path.write_bytes(month_file(tmp_path / "new", month, 10, "newer").read_bytes())
+        return dataclasses.replace(planned, parts=lambda: parts)
+
+    message = failure_message(materialize(bq_project, replaced_after_listing, "2021-01"))
+    assert "2021-01-old.parquet was replaced while this run read it" in message, message
     assert versions(bq_project) == {"2021-01": {"good": 10}}
     assert staging_tables(bq_project) == []
 

@@ -1,6 +1,6 @@
 """Reading a lake month holds one row group at a time, however many the file has; its
-footers tell which columns are null in every row; a month written from dictionary-encoded
-text is the same file to its readers."""
+footers tell which columns are null in every row, and each is read once per load; a month
+written from dictionary-encoded text is the same file to its readers."""
 
 from __future__ import annotations
 
@@ -8,12 +8,20 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import fsspec.implementations.local
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from taxi_assets.assets.contract_stream import warehouse_constant_columns
+from taxi_assets.assets.contract_stream import (
+    LINEAGE_COLUMNS,
+    lake_row_count,
+    lineage_constants,
+    warehouse_constant_columns,
+    with_lineage,
+)
+from taxi_assets.assets.load_records import lake_lineage
 from taxi_assets.contracts.parquet_reader import STRING_DICTIONARY
 from taxi_assets.io_managers.arrow_stats import StreamStats, decoded_schema
 from taxi_assets.io_managers.lake_files import LakeFiles, null_columns_of
@@ -138,3 +146,48 @@ def test_a_month_written_from_dictionaries_is_the_file_plain_strings_give(tmp_pa
         assert null_columns_of(parquet.metadata) == {"unused"}
         assert parquet.read().equals(pa.Table.from_arrays([flags, unused, miles], schema=plain))
     assert written["encoded"].metadata.metadata == written["plain"].metadata.metadata
+
+
+class OpenCounting(pafs.FSSpecHandler):
+    """Local disk through fsspec, as an object store is reached, counting file opens: on
+    GCS, S3 or Azure each open of a Parquet file costs a footer request or two."""
+
+    def __init__(self) -> None:
+        super().__init__(fsspec.implementations.local.LocalFileSystem())
+        self.opened: list[str] = []
+
+    def open_input_file(self, path: str) -> pa.NativeFile:
+        self.opened.append(path)
+        return super().open_input_file(path)
+
+
+def test_a_warehouse_load_reads_each_lake_footer_once(tmp_path: Path) -> None:
+    """Everything the warehouse step asks a month's files before and while it loads them
+    (rows, lineage, null columns, schema, the data): each file opened once for its footer
+    and once for its data (a PostgreSQL load opened each file four times before: three
+    footer reads and the data)."""
+    folder = tmp_path / "month"
+    folder.mkdir()
+    table = pa.table({"miles": [1.0, 2.0, 3.0], "unused": pa.nulls(3, pa.float64())})
+    for name in ("a", "b"):
+        table = table.replace_schema_metadata({"source_file": f"{name}.csv"})
+        pq.write_table(table, folder / f"{name}.parquet")
+    handler = OpenCounting()
+    lake = LakeFiles.at(pafs.PyFileSystem(handler), str(folder))
+    schema = table.schema.remove_metadata().append(pa.field(LINEAGE_COLUMNS[0], pa.date32()))
+    month = date(2021, 1, 1)
+
+    assert lake_row_count(lake) == 6
+    assert lake_lineage(lake).source_file == "a.csv, b.csv"
+    assert warehouse_constant_columns({month: lake}, schema) == {
+        "unused": None,
+        LINEAGE_COLUMNS[0]: month,
+    }
+    assert [lineage_constants(month)(lake, path)[LINEAGE_COLUMNS[1]] for path in lake.paths] == [
+        "a.csv",
+        "b.csv",
+    ]
+    assert lake.schema.names == ["miles", "unused"]
+    rows = pa.Table.from_batches(list(with_lineage(lake, month, schema)))
+    assert rows["miles"].to_pylist() == [1.0, 2.0, 3.0] * 2
+    assert sorted(handler.opened) == sorted(lake.paths * 2)

@@ -170,8 +170,7 @@ def with_lineage(data: LakeFiles, month: date, schema: pa.Schema) -> Iterator[pa
     dictionaries.
     """
     for path in data.paths:
-        with data.open(path) as parquet:
-            physical = parquet.schema_arrow
+        physical = data.arrow_schema(path)
         source_file = source_file_of(physical)
         present = set(physical.names)
         wanted = [f.name for f in schema if f.name in present and f.name not in LINEAGE_COLUMNS]
@@ -211,9 +210,8 @@ def warehouse_constant_columns(
     sources: set[str | None] = set()
     for data in lake_months.values():
         for path in data.paths:
-            with data.open(path) as parquet:
-                physical = parquet.schema_arrow
-                nulls = null_columns_of(parquet.metadata)
+            physical = data.arrow_schema(path)
+            nulls = null_columns_of(data.footer(path))
             found = {name: None for name in found if name not in physical.names or name in nulls}
             sources.add(source_file_of(physical))
     lineage: dict[str, set[Any]] = {PARTITION_MONTH: set(lake_months), SOURCE_FILE: sources}
@@ -230,7 +228,6 @@ def lineage_constants(month: date | None) -> Callable[[LakeFiles, str], dict[str
     def constants(files: LakeFiles, path: str) -> dict[str, Any]:
         if month is None:
             return {}
-        with files.open(path) as parquet:
-            return {PARTITION_MONTH: month, SOURCE_FILE: source_file_of(parquet.schema_arrow)}
+        return {PARTITION_MONTH: month, SOURCE_FILE: source_file_of(files.arrow_schema(path))}
 
     return constants

@@ -70,9 +70,8 @@ def lake_lineage(data: LakeFiles) -> LakeLineage:
     revisions: list[str] = []
     rows = 0
     for path in data.paths:
-        with data.open(path) as parquet:
-            metadata = parquet.schema_arrow.metadata or {}
-            rows += parquet.metadata.num_rows
+        metadata = data.arrow_schema(path).metadata or {}
+        rows += data.footer(path).num_rows
         for found, key in ((files, b"source_file"), (revisions, SOURCE_SHA256_KEY)):
             value = metadata.get(key, b"").decode()
             if value and value not in found:

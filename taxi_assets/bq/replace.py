@@ -5,8 +5,10 @@
    columns by position; BigQuery by name: both agree then). A file on ``gs://`` is read
    by BigQuery itself (``load_table_from_uri``): no byte passes through the worker; a
    local file is uploaded in a resumable upload, chunk by chunk.
-2. The staged rows are counted and compared with the rows expected (the lake's footers).
-   A mismatch stops here: the table has not changed.
+2. Each file is checked to be the version its footer was read from (the lake month was
+   not materialized again meanwhile), and the staged rows are counted and compared with
+   the rows expected (the lake's footers). A change or a mismatch stops here: the table
+   has not changed.
 3. The rows become visible in one step, with the lineage columns (constants such as
    ``partition_month`` and ``source_file``) added in SQL and columns a file lacks as null:
    - ``partition-copy`` (BigQuery): ``INSERT ... SELECT`` into a second staging table of
@@ -122,6 +124,10 @@ def replace_rows(
             result.staged.append(staged)
             result.sources.append(staged.source)
             log(f"{name.short}: staged {staged.rows:,} rows from {staged.source}")
+        # The expected rows and the lineage come from the files' footers, read before:
+        # a file replaced since (its month materialized again) is not loaded as a mix.
+        for part in parts:
+            part.check_unchanged()
         result.seconds["load_s"] = time.monotonic() - clock
         staged_rows = sum(s.rows for s in result.staged)
         if expected_rows is not None and staged_rows != expected_rows:

@@ -12,6 +12,8 @@ month re-materialized meanwhile could otherwise be read as parts of two files. L
 records each file's version (GCS generation, S3 or Azure ETag, or size and modification
 time); reading a file to its end checks the version again and raises
 :class:`LakeFileChanged` if it moved, so the caller's transaction never commits a mix.
+Each file's footer is read once and kept: row counts, schemas and lineage come from it,
+and the data read reuses it, so a month costs one footer request, not one per question.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ class LakeFiles:
     filesystem: pafs.FileSystem
     paths: tuple[str, ...]
     versions: tuple[Version, ...] = field(default=(), compare=False)
+    # Footers read so far, by path. A footer read after a replacement is caught like any
+    # other read: the file's version is checked when its data has been read.
+    _footers: dict[str, pq.FileMetaData] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def at(cls, filesystem: pafs.FileSystem, path: str) -> LakeFiles:
@@ -93,30 +98,39 @@ class LakeFiles:
         with self.filesystem.open_input_file(path) as handle:
             parquet = pq.ParquetFile(
                 handle,
+                metadata=self._footers.get(path),
                 buffer_size=READ_BUFFER_BYTES,
                 pre_buffer=False,
                 read_dictionary=list(read_dictionary) or None,
             )
+            self._footers.setdefault(path, parquet.metadata)
             try:
                 yield parquet
             finally:
                 parquet.close()
 
+    def footer(self, path: str) -> pq.FileMetaData:
+        """``path``'s Parquet footer (rows, row groups, statistics, key-value metadata),
+        read on first use only."""
+        if path not in self._footers:
+            with self.open(path):
+                pass
+        return self._footers[path]
+
+    def arrow_schema(self, path: str) -> pa.Schema:
+        """``path``'s Arrow schema with its metadata, as ``pq.ParquetFile.schema_arrow``."""
+        return self.footer(path).schema.to_arrow_schema()
+
     def count_rows(self) -> int:
         """Rows of every file, from the footers (no data is read)."""
-        total = 0
-        for path in self.paths:
-            with self.open(path) as parquet:
-                total += parquet.metadata.num_rows
-        return total
+        return sum(self.footer(path).num_rows for path in self.paths)
 
     @property
     def schema(self) -> pa.Schema:
         """The first file's schema, with its metadata (the lake writes one schema per asset)."""
         if not self.paths:
             raise FileNotFoundError("no Parquet file in this lake partition")
-        with self.open(self.paths[0]) as parquet:
-            return parquet.schema_arrow
+        return self.arrow_schema(self.paths[0])
 
     def to_batches(
         self, columns: list[str] | None = None, batch_size: int = BATCH_ROWS

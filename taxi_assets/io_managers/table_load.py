@@ -9,6 +9,7 @@ that hold them, each with the constant columns its rows get (lineage).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
@@ -32,9 +33,16 @@ class ParquetPart:
     path: str
     filesystem: pafs.FileSystem
     constants: Mapping[str, Any] = field(default_factory=dict)
+    # The file's schema when the caller has its footer already (None: read it here).
+    footer_schema: pa.Schema | None = None
+    # Raises if the file is no longer the version the load was planned from (its footer's
+    # rows and lineage); called once the file has been loaded.
+    check_unchanged: Callable[[], None] = field(default=lambda: None, compare=False)
 
     def physical_schema(self) -> pa.Schema:
         """The file's own columns and types, from its footer."""
+        if self.footer_schema is not None:
+            return self.footer_schema
         with self.filesystem.open_input_file(self.path) as handle:
             return pq.read_schema(handle)
 
@@ -65,8 +73,14 @@ def lake_parts(
     constants: Callable[[LakeFiles, str], Mapping[str, Any]] = lambda _files, _path: {},
 ) -> tuple[ParquetPart, ...]:
     """The files of a lake partition as load parts; ``constants(data, path)`` gives each
-    file's constant columns."""
+    file's constant columns. Each part checks its file is still the version listed."""
     return tuple(
-        ParquetPart(path=path, filesystem=data.filesystem, constants=dict(constants(data, path)))
+        ParquetPart(
+            path=path,
+            filesystem=data.filesystem,
+            constants=dict(constants(data, path)),
+            footer_schema=data.arrow_schema(path),
+            check_unchanged=functools.partial(data.check_unchanged, path),
+        )
         for path in data.paths
     )
