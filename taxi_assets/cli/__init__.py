@@ -1,0 +1,44 @@
+"""The project's command line: ``python -m taxi_assets.cli GROUP COMMAND ...``.
+
+- ``warehouse start|stop [DATA_DIR]``: the embedded PostgreSQL server (``make stop``).
+- ``warehouse analyst-role ROLE``: a read-only role on the warehouse (password from
+  ``TAXI_ANALYST_PASSWORD``).
+- ``warehouse migrate``: convert month tables of an earlier version (plain tables) into
+  partitioned ones, month by month, resumable (README, "Upgrading the warehouse").
+- ``lake check [URL]``: the lake's bucket (``gs://``, ``s3://``) or container (``az://``)
+  is reachable and writable with the configured credentials.
+- ``raw list SERVICE [MONTH]``, ``raw pin SERVICE MONTH REVISION``, ``raw unpin SERVICE
+  MONTH``: the stored revisions of raw files, and pins (a unique sha256 prefix is enough;
+  SERVICE ``zones`` with MONTH ``-`` for the zone lookup; ``--lake URL``, default
+  ``$TAXI_LAKE_URL``).
+- ``months backfill FIRST [--to LAST]``: every service for one month (or a range), as one
+  asset backfill that the daemon runs (each service over its own months).
+- ``devdata generate|serve ...``: synthetic TLC months in each upstream's layout, and a
+  local HTTP mirror serving them (also ``python -m taxi_assets.devdata ...``).
+
+Each command imports only what it needs: only ``months backfill`` loads the Dagster
+definitions (each service's partitions, and ``dagster-graphql`` to submit the backfill).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from taxi_assets.cli import devdata, lake, months, raw, warehouse
+from taxi_assets.cli.arguments import parse_months
+
+__all__ = ["build_parser", "main", "parse_months"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m taxi_assets.cli", description=__doc__)
+    groups = parser.add_subparsers(dest="group", required=True)
+    for group in (warehouse, lake, raw, months, devdata):
+        group.add_commands(groups)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

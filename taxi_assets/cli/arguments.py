@@ -1,0 +1,29 @@
+"""Argument types shared by the commands."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+
+def parse_months(spec: str) -> list[str]:
+    """'2021-01,2021-03' and '2021-01..2021-03' (and mixes of both)."""
+    from taxi_assets.devdata.generate import month_range, parse_month
+
+    months: list[str] = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        if ".." in part:
+            first, last = part.split("..", 1)
+            months += month_range(first.strip(), last.strip())
+        else:
+            parse_month(part)
+            months.append(part)
+    return list(dict.fromkeys(months))  # de-duplicate, keep order
+
+
+def csv_list(spec: str, allowed: Sequence[str]) -> list[str]:
+    items = [s.strip() for s in spec.split(",") if s.strip()]
+    bad = [s for s in items if s not in allowed]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown {bad}; choose from {','.join(allowed)}")
+    return items

@@ -1,0 +1,91 @@
+"""``devdata generate|serve ...``: synthetic TLC months in each upstream's layout, and a
+local HTTP mirror serving them (also ``python -m taxi_assets.devdata ...``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from taxi_assets.cli.arguments import csv_list, parse_months
+
+
+def _devdata_generate(args: argparse.Namespace) -> int:
+    from taxi_assets.devdata.generate import generate_mirror
+
+    started = time.perf_counter()
+    paths = generate_mirror(
+        Path(args.out), months=args.months, services=args.services,
+        sources=args.sources, rows=args.rows, seed=args.seed,
+    )  # fmt: skip
+    print(f"wrote {len(paths)} files under {args.out} in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+def _devdata_serve(args: argparse.Namespace) -> int:
+    from taxi_assets.devdata.mirror import MirrorServer
+
+    stop = threading.Event()
+    # SIGTERM/SIGINT just set an event; the main thread then shuts down cleanly.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    url_file = Path(args.url_file) if args.url_file else None
+    with MirrorServer(
+        Path(args.root), host=args.host, port=args.port, missing_status=args.missing_status
+    ) as server:
+        print(server.url, flush=True)
+        if url_file is not None:
+            # Write-then-rename so a poller never reads a half-written URL.
+            tmp = url_file.with_name(url_file.name + ".tmp")
+            tmp.write_text(server.url + "\n")
+            os.replace(tmp, url_file)
+        try:
+            while not stop.wait(0.5):
+                pass
+        finally:
+            if url_file is not None:
+                url_file.unlink(missing_ok=True)  # a stale URL would mislead pollers
+    return 0
+
+
+def add_commands(groups: argparse._SubParsersAction) -> None:
+    from taxi_assets.devdata.generate import SERVICES as DEVDATA_SERVICES
+    from taxi_assets.devdata.generate import SOURCES as DEVDATA_SOURCES
+
+    devdata = groups.add_parser("devdata", help="generated TLC files and a local mirror")
+    devdata_commands = devdata.add_subparsers(dest="command", required=True)
+    gen = devdata_commands.add_parser("generate", help="write a synthetic upstream mirror folder")
+    gen.add_argument("--out", required=True)
+    gen.add_argument(
+        "--months", required=True, type=parse_months, help="2021-01,2021-02 or 2021-01..2021-03"
+    )
+    gen.add_argument(
+        "--services",
+        default=",".join(DEVDATA_SERVICES),
+        type=lambda s: csv_list(s, DEVDATA_SERVICES),
+    )
+    gen.add_argument(
+        "--sources", default=",".join(DEVDATA_SOURCES), type=lambda s: csv_list(s, DEVDATA_SOURCES)
+    )
+    gen.add_argument("--rows", type=int, default=5000, help="rows per month file")
+    gen.add_argument("--seed", type=int, default=42)
+    gen.set_defaults(func=_devdata_generate)
+
+    serve = devdata_commands.add_parser(
+        "serve", help="serve a folder over HTTP until SIGTERM/SIGINT"
+    )
+    serve.add_argument("--root", required=True)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=0)
+    serve.add_argument("--url-file", help="also write the URL to this file (removed on exit)")
+    serve.add_argument(
+        "--missing-status",
+        type=int,
+        choices=(404, 403),
+        default=404,
+        help="the answer for a missing file: 404 like the course mirror, 403 like TLC's host",
+    )
+    serve.set_defaults(func=_devdata_serve)

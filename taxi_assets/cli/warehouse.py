@@ -1,0 +1,177 @@
+"""``warehouse start|stop [DATA_DIR]``, ``warehouse analyst-role ROLE``, ``warehouse
+migrate``: the embedded PostgreSQL server, a read-only role, and the conversion of month
+tables of an earlier version into partitioned ones."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from taxi_assets.pg.ddl import TableLayout
+
+DEFAULT_SCHEMAS = ("warehouse", "analytics")
+
+
+def _warehouse_start(args: argparse.Namespace) -> int:
+    from taxi_assets.pg.embedded import embedded_url
+
+    url = embedded_url(args.data_dir)
+    print(f"embedded PostgreSQL running for {Path(args.data_dir).resolve()} ({url.split('?')[0]})")
+    return 0
+
+
+def _warehouse_stop(args: argparse.Namespace) -> int:
+    from taxi_assets.pg.embedded import stop
+
+    print("stopped" if stop(args.data_dir) else "not running")
+    return 0
+
+
+def _analyst_role(args: argparse.Namespace) -> int:
+    from taxi_assets.pg.roles import READ_SCHEMAS, grant_read_only
+    from taxi_assets.resources.postgres import PostgresResource
+
+    password = os.environ.get("TAXI_ANALYST_PASSWORD")
+    grant_read_only(PostgresResource().engine(), args.role, password)
+    print(f"role {args.role} may read schemas {', '.join(READ_SCHEMAS)}")
+    return 0
+
+
+def _project_layouts() -> dict[tuple[str, str], TableLayout]:
+    """The layout (partitioning, key, indexes) each known month table gets, as its asset's
+    IO manager would create it."""
+    from taxi_assets.assets.analytics.stats_columns import (
+        ANALYTICS_SCHEMA,
+        PRIMARY_KEY,
+        STATS_TABLE,
+    )
+    from taxi_assets.assets.contract_stream import PARTITION_MONTH
+    from taxi_assets.assets.trips import warehouse_metadata
+    from taxi_assets.io_managers.postgres import table_layout
+    from taxi_assets.pg.ddl import TableLayout
+    from taxi_assets.services import SERVICES
+
+    layouts = {
+        ("warehouse", service.dataset): table_layout(warehouse_metadata(service))
+        for service in SERVICES.values()
+    }
+    layouts[(ANALYTICS_SCHEMA, STATS_TABLE)] = TableLayout(PARTITION_MONTH, primary_key=PRIMARY_KEY)
+    return layouts
+
+
+def _warehouse_migrate(args: argparse.Namespace) -> int:
+    from taxi_assets.assets.load_records import LOADS_TABLE
+    from taxi_assets.pg.ddl import TableLayout
+    from taxi_assets.pg.migrate import (
+        convert,
+        disk_needed,
+        plan,
+        server_free_bytes,
+        tables_to_convert,
+    )
+    from taxi_assets.resources.postgres import PostgresResource
+
+    column = "partition_month"
+    schemas = tuple(args.schemas or DEFAULT_SCHEMAS)
+    warehouse = PostgresResource()
+    engine = warehouse.engine()
+    with engine.connect() as connection:
+        # warehouse.loads has partition_month too, but one row per table and month: plain.
+        keep = {("warehouse", LOADS_TABLE)}
+        found = tables_to_convert(connection, schemas, column, keep_plain=keep)
+        if not found:
+            print(f"nothing to convert: no plain table with {column} in {', '.join(schemas)}")
+            return 0
+        print(
+            f"counting rows per month in {len(found)} tables (one pass over each) ...", flush=True
+        )
+        pending = [plan(connection, schema, table, column) for schema, table in found]
+        folder, free = server_free_bytes(connection)
+    for item in pending:
+        print(
+            f"{item.schema}.{item.table}: {len(item.months)} months, "
+            f"{sum(item.months.values()):,} rows, {len(item.done)} months converted already, "
+            f"~{item.bytes_to_move / 1e9:.2f} GB to move"
+        )
+    needed = disk_needed(pending)
+    if free is None:
+        where = (
+            f"data directory {folder}" if folder else "its data directory is not shown to this role"
+        )
+        if not args.skip_disk_check:
+            print(
+                f"error: cannot see the server's free disk from here ({where}). Make sure it "
+                f"has {needed / 1e9:.2f} GB free, then run again with --skip-disk-check",
+                file=sys.stderr,
+            )
+            return 2
+        print(f"free disk not checked (--skip-disk-check); needs about {needed / 1e9:.2f} GB")
+    elif free < needed:
+        print(
+            f"error: the conversion needs about {needed / 1e9:.2f} GB free on the server's "
+            f"disk ({folder}); {free / 1e9:.2f} GB free. Nothing was changed",
+            file=sys.stderr,
+        )
+        return 2
+    else:
+        print(f"free disk: {free / 1e9:.2f} GB on {folder}, about {needed / 1e9:.2f} GB needed")
+    if args.dry_run:
+        return 0
+    layouts = _project_layouts()
+    budget = args.max_months
+    complete = True
+    for item in pending:
+        layout = layouts.get((item.schema, item.table), TableLayout(column))
+        if budget is not None and budget <= 0:
+            complete = False
+            break
+        complete &= convert(engine, item, layout, max_months=budget, waits=warehouse.lock_waits())
+        if budget is not None:
+            budget -= min(budget, len(item.remaining))
+    engine.dispose()
+    print(
+        "done: every table converted"
+        if complete
+        else "stopped early: run the same command again to go on"
+    )
+    return 0
+
+
+def add_commands(groups: argparse._SubParsersAction) -> None:
+    from taxi_assets.pg.embedded import DEFAULT_EMBEDDED_DIR
+
+    warehouse = groups.add_parser("warehouse", help="the PostgreSQL warehouse")
+    commands = warehouse.add_subparsers(dest="command", required=True)
+    for name, handler, text in (
+        ("start", _warehouse_start, "start (or find) the embedded server"),
+        ("stop", _warehouse_stop, "stop the embedded server"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("data_dir", nargs="?", default=DEFAULT_EMBEDDED_DIR)
+        command.set_defaults(func=handler)
+    role = commands.add_parser("analyst-role", help="create or update a read-only role")
+    role.add_argument("role")
+    role.set_defaults(func=_analyst_role)
+    migrate = commands.add_parser(
+        "migrate",
+        help="convert month tables of an earlier version into partitioned ones (resumable)",
+    )
+    migrate.add_argument(
+        "--schema", dest="schemas", action="append", help="default: warehouse and analytics"
+    )
+    migrate.add_argument(
+        "--max-months", type=int, help="stop after this many months (run again to go on)"
+    )
+    migrate.add_argument(
+        "--dry-run", action="store_true", help="show the plan and the disk check only"
+    )
+    migrate.add_argument(
+        "--skip-disk-check",
+        action="store_true",
+        help="when the server's disk cannot be seen from here (checked by hand)",
+    )
+    migrate.set_defaults(func=_warehouse_migrate)
