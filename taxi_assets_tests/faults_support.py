@@ -228,31 +228,27 @@ def waiting_advisory_locks(engine: sa.Engine, database: str) -> int:
 
 @contextmanager
 def restartable_server(folder: Path) -> Iterator[tuple[str, Callable[[], None]]]:
-    """A private embedded PostgreSQL (pgserver) in ``folder``: its URL and a ``restart()``.
+    """A private embedded PostgreSQL in ``folder``, started as the product starts one
+    (:func:`embedded_url`: its bulk-load settings included): its URL and a ``restart()``.
 
     ``restart()`` stops the server as an operator would (``pg_ctl -w stop -m fast`` as the
-    data folder's owner, through the product's :func:`embedded_postgres.stop`) and starts
-    it again on the same data folder and socket.
+    data folder's owner, :func:`taxi_assets.pg.embedded.stop`) and starts it again with
+    :func:`embedded_url`, which must hand out the same URL (same data folder and socket).
     """
-    import pgserver
-
-    from taxi_assets.pg.embedded import stop
+    from taxi_assets.pg.embedded import embedded_url, stop
 
     data = folder / "pgdata"
-    server = pgserver.get_server(data, cleanup_mode="delete")
+    url = embedded_url(data)
 
     def restart() -> None:
         assert stop(data), "the private server was not running"
         assert not (data / "postmaster.pid").exists()
-        # pgserver.get_server(data) hands back its cached handle without starting the
-        # server again; this is the start half of get_server, under pgserver's own lock.
-        with server._lock:
-            server.ensure_postgres_running()
+        assert embedded_url(data) == url
 
     try:
-        yield server.get_uri(), restart
+        yield url, restart
     finally:
-        server.cleanup()
+        stop(data)
 
 
 # --- the dagster CLI ----------------------------------------------------------------------
