@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 def parse_months(spec: str) -> list[str]:
     """'2021-01,2021-03' and '2021-01..2021-03' (and mixes of both)."""
-    from taxi_assets.devdata.generate import month_range, parse_month
+    from taxi_assets.devdata.layouts import month_range, parse_month
 
     months: list[str] = []
     for part in filter(None, (p.strip() for p in spec.split(","))):

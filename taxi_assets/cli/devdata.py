@@ -52,8 +52,8 @@ def _devdata_serve(args: argparse.Namespace) -> int:
 
 
 def add_commands(groups: argparse._SubParsersAction) -> None:
-    from taxi_assets.devdata.generate import SERVICES as DEVDATA_SERVICES
-    from taxi_assets.devdata.generate import SOURCES as DEVDATA_SOURCES
+    from taxi_assets.devdata.layouts import SERVICES as DEVDATA_SERVICES
+    from taxi_assets.devdata.layouts import SOURCES as DEVDATA_SOURCES
 
     devdata = groups.add_parser("devdata", help="generated TLC files and a local mirror")
     devdata_commands = devdata.add_subparsers(dest="command", required=True)
