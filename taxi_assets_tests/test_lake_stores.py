@@ -19,6 +19,7 @@ import textwrap
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -26,6 +27,8 @@ import pytest
 
 from taxi_assets.assets.analytics.monthly_zone_stats import write_chart
 from taxi_assets.devdata import write_month
+from taxi_assets.io_managers.lake_files import LakeFileChanged, LakeFiles
+from taxi_assets.io_managers.parquet_lake import arrow_filesystem
 from taxi_assets.resources import LakeResource
 from taxi_assets.storage import publish
 from taxi_assets.storage import s3 as s3_settings
@@ -340,8 +343,6 @@ def test_a_killed_upload_leaves_nothing_the_next_run_cannot_clean(
 
 def lake_month_file(path: Path, first_value: int) -> None:
     """A small month of three row groups whose values start at ``first_value``."""
-    import pyarrow as pa
-
     values = pa.array(range(first_value, first_value + 3000), pa.int64())
     pq.write_table(pa.table({"trip": values}), path, row_group_size=1000)
 
@@ -354,9 +355,6 @@ def test_a_lake_file_replaced_mid_read_fails_the_read_naming_it(
     load must not go on with rows of the new file against the old footer, or with parts of
     both: the read fails, naming the file, whether the file was replaced between two opens
     or during the read; a read of the new version then succeeds."""
-    from taxi_assets.io_managers.lake_files import LakeFileChanged, LakeFiles
-    from taxi_assets.io_managers.parquet_lake import arrow_filesystem
-
     dest = resolve_root(lake_store.url) / "lake" / "month.parquet"
 
     def publish_month(first_value: int) -> None:

@@ -61,7 +61,7 @@ class LakeFiles:
 
     filesystem: pafs.FileSystem
     paths: tuple[str, ...]
-    versions: tuple[Version, ...] = field(default=(), compare=False)
+    versions: tuple[Version, ...] = field(compare=False)
     # Footers read so far, by path. A footer read after a replacement is caught like any
     # other read: the file's version is checked when its data has been read.
     _footers: dict[str, pq.FileMetaData] = field(default_factory=dict, compare=False, repr=False)
@@ -81,8 +81,6 @@ class LakeFiles:
 
     def check_unchanged(self, path: str) -> None:
         """Raise :class:`LakeFileChanged` if ``path`` is no longer the version listed."""
-        if not self.versions:
-            return
         listed = self.versions[self.paths.index(path)]
         now = file_version(self.filesystem, path)
         if now != listed:
