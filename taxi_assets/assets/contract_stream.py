@@ -175,8 +175,15 @@ def with_lineage(data: LakeFiles, month: date, schema: pa.Schema) -> Iterator[pa
         present = set(physical.names)
         wanted = [f.name for f in schema if f.name in present and f.name not in LINEAGE_COLUMNS]
         encoded = [name for name in wanted if pa.types.is_dictionary(schema.field(name).type)]
+        # Decoded on this thread, not on Arrow's pool: the stream feeds a COPY whose server
+        # is the slower side and may share this machine's cores, and the pool's bursts
+        # took cores from it (docs/performance.md, "Arrow's decoding threads").
         for batch in data.file_batches(
-            path, columns=wanted, batch_size=WAREHOUSE_BATCH_ROWS, read_dictionary=encoded
+            path,
+            columns=wanted,
+            batch_size=WAREHOUSE_BATCH_ROWS,
+            read_dictionary=encoded,
+            use_threads=False,
         ):
             n = batch.num_rows
             columns = []

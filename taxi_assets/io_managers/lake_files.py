@@ -142,15 +142,21 @@ class LakeFiles:
         columns: list[str] | None = None,
         batch_size: int = BATCH_ROWS,
         read_dictionary: Sequence[str] = (),
+        use_threads: bool = True,
     ) -> Iterator[pa.RecordBatch]:
         """Batches of one file, row group by row group: one iterator over all groups holds
         on to the pages it has read until it ends, so memory would grow with the file.
-        At the end (or on a read error) the file's version is checked against the listing's."""
+        At the end (or on a read error) the file's version is checked against the listing's.
+        ``use_threads=False`` decodes the columns on the calling thread rather than on
+        Arrow's CPU pool."""
         try:
             with self.open(path, read_dictionary) as parquet:
                 for group in range(parquet.num_row_groups):
                     yield from parquet.iter_batches(
-                        batch_size=batch_size, row_groups=[group], columns=columns
+                        batch_size=batch_size,
+                        row_groups=[group],
+                        columns=columns,
+                        use_threads=use_threads,
                     )
         except (OSError, pa.ArrowException):
             # Bytes of two versions may not decode, or a store may refuse the old version
