@@ -29,9 +29,9 @@ demo: install dagster-home
 # benchmarks' smoke runs, the fault-tolerance runs that kill and restart processes) go in a
 # second pytest process beside the rest, which cuts the suite's wall time on 2 cores (a
 # third process did not: measured, the two cores are then busy enough that every test
-# slows down). Both exit statuses count (5, "no tests
-# collected", fails too). PYTEST_ARGS goes to both; by default each lists its 25 slowest
-# tests, which is what to balance the two by.
+# slows down). Both exit statuses count (5, "no tests collected", fails too). PYTEST_ARGS
+# goes to both; by default each lists its 25 slowest tests, which is what to balance the
+# two by.
 TESTS_BESIDE := taxi_assets_tests/test_daemon.py taxi_assets_tests/test_ui_browser.py \
 	taxi_assets_tests/test_benchmarks_smoke.py taxi_assets_tests/test_fault_tolerance.py
 TEST_LOG_BESIDE := test-artifacts/pytest-beside.log
