@@ -61,7 +61,7 @@ test: install browser azurite
 	  TMPDIR=$$(mktemp -d "$(TEST_TMPDIR)/taxi-tests.XXXXXX") || exit 1; \
 	  chmod 1777 "$$TMPDIR"; export TMPDIR; \
 	fi; \
-	echo "temporary files under $${TMPDIR:-the system's temporary folder}"; \
+	echo "temporary files under $${TMPDIR:-the system temporary folder}"; \
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS) $(TESTS_BESIDE) > $(TEST_LOG_BESIDE) 2>&1 & \
 	beside=$$!; \
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS) $(addprefix --ignore=,$(TESTS_BESIDE)); \
@@ -73,7 +73,7 @@ test: install browser azurite
 	if [ $$rest -eq 0 ] && [ $$beside_status -eq 0 ]; then \
 	  if [ -n "$(TEST_TMPDIR)" ]; then rm -rf "$$TMPDIR"; fi; \
 	else \
-	  echo "the tests' temporary files are kept in $${TMPDIR:-the system's temporary folder}"; \
+	  echo "the tests' temporary files are kept in $${TMPDIR:-the system temporary folder}"; \
 	  exit 1; \
 	fi
 
