@@ -49,9 +49,9 @@ TESTS_BESIDE := taxi_assets_tests/test_daemon.py taxi_assets_tests/test_ui_brows
 TEST_LOG_BESIDE := test-artifacts/pytest-beside.log
 PYTEST_ARGS ?= --durations=25
 # The tests' temporary files (pytest's tmp_path, the throwaway PostgreSQL, the emulators'
-# folders; ~0.5 GB at most) go to a folder on a RAM-backed tmpfs when /dev/shm has 4 GB
-# free: they are small, and the suite is bound by the disk's commits and deletions, not by
-# their size (the main process alone: 651 s on this machine's ext4, 378 s on /dev/shm;
+# folders; ~1 GB at most) go to a folder on a RAM-backed tmpfs when /dev/shm has 4 GB
+# free: they are small, but much of a test's time went to the disk's commits and deletions
+# (the main process alone: 651 s on this machine's ext4, 378 s on /dev/shm;
 # docs/performance.md). TEST_TMPDIR=<folder> chooses another parent; TEST_TMPDIR= (empty)
 # keeps the system's. The folder is removed when both processes pass, kept when not.
 TEST_TMPDIR ?= $(shell df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 && $$4 >= 4194304 {print "/dev/shm"}')
