@@ -54,7 +54,9 @@ PYTEST_ARGS ?= --durations=25
 # (the main process alone: 651 s on this machine's ext4, 378 s on /dev/shm;
 # docs/performance.md). TEST_TMPDIR=<folder> chooses another parent; TEST_TMPDIR= (empty)
 # keeps the system's. The folder is removed when both processes pass, kept when not.
-TEST_TMPDIR ?= $(shell df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 && $$4 >= 4194304 {print "/dev/shm"}')
+ifeq ($(origin TEST_TMPDIR),undefined)
+TEST_TMPDIR := $(shell df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 && $$4 >= 4194304 {print "/dev/shm"}')
+endif
 
 test: install browser azurite
 	@mkdir -p test-artifacts
