@@ -11,10 +11,14 @@ export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT ?= false
 
 install: $(VENV)/.installed
 
-# uv installs the locked set in ~10 s where pip takes ~70 s (measured on this project's
+# uv installs the locked set in ~22 s where pip takes ~70 s (measured on this project's
 # 2-core machine); pip installs uv itself, at the version constraints.txt pins. uv does not
 # read pip.conf: behind a private index set UV_INDEX_URL (or UV_DEFAULT_INDEX), or install
 # with pip alone: make install INSTALLER=pip.
+# --compile-bytecode, as pip does by default: where PYTHONDONTWRITEBYTECODE is set (it is on
+# this project's CI machines) Python never caches what it compiles, so without it every
+# process (the suite starts a few hundred) compiled Dagster's sources again: `import
+# dagster` took 2.7 s instead of 1.0 s, the definitions 5.5 s instead of 1.6 s.
 INSTALLER ?= uv
 
 $(VENV)/.installed: setup.py constraints.txt
@@ -24,7 +28,7 @@ ifeq ($(INSTALLER),pip)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 else
 	$(PY) -m pip install --quiet -c constraints.txt uv
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -c constraints.txt -e '.[dev]'
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -c constraints.txt -e '.[dev]'
 endif
 	touch $@
 
