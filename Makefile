@@ -45,13 +45,11 @@ demo: install dagster-home
 # suite's wall time on 2 cores (a third process did not: measured, the two cores are then
 # busy enough that every test slows down). The fault-tolerance tests moved back to the
 # main process when the temporary files went to tmpfs: the main process then finished
-# 150 s before this one (docs/performance.md). With the installed bytecode compiled, this
-# one finished 208 s before the main one, so the CLI tests (~120 s, each a dagster
-# subprocess) run here too. Both exit statuses count (5, "no tests collected", fails too).
-# PYTEST_ARGS goes to both; by default each lists its 25 slowest tests, which is what to
-# balance the two by.
+# 150 s before this one (docs/performance.md). Both exit statuses count (5, "no tests
+# collected", fails too). PYTEST_ARGS goes to both; by default each lists its 25 slowest
+# tests, which is what to balance the two by.
 TESTS_BESIDE := taxi_assets_tests/test_daemon.py taxi_assets_tests/test_ui_browser.py \
-	taxi_assets_tests/test_benchmarks_smoke.py taxi_assets_tests/test_cli.py
+	taxi_assets_tests/test_benchmarks_smoke.py
 TEST_LOG_BESIDE := test-artifacts/pytest-beside.log
 PYTEST_ARGS ?= --durations=25
 # The tests' temporary files (pytest's tmp_path, the throwaway PostgreSQL, the emulators'
