@@ -16,7 +16,7 @@ install: $(VENV)/.installed
 # read pip.conf: behind a private index set UV_INDEX_URL (or UV_DEFAULT_INDEX), or install
 # with pip alone: make install INSTALLER=pip.
 # --compile-bytecode, as pip does by default: where PYTHONDONTWRITEBYTECODE is set (it is on
-# this project's CI machines) Python never caches what it compiles, so without it every
+# this project's machines) Python never caches what it compiles, so without it every
 # process (the suite starts a few hundred) compiled Dagster's sources again: `import
 # dagster` took 2.7 s instead of 1.0 s, the definitions 5.5 s instead of 1.6 s.
 INSTALLER ?= uv
@@ -42,8 +42,8 @@ demo: install dagster-home
 
 # The tests that mostly wait on subprocesses (the daemon's ticks and runs, the browser, the
 # benchmarks' smoke runs) go in a second pytest process beside the rest, which cuts the
-# suite's wall time on 2 cores (a third process did not: measured, the two cores are then
-# busy enough that every test slows down). The fault-tolerance tests moved back to the
+# suite's wall time on 2 cores (a third process did not: measured, it filled idle time but
+# slowed the main process, whose in-process tests are the critical path). The fault-tolerance tests moved back to the
 # main process when the temporary files went to tmpfs: the main process then finished
 # 150 s before this one (docs/performance.md). Both exit statuses count (5, "no tests
 # collected", fails too). PYTEST_ARGS goes to both; by default each lists its 25 slowest
