@@ -83,9 +83,23 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance for in-process runs: runs and schedules in SQLite files under
+    tmp_path, events in Dagster's in-memory event log (its SQL event log storage on an
+    in-memory SQLite database, as DagsterInstance.ephemeral uses). The on-disk SQLite event
+    log opens a new engine for every event it stores, and a database for every run: that
+    was a third of these tests' time (docs/performance.md). The CLI, daemon, UI and demo
+    tests keep the repository's dagster.yaml (all on disk), as `make dev` runs it."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as test_instance:
+    with dg.instance_for_test(
+        temp_dir=str(home),
+        overrides={
+            "event_log_storage": {
+                "module": "dagster._core.storage.event_log",
+                "class": "InMemoryEventLogStorage",
+            }
+        },
+    ) as test_instance:
         yield test_instance
 
 
