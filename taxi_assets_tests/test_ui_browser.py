@@ -65,10 +65,7 @@ STATS_KEY = "analytics/monthly_zone_stats"
 GROUPS = ("raw", "lake", "warehouse", "analytics")
 STARTUP_TIMEOUT_S = 90
 BACKFILL_TIMEOUT_S = 150
-# `dg dev` stops in ~4 s alone, but slower beside the rest of the suite; a SIGKILL before
-# its code server's run processes end kills their multiprocessing resource tracker too, and
-# their named semaphores stay in /dev/shm (8 per run, seen at 15 s).
-SHUTDOWN_TIMEOUT_S = 60
+SHUTDOWN_TIMEOUT_S = 15
 
 # Metadata labels each layer's materialization shows (see docs/ui.md).
 EXPECTED_LABELS = {
