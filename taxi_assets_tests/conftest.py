@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,7 +64,6 @@ def _clean_project_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def pg_server_url() -> Iterator[str]:
     # Not under pytest's basetemp: a concurrent pytest session prunes old basetemps,
     # which would delete a running server's data folder.
-    import shutil
     import tempfile
 
     folder = Path(tempfile.mkdtemp(prefix="taxi-test-pg-"))
@@ -108,8 +108,6 @@ def instance(tmp_path: Path, empty_instance_home: Path) -> Iterator[dg.DagsterIn
     database for every run: that was a third of these tests' time (docs/performance.md).
     The CLI, daemon, UI and demo tests keep the repository's dagster.yaml (all on disk),
     as `make dev` runs it."""
-    import shutil
-
     home = tmp_path / "dagster_home"
     shutil.copytree(empty_instance_home, home)
     with dg.instance_for_test(temp_dir=str(home), overrides=IN_MEMORY_EVENTS) as test_instance:
@@ -128,7 +126,6 @@ def gcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
 @pytest.fixture(scope="session")
 def bq_emulator() -> Iterator[BigQueryEmulator]:
     """bqemulator in a subprocess, started once per session (about 1 s)."""
-    import shutil
     import tempfile
 
     from taxi_assets_tests.bq_emulator import session_emulator
@@ -191,8 +188,6 @@ def mirror(mirror_root: Path) -> Iterator[FaultyMirror]:
 @pytest.fixture
 def own_mirror(mirror_root: Path, tmp_path: Path) -> Iterator[FaultyMirror]:
     """A mirror over a private copy of the generated files, for tests that change them."""
-    import shutil
-
     from taxi_assets_tests.http_faults import FaultyMirror
 
     root = tmp_path / "own_mirror"
