@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +46,27 @@ PROJECT_ENV = (
     "TAXI_SENSOR_INTERVAL_SECONDS",
     "TAXI_AUTOMATION_INTERVAL_SECONDS",
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # gcsfs 2026.x stalls a minute per call against an emulator without this; set it before
+    # anything imports gcsfs.
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    restore_default_interrupt()
+
+
+def restore_default_interrupt() -> None:
+    """Give the processes the tests start Ctrl-C's default meaning, whoever started pytest.
+
+    A non-interactive shell starts a background command with SIGINT ignored, and `make test`
+    starts its second pytest process that way. An ignored signal stays ignored across exec,
+    so every process that pytest started inherited it: `dg dev` ignored the browser test's
+    Ctrl-C and was killed 15 s later with its code server's semaphore tracker, leaving 8
+    named semaphores in /dev/shm per run; and Dagster's processes map SIGTERM to SIGINT's
+    handler (`setup_interrupt_handlers`), so they ignored SIGTERM as well.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
@@ -155,12 +177,6 @@ def shared_samples() -> Path:
     if not SHARED_SAMPLES.is_dir():
         pytest.skip(f"real TLC samples not available at {SHARED_SAMPLES}")
     return SHARED_SAMPLES
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # gcsfs 2026.x stalls a minute per call against an emulator without this; set it before
-    # anything imports gcsfs.
-    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 
 DEMO_MONTHS = ["2021-01", "2021-02"]

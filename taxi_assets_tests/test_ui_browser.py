@@ -162,11 +162,27 @@ def stop_process_group(process: subprocess.Popen) -> None:
     while time.monotonic() < deadline and _signal_group(group, 0):
         process.poll()  # reap make as soon as it exits so the group can empty
         time.sleep(0.2)
-    leftovers = _signal_group(group, signal.SIGKILL)
+    stragglers = _group_processes(group)
+    _signal_group(group, signal.SIGKILL)
     process.wait(timeout=10)
-    print(
-        f"dg dev stopped in {time.monotonic() - started:.1f} s"
-        + (" (stragglers killed)" if leftovers else "")
+    report = f"dg dev stopped in {time.monotonic() - started:.1f} s"
+    if stragglers:
+        report += ", these killed after the grace period:\n" + stragglers
+    print(report)
+    (ARTIFACTS / "dg-dev-stop.txt").write_text(report + "\n")
+
+
+def _group_processes(group: int) -> str:
+    """The processes left in the group (pid, parent, age in s, command), for the report:
+    which of `dg dev`'s processes outlived Ctrl-C is what to look at when one does."""
+    listing = subprocess.run(
+        ["ps", "-e", "-o", "pgid=,pid=,ppid=,etimes=,args="],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return "\n".join(
+        line.strip()[:200] for line in listing.splitlines() if line.split()[:1] == [str(group)]
     )
 
 
@@ -317,6 +333,11 @@ def test_the_ui_shows_assets_metadata_and_a_backfill(
                 shoot_asset_graph(browser, dagit.base)
             finally:
                 browser.close()
+    # Stopped by its Ctrl-C, not by the SIGKILL after the grace period (which leaves its
+    # code server's named semaphores in /dev/shm): see conftest's restore_default_interrupt.
+    assert "KeyboardInterrupt received" in log_path.read_text(errors="replace"), (
+        ARTIFACTS / "dg-dev-stop.txt"
+    ).read_text()
     for service in SERVICES:
         assert BACKFILL_MONTH in warehouse_counts(pg_url, f"{service}_tripdata")
     if os.environ.get("TAXI_UPDATE_SCREENSHOTS"):
