@@ -20,6 +20,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from taxi_assets_tests.slow_link import SlowLink
+
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 
@@ -249,6 +251,25 @@ def restartable_server(folder: Path) -> Iterator[tuple[str, Callable[[], None]]]
         yield url, restart
     finally:
         stop(data)
+
+
+@contextmanager
+def slow_link_to(pg_url: str, folder: Path, bytes_per_s: float) -> Iterator[str]:
+    """A URL of ``pg_url``'s database reached through a :class:`SlowLink` carrying
+    ``bytes_per_s`` from the client: a Unix socket in ``folder`` (keep its path short) for
+    a server on a Unix socket, as the embedded one is, else a port of 127.0.0.1."""
+    url = sa.make_url(pg_url)
+    socket_folder = url.query.get("host")
+    if url.host is None and isinstance(socket_folder, str):
+        name = f".s.PGSQL.{url.port or 5432}"  # where libpq looks in a socket folder
+        upstream = str(Path(socket_folder) / name)
+        with SlowLink(upstream, bytes_per_s, listen=str(folder / name)):
+            yield url.update_query_dict({"host": str(folder)}).render_as_string(False)
+    else:
+        with SlowLink((url.host or "127.0.0.1", url.port or 5432), bytes_per_s) as link:
+            assert isinstance(link.address, tuple)
+            host, port = link.address
+            yield url.set(host=host, port=port).render_as_string(False)
 
 
 # --- the dagster CLI ----------------------------------------------------------------------

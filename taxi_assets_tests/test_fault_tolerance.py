@@ -45,6 +45,7 @@ from taxi_assets_tests.faults_support import (
     process_group_alive,
     restartable_server,
     run_warnings,
+    slow_link_to,
     step_failure,
     tiny_tmpfs,
     wait_for,
@@ -146,40 +147,46 @@ def test_sigkill_mid_copy_keeps_the_previous_month_and_the_next_run_succeeds(
     before = month_summary(pg_url)
     assert before[0] == ROWS
 
-    # TLC republishes the month, much bigger: the lake has it, the warehouse not yet.
-    big = 1_500_000
+    # TLC republishes the month, bigger: the lake has it, the warehouse not yet.
+    big = 200_000
     write_month(Path(own_mirror.root), source="dtc", service="yellow", month=MONTH, rows=big)
     assert run(FILE_KEYS, resources, instance, MONTH).success
 
     log = tmp_path / "killed_run.log"
-    env = cli_env(tmp_path, own_mirror.url, lake, pg_url)
     database = database_name(pg_url)
     watcher = engine_for(pg_url)
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            materialize_command("warehouse/yellow_tripdata", MONTH),
-            cwd=REPO,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # the run and its step processes: one process group
-        )
-    received: list[int] = []
-    try:
+    # The run reaches PostgreSQL over a link of 2 MB/s: the month's COPY (~37 MB) takes
+    # ~18 s, so the kill lands in its middle whatever the machine's speed.
+    with (
+        tempfile.TemporaryDirectory(prefix="slow-pg-") as link_folder,  # socket paths: <108 B
+        slow_link_to(pg_url, Path(link_folder), 2_000_000) as slow_url,
+    ):
+        env = cli_env(tmp_path, own_mirror.url, lake, slow_url)
+        with open(log, "wb") as output:
+            process = subprocess.Popen(
+                materialize_command("warehouse/yellow_tripdata", MONTH),
+                cwd=REPO,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # the run and its step processes: one process group
+            )
+        received: list[int] = []
+        try:
 
-        def copying() -> bool:
-            assert process.poll() is None, f"the run ended early:\n{log.read_text()[-3000:]}"
-            received.append(copy_rows_received(watcher, database) or 0)
-            return received[-1] > 0
+            def copying() -> bool:
+                assert process.poll() is None, f"the run ended early:\n{log.read_text()[-3000:]}"
+                received.append(copy_rows_received(watcher, database) or 0)
+                return received[-1] > 0
 
-        # Rows are flowing into the table inside the run's open transaction.
-        wait_for("the run's COPY to be receiving rows", copying, timeout=180)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
+            # Rows are flowing into the table inside the run's open transaction.
+            wait_for("the run's COPY to be receiving rows", copying, timeout=180)
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
     assert 0 < received[-1] < big, received  # killed in the middle of the COPY
     wait_for("every process of the run to be gone", lambda: not process_group_alive(process.pid))
