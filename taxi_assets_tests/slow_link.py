@@ -1,5 +1,5 @@
-"""A TCP proxy on 127.0.0.1 that passes what clients send on at a fixed rate: a slow
-network link, for real, in front of a real server.
+"""A proxy (TCP on 127.0.0.1, or between Unix sockets) that passes what clients send on
+at a fixed rate: a slow network link, for real, in front of a real server.
 
     with SlowLink(("127.0.0.1", server_port), bytes_per_s=2_000_000) as link:
         ...  # point the client at link.address
