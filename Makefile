@@ -120,8 +120,14 @@ browser:
 
 # dg dev: web UI, daemon and code server, with the instance in $$DAGSTER_HOME. The venv is
 # named as the active one, so dg runs the code location with this project's Python.
+# dg dev runs with SIGINT's default restored: a background command of a non-interactive
+# shell (`make dev &` in a script) starts with SIGINT ignored, and Dagster gives SIGTERM
+# SIGINT's handler, so it would ignore `kill` too and only SIGKILL would stop it, leaving
+# its code server's processes and semaphores behind.
 dev: install dagster-home
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH="$(abspath $(VENV))/bin:$$PATH" \
+	  $(PY) -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); \
+	    os.execv(sys.argv[1], sys.argv[1:])' \
 	  $(VENV)/bin/dg dev -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
 
 # The embedded PostgreSQL's data folder: the warehouse resource's default (./data/warehouse).

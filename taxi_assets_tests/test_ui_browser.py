@@ -130,9 +130,13 @@ class Dagit:
 @contextmanager
 def dagster_dev(env: dict[str, str], log_path: Path) -> Iterator[Dagit]:
     """The README's `make dev` (so its command is what is tested), on a free port of
-    127.0.0.1 and the test's DAGSTER_HOME; stopped like Ctrl-C stops it."""
+    127.0.0.1 and the test's DAGSTER_HOME; stopped like Ctrl-C stops it.
+
+    It starts with SIGINT ignored, as a script's `make dev &` would start it: the Makefile
+    gives `dg dev` SIGINT's default back, and the test checks that Ctrl-C stops it."""
     port = free_port()
     command = [
+        "sh", "-c", 'trap "" INT; exec "$@"', "sh",  # SIGINT ignored, kept across exec
         "make", "-o", "install", "dev",  # the suite's own environment is installed already
         f"VENV={sys.prefix}", f"DAGSTER_HOME={env['DAGSTER_HOME']}", f"DAGSTER_PORT={port}",
     ]  # fmt: skip
@@ -334,7 +338,8 @@ def test_the_ui_shows_assets_metadata_and_a_backfill(
             finally:
                 browser.close()
     # Stopped by its Ctrl-C, not by the SIGKILL after the grace period (which leaves its
-    # code server's named semaphores in /dev/shm): see conftest's restore_default_interrupt.
+    # code server's named semaphores in /dev/shm), although started with SIGINT ignored:
+    # see the Makefile's dev target.
     assert "KeyboardInterrupt received" in log_path.read_text(errors="replace"), (
         ARTIFACTS / "dg-dev-stop.txt"
     ).read_text()
