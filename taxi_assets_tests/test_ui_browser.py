@@ -177,8 +177,8 @@ def stop_process_group(process: subprocess.Popen) -> None:
 
 
 def _group_processes(group: int) -> str:
-    """The processes left in the group (pid, parent, age in s, command), for the report:
-    which of `dg dev`'s processes outlived Ctrl-C is what to look at when one does."""
+    """The processes left in the group (group, pid, parent, age in s, command), for the
+    report: which of `dg dev`'s processes outlived Ctrl-C is what to look at when one does."""
     listing = subprocess.run(
         ["ps", "-e", "-o", "pgid=,pid=,ppid=,etimes=,args="],
         capture_output=True,
