@@ -101,6 +101,22 @@ def run_checks_only(
     )
 
 
+def run_naming_its_assets(
+    keys: list[str], resources: dict[str, Any], instance: dg.DagsterInstance, month: str
+) -> dg.ExecuteInProcessResult:
+    """A run whose selection names its assets, as the new-month sensor's, the schedules',
+    the backfills' and the CLI's runs do (``dg.materialize`` names none)."""
+    selection = [dg.AssetKey.from_user_string(key) for key in keys]
+    definitions = dg.Definitions(
+        assets=ASSETS,
+        resources=resources,
+        jobs=[dg.define_asset_job("named", selection=selection)],
+    )
+    return definitions.resolve_job_def("named").execute_in_process(
+        asset_selection=selection, partition_key=month, instance=instance, raise_on_error=False
+    )
+
+
 def republish(mirror: FaultyMirror, service: str, month: str, rows: int) -> None:
     """Upstream rewrites the month: other bytes, another row count."""
     write_month(Path(mirror.root), source="dtc", service=service, month=month, rows=rows, seed=11)
@@ -228,3 +244,47 @@ def test_a_failed_blocking_check_holds_the_warehouse_until_a_run_passes(
         == 1500
     )
     assert tick() == {}
+
+
+def test_a_run_that_targeted_the_month_builds_it_not_the_sensor_even_when_it_failed(
+    own_mirror: FaultyMirror,
+    resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+) -> None:
+    """A new raw revision in a run that also targets lake and warehouse: that run builds
+    them, and the sensor requests nothing, even after the run failed at the warehouse
+    (run retries or a re-execution take it from there). A run that names no assets
+    (``dg.materialize``, a job launched without a selection) still triggers them."""
+    tick = Ticks(instance)
+    tick()
+    assert run(layers("yellow"), resources, instance, MONTH).success
+    assert tick() == {}
+
+    republish(own_mirror, "yellow", MONTH, rows=1500)
+    no_warehouse = pipeline_resources(own_mirror.url, tmp_path / "lake", pg_url=None)
+    failed = run_naming_its_assets(layers("yellow"), no_warehouse, instance, MONTH)
+    assert not failed.success
+    materialized = {
+        event.materialization.asset_key.to_user_string()
+        for event in failed.get_asset_materialization_events()
+    }
+    assert materialized == {"raw/yellow_tripdata", "lake/yellow_tripdata"}
+    # The lake's data version changed and the warehouse month is idle, but the run that
+    # changed it targeted the warehouse too.
+    assert tick() == {}
+
+    # A new revision through a run that names raw and lake only: the warehouse follows.
+    republish(own_mirror, "yellow", MONTH, rows=1600)
+    assert run_naming_its_assets(
+        layers("yellow", "raw", "lake"), resources, instance, MONTH
+    ).success
+    assert tick() == {"warehouse/yellow_tripdata": {MONTH}}
+    assert run("warehouse/yellow_tripdata", resources, instance, MONTH).success
+    assert tick() == {}
+
+    # A failed run that names no assets: Dagster cannot tell it targeted the warehouse,
+    # so the warehouse month is requested.
+    republish(own_mirror, "yellow", MONTH, rows=1700)
+    assert not run(layers("yellow"), no_warehouse, instance, MONTH, raise_on_error=False).success
+    assert tick() == {"warehouse/yellow_tripdata": {MONTH}}

@@ -21,7 +21,7 @@ checks pass:
 Starting point: the composition verified on Dagster 1.13.27 (issue 15),
 ``(any_deps_match(will_be_requested()) | (any_deps_match(data_version_changed()) &
 all_deps_blocking_checks_passed())).since_last_handled() & ~any_deps_missing() &
-~any_deps_in_progress() & ~in_progress()``, changed in three ways, each tested
+~any_deps_in_progress() & ~in_progress()``, changed in four ways, each tested
 (taxi_assets_tests/test_automation_data_versions.py, test_analytics.py):
 
 1. The blocking checks are tested outside ``since_last_handled()``: inside it, a month
@@ -30,6 +30,15 @@ all_deps_blocking_checks_passed())).since_last_handled() & ~any_deps_missing() &
 2. :func:`blocking_checks_passed` instead of ``all_deps_blocking_checks_passed()``, which
    is false for a month a dependency does not have (FHVHV 2019-01 for the analytics).
 3. ``not_same_tick`` (analytics only): see :func:`follow_upstream`.
+4. A dependency's new data version is no trigger when the run that made it also targeted
+   the asset (``~executed_with_root_target()``, as in Dagster's ``any_deps_updated()``):
+   that run builds the month itself. Without it, the lake month's step could end in
+   the middle of one evaluation: ``since_last_handled()`` looked for its materialization
+   before, ``in_progress()`` (a month is in progress until its own materialization,
+   not until its run ends) after, so the tick saw raw's new version, no handling and
+   nothing running, and requested the lake month a second time (seen once in CI,
+   test_daemon.py). If that run fails, its retries (``run_retries`` in dagster.yaml)
+   or a re-execution build the month, not the automation sensor.
 
 One limit of Dagster 1.13.27 stays: when the asset itself was materialized (by another
 run) in the same tick interval as the dependency's change, ``since_last_handled()``
@@ -46,8 +55,8 @@ DEFAULT_AUTOMATION_INTERVAL_SECONDS = 30
 
 
 def follow_upstream(not_same_tick: dg.AssetSelection | None = None) -> dg.AutomationCondition:
-    """Requested when a dependency's data version changed or the dependency will be
-    requested in this tick; then only once every dependency is present, idle and passes
+    """Requested when a dependency's data version changed (in a run that did not also
+    target this asset) or the dependency will be requested in this tick; then only once every dependency is present, idle and passes
     its blocking checks, and the asset is not running.
 
     ``not_same_tick``: dependencies followed only once materialized, never in the tick
@@ -60,7 +69,9 @@ def follow_upstream(not_same_tick: dg.AssetSelection | None = None) -> dg.Automa
     requested_now = condition.any_deps_match(condition.will_be_requested())
     if not_same_tick is not None:
         requested_now = requested_now.ignore(not_same_tick)
-    changed = condition.any_deps_match(condition.data_version_changed())
+    changed = condition.any_deps_match(
+        condition.data_version_changed() & ~condition.executed_with_root_target()
+    )
     return (
         (requested_now | changed).since_last_handled()
         & blocking_checks_passed()

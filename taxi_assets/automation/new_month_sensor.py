@@ -16,7 +16,7 @@ from taxi_assets.automation.new_month_probe import (
     runs_in_flight,
 )
 from taxi_assets.automation.schedules import publication_lag
-from taxi_assets.jobs import service_job_name
+from taxi_assets.jobs import service_job_assets, service_job_name
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.source import TaxiSourceResource
 
@@ -62,6 +62,7 @@ def build_new_month_sensor(
                 dg.RunRequest(
                     run_key=request.run_key,
                     job_name=service_job_name(service),
+                    asset_selection=service_job_assets(service),
                     partition_key=request.month,
                     tags={VERSION_TAG: request.version, "taxi/service": service},
                 )

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+from taxi_assets.jobs import service_job_assets
 from taxi_assets.partitions import lagged_month
 from taxi_assets.raw_zone import pinned_revision
 from taxi_assets.resources.lake import LakeResource
@@ -51,7 +52,11 @@ def build_schedule(
         pinned = pinned_revision(lake.root(), service, month)
         if pinned is not None:
             return dg.SkipReason(f"{service} {month} is pinned to revision {pinned[:12]}")
-        return dg.RunRequest(run_key=f"schedule:{service}:{month}", partition_key=month)
+        return dg.RunRequest(
+            run_key=f"schedule:{service}:{month}",
+            asset_selection=service_job_assets(service),
+            partition_key=month,
+        )
 
     return monthly_schedule
 
