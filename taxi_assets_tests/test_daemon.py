@@ -16,10 +16,12 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus
 
+from taxi_assets import defs
 from taxi_assets.automation.run_partitions import run_month_range
 from taxi_assets.devdata import write_month
-from taxi_assets.instance_reads import latest_metadata, runs
+from taxi_assets.instance_reads import latest_metadata, run_events, runs
 from taxi_assets_tests import faults_support
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import (
@@ -98,9 +100,16 @@ def cli(args: list[str], env: dict, workspace: Path | None = None) -> str:
     command = [str(BIN / "dagster"), *args]
     if workspace is not None:
         command += ["-w", str(workspace)]
+    started = time.time()
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    # When each command ran, beside the ticks' and runs' times if the test fails.
+    print(f"{_clock(started)}-{_clock(time.time())} dagster {' '.join(args)}")
     assert done.returncode == 0, f"{' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     return done.stdout
+
+
+def _clock(timestamp: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(timestamp)) + f".{int(timestamp % 1 * 1000):03d}"
 
 
 @pytest.mark.slow
@@ -151,6 +160,26 @@ def test_daemon_sensor_automation_and_backfill(
             "yellow 2021-02 in the warehouse",
             lambda: counts(pg_url, "yellow").get("2021-02") == 400,
         )
+        # The sensor's run names its assets (so the automation sensor leaves their months
+        # to it) and still runs their checks (the warehouse's after its rows are in).
+        sensor_runs = dg.RunsFilter(tags={"dagster/sensor_name": "taxi_new_month_sensor"})
+        wait_for(
+            "the sensor's run to finish",
+            lambda: all(run.is_finished for run in runs(instance, sensor_runs)),
+        )
+        (sensor_run,) = runs(instance, sensor_runs)
+        assert selection(sensor_run) == set(service_layers("yellow"))
+        checked = {
+            event.dagster_event.asset_check_evaluation_data.asset_check_key
+            for event in run_events(
+                instance, sensor_run.run_id, dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            )
+            if event.dagster_event is not None
+        }
+        yellow_checks = dg.AssetSelection.checks_for_assets(
+            *(dg.AssetKey.from_user_string(key) for key in service_layers("yellow"))
+        ).resolve_checks(defs.resolve_asset_graph())
+        assert yellow_checks and checked == yellow_checks, checked
 
         # Every service for three months: one asset backfill from the project's CLI.
         submitted = subprocess.run(
@@ -198,7 +227,14 @@ def test_daemon_sensor_automation_and_backfill(
             ),
             limit=10,
         ).records
-        assert len({record.run_id for record in lake_runs}) == 2
+        lake_run_ids = {record.run_id for record in lake_runs}
+        made_by = "\n".join(
+            f"{run.run_id} {run.job_name} {run.tags.get('dagster/sensor_name', '')} "
+            f"{run.tags.get('dagster/backfill', '')} {sorted(selection(run))}"
+            for run in every_run
+            if run.run_id in lake_run_ids
+        )
+        assert len(lake_run_ids) == 2, f"lake/yellow_tripdata 2021-02 made by:\n{made_by}"
 
 
 AUTOMATION = "taxi_automation_sensor"
@@ -217,6 +253,32 @@ def finished_ticks_since(instance: dg.DagsterInstance, name: str, since: float) 
                 1 for t in ticks if t.timestamp > since and t.status.value in ("SUCCESS", "SKIPPED")
             )
     return 0
+
+
+def automation_state(instance: dg.DagsterInstance) -> InstigatorState:
+    (state,) = (s for s in instance.all_instigator_state() if s.instigator_name == AUTOMATION)
+    return state
+
+
+def tick_in_flight(instance: dg.DagsterInstance) -> bool:
+    state = automation_state(instance)
+    ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
+    return bool(ticks) and ticks[0].status.value == "STARTED"
+
+
+def stop_automation(instance: dg.DagsterInstance, env: dict, workspace: Path) -> None:
+    """``dagster sensor stop``, until it holds. The stop and a tick's end both read the
+    sensor's stored state and write it back (the stop with its new status, the tick with
+    its new cursor): a tick ending as the stop is written can put the old status back, and
+    the sensor runs on (seen once: a tick 5 s after the stop). So: once no tick is in
+    flight, the status is checked, and the stop sent again if it did not hold."""
+    for _ in range(3):
+        cli(["sensor", "stop", AUTOMATION], env, workspace)
+        wait_for("no automation tick in flight", lambda: not tick_in_flight(instance), 60)
+        if automation_state(instance).status == InstigatorStatus.STOPPED:
+            return
+        print(f"{_clock(time.time())} the stop did not hold: sent again")
+    raise AssertionError(f"{AUTOMATION} still runs after three stops")
 
 
 def automation_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
@@ -293,7 +355,7 @@ def test_daemon_follows_new_revisions_only(
 
         # Two months republished while the sensor is stopped: its next tick sees both and
         # submits ONE asset backfill holding everything that follows them.
-        cli(["sensor", "stop", AUTOMATION], env, workspace)
+        stop_automation(instance, env, workspace)
         for month, rows in ((MONTH, 1400), (NEXT, 900)):
             write_month(
                 Path(own_mirror.root), source="dtc", service="yellow", month=month, rows=rows
