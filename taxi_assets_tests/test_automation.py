@@ -32,6 +32,10 @@ def test_each_service_has_a_schedule_for_the_lagged_month(
     )
     (request,) = schedule.evaluate_tick(context).run_requests or []
     assert request.partition_key == "2021-01"
+    # Named, so the automation sensor leaves lake and warehouse to this run.
+    assert {key.to_user_string() for key in request.asset_selection or ()} == {
+        f"{layer}/{service}_tripdata" for layer in ("raw", "lake", "warehouse")
+    }
     monkeypatch.setenv("TAXI_PUBLICATION_LAG_MONTHS", "3")
     (request,) = schedule.evaluate_tick(context).run_requests or []
     assert request.partition_key == "2020-12"
@@ -110,6 +114,11 @@ def test_sensor_requests_the_next_month_once_per_upstream_version(
     # The service's own job (raw, lake, warehouse): a target may not mix partitions.
     assert request.job_name == "taxi_yellow_job"
     assert request.run_key.startswith("yellow:2021-02:")
+    assert {key.to_user_string() for key in request.asset_selection or ()} == {
+        "raw/yellow_tripdata",
+        "lake/yellow_tripdata",
+        "warehouse/yellow_tripdata",
+    }
 
     # TLC republishes 2021-01: a new ETag, a new request for that month.
     write_month(root, source="dtc", service="green", month="2021-01", rows=77, seed=9)
