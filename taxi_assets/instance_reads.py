@@ -36,6 +36,16 @@ def latest_metadata(
     return {key: value.value for key, value in records[0].asset_materialization.metadata.items()}
 
 
+def latest_materialization_run_id(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str
+) -> str | None:
+    """The run of the latest materialization of ``asset_key`` for ``partition_key``."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition_key]), limit=1
+    ).records
+    return records[0].run_id if records else None
+
+
 def materialized_partitions(
     instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions_def: dg.PartitionsDefinition
 ) -> list[str]:

@@ -4,6 +4,7 @@ import json
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -13,7 +14,7 @@ from taxi_assets.devdata import write_month
 from taxi_assets.partitions import add_months, lagged_month
 from taxi_assets.resources import LakeResource, TaxiSourceResource
 from taxi_assets_tests.http_faults import FaultyMirror
-from taxi_assets_tests.pipeline import pipeline_resources, run
+from taxi_assets_tests.pipeline import ASSETS, pipeline_resources, run
 
 SERVICES = ("yellow", "green", "fhv", "fhvhv")
 
@@ -125,6 +126,63 @@ def test_sensor_requests_the_next_month_once_per_upstream_version(
     republished = evaluate_sensor(instance, own_mirror, lake=lake)
     keys = {r.run_key.rsplit(":", 1)[0] for r in republished.run_requests}
     assert keys == {"yellow:2021-02", "green:2021-01"}
+
+
+def run_as_the_sensor(
+    request: dg.RunRequest, resources: dict[str, Any], instance: dg.DagsterInstance
+) -> dg.ExecuteInProcessResult:
+    """The run the daemon makes of the sensor's request: its assets, month and tags."""
+    keys = list(request.asset_selection or ())
+    definitions = dg.Definitions(
+        assets=ASSETS,
+        resources=resources,
+        jobs=[dg.define_asset_job("as_the_sensor", selection=keys)],
+    )
+    return definitions.resolve_job_def("as_the_sensor").execute_in_process(
+        asset_selection=keys,
+        partition_key=request.partition_key,
+        tags={**request.tags, "dagster/run_key": request.run_key or ""},
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def test_sensor_retries_its_run_that_stored_the_file_then_failed(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance, pg_url: str
+) -> None:
+    """The sensor's run of yellow 2021-02 stores the raw file, then fails in the warehouse
+    step. The month now counts as loaded, and the automation sensor leaves it to that run:
+    the new-month sensor requests it again, up to three runs of the file in all."""
+    lake = tmp_path / "lake"
+    no_warehouse = pipeline_resources(own_mirror.url, lake)  # nothing listens there
+    assert run("raw/yellow_tripdata", no_warehouse, instance, "2021-01").success
+    (request,) = evaluate_sensor(instance, own_mirror, lake=lake).run_requests
+    assert request.partition_key == "2021-02"
+
+    raw_key = dg.AssetKey(["raw", "yellow_tripdata"])
+    for attempt in range(1, 4):
+        failed = run_as_the_sensor(request, no_warehouse, instance)
+        assert not failed.success
+        stored = {e.materialization.asset_key for e in failed.get_asset_materialization_events()}
+        assert raw_key in stored and dg.AssetKey(["warehouse", "yellow_tripdata"]) not in stored
+        tick = evaluate_sensor(instance, own_mirror, lake=lake)
+        if attempt < 3:
+            (request,) = tick.run_requests
+            assert request.partition_key == "2021-02"
+            assert request.run_key and request.run_key.endswith(f"#retry{attempt}")
+        else:
+            assert tick.run_requests == []
+            assert "yellow 2021-02: 3 runs failed for this file; re-run it by hand" in (
+                tick.skip_message or ""
+            )
+
+    # By hand, with the warehouse up: loaded, and the sensor is content.
+    working = pipeline_resources(own_mirror.url, lake, pg_url)
+    layers = [f"{layer}/yellow_tripdata" for layer in ("raw", "lake", "warehouse")]
+    assert run(layers, working, instance, "2021-02").success
+    done = evaluate_sensor(instance, own_mirror, lake=lake)
+    assert done.run_requests == []
+    assert "yellow 2021-02: loaded, upstream unchanged" in (done.skip_message or "")
 
 
 def test_sensor_with_nothing_loaded_probes_the_lagged_month(

@@ -254,7 +254,7 @@ def test_a_run_that_targeted_the_month_builds_it_not_the_sensor_even_when_it_fai
 ) -> None:
     """A new raw revision in a run that also targets lake and warehouse: that run builds
     them, and the sensor requests nothing, even after the run failed at the warehouse
-    (run retries or a re-execution take it from there). A run that names no assets
+    (what started the run retries it, or a user re-executes it). A run that names no assets
     (``dg.materialize``, a job launched without a selection) still triggers them."""
     tick = Ticks(instance)
     tick()

@@ -3,8 +3,8 @@
 For each service: the month after the newest loaded one (or, with nothing loaded, the
 month that should just have been published), and the newest loaded month again in case
 TLC republished it. A request's key holds service, month and the upstream ETag, so each
-upstream version is requested once; a failed run of a version may be retried up to
-``MAX_ATTEMPTS`` times on later ticks.
+upstream version is requested once; a failed run of a version (whichever step failed) may
+be retried up to ``MAX_ATTEMPTS`` times on later ticks.
 
 Each HEAD is one attempt with a short timeout (``TaxiSourceResource.probe``), and no HEAD
 starts after the tick's deadline: a tick must end well within Dagster's 60 s. A 403 from
@@ -21,7 +21,12 @@ import dagster as dg
 from upath import UPath
 
 from taxi_assets.automation.run_partitions import covers
-from taxi_assets.instance_reads import latest_metadata, materialized_partitions, runs
+from taxi_assets.instance_reads import (
+    latest_materialization_run_id,
+    latest_metadata,
+    materialized_partitions,
+    runs,
+)
 from taxi_assets.jobs import service_job_name
 from taxi_assets.partitions import add_months, lagged_month
 from taxi_assets.raw_zone import pinned_revision
@@ -91,6 +96,21 @@ def _request_for_version(
         return None, f"{service} {month}: {failed} runs failed for this file; re-run it by hand"
     suffix = f"#retry{failed}" if failed else ""
     return MonthRequest(month, version, f"{version}{suffix}"), None
+
+
+def _stored_but_failed(instance: dg.DagsterInstance, service: str, month: str, etag: str) -> bool:
+    """This sensor's newest run of the file stored it (the month counts as loaded) and
+    then failed, in its lake or warehouse step: it is retried like a run that failed
+    earlier. The automation sensor leaves the month to the run that targeted it (see
+    ``automation/conditions.py``), so nothing else would load it."""
+    version = f"{service}:{month}:{etag}"
+    newest = runs(instance, dg.RunsFilter(tags={VERSION_TAG: version}), limit=1)
+    return (
+        bool(newest)
+        and newest[0].status == dg.DagsterRunStatus.FAILURE
+        and latest_materialization_run_id(instance, SERVICES[service].key("raw"), month)
+        == newest[0].run_id
+    )
 
 
 def _pin_reason(lake_root: UPath | None, service: str, month: str) -> str | None:
@@ -182,7 +202,11 @@ def plan_service_requests(
             plan.reasons.append(f"{service} {month}: source unreachable ({error})")
             continue
         etag = remote.etag or f"size-{remote.size}"
-        if is_loaded and held_etag == remote.etag:
+        if (
+            is_loaded
+            and held_etag == remote.etag
+            and not _stored_but_failed(instance, service, month, etag)
+        ):
             plan.reasons.append(f"{service} {month}: loaded, upstream unchanged")
             continue
         request, reason = _request_for_version(instance, service, month, etag)
