@@ -58,8 +58,9 @@ DEFAULT_AUTOMATION_INTERVAL_SECONDS = 30
 
 def follow_upstream(not_same_tick: dg.AssetSelection | None = None) -> dg.AutomationCondition:
     """Requested when a dependency's data version changed (in a run that did not also
-    target this asset) or the dependency will be requested in this tick; then only once every dependency is present, idle and passes
-    its blocking checks, and the asset is not running.
+    target this asset) or the dependency will be requested in this tick; then only once
+    every dependency is present, idle and passes its blocking checks, and the asset is
+    not running.
 
     ``not_same_tick``: dependencies followed only once materialized, never in the tick
     that requests them. Dagster launches one run per partitions definition (or an asset

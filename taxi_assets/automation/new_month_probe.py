@@ -84,10 +84,15 @@ def _loading(
     )
 
 
+def _version(service: str, month: str, etag: str) -> str:
+    """One upstream version of a month's file: the sensor's ``VERSION_TAG`` and run key."""
+    return f"{service}:{month}:{etag}"
+
+
 def _request_for_version(
     instance: dg.DagsterInstance, service: str, month: str, etag: str
 ) -> tuple[MonthRequest | None, str | None]:
-    version = f"{service}:{month}:{etag}"
+    version = _version(service, month, etag)
     earlier = runs(instance, dg.RunsFilter(tags={VERSION_TAG: version}))
     if any(not run.is_finished or run.is_success for run in earlier):
         return None, None  # requested already; in progress or done
@@ -103,7 +108,7 @@ def _stored_but_failed(instance: dg.DagsterInstance, service: str, month: str, e
     then failed, in its lake or warehouse step: it is retried like a run that failed
     earlier. The automation sensor leaves the month to the run that targeted it (see
     ``automation/conditions.py``), so nothing else would load it."""
-    version = f"{service}:{month}:{etag}"
+    version = _version(service, month, etag)
     newest = runs(instance, dg.RunsFilter(tags={VERSION_TAG: version}), limit=1)
     return (
         bool(newest)
