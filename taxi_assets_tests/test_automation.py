@@ -4,7 +4,6 @@ import json
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pytest
@@ -14,7 +13,7 @@ from taxi_assets.devdata import write_month
 from taxi_assets.partitions import add_months, lagged_month
 from taxi_assets.resources import LakeResource, TaxiSourceResource
 from taxi_assets_tests.http_faults import FaultyMirror
-from taxi_assets_tests.pipeline import ASSETS, pipeline_resources, run
+from taxi_assets_tests.pipeline import pipeline_resources, run, run_naming_its_assets
 
 SERVICES = ("yellow", "green", "fhv", "fhvhv")
 
@@ -128,25 +127,6 @@ def test_sensor_requests_the_next_month_once_per_upstream_version(
     assert keys == {"yellow:2021-02", "green:2021-01"}
 
 
-def run_as_the_sensor(
-    request: dg.RunRequest, resources: dict[str, Any], instance: dg.DagsterInstance
-) -> dg.ExecuteInProcessResult:
-    """The run the daemon makes of the sensor's request: its assets, month and tags."""
-    keys = list(request.asset_selection or ())
-    definitions = dg.Definitions(
-        assets=ASSETS,
-        resources=resources,
-        jobs=[dg.define_asset_job("as_the_sensor", selection=keys)],
-    )
-    return definitions.resolve_job_def("as_the_sensor").execute_in_process(
-        asset_selection=keys,
-        partition_key=request.partition_key,
-        tags={**request.tags, "dagster/run_key": request.run_key or ""},
-        instance=instance,
-        raise_on_error=False,
-    )
-
-
 def test_sensor_retries_its_run_that_stored_the_file_then_failed(
     own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance, pg_url: str
 ) -> None:
@@ -161,7 +141,14 @@ def test_sensor_retries_its_run_that_stored_the_file_then_failed(
 
     raw_key = dg.AssetKey(["raw", "yellow_tripdata"])
     for attempt in range(1, 4):
-        failed = run_as_the_sensor(request, no_warehouse, instance)
+        # The run the daemon makes of the request: its assets, month and tags.
+        failed = run_naming_its_assets(
+            [key.to_user_string() for key in request.asset_selection or ()],
+            no_warehouse,
+            instance,
+            "2021-02",
+            tags={**request.tags, "dagster/run_key": request.run_key or ""},
+        )
         assert not failed.success
         stored = {e.materialization.asset_key for e in failed.get_asset_materialization_events()}
         assert raw_key in stored and dg.AssetKey(["warehouse", "yellow_tripdata"]) not in stored

@@ -22,7 +22,13 @@ from taxi_assets import defs
 from taxi_assets.devdata import write_month
 from taxi_assets.instance_reads import latest_metadata
 from taxi_assets_tests.http_faults import FaultyMirror
-from taxi_assets_tests.pipeline import ASSETS, materialization_metadata, pipeline_resources, run
+from taxi_assets_tests.pipeline import (
+    ASSETS,
+    materialization_metadata,
+    pipeline_resources,
+    run,
+    run_naming_its_assets,
+)
 
 MONTH = "2021-01"
 NEXT = "2021-02"
@@ -98,22 +104,6 @@ def run_checks_only(
     # The partition as a tag: a job of checks alone has no asset to validate the key against.
     return definitions.resolve_job_def("checks_only").execute_in_process(
         tags={"dagster/partition": MONTH}, instance=instance, raise_on_error=False
-    )
-
-
-def run_naming_its_assets(
-    keys: list[str], resources: dict[str, Any], instance: dg.DagsterInstance, month: str
-) -> dg.ExecuteInProcessResult:
-    """A run whose selection names its assets, as the new-month sensor's, the schedules',
-    the backfills' and the CLI's runs do (``dg.materialize`` names none)."""
-    selection = [dg.AssetKey.from_user_string(key) for key in keys]
-    definitions = dg.Definitions(
-        assets=ASSETS,
-        resources=resources,
-        jobs=[dg.define_asset_job("named", selection=selection)],
-    )
-    return definitions.resolve_job_def("named").execute_in_process(
-        asset_selection=selection, partition_key=month, instance=instance, raise_on_error=False
     )
 
 
