@@ -16,12 +16,12 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus
+from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, InstigatorTick
 
 from taxi_assets import defs
 from taxi_assets.automation.run_partitions import run_month_range
 from taxi_assets.devdata import write_month
-from taxi_assets.instance_reads import latest_metadata, run_events, runs
+from taxi_assets.instance_reads import latest_metadata, run_check_evaluations, runs
 from taxi_assets_tests import faults_support
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import (
@@ -43,11 +43,20 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 180) -> None
     faults_support.wait_for(what, check, timeout, every=2, tolerate=(Exception,))
 
 
+def sensor_state(instance: dg.DagsterInstance, name: str) -> InstigatorState | None:
+    return next((s for s in instance.all_instigator_state() if s.instigator_name == name), None)
+
+
+def sensor_ticks(instance: dg.DagsterInstance, name: str, limit: int) -> list[InstigatorTick]:
+    """The sensor's newest ticks, newest first (none before its state is stored)."""
+    state = sensor_state(instance, name)
+    if state is None:
+        return []
+    return list(instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=limit))
+
+
 def has_ticked(instance: dg.DagsterInstance, name: str) -> bool:
-    for state in instance.all_instigator_state():
-        if state.instigator_name == name:
-            return bool(instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1))
-    return False
+    return bool(sensor_ticks(instance, name, limit=1))
 
 
 def service_layers(service: str) -> list[str]:
@@ -169,13 +178,7 @@ def test_daemon_sensor_automation_and_backfill(
         )
         (sensor_run,) = runs(instance, sensor_runs)
         assert selection(sensor_run) == set(service_layers("yellow"))
-        checked = {
-            event.dagster_event.asset_check_evaluation_data.asset_check_key
-            for event in run_events(
-                instance, sensor_run.run_id, dg.DagsterEventType.ASSET_CHECK_EVALUATION
-            )
-            if event.dagster_event is not None
-        }
+        checked = {e.asset_check_key for e in run_check_evaluations(instance, sensor_run.run_id)}
         yellow_checks = dg.AssetSelection.checks_for_assets(
             *(dg.AssetKey.from_user_string(key) for key in service_layers("yellow"))
         ).resolve_checks(defs.resolve_asset_graph())
@@ -246,24 +249,11 @@ FOLLOWERS = {"lake/yellow_tripdata", "warehouse/yellow_tripdata", STATS}
 
 def finished_ticks_since(instance: dg.DagsterInstance, name: str, since: float) -> int:
     """Ticks of sensor ``name`` that started after ``since`` and have ended."""
-    for state in instance.all_instigator_state():
-        if state.instigator_name == name:
-            ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=50)
-            return sum(
-                1 for t in ticks if t.timestamp > since and t.status.value in ("SUCCESS", "SKIPPED")
-            )
-    return 0
-
-
-def automation_state(instance: dg.DagsterInstance) -> InstigatorState:
-    (state,) = (s for s in instance.all_instigator_state() if s.instigator_name == AUTOMATION)
-    return state
-
-
-def tick_in_flight(instance: dg.DagsterInstance) -> bool:
-    state = automation_state(instance)
-    ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
-    return bool(ticks) and ticks[0].status.value == "STARTED"
+    return sum(
+        1
+        for t in sensor_ticks(instance, name, limit=50)
+        if t.timestamp > since and t.status.value in ("SUCCESS", "SKIPPED")
+    )
 
 
 def stop_automation(instance: dg.DagsterInstance, env: dict, workspace: Path) -> None:
@@ -274,8 +264,13 @@ def stop_automation(instance: dg.DagsterInstance, env: dict, workspace: Path) ->
     flight, the status is checked, and the stop sent again if it did not hold."""
     for _ in range(3):
         cli(["sensor", "stop", AUTOMATION], env, workspace)
-        wait_for("no automation tick in flight", lambda: not tick_in_flight(instance), 60)
-        if automation_state(instance).status == InstigatorStatus.STOPPED:
+        wait_for(
+            "no automation tick in flight",
+            lambda: all(t.status.value != "STARTED" for t in sensor_ticks(instance, AUTOMATION, 1)),
+            60,
+        )
+        state = sensor_state(instance, AUTOMATION)
+        if state is not None and state.status == InstigatorStatus.STOPPED:
             return
         print(f"{_clock(time.time())} the stop did not hold: sent again")
     raise AssertionError(f"{AUTOMATION} still runs after three stops")

@@ -84,16 +84,10 @@ def _loading(
     )
 
 
-def _version(service: str, month: str, etag: str) -> str:
-    """One upstream version of a month's file: the sensor's ``VERSION_TAG`` and run key."""
-    return f"{service}:{month}:{etag}"
-
-
 def _request_for_version(
-    instance: dg.DagsterInstance, service: str, month: str, etag: str
+    service: str, month: str, version: str, earlier: Sequence[dg.DagsterRun]
 ) -> tuple[MonthRequest | None, str | None]:
-    version = _version(service, month, etag)
-    earlier = runs(instance, dg.RunsFilter(tags={VERSION_TAG: version}))
+    """``earlier``: the sensor's runs of ``version`` (``VERSION_TAG``), newest first."""
     if any(not run.is_finished or run.is_success for run in earlier):
         return None, None  # requested already; in progress or done
     failed = len(earlier)
@@ -103,18 +97,20 @@ def _request_for_version(
     return MonthRequest(month, version, f"{version}{suffix}"), None
 
 
-def _stored_but_failed(instance: dg.DagsterInstance, service: str, month: str, etag: str) -> bool:
-    """This sensor's newest run of the file stored it (the month counts as loaded) and
-    then failed, in its lake or warehouse step: it is retried like a run that failed
-    earlier. The automation sensor leaves the month to the run that targeted it (see
-    ``automation/conditions.py``), so nothing else would load it."""
-    version = _version(service, month, etag)
-    newest = runs(instance, dg.RunsFilter(tags={VERSION_TAG: version}), limit=1)
+def _stored_but_failed(
+    instance: dg.DagsterInstance,
+    raw_key: dg.AssetKey,
+    month: str,
+    earlier: Sequence[dg.DagsterRun],
+) -> bool:
+    """The sensor's newest run of the file (``earlier[0]``) stored it (the month counts as
+    loaded) and then failed, in its lake or warehouse step: it is retried like a run that
+    failed earlier. The automation sensor leaves the month to the run that targeted it
+    (see ``automation/conditions.py``), so nothing else would load it."""
     return (
-        bool(newest)
-        and newest[0].status == dg.DagsterRunStatus.FAILURE
-        and latest_materialization_run_id(instance, SERVICES[service].key("raw"), month)
-        == newest[0].run_id
+        bool(earlier)
+        and earlier[0].status == dg.DagsterRunStatus.FAILURE
+        and latest_materialization_run_id(instance, raw_key, month) == earlier[0].run_id
     )
 
 
@@ -207,14 +203,16 @@ def plan_service_requests(
             plan.reasons.append(f"{service} {month}: source unreachable ({error})")
             continue
         etag = remote.etag or f"size-{remote.size}"
+        version = f"{service}:{month}:{etag}"  # the sensor's VERSION_TAG; its run key's stem
+        earlier = runs(instance, dg.RunsFilter(tags={VERSION_TAG: version}))
         if (
             is_loaded
             and held_etag == remote.etag
-            and not _stored_but_failed(instance, service, month, etag)
+            and not _stored_but_failed(instance, raw_key, month, earlier)
         ):
             plan.reasons.append(f"{service} {month}: loaded, upstream unchanged")
             continue
-        request, reason = _request_for_version(instance, service, month, etag)
+        request, reason = _request_for_version(service, month, version, earlier)
         if request is not None:
             plan.requests.append(request)
         elif reason is not None:
