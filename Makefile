@@ -9,12 +9,6 @@ export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT ?= false
 
 .PHONY: install demo test browser azurite dev stop lint clean dagster-home lock
 
-# The stamp's name changed when the install began compiling bytecode, so a venv made before
-# that is installed again (uv compiles only what it installs: --reinstall).
-INSTALLED := $(VENV)/.installed-with-bytecode
-
-install: $(INSTALLED)
-
 # uv installs the locked set in ~22 s where pip takes ~70 s (measured on this project's
 # 2-core machine); pip installs uv itself, at the version constraints.txt pins. uv does not
 # read pip.conf: behind a private index set UV_INDEX_URL (or UV_DEFAULT_INDEX), or install
@@ -25,16 +19,29 @@ install: $(INSTALLED)
 # dagster` took 2.7 s instead of 1.0 s, the definitions 5.5 s instead of 1.6 s.
 INSTALLER ?= uv
 
+define INSTALL_WITH_uv
+$(PY) -m pip install --quiet -c constraints.txt uv
+$(VENV)/bin/uv pip install --quiet --reinstall --compile-bytecode --python $(PY) \
+  -c constraints.txt -e '.[dev]'
+endef
+
+define INSTALL_WITH_pip
+$(PY) -m pip install --quiet --upgrade "pip>=24"
+$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+endef
+
+# The stamp is named after the install commands' text (a checksum), so a venv made by other
+# commands (an older Makefile, or the other INSTALLER) is installed again: the lock and
+# setup.py alone are not all an install depends on.
+INSTALL_KEY := $(firstword $(shell printf '%s' '$(subst ','"'"',$(value INSTALL_WITH_$(INSTALLER)))' | cksum))
+INSTALLED := $(VENV)/.installed-$(INSTALLER)-$(INSTALL_KEY)
+
+install: $(INSTALLED)
+
 $(INSTALLED): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-ifeq ($(INSTALLER),pip)
-	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
-else
-	$(PY) -m pip install --quiet -c constraints.txt uv
-	$(VENV)/bin/uv pip install --quiet --reinstall --compile-bytecode --python $(PY) \
-	  -c constraints.txt -e '.[dev]'
-endif
+	$(INSTALL_WITH_$(INSTALLER))
+	rm -f $(VENV)/.installed-*
 	touch $@
 
 # Dagster reads dagster.yaml only from $$DAGSTER_HOME.
