@@ -81,6 +81,7 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
     from taxi_assets.io_managers.parquet_lake import EXPECTED_ROWS_KEY, ParquetLakeIOManager
     from taxi_assets.io_managers.postgres import PostgresIOManager, TableLoad
     from taxi_assets.partitions import monthly_partitions, parse_month
+    from taxi_assets.pg.partitions import tree_bytes
     from taxi_assets.resources import LakeResource, PostgresResource
     from taxi_assets.services import SERVICES
 
@@ -158,10 +159,13 @@ def core(args: dict[str, Any]) -> dict[str, Any]:
             ),
         ),
     )
-    database.engine().dispose()
     done = time.perf_counter()
+    with database.engine().connect() as connection:
+        table_bytes = tree_bytes(connection, "warehouse", warehouse_key.path[-1])
+    database.engine().dispose()
     return {
         "rows": expected,
+        "warehouse_bytes": table_bytes,  # the month's table with its indexes
         "peak_rss_after_imports_mb": peak_after_imports,
         "peak_rss_after_lake_mb": peak_after_lake,
         "imports_s": imports_s,

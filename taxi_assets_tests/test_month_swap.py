@@ -418,3 +418,78 @@ def test_a_month_stores_its_columns_without_padding_and_readers_keep_the_parents
     with engine.connect() as connection:
         total = connection.exec_driver_sql("SELECT count(*) FROM warehouse.padded").scalar()
     assert total == 20000
+
+
+LINEAGE = pa.schema(
+    [
+        ("pickup_datetime", pa.timestamp("us")),
+        ("tip", pa.float64()),
+        ("source_file", pa.string()),
+        ("partition_month", pa.date32()),
+    ]
+)
+
+
+def test_a_column_with_one_value_in_every_row_is_stored_once_not_in_each_row(
+    engine: sa.Engine,
+) -> None:
+    ensure_table(
+        engine, "warehouse", "lineage", LINEAGE, TableLayout(partition_by="partition_month")
+    )
+
+    def fill(connection: sa.Connection, staging: Staging) -> int:
+        # Neither the constants nor the partition column: replace_months fills them in.
+        return connection.exec_driver_sql(
+            f"INSERT INTO {staging.target} (pickup_datetime) "
+            "SELECT timestamp '2021-01-01' + g * interval '1 minute' "
+            "FROM generate_series(1, 20000) AS g"
+        ).rowcount
+
+    def load_from(source_file: str) -> None:
+        constants = {"source_file": source_file, "tip": None, "partition_month": date(2021, 1, 1)}
+        replace_months(
+            engine, "warehouse", "lineage", "partition_month", [month("2021-01")], fill,
+            constants=constants,
+        )  # fmt: skip
+
+    def read() -> tuple[Any, ...]:
+        with engine.connect() as connection:
+            return tuple(
+                connection.exec_driver_sql(
+                    "SELECT count(*), count(tip), min(source_file), max(source_file), "
+                    "min(partition_month), max(partition_month) FROM warehouse.lineage"
+                ).one()
+            )
+
+    load_from("yellow_tripdata_2021-01.parquet")
+    january = date(2021, 1, 1)
+    assert read() == (20000, 0, *["yellow_tripdata_2021-01.parquet"] * 2, january, january)
+    with engine.connect() as connection:
+        # Held once in the catalog, and no default left for later rows.
+        missing = connection.exec_driver_sql(
+            "SELECT attname FROM pg_attribute WHERE attrelid = "
+            "'warehouse.lineage_2021_01'::regclass AND atthasmissing"
+        ).scalars()
+        assert list(missing) == ["source_file"]
+        defaults = connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_attrdef WHERE adrelid = 'warehouse.lineage_2021_01'::regclass"
+        ).scalar()
+        assert defaults == 0
+        # The same rows with the value in each row take ~32 bytes a row more.
+        connection.exec_driver_sql(
+            "CREATE TABLE warehouse.lineage_stored AS SELECT * FROM warehouse.lineage"
+        )
+        once, each = connection.exec_driver_sql(
+            "SELECT pg_relation_size('warehouse.lineage_2021_01'), "
+            "pg_relation_size('warehouse.lineage_stored')"
+        ).one()
+        assert each - once > 20000 * 24, (once, each)
+        connection.commit()
+    # A reload replaces the month, and its value.
+    load_from("yellow_tripdata_2021-01.csv.gz")
+    assert read() == (20000, 0, *["yellow_tripdata_2021-01.csv.gz"] * 2, january, january)
+    with pytest.raises(ValueError, match="warehouse.lineage has no column vendor"):
+        replace_months(
+            engine, "warehouse", "lineage", "partition_month", [month("2021-01")], fill,
+            constants={"vendor": 1},
+        )  # fmt: skip

@@ -37,7 +37,6 @@ from taxi_assets.pg.ddl import (
     ensure_table,
     ident,
     qualified,
-    set_column_defaults,
 )
 from taxi_assets.pg.load_log import ensure_log_table, replace_records
 from taxi_assets.pg.month_swap import InSwap, MonthBounds, Staging, replace_months
@@ -54,8 +53,9 @@ class TableLoad:
     about the load, written in the transaction that publishes it (every engine).
     ``constant_columns``: columns holding one value in every row of ``reader`` (None:
     null), known without reading it (the lake's footers, the month); a month's COPY does
-    not send them but makes each the staging table's default while it runs (PostgreSQL,
-    partitioned tables), and a row holding anything else fails the load.
+    not send them, the month's table holds them once rather than in each row
+    (``pg.month_swap``: PostgreSQL, partitioned tables), and a row holding anything else
+    fails the load.
     """
 
     reader: pa.RecordBatchReader
@@ -201,12 +201,10 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         ]
 
         constants = {k: v for k, v in load.constant_columns.items() if k in reader.schema.names}
-        defaults = {name: value for name, value in constants.items() if value is not None}
 
         def fill(connection: sa.Connection, staging: Staging) -> int:
-            # The staging tables only, and only for this COPY: the month's child keeps none.
-            set_column_defaults(connection, staging.target, defaults)
-            written = copy_arrow(
+            # The constants are replace_months' to fill in: the COPY sends none of them.
+            return copy_arrow(
                 driver_cursor(connection),
                 staging.target,
                 without_constant_columns(reader, constants, staging.target),
@@ -214,8 +212,6 @@ class PostgresIOManager(dg.ConfigurableIOManager):
                 expected_rows=load.expected_rows,
                 freeze=staging.freeze,
             )
-            set_column_defaults(connection, staging.target, dict.fromkeys(defaults))
-            return written
 
         done = replace_months(
             self.database.engine(),
@@ -225,6 +221,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
             months,
             fill,
             expected_rows=load.expected_rows,
+            constants=constants,
             in_swap=logged.in_swap(load.in_swap),
             waits=self.database.lock_waits(),
             log=context.log.info,

@@ -10,7 +10,8 @@ building its successor beside it and swapping the two:
    parent's columns in storage order (no alignment padding; readers of the parent still
    see its own order), with a ``CHECK`` constraint matching the month's bounds; fill it
    (``COPY ... FREEZE`` straight into it; several months go through a throwaway
-   partitioned router); compare the rows written with the rows expected; build the
+   partitioned router); compare the rows written with the rows expected; add the
+   columns the caller says hold one value in every row (``constants``, below); build the
    parent's indexes on it; ``ANALYZE`` it. A failure or a kill rolls all of it back.
 3. Swap, in one short transaction under ``lock_timeout`` (:mod:`taxi_assets.pg.lock_retry`):
    detach and drop the old child, rename the staging table to the child's name, attach
@@ -22,13 +23,23 @@ building its successor beside it and swapping the two:
 
 The old rows leave with their child table: no DELETE, so no dead tuples and no vacuum
 debt in any month, and a replace costs the same at 1 month as at 1,000.
+
+A column holding one value in every row of the months (``constants``: one month from one
+file gives every row the same ``source_file``) is stored in no row. The staging table is
+created without it and the fill does not write it; after the fill it is added with the
+value as its default, which PostgreSQL (11 and later) keeps once in the catalog
+(``pg_attribute.attmissingval``) for every row already there, and the default is dropped
+again. Readers see the value in every row; the rows are that much shorter (an FHVHV 2025
+row 31 bytes of its 234). The partition column is the exception: the bounds ``CHECK``
+is declared with the table so that ATTACH skips its scan, so it is stored, filled from a
+default set for the fill only.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -43,6 +54,7 @@ from taxi_assets.pg.ddl import (
     qualified,
     relation_kind,
     require_partitioned,
+    set_column_defaults,
 )
 from taxi_assets.pg.lock_retry import LockWaits, with_lock_retries
 from taxi_assets.pg.partitions import (
@@ -115,12 +127,15 @@ def replace_months(
     fill: Fill,
     *,
     expected_rows: int | None = None,
+    constants: Mapping[str, object] | None = None,
     in_swap: InSwap | None = None,
     waits: LockWaits = LockWaits(),
     log: Callable[[str], None] = lambda _: None,
 ) -> MonthReplace:
     """Replace ``months`` of ``schema.table`` (partitioned by range of ``column``) with
-    the rows ``fill`` writes, all in one swap; ``in_swap`` runs in the swap's transaction."""
+    the rows ``fill`` writes, all in one swap; ``in_swap`` runs in the swap's transaction.
+    ``constants``: columns holding this one value (None: null) in every row; ``fill`` must
+    not write them (see the module's docstring)."""
     if not months:
         raise ValueError("no month to replace")
     started = time.monotonic()
@@ -134,7 +149,9 @@ def replace_months(
                 indexes = table_indexes(connection, schema, table)
             _drop_leftovers(connection, schema, table, months, log)
             replaced = sum(_rows_of_child(connection, schema, table, m) for m in months)
-            stage = _Stage(connection, schema, table, column, months, columns, indexes)
+            stage = _Stage(
+                connection, schema, table, column, months, columns, indexes, constants or {}
+            )
             written = stage.fill_check_index(fill, expected_rows)
             try:
                 _, lock_ms, attempts = with_lock_retries(
@@ -262,16 +279,26 @@ class _Stage:
         months: Sequence[MonthBounds],
         columns: list[Column],
         indexes: list[IndexSpec],
+        constants: Mapping[str, object],
     ) -> None:
         self.connection, self.schema, self.table, self.column = connection, schema, table, column
         self.months, self.columns, self.indexes = months, columns, indexes
         self.names = {m.key: staging_name(child_name(table, m.key)) for m in months}
+        unknown = sorted(set(constants) - {c.name for c in columns})
+        if unknown:
+            raise ValueError(f"{schema}.{table} has no column {', '.join(unknown)}")
+        # Filled from a default during the fill; every other constant is added after it.
+        self.fill_defaults = {k: v for k, v in constants.items() if k == column and v is not None}
+        self.added_after_fill = {
+            c.name: constants[c.name] for c in columns if c.name in constants and c.name != column
+        }
         self.fill_s = self.index_s = self.analyze_s = 0.0
 
     def fill_check_index(self, fill: Fill, expected_rows: int | None) -> int:
         """One transaction: create, fill, count, index, analyze. Rolled back on any error."""
         connection, schema = self.connection, self.schema
-        definition = ", ".join(c.definition() for c in storage_order(self.columns))
+        stored = [c for c in self.columns if c.name not in self.added_after_fill]
+        definition = ", ".join(c.definition() for c in storage_order(stored))
         began = time.monotonic()
         with connection.begin():
             for month in self.months:
@@ -283,7 +310,9 @@ class _Stage:
             target = Staging(
                 router or qualified(schema, self.names[self.months[0].key]), freeze=router is None
             )
+            set_column_defaults(connection, target.target, self.fill_defaults)
             written = self._fill(fill, target)
+            set_column_defaults(connection, target.target, dict.fromkeys(self.fill_defaults))
             if expected_rows is not None and written != expected_rows:
                 raise RowCountMismatch(
                     f"{schema}.{self.table}: loaded {written} rows but expected "
@@ -295,6 +324,8 @@ class _Stage:
                         f"ALTER TABLE {router} DETACH PARTITION {qualified(schema, name)}"
                     )
                 connection.exec_driver_sql(f"DROP TABLE {router}")
+            for name in self.names.values():
+                self._add_constant_columns(qualified(schema, name))
             filled = time.monotonic()
             connection.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
             for name in self.names.values():
@@ -306,6 +337,20 @@ class _Stage:
         done = time.monotonic()
         self.fill_s, self.index_s, self.analyze_s = filled - began, indexed - filled, done - indexed
         return written
+
+    def _add_constant_columns(self, staging: str) -> None:
+        """The constants as columns of the filled table, stored in no row (attmissingval)."""
+        connection = self.connection
+        for column in self.columns:
+            if column.name not in self.added_after_fill:
+                continue
+            value = self.added_after_fill[column.name]
+            default = "" if value is None else f" DEFAULT {literal(connection, value)}"
+            connection.exec_driver_sql(
+                f"ALTER TABLE {staging} ADD COLUMN {column.definition()}{default}"
+            )
+            if value is not None:  # the rows there keep it; rows added later would not
+                set_column_defaults(connection, staging, {column.name: None})
 
     def _router(self, definition: str) -> str:
         """A partitioned table routing each row to its month's staging table."""
