@@ -259,9 +259,10 @@ def finished_ticks_since(instance: dg.DagsterInstance, name: str, since: float) 
 def stop_automation(instance: dg.DagsterInstance, env: dict, workspace: Path) -> None:
     """``dagster sensor stop``, until it holds. The stop and a tick's end both read the
     sensor's stored state and write it back (the stop with its new status, the tick with
-    its new cursor): a tick ending as the stop is written can put the old status back, and
-    the sensor runs on (seen once: a tick 5 s after the stop). So: once no tick is in
-    flight, the status is checked, and the stop sent again if it did not hold."""
+    its new cursor: Dagster 1.13.27's ``_daemon/asset_daemon.py``, docs/revisions.md): a
+    tick ending as the stop is written can put the old status back, and the sensor runs on
+    (seen once: a tick 5 s after the stop). So: once no tick is in flight, the status is
+    checked, and the stop sent again if it did not hold."""
     for _ in range(3):
         cli(["sensor", "stop", AUTOMATION], env, workspace)
         wait_for(
