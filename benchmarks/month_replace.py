@@ -112,7 +112,7 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
     from taxi_assets.assets.trips import warehouse_metadata
     from taxi_assets.io_managers.postgres import table_layout
     from taxi_assets.partitions import add_months
-    from taxi_assets.pg.copy_in import copy_arrow
+    from taxi_assets.pg.copy_in import copy_arrow, without_constant_columns
     from taxi_assets.pg.ddl import driver_cursor, ensure_table
     from taxi_assets.pg.month_swap import MonthBounds, Staging, replace_months
     from taxi_assets.pg.partitions import tree_bytes
@@ -146,15 +146,25 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
             pa.repeat(pa.scalar(first, pa.date32()), rows),
         )
 
+        # As the warehouse asset loads a month from one file: the lineage and the columns
+        # null in every row are constants, not sent and not stored in each row.
+        constants: dict[str, Any] = {
+            name: None for name in month_data.column_names if month_data[name].null_count == rows
+        }
+        constants.update(partition_month=first, source_file=month_data["source_file"][0].as_py())
+
         def fill(connection: sa.Connection, staging: Staging) -> int:
             reader = month_data.to_reader(max_chunksize=64 * 1024)
             return copy_arrow(
-                driver_cursor(connection), staging.target, reader, freeze=staging.freeze
+                driver_cursor(connection),
+                staging.target,
+                without_constant_columns(reader, constants, staging.target),
+                freeze=staging.freeze,
             )
 
         done = replace_months(
             engine, "warehouse", table, "partition_month",
-            [MonthBounds(key, first, end)], fill, expected_rows=rows,
+            [MonthBounds(key, first, end)], fill, expected_rows=rows, constants=constants,
         )  # fmt: skip
         return {
             "month": key,
