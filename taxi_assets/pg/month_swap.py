@@ -287,17 +287,19 @@ class _Stage:
         unknown = sorted(set(constants) - {c.name for c in columns})
         if unknown:
             raise ValueError(f"{schema}.{table} has no column {', '.join(unknown)}")
-        # Filled from a default during the fill; every other constant is added after it.
+        # The partition column is filled from a default during the fill; every other
+        # constant is added after it.
         self.fill_defaults = {k: v for k, v in constants.items() if k == column and v is not None}
-        self.added_after_fill = {
-            c.name: constants[c.name] for c in columns if c.name in constants and c.name != column
-        }
+        self.added_after_fill = [
+            (c, constants[c.name]) for c in columns if c.name in constants and c.name != column
+        ]
         self.fill_s = self.index_s = self.analyze_s = 0.0
 
     def fill_check_index(self, fill: Fill, expected_rows: int | None) -> int:
         """One transaction: create, fill, count, index, analyze. Rolled back on any error."""
         connection, schema = self.connection, self.schema
-        stored = [c for c in self.columns if c.name not in self.added_after_fill]
+        added = {c.name for c, _ in self.added_after_fill}
+        stored = [c for c in self.columns if c.name not in added]
         definition = ", ".join(c.definition() for c in storage_order(stored))
         began = time.monotonic()
         with connection.begin():
@@ -339,18 +341,22 @@ class _Stage:
         return written
 
     def _add_constant_columns(self, staging: str) -> None:
-        """The constants as columns of the filled table, stored in no row (attmissingval)."""
+        """The constants as columns of the filled table, stored in no row (attmissingval),
+        in one statement; then the defaults go (rows added later would not get them)."""
+        if not self.added_after_fill:
+            return
         connection = self.connection
-        for column in self.columns:
-            if column.name not in self.added_after_fill:
-                continue
-            value = self.added_after_fill[column.name]
-            default = "" if value is None else f" DEFAULT {literal(connection, value)}"
-            connection.exec_driver_sql(
-                f"ALTER TABLE {staging} ADD COLUMN {column.definition()}{default}"
-            )
-            if value is not None:  # the rows there keep it; rows added later would not
-                set_column_defaults(connection, staging, {column.name: None})
+        additions = ", ".join(
+            f"ADD COLUMN {column.definition()}"
+            + ("" if value is None else f" DEFAULT {literal(connection, value)}")
+            for column, value in self.added_after_fill
+        )
+        connection.exec_driver_sql(f"ALTER TABLE {staging} {additions}")
+        set_column_defaults(
+            connection,
+            staging,
+            {column.name: None for column, value in self.added_after_fill if value is not None},
+        )
 
     def _router(self, definition: str) -> str:
         """A partitioned table routing each row to its month's staging table."""
