@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -26,8 +26,8 @@ from taxi_assets.contracts import CONTRACTS, open_contract_reader
 from taxi_assets.devdata import write_month
 from taxi_assets.pg.copy_in import copy_arrow
 from taxi_assets.pg.ddl import TableLayout, driver_cursor, ensure_table
-from taxi_assets.pg.migrate import DISK_MARGIN, Pending, disk_needed
-from taxi_assets.pg.partitions import partitions
+from taxi_assets.pg.migrate import DISK_MARGIN, Pending, disk_needed, month_constants
+from taxi_assets.pg.partitions import partitions, table_columns
 from taxi_assets_tests.faults_support import (
     REPO,
     database_name,
@@ -231,6 +231,14 @@ def test_old_tables_are_refused_then_converted_month_by_month_and_resumed(
             "analytics.monthly_zone_stats_2021_02_pkey",
             "warehouse.yellow_tripdata_2021_03_pickup_datetime_idx",
         ]  # the project's indexes (BRIN on pickup time), none on partition_month
+        # Each month's one source file is kept once for the month, as a load keeps it.
+        stored_once = connection.exec_driver_sql(
+            "SELECT attrelid::regclass::text, attname FROM pg_attribute WHERE atthasmissing "
+            "AND attrelid::regclass::text LIKE 'warehouse.yellow_tripdata_2021_0%%' ORDER BY 1"
+        ).all()
+        assert [tuple(row) for row in stored_once] == [
+            (f"warehouse.yellow_tripdata_{m.replace('-', '_')}", "source_file") for m in MONTHS
+        ]
     assert migrate(pg_url).stdout.startswith("nothing to convert")
 
     # Loads work again, and replace the month.
@@ -244,6 +252,38 @@ def test_old_tables_are_refused_then_converted_month_by_month_and_resumed(
     # warehouse.loads (a plain table with partition_month, by design) is not converted.
     assert kinds(engine)["warehouse.loads"] == "r"
     assert migrate(pg_url).stdout.startswith("nothing to convert")
+    engine.dispose()
+
+
+def test_a_month_column_counts_as_one_value_only_when_every_row_holds_exactly_it(
+    pg_url: str,
+) -> None:
+    engine = engine_for(pg_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TEMP TABLE t (k int, name text, scale numeric(6,2), amount double precision, "
+            "flag boolean, seen timestamp, gone text, mixed_null text, same_num numeric(6,2))"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO t VALUES "
+            "(1, 'a.csv', 1.0, 0.0, true, '2021-01-05', NULL, 'x', 2.5), "
+            "(1, 'a.csv', 1.00, '-0', true, '2021-01-05', NULL, NULL, 2.50), "
+            "(2, 'b.csv', 7, 'NaN', false, '2021-01-06', NULL, 'x', 2.5)"
+        )
+        columns = table_columns(connection, "pg_temp", "t")
+        first_two = month_constants(connection, "t", columns, "k = :k", {"k": 1})
+        all_three = month_constants(connection, "t", columns, "k >= :k", {"k": 1})
+    # numeric(6,2) stores 1.0 and 1.00 alike; -0.0 and 0.0 compare equal but differ.
+    assert first_two == {
+        "k": 1,
+        "name": "a.csv",
+        "scale": "1.00",
+        "flag": True,
+        "seen": datetime(2021, 1, 5),
+        "gone": None,
+        "same_num": "2.50",
+    }
+    assert all_three == {"gone": None, "same_num": "2.50"}
     engine.dispose()
 
 

@@ -11,7 +11,9 @@ table ``T`` partitioned by month in column ``C``:
    ``T__unpartitioned`` into a staging table, counted (the count must equal the old
    table's for that month), indexed, analyzed and attached. Each month is committed on
    its own, so an interrupted migration resumes where it stopped; a month that a load
-   wrote in the meantime is kept, not overwritten.
+   wrote in the meantime is kept, not overwritten. A column holding one value in every
+   row of the month (its ``source_file``, a column null all month) is stored once for
+   the month, not in each row, as a load stores it (:func:`month_constants`).
 3. When every month is in ``T``, ``T__unpartitioned`` is dropped.
 
 The old table stays whole until the end, so the conversion needs free disk about the
@@ -40,12 +42,22 @@ from taxi_assets.pg.ddl import (
 )
 from taxi_assets.pg.lock_retry import LockWaits, with_lock_retries
 from taxi_assets.pg.month_swap import MonthBounds, Staging, replace_months
-from taxi_assets.pg.partitions import child_name, is_partition_of, table_columns, table_indexes
+from taxi_assets.pg.partitions import (
+    Column,
+    child_name,
+    is_partition_of,
+    table_columns,
+    table_indexes,
+)
 
 LEGACY_SUFFIX = "__unpartitioned"
 # The new table and its indexes take about what the old one took; a margin for the
 # staging table of the month in flight and the WAL.
 DISK_MARGIN = 1.2
+# Types whose equality is identity (equal values are the same value, byte for byte), so
+# min = max means one value. Others (numeric keeps its scale, 1.0 = 1.00; floats, -0 = 0;
+# any other type) are compared as text; booleans have no min or max.
+_EXACT_TYPES = ("smallint", "integer", "bigint", "text", "date", '"char"')
 
 
 class MonthAlreadyLoaded(Exception):
@@ -240,24 +252,33 @@ def _move_month(
         )
     legacy = qualified(schema, legacy_name(table))
     child = child_name(table, key)
+    in_month = f"{ident(column)} >= :start AND {ident(column)} < :end"
+    bounds = {"start": start, "end": end}
+    with engine.connect() as connection, connection.begin():
+        constants = month_constants(
+            connection, legacy, table_columns(connection, schema, table), in_month, bounds
+        )
 
     def fill(connection: sa.Connection, staging: Staging) -> int:
         # Under the month's lock: a load that wrote the month since the plan is newer.
         if is_partition_of(connection, schema, child, table):
             raise MonthAlreadyLoaded(key)
-        names = ", ".join(ident(c.name) for c in table_columns(connection, schema, table))
+        names = ", ".join(
+            ident(c.name)
+            for c in table_columns(connection, schema, table)
+            if c.name not in constants
+        )
         return connection.execute(
             sa.text(
-                f"INSERT INTO {staging.target} ({names}) SELECT {names} FROM {legacy} "
-                f"WHERE {ident(column)} >= :start AND {ident(column)} < :end"
+                f"INSERT INTO {staging.target} ({names}) SELECT {names} FROM {legacy} WHERE {in_month}"
             ),
-            {"start": start, "end": end},
+            bounds,
         ).rowcount
 
     try:
         done = replace_months(
             engine, schema, table, column, [MonthBounds(key, start, end)], fill,
-            expected_rows=rows, waits=waits, log=log,
+            expected_rows=rows, constants=constants, waits=waits, log=log,
         )  # fmt: skip
     except MonthAlreadyLoaded:
         log(f"{schema}.{table} {key}: kept the month a load wrote during the migration")
@@ -265,3 +286,35 @@ def _move_month(
     log(
         f"{schema}.{table} {key}: {done.rows_written:,} rows moved and counted ({done.total_s:.1f} s)"
     )
+
+
+def month_constants(
+    connection: sa.Connection,
+    table_sql: str,
+    columns: list[Column],
+    where: str,
+    parameters: dict[str, object],
+) -> dict[str, object]:
+    """The columns holding one value (None: null) in every row of ``table_sql`` that
+    ``where`` selects, with that value: one pass over the rows."""
+    measures = ["count(*)"]
+    for number, column in enumerate(columns):
+        name = ident(column.name)
+        if column.sql_type == "boolean":
+            low, high = f"bool_and({name})", f"bool_or({name})"
+        elif column.sql_type in _EXACT_TYPES or column.sql_type.startswith("timestamp"):
+            low, high = f"min({name})", f"max({name})"
+        else:
+            low, high = f"min({name}::text)", f"max({name}::text)"
+        measures += [f"count({name})", f"{low} AS low{number}", f"{high} AS high{number}"]
+    row = connection.execute(
+        sa.text(f"SELECT {', '.join(measures)} FROM {table_sql} WHERE {where}"), parameters
+    ).one()
+    rows, found = row[0], {}
+    for number, column in enumerate(columns):
+        present, low, high = row[1 + 3 * number : 4 + 3 * number]
+        if present == 0:
+            found[column.name] = None
+        elif present == rows and low == high:
+            found[column.name] = low
+    return found
