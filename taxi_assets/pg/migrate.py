@@ -23,7 +23,7 @@ size of the rows still to move (checked before anything changes).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -293,7 +293,7 @@ def month_constants(
     table_sql: str,
     columns: list[Column],
     where: str,
-    parameters: dict[str, object],
+    parameters: Mapping[str, object],
 ) -> dict[str, object]:
     """The columns holding one value (None: null) in every row of ``table_sql`` that
     ``where`` selects, with that value: one pass over the rows."""
@@ -310,7 +310,8 @@ def month_constants(
     row = connection.execute(
         sa.text(f"SELECT {', '.join(measures)} FROM {table_sql} WHERE {where}"), parameters
     ).one()
-    rows, found = row[0], {}
+    rows = row[0]
+    found: dict[str, object] = {}
     for number, column in enumerate(columns):
         present, low, high = row[1 + 3 * number : 4 + 3 * number]
         if present == 0:
