@@ -55,9 +55,30 @@ def test_the_real_command_line(object_store: LakeStore) -> None:
     assert "Traceback" not in failed.stderr
 
 
-def test_not_an_object_store_url(capsys: pytest.CaptureFixture[str]) -> None:
-    status, printed = lake_check(capsys, "./data/lake")
+def test_a_local_lake_folder_is_created_and_probed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lake = tmp_path / "new" / "lake"
+    status, printed = lake_check(capsys, str(lake))
+    assert status == 0, printed
+    assert printed.strip() == f"{lake}: writable (local folder)"
+    assert lake.is_dir() and list(lake.iterdir()) == []  # the probe file is gone
+
+
+def test_a_local_lake_that_cannot_be_a_folder_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    occupied = tmp_path / "a-file"
+    occupied.write_text("not a folder")
+    status, printed = lake_check(capsys, f"file://{occupied}/lake")
     assert status == 1
+    assert printed.startswith(f"error: {occupied}/lake: the local lake folder is not writable")
+
+
+def test_neither_a_folder_nor_an_object_store_url(capsys: pytest.CaptureFixture[str]) -> None:
+    status, printed = lake_check(capsys, "http://127.0.0.1:9/lake")
+    assert status == 1
+    assert "neither a local folder nor an object store URL" in printed
     assert "gs://BUCKET/PREFIX, s3://BUCKET/PREFIX or az://CONTAINER/PREFIX" in printed
 
 

@@ -1,5 +1,5 @@
-"""``lake check [URL]``: the lake's bucket (``gs://``, ``s3://``) or container
-(``az://``) is reachable and writable with the configured credentials."""
+"""``lake check [URL]``: the lake's bucket (``gs://``, ``s3://``), container (``az://``)
+or local folder is reachable and writable with the configured credentials."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     lake = groups.add_parser("lake", help="the data lake")
     lake_commands = lake.add_subparsers(dest="command", required=True)
     check = lake_commands.add_parser(
-        "check", help="the bucket or container is reachable and writable"
+        "check", help="the lake's folder, bucket or container is reachable and writable"
     )
-    check.add_argument("url", nargs="?", default=None, help="default: $TAXI_LAKE_URL")
+    check.add_argument(
+        "url", nargs="?", default=None, help="default: $TAXI_LAKE_URL, else ./data/lake"
+    )
     check.set_defaults(func=_lake_check)

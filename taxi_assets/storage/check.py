@@ -3,6 +3,8 @@
 The same steps on every store, through the code the runs use: build the root (settings
 and credentials), list the bucket, publish a hidden probe object, delete it. Each step's
 failure is explained: a missing bucket, refused credentials, or a missing permission.
+A local lake (a path or ``file://`` URL, the default ``./data/lake``) gets the same
+write-and-delete probe in its folder, created if missing, as the first run would.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from upath import UPath
 from taxi_assets.settings import resolve_setting
 from taxi_assets.storage.errors import LakeAccessError, LakeConfigurationError
 from taxi_assets.storage.publish import publish_bytes
-from taxi_assets.storage.roots import resolve_root
+from taxi_assets.storage.roots import DEFAULT_LAKE_URL, is_local, resolve_root
 from taxi_assets.storage.stores import ObjectStore, store_for_url
 from taxi_assets.storage.urls import bucket_of
 
@@ -29,13 +31,17 @@ def check(url: str | None = None) -> str:
     Raises :class:`LakeConfigurationError` (or its :class:`LakeAccessError`) saying what
     is wrong; the message names no secret.
     """
-    url = url or resolve_setting(None, "TAXI_LAKE_URL", None) or ""
+    url = url or resolve_setting(None, "TAXI_LAKE_URL", None) or DEFAULT_LAKE_URL
     store = store_for_url(url)
     if store is None:
-        raise LakeConfigurationError(
-            f"{url!r} is not an object store URL: gs://BUCKET/PREFIX, s3://BUCKET/PREFIX "
-            "or az://CONTAINER/PREFIX (give one, or set TAXI_LAKE_URL)"
-        )
+        root = resolve_root(url)
+        if not is_local(root):
+            raise LakeConfigurationError(
+                f"{url!r} is neither a local folder nor an object store URL: give a path, "
+                "file://PATH, gs://BUCKET/PREFIX, s3://BUCKET/PREFIX or "
+                "az://CONTAINER/PREFIX (or set TAXI_LAKE_URL)"
+            )
+        return _check_local(root)
     root = resolve_root(url)
     bucket = bucket_of(root.path)
     notes = _step(store, bucket, f"list {store.bucket_word} {bucket!r}", store.probe_bucket, root)
@@ -44,6 +50,18 @@ def check(url: str | None = None) -> str:
     _step(store, bucket, "delete the probe object", _delete, probe)
     summary = f"{root}: reachable and writable ({store.label}, {store.describe(root)})"
     return "\n".join([summary, *(f"note: {note}" for note in notes)])
+
+
+def _check_local(root: UPath) -> str:
+    probe = root / f".taxi-probe-{uuid.uuid4().hex[:12]}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _write_probe(probe)
+        _delete(probe)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise LakeAccessError(f"{root}: the local lake folder is not writable: {reason}") from error
+    return f"{root}: writable (local folder)"
 
 
 def _step(
