@@ -120,3 +120,58 @@ def test_head_reports_etag_and_size(mirror: FaultyMirror) -> None:
     remote = head(f"{mirror.url}{YELLOW}", FAST)
     assert remote.size == len(published(mirror, YELLOW))
     assert remote.etag
+
+
+# A resolver's answers cannot be caused on loopback alone (the machine's resolver is not
+# ours to configure), so these two tests replace socket.getaddrinfo for one made-up host
+# only: the one fault in this file that is simulated, not caused.
+UNKNOWN_HOST = "no-such-host.invalid"
+
+
+def fail_resolving(monkeypatch: pytest.MonkeyPatch, code: int, message: str) -> list[str]:
+    """getaddrinfo fails with ``code`` for UNKNOWN_HOST; the hosts it was asked for."""
+    import socket
+
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def getaddrinfo(host, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if host == UNKNOWN_HOST:
+            asked.append(host)
+            raise socket.gaierror(code, message)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+def test_an_unknown_host_fails_at_once_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import socket
+
+    asked = fail_resolving(monkeypatch, socket.EAI_NONAME, "Name or service not known")
+    url = f"http://{UNKNOWN_HOST}/trip-data/yellow_tripdata_2021-01.parquet"
+    expected = (
+        rf"{url}: the host '{UNKNOWN_HOST}' is unknown to DNS \(Name or service not known\); "
+        r"check the URL \(not retried\)"
+    )
+    with pytest.raises(DownloadError, match=expected):
+        download(url, "yellow_tripdata_2021-01.parquet", tmp_path, FAST)
+    assert asked == [UNKNOWN_HOST]  # one attempt, not FAST's four
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DownloadError, match="unknown to DNS"):
+        head(url, FAST)
+    assert len(asked) == 2
+
+
+def test_a_resolver_that_did_not_answer_is_retried(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import socket
+
+    asked = fail_resolving(monkeypatch, socket.EAI_AGAIN, "Temporary failure in name resolution")
+    url = f"http://{UNKNOWN_HOST}/yellow_tripdata_2021-01.parquet"
+    with pytest.raises(DownloadError, match=r"gave up after 4 attempts.*Temporary failure"):
+        download(url, "yellow_tripdata_2021-01.parquet", tmp_path, FAST)
+    assert len(asked) == 4

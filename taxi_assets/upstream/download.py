@@ -8,11 +8,13 @@ codes, attempt budget, exponential backoff with jitter, ``Retry-After``).
 from __future__ import annotations
 
 import hashlib
+import socket
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from urllib3.exceptions import MaxRetryError
@@ -21,6 +23,18 @@ from urllib3.util.retry import Retry
 from taxi_assets.upstream.line_counter import LineCounter
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The resolver's answers that another attempt cannot change: the name does not exist (or
+# has no address), or the resolver failed for good. EAI_AGAIN, a resolver that did not
+# answer in time, stays transient.
+_PERMANENT_DNS_ERRORS = frozenset(
+    code
+    for code in (
+        getattr(socket, "EAI_NONAME", None),
+        getattr(socket, "EAI_NODATA", None),
+        getattr(socket, "EAI_FAIL", None),
+    )
+    if code is not None
+)
 CHUNK_BYTES = 1 << 20
 T = TypeVar("T")
 
@@ -134,6 +148,13 @@ def _get(
     try:
         response = session.request(method, url, stream=True, timeout=timeout, allow_redirects=True)
     except (requests.ConnectionError, requests.Timeout) as error:
+        dns = _permanent_dns_error(error)
+        if dns is not None:
+            host = urlsplit(url).hostname
+            raise DownloadError(
+                f"{url}: the host {host!r} is unknown to DNS ({dns.strerror}); "
+                "check the URL (not retried)"
+            ) from error
         raise _Transient(f"{type(error).__name__}: {error}") from error
     if response.status_code == 404:
         response.close()
@@ -245,6 +266,24 @@ def _fetch_once(
         row_count=row_count,
         columns=columns,
     )
+
+
+def _permanent_dns_error(error: BaseException) -> socket.gaierror | None:
+    """The resolver's final "no such host" somewhere in the chain requests and urllib3 wrap
+    around it (ConnectionError -> MaxRetryError -> NameResolutionError -> gaierror)."""
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror):
+            return current if current.errno in _PERMANENT_DNS_ERRORS else None
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        linked += [arg for arg in current.args if isinstance(arg, BaseException)]
+        pending += [each for each in linked if isinstance(each, BaseException)]
+    return None
 
 
 def _is_network_error(error: OSError) -> bool:
