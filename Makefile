@@ -7,7 +7,7 @@ export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 # gcsfs 2026.x stalls against GCS emulators without this (harmless against real GCS).
 export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT ?= false
 
-.PHONY: install demo test browser azurite dev stop lint clean dagster-home lock
+.PHONY: install demo demo-serve test browser azurite dev stop lint clean dagster-home lock
 
 # uv installs the locked set in ~22 s where pip takes ~70 s (measured on this project's
 # 2-core machine); pip installs uv itself, at the version constraints.txt pins. uv does not
@@ -136,6 +136,15 @@ dev: install dagster-home
 	  $(PY) -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); \
 	    os.execv(sys.argv[1], sys.argv[1:])' \
 	  $(VENV)/bin/dg dev -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
+
+# The demo's generated files, served on 127.0.0.1 for runs started from the UI or the CLI
+# after `make demo` (which stops its own server when it ends): prints the URL, then the
+# exports that point runs at it. MIRROR_PORT=0 picks a free port.
+MIRROR_DIR ?= data/mirror
+MIRROR_PORT ?= 8765
+
+demo-serve: install
+	$(PY) -m taxi_assets.cli devdata serve --root $(MIRROR_DIR) --port $(MIRROR_PORT)
 
 # The embedded PostgreSQL's data folder: the warehouse resource's default (./data/warehouse).
 WAREHOUSE_DIR ?= data/warehouse

@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 
 from taxi_assets.assets.analytics import STATS_KEY
+from taxi_assets.assets.analytics.stats_columns import ANALYTICS_SCHEMA, STATS_TABLE
 from taxi_assets.definitions import defs
 from taxi_assets.devdata import MirrorServer, generate_mirror
 from taxi_assets.jobs import service_job_name
@@ -74,12 +75,35 @@ def warehouse_counts() -> dict[str, dict[str, int]]:
     return counts
 
 
-def print_summary(counts: dict[str, dict[str, int]], lake: str) -> None:
+def analytics_totals() -> list[tuple[str, str, int, float | None]]:
+    """(month, service, trips, revenue) of ``analytics.monthly_zone_stats``, summed over
+    boroughs: each service's trips should equal its warehouse rows for the month."""
+    with PostgresResource().engine().connect() as connection:
+        rows = connection.exec_driver_sql(
+            f"SELECT to_char(partition_month, 'YYYY-MM'), service, sum(trips), sum(revenue) "
+            f"FROM {ANALYTICS_SCHEMA}.{STATS_TABLE} GROUP BY 1, 2 ORDER BY 1, 2"
+        ).all()
+    return [
+        (month, service, int(trips), None if revenue is None else float(revenue))
+        for month, service, trips, revenue in rows
+    ]
+
+
+def print_summary(
+    counts: dict[str, dict[str, int]],
+    analytics: list[tuple[str, str, int, float | None]],
+    lake: str,
+) -> None:
     print("\nRows in the warehouse (PostgreSQL, schema `warehouse`):")
     print(f"  {'table':<20} {'month':<8} {'rows':>10}")
     for table, by_month in counts.items():
         for month, rows in by_month.items():
             print(f"  {table:<20} {month:<8} {rows:>10,}")
+    print(f"\n{ANALYTICS_SCHEMA}.{STATS_TABLE} (per borough; summed here):")
+    print(f"  {'month':<8} {'service':<8} {'trips':>10} {'revenue USD':>14}")
+    for month, service, trips, revenue in analytics:
+        paid = "(no fares)" if revenue is None else f"{revenue:,.2f}"
+        print(f"  {month:<8} {service:<8} {trips:>10,} {paid:>14}")
     print(f"\nThe lake (raw files and Parquet) is in {lake}")
     print("Open the UI with `make dev`, then http://127.0.0.1:3000 (asset graph, runs, metadata).")
     print(f"Assets per month: {', '.join(k.to_user_string() for k in trip_keys())}")
@@ -92,7 +116,8 @@ def main() -> None:
     parser.add_argument("--months", default=",".join(DEMO_MONTHS))
     args = parser.parse_args()
     counts = run_demo(args.data_dir, tuple(args.months.split(",")), args.rows)
-    print_summary(counts, os.environ.get("TAXI_LAKE_URL", str((args.data_dir / "lake").resolve())))
+    lake = os.environ.get("TAXI_LAKE_URL", str((args.data_dir / "lake").resolve()))
+    print_summary(counts, analytics_totals(), lake)
 
 
 if __name__ == "__main__":

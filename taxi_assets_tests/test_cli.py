@@ -5,6 +5,8 @@ import gzip
 import hashlib
 import io
 import json
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -240,6 +242,69 @@ def test_make_stop_stops_the_embedded_warehouse(tmp_path: Path) -> None:
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(url, connect_timeout=3).close()
         assert make_stop() == "not running"
+    finally:
+        stop(folder)
+
+
+def test_make_demo_serve_serves_the_mirror_and_says_how_to_use_it(tmp_path: Path) -> None:
+    """The README's `make demo-serve`: the URL first, then the exports; SIGTERM ends it."""
+    import signal
+    import urllib.request
+
+    mirror = tmp_path / "mirror"
+    (mirror / "misc").mkdir(parents=True)
+    (mirror / "misc" / "taxi_zone_lookup.csv").write_text("LocationID,Borough\n1,EWR\n")
+    make = ["make", "--no-print-directory", "-s", "-o", "install", "demo-serve"]
+    settings = [f"VENV={sys.prefix}", f"MIRROR_DIR={mirror}", "MIRROR_PORT=0"]
+    server = subprocess.Popen(
+        [*make, *settings], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None and server.stderr is not None
+        url = server.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        zones = f"{url}/misc/taxi_zone_lookup.csv"
+        with urllib.request.urlopen(zones, timeout=10) as response:
+            assert response.read() == b"LocationID,Borough\n1,EWR\n"
+        said = [server.stderr.readline().strip() for _ in range(2)]
+        exports = f"export TAXI_DTC_URL={url} TAXI_TLC_URL={url} TAXI_ZONES_URL={zones}"
+        assert said[1] == exports
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    missing = subprocess.run(
+        [*make, f"VENV={sys.prefix}", f"MIRROR_DIR={tmp_path / 'none'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert missing.returncode != 0
+    assert f"error: {tmp_path / 'none'} is not a folder: generate one first" in missing.stderr
+
+
+def test_warehouse_start_prints_a_psql_command_that_connects(tmp_path: Path) -> None:
+    """What the README tells a user to run to query the embedded warehouse, run as given:
+    without XDG_RUNTIME_DIR (as in containers and CI) and without platformdirs' warning."""
+    from taxi_assets.pg.embedded import stop
+
+    folder = tmp_path / "warehouse"
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    command = [sys.executable, "-m", "taxi_assets.cli", "warehouse", "start", str(folder)]
+    try:
+        started = subprocess.run(
+            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert started.returncode == 0, started.stderr[-2000:]
+        assert started.stderr == ""
+        lines = started.stdout.splitlines()
+        assert lines[0] == f"embedded PostgreSQL running for {folder}"
+        assert lines[1] == f"  URL:  postgresql://postgres:@/postgres?host={folder}"
+        psql = shlex.split(lines[2].removeprefix("  psql: "))
+        assert psql[1:] == ["-h", str(folder), "-U", "postgres", "postgres"]
+        query = subprocess.run(
+            [*psql, "-Atc", "SELECT 40 + 2"], capture_output=True, text=True, timeout=60
+        )
+        assert query.returncode == 0, query.stderr
+        assert query.stdout.strip() == "42"
     finally:
         stop(folder)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from taxi_assets.demo import run_demo
+from taxi_assets.demo import analytics_totals, run_demo
 from taxi_assets_tests.pipeline import engine_for
 
 
@@ -40,5 +40,16 @@ def test_demo_twice_gives_the_same_counts(
         ).all()
     engine.dispose()
     assert fares == sum(first["fhvhv_tripdata"].values())
+    # What the demo's summary prints: the analytics' trips tie out with the warehouse rows.
+    totals = analytics_totals()
+    assert {(month, service): trips for month, service, trips, _ in totals} == {
+        (month, table.removesuffix("_tripdata")): rows
+        for table, by_month in first.items()
+        if table != "taxi_zones"
+        for month, rows in by_month.items()
+    }
+    assert [revenue is None for _, service, _, revenue in totals] == [
+        service == "fhv" for _, service, _, _ in totals
+    ]
     assert [row[0] for row in services] == ["fhv", "fhvhv", "green", "yellow"]
     assert all(revenue > 0 for service, _, revenue in services if service != "fhv")

@@ -1,12 +1,12 @@
-"""The project's command line: ``python -m taxi_assets.cli GROUP COMMAND ...``.
+"""The project's command line, ``python -m taxi_assets.cli GROUP COMMAND ...``:
 
 - ``warehouse start|stop [DATA_DIR]``: the embedded PostgreSQL server (``make stop``).
 - ``warehouse analyst-role ROLE``: a read-only role on the warehouse (password from
   ``TAXI_ANALYST_PASSWORD``).
 - ``warehouse migrate``: convert month tables of an earlier version (plain tables) into
   partitioned ones, month by month, resumable (README, "Upgrading the warehouse").
-- ``lake check [URL]``: the lake's bucket (``gs://``, ``s3://``) or container (``az://``)
-  is reachable and writable with the configured credentials.
+- ``lake check [URL]``: the lake's bucket (``gs://``, ``s3://``), container (``az://``)
+  or local folder is reachable and writable with the configured credentials.
 - ``raw list SERVICE [MONTH]``, ``raw pin SERVICE MONTH REVISION``, ``raw unpin SERVICE
   MONTH``: the stored revisions of raw files, and pins (a unique sha256 prefix is enough;
   SERVICE ``zones`` with MONTH ``-`` for the zone lookup; ``--lake URL``, default
@@ -32,7 +32,12 @@ __all__ = ["build_parser", "main", "parse_months"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m taxi_assets.cli", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m taxi_assets.cli",
+        # The module's docstring as written (its list kept), without reST's literal marks.
+        description=(__doc__ or "").replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     groups = parser.add_subparsers(dest="group", required=True)
     for group in (warehouse, lake, raw, months, devdata):
         group.add_commands(groups)

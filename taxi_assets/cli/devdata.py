@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import threading
+import sys
 import time
 from pathlib import Path
 
@@ -28,23 +28,41 @@ def _devdata_generate(args: argparse.Namespace) -> int:
 def _devdata_serve(args: argparse.Namespace) -> int:
     from taxi_assets.devdata.mirror import MirrorServer
 
-    stop = threading.Event()
-    # SIGTERM/SIGINT just set an event; the main thread then shuts down cleanly.
+    # SIGTERM/SIGINT only set a flag; the main thread then shuts down cleanly. Not a
+    # threading.Event: its set() takes a lock that the main thread's own wait() may hold at
+    # that instant, and a handler runs on the main thread, so it would wait forever (seen:
+    # `make demo-serve` ignoring SIGTERM now and then).
+    signalled: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda number, _frame: signalled.append(number))
+    if not Path(args.root).is_dir():
+        print(
+            f"error: {args.root} is not a folder: generate one first (make demo writes "
+            "data/mirror; or devdata generate --out FOLDER ...)",
+            file=sys.stderr,
+        )
+        return 1
     url_file = Path(args.url_file) if args.url_file else None
     with MirrorServer(
         Path(args.root), host=args.host, port=args.port, missing_status=args.missing_status
     ) as server:
         print(server.url, flush=True)
+        # stderr: the first stdout line stays the URL alone, for scripts that read it.
+        print(
+            "point the runs at it (then make dev, or dagster/dg commands, in that shell):\n"
+            f"  export TAXI_DTC_URL={server.url} TAXI_TLC_URL={server.url} "
+            f"TAXI_ZONES_URL={server.url}/misc/taxi_zone_lookup.csv",
+            file=sys.stderr,
+            flush=True,
+        )
         if url_file is not None:
             # Write-then-rename so a poller never reads a half-written URL.
             tmp = url_file.with_name(url_file.name + ".tmp")
             tmp.write_text(server.url + "\n")
             os.replace(tmp, url_file)
         try:
-            while not stop.wait(0.5):
-                pass
+            while not signalled:
+                time.sleep(0.5)  # the flag is seen within half a second of the signal
         finally:
             if url_file is not None:
                 url_file.unlink(missing_ok=True)  # a stale URL would mislead pollers
@@ -58,7 +76,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     devdata = groups.add_parser("devdata", help="generated TLC files and a local mirror")
     devdata_commands = devdata.add_subparsers(dest="command", required=True)
     gen = devdata_commands.add_parser("generate", help="write a synthetic upstream mirror folder")
-    gen.add_argument("--out", required=True)
+    gen.add_argument("--out", required=True, help="folder to write the mirror into")
     gen.add_argument(
         "--months", required=True, type=parse_months, help="2021-01,2021-02 or 2021-01..2021-03"
     )
@@ -66,20 +84,29 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
         "--services",
         default=",".join(DEVDATA_SERVICES),
         type=lambda s: csv_list(s, DEVDATA_SERVICES),
+        help=f"comma-separated, of {', '.join(DEVDATA_SERVICES)} (default: all)",
     )
     gen.add_argument(
-        "--sources", default=",".join(DEVDATA_SOURCES), type=lambda s: csv_list(s, DEVDATA_SOURCES)
+        "--sources",
+        default=",".join(DEVDATA_SOURCES),
+        type=lambda s: csv_list(s, DEVDATA_SOURCES),
+        help="comma-separated: dtc writes the course's CSV.gz layout, tlc TLC's Parquet "
+        "(default: both)",
     )
-    gen.add_argument("--rows", type=int, default=5000, help="rows per month file")
-    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--rows", type=int, default=5000, help="rows per month file (default 5000)")
+    gen.add_argument(
+        "--seed", type=int, default=42, help="the same seed writes the same bytes (default 42)"
+    )
     gen.set_defaults(func=_devdata_generate)
 
     serve = devdata_commands.add_parser(
         "serve", help="serve a folder over HTTP until SIGTERM/SIGINT"
     )
-    serve.add_argument("--root", required=True)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=0)
+    serve.add_argument(
+        "--root", required=True, help="the folder to serve (make demo's: data/mirror)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=0, help="port; 0 (default) picks a free one")
     serve.add_argument("--url-file", help="also write the URL to this file (removed on exit)")
     serve.add_argument(
         "--missing-status",

@@ -17,10 +17,14 @@ DEFAULT_SCHEMAS = ("warehouse", "analytics")
 
 
 def _warehouse_start(args: argparse.Namespace) -> int:
-    from taxi_assets.pg.embedded import embedded_url
+    from taxi_assets.pg.embedded import embedded_url, psql_command
 
     url = embedded_url(args.data_dir)
-    print(f"embedded PostgreSQL running for {Path(args.data_dir).resolve()} ({url.split('?')[0]})")
+    print(f"embedded PostgreSQL running for {Path(args.data_dir).resolve()}")
+    # A local socket and no password (only this machine's users can reach it): the URL
+    # holds no secret.
+    print(f"  URL:  {url}")
+    print(f"  psql: {psql_command(url)}")
     return 0
 
 

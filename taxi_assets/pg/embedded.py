@@ -20,10 +20,14 @@ configuration (docs/deployment.md).
 from __future__ import annotations
 
 import fcntl
+import shlex
+import shutil
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
     import psycopg
@@ -32,6 +36,11 @@ DEFAULT_EMBEDDED_DIR = "./data/warehouse"
 # PostgreSQL's "Populating a Database" advice for a server without replicas; minimal WAL
 # requires that no WAL sender may run.
 BULK_LOAD_SETTINGS = {"wal_level": "minimal", "max_wal_senders": "0"}
+
+# pgserver keeps its start lock under platformdirs' runtime folder, which warns when
+# XDG_RUNTIME_DIR is unset (containers, CI, cron) and then uses /tmp/runtime-UID: the
+# folder we want, so the warning is noise on every command that starts the server.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
 def embedded_url(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> str:
@@ -58,6 +67,18 @@ def embedded_url(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> str:
         if _persist_bulk_load_settings(url):
             _restart(folder)
     return url
+
+
+def psql_command(url: str) -> str:
+    """A psql command line for the embedded server at ``url`` (its socket folder, user and
+    database): psql on the PATH, else the one in pgserver's wheel."""
+    from pgserver._commands import POSTGRES_BIN_PATH  # not in pgserver.__all__
+
+    parts = urlsplit(url)
+    socket_dir = parse_qs(parts.query).get("host", [""])[0]
+    psql = "psql" if shutil.which("psql") else str(POSTGRES_BIN_PATH / "psql")
+    database = parts.path.lstrip("/") or "postgres"
+    return shlex.join([psql, "-h", socket_dir, "-U", parts.username or "postgres", database])
 
 
 def pending_bulk_load_settings(url: str) -> dict[str, str]:
