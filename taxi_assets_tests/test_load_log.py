@@ -201,6 +201,22 @@ def test_bigquery_one_row_per_month_replaced_in_the_months_transaction(
     assert bq.versions(bq_project) == {"2021-01": {"bbbb": 12}, "2021-02": {"aaaa": 7}}
 
 
+def test_months_status_reads_the_bigquery_load_log(
+    tmp_path: Path, bq_project: EmulatedProject
+) -> None:
+    from taxi_assets.month_status import Layer, bigquery_loads
+
+    with bq_project.client() as client:
+        assert bigquery_loads(client) == {}  # no load log yet
+    assert bq.materialize(bq_project, bq_load(tmp_path, loads_of(SHA_A), 10), "2021-01").success
+    assert bq.materialize(bq_project, bq_load(tmp_path, loads_of(SHA_B), 7), "2021-02").success
+    with bq_project.client() as client:
+        assert bigquery_loads(client) == {
+            ("trips", "2021-01"): Layer(SHA_A, 10),
+            ("trips", "2021-02"): Layer(SHA_B, 7),
+        }
+
+
 @pytest.mark.parametrize("failure", ["row count", "inside the transaction", "at the copy"])
 def test_bigquery_a_failed_load_leaves_the_previous_loads_row(
     tmp_path: Path, bq_project: EmulatedProject, failure: str

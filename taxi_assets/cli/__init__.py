@@ -13,6 +13,8 @@
   ``$TAXI_LAKE_URL``).
 - ``months backfill FIRST [--to LAST]``: every service for one month (or a range), as one
   asset backfill that the daemon runs (each service over its own months).
+- ``months status [FIRST [--to LAST]]``: each month's raw revision and rows in raw, lake
+  and warehouse, and whether the layers agree (``--check``: exit 1 when one does not).
 - ``devdata generate|serve ...``: synthetic TLC months in each upstream's layout, and a
   local HTTP mirror serving them (also ``python -m taxi_assets.devdata ...``).
 

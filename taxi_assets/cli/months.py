@@ -1,5 +1,7 @@
 """``months backfill FIRST [--to LAST]``: every service for one month (or a range), as
-one asset backfill that the daemon runs (each service over its own months)."""
+one asset backfill that the daemon runs (each service over its own months).
+``months status [FIRST [--to LAST]]``: each month's raw revision and rows in raw, lake and
+warehouse, and whether the three layers agree."""
 
 from __future__ import annotations
 
@@ -41,6 +43,49 @@ def _months_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _months_status(args: argparse.Namespace) -> int:
+    import os
+
+    from taxi_assets.cli.arguments import parse_months
+    from taxi_assets.month_status import IN_STEP, collect, format_statuses
+    from taxi_assets.storage.roots import lake_root
+
+    months = None
+    try:
+        if args.first is not None:
+            months = parse_months(f"{args.first}..{args.to or args.first}")
+            if not months:
+                raise ValueError(f"--to is before the first month ({args.to} < {args.first})")
+        elif args.to is not None:
+            raise ValueError("--to needs a first month")
+        loads = _warehouse_loads(os.environ.get("TAXI_WAREHOUSE_URL"))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    statuses = collect(lake_root(args.lake), loads, args.services or None, months)
+    if not statuses:
+        print("nothing stored yet: no raw file, lake file or warehouse load")
+        return 0
+    print("\n".join(format_statuses(statuses)))
+    behind = [s for s in statuses if s.state != IN_STEP]
+    print(f"\n{len(statuses) - len(behind)} of {len(statuses)} month(s) in step")
+    return 1 if args.check and behind else 0
+
+
+def _warehouse_loads(url: str | None) -> dict:
+    from taxi_assets.month_status import bigquery_loads, postgres_loads
+    from taxi_assets.warehouse_engine import BIGQUERY, engine_for_url
+
+    if engine_for_url(url) is BIGQUERY:
+        from taxi_assets.resources.bigquery import BigQueryWarehouse
+
+        with BigQueryWarehouse().client() as client:
+            return bigquery_loads(client)
+    from taxi_assets.resources.postgres import PostgresResource
+
+    return postgres_loads(PostgresResource().engine())
+
+
 def add_commands(groups: argparse._SubParsersAction) -> None:
     from taxi_assets.services import SERVICES as TRIP_SERVICES
 
@@ -62,3 +107,21 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
         "--workspace", help="a workspace.yaml (default: the taxi_assets module, -m taxi_assets)"
     )
     backfill.set_defaults(func=_months_backfill)
+
+    status = months_commands.add_parser(
+        "status",
+        help="each month's raw revision and its rows in raw, lake and warehouse, and whether "
+        "the layers agree (read from the lake and the warehouse, not Dagster's instance)",
+    )
+    status.add_argument("first", nargs="?", help="a month, YYYY-MM (default: every stored month)")
+    status.add_argument("--to", help="the last month of a range")
+    status.add_argument(
+        "--services",
+        type=lambda s: csv_list(s, list(TRIP_SERVICES)),
+        help=f"a subset of {','.join(TRIP_SERVICES)} (default: all)",
+    )
+    status.add_argument("--lake", default=None, help="default: $TAXI_LAKE_URL, else ./data/lake")
+    status.add_argument(
+        "--check", action="store_true", help="exit 1 when a listed month is not in step"
+    )
+    status.set_defaults(func=_months_status)

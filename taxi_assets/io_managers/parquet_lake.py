@@ -10,6 +10,7 @@ import base64
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -33,6 +34,8 @@ from taxi_assets.storage.roots import is_local
 # Rows per row group: pending batches are held in memory until a group is written, and
 # readers decode a group's pages as they go; 128k rows is ~20 MB of trip columns.
 ROW_GROUP_ROWS = 128 * 1024
+# Hive partition folders of a monthly asset, read by DuckDB, Spark, BigQuery as columns.
+HIVE_FORMAT = "year=%Y/month=%m"
 # Output metadata (added by the asset) that gives the rows to expect, for progress logs.
 EXPECTED_ROWS_KEY = "expected_rows"
 
@@ -137,6 +140,17 @@ def arrow_filesystem(path: UPath) -> tuple[pafs.FileSystem, str]:
     return pafs.PyFileSystem(pafs.FSSpecHandler(path.fs)), path.path
 
 
+def _hive_folder(asset_path: UPath, start: datetime, hive_format: str) -> UPath:
+    return asset_path.joinpath(*start.strftime(hive_format).split("/"))
+
+
+def month_file(asset_path: UPath, month: str, hive_format: str = HIVE_FORMAT) -> UPath:
+    """Where the lake IO manager keeps ``month`` (``YYYY-MM``) of the monthly asset stored
+    at ``asset_path``: ``<asset_path>/year=YYYY/month=MM/<asset name>_YYYY-MM.parquet``."""
+    start = datetime.strptime(month, "%Y-%m")
+    return _hive_folder(asset_path, start, hive_format) / f"{asset_path.name}_{month}.parquet"
+
+
 class _ParquetUPathIOManager(dg.UPathIOManager):
     extension = ".parquet"
 
@@ -151,8 +165,7 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
         definition = context.asset_partitions_def
         if isinstance(definition, dg.TimeWindowPartitionsDefinition):
             window = definition.time_window_for_partition_key(partition)
-            folder = path.joinpath(*window.start.strftime(self.hive_format).split("/"))
-            return folder / f"{path.name}_{partition}"
+            return _hive_folder(path, window.start, self.hive_format) / f"{path.name}_{partition}"
         return self.make_safe_partition_path(path, partition)
 
     def make_directory(self, path: UPath) -> None:
@@ -247,7 +260,7 @@ class ParquetLakeIOManager(dg.ConfigurableIOManagerFactory):
     """Parquet (zstd) under ``<lake>/<asset key path>``."""
 
     lake: dg.ResourceDependency[LakeResource]
-    hive_format: str = "year=%Y/month=%m"
+    hive_format: str = HIVE_FORMAT
     compression: str = "zstd"
 
     def create_io_manager(self, context: dg.InitResourceContext) -> _ParquetUPathIOManager:

@@ -1,0 +1,206 @@
+"""``months status``: where each month of each service stands in raw, lake and warehouse.
+
+Every layer records where its month came from, so the layers can be compared without
+Dagster's instance: the raw month's manifest names its current revision (the sha256 of the
+published bytes, and the rows counted while downloading); the lake file's Parquet footer
+names the revision it was parsed from (``source_sha256``) and holds its row count; the
+warehouse's ``warehouse.loads`` row names the revision the month was loaded from and its
+rows. A month is "in step" when all three name the same revision and the same rows.
+
+:func:`judge` is the rule, a plain function; :func:`collect` reads the three layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from upath import UPath
+
+from taxi_assets.assets.load_records import LOADS_TABLE, lake_lineage
+from taxi_assets.io_managers.lake_files import LakeFiles
+from taxi_assets.io_managers.parquet_lake import arrow_filesystem, month_file
+from taxi_assets.raw_zone import raw_slot, stored_months
+from taxi_assets.services import SERVICES, Service
+from taxi_assets.storage.revisions import inspect
+
+IN_STEP = "in step"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """What one layer holds for a month: the raw revision it stems from, and its rows."""
+
+    sha256: str | None
+    rows: int | None
+
+
+@dataclass(frozen=True)
+class MonthStatus:
+    service: str
+    month: str
+    raw: Layer | None  # the current revision; None: nothing stored
+    pinned: bool
+    lake: Layer | None
+    warehouse: Layer | None
+    problems: tuple[str, ...] = ()  # what the raw slot's manifest and files disagree on
+
+    @property
+    def state(self) -> str:
+        return judge(self)
+
+
+def judge(status: MonthStatus) -> str:
+    """The first thing that is out of step, going downstream, or :data:`IN_STEP`."""
+    raw, lake, warehouse = status.raw, status.lake, status.warehouse
+    if status.problems:
+        return f"raw revisions need attention (raw list {status.service} {status.month})"
+    if raw is None:
+        return "no raw file" if lake is None and warehouse is None else "raw file missing"
+    if lake is None:
+        return "lake missing"
+    if lake.sha256 != raw.sha256:
+        return "lake built from another revision than raw's current"
+    if raw.rows is not None and lake.rows != raw.rows:
+        return f"lake has {lake.rows:,} rows, the raw file {raw.rows:,}"
+    if warehouse is None:
+        return "warehouse missing"
+    if warehouse.sha256 != lake.sha256:
+        return "warehouse loaded from another revision than the lake's"
+    if warehouse.rows != lake.rows:
+        return f"warehouse has {warehouse.rows:,} rows, the lake {lake.rows:,}"
+    return IN_STEP
+
+
+def collect(
+    lake_root: UPath,
+    loads: Mapping[tuple[str, str], Layer],
+    services: Iterable[str] | None = None,
+    months: Iterable[str] | None = None,
+) -> list[MonthStatus]:
+    """Each service's (``services``, else all) months (``months``, else every month some
+    layer holds) as stored under ``lake_root``, with ``loads``: ``{(dataset, YYYY-MM):
+    Layer}`` of the warehouse."""
+    statuses = []
+    for name in services if services is not None else SERVICES:
+        service = SERVICES[name]
+        chosen = (
+            sorted(set(months))
+            if months is not None
+            else sorted(
+                {*stored_months(lake_root, name), *lake_months(lake_root, service)}
+                | {month for dataset, month in loads if dataset == service.dataset}
+            )
+        )
+        for month in chosen:
+            raw, pinned, problems = _raw(lake_root, name, month)
+            statuses.append(
+                MonthStatus(
+                    service=name,
+                    month=month,
+                    raw=raw,
+                    pinned=pinned,
+                    lake=_lake(lake_root, service, month),
+                    warehouse=loads.get((service.dataset, month)),
+                    problems=problems,
+                )
+            )
+    return statuses
+
+
+def _raw(lake_root: UPath, service: str, month: str) -> tuple[Layer | None, bool, tuple[str, ...]]:
+    state = inspect(raw_slot(lake_root, service, month))
+    current = state.manifest.find(state.manifest.current)
+    layer = Layer(current.sha256, current.rows) if current is not None else None
+    return layer, state.manifest.pinned is not None, tuple(state.problems)
+
+
+def lake_months(lake_root: UPath, service: Service) -> list[str]:
+    """The months with a lake file (``year=YYYY/month=MM/...``)."""
+    folder = lake_root.joinpath(*service.key("lake").path)
+    if not folder.exists():
+        return []
+    found = set()
+    for path in folder.glob("year=*/month=*/*.parquet"):
+        year, month = path.parent.parent.name, path.parent.name
+        found.add(f"{year.removeprefix('year=')}-{month.removeprefix('month=')}")
+    return sorted(found)
+
+
+def _lake(lake_root: UPath, service: Service, month: str) -> Layer | None:
+    path = month_file(lake_root.joinpath(*service.key("lake").path), month)
+    if not path.exists():
+        return None
+    filesystem, native = arrow_filesystem(path)
+    lineage = lake_lineage(LakeFiles.at(filesystem, native))
+    return Layer(lineage.source_sha256, lineage.rows)
+
+
+def loads_from_rows(rows: Iterable[tuple[Any, ...]]) -> dict[tuple[str, str], Layer]:
+    """``warehouse.loads`` rows ``(table_name, YYYY-MM, source_sha256, row_count)`` by
+    (dataset, month)."""
+    return {
+        (str(table).removeprefix("warehouse."), str(month)): Layer(sha256, int(count))
+        for table, month, sha256, count in rows
+        if str(table).startswith("warehouse.")  # the trip tables, not analytics'
+    }
+
+
+LOADS_QUERY = "SELECT table_name, {month}, source_sha256, row_count FROM {table}"
+
+
+def postgres_loads(engine: Any) -> dict[tuple[str, str], Layer]:
+    """The warehouse's load log in PostgreSQL (empty when nothing was loaded yet)."""
+    import sqlalchemy as sa
+
+    with engine.connect() as connection:
+        if not sa.inspect(connection).has_table(LOADS_TABLE, schema="warehouse"):
+            return {}
+        query = LOADS_QUERY.format(
+            month="to_char(partition_month, 'YYYY-MM')", table=f"warehouse.{LOADS_TABLE}"
+        )
+        return loads_from_rows(connection.exec_driver_sql(query).all())
+
+
+def bigquery_loads(client: Any) -> dict[tuple[str, str], Layer]:
+    """The warehouse's load log in BigQuery (empty when nothing was loaded yet)."""
+    from google.api_core.exceptions import NotFound
+
+    from taxi_assets.bq.query import run_query
+
+    table_id = f"{client.project}.warehouse.{LOADS_TABLE}"
+    try:
+        client.get_table(table_id)
+    except NotFound:
+        return {}
+    month = "FORMAT_DATE('%Y-%m', partition_month)"
+    rows = run_query(client, LOADS_QUERY.format(month=month, table=f"`{table_id}`"))
+    return loads_from_rows(tuple(row.values()) for row in rows)
+
+
+def format_statuses(statuses: list[MonthStatus]) -> list[str]:
+    """A table: one line per month, a blank line between services."""
+    header = (
+        f"{'service':<7} {'month':<7}  {'raw revision':<19} {'raw rows':>11} "
+        f"{'lake rows':>11} {'warehouse rows':>14}  state"
+    )
+    lines = [header]
+    previous = None
+    for s in statuses:
+        if previous is not None and s.service != previous:
+            lines.append("")
+        previous = s.service
+        revision = "-" if s.raw is None else (s.raw.sha256 or "?")[:12]
+        revision += " pinned" if s.pinned else ""
+        lines.append(
+            f"{s.service:<7} {s.month:<7}  {revision:<19} {_rows(s.raw):>11} "
+            f"{_rows(s.lake):>11} {_rows(s.warehouse):>14}  {s.state}"
+        )
+    return lines
+
+
+def _rows(layer: Layer | None) -> str:
+    if layer is None:
+        return "-"
+    return "?" if layer.rows is None else f"{layer.rows:,}"

@@ -1,0 +1,98 @@
+"""``months status``: the rule that says whether raw, lake and warehouse agree, and the
+command on months loaded for real (HTTP mirror, lake folder, PostgreSQL)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from taxi_assets import cli
+from taxi_assets.month_status import IN_STEP, Layer, MonthStatus, judge
+from taxi_assets_tests.http_faults import FaultyMirror
+from taxi_assets_tests.pipeline import pipeline_resources, run
+
+A, B = "a" * 64, "b" * 64
+
+
+def status(
+    raw: Layer | None, lake: Layer | None, warehouse: Layer | None, problems: tuple[str, ...] = ()
+) -> MonthStatus:
+    return MonthStatus("yellow", "2021-01", raw, False, lake, warehouse, problems)
+
+
+@pytest.mark.parametrize(
+    ("raw", "lake", "warehouse", "expected"),
+    [
+        (Layer(A, 10), Layer(A, 10), Layer(A, 10), IN_STEP),
+        (Layer(A, None), Layer(A, 10), Layer(A, 10), IN_STEP),  # raw rows not counted
+        (None, None, None, "no raw file"),
+        (None, Layer(A, 10), None, "raw file missing"),
+        (Layer(A, 10), None, Layer(A, 10), "lake missing"),
+        (Layer(B, 10), Layer(A, 10), Layer(A, 10), "lake built from another revision"),
+        (Layer(A, 11), Layer(A, 10), Layer(A, 10), "lake has 10 rows, the raw file 11"),
+        (Layer(A, 10), Layer(A, 10), None, "warehouse missing"),
+        (Layer(A, 10), Layer(A, 10), Layer(None, 10), "warehouse loaded from another"),
+        (Layer(A, 10), Layer(A, 10), Layer(A, 9), "warehouse has 9 rows, the lake 10"),
+    ],
+)
+def test_the_first_layer_out_of_step_is_named(
+    raw: Layer | None, lake: Layer | None, warehouse: Layer | None, expected: str
+) -> None:
+    assert judge(status(raw, lake, warehouse)).startswith(expected)
+
+
+def test_a_raw_slot_with_problems_comes_first() -> None:
+    same = Layer(A, 10)
+    said = judge(status(same, same, same, ("revision file missing",)))
+    assert said == "raw revisions need attention (raw list yellow 2021-01)"
+
+
+def keys(service: str) -> list[str]:
+    return [f"{layer}/{service}_tripdata" for layer in ("raw", "lake", "warehouse")]
+
+
+def test_status_of_months_loaded_for_real(
+    own_mirror: FaultyMirror,
+    tmp_path: Path,
+    pg_url: str,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lake = tmp_path / "lake"
+    resources = pipeline_resources(own_mirror.url, lake, pg_url)
+    assert run(keys("yellow"), resources, instance, "2021-01").success
+    assert run(keys("yellow"), resources, instance, "2021-02").success
+    assert run(keys("green")[:2], resources, instance, "2021-01").success  # no warehouse
+    # Upstream republishes yellow 2021-02 (same rows, other bytes); only raw fetches it.
+    published = Path(own_mirror.root) / "yellow" / "yellow_tripdata_2021-02.csv.gz"
+    published.write_bytes(gzip.compress(gzip.decompress(published.read_bytes()), 1))
+    assert run(keys("yellow")[0], resources, instance, "2021-02").success
+    monkeypatch.setenv("TAXI_WAREHOUSE_URL", pg_url)
+
+    def months_status(*args: str) -> tuple[int, list[str]]:
+        code = cli.main(["months", "status", "--lake", str(lake), *args])
+        return code, capsys.readouterr().out.splitlines()
+
+    code, lines = months_status()
+    assert code == 0
+    rows = {tuple(line.split()[:2]): line for line in lines[1:] if line.strip()}
+    yellow_01, yellow_02 = rows[("yellow", "2021-01")], rows[("yellow", "2021-02")]
+    assert yellow_01.endswith("  in step")
+    # raw, lake and warehouse rows: the generated month's 2,000 rows in each layer
+    assert yellow_01.split()[3:6] == ["2,000", "2,000", "2,000"]
+    assert yellow_02.endswith("lake built from another revision than raw's current")
+    assert rows[("green", "2021-01")].endswith("warehouse missing")
+    assert rows[("green", "2021-01")].split()[3:6] == ["2,000", "2,000", "-"]
+    assert lines[-1] == "1 of 3 month(s) in step"
+
+    assert months_status("--check")[0] == 1
+    code, lines = months_status("2021-01", "--services", "yellow", "--check")
+    assert code == 0 and lines[-1] == "1 of 1 month(s) in step"
+    code, lines = months_status("2021-03", "--services", "fhvhv")
+    assert lines[1].split()[:2] == ["fhvhv", "2021-03"] and lines[1].endswith("no raw file")
+    assert cli.main(["months", "status", "2021-03", "--to", "2021-01"]) == 1
+    assert "--to is before the first month" in capsys.readouterr().err
