@@ -44,10 +44,11 @@ $(INSTALLED): setup.py constraints.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# Dagster reads dagster.yaml only from $$DAGSTER_HOME.
+# Dagster reads dagster.yaml only from $$DAGSTER_HOME. The template lives in config/, not
+# the repository root, where `dg dev` would warn that a dagster.yaml beside it is unused.
 dagster-home:
 	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	cp config/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 demo: install dagster-home
 	$(PY) -m taxi_assets.demo
