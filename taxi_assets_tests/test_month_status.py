@@ -96,3 +96,13 @@ def test_status_of_months_loaded_for_real(
     assert lines[1].split()[:2] == ["fhvhv", "2021-03"] and lines[1].endswith("no raw file")
     assert cli.main(["months", "status", "2021-03", "--to", "2021-01"]) == 1
     assert "--to is before the first month" in capsys.readouterr().err
+
+
+def test_an_unreachable_warehouse_is_said_without_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TAXI_WAREHOUSE_URL", "postgresql://reader:s3cret-pw@127.0.0.1:9/none")
+    assert cli.main(["months", "status", "--lake", str(tmp_path)]) == 1
+    said = capsys.readouterr().err
+    assert said.startswith("error: cannot read the warehouse's load log: connection failed")
+    assert "s3cret-pw" not in said and "Traceback" not in said

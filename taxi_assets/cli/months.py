@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from taxi_assets.cli.arguments import csv_list
+
+if TYPE_CHECKING:
+    from taxi_assets.month_status import Layer
 
 
 def _months_backfill(args: argparse.Namespace) -> int:
@@ -46,6 +50,8 @@ def _months_backfill(args: argparse.Namespace) -> int:
 def _months_status(args: argparse.Namespace) -> int:
     import os
 
+    from sqlalchemy.exc import OperationalError
+
     from taxi_assets.cli.arguments import parse_months
     from taxi_assets.month_status import IN_STEP, collect, format_statuses
     from taxi_assets.storage.roots import lake_root
@@ -62,6 +68,9 @@ def _months_status(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except OperationalError as error:  # the server refused or is unreachable (no secret in it)
+        print(f"error: cannot read the warehouse's load log: {error.orig}", file=sys.stderr)
+        return 1
     statuses = collect(lake_root(args.lake), loads, args.services or None, months)
     if not statuses:
         print("nothing stored yet: no raw file, lake file or warehouse load")
@@ -72,7 +81,7 @@ def _months_status(args: argparse.Namespace) -> int:
     return 1 if args.check and behind else 0
 
 
-def _warehouse_loads(url: str | None) -> dict:
+def _warehouse_loads(url: str | None) -> dict[tuple[str, str], Layer]:
     from taxi_assets.month_status import bigquery_loads, postgres_loads
     from taxi_assets.warehouse_engine import BIGQUERY, engine_for_url
 
