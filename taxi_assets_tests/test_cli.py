@@ -377,3 +377,12 @@ def test_cli_materializes_raw_lake_and_warehouse_on_s3_and_azure(
     assert pq.ParquetFile(io.BytesIO(stored[lake])).metadata.num_rows == rows
     assert warehouse_counts(pg_url, "yellow_tripdata") == {"2021-01": rows}
     assert object_store.pending_uploads() == 0
+    # months status reads the same three layers on the object store.
+    status = subprocess.run(
+        [sys.executable, "-m", "taxi_assets.cli", "months", "status", "--check"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stdout + status.stderr
+    line = next(line for line in status.stdout.splitlines() if line.startswith("yellow"))
+    assert line.split()[:2] == ["yellow", "2021-01"] and line.endswith("in step")
+    assert line.split()[3:6] == [f"{rows:,}"] * 3
