@@ -179,6 +179,27 @@ def bigquery_loads(client: Any) -> dict[tuple[str, str], Layer]:
     return loads_from_rows(tuple(row.values()) for row in rows)
 
 
+def as_record(status: MonthStatus) -> dict[str, Any]:
+    """One month as plain values (``months status --json``)."""
+
+    def layer(prefix: str, found: Layer | None) -> dict[str, Any]:
+        return {
+            f"{prefix}_sha256": found.sha256 if found else None,
+            f"{prefix}_rows": found.rows if found else None,
+        }
+
+    return {
+        "service": status.service,
+        "month": status.month,
+        **layer("raw", status.raw),
+        "pinned": status.pinned,
+        **layer("lake", status.lake),
+        **layer("warehouse", status.warehouse),
+        "state": status.state,
+        "in_step": status.state == IN_STEP,
+    }
+
+
 def format_statuses(statuses: list[MonthStatus]) -> list[str]:
     """A table: one line per month, a blank line between services."""
     header = (

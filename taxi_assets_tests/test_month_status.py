@@ -4,6 +4,8 @@ command on months loaded for real (HTTP mirror, lake folder, PostgreSQL)."""
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -72,6 +74,7 @@ def test_status_of_months_loaded_for_real(
     published.write_bytes(gzip.compress(gzip.decompress(published.read_bytes()), 1))
     assert run(keys("yellow")[0], resources, instance, "2021-02").success
     monkeypatch.setenv("TAXI_WAREHOUSE_URL", pg_url)
+    green_file = Path(own_mirror.root) / "green" / "green_tripdata_2021-01.csv.gz"
 
     def months_status(*args: str) -> tuple[int, list[str]]:
         code = cli.main(["months", "status", "--lake", str(lake), *args])
@@ -94,6 +97,23 @@ def test_status_of_months_loaded_for_real(
     assert code == 0 and lines[-1] == "1 of 1 month(s) in step"
     code, lines = months_status("2021-03", "--services", "fhvhv")
     assert lines[1].split()[:2] == ["fhvhv", "2021-03"] and lines[1].endswith("no raw file")
+    code, lines = months_status("--json", "--check", "--services", "green")
+    assert code == 1
+    assert json.loads("\n".join(lines)) == [
+        {
+            "service": "green",
+            "month": "2021-01",
+            "raw_sha256": hashlib.sha256(green_file.read_bytes()).hexdigest(),
+            "raw_rows": 2000,
+            "pinned": False,
+            "lake_sha256": hashlib.sha256(green_file.read_bytes()).hexdigest(),
+            "lake_rows": 2000,
+            "warehouse_sha256": None,
+            "warehouse_rows": None,
+            "state": "warehouse missing",
+            "in_step": False,
+        }
+    ]
     assert cli.main(["months", "status", "2021-03", "--to", "2021-01"]) == 1
     assert "--to is before the first month" in capsys.readouterr().err
 

@@ -6,6 +6,7 @@ warehouse, and whether the three layers agree."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import TYPE_CHECKING
 
@@ -53,7 +54,7 @@ def _months_status(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import OperationalError
 
     from taxi_assets.cli.arguments import parse_months
-    from taxi_assets.month_status import IN_STEP, collect, format_statuses
+    from taxi_assets.month_status import IN_STEP, as_record, collect, format_statuses
     from taxi_assets.storage.roots import lake_root
 
     months = None
@@ -72,11 +73,14 @@ def _months_status(args: argparse.Namespace) -> int:
         print(f"error: cannot read the warehouse's load log: {error.orig}", file=sys.stderr)
         return 1
     statuses = collect(lake_root(args.lake), loads, args.services or None, months)
+    behind = [s for s in statuses if s.state != IN_STEP]
+    if args.json:
+        print(json.dumps([as_record(s) for s in statuses], indent=1))
+        return 1 if args.check and behind else 0
     if not statuses:
         print("nothing stored yet: no raw file, lake file or warehouse load")
         return 0
     print("\n".join(format_statuses(statuses)))
-    behind = [s for s in statuses if s.state != IN_STEP]
     print(f"\n{len(statuses) - len(behind)} of {len(statuses)} month(s) in step")
     return 1 if args.check and behind else 0
 
@@ -132,5 +136,8 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     status.add_argument("--lake", default=None, help="default: $TAXI_LAKE_URL, else ./data/lake")
     status.add_argument(
         "--check", action="store_true", help="exit 1 when a listed month is not in step"
+    )
+    status.add_argument(
+        "--json", action="store_true", help="one JSON object per month, for monitoring tools"
     )
     status.set_defaults(func=_months_status)
