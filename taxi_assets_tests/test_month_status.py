@@ -126,3 +126,28 @@ def test_an_unreachable_warehouse_is_said_without_its_password(
     said = capsys.readouterr().err
     assert said.startswith("error: cannot read the warehouse's load log: connection failed")
     assert "s3cret-pw" not in said and "Traceback" not in said
+
+
+def test_the_embedded_warehouse_is_left_as_it_was_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without ``TAXI_WAREHOUSE_URL`` a status read neither creates the embedded warehouse
+    nor leaves a stopped one running."""
+    from taxi_assets.pg import embedded
+
+    monkeypatch.delenv("TAXI_WAREHOUSE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)  # the embedded warehouse's default folder is ./data/warehouse
+    folder = tmp_path / "data" / "warehouse"
+
+    assert cli.main(["months", "status", "--lake", str(tmp_path / "lake")]) == 0
+    assert "nothing stored yet" in capsys.readouterr().out
+    assert not folder.exists()
+
+    embedded.embedded_url(folder)
+    try:
+        assert embedded.stop(folder)
+        assert cli.main(["months", "status", "--lake", str(tmp_path / "lake")]) == 0
+        assert "nothing stored yet" in capsys.readouterr().out
+        assert embedded.exists(folder) and not embedded.is_running(folder)
+    finally:
+        embedded.stop(folder)

@@ -94,9 +94,24 @@ def _warehouse_loads(url: str | None) -> dict[tuple[str, str], Layer]:
 
         with BigQueryWarehouse().client() as client:
             return bigquery_loads(client)
+    from taxi_assets.pg import embedded
     from taxi_assets.resources.postgres import PostgresResource
 
-    return postgres_loads(PostgresResource().engine())
+    if url:
+        return postgres_loads(PostgresResource().engine())
+    # The embedded warehouse: a status read leaves it as it found it. Never created: nothing
+    # was loaded (no server is created to say so). Stopped: started for the read, then
+    # stopped again.
+    if not embedded.exists():
+        return {}
+    started_here = not embedded.is_running()
+    resource = PostgresResource()
+    try:
+        return postgres_loads(resource.engine())
+    finally:
+        resource.engine().dispose()
+        if started_here:
+            embedded.stop()
 
 
 def add_commands(groups: argparse._SubParsersAction) -> None:

@@ -143,6 +143,16 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def is_running(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> bool:
+    """Whether the embedded server of ``data_dir`` runs (nothing is started)."""
+    return _running(Path(data_dir).expanduser().resolve())
+
+
+def exists(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> bool:
+    """Whether ``data_dir`` holds an embedded server's database (nothing is created)."""
+    return (Path(data_dir).expanduser().resolve() / "PG_VERSION").is_file()
+
+
 def _running(folder: Path) -> bool:
     from pgserver.utils import PostmasterInfo
 
