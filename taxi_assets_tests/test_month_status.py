@@ -9,10 +9,14 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from upath import UPath
 
 from taxi_assets import cli
-from taxi_assets.month_status import IN_STEP, Layer, MonthStatus, judge
+from taxi_assets.io_managers.parquet_lake import month_file
+from taxi_assets.month_status import IN_STEP, Layer, MonthStatus, collect, judge
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import pipeline_resources, run
 
@@ -50,6 +54,43 @@ def test_a_raw_slot_with_problems_comes_first() -> None:
     same = Layer(A, 10)
     said = judge(status(same, same, same, ("revision file missing",)))
     assert said == "raw revisions need attention (raw list yellow 2021-01)"
+
+
+def test_an_unreadable_lake_file_is_the_months_state() -> None:
+    same = Layer(A, 10)
+    unreadable = MonthStatus(
+        "yellow", "2021-01", same, False, Layer(None, None), same, lake_problem="f: not Parquet"
+    )
+    assert judge(unreadable) == "lake file unreadable: f: not Parquet"
+
+
+def test_collect_lists_each_lake_month_in_order_and_names_a_corrupt_file(tmp_path: Path) -> None:
+    """Months are read concurrently; the answer keeps the services' and months' order, and a
+    file that is not Parquet is that month's state, with its path, not the command's end."""
+    months = [f"{year}-{month:02d}" for year in (2019, 2020) for month in range(1, 13)]
+    for service in ("green", "yellow"):
+        for month in months:
+            path = month_file(UPath(tmp_path) / "lake" / f"{service}_tripdata", month)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.table({"n": list(range(int(month[-2:])))}), path)
+    corrupt = month_file(UPath(tmp_path) / "lake" / "yellow_tripdata", "2020-05")
+    corrupt.write_bytes(b"not a parquet file")
+    # Not lake months: another file type, a folder outside the year=/month= layout.
+    (corrupt.parent / "notes.txt").write_text("")
+    (tmp_path / "lake" / "yellow_tripdata" / "tmp").mkdir()
+    (tmp_path / "lake" / "yellow_tripdata" / "tmp" / "x.parquet").write_bytes(b"")
+
+    statuses = collect(UPath(tmp_path), {}, ["yellow", "green"])
+    assert [(s.service, s.month) for s in statuses] == [
+        (service, month) for service in ("yellow", "green") for month in months
+    ]
+    rows = {(s.service, s.month): s.lake for s in statuses}
+    assert rows[("green", "2019-07")] == Layer(None, 7)
+    assert rows[("yellow", "2020-05")] == Layer(None, None)
+    [broken] = [s for s in statuses if s.lake_problem is not None]
+    assert (broken.service, broken.month) == ("yellow", "2020-05")
+    assert broken.lake_problem is not None and broken.lake_problem.startswith(f"{corrupt}: ")
+    assert "Parquet magic bytes not found" in broken.lake_problem
 
 
 def keys(service: str) -> list[str]:
