@@ -57,7 +57,9 @@ def run_tlc_layout(
 
     ``paired_csv`` (the yellow CSV month FHVHV's rows/s is judged against: path, month,
     rows) is run again after each run of the big FHVHV month, so that the two rates come
-    from the same minutes: this machine's speed drifts by 20-40% within an hour.
+    from the same minutes: this machine's speed drifts by 20-40% within an hour. So is the
+    big yellow TLC-layout month: the issue's "the 7.8M-row yellow month" can also be read
+    as that one, and both comparisons are reported.
     """
     import pyarrow.parquet as pq
 
@@ -65,7 +67,11 @@ def run_tlc_layout(
 
     months: list[dict[str, Any]] = []
     paired = Measured("core")
-    for service, sizes in (QUICK if quick else FULL).items():
+    paired_tlc = Measured("core")
+    sizes_by_service = QUICK if quick else FULL
+    yellow_rows = max(sizes_by_service["yellow"])
+    yellow_tlc = ensure_tlc_month(data_dir, "yellow", yellow_rows)
+    for service, sizes in sizes_by_service.items():
         for rows in sizes:
             raw = ensure_tlc_month(data_dir, service, rows)
             footer = pq.ParquetFile(raw).metadata
@@ -87,6 +93,14 @@ def run_tlc_layout(
                         f"{csv_rows:>10,} yellow CSV rows, paired run {index + 1}/{runs}: "
                         f"wall {csv_run['wall_s']:.2f} s"
                     )
+                    tlc_run = run_case(
+                        "core", yellow_tlc, MONTHS["yellow"], yellow_rows, server_url, scratch
+                    )
+                    paired_tlc.runs.append(tlc_run)
+                    log(
+                        f"{yellow_rows:>10,} yellow rows (TLC layout), paired run "
+                        f"{index + 1}/{runs}: wall {tlc_run['wall_s']:.2f} s"
+                    )
             wall = measured.median("wall_s")
             months.append(
                 {
@@ -103,14 +117,18 @@ def run_tlc_layout(
                 }
             )
     section: dict[str, Any] = {"months": months}
-    if paired.runs:
-        wall = paired.median("wall_s")
-        section["paired_yellow_csv"] = {
-            "rows": paired_csv[2],
-            "raw_file": paired_csv[0].name,
-            "core": paired.summary(),
-            "rows_per_s": round(paired_csv[2] / wall) if wall else None,
-        }
+    for key, measured, (path, rows) in (
+        ("paired_yellow_csv", paired, (paired_csv[0], paired_csv[2])),
+        ("paired_yellow_tlc", paired_tlc, (yellow_tlc, yellow_rows)),
+    ):
+        if measured.runs:
+            wall = measured.median("wall_s")
+            section[key] = {
+                "rows": rows,
+                "raw_file": path.name,
+                "core": measured.summary(),
+                "rows_per_s": round(rows / wall) if wall else None,
+            }
     return section
 
 
@@ -172,17 +190,24 @@ def targets(section: dict[str, Any], yellow_csv_peak_mb: float | None) -> list[d
         )
     fhvhv = _month(section, "fhvhv", True)
     if fhvhv:
-        # Judged against the yellow CSV month's runs made alternately with FHVHV's own.
-        paired = section["paired_yellow_csv"]
-        result.append(
-            check(
-                f"FHVHV {fhvhv['rows']:,}-row month: rows/s >= the {paired['rows']:,}-row "
-                "yellow CSV month's, run alternately with it",
-                fhvhv["rows_per_s"],
-                paired["rows_per_s"],
-                True,
+        # Judged against the yellow months' runs made alternately with FHVHV's own: the CSV
+        # month (the reading the README judges by) and the TLC-layout month (the other one).
+        for key, label in (
+            ("paired_yellow_csv", "yellow CSV month's"),
+            ("paired_yellow_tlc", "yellow TLC-layout month's (the issue's other reading)"),
+        ):
+            paired = section.get(key)
+            if paired is None:
+                continue
+            result.append(
+                check(
+                    f"FHVHV {fhvhv['rows']:,}-row month: rows/s >= the {paired['rows']:,}-row "
+                    f"{label}, run alternately with it",
+                    fhvhv["rows_per_s"],
+                    paired["rows_per_s"],
+                    True,
+                )
             )
-        )
     return result
 
 
@@ -190,13 +215,18 @@ def render_table(section: dict[str, Any]) -> str:
     from tabulate import tabulate
 
     rows = []
-    paired = section.get("paired_yellow_csv")
     listed = list(section["months"])
-    if paired:  # the CSV month run alternately with the big FHVHV month (see run_tlc_layout)
-        listed.append(
-            {**paired, "service": "yellow, paired", "columns": "course CSV", "row_groups": "-",
-             "peak_rss_mb": paired["core"]["max"].get("peak_rss_mb", 0)}
-        )  # fmt: skip
+    # The yellow months run alternately with the big FHVHV month (see run_tlc_layout).
+    for key, columns, groups in (
+        ("paired_yellow_csv", "course CSV", "-"),
+        ("paired_yellow_tlc", "TLC layout", 1),
+    ):
+        paired = section.get(key)
+        if paired:
+            listed.append(
+                {**paired, "service": "yellow, paired", "columns": columns, "row_groups": groups,
+                 "peak_rss_mb": paired["core"]["max"].get("peak_rss_mb", 0)}
+            )  # fmt: skip
     for month in listed:
         median, low, high = (month["core"][k] for k in ("median", "min", "max"))
         rows.append(

@@ -78,8 +78,12 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
     paired = report["tlc_layout"]["paired_yellow_csv"]
     assert paired["rows"] == report["months"][0]["rows"] and paired["core"]["runs"] >= 1
     assert paired["core"]["rows"] == paired["rows"] and _positive(paired["rows_per_s"])
-    (rate,) = [t for t in report["targets"] if "run alternately" in t["target"]]
-    assert rate["limit"] == paired["rows_per_s"]
+    # And against the yellow TLC-layout month, the other reading, also alternately.
+    paired_tlc = report["tlc_layout"]["paired_yellow_tlc"]
+    assert paired_tlc["core"]["runs"] >= 1 and paired_tlc["core"]["rows"] == paired_tlc["rows"]
+    assert paired_tlc["rows"] == max(m["rows"] for m in tlc_months if m["service"] == "yellow")
+    rates = [t for t in report["targets"] if "run alternately" in t["target"]]
+    assert [t["limit"] for t in rates] == [paired["rows_per_s"], paired_tlc["rows_per_s"]]
 
 
 @pytest.mark.slow
