@@ -44,11 +44,12 @@ $(INSTALLED): setup.py constraints.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# Dagster reads dagster.yaml only from $$DAGSTER_HOME. The template lives in config/, not
-# the repository root, where `dg dev` would warn that a dagster.yaml beside it is unused.
+# Dagster reads dagster.yaml only from $$DAGSTER_HOME: the repository's dagster.yaml is the
+# template copied there. `dg dev` notes that the dagster.yaml beside it is not the one in
+# use; that is expected (the README says so).
 dagster-home:
 	mkdir -p $(DAGSTER_HOME)
-	cp config/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 demo: install dagster-home
 	$(PY) -m taxi_assets.demo

@@ -334,7 +334,7 @@ def write_dagster_yaml(
     """The repository's dagster.yaml; a setting is replaced only when asked, and said so."""
     import yaml
 
-    source = ROOT / "config" / "dagster.yaml"
+    source = ROOT / "dagster.yaml"
     if max_concurrent_runs is None and dequeue_interval_s is None:
         shutil.copyfile(source, home / "dagster.yaml")
         return {"dagster_yaml": "repository dagster.yaml, unchanged"}

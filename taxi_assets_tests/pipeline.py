@@ -82,7 +82,7 @@ def project_env(
     return env
 
 
-def dagster_home(tmp_path: Path, config: Path = REPO / "config" / "dagster.yaml") -> Path:
+def dagster_home(tmp_path: Path, config: Path = REPO / "dagster.yaml") -> Path:
     """A DAGSTER_HOME for the environment to name, with ``config`` as its dagster.yaml (by
     default the repository's: local SQLite). Another folder than conftest's ``instance``."""
     home = tmp_path / "env_dagster_home"

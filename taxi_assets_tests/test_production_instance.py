@@ -1,7 +1,7 @@
 """deploy/dagster.yaml against a real PostgreSQL: a job runs, Postgres has it, the step's
 output is in the compute-logs folder.
 
-Local development keeps SQLite under DAGSTER_HOME (the repository's config/dagster.yaml).
+Local development keeps SQLite under DAGSTER_HOME (the repository's dagster.yaml).
 """
 
 from pathlib import Path
@@ -15,7 +15,7 @@ from taxi_assets_tests.pipeline import dagster_home
 
 REPO = Path(__file__).resolve().parents[1]
 PRODUCTION_YAML = REPO / "deploy" / "dagster.yaml"
-LOCAL_YAML = REPO / "config" / "dagster.yaml"
+LOCAL_YAML = REPO / "dagster.yaml"
 
 
 @dg.op
