@@ -35,6 +35,8 @@ setup(
         "psycopg[binary]>=3.2,<4",
         "psycopg2-binary>=2.9.9",
         "pgserver==0.1.4",
+        # `runs slots`: whether a run's process still runs (and is the same process).
+        "psutil>=5.9",
         "matplotlib>=3.9,<4",
     ],
     extras_require={

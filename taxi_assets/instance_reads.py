@@ -99,3 +99,16 @@ def run_planned_assets(instance: dg.DagsterInstance, run_id: str) -> set[dg.Asse
         for entry in events
         if entry.dagster_event is not None and entry.dagster_event.asset_key is not None
     }
+
+
+def run_worker_process(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
+    """The process id that executed the run's steps, and when it said so (a Unix time):
+    from the in-process executor's "Executing steps in process (pid: N)" engine event.
+    None when the run recorded none (it never got that far, or another executor ran it)."""
+    for entry in run_events(instance, run_id, dg.DagsterEventType.ENGINE_EVENT):
+        event = entry.dagster_event
+        data = event.event_specific_data if event else None
+        pid = getattr(data, "metadata", {}).get("pid")
+        if pid is not None and str(pid.value).isdigit():
+            return int(pid.value), entry.timestamp
+    return None

@@ -15,15 +15,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import dagster._check as check
 import pytest
+import yaml
 from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, InstigatorTick
 
 from taxi_assets import defs
 from taxi_assets.automation.run_partitions import run_month_range
 from taxi_assets.devdata import write_month
 from taxi_assets.instance_reads import latest_metadata, run_check_evaluations, runs
+from taxi_assets.run_slots import held_slots
 from taxi_assets_tests import faults_support
-from taxi_assets_tests.http_faults import FaultyMirror
+from taxi_assets_tests.http_faults import Fault, FaultyMirror
 from taxi_assets_tests.pipeline import (
     cli_env,
     pipeline_resources,
@@ -384,3 +387,54 @@ def test_daemon_follows_new_revisions_only(
 def _months(run: dg.DagsterRun) -> set[str]:
     bounds = run_month_range(run.tags)
     return {bounds[0], bounds[1]} if bounds else set()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_killed_run_worker_frees_its_pool_slot_and_the_retry_loads_the_month(
+    home: tuple[Path, dict], own_mirror: FaultyMirror, pg_url: str
+) -> None:
+    """The daemon launched the run; its process is SIGKILLed while the raw step holds a
+    `downloads` slot (the mirror holds the file back). The code location server marks the
+    run failed, run monitoring frees the slot (`free_slots_after_run_end_seconds`, which
+    Dagster leaves unset: without it the slot stays claimed for good) and run retries load
+    the month."""
+    workspace, env = home
+    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    assert config["run_monitoring"]["enabled"]
+    assert config["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
+    # The repository's values (30 s and 30 s), shortened so the test waits seconds.
+    config["run_monitoring"].update(poll_interval_seconds=3, free_slots_after_run_end_seconds=2)
+    (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text(yaml.safe_dump(config))
+    path = "/yellow/yellow_tripdata_2021-01.csv.gz"
+    own_mirror.inject(path, Fault.delay(300))
+
+    cli(["instance", "info"], env)  # creates the instance's schema before the daemon starts
+    with running_daemon(workspace, env):
+        instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
+        submitted = subprocess.run(
+            [sys.executable, "-m", "taxi_assets.cli", "months", "backfill", "2021-01",
+             "--services", "yellow", "--workspace", str(workspace)],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr[-3000:]
+        wait_for("the run to request the yellow file", lambda: bool(own_mirror.requests_seen(path)))
+        (held,) = held_slots(instance)
+        assert held.steps == ("downloads: raw__yellow_tripdata",)
+        assert held.pid is not None and held.process_alive
+        os.kill(held.pid, signal.SIGKILL)
+
+        def killed_run() -> dg.DagsterRun:
+            return check.not_none(instance.get_run_by_id(held.run_id))
+
+        wait_for("the killed run to be marked failed", lambda: killed_run().is_finished)
+        assert killed_run().status == dg.DagsterRunStatus.FAILURE
+        wait_for(
+            "the killed run's slot to be freed",
+            lambda: held.run_id not in {h.run_id for h in held_slots(instance)},
+            timeout=60,
+        )
+        wait_for("yellow 2021-01 in the warehouse", lambda: "2021-01" in counts(pg_url, "yellow"))
+        retries = runs(instance, dg.RunsFilter(tags={"dagster/parent_run_id": held.run_id}))
+        assert [run.status for run in retries] == [dg.DagsterRunStatus.SUCCESS]
+        wait_for("every slot to be free", lambda: not held_slots(instance))

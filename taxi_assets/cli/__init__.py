@@ -15,6 +15,9 @@
   asset backfill that the daemon runs (each service over its own months).
 - ``months status [FIRST [--to LAST]]``: each month's raw revision and rows in raw, lake
   and warehouse, and whether the layers agree (``--check``: exit 1 when one does not).
+- ``runs slots [--check]``: runs holding a ``downloads`` or ``warehouse`` pool slot, and
+  those that never will free it (ended, or their process is gone); ``runs release RUN_ID
+  [--force]`` frees such a run's slots, marking it failed if it still shows STARTED.
 - ``devdata generate|serve ...``: synthetic TLC months in each upstream's layout, and a
   local HTTP mirror serving them (also ``python -m taxi_assets.devdata ...``).
 
@@ -27,7 +30,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from taxi_assets.cli import devdata, lake, months, raw, warehouse
+from taxi_assets.cli import devdata, lake, months, raw, runs, warehouse
 from taxi_assets.cli.arguments import parse_months
 
 __all__ = ["build_parser", "main", "parse_months"]
@@ -41,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     groups = parser.add_subparsers(dest="group", required=True)
-    for group in (warehouse, lake, raw, months, devdata):
+    for group in (warehouse, lake, raw, months, runs, devdata):
         group.add_commands(groups)
     return parser
 

@@ -1,0 +1,117 @@
+"""Pool slots held by runs whose process is gone, and giving them back.
+
+A step in the ``downloads`` or ``warehouse`` pool claims a slot in Dagster's instance and
+frees it when the step ends. A run whose process is killed (SIGKILL, out of memory, a
+machine that went down) never frees it: with two such runs a pool of two is full for
+good, and every later load waits "blocked by limit for pool warehouse".
+
+Dagster recovers by itself only for runs the daemon launched: the code location server
+marks a run failed when its process dies, and the daemon's run monitoring frees the slots
+of ended runs (``run_monitoring.free_slots_after_run_end_seconds`` in ``dagster.yaml``).
+A run started by ``dagster asset materialize`` has no such watcher and stays STARTED.
+:func:`held_slots` finds such runs and :func:`release` ends them and frees their slots;
+``python -m taxi_assets.cli runs slots|release`` are the commands.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import dagster as dg
+import psutil
+
+from taxi_assets.instance_reads import run_worker_process
+
+# Statuses after which a run never frees a slot itself; "unknown": the run was deleted.
+ENDED = {
+    *(status.value for status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)),
+    dg.DagsterRunStatus.CANCELED.value,
+    "unknown",
+}
+
+
+@dataclass(frozen=True)
+class HeldSlots:
+    run_id: str
+    status: str  # the run's Dagster status, "unknown" when the run was deleted
+    steps: tuple[str, ...]  # "pool: step key" for each slot the run holds
+    pid: int | None  # the run worker's process id, when the run recorded it
+    process_alive: bool | None  # on this machine; None when there is no pid
+
+    @property
+    def orphaned(self) -> bool:
+        """The run holds slots but nothing can free them: it ended, or its process is gone."""
+        return self.status in ENDED or self.process_alive is False
+
+
+def process_alive(pid: int, since: float) -> bool:
+    """Whether process ``pid`` runs on this machine and is the one that existed at ``since``
+    (a Unix time): a process created later merely reuses the id of a dead one."""
+    try:
+        created = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # another user's process: it exists
+        return True
+    return created <= since + 1  # create_time has a resolution of a clock tick
+
+
+def held_slots(instance: dg.DagsterInstance) -> list[HeldSlots]:
+    """Every run holding a slot in any pool."""
+    by_run: dict[str, list[str]] = defaultdict(list)
+    storage = instance.event_log_storage
+    for pool in sorted(storage.get_concurrency_keys()):
+        for slot in storage.get_concurrency_info(pool).claimed_slots:
+            by_run[slot.run_id].append(f"{pool}: {slot.step_key}")
+    found = []
+    for run_id, steps in by_run.items():
+        run = instance.get_run_by_id(run_id)
+        worker = run_worker_process(instance, run_id) if run else None
+        found.append(
+            HeldSlots(
+                run_id=run_id,
+                status=run.status.value if run else "unknown",
+                steps=tuple(sorted(steps)),
+                pid=worker[0] if worker else None,
+                process_alive=process_alive(*worker) if worker else None,
+            )
+        )
+    return found
+
+
+class ReleaseRefused(Exception):
+    pass
+
+
+def release(instance: dg.DagsterInstance, run_id: str, force: bool = False) -> HeldSlots:
+    """Free the slots ``run_id`` holds; a run still STARTED whose process is gone is
+    first marked failed (so the UI, run retries and sensors see it ended).
+
+    Refuses a run whose process still runs here, and a STARTED run that recorded no process
+    id, unless ``force``: the process may run on another machine, which this cannot see.
+    """
+    holding = {held.run_id: held for held in held_slots(instance)}
+    held = holding.get(run_id)
+    if held is None:
+        raise ReleaseRefused(f"run {run_id} holds no pool slot")
+    if held.process_alive:
+        raise ReleaseRefused(
+            f"run {run_id} is {held.status} and its process {held.pid} still runs on this "
+            "machine: terminate the run (UI or `dagster run terminate`) instead"
+        )
+    if not held.orphaned and not force:
+        raise ReleaseRefused(
+            f"run {run_id} is {held.status} and recorded no process id: if its process is "
+            "gone (another machine, a crash), say so with --force"
+        )
+    run = instance.get_run_by_id(run_id)
+    if run is not None and run.status == dg.DagsterRunStatus.STARTED:
+        gone = f"process {held.pid} is gone" if held.pid else "its process is gone (--force)"
+        instance.report_run_failed(
+            run,
+            f"Marked failed by `taxi_assets.cli runs release`: the run's {gone}; its pool "
+            f"slots ({', '.join(held.steps)}) were freed.",
+        )
+    instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+    return held
