@@ -18,6 +18,7 @@ from taxi_assets.contracts import (
     ContractError,
     InvalidValueError,
     MalformedRowError,
+    MissingColumnsError,
     NonIntegralValueError,
     UnknownColumnsError,
     open_contract_reader,
@@ -35,6 +36,9 @@ YELLOW_ROW = (
 NULL_BLOCK_ROW = (  # the 2020 "null block": IDs and codes empty
     ",2020-01-31 22:25:53,2020-01-31 22:48:32,,5.49,,,50,42,,27.17,2.75,0,0,0,0.3,30.22,0"
 )
+# The required columns (pickup and drop-off time) under their Parquet-era names.
+YELLOW_TIMES = ("tpep_pickup_datetime", "tpep_dropoff_datetime")
+GREEN_TIMES = ("lpep_pickup_datetime", "lpep_dropoff_datetime")
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
@@ -152,6 +156,44 @@ def test_unknown_column_is_rejected(tmp_path: Path) -> None:
     message = str(info.value)
     assert "yellow_tripdata_2031-01.csv" in message and "robotaxi_fee" in message
     assert "cbd_congestion_fee" in message  # the expected columns are listed
+
+
+def test_csv_without_pickup_time_is_rejected(tmp_path: Path) -> None:
+    """It used to load with pickup_datetime all null."""
+    header = YELLOW_HEADER.split(",")
+    drop = header.index("tpep_pickup_datetime")
+    row = YELLOW_ROW.split(",")
+    kept = [h for i, h in enumerate(header) if i != drop]
+    text = yellow_csv([",".join(v for i, v in enumerate(row) if i != drop)], header=",".join(kept))
+    path = write(tmp_path, "yellow_tripdata_2021-01.csv", text)
+    with pytest.raises(MissingColumnsError) as info:
+        open_contract_reader(path, file_name=path.name, contract=CONTRACTS["yellow"])
+    assert (info.value.file_name, info.value.missing, info.value.found) == (
+        path.name,
+        ["pickup_datetime"],
+        kept,
+    )
+    assert "tpep_pickup_datetime" in str(info.value)  # the accepted spellings are named
+
+
+def test_parquet_without_dropoff_time_is_rejected(tmp_path: Path) -> None:
+    """It used to load with dropoff_datetime all null."""
+    path = tmp_path / "green_tripdata_2024-01.parquet"
+    source = _green_parquet_table().drop_columns(["lpep_dropoff_datetime"])
+    pq.write_table(source, path)
+    with pytest.raises(MissingColumnsError) as info:
+        read(path, "green")
+    assert (info.value.file_name, info.value.missing, info.value.found) == (
+        path.name,
+        ["dropoff_datetime"],
+        source.column_names,
+    )
+
+
+def test_fhv_without_dropoff_time_is_its_2015_layout(tmp_path: Path) -> None:
+    text = "Dispatching_base_num,Pickup_date,locationID\nB00001,2015-02-01 00:00:00,\n"
+    table = read(write(tmp_path, "fhv_tripdata_2015-02.csv", text), "fhv")
+    assert table["dropoff_datetime"].null_count == 1
 
 
 def test_random_csv_is_rejected(tmp_path: Path) -> None:
@@ -465,6 +507,7 @@ def _green_parquet_table() -> pa.Table:
             "lpep_pickup_datetime": pa.array(
                 [1_704_067_200_000_000_000, 0, None], pa.timestamp("ns")
             ),
+            "lpep_dropoff_datetime": pa.nulls(3, pa.timestamp("us")),
             "RatecodeID": pa.array([1.0, None, 5.0], pa.float64()),
             "store_and_fwd_flag": pa.array(["N", None, "Y"], pa.large_string()),
             "PULocationID": pa.array([1, 2, 3], pa.int32()),
@@ -495,13 +538,17 @@ def test_parquet_types_are_cast(tmp_path: Path) -> None:
 @pytest.mark.parametrize("spelling", ["Airport_fee", "airport_fee"])
 def test_parquet_airport_fee_casing(tmp_path: Path, spelling: str) -> None:
     path = tmp_path / "yellow_tripdata_2023-01.parquet"
-    pq.write_table(pa.table({"VendorID": pa.array([1], pa.int64()), spelling: [1.75]}), path)
+    times = {name: [dt.datetime(2023, 1, 1)] for name in YELLOW_TIMES}
+    pq.write_table(
+        pa.table({"VendorID": pa.array([1], pa.int64()), **times, spelling: [1.75]}), path
+    )
     assert read(path)["airport_fee"].to_pylist() == [1.75]
 
 
 def test_parquet_non_integral_value(tmp_path: Path) -> None:
     path = tmp_path / "green_tripdata_2024-02.parquet"
-    pq.write_table(pa.table({"passenger_count": [1.0, 2.0, 2.5]}), path, row_group_size=2)
+    times = {name: [dt.datetime(2024, 2, 1)] * 3 for name in GREEN_TIMES}
+    pq.write_table(pa.table({**times, "passenger_count": [1.0, 2.0, 2.5]}), path, row_group_size=2)
     with pytest.raises(NonIntegralValueError) as info:
         read(path, "green")
     assert (info.value.row, info.value.column, info.value.value) == (3, "passenger_count", 2.5)
@@ -514,6 +561,7 @@ def test_parquet_sr_flag_double(tmp_path: Path) -> None:
         pa.table(
             {
                 "dispatching_base_num": ["B1", "B2", "B3"],
+                "pickup_datetime": pa.array([0, 1, 2], pa.timestamp("ms")),
                 "dropOff_datetime": pa.array([0, 1, 2], pa.timestamp("ms")),
                 "PUlocationID": [1.0, None, 3.0],
                 "SR_Flag": [1.0, None, None],
@@ -532,8 +580,10 @@ def test_parquet_zone_labelled_timestamps_keep_wall_clock(tmp_path: Path, tz: st
     wall = pa.array([dt.datetime(2024, 1, 1, 8, 15)], pa.timestamp("ns"))
     labelled = pc.assume_timezone(wall, tz)
     path = tmp_path / "green_tripdata_2024-01.parquet"
-    pq.write_table(pa.table({"lpep_pickup_datetime": labelled}), path)
-    assert read(path, "green")["pickup_datetime"].to_pylist() == [dt.datetime(2024, 1, 1, 8, 15)]
+    pq.write_table(pa.table({name: labelled for name in GREEN_TIMES}), path)
+    table = read(path, "green")
+    for column in ("pickup_datetime", "dropoff_datetime"):
+        assert table[column].to_pylist() == [dt.datetime(2024, 1, 1, 8, 15)]
 
 
 def test_parquet_unknown_column(tmp_path: Path) -> None:
@@ -709,7 +759,8 @@ def test_one_row_group_is_read_in_batches(tmp_path: Path) -> None:
     table = pa.table(
         {"PULocationID": pa.array(range(rows), pa.int64()), "trip_miles": pa.array([1.0] * rows)}
     )
-    table = table.append_column("pickup_datetime", pa.array([dt.datetime(2021, 1, 1)] * rows))
+    for name in ("pickup_datetime", "dropoff_datetime"):
+        table = table.append_column(name, pa.array([dt.datetime(2021, 1, 1)] * rows))
     path = tmp_path / "fhvhv_tripdata_2021-01.parquet"
     pq.write_table(table, path, row_group_size=rows)
     assert pq.ParquetFile(path).metadata.num_row_groups == 1

@@ -17,12 +17,13 @@ from taxi_assets.contracts import (
     ContractColumn,
     ContractError,
     MalformedRowError,
+    MissingColumnsError,
     NonIntegralValueError,
     UnknownColumnsError,
     map_header,
     open_contract_reader,
 )
-from taxi_assets.contracts.headers import alias_index
+from taxi_assets.contracts.headers import alias_index, header_targets
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "tlc-samples"
 
@@ -252,20 +253,30 @@ def test_contract_schema_metadata(key: str) -> None:
     ],
 )
 def test_header_aliases(key: str, header: str, column: str) -> None:
-    assert map_header([header], CONTRACTS[key], "f.csv") == [column]
+    contract = CONTRACTS[key]
+    assert map_header(with_required([header], contract), contract, "f.csv")[0] == column
+
+
+def with_required(header: list[str], contract: Contract) -> list[str]:
+    """`header` plus the contract's required columns it lacks (by their contract names)."""
+    found, _ = header_targets(header, contract)
+    return header + [name for name in contract.required if name not in found]
 
 
 def test_legacy_yellow_text_codes_go_to_text_columns() -> None:
-    header = ["vendor_id", "pickup_datetime", "payment_type", "surcharge"]
+    header = ["vendor_id", "pickup_datetime", "dropoff_datetime", "payment_type", "surcharge"]
     assert map_header(header, CONTRACTS["yellow"], "f.csv") == [
         "vendor_name",
         "pickup_datetime",
+        "dropoff_datetime",
         "payment_type_text",
         "extra",
     ]
-    modern = ["VendorID", "payment_type", "extra"]
+    modern = ["VendorID", "tpep_pickup_datetime", "tpep_dropoff_datetime", "payment_type", "extra"]
     assert map_header(modern, CONTRACTS["yellow"], "f.csv") == [
         "vendor_id",
+        "pickup_datetime",
+        "dropoff_datetime",
         "payment_type",
         "extra",
     ]
@@ -287,8 +298,59 @@ def test_duplicate_mapping_is_an_error() -> None:
         map_header(["airport_fee", "Airport_fee"], CONTRACTS["yellow"], "f.csv")
 
 
+# Pickup time for every service; drop-off where every real layout carries it (FHV 2015-2016
+# files have none); the zone lookup's one layout entire. See the contracts' comments.
+REQUIRED = {
+    "yellow": ("pickup_datetime", "dropoff_datetime"),
+    "green": ("pickup_datetime", "dropoff_datetime"),
+    "fhv": ("pickup_datetime",),
+    "fhvhv": ("pickup_datetime", "dropoff_datetime"),
+    "zones": ("location_id", "borough", "zone", "service_zone"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(REQUIRED))
+def test_required_columns(key: str) -> None:
+    assert CONTRACTS[key].required == REQUIRED[key]
+
+
+@pytest.mark.parametrize(
+    ("key", "drop"),
+    [
+        ("yellow", "tpep_pickup_datetime"),
+        ("yellow", "tpep_dropoff_datetime"),
+        ("green", "lpep_pickup_datetime"),
+        ("fhv", "Pickup_date"),
+        ("zones", "Zone"),
+    ],
+)
+def test_missing_required_column_names_file_missing_and_found(key: str, drop: str) -> None:
+    full = {
+        "yellow": ["VendorID", "tpep_pickup_datetime", "tpep_dropoff_datetime", "fare_amount"],
+        "green": ["VendorID", "lpep_pickup_datetime", "lpep_dropoff_datetime", "fare_amount"],
+        "fhv": ["Dispatching_base_num", "Pickup_date", "locationID"],
+        "zones": ["LocationID", "Borough", "Zone", "service_zone"],
+    }[key]
+    header = [h for h in full if h != drop]
+    name = f"{key}_tripdata_2031-01.csv"
+    with pytest.raises(MissingColumnsError) as info:
+        map_header(header, CONTRACTS[key], name)
+    target = alias_index(CONTRACTS[key])[drop.lower()]
+    assert info.value.missing == [target]
+    assert info.value.found == header
+    assert drop.lower() in [spelling.lower() for spelling in info.value.accepted]
+    message = str(info.value)
+    assert message.startswith(f"{name}: missing required column(s) [{target!r}]")
+    assert f"the file's columns are {header!r}" in message
+
+
 def test_error_hierarchy() -> None:
-    for error in (UnknownColumnsError, MalformedRowError, NonIntegralValueError):
+    for error in (
+        UnknownColumnsError,
+        MissingColumnsError,
+        MalformedRowError,
+        NonIntegralValueError,
+    ):
         assert issubclass(error, ContractError)
     assert issubclass(ContractError, ValueError)
 
@@ -401,6 +463,31 @@ def test_sample_zone_lookup() -> None:
         "service_zone": "N/A",
     }
     assert all(table[c].null_count == 0 for c in table.column_names)
+
+
+def _sample_headers() -> list[tuple[str, str, list[str]]]:
+    """(contract, file, header) of every real sample: the layouts the required columns
+    were chosen from."""
+    found = []
+    for path in sorted(_sample("schema_heads").glob("*.csv")) + sorted(SAMPLES.glob("*.csv")):
+        key = "zones" if path.name.startswith("taxi+") else path.name.split("_", 1)[0]
+        key = "fhvhv" if "dtc-fhv-layout" in path.name else key
+        with path.open(newline="", encoding="latin-1") as handle:
+            found.append((key, path.name, next(csv.reader(handle))))
+    for path in sorted(SAMPLES.glob("*.parquet")):
+        found.append((path.name.split("_", 1)[0], path.name, pq.read_schema(path).names))
+    return found
+
+
+def test_every_real_layout_carries_the_required_columns() -> None:
+    headers = _sample_headers()
+    assert {key for key, _, _ in headers} == set(REQUIRED)  # every contract has samples
+    for key, name, header in headers:
+        targets = map_header(header, CONTRACTS[key], name)  # raises if one is missing
+        assert set(REQUIRED[key]) <= set(targets), name
+    fhv = [header for key, _, header in headers if key == "fhv"]
+    # Why FHV requires no drop-off: its 2015 layout has none.
+    assert any("Pickup_date" in h and "dropOff_datetime" not in h for h in fhv)
 
 
 def _schema_heads() -> list[str]:

@@ -20,6 +20,7 @@ from .schema import (
     HeaderLayout,
     InvalidValueError,
     MalformedRowError,
+    MissingColumnsError,
     NonIntegralValueError,
     UnknownColumnsError,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "HeaderLayout",
     "InvalidValueError",
     "MalformedRowError",
+    "MissingColumnsError",
     "NonIntegralValueError",
     "STRING_DICTIONARY",
     "UnknownColumnsError",

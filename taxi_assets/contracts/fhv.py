@@ -63,4 +63,8 @@ FHV = Contract(
         ),
     ),
     layouts=(TWO_BASE_NUMBER_COLUMNS,),
+    # Only the pickup time: the real sample fhv_tripdata_2015-02.head1000.csv (shared/
+    # tlc-samples) is `Dispatching_base_num,Pickup_date,locationID`, no drop-off, and the
+    # 2015-2016 files share that layout (inferred from TLC's FHV history, no other sample).
+    required=("pickup_datetime",),
 )

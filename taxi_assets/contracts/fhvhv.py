@@ -116,4 +116,8 @@ FHVHV = Contract(
             ("Affiliated_base_num",),
         ),
     ),
+    # Both times: the real sample fhvhv_tripdata_2021-06.dtc-fhv-layout.head100.csv has
+    # them; the course's 7-column CSV and TLC's Parquet (no sample: inferred from TLC's
+    # data dictionary and public schema reports, see above) have them too.
+    required=("pickup_datetime", "dropoff_datetime"),
 )

@@ -35,4 +35,5 @@ GREEN = Contract(
         # Optional columns of the 2013-08..2016-06 layouts (coordinates, no zone IDs).
         *t.COORDINATES,
     ),
+    required=t.TRIP_TIMES_REQUIRED,
 )

@@ -7,7 +7,7 @@ names are compared after normalisation, against each column's name and aliases.
 
 from __future__ import annotations
 
-from .schema import Contract, ContractError, UnknownColumnsError
+from .schema import Contract, ContractError, MissingColumnsError, UnknownColumnsError
 
 
 def normalise_header(name: str) -> str:
@@ -49,9 +49,11 @@ def map_header(header: list[str], contract: Contract, file_name: str) -> list[st
     """Contract column name for every header position, in file order.
 
     Raises UnknownColumnsError naming the file, the unknown columns and the expected
-    ones when any header column is not in the contract (drift is never silent), and
-    ContractError when two header columns land on the same contract column (unless the
-    file's layout declares that column merged: then both positions map onto it).
+    ones when any header column is not in the contract (drift is never silent),
+    MissingColumnsError naming the file, the missing required columns and the header
+    when a column of `contract.required` is absent, and ContractError when two header
+    columns land on the same contract column (unless the file's layout declares that
+    column merged: then both positions map onto it).
     """
     found, mergeable = header_targets(header, contract)
     unknown = [h for h, target in zip(header, found, strict=True) if target is None]
@@ -67,4 +69,8 @@ def map_header(header: list[str], contract: Contract, file_name: str) -> list[st
                 f"column {target!r} of {contract.name!r}"
             )
         seen[target] = raw
+    missing = [name for name in contract.required if name not in seen]
+    if missing:
+        accepted = [s for name in missing for s in (name, *contract.column(name).aliases)]
+        raise MissingColumnsError(file_name, missing, header, accepted)
     return targets

@@ -30,6 +30,27 @@ class UnknownColumnsError(ContractError):
         )
 
 
+class MissingColumnsError(ContractError):
+    """The header lacks a column every published layout of the service carries.
+
+    Without this check such a file would load with that column all null (a yellow file
+    without its pickup time: every trip undated). `missing` are contract column names,
+    `accepted` every header spelling that would have satisfied them, `found` the header.
+    """
+
+    def __init__(
+        self, file_name: str, missing: list[str], found: list[str], accepted: list[str]
+    ) -> None:
+        self.file_name = file_name
+        self.missing = missing
+        self.found = found
+        self.accepted = accepted
+        super().__init__(
+            f"{file_name}: missing required column(s) {missing!r} (accepted header names: "
+            f"{accepted!r}); the file's columns are {found!r}"
+        )
+
+
 class MalformedRowError(ContractError):
     """A CSV row has a number of fields the reader cannot accept.
 
@@ -128,12 +149,24 @@ class HeaderLayout:
 
 @dataclass(frozen=True)
 class Contract:
+    """`required` names the contract columns a file must carry (under any alias): those
+    every published layout of the service has, so that a file lacking one is refused
+    (MissingColumnsError) instead of loading with that column all null. Every other
+    column is optional, because some historical layout lacks it."""
+
     name: str
     version: str
     time_column: str | None
     columns: tuple[ContractColumn, ...]
     layouts: tuple[HeaderLayout, ...] = ()
     description: str = ""
+    required: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.required if name not in self.column_names]
+        if unknown:
+            # A contract bug, not a data problem: fail at import.
+            raise ContractError(f"contract {self.name!r}: required {unknown!r} are no columns")
 
     @cached_property
     def schema(self) -> pa.Schema:

@@ -93,6 +93,16 @@ TOTAL_AMOUNT = money("total_amount", "Total charged to passengers, cash tips exc
 CONGESTION_SURCHARGE = money("congestion_surcharge", "NYS congestion surcharge (from 2019)")
 CBD_CONGESTION_FEE = money("cbd_congestion_fee", "MTA Congestion Relief Zone toll (from 2025)")
 
+# Columns every yellow and green file must carry (Contract.required). Decided from the real
+# headers in shared/tlc-samples: schema_heads/ (every yellow CSV 2009-01..2020-06, every
+# green CSV 2013-08..2020-06: all 11 header variants), yellow 2020-01 and 2021-01 CSV, green
+# 2019-01 CSV and the green 2024-01 Parquet all carry both times (under the aliases of
+# PICKUP_DATETIME/DROPOFF_DATETIME). Inferred, no sample: the yellow Parquet files (TLC's
+# 2009-2010 files keep the 2009 CSV names, later ones `tpep_*`; public schema reports).
+# The samples share more columns (fares, distance, passenger count...), but a file lacking
+# one of those still has dated trips: only the times are required.
+TRIP_TIMES_REQUIRED = (PICKUP_DATETIME.name, DROPOFF_DATETIME.name)
+
 # Pre-2016-07 files published coordinates instead of zone IDs. Kept as optional columns so
 # that the old layouts land on the same contract without losing data (null afterwards).
 COORDINATES = (

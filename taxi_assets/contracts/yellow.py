@@ -61,4 +61,5 @@ YELLOW = Contract(
         PAYMENT_TYPE_TEXT,
     ),
     layouts=(LEGACY_TEXT_CODES,),
+    required=t.TRIP_TIMES_REQUIRED,
 )

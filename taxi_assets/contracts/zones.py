@@ -22,4 +22,6 @@ ZONES = Contract(
             "Service zone: Yellow Zone, Boro Zone, Airports, EWR or 'N/A'.",
         ),
     ),
+    # TLC published one layout (the real sample taxi+_zone_lookup.csv): all four columns.
+    required=("location_id", "borough", "zone", "service_zone"),
 )
