@@ -16,6 +16,7 @@ import pytest
 from taxi_assets.contracts import (
     CONTRACTS,
     ContractError,
+    IncompatibleTypeError,
     InvalidValueError,
     MalformedRowError,
     MissingColumnsError,
@@ -573,6 +574,123 @@ def test_parquet_sr_flag_double(tmp_path: Path) -> None:
     assert table["sr_flag"].to_pylist() == [1, None, None]
     assert table["pu_location_id"].to_pylist() == [1, None, 3]
     assert table["dropoff_datetime"][2].as_py() == dt.datetime(1970, 1, 1, 0, 0, 0, 2000)
+
+
+def _yellow_parquet(tmp_path: Path, **columns: pa.Array) -> Path:
+    """A two-row yellow Parquet file; `columns` replace or add to its base columns."""
+    base: dict[str, pa.Array] = {
+        "VendorID": pa.array([1, 2], pa.int32()),
+        "tpep_pickup_datetime": pa.array([dt.datetime(2024, 1, 1, 8)] * 2, pa.timestamp("us")),
+        "tpep_dropoff_datetime": pa.array([dt.datetime(2024, 1, 1, 9)] * 2, pa.timestamp("us")),
+        "fare_amount": pa.array([8.5, 12.0]),
+    }
+    path = tmp_path / "yellow_tripdata_2024-01.parquet"
+    pq.write_table(pa.table({**base, **columns}), path)
+    return path
+
+
+# Pairs Arrow casts without complaint and wrongly; each used to load.
+@pytest.mark.parametrize(
+    ("header", "values", "column", "expected"),
+    [
+        # int64 epoch counts -> 1970-01-01 00:00:00.0000xx
+        ("tpep_pickup_datetime", pa.array([1, 2], pa.int64()), "pickup_datetime", "timestamp[us]"),
+        # date32 -> midnight: the time of day was never there
+        (
+            "tpep_dropoff_datetime",
+            pa.array([19723] * 2, pa.date32()),
+            "dropoff_datetime",
+            "timestamp[us]",
+        ),
+        ("tpep_pickup_datetime", pa.array([1.5, 2.5]), "pickup_datetime", "timestamp[us]"),
+        ("fare_amount", pa.array([True, False]), "fare_amount", "double"),  # 1.0 / 0.0
+        ("passenger_count", pa.array([True, True]), "passenger_count", "int32"),
+        ("store_and_fwd_flag", pa.array([True, False]), "store_and_fwd_flag", "string"),
+        (
+            "trip_distance",
+            pa.array([dt.datetime(2024, 1, 1)] * 2, pa.timestamp("us")),
+            "trip_distance",
+            "double",
+        ),
+        ("fare_amount", pa.array([60, 90], pa.duration("s")), "fare_amount", "double"),
+    ],
+)
+def test_parquet_implausible_types_are_refused(
+    tmp_path: Path, header: str, values: pa.Array, column: str, expected: str
+) -> None:
+    path = _yellow_parquet(tmp_path, **{header: values})
+    with pytest.raises(IncompatibleTypeError) as info:
+        read(path)
+    error = info.value
+    assert (error.file_name, error.header, error.column) == (path.name, header, column)
+    assert (error.found, error.expected) == (str(values.type), expected)
+    assert str(error) == (
+        f"{path.name}: column {header!r} (contract column {column!r}) has type {values.type}, "
+        f"which is not accepted for the contract's {expected}"
+    )
+
+
+def test_parquet_bool_sr_flag_is_refused(tmp_path: Path) -> None:
+    """A coded column too: bool used to become the codes 1/0."""
+    path = tmp_path / "fhv_tripdata_2023-01.parquet"
+    times = pa.array([dt.datetime(2023, 1, 1)], pa.timestamp("us"))
+    pq.write_table(pa.table({"pickup_datetime": times, "SR_Flag": [True]}), path)
+    with pytest.raises(IncompatibleTypeError, match="'SR_Flag' .* has type bool"):
+        read(path, "fhv")
+
+
+# Every pair real files (or the readers' own parsing) need keeps loading.
+@pytest.mark.parametrize(
+    ("header", "values", "column", "loaded"),
+    [
+        # Timestamps of any unit: ns from other writers, s/ms too.
+        *[
+            (
+                "tpep_pickup_datetime",
+                pa.array([dt.datetime(2024, 1, 1, 8, 30)] * 2, pa.timestamp(unit)),
+                "pickup_datetime",
+                [dt.datetime(2024, 1, 1, 8, 30)] * 2,
+            )
+            for unit in ("s", "ms", "us", "ns")
+        ],
+        # Text times: TLC's yellow 2009 Parquet (public schema report).
+        (
+            "tpep_pickup_datetime",
+            pa.array(["2009-01-04 02:52:00"] * 2),
+            "pickup_datetime",
+            [dt.datetime(2009, 1, 4, 2, 52)] * 2,
+        ),
+        # Integer widths (int64 RatecodeID in the green 2024-01 sample) and whole doubles.
+        ("RatecodeID", pa.array([1, 99], pa.int64()), "ratecode_id", [1, 99]),
+        ("passenger_count", pa.array([1.0, None]), "passenger_count", [1, None]),
+        ("passenger_count", pa.array([1, 2], pa.uint8()), "passenger_count", [1, 2]),
+        # airport_fee: int32 in some months, all-null (type null) in others.
+        ("airport_fee", pa.array([0, 1], pa.int32()), "airport_fee", [0.0, 1.0]),
+        ("airport_fee", pa.nulls(2), "airport_fee", [None, None]),
+        ("fare_amount", pa.array([8.5, 12.0], pa.float32()), "fare_amount", [8.5, 12.0]),
+        ("fare_amount", pa.array(["8.5", "12"]), "fare_amount", [8.5, 12.0]),
+        ("fare_amount", pa.array([b"8.5", b"12"], pa.binary()), "fare_amount", [8.5, 12.0]),
+        (
+            "store_and_fwd_flag",
+            pa.array(["N", "Y"], pa.large_string()),
+            "store_and_fwd_flag",
+            ["N", "Y"],
+        ),
+        # Yellow 2009 Parquet's double store_and_forward (public schema report).
+        ("store_and_fwd_flag", pa.array([0.0, 1.0]), "store_and_fwd_flag", ["0", "1"]),
+        (
+            "store_and_fwd_flag",
+            pa.array(["N", "Y"]).dictionary_encode(),
+            "store_and_fwd_flag",
+            ["N", "Y"],
+        ),
+    ],
+)
+def test_parquet_types_real_files_need_are_cast(
+    tmp_path: Path, header: str, values: pa.Array, column: str, loaded: list[object]
+) -> None:
+    path = _yellow_parquet(tmp_path, **{header: values})
+    assert read(path)[column].to_pylist() == loaded
 
 
 @pytest.mark.parametrize("tz", ["UTC", "America/New_York"])

@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .casting import conform, from_sources
+from .casting import check_source_type, conform, from_sources
 from .headers import map_header
 from .schema import Contract, ContractError
 
@@ -59,6 +59,11 @@ def open_parquet_reader(
     try:
         names = parquet.schema_arrow.names
         targets = map_header(names, contract, file_name)
+        for field, target in zip(parquet.schema_arrow, targets, strict=True):
+            # From the footer, before any row is read; names the file's column.
+            check_source_type(
+                field.type, contract.column(target), file_name=file_name, header=field.name
+            )
         encoded = (
             _text_columns(parquet.schema_arrow, targets, contract) if dictionary_strings else []
         )

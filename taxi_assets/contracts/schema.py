@@ -102,6 +102,31 @@ class InvalidValueError(ContractError):
         )
 
 
+class IncompatibleTypeError(ContractError):
+    """A Parquet column's physical type cannot stand for its contract column's type.
+
+    Arrow would cast it anyway, silently and wrongly: int64 or date32 to a timestamp
+    (1970 dates, or midnight), bool to a fare (0/1), a timestamp to a number (its epoch
+    count). `header` is the file's column name when known.
+    """
+
+    def __init__(
+        self, file_name: str, column: str, found: str, expected: str, header: str | None = None
+    ) -> None:
+        self.file_name = file_name
+        self.column = column
+        self.found = found
+        self.expected = expected
+        self.header = header
+        named = (
+            f"column {header!r} (contract column {column!r})" if header else f"column {column!r}"
+        )
+        super().__init__(
+            f"{file_name}: {named} has type {found}, which is not accepted for the "
+            f"contract's {expected}"
+        )
+
+
 class NonIntegralValueError(InvalidValueError):
     """An integer column holds a fraction, an out-of-range number or text."""
 
