@@ -919,3 +919,59 @@ def test_dictionary_strings_leave_merged_and_coded_columns_plain(tmp_path: Path)
     assert table.to_pylist() == read(path, "fhv").to_pylist()
     assert table["dispatching_base_num"].to_pylist() == ["B1", "B2"]
     assert table["sr_flag"].to_pylist() == [1, None]
+
+
+# --- values the warehouse could not take (D5) ---------------------------------------------
+
+ZONES_HEADER = '"LocationID","Borough","Zone","service_zone"\n'
+
+
+def test_repeated_zone_id_names_both_rows(tmp_path: Path) -> None:
+    text = ZONES_HEADER + '1,"EWR","Newark Airport","EWR"\n2,"Queens","Jamaica Bay","Boro Zone"\n'
+    text += '3,"Bronx","Allerton","Boro Zone"\n2,"Queens","Astoria","Boro Zone"\n'
+    with pytest.raises(InvalidValueError) as raised:
+        read(write(tmp_path, "taxi_zone_lookup.csv", text), "zones")
+    assert str(raised.value) == (
+        "taxi_zone_lookup.csv: data row 4, column 'location_id': invalid value 2 "
+        "(data row 2 holds it too; each must appear once)"
+    )
+
+
+def test_empty_zone_id_is_refused(tmp_path: Path) -> None:
+    text = ZONES_HEADER + '1,"EWR","Newark Airport","EWR"\n,"Queens","Jamaica Bay","Boro Zone"\n'
+    with pytest.raises(InvalidValueError, match=r"data row 2, column 'location_id': invalid value"):
+        read(write(tmp_path, "taxi_zone_lookup.csv", text), "zones")
+
+
+def test_nul_byte_in_csv_text_names_its_row(tmp_path: Path) -> None:
+    text = (
+        ZONES_HEADER + '1,"EWR","Newark Airport","EWR"\n2,"Que\x00ens","Jamaica Bay","Boro Zone"\n'
+    )
+    with pytest.raises(InvalidValueError) as raised:
+        read(write(tmp_path, "taxi_zone_lookup.csv", text), "zones")
+    assert raised.value.row == 2 and raised.value.column == "borough"
+    assert "NUL byte" in str(raised.value) and "PostgreSQL" in str(raised.value)
+
+
+@pytest.mark.parametrize("dictionary_strings", [False, True])
+def test_nul_byte_in_parquet_text_names_its_row(tmp_path: Path, dictionary_strings: bool) -> None:
+    path = tmp_path / "taxi_zone_lookup.parquet"
+    boroughs = ["EWR", "Queens", "Bronx"] * 30_000 + ["Que\x00ens"]  # beyond the first batch
+    table = pa.table(
+        {
+            "LocationID": pa.array(range(1, len(boroughs) + 1), pa.int64()),
+            "Borough": boroughs,
+            "Zone": ["z"] * len(boroughs),
+            "service_zone": ["Boro Zone"] * len(boroughs),
+        }
+    )
+    pq.write_table(table, path)
+    reader = open_contract_reader(
+        path,
+        file_name=path.name,
+        contract=CONTRACTS["zones"],
+        dictionary_strings=dictionary_strings,
+    )
+    with pytest.raises(InvalidValueError) as raised:
+        reader.read_all()
+    assert (raised.value.row, raised.value.column) == (len(boroughs), "borough")

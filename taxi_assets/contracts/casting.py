@@ -85,6 +85,32 @@ def _int_bounds(arrow_type: pa.DataType) -> tuple[int, int]:
 
 def conform(arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int) -> pa.Array:
     """Return `arr` as `col.type`, or raise a ContractError naming file, row and column."""
+    conformed = _to_contract_type(arr, col, file_name=file_name, first_row=first_row)
+    if pa.types.is_string(col.type):
+        refuse_nul(conformed, col, file_name=file_name, first_row=first_row)
+    return conformed
+
+
+def refuse_nul(arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int) -> None:
+    """A NUL byte in text is corruption (no TLC field holds one), and PostgreSQL's text
+    cannot store it: without this the lake would take the month and the warehouse load
+    fail later with the driver's message, naming no file or row."""
+    found = pc.fill_null(pc.match_substring(arr, "\x00"), False)
+    idx = pc.index(found, True).as_py()
+    if idx >= 0:
+        raise InvalidValueError(
+            file_name,
+            first_row + idx,
+            col.name,
+            arr[idx].as_py(),
+            "text holds a NUL byte (\\x00): no TLC field carries one, and PostgreSQL "
+            "text cannot store it",
+        )
+
+
+def _to_contract_type(
+    arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int
+) -> pa.Array:
     check_source_type(arr.type, col, file_name=file_name)
     if pa.types.is_null(arr.type):
         return pa.nulls(len(arr), col.type)

@@ -6,9 +6,10 @@ from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .casting import check_source_type, conform, from_sources
+from .casting import check_source_type, conform, from_sources, refuse_nul
 from .headers import map_header
 from .schema import Contract, ContractError
 
@@ -125,7 +126,16 @@ def _batches(
                 if field.type == STRING_DICTIONARY:
                     # Its one source, dictionary-encoded: only the dictionary is cast
                     # (large_string in files since 2023-02).
-                    arrays.append(batch.column(targets.index(col.name)).cast(STRING_DICTIONARY))
+                    encoded = batch.column(targets.index(col.name)).cast(STRING_DICTIONARY)
+                    if pc.any(pc.match_substring(encoded.dictionary, "\x00")).as_py():
+                        # The dictionary may hold values no row of this batch uses.
+                        refuse_nul(
+                            encoded.dictionary_decode(),
+                            col,
+                            file_name=file_name,
+                            first_row=first_row,
+                        )
+                    arrays.append(encoded)
                     continue
                 sources = [
                     (name, conform(batch.column(i), col, file_name=file_name, first_row=first_row))

@@ -12,6 +12,7 @@ import pyarrow as pa
 from .csv_reader import open_csv_reader
 from .parquet_reader import open_parquet_reader
 from .schema import Contract, ContractError
+from .unique_key import check_unique
 
 Source = Union[str, "os.PathLike[str]", IO[bytes]]
 
@@ -38,7 +39,17 @@ def open_contract_reader(
     problems raise here; row-level problems raise while iterating. Every row is kept.
     Memory stays flat: CSV is read in 1 MiB blocks, Parquet in 65,536-row batches.
     """
-    warn = warn or _log.warning
+    reader = _open(source, file_name, contract, warn or _log.warning, dictionary_strings)
+    return check_unique(reader, contract, file_name)
+
+
+def _open(
+    source: Source,
+    file_name: str,
+    contract: Contract,
+    warn: Callable[[str], None],
+    dictionary_strings: bool,
+) -> pa.RecordBatchReader:
     lowered = file_name.lower()
     if lowered.endswith(".parquet"):
         return open_parquet_reader(

@@ -186,12 +186,17 @@ class Contract:
     layouts: tuple[HeaderLayout, ...] = ()
     description: str = ""
     required: tuple[str, ...] = ()
+    # Columns whose values together identify a row: each key at most once per file
+    # (contracts.unique_key; kept in memory, so only for small reference tables).
+    unique: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        unknown = [name for name in self.required if name not in self.column_names]
+        unknown = [name for name in (*self.required, *self.unique) if name not in self.column_names]
         if unknown:
             # A contract bug, not a data problem: fail at import.
-            raise ContractError(f"contract {self.name!r}: required {unknown!r} are no columns")
+            raise ContractError(
+                f"contract {self.name!r}: required or unique {unknown!r} are no columns"
+            )
 
     @cached_property
     def schema(self) -> pa.Schema:

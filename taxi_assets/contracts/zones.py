@@ -24,4 +24,6 @@ ZONES = Contract(
     ),
     # TLC published one layout (the real sample taxi+_zone_lookup.csv): all four columns.
     required=("location_id", "borough", "zone", "service_zone"),
+    # The warehouse table's primary key: a repeated LocationID is refused while reading.
+    unique=("location_id",),
 )
