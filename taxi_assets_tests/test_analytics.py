@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from taxi_assets import defs
+from taxi_assets_tests.faults_support import run_warnings
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import (
     engine_for,
@@ -224,6 +225,30 @@ def test_a_service_without_a_table_is_left_out(
     assert {r["service"] for r in rows} == {"yellow"}
     assert sum(r["trips"] for r in rows) == warehouse_counts(pg_url, "yellow_tripdata")["2021-01"]
     assert materialization_metadata(result, STATS)["services"] == "yellow"
+    assert materialization_metadata(result, STATS)["services_not_loaded"] == "-"
+
+
+def test_a_service_that_has_not_loaded_the_month_is_named(
+    mirror: FaultyMirror,
+    tmp_path: Path,
+    pg_url: str,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Green has a table (2021-01) but not 2021-02: 2021-02 run by hand sums yellow only,
+    says so in a warning and in its metadata, rather than listing green as summed."""
+    monkeypatch.setenv("TAXI_LAKE_URL", str(tmp_path / "lake"))
+    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+    assert run(ZONES, resources, instance).success
+    for month in ("2021-01", "2021-02"):
+        assert run(trips("yellow"), resources, instance, month).success
+    assert run(trips("green"), resources, instance, "2021-01").success
+    result = run(STATS, resources, instance, "2021-02")
+    meta = materialization_metadata(result, STATS)
+    assert (meta["services"], meta["services_not_loaded"]) == ("yellow", "green")
+    assert {r["service"] for r in stats_rows(pg_url, "2021-02")} == {"yellow"}
+    warnings = run_warnings(instance, result.run_id)
+    assert any("green 2021-02 is not in the warehouse yet" in w for w in warnings), warnings
 
 
 def pads_field(name: str):  # noqa: ANN201 - a pyarrow compute expression

@@ -99,6 +99,13 @@ class MonthStats:
     last_pickup: datetime | None
     pickups_outside_month: int
     services: tuple[str, ...]  # the services summed; the others have no warehouse table
+    # Trips of the month's file partition per service summed (pickups outside it too): 0
+    # for a service whose table exists but holds nothing of this month.
+    trips_by_service: dict[str, int]
+
+    def services_without_month(self) -> list[str]:
+        """Services summed whose table holds no row of this month (not loaded yet)."""
+        return [s for s in self.services if not self.trips_by_service.get(s)]
 
 
 def tally_month(
@@ -113,10 +120,12 @@ def tally_month(
     """The month's stats from its rows read back (``preview``) and its daily trip counts
     (rows of service, day, trips, first and last pickup; either engine's SQL returns them)."""
     daily: dict[str, dict[date, int]] = {service: {} for service in services}
+    by_service = dict.fromkeys(services, 0)
     first: datetime | None = None
     last: datetime | None = None
     outside = 0
     for service, day, trips, low, high in daily_rows:
+        by_service[service] += int(trips)
         if day is None or (day.year, day.month) != (month.year, month.month):
             outside += int(trips)
         else:
@@ -134,6 +143,7 @@ def tally_month(
         last_pickup=last,
         pickups_outside_month=outside,
         services=tuple(services),
+        trips_by_service=by_service,
     )
 
 
