@@ -270,6 +270,43 @@ def test_bad_value_in_set_aside_row_names_its_row(
     assert (info.value.row, info.value.column, info.value.value) == (3, column, value)
 
 
+@pytest.mark.parametrize("first_has_extra", [True, False])
+def test_bad_value_after_a_set_aside_row_names_its_row(
+    tmp_path: Path, first_has_extra: bool
+) -> None:
+    # Row 2 has the other layout and is set aside: row 4 is the batch's third row.
+    rows = [YELLOW_ROW, YELLOW_ROW + ",,", YELLOW_ROW, YELLOW_ROW.replace(",1,2.10,", ",1.5,2.10,")]
+    if first_has_extra:
+        rows = [r[:-2] if r.endswith(",,") else r + ",," for r in rows]
+    with pytest.raises(NonIntegralValueError) as info:
+        read(write(tmp_path, "y.csv", yellow_csv(rows)))
+    assert (info.value.row, info.value.column, info.value.value) == (4, "passenger_count", 1.5)
+    assert "y.csv: data row 4, column 'passenger_count'" in str(info.value)
+
+
+def test_bad_value_after_set_aside_rows_is_counted_across_batches(tmp_path: Path) -> None:
+    rows = [YELLOW_ROW + (",," if i % 3 == 0 else "") for i in range(30_000)]  # several blocks
+    rows[24_999] = rows[24_999].replace(",142,43,", ",142,43.5,")  # a main (",,") row
+    with pytest.raises(NonIntegralValueError) as info:
+        read(write(tmp_path, "y.csv.gz", yellow_csv(rows)))
+    assert (info.value.row, info.value.column) == (25_000, "do_location_id")
+
+
+def test_non_empty_trailing_field_after_a_set_aside_row_names_its_row(tmp_path: Path) -> None:
+    content = yellow_csv([YELLOW_ROW + ",,", YELLOW_ROW, YELLOW_ROW + ",,", YELLOW_ROW + ",x,"])
+    with pytest.raises(MalformedRowError) as info:
+        read(write(tmp_path, "y.csv", content))
+    assert info.value.row == 4 and "malformed data row 4" in str(info.value)
+
+
+@pytest.mark.parametrize("bad", ["VTS" + YELLOW_ROW[1:], "VTS" + YELLOW_ROW[1:] + ",,"])
+def test_blank_line_before_the_header_is_not_a_data_row(tmp_path: Path, bad: str) -> None:
+    content = "\n" + yellow_csv([YELLOW_ROW, bad])
+    with pytest.raises(NonIntegralValueError) as info:
+        read(write(tmp_path, "y.csv", content))
+    assert (info.value.row, info.value.column) == (2, "vendor_id")
+
+
 def test_non_empty_trailing_field_is_malformed(tmp_path: Path) -> None:
     content = yellow_csv([YELLOW_ROW + ",,", YELLOW_ROW + ",x,"])
     with pytest.raises(MalformedRowError) as info:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,35 @@ class _Progress:
     fixed: int = 0  # rows set aside by the invalid-row handler and re-parsed
 
 
+class _RowNumbers:
+    """Data rows of the rows in Arrow's batches, which lack the rows set aside.
+
+    Arrow parses a block ahead of the batch it hands out, so the set-aside rows known
+    when a batch arrives may lie beyond it: they are placed by their data row numbers.
+    """
+
+    def __init__(self) -> None:
+        self.main = 0  # rows in the batches placed so far
+        self.passed = 0  # set-aside rows before the end of the last batch placed
+        self.aside: deque[int] = deque()  # data rows of later set-aside rows, ascending
+
+    def place(self, rows: int) -> tuple[int, list[int]]:
+        """The next batch's first data row and the set-aside data rows among its rows."""
+        first = self.main + self.passed + 1
+        while self.aside and self.aside[0] <= first:
+            self.aside.popleft()
+            self.passed += 1
+            first += 1
+        inside: list[int] = []
+        last = first + rows - 1
+        while self.aside and self.aside[0] <= last:
+            inside.append(self.aside.popleft())
+            self.passed += 1
+            last += 1
+        self.main += rows
+        return first, inside
+
+
 class _NotUtf8(Exception):
     pass
 
@@ -82,6 +112,7 @@ def _read_pass(
     skip_main, skip_fixed = done.main, done.fixed
     seen_main = seen_fixed = 0
     set_aside: list[tuple[int, str]] = []  # (file row, text rewritten to the plan's layout)
+    numbers = _RowNumbers()
     errors: list[ContractError] = []
     width = len(plan.header)
 
@@ -90,9 +121,11 @@ def _read_pass(
         text, number = row.text or "", row.number or 0
         if plan.trailing_extra and row.actual_columns == width:
             set_aside.append((number, text + ",,"))
+            numbers.aside.append(number - plan.skip_rows)
             return "skip"
         if not plan.trailing_extra and row.actual_columns == width + 2 and text.endswith(",,"):
             set_aside.append((number, text[:-2]))
+            numbers.aside.append(number - plan.skip_rows)
             return "skip"
         errors.append(
             MalformedRowError(
@@ -116,9 +149,11 @@ def _read_pass(
         )
         for batch in reader:
             start = max(0, skip_main - seen_main)
+            first, aside = numbers.place(batch.num_rows)
             seen_main += batch.num_rows
             if start < batch.num_rows:
-                yield _conform(plan, batch.slice(start), done.main + done.fixed + 1)
+                first = _data_row(first, start, aside)
+                yield _conform(plan, batch.slice(start), first, [r for r in aside if r > first])
                 done.main += batch.num_rows - start
             if set_aside:
                 fixed = _conform_set_aside(plan, set_aside)
@@ -150,15 +185,44 @@ def _arrow_error(plan: CsvPlan, exc: Exception, rows: list[int] | None = None) -
     column = plan.contract.column(plan.targets[int(match.group(1))])
     row = int(match.group(2)) if match.group(2) else None
     if row is not None:
-        row = rows[row - 1] - 1 if rows is not None else row - 1  # file row -> data row
+        # Arrow counts the rows skipped up to the header, not blank lines after it.
+        row = (rows[row - 1] if rows is not None else row) - plan.skip_rows
     kind = NonIntegralValueError if pa.types.is_integer(column.type) else InvalidValueError
     return kind(
         plan.file_name, row, column.name, match.group(4), f"cannot parse as {match.group(3)}"
     )
 
 
-def _conform(plan: CsvPlan, batch: pa.RecordBatch, first_row: int) -> pa.RecordBatch:
-    """Arrow batch (positional columns) -> contract batch; checks the extra fields."""
+def _data_row(first_row: int, index: int, aside: list[int]) -> int:
+    """Data row of a batch's `index`-th row, the batch starting at data row `first_row`
+    with the data rows `aside` (ascending, all >= first_row) missing from it."""
+    row = first_row + index
+    for missing in aside:
+        if missing > row:
+            break
+        row += 1
+    return row
+
+
+def _conform(
+    plan: CsvPlan, batch: pa.RecordBatch, first_row: int, aside: list[int] | None = None
+) -> pa.RecordBatch:
+    """Arrow batch (positional columns) -> contract batch; checks the extra fields.
+
+    `first_row` is the data row of the batch's first row; `aside` the later data rows
+    (ascending) that are not in the batch, which rows after them are numbered past.
+    """
+    if aside:
+        try:
+            return _conform(plan, batch, first_row)
+        except InvalidValueError as exc:
+            row = _data_row(first_row, exc.row - first_row, aside) if exc.row else None
+            raise type(exc)(exc.file_name, row, exc.column, exc.value, exc.detail) from exc
+        except MalformedRowError as exc:
+            row = _data_row(first_row, exc.row - first_row, aside) if exc.row else None
+            raise MalformedRowError(
+                exc.file_name, row, exc.expected, exc.actual, exc.detail, data_row=True
+            ) from exc
     for name in plan.names[len(plan.header) :]:
         extra = batch.column(name)
         if extra.null_count != len(extra):
@@ -203,5 +267,5 @@ def _conform_set_aside(plan: CsvPlan, lines: list[tuple[int, str]]) -> pa.Record
     except pa.ArrowInvalid as exc:
         raise _arrow_error(plan, exc, rows) from exc
     except InvalidValueError as exc:
-        row = rows[exc.row - 1] - 1 if exc.row else None
+        row = rows[exc.row - 1] - plan.skip_rows if exc.row else None
         raise type(exc)(exc.file_name, row, exc.column, exc.value, exc.detail) from exc

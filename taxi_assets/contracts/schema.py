@@ -72,6 +72,7 @@ class MalformedRowError(ContractError):
         self.row = row
         self.expected = expected
         self.actual = actual
+        self.detail = detail
         if row is None:
             where = "an unknown row"
         elif data_row:
