@@ -116,6 +116,21 @@ def _read_pass(
     errors: list[ContractError] = []
     width = len(plan.header)
 
+    def set_aside_rows() -> Iterator[pa.RecordBatch]:
+        # Arrow may be parsing the next block on its own thread and setting rows aside
+        # meanwhile: take (and remove) only the rows there now, never clear the list.
+        nonlocal seen_fixed
+        count = len(set_aside)
+        if count == 0:
+            return
+        fixed = _conform_set_aside(plan, set_aside[:count])
+        del set_aside[:count]
+        start = max(0, skip_fixed - seen_fixed)
+        seen_fixed += fixed.num_rows
+        if start < fixed.num_rows:
+            yield fixed.slice(start)
+            done.fixed += fixed.num_rows - start
+
     def on_invalid_row(row: pv.InvalidRow) -> str:
         # Called by Arrow, which swallows exceptions raised here: record them instead.
         text, number = row.text or "", row.number or 0
@@ -155,14 +170,8 @@ def _read_pass(
                 first = _data_row(first, start, aside)
                 yield _conform(plan, batch.slice(start), first, [r for r in aside if r > first])
                 done.main += batch.num_rows - start
-            if set_aside:
-                fixed = _conform_set_aside(plan, set_aside)
-                set_aside.clear()
-                start = max(0, skip_fixed - seen_fixed)
-                seen_fixed += fixed.num_rows
-                if start < fixed.num_rows:
-                    yield fixed.slice(start)
-                    done.fixed += fixed.num_rows - start
+            yield from set_aside_rows()
+        yield from set_aside_rows()  # rows set aside after the last batch
     except (pa.ArrowInvalid, OSError) as exc:
         if errors:
             raise errors[0] from exc
