@@ -23,6 +23,7 @@ from taxi_assets.contracts import (
     NonIntegralValueError,
     UnknownColumnsError,
     csv_plan,
+    csv_reader,
     open_contract_reader,
 )
 from taxi_assets.contracts.parquet_reader import STRING_DICTIONARY
@@ -133,6 +134,37 @@ def test_bad_timestamp_names_row(tmp_path: Path) -> None:
     with pytest.raises(InvalidValueError) as info:
         read(write(tmp_path, "y.csv", yellow_csv([YELLOW_ROW, bad])))
     assert (info.value.row, info.value.column) == (2, "pickup_datetime")
+
+
+@pytest.mark.parametrize("extra", ["", ",,"])
+@pytest.mark.parametrize("stamp", ["2021-01-01 00:36:12+01:00", "2021-01-01 00:36:12Z"])
+def test_timestamp_with_a_zone_offset_names_row_and_expected_form(
+    tmp_path: Path, stamp: str, extra: str
+) -> None:
+    bad = YELLOW_ROW.replace("2021-01-01 00:36:12", stamp) + extra  # ",,": set aside
+    path = write(tmp_path, "yellow_tripdata_2021-01.csv", yellow_csv([YELLOW_ROW, bad]))
+    with pytest.raises(InvalidValueError) as info:
+        read(path)
+    assert (info.value.row, info.value.column, info.value.value) == (2, "dropoff_datetime", stamp)
+    message = str(info.value)
+    assert message.startswith(
+        f"yellow_tripdata_2021-01.csv: data row 2, column 'dropoff_datetime': "
+        f"invalid value '{stamp}' (expected a naive local timestamp YYYY-MM-DD HH:MM:SS, "
+        "without a zone offset; "
+    )
+    assert f"expected no zone offset in '{stamp}'" in message  # Arrow's own words
+
+
+def test_other_arrow_conversion_errors_keep_arrows_text() -> None:
+    plan = csv_plan.plan_csv(
+        yellow_csv([YELLOW_ROW]).encode(), True, file_name="y.csv", contract=CONTRACTS["yellow"]
+    )
+    assert plan is not None
+    arrow = pa.ArrowInvalid("In CSV column #2: Row #3: CSV conversion error to timestamp[us]: odd")
+    error = csv_reader._arrow_error(plan, arrow)
+    assert str(error) == f"y.csv: data row 2, column 'dropoff_datetime': {arrow}"
+    error = csv_reader._arrow_error(plan, pa.ArrowInvalid("CSV parse error: something else"))
+    assert str(error) == "y.csv: cannot read CSV (CSV parse error: something else)"
 
 
 @pytest.mark.parametrize("spelling", ["Airport_fee", "airport_fee"])

@@ -29,12 +29,16 @@ from .schema import (
     NonIntegralValueError,
 )
 
-# Arrow's conversion error; "Row #" is the file row (header = 1) when parsing serially.
+# Arrow's conversion errors; "Row #" counts the file's rows up to the header and the data
+# rows (blank lines after the header not), when parsing serially. The reason varies
+# ("invalid value '1.5x'", "expected no zone offset in '2021-01-01 00:15:56Z'"); it ends
+# with the value, quoted.
 _CONVERSION = re.compile(
-    r"In CSV column #(\d+): (?:Row #(\d+): )?CSV conversion error to (.+?): "
-    r"invalid value '(.*)'$",
-    re.S,
+    r"In CSV column #(\d+): (?:Row #(\d+): )?CSV conversion error to (.+?): (.*)$", re.S
 )
+_QUOTED_VALUE = re.compile(r"'(.*)'$", re.S)
+# What a TLC timestamp looks like: New York wall-clock time, no zone (see casting.conform).
+TIMESTAMP_FORM = "a naive local timestamp YYYY-MM-DD HH:MM:SS, without a zone offset"
 
 
 def open_csv_reader(
@@ -172,7 +176,7 @@ def _read_pass(
                 done.main += batch.num_rows - start
             yield from set_aside_rows()
         yield from set_aside_rows()  # rows set aside after the last batch
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowException, OSError) as exc:  # any of Arrow's errors: ArrowInvalid, ...
         if errors:
             raise errors[0] from exc
         message = str(exc)
@@ -187,6 +191,7 @@ def _arrow_error(plan: CsvPlan, exc: Exception, rows: list[int] | None = None) -
     """Arrow's error -> ContractError; conversion errors name contract column and row.
 
     `rows` maps Arrow's 1-based row (no header) to file rows, for set-aside rows.
+    Arrow's own text is kept in the message whenever it says more than we do.
     """
     match = _CONVERSION.search(str(exc))
     if match is None or int(match.group(1)) >= len(plan.targets):
@@ -196,10 +201,18 @@ def _arrow_error(plan: CsvPlan, exc: Exception, rows: list[int] | None = None) -
     if row is not None:
         # Arrow counts the rows skipped up to the header, not blank lines after it.
         row = (rows[row - 1] if rows is not None else row) - plan.skip_rows
+    arrow_type, reason = match.group(3), match.group(4)
+    value = _QUOTED_VALUE.search(reason)
+    if value is None:
+        where = "an unknown data row" if row is None else f"data row {row}"
+        return ContractError(f"{plan.file_name}: {where}, column {column.name!r}: {exc}")
+    detail = f"cannot parse as {arrow_type}"
+    if not reason.startswith("invalid value"):
+        detail += f": {reason}"  # e.g. Arrow's "expected no zone offset in '...'"
+    if pa.types.is_timestamp(column.type):
+        detail = f"expected {TIMESTAMP_FORM}; {detail}"
     kind = NonIntegralValueError if pa.types.is_integer(column.type) else InvalidValueError
-    return kind(
-        plan.file_name, row, column.name, match.group(4), f"cannot parse as {match.group(3)}"
-    )
+    return kind(plan.file_name, row, column.name, value.group(1), detail)
 
 
 def _data_row(first_row: int, index: int, aside: list[int]) -> int:
@@ -273,7 +286,7 @@ def _conform_set_aside(plan: CsvPlan, lines: list[tuple[int, str]]) -> pa.Record
             io.BytesIO(data), read_options=options, convert_options=plan.convert_options()
         )
         return _conform(plan, table.combine_chunks().to_batches()[0], 1)
-    except pa.ArrowInvalid as exc:
+    except pa.ArrowException as exc:
         raise _arrow_error(plan, exc, rows) from exc
     except InvalidValueError as exc:
         row = rows[exc.row - 1] - plan.skip_rows if exc.row else None
