@@ -6,7 +6,7 @@ import gzip
 
 import pytest
 
-from taxi_assets.upstream.line_counter import LineCounter
+from taxi_assets.upstream.line_counter import LineCounter, first_quoted_line_break
 
 CASES = {
     "plain": b"a,b\n1,2\n3,4\n",
@@ -59,3 +59,15 @@ def test_truncated_or_missing_gzip_is_an_error() -> None:
         truncated.finish()
     with pytest.raises(EOFError, match="no gzip member"):
         LineCounter(gzipped=True).finish()
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 1000])
+def test_first_quoted_line_break_names_the_line_its_quote_opens_on(chunk: int) -> None:
+    data = b'a,b\n1,"x ""y"""\r\n2,"two\nlines"\n3,4\n'
+    chunks = [data[i : i + chunk] for i in range(0, len(data), chunk)]
+    assert first_quoted_line_break(chunks) == 3
+
+
+@pytest.mark.parametrize("data", [b"a,b\n1,2\n", b'a,b\r\n1,"x,y"\r\n"2",3\r\n', b""])
+def test_no_quoted_line_break(data: bytes) -> None:
+    assert first_quoted_line_break([data]) is None

@@ -202,6 +202,34 @@ def test_unknown_column_is_rejected_and_nothing_reaches_the_lake(
     ]
 
 
+def test_quoted_line_break_is_rejected_naming_its_line(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    # The reader parses the value; the download counted lines: the counts disagree, and
+    # the message says why (TLC files hold one row per line).
+    target = Path(own_mirror.root) / "green" / "green_tripdata_2021-01.csv.gz"
+    lines = gzip.decompress(target.read_bytes()).decode().splitlines()
+    fields = lines[5].split(",")
+    fields[3] = f'"{fields[3]}\nY"'  # store_and_fwd_flag
+    lines[5] = ",".join(fields)
+    target.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    lake = tmp_path / "lake"
+    result = run(
+        ["raw/green_tripdata", "lake/green_tripdata"],
+        pipeline_resources(own_mirror.url, lake),
+        instance,
+        MONTH,
+        raise_on_error=False,
+    )
+    assert not result.success
+    error = str(result.get_step_failure_events()[0].step_failure_data.error)
+    assert "green_tripdata_2021-01.csv.gz: parsed" in error, error
+    assert "a quoted value opened on line 6 holds a line break" in error
+    assert not (lake / "lake").exists() or not [
+        p for p in (lake / "lake").rglob("*") if p.is_file()
+    ]
+
+
 def test_zones_keep_na_text(
     mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:

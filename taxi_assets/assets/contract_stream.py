@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 from typing import Any
@@ -20,6 +22,7 @@ from taxi_assets.instance_reads import latest_metadata
 from taxi_assets.io_managers.lake_files import LakeFiles, null_columns_of
 from taxi_assets.io_managers.parquet_lake import EXPECTED_ROWS_KEY
 from taxi_assets.io_managers.raw_files import StoredFile
+from taxi_assets.upstream.line_counter import first_quoted_line_break
 
 # Rows per batch read back from the lake: a batch is decoded whole, so this bounds memory.
 WAREHOUSE_BATCH_ROWS = 64 * 1024
@@ -113,11 +116,35 @@ def contract_stream(
         if isinstance(expected, int) and rows != expected:
             raise RowCountMismatch(
                 f"{raw_file.name}: parsed {rows} rows but the published file holds {expected} "
-                "(counted while downloading); nothing was written"
+                f"(counted while downloading){_mismatch_cause(raw_file)}; nothing was written"
             )
         context.log.info(f"{raw_file.name}: {rows:,} rows parsed onto contract v{contract.version}")
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _mismatch_cause(raw_file: StoredFile) -> str:
+    """Why a CSV's parsed rows differ from its lines, when we can tell ("" otherwise).
+
+    The download counts lines; a quoted value holding a line break spans lines but is one
+    row. TLC files carry none, so such a file is rejected, and the message says where.
+    Reads the file a second time: only after the counts already disagreed.
+    """
+    name = raw_file.name.lower()
+    if ".csv" not in name:
+        return ""
+    try:
+        with raw_file.open() as handle:
+            text = gzip.GzipFile(fileobj=handle) if name.endswith((".gz", ".gzip")) else handle
+            line = first_quoted_line_break(iter(lambda: text.read(1 << 20), b""))
+    except (OSError, EOFError, zlib.error):
+        return ""  # the mismatch itself is still reported
+    if line is None:
+        return ""
+    return (
+        f": a quoted value opened on line {line} holds a line break, so rows span lines; "
+        "TLC files hold one row per line, and this one is rejected"
+    )
 
 
 def _expected_rows(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import re
 import zlib
+from collections.abc import Iterable
 
 _BLANK_LINE_AHEAD = re.compile(rb"\n(?=\r?\n)")
 # A header longer than this is not a TLC header; the count goes on without it.
@@ -95,3 +96,32 @@ class LineCounter:
             return 0
         lines = self._newlines + (0 if self._last_byte == b"\n" else 1)
         return max(lines - self._blank_lines - 1, 0)
+
+
+_QUOTE_OR_NEWLINE = re.compile(rb'["\n]')
+
+
+def first_quoted_line_break(chunks: Iterable[bytes]) -> int | None:
+    """The 1-based line on which the first quoted field holding a line break opens, if any.
+
+    Such a value makes one row span several lines, so the line count above no longer
+    gives the rows. Only read to explain a count that did not match (TLC files carry no
+    quoted line breaks): chunks without a quote, all of a TLC file's, are only counted.
+    A doubled quote inside a quoted field toggles twice, so needs no special case.
+    """
+    line = 1
+    quoted = False
+    opened_on = 0
+    for chunk in chunks:
+        if not quoted and b'"' not in chunk:
+            line += chunk.count(b"\n")
+            continue
+        for found in _QUOTE_OR_NEWLINE.finditer(chunk):
+            if found.group() == b'"':
+                quoted = not quoted
+                opened_on = line
+            elif quoted:
+                return opened_on
+            else:
+                line += 1
+    return None
