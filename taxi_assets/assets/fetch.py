@@ -26,6 +26,7 @@ from taxi_assets.io_managers.arrow_stats import row_count_metadata
 from taxi_assets.io_managers.raw_files import KeptRevision, StagedFile
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.source import TaxiSourceResource
+from taxi_assets.storage.leftovers import remove_stale_downloads
 from taxi_assets.storage.revision_manifest import Revision, utc_now
 from taxi_assets.storage.revision_updates import PinChange, repair
 from taxi_assets.storage.revisions import SlotState, slot_for
@@ -75,6 +76,8 @@ def fetch_published_file(
     config: RawRevisionConfig,
 ) -> dg.Output:
     """The output of one raw materialization; its data version is the bytes' sha256."""
+    # Download folders of killed runs (every raw step looks, downloading or not).
+    remove_stale_downloads(Path(tempfile.gettempdir()), log=context.log.warning)
     slot = slot_for(lake.root(), context.asset_key.path, wanted.partition_key)
     state = repair(slot, context.log.info)  # adopts a file of the flat layout (first touch)
     reported = tuple(state.problems)

@@ -24,6 +24,7 @@ from pathlib import Path
 from upath import UPath
 
 from taxi_assets.storage.errors import LakeAccessError
+from taxi_assets.storage.leftovers import remove_stale_staging
 from taxi_assets.storage.roots import is_local
 from taxi_assets.storage.stores import ObjectStore, store_for
 from taxi_assets.storage.urls import bucket_of
@@ -47,14 +48,17 @@ def local_staging_dir(dest: UPath) -> Path:
 
     Locally that is ``dest``'s own folder (so publishing is a rename on the same
     filesystem); for object stores a local temp folder (publishing is one upload).
+    Staging files of ``dest`` that a killed run left there are removed first.
     """
     if is_local(dest):
         folder = Path(dest.path).parent
         folder.mkdir(parents=True, exist_ok=True)
-        return folder
-    import tempfile
+    else:
+        import tempfile
 
-    return Path(tempfile.gettempdir())
+        folder = Path(tempfile.gettempdir())
+    remove_stale_staging(folder, dest.name)
+    return folder
 
 
 def staging_name(dest: UPath) -> str:

@@ -1,22 +1,28 @@
-"""Pool slots of killed runs: `runs slots` finds them, `runs release` gives them back.
+"""What killed runs leave behind, and who cleans it up.
 
 A `dagster asset materialize` run is killed (SIGKILL, for real) while its raw step holds a
 `downloads` slot: the mirror holds back the file's response, so the step is waiting on it.
 Nothing in Dagster frees that slot for a run no daemon launched (test_daemon.py covers the
-daemon's own recovery for the runs it launches).
+daemon's own recovery for the runs it launches): `runs slots` finds it, `runs release`
+gives it back. The killed download's folder is removed by a later download once stale;
+staging files beside lake files likewise by the next write of the same file.
 """
 
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+from upath import UPath
 
 from taxi_assets.run_slots import held_slots
+from taxi_assets.storage.leftovers import STALE_AFTER_SECONDS, remove_stale_staging
+from taxi_assets.storage.publish import local_staging_dir, staging_name
 from taxi_assets_tests.faults_support import (
     REPO,
     materialize_command,
@@ -34,7 +40,7 @@ def stalled_raw_run(mirror: FaultyMirror, env: dict, month: str) -> Iterator[sub
     """A CLI run of raw/yellow_tripdata for ``month`` whose download the mirror holds back:
     yields its process (a process group) once the step holds its slot and asked for the file."""
     path = YELLOW.format(month=month)
-    mirror.inject(path, Fault.delay(300))
+    mirror.inject(path, Fault.delay(300), methods=["GET"])  # the download, not a HEAD
     process = subprocess.Popen(
         materialize_command("raw/yellow_tripdata", month),
         cwd=REPO,
@@ -44,7 +50,9 @@ def stalled_raw_run(mirror: FaultyMirror, env: dict, month: str) -> Iterator[sub
         start_new_session=True,
     )
     try:
-        wait_for(f"the run of {month} to request {path}", lambda: bool(mirror.requests_seen(path)))
+        wait_for(
+            f"the run of {month} to request {path}", lambda: "GET" in mirror.requests_seen(path)
+        )
         yield process
     finally:
         if process_group_alive(process.pid):
@@ -104,3 +112,65 @@ def test_killed_cli_runs_slots_are_found_and_released_and_a_live_runs_are_not(
                 again = taxi_cli(env, "release", dead.run_id)
                 assert again.returncode == 1
                 assert "holds no pool slot" in again.stderr
+
+
+def backdate(path: Path, seconds: float) -> None:
+    """Every file and folder under ``path`` last written ``seconds`` ago."""
+    when = time.time() - seconds
+    for each in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.utime(each, (when, when))
+
+
+def test_a_killed_downloads_folder_is_removed_by_a_later_download_once_stale(
+    own_mirror: FaultyMirror, tmp_path: Path
+) -> None:
+    env = cli_env(tmp_path, own_mirror.url, tmp_path / "lake")
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env["TMPDIR"] = str(temporary)
+    with stalled_raw_run(own_mirror, env, "2021-01") as killed:
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.wait(timeout=30)
+    (left,) = temporary.glob("taxi-raw-*")
+
+    def download(month: str) -> str:
+        done = subprocess.run(
+            materialize_command("raw/yellow_tripdata", month),
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stderr
+
+    # Recent: it could be a download still running in another process; kept.
+    download("2021-02")
+    assert left.exists()
+    backdate(left, STALE_AFTER_SECONDS + 60)
+    log = download("2021-02")
+    assert not left.exists()
+    assert f"removed {left}, left by a killed run" in log
+    assert list(temporary.glob("taxi-raw-*")) == []  # and the downloads' own are gone
+
+
+def test_stale_staging_files_of_the_same_file_are_removed_before_the_next_write(
+    tmp_path: Path,
+) -> None:
+    month = tmp_path / "lake" / "yellow_tripdata" / "year=2021" / "month=01"
+    month.mkdir(parents=True)
+    dest = UPath(str(month / "yellow_tripdata_2021-01.parquet"))
+    stale, fresh = (month / staging_name(dest) for _ in range(2))
+    other = month / staging_name(UPath(str(month / "other.parquet")))
+    look_alike = month / ".yellow_tripdata_2021-01.parquet.not-ours.tmp"
+    for path in (stale, fresh, other, look_alike):
+        path.write_bytes(b"PAR1 half a month")
+    for path in (stale, other, look_alike):
+        backdate(path, STALE_AFTER_SECONDS + 60)
+    said: list[str] = []
+    assert remove_stale_staging(month, dest.name, said.append) == [stale]
+    assert said == [f"removed {stale}, left by a killed run (untouched for 3.0 h)"]
+    assert sorted(p.name for p in month.iterdir()) == sorted(
+        p.name for p in (fresh, other, look_alike)
+    )
+    # Every write stages through local_staging_dir: it cleans before handing the folder.
+    backdate(fresh, STALE_AFTER_SECONDS + 60)
+    assert local_staging_dir(dest) == month
+    assert not fresh.exists() and other.exists()

@@ -1,0 +1,82 @@
+"""Files a killed run left behind, removed by the next run that writes the same place.
+
+Every write stages a hidden file beside its destination (or in the temporary folder,
+for an object store) and downloads go to a ``taxi-raw-*`` folder in the temporary
+folder; both are removed when the write ends, unless the process was killed (SIGKILL,
+out of memory). Readers never see them (hidden, not published), but they take disk: a
+killed FHVHV month leaves ~0.5 GB. The next write to the same destination, and the next
+download, remove those that nothing has written to for ``STALE_AFTER_SECONDS``: a
+live write updates its file's time continuously, so only dead ones are that old.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+# Far longer than any write takes to append its next block (seconds), and shorter than a
+# backfill of the whole history, so the next runs of a backfill clean up after a crash.
+STALE_AFTER_SECONDS = 3 * 3600
+# staging_name()'s form: ".<destination name>.<12 hex digits>.tmp".
+_STAGING = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{12}\.tmp$")
+# Folders of fetch._download (and of revision_files.adopt_file).
+DOWNLOAD_PREFIXES = ("taxi-raw-", "taxi-adopt-")
+
+_log = logging.getLogger(__name__)
+
+
+def _newest_write(path: Path) -> float:
+    if not path.is_dir():
+        return path.stat().st_mtime
+    times = [path.stat().st_mtime]
+    times.extend(inner.stat().st_mtime for inner in path.rglob("*"))
+    return max(times)
+
+
+def _remove(path: Path, log: Callable[[str], None], now: float) -> bool:
+    try:
+        age = now - _newest_write(path)
+        if age < STALE_AFTER_SECONDS:
+            return False
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:  # removed meanwhile by another run cleaning up too
+        return False
+    log(f"removed {path}, left by a killed run (untouched for {age / 3600:.1f} h)")
+    return True
+
+
+def remove_stale_staging(
+    folder: Path, destination_name: str, log: Callable[[str], None] = _log.warning
+) -> list[Path]:
+    """Remove ``folder``'s staging files of ``destination_name`` that no write touched for
+    ``STALE_AFTER_SECONDS``; the paths removed."""
+    now = time.time()
+    removed = []
+    for path in folder.glob(f".{glob_escape(destination_name)}.*.tmp"):
+        match = _STAGING.match(path.name)
+        if match and match["name"] == destination_name and _remove(path, log, now):
+            removed.append(path)
+    return removed
+
+
+def remove_stale_downloads(folder: Path, log: Callable[[str], None] = _log.warning) -> list[Path]:
+    """Remove ``folder``'s download folders (``taxi-raw-*``, ``taxi-adopt-*``) that no
+    download touched for ``STALE_AFTER_SECONDS``; the paths removed."""
+    now = time.time()
+    removed = []
+    for prefix in DOWNLOAD_PREFIXES:
+        for path in folder.glob(f"{prefix}*"):
+            if path.is_dir() and _remove(path, log, now):
+                removed.append(path)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
