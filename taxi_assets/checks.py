@@ -48,6 +48,7 @@ class QualityThresholds(dg.ConfigurableResource):
     absurd_distance: float = DEFAULT_THRESHOLDS["absurd_distance"]
     negative_trip_time_or_driver_pay: float = DEFAULT_THRESHOLDS["negative_trip_time_or_driver_pay"]
     pickup_before_request: float = DEFAULT_THRESHOLDS["pickup_before_request"]
+    non_finite_number: float = DEFAULT_THRESHOLDS["non_finite_number"]
     freshness_months: int = FRESHNESS_MONTHS
 
     def as_dict(self) -> dict[str, float]:

@@ -40,9 +40,22 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "absurd_distance": 0.002,
     "negative_trip_time_or_driver_pay": 0.01,
     "pickup_before_request": 0.005,
+    # NaN or ±infinity in an amount or distance: no real sample has one (they read "nan",
+    # "inf" from a CSV, or come from a Parquet writer), and a sum over the month becomes
+    # NaN or infinite: any row warns.
+    "non_finite_number": 0.0,
 }
 
 Window = tuple[datetime, datetime] | None
+
+# The float columns of the contracts that sums and averages are taken of: every service's
+# amounts and distance (FHV has none).
+NUMBER_COLUMNS = (
+    "fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount", "ehail_fee",
+    "improvement_surcharge", "total_amount", "congestion_surcharge", "airport_fee",
+    "cbd_congestion_fee", "base_passenger_fare", "tolls", "bcf", "sales_tax", "tips",
+    "driver_pay", *DISTANCE_COLUMNS,
+)  # fmt: skip
 
 
 def _count(mask: pa.Array | pa.ChunkedArray) -> int:
@@ -60,6 +73,16 @@ def _outside_month(batch: pa.RecordBatch, window: Window) -> int:
     pickup = batch.column("pickup_datetime")
     start, end = (pa.scalar(t, pickup.type) for t in window)
     return _count(pc.or_(pc.less(pickup, start), pc.greater_equal(pickup, end)))
+
+
+def _non_finite(batch: pa.RecordBatch, _: Window) -> int:
+    """Rows with NaN or an infinity in any of their number columns."""
+    bad = None
+    for name in NUMBER_COLUMNS:
+        if name in batch.schema.names and pa.types.is_floating(batch.schema.field(name).type):
+            column = pc.invert(pc.fill_null(pc.is_finite(batch.column(name)), True))
+            bad = column if bad is None else pc.or_(bad, column)
+    return 0 if bad is None else _count(bad)
 
 
 def _location_out_of_range(batch: pa.RecordBatch, _: Window) -> int:
@@ -132,6 +155,7 @@ SIGNALS: tuple[Signal, ...] = (
         ("request_datetime", "pickup_datetime"),
         lambda b, _: _count(pc.less(b.column("pickup_datetime"), b.column("request_datetime"))),
     ),
+    Signal("non_finite_number", (), _non_finite, needs_one_of=NUMBER_COLUMNS),
 )
 
 

@@ -92,7 +92,7 @@ def test_quality_signals_count_without_removing() -> None:
                 pa.timestamp("us"),
             ),
             "fare_amount": [10.0, -5.0, 3.0, None],
-            "total_amount": [12.0, -6.0, 4.0, None],
+            "total_amount": [12.0, -6.0, float("inf"), None],
             "vendor_id": pa.array([1, 2, None, None], pa.int32()),
             "trip_distance": [0.0, 1.2, 900.0, None],
             "passenger_count": pa.array([0, 1, 1, None], pa.int32()),
@@ -111,6 +111,7 @@ def test_quality_signals_count_without_removing() -> None:
         "location_out_of_range": 2,
         "passenger_count_zero": 1,
         "absurd_distance": 1,
+        "non_finite_number": 1,
     }
     assert set(report.exceeded(DEFAULT_THRESHOLDS)) == set(report.counts)
 
@@ -134,6 +135,7 @@ def test_each_service_gets_the_signals_its_columns_allow() -> None:
             "location_out_of_range",
             "passenger_count_zero",
             "absurd_distance",
+            "non_finite_number",
         }
     )
     assert names("fhv") == {
@@ -149,6 +151,7 @@ def test_each_service_gets_the_signals_its_columns_allow() -> None:
         "absurd_distance",
         "negative_trip_time_or_driver_pay",
         "pickup_before_request",
+        "non_finite_number",
     }
     assert set(DEFAULT_THRESHOLDS) == {name for s in ("yellow", "fhvhv") for name in names(s)}
 
@@ -181,7 +184,7 @@ def test_fhvhv_signals_count_its_own_columns() -> None:
             ),
             "pu_location_id": pa.array([1, 265, 5, None], pa.int32()),
             "do_location_id": pa.array([3, 4, 5, None], pa.int32()),
-            "trip_miles": [2.5, 0.0, 501.0, None],
+            "trip_miles": [2.5, 0.0, 501.0, float("nan")],
             "trip_time": pa.array([1200, -60, 3600, None], pa.int64()),
             "driver_pay": [10.0, 8.0, -3.5, None],
         }
@@ -195,6 +198,7 @@ def test_fhvhv_signals_count_its_own_columns() -> None:
         "absurd_distance": 1,
         "negative_trip_time_or_driver_pay": 2,
         "pickup_before_request": 1,
+        "non_finite_number": 1,
     }
     assert set(report.exceeded(DEFAULT_THRESHOLDS)) == set(report.counts) - {
         "dropoff_before_pickup",
