@@ -670,6 +670,35 @@ def test_empty_file_gives_zero_rows_a_warning_and_success(
     assert any(expected in w for w in run_warnings(instance, result.run_id))
 
 
+def test_an_empty_file_does_not_replace_a_loaded_month_unless_accepted(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    lake = tmp_path / "lake"
+    assert run_file_keys(own_mirror, lake, instance).success
+    before = all_files(lake / "lake")
+    # TLC republishes the month as a header without rows.
+    rewrite_csv_gz(published_yellow(own_mirror), lambda lines: lines[:1])
+    result = run_file_keys(own_mirror, lake, instance)
+    assert not result.success and step_failure(result)[0] == "lake__yellow_tripdata"
+    assert is_dagster_failure_without_retries(result)
+    assert (
+        f"{YELLOW_NAME} holds no data rows, and the lake's 2021-01 holds {ROWS:,}: an empty "
+        "file does not replace a loaded month (nothing was written)"
+    ) in failure_messages(result)
+    assert all_files(lake / "lake") == before
+    assert pq.read_table(_lake_month(lake)).num_rows == ROWS
+
+    accepted = run(
+        FILE_KEYS,
+        pipeline_resources(own_mirror.url, lake),
+        instance,
+        MONTH,
+        run_config={"ops": {"lake__yellow_tripdata": {"config": {"accept_empty": True}}}},
+    )
+    assert accepted.success
+    assert pq.read_table(_lake_month(lake)).num_rows == 0
+
+
 def test_non_integral_value_names_file_row_and_column(
     own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:

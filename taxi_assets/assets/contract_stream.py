@@ -75,11 +75,13 @@ def contract_stream(
     contract: Contract,
     raw_key: dg.AssetKey,
     partition_key: str | None,
+    accept_empty: bool = False,
 ) -> pa.RecordBatchReader:
     """The published file as a lazy stream of contract batches.
 
     Rows are counted as they pass and compared with the count taken while downloading,
-    before the lake IO manager publishes anything: no row is lost silently.
+    before the lake IO manager publishes anything: no row is lost silently. A file with
+    no rows does not replace a month that holds some, unless ``accept_empty``.
     """
     expected = _expected_rows(context, raw_file, raw_key, partition_key)
     if isinstance(expected, int):
@@ -118,6 +120,8 @@ def contract_stream(
                 f"{raw_file.name}: parsed {rows} rows but the published file holds {expected} "
                 f"(counted while downloading){_mismatch_cause(raw_file)}; nothing was written"
             )
+        if rows == 0 and not accept_empty:
+            _refuse_emptying(context, raw_file.name, partition_key)
         context.log.info(f"{raw_file.name}: {rows:,} rows parsed onto contract v{contract.version}")
 
     return pa.RecordBatchReader.from_batches(schema, batches())
@@ -145,6 +149,25 @@ def _mismatch_cause(raw_file: StoredFile) -> str:
         f": a quoted value opened on line {line} holds a line break, so rows span lines; "
         "TLC files hold one row per line, and this one is rejected"
     )
+
+
+def _refuse_emptying(
+    context: dg.AssetExecutionContext, file_name: str, partition_key: str | None
+) -> None:
+    """Fail when the asset's latest materialization of the partition held rows."""
+    previous = latest_metadata(context.instance, context.asset_key, partition_key)
+    held = previous.get("dagster/partition_row_count", previous.get("dagster/row_count"))
+    if isinstance(held, int) and held > 0:
+        what = f"{partition_key} " if partition_key else ""
+        raise dg.Failure(
+            description=(
+                f"{file_name} holds no data rows, and the lake's {what}holds {held:,}: an "
+                "empty file does not replace a loaded month (nothing was written). If the "
+                "month really is empty now, materialize it again with the lake asset's "
+                "config `accept_empty: true`."
+            ),
+            allow_retries=False,
+        )
 
 
 def _expected_rows(

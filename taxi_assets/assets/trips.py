@@ -16,6 +16,7 @@ from taxi_assets.assets.contract_stream import (
     with_lineage,
 )
 from taxi_assets.assets.fetch import WantedFile, fetch_published_file
+from taxi_assets.assets.lake_config import LakeConfig
 from taxi_assets.assets.load_records import lake_lineage, month_loads
 from taxi_assets.assets.raw_revision import RawRevisionConfig
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
@@ -167,9 +168,13 @@ def build_trip_assets(
             f"contract v{contract.version}, as Parquet (zstd) in a Hive layout."
         ),
     )
-    def lake(context: dg.AssetExecutionContext, raw_file: StoredFile) -> pa.RecordBatchReader:
+    def lake(
+        context: dg.AssetExecutionContext, config: LakeConfig, raw_file: StoredFile
+    ) -> pa.RecordBatchReader:
         parse_month(context.partition_key)
-        return contract_stream(context, raw_file, contract, raw_key, context.partition_key)
+        return contract_stream(
+            context, raw_file, contract, raw_key, context.partition_key, config.accept_empty
+        )
 
     @layer_asset(
         service,

@@ -5,6 +5,7 @@ import pyarrow as pa
 
 from taxi_assets.assets.contract_stream import contract_stream, lake_row_count
 from taxi_assets.assets.fetch import WantedFile, fetch_published_file
+from taxi_assets.assets.lake_config import LakeConfig
 from taxi_assets.assets.raw_revision import RawRevisionConfig
 from taxi_assets.assets.trips import OWNERS
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
@@ -58,9 +59,9 @@ def raw_taxi_zone_lookup(
     description="Taxi zones typed to the zones contract; 'N/A', 'NA' and 'Unknown' kept as text.",
 )
 def lake_taxi_zones(
-    context: dg.AssetExecutionContext, raw_file: StoredFile
+    context: dg.AssetExecutionContext, config: LakeConfig, raw_file: StoredFile
 ) -> pa.RecordBatchReader:
-    return contract_stream(context, raw_file, CONTRACT, RAW_KEY, None)
+    return contract_stream(context, raw_file, CONTRACT, RAW_KEY, None, config.accept_empty)
 
 
 def build_zone_assets(engine: WarehouseEngine = POSTGRES) -> list[dg.AssetsDefinition]:
