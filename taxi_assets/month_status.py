@@ -94,22 +94,26 @@ def collect(
     layer holds) as stored under ``lake_root``, with ``loads``: ``{(dataset, YYYY-MM):
     Layer}`` of the warehouse."""
     wanted: list[tuple[Service, str]] = []
+    # Every month's lake file names, from one listing per service, when all months are
+    # wanted: then no month asks the store whether its file exists (a request each).
+    listed: dict[str, dict[str, set[str]]] = {}
     for name in services if services is not None else SERVICES:
         service = SERVICES[name]
-        chosen = (
-            sorted(set(months))
-            if months is not None
-            else sorted(
-                {*stored_months(lake_root, name), *lake_months(lake_root, service)}
+        if months is not None:
+            chosen = sorted(set(months))
+        else:
+            listed[name] = lake_files(lake_root, service)
+            chosen = sorted(
+                {*stored_months(lake_root, name), *listed[name]}
                 | {month for dataset, month in loads if dataset == service.dataset}
             )
-        )
         wanted.extend((service, month) for month in chosen)
 
     def read(item: tuple[Service, str]) -> MonthStatus:
         service, month = item
         raw, pinned, problems = _raw(lake_root, service.name, month)
-        lake, lake_problem = _lake(lake_root, service, month)
+        known = listed[service.name].get(month, set()) if service.name in listed else None
+        lake, lake_problem = _lake(lake_root, service, month, known)
         return MonthStatus(
             service=service.name,
             month=month,
@@ -133,28 +137,38 @@ def _raw(lake_root: UPath, service: str, month: str) -> tuple[Layer | None, bool
     return layer, state.manifest.pinned is not None, tuple(state.problems)
 
 
-_LAKE_MONTH_FILE = re.compile(r"(?:^|/)year=(\d{4})/month=(\d{2})/[^/]+\.parquet$")
+# A lake file of a month, relative to the service's lake folder.
+_LAKE_MONTH_FILE = re.compile(r"^year=(\d{4})/month=(\d{2})/([^/]+\.parquet)$")
+
+
+def lake_files(lake_root: UPath, service: Service) -> dict[str, set[str]]:
+    """The file names in each month's lake folder (``year=YYYY/month=MM/``), by month."""
+    folder = lake_root.joinpath(*service.key("lake").path)
+    if not folder.exists():
+        return {}
+    prefix = folder.path.rstrip("/") + "/"
+    found: dict[str, set[str]] = {}
+    # One recursive listing: an object store answers it in one request per 1,000 files,
+    # where a glob lists each year's folder in turn. fsspec lists in the form of the path
+    # it was given; a file elsewhere (a copy in a nested folder) is no month's.
+    for path in folder.fs.find(folder.path):
+        if path.startswith(prefix) and (match := _LAKE_MONTH_FILE.match(path[len(prefix) :])):
+            found.setdefault(f"{match[1]}-{match[2]}", set()).add(match[3])
+    return found
 
 
 def lake_months(lake_root: UPath, service: Service) -> list[str]:
-    """The months with a lake file (``year=YYYY/month=MM/...``)."""
-    folder = lake_root.joinpath(*service.key("lake").path)
-    if not folder.exists():
-        return []
-    # One recursive listing: an object store answers it in one request per 1,000 files,
-    # where a glob lists each year's folder in turn.
-    found = {
-        f"{match[1]}-{match[2]}"
-        for path in folder.fs.find(folder.path)
-        if (match := _LAKE_MONTH_FILE.search(path))
-    }
-    return sorted(found)
+    """The months with a lake file (``year=YYYY/month=MM/*.parquet``)."""
+    return sorted(lake_files(lake_root, service))
 
 
-def _lake(lake_root: UPath, service: Service, month: str) -> tuple[Layer | None, str | None]:
-    """The lake month's layer, or (an unknown layer, why) when its file is not Parquet."""
+def _lake(
+    lake_root: UPath, service: Service, month: str, known: set[str] | None = None
+) -> tuple[Layer | None, str | None]:
+    """The lake month's layer, or (an unknown layer, why) when its file is not Parquet.
+    ``known``: the month folder's file names, when listed already (else asked for)."""
     path = month_file(lake_root.joinpath(*service.key("lake").path), month)
-    if not path.exists():
+    if (path.name not in known) if known is not None else not path.exists():
         return None, None
     filesystem, native = arrow_filesystem(path)
     try:

@@ -29,6 +29,7 @@ from taxi_assets.assets.analytics.monthly_zone_stats import write_chart
 from taxi_assets.devdata import write_month
 from taxi_assets.io_managers.lake_files import LakeFileChanged, LakeFiles
 from taxi_assets.io_managers.parquet_lake import arrow_filesystem
+from taxi_assets.month_status import Layer, collect
 from taxi_assets.resources import LakeResource
 from taxi_assets.storage import publish
 from taxi_assets.storage import s3 as s3_settings
@@ -116,6 +117,16 @@ def test_raw_lake_and_warehouse(
     )
     assert dataset.count_rows() == rows
     assert {"year", "month"} <= set(dataset.schema.names)
+
+    # `months status` finds the month from one listing of the store (its paths' form is
+    # the store's own) and reads the raw manifest and the lake footer through it.
+    (status,) = collect(resolve_root(lake_store.url), {}, ["yellow"])
+    assert (status.month, status.raw, status.lake) == (
+        MONTH,
+        Layer(raw_meta["sha256"], rows),
+        Layer(raw_meta["sha256"], rows),
+    )
+    assert status.state == "warehouse missing"  # no load log passed here
 
 
 def test_replacing_a_month(

@@ -79,6 +79,10 @@ def test_collect_lists_each_lake_month_in_order_and_names_a_corrupt_file(tmp_pat
     (corrupt.parent / "notes.txt").write_text("")
     (tmp_path / "lake" / "yellow_tripdata" / "tmp").mkdir()
     (tmp_path / "lake" / "yellow_tripdata" / "tmp" / "x.parquet").write_bytes(b"")
+    # ... nor a copy of a month's folder nested deeper (it would show as a month 2018-01).
+    nested = tmp_path / "lake" / "yellow_tripdata" / "backup" / "year=2018" / "month=01"
+    nested.mkdir(parents=True)
+    (nested / "yellow_tripdata_2018-01.parquet").write_bytes(b"")
 
     statuses = collect(UPath(tmp_path), {}, ["yellow", "green"])
     assert [(s.service, s.month) for s in statuses] == [
