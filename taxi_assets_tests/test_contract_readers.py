@@ -1060,3 +1060,22 @@ def test_nul_byte_in_parquet_text_names_its_row(tmp_path: Path, dictionary_strin
     with pytest.raises(InvalidValueError) as raised:
         reader.read_all()
     assert (raised.value.row, raised.value.column) == (len(boroughs), "borough")
+
+
+def test_a_damaged_page_of_a_published_parquet_file_names_the_file(tmp_path: Path) -> None:
+    """Writers such as Spark's store a CRC per page: a damaged page fails naming the file."""
+    path = tmp_path / "taxi_zone_lookup.parquet"
+    ids = pa.array(range(1, 100_001), pa.int64())
+    table = pa.table(
+        {"LocationID": ids, "Borough": ["B"] * len(ids), "Zone": ["Z"] * len(ids),
+         "service_zone": ["S"] * len(ids)}
+    )  # fmt: skip
+    pq.write_table(table, path, write_page_checksum=True, compression="zstd")
+    chunk = pq.ParquetFile(path).metadata.row_group(0).column(0)
+    start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+    damaged = bytearray(path.read_bytes())
+    damaged[start + chunk.total_compressed_size - 8] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    reader = open_contract_reader(path, file_name=path.name, contract=CONTRACTS["zones"])
+    with pytest.raises(ContractError, match=r"taxi_zone_lookup\.parquet: cannot read .*CRC"):
+        reader.read_all()

@@ -27,8 +27,9 @@ import pytest
 
 from taxi_assets.assets.analytics.monthly_zone_stats import write_chart
 from taxi_assets.devdata import write_month
-from taxi_assets.io_managers.lake_files import LakeFileChanged, LakeFiles
-from taxi_assets.io_managers.parquet_lake import arrow_filesystem
+from taxi_assets.io_managers.arrow_stats import StreamStats
+from taxi_assets.io_managers.lake_files import LakeFileChanged, LakeFileDamaged, LakeFiles
+from taxi_assets.io_managers.parquet_lake import arrow_filesystem, write_parquet_stream
 from taxi_assets.month_status import Layer, collect
 from taxi_assets.resources import LakeResource
 from taxi_assets.storage import publish
@@ -395,3 +396,30 @@ def test_a_lake_file_replaced_mid_read_fails_the_read_naming_it(
     again = LakeFiles.at(filesystem, native)
     rows = [v for batch in again.to_batches() for v in batch["trip"].to_pylist()]
     assert rows == list(range(3000))
+
+
+def test_a_damaged_page_of_a_lake_file_fails_the_read_naming_it(
+    lake_store: LakeStore, tmp_path: Path
+) -> None:
+    """The lake writes a CRC per page; the warehouse's reads verify them. A byte flipped
+    inside a page (the footer intact, so the file opens and lists its rows) fails the read
+    naming the file, instead of decoding as other values."""
+    written = tmp_path / "month.parquet"
+    table = pa.table({"trip": pa.array(range(300_000), pa.int64())})
+    write_parquet_stream(
+        table.to_reader(), written, compression="zstd", stats=StreamStats(None, None)
+    )
+    chunk = pq.ParquetFile(written).metadata.row_group(0).column(0)
+    start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+    damaged = bytearray(written.read_bytes())
+    damaged[start + chunk.total_compressed_size - 8] ^= 0xFF  # the column's last page
+    (tmp_path / "damaged.parquet").write_bytes(bytes(damaged))
+    dest = resolve_root(lake_store.url) / "lake" / "month.parquet"
+    publish_file(tmp_path / "damaged.parquet", dest)
+
+    filesystem, native = arrow_filesystem(dest)
+    month = LakeFiles.at(filesystem, native)
+    assert month.count_rows() == 300_000  # the footer reads fine
+    with pytest.raises(LakeFileDamaged, match=r"month\.parquet is damaged \(.*CRC checksum"):
+        for _ in month.to_batches():
+            pass

@@ -54,7 +54,14 @@ def open_parquet_reader(
     month: 2-4 s less CPU in the lake step). Their fields are typed :data:`STRING_DICTIONARY`.
     """
     try:
-        parquet = pq.ParquetFile(source, buffer_size=PARQUET_BUFFER_BYTES, pre_buffer=False)
+        parquet = pq.ParquetFile(
+            source,
+            buffer_size=PARQUET_BUFFER_BYTES,
+            pre_buffer=False,
+            # Pages with a CRC (writers such as Spark's add one) are checked: a damaged
+            # download fails naming the file instead of decoding as other values.
+            page_checksum_verification=True,
+        )
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         raise ContractError(f"{file_name}: not a readable Parquet file ({exc})") from exc
     try:
@@ -78,6 +85,7 @@ def open_parquet_reader(
                 buffer_size=PARQUET_BUFFER_BYTES,
                 pre_buffer=False,
                 read_dictionary=encoded,
+                page_checksum_verification=True,
             )
     except Exception:
         parquet.close()

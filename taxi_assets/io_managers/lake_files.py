@@ -38,6 +38,17 @@ class LakeFileChanged(RuntimeError):
 Version = tuple[object, ...]
 
 
+class LakeFileDamaged(RuntimeError):
+    """A page of a lake file fails its CRC: its bytes changed after they were written."""
+
+
+def _is_damage(error: Exception) -> bool:
+    # Arrow's words for a page whose CRC fails (the lake writes one per page), and for a
+    # compressed page that does not decompress (files without CRCs).
+    text = str(error)
+    return "CRC checksum verification failed" in text or "decompression failed" in text
+
+
 def file_version(filesystem: pafs.FileSystem, path: str) -> Version:
     """What changes whenever ``path`` is replaced: its size and, on an object store, the
     store's own version (GCS generation, S3 and Azure ETag); locally its modification time."""
@@ -100,6 +111,9 @@ class LakeFiles:
                 buffer_size=READ_BUFFER_BYTES,
                 pre_buffer=False,
                 read_dictionary=list(read_dictionary) or None,
+                # The lake writes a CRC per page (parquet_lake); files without any
+                # (written before, or by other tools) are read as before.
+                page_checksum_verification=True,
             )
             self._footers.setdefault(path, parquet.metadata)
             try:
@@ -158,10 +172,15 @@ class LakeFiles:
                         columns=columns,
                         use_threads=use_threads,
                     )
-        except (OSError, pa.ArrowException):
+        except (OSError, pa.ArrowException) as error:
             # Bytes of two versions may not decode, or a store may refuse the old version
             # (s3fs reads with If-Match): say what happened rather than how it showed.
             self.check_unchanged(path)
+            if _is_damage(error):
+                raise LakeFileDamaged(
+                    f"{path} is damaged ({error}): nothing read from it is kept; "
+                    "materialize its lake month again to rewrite it from the raw file"
+                ) from error
             raise
         self.check_unchanged(path)
 

@@ -68,6 +68,9 @@ def write_parquet_stream(
             reader.schema,
             compression=compression,
             store_schema=not encoded,
+            # A CRC per page: a reader verifying them (LakeFiles) finds a page damaged
+            # behind an intact footer, which would otherwise decode as wrong values.
+            write_page_checksum=True,
             **_encodings(reader.schema),
         ) as writer,
         ThreadPoolExecutor(1, "parquet-write") as pool,
