@@ -57,6 +57,28 @@ def process_alive(pid: int, since: float) -> bool:
     return created <= since + 1  # create_time has a resolution of a clock tick
 
 
+@dataclass(frozen=True)
+class PoolUse:
+    pool: str
+    limit: int | None  # None: no limit set for this pool
+    taken: int
+    waiting: int  # steps queued for a slot
+
+    def line(self) -> str:
+        limit = "no limit" if self.limit is None else f"{self.taken} of {self.limit} slots taken"
+        return f"pool {self.pool}: {limit}, {self.waiting} step(s) waiting"
+
+
+def pool_use(instance: dg.DagsterInstance) -> list[PoolUse]:
+    """Each pool's limit, slots taken and steps waiting for one."""
+    storage = instance.event_log_storage
+    found = []
+    for pool in sorted(storage.get_concurrency_keys()):
+        info = storage.get_concurrency_info(pool)
+        found.append(PoolUse(pool, info.limit, len(info.claimed_slots), info.pending_step_count))
+    return found
+
+
 def held_slots(instance: dg.DagsterInstance) -> list[HeldSlots]:
     """Every run holding a slot in any pool."""
     by_run: dict[str, list[str]] = defaultdict(list)

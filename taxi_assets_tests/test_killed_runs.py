@@ -14,13 +14,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import dagster as dg
 from upath import UPath
 
-from taxi_assets.run_slots import held_slots
+from taxi_assets.run_slots import held_slots, pool_use
 from taxi_assets.storage.leftovers import STALE_AFTER_SECONDS, remove_stale_staging
 from taxi_assets.storage.publish import local_staging_dir, staging_name
 from taxi_assets_tests.faults_support import (
@@ -36,13 +36,11 @@ YELLOW = "/yellow/yellow_tripdata_{month}.csv.gz"
 
 
 @contextmanager
-def stalled_raw_run(mirror: FaultyMirror, env: dict, month: str) -> Iterator[subprocess.Popen]:
-    """A CLI run of raw/yellow_tripdata for ``month`` whose download the mirror holds back:
-    yields its process (a process group) once the step holds its slot and asked for the file."""
-    path = YELLOW.format(month=month)
-    mirror.inject(path, Fault.delay(300), methods=["GET"])  # the download, not a HEAD
+def cli_run(selection: str, month: str, env: dict) -> Iterator[subprocess.Popen]:
+    """`dagster asset materialize` of ``selection`` for ``month``, killed if still running
+    at the end."""
     process = subprocess.Popen(
-        materialize_command("raw/yellow_tripdata", month),
+        materialize_command(selection, month),
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -50,14 +48,27 @@ def stalled_raw_run(mirror: FaultyMirror, env: dict, month: str) -> Iterator[sub
         start_new_session=True,
     )
     try:
-        wait_for(
-            f"the run of {month} to request {path}", lambda: "GET" in mirror.requests_seen(path)
-        )
         yield process
     finally:
-        if process_group_alive(process.pid):
+        if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+
+
+@contextmanager
+def stalled_raw_run(mirror: FaultyMirror, env: dict, month: str) -> Iterator[subprocess.Popen]:
+    """A CLI run of raw/yellow_tripdata for ``month`` whose download the mirror holds back:
+    yields its process (a process group) once the step holds its slot and asked for the file."""
+    path = YELLOW.format(month=month)
+    mirror.inject(path, Fault.delay(300), methods=["GET"])  # the download, not a HEAD
+    try:
+        with cli_run("raw/yellow_tripdata", month, env) as process:
+            wait_for(
+                f"the run of {month} to request {path}",
+                lambda: "GET" in mirror.requests_seen(path),
+            )
+            yield process
+    finally:
         mirror.clear()
 
 
@@ -81,7 +92,10 @@ def test_killed_cli_runs_slots_are_found_and_released_and_a_live_runs_are_not(
         killed.wait(timeout=30)
         wait_for("the killed run's processes to go", lambda: not process_group_alive(killed.pid))
         with stalled_raw_run(own_mirror, env, "2021-02"):
-            with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            with (
+                dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance,
+                ExitStack() as stack,
+            ):
                 holding = {held.run_id: held for held in held_slots(instance)}
                 assert len(holding) == 2, holding
                 (dead,) = [held for held in holding.values() if held.orphaned]
@@ -90,8 +104,17 @@ def test_killed_cli_runs_slots_are_found_and_released_and_a_live_runs_are_not(
                 assert (live.status, live.process_alive) == ("STARTED", True)
                 assert dead.steps == live.steps == ("downloads: raw__yellow_tripdata",)
 
+                # The pool of two is full: a third run waits, for good while nothing
+                # frees the dead run's slot.
+                third = stack.enter_context(cli_run("raw/yellow_tripdata", "2021-01", env))
+                wait_for(
+                    "the third run to wait for a downloads slot",
+                    lambda: pool_use(instance)[0].waiting == 1,
+                    timeout=120,
+                )
                 listed = taxi_cli(env, "slots", "--check")
                 assert listed.returncode == 1, listed
+                assert "pool downloads: 2 of 2 slots taken, 1 step(s) waiting" in listed.stdout
                 assert f"{dead.run_id}  STARTED  process {dead.pid} is gone  ORPHANED" in (
                     listed.stdout
                 )
@@ -106,6 +129,8 @@ def test_killed_cli_runs_slots_are_found_and_released_and_a_live_runs_are_not(
                 assert "(marked failed): freed downloads: raw__yellow_tripdata" in (released.stdout)
                 run = instance.get_run_by_id(dead.run_id)
                 assert run is not None and run.status == dg.DagsterRunStatus.FAILURE
+                # The freed slot goes to the waiting run, which downloads and ends.
+                assert third.wait(timeout=180) == 0
                 assert [held.run_id for held in held_slots(instance)] == [live.run_id]
                 assert taxi_cli(env, "slots", "--check").returncode == 0
 

@@ -11,10 +11,13 @@ import sys
 def _runs_slots(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from taxi_assets.run_slots import held_slots
+    from taxi_assets.run_slots import held_slots, pool_use
 
     with dg.DagsterInstance.get() as instance:
+        pools = pool_use(instance)
         holding = held_slots(instance)
+    for use in pools:
+        print(use.line())
     if not holding:
         print("no run holds a pool slot")
         return 0
