@@ -338,3 +338,63 @@ def test_a_month_before_a_service_existed_does_not_wait_for_it(
         "warehouse/fhv_tripdata",
         "warehouse/taxi_zones",
     }
+
+
+TRIPS_VIEW = "analytics/trips"
+
+
+def test_the_trips_view_reads_every_service_and_services_loaded_later(
+    mirror: FaultyMirror,
+    tmp_path: Path,
+    pg_url: str,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Materialized once with yellow (two months) and FHVHV loaded: green and FHV get
+    their empty tables, and green loaded afterwards shows in the view by itself."""
+    monkeypatch.setenv("TAXI_LAKE_URL", str(tmp_path / "lake"))
+    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+    for month in ("2021-01", "2021-02"):
+        assert run(trips("yellow"), resources, instance, month).success
+    assert run(trips("fhvhv"), resources, instance, "2021-01").success
+    result = run(TRIPS_VIEW, resources, instance)
+    meta = materialization_metadata(result, TRIPS_VIEW)
+    assert meta["tables_created_empty"] == "green, fhv"
+    assert "CREATE VIEW" in meta["definition"]
+
+    def in_view() -> dict[tuple[str, str], tuple[int, float | None]]:
+        with engine_for(pg_url).connect() as connection:
+            rows = connection.exec_driver_sql(
+                "SELECT service, to_char(partition_month, 'YYYY-MM'), count(*), sum(revenue) "
+                "FROM analytics.trips GROUP BY 1, 2"
+            ).all()
+        return {(s, m): (n, None if r is None else float(r)) for s, m, n, r in rows}
+
+    yellow = warehouse_counts(pg_url, "yellow_tripdata")
+    with engine_for(pg_url).connect() as connection:
+        paid = connection.exec_driver_sql(
+            "SELECT sum(total_amount) FROM warehouse.yellow_tripdata "
+            "WHERE partition_month = DATE '2021-01-01'"
+        ).scalar()
+    assert paid is not None
+    view = in_view()
+    assert set(view) == {("yellow", "2021-01"), ("yellow", "2021-02"), ("fhvhv", "2021-01")}
+    assert view[("yellow", "2021-01")][0] == yellow["2021-01"]
+    assert view[("yellow", "2021-01")][1] == pytest.approx(float(paid))
+    assert view[("fhvhv", "2021-01")][0] == warehouse_counts(pg_url, "fhvhv_tripdata")["2021-01"]
+
+    # A filter on the month reaches each trip table's month partition only.
+    with engine_for(pg_url).connect() as connection:
+        plan = "\n".join(
+            row[0]
+            for row in connection.exec_driver_sql(
+                "EXPLAIN SELECT count(*) FROM analytics.trips "
+                "WHERE partition_month = DATE '2021-01-01'"
+            )
+        )
+    assert "yellow_tripdata_2021_01" in plan and "yellow_tripdata_2021_02" not in plan
+
+    # Green, loaded after: its warehouse asset takes the empty table, the view shows it.
+    assert run(trips("green"), resources, instance, "2021-01").success
+    green = warehouse_counts(pg_url, "green_tripdata")["2021-01"]
+    assert in_view()[("green", "2021-01")][0] == green

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from taxi_assets.services import SERVICES
 from taxi_assets_tests.bq_emulator import BigQueryEmulator, EmulatedProject
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import (
@@ -293,3 +294,30 @@ def test_analytics_waits_for_every_warehouse_table(
     assert failure is not None
     assert "warehouse.green_tripdata" in failure.message
     assert "warehouse.taxi_zones" in failure.message
+
+
+def test_the_trips_view_reads_every_service_and_services_loaded_later(
+    mirror: FaultyMirror, tmp_path: Path, bq_project: EmulatedProject, instance: dg.DagsterInstance
+) -> None:
+    """As in PostgreSQL (test_analytics.py): one materialization; green and FHV get empty
+    tables; green loaded afterwards shows in the view by itself."""
+    resources = bigquery_resources(mirror.url, tmp_path / "lake", bq_project.url)
+    for service in ("yellow", "fhvhv"):  # one run each: their partitions differ
+        assert run(trip_keys(service), resources, instance, "2021-01").success
+    result = run("analytics/trips", resources, instance)
+    meta = materialization_metadata(result, "analytics/trips")
+    assert meta["tables_created_empty"] == "green, fhv"
+    assert bq_project.table("analytics.trips").table_type == "VIEW"
+
+    def in_view() -> dict[str, int]:
+        rows = bq_project.rows(
+            "SELECT service, COUNT(*) AS n FROM `{project}.analytics.trips` "
+            "WHERE partition_month = DATE '2021-01-01' GROUP BY 1"
+        )
+        return {row["service"]: row["n"] for row in rows}
+
+    counts = {s: bq_project.month_counts(f"{s}_tripdata").get("2021-01") for s in SERVICES}
+    assert in_view() == {"yellow": counts["yellow"], "fhvhv": counts["fhvhv"]}
+    assert counts["green"] is None and counts["fhv"] is None  # empty tables
+    assert run(trip_keys("green"), resources, instance, "2021-01").success
+    assert in_view()["green"] == bq_project.month_counts("green_tripdata")["2021-01"]

@@ -22,6 +22,7 @@ EXPECTED_KEYS = {
     "lake/taxi_zones",
     "warehouse/taxi_zones",
     "analytics/monthly_zone_stats",
+    "analytics/trips",
 }
 
 
@@ -146,7 +147,11 @@ def test_automation_follows_data_versions_never_code_versions() -> None:
         condition = graph.get(key).automation_condition
         if condition is not None:
             followers[key.to_user_string()] = condition
-    assert set(followers) == {k for k in EXPECTED_KEYS if not k.startswith("raw/")}
+    # Raw files come from the schedules and the sensor; the view of every service's
+    # trips is materialized once (new months appear in it by themselves).
+    assert set(followers) == {
+        k for k in EXPECTED_KEYS if not k.startswith("raw/") and k != "analytics/trips"
+    }
     for name, condition in followers.items():
         names = condition_names(condition)
         assert "data_version_changed" in names, name

@@ -21,6 +21,7 @@ from taxi_assets.assets.analytics.stats_columns import (
     column_schema,
 )
 from taxi_assets.assets.analytics.stats_table import MonthStats, replace_month
+from taxi_assets.assets.analytics.trips_view_asset import build_trips_view_asset
 from taxi_assets.assets.trips import OWNERS
 from taxi_assets.automation.conditions import follow_upstream
 from taxi_assets.io_managers.arrow_stats import row_count_metadata
@@ -192,4 +193,4 @@ def build_analytics_assets(
             }
         )
 
-    return [monthly_zone_stats]
+    return [monthly_zone_stats, build_trips_view_asset(engine)]
