@@ -186,6 +186,15 @@ def test_unknown_column_is_rejected_and_nothing_reaches_the_lake(
 ) -> None:
     target = Path(own_mirror.root) / "green" / "green_tripdata_2021-01.csv.gz"
     add_column(target, "mystery_fee", "1.5")
+    error = green_lake_step_error(own_mirror, tmp_path, instance)
+    assert "mystery_fee" in error and "green_tripdata_2021-01.csv.gz" in error
+
+
+def green_lake_step_error(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> str:
+    """Runs raw and lake of green 2021-01, which must fail writing nothing to the lake;
+    the failure's message."""
     lake = tmp_path / "lake"
     result = run(
         ["raw/green_tripdata", "lake/green_tripdata"],
@@ -195,11 +204,10 @@ def test_unknown_column_is_rejected_and_nothing_reaches_the_lake(
         raise_on_error=False,
     )
     assert not result.success
-    error = str(result.get_step_failure_events()[0].step_failure_data.error)
-    assert "mystery_fee" in error and "green_tripdata_2021-01.csv.gz" in error
     assert not (lake / "lake").exists() or not [
         p for p in (lake / "lake").rglob("*") if p.is_file()
     ]
+    return str(result.get_step_failure_events()[0].step_failure_data.error)
 
 
 def test_quoted_line_break_is_rejected_naming_its_line(
@@ -213,21 +221,9 @@ def test_quoted_line_break_is_rejected_naming_its_line(
     fields[3] = f'"{fields[3]}\nY"'  # store_and_fwd_flag
     lines[5] = ",".join(fields)
     target.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
-    lake = tmp_path / "lake"
-    result = run(
-        ["raw/green_tripdata", "lake/green_tripdata"],
-        pipeline_resources(own_mirror.url, lake),
-        instance,
-        MONTH,
-        raise_on_error=False,
-    )
-    assert not result.success
-    error = str(result.get_step_failure_events()[0].step_failure_data.error)
+    error = green_lake_step_error(own_mirror, tmp_path, instance)
     assert "green_tripdata_2021-01.csv.gz: parsed" in error, error
     assert "a quoted value opened on line 6 holds a line break" in error
-    assert not (lake / "lake").exists() or not [
-        p for p in (lake / "lake").rglob("*") if p.is_file()
-    ]
 
 
 def test_zones_keep_na_text(
