@@ -360,7 +360,7 @@ def test_the_trips_view_reads_every_service_and_services_loaded_later(
     result = run(TRIPS_VIEW, resources, instance)
     meta = materialization_metadata(result, TRIPS_VIEW)
     assert meta["tables_created_empty"] == "green, fhv"
-    assert "CREATE VIEW" in meta["definition"]
+    assert "CREATE OR REPLACE VIEW" in meta["definition"]
 
     def in_view() -> dict[tuple[str, str], tuple[int, float | None]]:
         with engine_for(pg_url).connect() as connection:
@@ -398,3 +398,49 @@ def test_the_trips_view_reads_every_service_and_services_loaded_later(
     assert run(trips("green"), resources, instance, "2021-01").success
     green = warehouse_counts(pg_url, "green_tripdata")["2021-01"]
     assert in_view()[("green", "2021-01")][0] == green
+
+
+def test_the_trips_view_keeps_its_grants_and_replaces_an_older_shape(
+    mirror: FaultyMirror,
+    tmp_path: Path,
+    pg_url: str,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TAXI_LAKE_URL", str(tmp_path / "lake"))
+    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+    assert run(TRIPS_VIEW, resources, instance).success
+    engine = engine_for(pg_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE ROLE bi_tool NOLOGIN")
+        connection.exec_driver_sql("GRANT SELECT ON analytics.trips TO bi_tool")
+
+    def bi_tool_reads() -> bool:
+        with engine.connect() as connection:
+            return bool(
+                connection.exec_driver_sql(
+                    "SELECT has_table_privilege('bi_tool', 'analytics.trips', 'SELECT')"
+                ).scalar()
+            )
+
+    assert run(TRIPS_VIEW, resources, instance).success
+    assert bi_tool_reads()  # replaced in place: the grant made on it holds
+    # A view of an earlier shape (a column of another type): dropped and created again.
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP VIEW analytics.trips")
+        connection.exec_driver_sql("CREATE VIEW analytics.trips AS SELECT 1 AS service")
+    result = run(TRIPS_VIEW, resources, instance)
+    assert result.success
+    with engine.connect() as connection:
+        columns = (
+            connection.exec_driver_sql(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = 'analytics' AND table_name = 'trips' ORDER BY ordinal_position"
+            )
+            .scalars()
+            .all()
+        )
+    assert columns[:3] == ["service", "partition_month", "pickup_datetime"]
+    logs = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert any('"analytics"."trips" changed shape' in m for m in logs), logs
+    engine.dispose()

@@ -112,15 +112,24 @@ def ensure_trip_tables_postgres(
 def replace_view_postgres(
     engine: sa.Engine, waits: LockWaits, log: Callable[[str], None] = lambda _: None
 ) -> str:
-    """Drop and create the view in one transaction (a column's type may have changed,
-    which CREATE OR REPLACE refuses); the statement run."""
+    """Create or replace the view, keeping the grants made on it; when a column changed
+    type (which CREATE OR REPLACE refuses), drop and create it, in the same transaction.
+    The statement run."""
     view = qualified(ANALYTICS_SCHEMA, TRIPS_VIEW)
-    statement = f"CREATE VIEW {view} AS\n{view_sql(POSTGRES_SQL, trip_table)}"
+    select = view_sql(POSTGRES_SQL, trip_table)
+    statement = f"CREATE OR REPLACE VIEW {view} AS\n{select}"
 
     def replace(connection: sa.Connection) -> None:
         connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {ident(ANALYTICS_SCHEMA)}")
-        connection.exec_driver_sql(f"DROP VIEW IF EXISTS {view}")
-        connection.exec_driver_sql(statement)
+        try:
+            with connection.begin_nested():
+                connection.exec_driver_sql(statement)
+        except sa.exc.DBAPIError as error:
+            if _sqlstate(error) != INVALID_TABLE_DEFINITION:
+                raise
+            log(f"{view} changed shape ({error.orig}): dropped and created again")
+            connection.exec_driver_sql(f"DROP VIEW {view}")
+            connection.exec_driver_sql(f"CREATE VIEW {view} AS\n{select}")
         for column in VIEW_COLUMNS:
             text = column.description.replace("'", "''")
             connection.exec_driver_sql(f"COMMENT ON COLUMN {view}.{ident(column.name)} IS '{text}'")
@@ -136,6 +145,15 @@ def replace_view_postgres(
             log=log,
         )
     return statement
+
+
+# "cannot change data type of view column", "cannot drop columns from view".
+INVALID_TABLE_DEFINITION = "42P16"
+
+
+def _sqlstate(error: sa.exc.DBAPIError) -> str | None:
+    original = error.orig
+    return getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
 
 
 def trip_stream_schema(service: str) -> pa.Schema:
