@@ -15,8 +15,11 @@ A run started by ``dagster asset materialize`` has no such watcher and stays STA
 
 from __future__ import annotations
 
+import os
+import socket
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import psutil
@@ -31,13 +34,43 @@ ENDED = {
 }
 
 
+# Where a run's steps execute, as the run tags it (record_run_host): a process id means
+# something only on that host and in that PID namespace (a container or pod has its own).
+RUN_HOST_TAG = "taxi/run_host"
+
+
+def this_host() -> str:
+    """This machine and PID namespace: host name, boot id and PID namespace (Linux)."""
+    parts = [socket.gethostname()]
+    try:
+        parts.append("boot " + Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    except OSError:  # not Linux: the host name is all there is
+        pass
+    return " ".join(parts)
+
+
+def record_run_host(instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
+    """Tag ``run`` with :func:`this_host` (once): the steps that take pool slots call it,
+    so that `runs slots` can tell a dead run from one running elsewhere."""
+    if RUN_HOST_TAG not in run.tags:
+        instance.add_run_tags(run.run_id, {RUN_HOST_TAG: this_host()})
+
+
 @dataclass(frozen=True)
 class HeldSlots:
     run_id: str
     status: str  # the run's Dagster status, "unknown" when the run was deleted
     steps: tuple[str, ...]  # "pool: step key" for each slot the run holds
     pid: int | None  # the run worker's process id, when the run recorded it
-    process_alive: bool | None  # on this machine; None when there is no pid
+    process_alive: bool | None  # None: no pid, or the run ran elsewhere (`host`)
+    host: str | None = None  # where the run's steps ran (RUN_HOST_TAG), when recorded
+
+    @property
+    def elsewhere(self) -> bool:
+        """The run ran on another machine or in another container: its pid means nothing
+        here (a run that recorded no host is taken as elsewhere too)."""
+        return self.host != this_host()
 
     @property
     def orphaned(self) -> bool:
@@ -90,13 +123,16 @@ def held_slots(instance: dg.DagsterInstance) -> list[HeldSlots]:
     for run_id, steps in by_run.items():
         run = instance.get_run_by_id(run_id)
         worker = run_worker_process(instance, run_id) if run else None
+        host = run.tags.get(RUN_HOST_TAG) if run else None
+        here = host == this_host()
         found.append(
             HeldSlots(
                 run_id=run_id,
                 status=run.status.value if run else "unknown",
                 steps=tuple(sorted(steps)),
                 pid=worker[0] if worker else None,
-                process_alive=process_alive(*worker) if worker else None,
+                process_alive=process_alive(*worker) if worker and here else None,
+                host=host,
             )
         )
     return found
@@ -110,8 +146,9 @@ def release(instance: dg.DagsterInstance, run_id: str, force: bool = False) -> H
     """Free the slots ``run_id`` holds; a run still STARTED whose process is gone is
     first marked failed (so the UI, run retries and sensors see it ended).
 
-    Refuses a run whose process still runs here, and a STARTED run that recorded no process
-    id, unless ``force``: the process may run on another machine, which this cannot see.
+    Refuses a run whose process still runs here; and, unless ``force``, a run still in
+    progress that ran on another machine or container (or recorded none): this cannot see
+    whether its process lives. A CANCELING run is marked canceled.
     """
     holding = {held.run_id: held for held in held_slots(instance)}
     held = holding.get(run_id)
@@ -123,17 +160,20 @@ def release(instance: dg.DagsterInstance, run_id: str, force: bool = False) -> H
             "machine: terminate the run (UI or `dagster run terminate`) instead"
         )
     if not held.orphaned and not force:
+        where = f"ran on {held.host}, not here ({this_host()})" if held.host else "recorded no host"
         raise ReleaseRefused(
-            f"run {run_id} is {held.status} and recorded no process id: if its process is "
-            "gone (another machine, a crash), say so with --force"
+            f"run {run_id} is {held.status} and {where}: this cannot see whether its "
+            "process lives. If it is gone, say so with --force"
         )
     run = instance.get_run_by_id(run_id)
+    gone = f"process {held.pid} is gone" if held.process_alive is False else "--force"
+    message = (
+        f"Ended by `taxi_assets.cli runs release` ({gone}); its pool slots "
+        f"({', '.join(held.steps)}) were freed."
+    )
     if run is not None and run.status == dg.DagsterRunStatus.STARTED:
-        gone = f"process {held.pid} is gone" if held.pid else "its process is gone (--force)"
-        instance.report_run_failed(
-            run,
-            f"Marked failed by `taxi_assets.cli runs release`: the run's {gone}; its pool "
-            f"slots ({', '.join(held.steps)}) were freed.",
-        )
+        instance.report_run_failed(run, message)
+    elif run is not None and run.status == dg.DagsterRunStatus.CANCELING:
+        instance.report_run_canceled(run, message)
     instance.event_log_storage.free_concurrency_slots_for_run(run_id)
     return held

@@ -394,6 +394,11 @@ def test_the_trips_view_reads_every_service_and_services_loaded_later(
         )
     assert "yellow_tripdata_2021_01" in plan and "yellow_tripdata_2021_02" not in plan
 
+    # The monthly stats leave the services with empty tables out, as without a table.
+    assert run(ZONES, resources, instance).success
+    stats = materialization_metadata(run(STATS, resources, instance, "2021-01"), STATS)
+    assert (stats["services"], stats["services_not_loaded"]) == ("yellow, fhvhv", "-")
+
     # Green, loaded after: its warehouse asset takes the empty table, the view shows it.
     assert run(trips("green"), resources, instance, "2021-01").success
     green = warehouse_counts(pg_url, "green_tripdata")["2021-01"]

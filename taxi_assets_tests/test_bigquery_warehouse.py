@@ -319,5 +319,10 @@ def test_the_trips_view_reads_every_service_and_services_loaded_later(
     counts = {s: bq_project.month_counts(f"{s}_tripdata").get("2021-01") for s in SERVICES}
     assert in_view() == {"yellow": counts["yellow"], "fhvhv": counts["fhvhv"]}
     assert counts["green"] is None and counts["fhv"] is None  # empty tables
+    # ... which the monthly stats leave out, as missing ones (they count rows).
+    from taxi_assets.assets.analytics.stats_table_bigquery import loaded_services
+
+    with bq_project.client() as client:
+        assert loaded_services(client, client.project)[0] == ["yellow", "fhvhv"]
     assert run(trip_keys("green"), resources, instance, "2021-01").success
     assert in_view()["green"] == bq_project.month_counts("green_tripdata")["2021-01"]

@@ -20,8 +20,12 @@ from pathlib import Path
 import dagster as dg
 from upath import UPath
 
-from taxi_assets.run_slots import held_slots, pool_use
-from taxi_assets.storage.leftovers import STALE_AFTER_SECONDS, remove_stale_staging
+from taxi_assets.run_slots import RUN_HOST_TAG, held_slots, pool_use, this_host
+from taxi_assets.storage.leftovers import (
+    STALE_AFTER_SECONDS,
+    remove_stale_downloads,
+    remove_stale_staging,
+)
 from taxi_assets.storage.publish import local_staging_dir, staging_name
 from taxi_assets_tests.faults_support import (
     REPO,
@@ -124,6 +128,17 @@ def test_killed_cli_runs_slots_are_found_and_released_and_a_live_runs_are_not(
                 assert refused.returncode == 1
                 assert f"its process {live.pid} still runs on this machine" in refused.stderr
 
+                # Seen from another container or machine (as if the run had tagged another
+                # host): its process cannot be looked at, so it is no orphan without --force.
+                elsewhere = "other-host boot 0 pid:[1]"
+                instance.add_run_tags(dead.run_id, {RUN_HOST_TAG: elsewhere})
+                listed = taxi_cli(env, "slots")
+                assert f"process {dead.pid} elsewhere ({elsewhere})  in use" in listed.stdout
+                refused = taxi_cli(env, "release", dead.run_id)
+                assert refused.returncode == 1
+                assert f"ran on {elsewhere}, not here" in refused.stderr
+                instance.add_run_tags(dead.run_id, {RUN_HOST_TAG: this_host()})
+
                 released = taxi_cli(env, "release", dead.run_id)
                 assert released.returncode == 0, released.stderr
                 assert "(marked failed): freed downloads: raw__yellow_tripdata" in (released.stdout)
@@ -199,3 +214,24 @@ def test_stale_staging_files_of_the_same_file_are_removed_before_the_next_write(
     backdate(fresh, STALE_AFTER_SECONDS + 60)
     assert local_staging_dir(dest) == month
     assert not fresh.exists() and other.exists()
+
+
+def test_only_our_own_stale_download_folders_are_removed(tmp_path: Path) -> None:
+    """The temporary folder is shared: a look-alike name, a link or another program's
+    folder stays, and nothing there fails the cleanup."""
+    ours = tmp_path / "taxi-raw-ab12cd_9"  # tempfile.mkdtemp's shape
+    ours.mkdir()
+    (ours / ".yellow_tripdata_2021-01.csv.gz.part").write_bytes(b"half")
+    look_alike = tmp_path / "taxi-raw-exports-for-analysis"
+    look_alike.mkdir()
+    (look_alike / "notes.csv").write_text("a,b\n")
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    link = tmp_path / "taxi-raw-linkxxxx"
+    link.symlink_to(target, target_is_directory=True)
+    for path in (ours, look_alike, target):
+        backdate(path, STALE_AFTER_SECONDS + 60)
+    said: list[str] = []
+    assert remove_stale_downloads(tmp_path, said.append) == [ours]
+    assert look_alike.exists() and link.is_symlink() and target.exists()
+    assert len(said) == 1

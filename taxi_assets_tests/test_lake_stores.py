@@ -423,3 +423,12 @@ def test_a_damaged_page_of_a_lake_file_fails_the_read_naming_it(
     with pytest.raises(LakeFileDamaged, match=r"month\.parquet is damaged \(.*CRC checksum"):
         for _ in month.to_batches():
             pass
+
+    # A damaged page header (the CRC covers the page's data only) is damage too.
+    damaged = bytearray(written.read_bytes())
+    damaged[start + 2] ^= 0xFF
+    (tmp_path / "damaged.parquet").write_bytes(bytes(damaged))
+    publish_file(tmp_path / "damaged.parquet", dest)
+    with pytest.raises(LakeFileDamaged, match=r"month\.parquet is damaged"):
+        for _ in LakeFiles.at(filesystem, native).to_batches():
+            pass

@@ -26,6 +26,7 @@ from taxi_assets.io_managers.arrow_stats import row_count_metadata
 from taxi_assets.io_managers.raw_files import KeptRevision, StagedFile
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.source import TaxiSourceResource
+from taxi_assets.run_slots import record_run_host
 from taxi_assets.storage.leftovers import remove_stale_downloads
 from taxi_assets.storage.revision_manifest import Revision, utc_now
 from taxi_assets.storage.revision_updates import PinChange, repair
@@ -76,6 +77,7 @@ def fetch_published_file(
     config: RawRevisionConfig,
 ) -> dg.Output:
     """The output of one raw materialization; its data version is the bytes' sha256."""
+    record_run_host(context.instance, context.run)  # before the download pool's slot matters
     # Download folders of killed runs (every raw step looks, downloading or not).
     remove_stale_downloads(Path(tempfile.gettempdir()), log=context.log.warning)
     slot = slot_for(lake.root(), context.asset_key.path, wanted.partition_key)

@@ -29,6 +29,7 @@ from taxi_assets.io_managers.table_load import ParquetPart, ParquetTableLoad, la
 from taxi_assets.partitions import parse_month
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.source import TaxiSourceResource
+from taxi_assets.run_slots import record_run_host
 from taxi_assets.services import LAYERS, Layer, Service
 from taxi_assets.warehouse_engine import BIGQUERY, POSTGRES, WarehouseEngine
 
@@ -193,6 +194,7 @@ def build_trip_assets(
     def warehouse(
         context: dg.AssetExecutionContext, lake_months: dict[str, LakeFiles]
     ) -> ParquetTableLoad:
+        record_run_host(context.instance, context.run)  # it holds a `warehouse` pool slot
         schema = warehouse_stream_schema(warehouse_schema(contract))
 
         def batches() -> Iterator[pa.RecordBatch]:

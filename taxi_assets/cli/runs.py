@@ -24,6 +24,8 @@ def _runs_slots(args: argparse.Namespace) -> int:
     for held in holding:
         if held.pid is None:
             process = "no process id recorded"
+        elif held.process_alive is None:
+            process = f"process {held.pid} elsewhere ({held.host or 'host not recorded'})"
         else:
             process = f"process {held.pid} {'runs' if held.process_alive else 'is gone'}"
         verdict = "ORPHANED: `runs release` frees it" if held.orphaned else "in use"
@@ -44,7 +46,10 @@ def _runs_release(args: argparse.Namespace) -> int:
         except ReleaseRefused as refused:
             print(f"error: {refused}", file=sys.stderr)
             return 1
-    marked = " (marked failed)" if held.status == dg.DagsterRunStatus.STARTED.value else ""
+    marked = {
+        dg.DagsterRunStatus.STARTED.value: " (marked failed)",
+        dg.DagsterRunStatus.CANCELING.value: " (marked canceled)",
+    }.get(held.status, "")
     print(f"run {held.run_id}{marked}: freed {', '.join(held.steps)}")
     return 0
 

@@ -42,11 +42,20 @@ class LakeFileDamaged(RuntimeError):
     """A page of a lake file fails its CRC: its bytes changed after they were written."""
 
 
+# Arrow's words for a page whose CRC fails (the lake writes one per page), a compressed
+# page that does not decompress, and a page header that does not parse (a CRC covers the
+# page's data, not its header).
+_DAMAGE = (
+    "CRC checksum verification failed",
+    "decompression failed",
+    "Deserializing page header failed",
+    "Couldn't deserialize thrift",
+    "Page was smaller than expected",
+)
+
+
 def _is_damage(error: Exception) -> bool:
-    # Arrow's words for a page whose CRC fails (the lake writes one per page), and for a
-    # compressed page that does not decompress (files without CRCs).
-    text = str(error)
-    return "CRC checksum verification failed" in text or "decompression failed" in text
+    return any(words in str(error) for words in _DAMAGE)
 
 
 def file_version(filesystem: pafs.FileSystem, path: str) -> Version:

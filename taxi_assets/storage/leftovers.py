@@ -12,8 +12,10 @@ live write updates its file's time continuously, so only dead ones are that old.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +25,10 @@ from pathlib import Path
 STALE_AFTER_SECONDS = 3 * 3600
 # staging_name()'s form: ".<destination name>.<12 hex digits>.tmp".
 _STAGING = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{12}\.tmp$")
-# Folders of fetch._download (and of revision_files.adopt_file).
+# Folders of fetch._download (and of revision_files.adopt_file): tempfile.mkdtemp's names,
+# the prefix and 8 characters of its alphabet, nothing longer.
 DOWNLOAD_PREFIXES = ("taxi-raw-", "taxi-adopt-")
+_DOWNLOAD_FOLDER = re.compile(r"^(?:taxi-raw-|taxi-adopt-)[a-z0-9_]{8}$")
 
 _log = logging.getLogger(__name__)
 
@@ -38,6 +42,7 @@ def _newest_write(path: Path) -> float:
 
 
 def _remove(path: Path, log: Callable[[str], None], now: float) -> bool:
+    """Remove ``path`` if stale; a cleanup that fails is logged, never the run's failure."""
     try:
         age = now - _newest_write(path)
         if age < STALE_AFTER_SECONDS:
@@ -48,8 +53,21 @@ def _remove(path: Path, log: Callable[[str], None], now: float) -> bool:
             path.unlink()
     except FileNotFoundError:  # removed meanwhile by another run cleaning up too
         return False
+    except OSError as error:  # another user's, or a folder that changed under us
+        log(f"could not remove {path}, left by a killed run: {error}")
+        return False
     log(f"removed {path}, left by a killed run (untouched for {age / 3600:.1f} h)")
     return True
+
+
+def _ours(path: Path) -> bool:
+    """A real folder (not a link) of this user: another program's or user's entry of a
+    like name in the shared temporary folder is none of our business."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
 
 
 def remove_stale_staging(
@@ -71,10 +89,9 @@ def remove_stale_downloads(folder: Path, log: Callable[[str], None] = _log.warni
     download touched for ``STALE_AFTER_SECONDS``; the paths removed."""
     now = time.time()
     removed = []
-    for prefix in DOWNLOAD_PREFIXES:
-        for path in folder.glob(f"{prefix}*"):
-            if path.is_dir() and _remove(path, log, now):
-                removed.append(path)
+    for path in folder.iterdir():
+        if _DOWNLOAD_FOLDER.match(path.name) and _ours(path) and _remove(path, log, now):
+            removed.append(path)
     return removed
 
 

@@ -30,6 +30,7 @@ from taxi_assets.pg.partitions import tree_bytes
 from taxi_assets.resources.bigquery import BigQueryWarehouse
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.postgres import PostgresResource
+from taxi_assets.run_slots import record_run_host
 from taxi_assets.services import SERVICES, zone_key
 from taxi_assets.storage.publish import local_staging_dir, publish_file, staging_name
 from taxi_assets.warehouse_engine import BIGQUERY, POSTGRES, WarehouseEngine
@@ -138,6 +139,7 @@ def build_analytics_assets(
         warehouse: dg.ResourceParam[PostgresResource | BigQueryWarehouse],
         lake: LakeResource,
     ) -> dg.MaterializeResult:
+        record_run_host(context.instance, context.run)  # it holds a `warehouse` pool slot
         month_key = context.partition_key
         month = parse_month(month_key)
         started = time.monotonic()
@@ -146,7 +148,8 @@ def build_analytics_assets(
         skipped = [s for s in SERVICES if s not in stats.services]
         if skipped:
             context.log.info(
-                f"no warehouse table yet for {', '.join(skipped)}: left out of {month_key}"
+                f"nothing in the warehouse yet for {', '.join(skipped)} (no table, or an "
+                f"empty one): left out of {month_key}"
             )
         # A service whose table exists but holds nothing of the month: not loaded yet (a
         # run by hand; automation waits for every service that has the month).

@@ -78,10 +78,16 @@ def _exists(connection: sa.Connection, table: str) -> bool:
 
 
 def loaded_services(connection: sa.Connection) -> tuple[list[str], list[str]]:
-    """(services whose warehouse table exists, the tables that are missing). A service
-    without a table is left out of the stats (the month may predate it, or it is not
-    loaded at all); the zones are needed for every service."""
-    services = [s for s in SERVICES if _exists(connection, trip_table(s))]
+    """(services whose warehouse table holds rows, the tables that are missing). A service
+    without a table, or with an empty one (``analytics/trips`` creates those of services
+    not loaded yet), is left out of the stats: the month may predate it, or it is not
+    loaded at all. The zones are needed for every service."""
+    services = [
+        s
+        for s in SERVICES
+        if _exists(connection, trip_table(s))
+        and connection.exec_driver_sql(f"SELECT EXISTS (SELECT 1 FROM {trip_table(s)})").scalar()
+    ]
     missing = [f"{WAREHOUSE_SCHEMA}.{SERVICES[s].dataset}" for s in SERVICES if s not in services]
     if not _exists(connection, qualified(WAREHOUSE_SCHEMA, ZONES_DATASET)):
         missing.append(f"{WAREHOUSE_SCHEMA}.{ZONES_DATASET}")

@@ -50,11 +50,28 @@ def _exists(client: bigquery.Client, name: TableName) -> bool:
     return True
 
 
+def _row_count(client: bigquery.Client, name: TableName) -> int:
+    """Rows of the table (0 when missing): its metadata's count, asked of the table itself
+    when that says none (rows still in the streaming buffer; the emulator keeps none)."""
+    try:
+        counted = int(client.get_table(name.table_id).num_rows or 0)
+    except NotFound:
+        return 0
+    if counted:
+        return counted
+    rows = list(
+        run_query(client, f"SELECT COUNT(*) AS n FROM (SELECT 1 FROM {name.sql()} LIMIT 1)")
+    )
+    return int(rows[0]["n"])
+
+
 def loaded_services(client: bigquery.Client, project: str) -> tuple[list[str], list[str]]:
     """(services whose warehouse table exists, the tables that are missing), as
     ``stats_table.loaded_services`` in PostgreSQL: a service without a table is left out."""
     tables = {s: TableName(project, WAREHOUSE_DATASET, SERVICES[s].dataset) for s in SERVICES}
-    services = [s for s, name in tables.items() if _exists(client, name)]
+    # An empty table (analytics/trips creates those of services not loaded yet) is left
+    # out like a missing one.
+    services = [s for s, name in tables.items() if _row_count(client, name)]
     missing = [tables[s].short for s in SERVICES if s not in services]
     zones = TableName(project, WAREHOUSE_DATASET, ZONES_DATASET)
     if not _exists(client, zones):
