@@ -149,6 +149,13 @@ def test_old_tables_are_refused_then_converted_month_by_month_and_resumed(
     old_stats_table(engine)
     before = fingerprint(engine)
     assert [row[2] for row in before[:3]] == [ROWS[m] for m in MONTHS]
+    # An analyst's view over the old table (as analytics.trips is): it must not follow the
+    # rename to the old rows, nor keep them from being dropped.
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE VIEW analytics.yellow_months AS SELECT partition_month, count(*) AS n "
+            "FROM warehouse.yellow_tripdata GROUP BY 1"
+        )
 
     # A load into the old table stops with the way out, and changes nothing.
     resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
@@ -240,6 +247,15 @@ def test_old_tables_are_refused_then_converted_month_by_month_and_resumed(
             (f"warehouse.yellow_tripdata_{m.replace('-', '_')}", "source_file") for m in MONTHS
         ]
     assert migrate(pg_url).stdout.startswith("nothing to convert")
+    assert "analytics.yellow_months now reads the partitioned warehouse.yellow_tripdata" in first
+    with engine.connect() as connection:
+        months = connection.exec_driver_sql(
+            "SELECT to_char(partition_month, 'YYYY-MM'), n FROM analytics.yellow_months"
+        ).all()
+        definition = connection.exec_driver_sql(
+            "SELECT pg_get_viewdef('analytics.yellow_months'::regclass)"
+        ).scalar()
+    assert dict(months) == ROWS and "unpartitioned" not in str(definition)
 
     # Loads work again, and replace the month.
     loaded = run(keys, resources, instance, "2021-01")

@@ -182,7 +182,7 @@ def convert(
         if plain:
             with_lock_retries(
                 connection,
-                lambda c: _start(c, schema, table, layout),
+                lambda c: _start(c, schema, table, layout, log),
                 waits=waits,
                 what=f"Converting {schema}.{table}",
                 table=(schema, table),
@@ -213,9 +213,34 @@ def convert(
     return True
 
 
-def _start(connection: sa.Connection, schema: str, table: str, layout: TableLayout) -> None:
-    """Rename the plain table (and its indexes) out of the way; create the partitioned one."""
+def dependent_views(connection: sa.Connection, schema: str, table: str) -> list[tuple[str, str]]:
+    """(name, definition) of the views reading ``schema.table`` (``analytics.trips``...)."""
+    rows = connection.execute(
+        sa.text(
+            "SELECT DISTINCT v.oid::regclass::text, pg_get_viewdef(v.oid) "
+            "FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid "
+            "JOIN pg_class v ON v.oid = r.ev_class "
+            "WHERE d.refobjid = CAST(:table AS regclass) AND v.relkind = 'v'"
+        ),
+        {"table": qualified(schema, table)},
+    ).all()
+    return [(str(name), str(definition)) for name, definition in rows]
+
+
+def _start(
+    connection: sa.Connection,
+    schema: str,
+    table: str,
+    layout: TableLayout,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Rename the plain table (and its indexes) out of the way; create the partitioned one.
+    Views reading the table would follow the rename to the old rows (and keep them from
+    being dropped at the end): they are created again over the partitioned table."""
     legacy = legacy_name(table)
+    views = dependent_views(connection, schema, table)
+    for name, _ in views:
+        connection.exec_driver_sql(f"DROP VIEW {name}")
     for index in table_indexes(connection, schema, table):
         connection.exec_driver_sql(
             f"ALTER INDEX {qualified(schema, index.name)} "
@@ -224,6 +249,12 @@ def _start(connection: sa.Connection, schema: str, table: str, layout: TableLayo
     connection.exec_driver_sql(f"ALTER TABLE {qualified(schema, table)} RENAME TO {ident(legacy)}")
     columns = table_columns(connection, schema, legacy)
     create_table(connection, schema, table, [c.definition() for c in columns], layout)
+    for name, definition in views:
+        connection.exec_driver_sql(f"CREATE VIEW {name} AS {definition}")
+        log(
+            f"{name} now reads the partitioned {schema}.{table} (created again: grants made "
+            "on the view itself are to be made again)"
+        )
 
 
 def _column_type(connection: sa.Connection, schema: str, table: str, column: str) -> str:
