@@ -688,6 +688,15 @@ def test_an_empty_file_does_not_replace_a_loaded_month_unless_accepted(
     assert all_files(lake / "lake") == before
     assert pq.read_table(_lake_month(lake)).num_rows == ROWS
 
+    # Dagster's instance may forget the loads (runs deleted, a new DAGSTER_HOME): the lake
+    # file's own footer still says the month holds rows.
+    for record in instance.get_run_records():
+        instance.delete_run(record.dagster_run.run_id)
+    again = run_file_keys(own_mirror, lake, instance)
+    assert not again.success
+    assert f"the lake's 2021-01 holds {ROWS:,}" in failure_messages(again)
+    assert pq.read_table(_lake_month(lake)).num_rows == ROWS
+
     accepted = run(
         FILE_KEYS,
         pipeline_resources(own_mirror.url, lake),

@@ -76,12 +76,15 @@ def contract_stream(
     raw_key: dg.AssetKey,
     partition_key: str | None,
     accept_empty: bool = False,
+    lake_rows: Callable[[], int | None] = lambda: None,
 ) -> pa.RecordBatchReader:
     """The published file as a lazy stream of contract batches.
 
     Rows are counted as they pass and compared with the count taken while downloading,
     before the lake IO manager publishes anything: no row is lost silently. A file with
-    no rows does not replace a month that holds some, unless ``accept_empty``.
+    no rows does not replace a month that holds some, unless ``accept_empty``: as the
+    asset's last materialization says, or ``lake_rows()`` (the lake file's footer, which
+    holds even when Dagster's instance forgot the run).
     """
     expected = _expected_rows(context, raw_file, raw_key, partition_key)
     if isinstance(expected, int):
@@ -121,7 +124,7 @@ def contract_stream(
                 f"(counted while downloading){_mismatch_cause(raw_file)}; nothing was written"
             )
         if rows == 0 and not accept_empty:
-            _refuse_emptying(context, raw_file.name, partition_key)
+            _refuse_emptying(context, raw_file.name, partition_key, lake_rows)
         context.log.info(f"{raw_file.name}: {rows:,} rows parsed onto contract v{contract.version}")
 
     return pa.RecordBatchReader.from_batches(schema, batches())
@@ -152,11 +155,17 @@ def _mismatch_cause(raw_file: StoredFile) -> str:
 
 
 def _refuse_emptying(
-    context: dg.AssetExecutionContext, file_name: str, partition_key: str | None
+    context: dg.AssetExecutionContext,
+    file_name: str,
+    partition_key: str | None,
+    lake_rows: Callable[[], int | None],
 ) -> None:
-    """Fail when the asset's latest materialization of the partition held rows."""
+    """Fail when the asset's latest materialization of the partition held rows, or the
+    lake file it would replace does."""
     previous = latest_metadata(context.instance, context.asset_key, partition_key)
     held = previous.get("dagster/partition_row_count", previous.get("dagster/row_count"))
+    if not (isinstance(held, int) and held > 0):
+        held = lake_rows()
     if isinstance(held, int) and held > 0:
         what = f"{partition_key} " if partition_key else ""
         raise dg.Failure(

@@ -24,6 +24,7 @@ from taxi_assets.contracts import CONTRACTS
 from taxi_assets.instance_reads import materialized_partitions
 from taxi_assets.io_managers.arrow_stats import column_schema
 from taxi_assets.io_managers.lake_files import LakeFiles
+from taxi_assets.io_managers.parquet_lake import arrow_filesystem, month_file
 from taxi_assets.io_managers.raw_files import StoredFile
 from taxi_assets.io_managers.table_load import ParquetPart, ParquetTableLoad, lake_parts
 from taxi_assets.partitions import parse_month
@@ -75,6 +76,15 @@ def warehouse_metadata(service: Service, engine: WarehouseEngine = POSTGRES) -> 
         "dagster/table_name": f"warehouse.{service.dataset}",
         "dagster/column_schema": _column_schema(schema, engine),
     }
+
+
+def lake_month_rows(lake: LakeResource, key: dg.AssetKey, month: str) -> int | None:
+    """Rows of the month's lake file, from its footer; None when there is none."""
+    path = month_file(lake.root().joinpath(*key.path), month)
+    if not path.exists():
+        return None
+    filesystem, native = arrow_filesystem(path)
+    return LakeFiles.at(filesystem, native).count_rows()
 
 
 def layer_asset(
@@ -170,11 +180,21 @@ def build_trip_assets(
         ),
     )
     def lake(
-        context: dg.AssetExecutionContext, config: LakeConfig, raw_file: StoredFile
+        context: dg.AssetExecutionContext,
+        config: LakeConfig,
+        lake: LakeResource,
+        raw_file: StoredFile,
     ) -> pa.RecordBatchReader:
-        parse_month(context.partition_key)
+        month = context.partition_key
+        parse_month(month)
         return contract_stream(
-            context, raw_file, contract, raw_key, context.partition_key, config.accept_empty
+            context,
+            raw_file,
+            contract,
+            raw_key,
+            month,
+            config.accept_empty,
+            lake_rows=lambda: lake_month_rows(lake, context.asset_key, month),
         )
 
     @layer_asset(
