@@ -434,8 +434,10 @@ def test_the_trips_view_keeps_its_grants_and_replaces_an_older_shape(
     with engine.begin() as connection:
         connection.exec_driver_sql("DROP VIEW analytics.trips")
         connection.exec_driver_sql("CREATE VIEW analytics.trips AS SELECT 1 AS service")
+        connection.exec_driver_sql("GRANT SELECT ON analytics.trips TO bi_tool")
     result = run(TRIPS_VIEW, resources, instance)
     assert result.success
+    assert bi_tool_reads()  # dropped and created again, with the grant made on it
     with engine.connect() as connection:
         columns = (
             connection.exec_driver_sql(

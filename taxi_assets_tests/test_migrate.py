@@ -156,6 +156,8 @@ def test_old_tables_are_refused_then_converted_month_by_month_and_resumed(
             "CREATE VIEW analytics.yellow_months AS SELECT partition_month, count(*) AS n "
             "FROM warehouse.yellow_tripdata GROUP BY 1"
         )
+        connection.exec_driver_sql("CREATE ROLE months_reader NOLOGIN")
+        connection.exec_driver_sql("GRANT SELECT ON analytics.yellow_months TO months_reader")
 
     # A load into the old table stops with the way out, and changes nothing.
     resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
@@ -248,6 +250,10 @@ def test_old_tables_are_refused_then_converted_month_by_month_and_resumed(
         ]
     assert migrate(pg_url).stdout.startswith("nothing to convert")
     assert "analytics.yellow_months now reads the partitioned warehouse.yellow_tripdata" in first
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql(
+            "SELECT has_table_privilege('months_reader', 'analytics.yellow_months', 'SELECT')"
+        ).scalar()  # the grant made on the view came along
     with engine.connect() as connection:
         months = connection.exec_driver_sql(
             "SELECT to_char(partition_month, 'YYYY-MM'), n FROM analytics.yellow_months"

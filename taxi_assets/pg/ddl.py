@@ -259,3 +259,24 @@ def driver_cursor(connection: sa.Connection) -> psycopg.Cursor[Any]:
     if not isinstance(driver, psycopg.Connection):
         raise TypeError(f"expected a psycopg 3 connection, got {type(driver).__name__}")
     return driver.cursor()
+
+
+def grant_statements(connection: sa.Connection, relation: str) -> list[str]:
+    """The GRANTs that give back every privilege held on ``relation`` (a quoted, qualified
+    name) by a role other than its owner: what dropping and creating it again would lose."""
+    rows = connection.execute(
+        sa.text(
+            "SELECT a.privilege_type, "
+            "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END, "
+            "a.is_grantable "
+            "FROM pg_class c, aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee "
+            "WHERE c.oid = CAST(:relation AS regclass) AND a.grantee <> c.relowner "
+            "ORDER BY 2, 1"
+        ),
+        {"relation": relation},
+    ).all()
+    return [
+        f"GRANT {privilege} ON {relation} TO {grantee}"
+        + (" WITH GRANT OPTION" if grantable else "")
+        for privilege, grantee, grantable in rows
+    ]

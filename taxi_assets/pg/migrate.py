@@ -36,6 +36,7 @@ from taxi_assets.pg.ddl import (
     TableLayout,
     bounded_name,
     create_table,
+    grant_statements,
     ident,
     qualified,
     relation_kind,
@@ -236,9 +237,11 @@ def _start(
 ) -> None:
     """Rename the plain table (and its indexes) out of the way; create the partitioned one.
     Views reading the table would follow the rename to the old rows (and keep them from
-    being dropped at the end): they are created again over the partitioned table."""
+    being dropped at the end): they are created again over the partitioned table, with
+    the privileges granted on them."""
     legacy = legacy_name(table)
     views = dependent_views(connection, schema, table)
+    grants = {name: grant_statements(connection, name) for name, _ in views}
     for name, _ in views:
         connection.exec_driver_sql(f"DROP VIEW {name}")
     for index in table_indexes(connection, schema, table):
@@ -251,10 +254,9 @@ def _start(
     create_table(connection, schema, table, [c.definition() for c in columns], layout)
     for name, definition in views:
         connection.exec_driver_sql(f"CREATE VIEW {name} AS {definition}")
-        log(
-            f"{name} now reads the partitioned {schema}.{table} (created again: grants made "
-            "on the view itself are to be made again)"
-        )
+        for grant in grants[name]:
+            connection.exec_driver_sql(grant)
+        log(f"{name} now reads the partitioned {schema}.{table} (created again, its grants kept)")
 
 
 def _column_type(connection: sa.Connection, schema: str, table: str, column: str) -> str:

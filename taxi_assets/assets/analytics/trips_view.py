@@ -26,7 +26,7 @@ from taxi_assets.assets.contract_stream import warehouse_schema, warehouse_strea
 from taxi_assets.assets.trips import warehouse_metadata
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.postgres import table_layout
-from taxi_assets.pg.ddl import ensure_table, ident, qualified
+from taxi_assets.pg.ddl import ensure_table, grant_statements, ident, qualified
 from taxi_assets.pg.lock_retry import LockWaits, with_lock_retries
 from taxi_assets.services import SERVICES
 
@@ -128,8 +128,11 @@ def replace_view_postgres(
             if _sqlstate(error) != INVALID_TABLE_DEFINITION:
                 raise
             log(f"{view} changed shape ({error.orig}): dropped and created again")
+            grants = grant_statements(connection, view)
             connection.exec_driver_sql(f"DROP VIEW {view}")
             connection.exec_driver_sql(f"CREATE VIEW {view} AS\n{select}")
+            for grant in grants:
+                connection.exec_driver_sql(grant)
         for column in VIEW_COLUMNS:
             text = column.description.replace("'", "''")
             connection.exec_driver_sql(f"COMMENT ON COLUMN {view}.{ident(column.name)} IS '{text}'")
