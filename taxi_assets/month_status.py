@@ -157,11 +157,6 @@ def lake_files(lake_root: UPath, service: Service) -> dict[str, set[str]]:
     return found
 
 
-def lake_months(lake_root: UPath, service: Service) -> list[str]:
-    """The months with a lake file (``year=YYYY/month=MM/*.parquet``)."""
-    return sorted(lake_files(lake_root, service))
-
-
 def _lake(
     lake_root: UPath, service: Service, month: str, known: set[str] | None = None
 ) -> tuple[Layer | None, str | None]:

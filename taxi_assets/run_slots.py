@@ -67,12 +67,6 @@ class HeldSlots:
     host: str | None = None  # where the run's steps ran (RUN_HOST_TAG), when recorded
 
     @property
-    def elsewhere(self) -> bool:
-        """The run ran on another machine or in another container: its pid means nothing
-        here (a run that recorded no host is taken as elsewhere too)."""
-        return self.host != this_host()
-
-    @property
     def orphaned(self) -> bool:
         """The run holds slots but nothing can free them: it ended, or its process is gone."""
         return self.status in ENDED or self.process_alive is False
@@ -120,11 +114,12 @@ def held_slots(instance: dg.DagsterInstance) -> list[HeldSlots]:
         for slot in storage.get_concurrency_info(pool).claimed_slots:
             by_run[slot.run_id].append(f"{pool}: {slot.step_key}")
     found = []
+    here_host = this_host()
     for run_id, steps in by_run.items():
         run = instance.get_run_by_id(run_id)
         worker = run_worker_process(instance, run_id) if run else None
         host = run.tags.get(RUN_HOST_TAG) if run else None
-        here = host == this_host()
+        here = host == here_host
         found.append(
             HeldSlots(
                 run_id=run_id,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -273,6 +274,33 @@ def slow_link_to(pg_url: str, folder: Path, bytes_per_s: float) -> Iterator[str]
 
 
 # --- the dagster CLI ----------------------------------------------------------------------
+
+
+@contextmanager
+def process_group(
+    command: list[str], env: dict, stop: signal.Signals = signal.SIGKILL
+) -> Iterator[subprocess.Popen]:
+    """``command`` (output discarded) in a process group of its own, run from the
+    repository; at the end the group gets ``stop`` if it still runs, then SIGKILL after
+    30 s."""
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, stop)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
 
 
 def materialize_command(selection: str, partition: str) -> list[str]:

@@ -67,6 +67,16 @@ def loaded(
     return {"resources": resources, "lake": lake}
 
 
+@pytest.fixture
+def resources(
+    mirror: FaultyMirror, tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """The test services' resources, the lake in tmp_path (also as TAXI_LAKE_URL, which the
+    analytics asset reads for its chart)."""
+    monkeypatch.setenv("TAXI_LAKE_URL", str(tmp_path / "lake"))
+    return pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+
+
 def stats_rows(pg_url: str, month: str) -> list[dict[str, Any]]:
     engine = engine_for(pg_url)
     with engine.connect() as connection:
@@ -209,15 +219,11 @@ def test_missing_zones_or_trips_fail_clearly(
 
 
 def test_a_service_without_a_table_is_left_out(
-    mirror: FaultyMirror,
-    tmp_path: Path,
     pg_url: str,
     instance: dg.DagsterInstance,
-    monkeypatch: pytest.MonkeyPatch,
+    resources: dict[str, Any],
 ) -> None:
     """Only yellow is loaded: the month is computed for yellow, not failed for the others."""
-    monkeypatch.setenv("TAXI_LAKE_URL", str(tmp_path / "lake"))
-    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
     assert run(ZONES, resources, instance).success
     assert run(trips("yellow"), resources, instance, "2021-01").success
     result = run(STATS, resources, instance, "2021-01")
@@ -229,16 +235,12 @@ def test_a_service_without_a_table_is_left_out(
 
 
 def test_a_service_that_has_not_loaded_the_month_is_named(
-    mirror: FaultyMirror,
-    tmp_path: Path,
     pg_url: str,
     instance: dg.DagsterInstance,
-    monkeypatch: pytest.MonkeyPatch,
+    resources: dict[str, Any],
 ) -> None:
     """Green has a table (2021-01) but not 2021-02: 2021-02 run by hand sums yellow only,
     says so in a warning and in its metadata, rather than listing green as summed."""
-    monkeypatch.setenv("TAXI_LAKE_URL", str(tmp_path / "lake"))
-    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
     assert run(ZONES, resources, instance).success
     for month in ("2021-01", "2021-02"):
         assert run(trips("yellow"), resources, instance, month).success
@@ -258,17 +260,13 @@ def pads_field(name: str):  # noqa: ANN201 - a pyarrow compute expression
 
 
 def test_month_is_recomputed_once_every_input_is_loaded(
-    mirror: FaultyMirror,
-    tmp_path: Path,
     pg_url: str,
     instance: dg.DagsterInstance,
-    monkeypatch: pytest.MonkeyPatch,
+    resources: dict[str, Any],
 ) -> None:
     """The automation condition the daemon's automation sensor evaluates, on a real instance."""
     from taxi_assets import defs
 
-    monkeypatch.setenv("TAXI_LAKE_URL", str(tmp_path / "lake"))
-    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
     key = dg.AssetKey.from_user_string(STATS)
 
     def requested(cursor: Any) -> tuple[set[str], Any]:
@@ -344,16 +342,12 @@ TRIPS_VIEW = "analytics/trips"
 
 
 def test_the_trips_view_reads_every_service_and_services_loaded_later(
-    mirror: FaultyMirror,
-    tmp_path: Path,
     pg_url: str,
     instance: dg.DagsterInstance,
-    monkeypatch: pytest.MonkeyPatch,
+    resources: dict[str, Any],
 ) -> None:
     """Materialized once with yellow (two months) and FHVHV loaded: green and FHV get
     their empty tables, and green loaded afterwards shows in the view by itself."""
-    monkeypatch.setenv("TAXI_LAKE_URL", str(tmp_path / "lake"))
-    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
     for month in ("2021-01", "2021-02"):
         assert run(trips("yellow"), resources, instance, month).success
     assert run(trips("fhvhv"), resources, instance, "2021-01").success
@@ -406,14 +400,10 @@ def test_the_trips_view_reads_every_service_and_services_loaded_later(
 
 
 def test_the_trips_view_keeps_its_grants_and_replaces_an_older_shape(
-    mirror: FaultyMirror,
-    tmp_path: Path,
     pg_url: str,
     instance: dg.DagsterInstance,
-    monkeypatch: pytest.MonkeyPatch,
+    resources: dict[str, Any],
 ) -> None:
-    monkeypatch.setenv("TAXI_LAKE_URL", str(tmp_path / "lake"))
-    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
     assert run(TRIPS_VIEW, resources, instance).success
     engine = engine_for(pg_url)
     with engine.begin() as connection:

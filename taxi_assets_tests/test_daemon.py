@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import dagster as dg
@@ -88,24 +88,10 @@ def home(tmp_path: Path, own_mirror: FaultyMirror, pg_url: str) -> Iterator[tupl
     yield workspace, env
 
 
-@contextmanager
-def running_daemon(workspace: Path, env: dict) -> Iterator[subprocess.Popen]:
-    daemon = subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        yield daemon
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
+def running_daemon(workspace: Path, env: dict) -> AbstractContextManager[subprocess.Popen]:
+    """`dagster-daemon run`, stopped with SIGTERM at the end (SIGKILL after 30 s)."""
+    command = [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)]
+    return faults_support.process_group(command, env, stop=signal.SIGTERM)
 
 
 def cli(args: list[str], env: dict, workspace: Path | None = None) -> str:
@@ -118,6 +104,16 @@ def cli(args: list[str], env: dict, workspace: Path | None = None) -> str:
     print(f"{_clock(started)}-{_clock(time.time())} dagster {' '.join(args)}")
     assert done.returncode == 0, f"{' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     return done.stdout
+
+
+def months_backfill(workspace: Path, env: dict, *args: str) -> None:
+    """`python -m taxi_assets.cli months backfill ARGS`, submitted to the daemon."""
+    submitted = subprocess.run(
+        [sys.executable, "-m", "taxi_assets.cli", "months", "backfill", *args,
+         "--workspace", str(workspace)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
 
 
 def _clock(timestamp: float) -> str:
@@ -188,12 +184,7 @@ def test_daemon_sensor_automation_and_backfill(
         assert yellow_checks and checked == yellow_checks, checked
 
         # Every service for three months: one asset backfill from the project's CLI.
-        submitted = subprocess.run(
-            [sys.executable, "-m", "taxi_assets.cli", "months", "backfill", "2021-01",
-             "--to", "2021-03", "--workspace", str(workspace)],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert submitted.returncode == 0, submitted.stderr[-3000:]
+        months_backfill(workspace, env, "2021-01", "--to", "2021-03")
         wait_for(
             "green, fhv and fhvhv 2021-01..2021-03 in the warehouse",
             lambda: all(
@@ -412,12 +403,7 @@ def test_a_killed_run_worker_frees_its_pool_slot_and_the_retry_loads_the_month(
     cli(["instance", "info"], env)  # creates the instance's schema before the daemon starts
     with running_daemon(workspace, env):
         instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
-        submitted = subprocess.run(
-            [sys.executable, "-m", "taxi_assets.cli", "months", "backfill", "2021-01",
-             "--services", "yellow", "--workspace", str(workspace)],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert submitted.returncode == 0, submitted.stderr[-3000:]
+        months_backfill(workspace, env, "2021-01", "--services", "yellow")
         wait_for("the run to request the yellow file", lambda: bool(own_mirror.requests_seen(path)))
         (held,) = held_slots(instance)
         assert held.steps == ("downloads: raw__yellow_tripdata",)

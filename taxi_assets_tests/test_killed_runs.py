@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -30,6 +30,7 @@ from taxi_assets.storage.publish import local_staging_dir, staging_name
 from taxi_assets_tests.faults_support import (
     REPO,
     materialize_command,
+    process_group,
     process_group_alive,
     wait_for,
 )
@@ -39,24 +40,10 @@ from taxi_assets_tests.pipeline import cli_env
 YELLOW = "/yellow/yellow_tripdata_{month}.csv.gz"
 
 
-@contextmanager
-def cli_run(selection: str, month: str, env: dict) -> Iterator[subprocess.Popen]:
+def cli_run(selection: str, month: str, env: dict) -> AbstractContextManager[subprocess.Popen]:
     """`dagster asset materialize` of ``selection`` for ``month``, killed if still running
     at the end."""
-    process = subprocess.Popen(
-        materialize_command(selection, month),
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
+    return process_group(materialize_command(selection, month), env)
 
 
 @contextmanager

@@ -8,6 +8,8 @@ numbers; element by element for other casts, on that error path only).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -95,16 +97,34 @@ def refuse_nul(arr: pa.Array, col: ContractColumn, *, file_name: str, first_row:
     """A NUL byte in text is corruption (no TLC field holds one), and PostgreSQL's text
     cannot store it: without this the lake would take the month and the warehouse load
     fail later with the driver's message, naming no file or row."""
-    found = pc.fill_null(pc.match_substring(arr, "\x00"), False)
-    idx = pc.index(found, True).as_py()
+    _refuse_first(
+        pc.match_substring(arr, "\x00"),
+        arr,
+        col,
+        file_name=file_name,
+        first_row=first_row,
+        detail=lambda _: (
+            "text holds a NUL byte (\\x00): no TLC field carries one, and "
+            "PostgreSQL text cannot store it"
+        ),
+    )
+
+
+def _refuse_first(
+    flagged: pa.Array,
+    values: pa.Array,
+    col: ContractColumn,
+    *,
+    file_name: str,
+    first_row: int,
+    detail: Callable[[int], str],
+) -> None:
+    """InvalidValueError naming the first row ``flagged`` marks (null: not marked), its
+    value in ``values`` and ``detail(index)``."""
+    idx = pc.index(pc.fill_null(flagged, False), True).as_py()
     if idx >= 0:
         raise InvalidValueError(
-            file_name,
-            first_row + idx,
-            col.name,
-            arr[idx].as_py(),
-            "text holds a NUL byte (\\x00): no TLC field carries one, and PostgreSQL "
-            "text cannot store it",
+            file_name, first_row + idx, col.name, values[idx].as_py(), detail(idx)
         )
 
 
@@ -180,15 +200,15 @@ def _decode_codes(
         missing = pc.and_(
             pc.is_valid(out), pc.invert(pc.is_in(out, value_set=pa.array(allowed, col.type)))
         )
-    idx = pc.index(missing, True).as_py()
-    if idx >= 0:
-        raise InvalidValueError(
-            file_name,
-            first_row + idx,
-            col.name,
-            arr[idx].as_py(),
-            f"allowed: {[k for k, _ in col.codes]} or empty",
-        )
+    allowed_text = f"allowed: {[k for k, _ in col.codes]} or empty"
+    _refuse_first(
+        missing,
+        arr,
+        col,
+        file_name=file_name,
+        first_row=first_row,
+        detail=lambda _: allowed_text,
+    )
     return out
 
 
@@ -214,6 +234,13 @@ def _cast(
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             raise kind(file_name, first_row + i, col.name, arr[i].as_py(), str(error)) from error
     raise kind(file_name, None, col.name, None, str(error)) from error
+
+
+def _disagreement(first: str, other: str, col: ContractColumn, merged: pa.Array, idx: int) -> str:
+    return (
+        f"header columns {first!r} and {other!r} both map to {col.name!r} and must agree "
+        f"where both are set; {first!r} holds {merged[idx].as_py()!r}"
+    )
 
 
 def from_sources(
@@ -245,15 +272,13 @@ def merge(
     for name, other in others:
         both = pc.and_(pc.is_valid(merged), pc.is_valid(other))
         differ = pc.and_(both, pc.not_equal(merged, other))
-        idx = pc.index(pc.fill_null(differ, False), True).as_py()
-        if idx >= 0:
-            raise InvalidValueError(
-                file_name,
-                first_row + idx,
-                col.name,
-                other[idx].as_py(),
-                f"header columns {first_name!r} and {name!r} both map to {col.name!r} and "
-                f"must agree where both are set; {first_name!r} holds {merged[idx].as_py()!r}",
-            )
+        _refuse_first(
+            differ,
+            other,
+            col,
+            file_name=file_name,
+            first_row=first_row,
+            detail=lambda idx: _disagreement(first_name, name, col, merged, idx),  # noqa: B023 - called at once
+        )
         merged = pc.coalesce(merged, other)
     return merged

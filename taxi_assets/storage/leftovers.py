@@ -28,7 +28,9 @@ _STAGING = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{12}\.tmp$")
 # Folders of fetch._download (and of revision_files.adopt_file): tempfile.mkdtemp's names,
 # the prefix and 8 characters of its alphabet, nothing longer.
 DOWNLOAD_PREFIXES = ("taxi-raw-", "taxi-adopt-")
-_DOWNLOAD_FOLDER = re.compile(r"^(?:taxi-raw-|taxi-adopt-)[a-z0-9_]{8}$")
+_DOWNLOAD_FOLDER = re.compile(
+    "^(?:" + "|".join(map(re.escape, DOWNLOAD_PREFIXES)) + ")[a-z0-9_]{8}$"
+)
 
 _log = logging.getLogger(__name__)
 

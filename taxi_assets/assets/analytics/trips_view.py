@@ -26,7 +26,13 @@ from taxi_assets.assets.contract_stream import warehouse_schema, warehouse_strea
 from taxi_assets.assets.trips import warehouse_metadata
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.postgres import table_layout
-from taxi_assets.pg.ddl import ensure_table, grant_statements, ident, qualified
+from taxi_assets.pg.ddl import (
+    ensure_table,
+    grant_statements,
+    ident,
+    qualified,
+    relation_kind,
+)
 from taxi_assets.pg.lock_retry import LockWaits, with_lock_retries
 from taxi_assets.services import SERVICES
 
@@ -92,10 +98,8 @@ def ensure_trip_tables_postgres(
     created = []
     for name, service in SERVICES.items():
         with engine.connect() as connection:
-            exists = connection.execute(
-                sa.text("SELECT to_regclass(:name)"), {"name": trip_table(name)}
-            ).scalar()
-        if exists is None:
+            exists = relation_kind(connection, WAREHOUSE_SCHEMA, service.dataset) is not None
+        if not exists:
             ensure_table(
                 engine,
                 WAREHOUSE_SCHEMA,
