@@ -340,6 +340,18 @@ def test_blank_line_before_the_header_is_not_a_data_row(tmp_path: Path, bad: str
     assert (info.value.row, info.value.column) == (2, "vendor_id")
 
 
+@pytest.mark.parametrize("before", ["", "\n", "\n\n\n"])
+@pytest.mark.parametrize("between", ["", "\n\n"])
+def test_malformed_row_is_named_as_its_data_row_whatever_the_blank_lines(
+    tmp_path: Path, before: str, between: str
+) -> None:
+    short = ",".join(YELLOW_ROW.split(",")[:3])
+    content = before + yellow_csv([YELLOW_ROW, YELLOW_ROW]) + between + short + "\n"
+    with pytest.raises(MalformedRowError) as info:
+        read(write(tmp_path, "y.csv", content))
+    assert info.value.row == 3 and "y.csv: malformed data row 3:" in str(info.value)
+
+
 def test_rows_set_aside_while_earlier_ones_are_conformed_are_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -367,7 +379,7 @@ def test_other_extra_fields_are_malformed(tmp_path: Path, extra: str) -> None:
     content = yellow_csv([YELLOW_ROW, YELLOW_ROW, YELLOW_ROW + extra])
     with pytest.raises(MalformedRowError) as info:
         read(write(tmp_path, "y.csv", content))
-    assert (info.value.row, info.value.expected) == (4, 18)
+    assert (info.value.row, info.value.expected) == (3, 18)
     assert info.value.actual == 18 + extra.count(",")
 
 
@@ -377,9 +389,9 @@ def test_short_row_is_malformed_with_line_number(tmp_path: Path) -> None:
     path = write(tmp_path, "yellow_tripdata_2019-03.csv", content)
     with pytest.raises(MalformedRowError) as info:
         read(path)
-    assert (info.value.row, info.value.expected, info.value.actual) == (3, 18, 16)
+    assert (info.value.row, info.value.expected, info.value.actual) == (2, 18, 16)
     message = str(info.value)
-    assert "yellow_tripdata_2019-03.csv" in message and "row 3" in message
+    assert "yellow_tripdata_2019-03.csv: malformed data row 2:" in message
     assert "expected 18 fields, got 16" in message
 
 

@@ -616,7 +616,7 @@ def test_row_with_too_many_fields_names_its_line(
     rewrite_csv_gz(published_yellow(own_mirror), extra_field)
     result = run_file_keys(own_mirror, tmp_path / "lake", instance)
     messages = lake_step_rejection(result, tmp_path / "lake")
-    assert f"{YELLOW_NAME}: malformed row 11 (line 11" in messages, messages
+    assert f"{YELLOW_NAME}: malformed data row 10:" in messages, messages
     assert "expected 18 fields, got 19" in messages
 
 

@@ -149,7 +149,8 @@ def _read_pass(
         errors.append(
             MalformedRowError(
                 plan.file_name,
-                row.number,
+                # Arrow's number counts the lines up to the header, not blank lines after it.
+                number - plan.skip_rows if number > plan.skip_rows else None,
                 width,
                 row.actual_columns,
                 f"the header has {width} fields; rows may also carry exactly two extra empty "
@@ -243,7 +244,7 @@ def _conform(
         except MalformedRowError as exc:
             row = _data_row(first_row, exc.row - first_row, aside) if exc.row else None
             raise MalformedRowError(
-                exc.file_name, row, exc.expected, exc.actual, exc.detail, data_row=True
+                exc.file_name, row, exc.expected, exc.actual, exc.detail
             ) from exc
     for name in plan.names[len(plan.header) :]:
         extra = batch.column(name)
@@ -256,7 +257,6 @@ def _conform(
                 len(plan.names),
                 f"a trailing field beyond the header holds {extra[idx].as_py()!r}; only "
                 "empty extra fields are accepted",
-                data_row=True,
             )
     arrays = []
     for col in plan.contract.columns:

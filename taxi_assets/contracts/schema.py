@@ -54,8 +54,8 @@ class MissingColumnsError(ContractError):
 class MalformedRowError(ContractError):
     """A CSV row has a number of fields the reader cannot accept.
 
-    `row` is the file's row number (header = row 1, blank lines not counted, as Arrow
-    counts) unless `data_row` is set, in which case it is the 1-based data row.
+    `row` is the 1-based data row: the header, the lines before it and blank lines are
+    not counted, as in every other error naming a row.
     """
 
     def __init__(
@@ -65,20 +65,13 @@ class MalformedRowError(ContractError):
         expected: int,
         actual: int,
         detail: str = "",
-        *,
-        data_row: bool = False,
     ) -> None:
         self.file_name = file_name
         self.row = row
         self.expected = expected
         self.actual = actual
         self.detail = detail
-        if row is None:
-            where = "an unknown row"
-        elif data_row:
-            where = f"data row {row}"
-        else:
-            where = f"row {row} (line {row} counting the header as 1, blank lines skipped)"
+        where = "an unknown data row" if row is None else f"data row {row}"
         super().__init__(
             f"{file_name}: malformed {where}: expected {expected} fields, got {actual}"
             + (f"; {detail}" if detail else "")
