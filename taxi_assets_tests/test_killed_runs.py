@@ -222,3 +222,50 @@ def test_only_our_own_stale_download_folders_are_removed(tmp_path: Path) -> None
     assert remove_stale_downloads(tmp_path, said.append) == [ours]
     assert look_alike.exists() and link.is_symlink() and target.exists()
     assert len(said) == 1
+
+
+def test_lake_sweep_removes_every_stale_leftover_of_a_local_lake_and_the_temporary_folder(
+    tmp_path: Path,
+) -> None:
+    """A month never written again keeps its killed write's staging file until a sweep."""
+    lake, temporary = tmp_path / "lake", tmp_path / "tmp"
+    january = lake / "yellow_tripdata" / "year=2021" / "month=01"
+    raw = lake / "raw" / "yellow_tripdata"
+    for folder in (january, raw, temporary):
+        folder.mkdir(parents=True)
+    published = january / "yellow_tripdata_2021-01.parquet"
+    published.write_bytes(b"PAR1 a whole month")
+    dest = UPath(str(published))
+    stale_lake = january / staging_name(dest)
+    stale_raw = raw / staging_name(UPath(str(raw / "yellow_tripdata_2021-01.csv.gz")))
+    fresh = january / staging_name(dest)
+    look_alike = january / ".notes.tmp"
+    stale_upload = temporary / staging_name(UPath("gs://bucket/lake/fhvhv_2025-01.parquet"))
+    download = temporary / "taxi-raw-ab12cd_9"
+    download.mkdir()
+    for path in (stale_lake, stale_raw, fresh, look_alike, stale_upload):
+        path.write_bytes(b"x" * 1_000_000)
+    (download / "fhvhv_tripdata_2025-01.parquet").write_bytes(b"x" * 500_000)
+    for path in (published, stale_lake, stale_raw, look_alike, stale_upload, download):
+        backdate(path, STALE_AFTER_SECONDS + 60)
+    stale = [stale_lake, stale_raw, stale_upload, download]
+    env = {**os.environ, "TMPDIR": str(temporary), "TAXI_LAKE_URL": str(lake)}
+
+    def sweep(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "taxi_assets.cli", "lake", "sweep", *args],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    dry = sweep("--dry-run")
+    assert all(f"would remove {path}," in dry for path in stale), dry
+    assert "would remove 4 leftover(s) of killed runs, 3.5 MB" in dry
+    assert all(path.exists() for path in stale)
+    said = sweep()
+    assert all(f"removed {path}, left by a killed run" in said for path in stale), said
+    assert f"removed 4 leftover(s) of killed runs, 3.5 MB, in {lake} and the temporary" in said
+    assert not any(path.exists() for path in stale)
+    assert published.exists() and fresh.exists() and look_alike.exists()
+    assert "removed 0 leftover(s)" in sweep()
