@@ -80,3 +80,57 @@ def test_dictionary_text_loads_the_same_rows(pg_url: str) -> None:
         engine.dispose()
     assert different == 0
     assert tuple(nulls) == (plain.column(0).null_count, ROWS // 4 - ROWS // 20)
+
+
+# PostgreSQL's first timestamp (4714-11-24 00:00:00 BC) in microseconds since 1970.
+PG_FIRST_TIMESTAMP_US = -210_866_803_200_000_000
+
+
+@pytest.mark.parametrize(
+    ("unit", "count"),
+    [
+        ("us", -(2**63) + 1),  # year -290308: wrapped around to 294247
+        ("us", PG_FIRST_TIMESTAMP_US - 1),  # a microsecond before PostgreSQL's range
+        ("ms", -(2**62)),  # times 1,000 overflows int64: wrapped around to 1970
+        ("s", 10**16),  # times 1,000,000 overflows int64: wrapped around to year 61060
+    ],
+)
+def test_a_timestamp_postgresql_cannot_hold_fails_naming_column_and_row(
+    pg_url: str, unit: str, count: int
+) -> None:
+    """Binary COPY sends microseconds since 2000 as int64: a value outside PostgreSQL's
+    range must fail the load, not wrap around into another, valid time."""
+    times = pa.array([0, 0, count], pa.int64()).cast(pa.timestamp(unit))
+    batch = pa.record_batch([times], names=["t"])
+    engine = engine_for(pg_url)
+    try:
+        ensure_table(engine, "public", "times", batch.schema)
+        with pytest.raises(ValueError, match=r"column t, row 3 of the stream") as caught:
+            with engine.begin() as connection:
+                copy_in.copy_arrow(
+                    driver_cursor(connection),
+                    '"public"."times"',
+                    pa.RecordBatchReader.from_batches(batch.schema, [batch]),
+                )
+        assert f"{count} {unit} from 1970-01-01 is outside the range" in str(caught.value)
+    finally:
+        engine.dispose()
+
+
+def test_the_first_timestamp_postgresql_holds_loads(pg_url: str) -> None:
+    times = pa.array([PG_FIRST_TIMESTAMP_US, 2**63 - 1], pa.int64()).cast(pa.timestamp("us"))
+    batch = pa.record_batch([times], names=["t"])
+    engine = engine_for(pg_url)
+    try:
+        ensure_table(engine, "public", "times", batch.schema)
+        with engine.begin() as connection:
+            copy_in.copy_arrow(
+                driver_cursor(connection),
+                '"public"."times"',
+                pa.RecordBatchReader.from_batches(batch.schema, [batch]),
+            )
+        with engine.connect() as connection:
+            loaded = connection.exec_driver_sql("SELECT t::text FROM times").scalars()
+            assert set(loaded) == {"4714-11-24 00:00:00 BC", "294247-01-10 04:00:54.775807"}
+    finally:
+        engine.dispose()

@@ -41,6 +41,10 @@ _NULL_CELL = struct.pack("!i", -1)
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970-01-01
 _PG_EPOCH_DAYS = 10_957  # 2000-01-01 in days since 1970-01-01
 _UNIT_US = {"s": 1_000_000, "ms": 1_000, "us": 1}
+# PostgreSQL's first timestamp, 4714-11-24 00:00:00 BC (Julian day 0), in microseconds
+# since 1970-01-01. Its last (294276 AD) lies beyond any int64 count of microseconds.
+_PG_MIN_TIMESTAMP_US = -210_866_803_200_000_000
+_INT64_MAX = 2**63 - 1
 # PostgreSQL type -> the Arrow type whose values are its binary form (big-endian on the
 # wire; booleans are one byte, 0 or 1).
 _FIXED_WIDTH = {
@@ -86,6 +90,8 @@ def copy_arrow(
         if binary:
             send(_BINARY_HEADER)
         for batch in _rechunk(reader, COPY_CHUNK_ROWS):
+            if binary:
+                _check_timestamp_range(batch, table_sql, first_row=progress.rows + 1)
             for data in _encode_binary(batch) if binary else [_encode_csv(batch)]:
                 send(data)
             progress.add(batch.num_rows)
@@ -143,6 +149,30 @@ def _other_than(column: pa.Array, value: pa.Scalar) -> int | None:
     if column.null_count == 0 and pc.all(same).as_py():
         return None
     return pc.index(same, False).as_py()
+
+
+def _check_timestamp_range(batch: pa.RecordBatch, table_sql: str, *, first_row: int) -> None:
+    """Raise naming column and row when a timestamp is outside PostgreSQL's range, or
+    beyond an int64 count of microseconds: binary COPY sends PostgreSQL its microseconds
+    since 2000 as int64, and such a value would wrap around into another, valid time
+    (year -290308 arriving as 294247, a ``timestamp[ms]`` far in the past as 1970)
+    instead of being refused."""
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if not pa.types.is_timestamp(column.type) or column.null_count == len(column):
+            continue
+        factor = _UNIT_US[column.type.unit]
+        low, high = -(-_PG_MIN_TIMESTAMP_US // factor), _INT64_MAX // factor
+        counts = column.cast(pa.int64())
+        bounds = pc.min_max(counts)
+        if bounds["min"].as_py() >= low and bounds["max"].as_py() <= high:
+            continue
+        outside = pc.or_(pc.less(counts, low), pc.greater(counts, high))
+        index = pc.index(pc.fill_null(outside, False), True).as_py()
+        raise ValueError(
+            f"{table_sql}: column {name}, row {first_row + index:,} of the stream: timestamp "
+            f"{counts[index].as_py()} {column.type.unit} from 1970-01-01 is outside the "
+            "range PostgreSQL stores (4714-11-24 BC to 294276 AD)"
+        )
 
 
 def _encode_csv(batch: pa.RecordBatch) -> memoryview:
