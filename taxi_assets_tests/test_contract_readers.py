@@ -1091,3 +1091,25 @@ def test_a_damaged_page_of_a_published_parquet_file_names_the_file(tmp_path: Pat
     reader = open_contract_reader(path, file_name=path.name, contract=CONTRACTS["zones"])
     with pytest.raises(ContractError, match=r"taxi_zone_lookup\.parquet: cannot read .*CRC"):
         reader.read_all()
+
+
+@pytest.mark.parametrize("bad", [1.5, 2.0**63, -(2.0**64), float("nan")])
+def test_float_in_an_int64_column_names_its_row(tmp_path: Path, bad: float) -> None:
+    """trip_time is int64; TLC writes it as double in a month where nulls force floats.
+    A value that is no int64 names its row, not Arrow's comparison with 2**63 - 1."""
+    times = pa.array([0] * 3, pa.timestamp("us"))
+    path = tmp_path / "fhvhv_tripdata_2022-01.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "pickup_datetime": times,
+                "dropoff_datetime": times,
+                "trip_time": pa.array([900.0, -(2.0**63), bad]),
+            }
+        ),
+        path,
+    )
+    with pytest.raises(NonIntegralValueError) as raised:
+        read(path, "fhvhv")
+    assert (raised.value.row, raised.value.column) == (3, "trip_time")
+    assert "expected an integer fitting int64" in str(raised.value)

@@ -165,9 +165,11 @@ def to_int(arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int
         pass
     low, high = _int_bounds(col.type)
     if pa.types.is_floating(arr.type):
+        # Bounds as floats Arrow compares exactly: -2**(bits-1) and 2**(bits-1) are
+        # doubles, 2**63 - 1 is not (Arrow refuses to compare a double with it).
         bad = pc.or_(
             pc.not_equal(arr, pc.floor(arr)),  # fractions; NaN != NaN too
-            pc.or_(pc.less(arr, low), pc.greater(arr, high)),
+            pc.or_(pc.less(arr, float(low)), pc.greater_equal(arr, float(high + 1))),
         )
     elif pa.types.is_integer(arr.type):
         bad = pc.or_(pc.less(arr, low), pc.greater(arr, high))
