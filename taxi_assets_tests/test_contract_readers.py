@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import io
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, cast
 
@@ -1113,3 +1114,44 @@ def test_float_in_an_int64_column_names_its_row(tmp_path: Path, bad: float) -> N
         read(path, "fhvhv")
     assert (raised.value.row, raised.value.column) == (3, "trip_time")
     assert "expected an integer fitting int64" in str(raised.value)
+
+
+# 2**53 + 1: the first integer float64 cannot hold (it rounds to 2**53).
+BEYOND_FLOAT = 9_007_199_254_740_993
+
+
+@pytest.mark.parametrize("form", ["csv", "text", "decimal"])
+def test_int64_beyond_float_precision_is_kept_exactly(tmp_path: Path, form: str) -> None:
+    """trip_time is int64: a value read through float64 would be rounded to a neighbour."""
+    values = [str(BEYOND_FLOAT), " 780 ", "660.0", "-9223372036854775807"]
+    if form == "csv":
+        text = "hvfhs_license_num,pickup_datetime,dropoff_datetime,trip_time\n" + "".join(
+            f"HV0003,2021-01-01 00:00:00,2021-01-01 00:10:00,{v}\n" for v in values
+        )
+        path = write(tmp_path, "fhvhv_tripdata_2021-01.csv", text)
+    else:
+        times = pa.array([0] * 4, pa.timestamp("us"))
+        if form == "text":
+            trip_time = pa.array(values)
+        else:
+            trip_time = pa.array([Decimal(v.strip()) for v in values], pa.decimal128(20, 1))
+        table = pa.table(
+            {"pickup_datetime": times, "dropoff_datetime": times, "trip_time": trip_time}
+        )
+        path = tmp_path / "fhvhv_tripdata_2021-01.parquet"
+        pq.write_table(table, path)
+    assert read(path, "fhvhv")["trip_time"].to_pylist() == [
+        BEYOND_FLOAT,
+        780,
+        660,
+        -9223372036854775807,
+    ]
+
+
+def test_int64_text_with_a_fraction_still_names_its_row(tmp_path: Path) -> None:
+    text = "hvfhs_license_num,pickup_datetime,dropoff_datetime,trip_time\n" + "".join(
+        f"HV0003,2021-01-01 00:00:00,2021-01-01 00:10:00,{v}\n" for v in ("900", "1.5")
+    )
+    with pytest.raises(NonIntegralValueError) as raised:
+        read(write(tmp_path, "fhvhv_tripdata_2021-01.csv", text), "fhvhv")
+    assert (raised.value.row, raised.value.column, raised.value.value) == (2, "trip_time", 1.5)

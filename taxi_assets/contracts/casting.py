@@ -153,10 +153,17 @@ def _to_contract_type(
 
 
 def to_int(arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int) -> pa.Array:
-    """Cast to an integer type only if every non-null value is integral and in range."""
+    """Cast to an integer type only if every non-null value is integral and in range.
+
+    Integer text and decimals are cast exactly when they can be: through float64, a
+    value beyond 2**53 (an int64 column such as trip_time) would be rounded to another
+    integer, silently. Text such as ``1.0`` or ``1e3`` goes through float64."""
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        arr = _cast(arr, col, file_name=file_name, first_row=first_row, to=pa.float64())
-    elif pa.types.is_decimal(arr.type):
+        return _text_to_int(arr, col, file_name=file_name, first_row=first_row)
+    if pa.types.is_decimal(arr.type):
+        exact = _exact(arr, col.type)
+        if exact is not None:
+            return exact
         arr = pc.cast(arr, pa.float64())
     try:
         # Safe casts reject fractions, NaN, infinities and overflow.
@@ -183,6 +190,37 @@ def to_int(arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int
     raise NonIntegralValueError(
         file_name, row, col.name, value, f"expected an integer fitting {col.type}"
     )
+
+
+def _text_to_int(arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int) -> pa.Array:
+    """Text to integers: digits cast exactly, other numbers (``1.0``, ``1e3``) through
+    float64 and checked to be integral, every failure naming its row."""
+    text = pc.utf8_trim_whitespace(pc.cast(arr, pa.string()))  # as the CSV parser trims
+    matched = pc.match_substring_regex(text, r"^-?[0-9]+$")
+    if pc.all(pc.fill_null(matched, True)).as_py():  # digits or null: the usual case
+        return _cast(text, col, file_name=file_name, first_row=first_row)
+    digits = pc.fill_null(matched, False)
+    no_text = pa.scalar(None, pa.string())
+    floats = _cast(
+        pc.if_else(digits, no_text, text),
+        col,
+        file_name=file_name,
+        first_row=first_row,
+        to=pa.float64(),
+    )
+    others = to_int(floats, col, file_name=file_name, first_row=first_row)
+    if not pc.any(digits).as_py():
+        return others
+    exact = _cast(pc.if_else(digits, text, no_text), col, file_name=file_name, first_row=first_row)
+    return pc.if_else(digits, exact, others)
+
+
+def _exact(arr: pa.Array, target: pa.DataType) -> pa.Array | None:
+    """``arr`` cast to ``target`` by a safe cast (no rounding, no overflow), or None."""
+    try:
+        return pc.cast(arr, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 def _decode_codes(

@@ -140,6 +140,9 @@ def read_type(col: ContractColumn) -> pa.DataType:
     """Arrow type to parse a column's CSV text as, before conforming to the contract."""
     if col.codes:
         return pa.string()  # text codes such as Y/N are mapped afterwards
+    if pa.types.is_integer(col.type) and col.type.bit_width > 32:
+        # Text, cast exactly (casting.to_int): float64 holds integers up to 2**53 only.
+        return pa.string()
     if pa.types.is_integer(col.type):
         return pa.float64()  # some months write IDs as `1.0`; checked when cast to int
     return col.type
