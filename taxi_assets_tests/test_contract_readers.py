@@ -1155,3 +1155,23 @@ def test_int64_text_with_a_fraction_still_names_its_row(tmp_path: Path) -> None:
     with pytest.raises(NonIntegralValueError) as raised:
         read(write(tmp_path, "fhvhv_tripdata_2021-01.csv", text), "fhvhv")
     assert (raised.value.row, raised.value.column, raised.value.value) == (2, "trip_time", 1.5)
+
+
+# pyarrow reports the row's UnicodeDecodeError as unraisable before it gives up the row.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("first_has_extra", [True, False])
+def test_latin1_in_a_row_of_the_other_trailing_layout_is_decoded(
+    tmp_path: Path, first_has_extra: bool
+) -> None:
+    """A row set aside for its two extra empty fields (or their absence) holding a Latin-1
+    byte: pyarrow cannot hand it to the row handler as text, and the file was refused
+    ("Expected 20 columns, got 18") instead of decoded as Latin-1 like any other row."""
+    rows = [YELLOW_ROW + (",," if first_has_extra else "") for _ in range(3)]
+    other = YELLOW_ROW.replace(",N,", ",\xe9,") + ("" if first_has_extra else ",,")
+    rows.insert(1, other)
+    warnings: list[str] = []
+    path = write(tmp_path, "yellow_tripdata_2016-07.csv", yellow_csv(rows).encode("latin-1"))
+    table = read(path, warnings=warnings)
+    assert table.num_rows == 4
+    assert sorted(table["store_and_fwd_flag"].to_pylist()) == ["N", "N", "N", "\xe9"]
+    assert any("Latin-1" in w for w in warnings)

@@ -36,6 +36,8 @@ from .schema import (
 _CONVERSION = re.compile(
     r"In CSV column #(\d+): (?:Row #(\d+): )?CSV conversion error to (.+?): (.*)$", re.S
 )
+# Arrow's error for a row with another number of fields than the columns'.
+_PARSE_ERROR = "CSV parse error"
 _QUOTED_VALUE = re.compile(r"'(.*)'$", re.S)
 # What a TLC timestamp looks like: New York wall-clock time, no zone (see casting.conform).
 TIMESTAMP_FORM = "a naive local timestamp YYYY-MM-DD HH:MM:SS, without a zone offset"
@@ -181,7 +183,10 @@ def _read_pass(
         if errors:
             raise errors[0] from exc
         message = str(exc)
-        if "invalid UTF8" in message and encoding == "utf8":
+        if encoding == "utf8" and ("invalid UTF8" in message or _PARSE_ERROR in message):
+            # A parse error whose row the handler did not record: pyarrow could not hand
+            # the row over, as it decodes the row's text as UTF-8 first (a row of the
+            # other accepted layout holding a Latin-1 byte): read as Latin-1 too.
             raise _NotUtf8() from exc
         raise _arrow_error(plan, exc) from exc
     finally:
