@@ -1175,3 +1175,25 @@ def test_latin1_in_a_row_of_the_other_trailing_layout_is_decoded(
     assert table.num_rows == 4
     assert sorted(table["store_and_fwd_flag"].to_pylist()) == ["N", "N", "N", "\xe9"]
     assert any("Latin-1" in w for w in warnings)
+
+
+def test_parquet_int96_times_outside_the_nanosecond_range_are_kept(tmp_path: Path) -> None:
+    """Spark and Hive write INT96 timestamps; read as nanoseconds they wrap around outside
+    1677-2262 (a pickup in 3000 became 1830-11-23) instead of arriving as published."""
+    pickups = [dt.datetime(3000, 1, 1), dt.datetime(2021, 1, 1, 0, 0, 0, 123456)]
+    dropoffs = [dt.datetime(1500, 1, 1, 12), dt.datetime(2021, 1, 1, 0, 10)]
+    path = tmp_path / "yellow_tripdata_2021-01.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "tpep_pickup_datetime": pa.array(pickups, pa.timestamp("us")),
+                "tpep_dropoff_datetime": pa.array(dropoffs, pa.timestamp("us")),
+            }
+        ),
+        path,
+        use_deprecated_int96_timestamps=True,
+    )
+    assert pq.ParquetFile(path).schema.column(0).physical_type == "INT96"
+    table = read(path)
+    assert table["pickup_datetime"].to_pylist() == pickups
+    assert table["dropoff_datetime"].to_pylist() == dropoffs

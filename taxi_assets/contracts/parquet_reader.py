@@ -26,6 +26,12 @@ PARQUET_BATCH_ROWS = 65536
 PARQUET_BUFFER_BYTES = 256 * 1024
 
 
+# INT96 timestamps (Spark's, Hive's, Impala's, old pandas' files) are read as
+# microseconds, the contract's unit: pyarrow reads them as nanoseconds by default, and a
+# time outside 1677-09-21..2262-04-11 then wraps around silently (3000-01-01 became
+# 1830-11-23). Digits below the microsecond are truncated, as for timestamp[ns] columns.
+INT96_UNIT = "us"
+
 # Text columns read as dictionaries (``dictionary_strings``) come out with this type.
 STRING_DICTIONARY = pa.dictionary(pa.int32(), pa.string())
 
@@ -58,6 +64,7 @@ def open_parquet_reader(
             source,
             buffer_size=PARQUET_BUFFER_BYTES,
             pre_buffer=False,
+            coerce_int96_timestamp_unit=INT96_UNIT,
             # Pages with a CRC (writers such as Spark's add one) are checked: a damaged
             # download fails naming the file instead of decoding as other values.
             page_checksum_verification=True,
@@ -85,6 +92,7 @@ def open_parquet_reader(
                 buffer_size=PARQUET_BUFFER_BYTES,
                 pre_buffer=False,
                 read_dictionary=encoded,
+                coerce_int96_timestamp_unit=INT96_UNIT,
                 page_checksum_verification=True,
             )
     except Exception:
