@@ -234,6 +234,53 @@ def test_a_service_without_a_table_is_left_out(
     assert materialization_metadata(result, STATS)["services_not_loaded"] == "-"
 
 
+def test_an_infinite_or_nan_amount_counts_as_unknown_not_as_the_cells_sum(
+    pg_url: str,
+    instance: dg.DagsterInstance,
+    resources: dict[str, Any],
+) -> None:
+    """The contract keeps inf/NaN amounts (flagged by non_finite_number): the month's
+    stats leave them out instead of failing on numeric overflow (inf) or averaging NaN."""
+    assert run(ZONES, resources, instance).success
+    assert run(trips("yellow"), resources, instance, "2021-01").success
+    engine = engine_for(pg_url)
+    with engine.begin() as connection:
+        ids = connection.execute(
+            sa.text(
+                "SELECT ctid::text FROM warehouse.yellow_tripdata "
+                "WHERE pu_location_id = (SELECT min(pu_location_id) FROM "
+                "warehouse.yellow_tripdata) LIMIT 2"
+            )
+        ).scalars()
+        infinite, nan = list(ids)
+        for ctid, amount, distance in ((infinite, "Infinity", "-Infinity"), (nan, "NaN", "NaN")):
+            connection.execute(
+                sa.text(
+                    "UPDATE warehouse.yellow_tripdata SET total_amount = CAST(:a AS float8), "
+                    "trip_distance = CAST(:d AS float8) WHERE ctid = CAST(:c AS tid)"
+                ),
+                {"a": amount, "d": distance, "c": ctid},
+            )
+        expected = connection.execute(
+            sa.text(
+                "SELECT z.borough, round(sum(t.total_amount)::numeric, 2), "
+                "avg(t.trip_distance) FILTER (WHERE t.trip_distance >= 0) "
+                "FROM warehouse.yellow_tripdata t JOIN warehouse.taxi_zones z "
+                "ON z.location_id = t.pu_location_id "
+                "WHERE t.total_amount <> 'NaN' AND abs(t.total_amount) <> 'Infinity' "
+                "AND t.trip_distance <> 'NaN' GROUP BY z.borough"
+            )
+        ).all()
+    engine.dispose()
+    assert run(STATS, resources, instance, "2021-01").success
+    rows = {r["borough"]: r for r in stats_rows(pg_url, "2021-01")}
+    for borough, revenue, distance in expected:
+        assert rows[borough]["revenue"] == revenue
+        assert rows[borough]["avg_distance_mi"] == pytest.approx(float(distance), rel=1e-9)
+    trips_counted = sum(r["trips"] for r in rows.values())
+    assert trips_counted == warehouse_counts(pg_url, "yellow_tripdata")["2021-01"]
+
+
 def test_a_service_that_has_not_loaded_the_month_is_named(
     pg_url: str,
     instance: dg.DagsterInstance,

@@ -74,8 +74,18 @@ class Dialect:
     real: str
 
 
+def _finite(expression: str) -> str:
+    """``expression`` where it is a finite number, else null. An infinite or NaN amount
+    (the contract keeps them, the quality signal ``non_finite_number`` flags them) would
+    turn a whole cell's sum into one (and overflow the stats' numeric columns, failing
+    the month for every service); NaN also sorts above every number in PostgreSQL, so a
+    ``>= 0`` test does not exclude it. ``x * 0 = 0`` is false for both in either engine."""
+    return f"CASE WHEN {expression} * 0 = 0 THEN {expression} END"
+
+
 def measures_sql(measures: ServiceMeasures, dialect: Dialect) -> str:
-    """``passengers``, ``revenue`` and ``distance`` of one trip, as select expressions."""
+    """``passengers``, ``revenue`` and ``distance`` of one trip, as select expressions.
+    A revenue or distance that is not a finite number counts as unknown (null)."""
     q = dialect.quote
     passengers = (
         f"CAST({q(measures.passengers)} AS {dialect.integer})"
@@ -85,13 +95,16 @@ def measures_sql(measures: ServiceMeasures, dialect: Dialect) -> str:
     if not measures.revenue:
         revenue = f"CAST(NULL AS {dialect.real})"
     elif len(measures.revenue) == 1:
-        revenue = q(measures.revenue[0])
+        revenue = _finite(q(measures.revenue[0]))
     else:
+        # A null fare is null, and so is the sum: no CASE needed for it.
         fare, *charges = measures.revenue
-        total = " + ".join([q(fare), *(f"COALESCE({q(column)}, 0)" for column in charges)])
-        revenue = f"CASE WHEN {q(fare)} IS NOT NULL THEN {total} END"
+        revenue = _finite(
+            "(" + " + ".join([q(fare), *(f"COALESCE({q(column)}, 0)" for column in charges)]) + ")"
+        )
     distance = (
-        f"CASE WHEN {q(measures.distance)} >= 0 THEN {q(measures.distance)} END"
+        f"CASE WHEN {q(measures.distance)} >= 0 AND {q(measures.distance)} * 0 = 0 "
+        f"THEN {q(measures.distance)} END"
         if measures.distance
         else f"CAST(NULL AS {dialect.real})"
     )
