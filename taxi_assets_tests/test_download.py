@@ -98,6 +98,23 @@ def test_truncated_gzip_file_is_rejected(own_mirror: FaultyMirror, tmp_path: Pat
     assert list(dest.iterdir()) == []
 
 
+def test_a_file_whose_lines_end_with_a_lone_cr_is_refused_naming_it(
+    own_mirror: FaultyMirror, tmp_path: Path
+) -> None:
+    """Classic Mac OS line endings: the row count cannot be taken, so the file is refused
+    by name at once (it used to fail with the csv module's bare 'new-line character seen
+    in unquoted field')."""
+    import gzip
+
+    target = Path(own_mirror.root) / YELLOW.lstrip("/")
+    text = gzip.decompress(target.read_bytes()).replace(b"\r\n", b"\n").replace(b"\n", b"\r")
+    target.write_bytes(gzip.compress(text))
+    dest = tmp_path / "dest"
+    with pytest.raises(DownloadError, match=r"yellow_tripdata_2021-01.csv.gz: its lines end "):
+        fetch(own_mirror, YELLOW, dest)
+    assert list(dest.iterdir()) == []
+
+
 def test_parquet_without_footer_is_rejected(own_mirror: FaultyMirror, tmp_path: Path) -> None:
     target = Path(own_mirror.root) / PARQUET.lstrip("/")
     target.write_bytes(target.read_bytes()[:-64])

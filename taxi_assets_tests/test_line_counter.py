@@ -6,7 +6,11 @@ import gzip
 
 import pytest
 
-from taxi_assets.upstream.line_counter import LineCounter, first_quoted_line_break
+from taxi_assets.upstream.line_counter import (
+    LineCounter,
+    LineEndingError,
+    first_quoted_line_break,
+)
 
 CASES = {
     "plain": b"a,b\n1,2\n3,4\n",
@@ -59,6 +63,21 @@ def test_truncated_or_missing_gzip_is_an_error() -> None:
         truncated.finish()
     with pytest.raises(EOFError, match="no gzip member"):
         LineCounter(gzipped=True).finish()
+
+
+@pytest.mark.parametrize("gzipped", [False, True], ids=["csv", "gzip"])
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 16])
+def test_lines_ending_with_a_lone_cr_are_refused(chunk: int, gzipped: bool) -> None:
+    counter = count(b"a,b\r1,2\r3,4\r", chunk, gzipped)
+    with pytest.raises(LineEndingError, match=r"lone carriage return .*3 of them"):
+        counter.finish()
+    assert counter.header == ["a", "b"]
+
+
+def test_a_cr_only_header_longer_than_the_header_limit_is_not_a_crash() -> None:
+    counter = count(b"a,b\r" + b"1,2\r" * 40_000, 1 << 16, False)
+    with pytest.raises(LineEndingError):
+        counter.finish()
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 1000])

@@ -20,7 +20,7 @@ import requests
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
-from taxi_assets.upstream.line_counter import LineCounter
+from taxi_assets.upstream.line_counter import LineCounter, LineEndingError
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # The resolver's answers that another attempt cannot change: the name does not exist (or
@@ -301,6 +301,8 @@ def _verify(
             rows = counter.finish()
         except (zlib.error, EOFError) as error:
             raise DownloadError(f"{url}: {name} is not a complete gzip stream: {error}") from error
+        except LineEndingError as error:
+            raise DownloadError(f"{url}: {name}: {error}") from error
         header = counter.header
         return rows, None if header is None else tuple((column, "text") for column in header)
     if name.endswith(".parquet"):

@@ -13,8 +13,13 @@ import zlib
 from collections.abc import Iterable
 
 _BLANK_LINE_AHEAD = re.compile(rb"\n(?=\r?\n)")
+_LINE_END = re.compile(rb"[\r\n]")
 # A header longer than this is not a TLC header; the count goes on without it.
 _MAX_HEADER_BYTES = 1 << 16
+
+
+class LineEndingError(ValueError):
+    """The file's lines end with a lone CR, which the count (and TLC) does not use."""
 
 
 def _new_inflater() -> zlib._Decompress:
@@ -29,6 +34,7 @@ class LineCounter:
         self._members_done = 0
         self._inside_member = False
         self._newlines = 0
+        self._carriage_returns = 0
         self._blank_lines = 0
         # As if a newline came before the file: a blank first line is then a blank line.
         self._tail = b"\n"
@@ -63,6 +69,7 @@ class LineCounter:
         if not self._header_done:
             self._keep_header(text)
         self._newlines += text.count(b"\n")
+        self._carriage_returns += text.count(b"\r")
         window = self._tail + text
         if b"\n\n" in window or b"\n\r\n" in window:
             # Matches wholly inside the carried tail were counted with the previous chunk.
@@ -74,17 +81,18 @@ class LineCounter:
     def _keep_header(self, text: bytes) -> None:
         self._head += text
         first = self._head.lstrip(b"\r\n")
-        end = first.find(b"\n")
-        if end < 0 and len(self._head) <= _MAX_HEADER_BYTES:
+        found = _LINE_END.search(first)  # LF, CRLF, or a lone CR (refused by finish)
+        if found is None and len(self._head) <= _MAX_HEADER_BYTES:
             return
         self._header_done = True
-        if end >= 0:
-            line = first[:end].rstrip(b"\r").decode("utf-8", errors="replace")
+        if found is not None:
+            line = first[: found.start()].decode("utf-8", errors="replace")
             self._header = next(csv.reader([line.lstrip("\ufeff")]), None)
         self._head = b""
 
     def finish(self) -> int:
-        """Data rows (non-blank lines less the header). Raises EOFError on a truncated gzip."""
+        """Data rows (non-blank lines less the header). Raises EOFError on a truncated gzip,
+        LineEndingError when the lines end with a lone CR (no LF anywhere)."""
         if self._inflater is not None:
             if self._inside_member:
                 raise EOFError("the stream ends inside a gzip member (truncated file)")
@@ -94,6 +102,12 @@ class LineCounter:
             self._keep_header(b"\n")  # a header-only file without a final newline
         if not self._last_byte:
             return 0
+        if self._newlines == 0 and self._carriage_returns > 0:
+            raise LineEndingError(
+                f"its lines end with a lone carriage return (CR, classic Mac OS line endings; "
+                f"{self._carriage_returns} of them, no line feed): only LF and CRLF line "
+                "endings are read; convert the file (for example: tr '\\r' '\\n')"
+            )
         lines = self._newlines + (0 if self._last_byte == b"\n" else 1)
         return max(lines - self._blank_lines - 1, 0)
 
