@@ -19,6 +19,7 @@ from taxi_assets_tests.pipeline import (
     pipeline_resources,
     raw_manifest,
     run,
+    run_naming_its_assets,
     warehouse_counts,
 )
 from taxi_assets_tests.test_automation import evaluate_sensor
@@ -197,3 +198,37 @@ def test_the_schedule_honours_pins(
     # Another service's month is not pinned: its schedule still loads it.
     (request,) = schedules["green"].evaluate_tick(context).run_requests or []
     assert request.partition_key == MONTH
+
+
+def test_the_sensor_follows_upstream_again_once_a_month_is_unpinned(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """The sensor loaded the republished month; it is pinned back to the first revision,
+    rebuilt, and unpinned: the sensor requests the newest upstream file again (it did say
+    "already requested", as if its earlier run still stood, and nothing loaded it)."""
+    lake = tmp_path / "lake"
+    for service in ("yellow", "green", "fhv"):
+        (Path(own_mirror.root) / service / f"{service}_tripdata_2021-02.csv.gz").unlink()
+    resources = pipeline_resources(own_mirror.url, lake)
+    key = f"raw/{YELLOW}"
+    old = materialization_metadata(run(key, resources, instance, MONTH), key)["sha256"]
+    republish(own_mirror, REPUBLISHED_ROWS, seed=7)
+
+    def sensor_run() -> dg.ExecuteInProcessResult:
+        """The yellow request of a sensor tick, run as the daemon would."""
+        tick = evaluate_sensor(instance, own_mirror, lake=lake)
+        (request,) = [r for r in tick.run_requests or [] if r.tags["taxi/service"] == "yellow"]
+        assert request.partition_key == MONTH
+        tags = {**request.tags, "dagster/run_key": request.run_key or ""}
+        return run_naming_its_assets([key], resources, instance, MONTH, tags=tags)
+
+    new = materialization_metadata(sensor_run(), key)["sha256"]
+    assert new != old
+    assert cli("pin", "yellow", MONTH, old[:10], lake=lake).returncode == 0
+    assert materialization_metadata(run(key, resources, instance, MONTH), key)["sha256"] == old
+    assert cli("unpin", "yellow", MONTH, lake=lake).returncode == 0
+
+    followed = sensor_run()
+    assert materialization_metadata(followed, key)["sha256"] == new
+    done = evaluate_sensor(instance, own_mirror, lake=lake)
+    assert f"yellow {MONTH}: loaded, upstream unchanged" in str(done.skip_message)

@@ -85,15 +85,25 @@ def _loading(
 
 
 def _request_for_version(
-    service: str, month: str, version: str, earlier: Sequence[dg.DagsterRun]
+    service: str,
+    month: str,
+    version: str,
+    earlier: Sequence[dg.DagsterRun],
+    rebuilt_from_pin: bool = False,
 ) -> tuple[MonthRequest | None, str | None]:
-    """``earlier``: the sensor's runs of ``version`` (``VERSION_TAG``), newest first."""
-    if any(not run.is_finished or run.is_success for run in earlier):
+    """``earlier``: the sensor's runs of ``version`` (``VERSION_TAG``), newest first.
+    ``rebuilt_from_pin``: the loaded month's latest raw materialization made a pinned
+    revision current (the pin is lifted now, or the month would not be probed): a
+    successful run of ``version`` before it no longer counts as done."""
+    in_progress = any(not run.is_finished for run in earlier)
+    done = not rebuilt_from_pin and any(run.is_success for run in earlier)
+    if in_progress or done:
         return None, None  # requested already; in progress or done
-    failed = len(earlier)
+    failed = sum(1 for run in earlier if not run.is_success)
     if failed >= MAX_ATTEMPTS:
         return None, f"{service} {month}: {failed} runs failed for this file; re-run it by hand"
-    suffix = f"#retry{failed}" if failed else ""
+    # Every run key of the sensor is used once: a suffix per earlier run of the version.
+    suffix = f"#retry{len(earlier)}" if earlier else ""
     return MonthRequest(month, version, f"{version}{suffix}"), None
 
 
@@ -147,16 +157,19 @@ def plan_service_requests(
     raw_key = SERVICES[service].key("raw")
     loaded = materialized_partitions(instance, raw_key, partitions_def)
     layout = source.layout()
-    # (month, whether it is loaded, the ETag of the loaded file)
-    candidates: list[tuple[str, bool, str | None]] = []
+    # (month, whether it is loaded, the ETag of the loaded file, whether the loaded month's
+    # latest raw materialization made a pinned revision current)
+    candidates: list[tuple[str, bool, str | None, bool]] = []
     if loaded:
         newest = loaded[-1]
-        held = latest_metadata(instance, raw_key, newest).get("etag")
-        candidates.append((newest, True, str(held) if held else None))
-        candidates.append((add_months(newest, 1), False, None))
+        latest = latest_metadata(instance, raw_key, newest)
+        held = latest.get("etag")
+        from_pin = latest.get("pinned_sha256") not in (None, "none")
+        candidates.append((newest, True, str(held) if held else None, from_pin))
+        candidates.append((add_months(newest, 1), False, None, False))
     else:
-        candidates.append((lagged_month(today or date.today(), lag), False, None))
-    for month, is_loaded, held_etag in candidates:
+        candidates.append((lagged_month(today or date.today(), lag), False, None, False))
+    for month, is_loaded, held_etag, rebuilt_from_pin in candidates:
         if is_loaded and held_etag is None:
             plan.reasons.append(f"{service} {month}: loaded (no ETag recorded to compare)")
             continue
@@ -212,7 +225,7 @@ def plan_service_requests(
         ):
             plan.reasons.append(f"{service} {month}: loaded, upstream unchanged")
             continue
-        request, reason = _request_for_version(service, month, version, earlier)
+        request, reason = _request_for_version(service, month, version, earlier, rebuilt_from_pin)
         if request is not None:
             plan.requests.append(request)
         elif reason is not None:
