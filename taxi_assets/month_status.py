@@ -26,6 +26,7 @@ from taxi_assets.io_managers.lake_files import LakeFiles
 from taxi_assets.io_managers.parquet_lake import arrow_filesystem, month_file
 from taxi_assets.raw_zone import raw_slot, stored_months
 from taxi_assets.services import SERVICES, Service
+from taxi_assets.storage.revision_manifest import ManifestError
 from taxi_assets.storage.revisions import inspect
 
 IN_STEP = "in step"
@@ -131,7 +132,10 @@ def collect(
 
 
 def _raw(lake_root: UPath, service: str, month: str) -> tuple[Layer | None, bool, tuple[str, ...]]:
-    state = inspect(raw_slot(lake_root, service, month))
+    try:
+        state = inspect(raw_slot(lake_root, service, month))
+    except ManifestError as error:  # this month's state, not the command's end
+        return None, False, (str(error),)
     current = state.manifest.find(state.manifest.current)
     layer = Layer(current.sha256, current.rows) if current is not None else None
     return layer, state.manifest.pinned is not None, tuple(state.problems)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from upath import UPath
 
 from taxi_assets.raw_zone import ZONES, raw_key, raw_slot, stored_months
+from taxi_assets.storage.revision_manifest import ManifestError
 from taxi_assets.storage.revision_updates import set_pin
 from taxi_assets.storage.revisions import describe, inspect
 
@@ -31,7 +32,10 @@ def list_revisions(root: UPath, service: str, month: str | None) -> list[str]:
 
 
 def _month_line(root: UPath, service: str, month: str) -> str:
-    state = inspect(raw_slot(root, service, month))
+    try:
+        state = inspect(raw_slot(root, service, month))
+    except ManifestError as error:  # one month's problem: the other months are still listed
+        return f"{month}  problem: {error}"
     current = state.manifest.find(state.manifest.current)
     text = f"{month}  {len(state.manifest.revisions)} revision(s)"
     text += f"  current {current.short} {current.name}" if current else "  no current revision"

@@ -196,3 +196,34 @@ def test_the_embedded_warehouse_is_left_as_it_was_found(
         assert embedded.exists(folder) and not embedded.is_running(folder)
     finally:
         embedded.stop(folder)
+
+
+def test_an_unreadable_raw_manifest_is_the_months_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One month's unreadable ``revisions.json`` is that month's state in ``months status``
+    and one line of ``raw list SERVICE``: both listed every other month too (they ended
+    with a traceback, or with only the manifest's error)."""
+    monkeypatch.delenv("TAXI_WAREHOUSE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)  # no embedded warehouse there: nothing loaded
+    lake = tmp_path / "lake"
+    months = lake / "raw" / "yellow_tripdata"
+    (months / "2021-01").mkdir(parents=True)
+    (months / "2021-01" / "revisions.json").write_text("{not json")
+    (months / "2021-02").mkdir()
+    empty: dict[str, object] = {"format": 1, "current": None, "pinned": None, "revisions": []}
+    (months / "2021-02" / "revisions.json").write_text(json.dumps(empty))
+
+    code = cli.main(["months", "status", "--lake", str(lake), "--check"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1
+    rows = {tuple(line.split()[:2]): line for line in lines[1:] if line.strip()}
+    assert rows[("yellow", "2021-01")].endswith(
+        "raw revisions need attention (raw list yellow 2021-01)"
+    )
+    assert rows[("yellow", "2021-02")].endswith("no raw file")
+
+    assert cli.main(["raw", "list", "yellow", "--lake", str(lake)]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].startswith("2021-01  problem: ") and "not a readable revision" in listed[0]
+    assert listed[1].startswith("2021-02  0 revision(s)")
