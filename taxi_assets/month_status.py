@@ -91,9 +91,9 @@ def collect(
     services: Iterable[str] | None = None,
     months: Iterable[str] | None = None,
 ) -> list[MonthStatus]:
-    """Each service's (``services``, else all) months (``months``, else every month some
-    layer holds) as stored under ``lake_root``, with ``loads``: ``{(dataset, YYYY-MM):
-    Layer}`` of the warehouse."""
+    """Each service's (``services``, else all) months (``months``, except those before the
+    service's first published month; else every month some layer holds) as stored under
+    ``lake_root``, with ``loads``: ``{(dataset, YYYY-MM): Layer}`` of the warehouse."""
     wanted: list[tuple[Service, str]] = []
     # Every month's lake file names, from one listing per service, when all months are
     # wanted: then no month asks the store whether its file exists (a request each).
@@ -101,7 +101,9 @@ def collect(
     for name in services if services is not None else SERVICES:
         service = SERVICES[name]
         if months is not None:
-            chosen = sorted(set(months))
+            # A month before the service existed (FHVHV 2019-01) has nothing to be in step
+            # with: it is no partition and can never be loaded.
+            chosen = sorted(m for m in set(months) if m >= service.first_published_month)
         else:
             listed[name] = lake_files(lake_root, service)
             chosen = sorted(

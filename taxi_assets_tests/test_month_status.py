@@ -227,3 +227,31 @@ def test_an_unreadable_raw_manifest_is_the_months_state(
     listed = capsys.readouterr().out.splitlines()
     assert listed[0].startswith("2021-01  problem: ") and "not a readable revision" in listed[0]
     assert listed[1].startswith("2021-02  0 revision(s)")
+
+
+def test_a_month_before_a_service_existed_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """FHVHV starts 2019-02: its 2019-01 can never be loaded, so ``months status 2019-01
+    --check`` must not fail on it (it listed "fhvhv 2019-01 ... no raw file", exit 1)."""
+    monkeypatch.delenv("TAXI_WAREHOUSE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)  # no embedded warehouse there: nothing loaded
+    lake = str(tmp_path / "lake")
+
+    code = cli.main(
+        ["months", "status", "2019-01", "--services", "fhvhv", "--check", "--lake", lake]
+    )
+    assert code == 0
+    said = capsys.readouterr().out
+    assert said.strip() == "no month of fhvhv in that range: fhvhv before 2019-02 (its first month)"
+
+    code = cli.main(["months", "status", "2019-01", "--to", "2019-02", "--lake", lake])
+    lines = capsys.readouterr().out.splitlines()
+    listed = [tuple(line.split()[:2]) for line in lines[1:-2] if line.strip()]
+    assert ("fhvhv", "2019-01") not in listed and ("fhvhv", "2019-02") in listed
+    assert ("yellow", "2019-01") in listed
+    assert lines[-1] == "  left out: fhvhv before 2019-02 (its first month)"
+
+    months = ["2019-01", "2019-02"]
+    statuses = collect(UPath(lake), {}, ["fhvhv"], months)
+    assert [(s.service, s.month) for s in statuses] == [("fhvhv", "2019-02")]

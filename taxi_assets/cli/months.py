@@ -55,6 +55,7 @@ def _months_status(args: argparse.Namespace) -> int:
 
     from taxi_assets.cli.arguments import parse_months
     from taxi_assets.month_status import IN_STEP, as_record, collect, format_statuses
+    from taxi_assets.services import SERVICES
     from taxi_assets.storage.roots import lake_root
 
     months = None
@@ -77,11 +78,23 @@ def _months_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([as_record(s) for s in statuses], indent=1))
         return 1 if args.check and behind else 0
+    left_out = [
+        f"{name} before {SERVICES[name].first_published_month} (its first month)"
+        for name in args.services or SERVICES
+        if months and months[0] < SERVICES[name].first_published_month
+    ]
     if not statuses:
-        print("nothing stored yet: no raw file, lake file or warehouse load")
+        print(
+            f"no month of {', '.join(args.services or SERVICES)} in that range: "
+            + "; ".join(left_out)
+            if months
+            else "nothing stored yet: no raw file, lake file or warehouse load"
+        )
         return 0
     print("\n".join(format_statuses(statuses)))
     print(f"\n{len(statuses) - len(behind)} of {len(statuses)} month(s) in step")
+    for reason in left_out:
+        print(f"  left out: {reason}")
     return 1 if args.check and behind else 0
 
 
