@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +14,7 @@ import dagster as dg
 import pytest
 
 from taxi_assets.automation.alerts import (
+    MAX_TEXT_CHARS,
     SENSOR_NAME,
     AlertDeliveryError,
     AlertWebhookResource,
@@ -188,3 +190,24 @@ def test_the_sensor_is_part_of_the_definitions_and_on_by_default() -> None:
     sensor = defs.resolve_sensor_def(SENSOR_NAME)
     assert isinstance(sensor, dg.RunStatusSensorDefinition)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_escaping_keeps_the_slack_text_within_its_cap(receiver: Receiver) -> None:
+    """Escaping comes after the 2,900-character cut of the summary: an error full of `<`,
+    `>` and `&` made a section text of 3,591 characters, over Slack's 3,000."""
+    error = ("value <= 0 in column x & y; " * 30)[:600]
+    summary = FailureSummary(
+        run_id="0123456789",
+        job_name="taxi_yellow_job",
+        partition="2021-01",
+        assets=("lake/yellow_tripdata",),
+        failed_steps=tuple((f"step{i}", error) for i in range(6)),
+    )
+    assert len(summary.text()) == MAX_TEXT_CHARS
+    AlertWebhookResource(url=receiver.url).post(summary.slack_payload())
+    (body,) = receiver.bodies
+    text = body["blocks"][0]["text"]["text"]
+    assert len(text) <= MAX_TEXT_CHARS and text == body["text"]
+    assert text.endswith("\u2026") and text.startswith("taxi_assets: run 01234567")
+    assert "&lt;= 0 in column x &amp; y" in text
+    assert not re.search(r"&[a-z]*\u2026$", text)  # no entity cut in half

@@ -79,8 +79,15 @@ class FailureSummary:
         return _truncate("\n".join(lines), MAX_TEXT_CHARS)
 
     def slack_payload(self) -> dict[str, Any]:
-        # Slack reads `<`, `>` and `&` as markup in both fields: escape them.
+        # Slack reads `<`, `>` and `&` as markup in both fields: escape them, then keep the
+        # escaped text within the cap (each escape adds characters).
         text = self.text().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        if len(text) > MAX_TEXT_CHARS:
+            cut = text[: MAX_TEXT_CHARS - 1]
+            entity = cut.rfind("&")
+            if entity >= 0 and ";" not in cut[entity:]:
+                cut = cut[:entity]  # never half an entity
+            text = cut + "\u2026"
         return {
             "text": text,
             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
