@@ -255,3 +255,12 @@ def test_a_month_before_a_service_existed_is_left_out(
     months = ["2019-01", "2019-02"]
     statuses = collect(UPath(lake), {}, ["fhvhv"], months)
     assert [(s.service, s.month) for s in statuses] == [("fhvhv", "2019-02")]
+
+
+def test_a_service_named_twice_is_taken_once() -> None:
+    """``--services yellow,yellow`` printed yellow twice (backfill: its title and its
+    range line, and two copies of yellow's assets in the backfill request)."""
+    parser = cli.build_parser()
+    for command in (["months", "backfill", "2021-01"], ["months", "status"]):
+        args = parser.parse_args([*command, "--services", "yellow,fhv,yellow"])
+        assert args.services == ["yellow", "fhv"]

@@ -26,4 +26,4 @@ def csv_list(spec: str, allowed: Sequence[str]) -> list[str]:
     bad = [s for s in items if s not in allowed]
     if bad:
         raise argparse.ArgumentTypeError(f"unknown {bad}; choose from {','.join(allowed)}")
-    return items
+    return list(dict.fromkeys(items))  # once each, in the order given
