@@ -140,7 +140,15 @@ def _raw(lake_root: UPath, service: str, month: str) -> tuple[Layer | None, bool
         return None, False, (str(error),)
     current = state.manifest.find(state.manifest.current)
     layer = Layer(current.sha256, current.rows) if current is not None else None
-    return layer, state.manifest.pinned is not None, tuple(state.problems)
+    problems = list(state.problems)
+    if current is None and state.legacy:
+        # An earlier version's layout: the file is there, not yet a revision.
+        problems += [
+            f"{path.name}: a raw file of the flat layout, made a revision when the month is "
+            "next materialized"
+            for path in state.legacy
+        ]
+    return layer, state.manifest.pinned is not None, tuple(problems)
 
 
 # A lake file of a month, relative to the service's lake folder.

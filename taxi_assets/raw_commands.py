@@ -41,6 +41,8 @@ def _month_line(root: UPath, service: str, month: str) -> str:
     text += f"  current {current.short} {current.name}" if current else "  no current revision"
     if state.manifest.pinned:
         text += f"  pinned {state.manifest.pinned[:12]}"
+    if state.legacy:
+        text += f"  {len(state.legacy)} file(s) of the flat layout, adopted on first touch"
     if state.problems:
         text += f"  {len(state.problems)} problem(s): raw list {service} {month}"
     return text

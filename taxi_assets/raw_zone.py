@@ -7,6 +7,8 @@ and a month, and find the same slot here (one layout: :func:`storage.revisions.s
 
 from __future__ import annotations
 
+import re
+
 import dagster as dg
 from upath import UPath
 
@@ -54,16 +56,31 @@ def pinned_services(lake_root: UPath, month: str) -> dict[str, str]:
     return {service: sha256 for service, sha256 in pins.items() if sha256 is not None}
 
 
+# The month in the name of a file of the flat layout (``yellow_tripdata_2021-01.csv.gz``).
+_FLAT_FILE_MONTH = re.compile(r"(?<!\d)(\d{4}-\d{2})(?!\d)")
+
+
 def stored_months(lake_root: UPath, service: str) -> list[str]:
-    """The months of ``service`` with a revision folder (not files of the flat layout)."""
+    """The months of ``service`` with a revision folder, or a file of the flat layout of
+    earlier versions (``<asset folder>/<published name>``, adopted on first touch)."""
     folder = lake_root.joinpath(*raw_key(service).path)
     if not folder.exists():
         return []
-    months = []
+    months = set()
     for entry in folder.iterdir():
-        try:
-            parse_month(entry.name)
-        except ValueError:
+        name = entry.name
+        if name.startswith("."):
             continue
-        months.append(entry.name)
+        try:
+            parse_month(name)
+        except ValueError:
+            found = _FLAT_FILE_MONTH.search(name)
+            if found is None or not entry.is_file():
+                continue
+            try:
+                parse_month(found[1])
+            except ValueError:
+                continue
+            name = found[1]
+        months.add(name)
     return sorted(months)

@@ -264,3 +264,35 @@ def test_a_service_named_twice_is_taken_once() -> None:
     for command in (["months", "backfill", "2021-01"], ["months", "status"]):
         args = parser.parse_args([*command, "--services", "yellow,fhv,yellow"])
         assert args.services == ["yellow", "fhv"]
+
+
+def test_a_raw_file_of_the_flat_layout_is_not_called_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A lake of an earlier version keeps ``raw/<dataset>/<published name>``, adopted as a
+    revision on first touch. ``months status`` said "nothing stored yet" (or "no raw file"
+    for the month asked), and ``raw list SERVICE`` "no revisions", with the file there."""
+    monkeypatch.delenv("TAXI_WAREHOUSE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)  # no embedded warehouse there: nothing loaded
+    lake = tmp_path / "lake"
+    (lake / "raw" / "yellow_tripdata").mkdir(parents=True)
+    flat = lake / "raw" / "yellow_tripdata" / "yellow_tripdata_2021-01.csv.gz"
+    flat.write_bytes(gzip.compress(b"VendorID\n1\n"))
+
+    for asked in ([], ["2021-01", "--services", "yellow"]):
+        assert cli.main(["months", "status", *asked, "--lake", str(lake)]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[1].split()[:2] == ["yellow", "2021-01"]
+        assert lines[1].endswith("raw revisions need attention (raw list yellow 2021-01)")
+    (status,) = collect(UPath(lake), {}, ["yellow"])
+    assert status.problems == (
+        "yellow_tripdata_2021-01.csv.gz: a raw file of the flat layout, made a revision when "
+        "the month is next materialized",
+    )
+
+    assert cli.main(["raw", "list", "yellow", "--lake", str(lake)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "2021-01  0 revision(s)  no current revision  1 file(s) of the flat layout, adopted on "
+        "first touch"
+    ]
+    assert flat.exists()  # read, not adopted: the listing changes nothing
