@@ -4,7 +4,7 @@ For each service: the month after the newest loaded one (or, with nothing loaded
 month that should just have been published), and the newest loaded month again in case
 TLC republished it. A request's key holds service, month and the upstream ETag, so each
 upstream version is requested once; a failed run of a version (whichever step failed) may
-be retried up to ``MAX_ATTEMPTS`` times on later ticks.
+be retried on later ticks, up to ``MAX_ATTEMPTS`` runs of a version in all.
 
 Each HEAD is one attempt with a short timeout (``TaxiSourceResource.probe``), and no HEAD
 starts after the tick's deadline: a tick must end well within Dagster's 60 s. A 403 from
