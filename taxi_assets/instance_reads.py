@@ -59,6 +59,23 @@ def materialized_partitions(
     return [key for key in keys if status.get(key) == dg.AssetPartitionStatus.MATERIALIZED]
 
 
+def newest_loaded_partition(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions_def: dg.PartitionsDefinition
+) -> str | None:
+    """The newest partition of ``asset_key`` with a materialization, even one whose latest
+    attempt failed or is still running afterwards (Dagster's status then shows it failed
+    or in progress, not materialized, though what the earlier run stored is still there)."""
+    keys = partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+    status = instance.get_status_by_partition(asset_key, keys, partitions_def) or {}
+    for key in reversed(keys):
+        state = status.get(key)
+        if state == dg.AssetPartitionStatus.MATERIALIZED:
+            return key
+        if state is not None and latest_materialization_run_id(instance, asset_key, key):
+            return key  # failed or running now, materialized before
+    return None
+
+
 def runs(
     instance: dg.DagsterInstance, filters: dg.RunsFilter | None = None, limit: int | None = None
 ) -> list[dg.DagsterRun]:

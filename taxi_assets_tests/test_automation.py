@@ -224,3 +224,39 @@ def test_run_partitions_read_both_tag_styles() -> None:
     assert describe_partitions({}) is None
     assert covers(ranged, "2021-02") and not covers(ranged, "2021-04")
     assert covers(single, "2021-02") and not covers(single, "2021-01")
+
+
+def test_a_failed_download_of_a_republished_month_does_not_stop_the_next_one(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """Upstream republishes the newest loaded month (yellow 2021-02) as a cut file, and
+    the sensor's runs of it fail in the raw step: the month keeps its earlier revision, but
+    Dagster now shows it failed. The sensor took it for unloaded, made it "the next month"
+    and never probed 2021-03, published meanwhile (it did not even name it)."""
+    lake = tmp_path / "lake"
+    root = Path(own_mirror.root)
+    resources = pipeline_resources(own_mirror.url, lake)
+    for month in ("2021-01", "2021-02"):
+        assert run("raw/yellow_tripdata", resources, instance, month).success
+    cut = root / "yellow" / "yellow_tripdata_2021-02.csv.gz"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+
+    def yellow_requests() -> list[dg.RunRequest]:
+        tick = evaluate_sensor(instance, own_mirror, lake=lake)
+        return [r for r in tick.run_requests or [] if r.tags["taxi/service"] == "yellow"]
+
+    (request,) = yellow_requests()
+    assert request.partition_key == "2021-02"
+    failed = run_naming_its_assets(
+        ["raw/yellow_tripdata"],
+        resources,
+        instance,
+        "2021-02",
+        tags={**request.tags, "dagster/run_key": request.run_key or ""},
+    )
+    assert not failed.success
+    write_month(root, source="dtc", service="yellow", month="2021-03", rows=100)
+
+    requested = {r.partition_key: r.run_key for r in yellow_requests()}
+    assert set(requested) == {"2021-02", "2021-03"}
+    assert (requested["2021-02"] or "").endswith("#retry1")

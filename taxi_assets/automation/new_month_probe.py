@@ -24,7 +24,7 @@ from taxi_assets.automation.run_partitions import covers
 from taxi_assets.instance_reads import (
     latest_materialization_run_id,
     latest_metadata,
-    materialized_partitions,
+    newest_loaded_partition,
     runs,
 )
 from taxi_assets.jobs import service_job_name
@@ -155,13 +155,15 @@ def plan_service_requests(
     plan = ServicePlan()
     dataset = SERVICES[service].dataset
     raw_key = SERVICES[service].key("raw")
-    loaded = materialized_partitions(instance, raw_key, partitions_def)
+    # A month whose re-download (a republished file) failed is still loaded: what the
+    # earlier run stored stays current. Dagster's status calls it failed; counting it as
+    # not loaded would make it "the next month" and leave every later month unprobed.
+    newest = newest_loaded_partition(instance, raw_key, partitions_def)
     layout = source.layout()
     # (month, whether it is loaded, the ETag of the loaded file, whether the loaded month's
     # latest raw materialization made a pinned revision current)
     candidates: list[tuple[str, bool, str | None, bool]] = []
-    if loaded:
-        newest = loaded[-1]
+    if newest is not None:
         latest = latest_metadata(instance, raw_key, newest)
         held = latest.get("etag")
         from_pin = latest.get("pinned_sha256") not in (None, "none")
@@ -205,9 +207,7 @@ def plan_service_requests(
                     newest_forbidden=True,
                 )
             else:
-                verdict = source.explain_forbidden(
-                    dataset, month, url, loaded[-1] if loaded else None
-                )
+                verdict = source.explain_forbidden(dataset, month, url, newest)
             plan.reasons.append(verdict.message)
             if is_loaded:
                 break  # the source refuses access: the next month would say the same
