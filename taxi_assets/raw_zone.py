@@ -50,12 +50,6 @@ def pinned_revision(lake_root: UPath, service: str, month: str | None) -> str | 
     return manifest.pinned if manifest is not None else None
 
 
-def pinned_services(lake_root: UPath, month: str) -> dict[str, str]:
-    """``{service: pinned sha256}`` for the services whose ``month`` is pinned."""
-    pins = {service: pinned_revision(lake_root, service, month) for service in SERVICES}
-    return {service: sha256 for service, sha256 in pins.items() if sha256 is not None}
-
-
 # The month in the name of a file of the flat layout (``yellow_tripdata_2021-01.csv.gz``).
 _FLAT_FILE_MONTH = re.compile(r"(?<!\d)(\d{4}-\d{2})(?!\d)")
 
