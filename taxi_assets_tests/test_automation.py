@@ -88,6 +88,27 @@ def evaluate_sensor(  # noqa: ANN201
     return sensor.evaluate_tick(context)
 
 
+def test_a_loaded_month_the_source_no_longer_has_is_not_called_unpublished(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """A 404 for the newest loaded month (the source was switched, or the file withdrawn)
+    is said as such, not as "not published yet"; nothing is requested, the month is kept."""
+    root = Path(own_mirror.root)
+    resources = pipeline_resources(own_mirror.url, tmp_path / "lake")
+    assert run("raw/yellow_tripdata", resources, instance, "2021-02").success
+    (root / "yellow" / "yellow_tripdata_2021-02.csv.gz").unlink()
+    result = evaluate_sensor(instance, own_mirror, lake=tmp_path / "lake")
+    assert [r for r in result.run_requests if "yellow" in (r.job_name or "")] == []
+    url = f"{own_mirror.url}/yellow/yellow_tripdata_2021-02.csv.gz"
+    assert (
+        f"yellow 2021-02: loaded, but {url} answers 404 now: the source no longer has the file"
+        in result.skip_message
+        or ""
+    ), result.skip_message
+    assert "yellow 2021-02 not published yet" not in (result.skip_message or "")
+    assert "yellow 2021-03 not published yet" in (result.skip_message or "")
+
+
 def test_sensor_requests_the_next_month_once_per_upstream_version(
     own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:

@@ -194,6 +194,15 @@ def plan_service_requests(
         try:
             remote = source.probe(url)
         except SourceNotFound:
+            if is_loaded:
+                # Loaded from this URL's source before: a 404 now is not "nothing new yet"
+                # (TAXI_SOURCE or the mirror changed, or the file was withdrawn).
+                plan.reasons.append(
+                    f"{service} {month}: loaded, but {url} answers 404 now: the source no "
+                    "longer has the file (check TAXI_SOURCE and the source's URL); the "
+                    "loaded month is kept"
+                )
+                continue
             plan.reasons.append(f"{service} {month} not published yet")
             continue
         except SourceForbidden:
