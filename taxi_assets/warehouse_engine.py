@@ -13,6 +13,7 @@ Both engines offer the same resource keys: ``warehouse`` (the connection) and
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,12 @@ _BY_SCHEME = {
     "postgres": POSTGRES,
     "bigquery": BIGQUERY,
 }
+# A URL's scheme (RFC 3986: a letter, then letters, digits, "+", "-", "."), before "://".
+# Only what matches this is ever quoted: the rest of the value may hold a password.
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_EXPECTED = (
+    "expected postgresql://USER:PASSWORD@HOST:PORT/DB or bigquery://PROJECT[?location=LOCATION]"
+)
 
 
 class UnknownWarehouseEngine(ValueError):
@@ -43,13 +50,19 @@ def engine_for_url(url: str | None) -> WarehouseEngine:
     """The engine a warehouse URL names, from its scheme alone (unset: PostgreSQL)."""
     if not url or not url.strip():
         return POSTGRES
-    scheme = url.strip().partition("://")[0].partition("+")[0].lower()
+    found = _SCHEME.match(url.strip())
+    if found is None:
+        # No scheme: a typo such as "postgresql:/" or a bare "USER:PASSWORD@HOST/DB". The
+        # value is not quoted, not even in part: it may hold the password.
+        raise UnknownWarehouseEngine(
+            f"TAXI_WAREHOUSE_URL does not start with SCHEME://: {_EXPECTED}"
+        )
+    scheme = found.group(1).partition("+")[0].lower()
     try:
         return _BY_SCHEME[scheme]
     except KeyError:
         raise UnknownWarehouseEngine(
-            f"TAXI_WAREHOUSE_URL has scheme {scheme!r}: expected postgresql://USER:PASSWORD@HOST"
-            ":PORT/DB or bigquery://PROJECT[?location=LOCATION]"
+            f"TAXI_WAREHOUSE_URL has scheme {scheme!r}: {_EXPECTED}"
         ) from None
 
 

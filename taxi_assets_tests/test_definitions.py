@@ -206,6 +206,23 @@ def test_an_unknown_warehouse_scheme_is_refused_without_quoting_the_url() -> Non
     assert "s3cret" not in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql:/taxi:s3cret@db:5432/taxi",  # one slash short
+        "taxi:s3cret@db/taxi",  # no scheme at all
+        "postgresql//taxi:s3cret@db/taxi",
+    ],
+)
+def test_a_warehouse_url_without_a_scheme_is_refused_without_quoting_it(url: str) -> None:
+    """Everything before "://" was quoted as the scheme: for these, the password."""
+    from taxi_assets.warehouse_engine import UnknownWarehouseEngine, engine_for_url
+
+    with pytest.raises(UnknownWarehouseEngine, match="does not start with SCHEME://") as raised:
+        engine_for_url(url)
+    assert "s3cret" not in str(raised.value).lower()
+
+
 def test_bigquery_definitions_name_their_engine() -> None:
     """With TAXI_WAREHOUSE_URL=bigquery://...: the same asset graph, with BigQuery in the
     warehouse assets' kinds, descriptions and column types, BigQuery resources, and the
