@@ -255,3 +255,12 @@ def test_no_azure_secret_in_records_logs_or_errors(
     signature = parse_qs(sas.split("SharedAccessSignature=", 1)[1])["sig"][0]
     for leaked in (azurite.key, wrong_key, signature):
         assert leaked not in scanned, f"a secret leaked: {leaked[:6]}..."
+
+
+def test_a_password_holding_an_unescaped_at_sign_is_not_taken_for_the_host() -> None:
+    """``postgresql://u:pa@ss@host/db`` was split at the first "@": the connection then
+    failed with "failed to resolve host 'ss@host'", the password's tail in the run's error."""
+    url = "postgresql://taxi:Pw@Tail-Of-Secret@127.0.0.1:9/taxi"
+    with pytest.raises(ValueError, match="%40") as raised:
+        PostgresResource(url=url).engine()
+    assert "Tail-Of-Secret" not in str(raised.value)

@@ -15,6 +15,13 @@ def sqlalchemy_url(url: str) -> sa.URL:
     parsed = sa.make_url(url)
     if parsed.get_backend_name() not in ("postgresql", "postgres"):
         raise ValueError(f"not a PostgreSQL URL (scheme {parsed.drivername!r})")
+    if parsed.host and "@" in parsed.host:
+        # A password holding "@" unescaped: the URL is split at its first "@", and the rest
+        # of the password would be taken for the host name, which errors quote.
+        raise ValueError(
+            "the warehouse URL's host name holds '@': write an '@' in the user name or "
+            "password as %40 (the URL is not shown: it holds the password)"
+        )
     return parsed.set(drivername="postgresql+psycopg")
 
 
