@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from dagster._serdes import serialize_value
 
 from taxi_assets.definitions import build_resources
-from taxi_assets.resources import PostgresResource
+from taxi_assets.resources import LakeResource, PostgresResource, TaxiSourceResource
 from taxi_assets.resources.postgres import sqlalchemy_url
 from taxi_assets_tests.emulators import MotoServer
 from taxi_assets_tests.gcs_emulator import (
@@ -264,3 +264,36 @@ def test_a_password_holding_an_unescaped_at_sign_is_not_taken_for_the_host() -> 
     with pytest.raises(ValueError, match="%40") as raised:
         PostgresResource(url=url).engine()
     assert "Tail-Of-Secret" not in str(raised.value)
+
+
+# --- Source URLs: a private mirror's basic-auth credentials ---------------------------------
+
+
+def test_no_source_credentials_in_records_manifests_or_errors(
+    mirror: FaultyMirror,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A mirror URL may carry credentials (``https://USER:PASSWORD@HOST``, requests sends
+    them as basic auth). They went into the raw metadata's ``url``, the raw manifest
+    (``revisions.json``, in the lake) and every download error."""
+    secret = f"Tok-{uuid.uuid4().hex}"
+    monkeypatch.setenv("TAXI_DTC_URL", mirror.url.replace("://", f"://reader:{secret}@"))
+    resources = build_resources(
+        source=TaxiSourceResource(source="dtc", backoff_seconds=0.01, attempts=3),
+        lake=LakeResource(url=str(tmp_path)),
+    )
+    runs = [run(KEYS[:1], resources, instance, MONTH)]  # downloads
+    runs.append(run(KEYS[:1], resources, instance, MONTH))  # upstream unchanged: skipped
+    skipped = runs[-1].asset_materializations_for_node("raw__yellow_tripdata")[0]
+    assert skipped.metadata["download"].value == "skipped: upstream unchanged"
+    assert str(skipped.metadata["url"].value).startswith("http://***@127.0.0.1:")
+    runs.append(run(KEYS[:1], resources, instance, "2020-05", raise_on_error=False))  # 404
+    error = str(runs[-1].get_step_failure_events()[0].step_failure_data.error)
+    assert "not published at http://***@127.0.0.1:" in error, error
+
+    scanned = "\n".join(records_of(instance, r.run_id) for r in runs)
+    scanned += "".join(path.read_text() for path in tmp_path.rglob("revisions.json"))
+    assert "yellow_tripdata" in scanned  # the scan sees content
+    assert secret not in scanned

@@ -37,6 +37,7 @@ from taxi_assets.upstream.download import (
     SourceForbidden,
     SourceNotFound,
 )
+from taxi_assets.upstream.shown_url import shown_url
 
 
 @dataclass(frozen=True)
@@ -138,13 +139,23 @@ def _unchanged_revision(
     """
     if remote is None or remote.etag is None:
         return None
-    upstream = (url, remote.etag, remote.size)
+    # Revisions and metadata record the URL as shown (no credentials); those written
+    # before that may hold it as configured.
+    urls = {url, shown_url(url)}
+    upstream = (remote.etag, remote.size)
     for revision in reversed(state.usable()):
-        if (revision.source.get("url"), revision.source.get("etag"), revision.bytes) == upstream:
+        if (
+            revision.source.get("url") in urls
+            and (
+                revision.source.get("etag"),
+                revision.bytes,
+            )
+            == upstream
+        ):
             return revision
     sha256 = previous.get("sha256")
-    described = (previous.get("url"), previous.get("etag"), previous.get("bytes"))
-    if described != upstream or state.sound(str(sha256)) is None:
+    described = (previous.get("etag"), previous.get("bytes"))
+    if previous.get("url") not in urls or described != upstream or state.sound(str(sha256)) is None:
         return None
     listed = state.manifest.find(str(sha256))
     if listed is None:  # pragma: no cover - sound() found it listed
@@ -191,7 +202,7 @@ def _download(
     if known is not None:
         download += f": the same bytes as stored revision {known.short}, no new revision"
     metadata: dict[str, dg.RawMetadataValue] = {
-        "url": dg.MetadataValue.url(wanted.url),
+        "url": dg.MetadataValue.url(shown_url(wanted.url)),
         "file": wanted.name,
         "source": wanted.source_label,
         "bytes": dg.MetadataValue.int(fetched.size),
@@ -208,7 +219,7 @@ def _download(
         metadata.update(row_count_metadata(fetched.row_count, wanted.partition_key is not None))
         metadata["rows_per_s"] = int(fetched.row_count / elapsed) if elapsed > 0 else 0
     origin = {
-        "url": wanted.url,
+        "url": shown_url(wanted.url),
         "etag": fetched.etag or "",
         "last_modified": fetched.last_modified or "",
         "upstream": wanted.source_label,

@@ -35,6 +35,7 @@ from taxi_assets.services import SERVICES
 from taxi_assets.storage.revision_manifest import ManifestError
 from taxi_assets.upstream.download import DownloadError, SourceForbidden, SourceNotFound
 from taxi_assets.upstream.forbidden import explain_forbidden
+from taxi_assets.upstream.shown_url import shown_url
 
 MAX_ATTEMPTS = 3
 VERSION_TAG = "taxi/upstream_version"
@@ -198,7 +199,7 @@ def plan_service_requests(
                 # Loaded from this URL's source before: a 404 now is not "nothing new yet"
                 # (TAXI_SOURCE or the mirror changed, or the file was withdrawn).
                 plan.reasons.append(
-                    f"{service} {month}: loaded, but {url} answers 404 now: the source no "
+                    f"{service} {month}: loaded, but {shown_url(url)} answers 404 now: the source no "
                     "longer has the file (check TAXI_SOURCE and the source's URL); the "
                     "loaded month is kept"
                 )

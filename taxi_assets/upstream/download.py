@@ -21,6 +21,7 @@ from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 from taxi_assets.upstream.line_counter import LineCounter, LineEndingError
+from taxi_assets.upstream.shown_url import shown_url
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # The resolver's answers that another attempt cannot change: the name does not exist (or
@@ -49,7 +50,7 @@ class SourceForbidden(Exception):
     for the caller to decide (see upstream/forbidden.py). Retrying will not help."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(f"HTTP 403 Forbidden at {url}")
+        super().__init__(f"HTTP 403 Forbidden at {shown_url(url)}")
         self.url = url
 
 
@@ -135,9 +136,11 @@ def _with_retries(
                 retry = retry.increment(method=method, url=url, response=raw, error=failure)
             except MaxRetryError:
                 raise DownloadError(
-                    f"{url}: gave up after {policy.attempts} attempts; last error: {failure}"
+                    f"{shown_url(url)}: gave up after {policy.attempts} attempts; last error: {failure}"
                 ) from failure
-            log(f"{url}: {failure}; retrying ({len(retry.history)}/{policy.attempts - 1})")
+            log(
+                f"{shown_url(url)}: {failure}; retrying ({len(retry.history)}/{policy.attempts - 1})"
+            )
             retry.sleep(raw)
 
 
@@ -152,13 +155,13 @@ def _get(
         if dns is not None:
             host = urlsplit(url).hostname
             raise DownloadError(
-                f"{url}: the host {host!r} is unknown to DNS ({dns.strerror}); "
+                f"{shown_url(url)}: the host {host!r} is unknown to DNS ({dns.strerror}); "
                 "check the URL (not retried)"
             ) from error
         raise _Transient(f"{type(error).__name__}: {error}") from error
     if response.status_code == 404:
         response.close()
-        raise SourceNotFound(f"not published at {url} (HTTP 404)")
+        raise SourceNotFound(f"not published at {shown_url(url)} (HTTP 404)")
     if response.status_code == 403:
         response.close()
         raise SourceForbidden(url)
@@ -167,7 +170,9 @@ def _get(
         raise _Transient(f"HTTP {response.status_code} {response.reason}", response)
     if response.status_code != 200:
         response.close()
-        raise DownloadError(f"{url}: unexpected HTTP {response.status_code} {response.reason}")
+        raise DownloadError(
+            f"{shown_url(url)}: unexpected HTTP {response.status_code} {response.reason}"
+        )
     return response
 
 
@@ -225,7 +230,7 @@ def _fetch_once(
         content_type = response.headers.get("Content-Type", "")
         if content_type.startswith("text/html") and not name.endswith((".html", ".htm")):
             raise DownloadError(
-                f"{url}: the server answered HTTP 200 with an HTML page instead of {name}"
+                f"{shown_url(url)}: the server answered HTTP 200 with an HTML page instead of {name}"
             )
         length = response.headers.get("Content-Length")
         expected = int(length) if length and length.isdigit() else None
@@ -241,10 +246,12 @@ def _fetch_once(
                     if counter is not None:
                         counter.feed(chunk)
         except zlib.error as error:
-            raise DownloadError(f"{url}: {name} is not a complete gzip stream: {error}") from error
+            raise DownloadError(
+                f"{shown_url(url)}: {name} is not a complete gzip stream: {error}"
+            ) from error
         except (requests.RequestException, OSError) as error:
             if isinstance(error, OSError) and not _is_network_error(error):
-                raise DownloadError(f"{url}: cannot write {partial}: {error}") from error
+                raise DownloadError(f"{shown_url(url)}: cannot write {partial}: {error}") from error
             raise _Transient(f"connection failed mid-body after {size} bytes: {error}") from error
         except Exception as error:  # urllib3 ProtocolError / ReadTimeoutError mid-body
             if type(error).__module__.startswith("urllib3"):
@@ -300,9 +307,11 @@ def _verify(
         try:
             rows = counter.finish()
         except (zlib.error, EOFError) as error:
-            raise DownloadError(f"{url}: {name} is not a complete gzip stream: {error}") from error
+            raise DownloadError(
+                f"{shown_url(url)}: {name} is not a complete gzip stream: {error}"
+            ) from error
         except LineEndingError as error:
-            raise DownloadError(f"{url}: {name}: {error}") from error
+            raise DownloadError(f"{shown_url(url)}: {name}: {error}") from error
         header = counter.header
         return rows, None if header is None else tuple((column, "text") for column in header)
     if name.endswith(".parquet"):
@@ -313,5 +322,7 @@ def _verify(
             schema = footer.schema_arrow
             return footer.metadata.num_rows, tuple((f.name, str(f.type)) for f in schema)
         except Exception as error:  # pyarrow raises ArrowInvalid/OSError variants for bad footers
-            raise DownloadError(f"{url}: {name} has no readable Parquet footer: {error}") from error
+            raise DownloadError(
+                f"{shown_url(url)}: {name} has no readable Parquet footer: {error}"
+            ) from error
     return None, None

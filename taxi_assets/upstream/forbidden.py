@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from taxi_assets.upstream.shown_url import shown_url
+
 SOURCE_SETTING = {"tlc": "TAXI_TLC_URL", "dtc": "TAXI_DTC_URL"}
 
 
@@ -44,6 +46,8 @@ def explain_forbidden(
     the answer is unknown, in which case TLC's 403 is read as "not published yet".
     """
     what = f"{service} {month}"
+    url = shown_url(url)
+    newest_url = shown_url(newest_url) if newest_url else newest_url
     setting = SOURCE_SETTING.get(source, "the source URL")
     refused = f"{what}: the source refuses access (check {setting}): HTTP 403 at {url}"
     if source != "tlc":
