@@ -46,6 +46,36 @@ def test_analyst_role_reads_but_cannot_write(pg_url: str) -> None:
     engine.dispose()
 
 
+def test_the_analyst_password_never_reaches_the_server_as_sql_text(pg_url: str) -> None:
+    """Every statement and parameter the engine sends is seen (SQLAlchemy's own hook): the
+    password is not among them, only its SCRAM verifier, and the role logs in with it."""
+    from taxi_assets.pg.roles import grant_read_only
+
+    password = "n0t-in-any-statement"
+    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    sent: list[str] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def record(_conn, _cursor, statement, parameters, _context, _many) -> None:  # noqa: ANN001
+        sent.append(f"{statement} {parameters!r}")
+
+    grant_read_only(engine, "analyst_scram", password)
+    assert sent and not [text for text in sent if password in text]
+    assert any("SCRAM-SHA-256$" in text for text in sent)
+    with engine.connect() as connection:
+        stored = connection.exec_driver_sql(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'analyst_scram'"
+        ).scalar()
+    assert str(stored).startswith("SCRAM-SHA-256$")
+    analyst = sa.create_engine(
+        sa.make_url(sqlalchemy_url(pg_url)).set(username="analyst_scram", password=password)
+    )
+    with analyst.connect() as connection:
+        assert connection.exec_driver_sql("SELECT current_user").scalar() == "analyst_scram"
+    analyst.dispose()
+    engine.dispose()
+
+
 def test_embedded_postgres_listens_on_a_unix_socket_only(pg_server_url: str) -> None:
     if os.environ.get("TEST_DATABASE_URL"):
         pytest.skip("TEST_DATABASE_URL points at an external server")

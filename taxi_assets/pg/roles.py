@@ -13,6 +13,14 @@ from taxi_assets.pg.ddl import ident
 READ_SCHEMAS = ("warehouse", "analytics")
 
 
+def password_verifier(connection: sa.Connection, role: str, password: str) -> str:
+    """``password`` for ``role`` hashed by libpq with the server's ``password_encryption``
+    (SCRAM-SHA-256 by default), as the server stores it: what ALTER ROLE may be sent."""
+    # The warehouse's engines are psycopg 3's (resources.postgres.sqlalchemy_url).
+    pgconn = connection.connection.driver_connection.pgconn  # type: ignore[union-attr]
+    return bytes(pgconn.encrypt_password(password.encode(), role.encode())).decode()
+
+
 def grant_read_only(engine: sa.Engine, role: str, password: str | None = None) -> None:
     name = ident(role)
     with engine.begin() as connection:
@@ -22,12 +30,16 @@ def grant_read_only(engine: sa.Engine, role: str, password: str | None = None) -
         login = "LOGIN" if password else "NOLOGIN"
         connection.exec_driver_sql(f"{'ALTER' if exists else 'CREATE'} ROLE {name} {login}")
         if password:
-            # Parameterised through format(): the password never enters the SQL text we log.
+            # Only the password's verifier leaves this process, hashed here with the
+            # server's algorithm (as psql's \\password does): an ALTER ROLE carrying the
+            # password itself would sit in the server's log (log_statement = ddl, or any
+            # error) and in the text of an exception.
+            verifier = password_verifier(connection, role, password)
             statement = connection.execute(
                 sa.text(
-                    "SELECT format('ALTER ROLE %I PASSWORD %L', CAST(:role AS text), CAST(:password AS text))"
+                    "SELECT format('ALTER ROLE %I PASSWORD %L', CAST(:r AS text), CAST(:v AS text))"
                 ),
-                {"role": role, "password": password},
+                {"r": role, "v": verifier},
             ).scalar_one()
             connection.exec_driver_sql(statement)
         for schema in READ_SCHEMAS:
