@@ -27,6 +27,7 @@ from taxi_assets.cli import main as cli_main
 from taxi_assets.cli import parse_months
 from taxi_assets.devdata import (
     MirrorServer,
+    default_crlf,
     generate_mirror,
     iter_trip_chunks,
     tlc_schema,
@@ -558,3 +559,25 @@ def test_one_row_group_month_has_the_same_rows(tmp_path: Path) -> None:
     assert pq.read_table(single).equals(pq.read_table(chunked))
     assert pq.read_schema(single).field("wav_match_flag").type == pa.large_string()
     assert not [p for p in (tmp_path / "b").iterdir() if p.name.startswith(".")]  # no spool left
+
+
+def test_generated_line_endings_follow_the_real_files(shared_samples: Path) -> None:
+    """The real CSV heads whose bytes are as published (schema_heads: every yellow and green
+    month's first lines as TLC published them; the course's yellow 2021-01; yellow 2020-01)
+    end their lines as the generator does. green_tripdata_2019-01.head1000.csv is LF, but
+    SOURCES.md does not say it kept the published bytes (a repository may have normalised
+    its line endings), against 83 green heads as published, all CRLF: not used here."""
+    heads = sorted((shared_samples / "schema_heads").glob("*_tripdata_*.head.csv"))
+    heads += [
+        shared_samples / "yellow_tripdata_2021-01.head20k.csv",
+        shared_samples / "yellow_tripdata_2020-01.head999.csv",
+    ]
+    checked = 0
+    for head in heads:
+        match = re.match(r"(yellow|green|fhv|fhvhv)_tripdata_(\d{4}-\d{2})", head.name)
+        assert match, head.name
+        service, month = match.groups()
+        crlf = b"\r\n" in head.read_bytes()[:4096]
+        assert default_crlf("dtc", service, month) == crlf, head.name
+        checked += 1
+    assert checked > 200

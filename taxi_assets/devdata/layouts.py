@@ -92,10 +92,13 @@ def default_float_codes(month: str) -> bool:
 
 
 def default_crlf(source: str, service: str, month: str) -> bool:
-    """CSV line endings: green always CRLF, yellow CRLF in 2019, fhv LF."""
+    """CSV line endings as the real files have them: green always CRLF, yellow CRLF
+    through 2020-06 (every yellow header sample in ``tlc-samples/schema_heads``, 2009-01
+    to 2020-06, and ``yellow_tripdata_2020-01.head999.csv``) and LF after (the course's
+    2021-01 file), FHV and FHVHV LF."""
     if source != "dtc":
         return False
-    return service == "green" or (service == "yellow" and parse_month(month)[0] == 2019)
+    return service == "green" or (service == "yellow" and parse_month(month) <= (2020, 6))
 
 
 def airport_fee_column(month: str) -> str:
