@@ -581,3 +581,10 @@ def test_generated_line_endings_follow_the_real_files(shared_samples: Path) -> N
         assert default_crlf("dtc", service, month) == crlf, head.name
         checked += 1
     assert checked > 200
+
+
+def test_generated_green_parquet_types_are_the_real_files(shared_samples: Path) -> None:
+    """The generator's TLC schema for green 2024-01 is the real file's, column for column."""
+    real = pq.read_schema(shared_samples / "green_tripdata_2024-01.parquet")
+    generated = tlc_schema("green", "2024-01")
+    assert [(f.name, f.type) for f in generated] == [(f.name, f.type) for f in real]

@@ -118,6 +118,9 @@ def tlc_schema(service: str, month: str, *, float_codes: bool = False) -> pa.Sch
     code = pa.float64() if float_codes else pa.int64()
     ts = pa.timestamp("us")
     f64, i32, s = pa.float64(), pa.int32(), pa.string()
+    # The real green 2024-01 file types its flag large_string; the month TLC's writer
+    # changed is inferred from FHVHV's (2023-02), no earlier sample showing it.
+    flag = pa.large_string() if month >= "2023-02" else s
     if service == "fhv":
         return pa.schema([
             ("dispatching_base_num", s), ("pickup_datetime", ts),
@@ -131,7 +134,7 @@ def tlc_schema(service: str, month: str, *, float_codes: bool = False) -> pa.Sch
         fields = [
             ("VendorID", i32), ("tpep_pickup_datetime", ts), ("tpep_dropoff_datetime", ts),
             ("passenger_count", code), ("trip_distance", f64), ("RatecodeID", code),
-            ("store_and_fwd_flag", s), ("PULocationID", i32), ("DOLocationID", i32),
+            ("store_and_fwd_flag", flag), ("PULocationID", i32), ("DOLocationID", i32),
             ("payment_type", code), *money, ("improvement_surcharge", f64),
             ("total_amount", f64), ("congestion_surcharge", f64),
             (airport_fee_column(month), f64),
@@ -139,7 +142,7 @@ def tlc_schema(service: str, month: str, *, float_codes: bool = False) -> pa.Sch
     else:
         fields = [
             ("VendorID", i32), ("lpep_pickup_datetime", ts), ("lpep_dropoff_datetime", ts),
-            ("store_and_fwd_flag", s), ("RatecodeID", code), ("PULocationID", i32),
+            ("store_and_fwd_flag", flag), ("RatecodeID", code), ("PULocationID", i32),
             ("DOLocationID", i32), ("passenger_count", code), ("trip_distance", f64),
             *money, ("ehail_fee", f64), ("improvement_surcharge", f64),
             ("total_amount", f64), ("payment_type", code), ("trip_type", code),
