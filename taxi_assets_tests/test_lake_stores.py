@@ -45,7 +45,7 @@ from taxi_assets_tests.faults_support import (
     wait_for,
 )
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
-from taxi_assets_tests.lake_stores import BUCKET, LakeStore
+from taxi_assets_tests.lake_stores import BUCKET, LakeStore, S3Store
 from taxi_assets_tests.pipeline import (
     materialization_metadata,
     pipeline_resources,
@@ -348,9 +348,49 @@ def test_a_killed_upload_leaves_nothing_the_next_run_cannot_clean(
     object_store.proxy.clear()  # drops the held part
     data = os.urandom(BIG)
     (tmp_path / "v2").write_bytes(data)
+    if object_store.name == "s3":
+        # Seconds old, it may be another run's upload in progress: the next run keeps it...
+        publish_file(tmp_path / "v2", resolve_root(url))
+        assert visible(object_store) == {"nyc/lake/big/big.parquet": data}
+        assert object_store.pending_uploads() == 1
+        # ...and aborts it once it is stale (nothing touched it for STALE_AFTER_SECONDS).
+        monkeypatch.setattr(s3_settings, "STALE_AFTER_SECONDS", 0)
+        (tmp_path / "v2").write_bytes(data)
     publish_file(tmp_path / "v2", resolve_root(url))
     assert visible(object_store) == {"nyc/lake/big/big.parquet": data}
     assert object_store.pending_uploads() == 0  # the next run cleaned it
+
+
+@pytest.mark.parametrize("object_store", ["s3"], indirect=True)
+def test_an_upload_of_the_same_key_in_progress_is_not_aborted(
+    object_store: LakeStore, tmp_path: Path
+) -> None:
+    """Two runs write the same month: while one run's multipart upload is still sending
+    parts, the other publishes the same key. The second must not abort the first's upload
+    (it used to abort every pending upload of the key: the first run then failed with
+    NoSuchUpload, "The specified upload does not exist", not retried)."""
+    assert isinstance(object_store, S3Store)
+    key = "nyc/lake/yellow/2021-01.parquet"
+    s3 = object_store.s3
+    # The first run's upload, one part sent and the next ones still to come.
+    first = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+    part = s3.upload_part(
+        Bucket=BUCKET, Key=key, UploadId=first, PartNumber=1, Body=b"first run's month"
+    )
+    # The second run publishes its own copy of the month meanwhile.
+    (tmp_path / "month").write_bytes(b"second run's month")
+    publish_file(tmp_path / "month", resolve_root(object_store.url) / "lake/yellow/2021-01.parquet")
+    assert visible(object_store) == {key: b"second run's month"}
+
+    # The first run completes its upload: the month is its copy, whole.
+    s3.complete_multipart_upload(
+        Bucket=BUCKET,
+        Key=key,
+        UploadId=first,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    assert visible(object_store) == {key: b"first run's month"}
+    assert object_store.pending_uploads() == 0
 
 
 def lake_month_file(path: Path, first_value: int) -> None:

@@ -18,11 +18,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from upath import UPath
 
+from taxi_assets.storage.leftovers import STALE_AFTER_SECONDS
 from taxi_assets.storage.stores import ObjectStore
 from taxi_assets.storage.urls import bucket_of, split_bucket_url
 
@@ -97,8 +99,9 @@ def _one_retry_layer(fs: Any) -> None:
 def upload_once(local: Path, dest: UPath, chunk_bytes: int) -> None:
     """One attempt: a single PUT below ``2 * chunk_bytes``, else a multipart upload in
     parts of ``chunk_bytes`` that becomes visible only when completed (s3fs aborts it when
-    a part fails). Then this key's other pending multipart uploads (of a killed run) are
-    aborted, as Azure discards a blob's uncommitted blocks on commit."""
+    a part fails). Then this key's other pending multipart uploads that nothing has
+    touched for ``STALE_AFTER_SECONDS`` (a killed run's) are aborted; a recent one may be
+    another run's upload of the same month still in progress, and is left alone."""
     from s3fs import S3FileSystem
 
     uploader = S3FileSystem(**{**dest.storage_options, **_single_attempt()})
@@ -122,14 +125,15 @@ def _single_attempt() -> dict[str, Any]:
     return {"config_kwargs": {"retries": {"mode": "standard", "total_max_attempts": 1}}}
 
 
-def pending_uploads(dest: UPath) -> list[str]:
-    """Upload ids of the multipart uploads of exactly ``dest``'s key still in progress."""
+def pending_uploads(dest: UPath) -> list[dict[str, Any]]:
+    """The multipart uploads of exactly ``dest``'s key still in progress (``UploadId``,
+    ``Initiated``...)."""
     bucket, _, key = dest.path.partition("/")
-    found: list[str] = []
+    found: list[dict[str, Any]] = []
     markers: dict[str, str] = {}
     while True:
         page = dest.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=key, **markers)
-        found += [u["UploadId"] for u in page.get("Uploads", []) if u["Key"] == key]
+        found += [u for u in page.get("Uploads", []) if u["Key"] == key]
         if not page.get("IsTruncated"):
             return found
         markers = {
@@ -138,15 +142,50 @@ def pending_uploads(dest: UPath) -> list[str]:
         }
 
 
-def abort_pending_uploads(dest: UPath) -> int:
-    """Abort the multipart uploads of ``dest``'s key (never another key's); how many."""
+def _last_touched(dest: UPath, upload: dict[str, Any]) -> datetime:
+    """When the upload was started or last received a part, whichever is later."""
     bucket, _, key = dest.path.partition("/")
-    upload_ids = pending_uploads(dest)
-    for upload_id in upload_ids:
-        dest.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
-    if upload_ids:
-        _log.info("aborted %d interrupted multipart upload(s) of %s", len(upload_ids), dest)
-    return len(upload_ids)
+    newest: datetime = upload["Initiated"]
+    marker: dict[str, Any] = {}
+    while True:
+        page = dest.fs.call_s3(
+            "list_parts", Bucket=bucket, Key=key, UploadId=upload["UploadId"], **marker
+        )
+        newest = max([newest, *(part["LastModified"] for part in page.get("Parts", []))])
+        if not page.get("IsTruncated"):
+            return newest
+        marker = {"PartNumberMarker": page["NextPartNumberMarker"]}
+
+
+def abort_pending_uploads(dest: UPath, stale_after: float | None = None) -> int:
+    """Abort the multipart uploads of ``dest``'s key (never another key's) untouched for
+    ``stale_after`` seconds: a killed run's. A more recent one may be another run writing
+    the same month right now (aborting it would fail that run), so it is kept; the next
+    upload of the key after it went stale, or the bucket's lifecycle rule, removes it.
+    How many were aborted."""
+    if stale_after is None:
+        stale_after = STALE_AFTER_SECONDS
+    bucket, _, key = dest.path.partition("/")
+    aborted = 0
+    for upload in pending_uploads(dest):
+        try:
+            age = (datetime.now(UTC) - _last_touched(dest, upload)).total_seconds()
+        except FileNotFoundError:  # completed or aborted meanwhile (NoSuchUpload)
+            continue
+        if age < stale_after:
+            continue
+        dest.fs.call_s3(
+            "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload["UploadId"]
+        )
+        aborted += 1
+    if aborted:
+        _log.info(
+            "aborted %d interrupted multipart upload(s) of %s (untouched for %.1f h or more)",
+            aborted,
+            dest,
+            stale_after / 3600,
+        )
+    return aborted
 
 
 def probe_bucket(root: UPath) -> list[str]:
