@@ -198,6 +198,71 @@ def test_the_embedded_warehouse_is_left_as_it_was_found(
         embedded.stop(folder)
 
 
+# A run's warehouse step, as far as the embedded server goes: take its URL the way
+# PostgresResource does, connect, say so, then query once told to go on (a line on stdin).
+RUN_USING_THE_SERVER = """
+import sys
+import psycopg
+from taxi_assets.pg.embedded import embedded_url
+with psycopg.connect(embedded_url(sys.argv[1]), autocommit=True) as connection:
+    print("connected", flush=True)
+    sys.stdin.readline()
+    print(connection.execute("SELECT 41 + 1").fetchone()[0], flush=True)
+"""
+
+
+def test_a_run_starting_during_a_status_read_keeps_the_embedded_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A status read starts a stopped embedded warehouse to read it, then stops it again. A
+    run that took the server's URL meanwhile (a real process) must keep its server: the
+    read used to stop it under the run ("terminating connection due to administrator
+    command"), and the run's later connections found no server."""
+    import subprocess
+    import sys
+
+    from taxi_assets import month_status
+    from taxi_assets.pg import embedded
+
+    monkeypatch.delenv("TAXI_WAREHOUSE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)  # the embedded warehouse's default folder is ./data/warehouse
+    folder = tmp_path / "data" / "warehouse"
+    embedded.embedded_url(folder)
+    assert embedded.stop(folder)
+    runs: list[subprocess.Popen[str]] = []
+    read_loads = month_status.postgres_loads
+
+    def a_run_starts_meanwhile(engine: object) -> object:
+        run = subprocess.Popen(
+            [sys.executable, "-c", RUN_USING_THE_SERVER, str(folder)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        runs.append(run)
+        assert run.stdout is not None and run.stdout.readline() == "connected\n"
+        return read_loads(engine)
+
+    monkeypatch.setattr(month_status, "postgres_loads", a_run_starts_meanwhile)
+    try:
+        assert cli.main(["months", "status", "--lake", str(tmp_path / "lake")]) == 0
+        assert "nothing stored yet" in capsys.readouterr().out
+        (run,) = runs
+        assert embedded.is_running(folder)
+        out, _ = run.communicate("go on\n", timeout=30)
+        assert (run.returncode, out) == (0, "42\n")
+
+        # The run is over: the next read leaves the server as it found it (running).
+        monkeypatch.setattr(month_status, "postgres_loads", read_loads)
+        assert cli.main(["months", "status", "--lake", str(tmp_path / "lake")]) == 0
+        assert embedded.is_running(folder)
+    finally:
+        for run in runs:
+            run.kill()
+            run.wait()
+        embedded.stop(folder)
+
+
 def test_an_unreadable_raw_manifest_is_the_months_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -114,7 +114,7 @@ def _warehouse_loads(url: str | None) -> dict[tuple[str, str], Layer]:
         return postgres_loads(PostgresResource().engine())
     # The embedded warehouse: a status read leaves it as it found it. Never created: nothing
     # was loaded (no server is created to say so). Stopped: started for the read, then
-    # stopped again.
+    # stopped again, unless a run (or another session) began using it meanwhile.
     if not embedded.exists():
         return {}
     started_here = not embedded.is_running()
@@ -124,7 +124,7 @@ def _warehouse_loads(url: str | None) -> dict[tuple[str, str], Layer]:
     finally:
         resource.engine().dispose()
         if started_here:
-            embedded.stop()
+            embedded.stop_if_unused()
 
 
 def add_commands(groups: argparse._SubParsersAction) -> None:

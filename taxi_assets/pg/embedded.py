@@ -20,6 +20,7 @@ configuration (docs/deployment.md).
 from __future__ import annotations
 
 import fcntl
+import os
 import shlex
 import shutil
 import warnings
@@ -55,7 +56,10 @@ def embedded_url(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> str:
     folder = Path(data_dir).expanduser().resolve()
     folder.parent.mkdir(parents=True, exist_ok=True)
     # One process at a time starts and restarts: pgserver's own lock covers only its start.
-    with _locked(folder.parent / f".{folder.name}.settings.lock"):
+    with _locked(_settings_lock(folder)):
+        # Before the URL is out: a status read that started the server may not stop it
+        # under this process (stop_if_unused).
+        _hold_in_use(folder)
         if _running(folder):
             return pgserver.get_server(folder, cleanup_mode=None).get_uri()
         server = pgserver.get_server(folder, cleanup_mode=None)
@@ -133,6 +137,34 @@ def _restart(folder: Path) -> None:
     )
 
 
+def _settings_lock(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.settings.lock"
+
+
+# Every process that got an embedded server's URL holds a shared lock on this file until
+# it exits (a run's process, a CLI command): "the server is in use". Held by the open
+# descriptor, so a killed process releases it.
+_IN_USE: dict[Path, int] = {}
+
+
+def _in_use_lock(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.in-use.lock"
+
+
+def _hold_in_use(folder: Path) -> None:
+    if folder in _IN_USE:
+        return
+    descriptor = os.open(_in_use_lock(folder), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(descriptor, fcntl.LOCK_SH)
+    _IN_USE[folder] = descriptor
+
+
+def _release_in_use(folder: Path) -> None:
+    descriptor = _IN_USE.pop(folder, None)
+    if descriptor is not None:
+        os.close(descriptor)
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     with open(path, "a") as handle:
@@ -144,8 +176,13 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def is_running(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> bool:
-    """Whether the embedded server of ``data_dir`` runs (nothing is started)."""
-    return _running(Path(data_dir).expanduser().resolve())
+    """Whether the embedded server of ``data_dir`` runs (nothing is started). Waits for a
+    start under way in another process (its ``postmaster.pid`` is written line by line)."""
+    folder = Path(data_dir).expanduser().resolve()
+    if not folder.exists():
+        return False
+    with _locked(_settings_lock(folder)):
+        return _running(folder)
 
 
 def exists(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> bool:
@@ -166,10 +203,69 @@ def stop(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> bool:
     from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
     folder = Path(data_dir).expanduser().resolve()
-    if not _running(folder):
+    if not folder.exists():
         return False
-    pg_ctl(["-w", "stop", "-m", "fast"], pgdata=folder, user=_server_user(folder))
+    with _locked(_settings_lock(folder)):
+        if not _running(folder):
+            return False
+        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=folder, user=_server_user(folder))
     return True
+
+
+# How long a session that just closed may still be listed by pg_stat_activity.
+SESSION_EXIT_WAIT_S = 2.0
+
+
+def stop_if_unused(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> bool:
+    """Stop the embedded server of ``data_dir`` unless another process uses it: one that
+    got its URL and still runs (a run, another command), or any other session connected
+    to it (``psql``). True if stopped. For a command that started the server only to read
+    it: a run that began meanwhile keeps its server."""
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
+
+    folder = Path(data_dir).expanduser().resolve()
+    if not folder.exists():
+        return False
+    with _locked(_settings_lock(folder)):
+        _release_in_use(folder)  # this process's own use is over
+        if not _running(folder):
+            return False
+        descriptor = os.open(_in_use_lock(folder), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # a process that got the URL still runs
+            if _other_sessions(folder):
+                return False
+            pg_ctl(["-w", "stop", "-m", "fast"], pgdata=folder, user=_server_user(folder))
+            return True
+        finally:
+            os.close(descriptor)
+
+
+def _other_sessions(folder: Path) -> bool:
+    """Whether a client other than this check is connected (sessions this process just
+    closed may be listed for a moment: waited for)."""
+    import time
+
+    import psycopg
+    from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(folder)
+    assert info is not None
+    deadline = time.monotonic() + SESSION_EXIT_WAIT_S
+    with psycopg.connect(info.get_uri(), autocommit=True) as connection:
+        while True:
+            row = connection.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            ).fetchone()
+            if not row or not row[0]:
+                return False
+            if time.monotonic() > deadline:
+                return True
+            time.sleep(0.05)
 
 
 def _server_user(folder: Path) -> str | None:
