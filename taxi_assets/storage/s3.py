@@ -114,8 +114,9 @@ def upload_once(local: Path, dest: UPath, chunk_bytes: int) -> None:
     except Exception as error:  # noqa: BLE001 - the object is published; say what is left
         _log.warning(
             "%s is published, but its interrupted multipart uploads could not be listed or "
-            "aborted (%s): grant s3:ListBucketMultipartUploads and s3:AbortMultipartUpload, "
-            "or rely on the bucket's AbortIncompleteMultipartUpload lifecycle rule",
+            "aborted (%s): grant s3:ListBucketMultipartUploads, s3:ListMultipartUploadParts "
+            "and s3:AbortMultipartUpload, or rely on the bucket's "
+            "AbortIncompleteMultipartUpload lifecycle rule",
             dest,
             explain(error, bucket_of(dest.path)) or type(error).__name__,
         )
@@ -143,7 +144,8 @@ def pending_uploads(dest: UPath) -> list[dict[str, Any]]:
 
 
 def _last_touched(dest: UPath, upload: dict[str, Any]) -> datetime:
-    """When the upload was started or last received a part, whichever is later."""
+    """When the upload was started or last received a part, whichever is later. (Not
+    ``Initiated`` alone: moto_server reports a fixed 2010 date for every upload.)"""
     bucket, _, key = dest.path.partition("/")
     newest: datetime = upload["Initiated"]
     marker: dict[str, Any] = {}
