@@ -77,3 +77,32 @@ def test_a_running_server_without_the_settings_is_not_restarted_under_its_users(
         assert running(url) == BULK_LOAD_SETTINGS
     finally:
         stop(folder)
+
+
+def test_is_running_while_another_process_starts_the_server(tmp_path: Path) -> None:
+    """``months status`` asks whether the server runs while a run's process may be starting
+    it: PostgreSQL writes ``postmaster.pid`` line by line, and pgserver's reader raised an
+    AssertionError on a file not yet whole. The answer waits for the start instead."""
+    import subprocess
+    import sys
+
+    from taxi_assets.pg.embedded import is_running
+
+    folder = (tmp_path / "warehouse").resolve()
+    embedded_url(folder)  # created once (initdb), then stopped: the next start is quicker
+    assert stop(folder)
+    start = (
+        "import sys; from taxi_assets.pg.embedded import embedded_url; embedded_url(sys.argv[1])"
+    )
+    starter = subprocess.Popen([sys.executable, "-c", start, str(folder)])
+    try:
+        answers = set()
+        while starter.poll() is None:
+            answers.add(is_running(folder))
+        assert starter.returncode == 0
+        assert is_running(folder)
+        assert True in answers
+    finally:
+        starter.kill()
+        starter.wait()
+        stop(folder)
