@@ -106,7 +106,17 @@ def test_on_gcs_concurrent_writers_lose_no_revision_file(gcs: GcsEmulator) -> No
     state = repair(slot, lambda _: None)  # what the next writer does first
     assert {r.sha256 for r in state.manifest.revisions} == expected
     assert state.manifest.current in expected
-    assert [p for p in state.problems if "listed again" not in p] == []
+    # A manifest update lost between two writers (object stores have no lock) leaves a
+    # file unlisted until this repair lists it again: both are reported, nothing else.
+    again = ": listed again (its bytes match its sha256)"
+    repaired = {p.removesuffix(again) for p in state.problems if p.endswith(again)}
+    unlisted = ": a revision file the manifest does not list"
+    assert [
+        p
+        for p in state.problems
+        if not p.endswith(again)
+        and not (p.endswith(unlisted) and p.removesuffix(unlisted) in repaired)
+    ] == []
 
 
 @pytest.mark.slow
