@@ -79,6 +79,22 @@ def test_reconciliation_fails_when_the_warehouse_lost_rows(
     assert values(evaluation)["warehouse_rows"] == lake_rows - 7
 
 
+def test_the_warehouse_checks_read_the_lake_of_a_new_dagster_instance(
+    mirror: FaultyMirror, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    """A new DAGSTER_HOME over an existing lake (moving to deploy/dagster.yaml, say): the
+    warehouse load reads the lake month, and so do its checks, with no record of it."""
+    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+    assert run(["raw/fhv_tripdata", "lake/fhv_tripdata"], resources, instance, "2021-01").success
+    with dg.instance_for_test() as new_instance:
+        result = run(["warehouse/fhv_tripdata"], resources, new_instance, "2021-01")
+    assert result.success
+    checks = evaluations(result)
+    reconciliation = checks["warehouse/fhv_tripdata:rows_match_lake"]
+    assert reconciliation.passed
+    assert values(reconciliation)["warehouse_rows"] == values(reconciliation)["lake_rows"] > 0
+
+
 def test_quality_signals_count_without_removing() -> None:
     month = (datetime(2021, 1, 1), datetime(2021, 2, 1))
     batch = pa.RecordBatch.from_pydict(
