@@ -53,7 +53,7 @@ def explain_forbidden(
     if source != "tlc":
         return ForbiddenVerdict(False, refused)
     if newest_forbidden and newest_loaded == month:
-        return ForbiddenVerdict(False, f"{refused}, for a month already loaded from it")
+        return ForbiddenVerdict(False, f"{refused}, for a month already loaded")
     if newest_forbidden:
         return ForbiddenVerdict(
             False,
