@@ -167,6 +167,23 @@ def test_compose_passes_object_store_credentials_through_unset_by_default() -> N
             assert f"`{name}`" in deployment, f"{name} is not documented in docs/deployment.md"
 
 
+def test_compose_gives_the_code_location_every_setting_the_code_reads() -> None:
+    """Every TAXI_* variable the package reads reaches the container where sensors run and
+    runs execute (set there, or passed through when set), but the CLI's own and the
+    image's."""
+    import re
+
+    read = {
+        name
+        for path in (REPO / "taxi_assets").rglob("*.py")
+        for name in re.findall(r'"(TAXI_[A-Z_]+)"', path.read_text())
+    }
+    env = compose()["services"]["taxi-assets-code"]["environment"]
+    not_for_the_container = {"TAXI_ANALYST_PASSWORD", "TAXI_PRODUCTION"}  # CLI; the image
+    assert read - not_for_the_container - set(env) == set()
+    assert "TAXI_PRODUCTION=1" in (DEPLOY / "Dockerfile").read_text()
+
+
 def test_step_logs_are_one_volume_the_runs_write_and_the_webserver_reads() -> None:
     """deploy/dagster.yaml keeps step logs under DAGSTER_COMPUTE_LOGS_DIR; the image sets
     it and creates the folder; Compose mounts one volume there in the code location (its

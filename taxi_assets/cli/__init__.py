@@ -7,6 +7,8 @@
   partitioned ones, month by month, resumable (README, "Upgrading the warehouse").
 - ``lake check [URL]``: the lake's bucket (``gs://``, ``s3://``), container (``az://``)
   or local folder is reachable and writable with the configured credentials.
+- ``lake sweep [URL] [--dry-run]``: remove what killed runs left (staging files, download
+  folders) untouched for 3 hours, in a local lake and the temporary folder.
 - ``raw list SERVICE [MONTH]``, ``raw pin SERVICE MONTH REVISION``, ``raw unpin SERVICE
   MONTH``: the stored revisions of raw files, and pins (a unique sha256 prefix is enough;
   SERVICE ``zones`` with MONTH ``-`` for the zone lookup; ``--lake URL``, default

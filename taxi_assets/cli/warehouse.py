@@ -42,6 +42,12 @@ def _analyst_role(args: argparse.Namespace) -> int:
     password = os.environ.get("TAXI_ANALYST_PASSWORD")
     grant_read_only(PostgresResource().engine(), args.role, password)
     print(f"role {args.role} may read schemas {', '.join(READ_SCHEMAS)}")
+    if not password:
+        print(
+            f"role {args.role} cannot log in (TAXI_ANALYST_PASSWORD is not set): grant it to "
+            f"users (GRANT {args.role} TO alice), or run again with TAXI_ANALYST_PASSWORD "
+            "set to make it a login role"
+        )
     return 0
 
 
@@ -157,7 +163,10 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
         command = commands.add_parser(name, help=text)
         command.add_argument("data_dir", nargs="?", default=DEFAULT_EMBEDDED_DIR)
         command.set_defaults(func=handler)
-    role = commands.add_parser("analyst-role", help="create or update a read-only role")
+    role = commands.add_parser(
+        "analyst-role",
+        help="create or update a read-only role (a login role with TAXI_ANALYST_PASSWORD set, else a group role)",
+    )
     role.add_argument("role")
     role.set_defaults(func=_analyst_role)
     migrate = commands.add_parser(
