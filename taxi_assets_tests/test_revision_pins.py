@@ -232,3 +232,43 @@ def test_the_sensor_follows_upstream_again_once_a_month_is_unpinned(
     assert materialization_metadata(followed, key)["sha256"] == new
     done = evaluate_sensor(instance, own_mirror, lake=lake)
     assert f"yellow {MONTH}: loaded, upstream unchanged" in str(done.skip_message)
+
+
+def test_the_sensor_retries_a_failed_run_that_followed_upstream_after_an_unpin(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """After the unpin, the sensor's run of the newest upstream file stores it, then fails
+    in its warehouse step: the sensor retries it, as any run of a file that stored it and
+    failed (it said "already requested", the earlier success of that file, from before the
+    pin, still counting as done, and nothing loaded the month)."""
+    lake = tmp_path / "lake"
+    for service in ("yellow", "green", "fhv"):
+        (Path(own_mirror.root) / service / f"{service}_tripdata_2021-02.csv.gz").unlink()
+    resources = pipeline_resources(own_mirror.url, lake)  # no warehouse listens
+    key = f"raw/{YELLOW}"
+    old = materialization_metadata(run(key, resources, instance, MONTH), key)["sha256"]
+    republish(own_mirror, REPUBLISHED_ROWS, seed=7)
+
+    def yellow_request() -> dg.RunRequest:
+        tick = evaluate_sensor(instance, own_mirror, lake=lake)
+        requests = [r for r in tick.run_requests or [] if r.tags["taxi/service"] == "yellow"]
+        assert len(requests) == 1, tick.skip_message
+        assert requests[0].partition_key == MONTH
+        return requests[0]
+
+    def run_of(request: dg.RunRequest, keys: list[str]) -> dg.ExecuteInProcessResult:
+        tags = {**request.tags, "dagster/run_key": request.run_key or ""}
+        return run_naming_its_assets(keys, resources, instance, MONTH, tags=tags)
+
+    assert run_of(yellow_request(), [key]).success  # the newest file, raw only
+    assert cli("pin", "yellow", MONTH, old[:10], lake=lake).returncode == 0
+    assert materialization_metadata(run(key, resources, instance, MONTH), key)["sha256"] == old
+    assert cli("unpin", "yellow", MONTH, lake=lake).returncode == 0
+
+    request = yellow_request()
+    failed = run_of(request, [k.to_user_string() for k in request.asset_selection or ()])
+    assert not failed.success  # raw and lake stored, the warehouse step failed
+    assert failed.get_asset_materialization_events()
+
+    retry = yellow_request()
+    assert retry.run_key and retry.run_key.endswith("#retry2")

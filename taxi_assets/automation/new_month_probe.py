@@ -90,14 +90,15 @@ def _request_for_version(
     month: str,
     version: str,
     earlier: Sequence[dg.DagsterRun],
-    rebuilt_from_pin: bool = False,
+    success_superseded: bool = False,
 ) -> tuple[MonthRequest | None, str | None]:
     """``earlier``: the sensor's runs of ``version`` (``VERSION_TAG``), newest first.
-    ``rebuilt_from_pin``: the loaded month's latest raw materialization made a pinned
-    revision current (the pin is lifted now, or the month would not be probed): a
-    successful run of ``version`` before it no longer counts as done."""
+    ``success_superseded``: a successful run of ``version`` no longer counts as done, as
+    the loaded month's latest raw materialization came after it: it made a pinned
+    revision current (the pin is lifted now, or the month would not be probed), or it is
+    the newest run's, which then failed (``_stored_but_failed``)."""
     in_progress = any(not run.is_finished for run in earlier)
-    done = not rebuilt_from_pin and any(run.is_success for run in earlier)
+    done = not success_superseded and any(run.is_success for run in earlier)
     if in_progress or done:
         return None, None  # requested already; in progress or done
     failed = sum(1 for run in earlier if not run.is_success)
@@ -228,14 +229,15 @@ def plan_service_requests(
         etag = remote.etag or f"size-{remote.size}"
         version = f"{service}:{month}:{etag}"  # the sensor's VERSION_TAG; its run key's stem
         earlier = runs(instance, dg.RunsFilter(tags={VERSION_TAG: version}))
-        if (
-            is_loaded
-            and held_etag == remote.etag
-            and not _stored_but_failed(instance, raw_key, month, earlier)
-        ):
+        stored_but_failed = is_loaded and _stored_but_failed(instance, raw_key, month, earlier)
+        if is_loaded and held_etag == remote.etag and not stored_but_failed:
             plan.reasons.append(f"{service} {month}: loaded, upstream unchanged")
             continue
-        request, reason = _request_for_version(service, month, version, earlier, rebuilt_from_pin)
+        # After an unpin, the run that follows upstream again may store the file and then
+        # fail: the success of the version from before the pin must not make that final.
+        request, reason = _request_for_version(
+            service, month, version, earlier, rebuilt_from_pin or stored_but_failed
+        )
         if request is not None:
             plan.requests.append(request)
         elif reason is not None:
