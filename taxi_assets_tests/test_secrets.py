@@ -297,3 +297,32 @@ def test_no_source_credentials_in_records_manifests_or_errors(
     scanned += "".join(path.read_text() for path in tmp_path.rglob("revisions.json"))
     assert "yellow_tripdata" in scanned  # the scan sees content
     assert secret not in scanned
+
+
+def test_a_manifest_of_an_earlier_version_holding_the_credentials_does_not_show_them(
+    mirror: FaultyMirror,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A revision recorded before URLs were shown masked keeps the URL as configured in
+    its manifest. Upstream unchanged, the raw step reports that stored revision: its
+    ``url`` metadata must not bring the credentials back into the instance."""
+    secret = f"Tok-{uuid.uuid4().hex}"
+    configured = mirror.url.replace("://", f"://reader:{secret}@")
+    monkeypatch.setenv("TAXI_DTC_URL", configured)
+    resources = build_resources(
+        source=TaxiSourceResource(source="dtc", backoff_seconds=0.01, attempts=3),
+        lake=LakeResource(url=str(tmp_path)),
+    )
+    assert run(KEYS[:1], resources, instance, MONTH).success  # downloads
+    (manifest,) = tmp_path.rglob("revisions.json")
+    shown = mirror.url.replace("://", "://***@")
+    assert shown in manifest.read_text()
+    manifest.write_text(manifest.read_text().replace(shown, configured))  # as written before
+
+    skipped = run(KEYS[:1], resources, instance, MONTH)  # upstream unchanged: skipped
+    metadata = skipped.asset_materializations_for_node("raw__yellow_tripdata")[0].metadata
+    assert metadata["download"].value == "skipped: upstream unchanged"
+    assert str(metadata["url"].value).startswith("http://***@127.0.0.1:")
+    assert secret not in records_of(instance, skipped.run_id)

@@ -13,6 +13,7 @@ from taxi_assets.io_managers.arrow_stats import row_count_metadata
 from taxi_assets.storage.revision_manifest import Revision
 from taxi_assets.storage.revision_updates import PinChange
 from taxi_assets.storage.revisions import RevisionError, SlotState
+from taxi_assets.upstream.shown_url import shown_url
 
 UNPIN_COMMAND = "python -m taxi_assets.cli raw unpin"
 
@@ -94,7 +95,9 @@ def stored_revision_metadata(
         "revision_origin": revision.origin,
     }
     if "url" in source:
-        metadata["url"] = dg.MetadataValue.url(source["url"])
+        # Masked here too: a revision recorded by an earlier version holds the URL as
+        # configured, credentials included.
+        metadata["url"] = dg.MetadataValue.url(shown_url(source["url"]))
     if "upstream" in source:
         metadata["source"] = source["upstream"]
     if revision.rows is not None:
