@@ -1157,6 +1157,26 @@ def test_int64_text_with_a_fraction_still_names_its_row(tmp_path: Path) -> None:
     assert (raised.value.row, raised.value.column, raised.value.value) == (2, "trip_time", 1.5)
 
 
+def test_int64_text_of_plain_digits_is_cast_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """trip_time in a CSV is read as text and cast exactly. Digits only (every real
+    value): no per-value trimming or pattern match, which took 8 times as long as the cast
+    (about 1.5 s more per 20M-row month than reading it through float64)."""
+
+    def per_value(*args: object, **kwargs: object) -> None:
+        raise AssertionError("plain digits were trimmed or matched value by value")
+
+    monkeypatch.setattr(pc, "match_substring_regex", per_value)
+    monkeypatch.setattr(pc, "utf8_trim_whitespace", per_value)
+    text = "hvfhs_license_num,pickup_datetime,dropoff_datetime,trip_time\n" + "".join(
+        f"HV0003,2021-01-01 00:00:00,2021-01-01 00:10:00,{v}\n"
+        for v in (str(BEYOND_FLOAT), "", "0", "0042")
+    )
+    trip_time = read(write(tmp_path, "fhvhv_tripdata_2021-01.csv", text), "fhvhv")["trip_time"]
+    assert trip_time.to_pylist() == [BEYOND_FLOAT, None, 0, 42]
+
+
 # pyarrow reports the row's UnicodeDecodeError as unraisable before it gives up the row.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("first_has_extra", [True, False])

@@ -195,7 +195,12 @@ def to_int(arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int
 def _text_to_int(arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int) -> pa.Array:
     """Text to integers: digits cast exactly, other numbers (``1.0``, ``1e3``) through
     float64 and checked to be integral, every failure naming its row."""
-    text = pc.utf8_trim_whitespace(pc.cast(arr, pa.string()))  # as the CSV parser trims
+    text = pc.cast(arr, pa.string())
+    if pc.all(pc.fill_null(pc.ascii_is_decimal(text), True)).as_py():
+        # Unsigned digits or null, nearly always: cast at once. (Trimming and matching
+        # every value took 8 times as long as the cast, on the lake step's hot path.)
+        return _cast(text, col, file_name=file_name, first_row=first_row)
+    text = pc.utf8_trim_whitespace(text)  # as the CSV parser trims
     matched = pc.match_substring_regex(text, r"^-?[0-9]+$")
     if pc.all(pc.fill_null(matched, True)).as_py():  # digits or null: the usual case
         return _cast(text, col, file_name=file_name, first_row=first_row)
