@@ -209,15 +209,36 @@ with psycopg.connect(embedded_url(sys.argv[1]), autocommit=True) as connection:
     sys.stdin.readline()
     print(connection.execute("SELECT 41 + 1").fetchone()[0], flush=True)
 """
+# The same run between two of its steps: it has the URL, no session open (each step's
+# engine is disposed at its end), and connects again for its next step.
+RUN_BETWEEN_ITS_STEPS = """
+import sys
+import psycopg
+from taxi_assets.pg.embedded import embedded_url
+url = embedded_url(sys.argv[1])
+print("connected", flush=True)
+sys.stdin.readline()
+with psycopg.connect(url, autocommit=True) as connection:
+    print(connection.execute("SELECT 41 + 1").fetchone()[0], flush=True)
+"""
 
 
+@pytest.mark.parametrize(
+    "run_script",
+    [RUN_USING_THE_SERVER, RUN_BETWEEN_ITS_STEPS],
+    ids=["connected", "between-steps"],
+)
 def test_a_run_starting_during_a_status_read_keeps_the_embedded_server(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    run_script: str,
 ) -> None:
     """A status read starts a stopped embedded warehouse to read it, then stops it again. A
     run that took the server's URL meanwhile (a real process) must keep its server: the
     read used to stop it under the run ("terminating connection due to administrator
-    command"), and the run's later connections found no server."""
+    command"), and the run's later connections found no server. Between two steps the run
+    has no session the read could see: only its hold on the in-use lock keeps it."""
     import subprocess
     import sys
 
@@ -234,7 +255,7 @@ def test_a_run_starting_during_a_status_read_keeps_the_embedded_server(
 
     def a_run_starts_meanwhile(engine: object) -> object:
         run = subprocess.Popen(
-            [sys.executable, "-c", RUN_USING_THE_SERVER, str(folder)],
+            [sys.executable, "-c", run_script, str(folder)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
