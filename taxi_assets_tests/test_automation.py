@@ -101,7 +101,7 @@ def test_a_loaded_month_the_source_no_longer_has_is_not_called_unpublished(
     assert [r for r in result.run_requests if "yellow" in (r.job_name or "")] == []
     url = f"{own_mirror.url}/yellow/yellow_tripdata_2021-02.csv.gz"
     assert (
-        f"yellow 2021-02: loaded, but {url} answers 404 now: the source no longer has the file"
+        f"yellow 2021-02: loaded, but {url} answers 404 now: this source does not have the file"
         in result.skip_message
         or ""
     ), result.skip_message

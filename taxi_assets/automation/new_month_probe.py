@@ -200,9 +200,9 @@ def plan_service_requests(
                 # Loaded from this URL's source before: a 404 now is not "nothing new yet"
                 # (TAXI_SOURCE or the mirror changed, or the file was withdrawn).
                 plan.reasons.append(
-                    f"{service} {month}: loaded, but {shown_url(url)} answers 404 now: the source no "
-                    "longer has the file (check TAXI_SOURCE and the source's URL); the "
-                    "loaded month is kept"
+                    f"{service} {month}: loaded, but {shown_url(url)} answers 404 now: this "
+                    "source does not have the file (withdrawn, or the month came from another "
+                    "source: check TAXI_SOURCE and the source's URL); the loaded month is kept"
                 )
                 continue
             plan.reasons.append(f"{service} {month} not published yet")
