@@ -13,11 +13,11 @@ from typing import Any, Protocol
 
 import dagster as dg
 
-from taxi_assets.assets.trips import warehouse_metadata
+from taxi_assets.assets.trips import stored_lake_month, warehouse_metadata
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.instance_reads import latest_metadata, materialized_partitions
 from taxi_assets.io_managers.lake_files import LakeFiles
-from taxi_assets.io_managers.parquet_lake import arrow_filesystem, month_file
+from taxi_assets.io_managers.parquet_lake import arrow_filesystem
 from taxi_assets.partitions import add_months, parse_month
 from taxi_assets.quality import DEFAULT_THRESHOLDS, measure, signal_columns, signals_for
 from taxi_assets.resources import LakeResource, TaxiSourceResource
@@ -63,17 +63,17 @@ def lake_month_files(
     20M-row month then held ~400 MB, which set a run's peak memory.)"""
     path = latest_metadata(instance, key, month).get("path")
     if isinstance(path, str):
-        target = lake.resolve(path)
-    else:
-        # No materialization of it in this instance (a new DAGSTER_HOME over an existing
-        # lake): the file the lake IO manager hands the warehouse step.
-        target = month_file(lake.root().joinpath(*key.path), month)
-        if not target.exists():
-            raise FileNotFoundError(
-                f"no lake file for {key.to_user_string()} {month}: none recorded, none at {target}"
-            )
-    filesystem, native = arrow_filesystem(target)
-    return LakeFiles.at(filesystem, native)
+        filesystem, native = arrow_filesystem(lake.resolve(path))
+        return LakeFiles.at(filesystem, native)
+    # No materialization of it in this instance (a new DAGSTER_HOME over an existing lake):
+    # the file the lake IO manager hands the warehouse step.
+    stored = stored_lake_month(lake, key, month)
+    if stored is None:
+        raise FileNotFoundError(
+            f"no lake file for {key.to_user_string()} {month}: none recorded, none where the "
+            "lake IO manager keeps it"
+        )
+    return stored
 
 
 def _midnight(month: str) -> datetime:

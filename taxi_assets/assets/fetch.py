@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -140,22 +140,17 @@ def _unchanged_revision(
     if remote is None or remote.etag is None:
         return None
     # Revisions and metadata record the URL as shown (no credentials); those written
-    # before that may hold it as configured.
-    urls = {url, shown_url(url)}
-    upstream = (remote.etag, remote.size)
+    # before that may hold it as configured: both are compared as shown.
+    upstream = (shown_url(url), remote.etag, remote.size)
+
+    def described(record: Mapping[str, object], size: object) -> tuple[object, ...]:
+        return (shown_url(str(record.get("url", ""))), record.get("etag"), size)
+
     for revision in reversed(state.usable()):
-        if (
-            revision.source.get("url") in urls
-            and (
-                revision.source.get("etag"),
-                revision.bytes,
-            )
-            == upstream
-        ):
+        if described(revision.source, revision.bytes) == upstream:
             return revision
     sha256 = previous.get("sha256")
-    described = (previous.get("etag"), previous.get("bytes"))
-    if previous.get("url") not in urls or described != upstream or state.sound(str(sha256)) is None:
+    if described(previous, previous.get("bytes")) != upstream or state.sound(str(sha256)) is None:
         return None
     listed = state.manifest.find(str(sha256))
     if listed is None:  # pragma: no cover - sound() found it listed

@@ -78,13 +78,19 @@ def warehouse_metadata(service: Service, engine: WarehouseEngine = POSTGRES) -> 
     }
 
 
-def lake_month_rows(lake: LakeResource, key: dg.AssetKey, month: str) -> int | None:
-    """Rows of the month's lake file, from its footer; None when there is none."""
+def stored_lake_month(lake: LakeResource, key: dg.AssetKey, month: str) -> LakeFiles | None:
+    """The month's lake file where the lake IO manager keeps it; None when there is none."""
     path = month_file(lake.root().joinpath(*key.path), month)
     if not path.exists():
         return None
     filesystem, native = arrow_filesystem(path)
-    return LakeFiles.at(filesystem, native).count_rows()
+    return LakeFiles.at(filesystem, native)
+
+
+def lake_month_rows(lake: LakeResource, key: dg.AssetKey, month: str) -> int | None:
+    """Rows of the month's lake file, from its footer; None when there is none."""
+    stored = stored_lake_month(lake, key, month)
+    return None if stored is None else stored.count_rows()
 
 
 def layer_asset(

@@ -40,25 +40,33 @@ CHUNK_BYTES = 1 << 20
 T = TypeVar("T")
 
 
-class SourceNotFound(Exception):
+class _Masked(Exception):
+    """An error whose message shows no URL's credentials, whatever its text quotes (the
+    URL, or an underlying error that holds it)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(shown_url(message))
+
+
+class SourceNotFound(_Masked):
     """The file is not published (HTTP 404): retrying will not help."""
 
 
-class SourceForbidden(Exception):
+class SourceForbidden(_Masked):
     """HTTP 403. TLC's file host (S3 behind CloudFront) answers it, not 404, for a file it
     has not published yet, and for every file when the base URL is wrong: what it means is
     for the caller to decide (see upstream/forbidden.py). Retrying will not help."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(f"HTTP 403 Forbidden at {shown_url(url)}")
+        super().__init__(f"HTTP 403 Forbidden at {url}")
         self.url = url
 
 
-class DownloadError(Exception):
+class DownloadError(_Masked):
     """The file could not be fetched or failed verification; the message names URL and cause."""
 
 
-class _Transient(Exception):
+class _Transient(_Masked):
     """A failure worth another attempt (5xx, 429, reset, timeout, short body)."""
 
     def __init__(self, message: str, response: requests.Response | None = None) -> None:
@@ -136,10 +144,12 @@ def _with_retries(
                 retry = retry.increment(method=method, url=url, response=raw, error=failure)
             except MaxRetryError:
                 raise DownloadError(
-                    f"{shown_url(url)}: gave up after {policy.attempts} attempts; last error: {failure}"
+                    f"{url}: gave up after {policy.attempts} attempts; last error: {failure}"
                 ) from failure
             log(
-                f"{shown_url(url)}: {failure}; retrying ({len(retry.history)}/{policy.attempts - 1})"
+                shown_url(
+                    f"{url}: {failure}; retrying ({len(retry.history)}/{policy.attempts - 1})"
+                )
             )
             retry.sleep(raw)
 
@@ -155,13 +165,13 @@ def _get(
         if dns is not None:
             host = urlsplit(url).hostname
             raise DownloadError(
-                f"{shown_url(url)}: the host {host!r} is unknown to DNS ({dns.strerror}); "
+                f"{url}: the host {host!r} is unknown to DNS ({dns.strerror}); "
                 "check the URL (not retried)"
             ) from error
         raise _Transient(f"{type(error).__name__}: {error}") from error
     if response.status_code == 404:
         response.close()
-        raise SourceNotFound(f"not published at {shown_url(url)} (HTTP 404)")
+        raise SourceNotFound(f"not published at {url} (HTTP 404)")
     if response.status_code == 403:
         response.close()
         raise SourceForbidden(url)
@@ -170,9 +180,7 @@ def _get(
         raise _Transient(f"HTTP {response.status_code} {response.reason}", response)
     if response.status_code != 200:
         response.close()
-        raise DownloadError(
-            f"{shown_url(url)}: unexpected HTTP {response.status_code} {response.reason}"
-        )
+        raise DownloadError(f"{url}: unexpected HTTP {response.status_code} {response.reason}")
     return response
 
 
@@ -230,7 +238,7 @@ def _fetch_once(
         content_type = response.headers.get("Content-Type", "")
         if content_type.startswith("text/html") and not name.endswith((".html", ".htm")):
             raise DownloadError(
-                f"{shown_url(url)}: the server answered HTTP 200 with an HTML page instead of {name}"
+                f"{url}: the server answered HTTP 200 with an HTML page instead of {name}"
             )
         length = response.headers.get("Content-Length")
         expected = int(length) if length and length.isdigit() else None
@@ -246,12 +254,10 @@ def _fetch_once(
                     if counter is not None:
                         counter.feed(chunk)
         except zlib.error as error:
-            raise DownloadError(
-                f"{shown_url(url)}: {name} is not a complete gzip stream: {error}"
-            ) from error
+            raise DownloadError(f"{url}: {name} is not a complete gzip stream: {error}") from error
         except (requests.RequestException, OSError) as error:
             if isinstance(error, OSError) and not _is_network_error(error):
-                raise DownloadError(f"{shown_url(url)}: cannot write {partial}: {error}") from error
+                raise DownloadError(f"{url}: cannot write {partial}: {error}") from error
             raise _Transient(f"connection failed mid-body after {size} bytes: {error}") from error
         except Exception as error:  # urllib3 ProtocolError / ReadTimeoutError mid-body
             if type(error).__module__.startswith("urllib3"):
@@ -307,11 +313,9 @@ def _verify(
         try:
             rows = counter.finish()
         except (zlib.error, EOFError) as error:
-            raise DownloadError(
-                f"{shown_url(url)}: {name} is not a complete gzip stream: {error}"
-            ) from error
+            raise DownloadError(f"{url}: {name} is not a complete gzip stream: {error}") from error
         except LineEndingError as error:
-            raise DownloadError(f"{shown_url(url)}: {name}: {error}") from error
+            raise DownloadError(f"{url}: {name}: {error}") from error
         header = counter.header
         return rows, None if header is None else tuple((column, "text") for column in header)
     if name.endswith(".parquet"):
@@ -322,7 +326,5 @@ def _verify(
             schema = footer.schema_arrow
             return footer.metadata.num_rows, tuple((f.name, str(f.type)) for f in schema)
         except Exception as error:  # pyarrow raises ArrowInvalid/OSError variants for bad footers
-            raise DownloadError(
-                f"{shown_url(url)}: {name} has no readable Parquet footer: {error}"
-            ) from error
+            raise DownloadError(f"{url}: {name} has no readable Parquet footer: {error}") from error
     return None, None

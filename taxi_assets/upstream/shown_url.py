@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 
 MASK = "***"
-# The scheme, then the user information: everything before the host's last "@" (a password
-# may hold "@" unescaped), which ends at the first "/", "?" or "#".
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+# A scheme, then the user information: everything before the host's last "@" (a password
+# may hold "@" unescaped), which ends at the first "/", "?", "#" or blank.
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
 
 
 def shown_url(url: str) -> str:
-    """``url`` with its user information (user name and password) replaced by ``***``."""
-    return _USERINFO.sub(lambda match: f"{match.group(1)}{MASK}@", url, count=1)
+    """``url`` with its user information (user name and password) replaced by ``***``;
+    for a text, every URL in it."""
+    return _USERINFO.sub(lambda match: f"{match.group(1)}{MASK}@", url)
