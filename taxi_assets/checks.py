@@ -49,6 +49,7 @@ class QualityThresholds(dg.ConfigurableResource):
     negative_trip_time_or_driver_pay: float = DEFAULT_THRESHOLDS["negative_trip_time_or_driver_pay"]
     pickup_before_request: float = DEFAULT_THRESHOLDS["pickup_before_request"]
     non_finite_number: float = DEFAULT_THRESHOLDS["non_finite_number"]
+    huge_number: float = DEFAULT_THRESHOLDS["huge_number"]
     freshness_months: int = FRESHNESS_MONTHS
 
     def as_dict(self) -> dict[str, float]:

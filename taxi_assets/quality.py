@@ -15,6 +15,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 MAX_LOCATION_ID = 265
+# An amount or distance this large is no trip's: TLC's largest known outliers are around a
+# million dollars (a few yellow rows) or a few hundred thousand miles (taximeter faults),
+# far below. The analytics count such a value as unknown, as a NaN: summed, it could
+# overflow the stats' numeric(16,2) (up to 1e14) and fail the month for every service.
+HUGE_NUMBER = 1e9
 ABSURD_DISTANCE_MILES = 500.0
 # The trip distance in miles: the taximeter's (yellow, green) or the app's (FHVHV).
 DISTANCE_COLUMNS = ("trip_distance", "trip_miles")
@@ -44,6 +49,8 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     # "inf" from a CSV, or come from a Parquet writer), and a sum over the month becomes
     # NaN or infinite: any row warns.
     "non_finite_number": 0.0,
+    # An amount or distance of magnitude HUGE_NUMBER or more: none in any sample; any warns.
+    "huge_number": 0.0,
 }
 
 Window = tuple[datetime, datetime] | None
@@ -82,6 +89,18 @@ def _non_finite(batch: pa.RecordBatch, _: Window) -> int:
         if name in batch.schema.names and pa.types.is_floating(batch.schema.field(name).type):
             column = pc.invert(pc.fill_null(pc.is_finite(batch.column(name)), True))
             bad = column if bad is None else pc.or_(bad, column)
+    return 0 if bad is None else _count(bad)
+
+
+def _huge(batch: pa.RecordBatch, _: Window) -> int:
+    """Rows with a finite number of magnitude ``HUGE_NUMBER`` or more in any of their
+    number columns."""
+    bad = None
+    for name in NUMBER_COLUMNS:
+        if name in batch.schema.names and pa.types.is_floating(batch.schema.field(name).type):
+            column = pc.greater_equal(pc.abs(batch.column(name)), HUGE_NUMBER)
+            column = pc.and_(column, pc.is_finite(batch.column(name)))
+            bad = column if bad is None else pc.or_kleene(bad, column)
     return 0 if bad is None else _count(bad)
 
 
@@ -156,6 +175,7 @@ SIGNALS: tuple[Signal, ...] = (
         lambda b, _: _count(pc.less(b.column("pickup_datetime"), b.column("request_datetime"))),
     ),
     Signal("non_finite_number", (), _non_finite, needs_one_of=NUMBER_COLUMNS),
+    Signal("huge_number", (), _huge, needs_one_of=NUMBER_COLUMNS),
 )
 
 

@@ -234,13 +234,14 @@ def test_a_service_without_a_table_is_left_out(
     assert materialization_metadata(result, STATS)["services_not_loaded"] == "-"
 
 
-def test_an_infinite_or_nan_amount_counts_as_unknown_not_as_the_cells_sum(
+def test_an_infinite_nan_or_huge_amount_counts_as_unknown_not_as_the_cells_sum(
     pg_url: str,
     instance: dg.DagsterInstance,
     resources: dict[str, Any],
 ) -> None:
-    """The contract keeps inf/NaN amounts (flagged by non_finite_number): the month's
-    stats leave them out instead of failing on numeric overflow (inf) or averaging NaN."""
+    """The contract keeps inf/NaN amounts (flagged by non_finite_number) and huge ones
+    (huge_number): the month's stats leave them out instead of failing on numeric
+    overflow (inf, or 1e15 > numeric(16,2)) or averaging NaN."""
     assert run(ZONES, resources, instance).success
     assert run(trips("yellow"), resources, instance, "2021-01").success
     engine = engine_for(pg_url)
@@ -249,11 +250,15 @@ def test_an_infinite_or_nan_amount_counts_as_unknown_not_as_the_cells_sum(
             sa.text(
                 "SELECT ctid::text FROM warehouse.yellow_tripdata "
                 "WHERE pu_location_id = (SELECT min(pu_location_id) FROM "
-                "warehouse.yellow_tripdata) LIMIT 2"
+                "warehouse.yellow_tripdata) LIMIT 3"
             )
         ).scalars()
-        infinite, nan = list(ids)
-        for ctid, amount, distance in ((infinite, "Infinity", "-Infinity"), (nan, "NaN", "NaN")):
+        infinite, nan, huge = list(ids)
+        for ctid, amount, distance in (
+            (infinite, "Infinity", "-Infinity"),
+            (nan, "NaN", "NaN"),
+            (huge, "1e15", "1e12"),
+        ):
             connection.execute(
                 sa.text(
                     "UPDATE warehouse.yellow_tripdata SET total_amount = CAST(:a AS float8), "
@@ -267,8 +272,9 @@ def test_an_infinite_or_nan_amount_counts_as_unknown_not_as_the_cells_sum(
                 "avg(t.trip_distance) FILTER (WHERE t.trip_distance >= 0) "
                 "FROM warehouse.yellow_tripdata t JOIN warehouse.taxi_zones z "
                 "ON z.location_id = t.pu_location_id "
-                "WHERE t.total_amount <> 'NaN' AND abs(t.total_amount) <> 'Infinity' "
-                "AND t.trip_distance <> 'NaN' GROUP BY z.borough"
+                "WHERE t.total_amount <> 'NaN' AND abs(t.total_amount) < 1e14 "
+                "AND t.trip_distance <> 'NaN' AND abs(t.trip_distance) < 1e11 "
+                "GROUP BY z.borough"
             )
         ).all()
     engine.dispose()
@@ -279,6 +285,43 @@ def test_an_infinite_or_nan_amount_counts_as_unknown_not_as_the_cells_sum(
         assert rows[borough]["avg_distance_mi"] == pytest.approx(float(distance), rel=1e-9)
     trips_counted = sum(r["trips"] for r in rows.values())
     assert trips_counted == warehouse_counts(pg_url, "yellow_tripdata")["2021-01"]
+
+
+def test_a_cell_whose_revenue_overflows_the_stats_fails_naming_the_month(
+    pg_url: str,
+    instance: dg.DagsterInstance,
+    resources: dict[str, Any],
+) -> None:
+    """Each trip's amount under HUGE_NUMBER, but 200,000 of them at 9e8 in one cell sum to
+    1.8e14, beyond numeric(16,2): the run fails saying which month and why."""
+    assert run(ZONES, resources, instance).success
+    assert run(trips("yellow"), resources, instance, "2021-01").success
+    engine = engine_for(pg_url)
+    with engine.begin() as connection:
+        # 200,000 copies of one trip, in its pickup zone's cell, each at 9e8 USD.
+        connection.execute(
+            sa.text(
+                "INSERT INTO warehouse.yellow_tripdata "
+                "SELECT (one.t).* FROM (SELECT t FROM warehouse.yellow_tripdata t "
+                "WHERE partition_month = DATE '2021-01-01' LIMIT 1) AS one, "
+                "generate_series(1, 200000)"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "UPDATE warehouse.yellow_tripdata SET total_amount = 9e8 WHERE "
+                "partition_month = DATE '2021-01-01' AND pu_location_id = (SELECT "
+                "pu_location_id FROM warehouse.yellow_tripdata GROUP BY 1 "
+                "ORDER BY count(*) DESC LIMIT 1)"
+            )
+        )
+    engine.dispose()
+    result = run(STATS, resources, instance, "2021-01", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message  # type: ignore[union-attr]
+    assert "analytics/monthly_zone_stats 2021-01" in message, message
+    assert "numeric(16,2)" in message and "huge_number" in message, message
 
 
 def test_a_service_that_has_not_loaded_the_month_is_named(

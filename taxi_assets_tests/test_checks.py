@@ -107,7 +107,7 @@ def test_quality_signals_count_without_removing() -> None:
                 [datetime(2021, 1, 1, 0, 10), datetime(2021, 1, 4), datetime(2021, 1, 6, 1), None],
                 pa.timestamp("us"),
             ),
-            "fare_amount": [10.0, -5.0, 3.0, None],
+            "fare_amount": [10.0, -5.0, 3.0, 2e9],
             "total_amount": [12.0, -6.0, float("inf"), None],
             "vendor_id": pa.array([1, 2, None, None], pa.int32()),
             "trip_distance": [0.0, 1.2, 900.0, None],
@@ -128,6 +128,7 @@ def test_quality_signals_count_without_removing() -> None:
         "passenger_count_zero": 1,
         "absurd_distance": 1,
         "non_finite_number": 1,
+        "huge_number": 1,
     }
     assert set(report.exceeded(DEFAULT_THRESHOLDS)) == set(report.counts)
 
@@ -152,6 +153,7 @@ def test_each_service_gets_the_signals_its_columns_allow() -> None:
             "passenger_count_zero",
             "absurd_distance",
             "non_finite_number",
+            "huge_number",
         }
     )
     assert names("fhv") == {
@@ -168,6 +170,7 @@ def test_each_service_gets_the_signals_its_columns_allow() -> None:
         "negative_trip_time_or_driver_pay",
         "pickup_before_request",
         "non_finite_number",
+        "huge_number",
     }
     assert set(DEFAULT_THRESHOLDS) == {name for s in ("yellow", "fhvhv") for name in names(s)}
 
@@ -202,7 +205,7 @@ def test_fhvhv_signals_count_its_own_columns() -> None:
             "do_location_id": pa.array([3, 4, 5, None], pa.int32()),
             "trip_miles": [2.5, 0.0, 501.0, float("nan")],
             "trip_time": pa.array([1200, -60, 3600, None], pa.int64()),
-            "driver_pay": [10.0, 8.0, -3.5, None],
+            "driver_pay": [10.0, 8.0, -3.5, 1e10],
         }
     )
     report = measure([batch], month)
@@ -215,6 +218,7 @@ def test_fhvhv_signals_count_its_own_columns() -> None:
         "negative_trip_time_or_driver_pay": 2,
         "pickup_before_request": 1,
         "non_finite_number": 1,
+        "huge_number": 1,
     }
     assert set(report.exceeded(DEFAULT_THRESHOLDS)) == set(report.counts) - {
         "dropoff_before_pickup",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from taxi_assets.quality import HUGE_NUMBER
 from taxi_assets.services import SERVICES
 
 
@@ -74,18 +75,21 @@ class Dialect:
     real: str
 
 
-def _finite(expression: str) -> str:
-    """``expression`` where it is a finite number, else null. An infinite or NaN amount
-    (the contract keeps them, the quality signal ``non_finite_number`` flags them) would
-    turn a whole cell's sum into one (and overflow the stats' numeric columns, failing
-    the month for every service); NaN also sorts above every number in PostgreSQL, so a
-    ``>= 0`` test does not exclude it. ``x * 0 = 0`` is false for both in either engine."""
-    return f"CASE WHEN {expression} * 0 = 0 THEN {expression} END"
+def _usable(expression: str) -> str:
+    """A condition true where ``expression`` is a finite number of magnitude under
+    ``HUGE_NUMBER`` (false or null otherwise). An infinite or NaN amount (the contract keeps
+    them, the quality signal ``non_finite_number`` flags them) would turn a whole cell's sum
+    into one, and a finite amount of 1e14 or more overflows the stats' ``numeric(16,2)``:
+    either failed the month's stats for every service. ``huge_number`` flags the second.
+    NaN compares greater than every number in PostgreSQL (and in the BigQuery emulator's
+    DuckDB) and false in BigQuery, so ``abs(x) < bound`` is false for NaN and inf in each."""
+    return f"abs({expression}) < {HUGE_NUMBER:.0f}"
 
 
 def measures_sql(measures: ServiceMeasures, dialect: Dialect) -> str:
     """``passengers``, ``revenue`` and ``distance`` of one trip, as select expressions.
-    A revenue or distance that is not a finite number counts as unknown (null)."""
+    A revenue or distance that is not a usable number (``_usable``) counts as unknown
+    (null)."""
     q = dialect.quote
     passengers = (
         f"CAST({q(measures.passengers)} AS {dialect.integer})"
@@ -94,16 +98,18 @@ def measures_sql(measures: ServiceMeasures, dialect: Dialect) -> str:
     )
     if not measures.revenue:
         revenue = f"CAST(NULL AS {dialect.real})"
-    elif len(measures.revenue) == 1:
-        revenue = _finite(q(measures.revenue[0]))
     else:
-        # A null fare is null, and so is the sum: no CASE needed for it.
+        # The fare first: a null fare is a null revenue (unknown), and so is the trip's when
+        # any of its terms is not usable (each is tested before the sum, which could
+        # overflow a double). A null charge counts as 0.
         fare, *charges = measures.revenue
-        revenue = _finite(
-            "(" + " + ".join([q(fare), *(f"COALESCE({q(column)}, 0)" for column in charges)]) + ")"
+        usable = " AND ".join(
+            [_usable(q(fare)), *(f"({q(c)} IS NULL OR {_usable(q(c))})" for c in charges)]
         )
+        total = " + ".join([q(fare), *(f"COALESCE({q(c)}, 0)" for c in charges)])
+        revenue = f"CASE WHEN {usable} THEN {total} END"
     distance = (
-        f"CASE WHEN {q(measures.distance)} >= 0 AND {q(measures.distance)} * 0 = 0 "
+        f"CASE WHEN {q(measures.distance)} >= 0 AND {_usable(q(measures.distance))} "
         f"THEN {q(measures.distance)} END"
         if measures.distance
         else f"CAST(NULL AS {dialect.real})"

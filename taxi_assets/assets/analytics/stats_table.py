@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+import psycopg
 import sqlalchemy as sa
 
 from taxi_assets.assets.analytics.stats_columns import (
@@ -31,6 +32,7 @@ from taxi_assets.partitions import add_months
 from taxi_assets.pg.ddl import ident, qualified, require_partitioned
 from taxi_assets.pg.lock_retry import LockWaits
 from taxi_assets.pg.month_swap import MonthBounds, Staging, replace_months
+from taxi_assets.quality import HUGE_NUMBER
 from taxi_assets.services import SERVICES, ZONES_DATASET
 
 if TYPE_CHECKING:
@@ -186,7 +188,23 @@ def replace_month(
         # The trip tables are read once, into the temporary cells the stats and the
         # chart both come from (dropped when the staging transaction commits).
         connection.execute(sa.text(month_cells_sql(services)), params)
-        written = connection.execute(sa.text(insert_stats_sql(staging.target)), params).rowcount
+        try:
+            inserted = connection.execute(sa.text(insert_stats_sql(staging.target)), params)
+        except sa.exc.DataError as error:
+            if not isinstance(error.orig, psycopg.errors.NumericValueOutOfRange):
+                raise
+            # Each trip's revenue is under HUGE_NUMBER; only very many such trips in one
+            # cell get here. Say which month and why, not just PostgreSQL's "overflow".
+            raise dg.Failure(
+                description=(
+                    f"analytics/{STATS_TABLE} {month:%Y-%m}: a cell's revenue does not fit "
+                    f"numeric(16,2): its trips' amounts sum to 1e14 USD or more (each "
+                    f"under {HUGE_NUMBER:.0e} as the analytics count): see the month's "
+                    "huge_number quality signal"
+                ),
+                allow_retries=False,
+            ) from error
+        written = inserted.rowcount
         daily_rows.extend(connection.execute(sa.text(daily_trips_sql())).all())
         return int(written)
 
