@@ -5,11 +5,13 @@ materialization's metadata, which months are loaded, which runs exist) only thro
 functions here, which use Dagster's public instance API (``fetch_materializations``,
 ``get_status_by_partition``, ``get_run_records``).
 
-Dagster 1.13 has no public way to read the events of one run (a run's asset check
-evaluations, the assets it planned), which the failure alerts need: :func:`run_events`
-is the one place that calls the instance's non-public ``get_records_for_run``.
-``taxi_assets_tests/test_instance_reads.py`` pins what it returns, so a Dagster upgrade
-that changes it fails that test rather than the alerts in production.
+Two reads have no public call in Dagster 1.13, and each is made in one place only:
+:func:`run_events` calls the instance's non-public ``get_records_for_run`` (the events of
+one run: its asset check evaluations, the assets it planned, which the failure alerts
+need), and :func:`materialized_partition_keys` calls ``get_materialized_partitions``
+(every partition ever materialized, in one query, which the new-month sensor needs every
+tick). ``taxi_assets_tests/test_instance_reads.py`` pins what both return, so a Dagster
+upgrade that changes them fails that test rather than the sensors in production.
 """
 
 from __future__ import annotations
@@ -64,16 +66,26 @@ def newest_loaded_partition(
 ) -> str | None:
     """The newest partition of ``asset_key`` with a materialization, even one whose latest
     attempt failed or is still running afterwards (Dagster's status then shows it failed
-    or in progress, not materialized, though what the earlier run stored is still there)."""
+    or in progress, not materialized, though what the earlier run stored is still there).
+
+    One event-log query, whatever the number of failed months: the new-month sensor calls
+    this every tick for every service. Reading the status and then each failed or running
+    month's latest materialization cost one more query per such month.
+    """
+    stored = materialized_partition_keys(instance, asset_key)
     keys = partitions_def.get_partition_keys(dynamic_partitions_store=instance)
-    status = instance.get_status_by_partition(asset_key, keys, partitions_def) or {}
-    for key in reversed(keys):
-        state = status.get(key)
-        if state == dg.AssetPartitionStatus.MATERIALIZED:
-            return key
-        if state is not None and latest_materialization_run_id(instance, asset_key, key):
-            return key  # failed or running now, materialized before
-    return None
+    return next((key for key in reversed(keys) if key in stored), None)
+
+
+def materialized_partition_keys(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> set[str]:
+    """Every partition of ``asset_key`` with a materialization since the asset's last wipe,
+    whatever happened to it afterwards (a later failed or running attempt keeps it here).
+
+    NOT Dagster's public API (``DagsterInstance.get_materialized_partitions``, one grouped
+    query; Dagster's own partition status cache is built from it). The public calls need
+    one query per partition for this. Kept here only; pinned by test_instance_reads.py.
+    """
+    return instance.get_materialized_partitions(asset_key)
 
 
 def runs(

@@ -2,14 +2,22 @@
 
 :func:`run_events` calls the instance's non-public ``get_records_for_run``: these tests pin
 what it returns on a real run (a planned asset, a passed and a failed check), so that a
-Dagster upgrade changing it fails here, not in the failure alerts.
+Dagster upgrade changing it fails here, not in the failure alerts. Likewise
+:func:`materialized_partition_keys` (``get_materialized_partitions``), which the new-month
+sensor reads every tick.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
+import sqlalchemy as sa
 
 from taxi_assets.instance_reads import (
     latest_metadata,
+    materialized_partition_keys,
     materialized_partitions,
+    newest_loaded_partition,
     run_check_evaluations,
     run_events,
     run_planned_assets,
@@ -88,3 +96,75 @@ def test_materialized_partitions_runs_and_latest_metadata(instance: dg.DagsterIn
     failed = runs(instance, dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
     assert [r.tags["taxi/test"] for r in failed] == ["2021-03"]
     assert len(runs(instance, limit=1)) == 1
+
+
+@dg.asset(partitions_def=MONTHS)
+def loads(context: dg.AssetExecutionContext) -> None:
+    if context.run.tags.get("taxi/test") == "fail":
+        raise ValueError("this attempt fails")
+
+
+def attempt(instance: dg.DagsterInstance, month: str, fails: bool) -> None:
+    dg.materialize(
+        [loads],
+        partition_key=month,
+        instance=instance,
+        raise_on_error=False,
+        tags={"taxi/test": "fail" if fails else "ok"},
+    )
+
+
+@contextmanager
+def counted_event_log_queries(instance: dg.DagsterInstance) -> Iterator[list[str]]:
+    """The SQL statements the instance's event log runs meanwhile (the in-memory event log
+    is Dagster's SQL event log on SQLite; PostgreSQL's runs the same queries)."""
+    engine = instance.event_log_storage._engine  # type: ignore[attr-defined]
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+
+
+def test_newest_loaded_partition_counts_a_month_whose_later_attempt_failed(
+    instance: dg.DagsterInstance,
+) -> None:
+    key = dg.AssetKey("loads")
+    assert newest_loaded_partition(instance, key, MONTHS) is None
+    attempt(instance, "2021-03", fails=True)
+    assert newest_loaded_partition(instance, key, MONTHS) is None
+    attempt(instance, "2021-01", fails=False)
+    attempt(instance, "2021-02", fails=False)
+    attempt(instance, "2021-02", fails=True)
+    # 2021-02 shows as failed, but what its first run stored is still there.
+    assert materialized_partitions(instance, key, MONTHS) == ["2021-01"]
+    assert materialized_partition_keys(instance, key) == {"2021-01", "2021-02"}
+    assert newest_loaded_partition(instance, key, MONTHS) == "2021-02"
+    attempt(instance, "2021-03", fails=False)
+    assert newest_loaded_partition(instance, key, MONTHS) == "2021-03"
+    instance.wipe_assets([key])
+    assert materialized_partition_keys(instance, key) == set()
+    assert newest_loaded_partition(instance, key, MONTHS) is None
+
+
+def test_newest_loaded_partition_costs_the_same_however_many_months_failed(
+    instance: dg.DagsterInstance,
+) -> None:
+    """The new-month sensor asks this every tick for every service: it read each failed
+    month newer than the newest loaded one, one query per month."""
+    key = dg.AssetKey("loads")
+    attempt(instance, "2021-01", fails=False)
+    attempt(instance, "2021-02", fails=True)
+    with counted_event_log_queries(instance) as one_failed:
+        assert newest_loaded_partition(instance, key, MONTHS) == "2021-01"
+    for month in ("2021-03", "2021-04", "2021-05", "2021-06", "2021-07"):
+        attempt(instance, month, fails=True)
+    with counted_event_log_queries(instance) as six_failed:
+        assert newest_loaded_partition(instance, key, MONTHS) == "2021-01"
+    counts = len(one_failed), len(six_failed)
+    assert counts[0] > 0 and counts[1] == counts[0], f"event log statements: {counts}"
