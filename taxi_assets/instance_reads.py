@@ -95,6 +95,19 @@ def runs(
     return [record.dagster_run for record in instance.get_run_records(filters, limit=limit)]
 
 
+def run_records(
+    instance: dg.DagsterInstance,
+    filters: dg.RunsFilter,
+    limit: int,
+    order_by: str,
+    ascending: bool,
+) -> list[dg.RunRecord]:
+    """Run records matching ``filters`` (with their timestamps), in the given order."""
+    return list(
+        instance.get_run_records(filters, limit=limit, order_by=order_by, ascending=ascending)
+    )
+
+
 def run_events(
     instance: dg.DagsterInstance, run_id: str, event_type: dg.DagsterEventType
 ) -> list[dg.EventLogEntry]:

@@ -13,8 +13,10 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from taxi_assets.automation import alert_outbox
 from taxi_assets.automation.alerts import (
     MAX_TEXT_CHARS,
+    REDELIVERY_SENSOR_NAME,
     SENSOR_NAME,
     AlertDeliveryError,
     AlertWebhookResource,
@@ -96,7 +98,7 @@ def test_failed_run_posts_a_slack_message_from_the_environment(
 ) -> None:
     monkeypatch.setenv("TAXI_ALERT_WEBHOOK_URL", receiver.url)
     monkeypatch.setenv("TAXI_UI_URL", "http://127.0.0.1:3000/")
-    (sensor,) = build_alert_sensors()
+    sensor = build_alert_sensors()[0]
     sensor(missing_month_failure, alert_webhook=AlertWebhookResource())
 
     (body,) = receiver.bodies
@@ -190,6 +192,8 @@ def test_the_sensor_is_part_of_the_definitions_and_on_by_default() -> None:
     sensor = defs.resolve_sensor_def(SENSOR_NAME)
     assert isinstance(sensor, dg.RunStatusSensorDefinition)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    redelivery = defs.resolve_sensor_def(REDELIVERY_SENSOR_NAME)
+    assert redelivery.default_status == dg.DefaultSensorStatus.RUNNING
 
 
 def test_escaping_keeps_the_slack_text_within_its_cap(receiver: Receiver) -> None:
@@ -211,3 +215,112 @@ def test_escaping_keeps_the_slack_text_within_its_cap(receiver: Receiver) -> Non
     assert text.endswith("\u2026") and text.startswith("taxi_assets: run 01234567")
     assert "&lt;= 0 in column x &amp; y" in text
     assert not re.search(r"&[a-z]*\u2026$", text)  # no entity cut in half
+
+
+@dg.asset
+def broken_month() -> None:
+    raise ValueError("the file has no rows")
+
+
+def failed_run(instance: dg.DagsterInstance) -> str:
+    result = dg.materialize([broken_month], instance=instance, raise_on_error=False)
+    assert not result.success
+    return result.run_id
+
+
+def tick(
+    sensor: dg.SensorDefinition,
+    instance: dg.DagsterInstance,
+    webhook: AlertWebhookResource,
+    cursor: str | None = None,
+) -> Any:  # Dagster's SensorExecutionData, not exported
+    """One evaluation of the sensor as the daemon runs it (Dagster's cursor handling
+    included), not a direct call of its function."""
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"alert_webhook": webhook}
+    )
+    return sensor.evaluate_tick(context)
+
+
+def alert_tags(instance: dg.DagsterInstance, run_id: str) -> tuple[str | None, str | None]:
+    run = instance.get_run_by_id(run_id)
+    assert run is not None
+    return run.tags.get(alert_outbox.ALERT_TAG), run.tags.get(alert_outbox.ALERT_ERROR_TAG)
+
+
+def test_an_alert_the_webhook_refused_is_posted_once_it_accepts_again(
+    instance: dg.DagsterInstance,
+) -> None:
+    """Dagster's run-failure sensor moves its cursor past a run whose sensor function
+    raised: the alert the webhook refused was never tried again."""
+    failure_sensor, redelivery = build_alert_sensors()
+    with Receiver([500, 500, 500]) as hook:
+        webhook = AlertWebhookResource(url=hook.url, backoff_seconds=0.01)
+        started = tick(failure_sensor, instance, webhook)  # Dagster sets the cursor
+        run_id = failed_run(instance)
+        refused = tick(failure_sensor, instance, webhook, started.cursor)
+        (reaction,) = refused.dagster_run_reactions
+        assert reaction.error is not None and "HTTP 500" in reaction.error.to_string()
+        assert len(hook.bodies) == 3
+        state, error = alert_tags(instance, run_id)
+        assert state == "undelivered" and "HTTP 500" in (error or "")
+        assert "secret" not in (error or "")
+        # The failure sensor is past the run for good, as Dagster keeps it.
+        assert not tick(failure_sensor, instance, webhook, refused.cursor).dagster_run_reactions
+        assert len(hook.bodies) == 3
+
+        # The webhook answers 200 again.
+        redelivered = tick(redelivery, instance, webhook)
+        assert redelivered.skip_message == "1 undelivered alert(s) posted"
+        assert len(hook.bodies) == 4 and hook.bodies[3] == hook.bodies[0]
+        assert f"run {run_id[:8]} of __ephemeral_asset_job__ failed" in hook.bodies[3]["text"]
+        assert "caused by: ValueError: the file has no rows" in hook.bodies[3]["text"]
+        assert alert_tags(instance, run_id)[0] == "delivered"
+        assert tick(redelivery, instance, webhook).skip_message == "no undelivered alert"
+        assert len(hook.bodies) == 4
+
+
+def test_while_the_webhook_is_down_a_tick_tries_one_alert_and_none_is_lost(
+    instance: dg.DagsterInstance,
+) -> None:
+    failure_sensor, redelivery = build_alert_sensors()
+    with Receiver([503] * 6) as hook:
+        webhook = AlertWebhookResource(url=hook.url, backoff_seconds=0.01)
+        started = tick(failure_sensor, instance, webhook)
+        first, second = failed_run(instance), failed_run(instance)
+        refused = tick(failure_sensor, instance, webhook, started.cursor)
+        assert [bool(r.error) for r in refused.dagster_run_reactions] == [True, False]
+        assert len(hook.bodies) == 3  # the second alert joined the first unposted
+        assert alert_tags(instance, second) == ("undelivered", "queued behind earlier")
+        with pytest.raises(AlertDeliveryError, match=f"alert for run {first} still undelivered"):
+            tick(redelivery, instance, webhook)
+        assert len(hook.bodies) == 6  # one alert tried: the first, 3 attempts
+        # It moved behind the second, which the next tick tries first.
+        redelivered = tick(redelivery, instance, webhook)
+        assert redelivered.skip_message == "2 undelivered alert(s) posted"
+        titled = [body["text"].split()[2] for body in hook.bodies[6:]]  # "taxi_assets: run ID"
+        assert titled == [second[:8], first[:8]]
+        assert alert_tags(instance, first)[0] == alert_tags(instance, second)[0] == "delivered"
+
+
+def test_an_alert_undelivered_for_too_long_is_abandoned_loudly(
+    instance: dg.DagsterInstance,
+) -> None:
+    failure_sensor, redelivery = build_alert_sensors()
+    with Receiver([500] * 3) as hook:
+        webhook = AlertWebhookResource(url=hook.url, backoff_seconds=0.01)
+        started = tick(failure_sensor, instance, webhook)
+        run_id = failed_run(instance)
+        tick(failure_sensor, instance, webhook, started.cursor)
+        patient = AlertWebhookResource(url=hook.url, redeliver_for_hours=0)
+        with pytest.raises(AlertDeliveryError, match=f"alert for run {run_id} abandoned"):
+            tick(redelivery, instance, patient)
+        assert len(hook.bodies) == 3
+        assert alert_tags(instance, run_id)[0] == "abandoned"
+        assert tick(redelivery, instance, patient).skip_message == "no undelivered alert"
+    # Without a webhook nothing is posted and nothing changes.
+    run_id = failed_run(instance)
+    alert_outbox.mark(instance, run_id, alert_outbox.UNDELIVERED)
+    waiting = tick(redelivery, instance, AlertWebhookResource())
+    assert waiting.skip_message == "1 undelivered alert(s) wait: no webhook is configured"
+    assert alert_tags(instance, run_id)[0] == "undelivered"

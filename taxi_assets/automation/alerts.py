@@ -7,8 +7,17 @@ goes to the sensor's log; when ``$TAXI_ALERT_WEBHOOK_URL`` (or ``AlertWebhookRes
 is set, it is also POSTed as Slack-compatible JSON (``text`` plus one ``mrkdwn`` block), which
 Slack incoming webhooks, Mattermost and most chat relays accept. Settings are read when the
 sensor evaluates, like every other setting of the project (see ``taxi_assets.settings``).
+
+An alert the webhook does not accept is not lost: Dagster's run-failure sensor would never
+see its run again, so the run is tagged undelivered (``automation/alert_outbox.py``) and
+the redelivery sensor posts it again every minute, least recently tried first, until the
+webhook accepts it or ``redeliver_for_hours`` after the run ended (then it is tagged
+abandoned). Both sensors' ticks fail meanwhile, naming the runs. While alerts wait, a newly
+failed run's alert joins them unposted: a tick of either sensor tries at most one post
+that fails, however many runs fail while the webhook is down.
 """
 
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -18,11 +27,14 @@ from urllib.parse import urlsplit
 import dagster as dg
 import requests
 
+from taxi_assets.automation import alert_outbox
 from taxi_assets.automation.run_partitions import describe_partitions
-from taxi_assets.instance_reads import run_check_evaluations, run_planned_assets
+from taxi_assets.instance_reads import run_check_evaluations, run_events, run_planned_assets
 from taxi_assets.settings import resolve_setting
 
 SENSOR_NAME = "taxi_run_failure_alert"
+REDELIVERY_SENSOR_NAME = "taxi_alert_redelivery"
+REDELIVERIES_PER_TICK = 5  # a tick of the redelivery sensor stops at its first failed post
 MAX_ERROR_CHARS = 600
 MAX_TEXT_CHARS = 2900  # Slack caps a section block at 3000 characters
 _QUALIFIED_CLASS = re.compile(r"^(?:[A-Za-z_][\w]*\.)+([A-Za-z_]\w*): ")
@@ -135,24 +147,43 @@ def run_assets(instance: dg.DagsterInstance, run: dg.DagsterRun) -> set[dg.Asset
 
 
 def summarize_failure(context: dg.RunFailureSensorContext, ui_url: str | None) -> FailureSummary:
-    run = context.dagster_run
+    return summarize_run(context.instance, context.dagster_run, context.failure_event, ui_url)
+
+
+def summarize_run(
+    instance: dg.DagsterInstance,
+    run: dg.DagsterRun,
+    failure_event: dg.DagsterEvent | None,
+    ui_url: str | None,
+) -> FailureSummary:
+    """The summary of a failed run, from what it recorded (its step failures, its failed
+    checks and, when no step failed, its run failure event)."""
     steps = []
-    for event in context.get_step_failure_events():
+    for entry in run_events(instance, run.run_id, dg.DagsterEventType.STEP_FAILURE):
+        event = entry.dagster_event
+        if event is None:
+            continue
         error = getattr(event.event_specific_data, "error", None)
         message = _error_text(error) if error is not None else _first_lines(event.message or "")
         steps.append((event.step_key or "?", message))
-    if not steps and context.failure_event.message:
-        steps = [("run", _first_lines(context.failure_event.message))]
-    assets = tuple(sorted(key.to_user_string() for key in run_assets(context.instance, run)))
+    if not steps and failure_event is not None and failure_event.message:
+        steps = [("run", _first_lines(failure_event.message))]
+    assets = tuple(sorted(key.to_user_string() for key in run_assets(instance, run)))
     return FailureSummary(
         run_id=run.run_id,
         job_name=run.job_name,
         partition=describe_partitions(run.tags),
         assets=assets,
         failed_steps=tuple(steps),
-        failed_checks=tuple(failed_checks(context.instance, run.run_id)),
+        failed_checks=tuple(failed_checks(instance, run.run_id)),
         run_url=f"{ui_url.rstrip('/')}/runs/{run.run_id}" if ui_url else None,
     )
+
+
+def run_failure_event(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterEvent | None:
+    """The run's RUN_FAILURE event (the last, should there be several)."""
+    events = run_events(instance, run_id, dg.DagsterEventType.RUN_FAILURE)
+    return events[-1].dagster_event if events else None
 
 
 class AlertWebhookResource(dg.ConfigurableResource):
@@ -160,7 +191,9 @@ class AlertWebhookResource(dg.ConfigurableResource):
 
     ``url`` (or ``$TAXI_ALERT_WEBHOOK_URL``): a Slack-compatible incoming webhook; unset,
     alerts are only logged. The URL usually embeds a secret, so it is never logged: only
-    its host is. ``ui_url`` (or ``$TAXI_UI_URL``) adds a link to the failed run.
+    its host is. ``ui_url`` (or ``$TAXI_UI_URL``) adds a link to the failed run. An alert
+    the webhook did not accept is posted again until ``redeliver_for_hours`` after its
+    run ended.
     """
 
     url: str | None = None
@@ -168,6 +201,7 @@ class AlertWebhookResource(dg.ConfigurableResource):
     timeout_seconds: float = 10.0
     attempts: int = 3
     backoff_seconds: float = 1.0
+    redeliver_for_hours: float = 24.0
 
     def webhook_url(self) -> str | None:
         return resolve_setting(self.url, "TAXI_ALERT_WEBHOOK_URL", None)
@@ -203,7 +237,8 @@ class AlertWebhookResource(dg.ConfigurableResource):
 
 
 def build_alert_sensors() -> list[dg.SensorDefinition]:
-    """The run-failure alert sensor; it posts through the ``alert_webhook`` resource."""
+    """The run-failure alert sensor and the redelivery sensor of the alerts it could not
+    deliver; both post through the ``alert_webhook`` resource."""
 
     @dg.run_failure_sensor(
         name=SENSOR_NAME,
@@ -219,15 +254,106 @@ def build_alert_sensors() -> list[dg.SensorDefinition]:
     ) -> None:
         send_failure_alert(context, alert_webhook)
 
-    return [taxi_run_failure_alert]
+    @dg.sensor(
+        name=REDELIVERY_SENSOR_NAME,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=60,
+        description=(
+            "Posts again the failure alerts the webhook did not accept (runs tagged "
+            f"{alert_outbox.ALERT_TAG}={alert_outbox.UNDELIVERED}); its tick fails while "
+            "one stays undelivered."
+        ),
+    )
+    def taxi_alert_redelivery(
+        context: dg.SensorEvaluationContext, alert_webhook: AlertWebhookResource
+    ) -> dg.SkipReason:
+        return dg.SkipReason(redeliver_alerts(context.instance, alert_webhook, context.log))
+
+    return [taxi_run_failure_alert, taxi_alert_redelivery]
 
 
 def send_failure_alert(
     context: dg.RunFailureSensorContext, webhook: AlertWebhookResource
 ) -> FailureSummary:
+    """Log the run's summary and post it; an alert the webhook does not accept is kept on
+    its run for :func:`redeliver_alerts`, and the error raised fails the sensor's tick."""
     summary = summarize_failure(context, webhook.resolved_ui_url())
     context.log.error(summary.text())
-    if webhook.webhook_url():
+    if not webhook.webhook_url():
+        return summary
+    instance, run_id = context.instance, summary.run_id
+    waiting = [
+        record.dagster_run.run_id
+        for record in alert_outbox.undelivered(instance, limit=2)
+        if record.dagster_run.run_id != run_id
+    ]
+    if waiting:
+        # The webhook refused the last alert tried: this one joins the waiting ones, so
+        # a tick does not spend minutes on a webhook that is down (3 attempts each).
+        alert_outbox.mark(instance, run_id, alert_outbox.UNDELIVERED, "queued behind earlier")
+        context.log.warning(
+            f"Alert for run {run_id} queued: earlier alerts are still undelivered "
+            f"(run {waiting[0]}, ...); {REDELIVERY_SENSOR_NAME} posts them in order"
+        )
+        return summary
+    try:
         webhook.post(summary.slack_payload())
-        context.log.info(f"Alert for run {summary.run_id} posted ({webhook.describe()})")
+    except AlertDeliveryError as error:
+        alert_outbox.mark(instance, run_id, alert_outbox.UNDELIVERED, str(error))
+        raise AlertDeliveryError(
+            f"{error}; run {run_id} is tagged {alert_outbox.ALERT_TAG}="
+            f"{alert_outbox.UNDELIVERED} and {REDELIVERY_SENSOR_NAME} posts it again every "
+            f"minute for {webhook.redeliver_for_hours:g} h"
+        ) from error
+    if context.dagster_run.tags.get(alert_outbox.ALERT_TAG) == alert_outbox.UNDELIVERED:
+        # A retry of a run whose alert was undelivered inherits that run's tags.
+        alert_outbox.mark(instance, run_id, alert_outbox.DELIVERED)
+    context.log.info(f"Alert for run {run_id} posted ({webhook.describe()})")
     return summary
+
+
+def redeliver_alerts(
+    instance: dg.DagsterInstance,
+    webhook: AlertWebhookResource,
+    log: logging.Logger | dg.DagsterLogManager,
+    now: float | None = None,
+) -> str:
+    """Post the undelivered alerts, least recently tried first, stopping at the first the
+    webhook does not accept (it is likely down: one failed post per tick). Raises
+    :class:`AlertDeliveryError` naming every alert still undelivered or given up, so the
+    tick fails visibly; returns what it did otherwise."""
+    pending = alert_outbox.undelivered(instance, limit=REDELIVERIES_PER_TICK)
+    if not pending:
+        return "no undelivered alert"
+    if not webhook.webhook_url():
+        return f"{len(pending)} undelivered alert(s) wait: no webhook is configured"
+    now = time.time() if now is None else now
+    delivered: list[str] = []
+    problems: list[str] = []
+    for record in pending:
+        run = record.dagster_run
+        ended = record.end_time or record.create_timestamp.timestamp()
+        if now - ended > webhook.redeliver_for_hours * 3600:
+            alert_outbox.mark(instance, run.run_id, alert_outbox.ABANDONED)
+            problems.append(
+                f"alert for run {run.run_id} abandoned: not delivered within "
+                f"{webhook.redeliver_for_hours:g} h of the run's end (tagged "
+                f"{alert_outbox.ALERT_TAG}={alert_outbox.ABANDONED})"
+            )
+            continue
+        summary = summarize_run(
+            instance, run, run_failure_event(instance, run.run_id), webhook.resolved_ui_url()
+        )
+        try:
+            webhook.post(summary.slack_payload())
+        except AlertDeliveryError as error:
+            alert_outbox.mark(instance, run.run_id, alert_outbox.UNDELIVERED, str(error))
+            problems.append(f"alert for run {run.run_id} still undelivered: {error}")
+            break
+        alert_outbox.mark(instance, run.run_id, alert_outbox.DELIVERED)
+        delivered.append(run.run_id)
+        log.info(f"Alert for run {run.run_id} posted on redelivery ({webhook.describe()})")
+    done = f"{len(delivered)} undelivered alert(s) posted"
+    if problems:
+        raise AlertDeliveryError(f"{done}; " + "; ".join(problems))
+    return done
