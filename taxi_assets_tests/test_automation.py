@@ -7,8 +7,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.storage import tags
 
 from taxi_assets import defs
+from taxi_assets.automation.new_month_probe import SCHEDULE_NAME_TAG
 from taxi_assets.devdata import write_month
 from taxi_assets.partitions import add_months, lagged_month
 from taxi_assets.resources import LakeResource, TaxiSourceResource
@@ -191,6 +193,68 @@ def test_sensor_retries_its_run_that_stored_the_file_then_failed(
     done = evaluate_sensor(instance, own_mirror, lake=lake)
     assert done.run_requests == []
     assert "yellow 2021-02: loaded, upstream unchanged" in (done.skip_message or "")
+
+
+def test_sensor_retries_a_scheduled_run_that_stored_the_file_then_failed(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """The monthly schedule's run of yellow 2021-02 stores the raw file, then fails in the
+    warehouse step. The schedule does not retry (its next run is next month's), the
+    automation sensor leaves the month to the run that targeted it, and run_retries only
+    re-runs crashed runs: the sensor took the month for loaded and unchanged, and its lake
+    and warehouse were never built. It now retries it as it retries its own runs."""
+    lake = tmp_path / "lake"
+    no_warehouse = pipeline_resources(own_mirror.url, lake)  # nothing listens there
+    assert run("raw/yellow_tripdata", no_warehouse, instance, "2021-01").success
+    layers = [f"{layer}/yellow_tripdata" for layer in ("raw", "lake", "warehouse")]
+    scheduled = run_naming_its_assets(
+        layers,
+        no_warehouse,
+        instance,
+        "2021-02",
+        # The tags the daemon gives a run of the schedule's request.
+        tags={
+            SCHEDULE_NAME_TAG: "taxi_yellow_schedule",
+            tags.RUN_KEY_TAG: "schedule:yellow:2021-02",
+        },
+    )
+    assert not scheduled.success
+    assert SCHEDULE_NAME_TAG == tags.SCHEDULE_NAME_TAG  # Dagster's own, not public API
+    stored = {e.materialization.asset_key for e in scheduled.get_asset_materialization_events()}
+    assert dg.AssetKey(["raw", "yellow_tripdata"]) in stored
+
+    def yellow_requests() -> list[dg.RunRequest]:
+        tick = evaluate_sensor(instance, own_mirror, lake=lake)
+        return [r for r in tick.run_requests or [] if r.tags["taxi/service"] == "yellow"]
+
+    (request,) = yellow_requests()
+    assert request.partition_key == "2021-02"
+    for attempt in range(1, 4):
+        failed = run_naming_its_assets(
+            layers,
+            no_warehouse,
+            instance,
+            "2021-02",
+            tags={**request.tags, "dagster/run_key": request.run_key or ""},
+        )
+        assert not failed.success
+        if attempt < 3:
+            (request,) = yellow_requests()
+            assert (request.run_key or "").endswith(f"#retry{attempt}")
+    # Three runs of the sensor failed: bounded, as for its own runs.
+    assert yellow_requests() == []
+
+
+def test_sensor_leaves_a_failed_run_from_the_ui_to_whoever_started_it(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    lake = tmp_path / "lake"
+    no_warehouse = pipeline_resources(own_mirror.url, lake)
+    layers = [f"{layer}/yellow_tripdata" for layer in ("raw", "lake", "warehouse")]
+    assert not run_naming_its_assets(layers, no_warehouse, instance, "2021-02").success
+    tick = evaluate_sensor(instance, own_mirror, lake=lake)
+    assert [r for r in tick.run_requests or [] if r.tags["taxi/service"] == "yellow"] == []
+    assert "yellow 2021-02: loaded, upstream unchanged" in (tick.skip_message or "")
 
 
 def test_sensor_with_nothing_loaded_probes_the_lagged_month(

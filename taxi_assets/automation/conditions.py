@@ -39,8 +39,8 @@ all_deps_blocking_checks_passed())).since_last_handled() & ~any_deps_missing() &
    nothing running, and requested the lake month a second time (seen once in CI,
    test_daemon.py). If that run fails, the month is left to what started it, as for
    any failed run: the new-month sensor retries its failed runs on later ticks (also
-   one that stored the raw file and failed later), a failed backfill month is re-run
-   from the UI (README, "Operations").
+   one that stored the raw file and failed later, and such a run of the monthly
+   schedule), a failed backfill month is re-run from the UI (README, "Operations").
 
 One limit of Dagster 1.13.27 stays: when the asset itself was materialized (by another
 run) in the same tick interval as the dependency's change, ``since_last_handled()``

@@ -21,6 +21,7 @@ import dagster as dg
 from upath import UPath
 
 from taxi_assets.automation.run_partitions import covers
+from taxi_assets.automation.schedules import schedule_name
 from taxi_assets.instance_reads import (
     latest_materialization_run_id,
     latest_metadata,
@@ -38,6 +39,7 @@ from taxi_assets.upstream.forbidden import explain_forbidden
 from taxi_assets.upstream.shown_url import shown_url
 
 MAX_ATTEMPTS = 3
+SCHEDULE_NAME_TAG = "dagster/schedule_name"  # Dagster's tag on a schedule's runs
 VERSION_TAG = "taxi/upstream_version"
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -95,8 +97,8 @@ def _request_for_version(
     """``earlier``: the sensor's runs of ``version`` (``VERSION_TAG``), newest first.
     ``success_superseded``: a successful run of ``version`` no longer counts as done, as
     the loaded month's latest raw materialization came after it: it made a pinned
-    revision current (the pin is lifted now, or the month would not be probed), or it is
-    the newest run's, which then failed (``_stored_but_failed``)."""
+    revision current (the pin is lifted now, or the month would not be probed), or its
+    run failed after storing it (``_stored_but_failed``)."""
     in_progress = any(not run.is_finished for run in earlier)
     done = not success_superseded and any(run.is_success for run in earlier)
     if in_progress or done:
@@ -114,15 +116,28 @@ def _stored_but_failed(
     raw_key: dg.AssetKey,
     month: str,
     earlier: Sequence[dg.DagsterRun],
+    service: str,
 ) -> bool:
-    """The sensor's newest run of the file (``earlier[0]``) stored it (the month counts as
-    loaded) and then failed, in its lake or warehouse step: it is retried like a run that
-    failed earlier. The automation sensor leaves the month to the run that targeted it
-    (see ``automation/conditions.py``), so nothing else would load it."""
-    return (
-        bool(earlier)
-        and earlier[0].status == dg.DagsterRunStatus.FAILURE
-        and latest_materialization_run_id(instance, raw_key, month) == earlier[0].run_id
+    """The run of the month's latest raw materialization stored the file (the month counts
+    as loaded) and then failed, in its lake or warehouse step, and nothing else would load
+    the month: the automation sensor leaves it to the run that targeted it (see
+    ``automation/conditions.py``). That run is the sensor's newest run of the file
+    (``earlier[0]``: retried like one that failed earlier) or, when the sensor has no run
+    of the file, the monthly schedule's (which does not retry: its next run is next
+    month's; ``run_retries`` re-runs crashed runs only). Not a run from the UI or the CLI:
+    whoever started it saw it fail."""
+    if earlier:
+        # The sensor's newest run of the file decides (running, done, or failed after
+        # storing it), whoever stored the file before it.
+        return earlier[0].status == dg.DagsterRunStatus.FAILURE and (
+            latest_materialization_run_id(instance, raw_key, month) == earlier[0].run_id
+        )
+    run_id = latest_materialization_run_id(instance, raw_key, month)
+    found = runs(instance, dg.RunsFilter(run_ids=[run_id]), limit=1) if run_id else []
+    return bool(
+        found
+        and found[0].status == dg.DagsterRunStatus.FAILURE
+        and found[0].tags.get(SCHEDULE_NAME_TAG) == schedule_name(service)
     )
 
 
@@ -229,7 +244,9 @@ def plan_service_requests(
         etag = remote.etag or f"size-{remote.size}"
         version = f"{service}:{month}:{etag}"  # the sensor's VERSION_TAG; its run key's stem
         earlier = runs(instance, dg.RunsFilter(tags={VERSION_TAG: version}))
-        stored_but_failed = is_loaded and _stored_but_failed(instance, raw_key, month, earlier)
+        stored_but_failed = is_loaded and _stored_but_failed(
+            instance, raw_key, month, earlier, service
+        )
         if is_loaded and held_etag == remote.etag and not stored_but_failed:
             plan.reasons.append(f"{service} {month}: loaded, upstream unchanged")
             continue
