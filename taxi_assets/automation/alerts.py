@@ -293,7 +293,7 @@ def send_failure_alert(
         alert_outbox.mark(instance, run_id, alert_outbox.UNDELIVERED, "queued behind earlier")
         context.log.warning(
             f"Alert for run {run_id} queued: earlier alerts are still undelivered "
-            f"(run {waiting[0]}, ...); {REDELIVERY_SENSOR_NAME} posts them in order"
+            f"(run {waiting[0]}, ...); {REDELIVERY_SENSOR_NAME} posts it with them"
         )
         return summary
     try:
@@ -320,8 +320,8 @@ def redeliver_alerts(
 ) -> str:
     """Post the undelivered alerts, least recently tried first, stopping at the first the
     webhook does not accept (it is likely down: one failed post per tick). Raises
-    :class:`AlertDeliveryError` naming every alert still undelivered or given up, so the
-    tick fails visibly; returns what it did otherwise."""
+    :class:`AlertDeliveryError` naming the alert it could not post and any it gave up, so
+    the tick fails visibly; returns what it did otherwise."""
     pending = alert_outbox.undelivered(instance, limit=REDELIVERIES_PER_TICK)
     if not pending:
         return "no undelivered alert"
