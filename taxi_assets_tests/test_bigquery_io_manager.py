@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from google.cloud import bigquery
 
+from taxi_assets.assets.load_records import LakeLineage, month_loads
 from taxi_assets.bq.names import TableName
 from taxi_assets.bq.replace import Staged, partition_copy_job, shaped_select
 from taxi_assets.bq.types import bigquery_type
@@ -144,6 +145,37 @@ def test_a_month_is_replaced_and_its_neighbours_kept(
     assert row["high"] == datetime(2021, 1, 1, 11, 0, 0, 11)  # microseconds kept
     assert row["file"] == "2021-01-v2.parquet"
     assert staging_tables(bq_project) == []
+
+
+def test_hostile_source_file_text_reaches_the_table_and_the_load_log_intact(
+    tmp_path: Path, bq_project: EmulatedProject
+) -> None:
+    """The lineage constant and the load log's record are literals inside the month's
+    transaction script: quotes, backslashes, newlines, a statement separator and non-ASCII
+    text arrive as written (twice: the reload's DELETE of the log record matches too)."""
+    hostile = "Zürich's \"fïle\" \\ 🚕\n'; DELETE FROM trips; --.csv.gz"
+
+    def load(month: str) -> ParquetTableLoad:
+        path = month_file(tmp_path, month, 5, "v1")
+        part = ParquetPart(
+            str(path),
+            pafs.LocalFileSystem(),
+            {"partition_month": parse_month(month), "source_file": hostile},
+        )
+        loaded = parquet_load(path, month, 5, BASE)
+        log = month_loads(
+            "warehouse", "trips", {parse_month(month): LakeLineage(hostile, "ab'c", 5)}, "r\\n"
+        )
+        return dataclasses.replace(loaded, parts=lambda: (part,), log=log)
+
+    for _ in range(2):
+        assert materialize(bq_project, load, "2021-01").success
+    files = bq_project.rows("SELECT DISTINCT source_file FROM `{project}.warehouse.trips`")
+    assert [row["source_file"] for row in files] == [hostile]
+    loads = bq_project.rows(
+        "SELECT source_file, source_sha256, run_id FROM `{project}.warehouse.loads`"
+    )
+    assert [tuple(row.values()) for row in loads] == [(hostile, "ab'c", "r\\n")]
 
 
 def test_a_row_count_mismatch_leaves_the_previous_month(

@@ -1,13 +1,16 @@
 """BigQuery names: projects, datasets and tables validated, then quoted with backticks.
 
-Names reach SQL only through :func:`table_sql` (after validation), values only as query
-parameters or, inside multi-statement scripts (which take no parameters on every
-server), as literals built by :func:`date_literal` / :func:`string_literal` from
-validated values.
+Names reach SQL only through :meth:`TableName.sql` and :func:`column_sql` (after
+validation), values only as query parameters or, inside multi-statement scripts (which
+take no parameters on every server), as literals built by :func:`sql_literal` from
+Python values: text escaped to ASCII by GoogleSQL's lexical rules (any text, whatever its
+quotes, backslashes, newlines or script), dates from ``date`` objects, NaN and infinity
+as casts (GoogleSQL has no literal for them).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -70,7 +73,9 @@ class TableName:
 
 
 def column_sql(name: str) -> str:
-    return f"`{check_name(name)}`"
+    if not _NAME.match(name):
+        raise BigQueryNameError(f"{name!r} is not a column name (letters, digits, underscores)")
+    return f"`{name}`"
 
 
 def date_literal(value: date) -> str:
@@ -80,10 +85,34 @@ def date_literal(value: date) -> str:
     return f"DATE '{value:%Y-%m-%d}'"
 
 
+# Lone UTF-16 surrogates: a Python str can hold them (file names decoded with
+# surrogateescape), no UTF-8 text can, and BigQuery refuses their escapes.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def string_literal(value: str) -> str:
-    """A string literal for a script: raw bytes escaped, so no value can end the literal."""
+    """A string literal for a script, in ASCII: quote, backslash and every control or
+    non-ASCII character escaped (``\\'``, ``\\\\``, ``\\n``, ``\\xhh``, ``\\uhhhh``,
+    ``\\Uhhhhhhhh``, each of which GoogleSQL decodes to that code point), so no value can
+    end the literal, the statement or the script."""
+    surrogate = _SURROGATE.search(value)
+    if surrogate is not None:
+        raise ValueError(
+            f"text {value!r} is not valid Unicode (a lone surrogate at position "
+            f"{surrogate.start()}): BigQuery stores UTF-8 text only"
+        )
     escaped = value.encode("unicode_escape").decode("ascii").replace("'", "\\'")
     return f"'{escaped}'"
+
+
+def float_literal(value: float) -> str:
+    """A FLOAT64 value: GoogleSQL has no literal for NaN or infinity, only casts from text."""
+    if math.isnan(value):
+        return "CAST('nan' AS FLOAT64)"
+    if math.isinf(value):
+        return f"CAST('{'-' if value < 0 else '+'}inf' AS FLOAT64)"
+    # float's own repr: a subclass (numpy.float64) spells itself np.float64(...).
+    return float.__repr__(float(value))
 
 
 def sql_literal(value: Any) -> str:
@@ -96,8 +125,12 @@ def sql_literal(value: Any) -> str:
         return date_literal(value)
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return repr(value)
+    if isinstance(value, float):
+        return float_literal(value)
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(f"{value} does not fit BigQuery's INT64")
+        return int.__repr__(int(value))
     if isinstance(value, str):
         return string_literal(value)
     raise TypeError(f"no BigQuery literal for {type(value).__name__}")

@@ -1,0 +1,182 @@
+"""Values written into BigQuery SQL as literals (``bq.names.sql_literal``): hostile text,
+non-ASCII text, NaN and infinity.
+
+Two checks for each value: the literal read back by the emulator, and the literal's text
+decoded by GoogleSQL's documented lexical rules (``decode_string_literal`` below). The
+second is needed because the emulator (sqlglot over DuckDB) is more lenient than
+BigQuery: it takes a raw newline inside a quoted literal and unknown or malformed escapes
+(``\\q``, ``\\x4``, ``\\ud800``, ``\\U00110000``: the backslash dropped), all of which
+BigQuery refuses.
+"""
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from taxi_assets.bq.names import (
+    BigQueryNameError,
+    TableName,
+    column_sql,
+    sql_literal,
+    string_literal,
+)
+from taxi_assets.bq.replace import script
+from taxi_assets_tests.bq_emulator import EmulatedProject
+
+HOSTILE = [
+    "plain",
+    "",
+    "O'Brien",
+    "it''s",
+    "back\\slash",
+    "ends with a backslash\\",
+    "\\'",
+    "'; DROP TABLE x; --",
+    "a;\nCOMMIT TRANSACTION;",
+    "new\nline",
+    "carriage\r\nreturn",
+    "tab\tand vertical\x0btab",
+    'double "quotes" and `backticks`',
+    "''' triple '''",
+    '""" triple """',
+    "x -- comment",
+    "x /* comment",
+    "x # comment",
+    "@parameter ?",
+    "\\x41 \\u0041 \\n (escapes as text)",
+    "\x00 NUL, \x07 bell, \x7f DEL",
+    "Crème brûlée, Zürich, Straße, ñandú",
+    "Bronx – Hunts Point “quoted”",
+    "\u0085 NEL \u2028 LS \u2029 PS",
+    "€ ₩ 中央公园 Центральный парк",
+    "taxi 🚕 and a flag 🇺🇸",
+    "\U0010ffff (the last code point)",
+]
+
+# GoogleSQL's escape sequences in string literals (BigQuery "Lexical structure and syntax",
+# escape sequences): any other character after a backslash is an error.
+_SIMPLE_ESCAPES = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    "?": "?",
+    '"': '"',
+    "'": "'",
+    "`": "`",
+}
+
+
+def decode_string_literal(literal: str) -> str:
+    """The value of a single-quoted GoogleSQL string literal, by the documented rules;
+    ValueError for what BigQuery refuses."""
+    if len(literal) < 2 or literal[0] != "'" or literal[-1] != "'":
+        raise ValueError(f"not a single-quoted literal: {literal!r}")
+    body, out, i = literal[1:-1], [], 0
+    while i < len(body):
+        char = body[i]
+        if char in "\n\r":
+            raise ValueError("quoted strings cannot contain newlines")
+        if char == "'":
+            raise ValueError(f"unescaped quote at {i}: the literal ends early")
+        if char != "\\":
+            out.append(char)
+            i += 1
+            continue
+        if i + 1 >= len(body):
+            raise ValueError("string literal cannot end with \\")
+        kind = body[i + 1]
+        if kind in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[kind])
+            i += 2
+            continue
+        if kind in "0123":  # exactly 3 octal digits, at most \377
+            digits = body[i + 1 : i + 4]
+            if not re.fullmatch("[0-3][0-7]{2}", digits):
+                raise ValueError(f"bad octal escape \\{digits}")
+            out.append(chr(int(digits, 8)))
+            i += 4
+            continue
+        width = {"x": 2, "X": 2, "u": 4, "U": 8}.get(kind)
+        if width is None:
+            raise ValueError(f"illegal escape sequence \\{kind}")
+        digits = body[i + 2 : i + 2 + width]
+        if not re.fullmatch(f"[0-9A-Fa-f]{{{width}}}", digits):
+            raise ValueError(f"\\{kind} needs {width} hex digits, got {digits!r}")
+        code = int(digits, 16)
+        if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+            raise ValueError(f"\\{kind}{digits} is not a Unicode scalar value")
+        out.append(chr(code))
+        i += 2 + width
+    return "".join(out)
+
+
+def test_the_rules_checker_refuses_what_bigquery_refuses() -> None:
+    """The checker is strict where the emulator is not (else the next test proves little)."""
+    for bad in ("'a\nb'", "'a\\qb'", "'\\x4'", "'\\ud800'", "'\\U00110000'", "'it's'", "'a\\'"):
+        with pytest.raises(ValueError):
+            decode_string_literal(bad)
+    assert decode_string_literal("'\\x41\\101\\u00e9\\U0001F695\\''") == "AAé🚕'"
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_text_literals_follow_googlesql_lexical_rules(value: str) -> None:
+    literal = string_literal(value)
+    assert literal.isascii(), literal  # no encoding question between here and BigQuery
+    assert decode_string_literal(literal) == value
+    assert sql_literal(value) == literal
+
+
+def test_text_bigquery_cannot_store_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match="lone surrogate at position 4"):
+        string_literal("bad \udcff.csv")  # a file name decoded with surrogateescape
+
+
+def test_numbers_are_literals_bigquery_parses() -> None:
+    assert sql_literal(1.5) == "1.5" and sql_literal(1e16) == "1e+16"
+    assert sql_literal(np.float64(2.25)) == "2.25"  # not "np.float64(2.25)"
+    assert sql_literal(float("inf")) == "CAST('+inf' AS FLOAT64)"
+    assert sql_literal(float("-inf")) == "CAST('-inf' AS FLOAT64)"
+    assert sql_literal(float("nan")) == "CAST('nan' AS FLOAT64)"
+    assert sql_literal(True) == "TRUE" and sql_literal(-(2**63)) == str(-(2**63))
+    with pytest.raises(ValueError, match="INT64"):
+        sql_literal(2**63)
+
+
+def test_a_column_name_is_refused_as_a_column() -> None:
+    with pytest.raises(BigQueryNameError, match="not a column name"):
+        column_sql("zone name")
+
+
+def test_literals_reach_bigquery_intact_alone_and_inside_a_script(
+    bq_project: EmulatedProject,
+) -> None:
+    """Each value read back as written: from a SELECT, and stored by an INSERT inside the
+    multi-statement transaction that the month replace and the load log use."""
+    numbers = [1.5, 1e16, -0.0, float("inf"), float("-inf"), float("nan")]
+    table = TableName(bq_project.project, "literals", "t")
+    with bq_project.client() as client:
+        client.create_dataset(f"{table.project}.{table.dataset}")
+        client.query(f"CREATE TABLE {table.sql()} (i INT64, s STRING, f FLOAT64)").result()
+        inserts = [
+            f"INSERT INTO {table.sql()} (i, s) VALUES ({i}, {sql_literal(v)})"
+            for i, v in enumerate(HOSTILE)
+        ] + [
+            f"INSERT INTO {table.sql()} (i, f) VALUES ({1000 + i}, {sql_literal(v)})"
+            for i, v in enumerate(numbers)
+        ]
+        client.query(script(inserts)).result()
+        for value in HOSTILE:
+            selected = list(client.query(f"SELECT {sql_literal(value)} AS v").result())
+            assert selected[0]["v"] == value
+    stored = {row["i"]: row for row in bq_project.rows(f"SELECT * FROM {table.sql()}")}
+    assert [stored[i]["s"] for i in range(len(HOSTILE))] == HOSTILE
+    floats = [stored[1000 + i]["f"] for i in range(len(numbers))]
+    assert floats[:5] == numbers[:5] and math.copysign(1, floats[2]) == -1
+    assert math.isnan(floats[5])
