@@ -20,6 +20,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+from google.cloud import bigquery
 
 from taxi_assets.services import SERVICES
 from taxi_assets_tests.bq_emulator import BigQueryEmulator, EmulatedProject
@@ -281,6 +282,75 @@ def test_analytics_month_is_the_same_in_bigquery_and_postgresql(
     assert table.time_partitioning.field == "partition_month"
     assert {f.name: f.mode for f in table.schema}["trips"] == "REQUIRED"
     assert [name for name in bq_project.tables("analytics") if name.startswith("_")] == []
+
+
+def test_an_infinite_nan_or_huge_amount_counts_as_unknown_in_bigquery(
+    mirror: FaultyMirror, tmp_path: Path, bq_project: EmulatedProject, instance: dg.DagsterInstance
+) -> None:
+    """As test_analytics.py's PostgreSQL case, on the emulator: FLOAT64 holds inf and NaN
+    (the contract keeps them) and 1e15; the month's stats leave them out instead of failing
+    on CAST(inf AS NUMERIC) or overflow, or averaging NaN. The emulator's DuckDB orders NaN
+    above every number and equal to itself, BigQuery makes every NaN comparison false: the
+    measures' abs(x) < 1e9 is false for NaN and inf in both."""
+    resources = bigquery_resources(mirror.url, tmp_path / "lake", bq_project.url)
+    assert run(ZONES, resources, instance).success
+    assert run(trip_keys("yellow"), resources, instance, "2021-01").success
+    trips = "`{project}.warehouse.yellow_tripdata`"
+    picked = bq_project.rows(
+        f"SELECT pu_location_id AS zone, pickup_datetime AS pickup FROM {trips} "
+        # In the busiest zone: its cell's sums keep their other trips.
+        f"WHERE pu_location_id = (SELECT pu_location_id FROM {trips} "
+        "GROUP BY 1 ORDER BY COUNT(*) DESC LIMIT 1) "
+        "GROUP BY 1, 2 HAVING COUNT(*) = 1 ORDER BY 2 LIMIT 3"
+    )
+    assert len(picked) == 3
+    values = [("+inf", "-inf"), ("nan", "nan"), ("1e15", "1e12")]
+    with bq_project.client() as client:
+        for row, (amount, distance) in zip(picked, values, strict=True):
+            client.query(
+                f"UPDATE {trips.format(project=bq_project.project)} "
+                "SET total_amount = CAST(@a AS FLOAT64), trip_distance = CAST(@d AS FLOAT64) "
+                "WHERE pu_location_id = @zone AND pickup_datetime = @pickup",
+                job_config=bigquery.QueryJobConfig(
+                    query_parameters=[
+                        bigquery.ScalarQueryParameter("a", "STRING", amount),
+                        bigquery.ScalarQueryParameter("d", "STRING", distance),
+                        bigquery.ScalarQueryParameter("zone", "INT64", row["zone"]),
+                        bigquery.ScalarQueryParameter("pickup", "DATETIME", row["pickup"]),
+                    ]
+                ),
+            ).result()
+    odd = bq_project.rows(
+        f"SELECT COUNTIF(IS_INF(total_amount)) AS inf, COUNTIF(IS_NAN(total_amount)) AS nan "
+        f"FROM {trips}"
+    )[0]
+    assert (odd["inf"], odd["nan"]) == (1, 1)
+    # IS_NAN / IS_INF and bounds other than the measures' own 1e9.
+    expected = bq_project.rows(
+        "SELECT z.borough, "
+        "ROUND(CAST(SUM(IF(IS_NAN(t.total_amount) OR IS_INF(t.total_amount) "
+        "OR ABS(t.total_amount) >= 1e14, NULL, t.total_amount)) AS NUMERIC), 2) AS revenue, "
+        "AVG(IF(IS_NAN(t.trip_distance) OR IS_INF(t.trip_distance) "
+        "OR t.trip_distance < 0 OR t.trip_distance >= 1e11, NULL, t.trip_distance)) AS distance "
+        f"FROM {trips} AS t JOIN `{{project}}.warehouse.taxi_zones` AS z "
+        "ON z.location_id = t.pu_location_id GROUP BY 1"
+    )
+    assert run(STATS, resources, instance, "2021-01").success
+    got = {
+        row["borough"]: row
+        for row in bq_project.rows(
+            "SELECT borough, trips, revenue, avg_distance_mi "
+            "FROM `{project}.analytics.monthly_zone_stats`"
+        )
+    }
+    for row in expected:
+        stats = got[row["borough"]]
+        assert stats["revenue"] == row["revenue"], row["borough"]
+        assert stats["avg_distance_mi"] == pytest.approx(row["distance"], rel=1e-9)
+    assert (
+        sum(row["trips"] for row in got.values())
+        == bq_project.month_counts("yellow_tripdata")["2021-01"]
+    )
 
 
 def test_analytics_waits_for_every_warehouse_table(
