@@ -98,3 +98,17 @@ def test_production_without_a_warehouse_url_fails_naming_it(
     assert result.returncode != 0
     assert "TAXI_WAREHOUSE_URL is not set, and TAXI_PRODUCTION is" in result.stdout + result.stderr
     assert mirror.requests_seen("/yellow/yellow_tripdata_2021-01.csv.gz") == []
+
+
+def test_analyst_role_with_bigquery_says_which_iam_roles_readers_need(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command makes PostgreSQL roles; pointed at BigQuery it changes nothing and says
+    what to grant there, instead of "not a PostgreSQL URL" in a traceback."""
+    from taxi_assets.cli import main
+
+    monkeypatch.setenv("TAXI_WAREHOUSE_URL", "bigquery://nyc-taxi-prod")
+    assert main(["warehouse", "analyst-role", "analyst"]) == 2
+    error = capsys.readouterr().err
+    assert "roles/bigquery.dataViewer on the datasets warehouse and analytics" in error
+    assert "roles/bigquery.jobUser" in error

@@ -8,6 +8,7 @@ BigQuery's own reading of gs:// objects.
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import date
 from decimal import Decimal
@@ -22,8 +23,10 @@ import pytest
 import sqlalchemy as sa
 from google.cloud import bigquery
 
+from taxi_assets.assets.analytics.trips_view import VIEW_COLUMNS
 from taxi_assets.services import SERVICES
 from taxi_assets_tests.bq_emulator import BigQueryEmulator, EmulatedProject
+from taxi_assets_tests.googlesql_lexical import decode_string_literal
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import (
     bigquery_resources,
@@ -377,7 +380,19 @@ def test_the_trips_view_reads_every_service_and_services_loaded_later(
     result = run("analytics/trips", resources, instance)
     meta = materialization_metadata(result, "analytics/trips")
     assert meta["tables_created_empty"] == "green, fhv"
-    assert bq_project.table("analytics.trips").table_type == "VIEW"
+    view = bq_project.table("analytics.trips")
+    assert view.table_type == "VIEW"
+    # The statement names each column with its description, in the SELECT's order (the
+    # column list renames by position). The emulator takes the column list and ignores its
+    # OPTIONS (its views have no descriptions), so the text is checked by GoogleSQL's rules.
+    assert [field.name for field in view.schema] == [c.name for c in VIEW_COLUMNS]
+    definition = meta["definition"]
+    for column in VIEW_COLUMNS:
+        found = re.search(
+            rf"`{column.name}` OPTIONS\(description=('(?:[^'\\]|\\.)*')\)", definition
+        )
+        assert found is not None, column.name
+        assert decode_string_literal(found.group(1)) == column.description
 
     def in_view() -> dict[str, int]:
         rows = bq_project.rows(

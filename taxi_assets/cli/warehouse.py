@@ -35,10 +35,24 @@ def _warehouse_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+BIGQUERY_READERS = (
+    "error: analyst-role creates a PostgreSQL role, and TAXI_WAREHOUSE_URL names BigQuery, "
+    "where readers get IAM roles instead: roles/bigquery.dataViewer on the datasets "
+    "warehouse and analytics (the view analytics.trips reads the warehouse tables with the "
+    "reader's own access) and roles/bigquery.jobUser on the project to run queries "
+    "(docs/deployment.md, 'BigQuery: set-up and credentials')"
+)
+
+
 def _analyst_role(args: argparse.Namespace) -> int:
     from taxi_assets.pg.roles import READ_SCHEMAS, grant_read_only
+    from taxi_assets.resources.bigquery import WAREHOUSE_URL_ENV
     from taxi_assets.resources.postgres import PostgresResource
+    from taxi_assets.warehouse_engine import BIGQUERY, engine_for_url
 
+    if engine_for_url(os.environ.get(WAREHOUSE_URL_ENV)) is BIGQUERY:
+        print(BIGQUERY_READERS, file=sys.stderr)
+        return 2
     password = os.environ.get("TAXI_ANALYST_PASSWORD")
     grant_read_only(PostgresResource().engine(), args.role, password)
     print(f"role {args.role} may read schemas {', '.join(READ_SCHEMAS)}")

@@ -1,4 +1,12 @@
-"""``analytics.trips`` in BigQuery: the trip tables it reads, and the view itself."""
+"""``analytics.trips`` in BigQuery: the trip tables it reads, and the view itself.
+
+The view carries its columns' descriptions, as the PostgreSQL view's column comments do,
+set in the same ``CREATE OR REPLACE VIEW`` (a column list with ``OPTIONS(description=...)``):
+a replace leaves no moment without them, and no API call of its own. BigQuery runs the
+view's query with the reader's own access to the warehouse tables (it is not an
+authorized view): readers need ``roles/bigquery.dataViewer`` on both datasets
+(``docs/deployment.md``).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +19,12 @@ from taxi_assets.assets.analytics.stats_sql_bigquery import BIGQUERY_SQL, WAREHO
 from taxi_assets.assets.analytics.trips_view import (
     ANALYTICS_SCHEMA,
     TRIPS_VIEW,
+    VIEW_COLUMNS,
     trip_stream_schema,
     view_sql,
 )
 from taxi_assets.assets.trips import warehouse_metadata
-from taxi_assets.bq.names import TableName
+from taxi_assets.bq.names import TableName, column_sql, string_literal
 from taxi_assets.bq.query import run_query
 from taxi_assets.bq.tables import TableLayout, ensure_dataset, ensure_table
 from taxi_assets.services import SERVICES
@@ -50,6 +59,16 @@ def replace_view_bigquery(client: bigquery.Client) -> str:
     view = TableName(client.project, ANALYTICS_SCHEMA, TRIPS_VIEW)
     ensure_dataset(client, view)
     select = view_sql(BIGQUERY_SQL, lambda service: _trip_table(client.project, service).sql())
-    statement = f"CREATE OR REPLACE VIEW {view.sql()} AS\n{select}"
+    statement = view_statement(view, select)
     run_query(client, statement)
     return statement
+
+
+def view_statement(view: TableName, select: str) -> str:
+    """``CREATE OR REPLACE VIEW`` naming every column (in ``view_sql``'s order) with its
+    description."""
+    columns = ",\n  ".join(
+        f"{column_sql(c.name)} OPTIONS(description={string_literal(c.description)})"
+        for c in VIEW_COLUMNS
+    )
+    return f"CREATE OR REPLACE VIEW {view.sql()} (\n  {columns}\n) AS\n{select}"
