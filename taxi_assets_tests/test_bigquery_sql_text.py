@@ -12,6 +12,7 @@ BigQuery refuses.
 import math
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from taxi_assets.bq.names import (
@@ -21,7 +22,8 @@ from taxi_assets.bq.names import (
     sql_literal,
     string_literal,
 )
-from taxi_assets.bq.replace import script
+from taxi_assets.bq.replace import _nullable, script
+from taxi_assets.bq.types import schema_field
 from taxi_assets_tests.bq_emulator import EmulatedProject
 from taxi_assets_tests.googlesql_lexical import decode_string_literal
 
@@ -119,3 +121,15 @@ def test_literals_reach_bigquery_intact_alone_and_inside_a_script(
     floats = [stored[1000 + i]["f"] for i in range(len(numbers))]
     assert floats[:5] == numbers[:5] and math.copysign(1, floats[2]) == -1
     assert math.isnan(floats[5])
+
+
+def test_a_column_description_reaches_the_api_as_a_description_not_as_sql() -> None:
+    """google-cloud-bigquery's fourth positional SchemaField parameter is the column's
+    default value expression, which BigQuery parses as SQL: a description passed there
+    (any contract's, with its quotes and colons) was sent as one and never shown."""
+    text = HOSTILE[-3]  # Cyrillic, CJK and symbols
+    described = schema_field(pa.field("zone", pa.string(), False, {"description": text}))
+    for field in (described, _nullable(described)):
+        resource = field.to_api_repr()
+        assert resource["description"] == text
+        assert "defaultValueExpression" not in resource

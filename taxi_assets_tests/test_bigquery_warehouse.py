@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 from google.cloud import bigquery
 
-from taxi_assets.assets.analytics.trips_view import VIEW_COLUMNS
+from taxi_assets.assets.analytics.trips_view import VIEW_COLUMNS, trip_stream_schema
 from taxi_assets.services import SERVICES
 from taxi_assets_tests.bq_emulator import BigQueryEmulator, EmulatedProject
 from taxi_assets_tests.googlesql_lexical import decode_string_literal
@@ -97,6 +97,12 @@ def test_months_load_replace_and_keep_neighbours(
     assert types["passenger_count"] in ("INT64", "INTEGER")
     assert types["fare_amount"] in ("FLOAT64", "FLOAT")
     assert [name for name in bq_project.tables("warehouse") if name.startswith("_")] == []
+    # Each column described by its contract (as PostgreSQL's column comments), and no
+    # description mistaken for a default value expression (SQL, which BigQuery would parse).
+    contract = trip_stream_schema("yellow")
+    assert {f.name: (f.description, f.default_value_expression) for f in table.schema} == {
+        f.name: ((f.metadata or {})[b"description"].decode(), None) for f in contract
+    }
 
     # Values arrive exactly: the lake's extremes and sums, and the lineage columns.
     lake_table = january.to_table(columns=["pickup_datetime", "total_amount"])

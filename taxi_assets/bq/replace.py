@@ -191,7 +191,10 @@ def _stage(client: bigquery.Client, stage_name: TableName, part: ParquetPart) ->
 
 def _nullable(schema_field: bigquery.SchemaField) -> bigquery.SchemaField:
     return bigquery.SchemaField(
-        schema_field.name, schema_field.field_type, "NULLABLE", schema_field.description
+        schema_field.name,
+        schema_field.field_type,
+        "NULLABLE",
+        description=schema_field.description,
     )
 
 

@@ -28,7 +28,10 @@ def schema_field(field: pa.Field) -> bigquery.SchemaField:
     description = (field.metadata or {}).get(b"description", b"").decode()
     mode = "NULLABLE" if field.nullable else "REQUIRED"
     if description:
-        return bigquery.SchemaField(field.name, bigquery_type(field.type), mode, description)
+        # By keyword: the fourth positional parameter is default_value_expression (SQL).
+        return bigquery.SchemaField(
+            field.name, bigquery_type(field.type), mode, description=description
+        )
     return bigquery.SchemaField(field.name, bigquery_type(field.type), mode)
 
 
