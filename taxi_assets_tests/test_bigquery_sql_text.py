@@ -10,6 +10,7 @@ BigQuery refuses.
 """
 
 import math
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +24,7 @@ from taxi_assets.bq.names import (
     string_literal,
 )
 from taxi_assets.bq.replace import _nullable, script
+from taxi_assets.bq.tables import TableLayout, add_column_sql, add_missing_columns, ensure_table
 from taxi_assets.bq.types import schema_field
 from taxi_assets_tests.bq_emulator import EmulatedProject
 from taxi_assets_tests.googlesql_lexical import decode_string_literal
@@ -133,3 +135,32 @@ def test_a_column_description_reaches_the_api_as_a_description_not_as_sql() -> N
         resource = field.to_api_repr()
         assert resource["description"] == text
         assert "defaultValueExpression" not in resource
+
+
+def test_a_column_added_later_gets_its_description_in_the_alter_statement(
+    bq_project: EmulatedProject,
+) -> None:
+    """BigQuery applies ALTER TABLE ... ADD COLUMN to the table's metadata, so the
+    statement carries the description; the emulator takes the OPTIONS but applies the
+    statement to its storage only, and the column reaches its metadata through the API
+    (described too). The statement's literal is checked by GoogleSQL's rules."""
+    text = 'Zürich\'s "zone" \\ 🚕\nsecond line'
+    name = TableName(bq_project.project, "added", "t")
+    field = schema_field(field_of(text))
+    statement = add_column_sql(name, field)
+    found = re.fullmatch(
+        r"ALTER TABLE `[^`]+` ADD COLUMN IF NOT EXISTS `zone_name` STRING "
+        r"OPTIONS\(description=('(?:[^'\\]|\\.)*')\)",
+        statement,
+    )
+    assert found is not None, statement
+    assert decode_string_literal(found.group(1)) == text
+    with bq_project.client() as client:
+        before = pa.schema([pa.field("zone", pa.int64())])
+        table = ensure_table(client, name, before, TableLayout())
+        table = add_missing_columns(client, table, name, before.append(field_of(text)))
+    assert {f.name: f.description for f in table.schema} == {"zone": None, "zone_name": text}
+
+
+def field_of(description: str) -> pa.Field:
+    return pa.field("zone_name", pa.string(), True, {"description": description})

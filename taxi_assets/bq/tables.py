@@ -10,7 +10,7 @@ import pyarrow as pa
 from google.api_core.exceptions import Conflict, NotFound
 from google.cloud import bigquery
 
-from taxi_assets.bq.names import TableName, column_sql
+from taxi_assets.bq.names import TableName, column_sql, string_literal
 from taxi_assets.bq.query import run_query
 from taxi_assets.bq.types import bigquery_schema, schema_field
 
@@ -81,11 +81,7 @@ def add_missing_columns(
         return table
     added = [schema_field(field.with_nullable(True)) for field in missing]
     for field in added:
-        run_query(
-            client,
-            f"ALTER TABLE {name.sql()} ADD COLUMN IF NOT EXISTS "
-            f"{column_sql(field.name)} {field.field_type}",
-        )
+        run_query(client, add_column_sql(name, field))
     table = client.get_table(name.table_id)
     known = {field.name for field in table.schema}
     if not all(field.name in known for field in added):
@@ -95,6 +91,18 @@ def add_missing_columns(
         table = client.update_table(table, ["schema"])
     log(f"{name.short}: added column(s) {', '.join(field.name for field in added)}")
     return table
+
+
+def add_column_sql(name: TableName, field: bigquery.SchemaField) -> str:
+    """``ALTER TABLE ... ADD COLUMN`` with the column's description, as a created table's
+    columns have theirs."""
+    options = (
+        f" OPTIONS(description={string_literal(field.description)})" if field.description else ""
+    )
+    return (
+        f"ALTER TABLE {name.sql()} ADD COLUMN IF NOT EXISTS "
+        f"{column_sql(field.name)} {field.field_type}{options}"
+    )
 
 
 def create_staging_table(
