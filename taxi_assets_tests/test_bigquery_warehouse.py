@@ -362,6 +362,36 @@ def test_an_infinite_nan_or_huge_amount_counts_as_unknown_in_bigquery(
     )
 
 
+def test_a_cell_whose_revenue_overflows_the_stats_fails_naming_the_month_in_bigquery(
+    mirror: FaultyMirror, tmp_path: Path, bq_project: EmulatedProject, instance: dg.DagsterInstance
+) -> None:
+    """As test_analytics.py's PostgreSQL case: 200,000 more trips in the busiest zone, each
+    at 9e8 USD (under HUGE_NUMBER), sum to 1.8e14 in one cell, beyond NUMERIC(16,2). The
+    run fails saying which month and why, and the stats table keeps its previous month."""
+    resources = bigquery_resources(mirror.url, tmp_path / "lake", bq_project.url)
+    assert run(ZONES, resources, instance).success
+    assert run(trip_keys("yellow"), resources, instance, "2021-01").success
+    assert run(STATS, resources, instance, "2021-01").success
+    before = bq_project.rows("SELECT * FROM `{project}.analytics.monthly_zone_stats`")
+    trips = "`{project}.warehouse.yellow_tripdata`"
+    busiest = f"(SELECT pu_location_id FROM {trips} GROUP BY 1 ORDER BY COUNT(*) DESC LIMIT 1)"
+    bq_project.rows(
+        f"INSERT INTO {trips} SELECT t.* FROM (SELECT * FROM {trips} "
+        f"WHERE pu_location_id = {busiest} LIMIT 1) AS t, UNNEST(GENERATE_ARRAY(1, 200000))"
+    )
+    bq_project.rows(f"UPDATE {trips} SET total_amount = 9e8 WHERE pu_location_id = {busiest}")
+    result = run(STATS, resources, instance, "2021-01", raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert failure is not None
+    assert "analytics/monthly_zone_stats 2021-01" in failure.message, failure.message
+    assert "numeric(16,2)" in failure.message and "huge_number" in failure.message
+    after = bq_project.rows("SELECT * FROM `{project}.analytics.monthly_zone_stats`")
+    key = lambda row: (row["service"], row["borough"])  # noqa: E731
+    assert sorted(after, key=key) == sorted(before, key=key)
+    assert [name for name in bq_project.tables("analytics") if name.startswith("_")] == []
+
+
 def test_analytics_waits_for_every_warehouse_table(
     mirror: FaultyMirror, tmp_path: Path, bq_project: EmulatedProject, instance: dg.DagsterInstance
 ) -> None:

@@ -138,6 +138,15 @@ COMMIT TRANSACTION;
 """
 
 
+def largest_revenue_sql(cells: TableName) -> str:
+    """The largest magnitude of a stats row's revenue (cells grouped as the replace groups
+    them), rounded to cents as it is stored."""
+    return f"""
+SELECT MAX(ABS(ROUND(revenue, 2))) AS largest
+FROM (SELECT SUM(revenue) AS revenue FROM {cells.sql()} GROUP BY service, borough)
+"""
+
+
 def daily_trips_sql(cells: TableName) -> str:
     return f"""
 SELECT service, day, SUM(trips) AS trips,

@@ -155,6 +155,23 @@ def tally_month(
     )
 
 
+# numeric(16,2) holds 14 integer digits: a cell's revenue, rounded to cents, must be under.
+REVENUE_LIMIT = 10**14
+
+
+def revenue_overflow(month: date) -> dg.Failure:
+    """The failure of a month with a cell whose revenue does not fit numeric(16,2)."""
+    return dg.Failure(
+        description=(
+            f"analytics/{STATS_TABLE} {month:%Y-%m}: a cell's revenue does not fit "
+            "numeric(16,2): its trips' amounts sum to 1e14 USD or more (each "
+            f"under {HUGE_NUMBER:.0e} as the analytics count): see the month's "
+            "huge_number quality signal"
+        ),
+        allow_retries=False,
+    )
+
+
 def replace_month(
     engine: sa.Engine,
     month: date,
@@ -195,15 +212,7 @@ def replace_month(
                 raise
             # Each trip's revenue is under HUGE_NUMBER; only very many such trips in one
             # cell get here. Say which month and why, not just PostgreSQL's "overflow".
-            raise dg.Failure(
-                description=(
-                    f"analytics/{STATS_TABLE} {month:%Y-%m}: a cell's revenue does not fit "
-                    f"numeric(16,2): its trips' amounts sum to 1e14 USD or more (each "
-                    f"under {HUGE_NUMBER:.0e} as the analytics count): see the month's "
-                    "huge_number quality signal"
-                ),
-                allow_retries=False,
-            ) from error
+            raise revenue_overflow(month) from error
         written = inserted.rowcount
         daily_rows.extend(connection.execute(sa.text(daily_trips_sql())).all())
         return int(written)

@@ -18,6 +18,7 @@ from google.cloud import bigquery
 from taxi_assets.assets.analytics.stats_sql_bigquery import (
     WAREHOUSE_DATASET,
     daily_trips_sql,
+    largest_revenue_sql,
     month_cells_parameters,
     month_cells_sql,
     month_rows_sql,
@@ -25,7 +26,12 @@ from taxi_assets.assets.analytics.stats_sql_bigquery import (
     stats_schema,
     stats_table,
 )
-from taxi_assets.assets.analytics.stats_table import MonthStats, tally_month
+from taxi_assets.assets.analytics.stats_table import (
+    REVENUE_LIMIT,
+    MonthStats,
+    revenue_overflow,
+    tally_month,
+)
 from taxi_assets.bq.names import TableName
 from taxi_assets.bq.query import run_query
 from taxi_assets.bq.replace import Window, count_rows
@@ -101,6 +107,13 @@ def replace_month_bigquery(client: bigquery.Client, month: date) -> tuple[MonthS
         run_query(client, month_cells_sql(cells, services), month_cells_parameters(month, services))
         _expire_soon(client, cells)
         replaced = count_rows(client, name, window)
+        # Checked before the transaction (PostgreSQL's overflow error is caught instead):
+        # BigQuery refuses a value beyond the column's NUMERIC(16,2) naming neither month
+        # nor cause, and the emulator does not enforce the precision at all (it stored
+        # 1.8e14 in the month's row).
+        largest = next(iter(run_query(client, largest_revenue_sql(cells))))["largest"]
+        if largest is not None and largest >= REVENUE_LIMIT:
+            raise revenue_overflow(month)
         run_query(client, replace_month_script(cells, month))
         daily_rows = list(run_query(client, daily_trips_sql(cells)))
     finally:
