@@ -7,9 +7,15 @@ arrives.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from taxi_assets.pg.embedded import (
     BULK_LOAD_SETTINGS,
@@ -106,3 +112,177 @@ def test_is_running_while_another_process_starts_the_server(tmp_path: Path) -> N
         starter.kill()
         starter.wait()
         stop(folder)
+
+
+# Hung processes, for real: each command below runs as its own process (the code of this
+# checkout: PYTHONPATH), with a 1 s bound on lock waits so that a timeout is quick.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+START_THE_SERVER = (
+    "import sys; from taxi_assets.pg.embedded import embedded_url; print(embedded_url(sys.argv[1]))"
+)
+# A run's use of the server: its URL, one query, then the process exits.
+A_RUN = """
+import sys
+import psycopg
+from taxi_assets.pg.embedded import embedded_url
+with psycopg.connect(embedded_url(sys.argv[1]), autocommit=True) as connection:
+    print(connection.execute("SELECT 41 + 1").fetchone()[0], flush=True)
+"""
+# pgserver's start lock as pgserver (fasteners) takes it, held by a process that stops.
+HOLD_PGSERVERS_LOCK_AND_STOP = """
+import fcntl, os, signal, sys
+handle = open(sys.argv[1], "a")
+fcntl.lockf(handle, fcntl.LOCK_EX)
+os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+
+def command_env(**extra: str) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "TAXI_WAREHOUSE_URL"}
+    return {**env, "PYTHONPATH": str(PROJECT_ROOT), "TAXI_EMBEDDED_LOCK_WAIT_S": "1", **extra}
+
+
+def run_command(
+    args: list[str], env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A command of the project's CLI (or ``-c`` code) as a process; a hang fails the test."""
+    return subprocess.run(
+        [sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=30
+    )
+
+
+def wait_until_stopped(pid: int) -> None:
+    import psutil
+
+    deadline = time.monotonic() + 30
+    while psutil.Process(pid).status() != psutil.STATUS_STOPPED:
+        assert time.monotonic() < deadline, f"process {pid} did not stop"
+        time.sleep(0.01)
+
+
+def test_a_start_hung_midway_times_the_other_commands_out_naming_it(tmp_path: Path) -> None:
+    """A process stopped (SIGSTOP, as Ctrl-Z does) in the middle of starting the server
+    holds the folder's settings lock. ``warehouse stop``, ``warehouse start`` (what a run
+    does) and ``months status`` waited for it for ever; they give up after the bound, naming
+    the lock file and the stopped process. Let go on, the start finishes and the server
+    runs as usual."""
+    import psutil
+
+    from taxi_assets.pg.embedded import is_running
+
+    folder = (tmp_path / "data" / "warehouse").resolve()
+    embedded_url(folder)  # created once (initdb), then stopped: the next start is a start
+    assert stop(folder)
+    env = command_env()
+    starter = subprocess.Popen(
+        [sys.executable, "-c", START_THE_SERVER, str(folder)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Mid-start: pgserver runs pg_ctl, under the settings lock.
+        deadline = time.monotonic() + 60
+        while not psutil.Process(starter.pid).children(recursive=True):
+            assert starter.poll() is None and time.monotonic() < deadline, "no start seen"
+            time.sleep(0.002)
+        os.kill(starter.pid, signal.SIGSTOP)
+        wait_until_stopped(starter.pid)
+
+        lock = folder.parent / ".warehouse.settings.lock"
+        commands = {
+            "warehouse stop": (["-m", "taxi_assets.cli", "warehouse", "stop", str(folder)], None),
+            "warehouse start": (["-m", "taxi_assets.cli", "warehouse", "start", str(folder)], None),
+            "months status": (
+                ["-m", "taxi_assets.cli", "months", "status", "--lake", str(tmp_path / "lake")],
+                tmp_path,  # the default warehouse folder, ./data/warehouse
+            ),
+        }
+        for name, (args, cwd) in commands.items():
+            began = time.monotonic()
+            done = run_command(args, env, cwd)
+            assert done.returncode == 1, (name, done.stdout, done.stderr)
+            said = done.stderr
+            assert said.startswith("error: "), (name, said)
+            assert f"gave up after waiting 1 s for the lock {lock}" in said, (name, said)
+            assert f"held by process {starter.pid} (stopped: " in said, (name, said)
+            assert "Traceback" not in said, (name, said)
+            assert time.monotonic() - began < 20, name
+
+        os.kill(starter.pid, signal.SIGCONT)
+        out, _ = starter.communicate(timeout=60)
+        assert starter.returncode == 0 and out.startswith("postgresql://")
+        assert is_running(folder)
+    finally:
+        starter.kill()
+        starter.wait()
+        stop(folder)
+
+
+def test_a_process_hung_holding_pgservers_lock_holds_up_no_run(tmp_path: Path) -> None:
+    """pgserver's start lock is one file for every server of the system user, and every
+    process that took a server's URL took that lock, and again when it exited. One process
+    stopped while holding it (SIGSTOP) made every run hang, at its start or at its exit.
+    Now a run of a running server does not touch it, stopping needs no such lock, and
+    starting a stopped server gives up after the bound, naming the file and the holder."""
+    import shutil
+    import tempfile
+
+    # pgserver's lock under a runtime folder of this test's own: other processes on this
+    # machine keep theirs.
+    runtime = Path(tempfile.mkdtemp(prefix="pgrt", dir="/tmp"))
+    env = command_env(XDG_RUNTIME_DIR=str(runtime))
+    folder = (tmp_path / "data" / "warehouse").resolve()
+    cli = ["-m", "taxi_assets.cli", "warehouse"]
+    holder: subprocess.Popen[bytes] | None = None
+    try:
+        assert run_command([*cli, "start", str(folder)], env).returncode == 0
+        pgserver_lock = runtime / "python_PostgresServer" / ".lockfile"
+        assert pgserver_lock.exists()
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD_PGSERVERS_LOCK_AND_STOP, str(pgserver_lock)], env=env
+        )
+        wait_until_stopped(holder.pid)
+
+        run = run_command(["-c", A_RUN, str(folder)], env)
+        assert (run.returncode, run.stdout, run.stderr) == (0, "42\n", "")
+        assert run_command([*cli, "stop", str(folder)], env).stdout == "stopped\n"
+
+        began = time.monotonic()
+        start = run_command([*cli, "start", str(folder)], env)
+        assert start.returncode == 1 and time.monotonic() - began < 20
+        assert start.stderr.startswith("error: starting an embedded server: gave up after ")
+        assert f"for the lock {pgserver_lock}, held by process {holder.pid} (stopped: " in (
+            start.stderr
+        )
+        assert "Traceback" not in start.stderr  # no exit hook waiting again
+
+        holder.kill()  # a holder that ends releases the lock
+        holder.wait()
+        start = run_command([*cli, "start", str(folder)], env)
+        assert start.returncode == 0, start.stderr
+        run = run_command(["-c", A_RUN, str(folder)], env)
+        assert (run.returncode, run.stdout) == (0, "42\n")
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        stop(folder)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def test_the_wait_bound_must_be_a_number_of_seconds(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from taxi_assets.pg.embedded import DEFAULT_LOCK_WAIT_S, LOCK_WAIT_ENV, lock_wait_s
+
+    monkeypatch.delenv(LOCK_WAIT_ENV, raising=False)
+    assert lock_wait_s() == DEFAULT_LOCK_WAIT_S
+    monkeypatch.setenv(LOCK_WAIT_ENV, "2.5")
+    assert lock_wait_s() == 2.5
+    for bad in ("soon", "-1", "nan"):
+        monkeypatch.setenv(LOCK_WAIT_ENV, bad)
+        with pytest.raises(ValueError, match=f"TAXI_EMBEDDED_LOCK_WAIT_S='{bad}': not a number"):
+            lock_wait_s()

@@ -55,6 +55,7 @@ def _months_status(args: argparse.Namespace) -> int:
 
     from taxi_assets.cli.arguments import parse_months
     from taxi_assets.month_status import IN_STEP, as_record, collect, format_statuses
+    from taxi_assets.pg.bounded_lock import LockWaitTimeout
     from taxi_assets.services import SERVICES
     from taxi_assets.storage.roots import lake_root
 
@@ -67,7 +68,7 @@ def _months_status(args: argparse.Namespace) -> int:
         elif args.to is not None:
             raise ValueError("--to needs a first month")
         loads = _warehouse_loads(os.environ.get("TAXI_WAREHOUSE_URL"))
-    except ValueError as error:
+    except (ValueError, LockWaitTimeout) as error:  # a hung start of the embedded server
         print(f"error: {error}", file=sys.stderr)
         return 1
     except OperationalError as error:  # the server refused or is unreachable (no secret in it)
@@ -118,11 +119,13 @@ def _warehouse_loads(url: str | None) -> dict[tuple[str, str], Layer]:
     if not embedded.exists():
         return {}
     started_here = not embedded.is_running()
-    resource = PostgresResource()
+    # Outside the try: a start that fails (another process hung mid-start) is not retried
+    # by a second engine() below, nor followed by a stop that would wait as long again.
+    engine = PostgresResource().engine()
     try:
-        return postgres_loads(resource.engine())
+        return postgres_loads(engine)
     finally:
-        resource.engine().dispose()
+        engine.dispose()
         if started_here:
             embedded.stop_if_unused()
 

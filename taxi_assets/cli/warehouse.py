@@ -17,9 +17,14 @@ DEFAULT_SCHEMAS = ("warehouse", "analytics")
 
 
 def _warehouse_start(args: argparse.Namespace) -> int:
+    from taxi_assets.pg.bounded_lock import LockWaitTimeout
     from taxi_assets.pg.embedded import embedded_url, psql_command
 
-    url = embedded_url(args.data_dir)
+    try:
+        url = embedded_url(args.data_dir)
+    except (LockWaitTimeout, ValueError) as error:  # another process hung mid-start; a bad bound
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"embedded PostgreSQL running for {Path(args.data_dir).resolve()}")
     # A local socket and no password (only this machine's users can reach it): the URL
     # holds no secret.
@@ -29,9 +34,15 @@ def _warehouse_start(args: argparse.Namespace) -> int:
 
 
 def _warehouse_stop(args: argparse.Namespace) -> int:
+    from taxi_assets.pg.bounded_lock import LockWaitTimeout
     from taxi_assets.pg.embedded import stop
 
-    print("stopped" if stop(args.data_dir) else "not running")
+    try:
+        stopped = stop(args.data_dir)
+    except (LockWaitTimeout, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print("stopped" if stopped else "not running")
     return 0
 
 

@@ -8,6 +8,12 @@ concurrent starts from several run processes with a file lock. The server keeps 
 after the first run that needed it, so later runs connect in milliseconds;
 ``python -m taxi_assets.cli warehouse stop`` (``make stop``) stops it.
 
+Starting and stopping happen under a lock per data folder, and pgserver's start under
+pgserver's own lock (one per system user). A process hung while holding either (stopped
+with Ctrl-Z, a start that never ends) would make every other command wait for ever: they
+wait at most ``lock_wait_s()`` (``TAXI_EMBEDDED_LOCK_WAIT_S``, default 120 s) and then fail
+naming the lock file and the process holding it (``bounded_lock``).
+
 The server runs with PostgreSQL's bulk-load settings (``BULK_LOAD_SETTINGS``). Every month
 is COPYed into a table created in the same transaction (``month_swap``); with
 ``wal_level = minimal`` PostgreSQL writes no WAL for those rows and syncs the table's files
@@ -19,24 +25,47 @@ configuration (docs/deployment.md).
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import os
 import shlex
 import shutil
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qs, urlsplit
+
+from taxi_assets.pg.bounded_lock import LockWaitTimeout, exclusive_flock, timeout_message
 
 if TYPE_CHECKING:
     import psycopg
-
 DEFAULT_EMBEDDED_DIR = "./data/warehouse"
 # PostgreSQL's "Populating a Database" advice for a server without replicas; minimal WAL
 # requires that no WAL sender may run.
 BULK_LOAD_SETTINGS = {"wal_level": "minimal", "max_wal_senders": "0"}
+
+# The longest a start or stop legitimately holds a lock: initdb of a new folder, a start,
+# the restart with the bulk-load settings; pg_ctl gives a stop 60 s. Twice that, so that
+# only a hung holder times a waiter out.
+DEFAULT_LOCK_WAIT_S = 120.0
+LOCK_WAIT_ENV = "TAXI_EMBEDDED_LOCK_WAIT_S"
+
+
+def lock_wait_s() -> float:
+    """How long to wait for another process's start or stop of an embedded server."""
+    raw = os.environ.get(LOCK_WAIT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LOCK_WAIT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise ValueError(f"{LOCK_WAIT_ENV}={raw!r}: not a number of seconds (0 or more)")
+    return value
+
 
 # pgserver keeps its start lock under platformdirs' runtime folder, which warns when
 # XDG_RUNTIME_DIR is unset (containers, CI, cron) and then uses /tmp/runtime-UID: the
@@ -50,27 +79,89 @@ def embedded_url(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> str:
     A server this call starts gets the bulk-load settings (``ALTER SYSTEM``) and restarts
     at once, before anyone else has its URL. A server already running is handed out as it
     is (no query on this path, which every run takes): one started by an older version
-    keeps its settings, since runs may be using it, until its next start (``make stop``)."""
-    import pgserver
+    keeps its settings, since runs may be using it, until its next start (``make stop``).
 
+    Raises ``LockWaitTimeout`` when another process holds the start for longer than
+    ``lock_wait_s()``."""
     folder = Path(data_dir).expanduser().resolve()
     folder.parent.mkdir(parents=True, exist_ok=True)
     # One process at a time starts and restarts: pgserver's own lock covers only its start.
-    with _locked(_settings_lock(folder)):
+    with _locked(folder, "starting the embedded PostgreSQL server"):
         # Before the URL is out: a status read that started the server may not stop it
         # under this process (stop_if_unused).
         _hold_in_use(folder)
         if _running(folder):
-            return pgserver.get_server(folder, cleanup_mode=None).get_uri()
-        server = pgserver.get_server(folder, cleanup_mode=None)
-        # A handle this process cached before a stop is returned as is, not started: start
-        # it (pgserver's start step, under pgserver's own lock).
-        with server._lock:
-            server.ensure_postgres_running()
-        url = server.get_uri()
+            # From postmaster.pid, not from a pgserver handle: a handle takes pgserver's
+            # lock (shared by every server of this system user) now and again when this
+            # process exits, so one process hung holding it would hang every run's exit.
+            return _postmaster_uri(folder)
+        url = _start(folder)
         if _persist_bulk_load_settings(url):
             _restart(folder)
     return url
+
+
+def _start(folder: Path) -> str:
+    """Initialise (first time) and start the server of ``folder``; its URL."""
+    import pgserver
+
+    # Taken here, with a bound, before the handle exists: pgserver's constructor registers
+    # its exit hook, then takes this lock; a wait failing there would leave a hook that
+    # waits as long again when the process exits.
+    with _bounded_pgserver_lock():
+        server = pgserver.get_server(folder, cleanup_mode=None)
+        # With cleanup_mode=None the hook only takes this process's pid off the handle
+        # list, under pgserver's lock, at exit: done now, so that a process hung holding
+        # that lock cannot hang this one's exit.
+        atexit.unregister(server._cleanup)
+        server.global_process_id_list.get_and_remove(os.getpid())
+        # A handle this process cached before a stop is returned as is, not started.
+        server.ensure_postgres_running()
+    return str(server.get_uri())
+
+
+def _postmaster_uri(folder: Path) -> str:
+    from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(folder)
+    assert info is not None  # running, checked under the settings lock
+    return str(info.get_uri())
+
+
+def _bounded_pgserver_lock() -> AbstractContextManager[object]:
+    """pgserver's start lock (one ``lockf`` file per system user, taken without a time
+    limit by every handle's creation), made to wait at most ``lock_wait_s()`` and then fail
+    naming the holder, and reentrant (held across the handle's creation, which takes it
+    too). pgserver has no setting for it: its class-level lock object is replaced by one on
+    the same file."""
+    import fasteners  # type: ignore[import-untyped]
+    from pgserver import PostgresServer
+
+    if getattr(PostgresServer._lock, "waits_with_a_bound", False):
+        return cast(AbstractContextManager[object], PostgresServer._lock)
+
+    class BoundedLock(fasteners.InterProcessLock):
+        waits_with_a_bound = True
+        depth = 0
+
+        def __enter__(self) -> BoundedLock:
+            if self.depth == 0:
+                wait_s = lock_wait_s()
+                if not self.acquire(timeout=wait_s):
+                    path = Path(os.fsdecode(self.path))
+                    message = timeout_message(path, wait_s, "starting an embedded server")
+                    raise LockWaitTimeout(message)
+            self.depth += 1
+            return self
+
+        def __exit__(self, *exc_info: object) -> None:
+            self.depth -= 1
+            if self.depth == 0:
+                self.release()
+
+    lock = BoundedLock(PostgresServer.lock_path)
+    PostgresServer._lock = lock
+    return cast(AbstractContextManager[object], lock)
 
 
 def psql_command(url: str) -> str:
@@ -166,22 +257,20 @@ def _release_in_use(folder: Path) -> None:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _locked(folder: Path, doing: str) -> Iterator[None]:
+    """The folder's settings lock, waited for at most ``lock_wait_s()``."""
+    with exclusive_flock(_settings_lock(folder), lock_wait_s(), f"{doing} of {folder}"):
+        yield
 
 
 def is_running(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> bool:
     """Whether the embedded server of ``data_dir`` runs (nothing is started). Waits for a
-    start under way in another process (its ``postmaster.pid`` is written line by line)."""
+    start under way in another process (its ``postmaster.pid`` is written line by line),
+    at most ``lock_wait_s()`` (then ``LockWaitTimeout``)."""
     folder = Path(data_dir).expanduser().resolve()
     if not folder.exists():
         return False
-    with _locked(_settings_lock(folder)):
+    with _locked(folder, "checking whether the embedded PostgreSQL server runs"):
         return _running(folder)
 
 
@@ -198,14 +287,15 @@ def _running(folder: Path) -> bool:
 
 
 def stop(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> bool:
-    """Stop the embedded server of ``data_dir`` if one runs; True if it was running."""
+    """Stop the embedded server of ``data_dir`` if one runs; True if it was running.
+    Waits for a start or stop under way at most ``lock_wait_s()`` (then ``LockWaitTimeout``)."""
     # pgserver builds its command wrappers at import time: mypy cannot see them.
     from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
     folder = Path(data_dir).expanduser().resolve()
     if not folder.exists():
         return False
-    with _locked(_settings_lock(folder)):
+    with _locked(folder, "stopping the embedded PostgreSQL server"):
         if not _running(folder):
             return False
         pg_ctl(["-w", "stop", "-m", "fast"], pgdata=folder, user=_server_user(folder))
@@ -226,7 +316,7 @@ def stop_if_unused(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> bool:
     folder = Path(data_dir).expanduser().resolve()
     if not folder.exists():
         return False
-    with _locked(_settings_lock(folder)):
+    with _locked(folder, "stopping the embedded PostgreSQL server if unused"):
         _release_in_use(folder)  # this process's own use is over
         if not _running(folder):
             return False

@@ -1,0 +1,125 @@
+"""Waiting for a file lock that another process holds, for a bounded time.
+
+The embedded server's locks are held by whichever process starts or stops the server. One
+that hangs there (stopped with Ctrl-Z or SIGSTOP, blocked on a disk, a start that never
+ends) made every later command wait for ever, silently. A wait here ends after its bound
+with ``LockWaitTimeout``, naming the lock file and, where the system says who holds it
+(Linux's ``/proc/locks``), that process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+# Retry delays: short first (a start's lock is usually free within milliseconds), then
+# capped so a long wait costs few wake-ups.
+_FIRST_DELAY_S = 0.01
+_MAX_DELAY_S = 0.2
+
+
+class LockWaitTimeout(Exception):
+    """Another process held a lock past the wait's bound. The message names the lock file,
+    the holder (when known) and what to do."""
+
+
+def wait_for(try_lock: Callable[[], bool], path: Path, wait_s: float, purpose: str) -> None:
+    """Call ``try_lock`` (non-blocking; True once the lock is taken) until it succeeds, or
+    raise ``LockWaitTimeout`` after ``wait_s`` seconds."""
+    deadline = time.monotonic() + wait_s
+    delay = _FIRST_DELAY_S
+    while not try_lock():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LockWaitTimeout(timeout_message(path, wait_s, purpose))
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, _MAX_DELAY_S)
+
+
+@contextmanager
+def exclusive_flock(path: Path, wait_s: float, purpose: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block, waiting
+    at most ``wait_s`` seconds for it."""
+    with open(path, "a") as handle:
+
+        def try_lock() -> bool:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+
+        wait_for(try_lock, path, wait_s, purpose)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def timeout_message(path: Path, wait_s: float, purpose: str) -> str:
+    holders = lock_holders(path)
+    if holders:
+        who = ", ".join(f"process {pid} ({describe_process(pid)})" for pid in holders)
+        pids = " ".join(str(pid) for pid in holders)
+        advice = (
+            f"If it is stuck, let it go on (kill -CONT {pids} if it was stopped with Ctrl-Z "
+            f"or SIGSTOP) or end it (kill {pids}): a process that ends releases the lock."
+        )
+    else:
+        who = "another process (this system does not say which: no /proc/locks)"
+        advice = "A process that ends releases the lock."
+    return (
+        f"{purpose}: gave up after waiting {wait_s:g} s for the lock {path}, held by {who}. "
+        f"{advice} TAXI_EMBEDDED_LOCK_WAIT_S sets how long to wait (seconds)."
+    )
+
+
+def lock_holders(path: Path) -> list[int]:
+    """The processes holding a lock on ``path`` (flock or POSIX), as ``/proc/locks`` lists
+    them; empty where there is no ``/proc/locks`` or the holder is not visible."""
+    try:
+        stat = path.stat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return []
+    # A lock's file as major:minor:inode, the device numbers in hex (fs/locks.c).
+    wanted = (os.major(stat.st_dev), os.minor(stat.st_dev), stat.st_ino)
+    holders: list[int] = []
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) < 6 or fields[1] == "->":  # "->": a process waiting, not holding
+            continue
+        pid, device = fields[4], fields[5]
+        parts = device.split(":")
+        if len(parts) != 3 or not pid.lstrip("-").isdigit():
+            continue
+        try:
+            here = (int(parts[0], 16), int(parts[1], 16), int(parts[2]))
+        except ValueError:
+            continue
+        # pid -1: an open-file-description lock, 0: a process outside this pid namespace.
+        if here == wanted and int(pid) > 0 and int(pid) not in holders:
+            holders.append(int(pid))
+    return holders
+
+
+def describe_process(pid: int) -> str:
+    """A process's state and command line, for a message: "stopped: python -m ..."."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        with process.oneshot():
+            state = process.status()
+            command = " ".join(process.cmdline())
+    except psutil.NoSuchProcess:
+        return "ended meanwhile"
+    except psutil.AccessDenied:
+        return "another user's process"
+    if len(command) > 200:
+        command = command[:200] + "..."
+    return f"{state}: {command}" if command else state
