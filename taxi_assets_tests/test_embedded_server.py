@@ -273,6 +273,45 @@ def test_a_process_hung_holding_pgservers_lock_holds_up_no_run(tmp_path: Path) -
         shutil.rmtree(runtime, ignore_errors=True)
 
 
+def test_a_hung_server_does_not_keep_a_status_read_holding_the_lock(tmp_path: Path) -> None:
+    """A status read that started the server asks it, under the settings lock, who else is
+    connected before stopping it. A server that does not answer (its postmaster stopped
+    with SIGSTOP) kept that read, and so the lock, waiting for ever; the connection now
+    gives up after ``CONNECT_TIMEOUT_S`` (10 s) and the read fails saying so."""
+    from pgserver.utils import PostmasterInfo
+
+    from taxi_assets.pg.embedded import is_running
+
+    folder = (tmp_path / "data" / "warehouse").resolve()
+    env = command_env()
+    # Started by a process that then exits: nobody holds the server's in-use lock.
+    assert (
+        run_command(["-m", "taxi_assets.cli", "warehouse", "start", str(folder)], env).returncode
+        == 0
+    )
+    info = PostmasterInfo.read_from_pgdata(folder)
+    assert info is not None
+    os.kill(info.pid, signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        read = run_command(
+            [
+                "-c",
+                "import sys; from taxi_assets.pg.embedded import stop_if_unused; "
+                "stop_if_unused(sys.argv[1])",
+                str(folder),
+            ],
+            env,
+        )
+        assert read.returncode == 1
+        assert "psycopg.errors.ConnectionTimeout: connection timeout expired" in read.stderr
+        assert time.monotonic() - began < 25  # CONNECT_TIMEOUT_S (10 s), and the start-up
+    finally:
+        os.kill(info.pid, signal.SIGCONT)
+        stop(folder)
+    assert not is_running(folder)
+
+
 def test_the_wait_bound_must_be_a_number_of_seconds(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

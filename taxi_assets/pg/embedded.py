@@ -53,6 +53,11 @@ DEFAULT_LOCK_WAIT_S = 120.0
 LOCK_WAIT_ENV = "TAXI_EMBEDDED_LOCK_WAIT_S"
 
 
+# Connections made while holding the settings lock: a server that does not answer (hung,
+# stopped with SIGSTOP) must not keep this process, and so the lock, waiting for ever.
+CONNECT_TIMEOUT_S = 10
+
+
 def lock_wait_s() -> float:
     """How long to wait for another process's start or stop of an embedded server."""
     raw = os.environ.get(LOCK_WAIT_ENV, "").strip()
@@ -208,7 +213,7 @@ def _persist_bulk_load_settings(url: str) -> bool:
     """Write the settings the server lacks to its configuration; True if there were any."""
     import psycopg
 
-    with psycopg.connect(url, autocommit=True) as connection:
+    with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as connection:
         missing = _pending(connection)
         for name, value in missing.items():
             # ALTER SYSTEM takes no parameters; names and values are constants here.
@@ -345,7 +350,8 @@ def _other_sessions(folder: Path) -> bool:
     info = PostmasterInfo.read_from_pgdata(folder)
     assert info is not None
     deadline = time.monotonic() + SESSION_EXIT_WAIT_S
-    with psycopg.connect(info.get_uri(), autocommit=True) as connection:
+    uri = info.get_uri()
+    with psycopg.connect(uri, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as connection:
         while True:
             row = connection.execute(
                 "SELECT count(*) FROM pg_stat_activity"
