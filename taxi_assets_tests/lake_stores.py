@@ -25,6 +25,14 @@ from taxi_assets_tests.http_faults import Fault
 
 BUCKET = "taxi-lake"
 PREFIX = "nyc"
+# What `lake sweep` needs on S3 (docs/deployment.md), given to moto's user "sweeper".
+SWEEP_ACTIONS = [
+    "s3:ListBucket",
+    "s3:ListBucketMultipartUploads",
+    "s3:ListMultipartUploadParts",
+    "s3:AbortMultipartUpload",
+    "s3:DeleteObject",
+]
 
 S3_SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
@@ -294,13 +302,15 @@ def moto_server() -> Iterator[MotoServer]:
 @pytest.fixture(scope="session")
 def moto_with_auth() -> Iterator[tuple[MotoServer, dict[str, tuple[str, str]]]]:
     """A moto_server of its own that checks signatures and IAM policies, with bucket
-    ``taxi-lake`` and two users: ``admin`` (s3:*) and ``reader`` (GetObject, ListBucket)."""
+    ``taxi-lake`` and three users: ``admin`` (s3:*), ``reader`` (GetObject, ListBucket)
+    and ``sweeper`` (:data:`SWEEP_ACTIONS`)."""
     server = MotoServer()
     try:
         server.client().create_bucket(Bucket=BUCKET)
         keys = {
             "admin": server.create_user("admin", ["s3:*"]),
             "reader": server.create_user("reader", ["s3:GetObject", "s3:ListBucket"]),
+            "sweeper": server.create_user("sweeper", SWEEP_ACTIONS),
         }
         server.enforce_auth()
         yield server, keys

@@ -23,6 +23,7 @@ from upath import UPath
 from taxi_assets.run_slots import RUN_HOST_TAG, held_slots, pool_use, this_host
 from taxi_assets.storage.leftovers import (
     STALE_AFTER_SECONDS,
+    probe_name,
     remove_stale_downloads,
     remove_stale_staging,
 )
@@ -246,9 +247,14 @@ def test_lake_sweep_removes_every_stale_leftover_of_a_local_lake_and_the_tempora
     for path in (stale_lake, stale_raw, fresh, look_alike, stale_upload):
         path.write_bytes(b"x" * 1_000_000)
     (download / "fhvhv_tripdata_2025-01.parquet").write_bytes(b"x" * 500_000)
-    for path in (published, stale_lake, stale_raw, look_alike, stale_upload, download):
+    probe = lake / probe_name()  # a `lake check` killed between its write and its delete
+    probe.write_bytes(b"probe")
+    not_a_probe = lake / ".taxi-probe-notes"
+    not_a_probe.write_bytes(b"notes")
+    old = (published, stale_lake, stale_raw, look_alike, stale_upload, download, probe, not_a_probe)
+    for path in old:
         backdate(path, STALE_AFTER_SECONDS + 60)
-    stale = [stale_lake, stale_raw, stale_upload, download]
+    stale = [stale_lake, stale_raw, stale_upload, download, probe]
     env = {**os.environ, "TMPDIR": str(temporary), "TAXI_LAKE_URL": str(lake)}
 
     def sweep(*args: str) -> str:
@@ -261,11 +267,12 @@ def test_lake_sweep_removes_every_stale_leftover_of_a_local_lake_and_the_tempora
 
     dry = sweep("--dry-run")
     assert all(f"would remove {path}," in dry for path in stale), dry
-    assert "would remove 4 leftover(s) of killed runs, 3.5 MB" in dry
+    assert "would remove 5 leftover(s) of killed runs, 3.5 MB" in dry
     assert all(path.exists() for path in stale)
     said = sweep()
     assert all(f"removed {path}, left by a killed run" in said for path in stale), said
-    assert f"removed 4 leftover(s) of killed runs, 3.5 MB, in {lake} and the temporary" in said
+    assert f"removed 5 leftover(s) of killed runs, 3.5 MB, in {lake} and the temporary" in said
     assert not any(path.exists() for path in stale)
     assert published.exists() and fresh.exists() and look_alike.exists()
+    assert not_a_probe.exists()  # not a probe's name
     assert "removed 0 leftover(s)" in sweep()

@@ -17,14 +17,17 @@ Retries: reads, listings and deletes are retried by the Azure SDK's own policy
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from upath import UPath
 
 from taxi_assets.storage.errors import LakeConfigurationError
-from taxi_assets.storage.stores import ObjectStore
+from taxi_assets.storage.leftovers import PROBE
+from taxi_assets.storage.stores import Leftover, LeftoverGone, ObjectStore
 from taxi_assets.storage.urls import split_bucket_url
 
 AZURE_PROTOCOLS = ("az", "abfs")
@@ -103,6 +106,92 @@ def probe_bucket(root: UPath) -> list[str]:
     return []
 
 
+@dataclass(frozen=True)
+class _Found:
+    what: str
+    name: str
+    touched: datetime
+    size: int
+    etag: str
+
+
+def leftovers(root: UPath) -> Iterator[Leftover]:
+    """Blobs under the root that hold only uncommitted blocks (a killed upload of a blob
+    that did not exist yet), with the blocks' bytes, and ``lake check`` probes left at the
+    root. Their time is the blob's Last-Modified, which for blocks alone is when the first
+    one was stored (Put Block does not change it; seen on Azurite): an upload's start, not
+    its last part, so only one that ran for ``STALE_AFTER_SECONDS`` could be taken for a
+    killed one (a month uploads in minutes). Uncommitted blocks of a committed blob (a
+    killed replacement) cannot be removed without rewriting the blob: see
+    :data:`UNSWEEPABLE`."""
+    from fsspec.asyn import sync
+
+    fs = root.fs
+    container, _, prefix = root.path.partition("/")
+    prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+
+    async def found() -> list[_Found]:
+        client = fs.service_client.get_container_client(container)
+        listed = []
+        async for blob in client.list_blobs(
+            name_starts_with=prefix or None, include=["uncommittedblobs"]
+        ):
+            name, touched, etag = blob.name, blob.last_modified, blob.etag
+            if PROBE.match(name[len(prefix) :]):
+                listed.append(_Found("probe object", name, touched, blob.size, etag))
+            elif blob.size == 0:  # a blob of uncommitted blocks alone lists as empty
+                committed, uncommitted = await client.get_blob_client(name).get_block_list("all")
+                if not committed and uncommitted:
+                    size = sum(block.size for block in uncommitted)
+                    listed.append(_Found("uncommitted blocks of", name, touched, size, etag))
+        return listed
+
+    for item in sync(fs.loop, found):
+        yield Leftover(
+            f"{item.what} az://{container}/{item.name}",
+            item.touched,
+            item.size,
+            _remover(fs, container, item),
+        )
+
+
+def _remover(fs: Any, container: str, item: _Found) -> Callable[[], None]:
+    """Delete the blob only as listed. A probe: only with the ETag listed. Uncommitted
+    blocks: Azure (and Azurite) refuse conditions on a blob that has no committed version,
+    so the block list is read again just before: a blob committed meanwhile (its upload
+    alive after all) stays."""
+
+    def remove() -> None:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from fsspec.asyn import sync
+
+        blob = fs.service_client.get_blob_client(container, item.name)
+        try:
+            if item.what == "probe object":
+                sync(
+                    fs.loop,
+                    blob.delete_blob,
+                    etag=item.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                return
+            committed, uncommitted = sync(fs.loop, blob.get_block_list, "all")
+            if committed or not uncommitted:
+                raise LeftoverGone(item.name)
+            sync(fs.loop, blob.delete_blob)
+        except (ResourceModifiedError, ResourceNotFoundError) as error:
+            raise LeftoverGone(item.name) from error
+
+    return remove
+
+
+UNSWEEPABLE = (
+    "uncommitted blocks of a published blob (a killed replacement of it) go with that "
+    "blob's next upload, else Azure deletes them after 7 days"
+)
+
+
 def _errors(error: BaseException) -> Iterator[BaseException]:
     """The error, its cause and context, and errors carried in its arguments (adlfs wraps
     a failed delete in ``RuntimeError("Failed to remove...", paths, error)``)."""
@@ -155,4 +244,6 @@ STORE = ObjectStore(
     probe_bucket=probe_bucket,
     explain=explain,
     describe=describe,
+    leftovers=leftovers,
+    unsweepable=UNSWEEPABLE,
 )

@@ -9,7 +9,6 @@ write-and-delete probe in its folder, created if missing, as the first run would
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -17,6 +16,7 @@ from upath import UPath
 
 from taxi_assets.settings import resolve_setting
 from taxi_assets.storage.errors import LakeAccessError, LakeConfigurationError
+from taxi_assets.storage.leftovers import probe_name
 from taxi_assets.storage.publish import publish_bytes
 from taxi_assets.storage.roots import DEFAULT_LAKE_URL, is_local, resolve_root
 from taxi_assets.storage.stores import ObjectStore, store_for_url
@@ -45,7 +45,7 @@ def check(url: str | None = None) -> str:
     root = resolve_root(url)
     bucket = bucket_of(root.path)
     notes = _step(store, bucket, f"list {store.bucket_word} {bucket!r}", store.probe_bucket, root)
-    probe = root / f".taxi-probe-{uuid.uuid4().hex[:12]}"
+    probe = root / probe_name()
     _step(store, bucket, "write a probe object", _write_probe, probe)
     _step(store, bucket, "delete the probe object", _delete, probe)
     summary = f"{root}: reachable and writable ({store.label}, {store.describe(root)})"
@@ -53,7 +53,7 @@ def check(url: str | None = None) -> str:
 
 
 def _check_local(root: UPath) -> str:
-    probe = root / f".taxi-probe-{uuid.uuid4().hex[:12]}"
+    probe = root / probe_name()
     try:
         root.mkdir(parents=True, exist_ok=True)
         _write_probe(probe)

@@ -15,6 +15,8 @@ import functools
 import os
 import re
 import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +24,8 @@ from upath import UPath
 
 from taxi_assets.settings import resolve_setting
 from taxi_assets.storage.errors import LakeAccessError, LakeConfigurationError
-from taxi_assets.storage.stores import ObjectStore
+from taxi_assets.storage.leftovers import PROBE
+from taxi_assets.storage.stores import Leftover, LeftoverGone, ObjectStore
 from taxi_assets.storage.urls import bucket_of, split_bucket_url
 
 if TYPE_CHECKING:
@@ -121,6 +124,46 @@ def upload_once(local: Path, dest: UPath, chunk_bytes: int) -> None:
     dest.fs.put_file(str(local), dest.path, chunksize=chunk_bytes, consistency="md5")
 
 
+def leftovers(root: UPath) -> Iterator[Leftover]:
+    """``lake check`` probes left at the root: the only leftover GCS lets us list (see
+    :data:`UNSWEEPABLE`). One listing of the root's top level."""
+    fs = root.fs
+    try:
+        entries = fs.ls(root.path, detail=True)
+    except FileNotFoundError:  # nothing under the root yet, or no bucket: say which
+        probe_bucket(root)
+        return
+    for entry in entries:
+        name = entry["name"]
+        if entry.get("type") == "file" and PROBE.match(name.rsplit("/", 1)[-1]):
+            yield Leftover(
+                f"probe object gs://{name}",
+                datetime.fromisoformat(entry["updated"]),
+                int(entry.get("size") or 0),
+                _remover(fs, name),
+            )
+
+
+def _remover(fs: Any, path: str) -> Callable[[], None]:
+    def remove() -> None:
+        try:
+            fs.rm_file(path)
+        except FileNotFoundError as error:
+            raise LeftoverGone(path) from error
+
+    return remove
+
+
+# gcsfs sends a file of 5 MiB or more as a resumable upload (JSON API): a killed one
+# leaves its session, holding the chunks sent, and no object. GCS has no request that
+# lists sessions (only the XML API's multipart uploads are listed; gcsfs does not use
+# them), so nothing here can find one; GCS ends each session a week after it began.
+UNSWEEPABLE = (
+    "a killed upload's resumable session (no object; GCS cannot list them) ends a week "
+    "after it began"
+)
+
+
 def probe_bucket(root: UPath) -> list[str]:
     """The bucket exists and these credentials see it (through dagster-gcp's client)."""
     bucket = bucket_of(root.path)
@@ -168,4 +211,6 @@ STORE = ObjectStore(
     probe_bucket=probe_bucket,
     explain=explain,
     describe=describe,
+    leftovers=leftovers,
+    unsweepable=UNSWEEPABLE,
 )

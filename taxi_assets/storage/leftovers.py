@@ -10,6 +10,12 @@ live write updates its file's time continuously, so only dead ones are that old.
 
 A month that is never written again keeps its leftover: ``lake sweep`` (:func:`sweep`)
 removes every stale one under a local lake root and in the temporary folder at once.
+
+On an object store a killed write also leaves something in the bucket, invisible to
+readers but stored: an S3 multipart upload, an Azure blob of uncommitted blocks, a
+``lake check`` probe object (``.taxi-probe-*``). Each store lists what it can remove
+(:attr:`ObjectStore.leftovers`) and says what it cannot (:attr:`ObjectStore.unsweepable`);
+:func:`sweep_bucket` removes the stale ones under the lake's root.
 """
 
 from __future__ import annotations
@@ -22,8 +28,15 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from upath import UPath
+
+    from taxi_assets.storage.stores import ObjectStore
 
 # Far longer than any write takes to append its next block (seconds), and shorter than a
 # backfill of the whole history, so the next runs of a backfill clean up after a crash.
@@ -36,6 +49,10 @@ DOWNLOAD_PREFIXES = ("taxi-raw-", "taxi-adopt-")
 _DOWNLOAD_FOLDER = re.compile(
     "^(?:" + "|".join(map(re.escape, DOWNLOAD_PREFIXES)) + ")[a-z0-9_]{8}$"
 )
+# ``lake check``'s probe at the lake's root (probe_name()): written, then deleted at once,
+# unless the check was killed in between or may not delete.
+PROBE_PREFIX = ".taxi-probe-"
+PROBE = re.compile(rf"^{re.escape(PROBE_PREFIX)}[0-9a-f]{{12}}$")
 
 _log = logging.getLogger(__name__)
 
@@ -111,21 +128,40 @@ def remove_stale_downloads(folder: Path, log: Callable[[str], None] = _log.warni
     return removed
 
 
-@dataclass(frozen=True)
-class Swept:
-    """What :func:`sweep` removed (or, dry, would remove)."""
+def probe_name() -> str:
+    import uuid
 
-    paths: list[Path]
-    bytes: int
+    return f"{PROBE_PREFIX}{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class Swept:
+    """What a sweep removed (or, dry, would remove): paths or object names and their bytes;
+    ``kept``: leftovers too recent to be a killed write's (maybe a write in progress);
+    ``failed``: those that could not be removed (each logged)."""
+
+    removed: list[str] = field(default_factory=list)
+    bytes: int = 0
+    kept: int = 0
+    failed: int = 0
+
+    def add(self, other: Swept) -> Swept:
+        return Swept(
+            self.removed + other.removed,
+            self.bytes + other.bytes,
+            self.kept + other.kept,
+            self.failed + other.failed,
+        )
 
 
 def sweep(
     roots: list[Path], *, dry_run: bool = False, log: Callable[[str], None] = _log.warning
 ) -> Swept:
     """Remove every stale staging file under the local ``roots`` (a lake's raw and lake
-    layers), and the stale staging files and download folders of the temporary folder
-    (where object-store writes stage): what :func:`remove_stale_staging` and
-    :func:`remove_stale_downloads` do for one destination, for all of them."""
+    layers) and ``lake check`` probe at a root, and the stale staging files and download
+    folders of the temporary folder (where object-store writes stage): what
+    :func:`remove_stale_staging` and :func:`remove_stale_downloads` do for one destination,
+    for all of them."""
     now = time.time()
     temp = Path(tempfile.gettempdir())
     candidates = [
@@ -137,20 +173,68 @@ def sweep(
     ]
     candidates += [
         path
+        for root in roots
+        if root.is_dir()
+        for path in root.glob(f"{PROBE_PREFIX}*")
+        if PROBE.match(path.name) and _ours(path, stat.S_ISREG)
+    ]
+    candidates += [
+        path
         for path in temp.iterdir()
         if (_STAGING.match(path.name) and _ours(path, stat.S_ISREG))
         or (_DOWNLOAD_FOLDER.match(path.name) and _ours(path))
     ]
-    removed, size = [], 0
+    swept = Swept()
     for path in dict.fromkeys(candidates):  # a root inside the temporary folder: once
         try:
             bytes_ = _size(path)
         except FileNotFoundError:
             continue
         if _remove(path, log, now, dry_run=dry_run):
-            removed.append(path)
-            size += bytes_
-    return Swept(removed, size)
+            swept.removed.append(str(path))
+            swept.bytes += bytes_
+    return swept
+
+
+def sweep_bucket(
+    root: UPath,
+    store: ObjectStore,
+    *,
+    dry_run: bool = False,
+    log: Callable[[str], None] = _log.warning,
+) -> Swept:
+    """Remove what killed writes left under the object-store ``root`` (its bucket's
+    multipart uploads, uncommitted blobs, probes: :attr:`ObjectStore.leftovers`) that
+    nothing touched for ``STALE_AFTER_SECONDS``. A recent one may be another run's write
+    in progress (removing it would fail that run): kept. Listing errors are raised; a
+    removal that fails is logged and counted, and the sweep goes on."""
+    now = datetime.now(UTC)
+    swept = Swept()
+    for leftover in store.leftovers(root):
+        age = (now - leftover.touched).total_seconds()
+        if age < STALE_AFTER_SECONDS:
+            swept.kept += 1
+            continue
+        said = f"{leftover.name}, {leftover.bytes / 1e6:,.1f} MB, left by a killed run"
+        if dry_run:
+            log(f"would remove {said} (untouched for {age / 3600:.1f} h)")
+        else:
+            from taxi_assets.storage.stores import LeftoverGone
+
+            try:
+                leftover.remove()
+            except LeftoverGone:  # completed, replaced or removed meanwhile
+                log(f"left {leftover.name} alone: it changed or went away since it was listed")
+                continue
+            except Exception as error:  # noqa: BLE001 - said, counted: the sweep's exit status
+                reason = store.explain(error, root.path.split("/", 1)[0])
+                log(f"could not remove {said}: {reason or f'{type(error).__name__}: {error}'}")
+                swept.failed += 1
+                continue
+            log(f"removed {said} (untouched for {age / 3600:.1f} h)")
+        swept.removed.append(leftover.name)
+        swept.bytes += leftover.bytes
+    return swept
 
 
 def glob_escape(name: str) -> str:

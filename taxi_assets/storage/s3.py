@@ -18,14 +18,15 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from upath import UPath
 
-from taxi_assets.storage.leftovers import STALE_AFTER_SECONDS
-from taxi_assets.storage.stores import ObjectStore
+from taxi_assets.storage.leftovers import PROBE, PROBE_PREFIX, STALE_AFTER_SECONDS
+from taxi_assets.storage.stores import Leftover, LeftoverGone, ObjectStore
 from taxi_assets.storage.urls import bucket_of, split_bucket_url
 
 S3_PROTOCOLS = ("s3", "s3a")
@@ -147,15 +148,23 @@ def _last_touched(dest: UPath, upload: dict[str, Any]) -> datetime:
     """When the upload was started or last received a part, whichever is later. (Not
     ``Initiated`` alone: moto_server reports a fixed 2010 date for every upload.)"""
     bucket, _, key = dest.path.partition("/")
+    return _upload_state(dest.fs, bucket, key, upload)[0]
+
+
+def _upload_state(fs: Any, bucket: str, key: str, upload: dict[str, Any]) -> tuple[datetime, int]:
+    """An upload's last touch (see :func:`_last_touched`) and the bytes of its stored parts."""
     newest: datetime = upload["Initiated"]
+    size = 0
     marker: dict[str, Any] = {}
     while True:
-        page = dest.fs.call_s3(
+        page = fs.call_s3(
             "list_parts", Bucket=bucket, Key=key, UploadId=upload["UploadId"], **marker
         )
-        newest = max([newest, *(part["LastModified"] for part in page.get("Parts", []))])
+        parts = page.get("Parts", [])
+        newest = max([newest, *(part["LastModified"] for part in parts)])
+        size += sum(int(part.get("Size", 0)) for part in parts)
         if not page.get("IsTruncated"):
-            return newest
+            return newest, size
         marker = {"PartNumberMarker": page["NextPartNumberMarker"]}
 
 
@@ -188,6 +197,68 @@ def abort_pending_uploads(dest: UPath, stale_after: float | None = None) -> int:
             stale_after / 3600,
         )
     return aborted
+
+
+def _key_prefix(root: UPath) -> tuple[str, str]:
+    """The root's bucket and the prefix of its keys ("nyc/": never "nyc2/...")."""
+    bucket, _, prefix = root.path.partition("/")
+    return bucket, f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+
+
+def leftovers(root: UPath) -> Iterator[Leftover]:
+    """The multipart uploads of keys under the root still in progress (a killed run's, or a
+    live one's: the sweep tells them apart by age), with their parts' bytes, and
+    ``lake check`` probes left at the root."""
+    fs = root.fs
+    bucket, prefix = _key_prefix(root)
+    markers: dict[str, str] = {}
+    while True:
+        page = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix, **markers)
+        for upload in page.get("Uploads", []):
+            key = upload["Key"]
+            try:
+                touched, size = _upload_state(fs, bucket, key, upload)
+            except FileNotFoundError:  # completed or aborted meanwhile (NoSuchUpload)
+                continue
+            yield Leftover(
+                f"multipart upload of s3://{bucket}/{key} ({upload['UploadId'][:16]}...)",
+                touched,
+                size,
+                _abort(fs, bucket, key, upload["UploadId"]),
+            )
+        if not page.get("IsTruncated"):
+            break
+        markers = {
+            "KeyMarker": page["NextKeyMarker"],
+            "UploadIdMarker": page["NextUploadIdMarker"],
+        }
+    page = fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=f"{prefix}{PROBE_PREFIX}")
+    for item in page.get("Contents", []):
+        key = item["Key"]
+        if PROBE.match(key[len(prefix) :]):
+            yield Leftover(
+                f"probe object s3://{bucket}/{key}",
+                item["LastModified"],
+                int(item["Size"]),
+                _delete(fs, bucket, key),
+            )
+
+
+def _abort(fs: Any, bucket: str, key: str, upload_id: str) -> Callable[[], None]:
+    def abort() -> None:
+        try:
+            fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+        except FileNotFoundError as error:  # NoSuchUpload: completed or aborted meanwhile
+            raise LeftoverGone(upload_id) from error
+
+    return abort
+
+
+def _delete(fs: Any, bucket: str, key: str) -> Callable[[], None]:
+    def delete() -> None:  # S3 answers a delete of a missing key with success too
+        fs.call_s3("delete_object", Bucket=bucket, Key=key)
+
+    return delete
 
 
 def probe_bucket(root: UPath) -> list[str]:
@@ -257,4 +328,7 @@ STORE = ObjectStore(
     probe_bucket=probe_bucket,
     explain=explain,
     describe=describe,
+    leftovers=leftovers,
+    # A killed single PUT stores nothing; a killed multipart upload is listed above.
+    unsweepable="",
 )

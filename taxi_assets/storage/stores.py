@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from upath import UPath
+
+
+class LeftoverGone(Exception):
+    """A leftover was removed, completed or replaced since it was listed: nothing to do."""
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """Something a killed write left in a bucket: invisible to readers, but stored (and
+    billed) until removed. :func:`taxi_assets.storage.leftovers.sweep_bucket` removes the
+    stale ones."""
+
+    name: str  # what and where, as the sweep says it
+    touched: datetime  # when it was last written to (timezone-aware)
+    bytes: int
+    # Removes it; raises LeftoverGone when it changed or went away meanwhile.
+    remove: Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -33,6 +51,11 @@ class ObjectStore:
     explain: Callable[[BaseException, str], str | None]
     # Where the root's requests go, for the check's summary ("endpoint ...", "project ...").
     describe: Callable[[UPath], str]
+    # What killed writes left under the root that can be removed, whatever their age.
+    leftovers: Callable[[UPath], Iterator[Leftover]]
+    # What a killed write may leave that the store cannot list or remove, and what ends
+    # it (said by ``lake sweep``); "" when there is nothing of the kind.
+    unsweepable: str
 
 
 def store_for(protocol: str) -> ObjectStore | None:
