@@ -12,7 +12,6 @@ rows. A month is "in step" when all three name the same revision and the same ro
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +22,12 @@ from upath import UPath
 
 from taxi_assets.assets.load_records import LOADS_TABLE, lake_lineage
 from taxi_assets.io_managers.lake_files import LakeFiles
-from taxi_assets.io_managers.parquet_lake import arrow_filesystem, month_file
+from taxi_assets.io_managers.parquet_lake import (
+    HIVE_FORMAT,
+    arrow_filesystem,
+    month_file,
+    month_of_path,
+)
 from taxi_assets.raw_zone import raw_slot, stored_months
 from taxi_assets.services import SERVICES, Service
 from taxi_assets.storage.revision_manifest import ManifestError
@@ -90,10 +94,12 @@ def collect(
     loads: Mapping[tuple[str, str], Layer],
     services: Iterable[str] | None = None,
     months: Iterable[str] | None = None,
+    hive_format: str = HIVE_FORMAT,
 ) -> list[MonthStatus]:
     """Each service's (``services``, else all) months (``months``, except those before the
     service's first published month; else every month some layer holds) as stored under
-    ``lake_root``, with ``loads``: ``{(dataset, YYYY-MM): Layer}`` of the warehouse."""
+    ``lake_root``, with ``loads``: ``{(dataset, YYYY-MM): Layer}`` of the warehouse.
+    ``hive_format``: the lake IO manager's, which decides the months' lake folders."""
     wanted: list[tuple[Service, str]] = []
     # Every month's lake file names, from one listing per service, when all months are
     # wanted: then no month asks the store whether its file exists (a request each).
@@ -105,7 +111,7 @@ def collect(
             # with: it is no partition and can never be loaded.
             chosen = sorted(m for m in set(months) if m >= service.first_published_month)
         else:
-            listed[name] = lake_files(lake_root, service)
+            listed[name] = lake_files(lake_root, service, hive_format)
             chosen = sorted(
                 {*stored_months(lake_root, name), *listed[name]}
                 | {month for dataset, month in loads if dataset == service.dataset}
@@ -116,7 +122,7 @@ def collect(
         service, month = item
         raw, pinned, problems = _raw(lake_root, service.name, month)
         known = listed[service.name].get(month, set()) if service.name in listed else None
-        lake, lake_problem = _lake(lake_root, service, month, known)
+        lake, lake_problem = _lake(lake_root, service, month, hive_format, known)
         return MonthStatus(
             service=service.name,
             month=month,
@@ -151,12 +157,11 @@ def _raw(lake_root: UPath, service: str, month: str) -> tuple[Layer | None, bool
     return layer, state.manifest.pinned is not None, tuple(problems)
 
 
-# A lake file of a month, relative to the service's lake folder.
-_LAKE_MONTH_FILE = re.compile(r"^year=(\d{4})/month=(\d{2})/([^/]+\.parquet)$")
-
-
-def lake_files(lake_root: UPath, service: Service) -> dict[str, set[str]]:
-    """The file names in each month's lake folder (``year=YYYY/month=MM/``), by month."""
+def lake_files(
+    lake_root: UPath, service: Service, hive_format: str = HIVE_FORMAT
+) -> dict[str, set[str]]:
+    """The lake files of the service's months, by month: each where the lake IO manager
+    keeps it (its ``hive_format`` folder, e.g. ``year=YYYY/month=MM/``)."""
     folder = lake_root.joinpath(*service.key("lake").path)
     if not folder.exists():
         return {}
@@ -166,17 +171,24 @@ def lake_files(lake_root: UPath, service: Service) -> dict[str, set[str]]:
     # where a glob lists each year's folder in turn. fsspec lists in the form of the path
     # it was given; a file elsewhere (a copy in a nested folder) is no month's.
     for path in folder.fs.find(folder.path):
-        if path.startswith(prefix) and (match := _LAKE_MONTH_FILE.match(path[len(prefix) :])):
-            found.setdefault(f"{match[1]}-{match[2]}", set()).add(match[3])
+        if not path.startswith(prefix):
+            continue
+        relative = path[len(prefix) :]
+        if month := month_of_path(relative, folder.name, hive_format):
+            found.setdefault(month, set()).add(relative.rpartition("/")[2])
     return found
 
 
 def _lake(
-    lake_root: UPath, service: Service, month: str, known: set[str] | None = None
+    lake_root: UPath,
+    service: Service,
+    month: str,
+    hive_format: str = HIVE_FORMAT,
+    known: set[str] | None = None,
 ) -> tuple[Layer | None, str | None]:
     """The lake month's layer, or (an unknown layer, why) when its file is not Parquet.
-    ``known``: the month folder's file names, when listed already (else asked for)."""
-    path = month_file(lake_root.joinpath(*service.key("lake").path), month)
+    ``known``: the month's lake file names, when listed already (else asked for)."""
+    path = month_file(lake_root.joinpath(*service.key("lake").path), month, hive_format)
     if (path.name not in known) if known is not None else not path.exists():
         return None, None
     filesystem, native = arrow_filesystem(path)

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from upath import UPath
 
-from taxi_assets import cli
-from taxi_assets.io_managers.parquet_lake import month_file
+from taxi_assets import cli, definitions
+from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager, month_file
 from taxi_assets.month_status import IN_STEP, Layer, MonthStatus, collect, judge
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import pipeline_resources, run
@@ -382,3 +382,59 @@ def test_a_raw_file_of_the_flat_layout_is_not_called_missing(
         "first touch"
     ]
     assert flat.exists()  # read, not adopted: the listing changes nothing
+
+
+def test_a_lake_of_another_hive_format_is_read_where_the_lake_io_manager_wrote_it(
+    own_mirror: FaultyMirror,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A deployment whose definitions give the lake IO manager another ``hive_format``
+    (``2021/01/`` instead of ``year=2021/month=01/``): ``months status`` looked for the
+    default layout only and called every month "lake missing"."""
+    monkeypatch.delenv("TAXI_WAREHOUSE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)  # no embedded warehouse there: nothing loaded
+    lake = tmp_path / "lake"
+    resources = pipeline_resources(own_mirror.url, lake)
+    resources["lake_io_manager"] = ParquetLakeIOManager(lake=resources["lake"], hive_format="%Y/%m")
+    assert run(keys("yellow")[:2], resources, instance, "2021-01").success
+    folder = lake / "lake" / "yellow_tripdata"
+    assert [p.relative_to(folder).as_posix() for p in folder.rglob("*.parquet")] == [
+        "2021/01/yellow_tripdata_2021-01.parquet"
+    ]
+    # The deployment's definitions (what `dagster` and the CLI load), with that IO manager.
+    monkeypatch.setattr(definitions, "defs", dg.Definitions(resources=resources))
+
+    for asked in ([], ["2021-01", "--services", "yellow"]):
+        assert cli.main(["months", "status", *asked, "--lake", str(lake)]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[1].split()[:2] == ["yellow", "2021-01"]
+        assert lines[1].split()[3:6] == ["2,000", "2,000", "-"]
+        assert lines[1].endswith("warehouse missing")
+
+
+@pytest.mark.parametrize("hive_format", ["year=%Y/month=%m", "%Y/%m", "%Y%m", "dt=%Y-%m-%d"])
+def test_collect_finds_the_months_of_any_hive_format_and_nothing_else(
+    tmp_path: Path, hive_format: str
+) -> None:
+    folder = UPath(tmp_path) / "lake" / "yellow_tripdata"
+    for month in ("2019-12", "2020-01"):
+        path = month_file(folder, month, hive_format)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"n": list(range(int(month[-2:])))}), path)
+    # Not months: a month's file in another month's folder, or nested deeper, or renamed.
+    misplaced = (
+        month_file(folder, "2019-12", hive_format).parent / "yellow_tripdata_2018-03.parquet"
+    )
+    nested = folder / "backup" / month_file(folder, "2018-01", hive_format).relative_to(folder)
+    for path in (misplaced, nested, folder / "yellow_tripdata_2018-04.parquet.bak"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+
+    statuses = collect(UPath(tmp_path), {}, ["yellow"], hive_format=hive_format)
+    assert [(s.month, s.lake) for s in statuses] == [
+        ("2019-12", Layer(None, 12)),
+        ("2020-01", Layer(None, 1)),
+    ]

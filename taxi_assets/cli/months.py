@@ -67,6 +67,7 @@ def _months_status(args: argparse.Namespace) -> int:
                 raise ValueError(f"--to is before the first month ({args.to} < {args.first})")
         elif args.to is not None:
             raise ValueError("--to needs a first month")
+        hive_format = _lake_hive_format()
         loads = _warehouse_loads(os.environ.get("TAXI_WAREHOUSE_URL"))
     except (ValueError, LockWaitTimeout) as error:  # a hung start of the embedded server
         print(f"error: {error}", file=sys.stderr)
@@ -74,7 +75,7 @@ def _months_status(args: argparse.Namespace) -> int:
     except OperationalError as error:  # the server refused or is unreachable (no secret in it)
         print(f"error: cannot read the warehouse's load log: {error.orig}", file=sys.stderr)
         return 1
-    statuses = collect(lake_root(args.lake), loads, args.services or None, months)
+    statuses = collect(lake_root(args.lake), loads, args.services or None, months, hive_format)
     behind = [s for s in statuses if s.state != IN_STEP]
     if args.json:
         print(json.dumps([as_record(s) for s in statuses], indent=1))
@@ -97,6 +98,21 @@ def _months_status(args: argparse.Namespace) -> int:
     for reason in left_out:
         print(f"  left out: {reason}")
     return 1 if args.check and behind else 0
+
+
+def _lake_hive_format() -> str:
+    """The lake IO manager's ``hive_format`` in the definitions the code location loads:
+    the months' lake folders are where it writes them, whatever a deployment set."""
+    from taxi_assets.definitions import defs
+    from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
+
+    manager = (defs.resources or {}).get("lake_io_manager")
+    if not isinstance(manager, ParquetLakeIOManager):
+        raise ValueError(
+            "the definitions' lake_io_manager is not a ParquetLakeIOManager "
+            f"({type(manager).__name__}): cannot tell where the lake keeps its months"
+        )
+    return manager.hive_format
 
 
 def _warehouse_loads(url: str | None) -> dict[tuple[str, str], Layer]:

@@ -154,6 +154,21 @@ def month_file(asset_path: UPath, month: str, hive_format: str = HIVE_FORMAT) ->
     return _hive_folder(asset_path, start, hive_format) / f"{asset_path.name}_{month}.parquet"
 
 
+def month_of_path(relative: str, asset_name: str, hive_format: str = HIVE_FORMAT) -> str | None:
+    """The month (``YYYY-MM``) whose lake file :func:`month_file` puts at ``relative`` (a
+    path under the asset's folder, ``/``-separated), else None: any other file, or a
+    month's file in another folder (a copy nested elsewhere)."""
+    folder, _, name = relative.rpartition("/")
+    stem = name.removeprefix(f"{asset_name}_").removesuffix(".parquet")
+    if len(stem) != len("YYYY-MM") or name != f"{asset_name}_{stem}.parquet":
+        return None
+    try:
+        start = datetime.strptime(stem, "%Y-%m")
+    except ValueError:
+        return None
+    return stem if folder == start.strftime(hive_format).strip("/") else None
+
+
 class _ParquetUPathIOManager(dg.UPathIOManager):
     extension = ".parquet"
 
