@@ -302,8 +302,8 @@ def moto_server() -> Iterator[MotoServer]:
 @pytest.fixture(scope="session")
 def moto_with_auth() -> Iterator[tuple[MotoServer, dict[str, tuple[str, str]]]]:
     """A moto_server of its own that checks signatures and IAM policies, with bucket
-    ``taxi-lake`` and three users: ``admin`` (s3:*), ``reader`` (GetObject, ListBucket)
-    and ``sweeper`` (:data:`SWEEP_ACTIONS`)."""
+    ``taxi-lake`` and four users: ``admin`` (s3:*), ``reader`` (GetObject, ListBucket),
+    ``sweeper`` (:data:`SWEEP_ACTIONS`) and ``lister`` (those but s3:AbortMultipartUpload)."""
     server = MotoServer()
     try:
         server.client().create_bucket(Bucket=BUCKET)
@@ -311,6 +311,9 @@ def moto_with_auth() -> Iterator[tuple[MotoServer, dict[str, tuple[str, str]]]]:
             "admin": server.create_user("admin", ["s3:*"]),
             "reader": server.create_user("reader", ["s3:GetObject", "s3:ListBucket"]),
             "sweeper": server.create_user("sweeper", SWEEP_ACTIONS),
+            "lister": server.create_user(
+                "lister", [a for a in SWEEP_ACTIONS if a != "s3:AbortMultipartUpload"]
+            ),
         }
         server.enforce_auth()
         yield server, keys

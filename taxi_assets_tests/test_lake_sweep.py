@@ -251,6 +251,11 @@ def test_the_documented_s3_permissions_suffice_and_a_missing_one_is_named(
     assert [u["UploadId"] for u in admin.list_multipart_uploads(Bucket=BUCKET)["Uploads"]] == [
         upload
     ]
+    code, said = as_user("lister")  # may list, not abort: said, exit 1, the sweep goes on
+    assert code == 1
+    assert f"could not remove multipart upload of s3://{BUCKET}/{key}" in said
+    assert "access denied (AccessDenied)" in said
+    assert "error: 1 leftover(s) could not be removed (see above)" in said
     code, said = as_user("sweeper")
     assert code == 0, said
     assert f"removed multipart upload of s3://{BUCKET}/{key}" in said
