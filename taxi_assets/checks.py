@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import dagster as dg
 
-from taxi_assets.assets.trips import stored_lake_month, warehouse_metadata
+from taxi_assets.assets.trips import LakeMonthPaths, stored_lake_month, warehouse_metadata
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.instance_reads import latest_metadata, materialized_partitions
 from taxi_assets.io_managers.lake_files import LakeFiles
@@ -57,7 +57,11 @@ class QualityThresholds(dg.ConfigurableResource):
 
 
 def lake_month_files(
-    instance: dg.DagsterInstance, lake: LakeResource, key: dg.AssetKey, month: str
+    instance: dg.DagsterInstance,
+    lake: LakeResource,
+    lake_io_manager: LakeMonthPaths,
+    key: dg.AssetKey,
+    month: str,
 ) -> LakeFiles:
     """The month's lake file as the warehouse reads it: row group by row group, without
     pre-buffering. (pyarrow's ParquetFile pre-buffers by default: reading 8 columns of a
@@ -68,7 +72,7 @@ def lake_month_files(
         return LakeFiles.at(filesystem, native)
     # No materialization of it in this instance (a new DAGSTER_HOME over an existing lake):
     # the file the lake IO manager hands the warehouse step.
-    stored = stored_lake_month(lake, key, month)
+    stored = stored_lake_month(lake_io_manager, key, month)
     if stored is None:
         raise FileNotFoundError(
             f"no lake file for {key.to_user_string()} {month}: none recorded, none where the "
@@ -104,11 +108,15 @@ def build_service_checks(
         description="Rows in the lake file = rows in the published file (counted while downloading).",
     )
     def rows_match_raw(
-        context: dg.AssetCheckExecutionContext, lake: LakeResource
+        context: dg.AssetCheckExecutionContext,
+        lake: LakeResource,
+        lake_io_manager: dg.ResourceParam[LakeMonthPaths],
     ) -> dg.AssetCheckResult:
         month = context.partition_key
         raw_rows = latest_metadata(context.instance, raw_key, month).get("source_rows")
-        lake_rows = lake_month_files(context.instance, lake, lake_key, month).count_rows()
+        lake_rows = lake_month_files(
+            context.instance, lake, lake_io_manager, lake_key, month
+        ).count_rows()
         return dg.AssetCheckResult(
             passed=raw_rows is None or raw_rows == lake_rows,
             metadata={
@@ -123,9 +131,13 @@ def build_service_checks(
         description=f"The lake file has exactly the {service.name} contract's columns and types.",
     )
     def schema_matches_contract(
-        context: dg.AssetCheckExecutionContext, lake: LakeResource
+        context: dg.AssetCheckExecutionContext,
+        lake: LakeResource,
+        lake_io_manager: dg.ResourceParam[LakeMonthPaths],
     ) -> dg.AssetCheckResult:
-        schema = lake_month_files(context.instance, lake, lake_key, context.partition_key).schema
+        schema = lake_month_files(
+            context.instance, lake, lake_io_manager, lake_key, context.partition_key
+        ).schema
         found = {field.name: str(field.type) for field in schema}
         expected = {field.name: str(field.type) for field in contract.schema}
         version = (schema.metadata or {}).get(b"contract_version", b"").decode()
@@ -153,10 +165,11 @@ def build_service_checks(
         context: dg.AssetCheckExecutionContext,
         quality_thresholds: QualityThresholds,
         lake: LakeResource,
+        lake_io_manager: dg.ResourceParam[LakeMonthPaths],
     ) -> dg.AssetCheckResult:
         month = context.partition_key
         window = (_midnight(month), _midnight(add_months(month, 1)))
-        lake_month = lake_month_files(context.instance, lake, lake_key, month)
+        lake_month = lake_month_files(context.instance, lake, lake_io_manager, lake_key, month)
         columns = signal_columns(signals, lake_month.schema.names)
         batches = lake_month.to_batches(columns, batch_size=256 * 1024)
         report = measure(batches, window, signals)
@@ -180,9 +193,12 @@ def build_service_checks(
         context: dg.AssetCheckExecutionContext,
         warehouse_io_manager: dg.ResourceParam[PartitionRowCounter],
         lake: LakeResource,
+        lake_io_manager: dg.ResourceParam[LakeMonthPaths],
     ) -> dg.AssetCheckResult:
         month = context.partition_key
-        lake_rows = lake_month_files(context.instance, lake, lake_key, month).count_rows()
+        lake_rows = lake_month_files(
+            context.instance, lake, lake_io_manager, lake_key, month
+        ).count_rows()
         window = (_midnight(month), _midnight(add_months(month, 1)))
         warehouse_rows = warehouse_io_manager.partition_row_count(
             warehouse_key, warehouse_metadata(service), window

@@ -6,8 +6,10 @@ from typing import Any
 
 import dagster as dg
 import pyarrow as pa
+import pytest
 import sqlalchemy as sa
 
+from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
 from taxi_assets.quality import DEFAULT_THRESHOLDS, measure
 from taxi_assets.resources.postgres import sqlalchemy_url
 from taxi_assets_tests.http_faults import FaultyMirror
@@ -79,12 +81,22 @@ def test_reconciliation_fails_when_the_warehouse_lost_rows(
     assert values(evaluation)["warehouse_rows"] == lake_rows - 7
 
 
+@pytest.mark.parametrize("hive_format", [None, "%Y/%m"])
 def test_the_warehouse_checks_read_the_lake_of_a_new_dagster_instance(
-    mirror: FaultyMirror, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
+    mirror: FaultyMirror,
+    tmp_path: Path,
+    pg_url: str,
+    instance: dg.DagsterInstance,
+    hive_format: str | None,
 ) -> None:
     """A new DAGSTER_HOME over an existing lake (moving to deploy/dagster.yaml, say): the
-    warehouse load reads the lake month, and so do its checks, with no record of it."""
+    warehouse load reads the lake month, and so do its checks, with no record of it,
+    where the lake IO manager keeps it (also in a ``hive_format`` of the deployment's)."""
     resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+    if hive_format is not None:
+        resources["lake_io_manager"] = ParquetLakeIOManager(
+            lake=resources["lake"], hive_format=hive_format
+        )
     assert run(["raw/fhv_tripdata", "lake/fhv_tripdata"], resources, instance, "2021-01").success
     with dg.instance_for_test() as new_instance:
         result = run(["warehouse/fhv_tripdata"], resources, new_instance, "2021-01")

@@ -26,6 +26,7 @@ import pytest
 import sqlalchemy as sa
 
 from taxi_assets.devdata import write_month
+from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
 from taxi_assets.io_managers.postgres import PostgresIOManager, TableLoad
 from taxi_assets.io_managers.raw_files import RawFileIOManager
 from taxi_assets.pg.partitions import child_name, staging_tables
@@ -706,6 +707,29 @@ def test_an_empty_file_does_not_replace_a_loaded_month_unless_accepted(
     )
     assert accepted.success
     assert pq.read_table(_lake_month(lake)).num_rows == 0
+
+
+def test_the_empty_file_guard_reads_the_lake_in_the_deployments_hive_format(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """With no record of the month in Dagster, the guard reads the lake file's footer where
+    the lake IO manager keeps it: in a ``hive_format`` of the deployment's too (it looked
+    in the default ``year=/month=`` folders only, so the empty file replaced the month)."""
+    lake = tmp_path / "lake"
+    resources = pipeline_resources(own_mirror.url, lake)
+    resources["lake_io_manager"] = ParquetLakeIOManager(lake=resources["lake"], hive_format="%Y/%m")
+    assert run(FILE_KEYS, resources, instance, MONTH).success
+    month_file = (
+        lake / "lake" / "yellow_tripdata" / "2021" / "01" / "yellow_tripdata_2021-01.parquet"
+    )
+    assert pq.read_metadata(month_file).num_rows == ROWS
+    for record in instance.get_run_records():
+        instance.delete_run(record.dagster_run.run_id)
+    rewrite_csv_gz(published_yellow(own_mirror), lambda lines: lines[:1])
+    result = run(FILE_KEYS, resources, instance, MONTH, False)
+    assert not result.success and step_failure(result)[0] == "lake__yellow_tripdata"
+    assert f"the lake's 2021-01 holds {ROWS:,}" in failure_messages(result)
+    assert pq.read_metadata(month_file).num_rows == ROWS
 
 
 def test_non_integral_value_names_file_row_and_column(

@@ -1,10 +1,11 @@
 """The three monthly assets of one service: raw file -> lake Parquet -> warehouse table."""
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import dagster as dg
 import pyarrow as pa
+from upath import UPath
 
 from taxi_assets.assets.contract_stream import (
     PARTITION_MONTH,
@@ -24,7 +25,7 @@ from taxi_assets.contracts import CONTRACTS
 from taxi_assets.instance_reads import materialized_partitions
 from taxi_assets.io_managers.arrow_stats import column_schema
 from taxi_assets.io_managers.lake_files import LakeFiles
-from taxi_assets.io_managers.parquet_lake import arrow_filesystem, month_file
+from taxi_assets.io_managers.parquet_lake import arrow_filesystem
 from taxi_assets.io_managers.raw_files import StoredFile
 from taxi_assets.io_managers.table_load import ParquetPart, ParquetTableLoad, lake_parts
 from taxi_assets.partitions import parse_month
@@ -78,18 +79,27 @@ def warehouse_metadata(service: Service, engine: WarehouseEngine = POSTGRES) -> 
     }
 
 
-def stored_lake_month(lake: LakeResource, key: dg.AssetKey, month: str) -> LakeFiles | None:
+class LakeMonthPaths(Protocol):
+    """The lake IO manager as its readers outside a run's inputs see it: where it keeps a
+    month (in its configured ``hive_format``)."""
+
+    def month_path(self, key: dg.AssetKey, month: str) -> UPath: ...
+
+
+def stored_lake_month(
+    lake_io_manager: LakeMonthPaths, key: dg.AssetKey, month: str
+) -> LakeFiles | None:
     """The month's lake file where the lake IO manager keeps it; None when there is none."""
-    path = month_file(lake.root().joinpath(*key.path), month)
+    path = lake_io_manager.month_path(key, month)
     if not path.exists():
         return None
     filesystem, native = arrow_filesystem(path)
     return LakeFiles.at(filesystem, native)
 
 
-def lake_month_rows(lake: LakeResource, key: dg.AssetKey, month: str) -> int | None:
+def lake_month_rows(lake_io_manager: LakeMonthPaths, key: dg.AssetKey, month: str) -> int | None:
     """Rows of the month's lake file, from its footer; None when there is none."""
-    stored = stored_lake_month(lake, key, month)
+    stored = stored_lake_month(lake_io_manager, key, month)
     return None if stored is None else stored.count_rows()
 
 
@@ -188,7 +198,7 @@ def build_trip_assets(
     def lake(
         context: dg.AssetExecutionContext,
         config: LakeConfig,
-        lake: LakeResource,
+        lake_io_manager: dg.ResourceParam[LakeMonthPaths],
         raw_file: StoredFile,
     ) -> pa.RecordBatchReader:
         month = context.partition_key
@@ -200,7 +210,7 @@ def build_trip_assets(
             raw_key,
             month,
             config.accept_empty,
-            lake_rows=lambda: lake_month_rows(lake, context.asset_key, month),
+            lake_rows=lambda: lake_month_rows(lake_io_manager, context.asset_key, month),
         )
 
     @layer_asset(

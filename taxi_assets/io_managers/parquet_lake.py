@@ -186,6 +186,11 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
             return _hive_folder(path, window.start, self.hive_format) / f"{path.name}_{partition}"
         return self.make_safe_partition_path(path, partition)
 
+    def month_path(self, key: dg.AssetKey, month: str) -> UPath:
+        """Where this IO manager keeps the monthly partition ``month`` of ``key``: what
+        readers outside a run's inputs (the lake asset's guard, the checks) look up."""
+        return month_file(self._base_path.joinpath(*key.path), month, self.hive_format)
+
     def make_directory(self, path: UPath) -> None:
         """Object stores have no folders to make: never let fsspec create a missing bucket
         (gcsfs and s3fs do, when asked for a folder in it), fail on the upload instead.
