@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +96,18 @@ def pending_bytes(store: LakeStore) -> int:
         for blob in container.list_blobs(include=["uncommittedblobs"])
         for block in container.get_blob_client(blob.name).get_block_list("uncommitted")[1]
     )
+
+
+@pytest.fixture(autouse=True)
+def own_temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The sweep also clears the temporary folder, which the suite's other tests share (and
+    use at the same time, in the suite's second process): with STALE_AFTER_SECONDS at 0 it
+    would count, and remove, their downloads in progress. Each test gets its own."""
+    folder = tmp_path / "temporary"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    yield folder
 
 
 @pytest.fixture
