@@ -180,11 +180,13 @@ def test_compose_gives_the_code_location_every_setting_the_code_reads() -> None:
     }
     env = compose()["services"]["taxi-assets-code"]["environment"]
     # The CLI's; the image's; the embedded server's, which production never starts
-    # (TAXI_PRODUCTION requires TAXI_WAREHOUSE_URL).
+    # (TAXI_PRODUCTION requires TAXI_WAREHOUSE_URL); a raw month's folder lock's, which
+    # only a local lake takes (TAXI_PRODUCTION refuses a local lake path).
     not_for_the_container = {
         "TAXI_ANALYST_PASSWORD",
         "TAXI_PRODUCTION",
         "TAXI_EMBEDDED_LOCK_WAIT_S",
+        "TAXI_RAW_LOCK_WAIT_S",
     }
     assert read - not_for_the_container - set(env) == set()
     assert "TAXI_PRODUCTION=1" in (DEPLOY / "Dockerfile").read_text()

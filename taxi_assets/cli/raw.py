@@ -9,6 +9,7 @@ import sys
 
 def _raw_revisions(args: argparse.Namespace) -> int:
     from taxi_assets import raw_commands
+    from taxi_assets.pg.bounded_lock import LockWaitTimeout
     from taxi_assets.storage.revision_manifest import ManifestError
     from taxi_assets.storage.revisions import RevisionError
     from taxi_assets.storage.roots import lake_root
@@ -21,7 +22,8 @@ def _raw_revisions(args: argparse.Namespace) -> int:
             lines = raw_commands.pin(root, args.service, args.month, args.revision)
         else:
             lines = raw_commands.unpin(root, args.service, args.month)
-    except (RevisionError, ManifestError, ValueError) as error:
+    # LockWaitTimeout: another process held the month's folder past the bound (it is named).
+    except (RevisionError, ManifestError, ValueError, LockWaitTimeout) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print("\n".join(lines))

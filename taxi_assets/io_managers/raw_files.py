@@ -22,6 +22,7 @@ from taxi_assets.storage.revision_manifest import Revision
 from taxi_assets.storage.revision_updates import Commit, PinChange, make_current, parse_keep
 from taxi_assets.storage.revision_updates import repair as repair_slot
 from taxi_assets.storage.revisions import RevisionError, RevisionSlot, slot_for
+from taxi_assets.storage.slot_lock import wait_s as slot_lock_wait_s
 
 KEEP_REVISIONS_ENV = "TAXI_RAW_KEEP_REVISIONS"
 
@@ -75,7 +76,9 @@ class RawFileIOManager(dg.ConfigurableIOManager):
         return slot_for(self.root_path(), context.asset_key.path, self._partition_key(context))
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self.keep()  # a bad retention setting fails when the run starts, before downloading
+        # Bad settings fail when the run starts, before downloading.
+        self.keep()
+        slot_lock_wait_s()
 
     def keep(self) -> int | None:
         explicit = None if self.keep_revisions is None else str(self.keep_revisions)

@@ -1,10 +1,12 @@
 """Waiting for a file lock that another process holds, for a bounded time.
 
-The embedded server's locks are held by whichever process starts or stops the server. One
-that hangs there (stopped with Ctrl-Z or SIGSTOP, blocked on a disk, a start that never
-ends) made every later command wait for ever, silently. A wait here ends after its bound
-with ``LockWaitTimeout``, naming the lock file and, where the system says who holds it
-(Linux's ``/proc/locks``), that process.
+The embedded server's locks are held by whichever process starts or stops the server, a
+raw month's folder lock by whichever run or command changes its revisions
+(:mod:`taxi_assets.storage.slot_lock`). One that hangs there (stopped with Ctrl-Z or
+SIGSTOP, blocked on a disk, a start that never ends) made every later command wait for
+ever, silently. A wait here ends after its bound with ``LockWaitTimeout``, naming the lock
+file and, where the system says who holds it (Linux's ``/proc/locks``), that process, and
+the setting that sets the bound.
 """
 
 from __future__ import annotations
@@ -27,40 +29,65 @@ class LockWaitTimeout(Exception):
     the holder (when known) and what to do."""
 
 
-def wait_for(try_lock: Callable[[], bool], path: Path, wait_s: float, purpose: str) -> None:
+def wait_setting(name: str, default: float) -> float:
+    """A wait's bound in seconds from the environment variable ``name`` (unset or blank:
+    ``default``); anything but a number of seconds, 0 or more, is a ``ValueError``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise ValueError(f"{name}={raw!r}: not a number of seconds (0 or more)")
+    return value
+
+
+def wait_for(
+    try_lock: Callable[[], bool], path: Path, wait_s: float, purpose: str, setting: str
+) -> None:
     """Call ``try_lock`` (non-blocking; True once the lock is taken) until it succeeds, or
-    raise ``LockWaitTimeout`` after ``wait_s`` seconds."""
+    raise ``LockWaitTimeout`` after ``wait_s`` seconds (``setting`` names the bound's
+    environment variable, for the message)."""
     deadline = time.monotonic() + wait_s
     delay = _FIRST_DELAY_S
     while not try_lock():
         left = deadline - time.monotonic()
         if left <= 0:
-            raise LockWaitTimeout(timeout_message(path, wait_s, purpose))
+            raise LockWaitTimeout(timeout_message(path, wait_s, purpose, setting))
         time.sleep(min(delay, left))
         delay = min(delay * 2, _MAX_DELAY_S)
 
 
+def flock_within(descriptor: int, path: Path, wait_s: float, purpose: str, setting: str) -> None:
+    """Take an exclusive ``flock`` on the open ``descriptor`` (of ``path``: a file or a
+    folder), waiting at most ``wait_s`` seconds for it. Released when the descriptor is
+    closed (or the process ends)."""
+
+    def try_lock() -> bool:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    wait_for(try_lock, path, wait_s, purpose, setting)
+
+
 @contextmanager
-def exclusive_flock(path: Path, wait_s: float, purpose: str) -> Iterator[None]:
+def exclusive_flock(path: Path, wait_s: float, purpose: str, setting: str) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block, waiting
     at most ``wait_s`` seconds for it."""
     with open(path, "a") as handle:
-
-        def try_lock() -> bool:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
-            return True
-
-        wait_for(try_lock, path, wait_s, purpose)
+        flock_within(handle.fileno(), path, wait_s, purpose, setting)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def timeout_message(path: Path, wait_s: float, purpose: str) -> str:
+def timeout_message(path: Path, wait_s: float, purpose: str, setting: str) -> str:
     holders = lock_holders(path)
     if holders:
         who = ", ".join(f"process {pid} ({describe_process(pid)})" for pid in holders)
@@ -74,7 +101,7 @@ def timeout_message(path: Path, wait_s: float, purpose: str) -> str:
         advice = "A process that ends releases the lock."
     return (
         f"{purpose}: gave up after waiting {wait_s:g} s for the lock {path}, held by {who}. "
-        f"{advice} TAXI_EMBEDDED_LOCK_WAIT_S sets how long to wait (seconds)."
+        f"{advice} {setting} sets how long to wait (seconds)."
     )
 
 
@@ -115,7 +142,8 @@ def describe_process(pid: int) -> str:
         process = psutil.Process(pid)
         with process.oneshot():
             state = process.status()
-            command = " ".join(process.cmdline())
+            # On one line: an argument may hold line breaks (``python -c`` code).
+            command = " ".join(" ".join(process.cmdline()).split())
     except psutil.NoSuchProcess:
         return "ended meanwhile"
     except psutil.AccessDenied:

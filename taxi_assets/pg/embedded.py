@@ -37,7 +37,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qs, urlsplit
 
-from taxi_assets.pg.bounded_lock import LockWaitTimeout, exclusive_flock, timeout_message
+from taxi_assets.pg.bounded_lock import (
+    LockWaitTimeout,
+    exclusive_flock,
+    timeout_message,
+    wait_setting,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -60,16 +65,7 @@ CONNECT_TIMEOUT_S = 10
 
 def lock_wait_s() -> float:
     """How long to wait for another process's start or stop of an embedded server."""
-    raw = os.environ.get(LOCK_WAIT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_LOCK_WAIT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:  # also NaN
-        raise ValueError(f"{LOCK_WAIT_ENV}={raw!r}: not a number of seconds (0 or more)")
-    return value
+    return wait_setting(LOCK_WAIT_ENV, DEFAULT_LOCK_WAIT_S)
 
 
 # pgserver keeps its start lock under platformdirs' runtime folder, which warns when
@@ -154,7 +150,9 @@ def _bounded_pgserver_lock() -> AbstractContextManager[object]:
                 wait_s = lock_wait_s()
                 if not self.acquire(timeout=wait_s):
                     path = Path(os.fsdecode(self.path))
-                    message = timeout_message(path, wait_s, "starting an embedded server")
+                    message = timeout_message(
+                        path, wait_s, "starting an embedded server", LOCK_WAIT_ENV
+                    )
                     raise LockWaitTimeout(message)
             self.depth += 1
             return self
@@ -264,7 +262,9 @@ def _release_in_use(folder: Path) -> None:
 @contextmanager
 def _locked(folder: Path, doing: str) -> Iterator[None]:
     """The folder's settings lock, waited for at most ``lock_wait_s()``."""
-    with exclusive_flock(_settings_lock(folder), lock_wait_s(), f"{doing} of {folder}"):
+    with exclusive_flock(
+        _settings_lock(folder), lock_wait_s(), f"{doing} of {folder}", LOCK_WAIT_ENV
+    ):
         yield
 
 

@@ -54,7 +54,7 @@ def repair(slot: RevisionSlot, log: Log) -> SlotState:
     state = inspect(slot)
     if not _needs_repair(state):
         return state
-    with slot_lock(slot.folder):
+    with slot_lock(slot.folder, f"repairing the revisions of {slot.label}"):
         return _repair_locked(slot, log)
 
 
@@ -122,7 +122,7 @@ def make_current(
     """Make ``revision`` the slot's current revision, storing ``staged`` (its bytes, a
     local file) unless the same bytes are stored already; with ``staged`` None the
     revision must be stored. Then apply ``pin`` and the retention ``keep``."""
-    with slot_lock(slot.folder):
+    with slot_lock(slot.folder, f"storing revision {revision.short} of {slot.label}"):
         state = _repair_locked(slot, log)
         manifest = state.manifest
         stored = state.sound(revision.sha256)
@@ -173,7 +173,8 @@ def set_pin(slot: RevisionSlot, prefix: str | None, log: Log) -> tuple[SlotState
     (its problems include what was repaired) and the pinned revision."""
     if inspect(slot).empty:  # before the lock, which would create the folder
         raise RevisionError(f"nothing is stored in {slot.folder}")
-    with slot_lock(slot.folder):
+    doing = f"pinning {slot.label}" if prefix is not None else f"unpinning {slot.label}"
+    with slot_lock(slot.folder, doing):
         state = _repair_locked(slot, log)
         if state.empty:
             raise RevisionError(f"nothing is stored in {slot.folder}")

@@ -55,6 +55,14 @@ class RevisionSlot:
     def revision_path(self, revision: Revision) -> UPath:
         return self.folder / revision.sha256 / revision.name
 
+    @property
+    def label(self) -> str:
+        """The slot in messages: its asset's folder and partition, "yellow_tripdata 2021-01"
+        (unpartitioned: the asset's folder)."""
+        if self.legacy_key is None:
+            return self.folder.name
+        return f"{self.folder.parent.name} {self.legacy_key}"
+
 
 def slot_for(root: UPath, key_path: Sequence[str], partition_key: str | None) -> RevisionSlot:
     """The slot of ``partition_key`` (None: unpartitioned) of the asset at ``key_path``."""
