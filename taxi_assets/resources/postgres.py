@@ -4,6 +4,7 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import PrivateAttr
 
+from taxi_assets.pg.connect_timeout import bound_connects
 from taxi_assets.pg.embedded import DEFAULT_EMBEDDED_DIR, embedded_url
 from taxi_assets.pg.lock_retry import LockWaits
 from taxi_assets.production import require_setting
@@ -59,9 +60,12 @@ class PostgresResource(dg.ConfigurableResource):
 
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            self._engine = sa.create_engine(
+            engine = sa.create_engine(
                 sqlalchemy_url(self._resolved_url), pool_pre_ping=True, hide_parameters=True
             )
+            # A hung server fails a run's connection in seconds, naming the server.
+            bound_connects(engine, self.describe())
+            self._engine = engine
         return self._engine
 
     def lock_waits(self) -> LockWaits:

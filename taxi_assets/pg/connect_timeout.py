@@ -1,0 +1,44 @@
+"""A bound on connecting to the warehouse server, and a clear error when it is reached.
+
+A server that accepts the connection but does not answer (its postmaster stopped with
+SIGSTOP, a host that is swapping or frozen, a proxy whose backend hangs) held every run's
+first connection, and ``months status``, for psycopg's default of 130 s, then failed with
+"connection timeout expired" naming neither the server nor the setting. Connections of an
+engine given to :func:`bound_connects` wait ``CONNECT_TIMEOUT_S`` unless the URL sets
+``connect_timeout`` itself, and the error names the server (without credentials), the
+bound and how to change it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+# A healthy server answers a connection in milliseconds, a far or busy one (TLS, a new
+# backend forked under load) in a second or two; libpq's documentation advises no less
+# than 2 s. Ten seconds leaves room for that and fails a hung server's runs quickly.
+CONNECT_TIMEOUT_S = 10
+
+
+def bound_connects(engine: sa.Engine, where: str) -> None:
+    """Make the connections ``engine`` opens wait for the server at most
+    ``CONNECT_TIMEOUT_S`` (or the URL's own ``connect_timeout``); a timeout is a
+    ``psycopg.errors.ConnectionTimeout`` naming ``where`` (the server, no credentials)."""
+    import psycopg
+
+    @sa.event.listens_for(engine, "do_connect")
+    def connect(
+        dialect: sa.Dialect, record: object, cargs: list[Any], cparams: dict[str, Any]
+    ) -> object:
+        cparams.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+        try:
+            return dialect.loaded_dbapi.connect(*cargs, **cparams)
+        except psycopg.errors.ConnectionTimeout as error:
+            # Raised as the driver's own error, so that SQLAlchemy wraps it as it wraps
+            # every connection failure (OperationalError) and callers catch it as before.
+            raise psycopg.errors.ConnectionTimeout(
+                f"{error}: the warehouse server {where} did not answer within "
+                f"{cparams['connect_timeout']} s (connect_timeout; another bound: "
+                "?connect_timeout=SECONDS in the warehouse URL)"
+            ) from None
