@@ -234,6 +234,26 @@ def test_uncommitted_blocks_of_a_published_blob_are_left_to_its_next_upload(
     assert object_store.pending_uploads() == 1
 
 
+@pytest.mark.parametrize("object_store", ["azure"], indirect=True)
+def test_blocks_staged_on_a_published_empty_blob_leave_the_blob(
+    object_store: LakeStore, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blob written in one request (Put Blob: small files, an empty one) has no committed
+    blocks. Empty, it lists as empty; a replacement's blocks staged beside it must not make
+    it look like a blob of uncommitted blocks alone: deleting it would delete the file."""
+    assert isinstance(object_store, AzureStore)
+    key = "nyc/raw/empty.csv"
+    blob = object_store.service.get_blob_client(BUCKET, key)
+    blob.upload_blob(b"")  # one Put Blob: committed, no block list
+    blob.stage_block("YmxvY2sx", b"part of a replacement")
+    assert blob.get_block_list("all")[0] == []  # what the sweep saw as "uncommitted only"
+    monkeypatch.setattr(leftovers, "STALE_AFTER_SECONDS", 0)
+    code, said = lake_sweep(capsys)
+    assert code == 0, said
+    assert "removed 0 leftover(s)" in said, said
+    assert object_store.objects(key) == {key: b""}
+
+
 def test_the_documented_s3_permissions_suffice_and_a_missing_one_is_named(
     moto_with_auth: tuple[MotoServer, dict[str, tuple[str, str]]],
     capsys: pytest.CaptureFixture[str],

@@ -140,9 +140,8 @@ def leftovers(root: UPath) -> Iterator[Leftover]:
             if PROBE.match(name[len(prefix) :]):
                 listed.append(_Found("probe object", name, touched, blob.size, etag))
             elif blob.size == 0:  # a blob of uncommitted blocks alone lists as empty
-                committed, uncommitted = await client.get_blob_client(name).get_block_list("all")
-                if not committed and uncommitted:
-                    size = sum(block.size for block in uncommitted)
+                size = await _uncommitted_only(client.get_blob_client(name))
+                if size is not None:
                     listed.append(_Found("uncommitted blocks of", name, touched, size, etag))
         return listed
 
@@ -158,8 +157,8 @@ def leftovers(root: UPath) -> Iterator[Leftover]:
 def _remover(fs: Any, container: str, item: _Found) -> Callable[[], None]:
     """Delete the blob only as listed. A probe: only with the ETag listed. Uncommitted
     blocks: Azure (and Azurite) refuse conditions on a blob that has no committed version,
-    so the block list is read again just before: a blob committed meanwhile (its upload
-    alive after all) stays."""
+    so the blob is looked at again just before (:func:`_uncommitted_only`): a blob
+    committed meanwhile (its upload alive after all) stays."""
 
     def remove() -> None:
         from azure.core import MatchConditions
@@ -176,14 +175,32 @@ def _remover(fs: Any, container: str, item: _Found) -> Callable[[], None]:
                     match_condition=MatchConditions.IfNotModified,
                 )
                 return
-            committed, uncommitted = sync(fs.loop, blob.get_block_list, "all")
-            if committed or not uncommitted:
+            if sync(fs.loop, _uncommitted_only, blob) is None:
                 raise LeftoverGone(item.name)
             sync(fs.loop, blob.delete_blob)
         except (ResourceModifiedError, ResourceNotFoundError) as error:
             raise LeftoverGone(item.name) from error
 
     return remove
+
+
+async def _uncommitted_only(blob: Any) -> int | None:
+    """The bytes of ``blob``'s uncommitted blocks when it has no committed version (a
+    killed upload of a new blob), else None. Not the block list alone: a blob written in
+    one request (Put Blob: a small or empty file) has no committed blocks, so an empty
+    published one with a replacement's blocks staged beside it would pass for a killed
+    upload (and its delete would delete the file). Only a blob without a committed version
+    has no properties."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    committed, uncommitted = await blob.get_block_list("all")
+    if committed or not uncommitted:
+        return None
+    try:
+        await blob.get_blob_properties()
+    except ResourceNotFoundError:
+        return sum(block.size for block in uncommitted)
+    return None
 
 
 UNSWEEPABLE = (
