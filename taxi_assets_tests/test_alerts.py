@@ -174,6 +174,21 @@ def test_webhook_errors_are_retried_then_reported_without_the_secret(
         assert len(gone.bodies) == 1  # client errors are not retried
 
 
+def test_credentials_in_the_webhook_url_are_never_said() -> None:
+    """A relay's URL may carry basic-auth credentials (``https://user:token@host/``): the
+    error (stored as the run's ``taxi/alert_error`` tag and logged) and ``describe()`` name
+    the host only."""
+    with Receiver([500]) as broken:
+        url = broken.url.replace("http://", "http://relay:s3cr3t@")
+        webhook = AlertWebhookResource(url=url, attempts=1)
+        with pytest.raises(AlertDeliveryError) as raised:
+            webhook.post({"text": "x"})
+        assert len(broken.bodies) == 1
+    host = f"127.0.0.1:{broken.server.server_port}"
+    assert str(raised.value) == f"alert webhook on {host} did not accept the alert: HTTP 500"
+    assert webhook.describe() == f"webhook on {host}"
+
+
 def test_slack_markup_in_errors_is_escaped() -> None:
     summary = FailureSummary(
         run_id="0123456789",

@@ -186,6 +186,15 @@ def run_failure_event(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterEv
     return events[-1].dagster_event if events else None
 
 
+def _host(url: str) -> str:
+    """The webhook's host and port, for messages: not ``netloc``, which holds the URL's
+    credentials (``https://user:token@relay/``), and the messages are logged and stored
+    as run tags."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    return f"{host}:{parts.port}" if parts.port else host
+
+
 class AlertWebhookResource(dg.ConfigurableResource):
     """Where alerts go besides the log.
 
@@ -211,14 +220,14 @@ class AlertWebhookResource(dg.ConfigurableResource):
 
     def describe(self) -> str:
         url = self.webhook_url()
-        return f"webhook on {urlsplit(url).netloc}" if url else "no webhook configured"
+        return f"webhook on {_host(url)}" if url else "no webhook configured"
 
     def post(self, payload: dict[str, object]) -> None:
         """POST ``payload`` as JSON; retries 5xx and connection errors, then raises."""
         url = self.webhook_url()
         if not url:
             return
-        host = urlsplit(url).netloc
+        host = _host(url)
         problem = ""
         for attempt in range(1, max(1, self.attempts) + 1):
             try:
