@@ -304,3 +304,39 @@ def test_an_empty_lake_sweeps_and_a_missing_bucket_is_named(
     code, said = lake_sweep(capsys, f"{object_store.scheme}://no-such-bucket/nyc")
     assert code == 1
     assert re.search(r"error: .*'no-such-bucket' does not exist", said), said
+
+
+def _pending_upload(store: LakeStore, key: str) -> None:
+    """An upload of ``key`` begun and never finished, as a killed writer leaves it."""
+    if isinstance(store, S3Store):
+        upload = store.s3.create_multipart_upload(Bucket=BUCKET, Key=key)
+        store.s3.upload_part(
+            Bucket=BUCKET, Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=b"part"
+        )
+        return
+    assert isinstance(store, AzureStore)
+    blob = store.service.get_container_client(BUCKET).get_blob_client(key)
+    blob.stage_block(block_id="YmxvY2stMQ==", data=b"block")
+
+
+@pytest.mark.parametrize("object_store", ["s3", "azure"], indirect=True)
+def test_a_lake_at_the_bucket_root_sweeps_only_its_own_folders(
+    object_store: LakeStore, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lake at a bucket's root may share the bucket with other applications: their
+    uploads in progress (at the root, in folders of their own) are not the lake's to
+    abort, whatever their age; the lake's own (under raw/, lake/, analytics/) are."""
+    store = object_store
+    for key in ("export.csv", "backups/db.dump", "lake/yellow_tripdata/x.parquet"):
+        _pending_upload(store, key)
+    monkeypatch.setattr(leftovers, "STALE_AFTER_SECONDS", 0)
+    code, said = lake_sweep(capsys, f"{store.scheme}://{BUCKET}")
+    assert code == 0, said
+    assert "removed 1 leftover(s) of killed runs" in said, said
+    assert f"{store.scheme}://{BUCKET}/lake/yellow_tripdata/x.parquet" in said
+    assert "export.csv" not in said and "backups" not in said
+    if isinstance(store, S3Store):
+        uploads = store.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+        assert sorted(u["Key"] for u in uploads) == ["backups/db.dump", "export.csv"]
+    else:
+        assert store.pending_uploads() == 2

@@ -26,7 +26,7 @@ from typing import Any
 from upath import UPath
 
 from taxi_assets.storage.errors import LakeConfigurationError
-from taxi_assets.storage.leftovers import PROBE
+from taxi_assets.storage.leftovers import LAKE_FOLDERS, PROBE
 from taxi_assets.storage.stores import Leftover, LeftoverGone, ObjectStore
 from taxi_assets.storage.urls import split_bucket_url
 
@@ -116,9 +116,9 @@ class _Found:
 
 
 def leftovers(root: UPath) -> Iterator[Leftover]:
-    """Blobs under the root that hold only uncommitted blocks (a killed upload of a blob
-    that did not exist yet), with the blocks' bytes, and ``lake check`` probes left at the
-    root. Their time is the blob's Last-Modified, which for blocks alone is when the first
+    """Blobs in the root's ``LAKE_FOLDERS`` that hold only uncommitted blocks (a killed
+    upload of a blob that did not exist yet), with the blocks' bytes, and ``lake check``
+    probes left at the root. Their time is the blob's Last-Modified, which for blocks alone is when the first
     one was stored (Put Block does not change it; seen on Azurite): an upload's start, not
     its last part, so only one that ran for ``STALE_AFTER_SECONDS`` could be taken for a
     killed one (a month uploads in minutes). Uncommitted blocks of a committed blob (a
@@ -139,7 +139,8 @@ def leftovers(root: UPath) -> Iterator[Leftover]:
             name, touched, etag = blob.name, blob.last_modified, blob.etag
             if PROBE.match(name[len(prefix) :]):
                 listed.append(_Found("probe object", name, touched, blob.size, etag))
-            elif blob.size == 0:  # a blob of uncommitted blocks alone lists as empty
+            elif blob.size == 0 and name[len(prefix) :].startswith(LAKE_FOLDERS):
+                # A blob of uncommitted blocks alone lists as empty.
                 size = await _uncommitted_only(client.get_blob_client(name))
                 if size is not None:
                     listed.append(_Found("uncommitted blocks of", name, touched, size, etag))

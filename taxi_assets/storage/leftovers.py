@@ -53,6 +53,11 @@ _DOWNLOAD_FOLDER = re.compile(
 # unless the check was killed in between or may not delete.
 PROBE_PREFIX = ".taxi-probe-"
 PROBE = re.compile(rf"^{re.escape(PROBE_PREFIX)}[0-9a-f]{{12}}$")
+# The folders this project writes under a lake's root: the raw and lake layers (its assets'
+# key prefixes) and the analytics charts. A bucket's pending uploads are swept under these
+# only: a lake at a bucket's root may share it with other applications, whose uploads in
+# progress are not ours to abort.
+LAKE_FOLDERS = ("raw/", "lake/", "analytics/")
 
 _log = logging.getLogger(__name__)
 

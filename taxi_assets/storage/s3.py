@@ -25,7 +25,7 @@ from typing import Any
 
 from upath import UPath
 
-from taxi_assets.storage.leftovers import PROBE, PROBE_PREFIX, STALE_AFTER_SECONDS
+from taxi_assets.storage.leftovers import LAKE_FOLDERS, PROBE, PROBE_PREFIX, STALE_AFTER_SECONDS
 from taxi_assets.storage.stores import Leftover, LeftoverGone, ObjectStore
 from taxi_assets.storage.urls import bucket_of, split_bucket_url
 
@@ -206,11 +206,26 @@ def _key_prefix(root: UPath) -> tuple[str, str]:
 
 
 def leftovers(root: UPath) -> Iterator[Leftover]:
-    """The multipart uploads of keys under the root still in progress (a killed run's, or a
-    live one's: the sweep tells them apart by age), with their parts' bytes, and
-    ``lake check`` probes left at the root."""
+    """The multipart uploads of keys in the root's ``LAKE_FOLDERS`` still in progress (a
+    killed run's, or a live one's: the sweep tells them apart by age), with their parts'
+    bytes, and ``lake check`` probes left at the root."""
     fs = root.fs
     bucket, prefix = _key_prefix(root)
+    for folder in LAKE_FOLDERS:
+        yield from _pending_uploads(fs, bucket, f"{prefix}{folder}")
+    page = fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=f"{prefix}{PROBE_PREFIX}")
+    for item in page.get("Contents", []):
+        key = item["Key"]
+        if PROBE.match(key[len(prefix) :]):
+            yield Leftover(
+                f"probe object s3://{bucket}/{key}",
+                item["LastModified"],
+                int(item["Size"]),
+                _delete(fs, bucket, key),
+            )
+
+
+def _pending_uploads(fs: Any, bucket: str, prefix: str) -> Iterator[Leftover]:
     markers: dict[str, str] = {}
     while True:
         page = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix, **markers)
@@ -227,21 +242,11 @@ def leftovers(root: UPath) -> Iterator[Leftover]:
                 _abort(fs, bucket, key, upload["UploadId"]),
             )
         if not page.get("IsTruncated"):
-            break
+            return
         markers = {
             "KeyMarker": page["NextKeyMarker"],
             "UploadIdMarker": page["NextUploadIdMarker"],
         }
-    page = fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=f"{prefix}{PROBE_PREFIX}")
-    for item in page.get("Contents", []):
-        key = item["Key"]
-        if PROBE.match(key[len(prefix) :]):
-            yield Leftover(
-                f"probe object s3://{bucket}/{key}",
-                item["LastModified"],
-                int(item["Size"]),
-                _delete(fs, bucket, key),
-            )
 
 
 def _abort(fs: Any, bucket: str, key: str, upload_id: str) -> Callable[[], None]:
