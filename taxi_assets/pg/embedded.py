@@ -44,6 +44,11 @@ from taxi_assets.pg.bounded_lock import (
     wait_setting,
 )
 
+# Connections made while holding the settings lock wait at most this: a server that does
+# not answer (hung, stopped with SIGSTOP) must not keep this process, and so the lock,
+# waiting for ever.
+from taxi_assets.pg.connect_timeout import CONNECT_TIMEOUT_S
+
 if TYPE_CHECKING:
     import psycopg
 DEFAULT_EMBEDDED_DIR = "./data/warehouse"
@@ -56,11 +61,6 @@ BULK_LOAD_SETTINGS = {"wal_level": "minimal", "max_wal_senders": "0"}
 # only a hung holder times a waiter out.
 DEFAULT_LOCK_WAIT_S = 120.0
 LOCK_WAIT_ENV = "TAXI_EMBEDDED_LOCK_WAIT_S"
-
-
-# Connections made while holding the settings lock: a server that does not answer (hung,
-# stopped with SIGSTOP) must not keep this process, and so the lock, waiting for ever.
-CONNECT_TIMEOUT_S = 10
 
 
 def lock_wait_s() -> float:
