@@ -168,9 +168,6 @@ def test_a_start_hung_midway_times_the_other_commands_out_naming_it(tmp_path: Pa
     does) and ``months status`` waited for it for ever; they give up after the bound, naming
     the lock file and the stopped process. Let go on, the start finishes and the server
     runs as usual."""
-    import shutil
-    import tempfile
-
     import psutil
 
     from taxi_assets.pg.embedded import is_running
@@ -178,10 +175,7 @@ def test_a_start_hung_midway_times_the_other_commands_out_naming_it(tmp_path: Pa
     folder = (tmp_path / "data" / "warehouse").resolve()
     embedded_url(folder)  # created once (initdb), then stopped: the next start is a start
     assert stop(folder)
-    # The stopped start holds pgserver's lock too, one per runtime folder: this test's own,
-    # so that the other tests' servers (the suite's second process) do not wait on it.
-    runtime = Path(tempfile.mkdtemp(prefix="pgrt", dir="/tmp"))
-    env = command_env(XDG_RUNTIME_DIR=str(runtime))
+    env = command_env()
     starter = subprocess.Popen(
         [sys.executable, "-c", START_THE_SERVER, str(folder)],
         env=env,
@@ -196,9 +190,6 @@ def test_a_start_hung_midway_times_the_other_commands_out_naming_it(tmp_path: Pa
             time.sleep(0.002)
         os.kill(starter.pid, signal.SIGSTOP)
         wait_until_stopped(starter.pid)
-        # Private again (platformdirs warns on stderr otherwise): a start as root opens
-        # the runtime folder to the server's user when the socket goes there.
-        runtime.chmod(0o700)
 
         lock = folder.parent / ".warehouse.settings.lock"
         commands = {
@@ -228,7 +219,6 @@ def test_a_start_hung_midway_times_the_other_commands_out_naming_it(tmp_path: Pa
         starter.kill()
         starter.wait()
         stop(folder)
-        shutil.rmtree(runtime, ignore_errors=True)
 
 
 def test_a_process_hung_holding_pgservers_lock_holds_up_no_run(tmp_path: Path) -> None:
