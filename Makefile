@@ -62,8 +62,11 @@ demo: install dagster-home
 # 150 s before this one (docs/performance.md). Both exit statuses count (5, "no tests
 # collected", fails too). PYTEST_ARGS goes to both; by default each lists its 25 slowest
 # tests, which is what to balance the two by.
+# The embedded server's and the warehouse connection's bounds are tests that wait for
+# stopped processes to time out (~60 s, nearly no CPU): beside, too.
 TESTS_BESIDE := taxi_assets_tests/test_daemon.py taxi_assets_tests/test_ui_browser.py \
-	taxi_assets_tests/test_benchmarks_smoke.py
+	taxi_assets_tests/test_benchmarks_smoke.py taxi_assets_tests/test_embedded_server.py \
+	taxi_assets_tests/test_warehouse_connect_timeout.py
 TEST_LOG_BESIDE := test-artifacts/pytest-beside.log
 PYTEST_ARGS ?= --durations=25
 # The tests' temporary files (pytest's tmp_path, the throwaway PostgreSQL, the emulators'
