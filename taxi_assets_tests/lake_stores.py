@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +25,7 @@ from typing import Any
 import pytest
 
 from taxi_assets_tests.emulators import REGION, Azurite, MotoServer
-from taxi_assets_tests.fault_proxy import FaultProxy
+from taxi_assets_tests.fault_proxy import FaultProxy, wait_for_request
 from taxi_assets_tests.http_faults import Fault
 
 BUCKET = "taxi-lake"
@@ -285,6 +290,42 @@ def forget_filesystems() -> None:
 
     S3FileSystem.clear_instance_cache()
     AzureBlobFileSystem.clear_instance_cache()
+
+
+# A process that publishes a file part by part (``argv``: file, URL, part size), to kill.
+KILLED_UPLOAD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from taxi_assets.storage import publish
+    from taxi_assets.storage.roots import resolve_root
+
+    publish.UPLOAD_CHUNK_BYTES = int(sys.argv[3])
+    publish.publish_file(Path(sys.argv[1]), resolve_root(sys.argv[2]))
+    """
+)
+
+
+def kill_an_upload(store: LakeStore, source: Path, url: str, chunk: int) -> None:
+    """Upload ``source`` to ``url`` in ``chunk``-byte parts in a subprocess, SIGKILLed
+    once one part is stored and the next is held by the proxy (held until the caller
+    clears the proxy)."""
+    from taxi_assets_tests.faults_support import wait_for
+
+    method, part = store.part_request
+    assert store.proxy is not None
+    proxy = store.proxy
+    store.inject_part(Fault.delay(60), after=1)
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_UPLOAD, str(source), url, str(chunk)],
+        env=os.environ.copy(),
+    )
+    try:
+        wait_for_request(proxy, method, part, count=2)
+        wait_for("a stored part", lambda: proxy.requests_to(method, part) >= 1, 60)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
 
 
 # --- fixtures (imported by conftest) ------------------------------------------------------

@@ -12,10 +12,6 @@ import gzip
 import io
 import json
 import os
-import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import dagster as dg
@@ -37,7 +33,6 @@ from taxi_assets.storage import s3 as s3_settings
 from taxi_assets.storage.errors import LakeAccessError
 from taxi_assets.storage.publish import publish_file
 from taxi_assets.storage.roots import resolve_root
-from taxi_assets_tests.fault_proxy import wait_for_request
 from taxi_assets_tests.faults_support import (
     add_column,
     failure_messages,
@@ -45,7 +40,7 @@ from taxi_assets_tests.faults_support import (
     wait_for,
 )
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
-from taxi_assets_tests.lake_stores import BUCKET, LakeStore, S3Store
+from taxi_assets_tests.lake_stores import BUCKET, LakeStore, S3Store, kill_an_upload
 from taxi_assets_tests.pipeline import (
     materialization_metadata,
     pipeline_resources,
@@ -304,19 +299,6 @@ def test_an_upload_failing_midway_keeps_the_previous_object(
     assert object_store.pending_uploads() == 0
 
 
-KILLED_UPLOAD = textwrap.dedent(
-    """
-    import sys
-    from pathlib import Path
-    from taxi_assets.storage import publish
-    from taxi_assets.storage.roots import resolve_root
-
-    publish.UPLOAD_CHUNK_BYTES = int(sys.argv[3])
-    publish.publish_file(Path(sys.argv[1]), resolve_root(sys.argv[2]))
-    """
-)
-
-
 @pytest.mark.parametrize("object_store", ["s3", "azure"], indirect=True)
 def test_a_killed_upload_leaves_nothing_the_next_run_cannot_clean(
     object_store: LakeStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -324,27 +306,15 @@ def test_a_killed_upload_leaves_nothing_the_next_run_cannot_clean(
     """The uploading process dies (SIGKILL) while the second part is on the wire."""
     url = f"{object_store.url}/lake/big/big.parquet"
     (tmp_path / "v1").write_bytes(os.urandom(BIG))
-    method, part = object_store.part_request
-    object_store.inject_part(Fault.delay(60), after=1)
-    child = subprocess.Popen(
-        [sys.executable, "-c", KILLED_UPLOAD, str(tmp_path / "v1"), url, str(CHUNK)],
-        env=os.environ.copy(),
-    )
-    assert object_store.proxy is not None
-    proxy = object_store.proxy
-    try:
-        # One part is stored and the next is held by the proxy: kill the uploader then.
-        wait_for_request(proxy, method, part, count=2)
-        wait_for("a stored part", lambda: proxy.requests_to(method, part) >= 1, 60)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+    # One part is stored and the next is held by the proxy: the uploader is killed then.
+    kill_an_upload(object_store, tmp_path / "v1", url, CHUNK)
     assert visible(object_store) == {}  # nothing partial became visible
     # What the killed run left: an S3 multipart upload, uncommitted Azure blocks (the
     # parts sent before the kill may still be on their way to the server).
     wait_for("the killed upload's parts", lambda: object_store.pending_uploads() == 1, 10)
 
     monkeypatch.setattr(publish, "UPLOAD_CHUNK_BYTES", CHUNK)
+    assert object_store.proxy is not None
     object_store.proxy.clear()  # drops the held part
     data = os.urandom(BIG)
     (tmp_path / "v2").write_bytes(data)

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
 import tempfile
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,49 +22,22 @@ from taxi_assets.storage.leftovers import probe_name
 from taxi_assets.storage.publish import publish_bytes, publish_file
 from taxi_assets.storage.roots import resolve_root
 from taxi_assets_tests.emulators import MotoServer
-from taxi_assets_tests.fault_proxy import wait_for_request
 from taxi_assets_tests.faults_support import wait_for
-from taxi_assets_tests.http_faults import Fault
-from taxi_assets_tests.lake_stores import BUCKET, AzureStore, LakeStore, S3Store
+from taxi_assets_tests.lake_stores import BUCKET, AzureStore, LakeStore, S3Store, kill_an_upload
 
 CHUNK = 5 * 1024 * 1024  # the smallest part S3 accepts
 BIG = 12 * 1024 * 1024  # three parts: a multipart upload, blocks, a resumable upload
 KILLED_KEY = "nyc/lake/big/big.parquet"
 
-KILLED_UPLOAD = textwrap.dedent(
-    """
-    import sys
-    from pathlib import Path
-    from taxi_assets.storage import publish
-    from taxi_assets.storage.roots import resolve_root
 
-    publish.UPLOAD_CHUNK_BYTES = int(sys.argv[3])
-    publish.publish_file(Path(sys.argv[1]), resolve_root(sys.argv[2]))
-    """
-)
-
-
-def kill_an_upload(store: LakeStore, key: str, folder: Path) -> None:
-    """Upload BIG bytes to ``key`` in a subprocess, SIGKILLed once one part is stored and
-    the next is held by the proxy; then let the held part go."""
-    url = f"{store.scheme}://{BUCKET}/{key}"
-    (folder / "killed").write_bytes(os.urandom(BIG))
-    method, part = store.part_request
+def kill_an_upload_of(store: LakeStore, key: str, folder: Path) -> None:
+    """Upload BIG bytes to ``key``, killed once one part is stored and the next is held by
+    the proxy; then let the held part go."""
     assert store.proxy is not None
-    proxy = store.proxy
-    proxy.clear()  # the requests counted below are this upload's alone
-    proxy.inject(part, Fault.delay(60), methods=(method,), after=1)
-    child = subprocess.Popen(
-        [sys.executable, "-c", KILLED_UPLOAD, str(folder / "killed"), url, str(CHUNK)],
-        env=os.environ.copy(),
-    )
-    try:
-        wait_for_request(proxy, method, part, count=2)
-        wait_for("a stored part", lambda: proxy.requests_to(method, part) >= 1, 60)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    proxy.clear()
+    store.proxy.clear()  # the requests counted are this upload's alone
+    (folder / "killed").write_bytes(os.urandom(BIG))
+    kill_an_upload(store, folder / "killed", f"{store.scheme}://{BUCKET}/{key}", CHUNK)
+    store.proxy.clear()
 
 
 def lake_sweep(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -118,7 +87,7 @@ def killed_write(object_store: LakeStore, tmp_path: Path) -> Iterator[LakeStore]
     publish_bytes(b"a whole month", root / "lake" / "month.parquet")
     publish_bytes(b"probe", root / probe_name())  # a check killed before its delete
     publish_bytes(b"notes", root / ".taxi-probe-notes")  # a look-alike: not ours
-    kill_an_upload(object_store, KILLED_KEY, tmp_path)
+    kill_an_upload_of(object_store, KILLED_KEY, tmp_path)
     # The killed upload's parts may still be on their way to the server.
     wait_for("the killed upload's parts", lambda: object_store.pending_uploads() == 1, 10)
     yield object_store
@@ -223,7 +192,7 @@ def test_uncommitted_blocks_of_a_published_blob_are_left_to_its_next_upload(
     month = os.urandom(BIG)
     (tmp_path / "v1").write_bytes(month)
     publish_file(tmp_path / "v1", resolve_root(f"{object_store.url}/lake/big/big.parquet"))
-    kill_an_upload(object_store, KILLED_KEY, tmp_path)
+    kill_an_upload_of(object_store, KILLED_KEY, tmp_path)
     wait_for("the killed upload's blocks", lambda: object_store.pending_uploads() == 1, 10)
     monkeypatch.setattr(leftovers, "STALE_AFTER_SECONDS", 0)
     code, said = lake_sweep(capsys)
