@@ -309,3 +309,20 @@ def test_a_lake_at_the_bucket_root_sweeps_only_its_own_folders(
         assert sorted(u["Key"] for u in uploads) == ["backups/db.dump", "export.csv"]
     else:
         assert store.pending_uploads() == 2
+
+
+@pytest.mark.parametrize("object_store", ["s3"], indirect=True)
+def test_probes_past_one_listing_page_are_all_swept(
+    object_store: LakeStore, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 answers a listing with 1,000 keys at most: probes on the second page are found
+    too (real objects in moto, which pages as S3 does)."""
+    assert isinstance(object_store, S3Store)
+    probes = 1001
+    for index in range(probes):
+        object_store.s3.put_object(Bucket=BUCKET, Key=f"nyc/.taxi-probe-{index:012x}", Body=b"")
+    monkeypatch.setattr(leftovers, "STALE_AFTER_SECONDS", 0)
+    code, said = lake_sweep(capsys)
+    assert code == 0, said
+    assert f"removed {probes} leftover(s) of killed runs" in said, said[-500:]
+    assert object_store.objects("nyc/") == {}

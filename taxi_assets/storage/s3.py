@@ -213,8 +213,7 @@ def leftovers(root: UPath) -> Iterator[Leftover]:
     bucket, prefix = _key_prefix(root)
     for folder in LAKE_FOLDERS:
         yield from _pending_uploads(fs, bucket, f"{prefix}{folder}")
-    page = fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=f"{prefix}{PROBE_PREFIX}")
-    for item in page.get("Contents", []):
+    for item in _objects(fs, bucket, f"{prefix}{PROBE_PREFIX}"):
         key = item["Key"]
         if PROBE.match(key[len(prefix) :]):
             yield Leftover(
@@ -223,6 +222,17 @@ def leftovers(root: UPath) -> Iterator[Leftover]:
                 int(item["Size"]),
                 _delete(fs, bucket, key),
             )
+
+
+def _objects(fs: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """Every object under ``prefix``, page after page (one answer holds 1,000 at most)."""
+    markers: dict[str, str] = {}
+    while True:
+        page = fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, **markers)
+        yield from page.get("Contents", [])
+        if not page.get("IsTruncated"):
+            return
+        markers = {"ContinuationToken": page["NextContinuationToken"]}
 
 
 def _pending_uploads(fs: Any, bucket: str, prefix: str) -> Iterator[Leftover]:
