@@ -98,7 +98,7 @@ def runs(
 def run_records(
     instance: dg.DagsterInstance,
     filters: dg.RunsFilter,
-    limit: int,
+    limit: int | None,
     order_by: str,
     ascending: bool,
 ) -> list[dg.RunRecord]:

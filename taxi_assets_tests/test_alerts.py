@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from dagster._core.workspace.context import WorkspaceProcessContext
 
 from taxi_assets.automation import alert_outbox
 from taxi_assets.automation.alerts import (
@@ -25,6 +26,7 @@ from taxi_assets.automation.alerts import (
     send_failure_alert,
 )
 from taxi_assets.definitions import build_definitions
+from taxi_assets_tests import retry_location
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import pipeline_resources, run
 
@@ -339,3 +341,83 @@ def test_an_alert_undelivered_for_too_long_is_abandoned_loudly(
     waiting = tick(redelivery, instance, AlertWebhookResource())
     assert waiting.skip_message == "1 undelivered alert(s) wait: no webhook is configured"
     assert alert_tags(instance, run_id)[0] == "undelivered"
+
+
+@pytest.fixture
+def retrying(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[WorkspaceProcessContext, Receiver]]:
+    """A code location with a failing job and the alert sensors, whose runs execute as
+    they are submitted (the run-retry daemon's retries too), and its webhook, which
+    refuses the first alert (three attempts)."""
+    with Receiver([500] * 3) as hook, retry_location.sync_instance() as instance:
+        monkeypatch.setenv("TAXI_ALERT_WEBHOOK_URL", hook.url)
+        with retry_location.workspace(instance) as context:
+            yield context, hook
+
+
+def reacted(tick: Any) -> list[tuple[str | None, bool]]:
+    """The runs a run-failure sensor's tick reacted to, and whether it failed for each."""
+    return [
+        (r.dagster_run.run_id if r.dagster_run else None, r.error is not None)
+        for r in tick.dagster_run_reactions or []
+    ]
+
+
+def posted_runs(bodies: list[dict[str, Any]]) -> list[str]:
+    """The run ids (first 8 characters) the posted alerts are about, in order."""
+    return [body["text"].split()[2] for body in bodies]  # "taxi_assets: run ID of ..."
+
+
+def test_a_retried_run_gets_one_alert_of_its_own_not_its_parents_state(
+    retrying: tuple[WorkspaceProcessContext, Receiver],
+) -> None:
+    """Dagster's run-retry daemon and the UI's re-execution give the new run its parent's
+    tags, ``taxi/alert=undelivered`` included: the redelivery sensor took the retry's
+    failure for an alert it had to post again, and the failure sensor posted it too (two
+    alerts of the retry). Each failed run now gets exactly one delivered alert."""
+    context, hook = retrying
+    instance = context.instance
+    started = retry_location.sensor_tick(context, SENSOR_NAME)
+    parent = retry_location.launch_failing_run(context)
+    refused = retry_location.sensor_tick(context, SENSOR_NAME, started.cursor)
+    assert reacted(refused) == [(parent, True)]
+    assert alert_tags(instance, parent)[0] == "undelivered"
+    assert len(hook.bodies) == 3
+
+    # Retried (or re-executed from the UI) while its alert waits; the retry fails too.
+    child = retry_location.retry(context, parent)
+    assert child.status == dg.DagsterRunStatus.FAILURE
+    assert child.tags["dagster/parent_run_id"] == parent
+    assert child.tags[alert_outbox.ALERT_TAG] == "undelivered"  # Dagster copied it
+    assert "HTTP 500" in child.tags[alert_outbox.ALERT_ERROR_TAG]
+
+    # The webhook accepts again. The redelivery sensor ticks first (it and the failure
+    # sensor tick independently): it posts the parent's alert, not the retry's.
+    redelivered = retry_location.sensor_tick(context, REDELIVERY_SENSOR_NAME)
+    assert redelivered.skip_message == "1 undelivered alert(s) posted"
+    assert posted_runs(hook.bodies[3:]) == [parent[:8]]
+    # The failure sensor posts the retry's alert, once.
+    seen = retry_location.sensor_tick(context, SENSOR_NAME, refused.cursor)
+    assert reacted(seen) == [(child.run_id, False)]
+    assert posted_runs(hook.bodies[3:]) == [parent[:8], child.run_id[:8]]
+    again = retry_location.sensor_tick(context, REDELIVERY_SENSOR_NAME)
+    assert again.skip_message == "no undelivered alert"
+    assert len(hook.bodies) == 5
+    assert alert_tags(instance, parent)[0] == "delivered"
+    # The retry's tags now describe its own alert, not its parent's.
+    assert alert_tags(instance, child.run_id) == ("delivered", "")
+    retried = instance.get_run_by_id(child.run_id)
+    assert retried is not None and retried.tags[alert_outbox.ALERT_RUN_TAG] == child.run_id
+
+
+def test_an_undelivered_alert_tagged_before_alert_run_existed_is_still_posted(
+    instance: dg.DagsterInstance, receiver: Receiver
+) -> None:
+    """Runs tagged by the version before ``taxi/alert_run`` carry only ``taxi/alert``:
+    their alerts are theirs, and still posted."""
+    run_id = failed_run(instance)
+    instance.add_run_tags(run_id, {alert_outbox.ALERT_TAG: alert_outbox.UNDELIVERED})
+    _, redelivery = build_alert_sensors()
+    redelivered = tick(redelivery, instance, AlertWebhookResource(url=receiver.url))
+    assert redelivered.skip_message == "1 undelivered alert(s) posted"
+    assert posted_runs(receiver.bodies) == [run_id[:8]]
+    assert alert_tags(instance, run_id)[0] == "delivered"

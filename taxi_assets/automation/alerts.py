@@ -314,9 +314,10 @@ def send_failure_alert(
             f"{alert_outbox.UNDELIVERED} and {REDELIVERY_SENSOR_NAME} posts it again every "
             f"minute for {webhook.redeliver_for_hours:g} h"
         ) from error
-    if context.dagster_run.tags.get(alert_outbox.ALERT_TAG) == alert_outbox.UNDELIVERED:
-        # A retry of a run whose alert was undelivered inherits that run's tags.
-        alert_outbox.mark(instance, run_id, alert_outbox.DELIVERED)
+    if alert_outbox.ALERT_TAG in context.dagster_run.tags:
+        # Tags copied from the run this one re-executes (this sensor sees a run once): they
+        # now say this run's alert was delivered, and no longer show the parent's error.
+        alert_outbox.mark(instance, run_id, alert_outbox.DELIVERED, error="")
     context.log.info(f"Alert for run {run_id} posted ({webhook.describe()})")
     return summary
 
