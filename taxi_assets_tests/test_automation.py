@@ -14,7 +14,7 @@ from taxi_assets.automation.new_month_probe import SCHEDULE_NAME_TAG
 from taxi_assets.devdata import write_month
 from taxi_assets.partitions import add_months, lagged_month
 from taxi_assets.resources import LakeResource, TaxiSourceResource
-from taxi_assets_tests.http_faults import FaultyMirror
+from taxi_assets_tests.http_faults import Fault, FaultyMirror
 from taxi_assets_tests.pipeline import pipeline_resources, run, run_naming_its_assets
 
 SERVICES = ("yellow", "green", "fhv", "fhvhv")
@@ -243,6 +243,72 @@ def test_sensor_retries_a_scheduled_run_that_stored_the_file_then_failed(
             assert (request.run_key or "").endswith(f"#retry{attempt}")
     # Three runs of the sensor failed: bounded, as for its own runs.
     assert yellow_requests() == []
+
+
+@pytest.mark.parametrize("stored_by", ["schedule", "sensor"])
+def test_a_retry_that_failed_before_storing_the_file_is_retried_again(
+    stored_by: str, own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """A run of the schedule (or of the sensor) stores yellow 2021-02, then fails in the
+    warehouse step; the sensor's retry fails before storing the file (the source answers
+    503 meanwhile). The month's latest raw materialization is still the first
+    run's, so the sensor, which asked whether its newest run had stored the file, took the
+    month for loaded and unchanged and never retried it again: lake and warehouse stayed
+    unbuilt. It is retried until the sensor's 3 runs of the file have failed."""
+    lake = tmp_path / "lake"
+    no_warehouse = pipeline_resources(own_mirror.url, lake)  # nothing listens there
+    assert run("raw/yellow_tripdata", no_warehouse, instance, "2021-01").success
+    layers = [f"{layer}/yellow_tripdata" for layer in ("raw", "lake", "warehouse")]
+    raw_key = dg.AssetKey(["raw", "yellow_tripdata"])
+
+    def yellow_tick() -> tuple[list[dg.RunRequest], str]:
+        tick = evaluate_sensor(instance, own_mirror, lake=lake)
+        requests = [r for r in tick.run_requests or [] if r.tags["taxi/service"] == "yellow"]
+        return requests, tick.skip_message or ""
+
+    def run_request(request: dg.RunRequest, source_down: bool) -> set[dg.AssetKey]:
+        """The run the daemon makes of ``request``; the assets it stored before failing."""
+        if source_down:  # every request of the run: HEAD and GET, each attempt
+            own_mirror.inject("/yellow/yellow_tripdata_2021-02.csv.gz", *[Fault.status(503)] * 10)
+        failed = run_naming_its_assets(
+            layers,
+            no_warehouse,
+            instance,
+            "2021-02",
+            tags={**request.tags, "dagster/run_key": request.run_key or ""},
+        )
+        own_mirror.clear()  # the source is back for the sensor's HEAD
+        assert not failed.success
+        return {e.materialization.asset_key for e in failed.get_asset_materialization_events()}
+
+    if stored_by == "schedule":
+        scheduled = run_naming_its_assets(
+            layers,
+            no_warehouse,
+            instance,
+            "2021-02",
+            tags={SCHEDULE_NAME_TAG: "taxi_yellow_schedule"},
+        )
+        assert not scheduled.success
+        (request,) = yellow_tick()[0]
+        sensor_runs = 0
+    else:
+        (request,) = yellow_tick()[0]  # the next month, not loaded yet
+        assert raw_key in run_request(request, source_down=False)
+        (request,) = yellow_tick()[0]
+        sensor_runs = 1
+    assert request.partition_key == "2021-02"
+    while sensor_runs < 3:
+        assert raw_key not in run_request(request, source_down=True)
+        sensor_runs += 1
+        requests, message = yellow_tick()
+        if sensor_runs < 3:
+            assert len(requests) == 1, message
+            request = requests[0]
+            assert (request.run_key or "").endswith(f"#retry{sensor_runs}")
+    # Bounded as before: the sensor's third failed run of the file is its last.
+    assert requests == []
+    assert "yellow 2021-02: 3 runs failed for this file; re-run it by hand" in message
 
 
 def test_sensor_leaves_a_failed_run_from_the_ui_to_whoever_started_it(

@@ -121,24 +121,22 @@ def _stored_but_failed(
     """The run of the month's latest raw materialization stored the file (the month counts
     as loaded) and then failed, in its lake or warehouse step, and nothing else would load
     the month: the automation sensor leaves it to the run that targeted it (see
-    ``automation/conditions.py``). That run is the sensor's newest run of the file
-    (``earlier[0]``: retried like one that failed earlier) or, when the sensor has no run
-    of the file, the monthly schedule's (which does not retry: its next run is next
-    month's; ``run_retries`` re-runs crashed runs only). Not a run from the UI or the CLI:
-    whoever started it saw it fail."""
-    if earlier:
-        # The sensor's newest run of the file decides (running, done, or failed after
-        # storing it), whoever stored the file before it.
-        return earlier[0].status == dg.DagsterRunStatus.FAILURE and (
-            latest_materialization_run_id(instance, raw_key, month) == earlier[0].run_id
-        )
+    ``automation/conditions.py``). That run is one of the sensor's runs of the file
+    (``earlier``: retried like one that failed earlier) or the monthly schedule's (which
+    does not retry: its next run is next month's; ``run_retries`` re-runs crashed runs
+    only). Not a run from the UI or the CLI: whoever started it saw it fail. Runs of the
+    file that failed after it without storing it (a download that failed) leave the month
+    as it was: it is still to be retried, within ``MAX_ATTEMPTS`` runs of the file (they
+    count)."""
     run_id = latest_materialization_run_id(instance, raw_key, month)
-    found = runs(instance, dg.RunsFilter(run_ids=[run_id]), limit=1) if run_id else []
-    return bool(
-        found
-        and found[0].status == dg.DagsterRunStatus.FAILURE
-        and found[0].tags.get(SCHEDULE_NAME_TAG) == schedule_name(service)
-    )
+    if run_id is None:
+        return False
+    stored_by = next((run for run in earlier if run.run_id == run_id), None)
+    if stored_by is None:
+        found = runs(instance, dg.RunsFilter(run_ids=[run_id]), limit=1)
+        if found and found[0].tags.get(SCHEDULE_NAME_TAG) == schedule_name(service):
+            stored_by = found[0]
+    return stored_by is not None and stored_by.status == dg.DagsterRunStatus.FAILURE
 
 
 def _pin_reason(lake_root: UPath | None, service: str, month: str) -> str | None:
