@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,40 +26,7 @@ from taxi_assets.definitions import build_definitions
 from taxi_assets_tests import retry_location
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import pipeline_resources, run
-
-
-class Receiver:
-    """A local webhook: records JSON bodies, answers with the queued status codes."""
-
-    def __init__(self, statuses: list[int] | None = None) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.statuses = list(statuses or [])
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                receiver.bodies.append(json.loads(self.rfile.read(length)))
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/T000/B000/secret"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from taxi_assets_tests.webhook_receiver import Receiver, posted_runs
 
 
 @pytest.fixture
@@ -360,11 +324,6 @@ def reacted(tick: Any) -> list[tuple[str | None, bool]]:
         (r.dagster_run.run_id if r.dagster_run else None, r.error is not None)
         for r in tick.dagster_run_reactions or []
     ]
-
-
-def posted_runs(bodies: list[dict[str, Any]]) -> list[str]:
-    """The run ids (first 8 characters) the posted alerts are about, in order."""
-    return [body["text"].split()[2] for body in bodies]  # "taxi_assets: run ID of ..."
 
 
 def test_a_retried_run_gets_one_alert_of_its_own_not_its_parents_state(

@@ -1,5 +1,6 @@
-"""The real daemon: downstream automation, the new-month sensor and the CLI's backfill of
-every service; and automation that follows data versions.
+"""The real daemon: downstream automation, the new-month sensor, the CLI's backfill of
+every service and the redelivery of a refused alert; and automation that follows data
+versions.
 
 Each test runs its phases in order against a temporary DAGSTER_HOME, the local HTTP mirror
 and a real PostgreSQL. The daemon and the CLI run as subprocesses, as a user would run them.
@@ -18,14 +19,21 @@ import dagster as dg
 import dagster._check as check
 import pytest
 import yaml
-from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, InstigatorTick
+from dagster._core.scheduler.instigation import (
+    InstigatorState,
+    InstigatorStatus,
+    InstigatorTick,
+    TickStatus,
+)
 
 from taxi_assets import defs
+from taxi_assets.automation import alert_outbox
+from taxi_assets.automation.alerts import REDELIVERY_SENSOR_NAME
 from taxi_assets.automation.run_partitions import run_month_range
 from taxi_assets.devdata import write_month
 from taxi_assets.instance_reads import latest_metadata, run_check_evaluations, runs
 from taxi_assets.run_slots import held_slots
-from taxi_assets_tests import faults_support
+from taxi_assets_tests import faults_support, retry_location
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
 from taxi_assets_tests.pipeline import (
     cli_env,
@@ -34,6 +42,7 @@ from taxi_assets_tests.pipeline import (
     warehouse_counts,
     warehouse_loads,
 )
+from taxi_assets_tests.webhook_receiver import Receiver, posted_runs
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -138,7 +147,18 @@ def test_daemon_sensor_automation_and_backfill(
     # The README's other operations commands, run as written there.
     cli(["instance", "concurrency", "set", "downloads", "2"], env)
     cli(["schedule", "start", "taxi_yellow_schedule"], env, workspace)
-    with running_daemon(workspace, env):
+    # A failure alert the webhook refused before the daemon started, kept on its run as
+    # the failure sensor keeps it: the redelivery sensor (on by default) posts it under the
+    # daemon, its first tick refused (3 attempts), a tick a minute later accepted. The
+    # test's other phases outlast that minute: the wait at the end took 0 s when measured.
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as setup:
+        refused = retry_location.failing_job.execute_in_process(
+            instance=setup, raise_on_error=False
+        ).run_id
+        alert_outbox.mark(setup, refused, alert_outbox.UNDELIVERED, "HTTP 500")
+    hook = Receiver([500] * 3)
+    env["TAXI_ALERT_WEBHOOK_URL"] = hook.url
+    with hook, running_daemon(workspace, env):
         # Downstream automation: once the automation sensor has looked at the assets, a raw
         # file loaded by hand is followed by its lake and warehouse partitions.
         instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
@@ -206,7 +226,11 @@ def test_daemon_sensor_automation_and_backfill(
             for r in every_run
         )
         print(summary)
-        failed = [r.run_id for r in every_run if r.is_finished and not r.is_success]
+        failed = [
+            r.run_id
+            for r in every_run
+            if r.is_finished and not r.is_success and r.run_id != refused
+        ]
         # yellow 2021-03 is not published: the backfill run holding it fails clearly, the
         # others succeed.
         assert len(failed) == 1, summary
@@ -232,6 +256,27 @@ def test_daemon_sensor_automation_and_backfill(
             if run.run_id in lake_run_ids
         )
         assert len(lake_run_ids) == 2, f"lake/yellow_tripdata 2021-02 made by:\n{made_by}"
+
+        # The refused alert, posted by the redelivery sensor's ticks under the daemon.
+        def alert_state() -> str | None:
+            run = instance.get_run_by_id(refused)
+            return run.tags.get(alert_outbox.ALERT_TAG) if run else None
+
+        waited = time.time()
+        wait_for("the refused alert's redelivery", lambda: alert_state() == "delivered", 120)
+        print(f"waited {time.time() - waited:.1f} s for the redelivery")
+        posted = posted_runs(hook.bodies)
+        assert posted[:3] == [refused[:8]] * 3, posted  # the first tick's attempts, refused
+        assert posted[3:].count(refused[:8]) == 1, posted
+        ticks = sensor_ticks(instance, REDELIVERY_SENSOR_NAME, limit=100)
+        # A tick's error is Dagster's SensorExecutionError, caused by the sensor's own.
+        failures = [
+            t.error.to_string() for t in ticks if t.status == TickStatus.FAILURE and t.error
+        ]
+        assert any(f"alert for run {refused} still undelivered" in m for m in failures), failures
+        assert any((t.skip_reason or "").endswith("undelivered alert(s) posted") for t in ticks), [
+            t.skip_reason for t in ticks
+        ]
 
 
 AUTOMATION = "taxi_automation_sensor"
