@@ -53,9 +53,9 @@ def _months_status(args: argparse.Namespace) -> int:
 
     from sqlalchemy.exc import OperationalError
 
+    from taxi_assets.bounded_lock import LockWaitTimeout
     from taxi_assets.cli.arguments import parse_months
     from taxi_assets.month_status import IN_STEP, as_record, collect, format_statuses
-    from taxi_assets.pg.bounded_lock import LockWaitTimeout
     from taxi_assets.services import SERVICES
     from taxi_assets.storage.roots import lake_root
 

@@ -9,7 +9,7 @@ import sys
 
 def _raw_revisions(args: argparse.Namespace) -> int:
     from taxi_assets import raw_commands
-    from taxi_assets.pg.bounded_lock import LockWaitTimeout
+    from taxi_assets.bounded_lock import LockWaitTimeout
     from taxi_assets.storage.revision_manifest import ManifestError
     from taxi_assets.storage.revisions import RevisionError
     from taxi_assets.storage.roots import lake_root

@@ -17,7 +17,7 @@ DEFAULT_SCHEMAS = ("warehouse", "analytics")
 
 
 def _warehouse_start(args: argparse.Namespace) -> int:
-    from taxi_assets.pg.bounded_lock import LockWaitTimeout
+    from taxi_assets.bounded_lock import LockWaitTimeout
     from taxi_assets.pg.embedded import embedded_url, psql_command
 
     try:
@@ -34,7 +34,7 @@ def _warehouse_start(args: argparse.Namespace) -> int:
 
 
 def _warehouse_stop(args: argparse.Namespace) -> int:
-    from taxi_assets.pg.bounded_lock import LockWaitTimeout
+    from taxi_assets.bounded_lock import LockWaitTimeout
     from taxi_assets.pg.embedded import stop
 
     try:

@@ -12,7 +12,7 @@ Starting and stopping happen under a lock per data folder, and pgserver's start 
 pgserver's own lock (one per system user). A process hung while holding either (stopped
 with Ctrl-Z, a start that never ends) would make every other command wait for ever: they
 wait at most ``lock_wait_s()`` (``TAXI_EMBEDDED_LOCK_WAIT_S``, default 120 s) and then fail
-naming the lock file and the process holding it (``bounded_lock``).
+naming the lock file and the process holding it (``taxi_assets.bounded_lock``).
 
 The server runs with PostgreSQL's bulk-load settings (``BULK_LOAD_SETTINGS``). Every month
 is COPYed into a table created in the same transaction (``month_swap``); with
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qs, urlsplit
 
-from taxi_assets.pg.bounded_lock import (
+from taxi_assets.bounded_lock import (
     LockWaitTimeout,
     exclusive_flock,
     timeout_message,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from upath import UPath
 
-from taxi_assets.pg.bounded_lock import flock_within, wait_setting
+from taxi_assets.bounded_lock import flock_within, wait_setting
 from taxi_assets.storage.roots import is_local
 
 WAIT_ENV = "TAXI_RAW_LOCK_WAIT_S"
