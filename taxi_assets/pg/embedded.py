@@ -48,6 +48,7 @@ from taxi_assets.bounded_lock import (
 # not answer (hung, stopped with SIGSTOP) must not keep this process, and so the lock,
 # waiting for ever.
 from taxi_assets.pg.connect_timeout import CONNECT_TIMEOUT_S
+from taxi_assets.pg.postmaster import live_postmaster, remove_stale_pid_file
 
 if TYPE_CHECKING:
     import psycopg
@@ -91,11 +92,15 @@ def embedded_url(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> str:
         # Before the URL is out: a status read that started the server may not stop it
         # under this process (stop_if_unused).
         _hold_in_use(folder)
-        if _running(folder):
+        running = live_postmaster(folder)
+        if running is not None:
             # From postmaster.pid, not from a pgserver handle: a handle takes pgserver's
             # lock (shared by every server of this system user) now and again when this
             # process exits, so one process hung holding it would hang every run's exit.
-            return _postmaster_uri(folder)
+            return str(running.get_uri())
+        # Left by a killed server (its PID now a zombie or another process's): pgserver
+        # would take it for a running server, and PostgreSQL refuses to start over it.
+        remove_stale_pid_file(folder)
         url = _start(folder)
         if _persist_bulk_load_settings(url):
             _restart(folder)
@@ -119,14 +124,6 @@ def _start(folder: Path) -> str:
         # A handle this process cached before a stop is returned as is, not started.
         server.ensure_postgres_running()
     return str(server.get_uri())
-
-
-def _postmaster_uri(folder: Path) -> str:
-    from pgserver.utils import PostmasterInfo
-
-    info = PostmasterInfo.read_from_pgdata(folder)
-    assert info is not None  # running, checked under the settings lock
-    return str(info.get_uri())
 
 
 def _bounded_pgserver_lock() -> AbstractContextManager[object]:
@@ -285,10 +282,8 @@ def exists(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> bool:
 
 
 def _running(folder: Path) -> bool:
-    from pgserver.utils import PostmasterInfo
-
-    info = PostmasterInfo.read_from_pgdata(folder) if folder.exists() else None
-    return info is not None and info.is_running()
+    # Not pgserver's PostmasterInfo.is_running: any process with the file's PID passed.
+    return live_postmaster(folder) is not None
 
 
 def stop(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> bool:
@@ -345,10 +340,9 @@ def _other_sessions(folder: Path) -> bool:
     import time
 
     import psycopg
-    from pgserver.utils import PostmasterInfo
 
-    info = PostmasterInfo.read_from_pgdata(folder)
-    assert info is not None
+    info = live_postmaster(folder)
+    assert info is not None  # running: checked under the settings lock
     deadline = time.monotonic() + SESSION_EXIT_WAIT_S
     uri = info.get_uri()
     with psycopg.connect(uri, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as connection:

@@ -1,0 +1,147 @@
+"""A ``postmaster.pid`` left by a killed server is not a running server.
+
+Real servers (pgserver) in temporary folders, killed with SIGKILL; real processes in the
+PID the file names: a zombie postmaster, a ``sleep``, another folder's server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+
+from taxi_assets.pg.embedded import embedded_url, is_running, stop
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Starts the server and keeps it as its child. PR_SET_CHILD_SUBREAPER (36): the postmaster,
+# orphaned when pg_ctl exits, is reparented to this process instead of PID 1; this process
+# never waits for it, so once killed it stays a zombie, as under a container's PID 1 that
+# does not reap (a Dagster process run as PID 1, without an init).
+START_AND_KEEP_ORPHANS = """
+import ctypes, sys
+if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:
+    raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+from taxi_assets.pg.embedded import embedded_url
+print(embedded_url(sys.argv[1]), flush=True)
+sys.stdin.read()
+"""
+
+
+def answers(url: str) -> bool:
+    with psycopg.connect(url, connect_timeout=5) as connection:
+        return connection.execute("SELECT 41 + 1").fetchone() == (42,)
+
+
+def pid_in_file(folder: Path) -> int:
+    return int((folder / "postmaster.pid").read_text().split()[0])
+
+
+def kill_server(folder: Path) -> int:
+    """SIGKILL the folder's postmaster and its children, as the OOM killer or a power cut
+    would; its PID."""
+    pid = pid_in_file(folder)
+    postmaster = psutil.Process(pid)
+    for process in [*postmaster.children(recursive=True), postmaster]:
+        process.send_signal(signal.SIGKILL)
+    return pid
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_CHILD_SUBREAPER")
+def test_a_killed_server_left_a_zombie_is_started_again(tmp_path: Path) -> None:
+    """Its postmaster.pid names a zombie: a process exists, no server. The URL read from
+    the file was handed out (connection refused), and ``stop`` waited pg_ctl's 60 s for
+    it and failed. Now the server counts as stopped and starts again."""
+    folder = (tmp_path / "warehouse").resolve()
+    keeper = subprocess.Popen(
+        [sys.executable, "-c", START_AND_KEEP_ORPHANS, str(folder)],
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert keeper.stdout is not None
+        assert keeper.stdout.readline().startswith("postgresql://")
+        killed = kill_server(folder)
+        deadline = time.monotonic() + 10
+        while psutil.Process(killed).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the postmaster did not die"
+            time.sleep(0.01)
+
+        assert not is_running(folder)
+        assert not stop(folder)
+        url = embedded_url(folder)
+        assert answers(url)
+        assert pid_in_file(folder) != killed
+        assert psutil.Process(killed).status() == psutil.STATUS_ZOMBIE  # still there
+    finally:
+        keeper.kill()
+        keeper.wait()
+        stop(folder)
+
+
+@pytest.fixture
+def sleeper() -> Iterator[int]:
+    process = subprocess.Popen(["sleep", "300"])
+    try:
+        yield process.pid
+    finally:
+        process.kill()
+        process.wait()
+
+
+def another_servers_postmaster(pg_server_url: str) -> int:
+    with psycopg.connect(pg_server_url) as connection:
+        row = connection.execute("SHOW data_directory").fetchone()
+    assert row is not None
+    pid_file = Path(row[0]) / "postmaster.pid"
+    if not pid_file.exists():
+        pytest.skip("the test server is not on this machine (TEST_DATABASE_URL)")
+    return int(pid_file.read_text().split()[0])
+
+
+# "nobody": the PID is free (PostgreSQL itself removes such a file; it always worked).
+@pytest.mark.parametrize("holder", ["nobody", "a sleep", "another folder's server"])
+def test_a_pid_file_naming_another_process_is_no_server(
+    tmp_path: Path, holder: str, sleeper: int, pg_server_url: str
+) -> None:
+    """After a reboot (or a container's restart) the PID in a killed server's
+    postmaster.pid may be another process's. It counted as the server: its URL was handed
+    out and led nowhere, a start was skipped, and ``stop`` had pg_ctl send its stop
+    signal to that process (here it runs as root, the server as pgserver's user: refused). Now only a postgres process working in this folder counts."""
+    folder = (tmp_path / "warehouse").resolve()
+    embedded_url(folder)
+    old_pid = pid_in_file(folder)
+    pid_file = (folder / "postmaster.pid").read_text()
+    lines = pid_file.splitlines()  # line 4: the port, 5: the socket's folder
+    socket_lock = Path(lines[4]) / f".s.PGSQL.{lines[3]}.lock"
+    socket_lock_text = socket_lock.read_text()
+    assert stop(folder)
+    # The files a SIGKILL leaves, their PID now the other process's.
+    if holder == "nobody":
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        other = gone.pid
+    else:
+        other = sleeper if holder == "a sleep" else another_servers_postmaster(pg_server_url)
+    (folder / "postmaster.pid").write_text(pid_file.replace(str(old_pid), str(other), 1))
+    socket_lock.write_text(socket_lock_text.replace(str(old_pid), str(other), 1))
+
+    assert not is_running(folder)
+    assert not stop(folder)  # nothing signalled
+    url = embedded_url(folder)
+    assert answers(url)
+    assert pid_in_file(folder) != other
+    if holder != "nobody":
+        assert psutil.Process(other).status() != psutil.STATUS_ZOMBIE  # not signalled
+    assert answers(pg_server_url)
+    assert stop(folder)
