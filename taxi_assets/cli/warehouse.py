@@ -19,10 +19,12 @@ DEFAULT_SCHEMAS = ("warehouse", "analytics")
 def _warehouse_start(args: argparse.Namespace) -> int:
     from taxi_assets.bounded_lock import LockWaitTimeout
     from taxi_assets.pg.embedded import embedded_url, psql_command
+    from taxi_assets.pg.embedded_start import EmbeddedStartError
 
     try:
         url = embedded_url(args.data_dir)
-    except (LockWaitTimeout, ValueError) as error:  # another process hung mid-start; a bad bound
+    # Another process hung mid-start; a bad bound; a server that did not start (its log).
+    except (LockWaitTimeout, ValueError, EmbeddedStartError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"embedded PostgreSQL running for {Path(args.data_dir).resolve()}")

@@ -14,6 +14,11 @@ with Ctrl-Z, a start that never ends) would make every other command wait for ev
 wait at most ``lock_wait_s()`` (``TAXI_EMBEDDED_LOCK_WAIT_S``, default 120 s) and then fail
 naming the lock file and the process holding it (``taxi_assets.bounded_lock``).
 
+pgserver creates a new folder (initdb) and starts it; an existing folder's server is
+started by ``embedded_start``, which bounds the wait and names why a start failed (pgserver
+waits for ever for a server that never says "ready"). Whether a server runs is read from
+``postmaster.pid`` by ``postmaster``, which tells a killed server's file from a live one.
+
 The server runs with PostgreSQL's bulk-load settings (``BULK_LOAD_SETTINGS``). Every month
 is COPYed into a table created in the same transaction (``month_swap``); with
 ``wal_level = minimal`` PostgreSQL writes no WAL for those rows and syncs the table's files
@@ -43,6 +48,7 @@ from taxi_assets.bounded_lock import (
     timeout_message,
     wait_setting,
 )
+from taxi_assets.pg import embedded_start
 
 # Connections made while holding the settings lock wait at most this: a server that does
 # not answer (hung, stopped with SIGSTOP) must not keep this process, and so the lock,
@@ -108,14 +114,24 @@ def embedded_url(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> str:
 
 
 def _start(folder: Path) -> str:
-    """Initialise (first time) and start the server of ``folder``; its URL."""
+    """Initialise (first time) and start the server of ``folder``; its URL. Raises
+    ``EmbeddedStartError`` naming the reason when the server does not start."""
     import pgserver
 
     # Taken here, with a bound, before the handle exists: pgserver's constructor registers
     # its exit hook, then takes this lock; a wait failing there would leave a hook that
-    # waits as long again when the process exits.
+    # waits as long again when the process exits. Also around a start without pgserver:
+    # processes of earlier versions start with pgserver only.
     with _bounded_pgserver_lock():
-        server = pgserver.get_server(folder, cleanup_mode=None)
+        if exists(folder):
+            # Not pgserver's start: it waits for ever for a server that never says
+            # "ready" (embedded_start).
+            embedded_start.start(folder, _server_user(folder))
+            info = live_postmaster(folder)
+            assert info is not None  # started and ready: checked
+            return str(info.get_uri())
+        with embedded_start.start_failures_explained(folder):
+            server = pgserver.get_server(folder, cleanup_mode=None)
         # With cleanup_mode=None the hook only takes this process's pid off the handle
         # list, under pgserver's lock, at exit: done now, so that a process hung holding
         # that lock cannot hang this one's exit.
@@ -217,15 +233,7 @@ def _persist_bulk_load_settings(url: str) -> bool:
 
 
 def _restart(folder: Path) -> None:
-    # pg_ctl restart reuses the options the server was started with (postmaster.opts):
-    # the same socket folder, so the URL stays valid.
-    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
-
-    pg_ctl(
-        ["-w", "restart", "-m", "fast", "-l", str(folder / "log")],
-        pgdata=folder,
-        user=_server_user(folder),
-    )
+    embedded_start.restart(folder, _server_user(folder))
 
 
 def _settings_lock(folder: Path) -> Path:
