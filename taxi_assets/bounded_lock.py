@@ -11,12 +11,15 @@ the setting that sets the bound.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 # Retry delays: short first (a start's lock is usually free within milliseconds), then
 # capped so a long wait costs few wake-ups.
@@ -25,8 +28,8 @@ _MAX_DELAY_S = 0.2
 
 
 class LockWaitTimeout(Exception):
-    """Another process held a lock past the wait's bound. The message names the lock file,
-    the holder (when known) and what to do."""
+    """Another process (or thread) held a lock past the wait's bound. The message names
+    the lock file, the holder (when known) and what to do."""
 
 
 def wait_setting(name: str, default: float) -> float:
@@ -45,12 +48,17 @@ def wait_setting(name: str, default: float) -> float:
 
 
 def wait_for(
-    try_lock: Callable[[], bool], path: Path, wait_s: float, purpose: str, setting: str
+    try_lock: Callable[[], bool],
+    path: Path,
+    wait_s: float,
+    purpose: str,
+    setting: str,
+    began: float | None = None,
 ) -> None:
     """Call ``try_lock`` (non-blocking; True once the lock is taken) until it succeeds, or
-    raise ``LockWaitTimeout`` after ``wait_s`` seconds (``setting`` names the bound's
-    environment variable, for the message)."""
-    deadline = time.monotonic() + wait_s
+    raise ``LockWaitTimeout`` ``wait_s`` seconds after ``began`` (a ``time.monotonic()``;
+    default: now). ``setting`` names the bound's environment variable, for the message."""
+    deadline = (time.monotonic() if began is None else began) + wait_s
     delay = _FIRST_DELAY_S
     while not try_lock():
         left = deadline - time.monotonic()
@@ -85,6 +93,77 @@ def exclusive_flock(path: Path, wait_s: float, purpose: str, setting: str) -> It
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class ReentrantLockfLock:
+    """An exclusive ``lockf`` lock on ``path`` (a POSIX record lock, the kind fasteners'
+    ``InterProcessLock`` takes), held in a ``with`` block: waited for at most ``wait_s()``
+    seconds (read at each wait), then ``LockWaitTimeout``; re-entrant in the thread that
+    holds it, and held by one thread at a time. ``lockf`` locks belong to the process, so
+    the file alone lets every thread of the holding process in; a count of holds shared by
+    the threads let a second thread take itself for the holder."""
+
+    def __init__(self, path: Path, wait_s: Callable[[], float], purpose: str, setting: str) -> None:
+        self.path = path
+        self._wait_s = wait_s
+        self._purpose = purpose
+        self._setting = setting
+        self._thread_lock = threading.RLock()
+        # The owning thread's holds: changed only by the thread holding _thread_lock.
+        self._depth = 0
+        self._handle: IO[str] | None = None
+
+    def __enter__(self) -> ReentrantLockfLock:
+        wait_s = self._wait_s()
+        began = time.monotonic()
+        if not self._thread_lock.acquire(timeout=wait_s):
+            raise LockWaitTimeout(self._held_by_a_thread_message(wait_s))
+        try:
+            if self._depth == 0:
+                self._handle = self._take(wait_s, began)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._depth -= 1
+            if self._depth == 0 and self._handle is not None:
+                handle, self._handle = self._handle, None
+                handle.close()  # releases the lock (and every lockf lock of ours on it)
+        finally:
+            self._thread_lock.release()
+
+    def _take(self, wait_s: float, began: float) -> IO[str]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # as fasteners does
+        # Open until the outermost hold ends (__exit__), not for this call.
+        handle = open(self.path, "a")  # noqa: SIM115
+
+        def try_lock() -> bool:
+            try:
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                if error.errno in (errno.EACCES, errno.EAGAIN):  # held: either, by POSIX
+                    return False
+                raise
+            return True
+
+        try:
+            wait_for(try_lock, self.path, wait_s, self._purpose, self._setting, began)
+        except BaseException:
+            handle.close()
+            raise
+        return handle
+
+    def _held_by_a_thread_message(self, wait_s: float) -> str:
+        pid = os.getpid()
+        return (
+            f"{self._purpose}: gave up after waiting {wait_s:g} s for the lock {self.path}, "
+            f"held by another thread of this process ({pid}: {describe_process(pid)}). "
+            f"{self._setting} sets how long to wait (seconds)."
+        )
 
 
 def timeout_message(path: Path, wait_s: float, purpose: str, setting: str) -> str:

@@ -277,6 +277,83 @@ def test_a_process_hung_holding_pgservers_lock_holds_up_no_run(tmp_path: Path) -
         shutil.rmtree(runtime, ignore_errors=True)
 
 
+TRY_LOCKF = """
+import fcntl, sys
+with open(sys.argv[1], "a") as handle:
+    fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+"""
+
+
+def test_pgservers_start_lock_admits_one_thread_of_a_process_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bounded replacement of pgserver's start lock counted its holds per process: a
+    second thread found the count above 0, took itself for the holder and went in while
+    the first was starting a server (``lockf`` locks belong to the process, so the file
+    did not stop it either). No path of the project takes it from two threads today (a
+    run's steps run one after another in one thread; sensors do not start the
+    warehouse); it is now held by one thread at a time, re-entrant in that thread, and a
+    thread waits for it with the same bound as a process."""
+    import threading
+
+    import fasteners  # type: ignore[import-untyped]
+    from pgserver import PostgresServer
+
+    from taxi_assets.bounded_lock import LockWaitTimeout
+    from taxi_assets.pg.embedded import _bounded_pgserver_lock
+
+    # pgserver's lock on a file of this test's own: other processes keep theirs.
+    lock_file = tmp_path / ".lockfile"
+    monkeypatch.setattr(PostgresServer, "lock_path", lock_file)
+    monkeypatch.setattr(PostgresServer, "_lock", fasteners.InterProcessLock(lock_file))
+    monkeypatch.setenv("TAXI_EMBEDDED_LOCK_WAIT_S", "10")
+    first_in, let_go, second_in = threading.Event(), threading.Event(), threading.Event()
+    failures: list[LockWaitTimeout] = []
+
+    def first() -> None:
+        with _bounded_pgserver_lock(), _bounded_pgserver_lock():  # re-entered, as in a start
+            first_in.set()
+            let_go.wait(30)
+
+    def second() -> None:
+        try:
+            with _bounded_pgserver_lock():
+                second_in.set()
+        except LockWaitTimeout as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert first_in.wait(10)
+    threads[1].start()
+    try:
+        assert not second_in.wait(0.5), "a second thread went in while the first held it"
+    finally:
+        let_go.set()
+        for thread in threads:
+            thread.join(30)
+    assert second_in.is_set() and not failures
+    # Released by both: another process takes it at once.
+    assert run_command(["-c", TRY_LOCKF, str(lock_file)], command_env()).returncode == 0
+
+    # A thread waits at most the bound, and the error says who holds the lock.
+    for event in (first_in, let_go, second_in):
+        event.clear()
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert first_in.wait(10)
+    monkeypatch.setenv("TAXI_EMBEDDED_LOCK_WAIT_S", "0.2")
+    threads[1].start()
+    threads[1].join(10)
+    let_go.set()
+    threads[0].join(30)
+    assert not second_in.is_set()
+    assert len(failures) == 1
+    said = str(failures[0])
+    assert said.startswith("starting an embedded server: gave up after waiting 0.2 s for "), said
+    assert f"the lock {lock_file}, held by another thread of this process ({os.getpid()}: " in said
+
+
 def test_a_hung_server_does_not_keep_a_status_read_holding_the_lock(tmp_path: Path) -> None:
     """A status read that started the server asks it, under the settings lock, who else is
     connected before stopping it. A server that does not answer (its postmaster stopped

@@ -35,19 +35,15 @@ import fcntl
 import os
 import shlex
 import shutil
+import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-from taxi_assets.bounded_lock import (
-    LockWaitTimeout,
-    exclusive_flock,
-    timeout_message,
-    wait_setting,
-)
+from taxi_assets.bounded_lock import ReentrantLockfLock, exclusive_flock, wait_setting
 from taxi_assets.pg import embedded_start
 
 # Connections made while holding the settings lock wait at most this: a server that does
@@ -142,42 +138,29 @@ def _start(folder: Path) -> str:
     return str(server.get_uri())
 
 
-def _bounded_pgserver_lock() -> AbstractContextManager[object]:
+# One replacement of pgserver's lock per process, also when threads start servers at once.
+_INSTALLING = threading.Lock()
+
+
+def _bounded_pgserver_lock() -> ReentrantLockfLock:
     """pgserver's start lock (one ``lockf`` file per system user, taken without a time
     limit by every handle's creation), made to wait at most ``lock_wait_s()`` and then fail
-    naming the holder, and reentrant (held across the handle's creation, which takes it
-    too). pgserver has no setting for it: its class-level lock object is replaced by one on
-    the same file."""
-    import fasteners  # type: ignore[import-untyped]
+    naming the holder, reentrant (held across the handle's creation, which takes it too)
+    and held by one thread at a time. pgserver has no setting for it: its class-level
+    lock object, which it only uses in ``with``, is replaced by one on the same file."""
     from pgserver import PostgresServer
 
-    if getattr(PostgresServer._lock, "waits_with_a_bound", False):
-        return cast(AbstractContextManager[object], PostgresServer._lock)
-
-    class BoundedLock(fasteners.InterProcessLock):
-        waits_with_a_bound = True
-        depth = 0
-
-        def __enter__(self) -> BoundedLock:
-            if self.depth == 0:
-                wait_s = lock_wait_s()
-                if not self.acquire(timeout=wait_s):
-                    path = Path(os.fsdecode(self.path))
-                    message = timeout_message(
-                        path, wait_s, "starting an embedded server", LOCK_WAIT_ENV
-                    )
-                    raise LockWaitTimeout(message)
-            self.depth += 1
-            return self
-
-        def __exit__(self, *exc_info: object) -> None:
-            self.depth -= 1
-            if self.depth == 0:
-                self.release()
-
-    lock = BoundedLock(PostgresServer.lock_path)
-    PostgresServer._lock = lock
-    return cast(AbstractContextManager[object], lock)
+    with _INSTALLING:
+        lock = PostgresServer._lock
+        if not isinstance(lock, ReentrantLockfLock):
+            lock = ReentrantLockfLock(
+                Path(PostgresServer.lock_path),
+                lock_wait_s,
+                "starting an embedded server",
+                LOCK_WAIT_ENV,
+            )
+            PostgresServer._lock = lock
+    return lock
 
 
 def psql_command(url: str) -> str:
