@@ -103,6 +103,21 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def embedded_dir() -> Iterator[Path]:
+    """A data folder (not created yet) for an embedded server of the test's own. Not under
+    pytest's basetemp: a pytest session that starts meanwhile (another checkout's) resets
+    /tmp/pytest-of-USER to 0700, and a server that runs as pgserver's user (tests run as
+    root) then cannot reach its folder ("could not access directory")."""
+    import tempfile
+
+    parent = Path(tempfile.mkdtemp(prefix="taxi-test-embedded-"))
+    try:
+        yield parent / "warehouse"
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
 # Events in Dagster's in-memory event log (its SQL event log storage on an in-memory SQLite
 # database, as DagsterInstance.ephemeral uses); runs and schedules in SQLite files.
 IN_MEMORY_EVENTS = {

@@ -50,17 +50,22 @@ def kill_server(folder: Path) -> int:
     would; its PID."""
     pid = pid_in_file(folder)
     postmaster = psutil.Process(pid)
-    for process in [*postmaster.children(recursive=True), postmaster]:
-        process.send_signal(signal.SIGKILL)
+    children = postmaster.children(recursive=True)
+    # The postmaster first: it would restart children that die before it.
+    for process in [postmaster, *children]:
+        try:
+            process.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:  # a backend that ended meanwhile
+            pass
     return pid
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_CHILD_SUBREAPER")
-def test_a_killed_server_left_a_zombie_is_started_again(tmp_path: Path) -> None:
+def test_a_killed_server_left_a_zombie_is_started_again(embedded_dir: Path) -> None:
     """Its postmaster.pid names a zombie: a process exists, no server. The URL read from
     the file was handed out (connection refused), and ``stop`` waited pg_ctl's 60 s for
     it and failed. Now the server counts as stopped and starts again."""
-    folder = (tmp_path / "warehouse").resolve()
+    folder = embedded_dir.resolve()
     keeper = subprocess.Popen(
         [sys.executable, "-c", START_AND_KEEP_ORPHANS, str(folder)],
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
@@ -112,13 +117,13 @@ def another_servers_postmaster(pg_server_url: str) -> int:
 # "nobody": the PID is free (PostgreSQL itself removes such a file; it always worked).
 @pytest.mark.parametrize("holder", ["nobody", "a sleep", "another folder's server"])
 def test_a_pid_file_naming_another_process_is_no_server(
-    tmp_path: Path, holder: str, sleeper: int, pg_server_url: str
+    embedded_dir: Path, holder: str, sleeper: int, pg_server_url: str
 ) -> None:
     """After a reboot (or a container's restart) the PID in a killed server's
     postmaster.pid may be another process's. It counted as the server: its URL was handed
     out and led nowhere, a start was skipped, and ``stop`` had pg_ctl send its stop
     signal to that process (here it runs as root, the server as pgserver's user: refused). Now only a postgres process working in this folder counts."""
-    folder = (tmp_path / "warehouse").resolve()
+    folder = embedded_dir.resolve()
     embedded_url(folder)
     old_pid = pid_in_file(folder)
     pid_file = (folder / "postmaster.pid").read_text()

@@ -8,10 +8,12 @@ the server the same way).
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from taxi_assets.pg.embedded import (
     BULK_LOAD_SETTINGS,
@@ -29,11 +31,11 @@ def warehouse_start(folder: Path) -> subprocess.CompletedProcess[str]:
     return run_command([*START, str(folder)], command_env())
 
 
-def test_a_server_that_exits_at_start_fails_naming_its_folder_and_log(tmp_path: Path) -> None:
+def test_a_server_that_exits_at_start_fails_naming_its_folder_and_log(embedded_dir: Path) -> None:
     """A module in shared_preload_libraries that is not installed: the server exits at
     once. The start failed with pgserver's ``CalledProcessError`` naming pg_ctl's command
     line, in a traceback; the reason was in the server's log only."""
-    folder = (tmp_path / "warehouse").resolve()
+    folder = embedded_dir.resolve()
     embedded_url(folder)
     assert stop(folder)
     config = folder / "postgresql.conf"
@@ -60,7 +62,7 @@ def test_a_server_that_exits_at_start_fails_naming_its_folder_and_log(tmp_path: 
 
 
 def test_a_folder_that_starts_as_a_standby_fails_instead_of_waiting_for_ever(
-    tmp_path: Path,
+    embedded_dir: Path,
 ) -> None:
     """A data folder holding standby.signal (a restored base backup) with hot_standby off:
     pg_ctl reports the server started ("standby"), and pgserver then waited for it to say
@@ -68,7 +70,7 @@ def test_a_folder_that_starts_as_a_standby_fails_instead_of_waiting_for_ever(
     at once, stops that server and says why; without standby.signal the folder starts."""
     import pgserver
 
-    folder = (tmp_path / "warehouse").resolve()
+    folder = embedded_dir.resolve()
     # pgserver's defaults (wal_level replica): a standby needs more than minimal WAL.
     pgserver.get_server(folder, cleanup_mode=None)
     assert stop(folder)
@@ -92,10 +94,31 @@ def test_a_folder_that_starts_as_a_standby_fails_instead_of_waiting_for_ever(
         assert not is_running(folder)
 
         signal_file.unlink()
-        assert warehouse_start(folder).returncode == 0
+        start = warehouse_start(folder)
+        assert start.returncode == 0, start.stderr
         url = embedded_url(folder)
         assert bulk_load_settings_in_use(url) == BULK_LOAD_SETTINGS
         with psycopg.connect(url, autocommit=True) as connection:
             connection.execute("CREATE TABLE written (id int)")
+    finally:
+        stop(folder)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server runs as another user only under root")
+def test_a_folder_whose_parent_was_closed_to_other_users_starts_again(
+    embedded_dir: Path,
+) -> None:
+    """Run as root, the server runs as pgserver's user, which must reach its folder.
+    pgserver opened the folder's parents to other users at each of its starts; the start
+    of an existing folder does so too (a parent closed meanwhile: a mkdir under umask
+    077, or pytest resetting its temporary root to 0700)."""
+    folder = embedded_dir.resolve()
+    embedded_url(folder)
+    try:
+        assert stop(folder)
+        folder.parent.chmod(0o700)
+        start = warehouse_start(folder)
+        assert start.returncode == 0, start.stderr
+        assert is_running(folder)
     finally:
         stop(folder)

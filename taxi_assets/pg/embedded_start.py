@@ -2,25 +2,27 @@
 
 pgserver starts a server with ``pg_ctl -w start`` (killing pg_ctl after 10 s, while the
 server goes on starting) and then reads ``postmaster.pid`` once a second until it says
-"ready", without a limit. ``pg_ctl -w`` also returns once a server
-says "standby" (a data folder holding ``standby.signal``, with ``hot_standby = off``: a
-restored base backup, say), and pgserver then waited for ever, holding its start lock and
-the folder's (seen for real). A server that could not start (a bad setting, a module in
+"ready", without a limit. ``pg_ctl -w`` also returns once a server says "standby" (a data
+folder holding ``standby.signal``, with ``hot_standby = off``: a restored base backup,
+say), and pgserver then waited for ever, holding its start lock and the folder's (seen
+for real). A server that could not start (a bad setting, a module in
 ``shared_preload_libraries`` that is missing, an old server's process still holding the
 folder) raised a ``CalledProcessError`` naming pg_ctl's command line; why was in the
 server's log.
 
 Here an existing folder is started by pg_ctl with pgserver's options (the same socket
-folder: the same URL), waiting at most ``START_WAIT_S``, and the server must then say
-"ready". Anything else raises ``EmbeddedStartError``, naming the folder, what happened,
-pg_ctl's words and the last lines of the server's log. A new folder is still pgserver's
-to create (initdb, and its system user when run as root); its start fails the same way.
+folder: the same URL), and the server must say "ready" within ``START_WAIT_S`` of the
+start; a standby (``standby.signal``) is stopped again at once. Anything else raises
+``EmbeddedStartError``, naming the folder, what happened, pg_ctl's words and the last
+lines of the server's log. A new folder is still pgserver's to create (initdb, and its
+system user when run as root); its start fails the same way.
 """
 
 from __future__ import annotations
 
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +36,8 @@ START_WAIT_S = 60
 # Enough of the log for its last start's messages: the error, its detail and hint.
 LOG_LINES = 12
 _LOG_TAIL_BYTES = 16_384
+_READY_POLL_S = 0.05
+STANDBY_SIGNAL = "standby.signal"
 
 
 class EmbeddedStartError(Exception):
@@ -46,19 +50,22 @@ def start(folder: Path, user: str | None) -> None:
     """Start the stopped server of the initialised data folder ``folder`` (as the system
     user ``user``; None: this process's), ready for connections, within ``START_WAIT_S``."""
     from pgserver import PostgresServer
-    from pgserver.utils import find_suitable_socket_dir
+    from pgserver.utils import ensure_prefix_permissions, find_suitable_socket_dir
 
+    if user is not None:
+        # Run as another user (root runs it as pgserver's), the server must be able to
+        # reach its folder, whose parents may have been closed to others since it was
+        # created (a mkdir under umask 077; pytest resets its temporary root to 0700), and
+        # a socket folder outside it: opened as pgserver opens them at each of its starts.
+        ensure_prefix_permissions(folder)
     socket_dir = find_suitable_socket_dir(folder, PostgresServer.runtime_path)
     if user is not None and socket_dir != folder:
-        # Started as another user (root runs it as pgserver's user), the server must be
-        # able to reach a socket folder outside the data folder: what pgserver does.
-        from pgserver.utils import ensure_prefix_permissions
-
         ensure_prefix_permissions(socket_dir)
         socket_dir.chmod(0o777)
     options = ["-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(folder / "log")]
+    began = time.monotonic()
     _pg_ctl(folder, user, ["-w", "-t", str(START_WAIT_S), *options, "start"], "start")
-    _check_ready(folder, user)
+    _wait_ready(folder, user, began)
 
 
 def restart(folder: Path, user: str | None) -> None:
@@ -66,8 +73,9 @@ def restart(folder: Path, user: str | None) -> None:
     # pg_ctl restart reuses the options the server was started with (postmaster.opts):
     # the same socket folder, so the URL stays valid.
     args = ["-w", "-t", str(START_WAIT_S), "restart", "-m", "fast", "-l", str(folder / "log")]
+    began = time.monotonic()
     _pg_ctl(folder, user, args, "restart")
-    _check_ready(folder, user)
+    _wait_ready(folder, user, began)
 
 
 @contextmanager
@@ -103,25 +111,39 @@ def _pg_ctl(folder: Path, user: str | None, args: list[str], doing: str) -> None
         raise EmbeddedStartError(_message(folder, f"{what}; pg_ctl said: {said.rstrip('.')}"))
 
 
-def _check_ready(folder: Path, user: str | None) -> None:
-    info = live_postmaster(folder)
-    if info is None:
-        raise EmbeddedStartError(_message(folder, "started, then exited at once"))
-    status = info.status.strip()
-    if status == "ready":
-        return
-    # A server that accepts no connections must not stay running: its URL would be
-    # handed out as a running server's.
-    _pg_ctl(folder, user, ["-w", "stop", "-m", "fast"], "stop")
-    if status == "standby":
-        what = (
-            f"started as a standby, which accepts no writes ({folder / 'standby.signal'} "
-            "is there, with hot_standby off): stopped again. Remove standby.signal to use "
-            "the folder as the warehouse"
-        )
-    else:
-        what = f"started, but said {status!r} instead of 'ready': stopped again"
-    raise EmbeddedStartError(_message(folder, what))
+def _wait_ready(folder: Path, user: str | None, began: float) -> None:
+    """Wait, until ``START_WAIT_S`` after ``began``, for the server pg_ctl started to say
+    "ready". pg_ctl returns at "standby" too: a standby's status for good, but also, with
+    hot_standby off, a primary's while it ends its crash recovery (seen for real: "ready"
+    a moment later)."""
+    while True:
+        info = live_postmaster(folder)
+        if info is None:
+            raise EmbeddedStartError(_message(folder, "started, then exited at once"))
+        status = info.status.strip()
+        if status == "ready":
+            return
+        if status == "standby" and (folder / STANDBY_SIGNAL).exists():
+            # It accepts no writes, and no connections with hot_standby off; running, its
+            # URL would be handed out as a running server's.
+            _pg_ctl(folder, user, ["-w", "stop", "-m", "fast"], "stop")
+            raise EmbeddedStartError(
+                _message(
+                    folder,
+                    f"started as a standby, which accepts no writes ({folder / STANDBY_SIGNAL} "
+                    "is there, with hot_standby off): stopped again. Remove standby.signal "
+                    "to use the folder as the warehouse",
+                )
+            )
+        if time.monotonic() - began > START_WAIT_S:
+            raise EmbeddedStartError(
+                _message(
+                    folder,
+                    f"says {status!r} instead of 'ready' {START_WAIT_S} s after its start "
+                    "(a recovery under way?): left running; ask again later",
+                )
+            )
+        time.sleep(_READY_POLL_S)
 
 
 def _message(folder: Path, what: str) -> str:
