@@ -26,6 +26,14 @@ from taxi_assets.pg.embedded import (
 from taxi_assets.pg.embedded import bulk_load_settings_in_use as running
 
 
+@pytest.fixture
+def tmp_path(embedded_dir: Path) -> Path:
+    """This module's servers run in folders outside pytest's basetemp (see ``embedded_dir``
+    in conftest.py): a pytest session starting meanwhile closes basetemp's parent to the
+    servers' user."""
+    return embedded_dir.parent
+
+
 def wal_bytes_of_a_month_load(url: str) -> int:
     """WAL written by a month-style load: a table created and COPYed in one transaction."""
     with psycopg.connect(url) as connection:

@@ -24,10 +24,20 @@ from taxi_assets.pg.connect_timeout import CONNECT_TIMEOUT_S
 from taxi_assets.pg.embedded import embedded_url, stop
 from taxi_assets_tests.pipeline import REPO
 
+
+@pytest.fixture
+def tmp_path(embedded_dir: Path) -> Path:
+    """This module's servers run in folders outside pytest's basetemp (see ``embedded_dir``
+    in conftest.py): a pytest session starting meanwhile closes basetemp's parent to the
+    servers' user."""
+    return embedded_dir.parent
+
+
 PASSWORD = "s3cret-never-shown"
 # What a run does first with the warehouse: the resource's engine, one connection.
 A_RUNS_CONNECTION = """
 from taxi_assets.resources.postgres import PostgresResource
+
 with PostgresResource().engine().connect():
     pass
 """
