@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import dagster as dg
 import dagster._check as check
+import psutil
 import pytest
+import sqlalchemy as sa
 import yaml
 from dagster._core.scheduler.instigation import (
     InstigatorState,
@@ -32,11 +35,14 @@ from taxi_assets.automation.alerts import REDELIVERY_SENSOR_NAME
 from taxi_assets.automation.run_partitions import run_month_range
 from taxi_assets.devdata import write_month
 from taxi_assets.instance_reads import latest_metadata, run_check_evaluations, runs
+from taxi_assets.pg.partitions import child_name, staging_tables
 from taxi_assets.run_slots import held_slots
 from taxi_assets_tests import faults_support, retry_location
+from taxi_assets_tests.faults_support import other_backends, restartable_server
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
 from taxi_assets_tests.pipeline import (
     cli_env,
+    engine_for,
     pipeline_resources,
     run,
     warehouse_counts,
@@ -469,3 +475,133 @@ def test_a_killed_run_worker_frees_its_pool_slot_and_the_retry_loads_the_month(
         retries = runs(instance, dg.RunsFilter(tags={"dagster/parent_run_id": held.run_id}))
         assert [run.status for run in retries] == [dg.DagsterRunStatus.SUCCESS]
         wait_for("every slot to be free", lambda: not held_slots(instance))
+
+
+def server_processes(data: Path) -> list[psutil.Process]:
+    """The embedded server of ``data``: its postmaster first, then every process it forked
+    (backends, checkpointer, writers)."""
+    from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(data)
+    assert info is not None and info.pid is not None
+    postmaster = psutil.Process(info.pid)
+    return [postmaster, *postmaster.children(recursive=True)]
+
+
+def staging_tables_of(engine: sa.Engine, month: str) -> list[str]:
+    """Staging tables of yellow ``month`` in the warehouse (committed, not attached)."""
+    with engine.connect() as connection:
+        return staging_tables(connection, "warehouse", child_name("yellow_tripdata", month))
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not ended (a zombie has ended)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_run_hung_on_a_stopped_warehouse_is_ended_by_its_max_runtime(
+    own_mirror: FaultyMirror, tmp_path: Path
+) -> None:
+    """The warehouse server's processes are stopped (SIGSTOP) in the middle of a
+    daemon-launched run's COPY: the server answers nothing and enforces nothing (its
+    statement_timeout included), the connection is open (connect_timeout is past), and
+    the run would wait for ever. Run monitoring's max_runtime_seconds ends it: the run is
+    marked failed, its process exits though the server is still stopped, its `warehouse`
+    pool slot is freed, and once the server goes on the month is the one loaded before,
+    whole. The run reaches the server over a link of 400 kB/s, so that its COPY (~3.7 MB)
+    is under way for seconds when the server is stopped, most of it still to send."""
+    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    assert config["run_monitoring"]["max_runtime_seconds"] >= 1800  # a slow month's run fits
+    # The repository's values, shortened so that the test waits seconds; no run retries
+    # (a retry of the ended run loads the month once the server is back: the killed-run
+    # worker test covers retries).
+    config["run_monitoring"].update(
+        poll_interval_seconds=2, free_slots_after_run_end_seconds=2, max_runtime_seconds=20
+    )
+    config["run_retries"]["enabled"] = False
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(
+        f"load_from:\n  - python_module:\n      module_name: taxi_assets\n"
+        f"      working_directory: {REPO}\n"
+    )
+    stopped: list[psutil.Process] = []
+    with (
+        # Not under pytest's basetemp, which a concurrent pytest session may prune.
+        tempfile.TemporaryDirectory(prefix="taxi-test-pg-hung-") as server_folder,
+        restartable_server(Path(server_folder)) as (pg_url, _),
+        tempfile.TemporaryDirectory(prefix="slow-pg-") as link_folder,  # socket paths: <108 B
+        faults_support.slow_link_to(pg_url, Path(link_folder), 400_000) as slow_url,
+    ):
+        env = cli_env(tmp_path, own_mirror.url, tmp_path / "lake", slow_url)
+        home_dir = env["DAGSTER_HOME"]
+        (Path(home_dir) / "dagster.yaml").write_text(yaml.safe_dump(config))
+        # The month as loaded before (2,000 rows), in process, into the instance the
+        # daemon will use (which also creates it before the daemon starts).
+        resources = pipeline_resources(own_mirror.url, tmp_path / "lake", pg_url)
+        with dg.DagsterInstance.from_config(home_dir) as instance:
+            assert run(service_layers("yellow"), resources, instance, MONTH).success
+        before = warehouse_loads(pg_url)[("warehouse.yellow_tripdata", MONTH)]
+        assert counts(pg_url, "yellow") == {MONTH: 2000}
+        write_month(Path(own_mirror.root), source="dtc", service="yellow", month=MONTH, rows=20000)
+
+        watcher = engine_for(pg_url)
+        database = faults_support.database_name(pg_url)
+        instance = dg.DagsterInstance.from_config(home_dir)
+        try:
+            with running_daemon(workspace, env):
+                months_backfill(workspace, env, MONTH, "--services", "yellow")
+                faults_support.wait_for(
+                    "the run's COPY to be receiving rows",
+                    lambda: (faults_support.copy_rows_received(watcher, database) or 0) > 0,
+                    120,
+                    every=0.1,
+                )
+                (held,) = held_slots(instance)
+                assert held.steps == ("warehouse: warehouse__yellow_tripdata",)
+                assert held.pid is not None and held.process_alive
+                run_pid = held.pid
+                watcher.dispose()  # its connection would be stopped with the server
+                stopped = server_processes(Path(server_folder) / "pgdata")
+                for process in stopped:
+                    process.suspend()
+
+                def the_run() -> dg.DagsterRun:
+                    return check.not_none(instance.get_run_by_id(held.run_id))
+
+                wait_for("the run to be ended", lambda: the_run().is_finished, 60)
+                assert the_run().status == dg.DagsterRunStatus.FAILURE
+                said = " ".join(e.message for e in instance.all_logs(held.run_id))
+                assert "Canceling due to exceeding maximum runtime of 20 seconds" in said, said
+                # Its process ends with it, the server still stopped (it waited for ever
+                # on the COPY's blocked send: taxi_assets.pg.interrupts).
+                wait_for("the run's process to exit", lambda: not running(run_pid), 20)
+                wait_for(
+                    "the run's slot to be freed",
+                    lambda: held.run_id not in {h.run_id for h in held_slots(instance)},
+                    30,
+                )
+                assert all(process.status() == psutil.STATUS_STOPPED for process in stopped)
+                failure = next(
+                    e.dagster_event.step_failure_data.error
+                    for e in instance.all_logs(held.run_id)
+                    if e.dagster_event is not None and e.dagster_event.is_step_failure
+                )
+                assert failure is not None
+                assert failure.cls_name == "DagsterExecutionInterruptedError", failure
+        finally:
+            for process in stopped:
+                process.resume()
+            watcher.dispose()
+        # The server goes on and rolls the run's transaction back: the month is the one
+        # loaded before, whole, and nothing of the run is left.
+        wait_for("the run's session to end", lambda: not other_backends(watcher, database), 30)
+        assert staging_tables_of(watcher, MONTH) == []
+        assert faults_support.locks_held(watcher, database) == []
+        watcher.dispose()
+        assert counts(pg_url, "yellow") == {MONTH: 2000}
+        assert warehouse_loads(pg_url)[("warehouse.yellow_tripdata", MONTH)] == before

@@ -38,6 +38,7 @@ from taxi_assets.pg.ddl import (
     ident,
     qualified,
 )
+from taxi_assets.pg.interrupts import dropped_if_interrupted
 from taxi_assets.pg.load_log import ensure_log_table, replace_records
 from taxi_assets.pg.month_swap import InSwap, MonthBounds, Staging, replace_months
 from taxi_assets.pg.partitions import tree_bytes
@@ -204,14 +205,15 @@ class PostgresIOManager(dg.ConfigurableIOManager):
 
         def fill(connection: sa.Connection, staging: Staging) -> int:
             # The constants are replace_months' to fill in: the COPY sends none of them.
-            return copy_arrow(
-                driver_cursor(connection),
-                staging.target,
-                without_constant_columns(reader, constants, staging.target),
-                log=context.log.info,
-                expected_rows=load.expected_rows,
-                freeze=staging.freeze,
-            )
+            with dropped_if_interrupted(connection):
+                return copy_arrow(
+                    driver_cursor(connection),
+                    staging.target,
+                    without_constant_columns(reader, constants, staging.target),
+                    log=context.log.info,
+                    expected_rows=load.expected_rows,
+                    freeze=staging.freeze,
+                )
 
         done = replace_months(
             self.database.engine(),
@@ -257,7 +259,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         log records, COMMIT."""
         name = qualified(target.schema, target.table)
         engine = self.database.engine()
-        with engine.begin() as connection:
+        with engine.begin() as connection, dropped_if_interrupted(connection):
             cursor = driver_cursor(connection)
             cursor.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%(lock)s, 0))",

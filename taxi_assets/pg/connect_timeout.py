@@ -7,6 +7,11 @@ first connection, and ``months status``, for psycopg's default of 130 s, then fa
 engine given to :func:`bound_connects` wait ``CONNECT_TIMEOUT_S`` unless the URL sets
 ``connect_timeout`` itself, and the error names the server (without credentials), the
 bound and how to change it.
+
+A server that hangs after the connection is made is not bounded here: it enforces its
+own ``statement_timeout``, and a stopped process's kernel still answers TCP keepalives
+(a Unix socket has none). Run monitoring's ``max_runtime_seconds`` (``dagster.yaml``)
+ends such a run, and :mod:`taxi_assets.pg.interrupts` lets its process exit.
 """
 
 from __future__ import annotations

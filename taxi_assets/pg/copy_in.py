@@ -26,6 +26,7 @@ import pyarrow.csv as pacsv
 
 from taxi_assets.io_managers.arrow_stats import ProgressLog
 from taxi_assets.pg.ddl import ident, pg_type
+from taxi_assets.pg.interrupts import hang_up, is_interruption
 from taxi_assets.sql_types import decoded_type
 
 # Rows per COPY write: encoding needs a few times a chunk's size in memory.
@@ -87,18 +88,25 @@ def copy_arrow(
             while len(in_flight) > MAX_IN_FLIGHT:
                 in_flight.popleft().result()
 
-        if binary:
-            send(_BINARY_HEADER)
-        for batch in _rechunk(reader, COPY_CHUNK_ROWS):
+        try:
             if binary:
-                _check_timestamp_range(batch, table_sql, first_row=progress.rows + 1)
-            for data in _encode_binary(batch) if binary else [_encode_csv(batch)]:
-                send(data)
-            progress.add(batch.num_rows)
-        if binary:
-            send(_BINARY_TRAILER)
-        while in_flight:
-            in_flight.popleft().result()
+                send(_BINARY_HEADER)
+            for batch in _rechunk(reader, COPY_CHUNK_ROWS):
+                if binary:
+                    _check_timestamp_range(batch, table_sql, first_row=progress.rows + 1)
+                for data in _encode_binary(batch) if binary else [_encode_csv(batch)]:
+                    send(data)
+                progress.add(batch.num_rows)
+            if binary:
+                send(_BINARY_TRAILER)
+            while in_flight:
+                in_flight.popleft().result()
+        except BaseException as error:
+            # Interrupted (the run terminated) while the sending thread may be blocked on
+            # a server that answers nothing: leaving the pool would wait for it for ever.
+            if is_interruption(error):
+                hang_up(cursor.connection)
+            raise
     pa.default_memory_pool().release_unused()  # give cached blocks back to the OS
     return cursor.rowcount if cursor.rowcount >= 0 else progress.rows
 

@@ -193,6 +193,10 @@ def _lock_months(
 
 
 def _unlock(connection: sa.Connection) -> None:
+    if connection.invalidated:
+        # The session, and its locks, ended with the connection. Connecting again would
+        # unlock nothing, and wait connect_timeout for a server that does not answer.
+        return
     try:
         if connection.in_transaction():
             connection.rollback()
