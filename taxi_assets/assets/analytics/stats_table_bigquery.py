@@ -65,6 +65,10 @@ def _row_count(client: bigquery.Client, name: TableName) -> int:
         return 0
     if counted:
         return counted
+    # No partition filter: no table of ours sets require_partition_filter. Were it set on
+    # a trip table, BigQuery would refuse this query, reached when the metadata counts no
+    # rows (an empty table: analytics/trips creates those of services not loaded yet);
+    # every other query of ours filters on partition_month (docs/deployment.md).
     rows = list(
         run_query(client, f"SELECT COUNT(*) AS n FROM (SELECT 1 FROM {name.sql()} LIMIT 1)")
     )
