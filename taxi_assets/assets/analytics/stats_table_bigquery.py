@@ -56,6 +56,10 @@ def _exists(client: bigquery.Client, name: TableName) -> bool:
     return True
 
 
+# Before any TLC month (yellow's first is 2009-01).
+EVERY_MONTH_FROM = "1900-01-01"
+
+
 def _row_count(client: bigquery.Client, name: TableName) -> int:
     """Rows of the table (0 when missing): its metadata's count, asked of the table itself
     when that says none (rows still in the streaming buffer; the emulator keeps none)."""
@@ -65,12 +69,16 @@ def _row_count(client: bigquery.Client, name: TableName) -> int:
         return 0
     if counted:
         return counted
-    # No partition filter: no table of ours sets require_partition_filter. Were it set on
-    # a trip table, BigQuery would refuse this query, reached when the metadata counts no
-    # rows (an empty table: analytics/trips creates those of services not loaded yet);
-    # every other query of ours filters on partition_month (docs/deployment.md).
+    # A filter on the partitioning column that keeps every month: a user may set
+    # require_partition_filter on a trip table (docs/deployment.md suggests it), and
+    # BigQuery refuses a query of such a table without one. Reached when the metadata counts
+    # no rows (an empty table: analytics/trips creates those of services not loaded yet).
     rows = list(
-        run_query(client, f"SELECT COUNT(*) AS n FROM (SELECT 1 FROM {name.sql()} LIMIT 1)")
+        run_query(
+            client,
+            f"SELECT COUNT(*) AS n FROM (SELECT 1 FROM {name.sql()} "
+            f"WHERE partition_month >= DATE '{EVERY_MONTH_FROM}' LIMIT 1)",
+        )
     )
     return int(rows[0]["n"])
 
