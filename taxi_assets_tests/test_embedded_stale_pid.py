@@ -7,6 +7,7 @@ PID the file names: a zombie postmaster, a ``sleep``, another folder's server.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -150,3 +151,55 @@ def test_a_pid_file_naming_another_process_is_no_server(
         assert psutil.Process(other).status() != psutil.STATUS_ZOMBIE  # not signalled
     assert answers(pg_server_url)
     assert stop(folder)
+
+
+# Root without CAP_SYS_PTRACE (a container's default): another user's /proc/PID/cwd is
+# unreadable, its command line is not. setpriv drops the capability for real.
+JUDGE_WITHOUT_PTRACE = """
+import sys
+from pathlib import Path
+from taxi_assets.pg.postmaster import remove_stale_pid_file
+print(remove_stale_pid_file(Path(sys.argv[1])))
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="root, with setpriv to drop CAP_SYS_PTRACE",
+)
+def test_a_live_server_started_through_a_symlink_is_not_stale_without_ptrace(
+    embedded_dir: Path,
+) -> None:
+    """A live server whose working directory cannot be read (root in a container runs it
+    as pgserver's user) was judged by its ``-D`` text alone: started through another
+    spelling of the folder (a symlink), it counted as stale and its postmaster.pid was
+    removed, which makes PostgreSQL shut that live server down within a minute."""
+    from taxi_assets.pg import embedded, embedded_start
+
+    folder = embedded_dir.resolve()
+    embedded_url(folder)
+    assert stop(folder)
+    link = folder.parent / "warehouse-link"
+    link.symlink_to(folder)
+    try:
+        # pg_ctl -D names the link (embedded_start's own wait reads the resolved folder).
+        options = ["-w", "-o", '-h ""', "-o", f"-k {folder}", "-l", str(folder / "log")]
+        embedded_start._pg_ctl(link, embedded._server_user(folder), [*options, "start"], "start")
+        pid = pid_in_file(folder)
+        if psutil.Process(pid).username() == "root":
+            pytest.skip("the server runs as root: its working directory is readable")
+        judged = subprocess.run(
+            ["setpriv", "--bounding-set", "-sys_ptrace", "--inh-caps", "-sys_ptrace"]
+            + [sys.executable, "-c", JUDGE_WITHOUT_PTRACE, str(folder)],
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert judged.stdout.strip() == "False", judged.stderr
+        assert pid_in_file(folder) == pid
+    finally:
+        stop(folder)
+        for process in psutil.process_iter(["cmdline"]):  # left running without its file
+            if str(link) in (process.info["cmdline"] or []):
+                process.kill()

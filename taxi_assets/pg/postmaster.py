@@ -12,7 +12,8 @@ read from it led nowhere ("connection refused"), a start was skipped, and ``stop
 - or to a postgres server, but of another data folder.
 
 Here a server runs only if the PID is a live (not zombie) ``postgres`` process whose
-working directory is the folder: a postmaster ``chdir``s to its data directory. Removing
+working directory is the folder: a postmaster ``chdir``s to its data directory (where that
+cannot be read, an absolute ``-D`` resolving elsewhere; in doubt, a live server). Removing
 a file that names no such process is what PostgreSQL does itself when the PID is gone;
 where the PID is a zombie or another process of its user, PostgreSQL refuses to start
 instead ("Is another postmaster (PID ...) running?", tried) and leaves it to a person.
@@ -60,9 +61,12 @@ def is_server_of(pid: int | None, folder: Path) -> bool:
             try:
                 return Path(process.cwd()) == folder
             except psutil.AccessDenied:
-                # Another user's process, without the right to see its directory: the
-                # data folder on its command line, as pg_ctl passes it (-D).
-                return _data_dir_argument(command) == str(folder)
+                # Another user's process, without the right to see its directory (root
+                # without CAP_SYS_PTRACE, a container's default, running the server as
+                # pgserver's user): its command line's -D. Only an absolute -D that is
+                # another folder tells it apart; a live server misjudged here would lose
+                # its postmaster.pid, and PostgreSQL then shuts it down.
+                return not _names_another_folder(command, folder)
     except psutil.NoSuchProcess:  # also a zombie's cmdline
         return False
     except psutil.AccessDenied:
@@ -91,6 +95,16 @@ def remove_stale_pid_file(folder: Path) -> bool:
             socket_lock.unlink(missing_ok=True)
     (folder / PID_FILE).unlink(missing_ok=True)
     return True
+
+
+def _names_another_folder(command: list[str], folder: Path) -> bool:
+    """Whether a postgres command line's ``-D`` is certainly not ``folder``: an absolute
+    path resolving elsewhere. Another spelling (a symlink) is the same folder; a relative
+    one, or none (PGDATA in the environment), cannot be told apart."""
+    value = _data_dir_argument(command)
+    if value is None or not Path(value).is_absolute():
+        return False
+    return Path(value).resolve() != folder
 
 
 def _data_dir_argument(command: list[str]) -> str | None:
