@@ -520,8 +520,14 @@ def test_a_run_hung_on_a_stopped_warehouse_is_ended_by_its_max_runtime(
     # The repository's values, shortened so that the test waits seconds; no run retries
     # (a retry of the ended run loads the month once the server is back: the killed-run
     # worker test covers retries).
+    # The bound counts from the run's start: its process start-up and the raw and lake
+    # steps (~10 s alone, more with the other pytest process beside) must fit before the
+    # COPY, or the run ends before the fault is made.
+    max_runtime_s = 45
     config["run_monitoring"].update(
-        poll_interval_seconds=2, free_slots_after_run_end_seconds=2, max_runtime_seconds=20
+        poll_interval_seconds=2,
+        free_slots_after_run_end_seconds=2,
+        max_runtime_seconds=max_runtime_s,
     )
     config["run_retries"]["enabled"] = False
     workspace = tmp_path / "workspace.yaml"
@@ -576,7 +582,9 @@ def test_a_run_hung_on_a_stopped_warehouse_is_ended_by_its_max_runtime(
                 wait_for("the run to be ended", lambda: the_run().is_finished, 60)
                 assert the_run().status == dg.DagsterRunStatus.FAILURE
                 said = " ".join(e.message for e in instance.all_logs(held.run_id))
-                assert "Canceling due to exceeding maximum runtime of 20 seconds" in said, said
+                assert (
+                    f"Canceling due to exceeding maximum runtime of {max_runtime_s} seconds" in said
+                ), said
                 # Its process ends with it, the server still stopped (it waited for ever
                 # on the COPY's blocked send: taxi_assets.pg.interrupts).
                 wait_for("the run's process to exit", lambda: not running(run_pid), 20)

@@ -52,6 +52,7 @@ def start(folder: Path, user: str | None) -> None:
     from pgserver import PostgresServer
     from pgserver.utils import ensure_prefix_permissions, find_suitable_socket_dir
 
+    folder = folder.resolve()  # the readiness check compares the server's folder with it
     if user is not None:
         # Run as another user (root runs it as pgserver's), the server must be able to
         # reach its folder, whose parents may have been closed to others since it was
@@ -72,6 +73,7 @@ def restart(folder: Path, user: str | None) -> None:
     """Restart the server of ``folder`` (new settings), ready within ``START_WAIT_S``."""
     # pg_ctl restart reuses the options the server was started with (postmaster.opts):
     # the same socket folder, so the URL stays valid.
+    folder = folder.resolve()  # the readiness check compares the server's folder with it
     args = ["-w", "-t", str(START_WAIT_S), "restart", "-m", "fast", "-l", str(folder / "log")]
     began = time.monotonic()
     _pg_ctl(folder, user, args, "restart")
