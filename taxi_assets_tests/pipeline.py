@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import dagster._check as check
 import pyarrow.dataset as pads
 import sqlalchemy as sa
 
@@ -144,6 +145,23 @@ def run_naming_its_assets(
         tags=tags,
         instance=instance,
         raise_on_error=False,
+    )
+
+
+def run_of_request(
+    request: dg.RunRequest,
+    keys: list[str],
+    resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+) -> dg.ExecuteInProcessResult:
+    """The run the daemon makes of a sensor's ``request`` (its partition, tags and run
+    key), of the assets ``keys``; failures are returned, not raised."""
+    return run_naming_its_assets(
+        keys,
+        resources,
+        instance,
+        check.not_none(request.partition_key),
+        tags={**request.tags, "dagster/run_key": request.run_key or ""},
     )
 
 

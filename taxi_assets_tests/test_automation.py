@@ -15,7 +15,12 @@ from taxi_assets.devdata import write_month
 from taxi_assets.partitions import add_months, lagged_month
 from taxi_assets.resources import LakeResource, TaxiSourceResource
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
-from taxi_assets_tests.pipeline import pipeline_resources, run, run_naming_its_assets
+from taxi_assets_tests.pipeline import (
+    pipeline_resources,
+    run,
+    run_naming_its_assets,
+    run_of_request,
+)
 
 SERVICES = ("yellow", "green", "fhv", "fhvhv")
 
@@ -165,12 +170,11 @@ def test_sensor_retries_its_run_that_stored_the_file_then_failed(
     raw_key = dg.AssetKey(["raw", "yellow_tripdata"])
     for attempt in range(1, 4):
         # The run the daemon makes of the request: its assets, month and tags.
-        failed = run_naming_its_assets(
+        failed = run_of_request(
+            request,
             [key.to_user_string() for key in request.asset_selection or ()],
             no_warehouse,
             instance,
-            "2021-02",
-            tags={**request.tags, "dagster/run_key": request.run_key or ""},
         )
         assert not failed.success
         stored = {e.materialization.asset_key for e in failed.get_asset_materialization_events()}
@@ -230,12 +234,11 @@ def test_sensor_retries_a_scheduled_run_that_stored_the_file_then_failed(
     (request,) = yellow_requests()
     assert request.partition_key == "2021-02"
     for attempt in range(1, 4):
-        failed = run_naming_its_assets(
+        failed = run_of_request(
+            request,
             layers,
             no_warehouse,
             instance,
-            "2021-02",
-            tags={**request.tags, "dagster/run_key": request.run_key or ""},
         )
         assert not failed.success
         if attempt < 3:
@@ -270,12 +273,11 @@ def test_a_retry_that_failed_before_storing_the_file_is_retried_again(
         """The run the daemon makes of ``request``; the assets it stored before failing."""
         if source_down:  # every request of the run: HEAD and GET, each attempt
             own_mirror.inject("/yellow/yellow_tripdata_2021-02.csv.gz", *[Fault.status(503)] * 10)
-        failed = run_naming_its_assets(
+        failed = run_of_request(
+            request,
             layers,
             no_warehouse,
             instance,
-            "2021-02",
-            tags={**request.tags, "dagster/run_key": request.run_key or ""},
         )
         own_mirror.clear()  # the source is back for the sensor's HEAD
         assert not failed.success
@@ -398,12 +400,11 @@ def test_a_failed_download_of_a_republished_month_does_not_stop_the_next_one(
 
     (request,) = yellow_requests()
     assert request.partition_key == "2021-02"
-    failed = run_naming_its_assets(
+    failed = run_of_request(
+        request,
         ["raw/yellow_tripdata"],
         resources,
         instance,
-        "2021-02",
-        tags={**request.tags, "dagster/run_key": request.run_key or ""},
     )
     assert not failed.success
     write_month(root, source="dtc", service="yellow", month="2021-03", rows=100)
