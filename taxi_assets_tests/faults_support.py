@@ -196,6 +196,19 @@ def copy_in_progress(engine: sa.Engine, database: str) -> bool:
     )
 
 
+def copy_backends(engine: sa.Engine, database: str) -> list[int]:
+    """The pid of every backend running a ``COPY ... FROM STDIN`` on ``database``."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT pid FROM pg_stat_progress_copy "
+                "WHERE datname = :db AND command = 'COPY FROM'"
+            ),
+            {"db": database},
+        ).all()
+    return [row[0] for row in rows]
+
+
 def copy_rows_received(engine: sa.Engine, database: str) -> int | None:
     """Rows a ``COPY ... FROM STDIN`` on ``database`` has received so far (None: no COPY)."""
     with engine.connect() as connection:
