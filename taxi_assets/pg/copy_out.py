@@ -7,6 +7,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from taxi_assets.pg.ddl import driver_cursor, existing_columns, ident, qualified
+from taxi_assets.pg.interrupts import closed_if_interrupted, dropped_if_interrupted
 
 _ARROW_FOR_PG = {
     "smallint": pa.int16(),
@@ -26,8 +27,13 @@ _ARROW_FOR_PG = {
 def read_query_arrow(
     engine: sa.Engine, schema: str, table: str, where: str, params: dict[str, object]
 ) -> pa.Table:
-    """The rows of ``schema.table`` matching ``where`` as an Arrow table (fully in memory)."""
-    with engine.connect() as connection:
+    """The rows of ``schema.table`` matching ``where`` as an Arrow table (fully in memory).
+
+    Interrupted (the run terminated), it hangs up rather than wait for the server: leaving
+    the COPY or the connection would otherwise wait for one that answers nothing (psycopg's
+    COPY clean-up), or replace the interruption with the error of a ROLLBACK sent while
+    the COPY still runs ("another command is already in progress")."""
+    with engine.connect() as connection, dropped_if_interrupted(connection):
         columns = existing_columns(connection, schema, table)
         if not columns:
             raise LookupError(f"table {schema}.{table} does not exist: materialize it first")
@@ -38,7 +44,10 @@ def read_query_arrow(
         statement = (
             f"COPY (SELECT {select} FROM {qualified(schema, table)}{where}) TO STDOUT (FORMAT csv)"
         )
-        with cursor.copy(statement, params or None) as copy:
+        with (
+            cursor.copy(statement, params or None) as copy,
+            closed_if_interrupted(cursor.connection),
+        ):
             for chunk in copy:
                 sink.write(chunk)
     data = sink.getvalue()

@@ -7,9 +7,10 @@ Dagster terminates a run (``dagster/max_runtime``, run monitoring's
 SQLAlchemy call, SQLAlchemy drops the connection and nothing waits for the server. When it
 happens while psycopg or our own code holds the connection (a COPY, its sending thread),
 the way out would talk to the server: the sending thread's blocked write, the transaction's
-ROLLBACK. A server whose processes are stopped, or a host that froze, answers none of them
-(its kernel keeps the connection up), so the process waited for ever, its run long marked
-failed. Here the connection is hung up first: every wait on it fails at once, and the
+ROLLBACK, psycopg's clean-up of a COPY TO (a cancel request, then reading the rest of the
+COPY's data). A server whose processes are stopped, or a host that froze, answers none of
+them (its kernel keeps the connection up), so the process waited for ever, its run long
+marked failed. Here the connection is hung up first: every wait on it fails at once, and the
 transaction goes as a killed run's does (the server rolls back a session whose client is
 gone), leaving the month as it was.
 """
@@ -56,4 +57,19 @@ def dropped_if_interrupted(connection: sa.Connection) -> Iterator[None]:
             if isinstance(driver, psycopg.Connection):
                 hang_up(driver)
             connection.invalidate()
+        raise
+
+
+@contextmanager
+def closed_if_interrupted(driver: psycopg.Connection[Any]) -> Iterator[None]:
+    """Hang up and close ``driver`` when an interruption leaves the block: the body of a
+    psycopg ``COPY ... TO STDOUT`` block, whose clean-up on an error sends the server a
+    cancel request (5 s to a stopped server) and then reads the rest of the COPY's data
+    (for ever). On a closed connection it does neither."""
+    try:
+        yield
+    except BaseException as error:
+        if is_interruption(error):
+            hang_up(driver)  # first, so that closing's goodbye to the server fails at once
+            driver.close()
         raise
