@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import psutil
 import pytest
 import sqlalchemy as sa
 
@@ -321,3 +322,14 @@ def materialize_command(selection: str, partition: str) -> list[str]:
         *(DAGSTER, "asset", "materialize", "-m", "taxi_assets"),
         *("--select", selection, "--partition", partition),
     ]
+
+
+def server_processes(data: Path) -> list[psutil.Process]:
+    """The embedded server of ``data``: its postmaster first, then every process it forked
+    (backends, checkpointer, writers)."""
+    from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(data)
+    assert info is not None and info.pid is not None
+    postmaster = psutil.Process(info.pid)
+    return [postmaster, *postmaster.children(recursive=True)]

@@ -39,6 +39,7 @@ from taxi_assets_tests.faults_support import (
     database_name,
     other_backends,
     restartable_server,
+    server_processes,
     wait_for,
 )
 from taxi_assets_tests.pipeline import engine_for
@@ -68,16 +69,6 @@ def database(server: tuple[str, Path]) -> Iterator[tuple[str, Path]]:
     url, data = server
     with fresh_database(url) as own:
         yield own, data
-
-
-def server_processes(data: Path) -> list[psutil.Process]:
-    """The postmaster of ``data`` and every process it forked."""
-    from pgserver.utils import PostmasterInfo
-
-    info = PostmasterInfo.read_from_pgdata(data)
-    assert info is not None and info.pid is not None
-    postmaster = psutil.Process(info.pid)
-    return [postmaster, *postmaster.children(recursive=True)]
 
 
 def copy_moved(engine: sa.Engine, command: str, rows: int) -> bool:

@@ -487,17 +487,6 @@ def test_a_killed_run_worker_frees_its_pool_slot_and_the_retry_loads_the_month(
         wait_for("every slot to be free", lambda: not held_slots(instance))
 
 
-def server_processes(data: Path) -> list[psutil.Process]:
-    """The embedded server of ``data``: its postmaster first, then every process it forked
-    (backends, checkpointer, writers)."""
-    from pgserver.utils import PostmasterInfo
-
-    info = PostmasterInfo.read_from_pgdata(data)
-    assert info is not None and info.pid is not None
-    postmaster = psutil.Process(info.pid)
-    return [postmaster, *postmaster.children(recursive=True)]
-
-
 def described(process: psutil.Process) -> str:
     """A process's pid, status and command line, for an assertion's message."""
     try:
@@ -591,7 +580,7 @@ def test_a_run_hung_on_a_stopped_warehouse_is_ended_by_its_max_runtime(
                 run_pid = held.pid
                 (copy_backend,) = faults_support.copy_backends(watcher, database)
                 watcher.dispose()  # its connection would be stopped with the server
-                stopped = server_processes(Path(server_folder) / "pgdata")
+                stopped = faults_support.server_processes(Path(server_folder) / "pgdata")
                 postmaster = stopped[0]
                 for process in stopped:
                     # A backend ending meanwhile (the watcher's, just disposed of) is gone.
