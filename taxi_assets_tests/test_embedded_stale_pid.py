@@ -1,7 +1,9 @@
-"""A ``postmaster.pid`` left by a killed server is not a running server.
+"""A ``postmaster.pid`` left by a killed server is not a running server; one written by a
+server of another PID namespace is not a stale file.
 
 Real servers (pgserver) in temporary folders, killed with SIGKILL; real processes in the
-PID the file names: a zombie postmaster, a ``sleep``, another folder's server.
+PID the file names: a zombie postmaster, a ``sleep``, another folder's server; a real
+server started in a new PID namespace (``unshare``).
 """
 
 from __future__ import annotations
@@ -48,17 +50,29 @@ def pid_in_file(folder: Path) -> int:
 
 def kill_server(folder: Path) -> int:
     """SIGKILL the folder's postmaster and its children, as the OOM killer or a power cut
-    would; its PID."""
+    would, and wait until each has died (a zombie has: it holds no shared memory); the
+    postmaster's PID."""
     pid = pid_in_file(folder)
     postmaster = psutil.Process(pid)
-    children = postmaster.children(recursive=True)
+    killed = [postmaster, *postmaster.children(recursive=True)]
     # The postmaster first: it would restart children that die before it.
-    for process in [postmaster, *children]:
+    for process in killed:
         try:
             process.send_signal(signal.SIGKILL)
         except psutil.NoSuchProcess:  # a backend that ended meanwhile
             pass
+    deadline = time.monotonic() + 10
+    while any(running(process) for process in killed):
+        assert time.monotonic() < deadline, "a killed server process did not die"
+        time.sleep(0.01)
     return pid
+
+
+def running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_CHILD_SUBREAPER")
@@ -78,10 +92,7 @@ def test_a_killed_server_left_a_zombie_is_started_again(embedded_dir: Path) -> N
         assert keeper.stdout is not None
         assert keeper.stdout.readline().startswith("postgresql://")
         killed = kill_server(folder)
-        deadline = time.monotonic() + 10
-        while psutil.Process(killed).status() != psutil.STATUS_ZOMBIE:
-            assert time.monotonic() < deadline, "the postmaster did not die"
-            time.sleep(0.01)
+        assert psutil.Process(killed).status() == psutil.STATUS_ZOMBIE
 
         assert not is_running(folder)
         assert not stop(folder)
@@ -203,3 +214,121 @@ def test_a_live_server_started_through_a_symlink_is_not_stale_without_ptrace(
         for process in psutil.process_iter(["cmdline"]):  # left running without its file
             if str(link) in (process.info["cmdline"] or []):
                 process.kill()
+
+
+# The embedded server of a folder started by PID 1 of a new PID namespace, which prints its
+# URL, waits for a line on stdin (or its end: pytest killed) and stops the server: at its
+# exit the kernel SIGKILLs what is left in the namespace, which would leave the server's
+# shared memory behind.
+START_AND_WAIT = """
+import sys
+from taxi_assets.pg.embedded import embedded_url, stop
+print(embedded_url(sys.argv[1]), flush=True)
+sys.stdin.readline()
+stop(sys.argv[1])
+"""
+# Another container: its own PID and IPC namespaces (Docker's default), and its own mount
+# namespace, which /proc needs; the data folder (and the socket in it) shared.
+ANOTHER_CONTAINER = ["--pid", "--ipc", "--mount-proc"]
+# A container of the same Kubernetes pod: its own PID namespace, the pod's IPC namespace.
+SAME_POD = ["--pid", "--mount-proc"]
+
+
+def unshare_works(flags: list[str]) -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", *flags, "--fork", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux namespaces")
+@pytest.mark.parametrize(
+    ("namespaces", "sign"),
+    [(ANOTHER_CONTAINER, "socket"), (SAME_POD, "shared memory")],
+    ids=["another-container", "same-pod-socket-out-of-sight"],
+)
+def test_a_server_of_another_pid_namespace_keeps_its_pid_file(
+    embedded_dir: Path, namespaces: list[str], sign: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A data folder shared with a server of another PID namespace (another container
+    mounting the same volume; here a real server started under ``unshare``): its
+    postmaster.pid names a PID that is no server here, so the file was judged stale and
+    removed by the next start, which makes PostgreSQL shut that live server down; from
+    another container the start then ran a second server on the same folder beside it
+    (seen), in the same pod it failed ("pre-existing shared memory block is still in
+    use"). Now a server answering on the file's socket, or attached to its shared memory,
+    is "running, not ours": the start and ``stop`` fail naming the folder, the file stays.
+
+    Each sign alone: a separate IPC namespace hides the shared memory (the socket, in the
+    shared folder, answers); in the same-pod case the socket file is unlinked after the
+    start, standing for a socket folder private to the other container (pgserver puts it
+    outside the data folder when the folder's path is too long for a socket): that one
+    part is simulated."""
+    from taxi_assets import cli
+    from taxi_assets.pg.unseen_server import UnseenServerError
+
+    if os.geteuid() != 0 or not unshare_works(namespaces):
+        pytest.skip(f"unshare {' '.join(namespaces)} needs root (CAP_SYS_ADMIN)")
+    folder = embedded_dir.resolve()
+    keeper = subprocess.Popen(
+        ["unshare", *namespaces, "--fork", sys.executable, "-c", START_AND_WAIT, str(folder)],
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert keeper.stdout is not None
+        url = keeper.stdout.readline().strip()
+        assert url.startswith("postgresql://"), url
+        pid_file = (folder / "postmaster.pid").read_text()
+        socket_file = folder / f".s.PGSQL.{pid_file.splitlines()[3]}"
+        if sign == "shared memory":
+            socket_file.unlink()
+        # Its PID means nothing here: the PID check alone takes the file for stale.
+        assert not is_running(folder)
+
+        with pytest.raises(UnseenServerError) as raised:
+            embedded_url(folder)
+        said = str(raised.value)
+        assert f"the data folder {folder} is held by a PostgreSQL server this process " in said
+        assert f"names PID {pid_file.split()[0]}, " in said
+        assert sign in said and ({"socket", "shared memory"} - {sign}).pop() not in said
+        assert (folder / "postmaster.pid").read_text() == pid_file
+        with pytest.raises(UnseenServerError):
+            stop(folder)
+        assert cli.main(["warehouse", "start", str(folder)]) == 1
+        printed = capsys.readouterr().err
+        assert printed.startswith(f"error: the data folder {folder} is held by ")
+        assert printed.count("\n") == 1
+
+        assert (folder / "postmaster.pid").read_text() == pid_file
+        if sign == "socket":
+            assert answers(url)  # from outside the namespace, through the shared folder
+    finally:
+        stop_unshared_servers(keeper, folder)
+
+
+def stop_unshared_servers(keeper: subprocess.Popen[str], folder: Path) -> None:
+    """Stop (fast shutdown: SIGINT) every server of ``folder``: one started from here
+    (which a test failing as before its fix made: two servers on one folder) and the one
+    started in the namespace, then let the namespace's PID 1 exit."""
+    if is_running(folder):
+        stop(folder)
+    postmasters = []
+    in_namespace = (
+        psutil.Process(keeper.pid).children(recursive=True) if keeper.poll() is None else []
+    )
+    for process in in_namespace:
+        try:
+            if "-D" in process.cmdline():
+                process.send_signal(signal.SIGINT)
+                postmasters.append(process)
+        except psutil.NoSuchProcess:  # pg_ctl, or a backend, that ended meanwhile
+            pass
+    # Its parent, the namespace's PID 1, does not reap it: done once it is a zombie.
+    deadline = time.monotonic() + 30
+    while any(running(process) for process in postmasters):
+        assert time.monotonic() < deadline, "the namespace's server did not stop"
+        time.sleep(0.05)
+    keeper.communicate("done\n", timeout=30)

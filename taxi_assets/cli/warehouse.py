@@ -20,11 +20,13 @@ def _warehouse_start(args: argparse.Namespace) -> int:
     from taxi_assets.bounded_lock import LockWaitTimeout
     from taxi_assets.pg.embedded import embedded_url, psql_command
     from taxi_assets.pg.embedded_start import EmbeddedStartError
+    from taxi_assets.pg.unseen_server import UnseenServerError
 
     try:
         url = embedded_url(args.data_dir)
-    # Another process hung mid-start; a bad bound; a server that did not start (its log).
-    except (LockWaitTimeout, ValueError, EmbeddedStartError) as error:
+    # Another process hung mid-start; a bad bound; a server that did not start (its log);
+    # another container's server holding the folder.
+    except (LockWaitTimeout, ValueError, EmbeddedStartError, UnseenServerError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"embedded PostgreSQL running for {Path(args.data_dir).resolve()}")
@@ -38,10 +40,11 @@ def _warehouse_start(args: argparse.Namespace) -> int:
 def _warehouse_stop(args: argparse.Namespace) -> int:
     from taxi_assets.bounded_lock import LockWaitTimeout
     from taxi_assets.pg.embedded import stop
+    from taxi_assets.pg.unseen_server import UnseenServerError
 
     try:
         stopped = stop(args.data_dir)
-    except (LockWaitTimeout, ValueError) as error:
+    except (LockWaitTimeout, ValueError, UnseenServerError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print("stopped" if stopped else "not running")

@@ -50,7 +50,11 @@ from taxi_assets.pg import embedded_start
 # not answer (hung, stopped with SIGSTOP) must not keep this process, and so the lock,
 # waiting for ever.
 from taxi_assets.pg.connect_timeout import CONNECT_TIMEOUT_S
-from taxi_assets.pg.postmaster import live_postmaster, remove_stale_pid_file
+from taxi_assets.pg.postmaster import (
+    live_postmaster,
+    refuse_unseen_server_of,
+    remove_stale_pid_file,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -86,7 +90,8 @@ def embedded_url(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> str:
     keeps its settings, since runs may be using it, until its next start (``make stop``).
 
     Raises ``LockWaitTimeout`` when another process holds the start for longer than
-    ``lock_wait_s()``."""
+    ``lock_wait_s()``, ``UnseenServerError`` when a server this process cannot see (another
+    container's) holds the folder."""
     folder = Path(data_dir).expanduser().resolve()
     folder.parent.mkdir(parents=True, exist_ok=True)
     # One process at a time starts and restarts: pgserver's own lock covers only its start.
@@ -102,6 +107,7 @@ def embedded_url(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> str:
             return str(running.get_uri())
         # Left by a killed server (its PID now a zombie or another process's): pgserver
         # would take it for a running server, and PostgreSQL refuses to start over it.
+        # Unless a server of another PID namespace answers for the folder (raises).
         remove_stale_pid_file(folder)
         url = _start(folder)
         if _persist_bulk_load_settings(url):
@@ -257,9 +263,10 @@ def _locked(folder: Path, doing: str) -> Iterator[None]:
 
 
 def is_running(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> bool:
-    """Whether the embedded server of ``data_dir`` runs (nothing is started). Waits for a
-    start under way in another process (its ``postmaster.pid`` is written line by line),
-    at most ``lock_wait_s()`` (then ``LockWaitTimeout``)."""
+    """Whether the embedded server of ``data_dir`` runs (nothing is started); a server
+    this process cannot see (another container's) does not. Waits for a start under way
+    in another process (its ``postmaster.pid`` is written line by line), at most
+    ``lock_wait_s()`` (then ``LockWaitTimeout``)."""
     folder = Path(data_dir).expanduser().resolve()
     if not folder.exists():
         return False
@@ -279,7 +286,9 @@ def _running(folder: Path) -> bool:
 
 def stop(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> bool:
     """Stop the embedded server of ``data_dir`` if one runs; True if it was running.
-    Waits for a start or stop under way at most ``lock_wait_s()`` (then ``LockWaitTimeout``)."""
+    Waits for a start or stop under way at most ``lock_wait_s()`` (then ``LockWaitTimeout``).
+    A server this process cannot see (another container's) is not stopped from here:
+    ``UnseenServerError``, rather than "not running"."""
     # pgserver builds its command wrappers at import time: mypy cannot see them.
     from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
@@ -288,6 +297,7 @@ def stop(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> bool:
         return False
     with _locked(folder, "stopping the embedded PostgreSQL server"):
         if not _running(folder):
+            refuse_unseen_server_of(folder)
             return False
         pg_ctl(["-w", "stop", "-m", "fast"], pgdata=folder, user=_server_user(folder))
     return True

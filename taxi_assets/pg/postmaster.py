@@ -17,15 +17,21 @@ cannot be read, an absolute ``-D`` resolving elsewhere; in doubt, a live server)
 a file that names no such process is what PostgreSQL does itself when the PID is gone;
 where the PID is a zombie or another process of its user, PostgreSQL refuses to start
 instead ("Is another postmaster (PID ...) running?", tried) and leaves it to a person.
-Removing it is safe: an old server's child that survived its postmaster still holds the
-folder's shared memory, and PostgreSQL refuses to start over it, file or no file
-("pre-existing shared memory block is still in use"; tried).
+
+A PID means nothing in another PID namespace: a folder shared with a server in another
+container names a PID that is no server here. Before a file is removed, a server that
+answers on the file's socket, or holds its shared memory, stops it (``unseen_server``:
+``UnseenServerError``, the file left in place); so do an old server's children that
+survived their postmaster (PostgreSQL refuses to start over them too: "pre-existing shared
+memory block is still in use", tried).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from taxi_assets.pg.unseen_server import refuse_unseen_server
 
 if TYPE_CHECKING:
     from pgserver.utils import PostmasterInfo
@@ -78,13 +84,16 @@ def is_server_of(pid: int | None, folder: Path) -> bool:
 def remove_stale_pid_file(folder: Path) -> bool:
     """Remove ``folder``'s ``postmaster.pid`` unless it names the folder's live server,
     with the socket's lock file the same server left (it names the same PID); True if a
-    file was removed. Call it under the folder's start lock, before a start."""
+    file was removed. Call it under the folder's start lock, before a start. Raises
+    ``UnseenServerError`` (nothing removed) when a server this process cannot see answers
+    for the folder."""
     lines = _pid_file_lines(folder)
     if lines is None:
         return False
     pid = _pid(lines)
     if is_server_of(pid, folder):
         return False
+    refuse_unseen_server(folder, lines)
     # Lines 4 and 5: the port and the socket's folder (a file cut short by a kill may
     # lack them). PostgreSQL refuses a socket whose lock file names a live process, as it
     # refuses the data folder's.
@@ -95,6 +104,14 @@ def remove_stale_pid_file(folder: Path) -> bool:
             socket_lock.unlink(missing_ok=True)
     (folder / PID_FILE).unlink(missing_ok=True)
     return True
+
+
+def refuse_unseen_server_of(folder: Path) -> None:
+    """For a folder whose ``postmaster.pid`` names no live server here: raise
+    ``UnseenServerError`` if a server answers for it nonetheless (nothing to stop here)."""
+    lines = _pid_file_lines(folder)
+    if lines:
+        refuse_unseen_server(folder, lines)
 
 
 def _names_another_folder(command: list[str], folder: Path) -> bool:
