@@ -68,6 +68,20 @@ def kill_server(folder: Path) -> int:
     return pid
 
 
+def dynamic_shared_memory(folder: Path) -> set[Path]:
+    """The POSIX shared memory files (``/dev/shm/PostgreSQL.*``) the processes of the
+    folder's server map: the segments a SIGKILL leaves behind."""
+    postmaster = psutil.Process(pid_in_file(folder))
+    found: set[Path] = set()
+    for process in [postmaster, *postmaster.children(recursive=True)]:
+        try:
+            maps = Path(f"/proc/{process.pid}/maps").read_text()
+        except FileNotFoundError:  # a backend that ended meanwhile
+            continue
+        found |= {Path(part) for part in maps.split() if part.startswith("/dev/shm/PostgreSQL.")}
+    return found
+
+
 def running(process: psutil.Process) -> bool:
     try:
         return process.status() != psutil.STATUS_ZOMBIE
@@ -91,8 +105,11 @@ def test_a_killed_server_left_a_zombie_is_started_again(embedded_dir: Path) -> N
     try:
         assert keeper.stdout is not None
         assert keeper.stdout.readline().startswith("postgresql://")
+        segments = dynamic_shared_memory(folder)
+        assert segments
         killed = kill_server(folder)
         assert psutil.Process(killed).status() == psutil.STATUS_ZOMBIE
+        assert all(segment.exists() for segment in segments)
 
         assert not is_running(folder)
         assert not stop(folder)
@@ -100,6 +117,10 @@ def test_a_killed_server_left_a_zombie_is_started_again(embedded_dir: Path) -> N
         assert answers(url)
         assert pid_in_file(folder) != killed
         assert psutil.Process(killed).status() == psutil.STATUS_ZOMBIE  # still there
+        # The start removed what the killed server left in /dev/shm (PostgreSQL finds it
+        # through the old SysV segment, keyed by the folder's inode, not through the
+        # removed postmaster.pid): nothing for the test to clean up.
+        assert not any(segment.exists() for segment in segments)
     finally:
         keeper.kill()
         keeper.wait()
