@@ -205,13 +205,13 @@ def test_months_backfill_submits_every_service_as_one_asset_backfill(
     assert "not a month in YYYY-MM form" in refused.stderr
 
 
-def test_make_stop_stops_the_embedded_warehouse(tmp_path: Path) -> None:
+def test_make_stop_stops_the_embedded_warehouse(embedded_dir: Path) -> None:
     """The README's `make stop`, against an embedded server in a temporary folder."""
     import psycopg
 
     from taxi_assets.pg.embedded import embedded_url, stop
 
-    folder = tmp_path / "warehouse"
+    folder = embedded_dir
     url = embedded_url(folder)
     try:
         with psycopg.connect(url) as connection:
@@ -281,12 +281,12 @@ def test_make_demo_serve_serves_the_mirror_and_says_how_to_use_it(tmp_path: Path
     assert f"error: {tmp_path / 'none'} is not a folder: generate one first" in missing.stderr
 
 
-def test_warehouse_start_prints_a_psql_command_that_connects(tmp_path: Path) -> None:
+def test_warehouse_start_prints_a_psql_command_that_connects(embedded_dir: Path) -> None:
     """What the README tells a user to run to query the embedded warehouse, run as given:
     without XDG_RUNTIME_DIR (as in containers and CI) and without platformdirs' warning."""
     from taxi_assets.pg.embedded import stop
 
-    folder = tmp_path / "warehouse"
+    folder = embedded_dir
     env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
     command = [sys.executable, "-m", "taxi_assets.cli", "warehouse", "start", str(folder)]
     try:

@@ -174,15 +174,20 @@ def test_an_unreachable_warehouse_is_said_without_its_password(
 
 
 def test_the_embedded_warehouse_is_left_as_it_was_found(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    embedded_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Without ``TAXI_WAREHOUSE_URL`` a status read neither creates the embedded warehouse
     nor leaves a stopped one running."""
     from taxi_assets.pg import embedded
 
     monkeypatch.delenv("TAXI_WAREHOUSE_URL", raising=False)
-    monkeypatch.chdir(tmp_path)  # the embedded warehouse's default folder is ./data/warehouse
-    folder = tmp_path / "data" / "warehouse"
+    # The embedded warehouse's default folder is ./data/warehouse, here outside pytest's
+    # basetemp (see ``embedded_dir``).
+    monkeypatch.chdir(embedded_dir.parent)
+    folder = embedded_dir.parent / "data" / "warehouse"
 
     assert cli.main(["months", "status", "--lake", str(tmp_path / "lake")]) == 0
     assert "nothing stored yet" in capsys.readouterr().out
@@ -230,6 +235,7 @@ with psycopg.connect(url, autocommit=True) as connection:
 )
 def test_a_run_starting_during_a_status_read_keeps_the_embedded_server(
     tmp_path: Path,
+    embedded_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     run_script: str,
@@ -246,8 +252,10 @@ def test_a_run_starting_during_a_status_read_keeps_the_embedded_server(
     from taxi_assets.pg import embedded
 
     monkeypatch.delenv("TAXI_WAREHOUSE_URL", raising=False)
-    monkeypatch.chdir(tmp_path)  # the embedded warehouse's default folder is ./data/warehouse
-    folder = tmp_path / "data" / "warehouse"
+    # The embedded warehouse's default folder is ./data/warehouse, here outside pytest's
+    # basetemp (see ``embedded_dir``).
+    monkeypatch.chdir(embedded_dir.parent)
+    folder = embedded_dir.parent / "data" / "warehouse"
     embedded.embedded_url(folder)
     assert embedded.stop(folder)
     runs: list[subprocess.Popen[str]] = []
