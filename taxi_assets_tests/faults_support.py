@@ -197,30 +197,23 @@ def copy_in_progress(engine: sa.Engine, database: str) -> bool:
     )
 
 
-def copy_backends(engine: sa.Engine, database: str) -> list[int]:
-    """The pid of every backend running a ``COPY ... FROM STDIN`` on ``database``."""
+def copy_progress(engine: sa.Engine, database: str, command: str = "COPY FROM") -> dict[int, int]:
+    """Rows each backend's ``command`` (``COPY FROM`` / ``COPY TO``) on ``database`` has
+    moved so far, by the backend's pid."""
     with engine.connect() as connection:
         rows = connection.execute(
             sa.text(
-                "SELECT pid FROM pg_stat_progress_copy "
-                "WHERE datname = :db AND command = 'COPY FROM'"
+                "SELECT pid, tuples_processed FROM pg_stat_progress_copy "
+                "WHERE datname = :db AND command = :command"
             ),
-            {"db": database},
+            {"db": database, "command": command},
         ).all()
-    return [row[0] for row in rows]
+    return {pid: moved for pid, moved in rows}
 
 
 def copy_rows_received(engine: sa.Engine, database: str) -> int | None:
     """Rows a ``COPY ... FROM STDIN`` on ``database`` has received so far (None: no COPY)."""
-    with engine.connect() as connection:
-        rows = connection.execute(
-            sa.text(
-                "SELECT tuples_processed FROM pg_stat_progress_copy "
-                "WHERE datname = :db AND command = 'COPY FROM'"
-            ),
-            {"db": database},
-        ).all()
-    return max(row[0] for row in rows) if rows else None
+    return max(copy_progress(engine, database).values(), default=None)
 
 
 def locks_held(engine: sa.Engine, database: str) -> list[tuple[str, str, bool]]:

@@ -36,6 +36,7 @@ from taxi_assets.pg.interrupts import dropped_if_interrupted
 from taxi_assets.pg.scratch import fresh_database
 from taxi_assets_tests.faults_support import (
     copy_in_progress,
+    copy_progress,
     database_name,
     other_backends,
     restartable_server,
@@ -74,15 +75,7 @@ def database(server: tuple[str, Path]) -> Iterator[tuple[str, Path]]:
 def copy_moved(engine: sa.Engine, command: str, rows: int) -> bool:
     """A ``command`` (``COPY TO`` / ``COPY FROM``) on ``engine``'s database has moved more
     than ``rows`` rows."""
-    with engine.connect() as connection:
-        moved = connection.execute(
-            sa.text(
-                "SELECT coalesce(max(tuples_processed), 0) FROM pg_stat_progress_copy "
-                "WHERE datname = current_database() AND command = :command"
-            ),
-            {"command": command},
-        ).scalar_one()
-    return bool(moved > rows)
+    return max(copy_progress(engine, engine.url.database or "", command).values(), default=0) > rows
 
 
 def copy_started(engine: sa.Engine) -> bool:

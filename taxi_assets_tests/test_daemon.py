@@ -578,7 +578,7 @@ def test_a_run_hung_on_a_stopped_warehouse_is_ended_by_its_max_runtime(
                 assert held.steps == ("warehouse: warehouse__yellow_tripdata",)
                 assert held.pid is not None and held.process_alive
                 run_pid = held.pid
-                (copy_backend,) = faults_support.copy_backends(watcher, database)
+                (copy_backend,) = faults_support.copy_progress(watcher, database)
                 watcher.dispose()  # its connection would be stopped with the server
                 stopped = faults_support.server_processes(Path(server_folder) / "pgdata")
                 postmaster = stopped[0]
