@@ -7,8 +7,10 @@
   partitioned ones, month by month, resumable (README, "Upgrading the warehouse").
 - ``lake check [URL]``: the lake's bucket (``gs://``, ``s3://``), container (``az://``)
   or local folder is reachable and writable with the configured credentials.
-- ``lake sweep [URL] [--dry-run]``: remove what killed runs left (staging files, download
-  folders) untouched for 3 hours, in a local lake and the temporary folder.
+- ``lake sweep [URL] [--dry-run]``: remove what killed runs left untouched for 3 hours:
+  staging files and download folders, in a local lake and the temporary folder; in an
+  object store's bucket, S3 multipart uploads, Azure blobs of uncommitted blocks and
+  ``lake check`` probes.
 - ``raw list SERVICE [MONTH]``, ``raw pin SERVICE MONTH REVISION``, ``raw unpin SERVICE
   MONTH``: the stored revisions of raw files, and pins (a unique sha256 prefix is enough;
   SERVICE ``zones`` with MONTH ``-`` for the zone lookup; ``--lake URL``, default
@@ -23,8 +25,9 @@
 - ``devdata generate|serve ...``: synthetic TLC months in each upstream's layout, and a
   local HTTP mirror serving them (also ``python -m taxi_assets.devdata ...``).
 
-Each command imports only what it needs: only ``months backfill`` loads the Dagster
-definitions (each service's partitions, and ``dagster-graphql`` to submit the backfill).
+Each command imports only what it needs: only ``months backfill`` (each service's
+partitions, and ``dagster-graphql`` to submit the backfill) and ``months status`` (where
+the definitions' lake IO manager keeps each month) load the Dagster definitions.
 """
 
 from __future__ import annotations
