@@ -92,14 +92,15 @@ EXPECTED_LABELS = {
 
 
 def chromium_executable() -> str:
-    """Debian's Chromium; a missing browser fails the test (CI installs it in .ci/run)."""
+    """Debian's Chromium; a missing browser fails the test (`make test` installs it)."""
     for candidate in (os.environ.get("TAXI_CHROMIUM"), "chromium", "chromium-browser"):
         found = candidate and shutil.which(candidate)
         if found:
             return found
     pytest.fail(
         "Chromium is not installed: the browser test needs Debian's `chromium` package "
-        "(`apt-get install chromium`; .ci/run installs it), or TAXI_CHROMIUM=/path/to/chromium"
+        "(`apt-get install chromium`; `make test` run as root installs it), or "
+        "TAXI_CHROMIUM=/path/to/chromium"
     )
 
 
