@@ -199,7 +199,7 @@ bench-backfill: install
 # The whole history at scale (not in CI): 12 yellow 2019 months at their real sizes
 # (84,399,019 rows) + 3 more months, generated (cached with --keep), served on 127.0.0.1,
 # loaded by dagster-daemon into the embedded PostgreSQL; then benchmarks.month_replace.
-# Needs ~40 GB free; ~45-60 min on 2 cores; writes benchmarks/results/history.json.
+# Needs ~40 GB free; ~15-25 min on 2 cores (recorded runs: 14-17 min plus ~3 min generating months); writes benchmarks/results/history.json.
 # BENCH_ARGS="--keep" keeps the months for the next run; "--fhvhv" loads 3 FHVHV-sized
 # months (TLC Parquet) instead of 3 yellow stand-ins.
 bench-history: install
