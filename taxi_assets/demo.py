@@ -22,6 +22,7 @@ from taxi_assets.jobs import service_job_name
 from taxi_assets.pg.inspect import month_counts
 from taxi_assets.resources import PostgresResource
 from taxi_assets.services import LAYERS, SERVICES, trip_keys, zone_key
+from taxi_assets.storage.roots import lake_root
 
 DEMO_MONTHS = ("2021-01", "2021-02")
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -111,13 +112,19 @@ def print_summary(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-dir", default="data", type=Path)
+    parser.add_argument(
+        "--data-dir",
+        default="data",
+        type=Path,
+        help="the generated files and DAGSTER_HOME (the lake and the warehouse follow "
+        "TAXI_LAKE_URL and TAXI_WAREHOUSE_URL: by default ./data/lake and ./data/warehouse)",
+    )
     parser.add_argument("--rows", default=5000, type=int, help="rows per generated month")
     parser.add_argument("--months", default=",".join(DEMO_MONTHS))
     args = parser.parse_args()
     counts = run_demo(args.data_dir, tuple(args.months.split(",")), args.rows)
-    lake = os.environ.get("TAXI_LAKE_URL", str((args.data_dir / "lake").resolve()))
-    print_summary(counts, analytics_totals(), lake)
+    # Where the runs wrote, whatever --data-dir says.
+    print_summary(counts, analytics_totals(), str(lake_root()))
 
 
 if __name__ == "__main__":
