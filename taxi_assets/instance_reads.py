@@ -38,14 +38,15 @@ def latest_metadata(
     return {key: value.value for key, value in records[0].asset_materialization.metadata.items()}
 
 
-def latest_materialization_run_id(
+def latest_materialization(
     instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str
-) -> str | None:
-    """The run of the latest materialization of ``asset_key`` for ``partition_key``."""
+) -> dg.EventLogRecord | None:
+    """The latest materialization of ``asset_key`` for ``partition_key`` (its ``run_id``,
+    and its ``storage_id``, which orders the events of every asset)."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition_key]), limit=1
     ).records
-    return records[0].run_id if records else None
+    return records[0] if records else None
 
 
 def materialized_partitions(

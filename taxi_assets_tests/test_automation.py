@@ -313,6 +313,53 @@ def test_a_retry_that_failed_before_storing_the_file_is_retried_again(
     assert "yellow 2021-02: 3 runs failed for this file; re-run it by hand" in message
 
 
+@pytest.mark.parametrize("rebuilt_by", ["hand", "re-execution"])
+def test_lake_and_warehouse_rebuilt_after_the_failure_owe_no_retry(
+    rebuilt_by: str,
+    own_mirror: FaultyMirror,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,
+    pg_url: str,
+) -> None:
+    """The sensor's run of yellow 2021-02 stores the raw file, then fails in the warehouse
+    step; then a successful run builds lake and warehouse without raw: someone's run from
+    the UI, or the re-execution of the failed run from its failure (the parent's tags,
+    the sensor's version tag included, and only the steps that failed). The month's
+    latest raw materialization was still the failed run's, so the sensor took the month
+    for stored-but-failed and requested it again, though nothing was owed."""
+    lake = tmp_path / "lake"
+    no_warehouse = pipeline_resources(own_mirror.url, lake)  # nothing listens there
+    assert run("raw/yellow_tripdata", no_warehouse, instance, "2021-01").success
+    raw_key = dg.AssetKey(["raw", "yellow_tripdata"])
+
+    def yellow_tick() -> tuple[list[dg.RunRequest], str]:
+        tick = evaluate_sensor(instance, own_mirror, lake=lake)
+        requests = [r for r in tick.run_requests or [] if r.tags["taxi/service"] == "yellow"]
+        return requests, tick.skip_message or ""
+
+    (request,) = yellow_tick()[0]
+    layers = [f"{layer}/yellow_tripdata" for layer in ("raw", "lake", "warehouse")]
+    failed = run_of_request(request, layers, no_warehouse, instance)
+    assert not failed.success
+    assert raw_key in {e.asset_key for e in failed.get_asset_materialization_events()}
+    (retry,) = yellow_tick()[0]  # owed, as the failed run left the warehouse unbuilt
+    assert (retry.run_key or "").endswith("#retry1")
+
+    working = pipeline_resources(own_mirror.url, lake, pg_url)
+    rebuilt = run_naming_its_assets(
+        ["lake/yellow_tripdata", "warehouse/yellow_tripdata"],
+        working,
+        instance,
+        "2021-02",
+        tags=None if rebuilt_by == "hand" else {**failed.dagster_run.tags},
+    )
+    assert rebuilt.success
+    assert raw_key not in {e.asset_key for e in rebuilt.get_asset_materialization_events()}
+    requests, message = yellow_tick()
+    assert requests == [], [r.run_key for r in requests]
+    assert "yellow 2021-02: loaded, upstream unchanged" in message
+
+
 def test_sensor_leaves_a_failed_run_from_the_ui_to_whoever_started_it(
     own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:

@@ -23,7 +23,7 @@ from upath import UPath
 from taxi_assets.automation.run_partitions import covers
 from taxi_assets.automation.schedules import schedule_name
 from taxi_assets.instance_reads import (
-    latest_materialization_run_id,
+    latest_materialization,
     latest_metadata,
     newest_loaded_partition,
     runs,
@@ -127,16 +127,48 @@ def _stored_but_failed(
     only). Not a run from the UI or the CLI: whoever started it saw it fail. Runs of the
     file that failed after it without storing it (a download that failed) leave the month
     as it was: it is still to be retried, within ``MAX_ATTEMPTS`` runs of the file (they
-    count)."""
-    run_id = latest_materialization_run_id(instance, raw_key, month)
-    if run_id is None:
+    count). Runs that built lake and warehouse from the stored file since, and succeeded,
+    finished what the failed run left: nothing is owed (:func:`_rebuilt_since`)."""
+    stored = latest_materialization(instance, raw_key, month)
+    if stored is None:
         return False
-    stored_by = next((run for run in earlier if run.run_id == run_id), None)
+    stored_by = next((run for run in earlier if run.run_id == stored.run_id), None)
     if stored_by is None:
-        found = runs(instance, dg.RunsFilter(run_ids=[run_id]), limit=1)
+        found = runs(instance, dg.RunsFilter(run_ids=[stored.run_id]), limit=1)
         if found and found[0].tags.get(SCHEDULE_NAME_TAG) == schedule_name(service):
             stored_by = found[0]
-    return stored_by is not None and stored_by.status == dg.DagsterRunStatus.FAILURE
+    if stored_by is None or stored_by.status != dg.DagsterRunStatus.FAILURE:
+        return False
+    return not _rebuilt_since(instance, service, month, raw_key, stored.storage_id)
+
+
+def _rebuilt_since(
+    instance: dg.DagsterInstance,
+    service: str,
+    month: str,
+    raw_key: dg.AssetKey,
+    raw_storage_id: int,
+) -> bool:
+    """Each of the service's assets after raw (lake, warehouse) was materialized for
+    ``month`` after the raw materialization ``raw_storage_id``, by a run that succeeded.
+
+    Such runs do not store the file again: a run of lake and warehouse from the UI, or the
+    failed run's re-execution from its failure (which runs the failed steps only, with the
+    parent's tags, the sensor's ``VERSION_TAG`` included). So the latest raw
+    materialization stays the failed run's, and the month used to count as stored but
+    failed: the sensor requested a whole run of it again. A layer whose latest
+    materialization came from a failed run (the failed run's own lake, before its
+    warehouse step failed) does not count: the month stays owed, as before."""
+    latest = [
+        latest_materialization(instance, key, month)
+        for key in SERVICES[service].keys()
+        if key != raw_key
+    ]
+    if any(record is None or record.storage_id <= raw_storage_id for record in latest):
+        return False
+    run_ids = {record.run_id for record in latest if record is not None}
+    found = runs(instance, dg.RunsFilter(run_ids=sorted(run_ids)))
+    return len(found) == len(run_ids) and all(run.is_success for run in found)
 
 
 def _pin_reason(lake_root: UPath | None, service: str, month: str) -> str | None:
