@@ -14,6 +14,7 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from taxi_assets.automation import alert_outbox
 from taxi_assets.automation.alerts import (
     MAX_TEXT_CHARS,
+    REDELIVERIES_PER_TICK,
     REDELIVERY_SENSOR_NAME,
     SENSOR_NAME,
     AlertDeliveryError,
@@ -366,6 +367,69 @@ def test_a_retried_run_gets_one_alert_of_its_own_not_its_parents_state(
     assert alert_tags(instance, child.run_id) == ("delivered", "")
     retried = instance.get_run_by_id(child.run_id)
     assert retried is not None and retried.tags[alert_outbox.ALERT_RUN_TAG] == child.run_id
+
+
+def test_copied_undelivered_tags_are_re_marked_and_hide_no_waiting_alert(
+    retrying: tuple[WorkspaceProcessContext, Receiver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dagster's retries copy ``taxi/alert=undelivered``: the UI's filter on it listed
+    them for good (a retry that succeeded too), and the outbox read every run so tagged,
+    with no limit, to drop the copies in Python (a limit would have let them hide the
+    alerts that wait). The first read that meets a copy now re-marks it ``inherited``;
+    every query of the read is bounded, and an alert waiting behind more copies than a
+    tick's limit is posted in that tick."""
+    context, hook = retrying
+    instance = context.instance
+    started = retry_location.sensor_tick(context, SENSOR_NAME)
+    parent = retry_location.launch_failing_run(context)
+    retry_location.sensor_tick(context, SENSOR_NAME, started.cursor)
+    assert alert_tags(instance, parent)[0] == "undelivered" and len(hook.bodies) == 3
+
+    # Dagster's run-retry daemon retries it while its alert waits, then each failed retry;
+    # the last retry succeeds. The failure sensor is stopped meanwhile: it sees none.
+    copies: list[str] = []
+    last = parent
+    for attempt in range(1, REDELIVERIES_PER_TICK + 3):
+        if attempt == REDELIVERIES_PER_TICK + 2:
+            monkeypatch.setenv(retry_location.FIXED_ENV, "1")
+        child = retry_location.retry(context, last)
+        assert child.tags[alert_outbox.ALERT_TAG] == "undelivered"  # Dagster copied it
+        assert child.tags[alert_outbox.ALERT_RUN_TAG] == parent
+        copies.append(child.run_id)
+        last = child.run_id
+    assert child.status == dg.DagsterRunStatus.SUCCESS
+    # Another run fails after them, its alert refused as the failure sensor tags it: it
+    # waits behind every copy in the outbox's order (least recently tagged first).
+    behind = failed_run(instance)
+    alert_outbox.mark(instance, behind, alert_outbox.UNDELIVERED, "HTTP 500")
+
+    limits: list[int | None] = []
+    read = dg.DagsterInstance.get_run_records
+
+    def observed(
+        self: dg.DagsterInstance, filters: Any = None, limit: Any = None, **kw: Any
+    ) -> Any:
+        if filters is not None and alert_outbox.ALERT_TAG in (filters.tags or {}):
+            limits.append(limit)
+        return read(self, filters, limit, **kw)
+
+    monkeypatch.setattr(dg.DagsterInstance, "get_run_records", observed)
+    # The webhook accepts again: one tick of the redelivery sensor posts both alerts.
+    redelivered = retry_location.sensor_tick(context, REDELIVERY_SENSOR_NAME)
+    assert redelivered.skip_message == "2 undelivered alert(s) posted"
+    assert posted_runs(hook.bodies[3:]) == [parent[:8], behind[:8]]
+    assert limits and all(limit == REDELIVERIES_PER_TICK for limit in limits), limits
+    for run_id in copies:
+        retry = instance.get_run_by_id(run_id)
+        assert retry is not None
+        assert alert_tags(instance, run_id) == ("inherited", ""), run_id
+        assert retry.tags[alert_outbox.ALERT_RUN_TAG] == run_id
+    # The UI's filter lists no copy; nothing waits any more.
+    listed = instance.get_run_records(dg.RunsFilter(tags={alert_outbox.ALERT_TAG: "undelivered"}))
+    assert listed == []
+    assert retry_location.sensor_tick(context, REDELIVERY_SENSOR_NAME).skip_message == (
+        "no undelivered alert"
+    )
 
 
 def test_an_undelivered_alert_tagged_before_alert_run_existed_is_still_posted(

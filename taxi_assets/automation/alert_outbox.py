@@ -13,7 +13,10 @@ Dagster's run-retry daemon and the UI's re-execution give the new run its parent
 whose alert waited started out ``undelivered``, and the redelivery sensor posted the
 retry's failure a second time beside the failure sensor. So each state names the run it
 was written for (``taxi/alert_run``), and tags naming another run are not this run's
-alert state (:func:`state`).
+alert state (:func:`state`). A copy of ``undelivered`` is re-marked ``inherited`` (the
+run's own, with ``taxi/alert_run`` naming it) by the first read of the outbox that meets
+it (:func:`undelivered`): the UI's filter ``taxi/alert=undelivered`` then lists only the
+alerts that wait, and the read stays bounded.
 
 Tags are written with ``DagsterInstance.add_run_tags``, not Dagster's public API (Dagster's
 own run-retry daemon tags failed runs the same way); this module is the one place that
@@ -22,7 +25,7 @@ calls it, and ``taxi_assets_tests/test_alerts.py`` pins it on a real instance.
 
 import dagster as dg
 
-from taxi_assets.instance_reads import run_records
+from taxi_assets.instance_reads import run_records, runs
 
 ALERT_TAG = "taxi/alert"
 ALERT_ERROR_TAG = "taxi/alert_error"
@@ -30,6 +33,9 @@ ALERT_RUN_TAG = "taxi/alert_run"  # the run whose alert the two tags above descr
 UNDELIVERED = "undelivered"
 DELIVERED = "delivered"
 ABANDONED = "abandoned"
+# The run carried a copy of another run's ``undelivered`` (a retry, a re-execution): it
+# has no alert waiting. Its own alert, should it fail, is the failure sensor's to post.
+INHERITED = "inherited"
 
 
 def mark(instance: dg.DagsterInstance, run_id: str, state: str, error: str | None = None) -> None:
@@ -43,25 +49,73 @@ def mark(instance: dg.DagsterInstance, run_id: str, state: str, error: str | Non
 
 def state(run: dg.DagsterRun) -> str | None:
     """The state of the run's own alert; None when the run has none yet, or when its tags
-    were copied from the run it re-executes. Tags written before ``taxi/alert_run``
-    existed count as the run's own (as they did then: none is dropped)."""
+    were copied from the run it re-executes (or were so, and re-marked ``inherited``).
+    Tags written before ``taxi/alert_run`` existed count as the run's own (as they did
+    then: none is dropped)."""
     if run.tags.get(ALERT_RUN_TAG, run.run_id) != run.run_id:
         return None
-    return run.tags.get(ALERT_TAG)
+    found = run.tags.get(ALERT_TAG)
+    return None if found == INHERITED else found
+
+
+def waits(run: dg.DagsterRun) -> bool:
+    """The run's own alert is still undelivered. A run that did not fail has no alert: a
+    ``taxi/alert=undelivered`` it carries, even without ``taxi/alert_run``, is a copy (a
+    retry that succeeded, or one still running)."""
+    return run.status == dg.DagsterRunStatus.FAILURE and state(run) == UNDELIVERED
+
+
+class OutboxError(Exception):
+    """The outbox could not re-mark a copied state (the write did not take)."""
 
 
 def undelivered(instance: dg.DagsterInstance, limit: int) -> list[dg.RunRecord]:
-    """Failed runs whose own alert is still undelivered, least recently tried first: a
-    failed attempt re-tags its run, which moves it behind the others (one alert the
-    webhook keeps refusing does not hold back the rest). Read without a limit, then
-    filtered: a failed retry whose copied ``undelivered`` the failure sensor never
-    overwrote (it was off) keeps its place at the front of this order for good, and a
-    limit in the query would let such runs hide the real ones."""
-    records = run_records(
-        instance,
-        dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], tags={ALERT_TAG: UNDELIVERED}),
-        limit=None,
-        order_by="update_timestamp",
-        ascending=True,
-    )
-    return [r for r in records if state(r.dagster_run) == UNDELIVERED][:limit]
+    """Up to ``limit`` failed runs whose own alert is still undelivered, least recently
+    tried first: a failed attempt re-tags its run, which moves it behind the others (one
+    alert the webhook keeps refusing does not hold back the rest).
+
+    Runs tagged ``undelivered`` by copy (Dagster's retries and re-executions) are re-marked
+    ``inherited`` here, when a read first meets them, whatever their status, and the read
+    is made again: re-marked, they no longer match it, so each query reads at most
+    ``limit`` runs, and copies never hide an alert that waits, not even for one tick. A
+    copy is read and re-marked once in all: the queries of a read are one, plus one per
+    page that held a copy (a retry of a run whose alert waits makes one copy; copies left
+    by the version before this one are drained by the first read). Before, the read had
+    no limit and dropped the copies in Python, as a failed retry's copy that the failure
+    sensor never overwrote (it was off), or a successful retry's, kept its place at the
+    front of this order (and in the UI's filter) for good."""
+    remarked: set[str] = set()
+    while True:
+        records = run_records(
+            instance,
+            dg.RunsFilter(tags={ALERT_TAG: UNDELIVERED}),
+            limit=limit,
+            order_by="update_timestamp",
+            ascending=True,
+        )
+        copies = [r.dagster_run for r in records if not waits(r.dagster_run)]
+        if not copies:
+            return records
+        for run in copies:
+            if run.run_id in remarked:
+                raise OutboxError(
+                    f"run {run.run_id} is still tagged {ALERT_TAG}={UNDELIVERED} after it was "
+                    f"re-marked {INHERITED} (its tags were copied from run "
+                    f"{run.tags.get(ALERT_RUN_TAG, '?')}): the instance did not store the tag"
+                )
+            _disown(instance, run.run_id)
+            remarked.add(run.run_id)
+        if len(records) < limit:  # no other run matched: the rest wait
+            return [r for r in records if waits(r.dagster_run)]
+
+
+def _disown(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Re-mark the copied ``undelivered`` of run ``run_id`` as ``inherited``, clearing the
+    copied error. Read again first: the failure sensor may have just tagged the run's own
+    alert (it failed meanwhile), which must not be overwritten. Dagster has no
+    compare-and-set for run tags; what remains is the time between this read and the
+    write, as between any two writers of a run's tags."""
+    found = runs(instance, dg.RunsFilter(run_ids=[run_id]), limit=1)
+    run = found[0] if found else None
+    if run is not None and run.tags.get(ALERT_TAG) == UNDELIVERED and not waits(run):
+        mark(instance, run_id, INHERITED, error="")
