@@ -53,11 +53,9 @@ def _months_status(args: argparse.Namespace) -> int:
 
     from sqlalchemy.exc import OperationalError
 
-    from taxi_assets.bounded_lock import LockWaitTimeout
     from taxi_assets.cli.arguments import parse_months
     from taxi_assets.month_status import IN_STEP, as_record, collect, format_statuses
-    from taxi_assets.pg.embedded_start import EmbeddedStartError
-    from taxi_assets.pg.unseen_server import UnseenServerError
+    from taxi_assets.pg.embedded import EMBEDDED_SERVER_ERRORS
     from taxi_assets.services import SERVICES
     from taxi_assets.storage.roots import lake_root
 
@@ -71,9 +69,7 @@ def _months_status(args: argparse.Namespace) -> int:
             raise ValueError("--to needs a first month")
         hive_format = _lake_hive_format()
         loads = _warehouse_loads(os.environ.get("TAXI_WAREHOUSE_URL"))
-    # A hung start of the embedded server, or one that failed (its log's last lines), or
-    # another container's server holding its folder.
-    except (ValueError, LockWaitTimeout, EmbeddedStartError, UnseenServerError) as error:
+    except (ValueError, *EMBEDDED_SERVER_ERRORS) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except OperationalError as error:  # the server refused or is unreachable (no secret in it)

@@ -17,16 +17,11 @@ DEFAULT_SCHEMAS = ("warehouse", "analytics")
 
 
 def _warehouse_start(args: argparse.Namespace) -> int:
-    from taxi_assets.bounded_lock import LockWaitTimeout
-    from taxi_assets.pg.embedded import embedded_url, psql_command
-    from taxi_assets.pg.embedded_start import EmbeddedStartError
-    from taxi_assets.pg.unseen_server import UnseenServerError
+    from taxi_assets.pg.embedded import EMBEDDED_SERVER_ERRORS, embedded_url, psql_command
 
     try:
         url = embedded_url(args.data_dir)
-    # Another process hung mid-start; a bad bound; a server that did not start (its log);
-    # another container's server holding the folder.
-    except (LockWaitTimeout, ValueError, EmbeddedStartError, UnseenServerError) as error:
+    except (ValueError, *EMBEDDED_SERVER_ERRORS) as error:  # ValueError: a bad bound
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"embedded PostgreSQL running for {Path(args.data_dir).resolve()}")
@@ -38,13 +33,11 @@ def _warehouse_start(args: argparse.Namespace) -> int:
 
 
 def _warehouse_stop(args: argparse.Namespace) -> int:
-    from taxi_assets.bounded_lock import LockWaitTimeout
-    from taxi_assets.pg.embedded import stop
-    from taxi_assets.pg.unseen_server import UnseenServerError
+    from taxi_assets.pg.embedded import EMBEDDED_SERVER_ERRORS, stop
 
     try:
         stopped = stop(args.data_dir)
-    except (LockWaitTimeout, ValueError, UnseenServerError) as error:
+    except (ValueError, *EMBEDDED_SERVER_ERRORS) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print("stopped" if stopped else "not running")

@@ -43,22 +43,34 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-from taxi_assets.bounded_lock import ReentrantLockfLock, exclusive_flock, wait_setting
+from taxi_assets.bounded_lock import (
+    LockWaitTimeout,
+    ReentrantLockfLock,
+    exclusive_flock,
+    wait_setting,
+)
 from taxi_assets.pg import embedded_start
 
 # Connections made while holding the settings lock wait at most this: a server that does
 # not answer (hung, stopped with SIGSTOP) must not keep this process, and so the lock,
 # waiting for ever.
 from taxi_assets.pg.connect_timeout import CONNECT_TIMEOUT_S
+from taxi_assets.pg.embedded_start import EmbeddedStartError
 from taxi_assets.pg.postmaster import (
     live_postmaster,
     refuse_unseen_server_of,
     remove_stale_pid_file,
 )
+from taxi_assets.pg.unseen_server import UnseenServerError
 
 if TYPE_CHECKING:
     import psycopg
 DEFAULT_EMBEDDED_DIR = "./data/warehouse"
+# What a start or stop of the embedded server fails with, each naming the folder in one
+# line for a person: another process hung mid-start or mid-stop (past the bound), a
+# server that did not start (its log's last lines), another container's server holding
+# the folder.
+EMBEDDED_SERVER_ERRORS = (LockWaitTimeout, EmbeddedStartError, UnseenServerError)
 # PostgreSQL's "Populating a Database" advice for a server without replicas; minimal WAL
 # requires that no WAL sender may run.
 BULK_LOAD_SETTINGS = {"wal_level": "minimal", "max_wal_senders": "0"}
