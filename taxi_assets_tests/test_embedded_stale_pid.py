@@ -95,13 +95,7 @@ def test_a_killed_server_left_a_zombie_is_started_again(embedded_dir: Path) -> N
     the file was handed out (connection refused), and ``stop`` waited pg_ctl's 60 s for
     it and failed. Now the server counts as stopped and starts again."""
     folder = embedded_dir.resolve()
-    keeper = subprocess.Popen(
-        [sys.executable, "-c", START_AND_KEEP_ORPHANS, str(folder)],
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    keeper = keeper_process([sys.executable, "-c", START_AND_KEEP_ORPHANS, str(folder)])
     try:
         assert keeper.stdout is not None
         assert keeper.stdout.readline().startswith("postgresql://")
@@ -125,6 +119,18 @@ def test_a_killed_server_left_a_zombie_is_started_again(embedded_dir: Path) -> N
         keeper.kill()
         keeper.wait()
         stop(folder)
+
+
+def keeper_process(command: list[str]) -> subprocess.Popen[str]:
+    """A Python script (``command``) that starts a server with this project's code, prints
+    its URL and keeps it until its input closes."""
+    return subprocess.Popen(
+        command,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.fixture
@@ -291,12 +297,8 @@ def test_a_server_of_another_pid_namespace_keeps_its_pid_file(
     if os.geteuid() != 0 or not unshare_works(namespaces):
         pytest.skip(f"unshare {' '.join(namespaces)} needs root (CAP_SYS_ADMIN)")
     folder = embedded_dir.resolve()
-    keeper = subprocess.Popen(
-        ["unshare", *namespaces, "--fork", sys.executable, "-c", START_AND_WAIT, str(folder)],
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+    keeper = keeper_process(
+        ["unshare", *namespaces, "--fork", sys.executable, "-c", START_AND_WAIT, str(folder)]
     )
     try:
         assert keeper.stdout is not None
