@@ -1,14 +1,18 @@
-"""A COPY interrupted while the warehouse server answers nothing: the interruption comes out
-at once, as itself.
+"""A read or a load interrupted while the warehouse server answers nothing: the
+interruption comes out at once, as itself, and nothing of the month is left.
 
 Dagster ends a run (run monitoring's max runtime, Terminate) by sending its process SIGINT,
 which Dagster's handler raises as ``DagsterExecutionInterruptedError`` in the main thread
-(``raise_execution_interrupts``: it wraps every step's and IO manager's code). Here, all
-for real: a server of this module's own whose every process (the postmaster too, so a
-cancel request waits as well) is stopped with SIGSTOP while a COPY is under way, a SIGINT
-to this process, and the handler Dagster installs. The server goes on again after
-``RESUME_AFTER_S`` whatever happens, so that a COPY which waited for it returns then and
-the test fails on its time instead of hanging.
+(``raise_execution_interrupts``: it wraps every step's and IO manager's code); Ctrl-C
+outside Dagster (a CLI command, a script) is Python's ``KeyboardInterrupt``, which
+psycopg's own handler catches first. Here, all for real: a server of this module's own
+whose every process (the postmaster too, so a cancel request waits as well) is stopped
+with SIGSTOP while a COPY is under way, or while a read or a load waits for a lock before
+it, a SIGINT to this process (or to a process of its own), and the handler Dagster
+installs or Python's. The server goes on again after ``RESUME_AFTER_S`` whatever happens,
+so that a client which waited for it returns then and the test fails on its time instead
+of hanging. Last, the same interruptions against a server that answers: the statement
+must not run on after its client is gone.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -23,30 +29,47 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dagster as dg
 import psutil
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from dagster._core.errors import DagsterExecutionInterruptedError, raise_execution_interrupts
 
+from taxi_assets.io_managers.postgres import PostgresIOManager
 from taxi_assets.pg.copy_in import copy_arrow
-from taxi_assets.pg.copy_out import read_query_arrow
-from taxi_assets.pg.ddl import driver_cursor
+from taxi_assets.pg.ddl import driver_cursor, relation_kind
 from taxi_assets.pg.interrupts import dropped_if_interrupted
+from taxi_assets.pg.month_swap import month_lock_key
+from taxi_assets.pg.partitions import STAGING_MARK, child_name, staging_tables
 from taxi_assets.pg.scratch import fresh_database
+from taxi_assets.resources.postgres import PostgresResource
 from taxi_assets_tests.faults_support import (
+    REPO,
     copy_in_progress,
     copy_progress,
     database_name,
     other_backends,
     restartable_server,
     server_processes,
+    step_failure,
     wait_for,
 )
 from taxi_assets_tests.pipeline import engine_for
+from taxi_assets_tests.warehouse_client import (
+    MONTH,
+    MONTHS_TABLE,
+    READ_TABLE,
+    SCHEMA,
+    create_tables,
+    load_month,
+    month_rows,
+    read,
+)
 
-# Longer than psycopg's own waits on an interruption (a cancel request: 5 s), so that
-# a COPY returning only once the server goes on is told from one that returned at once.
+# Longer than psycopg's own waits on an interruption (a cancel request, then the query's
+# end: 5 s + 5 s), so that a client returning only once the server goes on, or after
+# psycopg's waits, is told from one that returned at once.
 RESUME_AFTER_S = 12
 # Time from the SIGINT to the interruption leaving the COPY, the server still stopped.
 BOUND_S = 2
@@ -95,11 +118,16 @@ class Fault:
 
 @contextlib.contextmanager
 def stopped_and_interrupted(
-    url: str, data: Path, ready: Callable[[sa.Engine], bool]
+    url: str,
+    data: Path,
+    ready: Callable[[sa.Engine], bool],
+    pid: int | None = None,
+    stop: bool = True,
 ) -> Iterator[Fault]:
-    """In a thread: once ``ready`` says so, stop every server process, give the
-    client a moment to block on it, send this process SIGINT; let the server go on once
-    the block reports ``returned`` or after ``RESUME_AFTER_S``, and at the end."""
+    """In a thread: once ``ready`` says so, stop every server process (unless not to
+    ``stop``), give the client a moment to block on it, send process ``pid`` (default:
+    this one) SIGINT; let the server go on once the block reports ``returned`` or after
+    ``RESUME_AFTER_S``, and at the end."""
     fault = Fault()
     stopped: list[psutil.Process] = []
 
@@ -112,17 +140,17 @@ def stopped_and_interrupted(
         try:
             watcher = engine_for(url)
             try:
-                wait_for("the COPY to be under way", lambda: ready(watcher), 30)
+                wait_for("the client to wait on the server", lambda: ready(watcher), 30)
             finally:
                 watcher.dispose()  # its connection would be stopped with the server
-            stopped.extend(server_processes(data))
+            stopped.extend(server_processes(data) if stop else [])
             for process in stopped:
                 process.suspend()
             time.sleep(0.5)  # the client drains what was sent and blocks
             if fault.returned.is_set():
                 return  # over before the fault (the test then fails on it): no SIGINT
             fault.interrupted_at = time.monotonic()
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid() if pid is None else pid, signal.SIGINT)
             fault.returned.wait(RESUME_AFTER_S)
         except BaseException as error:  # noqa: BLE001 - reported by the test's thread
             fault.error = error
@@ -147,60 +175,113 @@ def assert_returned_at_once(fault: Fault, returned_at: float) -> None:
     assert fault.interrupted_at is not None, "no interruption was sent"
     took = returned_at - fault.interrupted_at
     assert fault.resumed_at is None or returned_at < fault.resumed_at, (
-        f"the COPY returned {took:.1f}s after the SIGINT, only once the server went on"
+        f"the client returned {took:.1f}s after the SIGINT, only once the server went on"
     )
-    assert took < BOUND_S, f"the COPY returned {took:.1f}s after the SIGINT"
+    assert took < BOUND_S, f"the client returned {took:.1f}s after the SIGINT"
 
 
-# Where the read of an input is when the server stops: waiting for the COPY's first rows
-# (the first row sleeps: a scan that finds its first match late), or between rows (the
-# first 20,000 rows, ~0.9 MB, flow at once and fill the socket; then each row sleeps 1 ms:
-# a long scan).
-SLOW_COPIES = {
-    "before-its-first-rows": (" WHERE n > 1 OR pg_sleep(5) IS NOT NULL", copy_started),
+def waits_for_a_lock(engine: sa.Engine, statement: str) -> bool:
+    """A backend on ``engine``'s database waits for a lock in a statement containing
+    ``statement``."""
+    with engine.connect() as connection:
+        waiting = connection.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state = 'active' AND wait_event_type = 'Lock' "
+                "AND strpos(query, :statement) > 0"
+            ),
+            {"statement": statement},
+        ).scalar_one()
+    return bool(waiting)
+
+
+@contextlib.contextmanager
+def held(url: str, statement: str | None) -> Iterator[int | None]:
+    """A session of its own (its backend's pid) holding what ``statement`` takes (a lock)
+    until the block ends: after the server went on, as the blocks of
+    :func:`stopped_and_interrupted` end first."""
+    if statement is None:
+        yield None
+        return
+    engine = engine_for(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text(statement))
+            yield connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    finally:
+        engine.dispose()
+
+
+INTERRUPTIONS = {
+    # A run terminated (Dagster's handler, as in every step and IO manager call).
+    "dagster-handler": DagsterExecutionInterruptedError,
+    # Ctrl-C outside Dagster (Python's own handler): psycopg's handler catches it first.
+    "ctrl-c": KeyboardInterrupt,
+}
+
+
+@contextlib.contextmanager
+def interruption_raised(interruption: type[BaseException]) -> Iterator[None]:
+    """SIGINT raised in the block as ``interruption``, by its real handler."""
+    if interruption is DagsterExecutionInterruptedError:
+        with raise_execution_interrupts():
+            yield
+    else:
+        yield
+
+
+# Where the read of an input is when the server stops: waiting for the COPY to start
+# (behind a lock on the table: a swap's or a migration's), waiting for its first rows (the
+# first row sleeps: a scan that finds its first match late), or between rows (the first
+# 20,000 rows, ~0.9 MB, flow at once and fill the socket; then each row sleeps 1 ms: a
+# long scan). (WHERE, what holds the table meanwhile, when the client is waiting.)
+SLOW_COPIES: dict[str, tuple[str, str | None, Callable[[sa.Engine], bool]]] = {
+    "behind-a-lock": (
+        "",
+        f"LOCK TABLE public.{READ_TABLE} IN ACCESS EXCLUSIVE MODE",
+        lambda engine: waits_for_a_lock(engine, "COPY"),
+    ),
+    "before-its-first-rows": (" WHERE n > 1 OR pg_sleep(5) IS NOT NULL", None, copy_started),
     "between-rows": (
         " WHERE n <= 20000 OR pg_sleep(0.001) IS NOT NULL",
+        None,
         lambda engine: copy_moved(engine, "COPY TO", 20_000),
     ),
 }
 
 
+@pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
 @pytest.mark.parametrize("where", list(SLOW_COPIES))
 def test_an_interrupted_copy_to_raises_the_interruption_at_once_from_a_stopped_server(
-    database: tuple[str, Path], where: str
+    database: tuple[str, Path], where: str, interruption: str
 ) -> None:
     """The IO manager's read of an input (``read_query_arrow``, COPY TO) interrupted while
     it waits for a stopped server. Between rows, psycopg's clean-up of the COPY on an error
     would send a cancel request (the stopped postmaster lets it wait 5 s) and then read
     the rest of the COPY's data, which never comes. Before the first rows, leaving the
     connection would send a ROLLBACK while the COPY is still running, and the error of that
-    ("another command is already in progress") would replace the interruption."""
+    ("another command is already in progress") would replace the interruption. Ctrl-C,
+    anywhere, would meet psycopg's handler first, which sends a cancel request and waits
+    for the query to end (5 s + 5 s) before letting it through."""
     url, data = database
-    engine = engine_for(url)
-    with engine.begin() as connection:
-        connection.execute(sa.text("DROP TABLE IF EXISTS public.slow_rows"))
-        connection.execute(
-            sa.text(
-                "CREATE TABLE public.slow_rows AS SELECT n::bigint AS n, "
-                "md5(n::text) AS payload FROM generate_series(1, 100000) AS n"
-            )
-        )
-    condition, ready = SLOW_COPIES[where]
+    create_tables(url)
+    condition, holder, ready = SLOW_COPIES[where]
+    expected = INTERRUPTIONS[interruption]
     returned_at = None
     with (
+        held(url, holder),
         stopped_and_interrupted(url, data, ready) as fault,
-        pytest.raises(DagsterExecutionInterruptedError) as raised,
-        raise_execution_interrupts(),
+        pytest.raises(expected) as raised,
+        interruption_raised(expected),
     ):
         try:
-            read_query_arrow(engine, "public", "slow_rows", condition, {})
+            read(url, condition)
         finally:
             returned_at = time.monotonic()
             fault.returned.set()
-    assert type(raised.value) is DagsterExecutionInterruptedError
+    assert type(raised.value) is expected
     assert returned_at is not None
     assert_returned_at_once(fault, returned_at)
-    engine.dispose()
 
 
 def endless_rows(limit_batches: int = 200) -> pa.RecordBatchReader:
@@ -214,13 +295,9 @@ def endless_rows(limit_batches: int = 200) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(batch.schema, (batch for _ in range(limit_batches)))
 
 
-@pytest.mark.parametrize(
-    "interruption",
-    [DagsterExecutionInterruptedError, KeyboardInterrupt],
-    ids=["dagster-handler", "ctrl-c"],
-)
+@pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
 def test_an_interrupted_copy_from_raises_the_interruption_at_once_from_a_stopped_server(
-    database: tuple[str, Path], interruption: type[BaseException]
+    database: tuple[str, Path], interruption: str
 ) -> None:
     """The IO manager's load (``copy_arrow`` in ``dropped_if_interrupted``, as its ``fill``
     does) interrupted while the sending thread is blocked on the socket of a stopped server:
@@ -233,11 +310,11 @@ def test_an_interrupted_copy_from_raises_the_interruption_at_once_from_a_stopped
         connection.execute(sa.text("DROP TABLE IF EXISTS public.loaded_rows"))
         connection.execute(sa.text("CREATE TABLE public.loaded_rows (n bigint, payload text)"))
     returned_at = None
-    handler = raise_execution_interrupts() if interruption is not KeyboardInterrupt else None
+    expected = INTERRUPTIONS[interruption]
     with (
         stopped_and_interrupted(url, data, lambda e: copy_moved(e, "COPY FROM", 0)) as fault,
-        pytest.raises(interruption) as raised,
-        handler or contextlib.nullcontext(),
+        pytest.raises(expected) as raised,
+        interruption_raised(expected),
     ):
         try:
             with engine.begin() as connection, dropped_if_interrupted(connection):
@@ -245,7 +322,7 @@ def test_an_interrupted_copy_from_raises_the_interruption_at_once_from_a_stopped
         finally:
             returned_at = time.monotonic()
             fault.returned.set()
-    assert type(raised.value) is interruption
+    assert type(raised.value) is expected
     assert returned_at is not None
     assert_returned_at_once(fault, returned_at)
     # The server, going on, rolls the load back: it saw its client hang up.
@@ -253,4 +330,207 @@ def test_an_interrupted_copy_from_raises_the_interruption_at_once_from_a_stopped
     wait_for("the load's session to end", lambda: not other_backends(engine, database_of), 30)
     with engine.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM loaded_rows")).scalar_one() == 0
+    engine.dispose()
+
+
+# The lock the staging table's creation waits for (STAGING_WAITS), held by the test.
+STAGING_LOCK = 4040
+# An event trigger that holds up the creation of a staging table, in the load's
+# transaction, the table created: a load between its first statement and its COPY.
+STAGING_WAITS = [
+    f"""CREATE FUNCTION public.staging_waits() RETURNS event_trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF EXISTS (SELECT FROM pg_event_trigger_ddl_commands()
+                   WHERE strpos(object_identity, '{STAGING_MARK}') > 0) THEN
+            PERFORM pg_advisory_xact_lock({STAGING_LOCK});
+        END IF;
+    END $$""",
+    "CREATE EVENT TRIGGER staging_waits ON ddl_command_end WHEN TAG IN ('CREATE TABLE') "
+    "EXECUTE FUNCTION public.staging_waits()",
+]
+# Where the load is when the server stops, before its COPY: (what holds it up there, when
+# it waits there).
+BEFORE_THE_COPY: dict[str, tuple[str, Callable[[sa.Engine], bool]]] = {
+    # Its first statement: the month's lock, which another load of the month holds.
+    "at-the-month-lock": (
+        "SELECT pg_advisory_lock(hashtextextended("
+        f"'{month_lock_key(SCHEMA, MONTHS_TABLE, MONTH.key)}', 0))",
+        lambda engine: waits_for_a_lock(engine, "pg_advisory_lock"),
+    ),
+    # Its staging table created, not yet filled (STAGING_WAITS).
+    "creating-the-staging-table": (
+        f"SELECT pg_advisory_lock({STAGING_LOCK})",
+        lambda engine: waits_for_a_lock(engine, "CREATE TABLE"),
+    ),
+}
+
+
+MONTHS = dg.MonthlyPartitionsDefinition(start_date=MONTH.key, fmt="%Y-%m", end_offset=0)
+
+
+@dg.asset(key=[SCHEMA, MONTHS_TABLE], partitions_def=MONTHS, metadata={"partition_expr": "m"})
+def month_table() -> pa.Table:
+    return month_rows()
+
+
+def load_in_a_run(url: str) -> dg.ExecuteInProcessResult:
+    """The month written by the Postgres IO manager in a run of its own (Dagster's SIGINT
+    handler raising the interruption in it)."""
+    return dg.materialize(
+        [month_table],
+        partition_key=MONTH.key,
+        resources={"io_manager": PostgresIOManager(database=PostgresResource(url=url))},
+        raise_on_error=False,
+    )
+
+
+@pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
+@pytest.mark.parametrize("where", list(BEFORE_THE_COPY))
+def test_a_load_interrupted_before_its_copy_ends_at_once_and_leaves_nothing_of_the_month(
+    database: tuple[str, Path], where: str, interruption: str
+) -> None:
+    """A load of a new month interrupted while it waits for a stopped server before its
+    COPY began: at its first statement (the month's lock) or once its staging table is
+    created. Dagster's interruption: a run of the IO manager, which fails its step with it.
+    Ctrl-C: ``replace_months`` called as ``warehouse migrate`` calls it, outside Dagster,
+    where psycopg's handler of ``KeyboardInterrupt`` would send a cancel request and wait
+    for the statement to end (5 s + 5 s) first. Either way the interruption comes out
+    within ``BOUND_S``, and once the server goes on its session ends with its locks and
+    nothing of the month is left: no child table, no staging table, no row."""
+    url, data = database
+    create_tables(url)
+    engine = engine_for(url)
+    with engine.begin() as connection:
+        for statement in STAGING_WAITS:
+            connection.exec_driver_sql(statement)
+    holder, ready = BEFORE_THE_COPY[where]
+    returned_at = None
+    with held(url, holder), stopped_and_interrupted(url, data, ready) as fault:
+        try:
+            if interruption == "ctrl-c":
+                with pytest.raises(KeyboardInterrupt) as raised:
+                    load_month(url)
+                errors = [type(raised.value).__name__]
+            else:
+                result = load_in_a_run(url)
+                errors = [e.cls_name for e in step_failure(result)[1]]
+        finally:
+            returned_at = time.monotonic()
+            fault.returned.set()
+    assert errors[0] == INTERRUPTIONS[interruption].__name__, errors
+    assert_returned_at_once(fault, returned_at)
+    database_of = database_name(url)
+    wait_for("the load's session to end", lambda: not other_backends(engine, database_of), 30)
+    child = child_name(MONTHS_TABLE, MONTH.key)
+    with engine.connect() as connection:
+        assert relation_kind(connection, SCHEMA, child) is None
+        assert staging_tables(connection, SCHEMA, child) == []
+        rows = connection.exec_driver_sql(f"SELECT count(*) FROM {SCHEMA}.{MONTHS_TABLE}")
+        assert rows.scalar_one() == 0
+        locks = connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+        )
+        assert locks.scalar_one() == 0
+    engine.dispose()
+
+
+# A process of its own, whose SIGINT handler is Python's own (what Ctrl-C in a terminal
+# reaches): (its command, what holds it up, when it waits on the server).
+OWN_PROCESS: dict[str, tuple[list[str], str | None, Callable[[sa.Engine], bool]]] = {
+    "reading": (["read", SLOW_COPIES["before-its-first-rows"][0]], None, copy_started),
+    "loading": (["load"], *BEFORE_THE_COPY["at-the-month-lock"]),
+}
+
+
+@pytest.mark.parametrize("what", list(OWN_PROCESS))
+def test_ctrl_c_ends_a_process_waiting_on_a_stopped_server_at_once(
+    database: tuple[str, Path], what: str
+) -> None:
+    """Ctrl-C to a process reading an input or loading a month (``warehouse_client``) while
+    it waits for a stopped server: the process ends within ``BOUND_S``, of the
+    ``KeyboardInterrupt`` (exit by SIGINT, its traceback's last line), nothing at its exit
+    waiting for the server either. Before, psycopg's handler waited 10 s first."""
+    url, data = database
+    create_tables(url)
+    command, holder, ready = OWN_PROCESS[what]
+    returned_at = None
+    with held(url, holder):
+        client = subprocess.Popen(
+            [sys.executable, "-m", "taxi_assets_tests.warehouse_client", command[0], url]
+            + command[1:],
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            with stopped_and_interrupted(url, data, ready, pid=client.pid) as fault:
+                try:
+                    client.wait(RESUME_AFTER_S + 10)
+                finally:
+                    returned_at = time.monotonic()
+                    fault.returned.set()
+        finally:
+            if client.poll() is None:
+                client.kill()
+            _, stderr = client.communicate()
+    assert client.returncode == -signal.SIGINT, stderr
+    assert stderr.rstrip().endswith("KeyboardInterrupt"), stderr
+    assert returned_at is not None
+    assert_returned_at_once(fault, returned_at)
+
+
+# From the interruption to the end of the interrupted statement's session, the server
+# going on: the cancel request's round trip, the session's end.
+CANCELLED_WITHIN_S = 3
+# A statement the server would go on with though its client hung up, until the statement
+# next talks to the client: (what holds it up, the read's WHERE or None: the load's, when
+# it waits). The read's first row comes after 30 s; the month's lock is let go at the end.
+LIVE_STATEMENTS: dict[str, tuple[str | None, str | None, Callable[[sa.Engine], bool]]] = {
+    "reading": (None, " WHERE n > 1 OR pg_sleep(30) IS NOT NULL", copy_started),
+    "loading": (
+        BEFORE_THE_COPY["at-the-month-lock"][0],
+        None,
+        BEFORE_THE_COPY["at-the-month-lock"][1],
+    ),
+}
+
+
+@pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
+@pytest.mark.parametrize("what", list(LIVE_STATEMENTS))
+def test_an_interrupted_statement_stops_at_once_on_a_server_that_answers(
+    database: tuple[str, Path], what: str, interruption: str
+) -> None:
+    """Interrupted, a read (``read_query_arrow``'s COPY TO, psycopg's) or a load (its
+    month's lock, a statement SQLAlchemy runs) hangs up; a server that answers still would
+    go on with the statement (a sleep, a lock wait; in production a scan, an index build,
+    holding the month's lock) until it next talks to the client. The statement is
+    cancelled: its session ends within ``CANCELLED_WITHIN_S``. (psycopg's handler of
+    Ctrl-C sent a cancel request and waited for it; Dagster's interruption sent none.)"""
+    url, data = database
+    create_tables(url)
+    holder, where, ready = LIVE_STATEMENTS[what]
+    expected = INTERRUPTIONS[interruption]
+    engine = engine_for(url)
+    database_of = database_name(url)
+    with held(url, holder) as holder_pid:
+        with (
+            stopped_and_interrupted(url, data, ready, stop=False) as fault,
+            pytest.raises(expected) as raised,
+            interruption_raised(expected),
+        ):
+            try:
+                if where is None:
+                    load_month(url)
+                else:
+                    read(url, where)
+            finally:
+                returned_at = time.monotonic()
+                fault.returned.set()
+        assert type(raised.value) is expected
+        assert_returned_at_once(fault, returned_at)
+        wait_for(
+            "the interrupted statement's session to end",
+            lambda: [pid for pid, *_ in other_backends(engine, database_of)] in ([holder_pid], []),
+            CANCELLED_WITHIN_S,
+        )
     engine.dispose()

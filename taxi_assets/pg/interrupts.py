@@ -13,18 +13,41 @@ them (its kernel keeps the connection up), so the process waited for ever, its r
 marked failed. Here the connection is hung up first: every wait on it fails at once, and the
 transaction goes as a killed run's does (the server rolls back a session whose client is
 gone), leaving the month as it was.
+
+A server that still answers would notice the hang-up only when the statement next talks
+to the client: a lock wait, a sort or an index build would go on to its end, holding its
+locks (the month's lock among them). So the statement is also cancelled, by a cancel
+request sent from a thread that nothing waits for (a stopped server never answers it).
+
+Ctrl-C (Python's own SIGINT handler: a CLI command such as ``warehouse migrate``, a read
+from a script or notebook) raises ``KeyboardInterrupt``, which psycopg's ``Connection.wait``
+catches while it waits for the server: it sends a cancel request and waits for the query
+to end, 5 s each against a stopped server, before letting the interruption through (10 s,
+measured). Inside these blocks Ctrl-C raises a private interruption instead, which psycopg
+lets through at once as it does Dagster's (``DagsterExecutionInterruptedError``), and the
+block raises ``KeyboardInterrupt`` in its place once the connection is hung up.
 """
 
 from __future__ import annotations
 
 import os
+import select
+import signal
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from psycopg import pq
+
+# How long the thread sending a cancel request on an interruption waits for the server to
+# take it; nothing waits for the thread.
+CANCEL_WAIT_S = 5.0
 
 
 def hang_up(driver: psycopg.Connection[Any]) -> None:
@@ -38,26 +61,110 @@ def hang_up(driver: psycopg.Connection[Any]) -> None:
         pass  # closed already: nothing can wait on it
 
 
+def cancel_in_background(driver: psycopg.Connection[Any]) -> None:
+    """Ask the server to stop the statement ``driver`` runs, if it runs one, from a daemon
+    thread: the caller goes on at once (the request is a connection of its own to the
+    server, which a stopped server accepts and never answers)."""
+    try:
+        if driver.closed or driver.pgconn.transaction_status != pq.TransactionStatus.ACTIVE:
+            return
+        request = driver.pgconn.cancel_conn()
+        request.start()
+    except psycopg.Error:
+        return  # the connection is broken already: its server has nothing to stop
+    threading.Thread(
+        target=_send_cancel, args=(request,), name="warehouse-cancel", daemon=True
+    ).start()
+
+
+def _send_cancel(request: pq.abc.PGcancelConn) -> None:
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            status = request.poll()
+            if status == pq.PollingStatus.READING:
+                select.select([request.socket], [], [], left)
+            elif status == pq.PollingStatus.WRITING:
+                select.select([], [request.socket], [], left)
+            else:
+                return  # taken (OK), or impossible (FAILED): the hang-up ends the session
+    except (psycopg.Error, OSError):
+        return
+    finally:
+        request.finish()
+
+
+def _cancel_interrupted_statement(context: sa.engine.ExceptionContext) -> None:
+    """``handle_error`` listener: a statement that SQLAlchemy runs, interrupted, is
+    cancelled before SQLAlchemy drops its connection (which it does for an interruption,
+    without a cancel)."""
+    if not is_interruption(context.original_exception) or context.connection is None:
+        return
+    connection = context.connection
+    if connection.invalidated or connection.closed:
+        return
+    driver = connection.connection.driver_connection
+    if isinstance(driver, psycopg.Connection):
+        cancel_in_background(driver)
+
+
 def is_interruption(error: BaseException) -> bool:
     """An interruption (SIGINT: Ctrl-C, Dagster terminating the run; SystemExit), not an
     error of the work."""
     return not isinstance(error, Exception)
 
 
+class _CtrlC(BaseException):
+    """Ctrl-C inside a block of this module: not a ``KeyboardInterrupt``, so that psycopg's
+    handler of those does not wait for the server before letting it through."""
+
+
+@contextmanager
+def _ctrl_c_let_through_psycopg() -> Iterator[None]:
+    """Raise Ctrl-C as :class:`_CtrlC` inside the block, as ``KeyboardInterrupt`` out of it.
+    Only where Python's own handler is in place, in the main thread (the only one that
+    receives signals or may set handlers): another handler (Dagster's, which raises its
+    own interruption or defers it) is left alone, and so is an enclosing block's."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+
+    def raise_ctrl_c(_signal: int, _frame: FrameType | None) -> None:
+        raise _CtrlC
+
+    previous = signal.signal(signal.SIGINT, raise_ctrl_c)
+    try:
+        yield
+    except _CtrlC as error:
+        raise KeyboardInterrupt().with_traceback(error.__traceback__) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @contextmanager
 def dropped_if_interrupted(connection: sa.Connection) -> Iterator[None]:
     """Hang up and invalidate ``connection`` when an interruption leaves the block, so that
     leaving its transaction does not wait for the server and the interruption stays the
-    error raised (a ROLLBACK on the hung-up connection would replace it)."""
-    try:
-        yield
-    except BaseException as error:
-        if is_interruption(error):
-            driver = connection.connection.driver_connection
-            if isinstance(driver, psycopg.Connection):
-                hang_up(driver)
-            connection.invalidate()
-        raise
+    error raised (a ROLLBACK on the hung-up connection would replace it). Ctrl-C comes out
+    at once too, and the statement interrupted is cancelled (the module's docstring)."""
+    if not sa.event.contains(connection.engine, "handle_error", _cancel_interrupted_statement):
+        sa.event.listen(connection.engine, "handle_error", _cancel_interrupted_statement)
+    with _ctrl_c_let_through_psycopg():
+        try:
+            yield
+        except BaseException as error:
+            # Invalidated already (SQLAlchemy drops a connection that an interruption
+            # left mid-statement): asking for its driver connection would connect again.
+            if is_interruption(error) and not (connection.invalidated or connection.closed):
+                driver = connection.connection.driver_connection
+                if isinstance(driver, psycopg.Connection):
+                    cancel_in_background(driver)
+                    hang_up(driver)
+                connection.invalidate()
+            raise
 
 
 @contextmanager
@@ -65,11 +172,14 @@ def closed_if_interrupted(driver: psycopg.Connection[Any]) -> Iterator[None]:
     """Hang up and close ``driver`` when an interruption leaves the block: the body of a
     psycopg ``COPY ... TO STDOUT`` block, whose clean-up on an error sends the server a
     cancel request (5 s to a stopped server) and then reads the rest of the COPY's data
-    (for ever). On a closed connection it does neither."""
-    try:
-        yield
-    except BaseException as error:
-        if is_interruption(error):
-            hang_up(driver)  # first, so that closing's goodbye to the server fails at once
-            driver.close()
-        raise
+    (for ever). On a closed connection it does neither. Ctrl-C comes out at once too, and
+    the COPY is cancelled (the module's docstring)."""
+    with _ctrl_c_let_through_psycopg():
+        try:
+            yield
+        except BaseException as error:
+            if is_interruption(error):
+                cancel_in_background(driver)
+                hang_up(driver)  # first, so that closing's goodbye to the server fails at once
+                driver.close()
+            raise

@@ -56,6 +56,7 @@ from taxi_assets.pg.ddl import (
     require_partitioned,
     set_column_defaults,
 )
+from taxi_assets.pg.interrupts import dropped_if_interrupted
 from taxi_assets.pg.lock_retry import LockWaits, with_lock_retries
 from taxi_assets.pg.partitions import (
     Column,
@@ -142,29 +143,33 @@ def replace_months(
     months = sorted(months, key=lambda m: m.key)
     with engine.connect() as connection:
         try:
-            _lock_months(connection, schema, table, months)
-            with connection.begin():
-                require_partitioned(connection, schema, table)
-                columns = table_columns(connection, schema, table)
-                indexes = table_indexes(connection, schema, table)
-            _drop_leftovers(connection, schema, table, months, log)
-            replaced = sum(_rows_of_child(connection, schema, table, m) for m in months)
-            stage = _Stage(
-                connection, schema, table, column, months, columns, indexes, constants or {}
-            )
-            written = stage.fill_check_index(fill, expected_rows)
-            try:
-                _, lock_ms, attempts = with_lock_retries(
-                    connection,
-                    lambda c: stage.swap(c, in_swap),
-                    waits=waits,
-                    what=f"Swap of {schema}.{table} {', '.join(m.key for m in months)}",
-                    table=(schema, table),
-                    log=log,
+            # Interrupted (the run terminated, Ctrl-C) while the server answers nothing,
+            # at any statement: the connection is hung up before ``_unlock`` would talk to
+            # the server, which then ends the session, its locks and its transaction.
+            with dropped_if_interrupted(connection):
+                _lock_months(connection, schema, table, months)
+                with connection.begin():
+                    require_partitioned(connection, schema, table)
+                    columns = table_columns(connection, schema, table)
+                    indexes = table_indexes(connection, schema, table)
+                _drop_leftovers(connection, schema, table, months, log)
+                replaced = sum(_rows_of_child(connection, schema, table, m) for m in months)
+                stage = _Stage(
+                    connection, schema, table, column, months, columns, indexes, constants or {}
                 )
-            except BaseException:
-                _drop_quietly(connection, schema, stage.names.values())
-                raise
+                written = stage.fill_check_index(fill, expected_rows)
+                try:
+                    _, lock_ms, attempts = with_lock_retries(
+                        connection,
+                        lambda c: stage.swap(c, in_swap),
+                        waits=waits,
+                        what=f"Swap of {schema}.{table} {', '.join(m.key for m in months)}",
+                        table=(schema, table),
+                        log=log,
+                    )
+                except BaseException:
+                    _drop_quietly(connection, schema, stage.names.values())
+                    raise
         finally:
             _unlock(connection)
     return MonthReplace(
