@@ -40,6 +40,7 @@ from taxi_assets.io_managers.postgres import PostgresIOManager
 from taxi_assets.pg.copy_in import copy_arrow
 from taxi_assets.pg.ddl import driver_cursor, relation_kind
 from taxi_assets.pg.interrupts import dropped_if_interrupted
+from taxi_assets.pg.lock_retry import LockWaits
 from taxi_assets.pg.month_swap import month_lock_key
 from taxi_assets.pg.partitions import STAGING_MARK, child_name, staging_tables
 from taxi_assets.pg.scratch import fresh_database
@@ -533,4 +534,53 @@ def test_an_interrupted_statement_stops_at_once_on_a_server_that_answers(
             lambda: [pid for pid, *_ in other_backends(engine, database_of)] in ([holder_pid], []),
             CANCELLED_WITHIN_S,
         )
+    engine.dispose()
+
+
+@pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
+def test_a_load_interrupted_in_its_swap_ends_at_once_and_the_next_load_tidies_up(
+    database: tuple[str, Path], interruption: str
+) -> None:
+    """A load interrupted in its swap (its ATTACH waiting for a reader's lock) while the
+    server answers nothing: the interruption comes out within ``BOUND_S``. Its filled
+    staging table is committed and stays (the month's next load drops it); the month stays
+    as it was, empty. Before, the way out tried to drop the staging table on a connection
+    SQLAlchemy had dropped, which connected again: ``connect_timeout`` (10 s) first."""
+    url, data = database
+    create_tables(url)
+    engine = engine_for(url)
+    # The swap waits for the reader's lock for as long as the test needs, not 1 s at a
+    # time: the server is stopped while the ATTACH waits, not between its attempts.
+    long_waits = LockWaits(lock_timeout_ms=60_000)
+    reader = f"LOCK TABLE {SCHEMA}.{MONTHS_TABLE} IN SHARE UPDATE EXCLUSIVE MODE"
+    expected = INTERRUPTIONS[interruption]
+    returned_at = None
+    with (
+        held(url, reader),
+        stopped_and_interrupted(url, data, lambda e: waits_for_a_lock(e, "ATTACH")) as fault,
+        pytest.raises(expected) as raised,
+        interruption_raised(expected),
+    ):
+        try:
+            load_month(url, long_waits)
+        finally:
+            returned_at = time.monotonic()
+            fault.returned.set()
+    assert type(raised.value) is expected
+    assert returned_at is not None
+    assert_returned_at_once(fault, returned_at)
+    wait_for(
+        "the load's session to end", lambda: not other_backends(engine, database_name(url)), 30
+    )
+    child = child_name(MONTHS_TABLE, MONTH.key)
+    with engine.connect() as connection:
+        assert relation_kind(connection, SCHEMA, child) is None
+        assert len(staging_tables(connection, SCHEMA, child)) == 1
+        rows = connection.exec_driver_sql(f"SELECT count(*) FROM {SCHEMA}.{MONTHS_TABLE}")
+        assert rows.scalar_one() == 0
+    load_month(url)
+    with engine.connect() as connection:
+        assert staging_tables(connection, SCHEMA, child) == []
+        rows = connection.exec_driver_sql(f"SELECT count(*) FROM {SCHEMA}.{MONTHS_TABLE}")
+        assert rows.scalar_one() == month_rows().num_rows
     engine.dispose()

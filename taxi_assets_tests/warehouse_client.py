@@ -16,6 +16,7 @@ from taxi_assets.pg.copy_in import copy_arrow
 from taxi_assets.pg.copy_out import read_query_arrow
 from taxi_assets.pg.ddl import driver_cursor
 from taxi_assets.pg.interrupts import dropped_if_interrupted
+from taxi_assets.pg.lock_retry import LockWaits
 from taxi_assets.pg.month_swap import MonthBounds, MonthReplace, Staging, replace_months
 from taxi_assets.resources.postgres import sqlalchemy_url
 
@@ -54,8 +55,9 @@ def month_rows() -> pa.Table:
     return pa.table({"n": pa.array([1, 2], pa.int64()), "m": pa.array([MONTH.start] * 2)})
 
 
-def load_month(url: str) -> MonthReplace:
-    """:func:`month_rows` as the month, filled as the IO manager's ``fill`` fills one."""
+def load_month(url: str, waits: LockWaits = LockWaits()) -> MonthReplace:
+    """:func:`month_rows` as the month, filled as the IO manager's ``fill`` fills one;
+    ``waits``: how long its swap waits for the table's locks."""
     engine = sa.create_engine(sqlalchemy_url(url))
     rows = month_rows()
 
@@ -66,7 +68,7 @@ def load_month(url: str) -> MonthReplace:
             )
 
     try:
-        return replace_months(engine, SCHEMA, MONTHS_TABLE, "m", [MONTH], fill)
+        return replace_months(engine, SCHEMA, MONTHS_TABLE, "m", [MONTH], fill, waits=waits)
     finally:
         engine.dispose()
 

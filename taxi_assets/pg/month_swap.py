@@ -56,7 +56,7 @@ from taxi_assets.pg.ddl import (
     require_partitioned,
     set_column_defaults,
 )
-from taxi_assets.pg.interrupts import dropped_if_interrupted
+from taxi_assets.pg.interrupts import dropped_if_interrupted, is_interruption
 from taxi_assets.pg.lock_retry import LockWaits, with_lock_retries
 from taxi_assets.pg.partitions import (
     Column,
@@ -167,8 +167,12 @@ def replace_months(
                         table=(schema, table),
                         log=log,
                     )
-                except BaseException:
-                    _drop_quietly(connection, schema, stage.names.values())
+                except BaseException as error:
+                    # Interrupted, the run leaves at once: dropping would wait for a server
+                    # that may answer nothing (or connect again, on a connection SQLAlchemy
+                    # dropped). The month's next load drops what stays.
+                    if not is_interruption(error):
+                        _drop_quietly(connection, schema, stage.names.values())
                     raise
         finally:
             _unlock(connection)
