@@ -39,12 +39,21 @@ def latest_metadata(
 
 
 def latest_materialization(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str
+    instance: dg.DagsterInstance,
+    asset_key: dg.AssetKey,
+    partition_key: str,
+    before_storage_id: int | None = None,
 ) -> dg.EventLogRecord | None:
     """The latest materialization of ``asset_key`` for ``partition_key`` (its ``run_id``,
-    and its ``storage_id``, which orders the events of every asset)."""
+    and its ``storage_id``, which orders the events of every asset); with
+    ``before_storage_id``, the latest one recorded before that event."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition_key]), limit=1
+        dg.AssetRecordsFilter(
+            asset_key=asset_key,
+            asset_partitions=[partition_key],
+            before_storage_id=before_storage_id,
+        ),
+        limit=1,
     ).records
     return records[0] if records else None
 

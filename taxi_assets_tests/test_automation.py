@@ -313,7 +313,7 @@ def test_a_retry_that_failed_before_storing_the_file_is_retried_again(
     assert "yellow 2021-02: 3 runs failed for this file; re-run it by hand" in message
 
 
-@pytest.mark.parametrize("rebuilt_by", ["hand", "re-execution"])
+@pytest.mark.parametrize("rebuilt_by", ["hand", "re-execution", "warehouse alone"])
 def test_lake_and_warehouse_rebuilt_after_the_failure_owe_no_retry(
     rebuilt_by: str,
     own_mirror: FaultyMirror,
@@ -321,16 +321,20 @@ def test_lake_and_warehouse_rebuilt_after_the_failure_owe_no_retry(
     instance: dg.DagsterInstance,
     pg_url: str,
 ) -> None:
-    """The sensor's run of yellow 2021-02 stores the raw file, then fails in the warehouse
-    step; then a successful run builds lake and warehouse without raw: someone's run from
-    the UI, or the re-execution of the failed run from its failure (the parent's tags,
-    the sensor's version tag included, and only the steps that failed). The month's
-    latest raw materialization was still the failed run's, so the sensor took the month
-    for stored-but-failed and requested it again, though nothing was owed."""
+    """The sensor's run of yellow 2021-02 stores the raw file and the lake month, then
+    fails in the warehouse step; then a successful run builds lake and warehouse without
+    raw: someone's run from the UI, or the re-execution of the failed run from its failure
+    (the parent's tags, the sensor's version tag included, and only the steps that
+    failed), or a run from the UI of the warehouse alone. The month's latest raw
+    materialization was still the failed run's, so the sensor took the month for
+    stored-but-failed and requested it again, though nothing was owed; with the warehouse
+    alone rebuilt it still did, as the lake's latest materialization was the failed run's
+    (valid: Dagster records it only once the lake month was stored)."""
     lake = tmp_path / "lake"
     no_warehouse = pipeline_resources(own_mirror.url, lake)  # nothing listens there
     assert run("raw/yellow_tripdata", no_warehouse, instance, "2021-01").success
     raw_key = dg.AssetKey(["raw", "yellow_tripdata"])
+    lake_key = dg.AssetKey(["lake", "yellow_tripdata"])
 
     def yellow_tick() -> tuple[list[dg.RunRequest], str]:
         tick = evaluate_sensor(instance, own_mirror, lake=lake)
@@ -341,23 +345,72 @@ def test_lake_and_warehouse_rebuilt_after_the_failure_owe_no_retry(
     layers = [f"{layer}/yellow_tripdata" for layer in ("raw", "lake", "warehouse")]
     failed = run_of_request(request, layers, no_warehouse, instance)
     assert not failed.success
-    assert raw_key in {e.asset_key for e in failed.get_asset_materialization_events()}
+    stored = {e.asset_key for e in failed.get_asset_materialization_events()}
+    assert {raw_key, lake_key} <= stored
     (retry,) = yellow_tick()[0]  # owed, as the failed run left the warehouse unbuilt
     assert (retry.run_key or "").endswith("#retry1")
 
     working = pipeline_resources(own_mirror.url, lake, pg_url)
     rebuilt = run_naming_its_assets(
-        ["lake/yellow_tripdata", "warehouse/yellow_tripdata"],
+        ["warehouse/yellow_tripdata"]
+        if rebuilt_by == "warehouse alone"
+        else ["lake/yellow_tripdata", "warehouse/yellow_tripdata"],
         working,
         instance,
         "2021-02",
-        tags=None if rebuilt_by == "hand" else {**failed.dagster_run.tags},
+        tags={**failed.dagster_run.tags} if rebuilt_by == "re-execution" else None,
     )
     assert rebuilt.success
     assert raw_key not in {e.asset_key for e in rebuilt.get_asset_materialization_events()}
     requests, message = yellow_tick()
     assert requests == [], [r.run_key for r in requests]
     assert "yellow 2021-02: loaded, upstream unchanged" in message
+
+
+def test_a_warehouse_built_from_the_lake_before_the_failed_runs_file_is_still_owed(
+    own_mirror: FaultyMirror,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,
+    pg_url: str,
+) -> None:
+    """Yellow 2021-02 is loaded; TLC republishes it and the sensor's run stores the new
+    file, builds no lake month from it and fails. Then a successful run from the UI
+    rebuilds the warehouse alone (from the lake month of the previous file), and only
+    after it one rebuilds the lake. Lake and warehouse were each materialized after the
+    failed run's raw file, the warehouse by a successful run, yet the warehouse holds the
+    previous file's rows: the month is still owed. (The failed run runs raw and warehouse
+    only, standing for a run whose lake step failed after raw was stored: such a lake
+    failure cannot be caused here without failing the later lake rebuild too.)"""
+    root = Path(own_mirror.root)
+    lake = tmp_path / "lake"
+    working = pipeline_resources(own_mirror.url, lake, pg_url)
+    no_warehouse = pipeline_resources(own_mirror.url, lake)  # nothing listens there
+    layers = [f"{layer}/yellow_tripdata" for layer in ("raw", "lake", "warehouse")]
+    assert run(layers, working, instance, "2021-02").success
+    write_month(root, source="dtc", service="yellow", month="2021-02", rows=77, seed=9)
+
+    def yellow_2021_02() -> list[dg.RunRequest]:
+        tick = evaluate_sensor(instance, own_mirror, lake=lake)
+        return [
+            r
+            for r in tick.run_requests or []
+            if r.tags["taxi/service"] == "yellow" and r.partition_key == "2021-02"
+        ]
+
+    (request,) = yellow_2021_02()
+    failed = run_of_request(
+        request, ["raw/yellow_tripdata", "warehouse/yellow_tripdata"], no_warehouse, instance
+    )
+    assert not failed.success
+    assert {e.asset_key for e in failed.get_asset_materialization_events()} == {
+        dg.AssetKey(["raw", "yellow_tripdata"])
+    }
+    assert run_naming_its_assets(
+        ["warehouse/yellow_tripdata"], working, instance, "2021-02"
+    ).success
+    assert run_naming_its_assets(["lake/yellow_tripdata"], working, instance, "2021-02").success
+    (retry,) = yellow_2021_02()
+    assert (retry.run_key or "").endswith("#retry1")
 
 
 def test_sensor_leaves_a_failed_run_from_the_ui_to_whoever_started_it(

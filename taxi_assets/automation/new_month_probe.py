@@ -127,8 +127,9 @@ def _stored_but_failed(
     only). Not a run from the UI or the CLI: whoever started it saw it fail. Runs of the
     file that failed after it without storing it (a download that failed) leave the month
     as it was: it is still to be retried, within ``MAX_ATTEMPTS`` runs of the file (they
-    count). Runs that built lake and warehouse from the stored file since, and succeeded,
-    finished what the failed run left: nothing is owed (:func:`_rebuilt_since`)."""
+    count). A warehouse built from the stored file since by a run that succeeded (the
+    lake from any run, the failed one's included) finishes what the failed run left:
+    nothing is owed (:func:`_rebuilt_since`)."""
     stored = latest_materialization(instance, raw_key, month)
     if stored is None:
         return False
@@ -149,26 +150,41 @@ def _rebuilt_since(
     raw_key: dg.AssetKey,
     raw_storage_id: int,
 ) -> bool:
-    """Each of the service's assets after raw (lake, warehouse) was materialized for
-    ``month`` after the raw materialization ``raw_storage_id``, by a run that succeeded.
+    """The service's last asset (the warehouse) was materialized for ``month`` after the
+    raw materialization ``raw_storage_id`` by a run that succeeded, from layers built from
+    that raw file: walking back from it, each layer between (the lake) has a
+    materialization after ``raw_storage_id`` and before the one of the layer after it.
 
-    Such runs do not store the file again: a run of lake and warehouse from the UI, or the
-    failed run's re-execution from its failure (which runs the failed steps only, with the
-    parent's tags, the sensor's ``VERSION_TAG`` included). So the latest raw
-    materialization stays the failed run's, and the month used to count as stored but
-    failed: the sensor requested a whole run of it again. A layer whose latest
-    materialization came from a failed run (the failed run's own lake, before its
-    warehouse step failed) does not count: the month stays owed, as before."""
-    latest = [
-        latest_materialization(instance, key, month)
-        for key in SERVICES[service].keys()
-        if key != raw_key
-    ]
-    if any(record is None or record.storage_id <= raw_storage_id for record in latest):
+    Such runs do not store the file again: a run of lake and warehouse, or of the
+    warehouse alone, from the UI, or the failed run's re-execution from its failure (which
+    runs the failed steps only, with the parent's tags, the sensor's ``VERSION_TAG``
+    included). So the latest raw materialization stays the failed run's, and the month
+    used to count as stored but failed: the sensor requested a whole run of it again.
+
+    A layer between may have been materialized by any run, the failed one included (its
+    lake step succeeded before its warehouse step failed): Dagster records a
+    materialization only once its step's output was stored. The warehouse must come from
+    a run that succeeded (a failed run may have stored it and then failed its checks).
+    The walk is backward, from the warehouse, so that a warehouse built from a lake older
+    than the raw file (the failed run's lake step failed, the warehouse was rebuilt from
+    the previous lake, the lake only after it) is still owed. A raw file stored since
+    makes a newer ``raw_storage_id``: every layer is then older than it, and the month is
+    owed (or not, by its own run: ``_stored_but_failed``)."""
+    *between, last = [key for key in SERVICES[service].keys() if key != raw_key]
+    built = latest_materialization(instance, last, month)
+    if built is None or built.storage_id <= raw_storage_id:
         return False
-    run_ids = {record.run_id for record in latest if record is not None}
-    found = runs(instance, dg.RunsFilter(run_ids=sorted(run_ids)))
-    return len(found) == len(run_ids) and all(run.is_success for run in found)
+    found = runs(instance, dg.RunsFilter(run_ids=[built.run_id]), limit=1)
+    if not found or not found[0].is_success:
+        return False
+    read_from = built.storage_id
+    for key in reversed(between):
+        # The layer as the step after it read it, when no two runs of the month overlap.
+        record = latest_materialization(instance, key, month, before_storage_id=read_from)
+        if record is None or record.storage_id <= raw_storage_id:
+            return False
+        read_from = record.storage_id
+    return True
 
 
 def _pin_reason(lake_root: UPath | None, service: str, month: str) -> str | None:
