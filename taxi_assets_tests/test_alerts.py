@@ -21,6 +21,7 @@ from taxi_assets.automation.alerts import (
     AlertWebhookResource,
     FailureSummary,
     build_alert_sensors,
+    redeliver_alerts,
     send_failure_alert,
 )
 from taxi_assets.definitions import build_definitions
@@ -430,6 +431,94 @@ def test_copied_undelivered_tags_are_re_marked_and_hide_no_waiting_alert(
     assert retry_location.sensor_tick(context, REDELIVERY_SENSOR_NAME).skip_message == (
         "no undelivered alert"
     )
+
+
+def test_a_backlog_of_copies_is_re_marked_a_bounded_number_per_read(
+    retrying: tuple[WorkspaceProcessContext, Receiver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copies of ``taxi/alert=undelivered`` left by older versions may number thousands:
+    re-marked all in one read, a tick could outrun Dagster's 60 s. A read now re-marks at
+    most its bound (here 2, ``REMARKS_PER_READ`` deployed) and the next read goes on; an
+    alert behind the copies is found by a later tick and posted, none is lost."""
+    context, hook = retrying
+    instance = context.instance
+    started = retry_location.sensor_tick(context, SENSOR_NAME)
+    parent = retry_location.launch_failing_run(context)
+    retry_location.sensor_tick(context, SENSOR_NAME, started.cursor)
+    assert alert_tags(instance, parent)[0] == "undelivered" and len(hook.bodies) == 3
+    # Six real retries of the daemon, chained, the last succeeding; the failure sensor
+    # is stopped meanwhile: each keeps its copy of the parent's tag.
+    copies: list[str] = []
+    last = parent
+    for attempt in range(1, 7):
+        if attempt == 6:
+            monkeypatch.setenv(retry_location.FIXED_ENV, "1")
+        child = retry_location.retry(context, last)
+        assert child.tags[alert_outbox.ALERT_TAG] == "undelivered"  # Dagster copied it
+        copies.append(child.run_id)
+        last = child.run_id
+    behind = failed_run(instance)  # refused too: it waits behind every copy
+    alert_outbox.mark(instance, behind, alert_outbox.UNDELIVERED, "HTTP 500")
+
+    def inherited() -> list[str]:
+        return [run_id for run_id in copies if alert_tags(instance, run_id)[0] == "inherited"]
+
+    webhook = AlertWebhookResource(url=hook.url)
+    log = dg.get_dagster_logger()
+    # The webhook accepts again. The first tick reads the parent and 4 copies (a page of
+    # REDELIVERIES_PER_TICK), re-marks 2 and stops: the parent is posted, not ``behind``.
+    first = redeliver_alerts(instance, webhook, log, remarks_per_read=2)
+    assert first == (
+        "1 undelivered alert(s) posted (more may wait behind copied tags: the next tick goes on)"
+    )
+    assert inherited() == copies[:2]
+    assert posted_runs(hook.bodies[3:]) == [parent[:8]]
+    # The next tick re-marks the next 2; ``behind`` is in its page now, and posted.
+    second = redeliver_alerts(instance, webhook, log, remarks_per_read=2)
+    assert second.startswith("1 undelivered alert(s) posted (more may wait"), second
+    assert inherited() == copies[:4]
+    assert posted_runs(hook.bodies[3:]) == [parent[:8], behind[:8]]
+    # The third finishes: the last 2 copies, nothing more to post or re-mark.
+    assert redeliver_alerts(instance, webhook, log, remarks_per_read=2) == "no undelivered alert"
+    assert inherited() == copies
+    listed = instance.get_run_records(dg.RunsFilter(tags={alert_outbox.ALERT_TAG: "undelivered"}))
+    assert listed == []
+    assert alert_tags(instance, behind)[0] == alert_tags(instance, parent)[0] == "delivered"
+    assert len(hook.bodies) == 5
+
+
+def test_a_read_with_only_copies_at_its_bound_says_the_next_tick_goes_on(
+    retrying: tuple[WorkspaceProcessContext, Receiver],
+) -> None:
+    """A tick that re-marks its bound of copies and finds no waiting alert among them says
+    so, not "no undelivered alert": more copies, and alerts behind them, may remain."""
+    context, hook = retrying
+    instance = context.instance
+    started = retry_location.sensor_tick(context, SENSOR_NAME)
+    parent = retry_location.launch_failing_run(context)
+    retry_location.sensor_tick(context, SENSOR_NAME, started.cursor)
+    copies: list[str] = []
+    for _ in range(REDELIVERIES_PER_TICK):  # a page of copies: no waiting alert among them
+        copies.append(retry_location.retry(context, copies[-1] if copies else parent).run_id)
+    alert_outbox.mark(instance, parent, alert_outbox.DELIVERED)  # as if posted since
+    behind = failed_run(instance)
+    alert_outbox.mark(instance, behind, alert_outbox.UNDELIVERED, "HTTP 500")
+    webhook = AlertWebhookResource(url=hook.url)
+    log = dg.get_dagster_logger()
+    assert redeliver_alerts(instance, webhook, log, remarks_per_read=1) == (
+        "no undelivered alert found yet: 1 copied taxi/alert=undelivered tags re-marked "
+        "inherited, the next tick goes on"
+    )
+    assert [alert_tags(instance, run_id)[0] for run_id in copies] == ["inherited"] + [
+        "undelivered"
+    ] * (REDELIVERIES_PER_TICK - 1)
+    # The next read re-marks one more copy and finds ``behind`` in its page: posted.
+    assert redeliver_alerts(instance, webhook, log, remarks_per_read=1).startswith(
+        "1 undelivered alert(s) posted (more may wait"
+    )
+    assert posted_runs(hook.bodies[3:]) == [behind[:8]]
+    with pytest.raises(ValueError, match="remarks_per_read must be at least 1, not 0"):
+        alert_outbox.undelivered(instance, limit=2, remarks_per_read=0)
 
 
 def test_an_undelivered_alert_tagged_before_alert_run_existed_is_still_posted(

@@ -15,13 +15,16 @@ retry's failure a second time beside the failure sensor. So each state names the
 was written for (``taxi/alert_run``), and tags naming another run are not this run's
 alert state (:func:`state`). A copy of ``undelivered`` is re-marked ``inherited`` (the
 run's own, with ``taxi/alert_run`` naming it) by the first read of the outbox that meets
-it (:func:`undelivered`): the UI's filter ``taxi/alert=undelivered`` then lists only the
-alerts that wait, and the read stays bounded.
+it (:func:`undelivered`), at most ``REMARKS_PER_READ`` per read: the UI's filter
+``taxi/alert=undelivered`` then lists only the alerts that wait, and the read stays
+bounded.
 
 Tags are written with ``DagsterInstance.add_run_tags``, not Dagster's public API (Dagster's
 own run-retry daemon tags failed runs the same way); this module is the one place that
 calls it, and ``taxi_assets_tests/test_alerts.py`` pins it on a real instance.
 """
+
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -65,11 +68,40 @@ def waits(run: dg.DagsterRun) -> bool:
     return run.status == dg.DagsterRunStatus.FAILURE and state(run) == UNDELIVERED
 
 
+# Copies a read re-marks at most. Each re-mark is a read and a write of the run storage,
+# and both alert sensors read the outbox inside a sensor tick, which Dagster ends after
+# 60 s: 200 took 2.2 s on a test instance (on-disk SQLite, about 11 ms a copy), so a
+# backlog of 5,000 copies left by older versions (each a retry of a run whose alert
+# waited) would have taken about a minute in one tick. The rest are re-marked by the
+# next reads: 200 a tick, a minute apart for the redelivery sensor.
+REMARKS_PER_READ = 200
+
+
 class OutboxError(Exception):
     """The outbox could not re-mark a copied state (the write did not take)."""
 
 
-def undelivered(instance: dg.DagsterInstance, limit: int) -> list[dg.RunRecord]:
+@dataclass(frozen=True)
+class OutboxRead:
+    """What a read of the outbox found: ``records``, the failed runs whose alert waits;
+    ``copies_left``, whether it stopped at its bound of re-marked copies, so that more
+    copies, and alerts behind them, may remain for the next read."""
+
+    records: list[dg.RunRecord]
+    copies_left: bool
+
+
+def undelivered(
+    instance: dg.DagsterInstance, limit: int, remarks_per_read: int = REMARKS_PER_READ
+) -> list[dg.RunRecord]:
+    """Up to ``limit`` failed runs whose own alert is still undelivered, least recently
+    tried first (:func:`read`)."""
+    return read(instance, limit, remarks_per_read).records
+
+
+def read(
+    instance: dg.DagsterInstance, limit: int, remarks_per_read: int = REMARKS_PER_READ
+) -> OutboxRead:
     """Up to ``limit`` failed runs whose own alert is still undelivered, least recently
     tried first: a failed attempt re-tags its run, which moves it behind the others (one
     alert the webhook keeps refusing does not hold back the rest).
@@ -77,13 +109,21 @@ def undelivered(instance: dg.DagsterInstance, limit: int) -> list[dg.RunRecord]:
     Runs tagged ``undelivered`` by copy (Dagster's retries and re-executions) are re-marked
     ``inherited`` here, when a read first meets them, whatever their status, and the read
     is made again: re-marked, they no longer match it, so each query reads at most
-    ``limit`` runs, and copies never hide an alert that waits, not even for one tick. A
-    copy is read and re-marked once in all: the queries of a read are one, plus one per
-    page that held a copy (a retry of a run whose alert waits makes one copy; copies left
-    by the version before this one are drained by the first read). Before, the read had
-    no limit and dropped the copies in Python, as a failed retry's copy that the failure
-    sensor never overwrote (it was off), or a successful retry's, kept its place at the
-    front of this order (and in the UI's filter) for good."""
+    ``limit`` runs. A read re-marks at most ``remarks_per_read`` copies
+    (``REMARKS_PER_READ``), so a tick does bounded work however many copies there are;
+    it then returns the alerts that wait among the runs it read, and says copies may be
+    left (``copies_left``). Copies never hide an alert that waits for good: each read
+    re-marks copies in the outbox's order, so an alert behind more copies than the bound
+    is found by a later read (a later tick), once those before it are re-marked (the
+    failure sensor may meanwhile post a new alert at once, ahead of it). A copy is
+    read and re-marked once in all: the queries of a read are one, plus one per page that
+    held a copy (a retry of a run whose alert waits makes one copy; copies left by the
+    versions before this one are drained by the first reads, ``remarks_per_read`` a read).
+    Before, the read had no limit and dropped the copies in Python, as a failed retry's
+    copy that the failure sensor never overwrote (it was off), or a successful retry's,
+    kept its place at the front of this order (and in the UI's filter) for good."""
+    if remarks_per_read < 1:
+        raise ValueError(f"remarks_per_read must be at least 1, not {remarks_per_read}")
     remarked: set[str] = set()
     while True:
         records = run_records(
@@ -95,8 +135,9 @@ def undelivered(instance: dg.DagsterInstance, limit: int) -> list[dg.RunRecord]:
         )
         copies = [r.dagster_run for r in records if not waits(r.dagster_run)]
         if not copies:
-            return records
-        for run in copies:
+            return OutboxRead(records, copies_left=False)
+        budget = remarks_per_read - len(remarked)
+        for run in copies[:budget]:
             if run.run_id in remarked:
                 raise OutboxError(
                     f"run {run.run_id} is still tagged {ALERT_TAG}={UNDELIVERED} after it was "
@@ -105,8 +146,11 @@ def undelivered(instance: dg.DagsterInstance, limit: int) -> list[dg.RunRecord]:
                 )
             _disown(instance, run.run_id)
             remarked.add(run.run_id)
-        if len(records) < limit:  # no other run matched: the rest wait
-            return [r for r in records if waits(r.dagster_run)]
+        waiting = [r for r in records if waits(r.dagster_run)]
+        if len(records) < limit and len(copies) <= budget:
+            return OutboxRead(waiting, copies_left=False)  # no other run matched
+        if len(remarked) >= remarks_per_read:
+            return OutboxRead(waiting, copies_left=True)
 
 
 def _disown(instance: dg.DagsterInstance, run_id: str) -> None:

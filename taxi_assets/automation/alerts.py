@@ -327,12 +327,21 @@ def redeliver_alerts(
     webhook: AlertWebhookResource,
     log: logging.Logger | dg.DagsterLogManager,
     now: float | None = None,
+    remarks_per_read: int = alert_outbox.REMARKS_PER_READ,
 ) -> str:
     """Post the undelivered alerts, least recently tried first, stopping at the first the
     webhook does not accept (it is likely down: one failed post per tick). Raises
     :class:`AlertDeliveryError` naming the alert it could not post and any it gave up, so
-    the tick fails visibly; returns what it did otherwise."""
-    pending = alert_outbox.undelivered(instance, limit=REDELIVERIES_PER_TICK)
+    the tick fails visibly; returns what it did otherwise. ``remarks_per_read``: copied
+    tags the outbox's read re-marks at most (:func:`alert_outbox.read`)."""
+    found = alert_outbox.read(instance, REDELIVERIES_PER_TICK, remarks_per_read)
+    pending = found.records
+    if not pending and found.copies_left:
+        return (
+            f"no undelivered alert found yet: {remarks_per_read} copied "
+            f"{alert_outbox.ALERT_TAG}={alert_outbox.UNDELIVERED} tags re-marked "
+            f"{alert_outbox.INHERITED}, the next tick goes on"
+        )
     if not pending:
         return "no undelivered alert"
     if not webhook.webhook_url():
@@ -364,6 +373,8 @@ def redeliver_alerts(
         delivered.append(run.run_id)
         log.info(f"Alert for run {run.run_id} posted on redelivery ({webhook.describe()})")
     done = f"{len(delivered)} undelivered alert(s) posted"
+    if found.copies_left:
+        done += " (more may wait behind copied tags: the next tick goes on)"
     if problems:
         raise AlertDeliveryError(f"{done}; " + "; ".join(problems))
     return done
