@@ -66,7 +66,7 @@ demo: install dagster-home
 # stopped processes to time out (~60 s, nearly no CPU): beside, too.
 TESTS_BESIDE := taxi_assets_tests/test_daemon.py taxi_assets_tests/test_ui_browser.py \
 	taxi_assets_tests/test_benchmarks_smoke.py taxi_assets_tests/test_embedded_server.py \
-	taxi_assets_tests/test_warehouse_connect_timeout.py
+	taxi_assets_tests/test_warehouse_connect_timeout.py taxi_assets_tests/test_warehouse_keepalives.py
 TEST_LOG_BESIDE := test-artifacts/pytest-beside.log
 PYTEST_ARGS ?= --durations=25
 # The tests' temporary files (pytest's tmp_path, the throwaway PostgreSQL, the emulators'

@@ -6,6 +6,7 @@ from pydantic import PrivateAttr
 
 from taxi_assets.pg.connect_timeout import bound_connects
 from taxi_assets.pg.embedded import DEFAULT_EMBEDDED_DIR, embedded_url
+from taxi_assets.pg.keepalives import with_keepalives
 from taxi_assets.pg.lock_retry import LockWaits
 from taxi_assets.production import require_setting
 from taxi_assets.settings import resolve_setting
@@ -60,9 +61,9 @@ class PostgresResource(dg.ConfigurableResource):
 
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            engine = sa.create_engine(
-                sqlalchemy_url(self._resolved_url), pool_pre_ping=True, hide_parameters=True
-            )
+            # A server that dies or is cut off mid-statement fails it in minutes, not hours.
+            url = with_keepalives(sqlalchemy_url(self._resolved_url))
+            engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
             # A hung server fails a run's connection in seconds, naming the server.
             bound_connects(engine, self.describe())
             self._engine = engine

@@ -1,0 +1,74 @@
+"""A real PostgreSQL server listening on TCP, for what only a TCP connection has
+(keepalives): a data folder made as the embedded server's is (pgserver's initdb, run as
+pgserver's user under root; the product's settings), started by pg_ctl on an address and
+port besides its Unix socket. Optionally in another network namespace (``nsenter``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+from taxi_assets.pg.embedded import embedded_url, stop
+
+
+def initialised_folder(folder: Path) -> Path:
+    """A new data folder under ``folder``, its server stopped: its path."""
+    data = folder / "pgdata"
+    embedded_url(data)
+    stop(data)
+    return data
+
+
+def trust_clients(data: Path, network: str) -> None:
+    """Let clients of ``network`` (CIDR) in without a password, as initdb --auth=trust lets
+    in those of 127.0.0.1 (read at the server's start)."""
+    with open(data / "pg_hba.conf", "a") as rules:
+        rules.write(f"host all all {network} trust\n")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def socket_folder(data: Path) -> Path:
+    """Where the server's Unix socket goes: pgserver's choice, as for the embedded one."""
+    from pgserver import PostgresServer
+    from pgserver.utils import find_suitable_socket_dir
+
+    return Path(find_suitable_socket_dir(data, PostgresServer.runtime_path))
+
+
+def start_on_tcp(data: Path, host: str, port: int, netns_of: int | None = None) -> str:
+    """Start the stopped server of ``data`` listening on ``host``:``port`` (and on its
+    Unix socket), in the network namespace of the process ``netns_of`` (None: this one's);
+    its ``postgresql://`` URL over TCP. Stop it with :func:`stop`."""
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    owner = data.stat()
+    options = f"-h {host} -p {port} -k {socket_folder(data)}"
+    command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data), "-w", "-t", "30"]
+    command += ["-l", str(data / "log"), "-o", options, "start"]
+    user: int | None = None
+    if netns_of is not None:
+        # nsenter needs root to enter the namespace; it then becomes the folder's owner
+        # (PostgreSQL refuses root).
+        enter = [f"--net=/proc/{netns_of}/ns/net", "-S", str(owner.st_uid), "-G", str(owner.st_gid)]
+        command = ["nsenter", *enter, *command]
+    elif owner.st_uid != os.geteuid():
+        user = owner.st_uid
+    # Output to a file, not a pipe: the server pg_ctl leaves running would hold the pipe.
+    with tempfile.TemporaryFile("w+") as output:
+        done = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, user=user)
+        output.seek(0)
+        assert done.returncode == 0, (output.read(), (data / "log").read_text()[-2000:])
+    return f"postgresql://postgres@{host}:{port}/postgres"
+
+
+def unix_socket_url(data: Path, port: int) -> str:
+    """The server's URL over its Unix socket (from any network namespace)."""
+    return f"postgresql://postgres@/postgres?host={socket_folder(data)}&port={port}"
