@@ -146,7 +146,9 @@ def stopped_and_interrupted(
                 watcher.dispose()  # its connection would be stopped with the server
             stopped.extend(server_processes(data) if stop else [])
             for process in stopped:
-                process.suspend()
+                # The watcher's backend may be exiting still (its connection just closed).
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.suspend()
             time.sleep(0.5)  # the client drains what was sent and blocks
             if fault.returned.is_set():
                 return  # over before the fault (the test then fails on it): no SIGINT
@@ -158,6 +160,12 @@ def stopped_and_interrupted(
         finally:
             fault.resumed_at = time.monotonic()
             resume()
+        if fault.error is not None and fault.interrupted_at is None:
+            # No interruption was sent, and the client may wait for ever on a lock the test
+            # holds until the client returns: end the sessions on its database, so that the
+            # test fails on the error at once instead of at pytest's timeout.
+            with contextlib.suppress(Exception):
+                end_sessions(url)
 
     maker = threading.Thread(target=make, name="stop-and-interrupt", daemon=True)
     sigterm = signal.getsignal(signal.SIGTERM)  # Dagster's handler maps SIGTERM as well
@@ -169,7 +177,25 @@ def stopped_and_interrupted(
         maker.join(RESUME_AFTER_S + 40)
         resume()
         signal.signal(signal.SIGTERM, sigterm)
-    assert fault.error is None, fault.error
+        # Here, not after: the fault's own failure is the one to report, also when it made
+        # the client fail (end_sessions).
+        if fault.error is not None:
+            raise AssertionError(f"stopping and interrupting failed: {fault.error!r}")
+
+
+def end_sessions(url: str) -> None:
+    """Terminate every other session on ``url``'s database."""
+    engine = engine_for(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+    finally:
+        engine.dispose()
 
 
 def assert_returned_at_once(fault: Fault, returned_at: float) -> None:
