@@ -257,6 +257,34 @@ def interruption_raised(interruption: type[BaseException]) -> Iterator[None]:
         yield
 
 
+def interrupted_at_once(
+    url: str,
+    data: Path,
+    ready: Callable[[sa.Engine], bool],
+    interruption: str,
+    client: Callable[[], object],
+    stop: bool = True,
+) -> None:
+    """Run ``client`` in this process and, once ``ready``, stop the server (unless not to
+    ``stop``) and interrupt it (``interruption``, raised by its real handler): the
+    interruption must come out of ``client`` as itself, within ``BOUND_S``."""
+    expected = INTERRUPTIONS[interruption]
+    returned_at = None
+    with (
+        stopped_and_interrupted(url, data, ready, stop=stop) as fault,
+        pytest.raises(expected) as raised,
+        interruption_raised(expected),
+    ):
+        try:
+            client()
+        finally:
+            returned_at = time.monotonic()
+            fault.returned.set()
+    assert type(raised.value) is expected
+    assert returned_at is not None
+    assert_returned_at_once(fault, returned_at)
+
+
 # Where the read of an input is when the server stops: waiting for the COPY to start
 # (behind a lock on the table: a swap's or a migration's), waiting for its first rows (the
 # first row sleeps: a scan that finds its first match late), or between rows (the first
@@ -293,22 +321,8 @@ def test_an_interrupted_copy_to_raises_the_interruption_at_once_from_a_stopped_s
     url, data = database
     create_tables(url)
     condition, holder, ready = SLOW_COPIES[where]
-    expected = INTERRUPTIONS[interruption]
-    returned_at = None
-    with (
-        held(url, holder),
-        stopped_and_interrupted(url, data, ready) as fault,
-        pytest.raises(expected) as raised,
-        interruption_raised(expected),
-    ):
-        try:
-            read(url, condition)
-        finally:
-            returned_at = time.monotonic()
-            fault.returned.set()
-    assert type(raised.value) is expected
-    assert returned_at is not None
-    assert_returned_at_once(fault, returned_at)
+    with held(url, holder):
+        interrupted_at_once(url, data, ready, interruption, lambda: read(url, condition))
 
 
 def endless_rows(limit_batches: int = 200) -> pa.RecordBatchReader:
@@ -336,22 +350,12 @@ def test_an_interrupted_copy_from_raises_the_interruption_at_once_from_a_stopped
     with engine.begin() as connection:
         connection.execute(sa.text("DROP TABLE IF EXISTS public.loaded_rows"))
         connection.execute(sa.text("CREATE TABLE public.loaded_rows (n bigint, payload text)"))
-    returned_at = None
-    expected = INTERRUPTIONS[interruption]
-    with (
-        stopped_and_interrupted(url, data, lambda e: copy_moved(e, "COPY FROM", 0)) as fault,
-        pytest.raises(expected) as raised,
-        interruption_raised(expected),
-    ):
-        try:
-            with engine.begin() as connection, dropped_if_interrupted(connection):
-                copy_arrow(driver_cursor(connection), "public.loaded_rows", endless_rows())
-        finally:
-            returned_at = time.monotonic()
-            fault.returned.set()
-    assert type(raised.value) is expected
-    assert returned_at is not None
-    assert_returned_at_once(fault, returned_at)
+
+    def load() -> None:
+        with engine.begin() as connection, dropped_if_interrupted(connection):
+            copy_arrow(driver_cursor(connection), "public.loaded_rows", endless_rows())
+
+    interrupted_at_once(url, data, lambda e: copy_moved(e, "COPY FROM", 0), interruption, load)
     # The server, going on, rolls the load back: it saw its client hang up.
     database_of = database_name(url)
     wait_for("the load's session to end", lambda: not other_backends(engine, database_of), 30)
@@ -536,25 +540,17 @@ def test_an_interrupted_statement_stops_at_once_on_a_server_that_answers(
     url, data = database
     create_tables(url)
     holder, where, ready = LIVE_STATEMENTS[what]
-    expected = INTERRUPTIONS[interruption]
     engine = engine_for(url)
     database_of = database_name(url)
     with held(url, holder) as holder_pid:
-        with (
-            stopped_and_interrupted(url, data, ready, stop=False) as fault,
-            pytest.raises(expected) as raised,
-            interruption_raised(expected),
-        ):
-            try:
-                if where is None:
-                    load_month(url)
-                else:
-                    read(url, where)
-            finally:
-                returned_at = time.monotonic()
-                fault.returned.set()
-        assert type(raised.value) is expected
-        assert_returned_at_once(fault, returned_at)
+        interrupted_at_once(
+            url,
+            data,
+            ready,
+            interruption,
+            lambda: load_month(url) if where is None else read(url, where),
+            stop=False,
+        )
         wait_for(
             "the interrupted statement's session to end",
             lambda: [pid for pid, *_ in other_backends(engine, database_of)] in ([holder_pid], []),
@@ -579,22 +575,14 @@ def test_a_load_interrupted_in_its_swap_ends_at_once_and_the_next_load_tidies_up
     # time: the server is stopped while the ATTACH waits, not between its attempts.
     long_waits = LockWaits(lock_timeout_ms=60_000)
     reader = f"LOCK TABLE {SCHEMA}.{MONTHS_TABLE} IN SHARE UPDATE EXCLUSIVE MODE"
-    expected = INTERRUPTIONS[interruption]
-    returned_at = None
-    with (
-        held(url, reader),
-        stopped_and_interrupted(url, data, lambda e: waits_for_a_lock(e, "ATTACH")) as fault,
-        pytest.raises(expected) as raised,
-        interruption_raised(expected),
-    ):
-        try:
-            load_month(url, long_waits)
-        finally:
-            returned_at = time.monotonic()
-            fault.returned.set()
-    assert type(raised.value) is expected
-    assert returned_at is not None
-    assert_returned_at_once(fault, returned_at)
+    with held(url, reader):
+        interrupted_at_once(
+            url,
+            data,
+            lambda e: waits_for_a_lock(e, "ATTACH"),
+            interruption,
+            lambda: load_month(url, long_waits),
+        )
     wait_for(
         "the load's session to end", lambda: not other_backends(engine, database_name(url)), 30
     )
