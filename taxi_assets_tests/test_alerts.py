@@ -370,6 +370,35 @@ def test_a_retried_run_gets_one_alert_of_its_own_not_its_parents_state(
     assert retried is not None and retried.tags[alert_outbox.ALERT_RUN_TAG] == child.run_id
 
 
+def retried_while_its_alert_waits(
+    context: WorkspaceProcessContext,
+    hook: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    retries: int,
+) -> tuple[str, list[str]]:
+    """A run that failed and whose alert the webhook refused, then ``retries`` real retries
+    of it by Dagster's run-retry daemon, chained, the last succeeding, the failure sensor
+    stopped meanwhile: each retry keeps its copy of the parent's ``undelivered`` tag.
+    (The parent, the retries in order.)"""
+    instance = context.instance
+    started = retry_location.sensor_tick(context, SENSOR_NAME)
+    parent = retry_location.launch_failing_run(context)
+    retry_location.sensor_tick(context, SENSOR_NAME, started.cursor)
+    assert alert_tags(instance, parent)[0] == "undelivered" and len(hook.bodies) == 3
+    copies: list[str] = []
+    last = parent
+    for attempt in range(1, retries + 1):
+        if attempt == retries:
+            monkeypatch.setenv(retry_location.FIXED_ENV, "1")
+        child = retry_location.retry(context, last)
+        assert child.tags[alert_outbox.ALERT_TAG] == "undelivered"  # Dagster copied it
+        assert child.tags[alert_outbox.ALERT_RUN_TAG] == parent
+        copies.append(child.run_id)
+        last = child.run_id
+    assert child.status == dg.DagsterRunStatus.SUCCESS
+    return parent, copies
+
+
 def test_copied_undelivered_tags_are_re_marked_and_hide_no_waiting_alert(
     retrying: tuple[WorkspaceProcessContext, Receiver], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -381,24 +410,9 @@ def test_copied_undelivered_tags_are_re_marked_and_hide_no_waiting_alert(
     tick's limit is posted in that tick."""
     context, hook = retrying
     instance = context.instance
-    started = retry_location.sensor_tick(context, SENSOR_NAME)
-    parent = retry_location.launch_failing_run(context)
-    retry_location.sensor_tick(context, SENSOR_NAME, started.cursor)
-    assert alert_tags(instance, parent)[0] == "undelivered" and len(hook.bodies) == 3
-
-    # Dagster's run-retry daemon retries it while its alert waits, then each failed retry;
-    # the last retry succeeds. The failure sensor is stopped meanwhile: it sees none.
-    copies: list[str] = []
-    last = parent
-    for attempt in range(1, REDELIVERIES_PER_TICK + 3):
-        if attempt == REDELIVERIES_PER_TICK + 2:
-            monkeypatch.setenv(retry_location.FIXED_ENV, "1")
-        child = retry_location.retry(context, last)
-        assert child.tags[alert_outbox.ALERT_TAG] == "undelivered"  # Dagster copied it
-        assert child.tags[alert_outbox.ALERT_RUN_TAG] == parent
-        copies.append(child.run_id)
-        last = child.run_id
-    assert child.status == dg.DagsterRunStatus.SUCCESS
+    parent, copies = retried_while_its_alert_waits(
+        context, hook, monkeypatch, REDELIVERIES_PER_TICK + 2
+    )
     # Another run fails after them, its alert refused as the failure sensor tags it: it
     # waits behind every copy in the outbox's order (least recently tagged first).
     behind = failed_run(instance)
@@ -442,21 +456,7 @@ def test_a_backlog_of_copies_is_re_marked_a_bounded_number_per_read(
     alert behind the copies is found by a later tick and posted, none is lost."""
     context, hook = retrying
     instance = context.instance
-    started = retry_location.sensor_tick(context, SENSOR_NAME)
-    parent = retry_location.launch_failing_run(context)
-    retry_location.sensor_tick(context, SENSOR_NAME, started.cursor)
-    assert alert_tags(instance, parent)[0] == "undelivered" and len(hook.bodies) == 3
-    # Six real retries of the daemon, chained, the last succeeding; the failure sensor
-    # is stopped meanwhile: each keeps its copy of the parent's tag.
-    copies: list[str] = []
-    last = parent
-    for attempt in range(1, 7):
-        if attempt == 6:
-            monkeypatch.setenv(retry_location.FIXED_ENV, "1")
-        child = retry_location.retry(context, last)
-        assert child.tags[alert_outbox.ALERT_TAG] == "undelivered"  # Dagster copied it
-        copies.append(child.run_id)
-        last = child.run_id
+    parent, copies = retried_while_its_alert_waits(context, hook, monkeypatch, 6)
     behind = failed_run(instance)  # refused too: it waits behind every copy
     alert_outbox.mark(instance, behind, alert_outbox.UNDELIVERED, "HTTP 500")
 
