@@ -6,12 +6,12 @@ port besides its Unix socket. Optionally in another network namespace (``nsenter
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 from taxi_assets.pg.embedded import embedded_url, stop
+from taxi_assets.pg.embedded_start import socket_folder
 
 
 def initialised_folder(folder: Path) -> Path:
@@ -27,20 +27,6 @@ def trust_clients(data: Path, network: str) -> None:
     in those of 127.0.0.1 (read at the server's start)."""
     with open(data / "pg_hba.conf", "a") as rules:
         rules.write(f"host all all {network} trust\n")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
-def socket_folder(data: Path) -> Path:
-    """Where the server's Unix socket goes: pgserver's choice, as for the embedded one."""
-    from pgserver import PostgresServer
-    from pgserver.utils import find_suitable_socket_dir
-
-    return Path(find_suitable_socket_dir(data, PostgresServer.runtime_path))
 
 
 def start_on_tcp(data: Path, host: str, port: int, netns_of: int | None = None) -> str:

@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ import requests
 
 from taxi_assets.automation.month_backfill import LAUNCH_BACKFILL
 from taxi_assets.contracts.trip_columns import PICKUP_DATETIME
+from taxi_assets_tests.emulators import free_port
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import (
     ASSETS,
@@ -102,12 +102,6 @@ def chromium_executable() -> str:
         "(`apt-get install chromium`; `make test` run as root installs it), or "
         "TAXI_CHROMIUM=/path/to/chromium"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Dagit:

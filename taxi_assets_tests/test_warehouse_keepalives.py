@@ -27,13 +27,9 @@ import sqlalchemy as sa
 from taxi_assets.pg.embedded import stop
 from taxi_assets.pg.keepalives import KEEPALIVES
 from taxi_assets.resources.postgres import PostgresResource
+from taxi_assets_tests.emulators import free_port
 from taxi_assets_tests.pipeline import REPO
-from taxi_assets_tests.tcp_postgres import (
-    free_port,
-    initialised_folder,
-    start_on_tcp,
-    trust_clients,
-)
+from taxi_assets_tests.tcp_postgres import initialised_folder, start_on_tcp, trust_clients
 
 
 @contextmanager

@@ -15,7 +15,6 @@ import sqlalchemy as sa
 from taxi_assets.pg.copy_in import copy_arrow
 from taxi_assets.pg.copy_out import read_query_arrow
 from taxi_assets.pg.ddl import driver_cursor
-from taxi_assets.pg.interrupts import dropped_if_interrupted
 from taxi_assets.pg.lock_retry import LockWaits
 from taxi_assets.pg.month_swap import MonthBounds, MonthReplace, Staging, replace_months
 from taxi_assets.resources.postgres import sqlalchemy_url
@@ -62,10 +61,9 @@ def load_month(url: str, waits: LockWaits = LockWaits()) -> MonthReplace:
     rows = month_rows()
 
     def fill(connection: sa.Connection, staging: Staging) -> int:
-        with dropped_if_interrupted(connection):
-            return copy_arrow(
-                driver_cursor(connection), staging.target, rows.to_reader(), freeze=staging.freeze
-            )
+        return copy_arrow(
+            driver_cursor(connection), staging.target, rows.to_reader(), freeze=staging.freeze
+        )
 
     try:
         return replace_months(engine, SCHEMA, MONTHS_TABLE, "m", [MONTH], fill, waits=waits)

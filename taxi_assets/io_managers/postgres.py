@@ -205,15 +205,15 @@ class PostgresIOManager(dg.ConfigurableIOManager):
 
         def fill(connection: sa.Connection, staging: Staging) -> int:
             # The constants are replace_months' to fill in: the COPY sends none of them.
-            with dropped_if_interrupted(connection):
-                return copy_arrow(
-                    driver_cursor(connection),
-                    staging.target,
-                    without_constant_columns(reader, constants, staging.target),
-                    log=context.log.info,
-                    expected_rows=load.expected_rows,
-                    freeze=staging.freeze,
-                )
+            # An interruption is replace_months' to handle (its whole body, this included).
+            return copy_arrow(
+                driver_cursor(connection),
+                staging.target,
+                without_constant_columns(reader, constants, staging.target),
+                log=context.log.info,
+                expected_rows=load.expected_rows,
+                freeze=staging.freeze,
+            )
 
         done = replace_months(
             self.database.engine(),

@@ -46,11 +46,19 @@ class EmbeddedStartError(Exception):
     last lines."""
 
 
+def socket_folder(folder: Path) -> Path:
+    """Where the server of the data folder ``folder`` puts its Unix socket: pgserver's
+    choice (the folder itself, unless its path is too long for a socket's)."""
+    from pgserver import PostgresServer
+    from pgserver.utils import find_suitable_socket_dir
+
+    return Path(find_suitable_socket_dir(folder, PostgresServer.runtime_path))
+
+
 def start(folder: Path, user: str | None) -> None:
     """Start the stopped server of the initialised data folder ``folder`` (as the system
     user ``user``; None: this process's), ready for connections, within ``START_WAIT_S``."""
-    from pgserver import PostgresServer
-    from pgserver.utils import ensure_prefix_permissions, find_suitable_socket_dir
+    from pgserver.utils import ensure_prefix_permissions
 
     folder = folder.resolve()  # the readiness check compares the server's folder with it
     if user is not None:
@@ -59,7 +67,7 @@ def start(folder: Path, user: str | None) -> None:
         # created (a mkdir under umask 077; pytest resets its temporary root to 0700), and
         # a socket folder outside it: opened as pgserver opens them at each of its starts.
         ensure_prefix_permissions(folder)
-    socket_dir = find_suitable_socket_dir(folder, PostgresServer.runtime_path)
+    socket_dir = socket_folder(folder)
     if user is not None and socket_dir != folder:
         ensure_prefix_permissions(socket_dir)
         socket_dir.chmod(0o777)

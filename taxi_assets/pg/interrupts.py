@@ -94,18 +94,29 @@ def _send_cancel(request: pq.abc.PGcancelConn) -> None:
         request.finish()
 
 
+def _abandon(driver: psycopg.Connection[Any]) -> None:
+    """Give up the statement ``driver`` runs: cancelled on the server, hung up here."""
+    cancel_in_background(driver)
+    hang_up(driver)  # first, so that closing's goodbye to the server fails at once
+
+
+def _driver_of(connection: sa.Connection) -> psycopg.Connection[Any] | None:
+    """The psycopg connection under ``connection``; None once SQLAlchemy dropped or closed
+    it (SQLAlchemy drops a connection that an interruption left mid-statement): asking for
+    it then would connect again."""
+    if connection.invalidated or connection.closed:
+        return None
+    driver = connection.connection.driver_connection
+    return driver if isinstance(driver, psycopg.Connection) else None
+
+
 def _cancel_interrupted_statement(context: sa.engine.ExceptionContext) -> None:
     """``handle_error`` listener: a statement that SQLAlchemy runs, interrupted, is
     cancelled before SQLAlchemy drops its connection (which it does for an interruption,
     without a cancel)."""
-    if not is_interruption(context.original_exception) or context.connection is None:
-        return
-    connection = context.connection
-    if connection.invalidated or connection.closed:
-        return
-    driver = connection.connection.driver_connection
-    if isinstance(driver, psycopg.Connection):
-        cancel_in_background(driver)
+    if is_interruption(context.original_exception) and context.connection is not None:
+        if (driver := _driver_of(context.connection)) is not None:
+            cancel_in_background(driver)
 
 
 def is_interruption(error: BaseException) -> bool:
@@ -156,13 +167,8 @@ def dropped_if_interrupted(connection: sa.Connection) -> Iterator[None]:
         try:
             yield
         except BaseException as error:
-            # Invalidated already (SQLAlchemy drops a connection that an interruption
-            # left mid-statement): asking for its driver connection would connect again.
-            if is_interruption(error) and not (connection.invalidated or connection.closed):
-                driver = connection.connection.driver_connection
-                if isinstance(driver, psycopg.Connection):
-                    cancel_in_background(driver)
-                    hang_up(driver)
+            if is_interruption(error) and (driver := _driver_of(connection)) is not None:
+                _abandon(driver)
                 connection.invalidate()
             raise
 
@@ -179,7 +185,6 @@ def closed_if_interrupted(driver: psycopg.Connection[Any]) -> Iterator[None]:
             yield
         except BaseException as error:
             if is_interruption(error):
-                cancel_in_background(driver)
-                hang_up(driver)  # first, so that closing's goodbye to the server fails at once
+                _abandon(driver)
                 driver.close()
             raise
