@@ -364,6 +364,45 @@ def test_an_interrupted_copy_from_raises_the_interruption_at_once_from_a_stopped
     engine.dispose()
 
 
+def endless_month(limit_batches: int = 200) -> pa.RecordBatchReader:
+    """Rows of ``MONTH`` in batches of 16,384 until ``limit_batches``: far more than the
+    test lets through before the server stops."""
+    rows = 16_384
+    batch = pa.record_batch(
+        [pa.array(range(rows), pa.int64()), pa.array([MONTH.start] * rows)], names=["n", "m"]
+    )
+    return pa.RecordBatchReader.from_batches(batch.schema, (batch for _ in range(limit_batches)))
+
+
+@pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
+def test_a_month_interrupted_in_its_copy_raises_the_interruption_not_a_rollbacks_error(
+    database: tuple[str, Path], interruption: str
+) -> None:
+    """A month's load (``replace_months``, as the IO manager and ``warehouse migrate`` run
+    it) interrupted in its COPY while the server answers nothing: the COPY is psycopg's,
+    which SQLAlchemy does not see interrupted, so leaving the staging transaction would send
+    a ROLLBACK on the hung-up connection, and its error ("the connection is lost") would
+    replace the interruption (a daemon run's step then failed with
+    ``DagsterExecutionHandleOutputError``). Once the server goes on, nothing of the month."""
+    url, data = database
+    create_tables(url)
+    interrupted_at_once(
+        url,
+        data,
+        lambda e: copy_moved(e, "COPY FROM", 0),
+        interruption,
+        lambda: load_month(url, rows=endless_month()),
+    )
+    engine = engine_for(url)
+    wait_for(
+        "the load's session to end", lambda: not other_backends(engine, database_name(url)), 30
+    )
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(f"SELECT count(*) FROM {SCHEMA}.{MONTHS_TABLE}")
+        assert rows.scalar_one() == 0
+    engine.dispose()
+
+
 # The lock the staging table's creation waits for (STAGING_WAITS), held by the test.
 STAGING_LOCK = 4040
 # An event trigger that holds up the creation of a staging table, in the load's

@@ -54,16 +54,16 @@ def month_rows() -> pa.Table:
     return pa.table({"n": pa.array([1, 2], pa.int64()), "m": pa.array([MONTH.start] * 2)})
 
 
-def load_month(url: str, waits: LockWaits = LockWaits()) -> MonthReplace:
-    """:func:`month_rows` as the month, filled as the IO manager's ``fill`` fills one;
-    ``waits``: how long its swap waits for the table's locks."""
+def load_month(
+    url: str, waits: LockWaits = LockWaits(), rows: pa.RecordBatchReader | None = None
+) -> MonthReplace:
+    """``rows`` (default :func:`month_rows`) as the month, filled as the IO manager's
+    ``fill`` fills one; ``waits``: how long its swap waits for the table's locks."""
     engine = sa.create_engine(sqlalchemy_url(url))
-    rows = month_rows()
+    reader = month_rows().to_reader() if rows is None else rows
 
     def fill(connection: sa.Connection, staging: Staging) -> int:
-        return copy_arrow(
-            driver_cursor(connection), staging.target, rows.to_reader(), freeze=staging.freeze
-        )
+        return copy_arrow(driver_cursor(connection), staging.target, reader, freeze=staging.freeze)
 
     try:
         return replace_months(engine, SCHEMA, MONTHS_TABLE, "m", [MONTH], fill, waits=waits)

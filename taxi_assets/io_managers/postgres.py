@@ -205,7 +205,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
 
         def fill(connection: sa.Connection, staging: Staging) -> int:
             # The constants are replace_months' to fill in: the COPY sends none of them.
-            # An interruption is replace_months' to handle (its whole body, this included).
+            # An interruption is replace_months' to handle (the fill included).
             return copy_arrow(
                 driver_cursor(connection),
                 staging.target,

@@ -387,7 +387,11 @@ class _Stage:
 
     def _fill(self, fill: Fill, target: Staging) -> int:
         try:
-            return fill(self.connection, target)
+            # Here too, inside the staging transaction: a fill's COPY is psycopg's, which
+            # SQLAlchemy does not see interrupted, so leaving the transaction would send a
+            # ROLLBACK on the hung-up connection, whose error would replace the interruption.
+            with dropped_if_interrupted(self.connection):
+                return fill(self.connection, target)
         except (psycopg.errors.CheckViolation, sa.exc.IntegrityError) as error:
             cause = getattr(error, "orig", None) or error
             if not isinstance(cause, psycopg.errors.CheckViolation):
