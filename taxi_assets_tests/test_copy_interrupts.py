@@ -1,5 +1,7 @@
 """A read or a load interrupted while the warehouse server answers nothing: the
-interruption comes out at once, as itself, and nothing of the month is left.
+interruption comes out at once, as itself, and nothing of the month is left. Likewise a
+CLI command's plain query (``months status``, ``warehouse migrate``'s plan) and
+``month_counts``.
 
 Dagster ends a run (run monitoring's max runtime, Terminate) by sending its process SIGINT,
 which Dagster's handler raises as ``DagsterExecutionInterruptedError`` in the main thread
@@ -36,9 +38,11 @@ import pytest
 import sqlalchemy as sa
 from dagster._core.errors import DagsterExecutionInterruptedError, raise_execution_interrupts
 
+from taxi_assets.assets.load_records import LOADS_TABLE
 from taxi_assets.io_managers.postgres import PostgresIOManager
 from taxi_assets.pg.copy_in import copy_arrow
 from taxi_assets.pg.ddl import driver_cursor, relation_kind
+from taxi_assets.pg.inspect import month_counts
 from taxi_assets.pg.interrupts import dropped_if_interrupted
 from taxi_assets.pg.lock_retry import LockWaits
 from taxi_assets.pg.month_swap import month_lock_key
@@ -512,6 +516,48 @@ OWN_PROCESS: dict[str, tuple[list[str], str | None, Callable[[sa.Engine], bool]]
 }
 
 
+@dataclass
+class Ended:
+    """How a process interrupted by :func:`ctrl_c_to_a_process` ended."""
+
+    returncode: int
+    stderr: str
+
+
+def ctrl_c_to_a_process(
+    url: str,
+    data: Path,
+    command: list[str],
+    ready: Callable[[sa.Engine], bool],
+    env: dict[str, str] | None = None,
+    stop: bool = True,
+) -> Ended:
+    """Run ``command`` (Python arguments) as a process of its own and, once ``ready``, stop
+    the server (unless not to ``stop``) and send the process SIGINT: it must end within
+    ``BOUND_S``."""
+    returned_at = None
+    client = subprocess.Popen(
+        [sys.executable, *command], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        with stopped_and_interrupted(url, data, ready, pid=client.pid, stop=stop) as fault:
+            try:
+                client.wait(RESUME_AFTER_S + 10)
+            finally:
+                returned_at = time.monotonic()
+                fault.returned.set()
+    finally:
+        if client.poll() is None:
+            client.kill()
+        _, stderr = client.communicate()
+    assert returned_at is not None
+    try:
+        assert_returned_at_once(fault, returned_at)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; its stderr:\n{stderr}") from None
+    return Ended(client.returncode, stderr)
+
+
 @pytest.mark.parametrize("what", list(OWN_PROCESS))
 def test_ctrl_c_ends_a_process_waiting_on_a_stopped_server_at_once(
     database: tuple[str, Path], what: str
@@ -523,30 +569,75 @@ def test_ctrl_c_ends_a_process_waiting_on_a_stopped_server_at_once(
     url, data = database
     create_tables(url)
     command, holder, ready = OWN_PROCESS[what]
-    returned_at = None
     with held(url, holder):
-        client = subprocess.Popen(
-            [sys.executable, "-m", "taxi_assets_tests.warehouse_client", command[0], url]
-            + command[1:],
-            cwd=REPO,
-            stderr=subprocess.PIPE,
-            text=True,
+        ended = ctrl_c_to_a_process(
+            url,
+            data,
+            ["-m", "taxi_assets_tests.warehouse_client", command[0], url, *command[1:]],
+            ready,
         )
-        try:
-            with stopped_and_interrupted(url, data, ready, pid=client.pid) as fault:
-                try:
-                    client.wait(RESUME_AFTER_S + 10)
-                finally:
-                    returned_at = time.monotonic()
-                    fault.returned.set()
-        finally:
-            if client.poll() is None:
-                client.kill()
-            _, stderr = client.communicate()
-    assert client.returncode == -signal.SIGINT, stderr
-    assert stderr.rstrip().endswith("KeyboardInterrupt"), stderr
-    assert returned_at is not None
-    assert_returned_at_once(fault, returned_at)
+    assert ended.returncode == -signal.SIGINT, ended.stderr
+    assert ended.stderr.rstrip().endswith("KeyboardInterrupt"), ended.stderr
+
+
+# A CLI command held up in a plain query (not a load's): (its arguments, the table it reads,
+# created plain and locked by the test, when it waits for the table).
+CLI_QUERIES: dict[str, tuple[list[str], str, Callable[[sa.Engine], bool]]] = {
+    # Its read of the warehouse's load log.
+    "months status": (
+        ["months", "status"],
+        f"warehouse.{LOADS_TABLE} (table_name text, partition_month date, "
+        "source_sha256 text, row_count bigint)",
+        lambda engine: waits_for_a_lock(engine, f"warehouse.{LOADS_TABLE}"),
+    ),
+    # Its plan: the rows per month of a plain month table of an earlier version.
+    "warehouse migrate": (
+        ["warehouse", "migrate", "--dry-run"],
+        "warehouse.yellow_tripdata (partition_month date, n bigint)",
+        lambda engine: waits_for_a_lock(engine, "count(*)"),
+    ),
+}
+
+
+@pytest.mark.parametrize("state", ["stopped", "answering"])
+@pytest.mark.parametrize("command", list(CLI_QUERIES))
+def test_ctrl_c_ends_a_cli_command_waiting_on_the_server_at_once(
+    database: tuple[str, Path], command: str, state: str, tmp_path: Path
+) -> None:
+    """Ctrl-C to ``python -m taxi_assets.cli months status`` or ``warehouse migrate`` while
+    its query waits for the server: the command ends within ``BOUND_S``, by SIGINT (as a
+    shell expects of an interrupted command), saying so in one line, no traceback. Before,
+    against a stopped server, psycopg's handler of ``KeyboardInterrupt`` sent a cancel
+    request and waited for the query to end (5 s + 5 s) first. A server that answers still
+    gets the query cancelled (as psycopg's handler did): its session ends within
+    ``CANCELLED_WITHIN_S``, though what it waits for (a lock) is still held; a session whose
+    client hung up would wait on until the lock is let go."""
+    url, data = database
+    arguments, table, ready = CLI_QUERIES[command]
+    engine = engine_for(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE SCHEMA warehouse")
+        connection.exec_driver_sql(f"CREATE TABLE {table}")
+    env = {**os.environ, "TAXI_WAREHOUSE_URL": url, "TAXI_LAKE_URL": str(tmp_path / "lake")}
+    name = table.split(" ")[0]
+    with held(url, f"LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE") as holder:
+        ended = ctrl_c_to_a_process(
+            url,
+            data,
+            ["-m", "taxi_assets.cli", *arguments],
+            ready,
+            env=env,
+            stop=state == "stopped",
+        )
+        if state == "answering":
+            wait_for(
+                "the interrupted query's session to end",
+                lambda: [pid for pid, *_ in other_backends(engine, database_name(url))] == [holder],
+                CANCELLED_WITHIN_S,
+            )
+    engine.dispose()
+    assert ended.returncode == -signal.SIGINT, ended.stderr
+    assert ended.stderr == "interrupted\n", ended.stderr
 
 
 # From the interruption to the end of the interrupted statement's session, the server
@@ -637,3 +728,27 @@ def test_a_load_interrupted_in_its_swap_ends_at_once_and_the_next_load_tidies_up
         rows = connection.exec_driver_sql(f"SELECT count(*) FROM {SCHEMA}.{MONTHS_TABLE}")
         assert rows.scalar_one() == month_rows().num_rows
     engine.dispose()
+
+
+def test_ctrl_c_ends_month_counts_waiting_on_a_stopped_server_at_once(
+    database: tuple[str, Path],
+) -> None:
+    """Ctrl-C (Python's own handler, in this process) while ``month_counts`` (the demo's
+    summary, the tests' and benchmarks' reads of a table) waits for a stopped server: the
+    ``KeyboardInterrupt`` comes out within ``BOUND_S``. Before, psycopg's handler waited
+    for a cancel request and the query's end first (5 s + 5 s)."""
+    url, data = database
+    engine = engine_for(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"CREATE TABLE {SCHEMA}.counted (partition_month date)")
+    try:
+        with held(url, f"LOCK TABLE {SCHEMA}.counted IN ACCESS EXCLUSIVE MODE"):
+            interrupted_at_once(
+                url,
+                data,
+                lambda e: waits_for_a_lock(e, "count(*)"),
+                "ctrl-c",
+                lambda: month_counts(engine, SCHEMA, "counted"),
+            )
+    finally:
+        engine.dispose()

@@ -55,5 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from taxi_assets.pg.ctrl_c import ctrl_c_let_through_psycopg
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    # Ctrl-C while a query waits for a warehouse server that answers nothing: out at once,
+    # not after psycopg's cancel request and wait for the query's end (10 s), whichever
+    # command's query it is.
+    with ctrl_c_let_through_psycopg():
+        return int(args.func(args))

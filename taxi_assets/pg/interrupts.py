@@ -25,25 +25,29 @@ catches while it waits for the server: it sends a cancel request and waits for t
 to end, 5 s each against a stopped server, before letting the interruption through (10 s,
 measured). Inside these blocks Ctrl-C raises a private interruption instead, which psycopg
 lets through at once as it does Dagster's (``DagsterExecutionInterruptedError``), and the
-block raises ``KeyboardInterrupt`` in its place once the connection is hung up.
+block raises ``KeyboardInterrupt`` in its place once the connection is hung up
+(:mod:`taxi_assets.pg.ctrl_c`). The CLI runs each command in that mechanism alone
+(psycopg's wait in any of its queries, not only in these blocks), and the resource's
+engines cancel a statement that SQLAlchemy runs when it is interrupted
+(:func:`cancel_interrupted_statements`), as psycopg's handler did.
 """
 
 from __future__ import annotations
 
 import os
 import select
-import signal
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import FrameType
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
 from psycopg import pq
+
+from taxi_assets.pg.ctrl_c import ctrl_c_let_through_psycopg
 
 # How long the thread sending a cancel request on an interruption waits for the server to
 # take it; nothing waits for the thread.
@@ -119,40 +123,17 @@ def _cancel_interrupted_statement(context: sa.engine.ExceptionContext) -> None:
             cancel_in_background(driver)
 
 
+def cancel_interrupted_statements(engine: sa.Engine) -> None:
+    """Make ``engine`` cancel a statement that SQLAlchemy runs, interrupted, on the server
+    (which would otherwise go on with it, its client gone: a scan, a lock wait)."""
+    if not sa.event.contains(engine, "handle_error", _cancel_interrupted_statement):
+        sa.event.listen(engine, "handle_error", _cancel_interrupted_statement)
+
+
 def is_interruption(error: BaseException) -> bool:
     """An interruption (SIGINT: Ctrl-C, Dagster terminating the run; SystemExit), not an
     error of the work."""
     return not isinstance(error, Exception)
-
-
-class _CtrlC(BaseException):
-    """Ctrl-C inside a block of this module: not a ``KeyboardInterrupt``, so that psycopg's
-    handler of those does not wait for the server before letting it through."""
-
-
-@contextmanager
-def _ctrl_c_let_through_psycopg() -> Iterator[None]:
-    """Raise Ctrl-C as :class:`_CtrlC` inside the block, as ``KeyboardInterrupt`` out of it.
-    Only where Python's own handler is in place, in the main thread (the only one that
-    receives signals or may set handlers): another handler (Dagster's, which raises its
-    own interruption or defers it) is left alone, and so is an enclosing block's."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield
-        return
-
-    def raise_ctrl_c(_signal: int, _frame: FrameType | None) -> None:
-        raise _CtrlC
-
-    previous = signal.signal(signal.SIGINT, raise_ctrl_c)
-    try:
-        yield
-    except _CtrlC as error:
-        raise KeyboardInterrupt().with_traceback(error.__traceback__) from None
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager
@@ -161,9 +142,8 @@ def dropped_if_interrupted(connection: sa.Connection) -> Iterator[None]:
     leaving its transaction does not wait for the server and the interruption stays the
     error raised (a ROLLBACK on the hung-up connection would replace it). Ctrl-C comes out
     at once too, and the statement interrupted is cancelled (the module's docstring)."""
-    if not sa.event.contains(connection.engine, "handle_error", _cancel_interrupted_statement):
-        sa.event.listen(connection.engine, "handle_error", _cancel_interrupted_statement)
-    with _ctrl_c_let_through_psycopg():
+    cancel_interrupted_statements(connection.engine)
+    with ctrl_c_let_through_psycopg():
         try:
             yield
         except BaseException as error:
@@ -180,7 +160,7 @@ def closed_if_interrupted(driver: psycopg.Connection[Any]) -> Iterator[None]:
     cancel request (5 s to a stopped server) and then reads the rest of the COPY's data
     (for ever). On a closed connection it does neither. Ctrl-C comes out at once too, and
     the COPY is cancelled (the module's docstring)."""
-    with _ctrl_c_let_through_psycopg():
+    with ctrl_c_let_through_psycopg():
         try:
             yield
         except BaseException as error:

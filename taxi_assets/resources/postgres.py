@@ -6,6 +6,7 @@ from pydantic import PrivateAttr
 
 from taxi_assets.pg.connect_timeout import bound_connects
 from taxi_assets.pg.embedded import DEFAULT_EMBEDDED_DIR, embedded_url
+from taxi_assets.pg.interrupts import cancel_interrupted_statements
 from taxi_assets.pg.keepalives import with_keepalives
 from taxi_assets.pg.lock_retry import LockWaits
 from taxi_assets.production import require_setting
@@ -66,6 +67,9 @@ class PostgresResource(dg.ConfigurableResource):
             engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
             # A hung server fails a run's connection in seconds, naming the server.
             bound_connects(engine, self.describe())
+            # A statement interrupted (Ctrl-C in the CLI, a run terminated) outside the
+            # blocks of pg.interrupts is cancelled too, not left running on the server.
+            cancel_interrupted_statements(engine)
             self._engine = engine
         return self._engine
 
