@@ -535,6 +535,29 @@ def test_a_read_with_only_copies_at_its_bound_says_the_next_tick_goes_on(
         alert_outbox.undelivered(instance, limit=2, remarks_per_read=0)
 
 
+def test_without_a_webhook_a_read_at_its_bound_says_the_next_tick_goes_on(
+    retrying: tuple[WorkspaceProcessContext, Receiver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no webhook configured, the redelivery sensor said how many alerts wait but not,
+    as it does when it posts, that more may wait behind copies it has not re-marked yet."""
+    context, hook = retrying
+    instance = context.instance
+    parent, copies = retried_while_its_alert_waits(context, hook, monkeypatch, 2)
+    monkeypatch.delenv("TAXI_ALERT_WEBHOOK_URL")
+    log = dg.get_dagster_logger()
+    unset = AlertWebhookResource()
+    assert redeliver_alerts(instance, unset, log, remarks_per_read=1) == (
+        "1 undelivered alert(s) wait: no webhook is configured "
+        "(more may wait behind copied tags: the next tick goes on)"
+    )
+    assert [alert_tags(instance, run_id)[0] for run_id in copies] == ["inherited", "undelivered"]
+    # The next read re-marks the last copy: nothing more is said.
+    assert redeliver_alerts(instance, unset, log, remarks_per_read=1) == (
+        "1 undelivered alert(s) wait: no webhook is configured"
+    )
+    assert alert_tags(instance, parent)[0] == "undelivered" and len(hook.bodies) == 3
+
+
 def test_the_failure_sensor_re_marks_few_copies_and_leaves_a_backlog_to_redelivery(
     retrying: tuple[WorkspaceProcessContext, Receiver], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -360,7 +360,8 @@ def redeliver_alerts(
     if not pending:
         return "no undelivered alert"
     if not webhook.webhook_url():
-        return f"{len(pending)} undelivered alert(s) wait: no webhook is configured"
+        unposted = f"{len(pending)} undelivered alert(s) wait: no webhook is configured"
+        return unposted + _more_may_wait(found)
     now = time.time() if now is None else now
     delivered: list[str] = []
     problems: list[str] = []
@@ -387,9 +388,13 @@ def redeliver_alerts(
         alert_outbox.mark(instance, run.run_id, alert_outbox.DELIVERED)
         delivered.append(run.run_id)
         log.info(f"Alert for run {run.run_id} posted on redelivery ({webhook.describe()})")
-    done = f"{len(delivered)} undelivered alert(s) posted"
-    if found.copies_left:
-        done += " (more may wait behind copied tags: the next tick goes on)"
+    done = f"{len(delivered)} undelivered alert(s) posted" + _more_may_wait(found)
     if problems:
         raise AlertDeliveryError(f"{done}; " + "; ".join(problems))
     return done
+
+
+def _more_may_wait(found: alert_outbox.OutboxRead) -> str:
+    """What a tick that found alerts adds when its read stopped at its bound of re-marked
+    copies: more alerts may wait behind the copies left, for the next tick."""
+    return " (more may wait behind copied tags: the next tick goes on)" if found.copies_left else ""
