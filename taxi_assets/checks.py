@@ -7,7 +7,7 @@ metadata), and the warehouse table itself. Blocking checks stop downstream asset
 """
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -271,3 +271,15 @@ def build_asset_checks(
             for name, service in SERVICES.items()
             for check in build_service_checks(service, partitions[name])
         ]
+
+
+def blocking_check_keys(
+    checks: Sequence[dg.AssetChecksDefinition],
+) -> dict[dg.AssetKey, list[dg.AssetCheckKey]]:
+    """The blocking checks of each asset among ``checks``."""
+    found: dict[dg.AssetKey, list[dg.AssetCheckKey]] = {}
+    for definition in checks:
+        for spec in definition.check_specs:
+            if spec.blocking:
+                found.setdefault(spec.asset_key, []).append(spec.key)
+    return found

@@ -33,7 +33,7 @@ from taxi_assets.automation.new_month_sensor import (
     build_new_month_sensor,
 )
 from taxi_assets.automation.schedules import build_schedules
-from taxi_assets.checks import QualityThresholds, build_asset_checks
+from taxi_assets.checks import QualityThresholds, blocking_check_keys, build_asset_checks
 from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
 from taxi_assets.io_managers.raw_files import RawFileIOManager
 from taxi_assets.jobs import build_service_jobs
@@ -144,6 +144,7 @@ def build_definitions(
         from taxi_assets.assets.lake_external import build_external_table_assets
 
         external = build_external_table_assets()
+    checks = build_asset_checks(partitions)
     return dg.Definitions(
         assets=[
             *trip_assets,
@@ -151,7 +152,7 @@ def build_definitions(
             *build_analytics_assets(earliest_partitions(first_month), partitions, engine),
             *external,
         ],
-        asset_checks=build_asset_checks(partitions),
+        asset_checks=checks,
         jobs=list(jobs.values()),
         # Steps of a run execute in its own process, one after another: a subprocess per
         # step costs ~2-3 s of start-up (imports) for steps that stream in well under that,
@@ -159,7 +160,7 @@ def build_definitions(
         executor=dg.in_process_executor,
         schedules=build_schedules(jobs, partitions),
         sensors=[
-            build_new_month_sensor(jobs, partitions, sensor_interval),
+            build_new_month_sensor(jobs, partitions, blocking_check_keys(checks), sensor_interval),
             build_automation_sensor(automation_interval),
             *build_alert_sensors(),
         ],

@@ -5,13 +5,16 @@ materialization's metadata, which months are loaded, which runs exist) only thro
 functions here, which use Dagster's public instance API (``fetch_materializations``,
 ``get_status_by_partition``, ``get_run_records``).
 
-Two reads have no public call in Dagster 1.13, and each is made in one place only:
+Three reads have no public call in Dagster 1.13, and each is made in one place only:
 :func:`run_events` calls the instance's non-public ``get_records_for_run`` (the events of
 one run: its asset check evaluations, the assets it planned, which the failure alerts
-need), and :func:`materialized_partition_keys` calls ``get_materialized_partitions``
+need), :func:`materialized_partition_keys` calls ``get_materialized_partitions``
 (every partition ever materialized, in one query, which the new-month sensor needs every
-tick). ``taxi_assets_tests/test_instance_reads.py`` pins what both return, so a Dagster
-upgrade that changes them fails that test rather than the sensors in production.
+tick), and :func:`check_evaluations_of` calls the event log storage's
+``get_asset_check_execution_history`` (the checks of one materialization, whichever run
+evaluated them, which the new-month sensor needs). ``taxi_assets_tests/test_instance_reads.py``
+pins what they return, so a Dagster upgrade that changes them fails that test rather than
+the sensors in production.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import dagster as dg
+from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.storage.asset_check_execution_record import (
+    COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
+)
 
 
 def latest_metadata(
@@ -56,6 +63,62 @@ def latest_materialization(
         limit=1,
     ).records
     return records[0] if records else None
+
+
+# Check executions read per query: a month's checks run once per run of the month (and
+# per "Execute checks"), so a month's whole history is a page or two.
+CHECK_HISTORY_PAGE = 20
+
+
+def check_evaluations_of(
+    instance: dg.DagsterInstance,
+    check_keys: Sequence[dg.AssetCheckKey],
+    partition_key: str,
+    materialization_storage_id: int,
+) -> list[dg.AssetCheckEvaluation]:
+    """The latest evaluation of each check of ``check_keys`` (checks of one asset) that
+    looked at the materialization ``materialization_storage_id`` of ``partition_key``,
+    passed or not, whichever run made it (the materialization's own run, or a later
+    "Execute checks"). A check that never looked at it, or raised, has none here.
+
+    NOT Dagster's public API (``instance.event_log_storage.get_asset_check_execution_history``):
+    the instance has no public call for partitioned check evaluations in 1.13. Kept here
+    only; pinned by test_instance_reads.py.
+    """
+    found = []
+    for key in check_keys:
+        evaluation = _latest_evaluation_of(instance, key, partition_key, materialization_storage_id)
+        if evaluation is not None:
+            found.append(evaluation)
+    return found
+
+
+def _latest_evaluation_of(
+    instance: dg.DagsterInstance, key: dg.AssetCheckKey, partition_key: str, storage_id: int
+) -> dg.AssetCheckEvaluation | None:
+    # Newest first, to the end of the month's history if need be: no stop at the first
+    # evaluation of an older materialization, as two overlapping runs of the month may
+    # record their evaluations in the other order than they looked their targets up.
+    page = CHECK_HISTORY_PAGE
+    cursor: int | None = None
+    while True:
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            key,
+            limit=page,
+            cursor=cursor,
+            status=set(COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES),
+            partition_filter=PartitionKeyFilter(key=partition_key),
+        )
+        for record in records:
+            evaluation = record.evaluation
+            target = evaluation.target_materialization_data if evaluation else None
+            if evaluation is None or target is None:
+                continue
+            if target.storage_id == storage_id:
+                return evaluation
+        if len(records) < page:
+            return None
+        cursor = records[-1].id
 
 
 def materialized_partitions(

@@ -165,6 +165,23 @@ def run_of_request(
     )
 
 
+def run_checks_only(
+    key: dg.AssetKey, resources: dict[str, Any], instance: dg.DagsterInstance, month: str
+) -> dg.ExecuteInProcessResult:
+    """The month's checks of ``key``, without materializing it (as "Execute checks" in
+    the UI): they look at the asset's latest materialization. Failures are returned."""
+    job = dg.define_asset_job("checks_only", selection=dg.AssetSelection.checks_for_assets(key))
+    checks = [c for c in ASSETS if isinstance(c, dg.AssetChecksDefinition)]
+    assets = [a for a in ASSETS if not isinstance(a, dg.AssetChecksDefinition)]
+    definitions = dg.Definitions(
+        assets=assets, asset_checks=checks, jobs=[job], resources=resources
+    )
+    # The partition as a tag: a job of checks alone has no asset to validate the key against.
+    return definitions.resolve_job_def("checks_only").execute_in_process(
+        tags={"dagster/partition": month}, instance=instance, raise_on_error=False
+    )
+
+
 def materialization_metadata(result: dg.ExecuteInProcessResult, key: str) -> dict[str, Any]:
     for event in result.get_asset_materialization_events():
         if event.asset_key == dg.AssetKey.from_user_string(key):

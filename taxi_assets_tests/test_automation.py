@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
+import pyarrow.parquet as pq
 import pytest
 from dagster._core.storage import tags
 
@@ -16,8 +17,11 @@ from taxi_assets.partitions import add_months, lagged_month
 from taxi_assets.resources import LakeResource, TaxiSourceResource
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
 from taxi_assets_tests.pipeline import (
+    engine_for,
+    materialization_metadata,
     pipeline_resources,
     run,
+    run_checks_only,
     run_naming_its_assets,
     run_of_request,
 )
@@ -411,6 +415,90 @@ def test_a_warehouse_built_from_the_lake_before_the_failed_runs_file_is_still_ow
     assert run_naming_its_assets(["lake/yellow_tripdata"], working, instance, "2021-02").success
     (retry,) = yellow_2021_02()
     assert (retry.run_key or "").endswith("#retry1")
+
+
+@pytest.mark.parametrize("failing", ["lake", "warehouse"])
+def test_a_month_rebuilt_from_a_layer_that_failed_a_blocking_check_is_still_owed(
+    failing: str,
+    own_mirror: FaultyMirror,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,
+    pg_url: str,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The sensor's run of yellow 2021-02 stores the raw file and the lake month (whose
+    checks pass), then fails in the warehouse step; a successful run from the UI builds
+    the warehouse alone. But a layer the warehouse came from failed a blocking check
+    since its checks passed: the lake month, which then lost a row (written over by hand)
+    and failed rows_match_raw before the warehouse was built from it (Dagster builds it
+    all the same: a blocking check stops the later steps of its own run only); or the
+    warehouse month, which lost rows afterwards and failed rows_match_lake. The sensor
+    took the month for rebuilt ("loaded, upstream unchanged"). It is still owed, and the
+    sensor names the check; the retry rebuilds the month from the raw file, and then
+    nothing is owed. (Only damage fails these checks after their layer's own run: the
+    lake step compares the rows it parsed with the raw file's itself, and the warehouse
+    step the rows it loaded with the lake's.)"""
+    lake = tmp_path / "lake"
+    no_warehouse = pipeline_resources(own_mirror.url, lake)  # nothing listens there
+    working = pipeline_resources(own_mirror.url, lake, pg_url)
+    assert run("raw/yellow_tripdata", no_warehouse, instance, "2021-01").success
+    layers = [f"{layer}/yellow_tripdata" for layer in ("raw", "lake", "warehouse")]
+
+    def yellow_tick() -> tuple[list[dg.RunRequest], str]:
+        tick = evaluate_sensor(instance, own_mirror, lake=lake)
+        requests = [r for r in tick.run_requests or [] if r.tags["taxi/service"] == "yellow"]
+        return requests, tick.skip_message or ""
+
+    def blocking(result: dg.ExecuteInProcessResult) -> set[tuple[str, bool]]:
+        return {
+            (e.check_name, e.passed) for e in result.get_asset_check_evaluations() if e.blocking
+        }
+
+    (request,) = yellow_tick()[0]
+    failed = run_of_request(request, layers, no_warehouse, instance)
+    assert not failed.success
+    assert blocking(failed) == {("rows_match_raw", True), ("schema_matches_contract", True)}
+    if failing == "lake":
+        path = Path(materialization_metadata(failed, "lake/yellow_tripdata")["path"])
+        pq.write_table(pq.read_table(path).slice(1), path)
+        checks = run_checks_only(
+            dg.AssetKey(["lake", "yellow_tripdata"]), working, instance, "2021-02"
+        )
+        assert blocking(checks) == {("rows_match_raw", False), ("schema_matches_contract", True)}
+    built = run_naming_its_assets(["warehouse/yellow_tripdata"], working, instance, "2021-02")
+    assert built.success
+    assert blocking(built) == {("rows_match_lake", True)}
+    if failing == "warehouse":
+        engine = engine_for(pg_url)
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "DELETE FROM warehouse.yellow_tripdata WHERE ctid IN "
+                "(SELECT ctid FROM warehouse.yellow_tripdata LIMIT 7)"
+            )
+        engine.dispose()
+        key = dg.AssetKey(["warehouse", "yellow_tripdata"])
+        assert blocking(run_checks_only(key, working, instance, "2021-02")) == {
+            ("rows_match_lake", False)
+        }
+
+    capfd.readouterr()
+    requests, message = yellow_tick()
+    logged = capfd.readouterr().err  # the sensor's log (the tick's, in the UI)
+    assert len(requests) == 1, message
+    assert (requests[0].run_key or "").endswith("#retry1")
+    note = (
+        "the warehouse was built from the lake month of run "
+        f"{failed.run_id[:8]}, whose blocking check rows_match_raw failed"
+        if failing == "lake"
+        else f"the warehouse month of run {built.run_id[:8]} failed its blocking check "
+        "rows_match_lake"
+    )
+    assert f"yellow 2021-02: owed: {note}" in logged, logged
+
+    assert run_of_request(requests[0], layers, working, instance).success
+    requests, message = yellow_tick()
+    assert requests == [], [r.run_key for r in requests]
+    assert "yellow 2021-02: loaded, upstream unchanged" in message
 
 
 def test_sensor_leaves_a_failed_run_from_the_ui_to_whoever_started_it(

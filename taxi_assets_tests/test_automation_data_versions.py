@@ -23,10 +23,10 @@ from taxi_assets.devdata import write_month
 from taxi_assets.instance_reads import latest_metadata
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import (
-    ASSETS,
     materialization_metadata,
     pipeline_resources,
     run,
+    run_checks_only,
     run_naming_its_assets,
 )
 
@@ -88,23 +88,6 @@ def data_version(instance: dg.DagsterInstance, key: str, month: str | None) -> s
     materialization = records[0].asset_materialization
     assert materialization is not None and materialization.tags is not None
     return materialization.tags[DATA_VERSION_TAG]
-
-
-def run_checks_only(
-    key: dg.AssetKey, resources: dict[str, Any], instance: dg.DagsterInstance
-) -> dg.ExecuteInProcessResult:
-    """The month's checks of ``key``, without materializing it (as "Execute checks" in
-    the UI): they look at the asset's latest materialization."""
-    job = dg.define_asset_job("checks_only", selection=dg.AssetSelection.checks_for_assets(key))
-    checks = [c for c in ASSETS if isinstance(c, dg.AssetChecksDefinition)]
-    assets = [a for a in ASSETS if not isinstance(a, dg.AssetChecksDefinition)]
-    definitions = dg.Definitions(
-        assets=assets, asset_checks=checks, jobs=[job], resources=resources
-    )
-    # The partition as a tag: a job of checks alone has no asset to validate the key against.
-    return definitions.resolve_job_def("checks_only").execute_in_process(
-        tags={"dagster/partition": MONTH}, instance=instance, raise_on_error=False
-    )
 
 
 def republish(mirror: FaultyMirror, service: str, month: str, rows: int) -> None:
@@ -212,7 +195,7 @@ def test_a_failed_blocking_check_holds_the_warehouse_until_a_run_passes(
     lake_version = data_version(instance, "lake/yellow_tripdata", MONTH)
     path = Path(materialization_metadata(lake_run, "lake/yellow_tripdata")["path"])
     pq.write_table(pq.read_table(path).slice(1), path)
-    checks = run_checks_only(dg.AssetKey(["lake", "yellow_tripdata"]), resources, instance)
+    checks = run_checks_only(dg.AssetKey(["lake", "yellow_tripdata"]), resources, instance, MONTH)
     evaluations = checks.get_asset_check_evaluations()
     assert {(e.check_name, e.passed) for e in evaluations if e.blocking} == {
         ("rows_match_raw", False),

@@ -4,16 +4,21 @@
 what it returns on a real run (a planned asset, a passed and a failed check), so that a
 Dagster upgrade changing it fails here, not in the failure alerts. Likewise
 :func:`materialized_partition_keys` (``get_materialized_partitions``), which the new-month
-sensor reads every tick.
+sensor reads every tick, and :func:`check_evaluations_of` (the event log storage's
+``get_asset_check_execution_history``), which it reads for a month whose run failed.
 """
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 
+from taxi_assets import instance_reads
 from taxi_assets.instance_reads import (
+    check_evaluations_of,
+    latest_materialization,
     latest_metadata,
     materialized_partition_keys,
     materialized_partitions,
@@ -168,3 +173,85 @@ def test_newest_loaded_partition_costs_the_same_however_many_months_failed(
         assert newest_loaded_partition(instance, key, MONTHS) == "2021-01"
     counts = len(one_failed), len(six_failed)
     assert counts[0] > 0 and counts[1] == counts[0], f"event log statements: {counts}"
+
+
+@dg.asset(partitions_def=MONTHS)
+def fares() -> None:
+    return None
+
+
+@dg.asset_check(asset=fares, blocking=True, partitions_def=MONTHS)
+def as_told(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=context.run.tags.get("taxi/check") != "fail")
+
+
+FARES_CHECK = dg.AssetCheckKey(dg.AssetKey("fares"), "as_told")
+
+
+def materialize_fares(
+    instance: dg.DagsterInstance, month: str, check: str | None
+) -> dg.ExecuteInProcessResult:
+    """A materialization of ``fares`` with its check ("pass", "fail") or without (None)."""
+    return dg.materialize(
+        [fares, as_told] if check else [fares],
+        partition_key=month,
+        instance=instance,
+        raise_on_error=False,
+        tags={"taxi/check": check or "none"},
+    )
+
+
+def check_fares_again(instance: dg.DagsterInstance, month: str, check: str) -> None:
+    """The check alone, as "Execute checks" in the UI: it looks at the latest materialization."""
+    definitions = dg.Definitions(
+        assets=[fares],
+        asset_checks=[as_told],
+        jobs=[dg.define_asset_job("check", selection=dg.AssetSelection.checks(as_told))],
+    )
+    definitions.resolve_job_def("check").execute_in_process(
+        tags={"dagster/partition": month, "taxi/check": check},
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def test_check_evaluations_of_a_materialization_whichever_run_made_them(
+    instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(instance_reads, "CHECK_HISTORY_PAGE", 2)  # several pages below
+
+    def materialization(month: str) -> int:
+        record = latest_materialization(instance, dg.AssetKey("fares"), month)
+        assert record is not None
+        return record.storage_id
+
+    def passed(month: str, storage_id: int) -> list[bool]:
+        found = check_evaluations_of(instance, [FARES_CHECK], month, storage_id)
+        assert all(e.blocking and e.partition == month for e in found)
+        return [e.passed for e in found]
+
+    materialize_fares(instance, "2021-01", "pass")
+    first = materialization("2021-01")
+    assert passed("2021-01", first) == [True]
+    check_fares_again(instance, "2021-01", "fail")  # the latest evaluation of it counts
+    assert passed("2021-01", first) == [False]
+    check_fares_again(instance, "2021-01", "pass")
+    assert passed("2021-01", first) == [True]
+
+    # A blocking check that fails in the run of the materialization fails the run, and
+    # Dagster keeps the materialization.
+    assert not materialize_fares(instance, "2021-01", "fail").success
+    second = materialization("2021-01")
+    assert second > first
+    assert passed("2021-01", second) == [False]
+    for _ in range(3):  # three pages of the newer one's evaluations before the first's
+        check_fares_again(instance, "2021-01", "fail")
+    assert passed("2021-01", first) == [True]
+
+    # Another month's evaluations are not this month's; a materialization without its
+    # check has none.
+    materialize_fares(instance, "2021-02", "fail")
+    assert passed("2021-01", second) == [False] and passed("2021-01", first) == [True]
+    assert materialize_fares(instance, "2021-01", None).success
+    assert passed("2021-01", materialization("2021-01")) == []
+    assert check_evaluations_of(instance, [], "2021-01", first) == []

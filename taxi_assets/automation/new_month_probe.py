@@ -13,7 +13,7 @@ source refuses access: see ``upstream/forbidden.py``).
 """
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -23,6 +23,7 @@ from upath import UPath
 from taxi_assets.automation.run_partitions import covers
 from taxi_assets.automation.schedules import schedule_name
 from taxi_assets.instance_reads import (
+    check_evaluations_of,
     latest_materialization,
     latest_metadata,
     newest_loaded_partition,
@@ -117,6 +118,8 @@ def _stored_but_failed(
     month: str,
     earlier: Sequence[dg.DagsterRun],
     service: str,
+    blocking_checks: Mapping[dg.AssetKey, Sequence[dg.AssetCheckKey]],
+    notes: list[str],
 ) -> bool:
     """The run of the month's latest raw materialization stored the file (the month counts
     as loaded) and then failed, in its lake or warehouse step, and nothing else would load
@@ -128,8 +131,9 @@ def _stored_but_failed(
     file that failed after it without storing it (a download that failed) leave the month
     as it was: it is still to be retried, within ``MAX_ATTEMPTS`` runs of the file (they
     count). A warehouse built from the stored file since by a run that succeeded (the
-    lake from any run, the failed one's included) finishes what the failed run left:
-    nothing is owed (:func:`_rebuilt_since`)."""
+    lake from any run, the failed one's included), each layer of it passing its blocking
+    checks, finishes what the failed run left: nothing is owed (:func:`_rebuilt_since`,
+    which adds to ``notes`` why a rebuild does not count)."""
     stored = latest_materialization(instance, raw_key, month)
     if stored is None:
         return False
@@ -140,7 +144,9 @@ def _stored_but_failed(
             stored_by = found[0]
     if stored_by is None or stored_by.status != dg.DagsterRunStatus.FAILURE:
         return False
-    return not _rebuilt_since(instance, service, month, raw_key, stored.storage_id)
+    return not _rebuilt_since(
+        instance, service, month, raw_key, stored.storage_id, blocking_checks, notes
+    )
 
 
 def _rebuilt_since(
@@ -149,11 +155,14 @@ def _rebuilt_since(
     month: str,
     raw_key: dg.AssetKey,
     raw_storage_id: int,
+    blocking_checks: Mapping[dg.AssetKey, Sequence[dg.AssetCheckKey]],
+    notes: list[str],
 ) -> bool:
     """The service's last asset (the warehouse) was materialized for ``month`` after the
     raw materialization ``raw_storage_id`` by a run that succeeded, from layers built from
     that raw file: walking back from it, each layer between (the lake) has a
     materialization after ``raw_storage_id`` and before the one of the layer after it.
+    And no materialization of the walk failed a blocking check (``blocking_checks``).
 
     Such runs do not store the file again: a run of lake and warehouse, or of the
     warehouse alone, from the UI, or the failed run's re-execution from its failure (which
@@ -169,7 +178,16 @@ def _rebuilt_since(
     than the raw file (the failed run's lake step failed, the warehouse was rebuilt from
     the previous lake, the lake only after it) is still owed. A raw file stored since
     makes a newer ``raw_storage_id``: every layer is then older than it, and the month is
-    owed (or not, by its own run: ``_stored_but_failed``)."""
+    owed (or not, by its own run: ``_stored_but_failed``).
+
+    A blocking check that failed stops the later steps of its own run only: Dagster
+    records the lake month, and a later run (the warehouse alone, from the UI) builds the
+    warehouse from it and succeeds. So each materialization of the walk is looked up in
+    its checks' history: the latest evaluation of each blocking check that looked at it,
+    in its own run or in a later "Execute checks", must not have failed as Dagster's
+    blocking checks fail (not passed, severity ERROR). If one did, the month is owed, and
+    ``notes`` names the check. A check that raised, and so recorded no evaluation, does
+    not count."""
     *between, last = [key for key in SERVICES[service].keys() if key != raw_key]
     built = latest_materialization(instance, last, month)
     if built is None or built.storage_id <= raw_storage_id:
@@ -177,14 +195,47 @@ def _rebuilt_since(
     found = runs(instance, dg.RunsFilter(run_ids=[built.run_id]), limit=1)
     if not found or not found[0].is_success:
         return False
+    walked = [(last, built)]
     read_from = built.storage_id
     for key in reversed(between):
         # The layer as the step after it read it, when no two runs of the month overlap.
         record = latest_materialization(instance, key, month, before_storage_id=read_from)
         if record is None or record.storage_id <= raw_storage_id:
             return False
+        walked.append((key, record))
         read_from = record.storage_id
+    for key, record in walked:
+        failed = _failed_blocking_checks(instance, blocking_checks.get(key, ()), month, record)
+        if failed:
+            layer, run_id = key.path[0], record.run_id[:8]
+            checks = ", ".join(failed)
+            notes.append(
+                f"{service} {month}: owed: the {layer} month of run {run_id} failed its "
+                f"blocking check {checks}"
+                if key == last
+                else f"{service} {month}: owed: the {last.path[0]} was built from the "
+                f"{layer} month of run {run_id}, whose blocking check {checks} failed"
+            )
+            return False
     return True
+
+
+def _failed_blocking_checks(
+    instance: dg.DagsterInstance,
+    check_keys: Sequence[dg.AssetCheckKey],
+    month: str,
+    record: dg.EventLogRecord,
+) -> list[str]:
+    """Names of the checks among ``check_keys`` whose latest evaluation of the
+    materialization ``record`` failed in a way that stops a run: not passed, blocking,
+    severity ERROR (Dagster's own condition, in its step execution)."""
+    return [
+        evaluation.check_name
+        for evaluation in check_evaluations_of(instance, check_keys, month, record.storage_id)
+        if not evaluation.passed
+        and evaluation.blocking
+        and evaluation.severity == dg.AssetCheckSeverity.ERROR
+    ]
 
 
 def _pin_reason(lake_root: UPath | None, service: str, month: str) -> str | None:
@@ -210,11 +261,13 @@ def plan_service_requests(
     partitions_def: dg.PartitionsDefinition,
     lag: int,
     in_flight: Sequence[dg.DagsterRun],
+    blocking_checks: Mapping[dg.AssetKey, Sequence[dg.AssetCheckKey]],
     today: date | None = None,
     lake_root: UPath | None = None,
     deadline: float | None = None,
 ) -> ServicePlan:
-    """``deadline`` (``time.monotonic()``): no HEAD request starts after it."""
+    """``deadline`` (``time.monotonic()``): no HEAD request starts after it.
+    ``blocking_checks``: each asset's blocking checks (``checks.blocking_check_keys``)."""
     plan = ServicePlan()
     dataset = SERVICES[service].dataset
     raw_key = SERVICES[service].key("raw")
@@ -291,7 +344,7 @@ def plan_service_requests(
         version = f"{service}:{month}:{etag}"  # the sensor's VERSION_TAG; its run key's stem
         earlier = runs(instance, dg.RunsFilter(tags={VERSION_TAG: version}))
         stored_but_failed = is_loaded and _stored_but_failed(
-            instance, raw_key, month, earlier, service
+            instance, raw_key, month, earlier, service, blocking_checks, plan.reasons
         )
         if is_loaded and held_etag == remote.etag and not stored_but_failed:
             plan.reasons.append(f"{service} {month}: loaded, upstream unchanged")

@@ -6,7 +6,7 @@ and a sensor target may not mix partitions definitions."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
@@ -29,8 +29,13 @@ TICK_BUDGET_SECONDS = 40.0
 def build_new_month_sensor(
     jobs: dict[str, dg.UnresolvedAssetJobDefinition],
     partitions: Mapping[str, dg.PartitionsDefinition],
+    blocking_checks: Mapping[dg.AssetKey, Sequence[dg.AssetCheckKey]],
     interval_seconds: int = DEFAULT_SENSOR_INTERVAL_SECONDS,
 ) -> dg.SensorDefinition:
+    """``blocking_checks``: each asset's blocking checks (``checks.blocking_check_keys``). A
+    month whose run stored the raw file and failed counts as rebuilt since only when the
+    layers built from that file passed them (``new_month_probe._rebuilt_since``)."""
+
     @dg.sensor(
         name="taxi_new_month_sensor",
         jobs=list(jobs.values()),
@@ -54,6 +59,7 @@ def build_new_month_sensor(
                 partitions[service],
                 publication_lag(),
                 in_flight,
+                blocking_checks,
                 lake_root=lake.root(),  # pinned months are not re-fetched
                 deadline=deadline,
             )
