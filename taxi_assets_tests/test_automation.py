@@ -1,6 +1,12 @@
 """Schedule and new-month sensor logic against a real mirror and a real instance."""
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -13,10 +19,12 @@ from dagster._core.storage import tags
 from taxi_assets import defs
 from taxi_assets.automation.new_month_probe import SCHEDULE_NAME_TAG
 from taxi_assets.devdata import write_month
+from taxi_assets.instance_reads import run_check_evaluations
 from taxi_assets.partitions import add_months, lagged_month
 from taxi_assets.resources import LakeResource, TaxiSourceResource
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
 from taxi_assets_tests.pipeline import (
+    REPO,
     engine_for,
     materialization_metadata,
     pipeline_resources,
@@ -24,9 +32,13 @@ from taxi_assets_tests.pipeline import (
     run_checks_only,
     run_naming_its_assets,
     run_of_request,
+    warehouse_counts,
 )
 
 SERVICES = ("yellow", "green", "fhv", "fhvhv")
+# Rows of the month the overlap test loads first: its UI run's lake step must still be
+# parsing them when the test stops it.
+ROWS_BEFORE = 60_000
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -499,6 +511,186 @@ def test_a_month_rebuilt_from_a_layer_that_failed_a_blocking_check_is_still_owed
     requests, message = yellow_tick()
     assert requests == [], [r.run_key for r in requests]
     assert "yellow 2021-02: loaded, upstream unchanged" in message
+
+
+def test_a_warehouse_holding_the_previous_file_is_still_owed_whatever_the_lake_events_say(
+    own_mirror: FaultyMirror,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,
+    pg_url: str,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Yellow 2021-02 is loaded; TLC republishes it and the sensor's run stores the new
+    file and its lake month, then fails in the warehouse step. The lake month file then
+    holds the previous file's rows again, and a successful run from the UI builds the
+    warehouse alone from it. This stands for two runs of the month overlapping: a run of
+    lake and warehouse from the UI whose lake step read the previous raw file before the
+    sensor's run stored the new one, and wrote its lake file (the month's one path) after
+    the sensor's run wrote its own. Every event is in the order that counted as rebuilt
+    (a warehouse from a run that succeeded, after the new raw file, and the latest lake
+    month before it after the raw file too), yet the warehouse holds the previous file's
+    rows, as its own materialization says (source_sha256, read from the lake file it
+    loaded). The sensor took the month for rebuilt; it is still owed."""
+    root = Path(own_mirror.root)
+    lake = tmp_path / "lake"
+    working = pipeline_resources(own_mirror.url, lake, pg_url)
+    no_warehouse = pipeline_resources(own_mirror.url, lake)  # nothing listens there
+    layers = [f"{layer}/yellow_tripdata" for layer in ("raw", "lake", "warehouse")]
+    first = run(layers, working, instance, "2021-02")
+    previous_sha = materialization_metadata(first, "raw/yellow_tripdata")["sha256"]
+    lake_file = Path(materialization_metadata(first, "lake/yellow_tripdata")["path"])
+    previous_lake = tmp_path / "previous_lake_month.parquet"
+    shutil.copyfile(lake_file, previous_lake)
+    write_month(root, source="dtc", service="yellow", month="2021-02", rows=77, seed=9)
+
+    def yellow_2021_02() -> list[dg.RunRequest]:
+        tick = evaluate_sensor(instance, own_mirror, lake=lake)
+        return [
+            r
+            for r in tick.run_requests or []
+            if r.tags["taxi/service"] == "yellow" and r.partition_key == "2021-02"
+        ]
+
+    (request,) = yellow_2021_02()
+    failed = run_of_request(request, layers, no_warehouse, instance)
+    assert not failed.success
+    new_sha = materialization_metadata(failed, "raw/yellow_tripdata")["sha256"]
+    assert new_sha != previous_sha
+    assert Path(materialization_metadata(failed, "lake/yellow_tripdata")["path"]) == lake_file
+    shutil.copyfile(previous_lake, lake_file)
+    built = run_naming_its_assets(["warehouse/yellow_tripdata"], working, instance, "2021-02")
+    assert built.success
+    assert materialization_metadata(built, "warehouse/yellow_tripdata")["source_sha256"] == (
+        previous_sha
+    )
+
+    capfd.readouterr()
+    (retry,) = yellow_2021_02()
+    logged = capfd.readouterr().err
+    assert (retry.run_key or "").endswith("#retry1")
+    assert (
+        f"yellow 2021-02: owed: the warehouse month of run {built.run_id[:8]} holds raw "
+        f"revision {previous_sha[:12]}, not {new_sha[:12]}, which run {failed.run_id[:8]} "
+        "stored" in logged
+    ), logged
+    assert run_of_request(retry, layers, working, instance).success
+    assert yellow_2021_02() == []
+
+
+def test_two_overlapping_runs_of_a_month_leave_it_owed_not_rebuilt(
+    own_mirror: FaultyMirror,
+    tmp_path: Path,
+    pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Both faults above (a lake month that failed a blocking check, a warehouse of the
+    previous file), caused for real by two runs of one month in two processes on one
+    instance on disk. Yellow 2021-02 is loaded (ROWS_BEFORE rows); TLC republishes it (77
+    rows). A run of lake and warehouse from the UI starts in a process of its own; its
+    lake step reads the loaded raw file and is stopped (SIGSTOP) while it parses it.
+    Meanwhile the sensor's run (in this process) stores the new file and its lake month
+    and fails in the warehouse step. The UI run goes on: it writes its lake month (the
+    previous file's rows, over the sensor run's file, the month's one path) and records
+    it after the new raw file; its blocking check rows_match_raw (the new file's 77 rows
+    against its ROWS_BEFORE) fails, so its own warehouse step does not run. Then a run
+    from the UI of the warehouse alone loads the lake file on disk, the previous file,
+    and succeeds. Every event was in the order of a rebuild, and the sensor said "loaded,
+    upstream unchanged" with the previous file in the warehouse; the month is owed, and
+    the retry loads the new file. (About 10 s: the UI run starts a process.)"""
+    home = tmp_path / "shared_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    root = Path(own_mirror.root)
+    lake = tmp_path / "lake"
+    layers = ["raw/yellow_tripdata", "lake/yellow_tripdata", "warehouse/yellow_tripdata"]
+    working = pipeline_resources(own_mirror.url, lake, pg_url)
+    no_warehouse = pipeline_resources(own_mirror.url, lake)  # nothing listens there
+
+    def materializations(instance: dg.DagsterInstance, key: str) -> list[dg.EventLogRecord]:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey.from_user_string(key), asset_partitions=["2021-02"]
+            ),
+            limit=10,
+        ).records
+        return list(records)
+
+    def metadata(record: dg.EventLogRecord, name: str) -> object:
+        assert record.asset_materialization is not None
+        return record.asset_materialization.metadata[name].value
+
+    write_month(root, source="dtc", service="yellow", month="2021-02", rows=ROWS_BEFORE, seed=3)
+    ui_run = str(uuid.uuid4())
+    ui_args = [own_mirror.url, str(lake), pg_url, ",".join(layers[1:]), "2021-02", ui_run, "{}"]
+    with dg.DagsterInstance.get() as instance:
+        assert run_naming_its_assets(layers, working, instance, "2021-02").success
+        write_month(root, source="dtc", service="yellow", month="2021-02", rows=77, seed=9)
+        (request,) = [
+            r
+            for r in evaluate_sensor(instance, own_mirror, lake=lake).run_requests or []
+            if r.tags["taxi/service"] == "yellow" and r.partition_key == "2021-02"
+        ]
+        # The UI run in a process of its own; this one runs the sensor's meanwhile.
+        ui = subprocess.Popen(
+            [sys.executable, "-m", "taxi_assets_tests.run_process", *ui_args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not any(
+                "reading revision" in (entry.user_message or "")
+                for entry in instance.all_logs(ui_run)
+            ):
+                assert time.monotonic() < deadline and ui.poll() is None, "no lake step"
+                time.sleep(0.02)
+            os.kill(ui.pid, signal.SIGSTOP)
+            failed = run_of_request(request, layers, no_warehouse, instance)
+            assert not failed.success
+            os.kill(ui.pid, signal.SIGCONT)
+            assert ui.communicate(timeout=120)[0].strip() == "failed"
+        finally:
+            if ui.poll() is None:
+                ui.send_signal(signal.SIGCONT)
+                ui.kill()
+                ui.wait(timeout=30)
+
+        raw, previous_raw = materializations(instance, "raw/yellow_tripdata")[:2]
+        lake_ui, lake_sensor = materializations(instance, "lake/yellow_tripdata")[:2]
+        assert (raw.run_id, lake_sensor.run_id, lake_ui.run_id) == (
+            failed.run_id,
+            failed.run_id,
+            ui_run,
+        )
+        assert raw.storage_id < lake_sensor.storage_id < lake_ui.storage_id
+        previous_sha = metadata(previous_raw, "sha256")
+        assert metadata(lake_ui, "source_sha256") == previous_sha
+        (check,) = [
+            e for e in run_check_evaluations(instance, ui_run) if e.check_name == "rows_match_raw"
+        ]
+        assert not check.passed and check.blocking
+        assert {k: v.value for k, v in check.metadata.items()} == {
+            "raw_rows": 77,
+            "lake_rows": ROWS_BEFORE,
+        }
+        built = run_naming_its_assets(layers[2:], working, instance, "2021-02")
+        assert built.success
+        assert materialization_metadata(built, layers[2])["source_sha256"] == previous_sha
+
+        capfd.readouterr()
+        tick = evaluate_sensor(instance, own_mirror, lake=lake)
+        logged = capfd.readouterr().err
+        (retry,) = [r for r in tick.run_requests or [] if r.tags["taxi/service"] == "yellow"]
+        assert (retry.run_key or "").endswith("#retry1")
+        assert "yellow 2021-02: owed: " in logged, logged
+        assert run_of_request(retry, layers, working, instance).success
+        tick = evaluate_sensor(instance, own_mirror, lake=lake)
+        assert "yellow 2021-02: loaded, upstream unchanged" in (tick.skip_message or "")
+    assert warehouse_counts(pg_url, "yellow_tripdata")["2021-02"] == 77
 
 
 def test_sensor_leaves_a_failed_run_from_the_ui_to_whoever_started_it(

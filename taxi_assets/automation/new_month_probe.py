@@ -144,9 +144,7 @@ def _stored_but_failed(
             stored_by = found[0]
     if stored_by is None or stored_by.status != dg.DagsterRunStatus.FAILURE:
         return False
-    return not _rebuilt_since(
-        instance, service, month, raw_key, stored.storage_id, blocking_checks, notes
-    )
+    return not _rebuilt_since(instance, service, month, raw_key, stored, blocking_checks, notes)
 
 
 def _rebuilt_since(
@@ -154,15 +152,17 @@ def _rebuilt_since(
     service: str,
     month: str,
     raw_key: dg.AssetKey,
-    raw_storage_id: int,
+    stored: dg.EventLogRecord,
     blocking_checks: Mapping[dg.AssetKey, Sequence[dg.AssetCheckKey]],
     notes: list[str],
 ) -> bool:
     """The service's last asset (the warehouse) was materialized for ``month`` after the
-    raw materialization ``raw_storage_id`` by a run that succeeded, from layers built from
-    that raw file: walking back from it, each layer between (the lake) has a
-    materialization after ``raw_storage_id`` and before the one of the layer after it.
-    And no materialization of the walk failed a blocking check (``blocking_checks``).
+    raw materialization ``stored`` (``raw_storage_id``) by a run that succeeded, from
+    layers built from that raw file: walking back from it, each layer between (the lake)
+    has a materialization after ``raw_storage_id`` and before the one of the layer after
+    it; the warehouse holds the raw revision ``stored`` stored, as far as its metadata
+    tells; and no materialization of the walk failed a blocking check
+    (``blocking_checks``).
 
     Such runs do not store the file again: a run of lake and warehouse, or of the
     warehouse alone, from the UI, or the failed run's re-execution from its failure (which
@@ -187,13 +187,32 @@ def _rebuilt_since(
     in its own run or in a later "Execute checks", must not have failed as Dagster's
     blocking checks fail (not passed, severity ERROR). If one did, the month is owed, and
     ``notes`` names the check. A check that raised, and so recorded no evaluation, does
-    not count."""
+    not count.
+
+    The walk assumes that a step read the layer before it as last recorded before its own
+    materialization. Two overlapping runs of the month break that: a run from the UI
+    whose lake step read the previous raw file before the failed run stored the new one,
+    and wrote the month's lake file (one path per month) after the failed run's, leaves
+    the previous file's lake month, recorded last (its blocking ``rows_match_raw`` fails,
+    so its own warehouse step does not run; a run of the warehouse alone loads it), and
+    every event is in the order of a rebuild. So the raw revision the warehouse loaded (its ``source_sha256``, read from the footer of the
+    lake file it loaded) must be the one ``stored`` stored (its ``sha256``), where both
+    are recorded (a load of several months records a table instead)."""
+    raw_storage_id = stored.storage_id
     *between, last = [key for key in SERVICES[service].keys() if key != raw_key]
     built = latest_materialization(instance, last, month)
     if built is None or built.storage_id <= raw_storage_id:
         return False
     found = runs(instance, dg.RunsFilter(run_ids=[built.run_id]), limit=1)
     if not found or not found[0].is_success:
+        return False
+    held, raw_sha = _metadata(built, "source_sha256"), _metadata(stored, "sha256")
+    if held and raw_sha and held != raw_sha:
+        notes.append(
+            f"{service} {month}: owed: the {last.path[0]} month of run {built.run_id[:8]} "
+            f"holds raw revision {held[:12]}, not {raw_sha[:12]}, which run "
+            f"{stored.run_id[:8]} stored"
+        )
         return False
     walked = [(last, built)]
     read_from = built.storage_id
@@ -218,6 +237,14 @@ def _rebuilt_since(
             )
             return False
     return True
+
+
+def _metadata(record: dg.EventLogRecord, name: str) -> str | None:
+    """A text value of the materialization's metadata; None when absent or unknown."""
+    materialization = record.asset_materialization
+    entry = materialization.metadata.get(name) if materialization else None
+    value = entry.value if entry is not None else None
+    return value if isinstance(value, str) and value not in ("", "unknown", "none") else None
 
 
 def _failed_blocking_checks(
