@@ -63,10 +63,12 @@ demo: install dagster-home
 # collected", fails too). PYTEST_ARGS goes to both; by default each lists its 25 slowest
 # tests, which is what to balance the two by.
 # The embedded server's and the warehouse connection's bounds are tests that wait for
-# stopped processes to time out (~60 s, nearly no CPU): beside, too.
+# stopped processes to time out (~60 s, nearly no CPU), or for a killed client's
+# statement to end (~20 s): beside, too.
 TESTS_BESIDE := taxi_assets_tests/test_daemon.py taxi_assets_tests/test_ui_browser.py \
 	taxi_assets_tests/test_benchmarks_smoke.py taxi_assets_tests/test_embedded_server.py \
-	taxi_assets_tests/test_warehouse_connect_timeout.py taxi_assets_tests/test_warehouse_keepalives.py
+	taxi_assets_tests/test_warehouse_connect_timeout.py taxi_assets_tests/test_warehouse_keepalives.py \
+	taxi_assets_tests/test_lost_client.py
 TEST_LOG_BESIDE := test-artifacts/pytest-beside.log
 PYTEST_ARGS ?= --durations=25
 # The tests' temporary files (pytest's tmp_path, the throwaway PostgreSQL, the emulators'

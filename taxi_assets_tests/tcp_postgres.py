@@ -6,8 +6,11 @@ port besides its Unix socket. Optionally in another network namespace (``nsenter
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from taxi_assets.pg.embedded import embedded_url, stop
@@ -20,6 +23,18 @@ def initialised_folder(folder: Path) -> Path:
     embedded_url(data)
     stop(data)
     return data
+
+
+@contextmanager
+def stopped_folder() -> Iterator[Path]:
+    """A stopped server's new data folder, not under pytest's basetemp (see
+    ``embedded_dir``), its server stopped at the end."""
+    parent = Path(tempfile.mkdtemp(prefix="taxi-test-tcp-pg-"))
+    try:
+        yield initialised_folder(parent)
+    finally:
+        stop(parent / "pgdata")
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 def trust_clients(data: Path, network: str) -> None:

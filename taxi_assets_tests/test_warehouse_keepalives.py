@@ -16,9 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,19 +27,7 @@ from taxi_assets.pg.keepalives import KEEPALIVES
 from taxi_assets.resources.postgres import PostgresResource
 from taxi_assets_tests.emulators import free_port
 from taxi_assets_tests.pipeline import REPO
-from taxi_assets_tests.tcp_postgres import initialised_folder, start_on_tcp, trust_clients
-
-
-@contextmanager
-def stopped_folder() -> Iterator[Path]:
-    """A stopped server's new data folder, not under pytest's basetemp (see
-    ``embedded_dir``), its server stopped at the end."""
-    parent = Path(tempfile.mkdtemp(prefix="taxi-test-keepalives-"))
-    try:
-        yield initialised_folder(parent)
-    finally:
-        stop(parent / "pgdata")
-        shutil.rmtree(parent, ignore_errors=True)
+from taxi_assets_tests.tcp_postgres import start_on_tcp, stopped_folder, trust_clients
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ end a connection whose server is merely slow to take the data a COPY FROM sends.
 to a dead peer (a COPY FROM's rows) is not covered by keepalives, which probe only an idle
 connection: the kernel gives up retransmitting it after ``net.ipv4.tcp_retries2`` (about
 15 minutes by default). A Unix socket (the embedded server) has no keepalives: libpq
-ignores these parameters for it.
+ignores these parameters for it. The other way round, a client that dies while the server
+runs its statement: :mod:`taxi_assets.pg.lost_client`.
 """
 
 from __future__ import annotations

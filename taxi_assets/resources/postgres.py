@@ -9,6 +9,7 @@ from taxi_assets.pg.embedded import DEFAULT_EMBEDDED_DIR, embedded_url
 from taxi_assets.pg.interrupts import cancel_interrupted_statements
 from taxi_assets.pg.keepalives import with_keepalives
 from taxi_assets.pg.lock_retry import LockWaits
+from taxi_assets.pg.lost_client import check_for_lost_client
 from taxi_assets.production import require_setting
 from taxi_assets.settings import resolve_setting
 
@@ -70,6 +71,9 @@ class PostgresResource(dg.ConfigurableResource):
             # A statement interrupted (Ctrl-C in the CLI, a run terminated) outside the
             # blocks of pg.interrupts is cancelled too, not left running on the server.
             cancel_interrupted_statements(engine)
+            # A killed run's statement ends on the server in seconds, not at its end,
+            # and frees the month's lock.
+            check_for_lost_client(engine)
             self._engine = engine
         return self._engine
 
