@@ -724,10 +724,11 @@ def warehouse_counts(url: str, service: str) -> dict[str, int]:
     import sqlalchemy as sa
 
     from taxi_assets.pg.inspect import month_counts
+    from taxi_assets.pg.keepalives import with_keepalives
     from taxi_assets.resources.postgres import sqlalchemy_url
     from taxi_assets.services import SERVICES
 
-    engine = sa.create_engine(sqlalchemy_url(url))
+    engine = sa.create_engine(with_keepalives(sqlalchemy_url(url)))
     try:
         return month_counts(engine, "warehouse", SERVICES[service].dataset)
     finally:

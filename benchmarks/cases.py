@@ -245,6 +245,7 @@ def floor(args: dict[str, Any]) -> dict[str, Any]:
     from taxi_assets.partitions import parse_month
     from taxi_assets.pg import copy_in as pg_copy
     from taxi_assets.pg.ddl import ensure_table, qualified
+    from taxi_assets.pg.keepalives import with_keepalives
     from taxi_assets.pg.month_swap import INDEX_BUILD_MEMORY
     from taxi_assets.resources.postgres import sqlalchemy_url
 
@@ -286,7 +287,7 @@ def floor(args: dict[str, Any]) -> dict[str, Any]:
             rows += batch.num_rows
         sink.write(pg_copy._BINARY_TRAILER)
     binary_file.chmod(0o644)
-    engine = sa.create_engine(sqlalchemy_url(args["url"]))
+    engine = sa.create_engine(with_keepalives(sqlalchemy_url(args["url"])))
     # A table shaped like one month's child of the warehouse table, loaded as a month is:
     # emptied in the transaction (so COPY may FREEZE), then the child's indexes built.
     ensure_table(engine, "warehouse", DATASET, schema)
