@@ -84,6 +84,27 @@ def test_month_math() -> None:
     assert lagged_month(datetime(2021, 3, 15).date(), 2) == "2021-01"
 
 
+def yellow_tick(
+    instance: dg.DagsterInstance, mirror: FaultyMirror, lake: Path, month: str | None = None
+) -> tuple[list[dg.RunRequest], str]:
+    """One tick of the new-month sensor: its yellow run requests (of ``month`` only, if
+    given), and its skip message."""
+    tick = evaluate_sensor(instance, mirror, lake=lake)
+    requests = [
+        r
+        for r in tick.run_requests or []
+        if r.tags["taxi/service"] == "yellow" and month in (None, r.partition_key)
+    ]
+    return requests, tick.skip_message or ""
+
+
+def yellow_requests(
+    instance: dg.DagsterInstance, mirror: FaultyMirror, lake: Path, month: str | None = None
+) -> list[dg.RunRequest]:
+    """The yellow run requests of one tick of the new-month sensor (of ``month`` only)."""
+    return yellow_tick(instance, mirror, lake, month)[0]
+
+
 def evaluate_sensor(  # noqa: ANN201
     instance: dg.DagsterInstance,
     mirror: FaultyMirror,
@@ -243,11 +264,7 @@ def test_sensor_retries_a_scheduled_run_that_stored_the_file_then_failed(
     stored = {e.materialization.asset_key for e in scheduled.get_asset_materialization_events()}
     assert dg.AssetKey(["raw", "yellow_tripdata"]) in stored
 
-    def yellow_requests() -> list[dg.RunRequest]:
-        tick = evaluate_sensor(instance, own_mirror, lake=lake)
-        return [r for r in tick.run_requests or [] if r.tags["taxi/service"] == "yellow"]
-
-    (request,) = yellow_requests()
+    (request,) = yellow_requests(instance, own_mirror, lake)
     assert request.partition_key == "2021-02"
     for attempt in range(1, 4):
         failed = run_of_request(
@@ -258,10 +275,10 @@ def test_sensor_retries_a_scheduled_run_that_stored_the_file_then_failed(
         )
         assert not failed.success
         if attempt < 3:
-            (request,) = yellow_requests()
+            (request,) = yellow_requests(instance, own_mirror, lake)
             assert (request.run_key or "").endswith(f"#retry{attempt}")
     # Three runs of the sensor failed: bounded, as for its own runs.
-    assert yellow_requests() == []
+    assert yellow_requests(instance, own_mirror, lake) == []
 
 
 @pytest.mark.parametrize("stored_by", ["schedule", "sensor"])
@@ -279,11 +296,6 @@ def test_a_retry_that_failed_before_storing_the_file_is_retried_again(
     assert run("raw/yellow_tripdata", no_warehouse, instance, "2021-01").success
     layers = [f"{layer}/yellow_tripdata" for layer in ("raw", "lake", "warehouse")]
     raw_key = dg.AssetKey(["raw", "yellow_tripdata"])
-
-    def yellow_tick() -> tuple[list[dg.RunRequest], str]:
-        tick = evaluate_sensor(instance, own_mirror, lake=lake)
-        requests = [r for r in tick.run_requests or [] if r.tags["taxi/service"] == "yellow"]
-        return requests, tick.skip_message or ""
 
     def run_request(request: dg.RunRequest, source_down: bool) -> set[dg.AssetKey]:
         """The run the daemon makes of ``request``; the assets it stored before failing."""
@@ -308,18 +320,18 @@ def test_a_retry_that_failed_before_storing_the_file_is_retried_again(
             tags={SCHEDULE_NAME_TAG: "taxi_yellow_schedule"},
         )
         assert not scheduled.success
-        (request,) = yellow_tick()[0]
+        (request,) = yellow_tick(instance, own_mirror, lake)[0]
         sensor_runs = 0
     else:
-        (request,) = yellow_tick()[0]  # the next month, not loaded yet
+        (request,) = yellow_tick(instance, own_mirror, lake)[0]  # the next month, not loaded yet
         assert raw_key in run_request(request, source_down=False)
-        (request,) = yellow_tick()[0]
+        (request,) = yellow_tick(instance, own_mirror, lake)[0]
         sensor_runs = 1
     assert request.partition_key == "2021-02"
     while sensor_runs < 3:
         assert raw_key not in run_request(request, source_down=True)
         sensor_runs += 1
-        requests, message = yellow_tick()
+        requests, message = yellow_tick(instance, own_mirror, lake)
         if sensor_runs < 3:
             assert len(requests) == 1, message
             request = requests[0]
@@ -352,18 +364,15 @@ def test_lake_and_warehouse_rebuilt_after_the_failure_owe_no_retry(
     raw_key = dg.AssetKey(["raw", "yellow_tripdata"])
     lake_key = dg.AssetKey(["lake", "yellow_tripdata"])
 
-    def yellow_tick() -> tuple[list[dg.RunRequest], str]:
-        tick = evaluate_sensor(instance, own_mirror, lake=lake)
-        requests = [r for r in tick.run_requests or [] if r.tags["taxi/service"] == "yellow"]
-        return requests, tick.skip_message or ""
-
-    (request,) = yellow_tick()[0]
+    (request,) = yellow_tick(instance, own_mirror, lake)[0]
     layers = [f"{layer}/yellow_tripdata" for layer in ("raw", "lake", "warehouse")]
     failed = run_of_request(request, layers, no_warehouse, instance)
     assert not failed.success
     stored = {e.asset_key for e in failed.get_asset_materialization_events()}
     assert {raw_key, lake_key} <= stored
-    (retry,) = yellow_tick()[0]  # owed, as the failed run left the warehouse unbuilt
+    (retry,) = yellow_tick(instance, own_mirror, lake)[
+        0
+    ]  # owed, as the failed run left the warehouse unbuilt
     assert (retry.run_key or "").endswith("#retry1")
 
     working = pipeline_resources(own_mirror.url, lake, pg_url)
@@ -378,7 +387,7 @@ def test_lake_and_warehouse_rebuilt_after_the_failure_owe_no_retry(
     )
     assert rebuilt.success
     assert raw_key not in {e.asset_key for e in rebuilt.get_asset_materialization_events()}
-    requests, message = yellow_tick()
+    requests, message = yellow_tick(instance, own_mirror, lake)
     assert requests == [], [r.run_key for r in requests]
     assert "yellow 2021-02: loaded, upstream unchanged" in message
 
@@ -405,15 +414,7 @@ def test_a_warehouse_built_from_the_lake_before_the_failed_runs_file_is_still_ow
     assert run(layers, working, instance, "2021-02").success
     write_month(root, source="dtc", service="yellow", month="2021-02", rows=77, seed=9)
 
-    def yellow_2021_02() -> list[dg.RunRequest]:
-        tick = evaluate_sensor(instance, own_mirror, lake=lake)
-        return [
-            r
-            for r in tick.run_requests or []
-            if r.tags["taxi/service"] == "yellow" and r.partition_key == "2021-02"
-        ]
-
-    (request,) = yellow_2021_02()
+    (request,) = yellow_requests(instance, own_mirror, lake, "2021-02")
     failed = run_of_request(
         request, ["raw/yellow_tripdata", "warehouse/yellow_tripdata"], no_warehouse, instance
     )
@@ -425,7 +426,7 @@ def test_a_warehouse_built_from_the_lake_before_the_failed_runs_file_is_still_ow
         ["warehouse/yellow_tripdata"], working, instance, "2021-02"
     ).success
     assert run_naming_its_assets(["lake/yellow_tripdata"], working, instance, "2021-02").success
-    (retry,) = yellow_2021_02()
+    (retry,) = yellow_requests(instance, own_mirror, lake, "2021-02")
     assert (retry.run_key or "").endswith("#retry1")
 
 
@@ -456,17 +457,12 @@ def test_a_month_rebuilt_from_a_layer_that_failed_a_blocking_check_is_still_owed
     assert run("raw/yellow_tripdata", no_warehouse, instance, "2021-01").success
     layers = [f"{layer}/yellow_tripdata" for layer in ("raw", "lake", "warehouse")]
 
-    def yellow_tick() -> tuple[list[dg.RunRequest], str]:
-        tick = evaluate_sensor(instance, own_mirror, lake=lake)
-        requests = [r for r in tick.run_requests or [] if r.tags["taxi/service"] == "yellow"]
-        return requests, tick.skip_message or ""
-
     def blocking(result: dg.ExecuteInProcessResult) -> set[tuple[str, bool]]:
         return {
             (e.check_name, e.passed) for e in result.get_asset_check_evaluations() if e.blocking
         }
 
-    (request,) = yellow_tick()[0]
+    (request,) = yellow_tick(instance, own_mirror, lake)[0]
     failed = run_of_request(request, layers, no_warehouse, instance)
     assert not failed.success
     assert blocking(failed) == {("rows_match_raw", True), ("schema_matches_contract", True)}
@@ -494,7 +490,7 @@ def test_a_month_rebuilt_from_a_layer_that_failed_a_blocking_check_is_still_owed
         }
 
     capfd.readouterr()
-    requests, message = yellow_tick()
+    requests, message = yellow_tick(instance, own_mirror, lake)
     logged = capfd.readouterr().err  # the sensor's log (the tick's, in the UI)
     assert len(requests) == 1, message
     assert (requests[0].run_key or "").endswith("#retry1")
@@ -508,7 +504,7 @@ def test_a_month_rebuilt_from_a_layer_that_failed_a_blocking_check_is_still_owed
     assert f"yellow 2021-02: owed: {note}" in logged, logged
 
     assert run_of_request(requests[0], layers, working, instance).success
-    requests, message = yellow_tick()
+    requests, message = yellow_tick(instance, own_mirror, lake)
     assert requests == [], [r.run_key for r in requests]
     assert "yellow 2021-02: loaded, upstream unchanged" in message
 
@@ -543,15 +539,7 @@ def test_a_warehouse_holding_the_previous_file_is_still_owed_whatever_the_lake_e
     shutil.copyfile(lake_file, previous_lake)
     write_month(root, source="dtc", service="yellow", month="2021-02", rows=77, seed=9)
 
-    def yellow_2021_02() -> list[dg.RunRequest]:
-        tick = evaluate_sensor(instance, own_mirror, lake=lake)
-        return [
-            r
-            for r in tick.run_requests or []
-            if r.tags["taxi/service"] == "yellow" and r.partition_key == "2021-02"
-        ]
-
-    (request,) = yellow_2021_02()
+    (request,) = yellow_requests(instance, own_mirror, lake, "2021-02")
     failed = run_of_request(request, layers, no_warehouse, instance)
     assert not failed.success
     new_sha = materialization_metadata(failed, "raw/yellow_tripdata")["sha256"]
@@ -565,7 +553,7 @@ def test_a_warehouse_holding_the_previous_file_is_still_owed_whatever_the_lake_e
     )
 
     capfd.readouterr()
-    (retry,) = yellow_2021_02()
+    (retry,) = yellow_requests(instance, own_mirror, lake, "2021-02")
     logged = capfd.readouterr().err
     assert (retry.run_key or "").endswith("#retry1")
     assert (
@@ -574,7 +562,7 @@ def test_a_warehouse_holding_the_previous_file_is_still_owed_whatever_the_lake_e
         "stored" in logged
     ), logged
     assert run_of_request(retry, layers, working, instance).success
-    assert yellow_2021_02() == []
+    assert yellow_requests(instance, own_mirror, lake, "2021-02") == []
 
 
 def test_two_overlapping_runs_of_a_month_leave_it_owed_not_rebuilt(
@@ -627,11 +615,7 @@ def test_two_overlapping_runs_of_a_month_leave_it_owed_not_rebuilt(
     with dg.DagsterInstance.get() as instance:
         assert run_naming_its_assets(layers, working, instance, "2021-02").success
         write_month(root, source="dtc", service="yellow", month="2021-02", rows=77, seed=9)
-        (request,) = [
-            r
-            for r in evaluate_sensor(instance, own_mirror, lake=lake).run_requests or []
-            if r.tags["taxi/service"] == "yellow" and r.partition_key == "2021-02"
-        ]
+        (request,) = yellow_requests(instance, own_mirror, lake, "2021-02")
         # The UI run in a process of its own; this one runs the sensor's meanwhile.
         ui = subprocess.Popen(
             [sys.executable, "-m", "taxi_assets_tests.run_process", *ui_args],
@@ -774,11 +758,7 @@ def test_a_failed_download_of_a_republished_month_does_not_stop_the_next_one(
     cut = root / "yellow" / "yellow_tripdata_2021-02.csv.gz"
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
 
-    def yellow_requests() -> list[dg.RunRequest]:
-        tick = evaluate_sensor(instance, own_mirror, lake=lake)
-        return [r for r in tick.run_requests or [] if r.tags["taxi/service"] == "yellow"]
-
-    (request,) = yellow_requests()
+    (request,) = yellow_requests(instance, own_mirror, lake)
     assert request.partition_key == "2021-02"
     failed = run_of_request(
         request,
@@ -789,6 +769,6 @@ def test_a_failed_download_of_a_republished_month_does_not_stop_the_next_one(
     assert not failed.success
     write_month(root, source="dtc", service="yellow", month="2021-03", rows=100)
 
-    requested = {r.partition_key: r.run_key for r in yellow_requests()}
+    requested = {r.partition_key: r.run_key for r in yellow_requests(instance, own_mirror, lake)}
     assert set(requested) == {"2021-02", "2021-03"}
     assert (requested["2021-02"] or "").endswith("#retry1")
