@@ -19,7 +19,6 @@ from dagster._core.storage import tags
 from taxi_assets import defs
 from taxi_assets.automation.new_month_probe import SCHEDULE_NAME_TAG
 from taxi_assets.devdata import write_month
-from taxi_assets.instance_reads import run_check_evaluations
 from taxi_assets.partitions import add_months, lagged_month
 from taxi_assets.resources import LakeResource, TaxiSourceResource
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
@@ -565,27 +564,22 @@ def test_a_warehouse_holding_the_previous_file_is_still_owed_whatever_the_lake_e
     assert yellow_requests(instance, own_mirror, lake, "2021-02") == []
 
 
-def test_two_overlapping_runs_of_a_month_leave_it_owed_not_rebuilt(
+def test_two_overlapping_runs_of_a_month_publish_no_superseded_lake_month(
     own_mirror: FaultyMirror,
     tmp_path: Path,
     pg_url: str,
     monkeypatch: pytest.MonkeyPatch,
-    capfd: pytest.CaptureFixture[str],
 ) -> None:
-    """Both faults above (a lake month that failed a blocking check, a warehouse of the
-    previous file), caused for real by two runs of one month in two processes on one
-    instance on disk. Yellow 2021-02 is loaded (ROWS_BEFORE rows); TLC republishes it (77
-    rows). A run of lake and warehouse from the UI starts in a process of its own; its
-    lake step reads the loaded raw file and is stopped (SIGSTOP) while it parses it.
-    Meanwhile the sensor's run (in this process) stores the new file and its lake month
-    and fails in the warehouse step. The UI run goes on: it writes its lake month (the
-    previous file's rows, over the sensor run's file, the month's one path) and records
-    it after the new raw file; its blocking check rows_match_raw (the new file's 77 rows
-    against its ROWS_BEFORE) fails, so its own warehouse step does not run. Then a run
-    from the UI of the warehouse alone loads the lake file on disk, the previous file,
-    and succeeds. Every event was in the order of a rebuild, and the sensor said "loaded,
-    upstream unchanged" with the previous file in the warehouse; the month is owed, and
-    the retry loads the new file. (About 10 s: the UI run starts a process.)"""
+    """Two runs of one month in two processes on one instance on disk (fault 5i). Yellow
+    2021-02 is loaded (ROWS_BEFORE rows); TLC republishes it (77 rows). A run of lake and
+    warehouse from the UI starts in a process of its own; its lake step reads the loaded
+    raw revision and is stopped (SIGSTOP) while it parses it. Meanwhile the sensor's run
+    (in this process) stores the new file, writes its lake month and loads the warehouse.
+    The UI run goes on and would publish its lake month (the previous revision's rows) over
+    the sensor run's, at the month's one path: it fails instead, naming the month and both
+    revisions, and the lake keeps the new file's rows. Before, it published them and only
+    its blocking check failed, leaving raw and warehouse on the new revision and the lake
+    on the previous one. (About 15 s: the UI run starts a process.)"""
     home = tmp_path / "shared_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -594,26 +588,15 @@ def test_two_overlapping_runs_of_a_month_leave_it_owed_not_rebuilt(
     lake = tmp_path / "lake"
     layers = ["raw/yellow_tripdata", "lake/yellow_tripdata", "warehouse/yellow_tripdata"]
     working = pipeline_resources(own_mirror.url, lake, pg_url)
-    no_warehouse = pipeline_resources(own_mirror.url, lake)  # nothing listens there
-
-    def materializations(instance: dg.DagsterInstance, key: str) -> list[dg.EventLogRecord]:
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(
-                asset_key=dg.AssetKey.from_user_string(key), asset_partitions=["2021-02"]
-            ),
-            limit=10,
-        ).records
-        return list(records)
-
-    def metadata(record: dg.EventLogRecord, name: str) -> object:
-        assert record.asset_materialization is not None
-        return record.asset_materialization.metadata[name].value
+    lake_file = lake / "lake/yellow_tripdata/year=2021/month=02/yellow_tripdata_2021-02.parquet"
 
     write_month(root, source="dtc", service="yellow", month="2021-02", rows=ROWS_BEFORE, seed=3)
     ui_run = str(uuid.uuid4())
     ui_args = [own_mirror.url, str(lake), pg_url, ",".join(layers[1:]), "2021-02", ui_run, "{}"]
     with dg.DagsterInstance.get() as instance:
-        assert run_naming_its_assets(layers, working, instance, "2021-02").success
+        first = run_naming_its_assets(layers, working, instance, "2021-02")
+        assert first.success
+        previous_sha = materialization_metadata(first, layers[0])["sha256"]
         write_month(root, source="dtc", service="yellow", month="2021-02", rows=77, seed=9)
         (request,) = yellow_requests(instance, own_mirror, lake, "2021-02")
         # The UI run in a process of its own; this one runs the sensor's meanwhile.
@@ -633,8 +616,8 @@ def test_two_overlapping_runs_of_a_month_leave_it_owed_not_rebuilt(
                 assert time.monotonic() < deadline and ui.poll() is None, "no lake step"
                 time.sleep(0.02)
             os.kill(ui.pid, signal.SIGSTOP)
-            failed = run_of_request(request, layers, no_warehouse, instance)
-            assert not failed.success
+            sensor_run = run_of_request(request, layers, working, instance)
+            assert sensor_run.success
             os.kill(ui.pid, signal.SIGCONT)
             assert ui.communicate(timeout=120)[0].strip() == "failed"
         finally:
@@ -643,37 +626,27 @@ def test_two_overlapping_runs_of_a_month_leave_it_owed_not_rebuilt(
                 ui.kill()
                 ui.wait(timeout=30)
 
-        raw, previous_raw = materializations(instance, "raw/yellow_tripdata")[:2]
-        lake_ui, lake_sensor = materializations(instance, "lake/yellow_tripdata")[:2]
-        assert (raw.run_id, lake_sensor.run_id, lake_ui.run_id) == (
-            failed.run_id,
-            failed.run_id,
-            ui_run,
-        )
-        assert raw.storage_id < lake_sensor.storage_id < lake_ui.storage_id
-        previous_sha = metadata(previous_raw, "sha256")
-        assert metadata(lake_ui, "source_sha256") == previous_sha
-        (check,) = [
-            e for e in run_check_evaluations(instance, ui_run) if e.check_name == "rows_match_raw"
+        new_sha = materialization_metadata(sensor_run, layers[0])["sha256"]
+        assert new_sha != previous_sha
+        failures = [
+            event.dagster_event.step_failure_data.error
+            for event in instance.all_logs(ui_run, of_type=dg.DagsterEventType.STEP_FAILURE)
+            if event.dagster_event and event.dagster_event.step_failure_data
         ]
-        assert not check.passed and check.blocking
-        assert {k: v.value for k, v in check.metadata.items()} == {
-            "raw_rows": 77,
-            "lake_rows": ROWS_BEFORE,
-        }
-        built = run_naming_its_assets(layers[2:], working, instance, "2021-02")
-        assert built.success
-        assert materialization_metadata(built, layers[2])["source_sha256"] == previous_sha
-
-        capfd.readouterr()
-        tick = evaluate_sensor(instance, own_mirror, lake=lake)
-        logged = capfd.readouterr().err
-        (retry,) = [r for r in tick.run_requests or [] if r.tags["taxi/service"] == "yellow"]
-        assert (retry.run_key or "").endswith("#retry1")
-        assert "yellow 2021-02: owed: " in logged, logged
-        assert run_of_request(retry, layers, working, instance).success
-        tick = evaluate_sensor(instance, own_mirror, lake=lake)
-        assert "yellow 2021-02: loaded, upstream unchanged" in (tick.skip_message or "")
+        (error,) = [e for e in failures if e is not None]
+        shown = error.to_string()
+        assert "yellow_tripdata 2021-02: the raw month changed while this run converted it" in shown
+        assert f"it read revision {previous_sha}, and {new_sha} is current now" in shown, shown
+        assert "Run it again." in shown
+        # The lake keeps the sensor run's month: the new file's rows, and no lake
+        # materialization of the UI run.
+        footer = pq.read_metadata(lake_file)
+        assert footer.num_rows == 77
+        assert (footer.metadata or {})[b"source_sha256"].decode() == new_sha
+        assert not [n for n in lake_file.parent.iterdir() if n.name.startswith(".")]
+        latest = instance.get_latest_materialization_event(dg.AssetKey.from_user_string(layers[1]))
+        assert latest is not None and latest.run_id == sensor_run.run_id
+        assert yellow_requests(instance, own_mirror, lake, "2021-02") == []
     assert warehouse_counts(pg_url, "yellow_tripdata")["2021-02"] == 77
 
 

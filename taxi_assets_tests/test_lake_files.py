@@ -5,14 +5,17 @@ written from dictionary-encoded text is the same file to its readers."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
+import dagster as dg
 import fsspec.implementations.local
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import pytest
 
 from taxi_assets.assets.contract_stream import (
     LINEAGE_COLUMNS,
@@ -27,8 +30,12 @@ from taxi_assets.io_managers.arrow_stats import StreamStats, decoded_schema
 from taxi_assets.io_managers.lake_files import LakeFiles, null_columns_of
 from taxi_assets.io_managers.parquet_lake import (
     ROW_GROUP_ROWS,
+    GuardedOutput,
+    ParquetLakeIOManager,
     write_parquet_stream,
 )
+from taxi_assets.partitions import monthly_partitions
+from taxi_assets.resources.lake import LakeResource
 
 GROUPS, GROUP_ROWS = 40, 25_000
 
@@ -191,3 +198,49 @@ def test_a_warehouse_load_reads_each_lake_footer_once(tmp_path: Path) -> None:
     rows = pa.Table.from_batches(list(with_lineage(lake, month, schema)))
     assert rows["miles"].to_pylist() == [1.0, 2.0, 3.0] * 2
     assert sorted(handler.opened) == sorted(lake.paths * 2)
+
+
+def test_a_guarded_output_is_published_inside_its_guard_or_not_at_all(tmp_path: Path) -> None:
+    """The lake IO manager writes a guarded output's data whole to its staging file, then
+    publishes it inside the guard; a guard that raises leaves the month's file as it was."""
+    partitions = monthly_partitions("2021-01")
+    key = dg.AssetKey(["lake", "things"])
+    lake = ParquetLakeIOManager(lake=LakeResource(url=str(tmp_path))).create_io_manager(
+        dg.build_init_resource_context()
+    )
+    path = lake.month_path(key, "2021-02")
+
+    def write(obj: object) -> None:
+        lake.handle_output(
+            dg.build_output_context(
+                asset_key=key, partition_key="2021-02", asset_partitions_def=partitions
+            ),
+            obj,
+        )
+
+    def rows() -> list[int]:
+        return pq.read_table(str(path)).column("n").to_pylist()
+
+    write(pa.table({"n": [1, 2, 3]}))
+    seen: list[tuple[list[int], list[int]]] = []
+
+    @contextmanager
+    def watching() -> Iterator[None]:
+        (staging,) = [p for p in Path(path.path).parent.iterdir() if p.name.startswith(".")]
+        seen.append((rows(), pq.read_table(staging).column("n").to_pylist()))
+        yield
+        seen.append((rows(), []))
+
+    write(GuardedOutput(pa.table({"n": [4, 5]}), watching))
+    # On entering: the month still the old file, the new one staged whole; on leaving, published.
+    assert seen == [([1, 2, 3], [4, 5]), ([4, 5], [])]
+
+    @contextmanager
+    def refusing() -> Iterator[None]:
+        raise RuntimeError("the source changed meanwhile")
+        yield
+
+    with pytest.raises(RuntimeError, match="the source changed meanwhile"):
+        write(GuardedOutput(pa.table({"n": [6]}), refusing))
+    assert rows() == [4, 5]
+    assert [p.name for p in Path(path.path).parent.iterdir()] == [path.name]

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from upath import UPath
 
+from taxi_assets.bounded_lock import LockWaitTimeout
 from taxi_assets.storage.publish import publish_file
-from taxi_assets.storage.revision_manifest import ManifestError, Revision, utc_now
+from taxi_assets.storage.revision_guard import RevisionSuperseded, while_current
+from taxi_assets.storage.revision_manifest import ManifestError, Revision, read_manifest, utc_now
 from taxi_assets.storage.revision_updates import (
     PinChange,
     make_current,
@@ -22,6 +24,7 @@ from taxi_assets.storage.revision_updates import (
 )
 from taxi_assets.storage.revisions import RevisionError, inspect, slot_for
 from taxi_assets.storage.roots import resolve_root
+from taxi_assets.storage.slot_lock import WAIT_ENV
 from taxi_assets_tests.lake_stores import LakeStore
 
 NAME = "yellow_tripdata_2021-01.csv.gz"
@@ -240,3 +243,46 @@ def test_partition_keys_that_cannot_name_a_folder_are_refused(root: UPath) -> No
     for key in ("../2021-01", "2021/01", "", "a" * 64):
         with pytest.raises(ValueError, match="cannot name a folder"):
             slot_for(root, KEY, key)
+
+
+def test_a_block_runs_only_while_the_revision_it_was_made_from_is_current(
+    root: UPath, tmp_path: Path
+) -> None:
+    """What a lake month is published under: its raw revision still current, else a
+    failure naming the month, the revision read and the one current now."""
+    slot = slot_for(root, KEY, "2021-01")
+    first = store(root, tmp_path, b"a,b\n1,2\n").revision
+    ran = []
+    with while_current(slot, first.sha256, "the lake month"):
+        ran.append("first")
+    second = store(root, tmp_path, b"a,b\n1,2\n3,4\n").revision
+    with (
+        pytest.raises(RevisionSuperseded) as raised,
+        while_current(slot, first.sha256, "the lake month"),
+    ):
+        ran.append("superseded")
+    assert ran == ["first"]
+    assert str(raised.value).startswith(
+        "yellow_tripdata 2021-01: the raw month changed while this run converted it: it "
+        f"read revision {first.sha256}, and {second.sha256} is current now ("
+    )
+    assert str(raised.value).endswith(
+        "the lake month was not published (the lake keeps what it had). Run it again."
+    )
+
+
+def test_locally_no_revision_becomes_current_while_the_block_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On local disk the check and the block hold the month's folder lock, the one every
+    manifest change takes: a revision stored meanwhile waits (here: times out)."""
+    root = resolve_root(str(tmp_path / "lake"))
+    slot = slot_for(root, KEY, "2021-01")
+    first = store(root, tmp_path, b"a,b\n1,2\n").revision
+    monkeypatch.setenv(WAIT_ENV, "0.3")
+    with while_current(slot, first.sha256, "the lake month"):
+        with pytest.raises(LockWaitTimeout, match="2021-01"):
+            store(root, tmp_path, b"a,b\n1,2\n3,4\n")
+        assert read_manifest(slot.manifest_path).current == first.sha256  # type: ignore[union-attr]
+    second = store(root, tmp_path, b"a,b\n1,2\n3,4\n").revision
+    assert read_manifest(slot.manifest_path).current == second.sha256  # type: ignore[union-attr]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -22,6 +23,7 @@ from taxi_assets.instance_reads import latest_metadata
 from taxi_assets.io_managers.lake_files import LakeFiles, null_columns_of
 from taxi_assets.io_managers.parquet_lake import EXPECTED_ROWS_KEY
 from taxi_assets.io_managers.raw_files import StoredFile
+from taxi_assets.storage.revision_guard import RevisionSuperseded, while_current
 from taxi_assets.upstream.line_counter import first_quoted_line_break
 
 # Rows per batch read back from the lake: a batch is decoded whole, so this bounds memory.
@@ -128,6 +130,22 @@ def contract_stream(
         context.log.info(f"{raw_file.name}: {rows:,} rows parsed onto contract v{contract.version}")
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+@contextmanager
+def while_raw_current(raw_file: StoredFile, made: str) -> Iterator[None]:
+    """Where ``made`` (what was parsed from ``raw_file``) is published: only while its
+    revision is still the raw file's current one (locally, under its slot's lock). Another
+    run may have stored a newer revision and written the lake from it while this one
+    parsed the older one (docs/fault_tolerance.md, 5i)."""
+    if raw_file.slot is None or raw_file.sha256 is None:
+        yield  # not a revision of a slot: nothing can supersede it
+        return
+    try:
+        with while_current(raw_file.slot, raw_file.sha256, made):
+            yield
+    except RevisionSuperseded as error:
+        raise dg.Failure(description=str(error)) from error
 
 
 def _mismatch_cause(raw_file: StoredFile) -> str:

@@ -14,6 +14,7 @@ from taxi_assets.assets.contract_stream import (
     warehouse_constant_columns,
     warehouse_schema,
     warehouse_stream_schema,
+    while_raw_current,
     with_lineage,
 )
 from taxi_assets.assets.fetch import WantedFile, fetch_published_file
@@ -25,7 +26,7 @@ from taxi_assets.contracts import CONTRACTS
 from taxi_assets.instance_reads import materialized_partitions
 from taxi_assets.io_managers.arrow_stats import column_schema
 from taxi_assets.io_managers.lake_files import LakeFiles
-from taxi_assets.io_managers.parquet_lake import arrow_filesystem
+from taxi_assets.io_managers.parquet_lake import GuardedOutput, arrow_filesystem
 from taxi_assets.io_managers.raw_files import StoredFile
 from taxi_assets.io_managers.table_load import ParquetPart, ParquetTableLoad, lake_parts
 from taxi_assets.partitions import parse_month
@@ -200,10 +201,10 @@ def build_trip_assets(
         config: LakeConfig,
         lake_io_manager: dg.ResourceParam[LakeMonthPaths],
         raw_file: StoredFile,
-    ) -> pa.RecordBatchReader:
+    ) -> GuardedOutput:
         month = context.partition_key
         parse_month(month)
-        return contract_stream(
+        stream = contract_stream(
             context,
             raw_file,
             contract,
@@ -212,6 +213,9 @@ def build_trip_assets(
             config.accept_empty,
             lake_rows=lambda: lake_month_rows(lake_io_manager, context.asset_key, month),
         )
+        # Checked when the file is published, not here: the stream is parsed as the IO
+        # manager writes it, after this returns.
+        return GuardedOutput(stream, lambda: while_raw_current(raw_file, "the lake month"))
 
     @layer_asset(
         service,

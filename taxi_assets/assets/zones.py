@@ -3,7 +3,7 @@
 import dagster as dg
 import pyarrow as pa
 
-from taxi_assets.assets.contract_stream import contract_stream, lake_row_count
+from taxi_assets.assets.contract_stream import contract_stream, lake_row_count, while_raw_current
 from taxi_assets.assets.fetch import WantedFile, fetch_published_file
 from taxi_assets.assets.lake_config import LakeConfig
 from taxi_assets.assets.raw_revision import RawRevisionConfig
@@ -11,6 +11,7 @@ from taxi_assets.assets.trips import OWNERS
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.lake_files import LakeFiles
+from taxi_assets.io_managers.parquet_lake import GuardedOutput
 from taxi_assets.io_managers.raw_files import StoredFile
 from taxi_assets.io_managers.table_load import ParquetTableLoad, lake_parts
 from taxi_assets.resources.lake import LakeResource
@@ -60,8 +61,9 @@ def raw_taxi_zone_lookup(
 )
 def lake_taxi_zones(
     context: dg.AssetExecutionContext, config: LakeConfig, raw_file: StoredFile
-) -> pa.RecordBatchReader:
-    return contract_stream(context, raw_file, CONTRACT, RAW_KEY, None, config.accept_empty)
+) -> GuardedOutput:
+    stream = contract_stream(context, raw_file, CONTRACT, RAW_KEY, None, config.accept_empty)
+    return GuardedOutput(stream, lambda: while_raw_current(raw_file, "the lake file"))
 
 
 def build_zone_assets(engine: WarehouseEngine = POSTGRES) -> list[dg.AssetsDefinition]:

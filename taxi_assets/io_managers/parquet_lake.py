@@ -10,6 +10,8 @@ import base64
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -38,6 +40,19 @@ ROW_GROUP_ROWS = 128 * 1024
 HIVE_FORMAT = "year=%Y/month=%m"
 # Output metadata (added by the asset) that gives the rows to expect, for progress logs.
 EXPECTED_ROWS_KEY = "expected_rows"
+
+
+@dataclass(frozen=True)
+class GuardedOutput:
+    """An output to publish only under ``guard``: the IO manager writes ``data`` to its
+    staging file, then enters ``guard()`` and publishes inside it. The guard raises to
+    refuse (the staging file goes, nothing is published) and may hold a lock while the
+    publish runs. For a precondition that must still hold when the file becomes visible:
+    the output is a lazy stream, so a check in the asset's body runs before the data is
+    even read, and an asset check runs after the file is published."""
+
+    data: pa.RecordBatchReader | pa.Table
+    guard: Callable[[], AbstractContextManager[None]]
 
 
 def write_parquet_stream(
@@ -197,6 +212,9 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
         Local folders are made when the file is published."""
 
     def dump_to_path(self, context: dg.OutputContext, obj: object, path: UPath) -> None:
+        guard: Callable[[], AbstractContextManager[None]] = nullcontext
+        if isinstance(obj, GuardedOutput):
+            obj, guard = obj.data, obj.guard
         reader = _as_reader(obj)
         started = time.monotonic()
         stats = StreamStats(
@@ -215,7 +233,8 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
                 label=f"Parquet {path.name}",
             )
             size = local.stat().st_size
-            publish_file(local, path)
+            with guard():
+                publish_file(local, path)
         except OSError as error:
             if error.filename is not None:
                 raise

@@ -56,6 +56,7 @@ class StoredFile:
     sha256: str | None = None
     rows: int | None = None  # as counted when the revision was stored; None if unknown
     problems: tuple[str, ...] = ()  # what disagreed in the slot's manifest (reported)
+    slot: RevisionSlot | None = None  # where it is current, to check that it still is
 
     def open(self):  # noqa: ANN201 - an fsspec/local binary file object
         return self.path.open("rb")
@@ -145,6 +146,7 @@ class RawFileIOManager(dg.ConfigurableIOManager):
             sha256=revision.sha256,
             rows=revision.rows,
             problems=tuple(state.problems),
+            slot=slot,
         )
 
 

@@ -35,11 +35,13 @@ WAIT_ENV = "TAXI_RAW_LOCK_WAIT_S"
 # What the lock covers is local disk work on the month's folder, never a download (the
 # file is downloaded to a temporary folder before the lock is taken): reading the
 # manifest, copying the downloaded file into the lake and fsyncing it, hashing revision
-# files a repair finds unlisted, writing the manifest, removing pruned revisions. For a
-# 500 MB month that took about 1 s on a local SSD; on a slow disk (10 MB/s) a copy is about
-# a minute, and a repair hashing a few unlisted files of that size a few more. Ten minutes
-# leaves room for that, and for another run or two of the month queued before this one,
-# while a hung holder fails the waiting runs in minutes instead of never.
+# files a repair finds unlisted, writing the manifest, removing pruned revisions, and
+# publishing the lake month parsed from the current revision (an fsync and a rename of
+# the written file: storage.revision_guard). For a 500 MB month that took about 1 s on a
+# local SSD; on a slow disk (10 MB/s) a copy is about a minute, and a repair hashing a few
+# unlisted files of that size a few more. Ten minutes leaves room for that, and for
+# another run or two of the month queued before this one, while a hung holder fails the
+# waiting runs in minutes instead of never.
 DEFAULT_WAIT_S = 600.0
 
 
