@@ -286,3 +286,25 @@ def test_locally_no_revision_becomes_current_while_the_block_runs(
         assert read_manifest(slot.manifest_path).current == first.sha256  # type: ignore[union-attr]
     second = store(root, tmp_path, b"a,b\n1,2\n3,4\n").revision
     assert read_manifest(slot.manifest_path).current == second.sha256  # type: ignore[union-attr]
+
+
+def test_an_unpartitioned_slot_says_its_raw_file_changed(tmp_path: Path) -> None:
+    """The zone lookup's lake file is guarded too; its slot has no month."""
+    root = resolve_root(str(tmp_path / "lake"))
+    slot = slot_for(root, ("raw", "taxi_zone_lookup"), None)
+    shas = []
+    for content in (b"LocationID\n1\n", b"LocationID\n1\n2\n"):
+        revision, local = staged(tmp_path, content, "taxi_zone_lookup.csv")
+        make_current(slot, revision, local, PinChange.KEEP, None, lambda _: None)
+        shas.append(revision.sha256)
+    with (
+        pytest.raises(
+            RevisionSuperseded,
+            match=(
+                f"^taxi_zone_lookup: the raw file changed .* {shas[0]}, and {shas[1]} is "
+                "current now .* the lake file was not published"
+            ),
+        ),
+        while_current(slot, shas[0], "the lake file"),
+    ):
+        pass
