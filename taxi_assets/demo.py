@@ -5,7 +5,12 @@ them on 127.0.0.1, materializes raw -> lake -> warehouse into the embedded Postg
 the instance in ``$DAGSTER_HOME`` (so the runs show in ``make dev``), and prints a summary.
 The source is ``auto``, as by default: the course's CSV.gz months for the taxis and FHV,
 TLC's Parquet for FHVHV (the course's FHVHV files have no fares). Running it again gives
-the same counts: every write replaces its partition.
+the same counts: every write replaces its partition. ``--summary-only`` prints the summary
+of what the warehouse holds, running nothing.
+
+Ctrl-C ends it at once, in one line (``interrupted``), as it does a CLI command: also
+while the summary waits for a warehouse server that answers nothing (psycopg's own handler
+of Ctrl-C would wait 10 s for it first, ``taxi_assets.pg.ctrl_c``).
 """
 
 import argparse
@@ -16,10 +21,13 @@ import dagster as dg
 
 from taxi_assets.assets.analytics import STATS_KEY
 from taxi_assets.assets.analytics.stats_columns import ANALYTICS_SCHEMA, STATS_TABLE
+from taxi_assets.cli.interrupted import report_ctrl_c_in_one_line
 from taxi_assets.definitions import defs
 from taxi_assets.devdata import MirrorServer, generate_mirror
 from taxi_assets.jobs import service_job_name
+from taxi_assets.pg.ctrl_c import ctrl_c_let_through_psycopg
 from taxi_assets.pg.inspect import month_counts
+from taxi_assets.pg.interrupts import dropped_if_interrupted
 from taxi_assets.resources import PostgresResource
 from taxi_assets.services import LAYERS, SERVICES, trip_keys, zone_key
 from taxi_assets.storage.roots import lake_root
@@ -70,7 +78,8 @@ def run_demo(data_dir: Path, months: tuple[str, ...], rows: int) -> dict[str, di
 def warehouse_counts() -> dict[str, dict[str, int]]:
     engine = PostgresResource().engine()
     counts = {s.dataset: month_counts(engine, "warehouse", s.dataset) for s in SERVICES.values()}
-    with engine.connect() as connection:
+    # Ctrl-C in a script or notebook: out at once, not after psycopg's 10 s of waiting.
+    with engine.connect() as connection, dropped_if_interrupted(connection):
         zones = connection.exec_driver_sql("SELECT count(*) FROM warehouse.taxi_zones").scalar()
     counts["taxi_zones"] = {"-": int(zones or 0)}
     return counts
@@ -79,7 +88,10 @@ def warehouse_counts() -> dict[str, dict[str, int]]:
 def analytics_totals() -> list[tuple[str, str, int, float | None]]:
     """(month, service, trips, revenue) of ``analytics.monthly_zone_stats``, summed over
     boroughs: each service's trips should equal its warehouse rows for the month."""
-    with PostgresResource().engine().connect() as connection:
+    with (
+        PostgresResource().engine().connect() as connection,
+        dropped_if_interrupted(connection),
+    ):
         rows = connection.exec_driver_sql(
             f"SELECT to_char(partition_month, 'YYYY-MM'), service, sum(trips), sum(revenue) "
             f"FROM {ANALYTICS_SCHEMA}.{STATS_TABLE} GROUP BY 1, 2 ORDER BY 1, 2"
@@ -121,11 +133,23 @@ def main() -> None:
     )
     parser.add_argument("--rows", default=5000, type=int, help="rows per generated month")
     parser.add_argument("--months", default=",".join(DEMO_MONTHS))
+    parser.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="print the summary of what the warehouse holds, generating and running nothing",
+    )
     args = parser.parse_args()
-    counts = run_demo(args.data_dir, tuple(args.months.split(",")), args.rows)
-    # Where the runs wrote, whatever --data-dir says.
-    print_summary(counts, analytics_totals(), str(lake_root()))
+    # Ctrl-C while a read waits for a warehouse server that answers nothing: out at once,
+    # as in the CLI (cli.main), whichever read it is.
+    with ctrl_c_let_through_psycopg():
+        if args.summary_only:
+            counts = warehouse_counts()
+        else:
+            counts = run_demo(args.data_dir, tuple(args.months.split(",")), args.rows)
+        # Where the runs wrote, whatever --data-dir says.
+        print_summary(counts, analytics_totals(), str(lake_root()))
 
 
 if __name__ == "__main__":
+    report_ctrl_c_in_one_line()
     main()

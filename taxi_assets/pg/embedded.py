@@ -51,9 +51,9 @@ from taxi_assets.bounded_lock import (
 )
 from taxi_assets.pg import embedded_start
 
-# Connections made while holding the settings lock wait at most this: a server that does
-# not answer (hung, stopped with SIGSTOP) must not keep this process, and so the lock,
-# waiting for ever.
+# This module's connections wait at most this: a server that does not answer (hung,
+# stopped with SIGSTOP) must not keep this process, and so the settings lock some of them
+# are made under, waiting for ever.
 from taxi_assets.pg.connect_timeout import CONNECT_TIMEOUT_S
 from taxi_assets.pg.embedded_start import EmbeddedStartError
 from taxi_assets.pg.postmaster import (
@@ -193,19 +193,35 @@ def psql_command(url: str) -> str:
     return shlex.join([psql, "-h", socket_dir, "-U", parts.username or "postgres", database])
 
 
-def pending_bulk_load_settings(url: str) -> dict[str, str]:
-    """The bulk-load settings the server at ``url`` does not run with yet (name -> value)."""
+@contextmanager
+def _connected(url: str, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    """A psycopg connection to the server at ``url``, waiting at most ``CONNECT_TIMEOUT_S``
+    for it, given up when an interruption leaves the block (Ctrl-C, in the CLI or not):
+    hung up, its statement cancelled, closed. Else leaving the block mid-query would send
+    a ROLLBACK ("another command is already in progress", logged by psycopg) and a
+    statement waiting on the server (for a lock) would go on, its client gone; and Ctrl-C
+    outside the CLI would wait 10 s for a stopped server first (pg.interrupts)."""
     import psycopg
 
-    with psycopg.connect(url) as connection:
+    from taxi_assets.pg.interrupts import closed_if_interrupted
+
+    # closed_if_interrupted inside: the connection is closed before psycopg's exit sees it.
+    with (
+        psycopg.connect(url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S) as driver,
+        closed_if_interrupted(driver),
+    ):
+        yield driver
+
+
+def pending_bulk_load_settings(url: str) -> dict[str, str]:
+    """The bulk-load settings the server at ``url`` does not run with yet (name -> value)."""
+    with _connected(url) as connection:
         return _pending(connection)
 
 
 def bulk_load_settings_in_use(url: str) -> dict[str, str]:
     """What the server at ``url`` runs with, for each bulk-load setting's name."""
-    import psycopg
-
-    with psycopg.connect(url) as connection:
+    with _connected(url) as connection:
         return _in_use(connection)
 
 
@@ -223,9 +239,7 @@ def _pending(connection: psycopg.Connection) -> dict[str, str]:
 
 def _persist_bulk_load_settings(url: str) -> bool:
     """Write the settings the server lacks to its configuration; True if there were any."""
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as connection:
+    with _connected(url, autocommit=True) as connection:
         missing = _pending(connection)
         for name, value in missing.items():
             # ALTER SYSTEM takes no parameters; names and values are constants here.
@@ -352,13 +366,10 @@ def _other_sessions(folder: Path) -> bool:
     closed may be listed for a moment: waited for)."""
     import time
 
-    import psycopg
-
     info = live_postmaster(folder)
     assert info is not None  # running: checked under the settings lock
     deadline = time.monotonic() + SESSION_EXIT_WAIT_S
-    uri = info.get_uri()
-    with psycopg.connect(uri, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as connection:
+    with _connected(str(info.get_uri()), autocommit=True) as connection:
         while True:
             row = connection.execute(
                 "SELECT count(*) FROM pg_stat_activity"
