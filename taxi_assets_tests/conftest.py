@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ import dagster as dg
 import pytest
 
 from taxi_assets.pg.scratch import fresh_database
+from taxi_assets_tests.faults_support import restartable_server
 from taxi_assets_tests.lake_stores import (  # noqa: F401 - fixtures: the lake on each store
     azure_proxy,
     azure_store,
@@ -101,6 +103,28 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
     """An empty database of its own for each test."""
     with fresh_database(pg_server_url) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def stoppable_server() -> Iterator[tuple[str, Path]]:
+    """(URL, data folder) of a server of the test module's own, which its tests may stop
+    (SIGSTOP) and restart; outside pytest's basetemp (which a concurrent pytest session may
+    prune)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="taxi-test-pg-stoppable-") as folder,
+        restartable_server(Path(folder)) as (url, _),
+    ):
+        yield url, Path(folder) / "pgdata"
+
+
+@pytest.fixture
+def stoppable_database(stoppable_server: tuple[str, Path]) -> Iterator[tuple[str, Path]]:
+    """(URL of an empty database of the test's own on ``stoppable_server``, the server's
+    data folder): what a test leaves on the server (a backend still sleeping in its query)
+    goes with the database."""
+    url, data = stoppable_server
+    with fresh_database(url) as own:
+        yield own, data
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,7 +46,6 @@ from taxi_assets.pg.interrupts import dropped_if_interrupted
 from taxi_assets.pg.lock_retry import LockWaits
 from taxi_assets.pg.month_swap import month_lock_key
 from taxi_assets.pg.partitions import STAGING_MARK, child_name, staging_tables
-from taxi_assets.pg.scratch import fresh_database
 from taxi_assets.resources.postgres import PostgresResource
 from taxi_assets_tests.faults_support import (
     REPO,
@@ -55,7 +53,6 @@ from taxi_assets_tests.faults_support import (
     copy_progress,
     database_name,
     other_backends,
-    restartable_server,
     server_processes,
     step_failure,
     wait_for,
@@ -78,26 +75,6 @@ from taxi_assets_tests.warehouse_client import (
 RESUME_AFTER_S = 12
 # Time from the SIGINT to the interruption leaving the COPY, the server still stopped.
 BOUND_S = 2
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, Path]]:
-    """(URL, data folder) of a private server, outside pytest's basetemp (which a
-    concurrent pytest session may prune)."""
-    with (
-        tempfile.TemporaryDirectory(prefix="taxi-test-pg-stop-") as folder,
-        restartable_server(Path(folder)) as (url, _),
-    ):
-        yield url, Path(folder) / "pgdata"
-
-
-@pytest.fixture
-def database(server: tuple[str, Path]) -> Iterator[tuple[str, Path]]:
-    """(URL of an empty database of the test's own, the server's data folder): what a test
-    leaves on the server (a backend still sleeping in its query) goes with the database."""
-    url, data = server
-    with fresh_database(url) as own:
-        yield own, data
 
 
 def copy_moved(engine: sa.Engine, command: str, rows: int) -> bool:
@@ -312,7 +289,7 @@ SLOW_COPIES: dict[str, tuple[str, str | None, Callable[[sa.Engine], bool]]] = {
 @pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
 @pytest.mark.parametrize("where", list(SLOW_COPIES))
 def test_an_interrupted_copy_to_raises_the_interruption_at_once_from_a_stopped_server(
-    database: tuple[str, Path], where: str, interruption: str
+    stoppable_database: tuple[str, Path], where: str, interruption: str
 ) -> None:
     """The IO manager's read of an input (``read_query_arrow``, COPY TO) interrupted while
     it waits for a stopped server. Between rows, psycopg's clean-up of the COPY on an error
@@ -322,7 +299,7 @@ def test_an_interrupted_copy_to_raises_the_interruption_at_once_from_a_stopped_s
     ("another command is already in progress") would replace the interruption. Ctrl-C,
     anywhere, would meet psycopg's handler first, which sends a cancel request and waits
     for the query to end (5 s + 5 s) before letting it through."""
-    url, data = database
+    url, data = stoppable_database
     create_tables(url)
     condition, holder, ready = SLOW_COPIES[where]
     with held(url, holder):
@@ -342,14 +319,14 @@ def endless_rows(limit_batches: int = 200) -> pa.RecordBatchReader:
 
 @pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
 def test_an_interrupted_copy_from_raises_the_interruption_at_once_from_a_stopped_server(
-    database: tuple[str, Path], interruption: str
+    stoppable_database: tuple[str, Path], interruption: str
 ) -> None:
     """The IO manager's load (``copy_arrow`` in ``dropped_if_interrupted``, as its ``fill``
     does) interrupted while the sending thread is blocked on the socket of a stopped server:
     the interruption itself leaves, not the connection error that psycopg's COPY clean-up
     and the transaction's end meet on the hung-up connection (``Copy.finish`` logs those,
     and the invalidated connection sends no ROLLBACK)."""
-    url, data = database
+    url, data = stoppable_database
     engine = engine_for(url)
     with engine.begin() as connection:
         connection.execute(sa.text("DROP TABLE IF EXISTS public.loaded_rows"))
@@ -380,7 +357,7 @@ def endless_month(limit_batches: int = 200) -> pa.RecordBatchReader:
 
 @pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
 def test_a_month_interrupted_in_its_copy_raises_the_interruption_not_a_rollbacks_error(
-    database: tuple[str, Path], interruption: str
+    stoppable_database: tuple[str, Path], interruption: str
 ) -> None:
     """A month's load (``replace_months``, as the IO manager and ``warehouse migrate`` run
     it) interrupted in its COPY while the server answers nothing: the COPY is psycopg's,
@@ -388,7 +365,7 @@ def test_a_month_interrupted_in_its_copy_raises_the_interruption_not_a_rollbacks
     a ROLLBACK on the hung-up connection, and its error ("the connection is lost") would
     replace the interruption (a daemon run's step then failed with
     ``DagsterExecutionHandleOutputError``). Once the server goes on, nothing of the month."""
-    url, data = database
+    url, data = stoppable_database
     create_tables(url)
     interrupted_at_once(
         url,
@@ -461,7 +438,7 @@ def load_in_a_run(url: str) -> dg.ExecuteInProcessResult:
 @pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
 @pytest.mark.parametrize("where", list(BEFORE_THE_COPY))
 def test_a_load_interrupted_before_its_copy_ends_at_once_and_leaves_nothing_of_the_month(
-    database: tuple[str, Path], where: str, interruption: str
+    stoppable_database: tuple[str, Path], where: str, interruption: str
 ) -> None:
     """A load of a new month interrupted while it waits for a stopped server before its
     COPY began: at its first statement (the month's lock) or once its staging table is
@@ -471,7 +448,7 @@ def test_a_load_interrupted_before_its_copy_ends_at_once_and_leaves_nothing_of_t
     for the statement to end (5 s + 5 s) first. Either way the interruption comes out
     within ``BOUND_S``, and once the server goes on its session ends with its locks and
     nothing of the month is left: no child table, no staging table, no row."""
-    url, data = database
+    url, data = stoppable_database
     create_tables(url)
     engine = engine_for(url)
     with engine.begin() as connection:
@@ -560,13 +537,13 @@ def ctrl_c_to_a_process(
 
 @pytest.mark.parametrize("what", list(OWN_PROCESS))
 def test_ctrl_c_ends_a_process_waiting_on_a_stopped_server_at_once(
-    database: tuple[str, Path], what: str
+    stoppable_database: tuple[str, Path], what: str
 ) -> None:
     """Ctrl-C to a process reading an input or loading a month (``warehouse_client``) while
     it waits for a stopped server: the process ends within ``BOUND_S``, of the
     ``KeyboardInterrupt`` (exit by SIGINT, its traceback's last line), nothing at its exit
     waiting for the server either. Before, psycopg's handler waited 10 s first."""
-    url, data = database
+    url, data = stoppable_database
     create_tables(url)
     command, holder, ready = OWN_PROCESS[what]
     with held(url, holder):
@@ -602,7 +579,7 @@ CLI_QUERIES: dict[str, tuple[list[str], str, Callable[[sa.Engine], bool]]] = {
 @pytest.mark.parametrize("state", ["stopped", "answering"])
 @pytest.mark.parametrize("command", list(CLI_QUERIES))
 def test_ctrl_c_ends_a_cli_command_waiting_on_the_server_at_once(
-    database: tuple[str, Path], command: str, state: str, tmp_path: Path
+    stoppable_database: tuple[str, Path], command: str, state: str, tmp_path: Path
 ) -> None:
     """Ctrl-C to ``python -m taxi_assets.cli months status`` or ``warehouse migrate`` while
     its query waits for the server: the command ends within ``BOUND_S``, by SIGINT (as a
@@ -612,7 +589,7 @@ def test_ctrl_c_ends_a_cli_command_waiting_on_the_server_at_once(
     gets the query cancelled (as psycopg's handler did): its session ends within
     ``CANCELLED_WITHIN_S``, though what it waits for (a lock) is still held; a session whose
     client hung up would wait on until the lock is let go."""
-    url, data = database
+    url, data = stoppable_database
     arguments, table, ready = CLI_QUERIES[command]
     engine = engine_for(url)
     with engine.begin() as connection:
@@ -659,7 +636,7 @@ LIVE_STATEMENTS: dict[str, tuple[str | None, str | None, Callable[[sa.Engine], b
 @pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
 @pytest.mark.parametrize("what", list(LIVE_STATEMENTS))
 def test_an_interrupted_statement_stops_at_once_on_a_server_that_answers(
-    database: tuple[str, Path], what: str, interruption: str
+    stoppable_database: tuple[str, Path], what: str, interruption: str
 ) -> None:
     """Interrupted, a read (``read_query_arrow``'s COPY TO, psycopg's) or a load (its
     month's lock, a statement SQLAlchemy runs) hangs up; a server that answers still would
@@ -667,7 +644,7 @@ def test_an_interrupted_statement_stops_at_once_on_a_server_that_answers(
     holding the month's lock) until it next talks to the client. The statement is
     cancelled: its session ends within ``CANCELLED_WITHIN_S``. (psycopg's handler of
     Ctrl-C sent a cancel request and waited for it; Dagster's interruption sent none.)"""
-    url, data = database
+    url, data = stoppable_database
     create_tables(url)
     holder, where, ready = LIVE_STATEMENTS[what]
     engine = engine_for(url)
@@ -691,14 +668,14 @@ def test_an_interrupted_statement_stops_at_once_on_a_server_that_answers(
 
 @pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
 def test_a_load_interrupted_in_its_swap_ends_at_once_and_the_next_load_tidies_up(
-    database: tuple[str, Path], interruption: str
+    stoppable_database: tuple[str, Path], interruption: str
 ) -> None:
     """A load interrupted in its swap (its ATTACH waiting for a reader's lock) while the
     server answers nothing: the interruption comes out within ``BOUND_S``. Its filled
     staging table is committed and stays (the month's next load drops it); the month stays
     as it was, empty. Before, the way out tried to drop the staging table on a connection
     SQLAlchemy had dropped, which connected again: ``connect_timeout`` (10 s) first."""
-    url, data = database
+    url, data = stoppable_database
     create_tables(url)
     engine = engine_for(url)
     # The swap waits for the reader's lock for as long as the test needs, not 1 s at a
@@ -731,13 +708,13 @@ def test_a_load_interrupted_in_its_swap_ends_at_once_and_the_next_load_tidies_up
 
 
 def test_ctrl_c_ends_month_counts_waiting_on_a_stopped_server_at_once(
-    database: tuple[str, Path],
+    stoppable_database: tuple[str, Path],
 ) -> None:
     """Ctrl-C (Python's own handler, in this process) while ``month_counts`` (the demo's
     summary, the tests' and benchmarks' reads of a table) waits for a stopped server: the
     ``KeyboardInterrupt`` comes out within ``BOUND_S``. Before, psycopg's handler waited
     for a cancel request and the query's end first (5 s + 5 s)."""
-    url, data = database
+    url, data = stoppable_database
     engine = engine_for(url)
     with engine.begin() as connection:
         connection.exec_driver_sql(f"CREATE TABLE {SCHEMA}.counted (partition_month date)")

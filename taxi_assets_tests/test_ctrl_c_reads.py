@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,12 +26,10 @@ from taxi_assets.assets.analytics.stats_columns import ANALYTICS_SCHEMA, STATS_T
 from taxi_assets.demo import analytics_totals, warehouse_counts
 from taxi_assets.pg import embedded
 from taxi_assets.pg.ctrl_c import ctrl_c_let_through_psycopg
-from taxi_assets.pg.scratch import fresh_database
 from taxi_assets.services import SERVICES
 from taxi_assets_tests.faults_support import (
     database_name,
     other_backends,
-    restartable_server,
     wait_for,
 )
 from taxi_assets_tests.pipeline import engine_for
@@ -43,25 +40,6 @@ from taxi_assets_tests.test_copy_interrupts import (
     interrupted_at_once,
     waits_for_a_lock,
 )
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, Path]]:
-    """(URL, data folder) of a private server, outside pytest's basetemp (which a
-    concurrent pytest session may prune)."""
-    with (
-        tempfile.TemporaryDirectory(prefix="taxi-test-pg-ctrl-c-") as folder,
-        restartable_server(Path(folder)) as (url, _),
-    ):
-        yield url, Path(folder) / "pgdata"
-
-
-@pytest.fixture
-def database(server: tuple[str, Path]) -> Iterator[tuple[str, Path]]:
-    """(URL of an empty database of the test's own, the server's data folder)."""
-    url, data = server
-    with fresh_database(url) as own:
-        yield own, data
 
 
 def psycopg_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -80,7 +58,7 @@ SETTINGS_READS: dict[str, Callable[[str], object]] = {
 @pytest.mark.parametrize("state", ["stopped", "answering"])
 @pytest.mark.parametrize("read", list(SETTINGS_READS))
 def test_ctrl_c_to_a_read_of_the_embedded_servers_settings(
-    database: tuple[str, Path], read: str, state: str, caplog: pytest.LogCaptureFixture
+    stoppable_database: tuple[str, Path], read: str, state: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A read of the server's settings waiting for them (a lock on ``pg_settings`` held
     by the test), Ctrl-C under the CLI's handler: the ``KeyboardInterrupt`` comes out within
@@ -88,7 +66,7 @@ def test_ctrl_c_to_a_read_of_the_embedded_servers_settings(
     command is already in progress", its ROLLBACK sent on a connection still in its
     query). On a server that answers the read's session ends within ``CANCELLED_WITHIN_S``
     though the lock is still held (before: it waited on, its client gone)."""
-    url, data = database
+    url, data = stoppable_database
     engine = engine_for(url)
 
     def read_under_the_cli() -> None:
@@ -126,7 +104,9 @@ def counts_sessions(engine: sa.Engine) -> bool:
 
 
 def test_ctrl_c_to_the_check_for_other_sessions_of_a_stopped_server(
-    database: tuple[str, Path], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    stoppable_database: tuple[str, Path],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``months status``'s stop of a server it started (``stop_if_unused``) counting the
     sessions still connected (one of the test's, which keeps it counting) when the server
@@ -134,7 +114,7 @@ def test_ctrl_c_to_the_check_for_other_sessions_of_a_stopped_server(
     ``BOUND_S``, psycopg logs nothing (before: "error ignored in rollback"), and the server
     is not stopped. (On a server that answers the count takes milliseconds: nothing to
     cancel.)"""
-    url, data = database
+    url, data = stoppable_database
     # The count waits this long for the other session to leave: for as long as the test
     # needs, not 2 s.
     monkeypatch.setattr(embedded, "SESSION_EXIT_WAIT_S", 60.0)
@@ -177,13 +157,13 @@ DEMO_READS: dict[str, tuple[Callable[[], object], str]] = {
 
 @pytest.mark.parametrize("read", list(DEMO_READS))
 def test_ctrl_c_to_the_demos_summary_waiting_on_a_stopped_server(
-    database: tuple[str, Path], read: str, monkeypatch: pytest.MonkeyPatch
+    stoppable_database: tuple[str, Path], read: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The demo's summary (``warehouse_counts``' zone count, ``analytics_totals``), called
     in a script or notebook (Python's own handler), Ctrl-C while it waits for a stopped
     server: the ``KeyboardInterrupt`` comes out within ``BOUND_S``. Before, psycopg's
     handler sent a cancel request and waited for the query's end first (5 s + 5 s)."""
-    url, data = database
+    url, data = stoppable_database
     create_demo_tables(url)
     monkeypatch.setenv("TAXI_WAREHOUSE_URL", url)
     client, table = DEMO_READS[read]
@@ -193,12 +173,14 @@ def test_ctrl_c_to_the_demos_summary_waiting_on_a_stopped_server(
         )
 
 
-def test_ctrl_c_ends_the_demo_in_one_line(database: tuple[str, Path], tmp_path: Path) -> None:
+def test_ctrl_c_ends_the_demo_in_one_line(
+    stoppable_database: tuple[str, Path], tmp_path: Path
+) -> None:
     """``python -m taxi_assets.demo --summary-only`` (the summary of what the warehouse
     holds, no runs), Ctrl-C while its zone count waits for a stopped server: it ends within
     ``BOUND_S``, by SIGINT, saying so in one line as the CLI does, no traceback. Before,
     psycopg's handler waited 10 s, and a traceback followed."""
-    url, data = database
+    url, data = stoppable_database
     create_demo_tables(url)
     env = {
         **os.environ,
