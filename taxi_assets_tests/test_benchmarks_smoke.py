@@ -135,11 +135,15 @@ def test_quick_backfill_benchmark_loads_every_month(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_quick_history_benchmark_loads_every_month_through_the_daemon(tmp_path: Path) -> None:
+def test_quick_history_benchmark_loads_every_month_through_the_daemon(
+    tmp_path: Path, embedded_dir: Path
+) -> None:
     """`make bench-history` on tiny months (a thousandth of the rows), as the lead runs it
-    at full size: generation, the daemon, every month's count, the report's keys."""
+    at full size: generation, the daemon, every month's count, the report's keys. Its work
+    folder holds its embedded server (``run/``): not under pytest's basetemp, which another
+    pytest session starting meanwhile may prune or close (``embedded_dir``)."""
     out = tmp_path / "history.json"
-    work = tmp_path / "history"
+    work = embedded_dir
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks.history", "--quick", "--out", str(out),
          "--work-dir", str(work)],
