@@ -559,7 +559,9 @@ def test_without_a_webhook_a_read_at_its_bound_says_the_next_tick_goes_on(
 
 
 def test_the_failure_sensor_re_marks_few_copies_and_leaves_a_backlog_to_redelivery(
-    retrying: tuple[WorkspaceProcessContext, Receiver], monkeypatch: pytest.MonkeyPatch
+    retrying: tuple[WorkspaceProcessContext, Receiver],
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     """The failure sensor reads the outbox only to tell whether a new alert joins waiting
     ones; it re-marked up to 200 copies for each failed run it saw (5 a tick), 2.4 s a run
@@ -579,13 +581,19 @@ def test_the_failure_sensor_re_marks_few_copies_and_leaves_a_backlog_to_redelive
 
     webhook = AlertWebhookResource(url=hook.url)  # it accepts again
     first = failed_run(instance)
+    capfd.readouterr()
     send_failure_alert(failure_context_of(instance, first), webhook)
     assert inherited() == copies[:bound]
     assert posted_runs(hook.bodies[3:]) == [first[:8]]  # ``behind`` was not reached
+    # Said in the tick's log: an alert may wait behind the copies left, posted later.
+    assert f"Alert for run {first} posted without waiting for earlier ones" in (
+        capfd.readouterr().err
+    )
     assert alert_tags(instance, behind)[0] == "undelivered"
     # The next failed run's read re-marks the last 2 copies and finds ``behind``.
     second = failed_run(instance)
     send_failure_alert(failure_context_of(instance, second), webhook)
+    assert "posted without waiting for earlier ones" not in capfd.readouterr().err
     assert inherited() == copies
     assert alert_tags(instance, second) == ("undelivered", "queued behind earlier")
     assert posted_runs(hook.bodies[3:]) == [first[:8]]

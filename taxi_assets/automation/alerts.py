@@ -304,12 +304,9 @@ def send_failure_alert(
     if not webhook.webhook_url():
         return summary
     instance, run_id = context.instance, summary.run_id
+    found = alert_outbox.read(instance, limit=2, remarks_per_read=FAILURE_SENSOR_REMARKS)
     waiting = [
-        record.dagster_run.run_id
-        for record in alert_outbox.undelivered(
-            instance, limit=2, remarks_per_read=FAILURE_SENSOR_REMARKS
-        )
-        if record.dagster_run.run_id != run_id
+        record.dagster_run.run_id for record in found.records if record.dagster_run.run_id != run_id
     ]
     if waiting:
         # The webhook refused the last alert tried: this one joins the waiting ones, so
@@ -320,6 +317,14 @@ def send_failure_alert(
             f"(run {waiting[0]}, ...); {REDELIVERY_SENSOR_NAME} posts it with them"
         )
         return summary
+    if found.copies_left:
+        # Said, so that an operator who sees alerts arrive out of order knows why.
+        context.log.info(
+            f"Alert for run {run_id} posted without waiting for earlier ones: the outbox "
+            f"still holds copied tags past the {FAILURE_SENSOR_REMARKS} this read re-marks "
+            f"(a backlog {REDELIVERY_SENSOR_NAME} drains), and an alert waiting behind "
+            "them is posted after this one"
+        )
     try:
         webhook.post(summary.slack_payload())
     except AlertDeliveryError as error:
