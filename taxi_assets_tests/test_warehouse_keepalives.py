@@ -158,3 +158,55 @@ def test_a_statement_waiting_on_a_server_cut_off_fails_within_seconds(
     ), result
     # 1 s idle, then 2 probes 1 s apart: 3 s at most after the last packet before the cut.
     assert result["took"] < 10, result
+
+
+def test_each_tcp_session_probes_its_client_as_the_client_probes_the_server(tcp_url: str) -> None:
+    """The server's side of each session keeps alive as the client's does (a Unix socket
+    reads 0: no keepalives there), unless the URL sets it."""
+
+    def server_side(url: str) -> dict[str, str]:
+        engine = PostgresResource(url=url).engine()
+        try:
+            with engine.connect() as connection:
+                return {
+                    name: str(connection.exec_driver_sql(f"SHOW tcp_{name}").scalar_one())
+                    for name in ("keepalives_idle", "keepalives_interval", "keepalives_count")
+                }
+        finally:
+            engine.dispose()
+
+    assert server_side(tcp_url) == {"keepalives_idle": "60", "keepalives_interval": "10",
+                                    "keepalives_count": "6"}  # fmt: skip
+    assert server_side(f"{tcp_url}?options=-c%20tcp_keepalives_idle%3D5")["keepalives_idle"] == "5"
+
+
+@pytest.mark.parametrize("where", ["product-server-keepalives", "kernel-keepalives"])
+def test_a_statement_whose_clients_host_is_cut_off_ends_on_the_server_within_seconds(
+    cut_off_folder: Path, where: str
+) -> None:
+    """The client's host cut off (its address deleted: the server's probes reach it and
+    are dropped without a word, as for a crashed machine) while the server runs its
+    ``select pg_sleep(600)``. With the product's server-side keepalives (shortened to
+    1 + 1 * 2 s, and the lost-client check to 1 s) the server ends the session within
+    seconds, freeing its locks; with the server's keepalives left at the kernel's (2 hours)
+    it still had the session 15 s after the cut (before the product set them, so did every
+    session)."""
+    why_not = namespaces_unavailable()
+    if why_not:
+        pytest.skip(why_not)
+    command = ["unshare", "--net", "--fork", "--kill-child", sys.executable]
+    command += ["-m", "taxi_assets_tests.dead_peer", str(cut_off_folder), where, "15"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    try:
+        done = subprocess.run(
+            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+        )
+    finally:
+        stop(cut_off_folder)  # started in the server's namespace; still running if killed
+    assert done.returncode == 0, done.stderr[-3000:]
+    took = json.loads(done.stdout.strip().splitlines()[-1])["took"]
+    if where == "kernel-keepalives":
+        assert took is None, f"the session ended {took:.1f} s after the cut"
+    else:
+        # 1 s idle, then 2 probes 1 s apart, then the check's 1 s.
+        assert took is not None and took < 10, took

@@ -27,9 +27,12 @@ feature). Here an older server has no such setting, and nothing is set. A server
 refuses the value goes on without the check, as every session did before: one on a
 platform whose kernel cannot report a closed socket (Windows) refuses any value but 0,
 and a managed service may lock the parameter (Azure's flexible server lists it
-read-only; untested here, no such server). Not covered: a client whose host dies or is
-cut off sends no FIN, so its socket looks open; the server's own TCP keepalives
-(``tcp_keepalives_idle``, the kernel's 2 hours by default) find that peer.
+read-only; untested here, no such server). A client whose host dies or is cut off sends no
+FIN, so its socket looks open until the server's own TCP keepalives find the peer gone
+(the kernel's 2 hours and more by default): each session also sets them to the client's
+values (``SERVER_KEEPALIVES``, unless set elsewhere), so the check ends such a session
+about 2 minutes after its client's host went silent (measured with 1 + 1 x 2 s and a
+1 s check, the client's address deleted: 4 s).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ import logging
 from typing import Any
 
 import sqlalchemy as sa
+
+from taxi_assets.pg import keepalives
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +54,32 @@ log = logging.getLogger(__name__)
 # default on platforms that support the check, 2023.)
 CHECK_INTERVAL = "10s"
 PARAMETER = "client_connection_check_interval"
+# The server's TCP keepalives, as the client's (``keepalives.KEEPALIVES``): a client whose
+# host died is found dead after 60 + 10 * 6 s of silence, then the check ends its
+# statement. Ignored on a Unix socket (they read 0 there).
+SERVER_KEEPALIVES = ("keepalives_idle", "keepalives_interval", "keepalives_count")
 
-# set_config only where the server has the setting (14+) and nobody set it.
+# set_config for the settings the server has (14+ for the check) that nobody set.
 _SET_UNLESS_SET = (
-    "SELECT set_config(name, %s, false) FROM pg_settings "
-    f"WHERE name = '{PARAMETER}' AND source = 'default'"
+    "SELECT set_config(name, wanted.value, false) FROM pg_settings "
+    "JOIN unnest(%s::text[], %s::text[]) AS wanted(name, value) USING (name) "
+    "WHERE source = 'default'"
 )
+
+
+def session_settings() -> list[dict[str, str]]:
+    """What each session sets when it connects, in groups set one statement each: a
+    server refusing one group (the check, on Windows) still takes the other."""
+    return [
+        {PARAMETER: CHECK_INTERVAL},
+        {f"tcp_{name}": str(keepalives.KEEPALIVES[name]) for name in SERVER_KEEPALIVES},
+    ]
 
 
 def check_for_lost_client(engine: sa.Engine) -> None:
     """Make the sessions ``engine`` opens end a running statement within
-    ``CHECK_INTERVAL`` of their client's death (see the module's docstring)."""
+    ``CHECK_INTERVAL`` of their client's death, or of the server's keepalives finding
+    the client's host gone (see the module's docstring)."""
     import psycopg
 
     # PostgreSQL's own ways of refusing a setting: a value its platform cannot use
@@ -73,14 +93,15 @@ def check_for_lost_client(engine: sa.Engine) -> None:
 
     @sa.event.listens_for(engine, "connect")
     def set_interval(dbapi_connection: Any, record: object) -> None:
-        try:
-            with dbapi_connection.cursor() as cursor:
-                cursor.execute(_SET_UNLESS_SET, (CHECK_INTERVAL,))
-        except refusals as error:
-            # Refusing the connection for it would stop every run where nothing stopped
-            # before; the session goes on as every session did before the check.
-            dbapi_connection.rollback()
-            log.warning("%s not set, the server refused it: %s", PARAMETER, error)
-            return
-        # Committed: a session setting made in a transaction rolled back would be undone.
-        dbapi_connection.commit()
+        for group in session_settings():
+            try:
+                with dbapi_connection.cursor() as cursor:
+                    cursor.execute(_SET_UNLESS_SET, (list(group), list(group.values())))
+            except refusals as error:
+                # Refusing the connection for it would stop every run where nothing
+                # stopped before; the session goes on as every session did before.
+                dbapi_connection.rollback()
+                log.warning("%s not set, the server refused it: %s", ", ".join(group), error)
+                continue
+            # Committed: a session setting made in a transaction rolled back is undone.
+            dbapi_connection.commit()
