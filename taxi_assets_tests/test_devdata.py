@@ -588,3 +588,23 @@ def test_generated_green_parquet_types_are_the_real_files(shared_samples: Path) 
     real = pq.read_schema(shared_samples / "green_tripdata_2024-01.parquet")
     generated = tlc_schema("green", "2024-01")
     assert [(f.name, f.type) for f in generated] == [(f.name, f.type) for f in real]
+
+
+def test_ctrl_c_ends_generate_in_one_line(tmp_path: Path) -> None:
+    """``python -m taxi_assets.devdata generate``, given Ctrl-C (a real SIGINT) while it
+    writes a large month: one line, ``interrupted``, not a traceback, and the process ends
+    by SIGINT, as a CLI command does."""
+    out = tmp_path / "mirror"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "taxi_assets.devdata", "generate", "--out", str(out),
+         "--months", "2021-01", "--services", "yellow", "--sources", "dtc",
+         "--rows", "5000000"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not out.exists():  # it writes: past its imports and argument parsing
+        assert process.poll() is None and time.monotonic() < deadline, "nothing written"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert (process.returncode, stderr) == (-signal.SIGINT, "interrupted\n")

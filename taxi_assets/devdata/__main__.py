@@ -4,6 +4,8 @@
 import sys
 
 from taxi_assets.cli import main
+from taxi_assets.cli.interrupted import report_ctrl_c_in_one_line
 
 if __name__ == "__main__":
+    report_ctrl_c_in_one_line()
     sys.exit(main(["devdata", *sys.argv[1:]]))
