@@ -40,9 +40,15 @@ def latest_metadata(
         ),
         limit=1,
     ).records
-    if not records or records[0].asset_materialization is None:
+    return metadata_values(records[0]) if records else {}
+
+
+def metadata_values(record: dg.EventLogRecord) -> dict[str, object]:
+    """Metadata values of the materialization ``record``; empty when it is none."""
+    materialization = record.asset_materialization
+    if materialization is None:
         return {}
-    return {key: value.value for key, value in records[0].asset_materialization.metadata.items()}
+    return {key: value.value for key, value in materialization.metadata.items()}
 
 
 def latest_materialization(

@@ -26,6 +26,7 @@ from taxi_assets.instance_reads import (
     check_evaluations_of,
     latest_materialization,
     latest_metadata,
+    metadata_values,
     newest_loaded_partition,
     runs,
 )
@@ -241,9 +242,7 @@ def _rebuilt_since(
 
 def _metadata(record: dg.EventLogRecord, name: str) -> str | None:
     """A text value of the materialization's metadata; None when absent or unknown."""
-    materialization = record.asset_materialization
-    entry = materialization.metadata.get(name) if materialization else None
-    value = entry.value if entry is not None else None
+    value = metadata_values(record).get(name)
     return value if isinstance(value, str) and value not in ("", "unknown", "none") else None
 
 
