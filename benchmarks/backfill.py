@@ -721,14 +721,12 @@ def max_overlap(per_run: list[dict[str, Any]]) -> int:
 
 
 def warehouse_counts(url: str, service: str) -> dict[str, int]:
-    import sqlalchemy as sa
 
     from taxi_assets.pg.inspect import month_counts
-    from taxi_assets.pg.keepalives import with_keepalives
-    from taxi_assets.resources.postgres import sqlalchemy_url
+    from taxi_assets.resources.postgres import PostgresResource
     from taxi_assets.services import SERVICES
 
-    engine = sa.create_engine(with_keepalives(sqlalchemy_url(url)))
+    engine = PostgresResource(url=url).engine()
     try:
         return month_counts(engine, "warehouse", SERVICES[service].dataset)
     finally:

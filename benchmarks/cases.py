@@ -238,16 +238,14 @@ def floor(args: dict[str, Any]) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
-    import sqlalchemy as sa
 
     from taxi_assets.contracts import CONTRACTS, open_contract_reader
     from taxi_assets.io_managers import parquet_lake
     from taxi_assets.partitions import parse_month
     from taxi_assets.pg import copy_in as pg_copy
     from taxi_assets.pg.ddl import ensure_table, qualified
-    from taxi_assets.pg.keepalives import with_keepalives
     from taxi_assets.pg.month_swap import INDEX_BUILD_MEMORY
-    from taxi_assets.resources.postgres import sqlalchemy_url
+    from taxi_assets.resources.postgres import PostgresResource
 
     raw, work, month = args["raw"], Path(args["work"]), args["month"]
     started = time.perf_counter()
@@ -287,7 +285,7 @@ def floor(args: dict[str, Any]) -> dict[str, Any]:
             rows += batch.num_rows
         sink.write(pg_copy._BINARY_TRAILER)
     binary_file.chmod(0o644)
-    engine = sa.create_engine(with_keepalives(sqlalchemy_url(args["url"])))
+    engine = PostgresResource(url=args["url"]).engine()
     # A table shaped like one month's child of the warehouse table, loaded as a month is:
     # emptied in the transaction (so COPY may FREEZE), then the child's indexes built.
     ensure_table(engine, "warehouse", DATASET, schema)

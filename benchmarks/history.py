@@ -353,14 +353,12 @@ def run_summaries(instance: Any, backfills: dict[str, str], submitted_at: float)
 
 
 def disk_use(source_root: Path, work: Path, url: str, months: list[Month]) -> dict[str, int]:
-    import sqlalchemy as sa
 
-    from taxi_assets.pg.keepalives import with_keepalives
     from taxi_assets.pg.partitions import tree_bytes
-    from taxi_assets.resources.postgres import sqlalchemy_url
+    from taxi_assets.resources.postgres import PostgresResource
     from taxi_assets.services import SERVICES
 
-    engine = sa.create_engine(with_keepalives(sqlalchemy_url(url)))
+    engine = PostgresResource(url=url).engine()
     with engine.connect() as connection:
         warehouse = sum(
             tree_bytes(connection, "warehouse", SERVICES[s].dataset)

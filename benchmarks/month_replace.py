@@ -114,17 +114,16 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
     from taxi_assets.partitions import add_months
     from taxi_assets.pg.copy_in import copy_arrow, without_constant_columns
     from taxi_assets.pg.ddl import driver_cursor, ensure_table
-    from taxi_assets.pg.keepalives import with_keepalives
     from taxi_assets.pg.month_swap import MonthBounds, Staging, replace_months
     from taxi_assets.pg.partitions import tree_bytes
-    from taxi_assets.resources.postgres import sqlalchemy_url
+    from taxi_assets.resources.postgres import PostgresResource
     from taxi_assets.services import SERVICES
 
     started = time.perf_counter()
     data = month_table(args.data_dir, args.rows)
     generation_s = time.perf_counter() - started
     rows = data.num_rows
-    engine = sa.create_engine(with_keepalives(sqlalchemy_url(url)))
+    engine = PostgresResource(url=url).engine()
     # Two tables of the warehouse's layout: one holds 1 month, the other all of them. Their
     # reloads alternate, so that the machine's load drifts over both alike.
     tables = {1: "yellow_1_month", args.months: f"yellow_{args.months}_months"}
