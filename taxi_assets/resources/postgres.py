@@ -11,6 +11,7 @@ from taxi_assets.pg.keepalives import with_keepalives
 from taxi_assets.pg.lock_retry import LockWaits
 from taxi_assets.pg.lost_client import check_for_lost_client
 from taxi_assets.production import require_setting
+from taxi_assets.run_watch import RunWatch, watch_run
 from taxi_assets.settings import resolve_setting
 
 
@@ -45,6 +46,7 @@ class PostgresResource(dg.ConfigurableResource):
     lock_retry_s: float = 600.0
     _engine: sa.Engine | None = PrivateAttr(default=None)
     _url: str | None = PrivateAttr(default=None)
+    _run_watch: RunWatch | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         require_setting(
@@ -52,6 +54,9 @@ class PostgresResource(dg.ConfigurableResource):
             "TAXI_WAREHOUSE_URL",
             "postgresql://USER:PASSWORD@HOST:PORT/DB or bigquery://PROJECT",
         )
+        # A run ended by someone else (max_runtime, Terminate) stops waiting on the server
+        # and loads nothing more, whoever started it (run_watch).
+        self._run_watch = watch_run(context)
 
     @property
     def _resolved_url(self) -> str:
@@ -87,5 +92,7 @@ class PostgresResource(dg.ConfigurableResource):
         return f"postgresql://{host}{':' + str(url.port) if url.port else ''}/{url.database}"
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._run_watch is not None:
+            self._run_watch.stop()
         if self._engine is not None:
             self._engine.dispose()

@@ -1,0 +1,162 @@
+"""A run ended by another process (run monitoring's max_runtime, the UI's Terminate) stops
+in its own process too, when no run launcher knows that process.
+
+Real components: Dagster's CLI (`dagster asset materialize`) as a process, a real SQLite
+instance on disk, the session's real PostgreSQL, whose month lock a session of the test's
+holds so that the run's load waits on it for ever, as on a hung server. The run is ended
+the way run monitoring ends a run it cannot terminate (``report_run_canceling``, then
+``report_run_failed``: ``dagster._daemon.monitoring.run_monitoring.check_run_timeout``),
+without waiting for a daemon's max_runtime.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+import yaml
+
+from taxi_assets.pg.month_swap import month_lock_key
+from taxi_assets_tests.http_faults import FaultyMirror
+from taxi_assets_tests.pipeline import REPO, cli_env, warehouse_loads
+
+MONTH = "2021-01"
+POLL_S = 1  # run_monitoring.cancellation_thread_poll_interval_seconds (10 by default)
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+SELECT = "raw/yellow_tripdata,lake/yellow_tripdata,warehouse/yellow_tripdata"
+
+# A process that watches a run of the instance at argv[1] as the warehouse resource does,
+# then (with argv[3] "stop") stops the watch, and sleeps: what the test sees is how it ends.
+WATCHER = """
+import sys, time
+import dagster as dg
+from taxi_assets.run_watch import RunWatch
+with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
+    watch = RunWatch(instance, sys.argv[2])
+    if sys.argv[3] == "stop":
+        watch.stop()
+    print("watching", flush=True)
+    try:
+        time.sleep(60)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(3)
+"""
+
+
+def instance_home(folder: Path) -> Path:
+    """A DAGSTER_HOME with the repository's dagster.yaml, its watch's interval shortened."""
+    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    config["run_monitoring"]["cancellation_thread_poll_interval_seconds"] = POLL_S
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dagster.yaml").write_text(yaml.safe_dump(config))
+    return folder
+
+
+def end_as_run_monitoring_does(instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
+    instance.report_run_canceling(run, message="Canceling due to exceeding maximum runtime.")
+    instance.report_run_failed(run, "Exceeded maximum runtime of 1 seconds.")
+
+
+def started_run(home: Path) -> tuple[dg.DagsterInstance, dg.DagsterRun]:
+    instance = dg.DagsterInstance.from_config(str(home))
+    run = instance.create_run_for_job(
+        dg.GraphDefinition("nothing").to_job(), run_id=None, status=dg.DagsterRunStatus.STARTED
+    )
+    return instance, run
+
+
+@pytest.mark.parametrize("stopped", [False, True])
+def test_a_watch_interrupts_its_process_once_the_run_stays_ended_and_not_after_stop(
+    tmp_path: Path, stopped: bool
+) -> None:
+    """Interrupted (SIGINT, as a launcher's terminate) within two polls of the run being
+    ended elsewhere; a watch stopped (its step over) interrupts nothing."""
+    home = instance_home(tmp_path / "home")
+    instance, run = started_run(home)
+    with instance:
+        watcher = subprocess.Popen(
+            [sys.executable, "-c", WATCHER, str(home), run.run_id, "stop" if stopped else "go"],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert watcher.stdout is not None and watcher.stdout.readline() == "watching\n"
+            time.sleep(POLL_S * 1.5)
+            assert watcher.poll() is None  # a run going on is left alone
+            end_as_run_monitoring_does(instance, run)
+            ended = time.monotonic()
+            try:
+                watcher.wait(timeout=2 * POLL_S + 5)
+            except subprocess.TimeoutExpired:
+                assert stopped, "the process went on after its run was ended elsewhere"
+                return
+            assert not stopped, "a stopped watch interrupted its process"
+            assert watcher.stdout.read() == "interrupted\n"
+            assert watcher.returncode == 3
+            assert time.monotonic() - ended < 2 * POLL_S + 5
+        finally:
+            watcher.kill()
+            watcher.wait()
+
+
+def test_a_cli_run_waiting_on_the_warehouse_stops_when_marked_failed_elsewhere(
+    mirror: FaultyMirror, tmp_path: Path, pg_url: str
+) -> None:
+    """`dagster asset materialize` of a month whose load waits for the month's lock (held
+    here, as by a hung run or server): the run is marked failed as run monitoring marks a
+    run it cannot terminate. Before, its process waited on for ever and would have loaded
+    the month once the lock was free, after its run was reported failed. Now it stops
+    within two polls; its session leaves the server and nothing is loaded."""
+    env = {
+        **cli_env(tmp_path, mirror.url, tmp_path / "lake", pg_url),
+        "PGAPPNAME": "watched-run",
+    }
+    home = instance_home(Path(env["DAGSTER_HOME"]))
+    lock = month_lock_key("warehouse", "yellow_tripdata", MONTH)
+    with psycopg.connect(pg_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (lock,))
+        cli = subprocess.Popen(
+            [DAGSTER, "asset", "materialize", "-m", "taxi_assets", "--select", SELECT,
+             "--partition", MONTH],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+
+            def waiting_sessions() -> int:
+                row = holder.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' "
+                    "AND datname = current_database()"
+                ).fetchone()
+                return int(row[0]) if row else 0
+
+            deadline = time.monotonic() + 120
+            while waiting_sessions() == 0:
+                assert cli.poll() is None, cli.stdout.read() if cli.stdout else ""
+                assert time.monotonic() < deadline, "the run's load never waited for the lock"
+                time.sleep(0.1)
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                (run,) = instance.get_runs()
+                assert run.status == dg.DagsterRunStatus.STARTED
+                end_as_run_monitoring_does(instance, run)
+                ended = time.monotonic()
+                said, _ = cli.communicate(timeout=2 * POLL_S + 20)
+                took = time.monotonic() - ended
+                assert cli.returncode != 0, said
+                assert took < 2 * POLL_S + 10, took
+                assert "interrupting it" in said and run.run_id in said, said
+                assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE  # type: ignore[union-attr]
+            assert waiting_sessions() == 0
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+                cli.wait()
+        holder.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (lock,))
+    # Nothing loaded: the month was never in the warehouse, and is not now.
+    assert ("warehouse.yellow_tripdata", MONTH) not in warehouse_loads(pg_url)
