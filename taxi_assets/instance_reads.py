@@ -6,13 +6,13 @@ functions here, which use Dagster's public instance API (``fetch_materialization
 ``get_status_by_partition``, ``get_run_records``).
 
 Three reads have no public call in Dagster 1.13, and each is made in one place only:
-:func:`run_events` calls the instance's non-public ``get_records_for_run`` (the events of
-one run: its asset check evaluations, the assets it planned, which the failure alerts
-need), :func:`materialized_partition_keys` calls ``get_materialized_partitions``
+:func:`run_event_records` calls the instance's non-public ``get_records_for_run`` (the
+events of one run: its asset check evaluations, the assets and checks it planned, which
+the failure alerts and the new-month sensor need), :func:`materialized_partition_keys` calls ``get_materialized_partitions``
 (every partition ever materialized, in one query, which the new-month sensor needs every
-tick), and :func:`check_evaluations_of` calls the event log storage's
+tick), and :func:`check_outcomes_of` calls the event log storage's
 ``get_asset_check_execution_history`` (the checks of one materialization, whichever run
-evaluated them, which the new-month sensor needs). ``taxi_assets_tests/test_instance_reads.py``
+executed them, which the new-month sensor needs). ``taxi_assets_tests/test_instance_reads.py``
 pins what they return, so a Dagster upgrade that changes them fails that test rather than
 the sensors in production.
 """
@@ -20,11 +20,16 @@ the sensors in production.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationPlanned,
+)
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import (
     COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
+    AssetCheckExecutionRecord,
 )
 
 
@@ -76,55 +81,123 @@ def latest_materialization(
 CHECK_HISTORY_PAGE = 20
 
 
-def check_evaluations_of(
+@dataclass(frozen=True)
+class CheckOutcome:
+    """How the latest execution of a check that looked at one materialization ended."""
+
+    check_name: str
+    run_id: str
+    # None: it ended without an evaluation (the check raised, or its run was ended first).
+    evaluation: dg.AssetCheckEvaluation | None
+
+
+def check_outcomes_of(
     instance: dg.DagsterInstance,
     check_keys: Sequence[dg.AssetCheckKey],
     partition_key: str,
-    materialization_storage_id: int,
-) -> list[dg.AssetCheckEvaluation]:
-    """The latest evaluation of each check of ``check_keys`` (checks of one asset) that
-    looked at the materialization ``materialization_storage_id`` of ``partition_key``,
-    passed or not, whichever run made it (the materialization's own run, or a later
-    "Execute checks"). A check that never looked at it, or raised, has none here.
+    materialization: dg.EventLogRecord,
+) -> list[CheckOutcome]:
+    """The latest execution of each check of ``check_keys`` (checks of one asset) that
+    looked at ``materialization`` (of ``partition_key``), whichever run made it: the
+    materialization's own run, or a later "Execute checks". A check that never looked at
+    it has none here.
+
+    An execution that ended without an evaluation (the check raised; Dagster resolves it
+    as EXECUTION_FAILED) names no target: it counts for ``materialization`` when it was
+    planned by the materialization's own run, or by a run that materialized nothing of the
+    asset ("Execute checks") and was planned after ``materialization`` and before the
+    month's next materialization. A run that was to materialize the asset again and ended
+    before its check ran (its own step failed) is not about this materialization.
 
     NOT Dagster's public API (``instance.event_log_storage.get_asset_check_execution_history``):
-    the instance has no public call for partitioned check evaluations in 1.13. Kept here
+    the instance has no public call for partitioned check executions in 1.13. Kept here
     only; pinned by test_instance_reads.py.
     """
+    if not check_keys:
+        return []
+    asset_key = check_keys[0].asset_key
+    after = instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=asset_key,
+            asset_partitions=[partition_key],
+            after_storage_id=materialization.storage_id,
+        ),
+        limit=1,
+        ascending=True,
+    ).records
+    window = (materialization.storage_id, after[0].storage_id if after else None)
     found = []
     for key in check_keys:
-        evaluation = _latest_evaluation_of(instance, key, partition_key, materialization_storage_id)
-        if evaluation is not None:
-            found.append(evaluation)
+        outcome = _latest_outcome_of(instance, key, partition_key, materialization, window)
+        if outcome is not None:
+            found.append(outcome)
     return found
 
 
-def _latest_evaluation_of(
-    instance: dg.DagsterInstance, key: dg.AssetCheckKey, partition_key: str, storage_id: int
-) -> dg.AssetCheckEvaluation | None:
+def _latest_outcome_of(
+    instance: dg.DagsterInstance,
+    key: dg.AssetCheckKey,
+    partition_key: str,
+    materialization: dg.EventLogRecord,
+    window: tuple[int, int | None],
+) -> CheckOutcome | None:
     # Newest first, to the end of the month's history if need be: no stop at the first
-    # evaluation of an older materialization, as two overlapping runs of the month may
+    # execution about an older materialization, as two overlapping runs of the month may
     # record their evaluations in the other order than they looked their targets up.
     page = CHECK_HISTORY_PAGE
     cursor: int | None = None
     while True:
         records = instance.event_log_storage.get_asset_check_execution_history(
-            key,
-            limit=page,
-            cursor=cursor,
-            status=set(COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES),
-            partition_filter=PartitionKeyFilter(key=partition_key),
+            key, limit=page, cursor=cursor, partition_filter=PartitionKeyFilter(key=partition_key)
         )
         for record in records:
-            evaluation = record.evaluation
-            target = evaluation.target_materialization_data if evaluation else None
-            if evaluation is None or target is None:
-                continue
-            if target.storage_id == storage_id:
-                return evaluation
+            if record.status in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES:
+                evaluation = record.evaluation
+                target = evaluation.target_materialization_data if evaluation else None
+                if target is not None and target.storage_id == materialization.storage_id:
+                    return CheckOutcome(key.name, record.run_id, evaluation)
+            elif _ended_without_evaluation_of(instance, record, materialization, window):
+                return CheckOutcome(key.name, record.run_id, None)
         if len(records) < page:
             return None
         cursor = records[-1].id
+
+
+def _ended_without_evaluation_of(
+    instance: dg.DagsterInstance,
+    record: AssetCheckExecutionRecord,
+    materialization: dg.EventLogRecord,
+    window: tuple[int, int | None],
+) -> bool:
+    """``record`` (PLANNED: no evaluation) is an execution about ``materialization`` that
+    ended without one: its run failed (Dagster's EXECUTION_FAILED, as
+    ``AssetCheckExecutionRecord.resolve_status`` resolves it; a run that succeeded or was
+    canceled without running the check skipped it). ``window``: the storage ids of
+    ``materialization`` and of the month's next one (None: none yet)."""
+    run = instance.get_run_by_id(record.run_id)
+    if run is None or run.status != dg.DagsterRunStatus.FAILURE:
+        return False
+    if record.run_id == materialization.run_id:
+        return True
+    if record.key.asset_key in run_planned_assets(instance, record.run_id):
+        return False
+    begins, ends = window
+    planned = [
+        found.storage_id
+        for found in run_event_records(
+            instance, record.run_id, dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED
+        )
+        if _planned_check(found) == record.key
+    ]
+    return any(
+        begins < storage_id and (ends is None or storage_id < ends) for storage_id in planned
+    )
+
+
+def _planned_check(record: dg.EventLogRecord) -> dg.AssetCheckKey | None:
+    event = record.event_log_entry.dagster_event
+    data = event.event_specific_data if event else None
+    return data.asset_check_key if isinstance(data, AssetCheckEvaluationPlanned) else None
 
 
 def materialized_partitions(
@@ -192,11 +265,20 @@ def run_events(
 ) -> list[dg.EventLogEntry]:
     """The run's events of one type, oldest first.
 
+    NOT Dagster's public API: see :func:`run_event_records`.
+    """
+    return [record.event_log_entry for record in run_event_records(instance, run_id, event_type)]
+
+
+def run_event_records(
+    instance: dg.DagsterInstance, run_id: str, event_type: dg.DagsterEventType
+) -> Sequence[dg.EventLogRecord]:
+    """The run's events of one type with their storage ids, oldest first.
+
     NOT Dagster's public API (``DagsterInstance.get_records_for_run``): there is no public
     call for a run's events in 1.13. Kept here only; pinned by test_instance_reads.py.
     """
-    records = instance.get_records_for_run(run_id=run_id, of_type=event_type).records
-    return [record.event_log_entry for record in records]
+    return instance.get_records_for_run(run_id=run_id, of_type=event_type).records
 
 
 def run_check_evaluations(

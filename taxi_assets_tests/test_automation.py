@@ -514,6 +514,52 @@ def test_a_month_rebuilt_from_a_layer_that_failed_a_blocking_check_is_still_owed
     assert_yellow_2021_02_not_owed(instance, own_mirror, lake)
 
 
+def test_a_month_rebuilt_from_a_lake_month_whose_blocking_check_raised_is_still_owed(
+    own_mirror: FaultyMirror,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,
+    pg_url: str,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """As above, but the lake month's blocking checks, run again ("Execute checks"),
+    raised instead of failing (its file unreadable then: cut short, put back after), so
+    Dagster recorded no evaluation of them, only a run that failed. The sensor took the
+    month for rebuilt once a successful run built the warehouse alone from that lake
+    month: a check with no evaluation did not count. Its checks never passed since; the
+    month is owed, and the sensor says which check raised, in which run."""
+    lake = tmp_path / "lake"
+    no_warehouse = pipeline_resources(own_mirror.url, lake)  # nothing listens there
+    working = pipeline_resources(own_mirror.url, lake, pg_url)
+    assert run("raw/yellow_tripdata", no_warehouse, instance, "2021-01").success
+    layers = [f"{layer}/yellow_tripdata" for layer in ("raw", "lake", "warehouse")]
+    (request,) = yellow_tick(instance, own_mirror, lake)[0]
+    failed = run_of_request(request, layers, no_warehouse, instance)
+    assert not failed.success
+
+    path = Path(materialization_metadata(failed, "lake/yellow_tripdata")["path"])
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    checks = run_checks_only(dg.AssetKey(["lake", "yellow_tripdata"]), working, instance, "2021-02")
+    assert not checks.success and checks.get_asset_check_evaluations() == []
+    path.write_bytes(whole)
+    built = run_naming_its_assets(["warehouse/yellow_tripdata"], working, instance, "2021-02")
+    assert built.success
+
+    capfd.readouterr()
+    requests, message = yellow_tick(instance, own_mirror, lake)
+    logged = capfd.readouterr().err
+    assert len(requests) == 1, message
+    assert (requests[0].run_key or "").endswith("#retry1")
+    assert (
+        f"yellow 2021-02: owed: the warehouse was built from the lake month of run "
+        f"{failed.run_id[:8]}, whose blocking check rows_match_raw (raised in run "
+        f"{checks.run_id[:8]})" in logged
+    ), logged
+
+    assert run_of_request(requests[0], layers, working, instance).success
+    assert_yellow_2021_02_not_owed(instance, own_mirror, lake)
+
+
 def test_a_warehouse_holding_the_previous_file_is_still_owed_whatever_the_lake_events_say(
     own_mirror: FaultyMirror,
     tmp_path: Path,

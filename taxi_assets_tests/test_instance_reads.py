@@ -4,7 +4,7 @@
 what it returns on a real run (a planned asset, a passed and a failed check), so that a
 Dagster upgrade changing it fails here, not in the failure alerts. Likewise
 :func:`materialized_partition_keys` (``get_materialized_partitions``), which the new-month
-sensor reads every tick, and :func:`check_evaluations_of` (the event log storage's
+sensor reads every tick, and :func:`check_outcomes_of` (the event log storage's
 ``get_asset_check_execution_history``), which it reads for a month whose run failed.
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from taxi_assets import instance_reads
 from taxi_assets.instance_reads import (
-    check_evaluations_of,
+    check_outcomes_of,
     latest_materialization,
     latest_metadata,
     materialized_partition_keys,
@@ -176,28 +176,33 @@ def test_newest_loaded_partition_costs_the_same_however_many_months_failed(
 
 
 @dg.asset(partitions_def=MONTHS)
-def fares() -> None:
-    return None
+def fares(context: dg.AssetExecutionContext) -> None:
+    if context.run.tags.get("taxi/fares") == "raise":
+        raise RuntimeError("the fares step failed")
 
 
 @dg.asset_check(asset=fares, blocking=True, partitions_def=MONTHS)
 def as_told(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(passed=context.run.tags.get("taxi/check") != "fail")
+    told = context.run.tags.get("taxi/check")
+    if told == "raise":
+        raise RuntimeError("the check could not run")
+    return dg.AssetCheckResult(passed=told != "fail")
 
 
 FARES_CHECK = dg.AssetCheckKey(dg.AssetKey("fares"), "as_told")
 
 
 def materialize_fares(
-    instance: dg.DagsterInstance, month: str, check: str | None
+    instance: dg.DagsterInstance, month: str, check: str | None, fares_step: str = "ok"
 ) -> dg.ExecuteInProcessResult:
-    """A materialization of ``fares`` with its check ("pass", "fail") or without (None)."""
+    """A materialization of ``fares`` with its check ("pass", "fail", "raise") or without
+    (None); ``fares_step`` "raise": the asset's own step fails."""
     return dg.materialize(
         [fares, as_told] if check else [fares],
         partition_key=month,
         instance=instance,
         raise_on_error=False,
-        tags={"taxi/check": check or "none"},
+        tags={"taxi/check": check or "none", "taxi/fares": fares_step},
     )
 
 
@@ -215,20 +220,22 @@ def check_fares_again(instance: dg.DagsterInstance, month: str, check: str) -> N
     )
 
 
-def test_check_evaluations_of_a_materialization_whichever_run_made_them(
+def test_check_outcomes_of_a_materialization_whichever_run_made_them(
     instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(instance_reads, "CHECK_HISTORY_PAGE", 2)  # several pages below
 
-    def materialization(month: str) -> int:
+    def materialization(month: str) -> dg.EventLogRecord:
         record = latest_materialization(instance, dg.AssetKey("fares"), month)
         assert record is not None
-        return record.storage_id
+        return record
 
-    def passed(month: str, storage_id: int) -> list[bool]:
-        found = check_evaluations_of(instance, [FARES_CHECK], month, storage_id)
-        assert all(e.blocking and e.partition == month for e in found)
-        return [e.passed for e in found]
+    def passed(month: str, record: dg.EventLogRecord) -> list[bool | None]:
+        """Each outcome: passed, failed, or None (ended without an evaluation)."""
+        found = check_outcomes_of(instance, [FARES_CHECK], month, record)
+        evaluations = [o.evaluation for o in found if o.evaluation is not None]
+        assert all(e.blocking and e.partition == month for e in evaluations)
+        return [o.evaluation.passed if o.evaluation else None for o in found]
 
     materialize_fares(instance, "2021-01", "pass")
     first = materialization("2021-01")
@@ -237,21 +244,41 @@ def test_check_evaluations_of_a_materialization_whichever_run_made_them(
     assert passed("2021-01", first) == [False]
     check_fares_again(instance, "2021-01", "pass")
     assert passed("2021-01", first) == [True]
+    # "Execute checks" that raised: its latest execution has no evaluation.
+    check_fares_again(instance, "2021-01", "raise")
+    assert passed("2021-01", first) == [None]
+    check_fares_again(instance, "2021-01", "pass")
+    assert passed("2021-01", first) == [True]
 
     # A blocking check that fails in the run of the materialization fails the run, and
     # Dagster keeps the materialization.
     assert not materialize_fares(instance, "2021-01", "fail").success
     second = materialization("2021-01")
-    assert second > first
+    assert second.storage_id > first.storage_id
     assert passed("2021-01", second) == [False]
     for _ in range(3):  # three pages of the newer one's evaluations before the first's
         check_fares_again(instance, "2021-01", "fail")
     assert passed("2021-01", first) == [True]
 
+    # A check that raised in the run of the materialization: no evaluation, and the run
+    # failed; later "Execute checks" of an older materialization are not about it.
+    assert not materialize_fares(instance, "2021-01", "raise").success
+    third = materialization("2021-01")
+    assert third.storage_id > second.storage_id
+    assert passed("2021-01", third) == [None]
+    assert passed("2021-01", second) == [False] and passed("2021-01", first) == [True]
+    # A run that was to materialize the month again and failed in the asset's own step
+    # (its check planned, never run) is not about the materialization before it.
+    assert not materialize_fares(instance, "2021-01", "pass", fares_step="raise").success
+    assert materialization("2021-01").storage_id == third.storage_id
+    assert passed("2021-01", third) == [None]
+    check_fares_again(instance, "2021-01", "pass")
+    assert passed("2021-01", third) == [True]
+
     # Another month's evaluations are not this month's; a materialization without its
     # check has none.
-    materialize_fares(instance, "2021-02", "fail")
-    assert passed("2021-01", second) == [False] and passed("2021-01", first) == [True]
+    materialize_fares(instance, "2021-02", "raise")
+    assert passed("2021-01", third) == [True] and passed("2021-01", first) == [True]
     assert materialize_fares(instance, "2021-01", None).success
     assert passed("2021-01", materialization("2021-01")) == []
-    assert check_evaluations_of(instance, [], "2021-01", first) == []
+    assert check_outcomes_of(instance, [], "2021-01", first) == []

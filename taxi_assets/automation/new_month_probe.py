@@ -23,7 +23,7 @@ from upath import UPath
 from taxi_assets.automation.run_partitions import covers
 from taxi_assets.automation.schedules import schedule_name
 from taxi_assets.instance_reads import (
-    check_evaluations_of,
+    check_outcomes_of,
     latest_materialization,
     latest_metadata,
     metadata_values,
@@ -187,8 +187,8 @@ def _rebuilt_since(
     its checks' history: the latest evaluation of each blocking check that looked at it,
     in its own run or in a later "Execute checks", must not have failed as Dagster's
     blocking checks fail (not passed, severity ERROR). If one did, the month is owed, and
-    ``notes`` names the check. A check that raised, and so recorded no evaluation, does
-    not count.
+    ``notes`` names the check. So does a check whose latest execution raised (no
+    evaluation: :func:`taxi_assets.instance_reads.check_outcomes_of`): it never passed.
 
     The walk assumes that a step read the layer before it as last recorded before its own
     materialization. Two overlapping runs of the month break that: a run from the UI
@@ -252,16 +252,23 @@ def _failed_blocking_checks(
     month: str,
     record: dg.EventLogRecord,
 ) -> list[str]:
-    """Names of the checks among ``check_keys`` whose latest evaluation of the
-    materialization ``record`` failed in a way that stops a run: not passed, blocking,
-    severity ERROR (Dagster's own condition, in its step execution)."""
-    return [
-        evaluation.check_name
-        for evaluation in check_evaluations_of(instance, check_keys, month, record.storage_id)
-        if not evaluation.passed
-        and evaluation.blocking
-        and evaluation.severity == dg.AssetCheckSeverity.ERROR
-    ]
+    """Names of the checks among ``check_keys`` whose latest execution about the
+    materialization ``record`` did not pass as a blocking check must: it failed in a way
+    that stops a run (not passed, blocking, severity ERROR: Dagster's own condition, in
+    its step execution), or it ended without an evaluation (it raised, in the
+    materialization's own run or in a later "Execute checks")."""
+    failed = []
+    for outcome in check_outcomes_of(instance, check_keys, month, record):
+        evaluation = outcome.evaluation
+        if evaluation is None:
+            failed.append(f"{outcome.check_name} (raised in run {outcome.run_id[:8]})")
+        elif (
+            not evaluation.passed
+            and evaluation.blocking
+            and evaluation.severity == dg.AssetCheckSeverity.ERROR
+        ):
+            failed.append(outcome.check_name)
+    return failed
 
 
 def _pin_reason(lake_root: UPath | None, service: str, month: str) -> str | None:
