@@ -690,6 +690,7 @@ def test_two_overlapping_runs_of_a_month_publish_no_superseded_lake_month(
         assert "yellow_tripdata 2021-02: the raw month changed while this run converted it" in shown
         assert f"it read revision {previous_sha}, and {new_sha} is current now" in shown, shown
         assert "Run it again." in shown
+        assert shown.count("the raw month changed while") == 1, shown  # said once, not twice
         # The lake keeps the sensor run's month: the new file's rows, and no lake
         # materialization of the UI run.
         footer = pq.read_metadata(lake_file)

@@ -145,7 +145,9 @@ def while_raw_current(raw_file: StoredFile, made: str) -> Iterator[None]:
         with while_current(raw_file.slot, raw_file.sha256, made):
             yield
     except RevisionSuperseded as error:
-        raise dg.Failure(description=str(error)) from error
+        # Its whole message is the Failure's; chained, Dagster's error showed it twice, and
+        # its traceback (the guard's own lines) tells nothing more.
+        raise dg.Failure(description=str(error)) from None
 
 
 def _mismatch_cause(raw_file: StoredFile) -> str:
