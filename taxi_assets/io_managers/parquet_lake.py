@@ -30,7 +30,12 @@ from taxi_assets.io_managers.arrow_stats import (
 )
 from taxi_assets.io_managers.lake_files import LakeFiles
 from taxi_assets.resources.lake import LakeResource
-from taxi_assets.storage.publish import local_staging_dir, publish_file, staging_name
+from taxi_assets.storage.publish import (
+    flush_to_disk,
+    local_staging_dir,
+    publish_file,
+    staging_name,
+)
 from taxi_assets.storage.roots import is_local
 
 # Rows per row group: pending batches are held in memory until a group is written, and
@@ -233,6 +238,7 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
                 label=f"Parquet {path.name}",
             )
             size = local.stat().st_size
+            flush_to_disk(local, path)  # before the guard, which may hold the raw month's lock
             with guard():
                 publish_file(local, path)
         except OSError as error:

@@ -66,6 +66,16 @@ def staging_name(dest: UPath) -> str:
     return f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp"
 
 
+def flush_to_disk(local_src: Path, dest: UPath) -> None:
+    """Write ``local_src``'s data to disk now, where :func:`publish_file` would fsync it
+    (a staged file beside a local ``dest``): the publish, which may run under a lock
+    (``storage.revision_guard``), then only renames it (its own fsync finds nothing left
+    to write: 0.2 s for 400 MB here, 1 ms again). Nothing to do for object stores."""
+    if is_local(dest) and local_src.parent == Path(dest.path).parent:
+        with open(local_src, "rb") as handle:
+            os.fsync(handle.fileno())
+
+
 def publish_file(local_src: Path, dest: UPath) -> None:
     """Make ``local_src`` visible at ``dest`` in one step; readers never see a partial file.
 
