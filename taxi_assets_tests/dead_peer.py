@@ -139,13 +139,14 @@ def main(data: Path, where: str) -> None:
                 cutter.start()
                 try:
                     connection.exec_driver_sql(STATEMENT)
-                    said = "the statement ended"
+                    said, named = "the statement ended", ""
                 except sa.exc.DBAPIError as error:
-                    said = f"{type(error.orig).__name__}: {error.orig}"
+                    said, named = f"{type(error.orig).__name__}: {error.orig}", str(error)
                 ended = time.monotonic()
                 cutter.join()
             resource.engine().dispose()
-            print(json.dumps({"took": ended - cut_at[0], "error": said}), flush=True)
+            result = {"took": ended - cut_at[0], "error": said, "named": named}
+            print(json.dumps({**result, "server": resource.describe()}), flush=True)
         finally:
             stop(data)
     finally:

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from taxi_assets.pg.embedded import stop
 from taxi_assets.pg.keepalives import KEEPALIVES
+from taxi_assets.pg.lost_server import lost_server_says
 from taxi_assets.resources.postgres import PostgresResource
 from taxi_assets_tests.emulators import free_port
 from taxi_assets_tests.pipeline import REPO
@@ -158,6 +159,8 @@ def test_a_statement_waiting_on_a_server_cut_off_fails_within_seconds(
     ), result
     # 1 s idle, then 2 probes 1 s apart: 3 s at most after the last packet before the cut.
     assert result["took"] < 10, result
+    # The error names the server it lost (pg/lost_server.py), beside libpq's text.
+    assert lost_server_says(result["server"]) in result["named"], result
 
 
 def test_each_tcp_session_probes_its_client_as_the_client_probes_the_server(tcp_url: str) -> None:

@@ -40,6 +40,7 @@ from taxi_assets.pg.ddl import (
 )
 from taxi_assets.pg.interrupts import dropped_if_interrupted
 from taxi_assets.pg.load_log import ensure_log_table, replace_records
+from taxi_assets.pg.lost_server import naming_lost_server
 from taxi_assets.pg.month_swap import InSwap, MonthBounds, Staging, replace_months
 from taxi_assets.pg.partitions import tree_bytes
 from taxi_assets.resources.postgres import PostgresResource
@@ -137,6 +138,10 @@ class PostgresIOManager(dg.ConfigurableIOManager):
     database: PostgresResource
 
     def handle_output(self, context: dg.OutputContext, obj: TableLoad | pa.Table | None) -> None:
+        with naming_lost_server(self.database.describe()):
+            self._handle_output(context, obj)
+
+    def _handle_output(self, context: dg.OutputContext, obj: TableLoad | pa.Table | None) -> None:
         if obj is None:
             return
         load = obj if isinstance(obj, TableLoad) else TableLoad(obj.to_reader(), obj.num_rows)
@@ -293,6 +298,10 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         return int(count or 0)
 
     def load_input(self, context: dg.InputContext) -> pa.Table | object:
+        with naming_lost_server(self.database.describe()):
+            return self._load_input(context)
+
+    def _load_input(self, context: dg.InputContext) -> pa.Table | object:
         source = _slice(context)
         where, params = source.where()
         table = read_query_arrow(

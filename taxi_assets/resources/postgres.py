@@ -10,6 +10,7 @@ from taxi_assets.pg.interrupts import cancel_interrupted_statements
 from taxi_assets.pg.keepalives import with_keepalives
 from taxi_assets.pg.lock_retry import LockWaits
 from taxi_assets.pg.lost_client import check_for_lost_client
+from taxi_assets.pg.lost_server import name_lost_server
 from taxi_assets.production import require_setting
 from taxi_assets.run_watch import RunWatch, watch_run
 from taxi_assets.settings import resolve_setting
@@ -79,6 +80,8 @@ class PostgresResource(dg.ConfigurableResource):
             # A killed run's statement ends on the server in seconds, not at its end,
             # and frees the month's lock.
             check_for_lost_client(engine)
+            # A connection lost mid-statement names the server it was to.
+            name_lost_server(engine, self.describe())
             self._engine = engine
         return self._engine
 

@@ -1,0 +1,97 @@
+"""A connection to the warehouse lost mid-statement names the server (pg/lost_server.py).
+
+Real servers: the session's embedded PostgreSQL, whose backend running the test's
+statement is really terminated (``pg_terminate_backend``, as an operator or a failover
+ends a session); a server cut off by the network is in test_warehouse_keepalives.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from taxi_assets.pg.lost_server import lost_server_says, naming_lost_server
+from taxi_assets.resources.postgres import PostgresResource
+
+SLEEP = "SELECT pg_sleep(60)"
+
+
+def terminate_when_sleeping(url: str, name: str) -> threading.Thread:
+    """Ends the session named ``name`` once it runs ``SLEEP``, from a thread."""
+
+    def terminate() -> None:
+        with psycopg.connect(url, autocommit=True) as killer:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                row = killer.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = %s AND query = %s",
+                    (name, SLEEP),
+                ).fetchone()
+                if row and row[0]:
+                    return
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=terminate, daemon=True)
+    thread.start()
+    return thread
+
+
+def named_url(url: str, name: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}application_name={name}"
+
+
+def test_a_statement_whose_session_is_ended_names_the_server(pg_url: str) -> None:
+    resource = PostgresResource(url=named_url(pg_url, "lost-statement"))
+    engine = resource.engine()
+    try:
+        killer = terminate_when_sleeping(pg_url, "lost-statement")
+        with engine.connect() as connection, pytest.raises(sa.exc.OperationalError) as raised:
+            connection.exec_driver_sql(SLEEP)
+        killer.join()
+    finally:
+        engine.dispose()
+    said = str(raised.value)
+    assert lost_server_says(resource.describe()) in said, said
+    assert "terminating connection due to administrator command" in said  # libpq's text kept
+    assert raised.value.connection_invalidated
+
+
+def test_a_driver_call_whose_session_is_ended_names_the_server(pg_url: str) -> None:
+    """The driver's own calls (a load's COPY) are psycopg's errors, not SQLAlchemy's: they
+    get a note, which Dagster's error display (the exception's formatted lines) shows."""
+    resource = PostgresResource(url=named_url(pg_url, "lost-copy"))
+    engine = resource.engine()
+    try:
+        killer = terminate_when_sleeping(pg_url, "lost-copy")
+        with (
+            engine.connect() as connection,
+            pytest.raises(psycopg.OperationalError) as raised,
+            naming_lost_server(resource.describe()),
+        ):
+            driver = connection.connection.driver_connection
+            assert isinstance(driver, psycopg.Connection)
+            driver.execute(SLEEP)
+        killer.join()
+    finally:
+        engine.dispose()
+    shown = "".join(traceback.format_exception_only(raised.value))
+    assert lost_server_says(resource.describe()) in shown, shown
+    assert shown.count("was lost") == 1
+
+
+def test_a_server_that_refuses_the_connection_is_not_said_to_be_lost() -> None:
+    where = "postgresql://127.0.0.1:9/none"
+    with (
+        pytest.raises(sa.exc.OperationalError) as raised,
+        naming_lost_server(where),
+    ):
+        with PostgresResource(url="postgresql://reader:s3cret@127.0.0.1:9/none").engine().connect():
+            pass
+    shown = "".join(traceback.format_exception_only(raised.value))
+    assert "was lost" not in shown and "s3cret" not in shown, shown
