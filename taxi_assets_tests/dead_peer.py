@@ -35,11 +35,13 @@ import sqlalchemy as sa
 
 from taxi_assets.pg import keepalives
 from taxi_assets.pg.embedded import stop
+from taxi_assets.pg.month_swap import month_lock_key
 from taxi_assets.resources.postgres import PostgresResource
 from taxi_assets_tests.tcp_postgres import start_on_tcp, unix_socket_url
 
 CLIENT, SERVER, PORT = "10.41.0.1", "10.41.0.2", 5432
 STATEMENT = "select pg_sleep(600)"
+MONTH_LOCK = f"hashtextextended('{month_lock_key('warehouse', 'yellow_tripdata', '2021-01')}', 0)"
 # A dead peer found 1 + 1 * 2 s after the last packet.
 SHORT = {"keepalives_idle": 1, "keepalives_interval": 1, "keepalives_count": 2}
 PR_SET_PDEATHSIG = 1
@@ -169,6 +171,13 @@ def session_gone_after_cut(data: Path, name: str, limit_s: float) -> float | Non
     return None
 
 
+def month_lock_free(data: Path) -> bool:
+    """Another session can take the month's lock now (asked over the Unix socket)."""
+    with psycopg.connect(unix_socket_url(data, PORT), autocommit=True) as other:
+        row = other.execute(f"SELECT pg_try_advisory_lock({MONTH_LOCK})").fetchone()
+        return row == (True,)
+
+
 def main_client_cut(data: Path, where: str, limit_s: float) -> None:
     """The client's host cut off instead: this process's address is deleted while the
     server runs its statement, so the server's keepalive probes reach this host and are
@@ -192,6 +201,8 @@ def main_client_cut(data: Path, where: str, limit_s: float) -> None:
             engine = PostgresResource(url=f"{url}?{urlencode(query)}").engine()
             connection = engine.connect()
             fd = connection.connection.driver_connection.pgconn.socket  # type: ignore[union-attr]
+            # The month's lock, as a load holds it (pg.month_swap) while its statements run.
+            connection.exec_driver_sql(f"SELECT pg_advisory_lock({MONTH_LOCK})")
 
             def run_statement() -> None:
                 try:
@@ -203,7 +214,7 @@ def main_client_cut(data: Path, where: str, limit_s: float) -> None:
             wait_until_running(data, fd)
             run(["ip", "addr", "del", f"{CLIENT}/24", "dev", "cable"])
             took = session_gone_after_cut(data, name, limit_s)
-            print(json.dumps({"took": took}), flush=True)
+            print(json.dumps({"took": took, "lock_free": month_lock_free(data)}), flush=True)
         finally:
             stop(data)
     finally:

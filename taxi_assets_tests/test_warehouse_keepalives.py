@@ -191,9 +191,9 @@ def test_a_statement_whose_clients_host_is_cut_off_ends_on_the_server_within_sec
     are dropped without a word, as for a crashed machine) while the server runs its
     ``select pg_sleep(600)``. With the product's server-side keepalives (shortened to
     1 + 1 * 2 s, and the lost-client check to 1 s) the server ends the session within
-    seconds, freeing its locks; with the server's keepalives left at the kernel's (2 hours)
-    it still had the session 15 s after the cut (before the product set them, so did every
-    session)."""
+    seconds, and the month's lock the session held is free for the month's next load; with
+    the server's keepalives left at the kernel's (2 hours) it still had the session, and
+    the lock, 15 s after the cut (before the product set them, so did every session)."""
     why_not = namespaces_unavailable()
     if why_not:
         pytest.skip(why_not)
@@ -207,9 +207,12 @@ def test_a_statement_whose_clients_host_is_cut_off_ends_on_the_server_within_sec
     finally:
         stop(cut_off_folder)  # started in the server's namespace; still running if killed
     assert done.returncode == 0, done.stderr[-3000:]
-    took = json.loads(done.stdout.strip().splitlines()[-1])["took"]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    took = result["took"]
     if where == "kernel-keepalives":
         assert took is None, f"the session ended {took:.1f} s after the cut"
+        assert result["lock_free"] is False  # the month's next load would wait on it
     else:
         # 1 s idle, then 2 probes 1 s apart, then the check's 1 s.
         assert took is not None and took < 10, took
+        assert result["lock_free"] is True  # the month's next load can take it
