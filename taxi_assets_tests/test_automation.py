@@ -437,7 +437,7 @@ def test_a_warehouse_built_from_the_lake_before_the_failed_runs_file_is_still_ow
     assert (retry.run_key or "").endswith("#retry1")
 
 
-@pytest.mark.parametrize("failing", ["lake", "warehouse"])
+@pytest.mark.parametrize("failing", ["lake", "warehouse", "lake-check-raised"])
 def test_a_month_rebuilt_from_a_layer_that_failed_a_blocking_check_is_still_owed(
     failing: str,
     own_mirror: FaultyMirror,
@@ -452,9 +452,11 @@ def test_a_month_rebuilt_from_a_layer_that_failed_a_blocking_check_is_still_owed
     since its checks passed: the lake month, which then lost a row (written over by hand)
     and failed rows_match_raw before the warehouse was built from it (Dagster builds it
     all the same: a blocking check stops the later steps of its own run only); or the
-    warehouse month, which lost rows afterwards and failed rows_match_lake. The sensor
-    took the month for rebuilt ("loaded, upstream unchanged"). It is still owed, and the
-    sensor names the check; the retry rebuilds the month from the raw file, and then
+    warehouse month, which lost rows afterwards and failed rows_match_lake; or the lake
+    month's checks, run again, raised instead (its file cut short then, put back after):
+    Dagster records no evaluation of a check that raises, only a run that failed. The
+    sensor took the month for rebuilt ("loaded, upstream unchanged"). It is still owed,
+    and the sensor names the check (and the run where it raised); the retry rebuilds the month from the raw file, and then
     nothing is owed. (Only damage fails these checks after their layer's own run: the
     lake step compares the rows it parsed with the raw file's itself, and the warehouse
     step the rows it loaded with the lake's.)"""
@@ -480,6 +482,15 @@ def test_a_month_rebuilt_from_a_layer_that_failed_a_blocking_check_is_still_owed
             dg.AssetKey(["lake", "yellow_tripdata"]), working, instance, "2021-02"
         )
         assert blocking(checks) == {("rows_match_raw", False), ("schema_matches_contract", True)}
+    if failing == "lake-check-raised":
+        path = Path(materialization_metadata(failed, "lake/yellow_tripdata")["path"])
+        whole = path.read_bytes()
+        path.write_bytes(whole[: len(whole) // 2])
+        checks = run_checks_only(
+            dg.AssetKey(["lake", "yellow_tripdata"]), working, instance, "2021-02"
+        )
+        assert not checks.success and blocking(checks) == set()
+        path.write_bytes(whole)
     built = run_naming_its_assets(["warehouse/yellow_tripdata"], working, instance, "2021-02")
     assert built.success
     assert blocking(built) == {("rows_match_lake", True)}
@@ -501,60 +512,17 @@ def test_a_month_rebuilt_from_a_layer_that_failed_a_blocking_check_is_still_owed
     logged = capfd.readouterr().err  # the sensor's log (the tick's, in the UI)
     assert len(requests) == 1, message
     assert (requests[0].run_key or "").endswith("#retry1")
-    note = (
-        "the warehouse was built from the lake month of run "
-        f"{failed.run_id[:8]}, whose blocking check rows_match_raw failed"
-        if failing == "lake"
-        else f"the warehouse month of run {built.run_id[:8]} failed its blocking check "
-        "rows_match_lake"
-    )
+    lake_note = f"the warehouse was built from the lake month of run {failed.run_id[:8]}, "
+    if failing == "lake":
+        note = lake_note + "whose blocking check rows_match_raw failed"
+    elif failing == "lake-check-raised":
+        note = (
+            lake_note + f"whose blocking check rows_match_raw (raised in run {checks.run_id[:8]})"
+        )
+    else:
+        note = f"the warehouse month of run {built.run_id[:8]} failed its blocking check "
+        note += "rows_match_lake"
     assert f"yellow 2021-02: owed: {note}" in logged, logged
-
-    assert run_of_request(requests[0], layers, working, instance).success
-    assert_yellow_2021_02_not_owed(instance, own_mirror, lake)
-
-
-def test_a_month_rebuilt_from_a_lake_month_whose_blocking_check_raised_is_still_owed(
-    own_mirror: FaultyMirror,
-    tmp_path: Path,
-    instance: dg.DagsterInstance,
-    pg_url: str,
-    capfd: pytest.CaptureFixture[str],
-) -> None:
-    """As above, but the lake month's blocking checks, run again ("Execute checks"),
-    raised instead of failing (its file unreadable then: cut short, put back after), so
-    Dagster recorded no evaluation of them, only a run that failed. The sensor took the
-    month for rebuilt once a successful run built the warehouse alone from that lake
-    month: a check with no evaluation did not count. Its checks never passed since; the
-    month is owed, and the sensor says which check raised, in which run."""
-    lake = tmp_path / "lake"
-    no_warehouse = pipeline_resources(own_mirror.url, lake)  # nothing listens there
-    working = pipeline_resources(own_mirror.url, lake, pg_url)
-    assert run("raw/yellow_tripdata", no_warehouse, instance, "2021-01").success
-    layers = [f"{layer}/yellow_tripdata" for layer in ("raw", "lake", "warehouse")]
-    (request,) = yellow_tick(instance, own_mirror, lake)[0]
-    failed = run_of_request(request, layers, no_warehouse, instance)
-    assert not failed.success
-
-    path = Path(materialization_metadata(failed, "lake/yellow_tripdata")["path"])
-    whole = path.read_bytes()
-    path.write_bytes(whole[: len(whole) // 2])
-    checks = run_checks_only(dg.AssetKey(["lake", "yellow_tripdata"]), working, instance, "2021-02")
-    assert not checks.success and checks.get_asset_check_evaluations() == []
-    path.write_bytes(whole)
-    built = run_naming_its_assets(["warehouse/yellow_tripdata"], working, instance, "2021-02")
-    assert built.success
-
-    capfd.readouterr()
-    requests, message = yellow_tick(instance, own_mirror, lake)
-    logged = capfd.readouterr().err
-    assert len(requests) == 1, message
-    assert (requests[0].run_key or "").endswith("#retry1")
-    assert (
-        f"yellow 2021-02: owed: the warehouse was built from the lake month of run "
-        f"{failed.run_id[:8]}, whose blocking check rows_match_raw (raised in run "
-        f"{checks.run_id[:8]})" in logged
-    ), logged
 
     assert run_of_request(requests[0], layers, working, instance).success
     assert_yellow_2021_02_not_owed(instance, own_mirror, lake)
