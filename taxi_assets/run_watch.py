@@ -14,7 +14,9 @@ this kind (``run_cancellation_thread``) is off in Dagster OSS
 Dagster's thread, 10 s unless set) and interrupts the process (SIGINT, as a launcher's
 terminate does; the warehouse's statements then end at once, ``pg.interrupts``) when the
 run has stayed ended for a whole interval: a launcher that stops the process itself has
-done so by then, so a launched run is not interrupted twice while it cleans up.
+done so by then, so a launched run is not interrupted twice while it cleans up. The
+resources a run's steps use (the lake, the warehouse) each ask for the watch while set
+up; they share one per run (:func:`watch_run`).
 """
 
 from __future__ import annotations
@@ -98,10 +100,42 @@ class RunWatch:
                     return
 
 
-def watch_run(context: dg.InitResourceContext) -> RunWatch | None:
-    """A :class:`RunWatch` of the run a resource is set up for; None outside a run, or
-    for an ephemeral instance (nobody else can end its runs)."""
+# One watch per run in a process, shared by the resources that ask for one (the lake, the
+# warehouse): each would otherwise interrupt the process once.
+_WATCHES: dict[str, tuple[RunWatch, int]] = {}
+_WATCHES_LOCK = threading.Lock()
+
+
+class RunWatchLease:
+    """A resource's share of its run's :class:`RunWatch`: :meth:`release` it at teardown;
+    the watch stops with the last share."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self._released = False
+
+    def release(self) -> None:
+        with _WATCHES_LOCK:
+            if self._released:
+                return
+            self._released = True
+            watch, shares = _WATCHES[self.run_id]
+            if shares > 1:
+                _WATCHES[self.run_id] = (watch, shares - 1)
+                return
+            del _WATCHES[self.run_id]
+        watch.stop()
+
+
+def watch_run(context: dg.InitResourceContext) -> RunWatchLease | None:
+    """A share of the :class:`RunWatch` of the run a resource is set up for; None outside
+    a run, or for an ephemeral instance (nobody else can end its runs)."""
     instance, run = context.instance, context.run
     if instance is None or run is None or instance.is_ephemeral:
         return None
-    return RunWatch(instance, run.run_id)
+    with _WATCHES_LOCK:
+        watch, shares = _WATCHES.get(run.run_id, (None, 0))
+        if watch is None:
+            watch = RunWatch(instance, run.run_id)
+        _WATCHES[run.run_id] = (watch, shares + 1)
+    return RunWatchLease(run.run_id)

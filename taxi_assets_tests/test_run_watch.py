@@ -24,6 +24,7 @@ import yaml
 from taxi_assets.pg.month_swap import month_lock_key
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import REPO, cli_env, warehouse_loads
+from taxi_assets_tests.test_slot_lock_wait import HOLD_THE_FOLDER_AND_STOP, wait_until_stopped
 
 MONTH = "2021-01"
 POLL_S = 1  # run_monitoring.cancellation_thread_poll_interval_seconds (10 by default)
@@ -160,3 +161,46 @@ def test_a_cli_run_waiting_on_the_warehouse_stops_when_marked_failed_elsewhere(
         holder.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (lock,))
     # Nothing loaded: the month was never in the warehouse, and is not now.
     assert ("warehouse.yellow_tripdata", MONTH) not in warehouse_loads(pg_url)
+
+
+def test_a_cli_run_with_no_warehouse_step_stops_too_when_marked_failed_elsewhere(
+    mirror: FaultyMirror, tmp_path: Path
+) -> None:
+    """The lake resource watches its run as the warehouse's does (one watch per run,
+    shared): `dagster asset materialize` of a raw month whose folder lock a stopped process
+    holds (a hung run of the month) waits for it, and stops once its run is marked failed."""
+    env = {**cli_env(tmp_path, mirror.url, tmp_path / "lake"), "TAXI_RAW_LOCK_WAIT_S": "120"}
+    home = instance_home(Path(env["DAGSTER_HOME"]))
+    folder = tmp_path / "lake" / "raw" / "yellow_tripdata" / MONTH
+    folder.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_FOLDER_AND_STOP, str(folder)])
+    cli = None
+    try:
+        wait_until_stopped(holder.pid)
+        cli = subprocess.Popen(
+            [DAGSTER, "asset", "materialize", "-m", "taxi_assets", "--select",
+             "raw/yellow_tripdata", "--partition", MONTH],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            deadline = time.monotonic() + 120
+            while not any(
+                instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
+                for run in instance.get_runs()
+            ):
+                assert cli.poll() is None, cli.stdout.read() if cli.stdout else ""
+                assert time.monotonic() < deadline, "the run's step never started"
+                time.sleep(0.2)
+            time.sleep(2)  # the month's small file downloaded: the step waits for the lock
+            (run,) = instance.get_runs()
+            assert cli.poll() is None and run.status == dg.DagsterRunStatus.STARTED
+            end_as_run_monitoring_does(instance, run)
+            said, _ = cli.communicate(timeout=2 * POLL_S + 20)
+            assert cli.returncode != 0, said
+            assert "interrupting it" in said and run.run_id in said, said
+        assert not (folder / "revisions.json").exists()  # nothing stored
+    finally:
+        for process in (cli, holder):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from taxi_assets.bq.client import bigquery_client, emulator_host
 from taxi_assets.bq.names import BigQueryNameError, check_project
 from taxi_assets.production import require_setting
+from taxi_assets.run_watch import RunWatchLease, watch_run
 from taxi_assets.settings import resolve_setting
 
 if TYPE_CHECKING:
@@ -65,9 +66,16 @@ class BigQueryWarehouse(dg.ConfigurableResource):
 
     url: str | None = Field(default=None, description="bigquery://PROJECT ($TAXI_WAREHOUSE_URL).")
     month_replace: MonthReplace = "auto"
+    _run_watch: RunWatchLease | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         require_setting(self.url, WAREHOUSE_URL_ENV, "the warehouse (bigquery://PROJECT)")
+        # A run ended by someone else (max_runtime, Terminate) stops here too (run_watch).
+        self._run_watch = watch_run(context)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._run_watch is not None:
+            self._run_watch.release()
 
     def target(self) -> BigQueryTarget:
         url = resolve_setting(self.url, WAREHOUSE_URL_ENV, None)

@@ -12,7 +12,7 @@ from taxi_assets.pg.lock_retry import LockWaits
 from taxi_assets.pg.lost_client import check_for_lost_client
 from taxi_assets.pg.lost_server import name_lost_server
 from taxi_assets.production import require_setting
-from taxi_assets.run_watch import RunWatch, watch_run
+from taxi_assets.run_watch import RunWatchLease, watch_run
 from taxi_assets.settings import resolve_setting
 
 
@@ -47,7 +47,7 @@ class PostgresResource(dg.ConfigurableResource):
     lock_retry_s: float = 600.0
     _engine: sa.Engine | None = PrivateAttr(default=None)
     _url: str | None = PrivateAttr(default=None)
-    _run_watch: RunWatch | None = PrivateAttr(default=None)
+    _run_watch: RunWatchLease | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         require_setting(
@@ -96,6 +96,6 @@ class PostgresResource(dg.ConfigurableResource):
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._run_watch is not None:
-            self._run_watch.stop()
+            self._run_watch.release()
         if self._engine is not None:
             self._engine.dispose()
