@@ -15,8 +15,8 @@ Dagster's thread, 10 s unless set) and interrupts the process (SIGINT, as a laun
 terminate does; the warehouse's statements then end at once, ``pg.interrupts``) when the
 run has stayed ended for a whole interval: a launcher that stops the process itself has
 done so by then, so a launched run is not interrupted twice while it cleans up. The
-resources a run's steps use (the lake, the warehouse) each ask for the watch while set
-up; they share one per run (:func:`watch_run`).
+resources a run's steps use (the raw files' IO manager, the warehouse) each ask for the
+watch while set up; they share one per run (:func:`watch_run`).
 """
 
 from __future__ import annotations

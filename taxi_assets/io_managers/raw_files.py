@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+from pydantic import PrivateAttr
 from upath import UPath
 
 from taxi_assets.resources.lake import LakeResource
+from taxi_assets.run_watch import RunWatchLease, watch_run
 from taxi_assets.settings import resolve_setting
 from taxi_assets.storage.revision_manifest import Revision
 from taxi_assets.storage.revision_updates import Commit, PinChange, make_current, parse_keep
@@ -76,10 +78,19 @@ class RawFileIOManager(dg.ConfigurableIOManager):
     def slot(self, context: dg.OutputContext | dg.InputContext) -> RevisionSlot:
         return slot_for(self.root_path(), context.asset_key.path, self._partition_key(context))
 
+    _run_watch: RunWatchLease | None = PrivateAttr(default=None)
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Bad settings fail when the run starts, before downloading.
         self.keep()
         slot_lock_wait_s()
+        # A run ended by someone else (max_runtime, Terminate) stops here too (run_watch).
+        # Here, not in LakeResource: sensors and schedules use that one outside runs.
+        self._run_watch = watch_run(context)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._run_watch is not None:
+            self._run_watch.release()
 
     def keep(self) -> int | None:
         explicit = None if self.keep_revisions is None else str(self.keep_revisions)

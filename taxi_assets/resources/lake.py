@@ -1,11 +1,9 @@
 """The data lake: where raw files, Parquet and charts live, resolved when a run starts."""
 
 import dagster as dg
-from pydantic import PrivateAttr
 from upath import UPath
 
 from taxi_assets.production import require_object_store_lake
-from taxi_assets.run_watch import RunWatchLease, watch_run
 from taxi_assets.storage.roots import lake_root, resolve_root
 
 
@@ -19,16 +17,9 @@ class LakeResource(dg.ConfigurableResource):
     """
 
     url: str | None = None
-    _run_watch: RunWatchLease | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         require_object_store_lake(self.url, "TAXI_LAKE_URL")
-        # A run ended by someone else (max_runtime, Terminate) stops here too (run_watch).
-        self._run_watch = watch_run(context)
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._run_watch is not None:
-            self._run_watch.release()
 
     def root(self) -> UPath:
         return lake_root(self.url)
