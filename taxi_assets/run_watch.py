@@ -16,7 +16,8 @@ terminate does; the warehouse's statements then end at once, ``pg.interrupts``) 
 run has stayed ended for a whole interval: a launcher that stops the process itself has
 done so by then, so a launched run is not interrupted twice while it cleans up. The
 resources a run's steps use (the raw files' IO manager, the warehouse) each ask for the
-watch while set up; they share one per run (:func:`watch_run`).
+watch while set up; they share one per run (:func:`watch_run`). A run executing off the
+main thread is not watched: the interruption would land in the main thread's work.
 """
 
 from __future__ import annotations
@@ -129,9 +130,15 @@ class RunWatchLease:
 
 def watch_run(context: dg.InitResourceContext) -> RunWatchLease | None:
     """A share of the :class:`RunWatch` of the run a resource is set up for; None outside
-    a run, or for an ephemeral instance (nobody else can end its runs)."""
+    a run, for an ephemeral instance (nobody else can end its runs), or off the main
+    thread."""
     instance, run = context.instance, context.run
     if instance is None or run is None or instance.is_ephemeral:
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        # A run executing in another thread (materialize() in a thread of a script or a
+        # test): SIGINT reaches the main thread only, which runs something else, and
+        # Dagster raises an interruption in a step only on the main thread.
         return None
     with _WATCHES_LOCK:
         watch, shares = _WATCHES.get(run.run_id, (None, 0))

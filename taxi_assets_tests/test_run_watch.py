@@ -3,27 +3,45 @@ in its own process too, when no run launcher knows that process.
 
 Real components: Dagster's CLI (`dagster asset materialize`) as a process, a real SQLite
 instance on disk, the session's real PostgreSQL, whose month lock a session of the test's
-holds so that the run's load waits on it for ever, as on a hung server. The run is ended
-the way run monitoring ends a run it cannot terminate (``report_run_canceling``, then
-``report_run_failed``: ``dagster._daemon.monitoring.run_monitoring.check_run_timeout``),
-without waiting for a daemon's max_runtime.
+holds so that the run's load waits on it for ever, as on a hung server; and a server of
+the module's own whose every process is stopped (SIGSTOP) in the middle of the run's
+COPY, the hung server itself. The run is ended the way run monitoring ends a run it
+cannot terminate (``report_run_canceling``, then ``report_run_failed``:
+``dagster._daemon.monitoring.run_monitoring.check_run_timeout``), or marked failed
+outright (``report_run_failed``), without waiting for a daemon's max_runtime.
 """
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import dagster as dg
+import psutil
 import psycopg
 import pytest
 import yaml
 
+from taxi_assets.devdata import write_month
 from taxi_assets.pg.month_swap import month_lock_key
+from taxi_assets.pg.partitions import child_name, staging_tables
+from taxi_assets.run_slots import held_slots
+from taxi_assets_tests import faults_support
+from taxi_assets_tests.faults_support import wait_for
 from taxi_assets_tests.http_faults import FaultyMirror
-from taxi_assets_tests.pipeline import REPO, cli_env, warehouse_loads
+from taxi_assets_tests.pipeline import (
+    REPO,
+    cli_env,
+    engine_for,
+    pipeline_resources,
+    run,
+    warehouse_counts,
+    warehouse_loads,
+)
 from taxi_assets_tests.test_slot_lock_wait import HOLD_THE_FOLDER_AND_STOP, wait_until_stopped
 
 MONTH = "2021-01"
@@ -47,6 +65,45 @@ with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
     except KeyboardInterrupt:
         print("interrupted", flush=True)
         sys.exit(3)
+"""
+
+
+# A run executing in a thread of a process (argv[1]: the instance's home) whose resource
+# asks for the watch, and which is marked failed while its step goes on for argv[2] s: the
+# main thread, waiting for it, must not be interrupted.
+IN_A_THREAD = """
+import sys, threading, time
+import dagster as dg
+from taxi_assets.run_watch import watch_run
+
+leases = []
+
+class Watched(dg.ConfigurableResource):
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        leases.append(watch_run(context))
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        for lease in leases:
+            if lease is not None:
+                lease.release()
+
+@dg.asset
+def ended_elsewhere(context: dg.AssetExecutionContext, watched: Watched) -> None:
+    context.instance.report_run_failed(context.run)
+    time.sleep(float(sys.argv[2]))
+
+with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
+    def materialize() -> None:
+        dg.materialize([ended_elsewhere], resources={"watched": Watched()}, instance=instance,
+                       raise_on_error=False)
+    thread = threading.Thread(target=materialize)
+    thread.start()
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        print("main thread interrupted", flush=True)
+        sys.exit(3)
+    print("left alone", flush=True)
 """
 
 
@@ -105,6 +162,25 @@ def test_a_watch_interrupts_its_process_once_the_run_stays_ended_and_not_after_s
         finally:
             watcher.kill()
             watcher.wait()
+
+
+def test_a_run_in_a_thread_is_not_watched_and_its_process_main_thread_not_interrupted(
+    tmp_path: Path,
+) -> None:
+    """SIGINT reaches a process's main thread, and Dagster raises it in a step only there:
+    for a run executing in another thread (``materialize()`` in a thread of a script or a
+    test) the watch would interrupt whatever the main thread does, not the run. Such a run
+    is not watched; before, the main thread was interrupted within two polls."""
+    home = instance_home(tmp_path / "home")
+    step_s = 2 * POLL_S + 3
+    said = subprocess.run(
+        [sys.executable, "-c", IN_A_THREAD, str(home), str(step_s)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=step_s + 60,
+    )
+    assert (said.returncode, said.stdout) == (0, "left alone\n"), said.stderr[-3000:]
 
 
 def test_a_cli_run_waiting_on_the_warehouse_stops_when_marked_failed_elsewhere(
@@ -204,3 +280,108 @@ def test_a_cli_run_with_no_warehouse_step_stops_too_when_marked_failed_elsewhere
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def test_a_cli_run_hung_on_a_stopped_warehouse_server_exits_when_marked_failed_elsewhere(
+    own_mirror: FaultyMirror, tmp_path: Path, stoppable_database: tuple[str, Path]
+) -> None:
+    """The hung server itself: every process of the warehouse's server is stopped (SIGSTOP)
+    in the middle of a `dagster asset materialize` run's COPY (the month republished with
+    more rows), so the run would wait for ever. The run is marked failed (as run
+    monitoring's max_runtime does, the process being no launcher's): its process exits
+    within two polls, the server still stopped, holding no pool slot; once the server goes
+    on, no session of the run is left on it and the month is the one loaded before, whole.
+    Before, the process waited on (the server answers nothing; nothing else ends it). The
+    run reaches the server over a link of 400 kB/s, so that its COPY (~3.7 MB) is under way
+    for seconds when the server is stopped."""
+    pg_url, data = stoppable_database
+    database = faults_support.database_name(pg_url)
+    stopped: list[psutil.Process] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="slow-pg-") as link_folder,  # socket paths: <108 B
+        faults_support.slow_link_to(pg_url, Path(link_folder), 400_000) as slow_url,
+    ):
+        env = cli_env(tmp_path, own_mirror.url, tmp_path / "lake", slow_url)
+        home = instance_home(Path(env["DAGSTER_HOME"]))
+        # The month as loaded before (2,000 rows), by a run of the same instance.
+        resources = pipeline_resources(own_mirror.url, tmp_path / "lake", pg_url)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            assert run(SELECT.split(","), resources, instance, MONTH).success
+        before = warehouse_loads(pg_url)[("warehouse.yellow_tripdata", MONTH)]
+        assert warehouse_counts(pg_url, "yellow_tripdata") == {MONTH: 2000}
+        write_month(Path(own_mirror.root), source="dtc", service="yellow", month=MONTH, rows=20000)
+
+        watcher = engine_for(pg_url)
+        output = tmp_path / "cli.log"
+        with output.open("w") as out:
+            cli = subprocess.Popen(
+                [DAGSTER, "asset", "materialize", "-m", "taxi_assets", "--select", SELECT,
+                 "--partition", MONTH],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            wait_for(
+                "the run's COPY to be receiving rows",
+                lambda: (faults_support.copy_rows_received(watcher, database) or 0) > 0,
+                120,
+                every=0.1,
+            )
+            (copy_backend,) = faults_support.copy_progress(watcher, database)
+            watcher.dispose()  # its connection would be stopped with the server
+            stopped = faults_support.server_processes(data)
+            postmaster = stopped[0]
+            for process in stopped:
+                # A backend ending meanwhile (the watcher's, just disposed of) is gone.
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.suspend()
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                (hung,) = instance.get_runs(
+                    filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
+                )
+                time.sleep(POLL_S)  # the run's watch sees it going on, stopped server or not
+                assert cli.poll() is None, output.read_text()
+                instance.report_run_failed(hung, "Exceeded maximum runtime of 1 seconds.")
+                ended = time.monotonic()
+                try:
+                    cli.wait(timeout=2 * POLL_S + 20)
+                except subprocess.TimeoutExpired:
+                    raise AssertionError(
+                        "the run's process went on after its run was marked failed"
+                    ) from None
+                took = time.monotonic() - ended
+                said = output.read_text()
+                assert cli.returncode != 0, said
+                assert took < 2 * POLL_S + 10, took
+                assert "interrupting it" in said and hung.run_id in said, said
+                # It exited with the server still stopped (not once the server went on).
+                still = {
+                    process.pid: process.status()
+                    for process in stopped
+                    if process.pid in (postmaster.pid, copy_backend)
+                }
+                assert still == {
+                    postmaster.pid: psutil.STATUS_STOPPED,
+                    copy_backend: psutil.STATUS_STOPPED,
+                }
+                assert hung.run_id not in {h.run_id for h in held_slots(instance)}
+        finally:
+            if cli.poll() is None:  # before the server goes on: it would load the month
+                cli.kill()
+                cli.wait()
+            for process in stopped:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.resume()
+            watcher.dispose()
+    # The server goes on and rolls the run's transaction back: nothing of the run is left,
+    # and the month is the one loaded before.
+    wait_for(
+        "the run's session to leave the server",
+        lambda: not faults_support.other_backends(watcher, database),
+        30,
+    )
+    with watcher.connect() as connection:
+        assert staging_tables(connection, "warehouse", child_name("yellow_tripdata", MONTH)) == []
+    assert faults_support.locks_held(watcher, database) == []
+    watcher.dispose()
+    assert warehouse_counts(pg_url, "yellow_tripdata") == {MONTH: 2000}
+    assert warehouse_loads(pg_url)[("warehouse.yellow_tripdata", MONTH)] == before
