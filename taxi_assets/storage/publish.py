@@ -76,16 +76,44 @@ def flush_to_disk(local_src: Path, dest: UPath) -> None:
             os.fsync(handle.fileno())
 
 
+def fsync_dir(folder: Path) -> None:
+    """Make a rename into ``folder`` durable: until the folder itself is fsynced, a power
+    cut or a kernel crash may bring back the old name after the rename returned (ext4 and
+    XFS keep a directory's entries in its own blocks). A no-op where directories cannot be
+    opened (Windows)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def make_folder_durably(folder: Path) -> None:
+    """``folder.mkdir(parents=True, exist_ok=True)``, each folder it creates fsynced into
+    its parent, so that a file renamed into it and fsynced (:func:`fsync_dir`) cannot lose
+    its folder to a power cut."""
+    missing = [folder, *folder.parents]
+    missing = list(reversed([path for path in missing if not path.exists()]))
+    for path in missing:
+        # Made meanwhile by another run: fsynced here all the same, its maker may not have
+        # got that far yet.
+        path.mkdir(exist_ok=True)
+        fsync_dir(path.parent)
+
+
 def publish_file(local_src: Path, dest: UPath) -> None:
     """Make ``local_src`` visible at ``dest`` in one step; readers never see a partial file.
 
-    Locally: fsync, then ``os.replace`` (atomic within a filesystem). Object stores: a
+    Locally: fsync, then ``os.replace`` (atomic within a filesystem), then fsync the
+    folder (so the new name survives a power cut, :func:`fsync_dir`). Object stores: a
     single-object upload, which becomes visible only once complete (see
     :func:`upload_file`). ``local_src`` is gone afterwards either way.
     """
     if is_local(dest):
         target = Path(dest.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_folder_durably(target.parent)
         if local_src.parent != target.parent:
             staged = target.parent / staging_name(dest)
             try:
@@ -98,6 +126,7 @@ def publish_file(local_src: Path, dest: UPath) -> None:
         with open(local_src, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(local_src, target)
+        fsync_dir(target.parent)
         return
     try:
         upload_file(local_src, dest)

@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 from upath import UPath
 
-from taxi_assets.storage.publish import publish_file
+from taxi_assets.storage.publish import fsync_dir, make_folder_durably, publish_file
 from taxi_assets.storage.revision_manifest import Revision, utc_now
 from taxi_assets.storage.roots import is_local
 
@@ -46,8 +46,10 @@ def adopt_file(legacy: UPath, folder: UPath, log: Callable[[str], None]) -> Revi
     if is_local(legacy):
         sha256, size = content_sha256(legacy)
         target = folder / sha256 / legacy.name
-        Path(target.path).parent.mkdir(parents=True, exist_ok=True)
+        make_folder_durably(Path(target.path).parent)
         os.replace(legacy.path, target.path)
+        fsync_dir(Path(target.path).parent)
+        fsync_dir(Path(legacy.path).parent)
     else:
         scratch = Path(tempfile.mkdtemp(prefix="taxi-adopt-"))
         try:
