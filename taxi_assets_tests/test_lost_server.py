@@ -15,6 +15,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from taxi_assets.pg.interrupts import dropped_if_interrupted
 from taxi_assets.pg.lost_server import lost_server_says, naming_lost_server
 from taxi_assets.resources.postgres import PostgresResource
 
@@ -95,3 +96,59 @@ def test_a_server_that_refuses_the_connection_is_not_said_to_be_lost() -> None:
             pass
     shown = "".join(traceback.format_exception_only(raised.value))
     assert "was lost" not in shown and "s3cret" not in shown, shown
+
+
+def test_a_driver_call_lost_inside_a_transaction_keeps_libpqs_error(pg_url: str) -> None:
+    """As a load's fill runs its COPY: psycopg's call inside SQLAlchemy's transaction and
+    ``dropped_if_interrupted``. Leaving the transaction must not send a ROLLBACK on the
+    lost connection, whose own error would replace the one that says what happened."""
+    resource = PostgresResource(url=named_url(pg_url, "lost-in-transaction"))
+    engine = resource.engine()
+    try:
+        killer = terminate_when_sleeping(pg_url, "lost-in-transaction")
+        with (
+            pytest.raises(Exception) as raised,
+            naming_lost_server(resource.describe()),
+            engine.connect() as connection,
+            connection.begin(),
+            dropped_if_interrupted(connection),
+        ):
+            driver = connection.connection.driver_connection
+            assert isinstance(driver, psycopg.Connection)
+            driver.execute(SLEEP)
+        killer.join()
+    finally:
+        engine.dispose()
+    shown = "".join(traceback.format_exception(raised.value))
+    assert isinstance(raised.value, psycopg.OperationalError), shown
+    assert "terminating connection due to administrator command" in str(raised.value), shown
+    assert lost_server_says(resource.describe()) in shown, shown
+
+
+def test_a_statement_timeout_is_not_said_to_be_lost(pg_url: str) -> None:
+    """SQLSTATE 57014 (query_canceled) is in class 57 with the ended sessions, but the
+    session goes on: its error keeps its own text, and the connection serves again."""
+    resource = PostgresResource(url=pg_url)
+    engine = resource.engine()
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SET statement_timeout = '100ms'")
+            with pytest.raises(sa.exc.OperationalError) as raised:
+                connection.exec_driver_sql(SLEEP)
+            connection.rollback()
+            assert connection.exec_driver_sql("SELECT 1").scalar() == 1
+            driver = connection.connection.driver_connection
+            assert isinstance(driver, psycopg.Connection)
+            driver.execute("SET statement_timeout = '100ms'")  # the rollback undid the first
+            with (
+                pytest.raises(psycopg.errors.QueryCanceled) as raised_by_driver,
+                naming_lost_server(resource.describe()),
+            ):
+                driver.execute(SLEEP)
+    finally:
+        engine.dispose()
+    for error in (raised.value, raised_by_driver.value):
+        shown = "".join(traceback.format_exception_only(error))
+        assert "canceling statement due to statement timeout" in shown, shown
+        assert "was lost" not in shown, shown
+    assert not raised.value.connection_invalidated

@@ -48,6 +48,7 @@ import sqlalchemy as sa
 from psycopg import pq
 
 from taxi_assets.pg.ctrl_c import ctrl_c_let_through_psycopg
+from taxi_assets.pg.lost_server import is_lost_connection
 
 # How long the thread sending a cancel request on an interruption waits for the server to
 # take it; nothing waits for the thread.
@@ -141,7 +142,11 @@ def dropped_if_interrupted(connection: sa.Connection) -> Iterator[None]:
     """Hang up and invalidate ``connection`` when an interruption leaves the block, so that
     leaving its transaction does not wait for the server and the interruption stays the
     error raised (a ROLLBACK on the hung-up connection would replace it). Ctrl-C comes out
-    at once too, and the statement interrupted is cancelled (the module's docstring)."""
+    at once too, and the statement interrupted is cancelled (the module's docstring).
+
+    A connection that the driver's own call (a COPY, which SQLAlchemy does not see) found
+    lost is invalidated too, for the same reason: the ROLLBACK's "the connection is lost"
+    would replace libpq's error, which says why (the session terminated, a timeout)."""
     cancel_interrupted_statements(connection.engine)
     with ctrl_c_let_through_psycopg():
         try:
@@ -149,6 +154,8 @@ def dropped_if_interrupted(connection: sa.Connection) -> Iterator[None]:
         except BaseException as error:
             if is_interruption(error) and (driver := _driver_of(connection)) is not None:
                 _abandon(driver)
+                connection.invalidate()
+            elif is_lost_connection(error) and not connection.invalidated:
                 connection.invalidate()
             raise
 

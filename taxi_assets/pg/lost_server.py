@@ -21,8 +21,11 @@ import sqlalchemy as sa
 
 # SQLSTATE classes of a connection that is gone: 08 (connection exception) and 57
 # (operator intervention: the server shut down, the session terminated). libpq's own
-# failures (a timeout, a reset, an EOF) carry none.
+# failures (a timeout, a reset, an EOF) carry none. Class 57 also holds query_canceled
+# (a statement_timeout, a cancel request, Ctrl-C's cancel), after which the session
+# goes on: not lost.
 _LOST_CLASSES = ("08", "57")
+_NOT_LOST = frozenset({psycopg.errors.QueryCanceled.sqlstate})
 
 
 def lost_server_says(where: str) -> str:
@@ -54,7 +57,7 @@ def is_lost_connection(error: BaseException) -> bool:
     if not isinstance(error, psycopg.OperationalError) or _never_connected(error):
         return False
     state = error.sqlstate
-    return state is None or state[:2] in _LOST_CLASSES
+    return state is None or (state[:2] in _LOST_CLASSES and state not in _NOT_LOST)
 
 
 def _never_connected(error: psycopg.OperationalError) -> bool:
