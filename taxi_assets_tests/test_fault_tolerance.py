@@ -592,6 +592,9 @@ def lake_step_rejection(result: dg.ExecuteInProcessResult, lake: Path) -> str:
     assert not result.success and step_failure(result)[0] == "lake__yellow_tripdata"
     assert is_dagster_failure_without_retries(result)
     assert all_files(lake / "lake") == []
+    # Each error's text without its class ("dagster._core...Failure: ...").
+    said = [error.message.strip().split(": ", 1)[-1] for error in step_failure(result)[1]]
+    assert len(set(said)) == len(said), f"a message shown twice: {said}"
     return failure_messages(result)
 
 

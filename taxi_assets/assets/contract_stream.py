@@ -104,7 +104,9 @@ def contract_stream(
         )
     except ContractError as error:
         handle.close()
-        raise dg.Failure(description=str(error), allow_retries=False) from error
+        # Chained to the error's own cause (pyarrow's text adds to it), not to the error:
+        # Dagster shows each chained error's message, the same text twice.
+        raise dg.Failure(description=str(error), allow_retries=False) from error.__cause__
     except BaseException:
         handle.close()
         raise
@@ -117,7 +119,7 @@ def contract_stream(
                 rows += batch.num_rows
                 yield batch
         except ContractError as error:
-            raise dg.Failure(description=str(error), allow_retries=False) from error
+            raise dg.Failure(description=str(error), allow_retries=False) from error.__cause__
         finally:
             handle.close()
         if isinstance(expected, int) and rows != expected:

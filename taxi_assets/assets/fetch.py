@@ -190,7 +190,8 @@ def _download(
         raise wanted.forbidden(error) from error
     except DownloadError as error:
         shutil.rmtree(staging, ignore_errors=True)
-        raise dg.Failure(description=str(error), allow_retries=False) from error
+        # Chained to what caused it, not to it: Dagster would show its message twice.
+        raise dg.Failure(description=str(error), allow_retries=False) from error.__cause__
     elapsed = time.monotonic() - started
     known = state.manifest.find(fetched.sha256) if state.sound(fetched.sha256) else None
     download = "downloaded"
