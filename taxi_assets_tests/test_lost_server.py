@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from typing import Any
 
 import psycopg
 import pytest
@@ -41,6 +42,13 @@ def terminate_when_sleeping(url: str, name: str) -> threading.Thread:
     thread = threading.Thread(target=terminate, daemon=True)
     thread.start()
     return thread
+
+
+def driver_of(connection: sa.Connection) -> psycopg.Connection[Any]:
+    """The psycopg connection, whose calls (as a load's COPY) SQLAlchemy does not see."""
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    return driver
 
 
 def named_url(url: str, name: str) -> str:
@@ -75,9 +83,7 @@ def test_a_driver_call_whose_session_is_ended_names_the_server(pg_url: str) -> N
             pytest.raises(psycopg.OperationalError) as raised,
             naming_lost_server(resource.describe()),
         ):
-            driver = connection.connection.driver_connection
-            assert isinstance(driver, psycopg.Connection)
-            driver.execute(SLEEP)
+            driver_of(connection).execute(SLEEP)
         killer.join()
     finally:
         engine.dispose()
@@ -113,9 +119,7 @@ def test_a_driver_call_lost_inside_a_transaction_keeps_libpqs_error(pg_url: str)
             connection.begin(),
             dropped_if_interrupted(connection),
         ):
-            driver = connection.connection.driver_connection
-            assert isinstance(driver, psycopg.Connection)
-            driver.execute(SLEEP)
+            driver_of(connection).execute(SLEEP)
         killer.join()
     finally:
         engine.dispose()
@@ -137,8 +141,7 @@ def test_a_statement_timeout_is_not_said_to_be_lost(pg_url: str) -> None:
                 connection.exec_driver_sql(SLEEP)
             connection.rollback()
             assert connection.exec_driver_sql("SELECT 1").scalar() == 1
-            driver = connection.connection.driver_connection
-            assert isinstance(driver, psycopg.Connection)
+            driver = driver_of(connection)
             driver.execute("SET statement_timeout = '100ms'")  # the rollback undid the first
             with (
                 pytest.raises(psycopg.errors.QueryCanceled) as raised_by_driver,
