@@ -2,7 +2,7 @@
 network namespace of its own (``unshare --net``), with a stopped server's data folder made
 by :func:`taxi_assets_tests.tcp_postgres.initialised_folder`:
 
-    python -m taxi_assets_tests.dead_peer DATA url|product
+    python -m taxi_assets_tests.dead_peer DATA url|product|copy
 
 The server runs in a second namespace, "the server's host", joined to this one by a veth
 pair (a cable): 10.41.0.1 here, 10.41.0.2 there. Through the product's engine, with short
@@ -11,13 +11,16 @@ process runs ``select pg_sleep(600)``. Once the server runs it and has acknowled
 the client sent, the server's address is deleted from its host: packets still reach it
 and are dropped without a word, as by a crashed host or a partition (the server process
 lives on, sleeping). Prints one JSON line: how long after the cut the statement failed,
-and with what. The server is stopped at the end; the server's host goes with this process.
+and with what. ``copy``: a COPY FROM sending rows when the server is cut off
+(:func:`copy_to_a_cut_off_server`). The server is stopped at the end; the server's host
+goes with this process.
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import signal
 import socket
@@ -26,14 +29,17 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from urllib.parse import urlencode
 
 import psycopg
 import sqlalchemy as sa
 
-from taxi_assets.pg import keepalives
+from taxi_assets.pg import keepalives, silent_peer
 from taxi_assets.pg.embedded import stop
+from taxi_assets.pg.interrupts import dropped_if_interrupted
+from taxi_assets.pg.lost_server import naming_lost_server
 from taxi_assets.resources.postgres import PostgresResource
 from taxi_assets_tests.tcp_postgres import start_on_tcp, unix_socket_url
 
@@ -114,11 +120,58 @@ def wait_until_running(data: Path, client_fd: int) -> None:
             time.sleep(0.05)
 
 
+def copy_to_a_cut_off_server(holder: subprocess.Popen[bytes], url: str) -> dict[str, object]:
+    """A COPY FROM through the product's engine, sending without end; once it is under
+    way, the server's address is deleted from its host. The silent-peer watch, shortened
+    to 3 s, must give the connection up (keepalives do not probe a connection with data
+    in flight)."""
+    silent_peer.SILENCE_S = 3.0
+    resource = PostgresResource(url=url)
+    warnings: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger(silent_peer.__name__).addHandler(handler)
+    cut_at: list[float] = []
+    rows = b"x" * 1000 + b"\n"
+    try:
+        with (  # as a load's fill runs its COPY (pg/month_swap.py)
+            naming_lost_server(resource.describe()),
+            resource.engine().connect() as connection,
+            connection.begin(),
+            dropped_if_interrupted(connection),
+        ):
+            connection.exec_driver_sql("create temp table sent (line text)")
+            driver = connection.connection.driver_connection
+            assert isinstance(driver, psycopg.Connection)
+            with driver.cursor().copy("copy sent from stdin") as copy:
+                started = time.monotonic()
+                while time.monotonic() - started < 120:
+                    copy.write(rows * 100)
+                    if not cut_at and time.monotonic() - started > 1:
+                        on_servers_host(
+                            holder, ["ip", "addr", "del", f"{SERVER}/24", "dev", "cable"]
+                        )
+                        cut_at.append(time.monotonic())
+        said = "the COPY went on for 120 s"
+    except psycopg.OperationalError as error:
+        said = "".join(traceback.format_exception_only(error))
+    ended = time.monotonic()
+    resource.engine().dispose()
+    return {"took": ended - cut_at[0], "error": said, "warnings": warnings}
+
+
 def main(data: Path, where: str) -> None:
     holder = servers_host()
     try:
         cable(holder)
         url = start_on_tcp(data, SERVER, PORT, netns_of=holder.pid)
+        if where == "copy":
+            try:
+                result = copy_to_a_cut_off_server(holder, url)
+                print(json.dumps({**result, "server": PostgresResource(url=url).describe()}))
+            finally:
+                stop(data)
+            return
         if where == "url":
             url += "?" + urlencode(SHORT)
         else:

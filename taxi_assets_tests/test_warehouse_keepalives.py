@@ -231,3 +231,34 @@ def test_a_load_whose_clients_host_is_cut_off_frees_its_month_for_the_next_load(
     else:
         assert all(s is not None and s < NEXT_LOAD_LIMIT_S for s in took.values()), result
         assert result["rows"] == {"2021-01": 2, "2021-02": 2}, result
+
+
+def test_a_copy_sending_to_a_server_cut_off_fails_within_seconds(cut_off_folder: Path) -> None:
+    """A COPY FROM sending rows through the resource's engine; the server is then cut off.
+    Keepalives never probe a connection with data in flight: the kernel retransmitted it
+    for 958 s before (measured), and libpq then said "server closed the connection
+    unexpectedly". The silent-peer watch, shortened to 3 s (300 s in the product), gives
+    the connection up: the COPY fails within seconds, naming the server, and the log
+    says why."""
+    why_not = namespaces_unavailable()
+    if why_not:
+        pytest.skip(why_not)
+    command = ["unshare", "--net", "--fork", "--kill-child", sys.executable]
+    command += ["-m", "taxi_assets_tests.dead_peer", str(cut_off_folder), "copy"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    try:
+        done = subprocess.run(
+            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=90
+        )
+    except subprocess.TimeoutExpired as expired:
+        pytest.fail(f"the COPY still waited 90 s after its server was cut off: {expired}")
+    finally:
+        stop(cut_off_folder)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "OperationalError" in result["error"], result
+    assert lost_server_says(result["server"]) in result["error"], result
+    # 3 s of silence after the last acknowledgement, then the next poll (1 s).
+    assert result["took"] < 10, result
+    (warning,) = result["warnings"]
+    assert f"the warehouse server {result['server']} acknowledged nothing for" in warning

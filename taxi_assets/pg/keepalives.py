@@ -12,10 +12,11 @@ receive data from server: Connection timed out" about 2 minutes after it went si
 Not bounded here, on purpose: a healthy server that is slow, or stopped but alive (its
 kernel answers the probes), is never cut off; run monitoring's ``max_runtime_seconds`` and
 :mod:`taxi_assets.pg.interrupts` handle those. No ``tcp_user_timeout`` either: it would also
-end a connection whose server is merely slow to take the data a COPY FROM sends. Data sent
-to a dead peer (a COPY FROM's rows) is not covered by keepalives, which probe only an idle
-connection: the kernel gives up retransmitting it after ``net.ipv4.tcp_retries2`` (about
-15 minutes by default). A Unix socket (the embedded server) has no keepalives: libpq
+end a connection whose server is merely slow to take the data a COPY FROM sends (measured:
+:mod:`taxi_assets.pg.silent_peer`). Data sent to a dead peer (a COPY FROM's rows) is not
+covered by keepalives, which probe only an idle connection: the kernel gives up
+retransmitting it after ``net.ipv4.tcp_retries2`` (958 s, measured);
+:mod:`taxi_assets.pg.silent_peer` gives such a connection up after 300 s. A Unix socket (the embedded server) has no keepalives: libpq
 ignores these parameters for it. The other way round, a client that dies while the server
 runs its statement: :mod:`taxi_assets.pg.lost_client`.
 """

@@ -11,6 +11,7 @@ from taxi_assets.pg.keepalives import with_keepalives
 from taxi_assets.pg.lock_retry import LockWaits
 from taxi_assets.pg.lost_client import check_for_lost_client
 from taxi_assets.pg.lost_server import name_lost_server
+from taxi_assets.pg.silent_peer import watch_silent_peers
 from taxi_assets.production import require_setting
 from taxi_assets.run_watch import RunWatchLease, watch_run
 from taxi_assets.settings import resolve_setting
@@ -82,6 +83,9 @@ class PostgresResource(dg.ConfigurableResource):
             check_for_lost_client(engine)
             # A connection lost mid-statement names the server it was to.
             name_lost_server(engine, self.describe())
+            # A server whose host died while data was on its way to it (a load's COPY) is
+            # given up in minutes, where keepalives do not probe.
+            watch_silent_peers(engine, self.describe())
             self._engine = engine
         return self._engine
 
