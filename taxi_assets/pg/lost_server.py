@@ -32,8 +32,8 @@ def lost_server_says(where: str) -> str:
     return (
         f"the connection to the warehouse server {where} was lost: the server stopped, "
         "restarted or closed the session, or it or the network stopped answering (a server "
-        "gone silent is found by TCP keepalives within about 2 minutes). Check that it runs "
-        "and can be reached, then run again"
+        "gone silent is given up after about 2 minutes, or 5 while a load sends to it). "
+        "Check that it runs and can be reached, then run again"
     )
 
 
