@@ -19,6 +19,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -127,6 +128,31 @@ def namespaces_unavailable() -> str | None:
     return None
 
 
+def cut_off_in_a_namespace(folder: Path, mode: str, what: str, timeout_s: float) -> dict[str, Any]:
+    """``python -m taxi_assets_tests.dead_peer FOLDER MODE`` in a network namespace of its
+    own: its JSON result (skips where namespaces cannot be made; fails when ``what`` still
+    waited ``timeout_s`` after the cut)."""
+    why_not = namespaces_unavailable()
+    if why_not:
+        pytest.skip(why_not)
+    command = ["unshare", "--net", "--fork", "--kill-child", sys.executable]
+    command += ["-m", "taxi_assets_tests.dead_peer", str(folder), mode]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    try:
+        done = subprocess.run(
+            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired as expired:
+        pytest.fail(
+            f"{what} still waited {timeout_s:.0f} s after its server was cut off: {expired}"
+        )
+    finally:
+        stop(folder)  # started in the server's namespace; still running if killed
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 @pytest.mark.parametrize("where", ["url", "product"], ids=["url-keepalives", "product-keepalives"])
 def test_a_statement_waiting_on_a_server_cut_off_fails_within_seconds(
     cut_off_folder: Path, where: str
@@ -138,22 +164,7 @@ def test_a_statement_waiting_on_a_server_cut_off_fails_within_seconds(
     The URL's case proves that the engine lets the failure through (nothing retries or
     waits on; it passed before the product had values of its own); with the product's own
     values the statement waited for the kernel's 2 hours before (here: the test's 60 s)."""
-    why_not = namespaces_unavailable()
-    if why_not:
-        pytest.skip(why_not)
-    command = ["unshare", "--net", "--fork", "--kill-child", sys.executable]
-    command += ["-m", "taxi_assets_tests.dead_peer", str(cut_off_folder), where]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    try:
-        done = subprocess.run(
-            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60
-        )
-    except subprocess.TimeoutExpired as expired:
-        pytest.fail(f"the statement still waited 60 s after its server was cut off: {expired}")
-    finally:
-        stop(cut_off_folder)  # started in the server's namespace; still running if killed
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = cut_off_in_a_namespace(cut_off_folder, where, "the statement", timeout_s=60)
     assert result["error"] == (
         "OperationalError: consuming input failed: could not receive data from server: "
         "Connection timed out"
@@ -240,22 +251,7 @@ def test_a_copy_sending_to_a_server_cut_off_fails_within_seconds(cut_off_folder:
     unexpectedly". The silent-peer watch, shortened to 3 s (300 s in the product), gives
     the connection up: the COPY fails within seconds, naming the server, and the log
     says why."""
-    why_not = namespaces_unavailable()
-    if why_not:
-        pytest.skip(why_not)
-    command = ["unshare", "--net", "--fork", "--kill-child", sys.executable]
-    command += ["-m", "taxi_assets_tests.dead_peer", str(cut_off_folder), "copy"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    try:
-        done = subprocess.run(
-            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=90
-        )
-    except subprocess.TimeoutExpired as expired:
-        pytest.fail(f"the COPY still waited 90 s after its server was cut off: {expired}")
-    finally:
-        stop(cut_off_folder)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = cut_off_in_a_namespace(cut_off_folder, "copy", "the COPY", timeout_s=90)
     assert "OperationalError" in result["error"], result
     assert lost_server_says(result["server"]) in result["error"], result
     # 3 s of silence after the last acknowledgement, then the next poll (1 s).
