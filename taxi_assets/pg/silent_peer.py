@@ -109,19 +109,25 @@ class _Watch:
             with self._lock:
                 watched = list(self._connections.values())
             for driver, where in watched:
-                link = link_of(driver)
-                if link is not None and is_silent(link):
-                    self.remove(driver)
-                    _log.warning(
-                        "the warehouse server %s acknowledged nothing for %.0f s while %d "
-                        "bytes waited for it (a live server's host acknowledges within "
-                        "120 s, even when the server is too busy to read): its host died or "
-                        "the network to it was cut; the connection is given up",
-                        where,
-                        link.silence_s,
-                        link.queued_bytes,
-                    )
-                    hang_up(driver)
+                try:
+                    self._look_at(driver, where)
+                except Exception:  # noqa: BLE001 - logged; the watch must go on for the others
+                    _log.exception("watching the connection to %s failed", where)
+
+    def _look_at(self, driver: psycopg.Connection[Any], where: str) -> None:
+        link = link_of(driver)
+        if link is not None and is_silent(link):
+            self.remove(driver)
+            _log.warning(
+                "the warehouse server %s acknowledged nothing for %.0f s while %d "
+                "bytes waited for it (a live server's host acknowledges within "
+                "120 s, even when the server is too busy to read): its host died or "
+                "the network to it was cut; the connection is given up",
+                where,
+                link.silence_s,
+                link.queued_bytes,
+            )
+            hang_up(driver)
 
 
 _WATCH = _Watch()
