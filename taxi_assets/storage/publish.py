@@ -23,6 +23,7 @@ from pathlib import Path
 
 from upath import UPath
 
+from taxi_assets.storage.durable import fsync_dir, make_folder_durably
 from taxi_assets.storage.errors import LakeAccessError
 from taxi_assets.storage.leftovers import remove_stale_staging
 from taxi_assets.storage.roots import is_local
@@ -52,7 +53,7 @@ def local_staging_dir(dest: UPath) -> Path:
     """
     if is_local(dest):
         folder = Path(dest.path).parent
-        folder.mkdir(parents=True, exist_ok=True)
+        make_folder_durably(folder)
     else:
         import tempfile
 
@@ -74,33 +75,6 @@ def flush_to_disk(local_src: Path, dest: UPath) -> None:
     if is_local(dest) and local_src.parent == Path(dest.path).parent:
         with open(local_src, "rb") as handle:
             os.fsync(handle.fileno())
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename into ``folder`` durable: until the folder itself is fsynced, a power
-    cut or a kernel crash may bring back the old name after the rename returned (ext4 and
-    XFS keep a directory's entries in its own blocks). A no-op where directories cannot be
-    opened (Windows)."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def make_folder_durably(folder: Path) -> None:
-    """``folder.mkdir(parents=True, exist_ok=True)``, each folder it creates fsynced into
-    its parent, so that a file renamed into it and fsynced (:func:`fsync_dir`) cannot lose
-    its folder to a power cut."""
-    missing = [folder, *folder.parents]
-    missing = list(reversed([path for path in missing if not path.exists()]))
-    for path in missing:
-        # Made meanwhile by another run: fsynced here all the same, its maker may not have
-        # got that far yet.
-        path.mkdir(exist_ok=True)
-        fsync_dir(path.parent)
 
 
 def publish_file(local_src: Path, dest: UPath) -> None:

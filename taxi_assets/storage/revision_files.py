@@ -14,7 +14,8 @@ from typing import BinaryIO
 
 from upath import UPath
 
-from taxi_assets.storage.publish import fsync_dir, make_folder_durably, publish_file
+from taxi_assets.storage.durable import fsync_dir, make_folder_durably
+from taxi_assets.storage.publish import publish_file
 from taxi_assets.storage.revision_manifest import Revision, utc_now
 from taxi_assets.storage.roots import is_local
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from upath import UPath
 
 from taxi_assets.bounded_lock import flock_within, wait_setting
+from taxi_assets.storage.durable import make_folder_durably
 from taxi_assets.storage.roots import is_local
 
 WAIT_ENV = "TAXI_RAW_LOCK_WAIT_S"
@@ -61,7 +62,7 @@ def slot_lock(folder: UPath, purpose: str) -> Iterator[None]:
         return
     bound = wait_s()  # a bad setting fails before the folder is created
     local = Path(folder.path)
-    local.mkdir(parents=True, exist_ok=True)
+    make_folder_durably(local)  # the revisions and the manifest go in it
     descriptor = os.open(local, os.O_RDONLY | os.O_DIRECTORY)
     try:
         flock_within(descriptor, local, bound, purpose, WAIT_ENV)
