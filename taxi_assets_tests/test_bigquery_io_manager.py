@@ -6,6 +6,7 @@ built, and run on the emulator up to the copy, which must leave the table unchan
 """
 
 import dataclasses
+import time
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from google.cloud import bigquery
 
 from taxi_assets.assets.load_records import LakeLineage, month_loads
+from taxi_assets.bq import client as client_module
 from taxi_assets.bq.names import TableName
 from taxi_assets.bq.replace import Staged, partition_copy_job, shaped_select
 from taxi_assets.bq.types import bigquery_type
@@ -28,6 +30,8 @@ from taxi_assets.io_managers.table_load import ParquetPart, ParquetTableLoad, la
 from taxi_assets.partitions import monthly_partitions, parse_month
 from taxi_assets.resources.bigquery import BigQueryWarehouse, parse_bigquery_url
 from taxi_assets_tests.bq_emulator import EmulatedProject
+from taxi_assets_tests.fault_proxy import FaultProxy
+from taxi_assets_tests.http_faults import Fault
 
 MONTHLY = monthly_partitions("2021-01")
 BASE = pa.schema(
@@ -368,3 +372,36 @@ def test_bad_bigquery_urls_are_refused_without_quoting_them(url: str) -> None:
     with pytest.raises(ValueError) as raised:
         parse_bigquery_url(url)
     assert "secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("method", "pattern"),
+    [("GET", r"/tables/"), ("PUT", r"upload_id="), ("POST", r"/jobs\?")],
+    ids=["api-call", "upload-chunk", "job-insert"],
+)
+def test_a_request_that_goes_unanswered_is_given_up_and_retried(
+    tmp_path: Path,
+    bq_project: EmulatedProject,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    pattern: str,
+) -> None:
+    """The emulator behind a proxy that holds one request unanswered for 60 s, as a dropped
+    connection or a partition leaves it: an API call, an upload's chunk, a job's insert.
+    google-cloud-bigquery sends them with no timeout: the load sat out the whole 60 s (for
+    ever, had the answer never come). With ``REQUEST_TIMEOUT_S`` (shortened here to 2 s
+    of silence) the request is given up and retried, and the month loads in seconds."""
+    monkeypatch.setattr(client_module, "REQUEST_TIMEOUT_S", (5.0, 2.0))
+    with FaultProxy(bq_project.emulator.url) as proxy:
+        monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", proxy.url)
+        proxy.inject(pattern, Fault.delay(60), methods=(method,))
+        path = month_file(tmp_path, "2021-01", 10, "v1")
+        started = time.monotonic()
+        result = materialize(bq_project, lambda m: parquet_load(path, m, 10, BASE), "2021-01")
+        took = time.monotonic() - started
+        held = proxy.arrivals(method, pattern)
+    assert result.success, failure_message(result)
+    assert versions(bq_project) == {"2021-01": {"v1": 10}}
+    assert held >= 2, held  # the held request was sent again
+    # Not waited out: the load alone takes ~3 s here.
+    assert took < 30, took

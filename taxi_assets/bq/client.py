@@ -13,12 +13,19 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where a client is made: ~0.7 s that PostgreSQL runs never pay
     from google.cloud import bigquery
 
 EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
+# Seconds a BigQuery API request may take to connect, and then may wait for each read of
+# its answer (an upload's sending too: requests bounds each socket operation, not the
+# whole request). google-cloud-bigquery passes no bound (timeout=None) to most requests:
+# a connection that stops answering (a network partition, a NAT that dropped it) held the
+# run for ever, and its own retries (DEFAULT_RETRY, 600 s) never got their turn. A
+# request that times out is retried by them like a dropped connection.
+REQUEST_TIMEOUT_S: tuple[float, float] = (30.0, 300.0)
 
 
 class BigQueryConfigurationError(Exception):
@@ -50,6 +57,7 @@ def bigquery_client(project: str, location: str | None) -> Iterator[bigquery.Cli
             credentials=AnonymousCredentials(),
             client_options=ClientOptions(api_endpoint=host),
         )
+        bound_requests(client)
         try:
             yield client
         finally:
@@ -61,6 +69,7 @@ def bigquery_client(project: str, location: str | None) -> Iterator[bigquery.Cli
 
     try:
         with BigQueryResource(project=project, location=location).get_client() as client:
+            bound_requests(client)
             try:
                 yield client
             finally:
@@ -79,3 +88,19 @@ def bigquery_client(project: str, location: str | None) -> Iterator[bigquery.Cli
             "key file, run `gcloud auth application-default login`, or run with a workload "
             f"identity (or set {EMULATOR_ENV} for an emulator)."
         ) from None
+
+
+def bound_requests(client: bigquery.Client) -> None:
+    """Give ``client``'s requests that have no timeout :data:`REQUEST_TIMEOUT_S`.
+
+    Through the client's HTTP session (``_http``: google-cloud-core's, the one it would
+    create on first use; pinned by test_bigquery_io_manager.py), for every request made
+    with ``timeout=None``: the API's calls and an upload's chunks alike."""
+    session = client._http
+    unbounded = session.request
+
+    def request(method: str, url: str, *args: Any, timeout: Any = None, **kwargs: Any) -> Any:
+        bound = REQUEST_TIMEOUT_S if timeout is None else timeout
+        return unbounded(method, url, *args, timeout=bound, **kwargs)
+
+    session.request = request
