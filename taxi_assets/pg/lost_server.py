@@ -13,6 +13,8 @@ its class and its libpq text are unchanged: code that catches it still does.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -28,13 +30,47 @@ _LOST_CLASSES = ("08", "57")
 _NOT_LOST = frozenset({psycopg.errors.QueryCanceled.sqlstate})
 
 
-def lost_server_says(where: str) -> str:
-    return (
-        f"the connection to the warehouse server {where} was lost: the server stopped, "
-        "restarted or closed the session, or it or the network stopped answering (a server "
-        "gone silent is given up after about 2 minutes, or 5 while a load sends to it). "
-        "Check that it runs and can be reached, then run again"
+def lost_server_says(where: str, why: str | None = None) -> str:
+    """What an error of a lost connection to ``where`` says; ``why``: what this process
+    itself found (:func:`note_giving_up`), instead of the possible causes."""
+    causes = why or (
+        "the server stopped, restarted or closed the session, or it or the network stopped "
+        "answering (a server gone silent is given up after about 2 minutes, or 5 while a "
+        "load sends to it)"
     )
+    return (
+        f"the connection to the warehouse server {where} was lost: {causes}. Check that it "
+        "runs and can be reached, then run again"
+    )
+
+
+# Why this process gave up its connection to a server (pg.silent_peer hangs it up; libpq
+# then says only "server closed the connection unexpectedly"), until an error says so:
+# (when, why). What waited on that connection fails at once; an older note is stale.
+_given_up: dict[str, tuple[float, str]] = {}
+_given_up_lock = threading.Lock()
+_GIVEN_UP_FRESH_S = 60.0
+
+
+def note_giving_up(where: str, why: str) -> None:
+    """This process gave up its connection to ``where`` for ``why``: the next error of a
+    lost connection to it (within a minute) says so."""
+    with _given_up_lock:
+        _given_up[where] = (time.monotonic(), why)
+
+
+def _saying(where: str) -> str:
+    with _given_up_lock:
+        noted = _given_up.pop(where, None)
+    fresh = noted is not None and time.monotonic() - noted[0] < _GIVEN_UP_FRESH_S
+    return lost_server_says(where, noted[1] if noted is not None and fresh else None)
+
+
+def _named(error: BaseException, where: str) -> bool:
+    """``error`` names ``where`` already (a detail or a note of ours)."""
+    said = f"the connection to the warehouse server {where} was lost: "
+    texts = [*getattr(error, "detail", ()), *getattr(error, "__notes__", ())]
+    return any(said in text for text in texts)
 
 
 def name_lost_server(engine: sa.Engine, where: str) -> None:
@@ -44,7 +80,7 @@ def name_lost_server(engine: sa.Engine, where: str) -> None:
     def handle_error(context: sa.engine.ExceptionContext) -> None:
         error = context.sqlalchemy_exception
         if context.is_disconnect and isinstance(error, sa.exc.StatementError):
-            error.add_detail(lost_server_says(where))
+            error.add_detail(_saying(where))
 
     sa.event.listen(engine, "handle_error", handle_error)
 
@@ -75,8 +111,6 @@ def naming_lost_server(where: str) -> Iterator[None]:
     try:
         yield
     except Exception as error:
-        said = lost_server_says(where)
-        named = said in getattr(error, "detail", ()) or said in getattr(error, "__notes__", ())
-        if is_lost_connection(error) and not named:
-            error.add_note(said)
+        if is_lost_connection(error) and not _named(error, where):
+            error.add_note(_saying(where))
         raise

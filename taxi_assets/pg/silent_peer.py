@@ -39,6 +39,7 @@ import psycopg
 import sqlalchemy as sa
 
 from taxi_assets.pg.interrupts import hang_up
+from taxi_assets.pg.lost_server import note_giving_up
 
 # A live peer's 120 s between acknowledgements at worst, twice over and a half: a lost
 # probe (or its answer) is ridden out.
@@ -118,15 +119,14 @@ class _Watch:
         link = link_of(driver)
         if link is not None and is_silent(link):
             self.remove(driver)
-            _log.warning(
-                "the warehouse server %s acknowledged nothing for %.0f s while %d "
-                "bytes waited for it (a live server's host acknowledges within "
-                "120 s, even when the server is too busy to read): its host died or "
-                "the network to it was cut; the connection is given up",
-                where,
-                link.silence_s,
-                link.queued_bytes,
+            why = (
+                f"its host acknowledged nothing for {link.silence_s:.0f} s while "
+                f"{link.queued_bytes:,} bytes waited for it (a live server's host "
+                "acknowledges within 120 s, even when the server is too busy to read): it "
+                "died or the network to it was cut, and this process gave the connection up"
             )
+            _log.warning("the warehouse server %s: %s", where, why)
+            note_giving_up(where, why)
             hang_up(driver)
 
 
