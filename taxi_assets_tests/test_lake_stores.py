@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -28,6 +29,7 @@ from taxi_assets.io_managers.lake_files import LakeFileChanged, LakeFileDamaged,
 from taxi_assets.io_managers.parquet_lake import arrow_filesystem, write_parquet_stream
 from taxi_assets.month_status import Layer, collect
 from taxi_assets.resources import LakeResource
+from taxi_assets.storage import gcs as gcs_settings
 from taxi_assets.storage import publish
 from taxi_assets.storage import s3 as s3_settings
 from taxi_assets.storage.errors import LakeAccessError
@@ -221,6 +223,29 @@ def test_throttling_and_server_errors_are_retried(object_store: LakeStore, tmp_p
     publish_file(tmp_path / "small", root / "small")
     assert object_store.upload_requests() == 4  # three failures, one success
     assert visible(object_store) == {"nyc/small": b"x" * 1000}
+
+
+@pytest.mark.parametrize("lake_store", ["gcs"], indirect=True)
+def test_a_gcs_request_that_goes_unanswered_is_given_up_and_retried(
+    lake_store: LakeStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The emulator's answer to an upload held 60 s by the proxy, as a dropped connection
+    or a partition leaves a request. gcsfs sends its requests with no timeout and aiohttp
+    then waits for ever: the upload sat out the whole 60 s. With a read bound (300 s in
+    the product, 2 s here) the request is given up and gcsfs sends it again. (S3's
+    botocore and Azure's client bound their reads themselves: 60 s and 300 s.)"""
+    monkeypatch.setattr(gcs_settings, "REQUEST_READ_S", 2.0)
+    root = resolve_root(lake_store.url)
+    (tmp_path / "small").write_bytes(b"x" * 1000)
+    method, pattern = lake_store.upload_request
+    lake_store.inject_upload(Fault.delay(60))
+    started = time.monotonic()
+    publish_file(tmp_path / "small", root / "small")
+    took = time.monotonic() - started
+    assert visible(lake_store) == {"nyc/small": b"x" * 1000}
+    assert lake_store.proxy is not None
+    assert lake_store.proxy.arrivals(method, pattern) == 2  # held, then sent again
+    assert took < 30, took  # not waited out
 
 
 def test_a_large_upload_survives_failing_parts(

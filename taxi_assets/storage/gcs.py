@@ -34,6 +34,13 @@ if TYPE_CHECKING:
 GCS_PROTOCOLS = ("gs", "gcs")
 READ_WRITE_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 EMULATOR_PROJECT = "taxi-local"
+# Seconds a request may take to connect, and then may wait for each read of its answer.
+# gcsfs passes no timeout of its own, and aiohttp then waits for ever: a connection that
+# stops answering (a partition, a NAT that forgot it) held the run until max_runtime.
+# Timed out, a request is retried by gcsfs like a dropped connection. Per read, not per
+# request: a large file that streams is never cut.
+REQUEST_CONNECT_S = 30.0
+REQUEST_READ_S = 300.0
 # Bucket names: https://cloud.google.com/storage/docs/buckets#naming (dotted names too).
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 
@@ -69,7 +76,10 @@ def gcs_storage_options(project: str | None = None) -> dict[str, Any]:
     Listings are not cached: a month's file is found by listing its folder, and another
     process may have replaced it since.
     """
-    common: dict[str, Any] = {"use_listings_cache": False}
+    from aiohttp import ClientTimeout
+
+    bound = ClientTimeout(sock_connect=REQUEST_CONNECT_S, sock_read=REQUEST_READ_S)
+    common: dict[str, Any] = {"use_listings_cache": False, "requests_timeout": bound}
     project = gcp_project(project)
     if emulator_host():
         # gcsfs 2026.x probes every bucket for zonal/HNS features over gRPC, which an
