@@ -4,7 +4,9 @@ output is in the compute-logs folder.
 Local development keeps SQLite under DAGSTER_HOME (the repository's dagster.yaml).
 """
 
+import re
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import dagster as dg
 import pytest
@@ -30,9 +32,21 @@ def hello_job() -> None:
     say_hello()
 
 
+def compose_storage_query() -> dict[str, str]:
+    """The query deploy/docker-compose.yaml gives Dagster's storage URL (libpq's bounds)."""
+    text = (REPO / "deploy" / "docker-compose.yaml").read_text()
+    (url,) = re.findall(r"DAGSTER_POSTGRES_URL: (.+)", text)
+    # After the password's ${...} (whose own "?" is Compose's, not the URL's).
+    query = dict(parse_qsl(urlsplit(url.rsplit("}", 1)[-1]).query))
+    assert query, url  # connect_timeout and keepalives: checked to work below
+    return query
+
+
 def storage_url(pg_url: str) -> str:
-    """The test database as Dagster's storage URL (psycopg2 driver)."""
+    """The test database as Dagster's storage URL (psycopg2 driver), with the production
+    URL's query."""
     url = sa.make_url(pg_url).set(drivername="postgresql+psycopg2")
+    url = url.update_query_dict(compose_storage_query())
     return url.render_as_string(hide_password=False)
 
 
