@@ -30,13 +30,16 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
 import psycopg
+import pyarrow as pa
 import sqlalchemy as sa
 
 from taxi_assets.pg import keepalives, silent_peer
+from taxi_assets.pg.copy_in import copy_arrow
 from taxi_assets.pg.embedded import stop
 from taxi_assets.pg.interrupts import dropped_if_interrupted
 from taxi_assets.pg.lost_server import naming_lost_server
@@ -121,10 +124,11 @@ def wait_until_running(data: Path, client_fd: int) -> None:
 
 
 def copy_to_a_cut_off_server(holder: subprocess.Popen[bytes], url: str) -> dict[str, object]:
-    """A COPY FROM through the product's engine, sending without end; once it is under
-    way, the server's address is deleted from its host. The silent-peer watch, shortened
-    to 3 s, must give the connection up (keepalives do not probe a connection with data
-    in flight)."""
+    """A load's COPY FROM as the product sends it (``copy_arrow``: encoded batches handed
+    to its sending thread), through the product's engine, rows without end; a second in,
+    the server's address is deleted from its host. The silent-peer watch, shortened to
+    3 s, must give the connection up (keepalives do not probe a connection with data in
+    flight)."""
     silent_peer.SILENCE_S = 3.0
     resource = PostgresResource(url=url)
     warnings: list[str] = []
@@ -132,7 +136,17 @@ def copy_to_a_cut_off_server(holder: subprocess.Popen[bytes], url: str) -> dict[
     handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
     logging.getLogger(silent_peer.__name__).addHandler(handler)
     cut_at: list[float] = []
-    rows = b"x" * 1000 + b"\n"
+    schema = pa.schema([pa.field("line", pa.string())])
+    rows = pa.record_batch([pa.array(["x" * 1000] * 1000)], schema=schema)
+
+    def endless() -> Iterator[pa.RecordBatch]:
+        started = time.monotonic()
+        while time.monotonic() - started < 120:
+            if not cut_at and time.monotonic() - started > 1:
+                on_servers_host(holder, ["ip", "addr", "del", f"{SERVER}/24", "dev", "cable"])
+                cut_at.append(time.monotonic())
+            yield rows
+
     try:
         with (  # as a load's fill runs its COPY (pg/month_swap.py)
             naming_lost_server(resource.describe()),
@@ -143,15 +157,8 @@ def copy_to_a_cut_off_server(holder: subprocess.Popen[bytes], url: str) -> dict[
             connection.exec_driver_sql("create temp table sent (line text)")
             driver = connection.connection.driver_connection
             assert isinstance(driver, psycopg.Connection)
-            with driver.cursor().copy("copy sent from stdin") as copy:
-                started = time.monotonic()
-                while time.monotonic() - started < 120:
-                    copy.write(rows * 100)
-                    if not cut_at and time.monotonic() - started > 1:
-                        on_servers_host(
-                            holder, ["ip", "addr", "del", f"{SERVER}/24", "dev", "cable"]
-                        )
-                        cut_at.append(time.monotonic())
+            reader = pa.RecordBatchReader.from_batches(schema, endless())
+            copy_arrow(driver.cursor(), "sent", reader)
         said = "the COPY went on for 120 s"
     except psycopg.OperationalError as error:
         said = "".join(traceback.format_exception_only(error))
