@@ -288,6 +288,29 @@ def test_locally_no_revision_becomes_current_while_the_block_runs(
     assert read_manifest(slot.manifest_path).current == second.sha256  # type: ignore[union-attr]
 
 
+def test_on_an_object_store_a_revision_made_current_during_the_publish_fails_it(
+    object_store: LakeStore, tmp_path: Path
+) -> None:
+    """An object store has no lock to hold the manifest still while the lake month
+    uploads: a revision stored meanwhile (another run's, in the block here) is found by a
+    second read of the manifest after the upload, and the step fails saying the lake may
+    hold the superseded revision. Before, it succeeded, and its run went on to load it."""
+    root = resolve_root(object_store.url)
+    slot = slot_for(root, KEY, "2021-01")
+    first = store(root, tmp_path, b"a,b\n1,2\n").revision
+    with (
+        pytest.raises(RevisionSuperseded) as raised,
+        while_current(slot, first.sha256, "the lake month"),
+    ):
+        second = store(root, tmp_path, b"a,b\n1,2\n3,4\n").revision
+    said = str(raised.value)
+    assert said.startswith(
+        "yellow_tripdata 2021-01: the raw month changed while this run uploaded the lake "
+        f"month: it was made from revision {first.sha256}, and {second.sha256} is current now"
+    ), said
+    assert "The lake may hold the lake month of the superseded revision" in said
+
+
 def test_an_unpartitioned_slot_says_its_raw_file_changed(tmp_path: Path) -> None:
     """The zone lookup's lake file is guarded too; its slot has no month."""
     root = resolve_root(str(tmp_path / "lake"))
