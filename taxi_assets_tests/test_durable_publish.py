@@ -6,10 +6,12 @@ into its parent, the folder fsynced after the rename."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -56,7 +58,9 @@ def _traced_calls(tmp_path: Path, source: Path, dest: Path, how: str) -> list[tu
             if name in ("fsync", "fdatasync"):
                 calls.append(("fsync", arguments.split("<", 1)[1].rstrip(">")))
             elif name.startswith("rename"):
-                calls.append(("rename", re.findall(r'"([^"]+)"', arguments)[-1]))
+                source, target = re.findall(r'"([^"]+)"', arguments)[-2:]
+                calls.append(("renamed-from", source))
+                calls.append(("rename", target))
             elif name.startswith("mkdir"):
                 calls.append(("mkdir", re.findall(r'"([^"]+)"', arguments)[0]))
     return calls
@@ -75,11 +79,76 @@ def test_a_local_publish_is_durable_once_it_returns(tmp_path: Path, how: str) ->
     made = [path for call, path in calls if call == "mkdir"]
     assert made == [str(tmp_path / "lake"), str(dest.parent.parent), str(dest.parent)]
     renamed_at = calls.index(("rename", str(dest)))
-    staged_fsyncs = [
-        i for i, (call, path) in enumerate(calls) if call == "fsync" and ".tmp" in path
-    ]
-    assert staged_fsyncs and staged_fsyncs[-1] < renamed_at, calls
+    (_, renamed) = calls[renamed_at - 1]
+    assert ("fsync", renamed) in calls[:renamed_at], calls  # its data on disk first
     for folder in made:
         made_at = calls.index(("mkdir", folder))
         assert ("fsync", str(Path(folder).parent)) in calls[made_at:renamed_at], (folder, calls)
     assert ("fsync", str(dest.parent)) in calls[renamed_at + 1 :], calls
+
+
+STORE_REVISION = """
+import hashlib, sys
+from pathlib import Path
+from taxi_assets.storage.revision_manifest import Revision, utc_now
+from taxi_assets.storage.revision_updates import PinChange, make_current
+from taxi_assets.storage.revisions import slot_for
+from taxi_assets.storage.roots import resolve_root
+staged, lake = Path(sys.argv[1]), sys.argv[2]
+data = staged.read_bytes()
+revision = Revision(hashlib.sha256(data).hexdigest(), staged.name, len(data), utc_now(), "download")
+slot = slot_for(resolve_root(lake), ("raw", "yellow_tripdata"), "2021-01")
+make_current(slot, revision, staged, PinChange.KEEP, None, print)
+"""
+
+
+def _other_filesystem_than(path: Path) -> Path | None:
+    """A folder on another filesystem than ``path`` (/dev/shm or the repository's), or
+    None."""
+    device = os.stat(path).st_dev
+    for candidate in (Path("/dev/shm"), Path(__file__).resolve().parents[1]):
+        if candidate.is_dir() and os.stat(candidate).st_dev != device:
+            return candidate
+    return None
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (apt install strace)")
+def test_a_raw_revision_is_copied_into_the_lake_before_the_months_lock(tmp_path: Path) -> None:
+    """The downloaded file lies on another filesystem than the lake (a temporary folder):
+    storing it means a copy, seconds for a large month. The raw month's folder lock, which
+    every run of the month waits on (the lake's publish too), is held only for the
+    rename: no byte is copied between the lock's flock and its release."""
+    elsewhere = _other_filesystem_than(tmp_path)
+    if elsewhere is None:
+        pytest.skip("no second filesystem to download to (/dev/shm, the repository's)")
+    download = Path(tempfile.mkdtemp(prefix="taxi-test-download-", dir=elsewhere))
+    try:
+        staged = download / "yellow_tripdata_2021-01.csv.gz"
+        staged.write_bytes(os.urandom(1 << 20))
+        trace = tmp_path / "trace.txt"
+        subprocess.run(
+            [
+                "strace", "-f", "-y", "-o", str(trace),
+                "-e", "trace=flock,close,sendfile,copy_file_range,rename,renameat,renameat2",
+                sys.executable, "-c", STORE_REVISION, str(staged), str(tmp_path / "lake"),
+            ],
+            check=True,
+            timeout=60,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(download, ignore_errors=True)
+    lines = trace.read_text().splitlines()
+    folder = str(tmp_path / "lake" / "raw" / "yellow_tripdata" / "2021-01")
+    locked = [i for i, line in enumerate(lines) if "flock(" in line and f"<{folder}>" in line]
+    assert locked, "no lock taken on the month's folder"
+    descriptor = re.search(r"flock\((\d+)<", lines[locked[0]]).group(1)  # type: ignore[union-attr]
+    released = next(
+        i for i, line in enumerate(lines[locked[0] :], locked[0])
+        if re.search(rf"close\({descriptor}<{re.escape(folder)}>\)", line)
+    )  # fmt: skip
+    under_lock = lines[locked[0] : released]
+    copies = [line for line in lines if "sendfile(" in line or "copy_file_range(" in line]
+    assert copies, "the file was not copied at all: the test lost its point"
+    assert not [line for line in under_lock if line in copies], under_lock
+    stored = f"{folder}/"
+    assert any("rename" in line and stored in line for line in under_lock), under_lock

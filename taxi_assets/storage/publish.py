@@ -88,7 +88,7 @@ def publish_file(local_src: Path, dest: UPath) -> None:
     if is_local(dest):
         target = Path(dest.path)
         make_folder_durably(target.parent)
-        if local_src.parent != target.parent:
+        if not _same_filesystem(local_src, target.parent):
             staged = target.parent / staging_name(dest)
             try:
                 shutil.copyfile(local_src, staged)
@@ -106,6 +106,33 @@ def publish_file(local_src: Path, dest: UPath) -> None:
         upload_file(local_src, dest)
     finally:
         local_src.unlink(missing_ok=True)
+
+
+def _same_filesystem(path: Path, folder: Path) -> bool:
+    """A rename can move ``path`` into ``folder`` (atomic; no copy)."""
+    return path.parent == folder or os.stat(path).st_dev == os.stat(folder).st_dev
+
+
+def staged_beside(local_src: Path, folder: UPath) -> Path:
+    """A hidden copy of ``local_src`` in the local ``folder``, written and fsynced, that
+    :func:`publish_file` can then rename into place in that filesystem: the copy (seconds
+    for a large file) done before a lock, the rename under it. ``local_src`` itself where
+    it is on that filesystem already, and for object stores (nothing to stage there)."""
+    if not is_local(folder):
+        return local_src
+    local_folder = Path(folder.path)
+    make_folder_durably(local_folder)
+    if _same_filesystem(local_src, local_folder):
+        return local_src
+    copy = local_folder / staging_name(folder / local_src.name)
+    try:
+        shutil.copyfile(local_src, copy)
+        with open(copy, "rb") as handle:
+            os.fsync(handle.fileno())
+    except BaseException:
+        copy.unlink(missing_ok=True)
+        raise
+    return copy
 
 
 def publish_bytes(data: bytes, dest: UPath) -> None:
