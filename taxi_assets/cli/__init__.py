@@ -28,6 +28,8 @@
 Each command imports only what it needs: only ``months backfill`` (each service's
 partitions, and ``dagster-graphql`` to submit the backfill) and ``months status`` (where
 the definitions' lake IO manager keeps each month) load the Dagster definitions.
+The ``runs`` commands open the Dagster instance through ``cli.instance.dagster_instance``
+(Ctrl-C let through its PostgreSQL storage's waits).
 """
 
 from __future__ import annotations

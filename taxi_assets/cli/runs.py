@@ -9,11 +9,10 @@ import sys
 
 
 def _runs_slots(args: argparse.Namespace) -> int:
-    import dagster as dg
-
+    from taxi_assets.cli.instance import dagster_instance
     from taxi_assets.run_slots import held_slots, pool_use
 
-    with dg.DagsterInstance.get() as instance:
+    with dagster_instance() as instance:
         pools = pool_use(instance)
         holding = held_slots(instance)
     for use in pools:
@@ -38,9 +37,10 @@ def _runs_slots(args: argparse.Namespace) -> int:
 def _runs_release(args: argparse.Namespace) -> int:
     import dagster as dg
 
+    from taxi_assets.cli.instance import dagster_instance
     from taxi_assets.run_slots import ReleaseRefused, release
 
-    with dg.DagsterInstance.get() as instance:
+    with dagster_instance() as instance:
         try:
             held = release(instance, args.run_id, force=args.force)
         except ReleaseRefused as refused:
