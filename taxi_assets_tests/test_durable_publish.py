@@ -103,10 +103,12 @@ make_current(slot, revision, staged, PinChange.KEEP, None, print)
 
 
 def _other_filesystem_than(path: Path) -> Path | None:
-    """A folder on another filesystem than ``path`` (/dev/shm or the repository's), or
-    None."""
+    """A folder on another filesystem than ``path`` (/dev/shm, or the repository's
+    git-ignored test-artifacts), or None."""
     device = os.stat(path).st_dev
-    for candidate in (Path("/dev/shm"), Path(__file__).resolve().parents[1]):
+    artifacts = Path(__file__).resolve().parents[1] / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    for candidate in (Path("/dev/shm"), artifacts):
         if candidate.is_dir() and os.stat(candidate).st_dev != device:
             return candidate
     return None
