@@ -607,11 +607,7 @@ def test_ctrl_c_ends_a_cli_command_waiting_on_the_server_at_once(
             stop=state == "stopped",
         )
         if state == "answering":
-            wait_for(
-                "the interrupted query's session to end",
-                lambda: [pid for pid, *_ in other_backends(engine, database_name(url))] == [holder],
-                CANCELLED_WITHIN_S,
-            )
+            wait_until_only(holder, engine, url, "the interrupted query's session")
     engine.dispose()
     assert ended.returncode == -signal.SIGINT, ended.stderr
     assert ended.stderr == "interrupted\n", ended.stderr
@@ -620,6 +616,19 @@ def test_ctrl_c_ends_a_cli_command_waiting_on_the_server_at_once(
 # From the interruption to the end of the interrupted statement's session, the server
 # going on: the cancel request's round trip, the session's end.
 CANCELLED_WITHIN_S = 3
+
+
+def wait_until_only(holder: int | None, engine: sa.Engine, url: str, ending: str) -> None:
+    """Until the session ``holder`` (of the test's, holding what the interrupted statement
+    waited for) is the only other one on ``url``'s database: ``ending`` has ended, within
+    ``CANCELLED_WITHIN_S``."""
+    wait_for(
+        f"{ending} to end",
+        lambda: [pid for pid, *_ in other_backends(engine, database_name(url))] == [holder],
+        CANCELLED_WITHIN_S,
+    )
+
+
 # A statement the server would go on with though its client hung up, until the statement
 # next talks to the client: (what holds it up, the read's WHERE or None: the load's, when
 # it waits). The read's first row comes after 30 s; the month's lock is let go at the end.

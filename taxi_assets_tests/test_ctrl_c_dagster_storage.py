@@ -18,12 +18,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from taxi_assets_tests.faults_support import REPO, database_name, other_backends, wait_for
+from taxi_assets_tests.faults_support import REPO
 from taxi_assets_tests.pipeline import dagster_home, engine_for
 from taxi_assets_tests.test_copy_interrupts import (
-    CANCELLED_WITHIN_S,
     ctrl_c_to_a_process,
     held,
+    wait_until_only,
     waits_for_a_lock,
 )
 from taxi_assets_tests.test_production_instance import PRODUCTION_YAML, storage_url
@@ -78,11 +78,7 @@ def test_ctrl_c_ends_a_command_reading_dagsters_postgres_storage_at_once(
                 stop=state == "stopped",
             )
             if state == "answering":
-                wait_for(
-                    "the interrupted read's session to end",
-                    lambda: [p for p, *_ in other_backends(engine, database_name(url))] == [holder],
-                    CANCELLED_WITHIN_S,
-                )
+                wait_until_only(holder, engine, url, "the interrupted read's session")
     finally:
         engine.dispose()
     assert ended.returncode == -signal.SIGINT, ended.stderr

@@ -28,16 +28,14 @@ from taxi_assets.pg import embedded
 from taxi_assets.pg.ctrl_c import ctrl_c_let_through_psycopg
 from taxi_assets.services import SERVICES
 from taxi_assets_tests.faults_support import (
-    database_name,
     other_backends,
-    wait_for,
 )
 from taxi_assets_tests.pipeline import engine_for
 from taxi_assets_tests.test_copy_interrupts import (
-    CANCELLED_WITHIN_S,
     ctrl_c_to_a_process,
     held,
     interrupted_at_once,
+    wait_until_only,
     waits_for_a_lock,
 )
 
@@ -84,11 +82,7 @@ def test_ctrl_c_to_a_read_of_the_embedded_servers_settings(
                 stop=state == "stopped",
             )
             if state == "answering":
-                wait_for(
-                    "the interrupted read's session to end",
-                    lambda: [p for p, *_ in other_backends(engine, database_name(url))] == [holder],
-                    CANCELLED_WITHIN_S,
-                )
+                wait_until_only(holder, engine, url, "the interrupted read's session")
     finally:
         engine.dispose()
     assert psycopg_warnings(caplog) == []
