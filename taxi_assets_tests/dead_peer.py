@@ -2,7 +2,7 @@
 network namespace of its own (``unshare --net``), with a stopped server's data folder made
 by :func:`taxi_assets_tests.tcp_postgres.initialised_folder`:
 
-    python -m taxi_assets_tests.dead_peer DATA url|product|copy
+    python -m taxi_assets_tests.dead_peer DATA url|product|copy|reader
 
 The server runs in a second namespace, "the server's host", joined to this one by a veth
 pair (a cable): 10.41.0.1 here, 10.41.0.2 there. Through the product's engine, with short
@@ -12,8 +12,9 @@ the client sent, the server's address is deleted from its host: packets still re
 and are dropped without a word, as by a crashed host or a partition (the server process
 lives on, sleeping). Prints one JSON line: how long after the cut the statement failed,
 and with what. ``copy``: a COPY FROM sending rows when the server is cut off
-(:func:`copy_to_a_cut_off_server`). The server is stopped at the end; the server's host
-goes with this process.
+(:func:`copy_to_a_cut_off_server`). ``reader``: the other way round, this side's address
+deleted while the server sends it a month (:func:`a_reader_cut_off`). The server is
+stopped at the end; the server's host goes with this process.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import psycopg
 import pyarrow as pa
 import sqlalchemy as sa
 
-from taxi_assets.pg import keepalives, silent_peer
+from taxi_assets.pg import copy_out, keepalives, silent_peer
 from taxi_assets.pg.copy_in import copy_arrow
 from taxi_assets.pg.embedded import stop
 from taxi_assets.pg.interrupts import dropped_if_interrupted
@@ -167,11 +168,60 @@ def copy_to_a_cut_off_server(holder: subprocess.Popen[bytes], url: str) -> dict[
     return {"took": ended - cut_at[0], "error": said, "warnings": warnings}
 
 
+# Rows without end, one every ~0.1 ms (~1 MB/s): the server always has some in flight.
+ENDLESS_ROWS = (
+    "create or replace view public.endless_rows as select i, repeat('x', 100) as pad "
+    "from (select generate_series(1, 1000000000) as i) as numbers "
+    "where pg_sleep(0.0001) is not null"
+)
+
+
+def a_reader_cut_off(data: Path, url: str) -> dict[str, object]:
+    """A month read as the IO manager reads one (``copy_out.read_query_arrow``: COPY ...
+    TO STDOUT, its ACCESS SHARE lock held to the end) through the product's engine, from
+    a view whose rows never end; a second in, this side's own address is deleted: to the
+    server its reader's host is gone (its packets dropped without a word, none coming
+    back) while rows are in flight, which keepalives do not probe. With the reader's
+    bound shortened to 3 s (300 s in the product), how long the server's session lives
+    on after the cut (None: still there after 60 s), watched over the Unix socket."""
+    copy_out.READER_SILENCE_S = 3.0
+    with psycopg.connect(unix_socket_url(data, PORT), autocommit=True) as admin:
+        admin.execute(ENDLESS_ROWS)
+    engine = PostgresResource(url=url).engine()
+
+    def read() -> None:
+        copy_out.read_query_arrow(engine, "public", "endless_rows", "", {})
+
+    threading.Thread(target=read, name="reader", daemon=True).start()
+    reading = "select pid from pg_stat_activity where state = 'active' and query like 'COPY%'"
+    with psycopg.connect(unix_socket_url(data, PORT), autocommit=True) as watcher:
+        deadline = time.monotonic() + 10
+        while not (found := watcher.execute(reading).fetchall()):
+            assert time.monotonic() < deadline, "the read did not start"
+            time.sleep(0.05)
+        ((pid,),) = found
+        time.sleep(1)
+        run(["ip", "addr", "del", f"{CLIENT}/24", "dev", "cable"])
+        cut_at = time.monotonic()
+        alive = "select count(*) from pg_stat_activity where pid = %s"
+        while watcher.execute(alive, (pid,)).fetchone() == (1,):
+            if time.monotonic() - cut_at > 60:
+                return {"took": None}
+            time.sleep(0.1)
+        return {"took": time.monotonic() - cut_at}
+
+
 def main(data: Path, where: str) -> None:
     holder = servers_host()
     try:
         cable(holder)
         url = start_on_tcp(data, SERVER, PORT, netns_of=holder.pid)
+        if where == "reader":
+            try:
+                print(json.dumps(a_reader_cut_off(data, url)), flush=True)
+            finally:
+                stop(data)
+            return
         if where == "copy":
             try:
                 result = copy_to_a_cut_off_server(holder, url)

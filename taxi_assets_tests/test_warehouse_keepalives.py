@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from taxi_assets.pg import copy_out
+from taxi_assets.pg.copy_out import read_query_arrow
 from taxi_assets.pg.embedded import stop
 from taxi_assets.pg.keepalives import KEEPALIVES
 from taxi_assets.pg.lost_server import lost_server_says
@@ -195,6 +197,36 @@ def test_each_tcp_session_probes_its_client_as_the_client_probes_the_server(tcp_
     assert server_side(f"{tcp_url}?options=-c%20tcp_keepalives_idle%3D5")["keepalives_idle"] == "5"
 
 
+def test_a_month_read_bounds_the_servers_wait_for_its_reader_for_that_read_only(
+    tcp_url: str,
+) -> None:
+    """Within a month's read (``read_query_arrow``) the server waits at most
+    ``READER_SILENCE_S`` (5 min) for its reader's acknowledgements; the same session has
+    its usual value (0, the kernel's own) back for what it runs next; a value the URL sets
+    wins."""
+
+    def seen(url: str) -> tuple[str, str]:
+        engine = PostgresResource(url=url).engine()
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql(
+                    "create or replace view public.user_timeout_seen as select "
+                    "current_setting('tcp_user_timeout') as value, pg_backend_pid() as pid"
+                )
+            (during,) = read_query_arrow(engine, "public", "user_timeout_seen", "", {}).to_pylist()
+            with engine.connect() as connection:
+                after = connection.exec_driver_sql("SHOW tcp_user_timeout").scalar_one()
+                pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            assert pid == during["pid"], "not the read's own session: nothing shown"
+            return during["value"], after
+        finally:
+            engine.dispose()
+
+    assert copy_out.READER_SILENCE_S == 300
+    assert seen(tcp_url) == ("300000", "0")  # milliseconds, as the server shows it
+    assert seen(f"{tcp_url}?options=-c%20tcp_user_timeout%3D1234") == ("1234", "1234")
+
+
 # The cut-off loads' server ends their sessions 1 + 1 * 2 s after the cut, the check 1 s
 # later: their months' next loads are done within this; without the server's keepalives
 # they still wait for the months' locks at its end.
@@ -261,3 +293,17 @@ def test_a_copy_sending_to_a_server_cut_off_fails_within_seconds(cut_off_folder:
     assert f"the warehouse server {result['server']}: its host acknowledged nothing" in warning
     lost = f"the connection to the warehouse server {result['server']} was lost: "
     assert f"{lost}its host acknowledged nothing for" in result["error"], result
+
+
+def test_a_month_reader_cut_off_mid_copy_frees_its_month_within_seconds(
+    cut_off_folder: Path,
+) -> None:
+    """A month read by COPY TO (the IO manager's ``load_input``), its reader's host then cut
+    off while the server has rows in flight: keepalives never probe that, and the
+    server's session went on retransmitting, holding the month's ACCESS SHARE lock (a
+    reload of the month waits for it, then fails naming it). The server's own
+    ``tcp_user_timeout``, set for the read (3 s here, 300 s in the product), ends the
+    session within seconds. Before: still there 60 s after the cut."""
+    result = cut_off_in_a_namespace(cut_off_folder, "reader", "the server's session", 90)
+    assert result["took"] is not None, f"the session still read 60 s after the cut: {result}"
+    assert result["took"] < 10, result

@@ -1,4 +1,15 @@
-"""PostgreSQL -> Arrow through COPY ... TO STDOUT (CSV parsed by Arrow's C++ reader)."""
+"""PostgreSQL -> Arrow through COPY ... TO STDOUT (CSV parsed by Arrow's C++ reader).
+
+A reader whose host dies or is cut off mid-COPY leaves the server with data in flight,
+which it retransmits until ``net.ipv4.tcp_retries2`` gives up (~16 minutes), its session
+holding the month's ACCESS SHARE lock all along: a reload of that month waits for it
+(``lock_retry_s``), then fails naming the holder. Keepalives do not probe a connection
+with data in flight. So the COPY runs with the server's ``tcp_user_timeout`` at
+:data:`READER_SILENCE_S` (for its transaction only): the server ends the session
+once its data has waited that long for an acknowledgement. It would also end a reader
+that is alive and stops reading for that long, which this one does not do (it reads into
+memory as fast as the data comes) unless its process is stopped (Ctrl-Z, a debugger).
+"""
 
 from __future__ import annotations
 
@@ -23,6 +34,17 @@ _ARROW_FOR_PG = {
     "date": pa.date32(),
 }
 
+# As long as the silent-peer watch gives a silent server (pg/silent_peer.py): a peer that
+# acknowledges nothing for 5 minutes is gone.
+READER_SILENCE_S = 300.0
+# For this transaction, unless set elsewhere (the URL's options, the role, the server);
+# nothing on a server without the setting (before PostgreSQL 12). Over a Unix socket the
+# server ignores it; where its kernel has no TCP_USER_TIMEOUT it logs so and goes on.
+_BOUND_SILENCE = (
+    "SELECT set_config(name, %s, true) FROM pg_settings "
+    "WHERE name = 'tcp_user_timeout' AND source = 'default'"
+)
+
 
 def read_query_arrow(
     engine: sa.Engine, schema: str, table: str, where: str, params: dict[str, object]
@@ -39,6 +61,7 @@ def read_query_arrow(
             raise LookupError(f"table {schema}.{table} does not exist: materialize it first")
         types = {name: _ARROW_FOR_PG.get(pg, pa.string()) for name, pg in columns.items()}
         select = ", ".join(ident(name) for name in columns)
+        connection.exec_driver_sql(_BOUND_SILENCE, (str(round(READER_SILENCE_S * 1000)),))
         cursor = driver_cursor(connection)
         sink = pa.BufferOutputStream()
         statement = (
