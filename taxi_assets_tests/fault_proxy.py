@@ -14,7 +14,9 @@ mirror, each consumed by one matching request, in order:
   request body is read first), e.g. S3's ``503 SlowDown`` or Azure's ``503 ServerBusy``;
 - ``Fault.reset_after(n)``: ``n`` bytes of the request body are read, then the connection
   is reset (RST), as a crashed server or a broken network would;
-- ``Fault.delay(seconds)``: the request is forwarded after a pause.
+- ``Fault.delay(seconds)``: the request is forwarded after a pause;
+- ``Fault.stall_after(n)``: ``n`` bytes of the request body are read, then nothing more,
+  the connection held open (until the proxy is cleared or stopped), as by a stalled server.
 
 Patterns are searched in ``path?query``. Requests are forwarded with their ``Host``
 header unchanged, so S3 signatures (SigV4 signs the host) still validate.
@@ -214,6 +216,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "reset_after":
             self._read_body(limit=int(fault.amount))
             self.owner._record(method, target, "reset")
+            self.close_connection = True
+            abort_connection(self)
+            return
+        if fault is not None and fault.kind == "stall_after":
+            self._read_body(limit=int(fault.amount))
+            self.owner._record(method, target, "stalled")
+            release.wait(120)
             self.close_connection = True
             abort_connection(self)
             return

@@ -61,6 +61,14 @@ class Fault:
         return Fault("reset_after", n_bytes)
 
     @staticmethod
+    def stall_after(n_bytes: int) -> Fault:
+        """n_bytes of body, then nothing more read, the connection held open until the
+        proxy is cleared or stopped: a server that stops taking an upload, its kernel
+        still acknowledging the client's window probes (so TCP itself never gives up).
+        The proxy's only (:class:`taxi_assets_tests.fault_proxy.FaultProxy`)."""
+        return Fault("stall_after", n_bytes)
+
+    @staticmethod
     def delay(seconds: float) -> Fault:
         """Sleep before responding (normally), so a client with a shorter timeout gives up."""
         return Fault("delay", seconds)

@@ -30,7 +30,7 @@ from taxi_assets.io_managers.parquet_lake import arrow_filesystem, write_parquet
 from taxi_assets.month_status import Layer, collect
 from taxi_assets.resources import LakeResource
 from taxi_assets.storage import gcs as gcs_settings
-from taxi_assets.storage import publish
+from taxi_assets.storage import publish, silent_peers
 from taxi_assets.storage import s3 as s3_settings
 from taxi_assets.storage.errors import LakeAccessError
 from taxi_assets.storage.publish import publish_file
@@ -246,6 +246,38 @@ def test_a_gcs_request_that_goes_unanswered_is_given_up_and_retried(
     assert lake_store.proxy is not None
     assert lake_store.proxy.arrivals(method, pattern) == 2  # held, then sent again
     assert took < 30, took  # not waited out
+
+
+def test_an_upload_the_server_stops_taking_is_given_up_and_sent_again(
+    object_store: LakeStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy reads the first MiB of one part of a large upload, then stops reading,
+    holding the connection open: a stalled server, whose kernel acknowledges the client's
+    window probes, so TCP never gives up. aiohttp (under gcsfs, s3fs and adlfs) bounds
+    each read of an answer, not a send: the upload waited for as long as the proxy held
+    it (the test's 120 s). With TCP_USER_TIMEOUT on each socket (300 s in the product,
+    2 s here: storage/silent_peers.py) the connection is ended, and the part (gcsfs) or
+    the upload (S3, Azure) sent again."""
+    monkeypatch.setattr(silent_peers, "SILENCE_S", 2.0)
+    monkeypatch.setattr(silent_peers, "_shared", {})  # GCS: a connector with the new bound
+    # Parts larger than what the sockets' buffers hold: the sender blocks once the proxy
+    # stops reading.
+    monkeypatch.setattr(publish, "UPLOAD_CHUNK_BYTES", 16 * 1024 * 1024)
+    data = os.urandom(2 * 16 * 1024 * 1024 + 1)
+    (tmp_path / "big").write_bytes(data)
+    method, part = object_store.part_request
+    object_store.inject_part(Fault.stall_after(1024 * 1024))
+    assert object_store.proxy is not None
+    try:
+        started = time.monotonic()
+        publish_file(tmp_path / "big", resolve_root(object_store.url) / "big")
+        took = time.monotonic() - started
+        parts_sent = object_store.proxy.arrivals(method, part)
+    finally:
+        object_store.proxy.clear()  # lets the stalled request's handler go
+    assert visible(object_store) == {"nyc/big": data}
+    assert parts_sent > 3, f"{parts_sent} parts: the stalled one was not sent again"
+    assert took < 60, took
 
 
 def test_a_large_upload_survives_failing_parts(

@@ -27,6 +27,7 @@ from upath import UPath
 
 from taxi_assets.storage.errors import LakeConfigurationError
 from taxi_assets.storage.leftovers import LAKE_FOLDERS, PROBE
+from taxi_assets.storage.silent_peers import connector_giving_up_on_silence
 from taxi_assets.storage.stores import Leftover, LeftoverGone, ObjectStore
 from taxi_assets.storage.urls import split_bucket_url
 
@@ -69,7 +70,34 @@ def azure_root(url: str) -> UPath:
         raise LakeConfigurationError(
             f"{url}: no usable Azure credentials ({error}): {CREDENTIALS_HINT}"
         ) from None
+    _give_up_on_silence(root.fs)
     return root
+
+
+def _give_up_on_silence(fs: Any) -> None:
+    """Give the client's transport a session whose sockets give up on a server that stops
+    taking an upload (``storage/silent_peers.py``), before it makes its own. Neither adlfs
+    nor the client takes a connector: azure-core's ``AioHttpTransport`` makes its session
+    when first opened, unless it has one (its documented ``session``; found through the
+    client's pipeline, which has no public accessor). Once per (cached) filesystem."""
+    import aiohttp
+    from azure.core.pipeline.transport import AioHttpTransport
+    from fsspec.asyn import sync
+
+    transport = fs.service_client._pipeline._transport
+    if not isinstance(transport, AioHttpTransport) or transport.session is not None:
+        return
+
+    async def open_session() -> None:
+        # What the transport's own session would be (azure-core's open()), and the connector.
+        transport.session = aiohttp.ClientSession(
+            connector=connector_giving_up_on_silence(),
+            trust_env=transport._use_env_settings,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+        )
+
+    sync(fs.loop, open_session)
 
 
 def upload_once(local: Path, dest: UPath, chunk_bytes: int) -> None:

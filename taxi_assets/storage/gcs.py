@@ -25,6 +25,7 @@ from upath import UPath
 from taxi_assets.settings import resolve_setting
 from taxi_assets.storage.errors import LakeAccessError, LakeConfigurationError
 from taxi_assets.storage.leftovers import PROBE
+from taxi_assets.storage.silent_peers import shared_connector
 from taxi_assets.storage.stores import Leftover, LeftoverGone, ObjectStore
 from taxi_assets.storage.urls import bucket_of, split_bucket_url
 
@@ -62,7 +63,22 @@ def split_gcs_url(url: str) -> tuple[str, str]:
 
 def gcs_root(url: str) -> UPath:
     bucket, prefix = split_gcs_url(url)
-    return UPath(f"gs://{bucket}/{prefix}".rstrip("/"), **gcs_storage_options())
+    root = UPath(f"gs://{bucket}/{prefix}".rstrip("/"), **gcs_storage_options())
+    _give_up_on_silence(root.fs)
+    return root
+
+
+def _give_up_on_silence(fs: Any) -> None:
+    """Sessions whose sockets give up on a server that stops taking an upload
+    (``storage/silent_peers.py``): aiohttp bounds no send. gcsfs makes its session from
+    ``session_kwargs`` when it first needs one; set on the (cached) filesystem rather than
+    passed as an option, so that the root stays picklable (a connector is not)."""
+    if "connector" not in fs.session_kwargs:
+        fs.session_kwargs = {
+            **fs.session_kwargs,
+            "connector": shared_connector(),
+            "connector_owner": False,
+        }
 
 
 def gcp_project(project: str | None = None) -> str | None:

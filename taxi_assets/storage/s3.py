@@ -26,6 +26,7 @@ from typing import Any
 from upath import UPath
 
 from taxi_assets.storage.leftovers import LAKE_FOLDERS, PROBE, PROBE_PREFIX, STALE_AFTER_SECONDS
+from taxi_assets.storage.silent_peers import socket_giving_up_on_silence
 from taxi_assets.storage.stores import Leftover, LeftoverGone, ObjectStore
 from taxi_assets.storage.urls import bucket_of, split_bucket_url
 
@@ -72,11 +73,7 @@ def endpoint_url() -> str | None:
 def s3_storage_options(attempts: int = READ_ATTEMPTS) -> dict[str, Any]:
     """``s3fs.S3FileSystem`` keyword arguments: no credentials (botocore's chain finds
     them), listings never cached (another process may have replaced a month since)."""
-    options: dict[str, Any] = {
-        "use_listings_cache": False,
-        # botocore's "max_attempts" counts retries; "total_max_attempts" counts requests.
-        "config_kwargs": {"retries": {"mode": "standard", "total_max_attempts": attempts}},
-    }
+    options: dict[str, Any] = {"use_listings_cache": False, "config_kwargs": _config(attempts)}
     endpoint = endpoint_url()
     if endpoint:
         options["endpoint_url"] = endpoint
@@ -124,7 +121,17 @@ def upload_once(local: Path, dest: UPath, chunk_bytes: int) -> None:
 
 
 def _single_attempt() -> dict[str, Any]:
-    return {"config_kwargs": {"retries": {"mode": "standard", "total_max_attempts": 1}}}
+    return {"config_kwargs": _config(attempts=1)}
+
+
+def _config(attempts: int) -> dict[str, Any]:
+    """aiobotocore's ``AioConfig``: botocore's retries (its "max_attempts" counts retries,
+    "total_max_attempts" requests), and sockets that give up on a server that stops
+    taking an upload (``storage/silent_peers.py``)."""
+    return {
+        "retries": {"mode": "standard", "total_max_attempts": attempts},
+        "connector_args": {"socket_factory": socket_giving_up_on_silence},
+    }
 
 
 def pending_uploads(dest: UPath) -> list[dict[str, Any]]:
