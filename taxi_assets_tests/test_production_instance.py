@@ -4,7 +4,9 @@ output is in the compute-logs folder.
 Local development keeps SQLite under DAGSTER_HOME (the repository's dagster.yaml).
 """
 
+import os
 import re
+import socket
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -12,8 +14,11 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from taxi_assets.pg.embedded import stop
 from taxi_assets.resources.postgres import sqlalchemy_url
+from taxi_assets_tests.emulators import free_port
 from taxi_assets_tests.pipeline import dagster_home
+from taxi_assets_tests.tcp_postgres import start_on_tcp, stopped_folder
 
 REPO = Path(__file__).resolve().parents[1]
 PRODUCTION_YAML = REPO / "deploy" / "dagster.yaml"
@@ -113,3 +118,41 @@ def test_local_development_keeps_sqlite_under_dagster_home(
         assert isinstance(instance.run_storage, SqliteRunStorage)
         assert dg.materialize([dg.asset(lambda: 1, name="one")], instance=instance).success
     assert list(home.rglob("*.db"))
+
+
+def test_dagsters_storage_connections_carry_the_compose_files_bounds() -> None:
+    """Dagster's own storage connections (psycopg2 through dagster-postgres), over TCP with
+    the Compose file's URL: keepalives of 60 + 10 x 6 s (an idle connection to a host that
+    died is given up in ~2 minutes, not the kernel's 2 hours) and ``TCP_USER_TIMEOUT`` of
+    120 s (a statement sent as the host died is given up as soon, not after the kernel's
+    ~16 minutes of retransmissions; keepalives probe only a connection with nothing in
+    flight). The storage's statements are small and the server reads each one whole, so
+    the timeout only ever ends a connection to a host that is gone."""
+    from dagster_postgres import PostgresRunStorage
+
+    with stopped_folder() as data:
+        try:
+            url = storage_url(start_on_tcp(data, "127.0.0.1", free_port()))
+            storage = PostgresRunStorage(url)
+            with storage.connect() as connection:
+                raw = connection.connection.dbapi_connection
+                assert raw is not None
+                with socket.socket(fileno=os.dup(raw.fileno())) as link:
+                    tcp = socket.IPPROTO_TCP
+                    options = {
+                        "SO_KEEPALIVE": link.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                        "TCP_KEEPIDLE": link.getsockopt(tcp, socket.TCP_KEEPIDLE),
+                        "TCP_KEEPINTVL": link.getsockopt(tcp, socket.TCP_KEEPINTVL),
+                        "TCP_KEEPCNT": link.getsockopt(tcp, socket.TCP_KEEPCNT),
+                        "TCP_USER_TIMEOUT": link.getsockopt(tcp, socket.TCP_USER_TIMEOUT),
+                    }
+            storage.dispose()
+        finally:
+            stop(data)
+    assert options == {
+        "SO_KEEPALIVE": 1,
+        "TCP_KEEPIDLE": 60,
+        "TCP_KEEPINTVL": 10,
+        "TCP_KEEPCNT": 6,
+        "TCP_USER_TIMEOUT": 120_000,
+    }
