@@ -7,12 +7,14 @@ Local development keeps SQLite under DAGSTER_HOME (the repository's dagster.yaml
 import os
 import re
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from taxi_assets.pg.embedded import stop
 from taxi_assets.resources.postgres import sqlalchemy_url
@@ -120,39 +122,85 @@ def test_local_development_keeps_sqlite_under_dagster_home(
     assert list(home.rglob("*.db"))
 
 
-def test_dagsters_storage_connections_carry_the_compose_files_bounds() -> None:
-    """Dagster's own storage connections (psycopg2 through dagster-postgres), over TCP with
-    the Compose file's URL: keepalives of 60 + 10 x 6 s (an idle connection to a host that
-    died is given up in ~2 minutes, not the kernel's 2 hours) and ``TCP_USER_TIMEOUT`` of
-    120 s (a statement sent as the host died is given up as soon, not after the kernel's
-    ~16 minutes of retransmissions; keepalives probe only a connection with nothing in
-    flight). The storage's statements are small and the server reads each one whole, so
-    the timeout only ever ends a connection to a host that is gone."""
+# libpq's bounds on Dagster's storage connections, as the Compose file and the Helm values
+# give them: keepalives of 60 + 10 x 6 s (an idle connection to a host that died is given
+# up in ~2 minutes, not the kernel's 2 hours) and TCP_USER_TIMEOUT of 120 s (a statement sent
+# as the host died is given up as soon, not after the kernel's ~16 minutes of
+# retransmissions: keepalives probe only a connection with nothing in flight). The
+# storage's statements are small and the server reads each one whole, so the timeout only
+# ever ends a connection to a host that is gone.
+STORAGE_SOCKET_BOUNDS = {
+    "SO_KEEPALIVE": 1,
+    "TCP_KEEPIDLE": 60,
+    "TCP_KEEPINTVL": 10,
+    "TCP_KEEPCNT": 6,
+    "TCP_USER_TIMEOUT": 120_000,
+}
+
+
+def storage_socket_options(storage_url_over_tcp: str) -> dict[str, int]:
+    """The socket options of a connection of Dagster's run storage (psycopg2 through
+    dagster-postgres) made from ``storage_url_over_tcp``."""
     from dagster_postgres import PostgresRunStorage
 
+    storage = PostgresRunStorage(storage_url_over_tcp)
+    try:
+        with storage.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            assert raw is not None
+            with socket.socket(fileno=os.dup(raw.fileno())) as link:
+                tcp = socket.IPPROTO_TCP
+                return {
+                    "SO_KEEPALIVE": link.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                    "TCP_KEEPIDLE": link.getsockopt(tcp, socket.TCP_KEEPIDLE),
+                    "TCP_KEEPINTVL": link.getsockopt(tcp, socket.TCP_KEEPINTVL),
+                    "TCP_KEEPCNT": link.getsockopt(tcp, socket.TCP_KEEPCNT),
+                    "TCP_USER_TIMEOUT": link.getsockopt(tcp, socket.TCP_USER_TIMEOUT),
+                }
+    finally:
+        storage.dispose()
+
+
+@pytest.fixture(scope="module")
+def tcp_pg_url() -> Iterator[str]:
+    """A server of this module's own listening on 127.0.0.1 (socket options are TCP's)."""
     with stopped_folder() as data:
         try:
-            url = storage_url(start_on_tcp(data, "127.0.0.1", free_port()))
-            storage = PostgresRunStorage(url)
-            with storage.connect() as connection:
-                raw = connection.connection.dbapi_connection
-                assert raw is not None
-                with socket.socket(fileno=os.dup(raw.fileno())) as link:
-                    tcp = socket.IPPROTO_TCP
-                    options = {
-                        "SO_KEEPALIVE": link.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
-                        "TCP_KEEPIDLE": link.getsockopt(tcp, socket.TCP_KEEPIDLE),
-                        "TCP_KEEPINTVL": link.getsockopt(tcp, socket.TCP_KEEPINTVL),
-                        "TCP_KEEPCNT": link.getsockopt(tcp, socket.TCP_KEEPCNT),
-                        "TCP_USER_TIMEOUT": link.getsockopt(tcp, socket.TCP_USER_TIMEOUT),
-                    }
-            storage.dispose()
+            yield start_on_tcp(data, "127.0.0.1", free_port())
         finally:
             stop(data)
-    assert options == {
-        "SO_KEEPALIVE": 1,
-        "TCP_KEEPIDLE": 60,
-        "TCP_KEEPINTVL": 10,
-        "TCP_KEEPCNT": 6,
-        "TCP_USER_TIMEOUT": 120_000,
-    }
+
+
+def test_dagsters_storage_connections_carry_the_compose_files_bounds(tcp_pg_url: str) -> None:
+    """The Compose file's ``DAGSTER_POSTGRES_URL`` (:data:`STORAGE_SOCKET_BOUNDS`)."""
+    assert storage_socket_options(storage_url(tcp_pg_url)) == STORAGE_SOCKET_BOUNDS
+
+
+def test_dagsters_storage_connections_carry_the_helm_values_bounds(tcp_pg_url: str) -> None:
+    """The Helm values' ``postgresql.postgresqlParams``, as the chart passes them: its
+    ``dagsterYaml.postgresql.config`` (helm/dagster/templates/helpers/instance/
+    _postgresql.tpl in dagster-io/dagster, read at commit 0bd187e4) writes them to the
+    instance's ``postgres_db.params``, from which Dagster builds the URL (the chart itself
+    cannot be rendered offline). The same bounds as the Compose file's URL."""
+    from dagster_postgres.utils import pg_url_from_config
+
+    postgresql = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())[
+        "postgresql"
+    ]
+    params = postgresql["postgresqlParams"]
+    assert {name: str(value) for name, value in params.items()} == compose_storage_query()
+    server = sa.make_url(tcp_pg_url)
+    url = pg_url_from_config(
+        {
+            "postgres_db": {
+                "username": server.username,
+                "password": server.password or "",
+                "hostname": server.host,
+                "db_name": server.database,
+                "port": str(server.port),
+                "params": params,
+                "scheme": postgresql["postgresqlScheme"],
+            }
+        }
+    )
+    assert storage_socket_options(url) == STORAGE_SOCKET_BOUNDS
