@@ -72,8 +72,10 @@ def _give_up_on_silence(fs: Any) -> None:
     """Sessions whose sockets give up on a server that stops taking an upload
     (``storage/silent_peers.py``): aiohttp bounds no send. gcsfs makes its session from
     ``session_kwargs`` when it first needs one; set on the (cached) filesystem rather than
-    passed as an option, so that the root stays picklable (a connector is not)."""
-    if "connector" not in fs.session_kwargs:
+    passed as an option, so that the root stays picklable (a connector is not). Not with
+    mutual TLS (``GOOGLE_API_USE_CLIENT_CERTIFICATE``), where gcsfs makes a connector of its
+    own, with the client certificate, unless given one: that one stays unbounded."""
+    if "connector" not in fs.session_kwargs and not getattr(fs, "_use_client_cert", False):
         fs.session_kwargs = {
             **fs.session_kwargs,
             "connector": shared_connector(),
