@@ -24,8 +24,15 @@ Address = tuple[str, int] | str  # (host, port) on TCP, or a Unix socket's path
 
 class SlowLink:
     def __init__(
-        self, upstream: Address, bytes_per_s: float, listen: Address = ("127.0.0.1", 0)
+        self,
+        upstream: Address,
+        bytes_per_s: float,
+        listen: Address = ("127.0.0.1", 0),
+        receive_buffer: int | None = None,
     ) -> None:
+        """``receive_buffer``: the size of the kernel's buffer for what clients send (TCP
+        only; the kernel's own by default, several MB on loopback, which a client fills at
+        its own speed before the link's rate holds it back)."""
         self.upstream = upstream
         self.bytes_per_s = bytes_per_s
         if isinstance(listen, str):
@@ -33,7 +40,12 @@ class SlowLink:
             self._listener.bind(listen)
             self._listener.listen()
         else:
-            self._listener = socket.create_server(listen)
+            self._listener = socket.socket(socket.AF_INET)
+            if receive_buffer is not None:
+                # Before listen(): accepted sockets inherit it, window scaling included.
+                self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            self._listener.bind(listen)
+            self._listener.listen()
         self.address: Address = self._listener.getsockname()
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()

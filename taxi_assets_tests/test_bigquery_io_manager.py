@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -32,6 +33,7 @@ from taxi_assets.resources.bigquery import BigQueryWarehouse, parse_bigquery_url
 from taxi_assets_tests.bq_emulator import EmulatedProject
 from taxi_assets_tests.fault_proxy import FaultProxy
 from taxi_assets_tests.http_faults import Fault
+from taxi_assets_tests.slow_link import SlowLink
 
 MONTHLY = monthly_partitions("2021-01")
 BASE = pa.schema(
@@ -405,3 +407,76 @@ def test_a_request_that_goes_unanswered_is_given_up_and_retried(
     assert held >= 2, held  # the held request was sent again
     # Not waited out: the load alone takes ~3 s here.
     assert took < 30, took
+
+
+def test_an_upload_slower_than_the_connect_bound_still_loads(
+    tmp_path: Path, bq_project: EmulatedProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """urllib3 sends a request's body under the *connect* timeout, in one ``sendall`` that
+    the timeout bounds as a whole (requests#5263): with ``REQUEST_TIMEOUT_S``'s 30 s an
+    upload chunk (google-cloud-bigquery's: 100 MB) had to go at 3.3 MB/s or more, or fail
+    at every try. Here the emulator is reached through a link carrying 1 MB/s
+    (:class:`SlowLink`, the client-to-server direction), the connect bound shortened to
+    1 s, and the month's file of a few MB: it must load, its sending only bounded by a
+    peer that stops taking it (``TCP_USER_TIMEOUT``)."""
+    monkeypatch.setattr(client_module, "REQUEST_TIMEOUT_S", (1.0, 30.0))
+    rows = 500_000
+    path = month_file(tmp_path, "2021-01", rows, "v1")
+    size = path.stat().st_size
+    assert size > 4_000_000, size  # four times what the bound lets through at this speed
+    host, port = bq_project.emulator.url.removeprefix("http://").split(":")
+    # A small receiving buffer: the client's sending waits on the link, not on loopback's
+    # megabytes of buffers.
+    with SlowLink((host, int(port)), bytes_per_s=1_000_000, receive_buffer=64 * 1024) as link:
+        monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", f"http://127.0.0.1:{link.address[1]}")
+        started = time.monotonic()
+        result = materialize(bq_project, lambda m: parquet_load(path, m, rows, BASE), "2021-01")
+        took = time.monotonic() - started
+    assert result.success, failure_message(result)
+    assert versions(bq_project) == {"2021-01": {"v1": rows}}
+    assert took > size / 1_000_000, took  # the link's speed held
+
+
+def test_an_upload_chunk_the_server_stops_taking_is_given_up_and_sent_again(
+    tmp_path: Path, bq_project: EmulatedProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy in front of the emulator reads the first MiB of a resumable upload's chunk,
+    then nothing more, holding the connection open (a stalled server: its kernel answers
+    the window probes, so TCP itself never gives up). No timeout can end that send: the
+    chunk's request has none for connecting and sending (see the test above), and its read
+    bound starts only once it is sent. ``TCP_USER_TIMEOUT`` on the session's sockets
+    (300 s, shortened to 2 s here) ends the connection, and the chunk is sent again. The
+    bounds of connecting and reading are 60 s here, so neither could end it sooner."""
+    monkeypatch.setattr(client_module, "REQUEST_TIMEOUT_S", (60.0, 60.0))
+    monkeypatch.setattr(client_module, "UPLOAD_SILENCE_S", 2.0)
+    rows = 1_500_000
+    # Distinct times and fares: a file about 24 MB.
+    start = datetime(2021, 1, 1)
+    micros = np.arange(rows, dtype=np.int64) * 1_000_000 + int(start.timestamp() * 1e6)
+    table = pa.table(
+        {
+            "pickup": pa.array(micros, pa.timestamp("us")),
+            "zone": pa.array(np.arange(rows, dtype=np.int32) % 7 + 1),
+            "fare": pa.array(np.random.default_rng(7).random(rows) * 100),
+            "version": pa.array(["v1"] * rows),
+        },
+        schema=BASE,
+    )
+    path = tmp_path / "2021-01-v1.parquet"
+    pq.write_table(table, path)
+    # A resumable upload (5 MB and more), and more than loopback's buffers hold.
+    assert path.stat().st_size > 16_000_000, path.stat().st_size
+    with FaultProxy(bq_project.emulator.url) as proxy:
+        monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", proxy.url)
+        proxy.inject(r"upload_id=", Fault.stall_after(1024 * 1024), methods=("PUT",))
+        try:
+            started = time.monotonic()
+            result = materialize(bq_project, lambda m: parquet_load(path, m, rows, BASE), "2021-01")
+            took = time.monotonic() - started
+            sent = proxy.arrivals("PUT", r"upload_id=")
+        finally:
+            proxy.clear()  # lets the stalled request's handler go
+    assert result.success, failure_message(result)
+    assert versions(bq_project) == {"2021-01": {"v1": rows}}
+    assert sent >= 2, sent  # the stalled chunk was sent again
+    assert took < 45, took

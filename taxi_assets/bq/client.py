@@ -20,12 +20,20 @@ if TYPE_CHECKING:  # imported where a client is made: ~0.7 s that PostgreSQL run
 
 EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
 # Seconds a BigQuery API request may take to connect, and then may wait for each read of
-# its answer (an upload's sending too: requests bounds each socket operation, not the
-# whole request). google-cloud-bigquery passes no bound (timeout=None) to most requests:
-# a connection that stops answering (a network partition, a NAT that dropped it) held the
+# its answer. google-cloud-bigquery passes no bound (timeout=None) to most requests: a
+# connection that stops answering (a network partition, a NAT that dropped it) held the
 # run for ever, and its own retries (DEFAULT_RETRY, 600 s) never got their turn. A
 # request that times out is retried by them like a dropped connection.
 REQUEST_TIMEOUT_S: tuple[float, float] = (30.0, 300.0)
+# urllib3 sends a request's body under the *connect* timeout, in one sendall that it
+# bounds as a whole (requests#5263): with 30 s, an upload's chunk (100 MB) had to go at
+# 3.3 MB/s or fail at every try (measured at a smaller scale: a 4.7 MB file over a 1 MB/s
+# link with a 1 s bound failed). A request with a larger body than this gets no connect
+# timeout (connecting is bounded by the kernel's SYN retries, ~2 min); its sending is
+# bounded by the sockets' TCP_USER_TIMEOUT instead: a peer that acknowledges nothing for
+# UPLOAD_SILENCE_S is given up, a slow link that progresses never is.
+SMALL_BODY_BYTES = 64 * 1024
+UPLOAD_SILENCE_S = 300.0  # as for the lake's uploads (storage/silent_peers.py)
 
 
 class BigQueryConfigurationError(Exception):
@@ -91,16 +99,66 @@ def bigquery_client(project: str, location: str | None) -> Iterator[bigquery.Cli
 
 
 def bound_requests(client: bigquery.Client) -> None:
-    """Give ``client``'s requests that have no timeout :data:`REQUEST_TIMEOUT_S`.
+    """Give ``client``'s requests that have no timeout :data:`REQUEST_TIMEOUT_S`, or, for
+    one with a body over :data:`SMALL_BODY_BYTES`, only its read bound, and its sockets
+    ``TCP_USER_TIMEOUT``.
 
     Through the client's HTTP session (``_http``: google-cloud-core's, the one it would
     create on first use; pinned by test_bigquery_io_manager.py), for every request made
     with ``timeout=None``: the API's calls and an upload's chunks alike."""
     session = client._http
+    _give_up_on_silence(session)
     unbounded = session.request
 
     def request(method: str, url: str, *args: Any, timeout: Any = None, **kwargs: Any) -> Any:
-        bound = REQUEST_TIMEOUT_S if timeout is None else timeout
-        return unbounded(method, url, *args, timeout=bound, **kwargs)
+        if timeout is None:
+            body = kwargs.get("data", args[0] if args else None)
+            timeout = (None, REQUEST_TIMEOUT_S[1]) if _large(body) else REQUEST_TIMEOUT_S
+        return unbounded(method, url, *args, timeout=timeout, **kwargs)
 
     session.request = request
+
+
+def _large(body: object) -> bool:
+    if body is None:
+        return False
+    if isinstance(body, str | bytes | bytearray | memoryview):
+        return len(body) > SMALL_BODY_BYTES
+    return True  # a stream: its size unknown
+
+
+def _give_up_on_silence(session: Any) -> None:
+    """Mount, for each scheme, requests' adapter with the same pool settings, whose
+    connections' sockets carry ``TCP_USER_TIMEOUT`` (Linux only; elsewhere nothing changes),
+    through urllib3's ``socket_options`` (requests' documented way: a subclass's
+    ``init_poolmanager``, and ``proxy_manager_for`` for a proxy's connections)."""
+    import socket
+
+    from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
+    from urllib3.connection import HTTPConnection
+
+    if not hasattr(socket, "TCP_USER_TIMEOUT"):
+        return
+    options = [
+        *HTTPConnection.default_socket_options,
+        (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, round(UPLOAD_SILENCE_S * 1000)),
+    ]
+
+    class GivingUpOnSilence(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **{**kwargs, "socket_options": options})
+
+        def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+            return super().proxy_manager_for(proxy, **{**proxy_kwargs, "socket_options": options})
+
+    for prefix, adapter in list(session.adapters.items()):
+        if isinstance(adapter, HTTPAdapter) and not isinstance(adapter, GivingUpOnSilence):
+            session.mount(
+                prefix,
+                GivingUpOnSilence(
+                    pool_connections=getattr(adapter, "_pool_connections", DEFAULT_POOLSIZE),
+                    pool_maxsize=getattr(adapter, "_pool_maxsize", DEFAULT_POOLSIZE),
+                    max_retries=adapter.max_retries,
+                    pool_block=getattr(adapter, "_pool_block", False),
+                ),
+            )
