@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -73,3 +74,18 @@ def start_on_tcp(data: Path, host: str, port: int, netns_of: int | None = None) 
 def unix_socket_url(data: Path, port: int) -> str:
     """The server's URL over its Unix socket (from any network namespace)."""
     return f"postgresql://postgres@/postgres?host={socket_folder(data)}&port={port}"
+
+
+def tcp_options(fd: int) -> dict[str, int]:
+    """The keepalive and user-timeout options of the TCP socket ``fd``, as the kernel
+    applies them (a duplicate of it is read; ``fd`` stays open)."""
+    with socket.socket(fileno=os.dup(fd)) as link:
+        assert link.family in (socket.AF_INET, socket.AF_INET6)
+        tcp = socket.IPPROTO_TCP
+        return {
+            "SO_KEEPALIVE": link.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+            "TCP_KEEPIDLE": link.getsockopt(tcp, socket.TCP_KEEPIDLE),
+            "TCP_KEEPINTVL": link.getsockopt(tcp, socket.TCP_KEEPINTVL),
+            "TCP_KEEPCNT": link.getsockopt(tcp, socket.TCP_KEEPCNT),
+            "TCP_USER_TIMEOUT": link.getsockopt(tcp, socket.TCP_USER_TIMEOUT),
+        }

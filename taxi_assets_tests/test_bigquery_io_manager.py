@@ -30,6 +30,7 @@ from taxi_assets.io_managers.lake_files import LakeFiles
 from taxi_assets.io_managers.table_load import ParquetPart, ParquetTableLoad, lake_parts
 from taxi_assets.partitions import monthly_partitions, parse_month
 from taxi_assets.resources.bigquery import BigQueryWarehouse, parse_bigquery_url
+from taxi_assets.storage import silent_peers
 from taxi_assets_tests.bq_emulator import EmulatedProject
 from taxi_assets_tests.fault_proxy import FaultProxy
 from taxi_assets_tests.http_faults import Fault
@@ -448,7 +449,7 @@ def test_an_upload_chunk_the_server_stops_taking_is_given_up_and_sent_again(
     (300 s, shortened to 2 s here) ends the connection, and the chunk is sent again. The
     bounds of connecting and reading are 60 s here, so neither could end it sooner."""
     monkeypatch.setattr(client_module, "REQUEST_TIMEOUT_S", (60.0, 60.0))
-    monkeypatch.setattr(client_module, "UPLOAD_SILENCE_S", 2.0)
+    monkeypatch.setattr(silent_peers, "SILENCE_S", 2.0)
     rows = 1_500_000
     # Distinct times and fares: a file about 24 MB.
     start = datetime(2021, 1, 1)

@@ -4,9 +4,7 @@ output is in the compute-logs folder.
 Local development keeps SQLite under DAGSTER_HOME (the repository's dagster.yaml).
 """
 
-import os
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -20,7 +18,7 @@ from taxi_assets.pg.embedded import stop
 from taxi_assets.resources.postgres import sqlalchemy_url
 from taxi_assets_tests.emulators import free_port
 from taxi_assets_tests.pipeline import dagster_home
-from taxi_assets_tests.tcp_postgres import start_on_tcp, stopped_folder
+from taxi_assets_tests.tcp_postgres import start_on_tcp, stopped_folder, tcp_options
 
 REPO = Path(__file__).resolve().parents[1]
 PRODUCTION_YAML = REPO / "deploy" / "dagster.yaml"
@@ -148,15 +146,7 @@ def storage_socket_options(storage_url_over_tcp: str) -> dict[str, int]:
         with storage.connect() as connection:
             raw = connection.connection.dbapi_connection
             assert raw is not None
-            with socket.socket(fileno=os.dup(raw.fileno())) as link:
-                tcp = socket.IPPROTO_TCP
-                return {
-                    "SO_KEEPALIVE": link.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
-                    "TCP_KEEPIDLE": link.getsockopt(tcp, socket.TCP_KEEPIDLE),
-                    "TCP_KEEPINTVL": link.getsockopt(tcp, socket.TCP_KEEPINTVL),
-                    "TCP_KEEPCNT": link.getsockopt(tcp, socket.TCP_KEEPCNT),
-                    "TCP_USER_TIMEOUT": link.getsockopt(tcp, socket.TCP_USER_TIMEOUT),
-                }
+            return tcp_options(raw.fileno())
     finally:
         storage.dispose()
 

@@ -32,7 +32,12 @@ from taxi_assets.pg.lost_server import lost_server_says
 from taxi_assets.resources.postgres import PostgresResource
 from taxi_assets_tests.emulators import free_port
 from taxi_assets_tests.pipeline import REPO
-from taxi_assets_tests.tcp_postgres import start_on_tcp, stopped_folder, trust_clients
+from taxi_assets_tests.tcp_postgres import (
+    start_on_tcp,
+    stopped_folder,
+    tcp_options,
+    trust_clients,
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,16 +59,7 @@ def socket_options(connection: sa.Connection) -> dict[str, int]:
     """The keepalive options of the connection's socket, as the kernel applies them."""
     driver = connection.connection.driver_connection
     assert driver is not None
-    with socket.socket(fileno=os.dup(driver.pgconn.socket)) as link:
-        assert link.family in (socket.AF_INET, socket.AF_INET6)
-        tcp = socket.IPPROTO_TCP
-        return {
-            "SO_KEEPALIVE": link.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
-            "TCP_KEEPIDLE": link.getsockopt(tcp, socket.TCP_KEEPIDLE),
-            "TCP_KEEPINTVL": link.getsockopt(tcp, socket.TCP_KEEPINTVL),
-            "TCP_KEEPCNT": link.getsockopt(tcp, socket.TCP_KEEPCNT),
-            "TCP_USER_TIMEOUT": link.getsockopt(tcp, socket.TCP_USER_TIMEOUT),
-        }
+    return tcp_options(driver.pgconn.socket)
 
 
 def options_of(url: str) -> dict[str, int]:

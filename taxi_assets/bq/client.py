@@ -30,10 +30,9 @@ REQUEST_TIMEOUT_S: tuple[float, float] = (30.0, 300.0)
 # 3.3 MB/s or fail at every try (measured at a smaller scale: a 4.7 MB file over a 1 MB/s
 # link with a 1 s bound failed). A request with a larger body than this gets no connect
 # timeout (connecting is bounded by the kernel's SYN retries, ~2 min); its sending is
-# bounded by the sockets' TCP_USER_TIMEOUT instead: a peer that acknowledges nothing for
-# UPLOAD_SILENCE_S is given up, a slow link that progresses never is.
+# bounded by the sockets' TCP_USER_TIMEOUT instead, as the lake's uploads are
+# (storage/silent_peers.py): a peer that acknowledges nothing for 300 s is given up.
 SMALL_BODY_BYTES = 64 * 1024
-UPLOAD_SILENCE_S = 300.0  # as for the lake's uploads (storage/silent_peers.py)
 
 
 class BigQueryConfigurationError(Exception):
@@ -132,17 +131,15 @@ def _give_up_on_silence(session: Any) -> None:
     connections' sockets carry ``TCP_USER_TIMEOUT`` (Linux only; elsewhere nothing changes),
     through urllib3's ``socket_options`` (requests' documented way: a subclass's
     ``init_poolmanager``, and ``proxy_manager_for`` for a proxy's connections)."""
-    import socket
-
     from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
     from urllib3.connection import HTTPConnection
 
-    if not hasattr(socket, "TCP_USER_TIMEOUT"):
+    from taxi_assets.storage.silent_peers import user_timeout_option
+
+    option = user_timeout_option()
+    if option is None:
         return
-    options = [
-        *HTTPConnection.default_socket_options,
-        (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, round(UPLOAD_SILENCE_S * 1000)),
-    ]
+    options = [*HTTPConnection.default_socket_options, option]
 
     class GivingUpOnSilence(HTTPAdapter):
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:

@@ -33,13 +33,23 @@ if TYPE_CHECKING:
 SILENCE_S = 300.0
 
 
+def user_timeout_option() -> tuple[int, int, int] | None:
+    """``TCP_USER_TIMEOUT`` at :data:`SILENCE_S` as a ``setsockopt`` triple (read when
+    called), or None where the system has no such option. Also BigQuery's client
+    (``bq/client.py``), through urllib3's ``socket_options``."""
+    if not hasattr(socket, "TCP_USER_TIMEOUT"):
+        return None
+    return (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, round(SILENCE_S * 1000))
+
+
 def socket_giving_up_on_silence(addr_info: AddrInfoType) -> socket.socket:
-    """aiohttp's ``socket_factory``: the socket it would make, with ``TCP_USER_TIMEOUT``
-    at :data:`SILENCE_S` (read when the socket is made)."""
+    """aiohttp's ``socket_factory``: the socket it would make, with
+    :func:`user_timeout_option`."""
     family, kind, proto, _, _ = addr_info
     made = socket.socket(family=family, type=kind, proto=proto)
-    if hasattr(socket, "TCP_USER_TIMEOUT") and family in (socket.AF_INET, socket.AF_INET6):
-        made.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, round(SILENCE_S * 1000))
+    option = user_timeout_option()
+    if option is not None and family in (socket.AF_INET, socket.AF_INET6):
+        made.setsockopt(*option)
     return made
 
 
