@@ -16,7 +16,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -29,6 +29,7 @@ from taxi_assets.devdata import write_month
 from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
 from taxi_assets.io_managers.postgres import PostgresIOManager, TableLoad
 from taxi_assets.io_managers.raw_files import RawFileIOManager
+from taxi_assets.pg.disk_full import disk_full_says
 from taxi_assets.pg.partitions import child_name, staging_tables
 from taxi_assets.resources import LakeResource, PostgresResource, TaxiSourceResource
 from taxi_assets_tests.faults_support import (
@@ -473,6 +474,97 @@ def test_full_or_read_only_disk_fails_naming_the_path_and_leaves_nothing(
         assert str(disk) in messages, messages
         assert all_files(disk) == kept  # no partial file, no hidden .tmp
     assert all_files(private_tempdir) == []
+
+
+@pytest.fixture
+def warehouse_on_a_small_disk(pg_url: str) -> Iterator[tuple[str, Path]]:
+    """(URL of ``pg_url``'s database, whose new tables go to a tablespace on a real 4 MiB
+    tmpfs; that disk's folder). The server's own folder, its WAL and catalogues stay on
+    the machine's disk: only the tables' files can fill the small one."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        pytest.skip("a tablespace on a small disk needs the test's own server on this machine")
+    admin = engine_for(pg_url)
+    database = database_name(pg_url)
+    try:
+        with admin.connect() as connection:
+            owner = os.stat(connection.exec_driver_sql("SHOW data_directory").scalar_one()).st_uid
+        # Outside pytest's basetemp, whose folders the server's user cannot enter.
+        folder = Path(tempfile.mkdtemp(prefix="taxi-test-tablespace-"))
+        with tiny_tmpfs(folder, size="4m") as disk:
+            os.chown(disk, owner, owner)
+            space = f"small_{database}"
+            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.exec_driver_sql(f"CREATE TABLESPACE {space} LOCATION '{disk}'")
+                connection.exec_driver_sql(
+                    f"ALTER DATABASE {database} SET default_tablespace = {space}"
+                )
+            try:
+                yield pg_url, disk
+            finally:
+                with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                    connection.exec_driver_sql("DROP SCHEMA IF EXISTS warehouse CASCADE")
+                    connection.exec_driver_sql(f"DROP TABLESPACE {space}")
+        folder.rmdir()
+    finally:
+        admin.dispose()
+
+
+def test_a_warehouse_out_of_disk_space_keeps_the_month_and_says_so(
+    warehouse_on_a_small_disk: tuple[str, Path],
+    mirror: FaultyMirror,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,
+) -> None:
+    """The server's disk fills while a month is loaded again: the load fails saying so and
+    naming the server; the month keeps its rows, no staging table stays, and the space the
+    load took is free again (PostgreSQL removes an aborted transaction's new files)."""
+    pg_url, disk = warehouse_on_a_small_disk
+    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+    assert run(YELLOW_KEYS, resources, instance, MONTH).success
+    loaded = month_summary(pg_url)
+    # Room for about 64 KiB of the ~400 KiB a month's table takes.
+    filler = fill_disk(disk, leave_bytes=64 * 1024)
+    free = shutil.disk_usage(disk).free
+    result = run("warehouse/yellow_tripdata", resources, instance, MONTH, False)
+    assert not result.success
+    assert step_failure(result)[0] == "warehouse__yellow_tripdata"
+    messages = failure_messages(result)
+    assert "No space left on device" in messages, messages  # the server's own words
+    assert disk_full_says(resources["warehouse"].describe()) in messages, messages
+    assert month_summary(pg_url) == loaded
+    engine = engine_for(pg_url)
+    try:
+        assert staging_of(engine, MONTH) == []
+    finally:
+        engine.dispose()
+    assert shutil.disk_usage(disk).free >= free - 8 * 1024  # the load's files are gone
+    filler.unlink()
+    assert run("warehouse/yellow_tripdata", resources, instance, MONTH).success
+    assert month_summary(pg_url) == loaded
+
+
+def test_a_statement_out_of_disk_space_names_the_server(
+    warehouse_on_a_small_disk: tuple[str, Path],
+) -> None:
+    """A statement through the resource's engine (an index build, an analytics month, the
+    CLI): SQLAlchemy's error carries the same words."""
+    pg_url, disk = warehouse_on_a_small_disk
+    resource = PostgresResource(url=pg_url)
+    engine = resource.engine()
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("CREATE SCHEMA warehouse")
+            connection.commit()
+        fill_disk(disk, leave_bytes=64 * 1024)
+        with engine.connect() as connection, pytest.raises(sa.exc.OperationalError) as raised:
+            connection.exec_driver_sql(
+                "CREATE TABLE warehouse.filled AS SELECT g FROM generate_series(1, 100000) g"
+            )
+    finally:
+        engine.dispose()
+    said = str(raised.value)
+    assert "No space left on device" in said, said
+    assert said.count(disk_full_says(resource.describe())) == 1, said
 
 
 # --- 5. source faults at the asset level ------------------------------------------------------

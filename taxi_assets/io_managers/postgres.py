@@ -38,6 +38,7 @@ from taxi_assets.pg.ddl import (
     ident,
     qualified,
 )
+from taxi_assets.pg.disk_full import naming_disk_full
 from taxi_assets.pg.interrupts import dropped_if_interrupted
 from taxi_assets.pg.load_log import ensure_log_table, replace_records
 from taxi_assets.pg.lost_server import naming_lost_server
@@ -138,7 +139,8 @@ class PostgresIOManager(dg.ConfigurableIOManager):
     database: PostgresResource
 
     def handle_output(self, context: dg.OutputContext, obj: TableLoad | pa.Table | None) -> None:
-        with naming_lost_server(self.database.describe()):
+        where = self.database.describe()
+        with naming_lost_server(where), naming_disk_full(where):
             self._handle_output(context, obj)
 
     def _handle_output(self, context: dg.OutputContext, obj: TableLoad | pa.Table | None) -> None:
@@ -298,7 +300,8 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         return int(count or 0)
 
     def load_input(self, context: dg.InputContext) -> pa.Table | object:
-        with naming_lost_server(self.database.describe()):
+        where = self.database.describe()
+        with naming_lost_server(where), naming_disk_full(where):
             return self._load_input(context)
 
     def _load_input(self, context: dg.InputContext) -> pa.Table | object:

@@ -20,16 +20,20 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from taxi_assets.pg.refused_for_now import CONNECT_RETRY_S, connect_waiting_out_refusals
+
 # A healthy server answers a connection in milliseconds, a far or busy one (TLS, a new
 # backend forked under load) in a second or two; libpq's documentation advises no less
 # than 2 s. Ten seconds leaves room for that and fails a hung server's runs quickly.
 CONNECT_TIMEOUT_S = 10
 
 
-def bound_connects(engine: sa.Engine, where: str) -> None:
+def bound_connects(engine: sa.Engine, where: str, retry_for_s: float = CONNECT_RETRY_S) -> None:
     """Make the connections ``engine`` opens wait for the server at most
     ``CONNECT_TIMEOUT_S`` (or the URL's own ``connect_timeout``); a timeout is a
-    ``psycopg.errors.ConnectionTimeout`` naming ``where`` (the server, no credentials)."""
+    ``psycopg.errors.ConnectionTimeout`` naming ``where`` (the server, no credentials).
+    A connection the server refuses for now (at its connection limit, starting up) is
+    tried again for up to ``retry_for_s`` (:mod:`taxi_assets.pg.refused_for_now`)."""
     import psycopg
 
     @sa.event.listens_for(engine, "do_connect")
@@ -38,7 +42,9 @@ def bound_connects(engine: sa.Engine, where: str) -> None:
     ) -> object:
         cparams.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
         try:
-            return dialect.loaded_dbapi.connect(*cargs, **cparams)
+            return connect_waiting_out_refusals(
+                lambda: dialect.loaded_dbapi.connect(*cargs, **cparams), where, retry_for_s
+            )
         except psycopg.errors.ConnectionTimeout as error:
             # Raised as the driver's own error, so that SQLAlchemy wraps it as it wraps
             # every connection failure (OperationalError) and callers catch it as before.

@@ -5,12 +5,14 @@ import sqlalchemy as sa
 from pydantic import PrivateAttr
 
 from taxi_assets.pg.connect_timeout import bound_connects
+from taxi_assets.pg.disk_full import name_disk_full
 from taxi_assets.pg.embedded import DEFAULT_EMBEDDED_DIR, embedded_url
 from taxi_assets.pg.interrupts import cancel_interrupted_statements
 from taxi_assets.pg.keepalives import with_keepalives
 from taxi_assets.pg.lock_retry import LockWaits
 from taxi_assets.pg.lost_client import check_for_lost_client
 from taxi_assets.pg.lost_server import name_lost_server
+from taxi_assets.pg.refused_for_now import CONNECT_RETRY_S
 from taxi_assets.pg.silent_peer import watch_silent_peers
 from taxi_assets.production import require_setting
 from taxi_assets.run_watch import RunWatchLease, watch_run
@@ -46,6 +48,9 @@ class PostgresResource(dg.ConfigurableResource):
     # readers wait for it, and how long it keeps trying while long queries hold the table.
     lock_timeout_ms: int = 1000
     lock_retry_s: float = 600.0
+    # How long a connection the server refuses for now (at its connection limit, starting
+    # up or recovering) is tried again before the step fails (pg.refused_for_now).
+    connect_retry_s: float = CONNECT_RETRY_S
     _engine: sa.Engine | None = PrivateAttr(default=None)
     _url: str | None = PrivateAttr(default=None)
     _run_watch: RunWatchLease | None = PrivateAttr(default=None)
@@ -74,7 +79,8 @@ class PostgresResource(dg.ConfigurableResource):
             url = with_keepalives(sqlalchemy_url(self._resolved_url))
             engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
             # A hung server fails a run's connection in seconds, naming the server.
-            bound_connects(engine, self.describe())
+            # A server at its connection limit, or starting, is waited for a while.
+            bound_connects(engine, self.describe(), self.connect_retry_s)
             # A statement interrupted (Ctrl-C in the CLI, a run terminated) outside the
             # blocks of pg.interrupts is cancelled too, not left running on the server.
             cancel_interrupted_statements(engine)
@@ -83,6 +89,8 @@ class PostgresResource(dg.ConfigurableResource):
             check_for_lost_client(engine)
             # A connection lost mid-statement names the server it was to.
             name_lost_server(engine, self.describe())
+            # A server out of disk space is named, and the rolled-back write said to be gone.
+            name_disk_full(engine, self.describe())
             # A server whose host died while data was on its way to it (a load's COPY) is
             # given up in minutes, where keepalives do not probe.
             watch_silent_peers(engine, self.describe())
