@@ -29,8 +29,8 @@ from taxi_assets.devdata import write_month
 from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
 from taxi_assets.io_managers.postgres import PostgresIOManager, TableLoad
 from taxi_assets.io_managers.raw_files import RawFileIOManager
-from taxi_assets.pg.disk_full import disk_full_says
 from taxi_assets.pg.partitions import child_name, staging_tables
+from taxi_assets.pg.server_limits import disk_full_says, statement_timeout_says
 from taxi_assets.resources import LakeResource, PostgresResource, TaxiSourceResource
 from taxi_assets_tests.faults_support import (
     DAGSTER,
@@ -565,6 +565,39 @@ def test_a_statement_out_of_disk_space_names_the_server(
     said = str(raised.value)
     assert "No space left on device" in said, said
     assert said.count(disk_full_says(resource.describe())) == 1, said
+
+
+def test_a_load_past_the_servers_statement_timeout_keeps_the_month_and_says_so(
+    pg_url: str, mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """The database's ``statement_timeout`` (1 s) is shorter than a month's COPY (held to
+    ~4 s by a 100 kB/s link): the load fails naming the server and the setting to change;
+    the month keeps the rows of its previous load."""
+    lake = tmp_path / "lake"
+    assert run(YELLOW_KEYS, pipeline_resources(mirror.url, lake, pg_url), instance, MONTH).success
+    loaded = month_summary(pg_url)
+    admin = engine_for(pg_url)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql(
+            f"ALTER DATABASE {database_name(pg_url)} SET statement_timeout = '1s'"
+        )
+    admin.dispose()
+    with (
+        tempfile.TemporaryDirectory(prefix="slow-pg-") as link_folder,  # socket paths: <108 B
+        slow_link_to(pg_url, Path(link_folder), 100_000) as slow_url,
+    ):
+        resources = pipeline_resources(mirror.url, lake, slow_url)
+        result = run("warehouse/yellow_tripdata", resources, instance, MONTH, False)
+    assert not result.success
+    messages = failure_messages(result)
+    assert "canceling statement due to statement timeout" in messages, messages
+    assert statement_timeout_says(resources["warehouse"].describe()) in messages, messages
+    assert month_summary(pg_url) == loaded
+    engine = engine_for(pg_url)
+    try:
+        assert staging_of(engine, MONTH) == []
+    finally:
+        engine.dispose()
 
 
 # --- 5. source faults at the asset level ------------------------------------------------------

@@ -38,12 +38,12 @@ from taxi_assets.pg.ddl import (
     ident,
     qualified,
 )
-from taxi_assets.pg.disk_full import naming_disk_full
 from taxi_assets.pg.interrupts import dropped_if_interrupted
 from taxi_assets.pg.load_log import ensure_log_table, replace_records
 from taxi_assets.pg.lost_server import naming_lost_server
 from taxi_assets.pg.month_swap import InSwap, MonthBounds, Staging, replace_months
 from taxi_assets.pg.partitions import tree_bytes
+from taxi_assets.pg.server_limits import naming_server_limits
 from taxi_assets.resources.postgres import PostgresResource
 
 
@@ -140,7 +140,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: TableLoad | pa.Table | None) -> None:
         where = self.database.describe()
-        with naming_lost_server(where), naming_disk_full(where):
+        with naming_lost_server(where), naming_server_limits(where):
             self._handle_output(context, obj)
 
     def _handle_output(self, context: dg.OutputContext, obj: TableLoad | pa.Table | None) -> None:
@@ -301,7 +301,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> pa.Table | object:
         where = self.database.describe()
-        with naming_lost_server(where), naming_disk_full(where):
+        with naming_lost_server(where), naming_server_limits(where):
             return self._load_input(context)
 
     def _load_input(self, context: dg.InputContext) -> pa.Table | object:

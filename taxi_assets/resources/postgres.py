@@ -5,7 +5,6 @@ import sqlalchemy as sa
 from pydantic import PrivateAttr
 
 from taxi_assets.pg.connect_timeout import bound_connects
-from taxi_assets.pg.disk_full import name_disk_full
 from taxi_assets.pg.embedded import DEFAULT_EMBEDDED_DIR, embedded_url
 from taxi_assets.pg.interrupts import cancel_interrupted_statements
 from taxi_assets.pg.keepalives import with_keepalives
@@ -13,6 +12,7 @@ from taxi_assets.pg.lock_retry import LockWaits
 from taxi_assets.pg.lost_client import check_for_lost_client
 from taxi_assets.pg.lost_server import name_lost_server
 from taxi_assets.pg.refused_for_now import CONNECT_RETRY_S
+from taxi_assets.pg.server_limits import name_server_limits
 from taxi_assets.pg.silent_peer import watch_silent_peers
 from taxi_assets.production import require_setting
 from taxi_assets.run_watch import RunWatchLease, watch_run
@@ -89,8 +89,9 @@ class PostgresResource(dg.ConfigurableResource):
             check_for_lost_client(engine)
             # A connection lost mid-statement names the server it was to.
             name_lost_server(engine, self.describe())
-            # A server out of disk space is named, and the rolled-back write said to be gone.
-            name_disk_full(engine, self.describe())
+            # A statement ended at a limit of the server (a full disk, its statement_timeout)
+            # names it, and says the rolled-back write is gone.
+            name_server_limits(engine, self.describe())
             # A server whose host died while data was on its way to it (a load's COPY) is
             # given up in minutes, where keepalives do not probe.
             watch_silent_peers(engine, self.describe())
