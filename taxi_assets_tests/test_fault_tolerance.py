@@ -30,7 +30,11 @@ from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
 from taxi_assets.io_managers.postgres import PostgresIOManager, TableLoad
 from taxi_assets.io_managers.raw_files import RawFileIOManager
 from taxi_assets.pg.partitions import child_name, staging_tables
-from taxi_assets.pg.server_limits import disk_full_says, statement_timeout_says
+from taxi_assets.pg.server_limits import (
+    disk_full_says,
+    read_only_says,
+    statement_timeout_says,
+)
 from taxi_assets.resources import LakeResource, PostgresResource, TaxiSourceResource
 from taxi_assets_tests.faults_support import (
     DAGSTER,
@@ -598,6 +602,29 @@ def test_a_load_past_the_servers_statement_timeout_keeps_the_month_and_says_so(
         assert staging_of(engine, MONTH) == []
     finally:
         engine.dispose()
+
+
+def test_a_load_into_a_read_only_server_keeps_the_month_and_says_so(
+    pg_url: str, mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """The database turned read-only (``default_transaction_read_only``, as a managed
+    service does on a nearly full disk; a standby answers the same): the load fails naming
+    the server and what to do; the month keeps the rows of its previous load."""
+    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+    assert run(YELLOW_KEYS, resources, instance, MONTH).success
+    loaded = month_summary(pg_url)
+    admin = engine_for(pg_url)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql(
+            f"ALTER DATABASE {database_name(pg_url)} SET default_transaction_read_only = on"
+        )
+    admin.dispose()
+    result = run("warehouse/yellow_tripdata", resources, instance, MONTH, False)
+    assert not result.success
+    messages = failure_messages(result)
+    assert "in a read-only transaction" in messages, messages
+    assert messages.count(read_only_says(resources["warehouse"].describe())) == 1, messages
+    assert month_summary(pg_url) == loaded
 
 
 # --- 5. source faults at the asset level ------------------------------------------------------

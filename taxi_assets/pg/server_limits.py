@@ -1,19 +1,23 @@
 """A statement the warehouse server ends at one of its limits: the error names the server,
 what became of the write, and what to change.
 
-Two limits end a load's statement with the server's words only, which name neither the
+Three limits end a load's statement with the server's words only, which name neither the
 server nor the fate of the month:
 
 - a full disk: "could not extend file "pg_tblspc/16385/PG_16_202307071/16384/16407": No
   space left on device" (SQLSTATE 53100), a path inside the server;
 - ``statement_timeout``, set for the role, the database or the whole server (managed
   services often set one): "canceling statement due to statement timeout" (57014, which a
-  cancel request also raises, with other words).
+  cancel request also raises, with other words);
+- a server that takes no writes: "cannot execute CREATE TABLE in a read-only transaction"
+  (25006), from a standby (the URL names a replica, or the server is still in recovery
+  after a failover or a restart) or from ``default_transaction_read_only`` (which some
+  managed services turn on when the storage is nearly full).
 
 Every write of the product runs in one transaction (a month's load, its swap and its log
 row; a table's creation; an analytics month), so the server rolls it back: the table keeps
 what it had, and the files the write had grown are removed, their space free again (both
-checked for real: ``test_fault_tolerance.py``, fault rows 4e and 2g). Such errors get that
+checked for real: ``test_fault_tolerance.py``, fault rows 4e, 2g and 2h). Such errors get that
 said beside the server's own text, as :mod:`taxi_assets.pg.lost_server` does for a lost
 connection: SQLAlchemy's statements through :func:`name_server_limits` (an engine's
 ``handle_error``), the driver's own calls (a load's COPY) inside
@@ -54,6 +58,17 @@ def statement_timeout_says(where: str) -> str:
     )
 
 
+def read_only_says(where: str) -> str:
+    """What an error of a write refused by a read-only warehouse server ``where`` says."""
+    return (
+        f"the warehouse server {where} takes no writes: it is a standby (a replica, or a "
+        "server still recovering after a failover or a restart) or its "
+        "default_transaction_read_only is on (some managed services turn it on when the "
+        f"storage is nearly full): {_ROLLED_BACK}. Point the warehouse URL at the primary, "
+        "or make the server writable, then run again"
+    )
+
+
 def server_limit_says(error: BaseException, where: str) -> str | None:
     """What ``error`` (SQLAlchemy's or psycopg's) says of a limit of the server ``where``
     it reached, or None when it is no such error."""
@@ -63,6 +78,8 @@ def server_limit_says(error: BaseException, where: str) -> str | None:
         return disk_full_says(where)
     if isinstance(error, psycopg.errors.QueryCanceled) and "statement timeout" in str(error):
         return statement_timeout_says(where)
+    if isinstance(error, psycopg.errors.ReadOnlySqlTransaction):
+        return read_only_says(where)
     return None
 
 
