@@ -49,7 +49,7 @@ class PostgresResource(dg.ConfigurableResource):
     lock_timeout_ms: int = 1000
     lock_retry_s: float = 600.0
     # How long a connection the server refuses for now (at its connection limit, starting
-    # up or recovering) is tried again before the step fails (pg.refused_for_now).
+    # up or recovering) is tried again before the step fails (pg.refused_for_now); 0: never.
     connect_retry_s: float = CONNECT_RETRY_S
     _engine: sa.Engine | None = PrivateAttr(default=None)
     _url: str | None = PrivateAttr(default=None)
