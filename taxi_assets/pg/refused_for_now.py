@@ -71,7 +71,6 @@ def connect_waiting_out_refusals(
     connect: Callable[[], T],
     where: str,
     retry_for_s: float,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """``connect()``, tried again while the server ``where`` refuses it for now, for up to
     ``retry_for_s`` seconds; then a ``psycopg.OperationalError`` naming the server."""
@@ -99,7 +98,7 @@ def connect_waiting_out_refusals(
                 pause,
                 retry_for_s,
             )
-            sleep(pause)
+            time.sleep(pause)
             pause = min(pause * 2, _LONGEST_PAUSE_S)
 
 
