@@ -480,6 +480,27 @@ def test_full_or_read_only_disk_fails_naming_the_path_and_leaves_nothing(
     assert all_files(private_tempdir) == []
 
 
+def alter_database(pg_url: str, setting: str) -> None:
+    """``ALTER DATABASE <pg_url's database> SET <setting>``: for its new sessions."""
+    admin = engine_for(pg_url)
+    try:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql(f"ALTER DATABASE {database_name(pg_url)} SET {setting}")
+    finally:
+        admin.dispose()
+
+
+def assert_month_kept(pg_url: str, loaded: tuple[int, object]) -> None:
+    """The yellow month holds the rows of its last load (``loaded``: ``month_summary``),
+    and no staging table of a failed load stays."""
+    assert month_summary(pg_url) == loaded
+    engine = engine_for(pg_url)
+    try:
+        assert staging_of(engine, MONTH) == []
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def warehouse_on_a_small_disk(pg_url: str) -> Iterator[tuple[str, Path]]:
     """(URL of ``pg_url``'s database, whose new tables go to a tablespace on a real 4 MiB
@@ -488,27 +509,25 @@ def warehouse_on_a_small_disk(pg_url: str) -> Iterator[tuple[str, Path]]:
     if os.environ.get("TEST_DATABASE_URL"):
         pytest.skip("a tablespace on a small disk needs the test's own server on this machine")
     admin = engine_for(pg_url)
-    database = database_name(pg_url)
+    space = f"small_{database_name(pg_url)}"
     try:
         with admin.connect() as connection:
             owner = os.stat(connection.exec_driver_sql("SHOW data_directory").scalar_one()).st_uid
-        # Outside pytest's basetemp, whose folders the server's user cannot enter.
-        folder = Path(tempfile.mkdtemp(prefix="taxi-test-tablespace-"))
-        with tiny_tmpfs(folder, size="4m") as disk:
+        with (
+            # Outside pytest's basetemp, whose folders the server's user cannot enter.
+            tempfile.TemporaryDirectory(prefix="taxi-test-tablespace-") as folder,
+            tiny_tmpfs(Path(folder), size="4m") as disk,
+        ):
             os.chown(disk, owner, owner)
-            space = f"small_{database}"
             with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
                 connection.exec_driver_sql(f"CREATE TABLESPACE {space} LOCATION '{disk}'")
-                connection.exec_driver_sql(
-                    f"ALTER DATABASE {database} SET default_tablespace = {space}"
-                )
+            alter_database(pg_url, f"default_tablespace = {space}")
             try:
                 yield pg_url, disk
             finally:
                 with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
                     connection.exec_driver_sql("DROP SCHEMA IF EXISTS warehouse CASCADE")
                     connection.exec_driver_sql(f"DROP TABLESPACE {space}")
-        folder.rmdir()
     finally:
         admin.dispose()
 
@@ -535,12 +554,7 @@ def test_a_warehouse_out_of_disk_space_keeps_the_month_and_says_so(
     messages = failure_messages(result)
     assert "No space left on device" in messages, messages  # the server's own words
     assert disk_full_says(resources["warehouse"].describe()) in messages, messages
-    assert month_summary(pg_url) == loaded
-    engine = engine_for(pg_url)
-    try:
-        assert staging_of(engine, MONTH) == []
-    finally:
-        engine.dispose()
+    assert_month_kept(pg_url, loaded)
     assert shutil.disk_usage(disk).free >= free - 8 * 1024  # the load's files are gone
     filler.unlink()
     assert run("warehouse/yellow_tripdata", resources, instance, MONTH).success
@@ -580,12 +594,7 @@ def test_a_load_past_the_servers_statement_timeout_keeps_the_month_and_says_so(
     lake = tmp_path / "lake"
     assert run(YELLOW_KEYS, pipeline_resources(mirror.url, lake, pg_url), instance, MONTH).success
     loaded = month_summary(pg_url)
-    admin = engine_for(pg_url)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.exec_driver_sql(
-            f"ALTER DATABASE {database_name(pg_url)} SET statement_timeout = '1s'"
-        )
-    admin.dispose()
+    alter_database(pg_url, "statement_timeout = '1s'")
     with (
         tempfile.TemporaryDirectory(prefix="slow-pg-") as link_folder,  # socket paths: <108 B
         slow_link_to(pg_url, Path(link_folder), 100_000) as slow_url,
@@ -596,12 +605,7 @@ def test_a_load_past_the_servers_statement_timeout_keeps_the_month_and_says_so(
     messages = failure_messages(result)
     assert "canceling statement due to statement timeout" in messages, messages
     assert statement_timeout_says(resources["warehouse"].describe()) in messages, messages
-    assert month_summary(pg_url) == loaded
-    engine = engine_for(pg_url)
-    try:
-        assert staging_of(engine, MONTH) == []
-    finally:
-        engine.dispose()
+    assert_month_kept(pg_url, loaded)
 
 
 def test_a_load_into_a_read_only_server_keeps_the_month_and_says_so(
@@ -613,18 +617,13 @@ def test_a_load_into_a_read_only_server_keeps_the_month_and_says_so(
     resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
     assert run(YELLOW_KEYS, resources, instance, MONTH).success
     loaded = month_summary(pg_url)
-    admin = engine_for(pg_url)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.exec_driver_sql(
-            f"ALTER DATABASE {database_name(pg_url)} SET default_transaction_read_only = on"
-        )
-    admin.dispose()
+    alter_database(pg_url, "default_transaction_read_only = on")
     result = run("warehouse/yellow_tripdata", resources, instance, MONTH, False)
     assert not result.success
     messages = failure_messages(result)
     assert "in a read-only transaction" in messages, messages
     assert messages.count(read_only_says(resources["warehouse"].describe())) == 1, messages
-    assert month_summary(pg_url) == loaded
+    assert_month_kept(pg_url, loaded)
 
 
 # --- 5. source faults at the asset level ------------------------------------------------------

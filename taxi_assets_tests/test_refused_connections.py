@@ -93,6 +93,18 @@ def give_back_after(seconds: float, held: list[psycopg.Connection]) -> threading
     return thread
 
 
+def failed_connect(resource: PostgresResource) -> tuple[sa.exc.OperationalError, float]:
+    """The error of a connection of ``resource``'s engine, and the seconds it took."""
+    engine = resource.engine()
+    started = time.monotonic()
+    try:
+        with pytest.raises(sa.exc.OperationalError) as raised, engine.connect():
+            pass
+        return raised.value, time.monotonic() - started
+    finally:
+        engine.dispose()
+
+
 def test_a_connection_refused_at_the_limit_waits_for_a_free_slot(
     limited_login: LimitedLogin, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -119,17 +131,12 @@ def test_a_server_still_at_its_limit_fails_after_the_bound_naming_it(
 ) -> None:
     held = limited_login.take_every_slot()
     resource = PostgresResource(url=limited_login.url, connect_retry_s=2)
-    engine = resource.engine()
     try:
-        started = time.monotonic()
-        with pytest.raises(sa.exc.OperationalError) as raised, engine.connect():
-            pass
-        elapsed = time.monotonic() - started
+        error, elapsed = failed_connect(resource)
     finally:
-        engine.dispose()
         for connection in held:
             connection.close()
-    said = str(raised.value)
+    said = str(error)
     assert "too many connections for" in said, said  # the server's own words
     assert f"the warehouse server {resource.describe()} still refused" in said, said
     assert "connect_retry_s" in said and "max_connections" in said
@@ -139,17 +146,11 @@ def test_a_server_still_at_its_limit_fails_after_the_bound_naming_it(
 
 def test_other_failures_to_connect_are_not_tried_again(pg_url: str) -> None:
     missing = sa.make_url(pg_url).set(database="no_such_database")
-    resource = PostgresResource(url=missing.render_as_string(hide_password=False))
-    engine = resource.engine()
-    try:
-        started = time.monotonic()
-        with pytest.raises(sa.exc.OperationalError) as raised, engine.connect():
-            pass
-        elapsed = time.monotonic() - started
-    finally:
-        engine.dispose()
-    assert 'database "no_such_database" does not exist' in str(raised.value)
-    assert "still refused" not in str(raised.value)
+    error, elapsed = failed_connect(
+        PostgresResource(url=missing.render_as_string(hide_password=False))
+    )
+    assert 'database "no_such_database" does not exist' in str(error)
+    assert "still refused" not in str(error)
     assert elapsed < 1.0, elapsed
 
 
