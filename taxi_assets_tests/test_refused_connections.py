@@ -166,6 +166,10 @@ def test_a_run_that_finds_the_warehouse_at_its_limit_loads_once_a_slot_frees(
     result = run("warehouse/yellow_tripdata", resources, instance, MONTH, False)
     giver.join()
     assert result.success
+    said = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    waits = [message for message in said if "refuses new connections for now" in message]
+    assert waits, said  # in the run's own log, where the UI shows it
+    assert all(PASSWORD not in message for message in said)
     assert warehouse_counts(limited_login.url, "yellow_tripdata") == {MONTH: ROWS}
 
 

@@ -16,6 +16,7 @@ ends such a run, and :mod:`taxi_assets.pg.interrupts` lets its process exit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,12 +29,18 @@ from taxi_assets.pg.refused_for_now import CONNECT_RETRY_S, connect_waiting_out_
 CONNECT_TIMEOUT_S = 10
 
 
-def bound_connects(engine: sa.Engine, where: str, retry_for_s: float = CONNECT_RETRY_S) -> None:
+def bound_connects(
+    engine: sa.Engine,
+    where: str,
+    retry_for_s: float = CONNECT_RETRY_S,
+    warn: Callable[[str], None] | None = None,
+) -> None:
     """Make the connections ``engine`` opens wait for the server at most
     ``CONNECT_TIMEOUT_S`` (or the URL's own ``connect_timeout``); a timeout is a
     ``psycopg.errors.ConnectionTimeout`` naming ``where`` (the server, no credentials).
     A connection the server refuses for now (at its connection limit, starting up) is
-    tried again for up to ``retry_for_s`` (:mod:`taxi_assets.pg.refused_for_now`)."""
+    tried again for up to ``retry_for_s`` (:mod:`taxi_assets.pg.refused_for_now`), each
+    pause said to ``warn``."""
     import psycopg
 
     @sa.event.listens_for(engine, "do_connect")
@@ -43,7 +50,7 @@ def bound_connects(engine: sa.Engine, where: str, retry_for_s: float = CONNECT_R
         cparams.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
         try:
             return connect_waiting_out_refusals(
-                lambda: dialect.loaded_dbapi.connect(*cargs, **cparams), where, retry_for_s
+                lambda: dialect.loaded_dbapi.connect(*cargs, **cparams), where, retry_for_s, warn
             )
         except psycopg.errors.ConnectionTimeout as error:
             # Raised as the driver's own error, so that SQLAlchemy wraps it as it wraps

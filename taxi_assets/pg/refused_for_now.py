@@ -71,9 +71,11 @@ def connect_waiting_out_refusals(
     connect: Callable[[], T],
     where: str,
     retry_for_s: float,
+    warn: Callable[[str], None] | None = None,
 ) -> T:
     """``connect()``, tried again while the server ``where`` refuses it for now, for up to
-    ``retry_for_s`` seconds; then a ``psycopg.OperationalError`` naming the server."""
+    ``retry_for_s`` seconds; then a ``psycopg.OperationalError`` naming the server. Each
+    pause is said to ``warn`` (a run's log), else to this module's logger."""
     started = time.monotonic()
     pause = _FIRST_PAUSE_S
     while True:
@@ -90,13 +92,10 @@ def connect_waiting_out_refusals(
                 raise psycopg.OperationalError(
                     f"{error}: {_gave_up_says(where, why, waited)}"
                 ) from None
-            _log.warning(
-                "the warehouse server %s refuses new connections for now (%s): trying again "
-                "in %.1f s, for up to %.0f s in all",
-                where,
-                "at its connection limit" if why == "busy" else "starting or recovering",
-                pause,
-                retry_for_s,
+            state = "at its connection limit" if why == "busy" else "starting or recovering"
+            (warn or _log.warning)(
+                f"the warehouse server {where} refuses new connections for now ({state}): "
+                f"trying again in {pause:.1f} s, for up to {retry_for_s:.0f} s in all"
             )
             time.sleep(pause)
             pause = min(pause * 2, _LONGEST_PAUSE_S)

@@ -1,5 +1,7 @@
 """A PostgreSQL database: an external server from configuration, or the embedded one."""
 
+from collections.abc import Callable
+
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import PrivateAttr
@@ -54,6 +56,8 @@ class PostgresResource(dg.ConfigurableResource):
     _engine: sa.Engine | None = PrivateAttr(default=None)
     _url: str | None = PrivateAttr(default=None)
     _run_watch: RunWatchLease | None = PrivateAttr(default=None)
+    # The run's log, for what a connection waits on (outside a run: pg modules' loggers).
+    _warn: Callable[[str], None] | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         require_setting(
@@ -64,6 +68,8 @@ class PostgresResource(dg.ConfigurableResource):
         # A run ended by someone else (max_runtime, Terminate) stops waiting on the server
         # and loads nothing more, whoever started it (run_watch).
         self._run_watch = watch_run(context)
+        if context.log is not None:
+            self._warn = context.log.warning
 
     @property
     def _resolved_url(self) -> str:
@@ -80,7 +86,7 @@ class PostgresResource(dg.ConfigurableResource):
             engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
             # A hung server fails a run's connection in seconds, naming the server.
             # A server at its connection limit, or starting, is waited for a while.
-            bound_connects(engine, self.describe(), self.connect_retry_s)
+            bound_connects(engine, self.describe(), self.connect_retry_s, self._warn)
             # A statement interrupted (Ctrl-C in the CLI, a run terminated) outside the
             # blocks of pg.interrupts is cancelled too, not left running on the server.
             cancel_interrupted_statements(engine)
