@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -23,8 +24,16 @@ import pytest
 import sqlalchemy as sa
 
 from taxi_assets.resources.postgres import PostgresResource
+from taxi_assets_tests.faults_support import wait_for
 from taxi_assets_tests.http_faults import FaultyMirror
-from taxi_assets_tests.pipeline import engine_for, pipeline_resources, run, warehouse_counts
+from taxi_assets_tests.pipeline import (
+    REPO,
+    cli_env,
+    engine_for,
+    pipeline_resources,
+    run,
+    warehouse_counts,
+)
 
 PASSWORD = "s3cret-never-shown"
 MONTH = "2021-01"
@@ -221,3 +230,69 @@ def test_a_connection_refused_while_the_server_starts_waits_for_it(
     assert "FATAL:  the database system is starting up" in (folder / "log").read_text()
     assert "refuses new connections for now (starting or recovering)" in caplog.text
     assert 1.0 < waited < 30, waited
+
+
+def test_a_cli_run_waiting_for_a_free_slot_exits_when_marked_failed_elsewhere(
+    limited_login: LimitedLogin, own_mirror: FaultyMirror, tmp_path: Path
+) -> None:
+    """A `dagster asset materialize` run whose warehouse login stays at its limit waits in
+    the connection's retry (120 s); marked failed elsewhere (as run monitoring's
+    max_runtime does), its process exits within the run watch's polls, not at the end of
+    the retry."""
+    from taxi_assets_tests.test_run_watch import (
+        DAGSTER,
+        POLL_S,
+        end_as_run_monitoring_does,
+        instance_home,
+    )
+
+    lake = tmp_path / "lake"
+    env = cli_env(tmp_path, own_mirror.url, lake, limited_login.url)
+    home = instance_home(Path(env["DAGSTER_HOME"]))
+    resources = pipeline_resources(own_mirror.url, lake, limited_login.url)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert run(
+            ["raw/yellow_tripdata", "lake/yellow_tripdata"], resources, instance, MONTH
+        ).success
+    held = limited_login.take_every_slot()
+    output = tmp_path / "cli.log"
+    try:
+        with output.open("w") as out:
+            cli = subprocess.Popen(
+                [DAGSTER, "asset", "materialize", "-m", "taxi_assets", "--select",
+                 "warehouse/yellow_tripdata", "--partition", MONTH],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            wait_for(
+                "the run to wait for a connection",
+                lambda: "refuses new connections for now" in output.read_text(),
+                120,
+                every=0.2,
+            )
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                (waiting,) = instance.get_runs(
+                    filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
+                )
+                end_as_run_monitoring_does(instance, waiting)
+            ended = time.monotonic()
+            cli.wait(timeout=2 * POLL_S + 30)
+            took = time.monotonic() - ended
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+                cli.wait()
+    finally:
+        for connection in held:
+            connection.close()
+    said = output.read_text()
+    assert cli.returncode != 0, said
+    assert took < 2 * POLL_S + 10, (took, said)
+    assert "interrupting it" in said and waiting.run_id in said, said
+    engine = engine_for(limited_login.url)
+    try:  # nothing loaded: the run never had a connection
+        with engine.connect() as connection:
+            found = connection.exec_driver_sql("SELECT to_regclass('warehouse.yellow_tripdata')")
+            assert found.scalar() is None
+    finally:
+        engine.dispose()
