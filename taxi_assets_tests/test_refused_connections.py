@@ -291,8 +291,8 @@ def test_a_cli_run_waiting_for_a_free_slot_exits_when_marked_failed_elsewhere(
     assert "interrupting it" in said and waiting.run_id in said, said
     engine = engine_for(limited_login.url)
     try:  # nothing loaded: the run never had a connection
-        with engine.connect() as connection:
-            found = connection.exec_driver_sql("SELECT to_regclass('warehouse.yellow_tripdata')")
+        with engine.connect() as reading:
+            found = reading.exec_driver_sql("SELECT to_regclass('warehouse.yellow_tripdata')")
             assert found.scalar() is None
     finally:
         engine.dispose()
