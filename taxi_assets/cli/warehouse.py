@@ -1,6 +1,7 @@
-"""``warehouse start|stop [DATA_DIR]``, ``warehouse analyst-role ROLE``, ``warehouse
-migrate``: the embedded PostgreSQL server, a read-only role, and the conversion of month
-tables of an earlier version into partitioned ones."""
+"""``warehouse start|stop [DATA_DIR]``, ``warehouse check``, ``warehouse analyst-role
+ROLE``, ``warehouse migrate``: the embedded PostgreSQL server, whether the warehouse is
+ready for the loads, a read-only role, and the conversion of month tables of an earlier
+version into partitioned ones."""
 
 from __future__ import annotations
 
@@ -42,6 +43,35 @@ def _warehouse_stop(args: argparse.Namespace) -> int:
         return 1
     print("stopped" if stopped else "not running")
     return 0
+
+
+BIGQUERY_CHECKED_ELSEWHERE = (
+    "error: warehouse check reads a PostgreSQL server, and TAXI_WAREHOUSE_URL names "
+    "BigQuery: its datasets and permissions are checked by the first load (docs/deployment.md, "
+    "'BigQuery: set-up and credentials')"
+)
+
+
+def _warehouse_check(args: argparse.Namespace) -> int:
+    from taxi_assets.pg.server_check import check_server
+    from taxi_assets.resources.bigquery import WAREHOUSE_URL_ENV
+    from taxi_assets.resources.postgres import PostgresResource
+    from taxi_assets.warehouse_engine import BIGQUERY, engine_for_url
+
+    if engine_for_url(os.environ.get(WAREHOUSE_URL_ENV)) is BIGQUERY:
+        print(BIGQUERY_CHECKED_ELSEWHERE, file=sys.stderr)
+        return 2
+    warehouse = PostgresResource()
+    engine = warehouse.engine()
+    try:
+        findings = check_server(engine, warehouse.describe())
+    finally:
+        engine.dispose()
+    for finding in findings:
+        print(finding)
+    problems = [f for f in findings if f.level == "problem"]
+    print(f"{len(problems)} problem(s)" if problems else "ready for loads")
+    return 1 if problems else 0
 
 
 BIGQUERY_READERS = (
@@ -186,6 +216,11 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
         command = commands.add_parser(name, help=text)
         command.add_argument("data_dir", nargs="?", default=DEFAULT_EMBEDDED_DIR)
         command.set_defaults(func=handler)
+    check = commands.add_parser(
+        "check",
+        help="whether the warehouse is ready for loads: writable, privileges, limits (reads only)",
+    )
+    check.set_defaults(func=_warehouse_check)
     role = commands.add_parser(
         "analyst-role",
         help="create or update a read-only role (a login role with TAXI_ANALYST_PASSWORD set, else a group role)",

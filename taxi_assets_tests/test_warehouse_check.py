@@ -1,0 +1,156 @@
+"""``warehouse check``: what a real server offers the loads, read from its settings and
+catalogues (taxi_assets.pg.server_check). Each case sets the server up as an operator
+would (a read-only database, a role's statement_timeout or connection limit, a role
+without CREATE, a table of an earlier version) and reads the finding back.
+
+Not caused here: a standby (``pg_is_in_recovery``), a server before PostgreSQL 14, and
+messages in another language (this machine has no locale but C and POSIX).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from taxi_assets.pg.server_check import Finding, check_server
+from taxi_assets.resources.postgres import PostgresResource
+from taxi_assets_tests.pipeline import REPO, engine_for
+
+PASSWORD = "s3cret-never-shown"
+
+
+def findings(url: str) -> list[Finding]:
+    resource = PostgresResource(url=url)
+    engine = resource.engine()
+    try:
+        return check_server(engine, resource.describe())
+    finally:
+        engine.dispose()
+
+
+def levels(found: list[Finding], level: str) -> list[str]:
+    return [f.text for f in found if f.level == level]
+
+
+def as_admin(pg_url: str, *statements: str) -> None:
+    admin = engine_for(pg_url)
+    try:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            for statement in statements:
+                connection.exec_driver_sql(statement)
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def login(pg_url: str) -> Iterator[tuple[str, str]]:
+    """(URL, name) of a login role of the test's own, with no privilege but CONNECT."""
+    role = f"loader_{uuid.uuid4().hex[:10]}"
+    as_admin(pg_url, f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'")
+    url = sa.make_url(pg_url).set(username=role, password=PASSWORD)
+    try:
+        yield url.render_as_string(hide_password=False), role
+    finally:
+        as_admin(
+            pg_url,
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'",
+            f"DROP OWNED BY {role}",
+            f"DROP ROLE {role}",
+        )
+
+
+def test_the_cli_says_a_fresh_database_is_ready(pg_url: str) -> None:
+    env = {**os.environ, "TAXI_WAREHOUSE_URL": pg_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "taxi_assets.cli", "warehouse", "check"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("ok: connected to postgresql://") and "PostgreSQL " in lines[0]
+    assert "ok: the server takes writes" in lines
+    assert "ok: schema warehouse: absent, the first load creates it" in lines
+    assert lines[-1] == "ready for loads"
+    assert not [line for line in lines if line.startswith(("warning", "problem"))], lines
+
+
+def test_a_read_only_database_is_a_problem_and_the_cli_exits_1(pg_url: str) -> None:
+    database = sa.make_url(pg_url).database
+    as_admin(pg_url, f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    (problem,) = levels(findings(pg_url), "problem")
+    assert problem.startswith("default_transaction_read_only is on"), problem
+    env = {**os.environ, "TAXI_WAREHOUSE_URL": pg_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "taxi_assets.cli", "warehouse", "check"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == "1 problem(s)"
+
+
+def test_a_role_without_create_is_a_problem_naming_the_grant(login: tuple[str, str]) -> None:
+    url, role = login
+    found = findings(url)
+    problems = levels(found, "problem")
+    assert len(problems) == 2, found  # both schemas
+    database = sa.make_url(url).database
+    assert f"GRANT CREATE ON DATABASE {database} TO {role}" in problems[0], problems
+    assert all(PASSWORD not in f.text for f in found)
+
+
+def test_existing_schemas_without_create_are_a_problem(pg_url: str, login: tuple[str, str]) -> None:
+    url, role = login
+    as_admin(pg_url, "CREATE SCHEMA warehouse", "CREATE SCHEMA analytics")
+    as_admin(pg_url, f"GRANT USAGE, CREATE ON SCHEMA analytics TO {role}")
+    found = findings(url)
+    assert levels(found, "problem") == [
+        f"schema warehouse: role {role} may not create tables in it (GRANT USAGE, CREATE ON "
+        f"SCHEMA warehouse TO {role})"
+    ]
+    assert "schema analytics: this role may create tables in it" in levels(found, "ok")
+
+
+def test_a_roles_statement_timeout_is_a_warning(pg_url: str, login: tuple[str, str]) -> None:
+    url, role = login
+    database = sa.make_url(pg_url).database
+    as_admin(
+        pg_url,
+        f'GRANT CREATE ON DATABASE "{database}" TO {role}',
+        f"ALTER ROLE {role} SET statement_timeout = '30s'",
+    )
+    found = findings(url)
+    (warning,) = levels(found, "warning")
+    assert warning.startswith("statement_timeout is 30s"), warning
+    assert f"ALTER ROLE {role} SET statement_timeout = 0" in warning
+    assert levels(found, "problem") == []
+
+
+def test_a_roles_connection_limit_near_its_use_is_a_warning(
+    pg_url: str, login: tuple[str, str]
+) -> None:
+    url, role = login
+    database = sa.make_url(pg_url).database
+    as_admin(
+        pg_url,
+        f'GRANT CREATE ON DATABASE "{database}" TO {role}',
+        f"ALTER ROLE {role} CONNECTION LIMIT 3",
+    )
+    (warning,) = levels(findings(url), "warning")
+    # The check's own session is one of the three.
+    assert "this role: 1 of 3 in use" in warning and "Only 2 free" in warning, warning
+
+
+def test_a_table_of_an_earlier_version_is_a_problem_naming_migrate(pg_url: str) -> None:
+    as_admin(
+        pg_url,
+        "CREATE SCHEMA warehouse",
+        "CREATE TABLE warehouse.yellow_tripdata (partition_month date, fare_amount float8)",
+    )
+    (problem,) = levels(findings(pg_url), "problem")
+    assert "warehouse.yellow_tripdata" in problem and "warehouse migrate --dry-run" in problem
