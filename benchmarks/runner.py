@@ -167,10 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render_table(report))
     if report.get("tlc_layout"):
+        from benchmarks.tlc_layout import render_per_column
         from benchmarks.tlc_layout import render_table as render_tlc
 
         print("\nIngest core on TLC's layout (Parquet, the month in ONE row group):\n")
         print(render_tlc(report["tlc_layout"]))
+        compared = render_per_column(report["tlc_layout"])
+        if compared:
+            print(f"\n{compared}")
     if report.get("backfill"):
         from benchmarks.backfill import render_table as render_backfill
 

@@ -129,7 +129,42 @@ def run_tlc_layout(
                 "core": measured.summary(),
                 "rows_per_s": round(rows / wall) if wall else None,
             }
+    section["per_column"] = per_column(section)
     return section
+
+
+def per_column(section: dict[str, Any]) -> dict[str, Any] | None:
+    """The big FHVHV month against the yellow TLC-layout month run alternately with it,
+    per column of their files (rows/s x columns): information, not a target. The issue
+    judges rows/s, and an FHVHV row has more columns to decode, send and store than a
+    yellow one (docs/performance.md, "TLC's layout")."""
+    fhvhv = _month(section, "fhvhv", big=True)
+    yellow = _month(section, "yellow", big=True)
+    paired = section.get("paired_yellow_tlc")
+    if not fhvhv or not yellow or not paired or not fhvhv["rows_per_s"] or not paired["rows_per_s"]:
+        return None
+    fhvhv_rate = fhvhv["rows_per_s"] * fhvhv["columns"]
+    yellow_rate = paired["rows_per_s"] * yellow["columns"]
+    return {
+        "fhvhv_columns": fhvhv["columns"],
+        "yellow_columns": yellow["columns"],
+        "fhvhv_values_per_s": fhvhv_rate,
+        "yellow_tlc_values_per_s": yellow_rate,
+        "ratio": round(fhvhv_rate / yellow_rate, 3),
+    }
+
+
+def render_per_column(section: dict[str, Any]) -> str | None:
+    """One line comparing the two services per column (None when not measured)."""
+    compared = section.get("per_column")
+    if not compared:
+        return None
+    return (
+        f"Per column (information, not a target): FHVHV {compared['fhvhv_values_per_s'] / 1e6:.1f}M "
+        f"values/s ({compared['fhvhv_columns']} columns), the yellow TLC-layout month run "
+        f"alternately with it {compared['yellow_tlc_values_per_s'] / 1e6:.1f}M values/s "
+        f"({compared['yellow_columns']} columns): {compared['ratio']:.2f}"
+    )
 
 
 def _month(section: dict[str, Any], service: str, big: bool) -> dict[str, Any] | None:

@@ -84,6 +84,10 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
     assert paired_tlc["rows"] == max(m["rows"] for m in tlc_months if m["service"] == "yellow")
     rates = [t for t in report["targets"] if "run alternately" in t["target"]]
     assert [t["limit"] for t in rates] == [paired["rows_per_s"], paired_tlc["rows_per_s"]]
+    # Per column, as information: each service's rows/s times its file's columns.
+    compared = report["tlc_layout"]["per_column"]
+    assert compared["fhvhv_values_per_s"] == report["fhvhv_rows_per_s"] * 25
+    assert compared["yellow_tlc_values_per_s"] == paired_tlc["rows_per_s"] * 19
 
 
 @pytest.mark.slow
