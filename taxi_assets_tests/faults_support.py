@@ -176,6 +176,20 @@ def database_name(url: str) -> str:
     return sa.make_url(url).database or ""
 
 
+def as_admin(pg_url: str, *statements: str) -> None:
+    """Run ``statements`` on ``pg_url`` (a superuser's), each committed on its own: what an
+    operator does to a server (roles, database settings) before a test's load meets it."""
+    from taxi_assets.resources.postgres import sqlalchemy_url
+
+    admin = sa.create_engine(sqlalchemy_url(pg_url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            for statement in statements:
+                connection.exec_driver_sql(statement)
+    finally:
+        admin.dispose()
+
+
 def other_backends(engine: sa.Engine, database: str) -> list[tuple[int, str, str]]:
     """(pid, state, query) of every client backend on ``database`` but the caller's own."""
     with engine.connect() as connection:

@@ -40,6 +40,7 @@ from taxi_assets_tests.faults_support import (
     DAGSTER,
     REPO,
     all_files,
+    as_admin,
     copy_rows_received,
     database_name,
     failure_messages,
@@ -482,12 +483,7 @@ def test_full_or_read_only_disk_fails_naming_the_path_and_leaves_nothing(
 
 def alter_database(pg_url: str, setting: str) -> None:
     """``ALTER DATABASE <pg_url's database> SET <setting>``: for its new sessions."""
-    admin = engine_for(pg_url)
-    try:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql(f"ALTER DATABASE {database_name(pg_url)} SET {setting}")
-    finally:
-        admin.dispose()
+    as_admin(pg_url, f"ALTER DATABASE {database_name(pg_url)} SET {setting}")
 
 
 def assert_month_kept(pg_url: str, loaded: tuple[int, object]) -> None:
@@ -509,27 +505,24 @@ def warehouse_on_a_small_disk(pg_url: str) -> Iterator[tuple[str, Path]]:
     if os.environ.get("TEST_DATABASE_URL"):
         pytest.skip("a tablespace on a small disk needs the test's own server on this machine")
     admin = engine_for(pg_url)
-    space = f"small_{database_name(pg_url)}"
     try:
         with admin.connect() as connection:
             owner = os.stat(connection.exec_driver_sql("SHOW data_directory").scalar_one()).st_uid
-        with (
-            # Outside pytest's basetemp, whose folders the server's user cannot enter.
-            tempfile.TemporaryDirectory(prefix="taxi-test-tablespace-") as folder,
-            tiny_tmpfs(Path(folder), size="4m") as disk,
-        ):
-            os.chown(disk, owner, owner)
-            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                connection.exec_driver_sql(f"CREATE TABLESPACE {space} LOCATION '{disk}'")
-            alter_database(pg_url, f"default_tablespace = {space}")
-            try:
-                yield pg_url, disk
-            finally:
-                with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                    connection.exec_driver_sql("DROP SCHEMA IF EXISTS warehouse CASCADE")
-                    connection.exec_driver_sql(f"DROP TABLESPACE {space}")
     finally:
         admin.dispose()
+    space = f"small_{database_name(pg_url)}"
+    with (
+        # Outside pytest's basetemp, whose folders the server's user cannot enter.
+        tempfile.TemporaryDirectory(prefix="taxi-test-tablespace-") as folder,
+        tiny_tmpfs(Path(folder), size="4m") as disk,
+    ):
+        os.chown(disk, owner, owner)
+        as_admin(pg_url, f"CREATE TABLESPACE {space} LOCATION '{disk}'")
+        alter_database(pg_url, f"default_tablespace = {space}")
+        try:
+            yield pg_url, disk
+        finally:
+            as_admin(pg_url, "DROP SCHEMA IF EXISTS warehouse CASCADE", f"DROP TABLESPACE {space}")
 
 
 def test_a_warehouse_out_of_disk_space_keeps_the_month_and_says_so(

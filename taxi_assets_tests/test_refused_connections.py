@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from taxi_assets.resources.postgres import PostgresResource
-from taxi_assets_tests.faults_support import wait_for
+from taxi_assets_tests.faults_support import as_admin, wait_for
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import (
     REPO,
@@ -66,29 +66,25 @@ def limited_login(request: pytest.FixtureRequest, pg_url: str) -> Iterator[Limit
     role = f"loader_{uuid.uuid4().hex[:10]}"
     database = sa.make_url(pg_url).database
     limit = 3
-    admin = engine_for(pg_url)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        role_limit = limit if request.param == "role" else -1
-        connection.exec_driver_sql(
-            f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}' CONNECTION LIMIT {role_limit}"
-        )
-        connection.exec_driver_sql(f'ALTER DATABASE "{database}" OWNER TO {role}')
-        if request.param == "database":
-            connection.exec_driver_sql(f'ALTER DATABASE "{database}" CONNECTION LIMIT {limit}')
+    role_limit = limit if request.param == "role" else -1
+    as_admin(
+        pg_url,
+        f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}' CONNECTION LIMIT {role_limit}",
+        f'ALTER DATABASE "{database}" OWNER TO {role}',
+        f'ALTER DATABASE "{database}" CONNECTION LIMIT {limit if request.param == "database" else -1}',
+    )
     url = sa.make_url(pg_url).set(username=role, password=PASSWORD)
     try:
         yield LimitedLogin(url.render_as_string(hide_password=False), limit)
     finally:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql(f'ALTER DATABASE "{database}" OWNER TO CURRENT_USER')
-            connection.exec_driver_sql(f'ALTER DATABASE "{database}" CONNECTION LIMIT -1')
-            connection.exec_driver_sql(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
-                (role,),
-            )
-            connection.exec_driver_sql(f"DROP OWNED BY {role}")
-            connection.exec_driver_sql(f"DROP ROLE {role}")
-        admin.dispose()
+        as_admin(
+            pg_url,
+            f'ALTER DATABASE "{database}" OWNER TO CURRENT_USER',
+            f'ALTER DATABASE "{database}" CONNECTION LIMIT -1',
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'",
+            f"DROP OWNED BY {role}",
+            f"DROP ROLE {role}",
+        )
 
 
 def give_back_after(seconds: float, held: list[psycopg.Connection]) -> threading.Thread:

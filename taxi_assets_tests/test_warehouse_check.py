@@ -18,9 +18,11 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from taxi_assets.cli.warehouse import DEFAULT_SCHEMAS, plain_by_design_tables
 from taxi_assets.pg.server_check import Finding, check_server
 from taxi_assets.resources.postgres import PostgresResource
-from taxi_assets_tests.pipeline import REPO, engine_for
+from taxi_assets_tests.faults_support import as_admin
+from taxi_assets_tests.pipeline import REPO
 
 PASSWORD = "s3cret-never-shown"
 
@@ -29,7 +31,9 @@ def findings(url: str) -> list[Finding]:
     resource = PostgresResource(url=url)
     engine = resource.engine()
     try:
-        return check_server(engine, resource.describe())
+        return check_server(
+            engine, resource.describe(), DEFAULT_SCHEMAS, plain_by_design=plain_by_design_tables()
+        )
     finally:
         engine.dispose()
 
@@ -38,16 +42,6 @@ def levels(found: list[Finding], level: str) -> list[str]:
     """The texts of ``found`` at ``level``, but the free disk's: the test server's folder
     is on this machine's disk (or tmpfs), whose free space is not the test's to set."""
     return [f.text for f in found if f.level == level and not f.text.startswith("free disk:")]
-
-
-def as_admin(pg_url: str, *statements: str) -> None:
-    admin = engine_for(pg_url)
-    try:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            for statement in statements:
-                connection.exec_driver_sql(statement)
-    finally:
-        admin.dispose()
 
 
 @pytest.fixture
@@ -67,12 +61,17 @@ def login(pg_url: str) -> Iterator[tuple[str, str]]:
         )
 
 
-def test_the_cli_says_a_fresh_database_is_ready(pg_url: str) -> None:
-    env = {**os.environ, "TAXI_WAREHOUSE_URL": pg_url}
-    done = subprocess.run(
+def cli_check(pg_url: str) -> subprocess.CompletedProcess[str]:
+    """``python -m taxi_assets.cli warehouse check`` against ``pg_url``."""
+    return subprocess.run(
         [sys.executable, "-m", "taxi_assets.cli", "warehouse", "check"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO, env={**os.environ, "TAXI_WAREHOUSE_URL": pg_url},
+        capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+
+
+def test_the_cli_says_a_fresh_database_is_ready(pg_url: str) -> None:
+    done = cli_check(pg_url)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("ok: connected to postgresql://") and "PostgreSQL " in lines[0]
@@ -92,11 +91,7 @@ def test_a_read_only_database_is_a_problem_and_the_cli_exits_1(pg_url: str) -> N
     as_admin(pg_url, f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
     (problem,) = levels(findings(pg_url), "problem")
     assert problem.startswith("default_transaction_read_only is on"), problem
-    env = {**os.environ, "TAXI_WAREHOUSE_URL": pg_url}
-    done = subprocess.run(
-        [sys.executable, "-m", "taxi_assets.cli", "warehouse", "check"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    done = cli_check(pg_url)
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1] == "1 problem(s)"
 

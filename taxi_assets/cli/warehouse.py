@@ -17,6 +17,22 @@ if TYPE_CHECKING:
 DEFAULT_SCHEMAS = ("warehouse", "analytics")
 
 
+def plain_by_design_tables() -> set[tuple[str, str]]:
+    """Tables with partition_month that are plain by design, not of an earlier version:
+    warehouse.loads has one row per table and month."""
+    from taxi_assets.assets.load_records import LOADS_TABLE
+
+    return {("warehouse", LOADS_TABLE)}
+
+
+def _names_bigquery() -> bool:
+    """TAXI_WAREHOUSE_URL names BigQuery (the PostgreSQL-only commands refuse it)."""
+    from taxi_assets.resources.bigquery import WAREHOUSE_URL_ENV
+    from taxi_assets.warehouse_engine import BIGQUERY, engine_for_url
+
+    return engine_for_url(os.environ.get(WAREHOUSE_URL_ENV)) is BIGQUERY
+
+
 def _warehouse_start(args: argparse.Namespace) -> int:
     from taxi_assets.pg.embedded import EMBEDDED_SERVER_ERRORS, embedded_url, psql_command
 
@@ -54,17 +70,17 @@ BIGQUERY_CHECKED_ELSEWHERE = (
 
 def _warehouse_check(args: argparse.Namespace) -> int:
     from taxi_assets.pg.server_check import check_server
-    from taxi_assets.resources.bigquery import WAREHOUSE_URL_ENV
     from taxi_assets.resources.postgres import PostgresResource
-    from taxi_assets.warehouse_engine import BIGQUERY, engine_for_url
 
-    if engine_for_url(os.environ.get(WAREHOUSE_URL_ENV)) is BIGQUERY:
+    if _names_bigquery():
         print(BIGQUERY_CHECKED_ELSEWHERE, file=sys.stderr)
         return 2
     warehouse = PostgresResource()
     engine = warehouse.engine()
     try:
-        findings = check_server(engine, warehouse.describe())
+        findings = check_server(
+            engine, warehouse.describe(), DEFAULT_SCHEMAS, plain_by_design=plain_by_design_tables()
+        )
     finally:
         engine.dispose()
     for finding in findings:
@@ -85,11 +101,9 @@ BIGQUERY_READERS = (
 
 def _analyst_role(args: argparse.Namespace) -> int:
     from taxi_assets.pg.roles import READ_SCHEMAS, grant_read_only
-    from taxi_assets.resources.bigquery import WAREHOUSE_URL_ENV
     from taxi_assets.resources.postgres import PostgresResource
-    from taxi_assets.warehouse_engine import BIGQUERY, engine_for_url
 
-    if engine_for_url(os.environ.get(WAREHOUSE_URL_ENV)) is BIGQUERY:
+    if _names_bigquery():
         print(BIGQUERY_READERS, file=sys.stderr)
         return 2
     password = os.environ.get("TAXI_ANALYST_PASSWORD")
@@ -127,7 +141,6 @@ def _project_layouts() -> dict[tuple[str, str], TableLayout]:
 
 
 def _warehouse_migrate(args: argparse.Namespace) -> int:
-    from taxi_assets.assets.load_records import LOADS_TABLE
     from taxi_assets.pg.ddl import TableLayout
     from taxi_assets.pg.migrate import (
         convert,
@@ -143,9 +156,7 @@ def _warehouse_migrate(args: argparse.Namespace) -> int:
     warehouse = PostgresResource()
     engine = warehouse.engine()
     with engine.connect() as connection:
-        # warehouse.loads has partition_month too, but one row per table and month: plain.
-        keep = {("warehouse", LOADS_TABLE)}
-        found = tables_to_convert(connection, schemas, column, keep_plain=keep)
+        found = tables_to_convert(connection, schemas, column, keep_plain=plain_by_design_tables())
         if not found:
             print(f"nothing to convert: no plain table with {column} in {', '.join(schemas)}")
             return 0

@@ -12,6 +12,7 @@ check changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,7 +22,6 @@ from taxi_assets.pg.migrate import server_free_bytes, tables_to_convert
 
 Level = Literal["ok", "warning", "problem"]
 
-SCHEMAS = ("warehouse", "analytics")
 PARTITION_COLUMN = "partition_month"
 # A run holds a few connections while it loads; two runs load at once by default.
 FEW_FREE_CONNECTIONS = 6
@@ -39,15 +39,23 @@ class Finding:
         return f"{self.level}: {self.text}"
 
 
-def check_server(engine: sa.Engine, where: str) -> list[Finding]:
-    """What the warehouse server ``where`` (reached through ``engine``) offers the loads."""
+def check_server(
+    engine: sa.Engine,
+    where: str,
+    schemas: tuple[str, ...],
+    plain_by_design: Collection[tuple[str, str]] = (),
+) -> list[Finding]:
+    """What the warehouse server ``where`` (reached through ``engine``) offers the loads
+    into ``schemas``; ``plain_by_design``: (schema, table) of tables with a month column
+    that are not month tables (a load log), so not of an earlier version."""
     with engine.connect() as connection:
+        role, database = connection.exec_driver_sql("SELECT current_user, current_database()").one()
         return [
-            *_identity(connection, where),
+            *_identity(connection, where, role),
             *_writable(connection),
-            *_schemas(connection),
-            *_earlier_tables(connection),
-            *_statement_timeout(connection),
+            *_schemas(connection, schemas, role, database),
+            *_earlier_tables(connection, schemas, plain_by_design),
+            *_statement_timeout(connection, role),
             *_connections(connection),
             *_messages(connection),
             *_disk(connection),
@@ -58,10 +66,9 @@ def _one(connection: sa.Connection, query: str) -> object:
     return connection.exec_driver_sql(query).scalar()
 
 
-def _identity(connection: sa.Connection, where: str) -> list[Finding]:
+def _identity(connection: sa.Connection, where: str, role: str) -> list[Finding]:
     version = str(_one(connection, "SHOW server_version"))
     number = int(str(_one(connection, "SHOW server_version_num")))
-    role = _one(connection, "SELECT current_user")
     found = [Finding("ok", f"connected to {where}: PostgreSQL {version}, as role {role}")]
     if number < 140000:
         found.append(
@@ -103,38 +110,27 @@ def _writable(connection: sa.Connection) -> list[Finding]:
     return [Finding("ok", "the server takes writes")]
 
 
-def _schemas(connection: sa.Connection) -> list[Finding]:
-    found = []
-    role = _one(connection, "SELECT current_user")
-    database = _one(connection, "SELECT current_database()")
+def _schemas(
+    connection: sa.Connection, schemas: tuple[str, ...], role: str, database: str
+) -> list[Finding]:
     may_create_schemas = bool(
         _one(connection, "SELECT has_database_privilege(current_database(), 'CREATE')")
     )
-    for schema in SCHEMAS:
-        exists = connection.execute(
-            sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :schema"), {"schema": schema}
+    found = []
+    for schema in schemas:
+        # None: no such schema (has_schema_privilege refuses a name that does not exist).
+        usable = connection.execute(
+            sa.text(
+                "SELECT has_schema_privilege(oid, 'USAGE') AND has_schema_privilege(oid, 'CREATE') "
+                "FROM pg_namespace WHERE nspname = :schema"
+            ),
+            {"schema": schema},
         ).scalar()
-        if exists:
-            usable = connection.execute(
-                sa.text(
-                    "SELECT has_schema_privilege(:schema, 'USAGE') "
-                    "AND has_schema_privilege(:schema, 'CREATE')"
-                ),
-                {"schema": schema},
-            ).scalar()
-            if usable:
-                found.append(Finding("ok", f"schema {schema}: this role may create tables in it"))
-            else:
-                found.append(
-                    Finding(
-                        "problem",
-                        f"schema {schema}: role {role} may not create tables in it (GRANT "
-                        f"USAGE, CREATE ON SCHEMA {schema} TO {role})",
-                    )
-                )
-        elif may_create_schemas:
+        if usable:
+            found.append(Finding("ok", f"schema {schema}: this role may create tables in it"))
+        elif usable is None and may_create_schemas:
             found.append(Finding("ok", f"schema {schema}: absent, the first load creates it"))
-        else:
+        elif usable is None:
             found.append(
                 Finding(
                     "problem",
@@ -143,15 +139,23 @@ def _schemas(connection: sa.Connection) -> list[Finding]:
                     "on it)",
                 )
             )
+        else:
+            found.append(
+                Finding(
+                    "problem",
+                    f"schema {schema}: role {role} may not create tables in it (GRANT USAGE, "
+                    f"CREATE ON SCHEMA {schema} TO {role})",
+                )
+            )
     return found
 
 
-def _earlier_tables(connection: sa.Connection) -> list[Finding]:
-    from taxi_assets.assets.load_records import LOADS_TABLE
-
-    plain = tables_to_convert(
-        connection, SCHEMAS, PARTITION_COLUMN, keep_plain={("warehouse", LOADS_TABLE)}
-    )
+def _earlier_tables(
+    connection: sa.Connection,
+    schemas: tuple[str, ...],
+    plain_by_design: Collection[tuple[str, str]],
+) -> list[Finding]:
+    plain = tables_to_convert(connection, schemas, PARTITION_COLUMN, keep_plain=plain_by_design)
     if not plain:
         return []
     names = ", ".join(f"{schema}.{table}" for schema, table in plain)
@@ -164,11 +168,10 @@ def _earlier_tables(connection: sa.Connection) -> list[Finding]:
     ]
 
 
-def _statement_timeout(connection: sa.Connection) -> list[Finding]:
+def _statement_timeout(connection: sa.Connection, role: str) -> list[Finding]:
     timeout = str(_one(connection, "SHOW statement_timeout"))
     if timeout == "0":
         return []
-    role = _one(connection, "SELECT current_user")
     return [
         Finding(
             "warning",
