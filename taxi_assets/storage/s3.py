@@ -37,6 +37,12 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 READ_ATTEMPTS = 5
 # Parts uploaded at once for a multipart upload (each part is held in memory).
 UPLOAD_CONCURRENCY = 4
+# How long an upload waits for each read of its answer, as GCS's (``gcs.REQUEST_READ_S``)
+# and Azure's (azure-core's ``read_timeout``). The wait starts once the body's last bytes
+# are in the kernel's send buffer (up to 4 MiB, Linux's default ``tcp_wmem``), so s3fs's
+# own 15 s (its ``read_timeout``) cut an upload on a link slower than ~270 KB/s; 300 s
+# cuts only below ~13 KB/s. Reads and listings keep s3fs's 15 s.
+UPLOAD_READ_S = 300.0
 CREDENTIAL_CODES = frozenset(
     {
         "InvalidAccessKeyId",
@@ -121,7 +127,7 @@ def upload_once(local: Path, dest: UPath, chunk_bytes: int) -> None:
 
 
 def _single_attempt() -> dict[str, Any]:
-    return {"config_kwargs": _config(attempts=1)}
+    return {"config_kwargs": {**_config(attempts=1), "read_timeout": UPLOAD_READ_S}}
 
 
 def _config(attempts: int) -> dict[str, Any]:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from aiohappyeyeballs import AddrInfoType
 
 # As long as the warehouse's silent-peer watch waits (pg/silent_peer.py) and the clients'
-# own bound on each read (GCS, Azure: 300 s): a server that takes nothing for 5 minutes
+# own bound on each read (GCS, Azure, S3 uploads: 300 s): a server that takes nothing for 5 minutes
 # is gone.
 SILENCE_S = 300.0
 
