@@ -25,6 +25,7 @@ from typing import Any
 
 from upath import UPath
 
+from taxi_assets.storage import silent_peers
 from taxi_assets.storage.errors import LakeConfigurationError
 from taxi_assets.storage.leftovers import LAKE_FOLDERS, PROBE
 from taxi_assets.storage.silent_peers import connector_giving_up_on_silence
@@ -116,6 +117,8 @@ def upload_once(local: Path, dest: UPath, chunk_bytes: int) -> None:
         retry_total=0,
         max_concurrency=UPLOAD_CONCURRENCY,
         validate_content=True,
+        # Per request (azure-core); reads and listings keep Azure Storage's 60 s.
+        read_timeout=silent_peers.UPLOAD_ANSWER_S,
     )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from upath import UPath
 
+from taxi_assets.storage import silent_peers
 from taxi_assets.storage.leftovers import LAKE_FOLDERS, PROBE, PROBE_PREFIX, STALE_AFTER_SECONDS
 from taxi_assets.storage.silent_peers import socket_giving_up_on_silence
 from taxi_assets.storage.stores import Leftover, LeftoverGone, ObjectStore
@@ -37,12 +38,6 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 READ_ATTEMPTS = 5
 # Parts uploaded at once for a multipart upload (each part is held in memory).
 UPLOAD_CONCURRENCY = 4
-# How long an upload waits for each read of its answer, as GCS's (``gcs.REQUEST_READ_S``)
-# and Azure's (azure-core's ``read_timeout``). The wait starts once the body's last bytes
-# are in the kernel's send buffer (up to 4 MiB, Linux's default ``tcp_wmem``), so s3fs's
-# own 15 s (its ``read_timeout``) cut an upload on a link slower than ~270 KB/s; 300 s
-# cuts only below ~13 KB/s. Reads and listings keep s3fs's 15 s.
-UPLOAD_READ_S = 300.0
 CREDENTIAL_CODES = frozenset(
     {
         "InvalidAccessKeyId",
@@ -127,7 +122,9 @@ def upload_once(local: Path, dest: UPath, chunk_bytes: int) -> None:
 
 
 def _single_attempt() -> dict[str, Any]:
-    return {"config_kwargs": {**_config(attempts=1), "read_timeout": UPLOAD_READ_S}}
+    # Reads and listings keep s3fs's 15 s; an upload's answer waits longer (silent_peers).
+    read_timeout = silent_peers.UPLOAD_ANSWER_S
+    return {"config_kwargs": {**_config(attempts=1), "read_timeout": read_timeout}}
 
 
 def _config(attempts: int) -> dict[str, Any]:

@@ -27,10 +27,16 @@ if TYPE_CHECKING:
     import aiohttp
     from aiohappyeyeballs import AddrInfoType
 
-# As long as the warehouse's silent-peer watch waits (pg/silent_peer.py) and the clients'
-# own bound on each read (GCS, Azure, S3 uploads: 300 s): a server that takes nothing for 5 minutes
-# is gone.
+# As long as the warehouse's silent-peer watch waits (pg/silent_peer.py) and an upload's
+# wait for its answer (below): a server that takes nothing for 5 minutes is gone.
 SILENCE_S = 300.0
+# How long an S3 or Azure upload waits for each read of its answer (GCS: every request,
+# ``gcs.REQUEST_READ_S``). The wait starts once the body's last bytes are in the kernel's
+# send buffer (up to 4 MiB, Linux's default ``tcp_wmem``), so a link too slow to drain
+# that within the bound is cut at every attempt: below ~13 KB/s at 300 s. The clients'
+# own bounds, which their reads and listings keep, cut uploads much sooner: s3fs's 15 s
+# (its ``read_timeout``) below ~270 KB/s, Azure Storage's 60 s below ~70 KB/s.
+UPLOAD_ANSWER_S = 300.0
 
 
 def user_timeout_option() -> tuple[int, int, int] | None:
