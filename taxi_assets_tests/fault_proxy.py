@@ -16,7 +16,10 @@ mirror, each consumed by one matching request, in order:
   is reset (RST), as a crashed server or a broken network would;
 - ``Fault.delay(seconds)``: the request is forwarded after a pause;
 - ``Fault.stall_after(n)``: ``n`` bytes of the request body are read, then nothing more,
-  the connection held open (until the proxy is cleared or stopped), as by a stalled server.
+  the connection held open (until the proxy is cleared or stopped), as by a stalled server;
+- ``Fault.truncate(n)``: the server's answer is passed on with its whole Content-Length
+  but only ``n`` bytes of its body, then the connection is closed, as a connection lost
+  in the middle of a download.
 
 Patterns are searched in ``path?query``. Requests are forwarded with their ``Host``
 header unchanged, so S3 signatures (SigV4 signs the host) still validate.
@@ -235,6 +238,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             if release.wait(fault.amount):
                 self.close_connection = True
                 return
+        elif fault is not None and fault.kind == "truncate":
+            self._forward(method, target, body, answer_limit=int(fault.amount))
+            return
         elif fault is not None:
             raise ValueError(f"the proxy cannot inject {fault.kind!r}")
         self._forward(method, target, body)
@@ -249,7 +255,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def _forward(self, method: str, target: str, body: bytes) -> None:
+    def _forward(
+        self, method: str, target: str, body: bytes, answer_limit: int | None = None
+    ) -> None:
+        """Forward the request and its server's answer; with ``answer_limit``, only that
+        many bytes of the answer's body (its Content-Length whole), then the connection
+        closed."""
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         if body or method in ("PUT", "POST", "PATCH"):
             headers["Content-Length"] = str(len(body))
@@ -266,7 +277,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return
         finally:
             upstream.close()
-        self.owner._record(method, target, str(response.status))
+        self.owner._record(
+            method, target, str(response.status) if answer_limit is None else "cut short"
+        )
         self.send_response(response.status, response.reason)
         for name, value in response.getheaders():
             if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
@@ -280,7 +293,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         try:
             self.end_headers()
             if method != "HEAD" and response.status not in (204, 304):
-                self.wfile.write(data)
+                self.wfile.write(data if answer_limit is None else data[:answer_limit])
+            if answer_limit is not None:
+                self.wfile.flush()
+                self.close_connection = True
         except OSError:  # the client went away (timed out, cancelled, killed)
             self.close_connection = True
 

@@ -36,6 +36,7 @@ from taxi_assets.storage.publish import (
     publish_file,
     staging_name,
 )
+from taxi_assets.storage.read_retries import RetriedReadsHandler
 from taxi_assets.storage.roots import is_local
 
 # Rows per row group: pending batches are held in memory until a group is written, and
@@ -160,7 +161,7 @@ def arrow_filesystem(path: UPath) -> tuple[pafs.FileSystem, str]:
     """A pyarrow filesystem and path for ``path`` (native locally, fsspec otherwise)."""
     if is_local(path):
         return pafs.LocalFileSystem(), str(Path(path.path))
-    return pafs.PyFileSystem(pafs.FSSpecHandler(path.fs)), path.path
+    return pafs.PyFileSystem(RetriedReadsHandler(path.fs)), path.path
 
 
 def _hive_folder(asset_path: UPath, start: datetime, hive_format: str) -> UPath:

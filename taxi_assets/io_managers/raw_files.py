@@ -12,6 +12,7 @@ storing one month's file as another's.
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -20,6 +21,7 @@ from upath import UPath
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.run_watch import RunWatchLease, watch_run
 from taxi_assets.settings import resolve_setting
+from taxi_assets.storage.read_retries import open_for_reading
 from taxi_assets.storage.revision_manifest import Revision
 from taxi_assets.storage.revision_updates import Commit, PinChange, make_current, parse_keep
 from taxi_assets.storage.revision_updates import repair as repair_slot
@@ -60,8 +62,8 @@ class StoredFile:
     problems: tuple[str, ...] = ()  # what disagreed in the slot's manifest (reported)
     slot: RevisionSlot | None = None  # where it is current, to check that it still is
 
-    def open(self):  # noqa: ANN201 - an fsspec/local binary file object
-        return self.path.open("rb")
+    def open(self) -> BinaryIO:
+        return open_for_reading(self.path)
 
 
 class RawFileIOManager(dg.ConfigurableIOManager):

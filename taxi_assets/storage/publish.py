@@ -224,12 +224,12 @@ def http_status(error: BaseException) -> int | None:
 def is_transient(error: BaseException) -> bool:
     """Worth another try: throttling (429, S3's 503 SlowDown, Azure's 503 ServerBusy),
     server errors (5xx), timeouts and dropped connections, from gcsfs, s3fs or adlfs."""
-    if _is_checksum_error(error):
+    if _is_checksum_error(error) or isinstance(error, _transient_exception_types()):
+        # Types first: an answer cut short (aiohttp's ClientPayloadError) is caused by a
+        # ContentLengthError whose "code" is 400, which is no answer of the server's.
         return True
     status = http_status(error)
-    if status is not None:
-        return status in TRANSIENT_STATUSES
-    return isinstance(error, _transient_exception_types())
+    return status is not None and status in TRANSIENT_STATUSES
 
 
 def _transient_exception_types() -> tuple[type[BaseException], ...]:
@@ -243,6 +243,7 @@ def _transient_exception_types() -> tuple[type[BaseException], ...]:
         TimeoutError,
         aiohttp.ClientConnectionError,
         aiohttp.ServerTimeoutError,
+        aiohttp.ClientPayloadError,  # an answer's body cut short (s3fs passes it on)
         requests.ConnectionError,  # gcsfs raises ProxyError (a subclass) for a 502
         requests.Timeout,
         # s3fs: EndpointConnectionError, ConnectionClosedError, Read/ConnectTimeoutError

@@ -16,6 +16,7 @@ from upath import UPath
 
 from taxi_assets.storage.durable import fsync_dir, make_folder_durably
 from taxi_assets.storage.publish import publish_file
+from taxi_assets.storage.read_retries import open_for_reading
 from taxi_assets.storage.revision_manifest import Revision, utc_now
 from taxi_assets.storage.roots import is_local
 
@@ -27,7 +28,7 @@ def content_sha256(path: UPath, copy_to: Path | None = None) -> tuple[str, int]:
     local file ``copy_to`` on the way, so an object is downloaded once)."""
     digest = hashlib.sha256()
     size = 0
-    with path.open("rb") as handle, _maybe_open(copy_to) as copy:
+    with open_for_reading(path) as handle, _maybe_open(copy_to) as copy:
         while chunk := handle.read(CHUNK_BYTES):
             digest.update(chunk)
             size += len(chunk)

@@ -1,0 +1,100 @@
+"""Reads of a stored object that fail midway are tried again from where they stopped.
+
+A download's answer can be cut short: a dropped connection, a reset from a load balancer,
+a server restarting. gcsfs and Azure's client read the range again themselves. s3fs would
+too, but its own retries are off (``storage/s3.py``: botocore's are the one retry layer,
+else a lasting SlowDown costs 25 requests), and botocore retries a request only until its
+answer's headers have arrived: a body cut short reached the run, and the month's lake or
+warehouse step failed (a GET cut after 100 bytes failed the read on S3, and only there).
+
+Files opened here retry such a read from the same offset: an fsspec file moves its
+position, and its read-ahead cache, only when a read succeeds, so a retried read returns
+exactly the bytes the failed one would have. An object replaced between two attempts is
+caught as before, by the reader's version check (``io_managers/lake_files.py``) or the
+revision's sha256. Refusals (403, a missing object) are not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any, BinaryIO, TypeVar, cast
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+from upath import UPath
+
+from taxi_assets.storage.publish import is_transient
+from taxi_assets.storage.roots import is_local
+
+READ_ATTEMPTS = 5
+READ_BACKOFF_SECONDS = 0.5
+
+T = TypeVar("T")
+_log = logging.getLogger(__name__)
+
+
+def _again(read: Callable[[], T], what: object) -> T:
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        try:
+            return read()
+        except Exception as error:
+            if attempt == READ_ATTEMPTS or not is_transient(error):
+                raise
+            pause = READ_BACKOFF_SECONDS * 2 ** (attempt - 1) * random.uniform(1, 1.5)
+            _log.warning(
+                "a read of %s failed (%s: %s); attempt %d of %d in %.1fs",
+                what,
+                type(error).__name__,
+                (str(error).strip().splitlines() or [""])[0][:300],
+                attempt + 1,
+                READ_ATTEMPTS,
+                pause,
+            )
+            time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+class RetriedReads:
+    """An fsspec file whose reads are tried again after a transient failure; everything
+    else is the file's own."""
+
+    def __init__(self, inner: Any, what: object) -> None:
+        self._inner = inner
+        self._what = what
+
+    def read(self, size: int = -1) -> bytes:
+        return _again(lambda: self._inner.read(size), self._what)
+
+    def readinto(self, buffer: Any) -> int:
+        return _again(lambda: self._inner.readinto(buffer), self._what)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __enter__(self) -> RetriedReads:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._inner.close()
+
+
+def open_for_reading(path: UPath) -> BinaryIO:
+    """``path`` opened for reading; on an object store its reads retry (the docstring)."""
+    if is_local(path):
+        return path.open("rb")
+    return cast(BinaryIO, RetriedReads(path.fs.open(path.path, mode="rb"), path))
+
+
+class RetriedReadsHandler(pafs.FSSpecHandler):
+    """pyarrow's handler of an fsspec filesystem, whose input files retry their reads."""
+
+    def open_input_file(self, path: str) -> pa.PythonFile:
+        if not self.fs.isfile(path):
+            raise FileNotFoundError(path)
+        return pa.PythonFile(RetriedReads(self.fs.open(path, mode="rb"), path), mode="r")
+
+    def open_input_stream(self, path: str) -> pa.PythonFile:
+        return self.open_input_file(path)
