@@ -258,8 +258,8 @@ def test_downloads_cut_short_are_read_again_and_the_month_loads_whole(
     instance: dg.DagsterInstance,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The store's answers to the lake step's read of the raw file and the warehouse
-    step's read of the lake file are each cut short twice (the whole Content-Length
+    """The store's answers to reads of the raw revisions' manifest, the raw file and the
+    lake file are each cut short twice (the whole Content-Length
     announced, 100 bytes of the body sent, the connection closed), as a dropped connection
     leaves a download. gcsfs and Azure's client read the range again themselves; on S3
     the read failed the step ("Response payload is not completed"), since botocore retries
@@ -269,14 +269,18 @@ def test_downloads_cut_short_are_read_again_and_the_month_loads_whole(
     assert object_store.proxy is not None
     cut = Fault.truncate(100)
     # The objects' own reads (GCS: ?alt=media), not listings naming them in a query.
-    for name in (r"yellow_tripdata_2021-01\.csv\.gz", r"yellow_tripdata_2021-01\.parquet"):
+    for name in (
+        r"revisions\.json",
+        r"yellow_tripdata_2021-01\.csv\.gz",
+        r"yellow_tripdata_2021-01\.parquet",
+    ):
         read = rf"^[^?]*(/|%2F){name}(\?alt=media)?$"
         object_store.proxy.inject(read, cut, cut, methods=("GET",))
     keys = ["raw/yellow_tripdata", "lake/yellow_tripdata", "warehouse/yellow_tripdata"]
     result = run(keys, env_resources(mirror.url, pg_url), instance, MONTH)
     assert result.success
     cuts = [target for method, target, outcome in object_store.proxy.log if outcome == "cut short"]
-    assert len(cuts) == 4, object_store.proxy.log  # each fault met a real read
+    assert len(cuts) == 6, object_store.proxy.log  # each fault met a real read
     rows = csv_rows((Path(mirror.root) / "yellow" / "yellow_tripdata_2021-01.csv.gz").read_bytes())
     assert warehouse_counts(pg_url, "yellow_tripdata") == {MONTH: rows}
 

@@ -252,6 +252,7 @@ def _transient_exception_types() -> tuple[type[BaseException], ...]:
         # adlfs: connection refused or reset, timeouts
         azure_errors.ServiceRequestError,
         azure_errors.ServiceResponseError,
+        azure_errors.IncompleteReadError,  # an answer's body cut short
     )
 
 

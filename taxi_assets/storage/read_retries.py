@@ -36,7 +36,8 @@ T = TypeVar("T")
 _log = logging.getLogger(__name__)
 
 
-def _again(read: Callable[[], T], what: object) -> T:
+def again(read: Callable[[], T], what: object) -> T:
+    """``read()``, tried again after a transient failure (``what``: named in the warnings)."""
     for attempt in range(1, READ_ATTEMPTS + 1):
         try:
             return read()
@@ -66,10 +67,10 @@ class RetriedReads:
         self._what = what
 
     def read(self, size: int = -1) -> bytes:
-        return _again(lambda: self._inner.read(size), self._what)
+        return again(lambda: self._inner.read(size), self._what)
 
     def readinto(self, buffer: Any) -> int:
-        return _again(lambda: self._inner.readinto(buffer), self._what)
+        return again(lambda: self._inner.readinto(buffer), self._what)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

@@ -21,6 +21,7 @@ from typing import Any
 from upath import UPath
 
 from taxi_assets.storage.publish import local_staging_dir, publish_file, staging_name
+from taxi_assets.storage.read_retries import again
 
 MANIFEST_NAME = "revisions.json"
 FORMAT = 1
@@ -90,7 +91,7 @@ def read_manifest(path: UPath) -> Manifest | None:
         # One request for the whole object: opening it would size the read with a first
         # request and fetch that many bytes with a second, and a manifest another writer
         # replaced in between (object stores have no lock) would come back cut.
-        text = path.fs.cat_file(path.path)
+        text = again(lambda: path.fs.cat_file(path.path), path)
     except FileNotFoundError:
         return None
     try:
