@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from urllib.parse import quote
 
+import dagster as dg
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -149,6 +150,34 @@ def test_a_server_refusing_the_interval_is_used_without_it(
         engine.dispose()
     said = [r.getMessage() for r in caplog.records if r.name == lost_client.__name__]
     assert said and "client_connection_check_interval not set" in said[0], said
+
+
+def test_a_refused_interval_is_said_once_in_the_runs_log(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refusal above reached only the process's stderr (the run's captured output):
+    the run's own log, where the UI shows it, now says it once, with what goes without."""
+    monkeypatch.setattr(lost_client, "CHECK_INTERVAL", "-1")
+
+    @dg.asset
+    def connects_three_times(warehouse: PostgresResource) -> None:
+        engine = warehouse.engine()
+        for _ in range(3):
+            with engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+            engine.dispose()  # the next connect is a new session
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [connects_three_times],
+        resources={"warehouse": PostgresResource(url=pg_url)},
+        instance=instance,
+    )
+    assert result.success
+    said = [e.user_message for e in instance.all_logs(result.run_id)]
+    refused = [m for m in said if "refused client_connection_check_interval" in m]
+    assert len(refused) == 1, said
+    assert "holding its month's lock" in refused[0]
 
 
 @pytest.mark.parametrize(

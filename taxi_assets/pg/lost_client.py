@@ -39,6 +39,7 @@ A session in a ``COPY FROM`` reads its socket: the keepalives alone end it (3 s)
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -77,11 +78,26 @@ def session_settings() -> list[dict[str, str]]:
     ]
 
 
-def check_for_lost_client(engine: sa.Engine) -> None:
+# What a session goes without when the server refuses a group of session_settings().
+_WITHOUT = {
+    PARAMETER: "a statement of a run killed meanwhile runs on to its end, holding its month's lock",
+    "tcp_keepalives_idle": "a session whose client's host died is found only by the server's "
+    "own TCP keepalives (2 hours by default), holding its month's lock until then",
+}
+
+
+def check_for_lost_client(
+    engine: sa.Engine,
+    where: str = "",
+    warn: Callable[[str], None] | None = None,
+) -> None:
     """Make the sessions ``engine`` opens end a running statement within
     ``CHECK_INTERVAL`` of their client's death, or of the server's keepalives finding
-    the client's host gone (see the module's docstring)."""
+    the client's host gone (see the module's docstring). A setting the server refuses is
+    said to ``warn`` (the run's log) once per engine, and to this module's log each time."""
     import psycopg
+
+    said: set[str] = set()
 
     # PostgreSQL's own ways of refusing a setting: a value its platform cannot use
     # (Windows: any but 0), no right to set it, not now. A managed service that locks the
@@ -102,7 +118,17 @@ def check_for_lost_client(engine: sa.Engine) -> None:
                 # Refusing the connection for it would stop every run where nothing
                 # stopped before; the session goes on as every session did before.
                 dbapi_connection.rollback()
-                log.warning("%s not set, the server refused it: %s", ", ".join(group), error)
+                names = ", ".join(group)
+                log.warning("%s not set, the server refused it: %s", names, error)
+                if warn is not None and names not in said:
+                    said.add(names)
+                    first = next(iter(group))
+                    warn(
+                        f"the warehouse server {where} refused {names} ({str(error).strip()}): "
+                        "without it, "
+                        f"{_WITHOUT.get(first, 'this safeguard is off')}. Said once per run; "
+                        "the session goes on as before."
+                    )
                 continue
             # Committed: a session setting made in a transaction rolled back is undone.
             dbapi_connection.commit()

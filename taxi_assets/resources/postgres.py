@@ -92,7 +92,7 @@ class PostgresResource(dg.ConfigurableResource):
             cancel_interrupted_statements(engine)
             # A killed run's statement ends on the server in seconds, not at its end,
             # and frees the month's lock.
-            check_for_lost_client(engine)
+            check_for_lost_client(engine, self.describe(), self._warn)
             # A connection lost mid-statement names the server it was to.
             name_lost_server(engine, self.describe())
             # A statement ended at a limit of the server (a full disk, its statement_timeout)
