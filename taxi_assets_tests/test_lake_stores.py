@@ -376,6 +376,51 @@ def test_a_refused_upload_is_not_retried_and_says_why(
     assert visible(object_store) == {}
 
 
+# The stores' answers to a write a retention policy, an immutability policy or a hold
+# forbids, as the real services send them (GCS's message as its clients report it; Azure's
+# error code). The emulators have no such policies: injected, because not causable here.
+GCS_RETENTION = json.dumps(
+    {
+        "error": {
+            "code": 403,
+            "message": "Object 'taxi-lake/nyc/kept' is subject to bucket's retention policy "
+            "and cannot be deleted, overwritten or archived until 2031-09-20T12:18:15.93-07:00",
+            "errors": [{"domain": "global", "reason": "forbidden"}],
+        }
+    }
+).encode()
+AZURE_IMMUTABLE = (
+    b'<?xml version="1.0" encoding="utf-8"?><Error><Code>BlobImmutableDueToPolicy</Code>'
+    b"<Message>This operation is not permitted as the blob is immutable due to a policy."
+    b"</Message></Error>"
+)
+KEPT_BY_THE_STORE = {
+    "gcs": Fault.status(403, body=GCS_RETENTION, headers={"Content-Type": "application/json"}),
+    "azure": Fault.status(
+        409, body=AZURE_IMMUTABLE, headers={"x-ms-error-code": "BlobImmutableDueToPolicy"}
+    ),
+}
+
+
+@pytest.mark.parametrize("object_store", list(KEPT_BY_THE_STORE), indirect=True)
+def test_an_object_the_store_keeps_is_said_so_not_a_missing_permission(
+    object_store: LakeStore, tmp_path: Path
+) -> None:
+    """A lake bucket with a retention policy (GCS) or a container with an immutability
+    policy (Azure) refuses to replace an object: a month's second lake file, the revisions
+    manifest. GCS's 403 was explained as a missing permission ("grant
+    roles/storage.objectAdmin"), which no grant fixes. (S3's Object Lock keeps versions,
+    not keys: replacing a key stays allowed.)"""
+    (tmp_path / "kept").write_bytes(b"z")
+    object_store.inject_upload(KEPT_BY_THE_STORE[object_store.name])
+    with pytest.raises(LakeAccessError, match=r"keeps this (object|blob)") as raised:
+        publish_file(tmp_path / "kept", resolve_root(object_store.url) / "kept")
+    said = str(raised.value)
+    assert "without a retention policy" in said or "without immutability policies" in said
+    assert "grant" not in said and "Contributor" not in said, said
+    assert object_store.upload_requests() == 1  # not retried
+
+
 def test_an_upload_failing_midway_keeps_the_previous_object(
     object_store: LakeStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

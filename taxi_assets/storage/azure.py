@@ -250,6 +250,10 @@ def _errors(error: BaseException) -> Iterator[BaseException]:
             yield from (arg for arg in exc.args if isinstance(arg, BaseException))
 
 
+# Azure's error codes for a write or delete an immutability policy or a legal hold forbids.
+IMMUTABLE_CODES = frozenset({"BlobImmutableDueToPolicy", "BlobImmutableDueToLegalHold"})
+
+
 def explain(error: BaseException, container: str) -> str | None:
     """A missing container, missing or refused credentials, or a missing permission."""
     from azure.core.exceptions import ClientAuthenticationError
@@ -262,6 +266,15 @@ def explain(error: BaseException, container: str) -> str | None:
         status = getattr(exc, "status_code", None)
         if code in ("ContainerNotFound", "ContainerBeingDeleted"):
             return f"container {container!r} does not exist"
+        if code in IMMUTABLE_CODES:
+            # No permission helps: the blob is kept by an immutability policy or hold.
+            return (
+                f"Azure keeps this blob ({code}): container {container!r} (or the blob) has "
+                "a time-based retention policy or a legal hold, and the lake replaces blobs "
+                "(a month's lake file, the raw revisions' manifest) and removes its staging. "
+                "Use a container without immutability policies for the lake (versioning "
+                "keeps earlier copies instead), or clear the hold"
+            )
         if code in CREDENTIAL_CODES or (
             isinstance(exc, ClientAuthenticationError) and code is None
         ):

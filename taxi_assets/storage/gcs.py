@@ -214,8 +214,21 @@ def explain(error: BaseException, bucket: str) -> str | None:
     code = getattr(error, "code", None)
     if code == 401:
         return "Google refused the credentials (HTTP 401)"
-    # gcsfs raises OSError("Forbidden: <url>...") for a 403.
-    if code == 403 or str(error).startswith("Forbidden"):
+    message = str(error)
+    # gcsfs raises OSError("Forbidden: <url>\n<GCS's message>") for a 403.
+    if code == 403 or message.startswith("Forbidden"):
+        said = (message.strip().splitlines() or [""])[-1]
+        # GCS's words for an object it keeps: "Object 'b/o' is subject to bucket's
+        # retention policy and cannot be deleted, overwritten or archived until <time>",
+        # "... is under active Temporary hold ...". No permission helps.
+        if "retention" in said or " hold" in said:
+            return (
+                f"GCS keeps this object ({said}): bucket {bucket!r} has a retention policy, "
+                "or the object a hold, and the lake replaces objects (a month's lake file, "
+                "the raw revisions' manifest) and removes its staging. Use a bucket without "
+                "a retention policy for the lake (Object Versioning with a lifecycle rule "
+                "keeps earlier copies instead), or release the hold"
+            )
         return (
             f"these credentials may not use bucket {bucket!r} (HTTP 403): grant "
             "roles/storage.objectAdmin on it"
