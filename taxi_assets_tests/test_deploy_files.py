@@ -423,6 +423,11 @@ def test_helm_values_run_the_image_with_k8s_run_launcher_queue_and_pools() -> No
     assert isinstance(launcher, dict) and K8S_RUN_LAUNCHER_REQUIRED <= set(launcher)
     assert launcher["imagePullPolicy"] in PULL_POLICIES
     assert launcher["envSecrets"] == [secret] and "TAXI_PRODUCTION=1" in launcher["envVars"]
+    # A run stages a month's whole file on the pod's disk (an FHVHV month ~0.6 GB).
+    requested = at(values, "runLauncher.config.k8sRunLauncher.runK8sConfig.containerConfig")
+    assert isinstance(requested, dict)
+    assert requested["resources"]["requests"]["ephemeral-storage"] == "2Gi"
+    assert "ephemeral-storage" not in requested["resources"]["limits"]
 
     coordinator = at(values, "dagsterDaemon.runCoordinator")
     assert coordinator == {
