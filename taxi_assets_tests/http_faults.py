@@ -96,6 +96,7 @@ class FaultyMirror(MirrorServer):
         self._lock = threading.Lock()
         self._faults: dict[str, deque[tuple[Fault, frozenset[str] | None]]] = defaultdict(deque)
         self._seen: dict[str, list[str]] = defaultdict(list)
+        self._ranges: dict[str, list[str | None]] = defaultdict(list)
 
     def inject(self, path: str, *faults: Fault, methods: Iterable[str] | None = None) -> None:
         """Queue faults for path; methods=("GET",) lets HEADs pass untouched."""
@@ -108,6 +109,11 @@ class FaultyMirror(MirrorServer):
         with self._lock:
             return list(self._seen.get(_norm(path), []))
 
+    def ranges_seen(self, path: str) -> list[str | None]:
+        """The Range header of every request to path so far (None: the whole file)."""
+        with self._lock:
+            return list(self._ranges.get(_norm(path), []))
+
     def pending(self, path: str) -> int:
         with self._lock:
             return len(self._faults.get(_norm(path), ()))
@@ -116,10 +122,12 @@ class FaultyMirror(MirrorServer):
         with self._lock:
             self._faults.clear()
             self._seen.clear()
+            self._ranges.clear()
 
-    def _take(self, method: str, path: str) -> Fault | None:
+    def _take(self, method: str, path: str, range_header: str | None = None) -> Fault | None:
         with self._lock:
             self._seen[path].append(method)
+            self._ranges[path].append(range_header)
             queue = self._faults.get(path)
             if queue and (queue[0][1] is None or method in queue[0][1]):
                 return queue.popleft()[0]
@@ -127,7 +135,7 @@ class FaultyMirror(MirrorServer):
 
     def respond(self, handler: MirrorRequestHandler) -> None:
         path = self.url_path(handler)
-        fault = self._take(handler.command, path)
+        fault = self._take(handler.command, path, handler.headers.get("Range"))
         if fault is None:
             self.serve_file(handler)
         elif fault.kind == "status":

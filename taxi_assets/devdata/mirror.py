@@ -255,6 +255,9 @@ class MirrorServer:
             size = st.st_size
             start, length, status = 0, size, HTTPStatus.OK
             byte_range = _parse_range(handler.headers.get("Range"), size)
+            if_range = handler.headers.get("If-Range")
+            if if_range is not None and if_range not in (etag, headers["Last-Modified"]):
+                byte_range = None  # another version than the client's: the whole file (RFC 9110)
             if isinstance(byte_range, str):  # "invalid"
                 self.send_simple(handler, 416, b"", headers={"Content-Range": f"bytes */{size}"})
                 return False
