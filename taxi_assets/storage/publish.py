@@ -176,17 +176,27 @@ def upload_file(local_src: Path, dest: UPath) -> None:
             if attempt == UPLOAD_ATTEMPTS or not retry:
                 _raise_explained(error, store, dest)
                 raise
-            pause = UPLOAD_BACKOFF_SECONDS * 2 ** (attempt - 1) * random.uniform(1, 1.5)
-            _log.warning(
-                "upload of %s failed (%s: %s); attempt %d of %d in %.1fs",
-                dest,
-                type(error).__name__,
-                _first_line(error),
-                attempt + 1,
-                UPLOAD_ATTEMPTS,
-                pause,
+            pause_before_next(
+                f"upload of {dest}", error, attempt, UPLOAD_ATTEMPTS, UPLOAD_BACKOFF_SECONDS
             )
-            time.sleep(pause)
+
+
+def pause_before_next(
+    what: str, error: BaseException, attempt: int, attempts: int, backoff_s: float
+) -> None:
+    """Say that ``what`` failed with ``error`` and sleep before attempt ``attempt + 1`` of
+    ``attempts``: exponential from ``backoff_s``, with jitter."""
+    pause = backoff_s * 2 ** (attempt - 1) * random.uniform(1, 1.5)
+    _log.warning(
+        "%s failed (%s: %s); attempt %d of %d in %.1fs",
+        what,
+        type(error).__name__,
+        _first_line(error),
+        attempt + 1,
+        attempts,
+        pause,
+    )
+    time.sleep(pause)
 
 
 def _raise_explained(error: Exception, store: ObjectStore, dest: UPath) -> None:

@@ -16,9 +16,6 @@ revision's sha256. Refusals (403, a missing object) are not retried.
 
 from __future__ import annotations
 
-import logging
-import random
-import time
 from collections.abc import Callable
 from typing import Any, BinaryIO, TypeVar, cast
 
@@ -26,14 +23,13 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from upath import UPath
 
-from taxi_assets.storage.publish import is_transient
+from taxi_assets.storage.publish import is_transient, pause_before_next
 from taxi_assets.storage.roots import is_local
 
 READ_ATTEMPTS = 5
 READ_BACKOFF_SECONDS = 0.5
 
 T = TypeVar("T")
-_log = logging.getLogger(__name__)
 
 
 def again(read: Callable[[], T], what: object) -> T:
@@ -44,17 +40,9 @@ def again(read: Callable[[], T], what: object) -> T:
         except Exception as error:
             if attempt == READ_ATTEMPTS or not is_transient(error):
                 raise
-            pause = READ_BACKOFF_SECONDS * 2 ** (attempt - 1) * random.uniform(1, 1.5)
-            _log.warning(
-                "a read of %s failed (%s: %s); attempt %d of %d in %.1fs",
-                what,
-                type(error).__name__,
-                (str(error).strip().splitlines() or [""])[0][:300],
-                attempt + 1,
-                READ_ATTEMPTS,
-                pause,
+            pause_before_next(
+                f"a read of {what}", error, attempt, READ_ATTEMPTS, READ_BACKOFF_SECONDS
             )
-            time.sleep(pause)
     raise AssertionError("unreachable")
 
 
