@@ -168,10 +168,14 @@ def instance(tmp_path: Path, empty_instance_home: Path) -> Iterator[dg.DagsterIn
     The on-disk SQLite event log opens a new engine for every event it stores, and a
     database for every run: that was a third of these tests' time (docs/performance.md).
     The CLI, daemon, UI and demo tests keep the repository's dagster.yaml (all on disk),
-    as `make dev` runs it."""
+    as `make dev` runs it. The project's loggers go to the run's log, as that file says."""
+    import yaml
+
     home = tmp_path / "dagster_home"
     shutil.copytree(empty_instance_home, home)
-    with dg.instance_for_test(temp_dir=str(home), overrides=IN_MEMORY_EVENTS) as test_instance:
+    shipped = yaml.safe_load((Path(__file__).parents[1] / "dagster.yaml").read_text())
+    overrides = {**IN_MEMORY_EVENTS, "python_logs": shipped["python_logs"]}
+    with dg.instance_for_test(temp_dir=str(home), overrides=overrides) as test_instance:
         yield test_instance
 
 

@@ -281,6 +281,12 @@ def test_downloads_cut_short_are_read_again_and_the_month_loads_whole(
     assert result.success
     cuts = [target for method, target, outcome in object_store.proxy.log if outcome == "cut short"]
     assert len(cuts) == 6, object_store.proxy.log  # each fault met a real read
+    # Where the project read again (not gcsfs, which does it itself), the run's own log
+    # says so: the UI shows it (dagster.yaml's python_logs).
+    said = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    again = [message for message in said if message.startswith("a read of ")]
+    assert bool(again) == (object_store.name != "gcs"), again
+    assert all("attempt 2 of 5" in message or "attempt 3 of 5" in message for message in again)
     rows = csv_rows((Path(mirror.root) / "yellow" / "yellow_tripdata_2021-01.csv.gz").read_bytes())
     assert warehouse_counts(pg_url, "yellow_tripdata") == {MONTH: rows}
 

@@ -119,7 +119,10 @@ def check_for_lost_client(
                 # stopped before; the session goes on as every session did before.
                 dbapi_connection.rollback()
                 names = ", ".join(group)
-                log.warning("%s not set, the server refused it: %s", names, error)
+                # Said once to the run's log (below); each connection's refusal only at
+                # debug then, or the run's log would repeat it.
+                say = log.warning if warn is None else log.debug
+                say("%s not set, the server refused it: %s", names, error)
                 if warn is not None and names not in said:
                     said.add(names)
                     first = next(iter(group))
