@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,81 @@ def test_a_resolver_that_did_not_answer_is_retried(
     with pytest.raises(DownloadError, match=r"gave up after 4 attempts.*Temporary failure"):
         download(url, "yellow_tripdata_2021-01.parquet", tmp_path, FAST)
     assert len(asked) == 4
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by nobody anyone trusts, and its key (PEM)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "a re-signing proxy")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_a_certificate_nobody_trusts_fails_at_once_saying_what_to_set(
+    mirror: FaultyMirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source reached over TLS with a certificate the system does not trust, as behind
+    a company proxy that re-signs TLS (a real HTTPS server on 127.0.0.1 with a self-signed
+    certificate). It was retried like a dropped connection, 5 attempts over ~15 s, and
+    failed with urllib3's chain; now it fails at once, saying what to set, and setting it
+    works."""
+    import ssl
+    import threading
+    import time
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    cert, key = self_signed_certificate(tmp_path)
+    handler = partial(SimpleHTTPRequestHandler, directory=str(mirror.root))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_address[1]}{YELLOW}"
+    slow = RetryPolicy(attempts=5, backoff_seconds=1.0, read_timeout_seconds=5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DownloadError) as raised:
+            download(url, "yellow_tripdata_2021-01.csv.gz", tmp_path / "dest", slow)
+        assert time.monotonic() - started < 1.0  # no second attempt
+        said = str(raised.value)
+        assert "TLS certificate of '127.0.0.1' could not be verified" in said, said
+        assert "REQUESTS_CA_BUNDLE" in said and "not retried" in said
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+        result = download(url, "yellow_tripdata_2021-01.csv.gz", tmp_path / "dest", slow)
+        assert result.local_path.read_bytes() == published(mirror, YELLOW)
+    finally:
+        server.shutdown()
+        server.server_close()

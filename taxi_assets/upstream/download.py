@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import ssl
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -174,12 +175,21 @@ def _get(
             method, url, stream=True, timeout=timeout, allow_redirects=True, headers=headers
         )
     except (requests.ConnectionError, requests.Timeout) as error:
+        host = urlsplit(url).hostname
         dns = _permanent_dns_error(error)
         if dns is not None:
-            host = urlsplit(url).hostname
             raise DownloadError(
                 f"{url}: the host {host!r} is unknown to DNS ({dns.strerror}); "
                 "check the URL (not retried)"
+            ) from error
+        untrusted = _found_in_chain(error, ssl.SSLCertVerificationError)
+        if untrusted is not None:
+            # Another attempt meets the same certificate. Most often a proxy or gateway
+            # that re-signs TLS with its own authority (a company network).
+            raise DownloadError(
+                f"{url}: the TLS certificate of {host!r} could not be verified "
+                f"({untrusted.verify_message or untrusted}); behind a proxy that re-signs "
+                "TLS, give its CA certificate in REQUESTS_CA_BUNDLE (not retried)"
             ) from error
         raise _Transient(f"{type(error).__name__}: {error}") from error
     if response.status_code == 404:
@@ -376,6 +386,16 @@ def _resumes(progress: _Progress) -> str:
 def _permanent_dns_error(error: BaseException) -> socket.gaierror | None:
     """The resolver's final "no such host" somewhere in the chain requests and urllib3 wrap
     around it (ConnectionError -> MaxRetryError -> NameResolutionError -> gaierror)."""
+    found = _found_in_chain(error, socket.gaierror)
+    return found if found is not None and found.errno in _PERMANENT_DNS_ERRORS else None
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def _found_in_chain(error: BaseException, kind: type[E]) -> E | None:
+    """The first ``kind`` in the chain requests and urllib3 wrap around a failure (causes,
+    contexts, urllib3's ``reason``, exceptions among the arguments)."""
     pending: list[BaseException] = [error]
     seen: set[int] = set()
     while pending:
@@ -383,8 +403,8 @@ def _permanent_dns_error(error: BaseException) -> socket.gaierror | None:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, socket.gaierror):
-            return current if current.errno in _PERMANENT_DNS_ERRORS else None
+        if isinstance(current, kind):
+            return current
         linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
         linked += [arg for arg in current.args if isinstance(arg, BaseException)]
         pending += [each for each in linked if isinstance(each, BaseException)]
