@@ -73,6 +73,7 @@ def test_a_download_cut_midway_goes_on_from_where_it_stopped(
     text = gzip.decompress(data).decode()
     assert result.row_count == len([line for line in text.splitlines() if line.strip()]) - 1
     assert mirror.ranges_seen(YELLOW) == [None, "bytes=5000-"]
+    assert (result.attempts, result.received) == (2, len(data))  # nothing read twice
 
 
 def test_a_file_replaced_between_attempts_is_downloaded_whole_again(
@@ -98,6 +99,7 @@ def test_a_file_replaced_between_attempts_is_downloaded_whole_again(
     lines = gzip.decompress(new).decode().splitlines()
     assert result.row_count == len([line for line in lines if line.strip()]) - 1
     assert own_mirror.ranges_seen(YELLOW) == [None, "bytes=5000-"]  # asked; sent whole
+    assert (result.attempts, result.received) == (2, 5000 + len(new))
 
 
 def test_retries_give_up_with_the_url_and_leave_nothing(

@@ -657,6 +657,11 @@ def test_transient_source_faults_are_retried_and_the_asset_succeeds(
     assert mirror.requests_seen(YELLOW_CSV).count("GET") == 2
     stored = current_raw_file(lake, "yellow_tripdata", MONTH)
     assert stored.read_bytes() == published_yellow(mirror).read_bytes()
+    # The UI says the download took two requests, and that nothing came twice: a cut
+    # answer's bytes are kept and the rest asked for (5a').
+    metadata = materialization_metadata(result, "raw/yellow_tripdata")
+    assert metadata["download_attempts"] == 2
+    assert metadata["bytes_received"] == stored.stat().st_size
     month = f"raw/yellow_tripdata/{MONTH}"
     revision = f"{month}/{stored.parent.name}/{YELLOW_NAME}"
     assert all_files(lake) == [revision, f"{month}/revisions.json"]  # no partial or hidden file

@@ -207,6 +207,10 @@ def _download(
         "last_modified": fetched.last_modified or "",
         "download": download,
         "duration_s": round(elapsed, 3),
+        # More than one when the source failed midway; bytes_received near bytes when the
+        # download went on from where it stopped, a multiple when it started over.
+        "download_attempts": dg.MetadataValue.int(fetched.attempts),
+        "bytes_received": dg.MetadataValue.int(fetched.received or fetched.size),
     }
     if fetched.columns is not None:
         metadata["dagster/column_schema"] = raw_column_schema(fetched.columns, wanted.contract)

@@ -127,6 +127,8 @@ class DownloadedFile:
     row_count: int | None  # counted independently of any parser
     # (name, type) as the file declares them: CSV header names are text, Parquet has types.
     columns: tuple[tuple[str, str], ...] | None = None
+    attempts: int = 1  # GET requests made for it
+    received: int | None = None  # body bytes received over all attempts (>= size)
 
 
 def make_session() -> requests.Session:
@@ -266,6 +268,8 @@ class _Progress:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.attempts = 0
+        self.received = 0  # over every attempt, never reset
         self.start_over()
 
     def start_over(self) -> None:
@@ -302,6 +306,7 @@ def _fetch_once(
     policy: RetryPolicy,
     progress: _Progress,
 ) -> DownloadedFile:
+    progress.attempts += 1
     response = _get(session, url, "GET", policy, progress.resume_headers())
     with response:
         if response.status_code == 416:
@@ -329,6 +334,7 @@ def _fetch_once(
                     out.write(chunk)
                     progress.digest.update(chunk)
                     progress.size += len(chunk)
+                    progress.received += len(chunk)
                     if counter is not None:
                         counter.feed(chunk)
         except zlib.error as error:
@@ -359,6 +365,8 @@ def _fetch_once(
         last_modified=progress.last_modified,
         row_count=row_count,
         columns=columns,
+        attempts=progress.attempts,
+        received=progress.received,
     )
 
 
