@@ -72,6 +72,7 @@ EXPECTED_LABELS = {
     "raw/yellow_tripdata": [
         "dagster/partition_row_count", "bytes", "duration_s", "rows_per_s", "url", "sha256", "etag",
         "path", "dagster/column_schema", "previous_sha256", "revisions", "pinned_sha256",
+        "download_attempts", "bytes_received",
     ],
     "lake/yellow_tripdata": [
         "dagster/partition_row_count", "bytes", "duration_s", "rows_per_s",
