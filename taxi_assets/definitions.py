@@ -38,9 +38,8 @@ from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
 from taxi_assets.io_managers.raw_files import RawFileIOManager
 from taxi_assets.jobs import build_service_jobs
 from taxi_assets.partitions import (
-    DEFAULT_FIRST_MONTH,
     earliest_partitions,
-    parse_month,
+    first_partition_month,
     service_partitions,
 )
 from taxi_assets.resources import LakeResource, PostgresResource, TaxiSourceResource
@@ -55,14 +54,6 @@ from taxi_assets.warehouse_engine import (
 
 if TYPE_CHECKING:
     from taxi_assets.resources.bigquery import BigQueryWarehouse
-
-
-def first_partition_month() -> str:
-    """``TAXI_FIRST_MONTH`` (``YYYY-MM``, default 2019-01), read once at load time: no
-    service's partitions start before it (each starts at its own first month otherwise)."""
-    month = os.environ.get("TAXI_FIRST_MONTH", "").strip() or DEFAULT_FIRST_MONTH
-    parse_month(month)
-    return month
 
 
 def _seconds(variable: str, default: int) -> int:

@@ -7,6 +7,7 @@ partitions of it at all, so the UI never shows them as missing.
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date
 
@@ -37,6 +38,14 @@ def monthly_partitions(first_month: str = DEFAULT_FIRST_MONTH) -> dg.MonthlyPart
     return dg.MonthlyPartitionsDefinition(
         start_date=start.strftime(PARTITION_FORMAT), fmt=PARTITION_FORMAT, end_offset=0
     )
+
+
+def first_partition_month() -> str:
+    """``TAXI_FIRST_MONTH`` (``YYYY-MM``, default 2019-01), read once at load time: no
+    service's partitions start before it (each starts at its own first month otherwise)."""
+    month = os.environ.get("TAXI_FIRST_MONTH", "").strip() or DEFAULT_FIRST_MONTH
+    parse_month(month)
+    return month
 
 
 def first_month_of(service_first_month: str, configured_first_month: str) -> str:

@@ -11,6 +11,9 @@
   staging files and download folders, in a local lake and the temporary folder; in an
   object store's bucket, S3 multipart uploads, Azure blobs of uncommitted blocks and
   ``lake check`` probes.
+- ``source check [--month YYYY-MM]``: each service's file (by default its first month,
+  long published) and the zone lookup can be fetched from this machine: one HEAD each, as
+  a run would meet DNS, TLS, a wrong URL.
 - ``raw list SERVICE [MONTH]``, ``raw pin SERVICE MONTH REVISION``, ``raw unpin SERVICE
   MONTH``: the stored revisions of raw files, and pins (a unique sha256 prefix is enough;
   SERVICE ``zones`` with MONTH ``-`` for the zone lookup; ``--lake URL``, default
@@ -37,7 +40,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from taxi_assets.cli import devdata, lake, months, raw, runs, warehouse
+from taxi_assets.cli import devdata, lake, months, raw, runs, source, warehouse
 from taxi_assets.cli.arguments import parse_months
 
 __all__ = ["build_parser", "main", "parse_months"]
@@ -51,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     groups = parser.add_subparsers(dest="group", required=True)
-    for group in (warehouse, lake, raw, months, runs, devdata):
+    for group in (warehouse, lake, source, raw, months, runs, devdata):
         group.add_commands(groups)
     return parser
 

@@ -23,7 +23,7 @@ def _months_backfill(args: argparse.Namespace) -> int:
         service_ranges,
         submit_backfill,
     )
-    from taxi_assets.definitions import first_partition_month
+    from taxi_assets.partitions import first_partition_month
 
     last = args.to or args.first
     try:

@@ -154,7 +154,8 @@ def _with_retries(
                 retry = retry.increment(method=method, url=url, response=raw, error=failure)
             except MaxRetryError:
                 raise DownloadError(
-                    f"{url}: gave up after {policy.attempts} attempts; last error: {failure}"
+                    f"{url}: gave up after {policy.attempts} "
+                    f"attempt{'s' if policy.attempts != 1 else ''}; last error: {failure}"
                 ) from failure
             log(
                 shown_url(
