@@ -1,11 +1,12 @@
 """Reads of a stored object that fail midway are tried again from where they stopped.
 
 A download's answer can be cut short: a dropped connection, a reset from a load balancer,
-a server restarting. gcsfs and Azure's client read the range again themselves. s3fs would
+a server restarting. gcsfs reads again itself, and so does Azure's client for a range of a
+file, but not for a whole small object (``cat_file``: the revisions manifest). s3fs would
 too, but its own retries are off (``storage/s3.py``: botocore's are the one retry layer,
 else a lasting SlowDown costs 25 requests), and botocore retries a request only until its
-answer's headers have arrived: a body cut short reached the run, and the month's lake or
-warehouse step failed (a GET cut after 100 bytes failed the read on S3, and only there).
+answer's headers have arrived: a body cut short reached the run, and the step failed
+(measured with answers cut after 100 bytes: S3's lake step, Azure's raw step).
 
 Files opened here retry such a read from the same offset: an fsspec file moves its
 position, and its read-ahead cache, only when a read succeeds, so a retried read returns
