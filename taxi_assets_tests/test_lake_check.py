@@ -34,6 +34,32 @@ def test_a_usable_bucket_passes_and_the_probe_is_removed(
     assert object_store.pending_uploads() == 0
 
 
+@pytest.mark.parametrize("object_store", ["s3"], indirect=True)
+def test_a_small_temporary_folder_is_noted(
+    object_store: LakeStore,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Runs on an object-store lake stage each file in the temporary folder before the
+    upload (an FHVHV month ~0.6 GB): a real 64 MiB tmpfs there is noted, not an error."""
+    import shutil
+    import tempfile
+
+    from taxi_assets.storage.check import STAGING_ROOM_BYTES
+    from taxi_assets_tests.faults_support import tiny_tmpfs
+
+    status, printed = lake_check(capsys)
+    roomy = shutil.disk_usage(tempfile.gettempdir()).free >= STAGING_ROOM_BYTES
+    assert status == 0 and ("temporary folder" not in printed) == roomy, printed
+    with tiny_tmpfs(tmp_path / "tmp", size="64m") as small:
+        monkeypatch.setattr(tempfile, "tempdir", str(small))
+        status, printed = lake_check(capsys)
+    assert status == 0, printed
+    (note,) = [line for line in printed.splitlines() if "temporary folder" in line]
+    assert note.startswith(f"note: the temporary folder {small} has 0.0") and "TMPDIR" in note
+
+
 def test_a_missing_bucket_is_named(
     object_store: LakeStore, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -49,7 +49,30 @@ def check(url: str | None = None) -> str:
     _step(store, bucket, "write a probe object", _write_probe, probe)
     _step(store, bucket, "delete the probe object", _delete, probe)
     summary = f"{root}: reachable and writable ({store.label}, {store.describe(root)})"
+    notes = [*notes, *_staging_room()]
     return "\n".join([summary, *(f"note: {note}" for note in notes)])
+
+
+# A run on an object-store lake stages one whole file at a time in the temporary folder
+# (the download, then the lake file): ~0.6 GB for a 2026 FHVHV month.
+STAGING_ROOM_BYTES = 1 << 30
+
+
+def _staging_room() -> list[str]:
+    """A note when the temporary folder, where runs stage their files before uploading
+    them, has less room than the largest month needs."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.gettempdir()
+    free = shutil.disk_usage(folder).free
+    if free >= STAGING_ROOM_BYTES:
+        return []
+    return [
+        f"the temporary folder {folder} has {free / 1e9:.2f} GB free: a run stages each "
+        "file there before uploading it, ~0.6 GB for an FHVHV month (set TMPDIR to a "
+        "larger disk)"
+    ]
 
 
 def _check_local(root: UPath) -> str:
