@@ -19,7 +19,9 @@ mirror, each consumed by one matching request, in order:
   the connection held open (until the proxy is cleared or stopped), as by a stalled server;
 - ``Fault.truncate(n)``: the server's answer is passed on with its whole Content-Length
   but only ``n`` bytes of its body, then the connection is closed, as a connection lost
-  in the middle of a download.
+  in the middle of a download;
+- ``Fault.stall_answer_after(n)``: the same, but the connection is held open after the
+  ``n`` bytes (until the proxy is cleared or stopped), as a download that stalls.
 
 Patterns are searched in ``path?query``. Requests are forwarded with their ``Host``
 header unchanged, so S3 signatures (SigV4 signs the host) still validate.
@@ -241,6 +243,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         elif fault is not None and fault.kind == "truncate":
             self._forward(method, target, body, answer_limit=int(fault.amount))
             return
+        elif fault is not None and fault.kind == "stall_answer_after":
+            self._forward(method, target, body, answer_limit=int(fault.amount), hold=release)
+            return
         elif fault is not None:
             raise ValueError(f"the proxy cannot inject {fault.kind!r}")
         self._forward(method, target, body)
@@ -256,11 +261,16 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     def _forward(
-        self, method: str, target: str, body: bytes, answer_limit: int | None = None
+        self,
+        method: str,
+        target: str,
+        body: bytes,
+        answer_limit: int | None = None,
+        hold: threading.Event | None = None,
     ) -> None:
         """Forward the request and its server's answer; with ``answer_limit``, only that
         many bytes of the answer's body (its Content-Length whole), then the connection
-        closed."""
+        closed, or first held open until ``hold`` is set (at most 120 s)."""
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         if body or method in ("PUT", "POST", "PATCH"):
             headers["Content-Length"] = str(len(body))
@@ -277,9 +287,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return
         finally:
             upstream.close()
-        self.owner._record(
-            method, target, str(response.status) if answer_limit is None else "cut short"
-        )
+        cut = "stalled" if hold is not None else "cut short"
+        self.owner._record(method, target, str(response.status) if answer_limit is None else cut)
         self.send_response(response.status, response.reason)
         for name, value in response.getheaders():
             if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
@@ -296,6 +305,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 self.wfile.write(data if answer_limit is None else data[:answer_limit])
             if answer_limit is not None:
                 self.wfile.flush()
+                if hold is not None:
+                    hold.wait(120)
                 self.close_connection = True
         except OSError:  # the client went away (timed out, cancelled, killed)
             self.close_connection = True

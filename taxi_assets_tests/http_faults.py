@@ -69,6 +69,13 @@ class Fault:
         return Fault("stall_after", n_bytes)
 
     @staticmethod
+    def stall_answer_after(n_bytes: int) -> Fault:
+        """The server's answer with its whole Content-Length but only n_bytes of its body,
+        then nothing more sent, the connection held open until the proxy is cleared or
+        stopped: a download whose server or network stalled. The proxy's only."""
+        return Fault("stall_answer_after", n_bytes)
+
+    @staticmethod
     def delay(seconds: float) -> Fault:
         """Sleep before responding (normally), so a client with a shorter timeout gives up."""
         return Fault("delay", seconds)

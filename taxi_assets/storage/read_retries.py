@@ -38,13 +38,29 @@ def again(read: Callable[[], T], what: object) -> T:
     for attempt in range(1, READ_ATTEMPTS + 1):
         try:
             return read()
-        except Exception as error:
-            if attempt == READ_ATTEMPTS or not is_transient(error):
+        except Exception as raised:
+            error = _unmasked(raised)
+            if not is_transient(error):
                 raise
+            if attempt == READ_ATTEMPTS:
+                if error is raised:
+                    raise
+                raise TimeoutError(f"a read of {what} timed out {READ_ATTEMPTS} times") from error
             pause_before_next(
                 f"a read of {what}", error, attempt, READ_ATTEMPTS, READ_BACKOFF_SECONDS
             )
     raise AssertionError("unreachable")
+
+
+def _unmasked(error: Exception) -> BaseException:
+    """The failure behind ``error``. s3fs 2026.9's ``S3File._fetch_range`` reads
+    ``ex.args[0]`` of the OSError it catches, and fsspec's ``FSTimeoutError`` (a read that
+    timed out: a download that stalled) has no arguments: the timeout arrives as an
+    ``IndexError`` raised while handling it (found with a stalled answer, 10i')."""
+    context = error.__context__
+    if isinstance(error, IndexError) and isinstance(context, TimeoutError):
+        return context
+    return error
 
 
 class RetriedReads:

@@ -36,6 +36,10 @@ S3_PROTOCOLS = ("s3", "s3a")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # botocore's requests per operation (reads, listings, deletes): backoff with jitter, max 20 s.
 READ_ATTEMPTS = 5
+# How long a request waits for each read of its answer: s3fs's own default, said here. A
+# download that stalls is given up after it and read again (storage/read_retries.py); an
+# upload's answer waits longer (silent_peers.UPLOAD_ANSWER_S).
+READ_S = 15.0
 # Parts uploaded at once for a multipart upload (each part is held in memory).
 UPLOAD_CONCURRENCY = 4
 CREDENTIAL_CODES = frozenset(
@@ -129,10 +133,12 @@ def _single_attempt() -> dict[str, Any]:
 
 def _config(attempts: int) -> dict[str, Any]:
     """aiobotocore's ``AioConfig``: botocore's retries (its "max_attempts" counts retries,
-    "total_max_attempts" requests), and sockets that give up on a server that stops
-    taking an upload (``storage/silent_peers.py``)."""
+    "total_max_attempts" requests), each read's bound (s3fs's own 15 s, said here), and
+    sockets that give up on a server that stops taking an upload
+    (``storage/silent_peers.py``)."""
     return {
         "retries": {"mode": "standard", "total_max_attempts": attempts},
+        "read_timeout": READ_S,
         "connector_args": {"socket_factory": socket_giving_up_on_silence},
     }
 
