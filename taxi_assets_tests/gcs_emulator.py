@@ -234,6 +234,7 @@ class FakeTokenServer:
     def __init__(self) -> None:
         self.access_token = f"ya29.fake-{uuid.uuid4().hex}"
         self.fail = False
+        self.refusal = "Invalid JWT Signature."  # Google's error_description when failing
         self.exchanges = 0
         token_server = self
 
@@ -244,7 +245,7 @@ class FakeTokenServer:
                 body: dict[str, Any]
                 if token_server.fail:
                     status = 400
-                    body = {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+                    body = {"error": "invalid_grant", "error_description": token_server.refusal}
                 else:
                     status = 200
                     body = {

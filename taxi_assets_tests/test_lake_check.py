@@ -208,5 +208,32 @@ def test_gcs_refused_credentials(
         status, printed = lake_check(capsys, f"gs://{BUCKET}/nyc")
     assert status == 1
     assert "cannot list bucket 'taxi-lake': Google refused the credentials" in printed
+    assert "(invalid_grant: Invalid JWT Signature.)" in printed  # Google's own words
+    assert "check GOOGLE_APPLICATION_CREDENTIALS" in printed and "clock" not in printed
     assert key_info["private_key_id"] not in printed
     assert token_server.exchanges > 0  # the key was tried, and refused
+
+
+# Google's answer to a token request signed with a clock minutes off (as reported for
+# service-account keys; the token server is faked here: Google's cannot be reached).
+CLOCK_OFF = (
+    "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable "
+    "timeframe. Check your iat and exp values in the JWT claim."
+)
+
+
+def test_gcs_credentials_refused_for_a_clock_that_is_off_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A good key on a machine whose clock is off is refused like a bad one: the message
+    said to check the key; it now says to check the clock."""
+    with FakeTokenServer() as token_server:
+        token_server.fail = True
+        token_server.refusal = CLOCK_OFF
+        fake_service_account(tmp_path / "sa.json", token_uri=token_server.url)
+        monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "sa.json"))
+        status, printed = lake_check(capsys, f"gs://{BUCKET}/nyc")
+    assert status == 1
+    assert "Google refused the credentials (invalid_grant: Invalid JWT: Token must" in printed
+    assert "this machine's clock is probably off" in printed and "NTP" in printed

@@ -207,9 +207,19 @@ def explain(error: BaseException, bucket: str) -> str | None:
     import google.auth.exceptions
 
     if isinstance(error, google.auth.exceptions.RefreshError):
+        # Google's own words ("invalid_grant: ..."): they name no secret.
+        said = str(error.args[0]) if error.args else type(error).__name__
+        if "iat" in said or "reasonable timeframe" in said:
+            # The token request is signed with this machine's time: a clock minutes off
+            # is refused like a bad key ("Invalid JWT: Token must be a short-lived token
+            # (60 minutes) and in a reasonable timeframe. Check your iat and exp values").
+            return (
+                f"Google refused the credentials ({said}): this machine's clock is probably "
+                "off by minutes or more; synchronise it (NTP) and try again"
+            )
         return (
-            "Google refused the credentials (check GOOGLE_APPLICATION_CREDENTIALS or the "
-            "workload identity)"
+            f"Google refused the credentials ({said}): check GOOGLE_APPLICATION_CREDENTIALS "
+            "or the workload identity"
         )
     code = getattr(error, "code", None)
     if code == 401:
