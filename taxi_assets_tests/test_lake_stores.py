@@ -449,6 +449,23 @@ KEPT_BY_THE_STORE = {
 }
 
 
+@pytest.mark.parametrize("object_store", ["s3"], indirect=True)
+def test_a_clock_that_is_off_is_said_to_be_off(object_store: LakeStore, tmp_path: Path) -> None:
+    """S3 refuses a request signed with a time more than 15 minutes off (moto does not
+    check the time: the proxy answers as S3 does, an injected fault). The error came raw
+    (a PermissionError with S3's sentence); it now names the clock, and is not retried."""
+    skewed = Fault.status(
+        403,
+        body=b"<Error><Code>RequestTimeTooSkewed</Code><Message>The difference between "
+        b"the request time and the current time is too large.</Message></Error>",
+    )
+    (tmp_path / "skewed").write_bytes(b"z")
+    object_store.inject_upload(skewed)
+    with pytest.raises(LakeAccessError, match=r"RequestTimeTooSkewed\): this machine's clock"):
+        publish_file(tmp_path / "skewed", resolve_root(object_store.url) / "skewed")
+    assert object_store.upload_requests() == 1
+
+
 @pytest.mark.parametrize("object_store", list(KEPT_BY_THE_STORE), indirect=True)
 def test_an_object_the_store_keeps_is_said_so_not_a_missing_permission(
     object_store: LakeStore, tmp_path: Path

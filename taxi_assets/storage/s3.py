@@ -331,6 +331,12 @@ def explain(error: BaseException, bucket: str) -> str | None:
     code = error_code(error)
     if code == "NoSuchBucket":
         return f"bucket {bucket!r} does not exist"
+    if code == "RequestTimeTooSkewed":
+        # Requests are signed with this machine's time; S3 refuses one 15 minutes off.
+        return (
+            "S3 refused the request's time (RequestTimeTooSkewed): this machine's clock is "
+            "off by more than 15 minutes; synchronise it (NTP) and try again"
+        )
     if code in CREDENTIAL_CODES:
         return (
             f"S3 refused the credentials ({code}): check AWS_ACCESS_KEY_ID / "
