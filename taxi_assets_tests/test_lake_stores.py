@@ -30,7 +30,7 @@ from taxi_assets.io_managers.parquet_lake import arrow_filesystem, write_parquet
 from taxi_assets.month_status import Layer, collect
 from taxi_assets.resources import LakeResource
 from taxi_assets.storage import gcs as gcs_settings
-from taxi_assets.storage import publish, read_retries, silent_peers
+from taxi_assets.storage import publish, read_retries, silent_peers, transient
 from taxi_assets.storage import s3 as s3_settings
 from taxi_assets.storage.errors import LakeAccessError
 from taxi_assets.storage.publish import publish_file
@@ -405,7 +405,7 @@ def test_a_lasting_transient_failure_gives_up_after_the_attempts(
     with pytest.raises(Exception) as raised:
         publish_file(tmp_path / "v2", dest)
     assert not isinstance(raised.value, LakeAccessError)  # transient: not explained away
-    assert publish.is_transient(raised.value)
+    assert transient.is_transient(raised.value)
     assert object_store.upload_requests() - before == object_store.upload_attempts
     assert visible(object_store) == {"nyc/again": b"version 1"}
 

@@ -12,16 +12,17 @@ def _source_check(args: argparse.Namespace) -> int:
     from taxi_assets.resources.source import TaxiSourceResource
     from taxi_assets.upstream.check import check_source
 
+    source = TaxiSourceResource()
     try:
         if args.month is not None:
             parse_month(args.month)
         first = first_partition_month()
-        layout = TaxiSourceResource().layout()
+        layout = source.layout()
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"source {layout.source}: TLC {layout.tlc_url}, course mirror {layout.dtc_url}")
-    probed = check_source(TaxiSourceResource(), first, args.month)
+    probed = check_source(source, first, args.month)
     for each in probed:
         print(each.line())
     problems = sum(each.problem is not None for each in probed)

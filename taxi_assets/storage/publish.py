@@ -5,7 +5,7 @@ locally, one object upload on an object store (an object appears, or is replaced
 once its upload completes: GCS, S3 and Azure Blob Storage alike).
 
 Retries, in one layer per request: an upload is retried here, as a whole, on throttling,
-5xx answers, timeouts and dropped connections (:func:`is_transient`), the S3 and Azure
+5xx answers, timeouts and dropped connections (``storage/transient.py``), the S3 and Azure
 clients making each upload request once. gcsfs retries every request itself and cannot
 be told not to, so on GCS this loop does not retry transient errors again (only a
 checksum mismatch). Reads, listings and deletes are retried by the clients.
@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import shutil
-import time
 import uuid
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from taxi_assets.storage.errors import LakeAccessError
 from taxi_assets.storage.leftovers import remove_stale_staging
 from taxi_assets.storage.roots import is_local
 from taxi_assets.storage.stores import ObjectStore, store_for
+from taxi_assets.storage.transient import is_checksum_error, is_transient, pause_before_next
 from taxi_assets.storage.urls import bucket_of
 
 # Uploads: files of at least twice this size go in parts of this size (an S3 multipart
@@ -39,7 +38,6 @@ UPLOAD_CHUNK_BYTES = 16 * 1024 * 1024
 # them (with jitter): 2, 4, 8, 16 s.
 UPLOAD_ATTEMPTS = 5
 UPLOAD_BACKOFF_SECONDS = 2.0
-TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 _log = logging.getLogger(__name__)
 
@@ -167,10 +165,10 @@ def upload_file(local_src: Path, dest: UPath) -> None:
             store.upload(local_src, dest, UPLOAD_CHUNK_BYTES)
             return
         except Exception as error:
-            if _is_checksum_error(error):
+            if is_checksum_error(error):
                 # The object was replaced by bytes that differ from ours: do not keep them.
                 _remove_quietly(dest)
-            retry = _is_checksum_error(error) or (
+            retry = is_checksum_error(error) or (
                 is_transient(error) and not store.client_retries_uploads
             )
             if attempt == UPLOAD_ATTEMPTS or not retry:
@@ -181,93 +179,10 @@ def upload_file(local_src: Path, dest: UPath) -> None:
             )
 
 
-def pause_before_next(
-    what: str, error: BaseException, attempt: int, attempts: int, backoff_s: float
-) -> None:
-    """Say that ``what`` failed with ``error`` and sleep before attempt ``attempt + 1`` of
-    ``attempts``: exponential from ``backoff_s``, with jitter."""
-    pause = backoff_s * 2 ** (attempt - 1) * random.uniform(1, 1.5)
-    _log.warning(
-        "%s failed (%s: %s); attempt %d of %d in %.1fs",
-        what,
-        type(error).__name__,
-        _first_line(error),
-        attempt + 1,
-        attempts,
-        pause,
-    )
-    time.sleep(pause)
-
-
 def _raise_explained(error: Exception, store: ObjectStore, dest: UPath) -> None:
     explanation = store.explain(error, bucket_of(dest.path))
     if explanation is not None:
         raise LakeAccessError(f"cannot write {dest}: {explanation}") from error
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [""])[0][:300]
-
-
-def http_status(error: BaseException) -> int | None:
-    """The HTTP status behind an object store error, wherever its library keeps it."""
-    for exc in (error, error.__cause__):
-        if exc is None:
-            continue
-        # azure.core.exceptions.HttpResponseError (adlfs passes them on as they are)
-        status = getattr(exc, "status_code", None)
-        if isinstance(status, int):
-            return status
-        # botocore's ClientError: s3fs raises OSError(errno, message) from it
-        response = getattr(exc, "response", None)
-        if isinstance(response, dict):
-            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if isinstance(status, int):
-                return status
-        # gcsfs's HttpError
-        code = getattr(exc, "code", None)
-        if isinstance(code, int | str) and str(code).isdigit():
-            return int(code)
-    return None
-
-
-def is_transient(error: BaseException) -> bool:
-    """Worth another try: throttling (429, S3's 503 SlowDown, Azure's 503 ServerBusy),
-    server errors (5xx), timeouts and dropped connections, from gcsfs, s3fs or adlfs."""
-    if _is_checksum_error(error) or isinstance(error, _transient_exception_types()):
-        # Types first: an answer cut short (aiohttp's ClientPayloadError) is caused by a
-        # ContentLengthError whose "code" is 400, which is no answer of the server's.
-        return True
-    status = http_status(error)
-    return status is not None and status in TRANSIENT_STATUSES
-
-
-def _transient_exception_types() -> tuple[type[BaseException], ...]:
-    import aiohttp
-    import azure.core.exceptions as azure_errors
-    import botocore.exceptions as boto_errors
-    import requests
-
-    return (
-        ConnectionError,
-        TimeoutError,
-        aiohttp.ClientConnectionError,
-        aiohttp.ServerTimeoutError,
-        aiohttp.ClientPayloadError,  # an answer's body cut short (s3fs passes it on)
-        requests.ConnectionError,  # gcsfs raises ProxyError (a subclass) for a 502
-        requests.Timeout,
-        # s3fs: EndpointConnectionError, ConnectionClosedError, Read/ConnectTimeoutError
-        boto_errors.ConnectionError,
-        boto_errors.HTTPClientError,
-        # adlfs: connection refused or reset, timeouts
-        azure_errors.ServiceRequestError,
-        azure_errors.ServiceResponseError,
-        azure_errors.IncompleteReadError,  # an answer's body cut short
-    )
-
-
-def _is_checksum_error(error: BaseException) -> bool:
-    return type(error).__name__ == "ChecksumError"
 
 
 def _remove_quietly(path: UPath) -> None:

@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from upath import UPath
 
-from taxi_assets.storage.publish import is_transient, pause_before_next
 from taxi_assets.storage.roots import is_local
+from taxi_assets.storage.transient import is_transient, pause_before_next
 
 READ_ATTEMPTS = 5
 READ_BACKOFF_SECONDS = 0.5

@@ -126,7 +126,7 @@ def upload_once(local: Path, dest: UPath, chunk_bytes: int) -> None:
 
 
 def _single_attempt() -> dict[str, Any]:
-    # Reads and listings keep s3fs's 15 s; an upload's answer waits longer (silent_peers).
+    # Reads and listings keep READ_S; an upload's answer waits longer (silent_peers).
     read_timeout = silent_peers.UPLOAD_ANSWER_S
     return {"config_kwargs": {**_config(attempts=1), "read_timeout": read_timeout}}
 
