@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+import taxi_assets
 from taxi_assets import defs
 from taxi_assets.definitions import (
     automation_interval_seconds,
@@ -45,6 +46,17 @@ def test_every_asset_is_described_grouped_and_versioned() -> None:
         assert spec.code_version, spec.key
         assert spec.kinds, spec.key
         assert spec.owners, spec.key
+
+
+def test_every_asset_points_at_the_code_that_computes_it() -> None:
+    package = Path(taxi_assets.__file__).parent
+    for spec in defs.resolve_all_asset_specs():
+        references = spec.metadata["dagster/code_references"].code_references
+        assert len(references) == 1, spec.key
+        path = Path(references[0].file_path)
+        assert path.is_relative_to(package), (spec.key, path)
+        decorator = path.read_text().splitlines()[references[0].line_number - 1].strip()
+        assert decorator.startswith("@") and "asset" in decorator, (spec.key, decorator)
 
 
 def first_key(key: str, definitions: dg.Definitions = defs) -> str:

@@ -366,12 +366,14 @@ def check_metadata(page, base: str, key: str, month: str) -> str:  # noqa: ANN00
 
 
 def check_asset_pages(page, base: str) -> None:  # noqa: ANN001 - a Playwright page
-    # An asset's overview: description, group, owners, kinds, tags, code version.
+    # An asset's overview: description, group, owners, kinds, tags, code version, and the
+    # file of the function that computes it.
     page.goto(base + asset_url(STATS_KEY, view="overview"))
     text = visible_text(page, "Description")
     page.get_by_text("Trips, passengers, revenue", exact=False).first.wait_for()
     text = page.inner_text("body")
-    for expected in ("analytics", "data-engineering", "Postgres", "SQL", "layer: analytics"):
+    expected_on_overview = ("analytics", "data-engineering", "Postgres", "SQL", "layer: analytics")
+    for expected in (*expected_on_overview, "monthly_zone_stats.py"):
         assert expected in text, f"overview of {STATS_KEY} lacks {expected!r}"
     page.get_by_text("Compute details", exact=True).click()
     page.get_by_text("Code version", exact=True).wait_for()
