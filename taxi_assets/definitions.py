@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 import os
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import dagster as dg
 
@@ -120,7 +120,8 @@ def with_code_references(assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDef
     with warnings.catch_warnings():
         # Code references are marked beta in Dagster 1.13; they only add metadata.
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return list(dg.with_source_code_references(assets))
+        # Each AssetsDefinition comes back as one (its metadata replaced).
+        return cast("list[dg.AssetsDefinition]", list(dg.with_source_code_references(assets)))
 
 
 def build_definitions(
