@@ -104,12 +104,29 @@ def _huge(batch: pa.RecordBatch, _: Window) -> int:
     return 0 if bad is None else _count(bad)
 
 
+def _either_below_zero(batch: pa.RecordBatch, first: str, second: str) -> int:
+    """Rows where either column is negative: a null on one side does not hide the other."""
+    return _count(pc.or_kleene(pc.less(batch.column(first), 0), pc.less(batch.column(second), 0)))
+
+
 def _location_out_of_range(batch: pa.RecordBatch, _: Window) -> int:
-    total = 0
+    """Rows with a pickup or drop-off zone outside 1..265: a row with both counts once, so
+    the share stays a share of rows."""
+    bad = None
     for column in ("pu_location_id", "do_location_id"):
         ids = batch.column(column)
-        total += _count(pc.or_(pc.less(ids, 1), pc.greater(ids, MAX_LOCATION_ID)))
-    return total
+        outside = pc.or_(pc.less(ids, 1), pc.greater(ids, MAX_LOCATION_ID))
+        bad = outside if bad is None else pc.or_kleene(bad, outside)
+    return _count(bad)
+
+
+def _null_vendor(batch: pa.RecordBatch, _: Window) -> int:
+    """Rows that name no vendor. Yellow's 2009-2014 files name it in text (``VTS``,
+    ``CMT``: ``vendor_name``) and leave ``vendor_id`` null: such a row names one."""
+    missing = pc.is_null(batch.column("vendor_id"))
+    if "vendor_name" in batch.schema.names:
+        missing = pc.and_(missing, pc.is_null(batch.column("vendor_name")))
+    return _count(missing)
 
 
 @dataclass(frozen=True)
@@ -121,6 +138,8 @@ class Signal:
     needs: tuple[str, ...]
     count: Callable[[pa.RecordBatch, Window], int]
     needs_one_of: tuple[str, ...] = ()
+    # Columns the count also reads where the service has them.
+    reads: tuple[str, ...] = ()
 
     def applies_to(self, columns: Iterable[str]) -> bool:
         present = set(columns)
@@ -139,11 +158,9 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         "negative_fare_or_total",
         ("fare_amount", "total_amount"),
-        lambda b, _: _count(
-            pc.or_(pc.less(b.column("fare_amount"), 0), pc.less(b.column("total_amount"), 0))
-        ),
+        lambda b, _: _either_below_zero(b, "fare_amount", "total_amount"),
     ),
-    Signal("null_vendor", ("vendor_id",), lambda b, _: b.column("vendor_id").null_count),
+    Signal("null_vendor", ("vendor_id",), _null_vendor, reads=("vendor_name",)),
     Signal(
         "zero_distance",
         (),
@@ -165,9 +182,7 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         "negative_trip_time_or_driver_pay",
         ("trip_time", "driver_pay"),
-        lambda b, _: _count(
-            pc.or_(pc.less(b.column("trip_time"), 0), pc.less(b.column("driver_pay"), 0))
-        ),
+        lambda b, _: _either_below_zero(b, "trip_time", "driver_pay"),
     ),
     Signal(
         "pickup_before_request",
@@ -187,7 +202,7 @@ def signals_for(columns: Iterable[str]) -> tuple[Signal, ...]:
 
 def signal_columns(signals: Iterable[Signal], columns: Iterable[str]) -> list[str]:
     """The columns of ``columns`` that ``signals`` read (what to read from the lake)."""
-    wanted = {c for s in signals for c in (*s.needs, *s.needs_one_of)}
+    wanted = {c for s in signals for c in (*s.needs, *s.needs_one_of, *s.reads)}
     return [c for c in columns if c in wanted]
 
 

@@ -145,6 +145,26 @@ def test_quality_signals_count_without_removing() -> None:
     assert set(report.exceeded(DEFAULT_THRESHOLDS)) == set(report.counts)
 
 
+def test_quality_signals_count_rows_once_and_see_past_a_null() -> None:
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "fare_amount": [None, 5.0, 1.0],
+            "total_amount": [-7.0, None, 1.0],
+            "vendor_id": pa.array([None, None, 1], pa.int32()),
+            "vendor_name": [None, "VTS", None],  # yellow 2009-2014: the vendor in text
+            "pu_location_id": pa.array([0, 12, 3], pa.int32()),
+            "do_location_id": pa.array([999, 3, None], pa.int32()),
+            "trip_time": pa.array([None, 60, 60], pa.int64()),
+            "driver_pay": [-2.0, 1.0, None],
+        }
+    )
+    counts = measure([batch], None).counts
+    assert counts["negative_fare_or_total"] == 1  # a null fare does not hide the total
+    assert counts["location_out_of_range"] == 1  # both zones wrong: one row
+    assert counts["null_vendor"] == 1  # "VTS" names the second row's vendor
+    assert counts["negative_trip_time_or_driver_pay"] == 1
+
+
 def test_each_service_gets_the_signals_its_columns_allow() -> None:
     from taxi_assets.contracts import CONTRACTS
     from taxi_assets.quality import signals_for

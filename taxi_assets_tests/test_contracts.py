@@ -24,6 +24,7 @@ from taxi_assets.contracts import (
     open_contract_reader,
 )
 from taxi_assets.contracts.headers import alias_index, header_targets
+from taxi_assets.quality import measure
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "tlc-samples"
 
@@ -514,3 +515,5 @@ def test_schema_heads_parse_onto_contract(name: str) -> None:
         assert table["vendor_id"].null_count == table.num_rows
     else:
         assert table["vendor_id"].null_count == 0
+    # Every row names its vendor (by code or, before 2015, by name): no quality warning.
+    assert measure(table.to_batches(), None).counts["null_vendor"] == 0
