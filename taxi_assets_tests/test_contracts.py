@@ -466,6 +466,17 @@ def test_sample_zone_lookup() -> None:
     assert all(table[c].null_count == 0 for c in table.column_names)
 
 
+def test_zone_lookup_saved_with_a_byte_order_mark(tmp_path: Path) -> None:
+    """The real lookup (every header quoted) as a spreadsheet program saves it."""
+    sample = _sample("taxi+_zone_lookup.csv")
+    if not sample.exists():
+        pytest.skip(f"{sample} not found")
+    path = tmp_path / "taxi_zone_lookup.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + sample.read_bytes())
+    table = open_contract_reader(path, file_name=path.name, contract=CONTRACTS["zones"]).read_all()
+    assert table.equals(_read_sample("taxi+_zone_lookup.csv", "zones"))
+
+
 def _sample_headers() -> list[tuple[str, str, list[str]]]:
     """(contract, file, header) of every real sample: the layouts the required columns
     were chosen from."""

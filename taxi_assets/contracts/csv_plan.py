@@ -9,6 +9,7 @@ extra column names, which we decide from the first data row.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
@@ -150,6 +151,9 @@ def read_type(col: ContractColumn) -> pa.DataType:
 
 def plan_csv(head: bytes, complete: bool, *, file_name: str, contract: Contract) -> CsvPlan | None:
     """Plan from the peeked bytes; None when the file has no header at all."""
+    # A UTF-8 byte order mark (a file saved by Excel) would sit before the first header's
+    # opening quote, and the quote would then be read as part of its name.
+    head = head.removeprefix(codecs.BOM_UTF8)
     # Latin-1 never fails to decode, and every CSV delimiter/quote/newline is ASCII.
     text = head.decode("latin-1")
     rows: list[list[str]] = []
