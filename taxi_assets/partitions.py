@@ -63,8 +63,13 @@ def add_months(month: str, count: int) -> str:
 
 
 def lagged_month(today: date, lag: int) -> str:
-    """The month that should have been published by ``today`` with a ``lag``-month delay."""
-    return add_months(f"{today.year:04d}-{today.month:02d}", -lag)
+    """The newest month TLC has surely published by ``today``, when it publishes a month
+    during the ``lag``-th month after it (January in March): the month before.
+
+    TLC publishes month M around the 20th of M+2, not on its 1st (2023-2024, the files'
+    modification times: between the 17th and the 26th, and twice on the 1st or 2nd of M+3),
+    so on 5 March the month surely out is December, not January."""
+    return add_months(f"{today.year:04d}-{today.month:02d}", -(lag + 1))
 
 
 def service_partitions(first_month: str) -> dict[str, dg.MonthlyPartitionsDefinition]:

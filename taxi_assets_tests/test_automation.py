@@ -48,25 +48,35 @@ def test_each_service_has_a_schedule_for_the_lagged_month(
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     assert schedule.job_name == f"taxi_{service}_job"
     context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2021, 3, 1, 6),
+        scheduled_execution_time=datetime(2021, 3, 5, 6),
         repository_def=defs.get_repository_def(),
         resources={"lake": LakeResource(url=str(tmp_path / "lake"))},
     )
+    # TLC publishes January around 20 March: on 5 March the newest month out is December.
     (request,) = schedule.evaluate_tick(context).run_requests or []
-    assert request.partition_key == "2021-01"
+    assert request.partition_key == "2020-12"
     # Named, so the automation sensor leaves lake and warehouse to this run.
     assert {key.to_user_string() for key in request.asset_selection or ()} == {
         f"{layer}/{service}_tripdata" for layer in ("raw", "lake", "warehouse")
     }
     monkeypatch.setenv("TAXI_PUBLICATION_LAG_MONTHS", "3")
     (request,) = schedule.evaluate_tick(context).run_requests or []
-    assert request.partition_key == "2020-12"
+    assert request.partition_key == "2020-11"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_schedule_runs_after_tlc_published_its_month(service: str) -> None:
+    """TLC's files of 2023-2024 came out between the 17th and the 26th of the second month
+    after theirs, twice on the 1st or 2nd of the third (their modification times)."""
+    schedule = defs.resolve_schedule_def(f"taxi_{service}_schedule")
+    assert schedule.cron_schedule == "0 6 5 * *"
+    assert schedule.execution_timezone == "America/New_York"
 
 
 def test_a_schedule_skips_a_month_before_its_service(tmp_path: Path) -> None:
     """2019-01 is a yellow month, not an FHVHV one (FHVHV starts 2019-02)."""
     context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2019, 3, 1, 6),
+        scheduled_execution_time=datetime(2019, 4, 5, 6),
         repository_def=defs.get_repository_def(),
         resources={"lake": LakeResource(url=str(tmp_path / "lake"))},
     )
@@ -80,7 +90,8 @@ def test_a_schedule_skips_a_month_before_its_service(tmp_path: Path) -> None:
 def test_month_math() -> None:
     assert add_months("2021-01", -1) == "2020-12"
     assert add_months("2020-12", 1) == "2021-01"
-    assert lagged_month(datetime(2021, 3, 15).date(), 2) == "2021-01"
+    assert lagged_month(datetime(2021, 3, 15).date(), 2) == "2020-12"
+    assert lagged_month(datetime(2021, 1, 31).date(), 2) == "2020-10"
 
 
 def yellow_tick(

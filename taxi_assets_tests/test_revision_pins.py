@@ -180,7 +180,7 @@ def test_the_schedule_honours_pins(
     lake = tmp_path / "lake"
     resources = pipeline_resources(own_mirror.url, lake)
     context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2021, 3, 1, 6),  # loads 2021-01
+        scheduled_execution_time=datetime(2021, 4, 5, 6),  # loads 2021-01
         repository_def=defs.get_repository_def(),
         resources={"lake": LakeResource(url=str(lake))},
     )

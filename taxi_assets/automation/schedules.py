@@ -1,6 +1,12 @@
-"""The monthly schedules, one per service: each month, the month that should just have been
+"""The monthly schedules, one per service: each month, the newest month TLC has surely
 published. One per service because each service's job has its own partitions (a schedule
-targets one job)."""
+targets one job).
+
+The schedule runs on the 5th: TLC publishes month M around the 20th of M+2 and at times
+on the 1st or 2nd of M+3 (``partitions.lagged_month``), so a run on the 1st for M failed
+as "not published" every month, and one on the 1st for M-1 would have in those months.
+The new-month sensor loads a month within minutes of its publication; the schedule is the
+plain monthly load, for deployments without the sensor."""
 
 from __future__ import annotations
 
@@ -18,7 +24,8 @@ LAG_ENV = "TAXI_PUBLICATION_LAG_MONTHS"
 
 
 def publication_lag() -> int:
-    """Months between a month's end and its publication (``TAXI_PUBLICATION_LAG_MONTHS``)."""
+    """TLC publishes a month during the month this many months after it
+    (``TAXI_PUBLICATION_LAG_MONTHS``; 2: January during March)."""
     raw = dg.EnvVar(LAG_ENV).get_value(str(DEFAULT_LAG_MONTHS)) or str(DEFAULT_LAG_MONTHS)
     if not raw.strip().isdigit():
         raise ValueError(f"{LAG_ENV}={raw!r} is not a whole number of months")
@@ -35,11 +42,12 @@ def build_schedule(
     @dg.schedule(
         name=schedule_name(service),
         job=job,
-        cron_schedule="0 6 1 * *",
+        cron_schedule="0 6 5 * *",
         execution_timezone="America/New_York",
         default_status=dg.DefaultScheduleStatus.STOPPED,
-        description=f"Monthly: loads the {service} month that should just have been published "
-        f"(lag: ${LAG_ENV}, default {DEFAULT_LAG_MONTHS}).",
+        description=f"Monthly, on the 5th: loads the newest {service} month TLC has surely "
+        f"published (published during the month ${LAG_ENV} months after it, default "
+        f"{DEFAULT_LAG_MONTHS}: on 5 March, December).",
     )
     def monthly_schedule(
         context: dg.ScheduleEvaluationContext, lake: LakeResource
