@@ -28,6 +28,7 @@ from taxi_assets.io_managers.parquet_lake import (
     month_file,
     month_of_path,
 )
+from taxi_assets.partitions import first_month_of, first_partition_month
 from taxi_assets.raw_zone import raw_slot, stored_months
 from taxi_assets.services import SERVICES, Service
 from taxi_assets.storage.revision_manifest import ManifestError
@@ -95,21 +96,25 @@ def collect(
     services: Iterable[str] | None = None,
     months: Iterable[str] | None = None,
     hive_format: str = HIVE_FORMAT,
+    first_month: str | None = None,
 ) -> list[MonthStatus]:
     """Each service's (``services``, else all) months (``months``, except those before the
-    service's first published month; else every month some layer holds) as stored under
+    service's first partition: its first published month, or ``first_month``
+    (``TAXI_FIRST_MONTH`` by default) when later; else every month some layer holds) as stored under
     ``lake_root``, with ``loads``: ``{(dataset, YYYY-MM): Layer}`` of the warehouse.
     ``hive_format``: the lake IO manager's, which decides the months' lake folders."""
     wanted: list[tuple[Service, str]] = []
+    configured_first = first_month or first_partition_month()
     # Every month's lake file names, from one listing per service, when all months are
     # wanted: then no month asks the store whether its file exists (a request each).
     listed: dict[str, dict[str, set[str]]] = {}
     for name in services if services is not None else SERVICES:
         service = SERVICES[name]
         if months is not None:
-            # A month before the service existed (FHVHV 2019-01) has nothing to be in step
-            # with: it is no partition and can never be loaded.
-            chosen = sorted(m for m in set(months) if m >= service.first_published_month)
+            # A month before the service existed (FHVHV 2019-01), or before TAXI_FIRST_MONTH,
+            # has nothing to be in step with: it is no partition and can never be loaded.
+            first = first_month_of(service.first_published_month, configured_first)
+            chosen = sorted(m for m in set(months) if m >= first)
         else:
             listed[name] = lake_files(lake_root, service, hive_format)
             chosen = sorted(

@@ -346,6 +346,17 @@ def test_a_month_before_a_service_existed_is_left_out(
     assert ("yellow", "2019-01") in listed
     assert lines[-1] == "  left out: fhvhv before 2019-02 (its first month)"
 
+    # Nor is a month before TAXI_FIRST_MONTH a partition: left out, and said so.
+    monkeypatch.setenv("TAXI_FIRST_MONTH", "2021-01")
+    code = cli.main(["months", "status", "2020-12", "--to", "2021-01", "--check", "--lake", lake])
+    lines = capsys.readouterr().out.splitlines()
+    listed = [tuple(line.split()[:2]) for line in lines[1:-5] if line.strip()]
+    assert ("yellow", "2020-12") not in listed and ("yellow", "2021-01") in listed, lines
+    assert "  left out: yellow before 2021-01 (TAXI_FIRST_MONTH)" in lines
+    assert "  left out: fhvhv before 2021-01 (TAXI_FIRST_MONTH)" in lines
+    assert code == 1  # 2021-01 itself is not loaded
+    monkeypatch.delenv("TAXI_FIRST_MONTH")
+
     months = ["2019-01", "2019-02"]
     statuses = collect(UPath(lake), {}, ["fhvhv"], months)
     assert [(s.service, s.month) for s in statuses] == [("fhvhv", "2019-02")]

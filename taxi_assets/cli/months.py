@@ -55,6 +55,7 @@ def _months_status(args: argparse.Namespace) -> int:
 
     from taxi_assets.cli.arguments import parse_months
     from taxi_assets.month_status import IN_STEP, as_record, collect, format_statuses
+    from taxi_assets.partitions import first_month_of, first_partition_month
     from taxi_assets.pg.embedded import EMBEDDED_SERVER_ERRORS
     from taxi_assets.services import SERVICES
     from taxi_assets.storage.roots import lake_root
@@ -67,6 +68,7 @@ def _months_status(args: argparse.Namespace) -> int:
                 raise ValueError(f"--to is before the first month ({args.to} < {args.first})")
         elif args.to is not None:
             raise ValueError("--to needs a first month")
+        configured_first = first_partition_month()
         hive_format = _lake_hive_format()
         loads = _warehouse_loads(os.environ.get("TAXI_WAREHOUSE_URL"))
     except (ValueError, *EMBEDDED_SERVER_ERRORS) as error:
@@ -75,16 +77,20 @@ def _months_status(args: argparse.Namespace) -> int:
     except OperationalError as error:  # the server refused or is unreachable (no secret in it)
         print(f"error: cannot read the warehouse's load log: {error.orig}", file=sys.stderr)
         return 1
-    statuses = collect(lake_root(args.lake), loads, args.services or None, months, hive_format)
+    statuses = collect(
+        lake_root(args.lake), loads, args.services or None, months, hive_format, configured_first
+    )
     behind = [s for s in statuses if s.state != IN_STEP]
     if args.json:
         print(json.dumps([as_record(s) for s in statuses], indent=1))
         return 1 if args.check and behind else 0
-    left_out = [
-        f"{name} before {SERVICES[name].first_published_month} (its first month)"
-        for name in args.services or SERVICES
-        if months and months[0] < SERVICES[name].first_published_month
-    ]
+    left_out = []
+    for name in args.services or SERVICES:
+        own_first = SERVICES[name].first_published_month
+        first = first_month_of(own_first, configured_first)
+        if months and months[0] < first:
+            why = "its first month" if first == own_first else "TAXI_FIRST_MONTH"
+            left_out.append(f"{name} before {first} ({why})")
     if not statuses:
         print(
             f"no month of {', '.join(args.services or SERVICES)} in that range: "
