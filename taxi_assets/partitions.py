@@ -45,6 +45,15 @@ def first_partition_month() -> str:
     service's partitions start before it (each starts at its own first month otherwise)."""
     month = os.environ.get("TAXI_FIRST_MONTH", "").strip() or DEFAULT_FIRST_MONTH
     parse_month(month)
+    today = date.today()
+    last_complete = add_months(f"{today.year:04d}-{today.month:02d}", -1)
+    if month > last_complete:
+        # No service would have a partition: the sensor would say "not a partition yet"
+        # for ever, and a backfill fail inside Dagster.
+        raise ValueError(
+            f"TAXI_FIRST_MONTH={month} is after the last complete month ({last_complete}): "
+            "no month would be a partition"
+        )
     return month
 
 
