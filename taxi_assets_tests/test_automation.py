@@ -17,8 +17,9 @@ import pytest
 from dagster._core.storage import tags
 
 from taxi_assets import defs
-from taxi_assets.automation.new_month_probe import SCHEDULE_NAME_TAG
+from taxi_assets.automation.new_month_probe import SCHEDULE_NAME_TAG, VERSION_TAG
 from taxi_assets.devdata import write_month
+from taxi_assets.instance_reads import latest_metadata
 from taxi_assets.partitions import add_months, lagged_month
 from taxi_assets.resources import LakeResource, TaxiSourceResource
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
@@ -775,3 +776,39 @@ def test_a_failed_download_of_a_republished_month_does_not_stop_the_next_one(
     requested = {r.partition_key: r.run_key for r in yellow_requests(instance, own_mirror, lake)}
     assert set(requested) == {"2021-02", "2021-03"}
     assert (requested["2021-02"] or "").endswith("#retry1")
+
+
+def test_upstream_going_back_to_a_version_loaded_before_is_loaded_again(
+    own_mirror: FaultyMirror, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """Version A, then B, then A's bytes restored (the same ETag as A's): the month held B
+    and the sensor said "already requested" for ever, A's first run having succeeded."""
+    root = Path(own_mirror.root)
+    lake = tmp_path / "lake"
+    resources = pipeline_resources(own_mirror.url, lake)
+    published = root / "yellow" / "yellow_tripdata_2021-02.csv.gz"
+    first_bytes, first_stat = published.read_bytes(), published.stat()
+    assert run("raw/yellow_tripdata", resources, instance, "2021-01").success
+
+    def yellow_requests() -> list[dg.RunRequest]:
+        tick = evaluate_sensor(instance, own_mirror, lake=lake)
+        return [r for r in tick.run_requests or [] if r.tags["taxi/service"] == "yellow"]
+
+    def load(request: dg.RunRequest) -> str:
+        assert run_of_request(request, ["raw/yellow_tripdata"], resources, instance).success
+        record = latest_metadata(instance, dg.AssetKey(["raw", "yellow_tripdata"]), "2021-02")
+        return str(record["sha256"])
+
+    (first,) = yellow_requests()
+    first_sha = load(first)
+    write_month(root, source="dtc", service="yellow", month="2021-02", rows=300, seed=9)
+    (second,) = yellow_requests()
+    assert load(second) != first_sha
+    # The first bytes again, with their time: the mirror's ETag is A's again.
+    published.write_bytes(first_bytes)
+    os.utime(published, ns=(first_stat.st_atime_ns, first_stat.st_mtime_ns))
+    (again,) = yellow_requests()
+    assert again.tags[VERSION_TAG] == first.tags[VERSION_TAG]
+    assert again.run_key != first.run_key  # each run key of the sensor is used once
+    assert load(again) == first_sha
+    assert yellow_requests() == []  # loaded, upstream unchanged: nothing more

@@ -113,6 +113,22 @@ def _request_for_version(
     return MonthRequest(month, version, f"{version}{suffix}"), None
 
 
+def _went_back_to(
+    instance: dg.DagsterInstance,
+    raw_key: dg.AssetKey,
+    month: str,
+    earlier: Sequence[dg.DagsterRun],
+) -> bool:
+    """Upstream serves again a version loaded before (A, then B, then A's bytes restored:
+    the same ETag as A's) while the month holds another: A's earlier success does not
+    describe what is loaded. Only when the month's latest raw materialization came from
+    none of A's successful runs, so a version whose HEAD and GET answers disagree on the
+    ETag is not loaded again at every tick."""
+    stored = latest_materialization(instance, raw_key, month)
+    succeeded = {run.run_id for run in earlier if run.is_success}
+    return bool(succeeded) and stored is not None and stored.run_id not in succeeded
+
+
 def _stored_but_failed(
     instance: dg.DagsterInstance,
     raw_key: dg.AssetKey,
@@ -385,7 +401,13 @@ def plan_service_requests(
         # After an unpin, the run that follows upstream again may store the file and then
         # fail: the success of the version from before the pin must not make that final.
         request, reason = _request_for_version(
-            service, month, version, earlier, rebuilt_from_pin or stored_but_failed
+            service,
+            month,
+            version,
+            earlier,
+            rebuilt_from_pin
+            or stored_but_failed
+            or (is_loaded and _went_back_to(instance, raw_key, month, earlier)),
         )
         if request is not None:
             plan.requests.append(request)
