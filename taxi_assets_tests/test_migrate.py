@@ -26,7 +26,14 @@ from taxi_assets.contracts import CONTRACTS, open_contract_reader
 from taxi_assets.devdata import write_month
 from taxi_assets.pg.copy_in import copy_arrow
 from taxi_assets.pg.ddl import TableLayout, driver_cursor, ensure_table
-from taxi_assets.pg.migrate import DISK_MARGIN, Pending, disk_needed, month_constants
+from taxi_assets.pg.migrate import (
+    DISK_MARGIN,
+    Pending,
+    convert,
+    disk_needed,
+    month_constants,
+    plan,
+)
 from taxi_assets.pg.partitions import partitions, table_columns
 from taxi_assets_tests.faults_support import (
     REPO,
@@ -315,3 +322,46 @@ def test_the_disk_check_asks_for_the_rows_still_to_move_and_a_margin() -> None:
 
     assert disk_needed([pending(10**9), pending(5 * 10**8)]) == int(1.5e9 * DISK_MARGIN)
     assert disk_needed([]) == 0
+
+
+def test_a_one_row_month_and_the_tables_grants_and_comments_survive_the_conversion(
+    pg_url: str,
+) -> None:
+    """A month of one row holds one value in every column (the stats of a month with one
+    service and one borough): its copy named no column, failed with a syntax error, and
+    every re-run failed there, the later months invisible. A role's SELECT granted by hand
+    and the table's comments were lost with the old table."""
+    engine = engine_for(pg_url)
+    reader = f"bi_reader_{os.getpid()}"  # roles belong to the whole server
+    old_stats_table(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "DELETE FROM analytics.monthly_zone_stats WHERE partition_month = '2021-02-01' "
+            "AND NOT (service = 'fhv' AND borough = 'Bronx')"
+        )
+        connection.exec_driver_sql(f"CREATE ROLE {reader}")
+        connection.exec_driver_sql(f"GRANT SELECT ON analytics.monthly_zone_stats TO {reader}")
+        connection.exec_driver_sql("COMMENT ON TABLE analytics.monthly_zone_stats IS 'per zone'")
+        connection.exec_driver_sql(
+            "COMMENT ON COLUMN analytics.monthly_zone_stats.trips IS 'Trips (rows) it''s'"
+        )
+        pending = plan(connection, "analytics", "monthly_zone_stats", "partition_month")
+    assert pending.remaining == ["2021-01", "2021-02"]
+    layout = TableLayout("partition_month", primary_key=("partition_month", "service", "borough"))
+    convert(engine, pending, layout, log=print)
+    with engine.connect() as connection:
+        counts = connection.exec_driver_sql(
+            "SELECT partition_month::text, count(*) FROM analytics.monthly_zone_stats "
+            "GROUP BY 1 ORDER BY 1"
+        ).all()
+        kept = connection.exec_driver_sql(
+            f"SELECT has_table_privilege('{reader}', 'analytics.monthly_zone_stats', 'SELECT'), "
+            "obj_description('analytics.monthly_zone_stats'::regclass), "
+            "col_description('analytics.monthly_zone_stats'::regclass, 4)"
+        ).one()
+        connection.exec_driver_sql(f"DROP OWNED BY {reader}")
+        connection.exec_driver_sql(f"DROP ROLE {reader}")
+        connection.commit()
+    assert counts == [("2021-01-01", 4), ("2021-02-01", 1)]
+    assert tuple(kept) == (True, "per zone", "Trips (rows) it's")
+    engine.dispose()

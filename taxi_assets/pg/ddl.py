@@ -261,6 +261,27 @@ def driver_cursor(connection: sa.Connection) -> psycopg.Cursor[Any]:
     return driver.cursor()
 
 
+def comment_statements(connection: sa.Connection, relation: str) -> list[str]:
+    """The COMMENTs on ``relation`` (a quoted, qualified name) and on its columns: what
+    creating it again would lose."""
+    rows = connection.execute(
+        sa.text(
+            "SELECT quote_ident(a.attname), quote_literal(d.description) "
+            "FROM pg_description d LEFT JOIN pg_attribute a "
+            "ON a.attrelid = d.objoid AND a.attnum = d.objsubid "
+            "WHERE d.objoid = CAST(:relation AS regclass) "
+            "AND d.classoid = 'pg_class'::regclass ORDER BY d.objsubid"
+        ),
+        {"relation": relation},
+    ).all()
+    return [
+        f"COMMENT ON TABLE {relation} IS {text}"
+        if column is None
+        else f"COMMENT ON COLUMN {relation}.{column} IS {text}"
+        for column, text in rows
+    ]
+
+
 def grant_statements(connection: sa.Connection, relation: str) -> list[str]:
     """The GRANTs that give back every privilege held on ``relation`` (a quoted, qualified
     name) by a role other than its owner: what dropping and creating it again would lose."""

@@ -35,6 +35,7 @@ from taxi_assets.pg.ddl import (
     PLAIN,
     TableLayout,
     bounded_name,
+    comment_statements,
     create_table,
     grant_statements,
     ident,
@@ -235,11 +236,16 @@ def _start(
     layout: TableLayout,
     log: Callable[[str], None] = print,
 ) -> None:
-    """Rename the plain table (and its indexes) out of the way; create the partitioned one.
-    Views reading the table would follow the rename to the old rows (and keep them from
-    being dropped at the end): they are created again over the partitioned table, with
-    the privileges granted on them."""
+    """Rename the plain table (and its indexes) out of the way; create the partitioned one,
+    with the privileges granted on the table and its comments (a BI role's SELECT, the
+    stats table's column descriptions). Views reading the table would follow the rename to
+    the old rows (and keep them from being dropped at the end): they are created again over
+    the partitioned table, with the privileges granted on them."""
     legacy = legacy_name(table)
+    kept = [
+        *grant_statements(connection, qualified(schema, table)),
+        *comment_statements(connection, qualified(schema, table)),
+    ]
     views = dependent_views(connection, schema, table)
     grants = {name: grant_statements(connection, name) for name, _ in views}
     for name, _ in views:
@@ -252,6 +258,8 @@ def _start(
     connection.exec_driver_sql(f"ALTER TABLE {qualified(schema, table)} RENAME TO {ident(legacy)}")
     columns = table_columns(connection, schema, legacy)
     create_table(connection, schema, table, [c.definition() for c in columns], layout)
+    for statement in kept:
+        connection.exec_driver_sql(statement)
     for name, definition in views:
         connection.exec_driver_sql(f"CREATE VIEW {name} AS {definition}")
         for grant in grants[name]:
@@ -296,10 +304,12 @@ def _move_month(
         # Under the month's lock: a load that wrote the month since the plan is newer.
         if is_partition_of(connection, schema, child, table):
             raise MonthAlreadyLoaded(key)
+        # The month's column is copied, though one value: a month whose every column holds
+        # one value (a single row) would otherwise copy no column at all.
         names = ", ".join(
             ident(c.name)
             for c in table_columns(connection, schema, table)
-            if c.name not in constants
+            if c.name not in constants or c.name == column
         )
         return connection.execute(
             sa.text(
