@@ -10,8 +10,10 @@ and ``dg.evaluate_automation_conditions`` ticking as the automation sensor does:
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -49,11 +51,15 @@ class Ticks:
         self.instance = instance
         self.cursor: Any = None
         self.result: Any = None
+        self.evaluation_time: datetime | None = None  # None: now
 
     def __call__(self) -> dict[str, set[str | None]]:
         """What this tick requests: asset -> partitions."""
         self.result = dg.evaluate_automation_conditions(
-            defs=defs, instance=self.instance, cursor=self.cursor
+            defs=defs,
+            instance=self.instance,
+            cursor=self.cursor,
+            evaluation_time=self.evaluation_time,
         )
         self.cursor = self.result.cursor
         requested = {
@@ -107,7 +113,8 @@ def test_only_a_new_revision_cascades_and_exactly_its_month(
     own_mirror: FaultyMirror, resources: dict[str, Any], instance: dg.DagsterInstance
 ) -> None:
     tick = Ticks(instance)
-    assert tick() == {}  # the first evaluation: nothing happened yet
+    # The first evaluation: nothing happened yet; the zone lookup was never loaded.
+    assert tick() == {"raw/taxi_zone_lookup": {None}}
     assert run(ZONES, resources, instance).success
     for service in SERVICES:
         assert run(layers(service), resources, instance, MONTH).success
@@ -185,6 +192,7 @@ def test_a_failed_blocking_check_holds_the_warehouse_until_a_run_passes(
 ) -> None:
     tick = Ticks(instance)
     tick()
+    assert run(ZONES, resources, instance).success  # as the sensor's first tick asks
     assert run(layers("yellow"), resources, instance, MONTH).success
     assert tick() == {}
 
@@ -219,6 +227,34 @@ def test_a_failed_blocking_check_holds_the_warehouse_until_a_run_passes(
     assert tick() == {}
 
 
+def test_the_zone_lookup_is_fetched_when_missing_and_then_monthly(
+    own_mirror: FaultyMirror, resources: dict[str, Any], instance: dg.DagsterInstance
+) -> None:
+    """No schedule or sensor loads the zones, and every analytics month needs them."""
+    tick = Ticks(instance)
+    assert tick() == {"raw/taxi_zone_lookup": {None}}
+    failing = pipeline_resources("http://127.0.0.1:9", resources["lake"].url)
+    assert not run("raw/taxi_zone_lookup", failing, instance, raise_on_error=False).success
+    assert tick() == {}  # a failed fetch is not tried again at every tick
+    assert run("raw/taxi_zone_lookup", resources, instance).success
+    assert tick() == {
+        "lake/taxi_zones": {None},
+        "warehouse/taxi_zones": {None},
+    }
+    assert run(["lake/taxi_zones", "warehouse/taxi_zones"], resources, instance).success
+    assert tick() == {}
+    # The 5th of the next month, 06:00 in New York: fetched again.
+    now = datetime.now(ZoneInfo("America/New_York"))
+    year, month = divmod(now.year * 12 + now.month, 12)  # next month's, 0-based month
+    tick.evaluation_time = datetime(year, month + 1, 5, 6, 1, tzinfo=now.tzinfo)
+    assert tick() == {key: {None} for key in ZONES}  # one run: the lookup and what follows it
+    zones_version = data_version(instance, "warehouse/taxi_zones", None)
+    assert run(ZONES, resources, instance).success
+    # The same bytes: the same data versions, so no analytics month follows.
+    assert data_version(instance, "warehouse/taxi_zones", None) == zones_version
+    assert tick() == {}
+
+
 def test_a_run_that_targeted_the_month_builds_it_not_the_sensor_even_when_it_failed(
     own_mirror: FaultyMirror,
     resources: dict[str, Any],
@@ -231,6 +267,7 @@ def test_a_run_that_targeted_the_month_builds_it_not_the_sensor_even_when_it_fai
     (``dg.materialize``, a job launched without a selection) still triggers them."""
     tick = Ticks(instance)
     tick()
+    assert run(ZONES, resources, instance).success  # as the sensor's first tick asks
     assert run(layers("yellow"), resources, instance, MONTH).success
     assert tick() == {}
 

@@ -95,6 +95,12 @@ def test_each_service_starts_at_its_first_month() -> None:
     assert first_key("analytics/monthly_zone_stats") == "2019-01"
 
 
+def test_a_first_month_in_the_future_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAXI_FIRST_MONTH", "2099-01")
+    with pytest.raises(ValueError, match=r"TAXI_FIRST_MONTH=2099-01 is after the last complete"):
+        first_partition_month()
+
+
 def test_first_month_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TAXI_FIRST_MONTH", "2009-01")
     assert first_partition_month() == "2009-01"
@@ -159,8 +165,15 @@ def test_automation_follows_data_versions_never_code_versions() -> None:
         condition = graph.get(key).automation_condition
         if condition is not None:
             followers[key.to_user_string()] = condition
-    # Raw files come from the schedules and the sensor; the view of every service's
-    # trips is materialized once (new months appear in it by themselves).
+    # Raw files come from the schedules and the sensor, the zone lookup by its own
+    # condition (fetched when missing, then monthly); the view of every service's trips
+    # is materialized once (new months appear in it by themselves).
+    fetched = followers.pop("raw/taxi_zone_lookup")
+    assert {
+        "missing",
+        "execution_failed",
+        "cron_tick_passed(cron_schedule=0 6 5 * *, cron_timezone=America/New_York)",
+    } <= condition_names(fetched)
     assert set(followers) == {
         k for k in EXPECTED_KEYS if not k.startswith("raw/") and k != "analytics/trips"
     }

@@ -8,7 +8,7 @@ from taxi_assets.assets.fetch import WantedFile, fetch_published_file
 from taxi_assets.assets.lake_config import LakeConfig
 from taxi_assets.assets.raw_revision import RawRevisionConfig
 from taxi_assets.assets.trips import OWNERS
-from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
+from taxi_assets.automation.conditions import FOLLOW_UPSTREAM, zone_lookup_condition
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.lake_files import LakeFiles
 from taxi_assets.io_managers.parquet_lake import GuardedOutput
@@ -31,9 +31,10 @@ LAKE_KEY = zone_key("lake")
     kinds={"csv"},
     owners=OWNERS,
     code_version="1",
+    automation_condition=zone_lookup_condition(),
     description=(
         "TLC taxi zone lookup CSV exactly as published (265 zones), every revision kept "
-        "under its sha256."
+        "under its sha256; fetched by the automation sensor when missing, then monthly."
     ),
 )
 def raw_taxi_zone_lookup(

@@ -101,6 +101,31 @@ def blocking_checks_passed() -> dg.AutomationCondition:
 # Lake and warehouse (their dependency has their own partitions) and the zone assets.
 FOLLOW_UPSTREAM = follow_upstream()
 
+# When TLC's zone lookup is fetched again: the 5th of each month, with the schedules.
+ZONE_LOOKUP_CRON = "0 6 5 * *"
+
+
+def zone_lookup_condition() -> dg.AutomationCondition:
+    """The zone lookup (the one raw asset no schedule or sensor loads) is fetched when it
+    was never loaded, and again each month. Without it, nothing loaded the zones, and no
+    analytics month (which needs them) was ever computed on a deployment run by its
+    schedules and sensors alone.
+
+    A failed fetch is not tried again at every tick: the failure alert reports it, and
+    the month's fetch (or a run by hand) tries again. The monthly fetch runs with the
+    lake and warehouse zones (they follow a dependency requested in the same tick: one
+    run of 265 rows); unchanged bytes keep the data versions (the raw one is the file's
+    sha256), so no analytics month follows."""
+    condition = dg.AutomationCondition
+    never_loaded = condition.missing() & ~condition.execution_failed()
+    cron_tick: dg.AutomationCondition = condition.cron_tick_passed(
+        ZONE_LOOKUP_CRON, "America/New_York"
+    )
+    monthly = cron_tick.since_last_handled()
+    return ((never_loaded | monthly) & ~condition.in_progress()).with_label(
+        "fetched when missing, then monthly"
+    )
+
 
 def build_automation_sensor(
     interval_seconds: int = DEFAULT_AUTOMATION_INTERVAL_SECONDS,
