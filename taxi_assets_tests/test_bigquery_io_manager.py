@@ -295,6 +295,63 @@ def test_the_partition_copy_path_on_the_emulator_stops_at_the_copy(
     assert staging_tables(bq_project) == []
 
 
+def made_by_hand(
+    bq_project: EmulatedProject, types: dict[str, str], partitioning: str | None
+) -> None:
+    """``warehouse.trips`` created by someone else, with these column types and layout."""
+    client = bq_project.client()
+    client.create_dataset(f"{bq_project.project}.warehouse")
+    table = bigquery.Table(
+        f"{bq_project.project}.warehouse.trips",
+        schema=[bigquery.SchemaField(name, kind) for name, kind in types.items()],
+    )
+    if partitioning is not None:
+        table.time_partitioning = bigquery.TimePartitioning(type_=partitioning, field="pickup")
+    client.create_table(table)
+    client.close()
+
+
+AS_CREATED = {
+    "pickup": "DATETIME",
+    "zone": "INT64",
+    "fare": "FLOAT64",
+    "version": "STRING",
+    "partition_month": "DATE",
+    "source_file": "STRING",
+}
+
+
+@pytest.mark.parametrize("partitioning", [None, "DAY"])
+def test_a_table_of_another_layout_is_replaced_in_a_transaction(
+    tmp_path: Path, bq_project: EmulatedProject, partitioning: str | None
+) -> None:
+    """A copy into ``trips$202101`` needs a table partitioned by month on the month's
+    column: BigQuery refuses the decorator on an unpartitioned or a daily table (the
+    emulator refuses every decorator, so there the copy would fail)."""
+    made_by_hand(bq_project, AS_CREATED, partitioning)
+    load = lambda month: parquet_load(month_file(tmp_path, month, 6, "v1"), month, 6, BASE)  # noqa: E731
+    result = materialize(bq_project, load, "2021-01", month_replace="partition-copy")
+    assert result.success
+    assert versions(bq_project) == {"2021-01": {"v1": 6}}
+    (event,) = result.get_asset_materialization_events()
+    assert event.materialization.metadata["month_replace"].value == "transaction"
+
+
+def test_a_table_with_columns_of_other_types_is_refused(
+    tmp_path: Path, bq_project: EmulatedProject
+) -> None:
+    """The load's SELECT cast into them: naive New York times became UTC instants, fares
+    were rounded to integers, and the load succeeded."""
+    made_by_hand(bq_project, {**AS_CREATED, "pickup": "TIMESTAMP", "fare": "INTEGER"}, None)
+    load = lambda month: parquet_load(month_file(tmp_path, month, 6, "v1"), month, 6, BASE)  # noqa: E731
+    message = failure_message(materialize(bq_project, load, "2021-01"))
+    assert "warehouse.trips has columns of other types than the load" in message
+    assert "pickup is TIMESTAMP, the load's is DATETIME" in message
+    assert "fare is INT64, the load's is FLOAT64" in message
+    assert versions(bq_project) == {}
+    assert staging_tables(bq_project) == []
+
+
 def test_the_partition_copy_job_replaces_exactly_one_partition() -> None:
     """What runs on BigQuery (the emulator refuses partition decorators)."""
     name = TableName("nyc-taxi-prod", "warehouse", "yellow_tripdata")

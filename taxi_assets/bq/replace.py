@@ -92,6 +92,36 @@ class ReplaceResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def copy_or_transaction(
+    strategy: Strategy,
+    target: bigquery.Table,
+    window: Window | None,
+    log: Callable[[str], None] = lambda _: None,
+) -> Strategy:
+    """A copy job replaces one partition, ``table$YYYYMM``: only of a table partitioned by
+    month on the window's column. A range, a whole small table (the zones) and a table of
+    another layout (made by hand: unpartitioned, by day, or on another column, where the
+    decorator is refused or names a partition holding other file months) are replaced by
+    DML in a transaction."""
+    if strategy != "partition-copy":
+        return strategy
+    if window is None or window.single_month() is None:
+        return "transaction"
+    partitioning = target.time_partitioning
+    if partitioning is None or partitioning.type_ != "MONTH" or partitioning.field != window.column:
+        layout = (
+            "not partitioned"
+            if partitioning is None
+            else f"partitioned by {partitioning.type_} on {partitioning.field or '_PARTITIONTIME'}"
+        )
+        log(
+            f"{target.table_id} is {layout}, not by MONTH on {window.column}: "
+            "its month is replaced in a transaction, not by a partition copy"
+        )
+        return "transaction"
+    return "partition-copy"
+
+
 def replace_rows(
     client: bigquery.Client,
     target: bigquery.Table,
@@ -107,10 +137,7 @@ def replace_rows(
     """Make ``parts`` the rows of ``window`` in ``target`` (the whole table without a
     window), atomically. ``inspect`` sees the staged files before they become visible;
     ``log_statements`` are committed with the rows (see the module's docstring)."""
-    if strategy == "partition-copy" and (window is None or window.single_month() is None):
-        # A copy job replaces one partition here; a range, or a whole small table (the
-        # zones), is replaced by DML.
-        strategy = "transaction"
+    strategy = copy_or_transaction(strategy, target, window, log)
     key = f"{window.start:%Y%m}" if window else "all"
     run_id = uuid.uuid4().hex[:8]
     staging: list[TableName] = []

@@ -12,7 +12,7 @@ from google.cloud import bigquery
 
 from taxi_assets.bq.names import TableName, column_sql, string_literal
 from taxi_assets.bq.query import run_query
-from taxi_assets.bq.types import bigquery_schema, schema_field
+from taxi_assets.bq.types import bigquery_schema, bigquery_type, schema_field
 
 # A staging table outlives its run only if the run was killed: BigQuery then drops it.
 STAGING_LIFETIME = timedelta(days=1)
@@ -65,7 +65,36 @@ def ensure_table(
             return table
         except Conflict:  # another run created it meanwhile
             table = client.get_table(name.table_id)
+    refuse_other_types(table, name, schema)
     return add_missing_columns(client, table, name, schema, log)
+
+
+# The API names some types by their legacy SQL names.
+STANDARD_TYPE_NAMES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}
+
+
+class ColumnTypesDiffer(ValueError):
+    """The table holds a column of the load under another type."""
+
+
+def refuse_other_types(table: bigquery.Table, name: TableName, schema: pa.Schema) -> None:
+    """A table made by hand, or by another version, whose column has another type than
+    the load's: the load's SELECT would cast every value into it without a word (a naive
+    New York time into a TIMESTAMP, read as UTC: 4-5 hours off; a fare into INT64,
+    rounded). Refused, naming each column, before anything is staged."""
+    found = {f.name: STANDARD_TYPE_NAMES.get(f.field_type, f.field_type) for f in table.schema}
+    differ = [
+        f"{field.name} is {found[field.name]}, the load's is {bigquery_type(field.type)}"
+        for field in schema
+        if field.name in found and found[field.name] != bigquery_type(field.type)
+    ]
+    if differ:
+        raise ColumnTypesDiffer(
+            f"{name.short} has columns of other types than the load: {'; '.join(differ)}. "
+            "Its values would be cast into them (a naive New York time read as UTC, a "
+            "fare rounded): nothing was loaded. Change those columns' types, or drop or "
+            "rename the table to have it created again."
+        )
 
 
 def add_missing_columns(
