@@ -268,6 +268,20 @@ def measure_backfill(
         # A CLI call creates the SQLite schema before the daemon starts: the daemon and a
         # CLI creating a fresh DAGSTER_HOME at once race on it.
         _cli([str(BIN / "dagster"), "instance", "info"], env, work / "instance-info.log")
+        # The backfill alone is measured: the automation sensor (running by default) would
+        # fetch the never-loaded zone lookup in a run of its own meanwhile.
+        _cli(
+            [
+                str(BIN / "dagster"),
+                "sensor",
+                "stop",
+                "taxi_automation_sensor",
+                "-w",
+                str(workspace),
+            ],
+            env,
+            work / "sensor-stop.log",
+        )
         with dg.DagsterInstance.from_config(str(home)) as instance:
             instance_info.update(describe_instance(instance))
             log(
