@@ -268,20 +268,7 @@ def measure_backfill(
         # A CLI call creates the SQLite schema before the daemon starts: the daemon and a
         # CLI creating a fresh DAGSTER_HOME at once race on it.
         _cli([str(BIN / "dagster"), "instance", "info"], env, work / "instance-info.log")
-        # The backfill alone is measured: the automation sensor (running by default) would
-        # fetch the never-loaded zone lookup in a run of its own meanwhile.
-        _cli(
-            [
-                str(BIN / "dagster"),
-                "sensor",
-                "stop",
-                "taxi_automation_sensor",
-                "-w",
-                str(workspace),
-            ],
-            env,
-            work / "sensor-stop.log",
-        )
+        stop_automation(env, workspace, work)
         with dg.DagsterInstance.from_config(str(home)) as instance:
             instance_info.update(describe_instance(instance))
             log(
@@ -415,6 +402,14 @@ def serve_mirror(root: Path, work: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def stop_automation(env: dict[str, str], workspace: Path, work: Path) -> None:
+    """The backfills alone are measured: the automation sensor (running by default) would
+    fetch the never-loaded zone lookup in a run of its own meanwhile, and then compute the
+    analytics of every month loaded."""
+    command = [str(BIN / "dagster"), "sensor", "stop", "taxi_automation_sensor"]
+    _cli([*command, "-w", str(workspace)], env, work / "sensor-stop.log")
 
 
 def _cli(command: list[str], env: dict[str, str], log_path: Path) -> None:

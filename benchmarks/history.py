@@ -183,6 +183,7 @@ def load_history(
             }
         )
         bf._cli([str(bf.BIN / "dagster"), "instance", "info"], env, work / "instance-info.log")
+        bf.stop_automation(env, workspace, work)
         with dg.DagsterInstance.from_config(str(home)) as instance:
             instance_info.update(bf.describe_instance(instance))
             load_before = bf._load()
