@@ -44,7 +44,10 @@ def first_partition_month() -> str:
     """``TAXI_FIRST_MONTH`` (``YYYY-MM``, default 2019-01), read once at load time: no
     service's partitions start before it (each starts at its own first month otherwise)."""
     month = os.environ.get("TAXI_FIRST_MONTH", "").strip() or DEFAULT_FIRST_MONTH
-    parse_month(month)
+    try:
+        parse_month(month)
+    except ValueError:
+        raise ValueError(f"TAXI_FIRST_MONTH={month!r} is not a month in YYYY-MM form") from None
     today = date.today()
     last_complete = add_months(f"{today.year:04d}-{today.month:02d}", -1)
     if month > last_complete:

@@ -95,9 +95,14 @@ def test_each_service_starts_at_its_first_month() -> None:
     assert first_key("analytics/monthly_zone_stats") == "2019-01"
 
 
-def test_a_first_month_in_the_future_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_first_month_in_the_future_or_not_a_month_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("TAXI_FIRST_MONTH", "2099-01")
     with pytest.raises(ValueError, match=r"TAXI_FIRST_MONTH=2099-01 is after the last complete"):
+        first_partition_month()
+    monkeypatch.setenv("TAXI_FIRST_MONTH", "2021-13")
+    with pytest.raises(ValueError, match=r"TAXI_FIRST_MONTH='2021-13' is not a month in YYYY-MM"):
         first_partition_month()
 
 

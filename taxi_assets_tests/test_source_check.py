@@ -64,6 +64,25 @@ def test_a_wrong_tlc_url_is_said_to_refuse_access_not_to_be_unpublished(
         assert "not published yet" in fhvhv, fhvhv
 
 
+def test_a_month_before_a_service_is_skipped_and_passwords_are_not_shown(
+    mirror_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """FHVHV starts 2019-02: TLC has no 2019-01 file of it, so `--month 2019-01` failed
+    for every real source. A private mirror's password printed in the first line."""
+    from taxi_assets.devdata import write_month
+
+    for service in ("yellow", "green", "fhv"):
+        write_month(mirror_root, source="dtc", service=service, month="2019-01", rows=10)
+    with FaultyMirror(mirror_root) as own:
+        with_password = own.url.replace("http://", "http://bob:Hunter2pw@")
+        point_at(monkeypatch, with_password)
+        monkeypatch.setenv("TAXI_FIRST_MONTH", "2019-01")
+        status, printed = source_check(capsys, "--month", "2019-01")
+    assert status == 0, printed
+    assert "skipped  fhvhv 2019-01: the service starts at 2019-02" in printed
+    assert "Hunter2pw" not in printed and "bob" not in printed and "http://***@127.0.0.1" in printed
+
+
 def test_a_host_that_does_not_listen_is_named(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

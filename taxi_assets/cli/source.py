@@ -11,6 +11,7 @@ def _source_check(args: argparse.Namespace) -> int:
     from taxi_assets.partitions import first_partition_month, parse_month
     from taxi_assets.resources.source import TaxiSourceResource
     from taxi_assets.upstream.check import check_source
+    from taxi_assets.upstream.shown_url import shown_url
 
     source = TaxiSourceResource()
     try:
@@ -21,7 +22,9 @@ def _source_check(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"source {layout.source}: TLC {layout.tlc_url}, course mirror {layout.dtc_url}")
+    # A private mirror's URL may carry its password: shown as *** like every other URL.
+    tlc, dtc = shown_url(layout.tlc_url), shown_url(layout.dtc_url)
+    print(f"source {layout.source}: TLC {tlc}, course mirror {dtc}")
     probed = check_source(source, first, args.month)
     for each in probed:
         print(each.line())

@@ -29,8 +29,11 @@ class Probed:
     url: str
     found: str = ""
     problem: str | None = None
+    skipped: str | None = None  # why nothing was asked (a month before the service)
 
     def line(self) -> str:
+        if self.skipped is not None:
+            return f"skipped  {self.what}: {self.skipped}"
         if self.problem is None:
             return f"ok       {self.what}: {self.found} at {shown_url(self.url)}"
         return f"PROBLEM  {self.what}: {self.problem}"
@@ -45,6 +48,11 @@ def check_source(
     probed = []
     for name, service in SERVICES.items():
         wanted = month or first_month_of(service.first_published_month, first_month)
+        if wanted < service.first_published_month:
+            # TLC has no such file (FHVHV before 2019-02): no month of the service to load.
+            reason = f"the service starts at {service.first_published_month}"
+            probed.append(Probed(f"{name} {wanted}", "", skipped=reason))
+            continue
         url, _ = layout.trip_file(service.dataset, wanted)
         origin = layout.source_for(wanted, service.dataset)
         published_long_ago = month is None
