@@ -111,3 +111,39 @@ def test_lake_files_are_not_world_writable(tmp_path: Path) -> None:
     publish_file(source, target)
     mode = stat.S_IMODE(Path(target.path).stat().st_mode)
     assert not mode & stat.S_IWOTH
+
+
+def test_renewing_an_analyst_roles_grants_keeps_its_login(pg_url: str) -> None:
+    """`analyst-role` run again without TAXI_ANALYST_PASSWORD (to renew the grants) made an
+    existing login role NOLOGIN: its users were locked out. Pointed at the role the loads
+    connect as, or at a superuser, it is refused, before anything is changed."""
+    from taxi_assets.pg.roles import RoleRefused, grant_read_only
+
+    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    role = f"alice_{os.getpid()}"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"CREATE ROLE {role} LOGIN PASSWORD 'alice-pw'")
+        connection.exec_driver_sql(f"CREATE ROLE {role}_su SUPERUSER")
+        me = connection.exec_driver_sql("SELECT current_user").scalar_one()
+    try:
+        assert grant_read_only(engine, role) is False  # existed
+        alice = sa.create_engine(
+            sa.make_url(sqlalchemy_url(pg_url)).set(username=role, password="alice-pw")
+        )
+        with alice.connect() as connection:
+            assert connection.exec_driver_sql("SELECT current_user").scalar() == role
+        alice.dispose()
+        with pytest.raises(RoleRefused, match="is the one this command"):
+            grant_read_only(engine, me)
+        with pytest.raises(RoleRefused, match="is a superuser"):
+            grant_read_only(engine, f"{role}_su")
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql(
+                f"SELECT rolcanlogin FROM pg_roles WHERE rolname = '{me}'"
+            ).scalar()
+    finally:
+        with engine.begin() as connection:
+            for name in (role, f"{role}_su"):
+                connection.exec_driver_sql(f"DROP OWNED BY {name}")
+                connection.exec_driver_sql(f"DROP ROLE {name}")
+        engine.dispose()

@@ -86,6 +86,20 @@ def test_the_cli_says_a_fresh_database_is_ready(pg_url: str) -> None:
     ], lines
 
 
+def test_a_server_that_refuses_or_is_not_there_is_one_line_not_a_traceback(pg_url: str) -> None:
+    from taxi_assets_tests.emulators import free_port
+
+    # The throwaway server trusts its socket's users: a role it does not have is refused.
+    unknown = sa.make_url(pg_url).set(username="no_such_role", password="not-the-password-42")
+    nobody = f"postgresql://someone:pw-9@127.0.0.1:{free_port()}/db"
+    for url in (unknown.render_as_string(hide_password=False), nobody):
+        done = cli_check(url)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.startswith("error: cannot use the warehouse: "), done.stderr
+        assert "not-the-password-42" not in done.stderr and "pw-9" not in done.stderr
+
+
 def test_a_read_only_database_is_a_problem_and_the_cli_exits_1(pg_url: str) -> None:
     database = sa.make_url(pg_url).database
     as_admin(pg_url, f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')

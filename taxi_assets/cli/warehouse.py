@@ -6,8 +6,10 @@ version into partitioned ones."""
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,27 @@ def plain_by_design_tables() -> set[tuple[str, str]]:
     from taxi_assets.assets.load_records import LOADS_TABLE
 
     return {("warehouse", LOADS_TABLE)}
+
+
+def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    """A server that cannot be reached or refuses the login, a URL that is not one, a role
+    refused: one line and exit 1, not a traceback (psycopg's words hold no password)."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        from sqlalchemy.exc import OperationalError
+
+        from taxi_assets.pg.embedded import EMBEDDED_SERVER_ERRORS
+
+        try:
+            return command(args)
+        except OperationalError as error:
+            print(f"error: cannot use the warehouse: {error.orig}".rstrip(), file=sys.stderr)
+        except (ValueError, *EMBEDDED_SERVER_ERRORS) as error:
+            print(f"error: {error}", file=sys.stderr)
+        return 1
+
+    return run
 
 
 def _names_bigquery() -> bool:
@@ -68,6 +91,7 @@ BIGQUERY_CHECKED_ELSEWHERE = (
 )
 
 
+@_one_line_errors
 def _warehouse_check(args: argparse.Namespace) -> int:
     from taxi_assets.pg.server_check import check_server
     from taxi_assets.resources.postgres import PostgresResource
@@ -99,6 +123,7 @@ BIGQUERY_READERS = (
 )
 
 
+@_one_line_errors
 def _analyst_role(args: argparse.Namespace) -> int:
     from taxi_assets.pg.roles import READ_SCHEMAS, grant_read_only
     from taxi_assets.resources.postgres import PostgresResource
@@ -106,15 +131,19 @@ def _analyst_role(args: argparse.Namespace) -> int:
     if _names_bigquery():
         print(BIGQUERY_READERS, file=sys.stderr)
         return 2
+    from taxi_assets.pg.ddl import ident
+
     password = os.environ.get("TAXI_ANALYST_PASSWORD")
-    grant_read_only(PostgresResource().engine(), args.role, password)
+    created = grant_read_only(PostgresResource().engine(), args.role, password)
     print(f"role {args.role} may read schemas {', '.join(READ_SCHEMAS)}")
-    if not password:
+    if not password and created:
         print(
             f"role {args.role} cannot log in (TAXI_ANALYST_PASSWORD is not set): grant it to "
-            f"users (GRANT {args.role} TO alice), or run again with TAXI_ANALYST_PASSWORD "
-            "set to make it a login role"
+            f"users (GRANT {ident(args.role)} TO alice), or run again with "
+            "TAXI_ANALYST_PASSWORD set to make it a login role"
         )
+    elif not password:
+        print(f"role {args.role} existed: its login and password are as they were")
     return 0
 
 
@@ -140,6 +169,7 @@ def _project_layouts() -> dict[tuple[str, str], TableLayout]:
     return layouts
 
 
+@_one_line_errors
 def _warehouse_migrate(args: argparse.Namespace) -> int:
     from taxi_assets.pg.ddl import TableLayout
     from taxi_assets.pg.migrate import (

@@ -21,14 +21,34 @@ def password_verifier(connection: sa.Connection, role: str, password: str) -> st
     return bytes(pgconn.encrypt_password(password.encode(), role.encode())).decode()
 
 
-def grant_read_only(engine: sa.Engine, role: str, password: str | None = None) -> None:
+class RoleRefused(ValueError):
+    """The role cannot be made a read-only analysts' role; the message says why."""
+
+
+def grant_read_only(engine: sa.Engine, role: str, password: str | None = None) -> bool:
+    """Give ``role`` (created when missing) read access; True when it was created. An
+    existing role keeps its login setting unless a password is given: run again to renew
+    the grants, it must not lock out users who log in with it."""
     name = ident(role)
     with engine.begin() as connection:
-        exists = connection.execute(
-            sa.text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}
-        ).scalar()
-        login = "LOGIN" if password else "NOLOGIN"
-        connection.exec_driver_sql(f"{'ALTER' if exists else 'CREATE'} ROLE {name} {login}")
+        found = connection.execute(
+            sa.text("SELECT rolsuper, rolname = current_user FROM pg_roles WHERE rolname = :role"),
+            {"role": role},
+        ).one_or_none()
+        if found is not None and found[1]:
+            raise RoleRefused(
+                f"role {role} is the one this command (and the loads) connect as: "
+                "name a role for analysts"
+            )
+        if found is not None and found[0]:
+            raise RoleRefused(
+                f"role {role} is a superuser: it reads and changes everything whatever is "
+                "granted to it, so it cannot be a read-only role; name another role"
+            )
+        if found is None:
+            connection.exec_driver_sql(f"CREATE ROLE {name} {'LOGIN' if password else 'NOLOGIN'}")
+        elif password:
+            connection.exec_driver_sql(f"ALTER ROLE {name} LOGIN")
         if password:
             # Only the password's verifier leaves this process, hashed here with the
             # server's algorithm (as psql's \\password does): an ALTER ROLE carrying the
@@ -50,3 +70,4 @@ def grant_read_only(engine: sa.Engine, role: str, password: str | None = None) -
             connection.exec_driver_sql(
                 f"ALTER DEFAULT PRIVILEGES IN SCHEMA {quoted} GRANT SELECT ON TABLES TO {name}"
             )
+    return found is None
