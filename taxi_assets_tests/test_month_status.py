@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -457,3 +458,31 @@ def test_collect_finds_the_months_of_any_hive_format_and_nothing_else(
         ("2019-12", Layer(None, 12)),
         ("2020-01", Layer(None, 1)),
     ]
+
+
+@pytest.mark.parametrize("command", [["months", "status"], ["raw", "list", "yellow", "2021-01"]])
+def test_a_lake_the_commands_cannot_use_is_one_line_not_a_traceback(
+    command: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """As `lake check` says it. Both printed a traceback (an S3 bucket without credentials:
+    botocore's NoCredentialsError; a scheme that is no object store: socket.gaierror)."""
+    for variable in [v for v in os.environ if v.startswith("AWS_")]:
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role to ask
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.delenv("TAXI_WAREHOUSE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)  # no embedded warehouse there: nothing loaded
+    for lake, said in (
+        ("ftp://host/x", "'ftp://host/x' is neither a local folder nor an object store URL"),
+        (
+            "s3://no-such-bucket/x",
+            "cannot read the lake at s3://no-such-bucket/x: no AWS credentials",
+        ),
+    ):
+        assert cli.main([*command, "--lake", lake]) == 1
+        printed = capsys.readouterr()
+        assert printed.err.startswith(f"error: {said}"), printed.err

@@ -54,11 +54,12 @@ def _months_status(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import OperationalError
 
     from taxi_assets.cli.arguments import parse_months
+    from taxi_assets.cli.lake_errors import explained, usable_lake_root
     from taxi_assets.month_status import IN_STEP, as_record, collect, format_statuses
     from taxi_assets.partitions import first_month_of, first_partition_month
     from taxi_assets.pg.embedded import EMBEDDED_SERVER_ERRORS
     from taxi_assets.services import SERVICES
-    from taxi_assets.storage.roots import lake_root
+    from taxi_assets.storage.errors import LakeConfigurationError
 
     months = None
     try:
@@ -69,17 +70,21 @@ def _months_status(args: argparse.Namespace) -> int:
         elif args.to is not None:
             raise ValueError("--to needs a first month")
         configured_first = first_partition_month()
+        root = usable_lake_root(args.lake)
         hive_format = _lake_hive_format()
         loads = _warehouse_loads(os.environ.get("TAXI_WAREHOUSE_URL"))
-    except (ValueError, *EMBEDDED_SERVER_ERRORS) as error:
+        statuses = explained(
+            root,
+            lambda: collect(
+                root, loads, args.services or None, months, hive_format, configured_first
+            ),
+        )
+    except (ValueError, LakeConfigurationError, *EMBEDDED_SERVER_ERRORS) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except OperationalError as error:  # the server refused or is unreachable (no secret in it)
         print(f"error: cannot read the warehouse's load log: {error.orig}", file=sys.stderr)
         return 1
-    statuses = collect(
-        lake_root(args.lake), loads, args.services or None, months, hive_format, configured_first
-    )
     behind = [s for s in statuses if s.state != IN_STEP]
     if args.json:
         print(json.dumps([as_record(s) for s in statuses], indent=1))

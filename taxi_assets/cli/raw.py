@@ -10,20 +10,31 @@ import sys
 def _raw_revisions(args: argparse.Namespace) -> int:
     from taxi_assets import raw_commands
     from taxi_assets.bounded_lock import LockWaitTimeout
+    from taxi_assets.cli.lake_errors import explained, usable_lake_root
+    from taxi_assets.storage.errors import LakeConfigurationError
     from taxi_assets.storage.revision_manifest import ManifestError
     from taxi_assets.storage.revisions import RevisionError
-    from taxi_assets.storage.roots import lake_root
 
-    root = lake_root(args.lake)
     try:
+        root = usable_lake_root(args.lake)
         if args.command == "list":
-            lines = raw_commands.list_revisions(root, args.service, args.month)
+            lines = explained(
+                root, lambda: raw_commands.list_revisions(root, args.service, args.month)
+            )
         elif args.command == "pin":
-            lines = raw_commands.pin(root, args.service, args.month, args.revision)
+            lines = explained(
+                root, lambda: raw_commands.pin(root, args.service, args.month, args.revision)
+            )
         else:
-            lines = raw_commands.unpin(root, args.service, args.month)
+            lines = explained(root, lambda: raw_commands.unpin(root, args.service, args.month))
     # LockWaitTimeout: another process held the month's folder past the bound (it is named).
-    except (RevisionError, ManifestError, ValueError, LockWaitTimeout) as error:
+    except (
+        RevisionError,
+        ManifestError,
+        ValueError,
+        LockWaitTimeout,
+        LakeConfigurationError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print("\n".join(lines))
