@@ -146,9 +146,16 @@ def release(instance: dg.DagsterInstance, run_id: str, force: bool = False) -> H
     whether its process lives. A CANCELING run is marked canceled.
     """
     holding = {held.run_id: held for held in held_slots(instance)}
-    held = holding.get(run_id)
-    if held is None:
-        raise ReleaseRefused(f"run {run_id} holds no pool slot")
+    # The UI shows a run's first 8 characters: a unique start of an id holding a slot names it.
+    matching = [known for known in holding if known.startswith(run_id)] if run_id else []
+    if len(matching) > 1:
+        raise ReleaseRefused(
+            f"{run_id} starts the ids of {len(matching)} runs holding slots: give more of it"
+        )
+    if not matching:
+        raise ReleaseRefused(f"run {run_id} holds no pool slot (`runs slots` lists those that do)")
+    run_id = matching[0]
+    held = holding[run_id]
     if held.process_alive:
         raise ReleaseRefused(
             f"run {run_id} is {held.status} and its process {held.pid} still runs on this "

@@ -113,7 +113,12 @@ def test_the_commands_read_and_free_slots_on_dagsters_postgres_storage(
     assert listed.returncode == 0, listed.stderr
     assert "pool downloads: 1 of 2 slots taken" in listed.stdout, listed.stdout
     assert f"{run_id}  unknown" in listed.stdout, listed.stdout
-    released = runs("release", "--force", run_id)
+    # The 8 characters the UI shows name the run (before: "holds no pool slot").
+    released = runs("release", "--force", run_id[:8])
     assert released.returncode == 0, released.stderr
     assert f"run {run_id}: freed downloads: raw__yellow" in released.stdout
     assert "no run holds a pool slot" in runs("slots").stdout
+    del env["DAGSTER_HOME"]
+    homeless = runs("slots")
+    assert homeless.returncode == 1 and "Traceback" not in homeless.stderr, homeless.stderr
+    assert homeless.stderr.startswith("error: DAGSTER_HOME is not set"), homeless.stderr

@@ -16,9 +16,16 @@ def dagster_instance() -> dg.DagsterInstance:
     installed here, in the CLI's process, and not in Dagster's runs or daemon (psycopg2
     refuses COPY and large objects under it; nothing here uses them). Here, not in
     ``cli.main``: a command that never opens the instance does not import psycopg2."""
+    import os
+
     import dagster as dg
 
     from taxi_assets.pg.psycopg2_wait import let_interruptions_through_psycopg2
 
+    if not os.environ.get("DAGSTER_HOME"):
+        raise SystemExit(
+            "error: DAGSTER_HOME is not set: the runs and their pool slots are in the Dagster "
+            "instance it names (export DAGSTER_HOME=$PWD/data/dagster_home, as `make dev` does)"
+        )
     let_interruptions_through_psycopg2()
     return dg.DagsterInstance.get()
