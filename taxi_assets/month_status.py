@@ -230,15 +230,21 @@ def postgres_loads(engine: Any) -> dict[tuple[str, str], Layer]:
         return loads_from_rows(connection.exec_driver_sql(query).all())
 
 
+# How long a status read retries a BigQuery that does not answer (google's own default,
+# 600 s, is a run's: a person waiting at a prompt is told sooner).
+STATUS_RETRY_S = 30.0
+
+
 def bigquery_loads(client: Any) -> dict[tuple[str, str], Layer]:
     """The warehouse's load log in BigQuery (empty when nothing was loaded yet)."""
     from google.api_core.exceptions import NotFound
+    from google.cloud.bigquery import DEFAULT_RETRY
 
     from taxi_assets.bq.query import run_query
 
     table_id = f"{client.project}.warehouse.{LOADS_TABLE}"
     try:
-        client.get_table(table_id)
+        client.get_table(table_id, retry=DEFAULT_RETRY.with_deadline(STATUS_RETRY_S))
     except NotFound:
         return {}
     month = "FORMAT_DATE('%Y-%m', partition_month)"

@@ -112,3 +112,32 @@ def test_analyst_role_with_bigquery_says_which_iam_roles_readers_need(
     error = capsys.readouterr().err
     assert "roles/bigquery.dataViewer on the datasets warehouse and analytics" in error
     assert "roles/bigquery.jobUser" in error
+
+
+def test_months_status_says_in_one_line_why_bigquery_cannot_be_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No credentials: a traceback before; a BigQuery that does not answer: ten silent
+    minutes (google's default retry), then a traceback. Now one line each, the second
+    after the status read's retries (30 s; 2 s here)."""
+    import time
+
+    from taxi_assets import cli, month_status
+    from taxi_assets_tests.emulators import free_port
+
+    monkeypatch.setenv("TAXI_WAREHOUSE_URL", "bigquery://some-project")
+    monkeypatch.setenv("TAXI_LAKE_URL", str(tmp_path / "lake"))
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # no metadata server to ask for credentials
+    monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
+    assert cli.main(["months", "status"]) == 1
+    said = capsys.readouterr().err
+    assert said.startswith("error: cannot read BigQuery's load log: no usable Google credentials")
+
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setattr(month_status, "STATUS_RETRY_S", 2.0)  # 30 s: the test waits less
+    started = time.monotonic()
+    assert cli.main(["months", "status"]) == 1
+    said = capsys.readouterr().err
+    assert said.startswith("error: cannot read BigQuery's load log: Timeout of 2.0s"), said
+    assert time.monotonic() - started < 20

@@ -79,7 +79,12 @@ def _months_status(args: argparse.Namespace) -> int:
                 root, loads, args.services or None, months, hive_format, configured_first
             ),
         )
-    except (ValueError, LakeConfigurationError, *EMBEDDED_SERVER_ERRORS) as error:
+    except (
+        ValueError,
+        LakeConfigurationError,
+        WarehouseUnreadable,
+        *EMBEDDED_SERVER_ERRORS,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except OperationalError as error:  # the server refused or is unreachable (no secret in it)
@@ -126,15 +131,25 @@ def _lake_hive_format() -> str:
     return manager.hive_format
 
 
+class WarehouseUnreadable(Exception):
+    """The warehouse's load log cannot be read; the message says why (no secret in it)."""
+
+
 def _warehouse_loads(url: str | None) -> dict[tuple[str, str], Layer]:
     from taxi_assets.month_status import bigquery_loads, postgres_loads
     from taxi_assets.warehouse_engine import BIGQUERY, engine_for_url
 
     if engine_for_url(url) is BIGQUERY:
+        from google.api_core.exceptions import GoogleAPIError, RetryError
+
+        from taxi_assets.bq.client import BigQueryConfigurationError
         from taxi_assets.resources.bigquery import BigQueryWarehouse
 
-        with BigQueryWarehouse().client() as client:
-            return bigquery_loads(client)
+        try:
+            with BigQueryWarehouse().client() as client:
+                return bigquery_loads(client)
+        except (BigQueryConfigurationError, GoogleAPIError, RetryError) as error:
+            raise WarehouseUnreadable(f"cannot read BigQuery's load log: {error}") from error
     from taxi_assets.pg import embedded
     from taxi_assets.resources.postgres import PostgresResource
 
