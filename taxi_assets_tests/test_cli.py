@@ -386,3 +386,56 @@ def test_cli_materializes_raw_lake_and_warehouse_on_s3_and_azure(
     line = next(line for line in status.stdout.splitlines() if line.startswith("yellow"))
     assert line.split()[:2] == ["yellow", "2021-01"] and line.endswith("in step")
     assert line.split()[3:6] == [f"{rows:,}"] * 3
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        (["devdata", "generate", "--out", "X", "--months", "2021-02..2021-01"], "holds no month"),
+        (["devdata", "generate", "--out", "X", "--months", "2021-01", "--rows", "-5"], "-5 is not"),
+        (["warehouse", "migrate", "--max-months", "-1"], "-1 is not 1 or more"),
+    ],
+)
+def test_arguments_that_would_do_nothing_are_refused(
+    arguments: list[str],
+    said: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A backwards range wrote only the zone file and said it had written; --rows -5 was a
+    traceback; --max-months -1 said "stopped early: run it again" for ever."""
+    from taxi_assets import cli
+
+    monkeypatch.chdir(tmp_path)  # --out X, were it taken
+
+    with pytest.raises(SystemExit) as refused:
+        cli.main(arguments)
+    assert refused.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+def test_commands_refuse_in_one_line_what_they_cannot_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each was a traceback, a confusing echo, or a sweep of the temporary folder alone."""
+    import socket
+
+    from taxi_assets import cli
+    from taxi_assets.devdata import generate_mirror
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the sweep's temporary folder: this test's
+    assert cli.main(["lake", "sweep", "ftp://host/x", "--dry-run"]) == 1
+    assert "'ftp://host/x' is neither a local folder nor" in capsys.readouterr().err
+
+    assert cli.main(["months", "status", "2021-01..2021-02", "--lake", str(tmp_path)]) == 1
+    assert "'2021-01..2021-02' is not a month" in capsys.readouterr().err
+
+    generate_mirror(tmp_path / "mirror", months=["2021-01"], rows=10)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        status = cli.main(["devdata", "serve", "--root", str(tmp_path / "mirror"), "--port", port])
+    assert status == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}: " in capsys.readouterr().err

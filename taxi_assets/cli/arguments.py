@@ -21,6 +21,29 @@ def parse_months(spec: str) -> list[str]:
     return list(dict.fromkeys(months))  # de-duplicate, keep order
 
 
+def month_list(spec: str) -> list[str]:
+    """:func:`parse_months` as an argument type: a range given backwards, which holds no
+    month, is refused (it wrote nothing and said it had)."""
+    try:
+        months = parse_months(spec)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not months:
+        raise argparse.ArgumentTypeError(f"{spec!r} holds no month (a range is FIRST..LAST)")
+    return months
+
+
+def positive_int(text: str) -> int:
+    """A whole number of at least 1 (rows, months): 0 or fewer would do nothing, or loop."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
 def csv_list(spec: str, allowed: Sequence[str]) -> list[str]:
     items = [s.strip() for s in spec.split(",") if s.strip()]
     bad = [s for s in items if s not in allowed]

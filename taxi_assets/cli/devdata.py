@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from taxi_assets.cli.arguments import csv_list, parse_months
+from taxi_assets.cli.arguments import csv_list, month_list, positive_int
 
 
 def _devdata_generate(args: argparse.Namespace) -> int:
@@ -43,9 +43,15 @@ def _devdata_serve(args: argparse.Namespace) -> int:
         )
         return 1
     url_file = Path(args.url_file) if args.url_file else None
-    with MirrorServer(
+    server = MirrorServer(
         Path(args.root), host=args.host, port=args.port, missing_status=args.missing_status
-    ) as server:
+    )
+    try:
+        server.start()
+    except (OSError, OverflowError) as error:  # the port is taken, or is no port
+        print(f"error: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+        return 1
+    try:  # started above, where a port that cannot be had is one line
         print(server.url, flush=True)
         # stderr: the first stdout line stays the URL alone, for scripts that read it.
         print(
@@ -66,6 +72,8 @@ def _devdata_serve(args: argparse.Namespace) -> int:
         finally:
             if url_file is not None:
                 url_file.unlink(missing_ok=True)  # a stale URL would mislead pollers
+    finally:
+        server.stop()
     return 0
 
 
@@ -78,7 +86,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     gen = devdata_commands.add_parser("generate", help="write a synthetic upstream mirror folder")
     gen.add_argument("--out", required=True, help="folder to write the mirror into")
     gen.add_argument(
-        "--months", required=True, type=parse_months, help="2021-01,2021-02 or 2021-01..2021-03"
+        "--months", required=True, type=month_list, help="2021-01,2021-02 or 2021-01..2021-03"
     )
     gen.add_argument(
         "--services",
@@ -93,7 +101,9 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
         help="comma-separated: dtc writes the course's CSV.gz layout, tlc TLC's Parquet "
         "(default: both)",
     )
-    gen.add_argument("--rows", type=int, default=5000, help="rows per month file (default 5000)")
+    gen.add_argument(
+        "--rows", type=positive_int, default=5000, help="rows per month file (default 5000)"
+    )
     gen.add_argument(
         "--seed", type=int, default=42, help="the same seed writes the same bytes (default 42)"
     )

@@ -30,13 +30,16 @@ def _lake_check(args: argparse.Namespace) -> int:
 def _lake_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from taxi_assets.cli.lake_errors import usable_lake_root
     from taxi_assets.storage.leftovers import STALE_AFTER_SECONDS, sweep, sweep_bucket
-    from taxi_assets.storage.roots import is_local, lake_root
+    from taxi_assets.storage.roots import is_local
     from taxi_assets.storage.stores import store_for
     from taxi_assets.storage.urls import bucket_of
 
     try:
-        root = lake_root(args.url)
+        # A URL that is neither a folder nor an object store: refused, as `lake check` does
+        # (it swept the temporary folder only, and said nothing of the URL).
+        root = usable_lake_root(args.url)
     except LakeConfigurationError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

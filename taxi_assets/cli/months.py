@@ -56,7 +56,7 @@ def _months_status(args: argparse.Namespace) -> int:
     from taxi_assets.cli.arguments import parse_months
     from taxi_assets.cli.lake_errors import explained, usable_lake_root
     from taxi_assets.month_status import IN_STEP, as_record, collect, format_statuses
-    from taxi_assets.partitions import first_month_of, first_partition_month
+    from taxi_assets.partitions import first_month_of, first_partition_month, parse_month
     from taxi_assets.pg.embedded import EMBEDDED_SERVER_ERRORS
     from taxi_assets.services import SERVICES
     from taxi_assets.storage.errors import LakeConfigurationError
@@ -64,6 +64,10 @@ def _months_status(args: argparse.Namespace) -> int:
     months = None
     try:
         if args.first is not None:
+            # Each on its own first: "2021-01..2021-02" given as FIRST is not a month, and is
+            # not to be read as part of a range built from it.
+            for given in (args.first, args.to or args.first):
+                parse_month(given)
             months = parse_months(f"{args.first}..{args.to or args.first}")
             if not months:
                 raise ValueError(f"--to is before the first month ({args.to} < {args.first})")

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from taxi_assets.cli.arguments import positive_int
+
 if TYPE_CHECKING:
     from taxi_assets.pg.ddl import TableLayout
 
@@ -276,7 +278,9 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
         "--schema", dest="schemas", action="append", help="default: warehouse and analytics"
     )
     migrate.add_argument(
-        "--max-months", type=int, help="stop after this many months (run again to go on)"
+        "--max-months",
+        type=positive_int,
+        help="stop after this many months (run again to go on)",
     )
     migrate.add_argument(
         "--dry-run", action="store_true", help="show the plan and the disk check only"
