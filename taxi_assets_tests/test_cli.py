@@ -394,6 +394,7 @@ def test_cli_materializes_raw_lake_and_warehouse_on_s3_and_azure(
         (["devdata", "generate", "--out", "X", "--months", "2021-02..2021-01"], "holds no month"),
         (["devdata", "generate", "--out", "X", "--months", "2021-01", "--rows", "-5"], "-5 is not"),
         (["warehouse", "migrate", "--max-months", "-1"], "-1 is not 1 or more"),
+        (["warehouse", "analyst-role", ""], "a role needs a name"),
     ],
 )
 def test_arguments_that_would_do_nothing_are_refused(

@@ -50,6 +50,12 @@ def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[.
     return run
 
 
+def _role_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a role needs a name")
+    return text
+
+
 def _names_bigquery() -> bool:
     """TAXI_WAREHOUSE_URL names BigQuery (the PostgreSQL-only commands refuse it)."""
     from taxi_assets.resources.bigquery import WAREHOUSE_URL_ENV
@@ -268,7 +274,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
         "analyst-role",
         help="create or update a read-only role (a login role with TAXI_ANALYST_PASSWORD set, else a group role)",
     )
-    role.add_argument("role")
+    role.add_argument("role", type=_role_name)
     role.set_defaults(func=_analyst_role)
     migrate = commands.add_parser(
         "migrate",
