@@ -416,13 +416,20 @@ def test_helm_values_run_the_image_with_k8s_run_launcher_queue_and_pools() -> No
     assert deployment["env"]["TAXI_PRODUCTION"] == "1"
     secret = {"name": "taxi-assets-env"}
     assert deployment["envSecrets"] == [secret]  # a list of {name}, not of strings
-    assert deployment["includeConfigInLaunchedRuns"] == {"enabled": True}
+    # Off: the chart copies the deployment's `resources` into each run's container context,
+    # over the launcher's run sizing; the runs get the deployment's `env` from the launcher.
+    assert deployment["includeConfigInLaunchedRuns"] == {"enabled": False}
 
     assert at(values, "runLauncher.type") == "K8sRunLauncher"
     launcher = at(values, "runLauncher.config.k8sRunLauncher")
     assert isinstance(launcher, dict) and K8S_RUN_LAUNCHER_REQUIRED <= set(launcher)
     assert launcher["imagePullPolicy"] in PULL_POLICIES
-    assert launcher["envSecrets"] == [secret] and "TAXI_PRODUCTION=1" in launcher["envVars"]
+    assert launcher["envSecrets"] == [secret]
+    assert {f"{name}={value}" for name, value in deployment["env"].items()} <= set(
+        launcher["envVars"]
+    )
+    # Workload identity: the service account the pods run as names the Google account.
+    assert at(values, "serviceAccount.annotations")["iam.gke.io/gcp-service-account"]
     # A run stages a month's whole file on the pod's disk (an FHVHV month ~0.6 GB).
     requested = at(values, "runLauncher.config.k8sRunLauncher.runK8sConfig.containerConfig")
     assert isinstance(requested, dict)
