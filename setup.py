@@ -19,6 +19,10 @@ setup(
         f"dagster-shared=={DAGSTER}",
         f"dagster-gcp=={DAGSTER_LIBRARIES}",
         f"dagster-postgres=={DAGSTER_LIBRARIES}",
+        # deploy/helm runs each run as a Kubernetes Job (K8sRunLauncher): the code location's
+        # image, which the run pods use too, must hold the launcher's library (Dagster's Helm
+        # guide: dagster, dagster-postgres and dagster-k8s in the user code image).
+        f"dagster-k8s=={DAGSTER_LIBRARIES}",
         # Dagster's current CLI (`dg dev`, `dg check defs`, `dg launch`), same release train.
         f"dagster-dg-cli=={DAGSTER}",
         "pyarrow>=26,<27",
