@@ -429,7 +429,8 @@ def test_helm_values_run_the_image_with_k8s_run_launcher_queue_and_pools() -> No
         launcher["envVars"]
     )
     # Workload identity: the service account the pods run as names the Google account.
-    assert at(values, "serviceAccount.annotations")["iam.gke.io/gcp-service-account"]
+    annotations = at(values, "serviceAccount.annotations")
+    assert isinstance(annotations, dict) and annotations["iam.gke.io/gcp-service-account"]
     # A run stages a month's whole file on the pod's disk (an FHVHV month ~0.6 GB).
     requested = at(values, "runLauncher.config.k8sRunLauncher.runK8sConfig.containerConfig")
     assert isinstance(requested, dict)
