@@ -1217,3 +1217,39 @@ def test_parquet_int96_times_outside_the_nanosecond_range_are_kept(tmp_path: Pat
     table = read(path)
     assert table["pickup_datetime"].to_pylist() == pickups
     assert table["dropoff_datetime"].to_pylist() == dropoffs
+
+
+def test_parquet_text_in_unannotated_byte_arrays_reads_as_text(tmp_path: Path) -> None:
+    """A writer that does not mark byte arrays as UTF-8 (Arrow `binary`): the flags and the
+    2009 layout's text times failed (no row named, or "invalid value" for a right one)."""
+    path = tmp_path / "fhv_tripdata_2023-01.parquet"
+    pickup = pa.array([dt.datetime(2023, 1, 1)] * 3, pa.timestamp("us"))
+    flags = pa.array([b"Y", None, b"N"], pa.binary())
+    pq.write_table(
+        pa.table({"dispatching_base_num": ["B1", "B2", "B3"], "pickup_datetime": pickup,
+                  "SR_Flag": flags}),
+        path,
+    )  # fmt: skip
+    assert read(path, "fhv")["sr_flag"].to_pylist() == [1, None, 0]
+
+    path = tmp_path / "yellow_tripdata_2009-01.parquet"
+    times = pa.array([b"2009-01-04 02:52:00", b"2009-01-04 03:31:00"], pa.large_binary())
+    pq.write_table(
+        pa.table({"vendor_name": ["VTS", "CMT"], "Trip_Pickup_DateTime": times,
+                  "Trip_Dropoff_DateTime": ["2009-01-04 03:02:00", "2009-01-04 03:40:00"]}),
+        path,
+    )  # fmt: skip
+    table = read(path)
+    assert table["pickup_datetime"].to_pylist() == [
+        dt.datetime(2009, 1, 4, 2, 52),
+        dt.datetime(2009, 1, 4, 3, 31),
+    ]
+
+    bad = pa.array([b"2009-01-04 02:52:00", b"\xff\xfe"], pa.binary())
+    pq.write_table(
+        pa.table({"vendor_name": ["VTS", "CMT"], "Trip_Pickup_DateTime": bad,
+                  "Trip_Dropoff_DateTime": ["2009-01-04 03:02:00", "2009-01-04 03:40:00"]}),
+        path,
+    )  # fmt: skip
+    with pytest.raises(InvalidValueError, match=r"data row 2, column 'pickup_datetime'.*UTF-8"):
+        read(path)

@@ -136,6 +136,10 @@ def _to_contract_type(
         return pa.nulls(len(arr), col.type)
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
+    if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
+        # Text its writer did not mark as UTF-8: as text from here on, as every cast below
+        # (codes, timestamps, numbers) reads it.
+        arr = _binary_as_text(arr, col, file_name=file_name, first_row=first_row)
     if col.codes:
         return _decode_codes(arr, col, file_name=file_name, first_row=first_row)
     if pa.types.is_integer(col.type):
@@ -150,6 +154,26 @@ def _to_contract_type(
     if arr.type == col.type:
         return arr
     return _cast(arr, col, file_name=file_name, first_row=first_row)
+
+
+def _binary_as_text(
+    arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int
+) -> pa.Array:
+    """Byte arrays as text (Arrow checks they are UTF-8); the first that is not names its
+    row and column."""
+    text = pa.large_string() if pa.types.is_large_binary(arr.type) else pa.string()
+    try:
+        return pc.cast(arr, text)
+    except pa.ArrowInvalid:
+        for offset, value in enumerate(arr.to_pylist()):
+            try:
+                if value is not None:
+                    value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidValueError(
+                    file_name, first_row + offset, col.name, value[:40], "not UTF-8 text"
+                ) from None
+        raise
 
 
 def to_int(arr: pa.Array, col: ContractColumn, *, file_name: str, first_row: int) -> pa.Array:
