@@ -86,6 +86,12 @@ class Fault:
         return Fault("html_200")
 
     @staticmethod
+    def ignore_if_range() -> Fault:
+        """Served as a server that ignores If-Range does: a Range is answered from the file
+        as it is now, whatever version the client holds the start of."""
+        return Fault("ignore_if_range")
+
+    @staticmethod
     def corrupt(n_bytes: int = 4096) -> Fault:
         """Correct status and length, but n_bytes in the middle bit-flipped."""
         return Fault("corrupt", n_bytes)
@@ -163,6 +169,9 @@ class FaultyMirror(MirrorServer):
             handler.close_connection = True
             self.serve_file(handler, body_limit=int(fault.amount))
             abort_connection(handler)
+        elif fault.kind == "ignore_if_range":
+            del handler.headers["If-Range"]
+            self.serve_file(handler)
         elif fault.kind == "corrupt":
             self.serve_file(handler, mutate=self._flipper(path, int(fault.amount)))
         else:  # pragma: no cover - Fault constructors are the only source

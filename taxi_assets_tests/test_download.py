@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import os
 from functools import partial
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from taxi_assets.upstream.download import DownloadError, RetryPolicy, SourceNotFound, download, head
@@ -100,6 +104,38 @@ def test_a_file_replaced_between_attempts_is_downloaded_whole_again(
     assert result.row_count == len([line for line in lines if line.strip()]) - 1
     assert own_mirror.ranges_seen(YELLOW) == [None, "bytes=5000-"]  # asked; sent whole
     assert (result.attempts, result.received) == (2, 5000 + len(new))
+
+
+def test_a_server_ignoring_if_range_never_joins_two_versions(
+    own_mirror: FaultyMirror, tmp_path: Path
+) -> None:
+    """Republished at the same size while the download waits to resume, and the server
+    answers the Range from the new file (it ignores If-Range): the copy was the old start
+    and the new end, its sha256 that of neither, and stored as verified."""
+    path = "/trip-data/fhvhv_tripdata_2021-01.parquet"
+    target = Path(own_mirror.root) / path.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def version(first: int) -> bytes:
+        sink = io.BytesIO()
+        fares = pa.array(range(first, first + 1000), pa.int64())
+        pq.write_table(pa.table({"fare": fares}), sink, compression="NONE")
+        return sink.getvalue()
+
+    old, new = version(0), version(5000)
+    assert len(old) == len(new) and old != new
+    target.write_bytes(old)
+    os.utime(target, (1_600_000_000, 1_600_000_000))
+
+    def republish(_: str) -> None:  # said between the attempts, before the pause
+        target.write_bytes(new)
+
+    own_mirror.inject(path, Fault.truncate(len(old) // 2), Fault.ignore_if_range())
+    result = download(f"{own_mirror.url}{path}", target.name, tmp_path, FAST, log=republish)
+    assert result.local_path.read_bytes() == new
+    assert result.sha256 == hashlib.sha256(new).hexdigest()
+    assert own_mirror.ranges_seen(path) == [None, f"bytes={len(old) // 2}-", None]
+    assert result.attempts == 3
 
 
 def test_retries_give_up_with_the_url_and_leave_nothing(

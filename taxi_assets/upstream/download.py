@@ -372,7 +372,10 @@ def _fetch_once(
 
 
 def _check_rest(url: str, response: requests.Response, progress: _Progress) -> None:
-    """A 206 must be the rest of the same file: from the byte we stopped at, to its end."""
+    """A 206 must be the rest of the same file: from the byte we stopped at, to its end,
+    of the version whose start we hold (the same strong ETag, else Last-Modified). A
+    server that ignores If-Range answers with the rest of whatever it has now: a file
+    republished at the same size would have been stored as the old start and the new end."""
     content_range = response.headers.get("Content-Range", "")
     expected = f"bytes {progress.size}-"
     total = content_range.rpartition("/")[2]
@@ -382,6 +385,14 @@ def _check_rest(url: str, response: requests.Response, progress: _Progress) -> N
         # Not what was asked for: drop what was read and take the whole file next time.
         progress.start_over()
         raise _Transient(f"HTTP 206 with Content-Range {content_range!r}, not {expected}...")
+    header = "ETag" if progress.validator == progress.etag else "Last-Modified"
+    if response.headers.get(header) != progress.validator:
+        said = response.headers.get(header)
+        progress.start_over()
+        raise _Transient(
+            f"HTTP 206 of another version ({header} {said!r}, the start held is "
+            f"{progress.validator!r}): starting over"
+        )
 
 
 def _cut(progress: _Progress, error: BaseException) -> str:
