@@ -352,3 +352,22 @@ def test_a_certificate_nobody_trusts_fails_at_once_saying_what_to_set(
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://alice:S3CRET-pw@127.0.0.1:99999/yellow_tripdata_2021-01.parquet",  # no port
+        "http://alice:S3C/RET-pw@127.0.0.1:9/yellow_tripdata_2021-01.parquet",  # "/" unescaped
+        "http://alice:S3C#RET-pw@127.0.0.1:9/yellow_tripdata_2021-01.parquet",  # "#" unescaped
+    ],
+)
+def test_a_source_url_requests_cannot_send_names_no_password(url: str, tmp_path: Path) -> None:
+    """requests' InvalidURL escaped raw, its text quoting the URL or a piece of it with the
+    password; and the mask stopped at a "/" in a password, leaving it whole."""
+    with pytest.raises(DownloadError) as error:
+        download(url, "yellow_tripdata_2021-01.parquet", tmp_path, FAST)
+    said = str(error.value)
+    assert "S3C" not in said and "RET-pw" not in said, said
+    assert "is not a URL that can be fetched" in said and "%2F" in said
+    assert error.value.__cause__ is None and error.value.__suppress_context__

@@ -177,6 +177,14 @@ def _get(
         response = session.request(
             method, url, stream=True, timeout=timeout, allow_redirects=True, headers=headers
         )
+    except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, ValueError) as error:
+        # Not a URL requests can send (a port that is no number, a password holding "/" or
+        # "#" unescaped): the parser's own words quote pieces of it, password included.
+        raise DownloadError(
+            f"{shown_url(url)} is not a URL that can be fetched ({type(error).__name__}): check "
+            "the source's TAXI_*_URL setting, and write a /, ?, # or @ in its user name or "
+            "password as %2F, %3F, %23 or %40 (not retried)"
+        ) from None
     except (requests.ConnectionError, requests.Timeout) as error:
         host = urlsplit(url).hostname
         dns = _permanent_dns_error(error)

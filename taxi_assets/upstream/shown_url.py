@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 
 MASK = "***"
-# A scheme, then the user information: everything before the host's last "@" (a password
-# may hold "@" unescaped), which ends at the first "/", "?", "#" or blank.
-_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
+# A scheme, then the user information: everything up to the last "@" before a blank. A
+# password may hold "@", "/", "?" or "#" unescaped (a base64 token holds "/"): stopping at
+# the first "/" left such a password whole. A path holding "@" is masked too: more than
+# the user information, never less.
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)\S*@")
 
 
 def shown_url(url: str) -> str:
