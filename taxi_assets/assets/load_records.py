@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import dagster as dg
@@ -151,4 +151,8 @@ def _short(sha256: str | None) -> str:
 
 
 def _timestamp(value: Any) -> str:
+    """In UTC, as documented, whatever the database session's TimeZone (a server or role
+    set to America/New_York showed -05:00 times beside BigQuery's UTC ones)."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        value = value.astimezone(UTC)
     return value.isoformat() if hasattr(value, "isoformat") else str(value)

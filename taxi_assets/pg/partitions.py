@@ -175,11 +175,13 @@ def staging_tables(connection: sa.Connection, schema: str, child: str) -> list[s
 
 def tree_bytes(connection: sa.Connection, schema: str, table: str) -> int:
     """Disk used by a table with its indexes and TOAST; for a partitioned table, by every
-    partition (``pg_total_relation_size`` of a partitioned parent alone is 0)."""
+    partition (``pg_total_relation_size`` of a partitioned parent alone is 0). A plain
+    table (the zones) has no partition tree: its own size (the sum over its tree was 0)."""
     size = connection.execute(
         sa.text(
-            "SELECT coalesce(sum(pg_total_relation_size(relid)), 0) "
-            "FROM pg_partition_tree(to_regclass(:table))"
+            "SELECT coalesce((SELECT sum(pg_total_relation_size(relid)) "
+            "FROM pg_partition_tree(t.oid)), pg_total_relation_size(t.oid)) "
+            "FROM (SELECT to_regclass(:table) AS oid) AS t"
         ),
         {"table": qualified(schema, table)},
     ).scalar()
