@@ -244,3 +244,29 @@ def test_a_guarded_output_is_published_inside_its_guard_or_not_at_all(tmp_path: 
         write(GuardedOutput(pa.table({"n": [6]}), refusing))
     assert rows() == [4, 5]
     assert [p.name for p in Path(path.path).parent.iterdir()] == [path.name]
+
+
+def test_a_preview_tells_a_null_from_a_nan_in_every_column() -> None:
+    """Through pandas a null showed as `nan` in a number or dictionary column (like a real
+    NaN, which the quality signals count) and blank in a text column."""
+    from datetime import datetime
+
+    table = pa.table(
+        {
+            "fare_amount": [None, float("nan"), 1.5],
+            "store_and_fwd_flag": pa.array(["Y", None, "N"]).dictionary_encode(),
+            "vendor_name": ["VTS", None, "CMT"],
+            "pickup_datetime": [datetime(2021, 1, 1, 0, 30), None, datetime(2021, 1, 2)],
+        }
+    )
+    stats = StreamStats("pickup_datetime")  # as the warehouse load shows the month
+    for batch in table.to_batches():
+        stats.add(batch)
+    lines = stats.preview_markdown().splitlines()
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    assert cells == [
+        ["null", "Y", "VTS", "2021-01-01 00:30:00"],
+        ["nan", "null", "null", "null"],
+        ["1.5", "N", "CMT", "2021-01-02 00:00:00"],
+    ]
+    assert StreamStats().preview_markdown() == "(no rows)"

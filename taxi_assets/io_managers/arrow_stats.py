@@ -14,6 +14,20 @@ import pyarrow.compute as pc
 from taxi_assets.sql_types import decoded_type
 
 PREVIEW_ROWS = 5
+
+
+def preview_markdown(table: pa.Table) -> str:
+    """Rows as a markdown table, a null shown as ``null``: through pandas a null became
+    ``nan`` in a number or dictionary column (like a real NaN, which the quality signals
+    count) and blank in a text one, so the two engines' previews of one month differed."""
+    if table.num_rows == 0:
+        return "(no rows)"
+    from tabulate import tabulate
+
+    rows = [list(row.values()) for row in table.to_pylist()]
+    return tabulate(rows, headers=table.column_names, tablefmt="pipe", missingval="null")
+
+
 PROGRESS_EVERY_S = 5.0
 
 
@@ -90,9 +104,9 @@ class StreamStats:
             self.rows_outside_window += pc.sum(outside.cast(pa.int64())).as_py() or 0
 
     def preview_markdown(self) -> str:
-        if self._preview is None or self._preview.num_rows == 0:
+        if self._preview is None:
             return "(no rows)"
-        return self._preview.slice(0, PREVIEW_ROWS).to_pandas().to_markdown(index=False)
+        return preview_markdown(self._preview.slice(0, PREVIEW_ROWS))
 
     def metadata(self, partitioned: bool) -> dict[str, dg.RawMetadataValue]:
         result: dict[str, dg.RawMetadataValue] = {

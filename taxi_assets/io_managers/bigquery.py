@@ -31,7 +31,11 @@ from taxi_assets.bq.names import TableName, column_sql
 from taxi_assets.bq.query import run_query
 from taxi_assets.bq.replace import ReplaceResult, Staged, Window, count_rows, replace_rows
 from taxi_assets.bq.tables import TableLayout, ensure_table
-from taxi_assets.io_managers.arrow_stats import row_count_metadata, static_schema_metadata
+from taxi_assets.io_managers.arrow_stats import (
+    preview_markdown,
+    row_count_metadata,
+    static_schema_metadata,
+)
 from taxi_assets.io_managers.load_log import LoadLog
 from taxi_assets.io_managers.postgres import TableLoad, table_of
 from taxi_assets.io_managers.table_load import ParquetPart, ParquetTableLoad
@@ -201,9 +205,7 @@ def _staged_metadata(
     preview = client.list_rows(staged[0].table.table_id, max_results=PREVIEW_ROWS)
     table = preview.to_arrow(create_bqstorage_client=False)
     result: dict[str, dg.RawMetadataValue] = {
-        "preview": dg.MetadataValue.md(
-            table.to_pandas().to_markdown(index=False) if table.num_rows else "(no rows)"
-        )
+        "preview": dg.MetadataValue.md(preview_markdown(table))
     }
     if not time_column or any(time_column not in s.columns for s in staged):
         return result
