@@ -179,6 +179,33 @@ def test_retention_keeps_the_last_n_but_never_the_current_or_pinned(
     assert list(kept.state.files) == [shas[4]]
 
 
+def test_on_an_object_store_a_pin_set_during_a_runs_upload_is_kept_and_its_file_too(
+    object_store: LakeStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No lock on an object store: `raw pin V` lands while a run uploads X with a retention
+    of 1. The run wrote its manifest read before the upload: the pin was gone, and V's
+    file deleted for good, though `raw pin` had said it was pinned."""
+    from taxi_assets.storage import revision_updates
+
+    root = resolve_root(object_store.url)
+    slot = slot_for(root, KEY, "2021-01")
+    v = store(root, tmp_path, b"h\nversion V\n").revision.sha256
+    store(root, tmp_path, b"h\nversion W\n")
+    uploading = revision_updates.publish_file
+
+    def pinned_meanwhile(source: Path, target: UPath) -> None:
+        set_pin(slot, v[:12], lambda _: None)  # another process, during the upload
+        uploading(source, target)
+
+    monkeypatch.setattr(revision_updates, "publish_file", pinned_meanwhile)
+    # As on a local lake, whose lock orders the two: the pin wins, X is kept but not current.
+    with pytest.raises(RevisionError, match="pinned to revision .* meanwhile; revision"):
+        store(root, tmp_path, b"h\nversion X\n", keep=1)
+    state = inspect(slot)
+    assert state.manifest.pinned == v
+    assert v in state.files and len(state.manifest.revisions) == 3  # V, W and X: nothing gone
+
+
 def test_parse_keep() -> None:
     assert parse_keep(None) is None and parse_keep("all") is None and parse_keep(" 3 ") == 3
     for bad in ("0", "-1", "two"):

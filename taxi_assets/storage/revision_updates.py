@@ -13,7 +13,13 @@ from pathlib import Path
 
 from taxi_assets.storage.publish import publish_file, staged_beside
 from taxi_assets.storage.revision_files import adopt_file, content_sha256, remove_revision_file
-from taxi_assets.storage.revision_manifest import Manifest, Revision, utc_now, write_manifest
+from taxi_assets.storage.revision_manifest import (
+    Manifest,
+    Revision,
+    read_manifest,
+    utc_now,
+    write_manifest,
+)
 from taxi_assets.storage.revisions import (
     RevisionError,
     RevisionSlot,
@@ -148,6 +154,10 @@ def _make_current_locked(
         added = manifest.find(revision.sha256) is None
         if staged is not None and stored is None:
             publish_file(staged, slot.revision_path(manifest.find(revision.sha256) or revision))
+            # The upload can take minutes, and an object store has no lock: another process
+            # may have written the manifest meanwhile (`raw pin`, another revision). Its
+            # changes are kept: this one is made on the manifest as it is now.
+            manifest = read_manifest(slot.manifest_path) or manifest
         elif staged is None and stored is None:
             raise RevisionError(
                 f"revision {revision.short} of {slot.folder} is not stored; {state.listing()}"
@@ -169,7 +179,11 @@ def _make_current_locked(
         pruned = prune(manifest, keep)
         write_manifest(slot.manifest_path, manifest)
         # After the manifest no longer lists them: a crash in between leaves unlisted
-        # files, which the next repair verifies and lists again; nothing is lost.
+        # files, which the next repair verifies and lists again; nothing is lost. Only
+        # those the manifest, read again, still does not name: on an object store another
+        # process may have pinned one, or made it current, since this one read it.
+        named = _named(read_manifest(slot.manifest_path)) if pruned else set()
+        pruned = [dropped for dropped in pruned if dropped.sha256 not in named]
         for dropped in pruned:
             remove_revision_file(slot.revision_path(dropped))
             log(f"revision {dropped.short} ({dropped.name}) removed: keeping the last {keep}")
@@ -201,6 +215,14 @@ def set_pin(slot: RevisionSlot, prefix: str | None, log: Log) -> tuple[SlotState
         state.manifest.pinned = revision.sha256 if revision else None
         write_manifest(slot.manifest_path, state.manifest)
     return state, revision
+
+
+def _named(manifest: Manifest | None) -> set[str]:
+    """The revisions ``manifest`` lists, and its current and pinned ones."""
+    if manifest is None:
+        return set()
+    ends = {sha for sha in (manifest.current, manifest.pinned) if sha is not None}
+    return {r.sha256 for r in manifest.revisions} | ends
 
 
 def prune(manifest: Manifest, keep: int | None) -> list[Revision]:
