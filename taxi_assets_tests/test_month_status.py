@@ -204,6 +204,28 @@ def test_the_embedded_warehouse_is_left_as_it_was_found(
         embedded.stop(folder)
 
 
+def test_warehouse_check_leaves_the_embedded_warehouse_as_it_found_it(
+    embedded_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It started a stopped embedded server and left it running."""
+    from taxi_assets.pg import embedded
+
+    monkeypatch.delenv("TAXI_WAREHOUSE_URL", raising=False)
+    monkeypatch.chdir(embedded_dir.parent)  # ./data/warehouse, as in the test above
+    folder = embedded_dir.parent / "data" / "warehouse"
+    embedded.embedded_url(folder)
+    try:
+        assert embedded.stop(folder)
+        assert cli.main(["warehouse", "check"]) == 0
+        assert "ready for loads" in capsys.readouterr().out
+        assert embedded.exists(folder) and not embedded.is_running(folder)
+        embedded.embedded_url(folder)  # running: a check leaves it running
+        assert cli.main(["warehouse", "check"]) == 0
+        assert embedded.is_running(folder)
+    finally:
+        embedded.stop(folder)
+
+
 # A run's warehouse step, as far as the embedded server goes: take its URL the way
 # PostgresResource does, connect, say so, then query once told to go on (a line on stdin).
 RUN_USING_THE_SERVER = """

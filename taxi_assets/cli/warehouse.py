@@ -101,12 +101,16 @@ BIGQUERY_CHECKED_ELSEWHERE = (
 
 @_one_line_errors
 def _warehouse_check(args: argparse.Namespace) -> int:
+    from taxi_assets.pg import embedded
     from taxi_assets.pg.server_check import check_server
     from taxi_assets.resources.postgres import PostgresResource
 
     if _names_bigquery():
         print(BIGQUERY_CHECKED_ELSEWHERE, file=sys.stderr)
         return 2
+    # The embedded warehouse is left as it was found, as `months status` leaves it: a check
+    # that started a stopped server stops it again (unless a run began using it meanwhile).
+    started_here = not os.environ.get("TAXI_WAREHOUSE_URL") and not embedded.is_running()
     warehouse = PostgresResource()
     engine = warehouse.engine()
     try:
@@ -115,6 +119,8 @@ def _warehouse_check(args: argparse.Namespace) -> int:
         )
     finally:
         engine.dispose()
+        if started_here:
+            embedded.stop_if_unused()
     for finding in findings:
         print(finding)
     problems = [f for f in findings if f.level == "problem"]
