@@ -1233,23 +1233,18 @@ def test_parquet_text_in_unannotated_byte_arrays_reads_as_text(tmp_path: Path) -
     assert read(path, "fhv")["sr_flag"].to_pylist() == [1, None, 0]
 
     path = tmp_path / "yellow_tripdata_2009-01.parquet"
+
+    def yellow_2009(pickups: pa.Array) -> Path:
+        dropoffs = ["2009-01-04 03:02:00", "2009-01-04 03:40:00"]
+        columns = {"vendor_name": ["VTS", "CMT"], "Trip_Pickup_DateTime": pickups}
+        pq.write_table(pa.table({**columns, "Trip_Dropoff_DateTime": dropoffs}), path)
+        return path
+
     times = pa.array([b"2009-01-04 02:52:00", b"2009-01-04 03:31:00"], pa.large_binary())
-    pq.write_table(
-        pa.table({"vendor_name": ["VTS", "CMT"], "Trip_Pickup_DateTime": times,
-                  "Trip_Dropoff_DateTime": ["2009-01-04 03:02:00", "2009-01-04 03:40:00"]}),
-        path,
-    )  # fmt: skip
-    table = read(path)
-    assert table["pickup_datetime"].to_pylist() == [
+    assert read(yellow_2009(times))["pickup_datetime"].to_pylist() == [
         dt.datetime(2009, 1, 4, 2, 52),
         dt.datetime(2009, 1, 4, 3, 31),
     ]
-
     bad = pa.array([b"2009-01-04 02:52:00", b"\xff\xfe"], pa.binary())
-    pq.write_table(
-        pa.table({"vendor_name": ["VTS", "CMT"], "Trip_Pickup_DateTime": bad,
-                  "Trip_Dropoff_DateTime": ["2009-01-04 03:02:00", "2009-01-04 03:40:00"]}),
-        path,
-    )  # fmt: skip
     with pytest.raises(InvalidValueError, match=r"data row 2, column 'pickup_datetime'.*UTF-8"):
-        read(path)
+        read(yellow_2009(bad))

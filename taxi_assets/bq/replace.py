@@ -37,7 +37,7 @@ from google.cloud import bigquery
 from taxi_assets.bq.names import TableName, column_sql, date_literal, sql_literal
 from taxi_assets.bq.query import run_query
 from taxi_assets.bq.tables import TableLayout, create_staging_table, drop_table
-from taxi_assets.bq.types import bigquery_schema
+from taxi_assets.bq.types import bigquery_schema, column_type
 from taxi_assets.errors import LoadLogBehind, RowCountMismatch
 from taxi_assets.io_managers.table_load import ParquetPart
 
@@ -240,7 +240,7 @@ def shaped_select(target: Sequence[bigquery.SchemaField], staged: Sequence[Stage
         expressions = []
         for column in target:
             quoted = column_sql(column.name)
-            wanted = _type(column)
+            wanted = column_type(column)
             if column.name in part.constants:
                 value = sql_literal(part.constants[column.name])
                 expressions.append(f"CAST({value} AS {wanted}) AS {quoted}")
@@ -253,13 +253,6 @@ def shaped_select(target: Sequence[bigquery.SchemaField], staged: Sequence[Stage
                 expressions.append(f"CAST(NULL AS {wanted}) AS {quoted}")
         selects.append(f"SELECT {', '.join(expressions)} FROM {part.table.sql()}")
     return "\nUNION ALL\n".join(selects)
-
-
-def _type(column: bigquery.SchemaField) -> str:
-    # The API reports legacy names for some types (INTEGER, FLOAT, BOOLEAN).
-    return {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}.get(
-        column.field_type, column.field_type
-    )
 
 
 def insert_sql(name: TableName, target: Sequence[bigquery.SchemaField], select: str) -> str:

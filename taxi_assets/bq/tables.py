@@ -12,7 +12,7 @@ from google.cloud import bigquery
 
 from taxi_assets.bq.names import TableName, column_sql, string_literal
 from taxi_assets.bq.query import run_query
-from taxi_assets.bq.types import bigquery_schema, bigquery_type, schema_field
+from taxi_assets.bq.types import bigquery_schema, bigquery_type, column_type, schema_field
 
 # A staging table outlives its run only if the run was killed: BigQuery then drops it.
 STAGING_LIFETIME = timedelta(days=1)
@@ -69,10 +69,6 @@ def ensure_table(
     return add_missing_columns(client, table, name, schema, log)
 
 
-# The API names some types by their legacy SQL names.
-STANDARD_TYPE_NAMES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}
-
-
 class ColumnTypesDiffer(ValueError):
     """The table holds a column of the load under another type."""
 
@@ -82,7 +78,7 @@ def refuse_other_types(table: bigquery.Table, name: TableName, schema: pa.Schema
     the load's: the load's SELECT would cast every value into it without a word (a naive
     New York time into a TIMESTAMP, read as UTC: 4-5 hours off; a fare into INT64,
     rounded). Refused, naming each column, before anything is staged."""
-    found = {f.name: STANDARD_TYPE_NAMES.get(f.field_type, f.field_type) for f in table.schema}
+    found = {f.name: column_type(f) for f in table.schema}
     differ = [
         f"{field.name} is {found[field.name]}, the load's is {bigquery_type(field.type)}"
         for field in schema

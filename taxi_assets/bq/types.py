@@ -24,6 +24,13 @@ def bigquery_type(arrow_type: pa.DataType) -> str:
     return looked_up(arrow_type, "BigQuery")
 
 
+def column_type(column: bigquery.SchemaField) -> str:
+    """A table column's type by its standard SQL name: the API reports legacy names for
+    some (INTEGER, FLOAT, BOOLEAN)."""
+    legacy = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}
+    return legacy.get(column.field_type, column.field_type)
+
+
 def schema_field(field: pa.Field) -> bigquery.SchemaField:
     description = (field.metadata or {}).get(b"description", b"").decode()
     mode = "NULLABLE" if field.nullable else "REQUIRED"

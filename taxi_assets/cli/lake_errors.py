@@ -8,7 +8,7 @@ from typing import TypeVar
 from upath import UPath
 
 from taxi_assets.storage.errors import LakeConfigurationError
-from taxi_assets.storage.roots import is_local, lake_root
+from taxi_assets.storage.roots import is_local, lake_root, refuse_unknown_store
 from taxi_assets.storage.stores import store_for
 from taxi_assets.storage.urls import bucket_of
 
@@ -19,12 +19,7 @@ def usable_lake_root(url: str | None) -> UPath:
     """:func:`lake_root` of ``url`` (default ``$TAXI_LAKE_URL``), refusing what ``lake
     check`` refuses: a URL that is neither a local folder nor an object store."""
     root = lake_root(url)
-    if not is_local(root) and store_for(root.protocol) is None:
-        raise LakeConfigurationError(
-            f"{url or str(root)!r} is neither a local folder nor an object store URL: give a path, "
-            "file://PATH, gs://BUCKET/PREFIX, s3://BUCKET/PREFIX or az://CONTAINER/PREFIX "
-            "(or set TAXI_LAKE_URL)"
-        )
+    refuse_unknown_store(root, url or str(root))
     return root
 
 

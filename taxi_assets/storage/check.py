@@ -18,7 +18,7 @@ from taxi_assets.settings import resolve_setting
 from taxi_assets.storage.errors import LakeAccessError, LakeConfigurationError
 from taxi_assets.storage.leftovers import probe_name
 from taxi_assets.storage.publish import publish_bytes
-from taxi_assets.storage.roots import DEFAULT_LAKE_URL, is_local, resolve_root
+from taxi_assets.storage.roots import DEFAULT_LAKE_URL, refuse_unknown_store, resolve_root
 from taxi_assets.storage.stores import ObjectStore, store_for_url
 from taxi_assets.storage.urls import bucket_of
 
@@ -35,12 +35,7 @@ def check(url: str | None = None) -> str:
     store = store_for_url(url)
     if store is None:
         root = resolve_root(url)
-        if not is_local(root):
-            raise LakeConfigurationError(
-                f"{url!r} is neither a local folder nor an object store URL: give a path, "
-                "file://PATH, gs://BUCKET/PREFIX, s3://BUCKET/PREFIX or "
-                "az://CONTAINER/PREFIX (or set TAXI_LAKE_URL)"
-            )
+        refuse_unknown_store(root, url)
         return _check_local(root)
     root = resolve_root(url)
     bucket = bucket_of(root.path)

@@ -14,8 +14,9 @@ from pathlib import Path
 from upath import UPath
 
 from taxi_assets.settings import resolve_setting
+from taxi_assets.storage.errors import LakeConfigurationError
 from taxi_assets.storage.gcs import GCS_PROTOCOLS
-from taxi_assets.storage.stores import store_for_url
+from taxi_assets.storage.stores import store_for, store_for_url
 
 LOCAL_PROTOCOLS = ("", "file", "local")
 DEFAULT_LAKE_URL = "./data/lake"
@@ -38,6 +39,18 @@ def resolve_root(url: str) -> UPath:
     if store is not None:
         return store.root(url)
     return UPath(url)
+
+
+def refuse_unknown_store(root: UPath, url: str) -> None:
+    """A root that is neither a local folder nor an object store the lake knows (another
+    fsspec scheme would fail later, in its own words, or not at all) is refused, naming
+    ``url``, as ``lake check`` and the commands say it."""
+    if not is_local(root) and store_for(root.protocol) is None:
+        raise LakeConfigurationError(
+            f"{url!r} is neither a local folder nor an object store URL: give a path, "
+            "file://PATH, gs://BUCKET/PREFIX, s3://BUCKET/PREFIX or az://CONTAINER/PREFIX "
+            "(or set TAXI_LAKE_URL)"
+        )
 
 
 def is_local(path: UPath) -> bool:
