@@ -56,3 +56,23 @@ def test_the_bigquery_month_replace_is_one_transaction_with_literals() -> None:
     assert script.strip().endswith("COMMIT TRANSACTION;")
     assert "WHERE `partition_month` = DATE '2021-01-01'" in script
     assert "@" not in script  # scripts take no query parameters on the emulator
+
+
+def test_the_bigquery_cells_table_expires_from_its_creation() -> None:
+    """A run killed between the CREATE and the drop must not leave the table for good, so
+    the expiry is in the CREATE itself. Checked as text: the emulator ignores table
+    expiry (OPTIONS and the tables API alike)."""
+    create = bigquery_month_cells_sql(TableName("p1", "analytics", "_cells"), list(SERVICES))
+    head = create.split("\nAS\n", 1)[0]
+    assert head.split() == [
+        "CREATE",
+        "TABLE",
+        "`p1.analytics._cells`",
+        "OPTIONS",
+        "(expiration_timestamp",
+        "=",
+        "TIMESTAMP_ADD(CURRENT_TIMESTAMP(),",
+        "INTERVAL",
+        "86400",
+        "SECOND))",
+    ]

@@ -24,6 +24,7 @@ from taxi_assets.assets.analytics.stats_columns import (
 )
 from taxi_assets.assets.analytics.stats_measures import MEASURES, Dialect, measures_sql
 from taxi_assets.bq.names import TableName, column_sql, date_literal
+from taxi_assets.bq.tables import STAGING_LIFETIME
 from taxi_assets.services import SERVICES, ZONES_DATASET
 
 WAREHOUSE_DATASET = "warehouse"
@@ -83,8 +84,13 @@ def month_cells_sql(cells: TableName, services: Sequence[str]) -> str:
     valid = (
         "(t.dropoff > t.pickup AND DATETIME_DIFF(t.dropoff, t.pickup, MICROSECOND) <= @max_trip_us)"
     )
+    lifetime_s = int(STAGING_LIFETIME.total_seconds())
+    # The expiry is part of the CREATE: a run killed before it drops the table leaves
+    # nothing behind for good (a separate call after the CREATE would leave a window).
     return f"""
-CREATE TABLE {cells.sql()} AS
+CREATE TABLE {cells.sql()}
+OPTIONS (expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL {lifetime_s} SECOND))
+AS
 SELECT t.service, COALESCE(z.{column_sql("borough")}, @no_zone) AS borough,
        CAST(t.pickup AS DATE) AS day,
        COUNT(*) AS trips,

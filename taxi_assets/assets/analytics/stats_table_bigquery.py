@@ -9,7 +9,7 @@ sparkline. That table is dropped afterwards (and expires by itself should the ru
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 
 import dagster as dg
 from google.api_core.exceptions import NotFound
@@ -35,7 +35,7 @@ from taxi_assets.assets.analytics.stats_table import (
 from taxi_assets.bq.names import TableName
 from taxi_assets.bq.query import run_query
 from taxi_assets.bq.replace import Window, count_rows
-from taxi_assets.bq.tables import STAGING_LIFETIME, TableLayout, drop_table, ensure_dataset
+from taxi_assets.bq.tables import TableLayout, drop_table, ensure_dataset
 from taxi_assets.services import SERVICES, ZONES_DATASET
 
 LAYOUT = TableLayout(partition_column="partition_month", cluster_by=("service", "borough"))
@@ -117,7 +117,6 @@ def replace_month_bigquery(client: bigquery.Client, month: date) -> tuple[MonthS
     cells = name.sibling(f"_cells_{name.table}_{month:%Y%m}_{uuid.uuid4().hex[:8]}")
     try:
         run_query(client, month_cells_sql(cells, services), month_cells_parameters(month, services))
-        _expire_soon(client, cells)
         replaced = count_rows(client, name, window)
         # Checked before the transaction (PostgreSQL's overflow error is caught instead):
         # BigQuery refuses a value beyond the column's NUMERIC(16,2) naming neither month
@@ -148,12 +147,6 @@ def replace_month_bigquery(client: bigquery.Client, month: date) -> tuple[MonthS
         rows_replaced=replaced,
     )
     return stats, int(client.get_table(name.table_id).num_bytes or 0)
-
-
-def _expire_soon(client: bigquery.Client, table: TableName) -> None:
-    created = client.get_table(table.table_id)
-    created.expires = datetime.now(UTC) + STAGING_LIFETIME
-    client.update_table(created, ["expires"])
 
 
 def _next_month(month: date) -> date:
