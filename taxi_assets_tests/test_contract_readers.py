@@ -1248,3 +1248,15 @@ def test_parquet_text_in_unannotated_byte_arrays_reads_as_text(tmp_path: Path) -
     bad = pa.array([b"2009-01-04 02:52:00", b"\xff\xfe"], pa.binary())
     with pytest.raises(InvalidValueError, match=r"data row 2, column 'pickup_datetime'.*UTF-8"):
         read(yellow_2009(bad))
+
+
+def test_parquet_timestamp_beyond_the_contract_unit_names_its_row(tmp_path: Path) -> None:
+    """Seconds that overflow microseconds (a writer's garbage year) name their row."""
+    seconds = pa.array([1_700_000_000, 1_700_000_060, 10**15], pa.timestamp("s"))
+    path = tmp_path / "green_tripdata_2024-01.parquet"
+    pq.write_table(pa.table({name: seconds for name in GREEN_TIMES}), path, row_group_size=2)
+    with pytest.raises(InvalidValueError) as info:
+        read(path, "green")
+    assert (info.value.row, info.value.column) == (3, "pickup_datetime")
+    assert "1000000000000000000 ms since 1970-01-01" in str(info.value)
+    assert "green_tripdata_2024-01.parquet" in str(info.value)

@@ -149,8 +149,11 @@ def _to_contract_type(
             # Keep the wall-clock time the file shows in its own zone (TLC files are
             # naive NYC time; a writer may have labelled them, e.g. UTC).
             arr = pc.local_timestamp(arr)
-        # ns -> us truncates sub-microsecond digits, which TLC never carries.
-        return pc.cast(arr, col.type, safe=arr.type.unit != "ns")
+        if arr.type.unit == "ns":
+            # ns -> us truncates sub-microsecond digits, which TLC never carries.
+            return pc.cast(arr, col.type, safe=False)
+        # s and ms widen to us safely, or overflow: a year past 294247 names its row.
+        return _cast(arr, col, file_name=file_name, first_row=first_row)
     if arr.type == col.type:
         return arr
     return _cast(arr, col, file_name=file_name, first_row=first_row)
@@ -301,8 +304,18 @@ def _cast(
         try:
             pc.cast(arr.slice(i, 1), target)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise kind(file_name, first_row + i, col.name, arr[i].as_py(), str(error)) from error
+            raise kind(file_name, first_row + i, col.name, _shown(arr[i]), str(error)) from error
     raise kind(file_name, None, col.name, None, str(error)) from error
+
+
+def _shown(value: pa.Scalar) -> object:
+    """``value`` for an error message, also a time Python's datetime cannot hold."""
+    try:
+        return value.as_py()
+    except (OverflowError, ValueError):
+        if not pa.types.is_timestamp(value.type):
+            raise
+        return f"{value.cast(pa.int64()).as_py()} {value.type.unit} since 1970-01-01"
 
 
 def _disagreement(first: str, other: str, col: ContractColumn, merged: pa.Array, idx: int) -> str:
