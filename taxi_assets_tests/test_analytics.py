@@ -131,9 +131,10 @@ def test_stats_join_every_service_with_the_zones(
     assert float(cell["revenue"]) == pytest.approx(expected_revenue, abs=0.01)
     manhattan_trips = pc.filter(yellow, in_manhattan)
     assert cell["passengers"] == pc.sum(manhattan_trips.column("passenger_count")).as_py()
+    trip_distance = manhattan_trips.column("trip_distance")
     distances = pc.filter(
-        manhattan_trips.column("trip_distance"),
-        pc.greater_equal(manhattan_trips.column("trip_distance"), 0),
+        trip_distance,
+        pc.and_(pc.greater_equal(trip_distance, 0), pc.less_equal(trip_distance, 500)),
     )
     assert cell["avg_distance_mi"] == pytest.approx(pc.mean(distances).as_py(), rel=1e-9)
     minutes = pc.divide(
@@ -161,7 +162,10 @@ def test_stats_join_every_service_with_the_zones(
     cell = next(r for r in rows if r["service"] == "fhvhv" and r["borough"] == "Manhattan")
     assert cell["trips"] == rides.num_rows and cell["passengers"] is None
     assert float(cell["revenue"]) == pytest.approx(sum(paid), abs=0.01)
-    miles = pc.filter(rides["trip_miles"], pc.greater_equal(rides["trip_miles"], 0))
+    miles = pc.filter(
+        rides["trip_miles"],
+        pc.and_(pc.greater_equal(rides["trip_miles"], 0), pc.less_equal(rides["trip_miles"], 500)),
+    )
     assert cell["avg_distance_mi"] == pytest.approx(pc.mean(miles).as_py(), rel=1e-9)
     assert all(r["passengers"] is None for r in rows if r["service"] == "fhvhv")
 
@@ -241,7 +245,8 @@ def test_an_infinite_nan_or_huge_amount_counts_as_unknown_not_as_the_cells_sum(
 ) -> None:
     """The contract keeps inf/NaN amounts (flagged by non_finite_number) and huge ones
     (huge_number): the month's stats leave them out instead of failing on numeric
-    overflow (inf, or 1e15 > numeric(16,2)) or averaging NaN."""
+    overflow (inf, or 1e15 > numeric(16,2)) or averaging NaN. An absurd distance (over
+    500 miles, as real meters record: absurd_distance) is left out of the average."""
     assert run(ZONES, resources, instance).success
     assert run(trips("yellow"), resources, instance, "2021-01").success
     engine = engine_for(pg_url)
@@ -249,15 +254,16 @@ def test_an_infinite_nan_or_huge_amount_counts_as_unknown_not_as_the_cells_sum(
         ids = connection.execute(
             sa.text(
                 "SELECT ctid::text FROM warehouse.yellow_tripdata "
-                "WHERE pu_location_id = (SELECT min(pu_location_id) FROM "
-                "warehouse.yellow_tripdata) LIMIT 3"
+                "WHERE pu_location_id = (SELECT pu_location_id FROM warehouse.yellow_tripdata "
+                "GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1) LIMIT 4"
             )
         ).scalars()
-        infinite, nan, huge = list(ids)
+        infinite, nan, huge, absurd = list(ids)
         for ctid, amount, distance in (
             (infinite, "Infinity", "-Infinity"),
             (nan, "NaN", "NaN"),
             (huge, "1e15", "1e12"),
+            (absurd, "12.5", "201421.68"),
         ):
             connection.execute(
                 sa.text(
@@ -269,7 +275,7 @@ def test_an_infinite_nan_or_huge_amount_counts_as_unknown_not_as_the_cells_sum(
         expected = connection.execute(
             sa.text(
                 "SELECT z.borough, round(sum(t.total_amount)::numeric, 2), "
-                "avg(t.trip_distance) FILTER (WHERE t.trip_distance >= 0) "
+                "avg(t.trip_distance) FILTER (WHERE t.trip_distance BETWEEN 0 AND 500) "
                 "FROM warehouse.yellow_tripdata t JOIN warehouse.taxi_zones z "
                 "ON z.location_id = t.pu_location_id "
                 "WHERE t.total_amount <> 'NaN' AND abs(t.total_amount) < 1e14 "

@@ -23,18 +23,19 @@ def test_every_service_has_measures() -> None:
 def test_one_measure_definition_gives_both_dialects() -> None:
     """A service whose revenue is a fare plus fee columns (as FHVHV's is), without
     passengers: no fare, no revenue (the sum is null); a missing fee counts as 0; an
-    amount or distance that is not a finite number under 1e9 counts as unknown."""
+    amount that is not a finite number under 1e9 counts as unknown, and so does a distance
+    outside 0..500 miles."""
     fees = ServiceMeasures(passengers=None, revenue=("base_fare", "tips"), distance="trip_miles")
     assert measures_sql(fees, POSTGRES_SQL) == (
         'CAST(NULL AS bigint) AS passengers, CASE WHEN abs("base_fare") < 1000000000 AND '
         '("tips" IS NULL OR abs("tips") < 1000000000) THEN "base_fare" + COALESCE("tips", 0) '
-        'END AS revenue, CASE WHEN "trip_miles" >= 0 AND abs("trip_miles") < 1000000000 '
+        'END AS revenue, CASE WHEN "trip_miles" >= 0 AND "trip_miles" <= 500 '
         'THEN "trip_miles" END AS distance'
     )
     assert measures_sql(fees, BIGQUERY_SQL) == (
         "CAST(NULL AS INT64) AS passengers, CASE WHEN abs(`base_fare`) < 1000000000 AND "
         "(`tips` IS NULL OR abs(`tips`) < 1000000000) THEN `base_fare` + COALESCE(`tips`, 0) "
-        "END AS revenue, CASE WHEN `trip_miles` >= 0 AND abs(`trip_miles`) < 1000000000 "
+        "END AS revenue, CASE WHEN `trip_miles` >= 0 AND `trip_miles` <= 500 "
         "THEN `trip_miles` END AS distance"
     )
 

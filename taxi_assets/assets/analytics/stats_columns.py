@@ -46,8 +46,9 @@ COLUMNS = (
     StatsColumn(
         "avg_distance_mi",
         "double precision",
-        "Average trip_distance (FHVHV: trip_miles) in miles, negative values left out; "
-        "null for FHV.",
+        "Average trip_distance (FHVHV: trip_miles) in miles, over trips of 0 to 500 miles "
+        "(negative and absurd distances left out, as the quality signal absurd_distance "
+        "counts them); null for FHV.",
     ),
     StatsColumn(
         "avg_duration_min",

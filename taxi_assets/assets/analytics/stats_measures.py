@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from taxi_assets.quality import HUGE_NUMBER
+from taxi_assets.quality import ABSURD_DISTANCE_MILES, HUGE_NUMBER
 from taxi_assets.services import SERVICES
 
 
@@ -88,8 +88,8 @@ def _usable(expression: str) -> str:
 
 def measures_sql(measures: ServiceMeasures, dialect: Dialect) -> str:
     """``passengers``, ``revenue`` and ``distance`` of one trip, as select expressions.
-    A revenue or distance that is not a usable number (``_usable``) counts as unknown
-    (null)."""
+    A revenue that is not a usable number (``_usable``) counts as unknown (null), as does a
+    distance that is negative or over ``ABSURD_DISTANCE_MILES``."""
     q = dialect.quote
     passengers = (
         f"CAST({q(measures.passengers)} AS {dialect.integer})"
@@ -108,8 +108,13 @@ def measures_sql(measures: ServiceMeasures, dialect: Dialect) -> str:
         )
         total = " + ".join([q(fare), *(f"COALESCE({q(c)}, 0)" for c in charges)])
         revenue = f"CASE WHEN {usable} THEN {total} END"
+    # A distance over ABSURD_DISTANCE_MILES (the quality signal's bound) is a meter's
+    # garbage, not a trip: TLC's green 2024-01 has seven in the Bronx, the longest
+    # 201,421 miles, which made the borough's average 390 miles instead of 2.8. The bound
+    # also leaves out NaN and infinities (false in both dialects' comparisons).
     distance = (
-        f"CASE WHEN {q(measures.distance)} >= 0 AND {_usable(q(measures.distance))} "
+        f"CASE WHEN {q(measures.distance)} >= 0 "
+        f"AND {q(measures.distance)} <= {ABSURD_DISTANCE_MILES:.0f} "
         f"THEN {q(measures.distance)} END"
         if measures.distance
         else f"CAST(NULL AS {dialect.real})"
