@@ -345,6 +345,9 @@ def test_a_service_that_has_not_loaded_the_month_is_named(
     meta = materialization_metadata(result, STATS)
     assert (meta["services"], meta["services_not_loaded"]) == ("yellow", "green")
     assert {r["service"] for r in stats_rows(pg_url, "2021-02")} == {"yellow"}
+    # The charts draw yellow alone, not green as a flat line at zero.
+    assert "yellow (gold, peak" in meta["trips_per_day"]
+    assert "green" not in meta["trips_per_day"]
     warnings = run_warnings(instance, result.run_id)
     assert any("green 2021-02 is not in the warehouse yet" in w for w in warnings), warnings
 

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 from taxi_assets.assets.analytics.charts import (
     SPARK_BAND,
+    SPARK_BAND_SHORT,
     SPARK_DAY_WIDTH,
     SPARK_GAP,
     UI_INLINE_MARKDOWN_LIMIT,
@@ -75,3 +76,27 @@ def test_no_trips_draws_flat_lines_without_dividing_by_zero() -> None:
     markdown = trips_per_day_sparkline(date(2021, 1, 1), {"green": {}})
     (path,) = svg_of(markdown).findall(f"{SVG}path")
     assert {y for _, y in path_points(path.attrib["d"])} == {SPARK_BAND}
+
+
+def test_four_services_with_jagged_months_stay_inline_in_shorter_bands() -> None:
+    """Day-to-day swings (a weekday/weekend month) at the full band take two digits a
+    step: four such services went over the UI's inline budget, leaving only the caption.
+    The bands are then drawn lower, and stay true to the counts."""
+    jagged = [1_999_999 if day % 2 else 199_999 for day in range(31)]
+    daily = {service: month_of(jagged) for service in ("yellow", "green", "fhv", "fhvhv")}
+    markdown = trips_per_day_sparkline(date(2021, 1, 1), daily)
+    assert len(markdown) < UI_INLINE_MARKDOWN_LIMIT
+    paths = svg_of(markdown).findall(f"{SVG}path")
+    assert len(paths) == 4
+    for band, path in enumerate(paths):
+        top = band * (SPARK_BAND_SHORT + SPARK_GAP)
+        expected = [
+            top + SPARK_BAND_SHORT - round(SPARK_BAND_SHORT * v / max(jagged)) for v in jagged
+        ]
+        assert [y for _, y in path_points(path.attrib["d"])] == expected
+
+
+def test_no_service_with_trips_in_the_month_says_so() -> None:
+    assert trips_per_day_sparkline(date(2021, 1, 1), {}) == (
+        "No trips with a pickup day in 2021-01."
+    )

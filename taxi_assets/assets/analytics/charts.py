@@ -19,6 +19,9 @@ _COLOUR_NAMES = {"yellow": "gold", "green": "green", "fhv": "blue-grey", "fhvhv"
 UI_INLINE_MARKDOWN_LIMIT = 1000
 SPARK_DAY_WIDTH = 9  # SVG units per day
 SPARK_BAND = 16  # SVG units of height per service
+# A lower band when the first is over the budget: each day's step is then one digit, not
+# two (four services with a real month's ups and downs came to 1,017 characters).
+SPARK_BAND_SHORT = 8
 SPARK_GAP = 5
 
 
@@ -34,13 +37,30 @@ def trips_per_day_sparkline(month: date, daily: Mapping[str, Mapping[date, int]]
     SVG with one sparkline per service, each in its own band on its own scale (yellow
     would flatten the others on a shared one), and a caption with colours and peaks.
     The full chart, on one scale with axes, is the PNG (``trips_per_day_png``)."""
+    if not daily:
+        return f"No trips with a pickup day in {month:%Y-%m}."
     series = {service: _per_day(month, counts) for service, counts in daily.items()}
+    caption = f"Trips per pickup day, {month:%Y-%m}, top to bottom: " + "; ".join(
+        f"{service} ({_COLOUR_NAMES.get(service, 'grey')}, peak {max(values, default=0):,})"
+        for service, values in series.items()
+    )
+    for band in (SPARK_BAND, SPARK_BAND_SHORT):
+        svg = _sparkline_svg(month, series, band)
+        markdown = f"![trips per day](data:image/svg+xml,{svg})\n\n{caption}."
+        if len(markdown) < UI_INLINE_MARKDOWN_LIMIT:
+            return markdown
+    # Over the inline budget even so: the caption alone, never a hidden chart.
+    return f"{caption} (the chart is in `chart`)."
+
+
+def _sparkline_svg(month: date, series: Mapping[str, list[int]], band_height: int) -> str:
+    """A percent-encoded SVG: one sparkline per service in bands ``band_height`` high."""
     width = SPARK_DAY_WIDTH * (calendar.monthrange(month.year, month.month)[1] - 1)
-    paths, captions = [], []
+    paths = []
     for band, (service, values) in enumerate(series.items()):
         peak = max(values, default=0)
-        top = band * (SPARK_BAND + SPARK_GAP)
-        ys = [top + SPARK_BAND - (round(SPARK_BAND * v / peak) if peak else 0) for v in values]
+        top = band * (band_height + SPARK_GAP)
+        ys = [top + band_height - (round(band_height * v / peak) if peak else 0) for v in values]
         # Relative line-tos ("9-3": 9 right, 3 up); a minus sign separates numbers by itself.
         steps = ",".join(
             f"{SPARK_DAY_WIDTH}{'' if dy < 0 else ','}{dy}"
@@ -48,19 +68,13 @@ def trips_per_day_sparkline(month: date, daily: Mapping[str, Mapping[date, int]]
         )
         colour = SERVICE_COLOURS.get(service, "#888888").replace("#", "%23")
         paths.append(f"%3Cpath%20d='M0,{ys[0]}l{steps}'%20stroke='{colour}'/%3E")
-        captions.append(f"{service} ({_COLOUR_NAMES.get(service, 'grey')}, peak {peak:,})")
-    height = len(series) * (SPARK_BAND + SPARK_GAP)
-    svg = (
+    height = len(series) * (band_height + SPARK_GAP)
+    return (
         f"%3Csvg%20xmlns='http://www.w3.org/2000/svg'%20viewBox='-2%20-2%20{width + 4}%20"
-        f"{height}'%20width='{2 * (width + 4)}'%20height='{2 * height}'%20fill='none'%20"
-        "stroke-width='1.5'%3E" + "".join(paths) + "%3C/svg%3E"
+        f"{height}'%20width='{2 * (width + 4)}'%20height='{2 * height}'%20fill='none'%3E"
+        + "".join(paths)
+        + "%3C/svg%3E"
     )
-    caption = f"Trips per pickup day, {month:%Y-%m}, top to bottom: " + "; ".join(captions)
-    markdown = f"![trips per day, {month:%Y-%m}](data:image/svg+xml,{svg})\n\n{caption}."
-    if len(markdown) >= UI_INLINE_MARKDOWN_LIMIT:
-        # Over the inline budget (more services): the caption alone, never a hidden chart.
-        return f"{caption} (the chart is in `chart`)."
-    return markdown
 
 
 def trips_per_day_png(month: date, daily: Mapping[str, Mapping[date, int]]) -> bytes:

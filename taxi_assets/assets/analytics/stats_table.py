@@ -146,7 +146,9 @@ def tally_month(
         rows_replaced=rows_replaced,
         trips=int(preview["trips"].sum()) if len(preview) else 0,
         preview=preview,
-        daily=daily,
+        # The charts draw only the services with trips in the month: one not loaded for it
+        # (FHVHV before 2019-02, a service loaded later) is no flat line at zero.
+        daily={service: days for service, days in daily.items() if days},
         first_pickup=first,
         last_pickup=last,
         pickups_outside_month=outside,
