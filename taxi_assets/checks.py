@@ -1,9 +1,11 @@
 """Asset checks: reconciliation, schema contract, quality signals, freshness.
 
 They run with every materialization of their asset (Dagster adds an asset's checks to
-every run that materializes it) and read what the materializations recorded: the raw
-row count taken while downloading, the Parquet file the lake wrote (its ``path``
-metadata), and the warehouse table itself. Blocking checks stop downstream assets.
+every run that materializes it) and read the month's lake file where the lake IO manager
+keeps it (the file the warehouse step reads), the row count of the published file it
+came from (counted while downloading, kept with the raw revision), and the warehouse
+table itself. Blocking checks stop downstream assets. A failed check's description says
+what differs, for the UI and the alerts.
 """
 
 import warnings
@@ -13,15 +15,17 @@ from typing import Any, Protocol
 
 import dagster as dg
 
+from taxi_assets.assets.contract_stream import SOURCE_SHA256_KEY
 from taxi_assets.assets.trips import LakeMonthPaths, stored_lake_month, warehouse_metadata
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.instance_reads import latest_metadata, materialized_partitions
 from taxi_assets.io_managers.lake_files import LakeFiles
-from taxi_assets.io_managers.parquet_lake import arrow_filesystem
 from taxi_assets.partitions import add_months, parse_month
 from taxi_assets.quality import DEFAULT_THRESHOLDS, measure, signal_columns, signals_for
 from taxi_assets.resources import LakeResource, TaxiSourceResource
 from taxi_assets.services import SERVICES, Service
+from taxi_assets.storage.revision_manifest import read_manifest
+from taxi_assets.storage.revisions import slot_for
 from taxi_assets.upstream.download import DownloadError, SourceForbidden, SourceNotFound
 
 FRESHNESS_MONTHS = 3
@@ -56,29 +60,43 @@ class QualityThresholds(dg.ConfigurableResource):
         return {name: float(getattr(self, name)) for name in DEFAULT_THRESHOLDS}
 
 
-def lake_month_files(
-    instance: dg.DagsterInstance,
-    lake: LakeResource,
-    lake_io_manager: LakeMonthPaths,
-    key: dg.AssetKey,
-    month: str,
-) -> LakeFiles:
-    """The month's lake file as the warehouse reads it: row group by row group, without
-    pre-buffering. (pyarrow's ParquetFile pre-buffers by default: reading 8 columns of a
-    20M-row month then held ~400 MB, which set a run's peak memory.)"""
-    path = latest_metadata(instance, key, month).get("path")
-    if isinstance(path, str):
-        filesystem, native = arrow_filesystem(lake.resolve(path))
-        return LakeFiles.at(filesystem, native)
-    # No materialization of it in this instance (a new DAGSTER_HOME over an existing lake):
-    # the file the lake IO manager hands the warehouse step.
+def lake_month_files(lake_io_manager: LakeMonthPaths, key: dg.AssetKey, month: str) -> LakeFiles:
+    """The month's lake file as the warehouse reads it: where the lake IO manager keeps it
+    (not the path a materialization recorded, which a moved lake leaves behind), read row
+    group by row group, without pre-buffering. (pyarrow's ParquetFile pre-buffers by
+    default: reading 8 columns of a 20M-row month then held ~400 MB, which set a run's
+    peak memory.)"""
     stored = stored_lake_month(lake_io_manager, key, month)
     if stored is None:
         raise FileNotFoundError(
-            f"no lake file for {key.to_user_string()} {month}: none recorded, none where the "
-            "lake IO manager keeps it"
+            f"no lake file for {key.to_user_string()} {month} at "
+            f"{lake_io_manager.month_path(key, month)}, where the lake IO manager keeps it: "
+            "materialize that month of the lake asset first"
         )
     return stored
+
+
+def published_rows(
+    instance: dg.DagsterInstance,
+    lake: LakeResource,
+    raw_key: dg.AssetKey,
+    month: str,
+    source_sha256: str | None,
+) -> tuple[int | None, str]:
+    """Rows of the published file the lake month was parsed from (``source_sha256``, from
+    the lake file's footer), and where the count comes from. The raw asset's latest
+    materialization counts only if it reported those bytes; else the revision's own
+    record in the lake (a new DAGSTER_HOME over an existing lake has no materialization)."""
+    reported = latest_metadata(instance, raw_key, month)
+    rows = reported.get("source_rows")
+    if isinstance(rows, int) and (not source_sha256 or reported.get("sha256") == source_sha256):
+        return rows, "the raw asset's materialization"
+    if source_sha256:
+        manifest = read_manifest(slot_for(lake.root(), raw_key.path, month).manifest_path)
+        revision = manifest.find(source_sha256) if manifest else None
+        if revision is not None and revision.rows is not None:
+            return revision.rows, f"raw revision {revision.short}'s record"
+    return None, "unknown"
 
 
 def _midnight(month: str) -> datetime:
@@ -113,16 +131,31 @@ def build_service_checks(
         lake_io_manager: dg.ResourceParam[LakeMonthPaths],
     ) -> dg.AssetCheckResult:
         month = context.partition_key
-        raw_rows = latest_metadata(context.instance, raw_key, month).get("source_rows")
-        lake_rows = lake_month_files(
-            context.instance, lake, lake_io_manager, lake_key, month
-        ).count_rows()
+        lake_month = lake_month_files(lake_io_manager, lake_key, month)
+        lake_rows = lake_month.count_rows()
+        source = (lake_month.schema.metadata or {}).get(SOURCE_SHA256_KEY, b"").decode() or None
+        raw_rows, counted_by = published_rows(context.instance, lake, raw_key, month, source)
+        metadata: dict[str, dg.RawMetadataValue] = {
+            "raw_rows": raw_rows if raw_rows is not None else "unknown",
+            "raw_rows_from": counted_by,
+            "lake_rows": lake_rows,
+            "source_sha256": source or "unknown",
+        }
+        if raw_rows is None:
+            # A revision stored before rows were recorded with it, and no materialization
+            # of those bytes: nothing to compare with. Passed (the lake asset parsed the
+            # file whole), and said so rather than shown as a match.
+            return dg.AssetCheckResult(
+                passed=True,
+                description="not compared: the published file's row count is unknown",
+                metadata=metadata,
+            )
         return dg.AssetCheckResult(
-            passed=raw_rows is None or raw_rows == lake_rows,
-            metadata={
-                "raw_rows": raw_rows if isinstance(raw_rows, int) else "unknown",
-                "lake_rows": lake_rows,
-            },
+            passed=raw_rows == lake_rows,
+            description=None
+            if raw_rows == lake_rows
+            else f"the lake has {lake_rows:,} rows, the published file {raw_rows:,}",
+            metadata=metadata,
         )
 
     @monthly_check(
@@ -132,12 +165,9 @@ def build_service_checks(
     )
     def schema_matches_contract(
         context: dg.AssetCheckExecutionContext,
-        lake: LakeResource,
         lake_io_manager: dg.ResourceParam[LakeMonthPaths],
     ) -> dg.AssetCheckResult:
-        schema = lake_month_files(
-            context.instance, lake, lake_io_manager, lake_key, context.partition_key
-        ).schema
+        schema = lake_month_files(lake_io_manager, lake_key, context.partition_key).schema
         found = {field.name: str(field.type) for field in schema}
         expected = {field.name: str(field.type) for field in contract.schema}
         version = (schema.metadata or {}).get(b"contract_version", b"").decode()
@@ -146,8 +176,13 @@ def build_service_checks(
             for name in set(found) | set(expected)
             if found.get(name) != expected.get(name)
         )
+        if version != contract.version:
+            differences.append(
+                f"contract version: expected {contract.version}, found {version or 'none'}"
+            )
         return dg.AssetCheckResult(
-            passed=not differences and version == contract.version,
+            passed=not differences,
+            description="; ".join(differences) or None,
             metadata={
                 "contract_version": contract.version,
                 "file_contract_version": version or "missing",
@@ -164,12 +199,11 @@ def build_service_checks(
     def quality_signals(
         context: dg.AssetCheckExecutionContext,
         quality_thresholds: QualityThresholds,
-        lake: LakeResource,
         lake_io_manager: dg.ResourceParam[LakeMonthPaths],
     ) -> dg.AssetCheckResult:
         month = context.partition_key
         window = (_midnight(month), _midnight(add_months(month, 1)))
-        lake_month = lake_month_files(context.instance, lake, lake_io_manager, lake_key, month)
+        lake_month = lake_month_files(lake_io_manager, lake_key, month)
         columns = signal_columns(signals, lake_month.schema.names)
         batches = lake_month.to_batches(columns, batch_size=256 * 1024)
         report = measure(batches, window, signals)
@@ -181,7 +215,14 @@ def build_service_checks(
             metadata[f"{name}_share"] = round(report.share(name), 6)
         metadata["exceeded"] = ", ".join(exceeded) or "none"
         return dg.AssetCheckResult(
-            passed=not exceeded, severity=dg.AssetCheckSeverity.WARN, metadata=metadata
+            passed=not exceeded,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=", ".join(
+                f"{name} {report.share(name):.2%} (over {thresholds[name]:.2%})"
+                for name in exceeded
+            )
+            or None,
+            metadata=metadata,
         )
 
     @monthly_check(
@@ -192,19 +233,19 @@ def build_service_checks(
     def rows_match_lake(
         context: dg.AssetCheckExecutionContext,
         warehouse_io_manager: dg.ResourceParam[PartitionRowCounter],
-        lake: LakeResource,
         lake_io_manager: dg.ResourceParam[LakeMonthPaths],
     ) -> dg.AssetCheckResult:
         month = context.partition_key
-        lake_rows = lake_month_files(
-            context.instance, lake, lake_io_manager, lake_key, month
-        ).count_rows()
+        lake_rows = lake_month_files(lake_io_manager, lake_key, month).count_rows()
         window = (_midnight(month), _midnight(add_months(month, 1)))
         warehouse_rows = warehouse_io_manager.partition_row_count(
             warehouse_key, warehouse_metadata(service), window
         )
         return dg.AssetCheckResult(
             passed=warehouse_rows == lake_rows,
+            description=None
+            if warehouse_rows == lake_rows
+            else f"the warehouse has {warehouse_rows:,} rows of the month, the lake {lake_rows:,}",
             metadata={"lake_rows": lake_rows, "warehouse_rows": warehouse_rows},
         )
 

@@ -1,11 +1,13 @@
 """Asset checks run with each materialization; quality signals are plain functions."""
 
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
@@ -103,6 +105,73 @@ def test_the_warehouse_checks_read_the_lake_of_a_new_dagster_instance(
     assert result.success
     checks = evaluations(result)
     reconciliation = checks["warehouse/fhv_tripdata:rows_match_lake"]
+    assert reconciliation.passed
+    assert values(reconciliation)["warehouse_rows"] == values(reconciliation)["lake_rows"] > 0
+
+
+def run_check(
+    check: dg.AssetCheckKey,
+    resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+    month: str,
+) -> dg.AssetCheckEvaluation:
+    """Only ``check`` for ``month``, as "Execute check" in the UI runs it."""
+    job = dg.define_asset_job("check_only", selection=dg.AssetSelection.checks(check))
+    definitions = dg.Definitions(assets=ASSETS, jobs=[job], resources=resources)
+    result = definitions.resolve_job_def("check_only").execute_in_process(
+        tags={"dagster/partition": month}, instance=instance, raise_on_error=False
+    )
+    (evaluation,) = result.get_asset_check_evaluations()
+    return evaluation
+
+
+ROWS_MATCH_RAW = dg.AssetCheckKey(dg.AssetKey(["lake", "yellow_tripdata"]), "rows_match_raw")
+
+
+def test_a_lake_file_that_lost_rows_fails_in_any_instance_saying_how_many(
+    mirror: FaultyMirror, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    """The published file's count comes with its raw revision: a new DAGSTER_HOME over the
+    lake (no materialization of the raw month) still compares, where it passed as
+    "unknown"; the failure says the numbers (the UI and the alerts show it)."""
+    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+    assert run(["raw/yellow_tripdata", "lake/yellow_tripdata"], resources, instance, "2021-01")
+    path = tmp_path / "lake/lake/yellow_tripdata/year=2021/month=01/yellow_tripdata_2021-01.parquet"
+    whole = pq.read_table(path)
+    # Kept with its footer's metadata (the source revision), as a lake file of that month.
+    pq.write_table(whole.slice(0, whole.num_rows - 5), path)
+    for checked_in in ("same instance", "new instance"):
+        if checked_in == "same instance":
+            evaluation = run_check(ROWS_MATCH_RAW, resources, instance, "2021-01")
+        else:
+            with dg.instance_for_test() as new_instance:
+                evaluation = run_check(ROWS_MATCH_RAW, resources, new_instance, "2021-01")
+        assert not evaluation.passed, checked_in
+        assert values(evaluation)["raw_rows"] == whole.num_rows, checked_in
+        assert evaluation.description == (
+            f"the lake has {whole.num_rows - 5:,} rows, the published file {whole.num_rows:,}"
+        )
+    assert values(evaluation)["raw_rows_from"].startswith("raw revision ")
+
+
+def test_the_checks_read_the_lake_the_warehouse_step_reads(
+    mirror: FaultyMirror, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    """A lake moved to another root: the warehouse step reads the month there, and so do
+    its checks (they read the path the last materialization recorded, gone or stale)."""
+    keys = ["raw/green_tripdata", "lake/green_tripdata", "warehouse/green_tripdata"]
+    old, new = tmp_path / "lake_a", tmp_path / "lake_b"
+    assert run(keys, pipeline_resources(mirror.url, old, pg_url), instance, "2021-01").success
+    shutil.copytree(old, new)
+    shutil.rmtree(old)
+    result = run(
+        ["warehouse/green_tripdata"],
+        pipeline_resources(mirror.url, new, pg_url),
+        instance,
+        "2021-01",
+    )
+    assert result.success
+    reconciliation = evaluations(result)["warehouse/green_tripdata:rows_match_lake"]
     assert reconciliation.passed
     assert values(reconciliation)["warehouse_rows"] == values(reconciliation)["lake_rows"] > 0
 
