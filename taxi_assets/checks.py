@@ -29,6 +29,7 @@ from taxi_assets.storage.revisions import slot_for
 from taxi_assets.upstream.download import DownloadError, SourceForbidden, SourceNotFound
 
 FRESHNESS_MONTHS = 3
+FRESHNESS_CHECK = "freshness"
 
 
 class PartitionRowCounter(Protocol):
@@ -249,8 +250,13 @@ def build_service_checks(
             metadata={"lake_rows": lake_rows, "warehouse_rows": warehouse_rows},
         )
 
-    @monthly_check(
-        warehouse_key,
+    # Of the asset, not of a month: it runs with every month's load and on its own
+    # (taxi_freshness_schedule), and its latest result is the asset's state. As a check of
+    # each month it ran only when a month was loaded, so it never failed once loading
+    # stopped, and a month that failed it kept that result after later months were loaded.
+    @dg.asset_check(
+        asset=warehouse_key,
+        name=FRESHNESS_CHECK,
         description=f"The newest loaded month is at most N (default {FRESHNESS_MONTHS}) months "
         "behind the newest month the source has published (HEAD request, no download).",
     )
@@ -260,7 +266,13 @@ def build_service_checks(
         quality_thresholds: QualityThresholds,
     ) -> dg.AssetCheckResult:
         loaded = materialized_partitions(context.instance, warehouse_key, partitions_def)
-        newest = loaded[-1] if loaded else context.partition_key
+        if not loaded:
+            return dg.AssetCheckResult(
+                passed=True,
+                description="nothing loaded yet",
+                metadata={"newest_loaded": "none", "published": "not probed"},
+            )
+        newest = loaded[-1]
         limit = quality_thresholds.freshness_months
         probe = add_months(newest, limit + 1)
         metadata: dict[str, dg.RawMetadataValue] = {"newest_loaded": newest, "probed": probe}
@@ -312,6 +324,13 @@ def build_asset_checks(
             for name, service in SERVICES.items()
             for check in build_service_checks(service, partitions[name])
         ]
+
+
+def freshness_check_keys() -> list[dg.AssetCheckKey]:
+    """Every service's freshness check (``taxi_freshness_job`` runs them alone)."""
+    return [
+        dg.AssetCheckKey(service.key("warehouse"), FRESHNESS_CHECK) for service in SERVICES.values()
+    ]
 
 
 def blocking_check_keys(

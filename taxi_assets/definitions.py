@@ -32,8 +32,17 @@ from taxi_assets.automation.new_month_sensor import (
     DEFAULT_SENSOR_INTERVAL_SECONDS,
     build_new_month_sensor,
 )
-from taxi_assets.automation.schedules import build_schedules
-from taxi_assets.checks import QualityThresholds, blocking_check_keys, build_asset_checks
+from taxi_assets.automation.schedules import (
+    build_freshness_job,
+    build_freshness_schedule,
+    build_schedules,
+)
+from taxi_assets.checks import (
+    QualityThresholds,
+    blocking_check_keys,
+    build_asset_checks,
+    freshness_check_keys,
+)
 from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
 from taxi_assets.io_managers.raw_files import RawFileIOManager
 from taxi_assets.jobs import build_service_jobs
@@ -147,6 +156,7 @@ def build_definitions(
 
         external = build_external_table_assets()
     checks = build_asset_checks(partitions)
+    freshness_job = build_freshness_job(freshness_check_keys())
     assets = [
         *trip_assets,
         *build_zone_assets(engine),
@@ -156,12 +166,12 @@ def build_definitions(
     return dg.Definitions(
         assets=with_code_references(assets),
         asset_checks=checks,
-        jobs=list(jobs.values()),
+        jobs=[*jobs.values(), freshness_job],
         # Steps of a run execute in its own process, one after another: a subprocess per
         # step costs ~2-3 s of start-up (imports) for steps that stream in well under that,
         # and runs already parallelise across months (max_concurrent_runs).
         executor=dg.in_process_executor,
-        schedules=build_schedules(jobs, partitions),
+        schedules=[*build_schedules(jobs, partitions), build_freshness_schedule(freshness_job)],
         sensors=[
             build_new_month_sensor(jobs, partitions, blocking_check_keys(checks), sensor_interval),
             build_automation_sensor(automation_interval),

@@ -11,10 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from taxi_assets.automation.schedules import build_freshness_job
+from taxi_assets.checks import QualityThresholds, freshness_check_keys
 from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager
 from taxi_assets.quality import DEFAULT_THRESHOLDS, measure
 from taxi_assets.resources.postgres import sqlalchemy_url
-from taxi_assets_tests.http_faults import FaultyMirror
+from taxi_assets.services import SERVICES
+from taxi_assets_tests.http_faults import Fault, FaultyMirror
 from taxi_assets_tests.pipeline import ASSETS, pipeline_resources, run
 
 
@@ -174,6 +177,39 @@ def test_the_checks_read_the_lake_the_warehouse_step_reads(
     reconciliation = evaluations(result)["warehouse/green_tripdata:rows_match_lake"]
     assert reconciliation.passed
     assert values(reconciliation)["warehouse_rows"] == values(reconciliation)["lake_rows"] > 0
+
+
+def test_freshness_fails_once_loading_stops_and_its_latest_result_stands(
+    mirror: FaultyMirror, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    """Green 2021-01 is loaded while 2021-02 is not out (one 404); 2021-02 is published
+    and nothing loads it: the freshness job (the daily schedule's) fails on its own. Once
+    2021-02 is loaded the check passes, and that is the asset's state: the check is the
+    asset's, not a month's (it was one per month, run only by loads: it never failed once
+    loading stopped, and 2021-01 kept its failure for good)."""
+    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+    resources["quality_thresholds"] = QualityThresholds(freshness_months=0)
+    keys = ["raw/green_tripdata", "lake/green_tripdata", "warehouse/green_tripdata"]
+    mirror.inject("/green/green_tripdata_2021-02.csv.gz", Fault.status(404), methods=("HEAD",))
+    loaded = run(keys, resources, instance, "2021-01")
+    assert values(evaluations(loaded)["warehouse/green_tripdata:freshness"])["published"] == "no"
+    job = build_freshness_job(freshness_check_keys())
+    definitions = dg.Definitions(assets=ASSETS, jobs=[job], resources=resources)
+    checked = definitions.resolve_job_def(job.name).execute_in_process(
+        instance=instance, raise_on_error=False
+    )
+    results = {e.asset_key.to_user_string(): e for e in checked.get_asset_check_evaluations()}
+    assert set(results) == {f"warehouse/{service}_tripdata" for service in SERVICES}
+    green = results["warehouse/green_tripdata"]
+    assert not green.passed and green.severity == dg.AssetCheckSeverity.WARN
+    assert green.description == "2021-02 is published but the newest loaded month is 2021-01"
+    assert values(results["warehouse/yellow_tripdata"])["newest_loaded"] == "none"
+    assert results["warehouse/yellow_tripdata"].passed
+
+    assert run(keys, resources, instance, "2021-02").success
+    key = dg.AssetCheckKey(dg.AssetKey(["warehouse", "green_tripdata"]), "freshness")
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+    assert latest.status.value == "SUCCEEDED"
 
 
 def test_quality_signals_count_without_removing() -> None:

@@ -75,3 +75,32 @@ def build_schedules(
 ) -> list[dg.ScheduleDefinition]:
     """``taxi_<service>_schedule`` for every service."""
     return [build_schedule(service, job, partitions[service]) for service, job in jobs.items()]
+
+
+FRESHNESS_JOB = "taxi_freshness_job"
+FRESHNESS_SCHEDULE = "taxi_freshness_schedule"
+
+
+def build_freshness_job(check_keys: list[dg.AssetCheckKey]) -> dg.UnresolvedAssetJobDefinition:
+    """Every service's freshness check alone: a HEAD request each, nothing loaded."""
+    return dg.define_asset_job(
+        FRESHNESS_JOB,
+        selection=dg.AssetSelection.checks(*check_keys),
+        description="Is each service's newest loaded month within freshness_months of the "
+        "newest month the source has published? (one HEAD request per service)",
+    )
+
+
+def build_freshness_schedule(job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+    """Daily: the freshness checks run whether or not anything was loaded, so a deployment
+    whose loads stopped (sensor off, every run failing) fails them; with the loads alone
+    they ran only when a month was loaded."""
+    return dg.ScheduleDefinition(
+        name=FRESHNESS_SCHEDULE,
+        job=job,
+        cron_schedule="0 7 * * *",
+        execution_timezone="America/New_York",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Daily at 07:00 New York time: every service's freshness check (WARN when "
+        "the source has published months not loaded).",
+    )
