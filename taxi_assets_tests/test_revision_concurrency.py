@@ -92,6 +92,11 @@ def test_processes_storing_revisions_at_once_leave_a_consistent_local_manifest(
     assert state.current()[0].sha256 == state.manifest.current
     shared = hashlib.sha256(SHARED).hexdigest()
     assert [r.sha256 for r in state.manifest.revisions].count(shared) == 1
+    # Each revision as its writer recorded it: a write made from a manifest read outside
+    # the lock drops others' entries, which the next writer's repair lists again from the
+    # files, as "found" and without their row counts (the set of revisions alone is
+    # equal either way).
+    assert {(r.origin, r.rows) for r in state.manifest.revisions} == {("download", 1)}
 
 
 def test_on_gcs_concurrent_writers_lose_no_revision_file(gcs: GcsEmulator) -> None:
