@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -249,8 +249,6 @@ def test_a_guarded_output_is_published_inside_its_guard_or_not_at_all(tmp_path: 
 def test_a_preview_tells_a_null_from_a_nan_in_every_column() -> None:
     """Through pandas a null showed as `nan` in a number or dictionary column (like a real
     NaN, which the quality signals count) and blank in a text column."""
-    from datetime import datetime
-
     table = pa.table(
         {
             "fare_amount": [None, float("nan"), 1.5],
@@ -270,3 +268,22 @@ def test_a_preview_tells_a_null_from_a_nan_in_every_column() -> None:
         ["1.5", "N", "CMT", "2021-01-02 00:00:00"],
     ]
     assert StreamStats().preview_markdown() == "(no rows)"
+
+
+def test_rows_outside_the_month_count_both_edges_and_not_nulls() -> None:
+    """The month is [first midnight, next month's first midnight): its first instant is in,
+    the next month's first instant is out, a null time is neither (hand-counted: 3)."""
+    times = [
+        datetime(2020, 12, 31, 23, 59, 59),  # before: out
+        datetime(2021, 1, 1),  # the first instant: in
+        datetime(2021, 1, 31, 23, 59, 59, 999999),  # the last instant: in
+        datetime(2021, 2, 1),  # the next month's first instant: out
+        None,
+        datetime(2021, 3, 5),  # after: out
+    ]
+    stats = StreamStats("pickup_datetime", (datetime(2021, 1, 1), datetime(2021, 2, 1)))
+    table = pa.table({"pickup_datetime": pa.array(times, pa.timestamp("us"))})
+    for batch in table.to_batches(max_chunksize=4):
+        stats.add(batch)
+    assert stats.rows_outside_window == 3
+    assert (stats.time_min, stats.time_max) == (times[0], times[-1])
