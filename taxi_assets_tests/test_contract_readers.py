@@ -459,11 +459,17 @@ def test_sr_flag_codes(tmp_path: Path) -> None:
     assert table["sr_flag"].to_pylist() == [1, 0, 1, 0, None, 1, 1]
 
 
-def test_sr_flag_rejects_other_values(tmp_path: Path) -> None:
-    text = "dispatching_base_num,pickup_datetime,SR_Flag\nB1,2019-01-01,Y\nB1,2019-01-01,maybe\n"
+# The bad value in the first data row too: a batch's first row is index 0 of its arrays.
+@pytest.mark.parametrize("bad_row", [1, 2])
+def test_sr_flag_rejects_other_values(tmp_path: Path, bad_row: int) -> None:
+    flags = ["Y", "Y"]
+    flags[bad_row - 1] = "maybe"
+    text = "dispatching_base_num,pickup_datetime,SR_Flag\n" + "".join(
+        f"B1,2019-01-01,{flag}\n" for flag in flags
+    )
     with pytest.raises(InvalidValueError) as info:
         read(write(tmp_path, "fhv_tripdata_2019-05.csv", text), "fhv")
-    assert (info.value.row, info.value.column, info.value.value) == (2, "sr_flag", "maybe")
+    assert (info.value.row, info.value.column, info.value.value) == (bad_row, "sr_flag", "maybe")
     assert "fhv_tripdata_2019-05.csv" in str(info.value)
 
 
@@ -506,16 +512,20 @@ def test_fhv_2018_two_base_number_columns_merge(tmp_path: Path, suffix: str) -> 
     assert table["sr_flag"].to_pylist() == [None, None, 1, None]
 
 
-def test_fhv_2018_disagreeing_base_numbers_name_row_and_columns(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bad_row", [1, 2])
+def test_fhv_2018_disagreeing_base_numbers_name_row_and_columns(
+    tmp_path: Path, bad_row: int
+) -> None:
     rows = [
         "2018-03-01 00:00:00,2018-03-01 00:10:00,1,2,,B00111,B00111",
-        "2018-03-01 00:01:00,2018-03-01 00:11:00,1,2,,B00222,B00999",
+        "2018-03-01 00:01:00,2018-03-01 00:11:00,1,2,,B00222,B00111",
     ]
+    rows[bad_row - 1] = "2018-03-01 00:01:00,2018-03-01 00:11:00,1,2,,B00222,B00999"
     text = "\n".join([FHV_2018_HEADER, *rows]) + "\n"
     with pytest.raises(InvalidValueError) as info:
         read(write(tmp_path, "fhv_tripdata_2018-03.csv", text), "fhv")
     assert (info.value.row, info.value.column, info.value.value) == (
-        2,
+        bad_row,
         "dispatching_base_num",
         "B00999",
     )
@@ -1041,13 +1051,16 @@ def test_empty_zone_id_is_refused(tmp_path: Path) -> None:
         read(write(tmp_path, "taxi_zone_lookup.csv", text), "zones")
 
 
-def test_nul_byte_in_csv_text_names_its_row(tmp_path: Path) -> None:
-    text = (
-        ZONES_HEADER + '1,"EWR","Newark Airport","EWR"\n2,"Que\x00ens","Jamaica Bay","Boro Zone"\n'
+@pytest.mark.parametrize("bad_row", [1, 2])
+def test_nul_byte_in_csv_text_names_its_row(tmp_path: Path, bad_row: int) -> None:
+    boroughs = ["EWR", "Queens"]
+    boroughs[bad_row - 1] = "Que\x00ens"
+    text = ZONES_HEADER + "".join(
+        f'{n},"{borough}","Jamaica Bay","Boro Zone"\n' for n, borough in enumerate(boroughs, 1)
     )
     with pytest.raises(InvalidValueError) as raised:
         read(write(tmp_path, "taxi_zone_lookup.csv", text), "zones")
-    assert raised.value.row == 2 and raised.value.column == "borough"
+    assert raised.value.row == bad_row and raised.value.column == "borough"
     assert "NUL byte" in str(raised.value) and "PostgreSQL" in str(raised.value)
 
 
