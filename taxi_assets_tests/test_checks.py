@@ -250,6 +250,44 @@ def test_quality_signals_count_without_removing() -> None:
     assert set(report.exceeded(DEFAULT_THRESHOLDS)) == set(report.counts)
 
 
+def test_quality_signals_at_their_bounds() -> None:
+    """Each signal's bound, hand-counted: a pickup at the month's first instant, a drop-off
+    at the pickup, a fare and total of 0, 500 miles, an amount just under 1e9, a pickup at
+    the request, a trip_time and driver_pay of 0 count for nothing; 1e9 is huge."""
+    month = (datetime(2021, 1, 1), datetime(2021, 2, 1))
+    ts = pa.timestamp("us")
+    at_start = datetime(2021, 1, 1)
+    taxi = pa.RecordBatch.from_pydict(
+        {
+            "pickup_datetime": pa.array([at_start, at_start], ts),
+            "dropoff_datetime": pa.array([at_start, datetime(2021, 1, 1, 0, 5)], ts),
+            "fare_amount": [0.0, 999_999_999.99],
+            "total_amount": [0.0, 1e9],
+            "vendor_id": pa.array([1, 2], pa.int32()),
+            "trip_distance": [500.0, 0.01],
+            "passenger_count": pa.array([1, 1], pa.int32()),
+            "pu_location_id": pa.array([1, 265], pa.int32()),
+            "do_location_id": pa.array([265, 1], pa.int32()),
+        }
+    )
+    counts = measure([taxi], month).counts
+    assert counts == {**dict.fromkeys(counts, 0), "huge_number": 1}
+    fhvhv = pa.RecordBatch.from_pydict(
+        {
+            "request_datetime": pa.array([at_start], ts),
+            "pickup_datetime": pa.array([at_start], ts),
+            "dropoff_datetime": pa.array([at_start], ts),
+            "pu_location_id": pa.array([1], pa.int32()),
+            "do_location_id": pa.array([265], pa.int32()),
+            "trip_miles": [500.0],
+            "trip_time": pa.array([0], pa.int64()),
+            "driver_pay": [0.0],
+        }
+    )
+    counts = measure([fhvhv], month).counts
+    assert counts == dict.fromkeys(counts, 0)
+
+
 def test_quality_signals_count_rows_once_and_see_past_a_null() -> None:
     batch = pa.RecordBatch.from_pydict(
         {
