@@ -46,7 +46,7 @@ class QualityThresholds(dg.ConfigurableResource):
     pickup_outside_month: float = DEFAULT_THRESHOLDS["pickup_outside_month"]
     dropoff_before_pickup: float = DEFAULT_THRESHOLDS["dropoff_before_pickup"]
     negative_fare_or_total: float = DEFAULT_THRESHOLDS["negative_fare_or_total"]
-    null_vendor: float = DEFAULT_THRESHOLDS["null_vendor"]
+    null_block: float = DEFAULT_THRESHOLDS["null_block"]
     zero_distance: float = DEFAULT_THRESHOLDS["zero_distance"]
     location_out_of_range: float = DEFAULT_THRESHOLDS["location_out_of_range"]
     passenger_count_zero: float = DEFAULT_THRESHOLDS["passenger_count_zero"]

@@ -29,8 +29,9 @@ DISTANCE_COLUMNS = ("trip_distance", "trip_miles")
 # (yellow 2021-01), 1.1% (green 2019-01), 0.004% (green 2024-01); negative fare or total
 # 0.85% (yellow 2021-01); zero distance 1.5% (yellow 2021-01), 5.1% (green 2024-01);
 # passenger_count 0 2.2% (yellow 2021-01); distances over 500 miles 0.08% (green 2024-01);
-# location IDs outside 1..265 and dropoff before pickup: none. The null-vendor block is
-# ~1-3% of a late-2020 month (the yellow 2020-01 sample is its head and tail, so 50%).
+# location IDs outside 1..265 and dropoff before pickup: none. The null block is ~1-3% of a
+# late-2020 month (the yellow 2020-01 sample is its head and tail, so 50%) and 6.0% of
+# green 2024-01.
 # FHVHV's own signals (negative trip_time or driver_pay, pickup before request) have no
 # real sample with those columns to measure: their thresholds are a first guess, low
 # enough that a month unlike the others warns.
@@ -38,7 +39,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "pickup_outside_month": 0.02,
     "dropoff_before_pickup": 0.005,
     "negative_fare_or_total": 0.02,
-    "null_vendor": 0.10,
+    "null_block": 0.10,
     "zero_distance": 0.08,
     "location_out_of_range": 0.001,
     "passenger_count_zero": 0.05,
@@ -120,12 +121,27 @@ def _location_out_of_range(batch: pa.RecordBatch, _: Window) -> int:
     return _count(bad)
 
 
-def _null_vendor(batch: pa.RecordBatch, _: Window) -> int:
-    """Rows that name no vendor. Yellow's 2009-2014 files name it in text (``VTS``,
-    ``CMT``: ``vendor_name``) and leave ``vendor_id`` null: such a row names one."""
+# The dispatch codes missing from every row of TLC's "null block". Not payment_type: null
+# in green's block, but TLC's data dictionary now gives such yellow trips a code of their
+# own (0, "Flex Fare trip"; no yellow Parquet month here to check).
+BLOCK_CODES = ("passenger_count", "ratecode_id")
+
+
+def _null_block(batch: pa.RecordBatch, _: Window) -> int:
+    """Rows of TLC's "null block": trips without the dispatch codes. In the CSV files of
+    2020 and 2021 they name no vendor either; in the Parquet files since, the vendor is
+    there (green 2024-01: its last 3,415 rows, 6%, with ``VendorID`` set and
+    passenger_count, RatecodeID, payment_type null), so a row counts when it names no
+    vendor or has neither code. Yellow's 2009-2014 rows name their vendor in text
+    (``vendor_name``) and leave ``vendor_id`` null: such a row names one."""
     missing = pc.is_null(batch.column("vendor_id"))
     if "vendor_name" in batch.schema.names:
         missing = pc.and_(missing, pc.is_null(batch.column("vendor_name")))
+    if all(code in batch.schema.names for code in BLOCK_CODES):
+        no_codes = pc.and_(
+            pc.is_null(batch.column("passenger_count")), pc.is_null(batch.column("ratecode_id"))
+        )
+        missing = pc.or_(missing, no_codes)
     return _count(missing)
 
 
@@ -160,7 +176,7 @@ SIGNALS: tuple[Signal, ...] = (
         ("fare_amount", "total_amount"),
         lambda b, _: _either_below_zero(b, "fare_amount", "total_amount"),
     ),
-    Signal("null_vendor", ("vendor_id",), _null_vendor, reads=("vendor_name",)),
+    Signal("null_block", ("vendor_id",), _null_block, reads=("vendor_name", *BLOCK_CODES)),
     Signal(
         "zero_distance",
         (),

@@ -239,7 +239,7 @@ def test_quality_signals_count_without_removing() -> None:
         "pickup_outside_month": 1,
         "dropoff_before_pickup": 1,
         "negative_fare_or_total": 1,
-        "null_vendor": 2,
+        "null_block": 2,
         "zero_distance": 1,
         "location_out_of_range": 2,
         "passenger_count_zero": 1,
@@ -288,6 +288,20 @@ def test_quality_signals_at_their_bounds() -> None:
     assert counts == dict.fromkeys(counts, 0)
 
 
+def test_the_null_block_is_counted_in_both_its_shapes() -> None:
+    """2020's CSV block names no vendor; the Parquet block since names it and has neither
+    passenger_count nor ratecode_id (green 2024-01, whose 3,415 the sample test counts).
+    One code missing alone is no block row."""
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "vendor_id": pa.array([None, 2, 2, 2, 1], pa.int32()),
+            "passenger_count": pa.array([None, None, None, 1, 1], pa.int32()),
+            "ratecode_id": pa.array([None, None, 1, None, 1], pa.int32()),
+        }
+    )
+    assert measure([batch], None).counts["null_block"] == 2
+
+
 def test_quality_signals_count_rows_once_and_see_past_a_null() -> None:
     batch = pa.RecordBatch.from_pydict(
         {
@@ -304,7 +318,7 @@ def test_quality_signals_count_rows_once_and_see_past_a_null() -> None:
     counts = measure([batch], None).counts
     assert counts["negative_fare_or_total"] == 1  # a null fare does not hide the total
     assert counts["location_out_of_range"] == 1  # both zones wrong: one row
-    assert counts["null_vendor"] == 1  # "VTS" names the second row's vendor
+    assert counts["null_block"] == 1  # "VTS" names the second row's vendor
     assert counts["negative_trip_time_or_driver_pay"] == 1
 
 
@@ -322,7 +336,7 @@ def test_each_service_gets_the_signals_its_columns_allow() -> None:
             "pickup_outside_month",
             "dropoff_before_pickup",
             "negative_fare_or_total",
-            "null_vendor",
+            "null_block",
             "zero_distance",
             "location_out_of_range",
             "passenger_count_zero",

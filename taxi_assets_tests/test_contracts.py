@@ -415,6 +415,9 @@ def test_sample_green_2024_01_parquet() -> None:
     assert table["pickup_datetime"].equals(raw["lpep_pickup_datetime"])  # unchanged
     assert table["passenger_count"].null_count == 3_415
     assert pc.max(table["trip_distance"]).as_py() == 201_421.68
+    # The null block of a Parquet month: the vendor named, the dispatch codes missing.
+    assert table["vendor_id"].null_count == 0
+    assert measure(table.to_batches(), None).counts["null_block"] == 3_415
 
 
 def test_sample_fhv_dtc_layout() -> None:
@@ -527,4 +530,4 @@ def test_schema_heads_parse_onto_contract(name: str) -> None:
     else:
         assert table["vendor_id"].null_count == 0
     # Every row names its vendor (by code or, before 2015, by name): no quality warning.
-    assert measure(table.to_batches(), None).counts["null_vendor"] == 0
+    assert measure(table.to_batches(), None).counts["null_block"] == 0

@@ -57,7 +57,7 @@ def test_a_tlc_month_loads_with_its_checks_and_signals(
     assert signals["rows"] == published
     assert signals["negative_trip_time_or_driver_pay"] > 0  # generated months carry a few
     assert {"pickup_before_request", "absurd_distance", "zero_distance"} <= set(signals)
-    assert "null_vendor" not in signals and "negative_fare_or_total" not in signals
+    assert "null_block" not in signals and "negative_fare_or_total" not in signals
     table = lake_dataset(lake, "fhvhv_tripdata").to_table()
     negative = pc.or_(pc.less(table["trip_time"], 0), pc.less(table["driver_pay"], 0))
     assert signals["negative_trip_time_or_driver_pay"] == pc.sum(negative.cast(pa.int64())).as_py()
