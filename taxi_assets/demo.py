@@ -21,6 +21,7 @@ import dagster as dg
 
 from taxi_assets.assets.analytics import STATS_KEY
 from taxi_assets.assets.analytics.stats_columns import ANALYTICS_SCHEMA, STATS_TABLE
+from taxi_assets.cli.arguments import month_list, positive_int
 from taxi_assets.cli.interrupted import report_ctrl_c_in_one_line
 from taxi_assets.definitions import defs
 from taxi_assets.devdata import MirrorServer, generate_mirror
@@ -61,18 +62,34 @@ def run_demo(data_dir: Path, months: tuple[str, ...], rows: int) -> dict[str, di
         for month in months:
             for service in SERVICES:
                 # One job per service: each service has its own partitions.
-                print(f"Materializing raw -> lake -> warehouse for {service} {month} ...")
                 job = defs.resolve_job_def(service_job_name(service))
+                if not _has_month(job.partitions_def, month):
+                    print(f"Skipping {service} {month}: not one of its months ({_span(job)})")
+                    continue
+                print(f"Materializing raw -> lake -> warehouse for {service} {month} ...")
                 if not job.execute_in_process(
                     partition_key=month, instance=instance, run_config=QUIET
                 ).success:
                     raise SystemExit(f"{service} {month} failed; see the log above")
+            if not _has_month(analytics.partitions_def, month):
+                print(f"Skipping the analytics of {month}: not one of their months")
+                continue
             print(f"Computing analytics/monthly_zone_stats for {month} in PostgreSQL ...")
             if not analytics.execute_in_process(
                 partition_key=month, instance=instance, run_config=QUIET
             ).success:
                 raise SystemExit(f"analytics for {month} failed; see the log above")
     return warehouse_counts()
+
+
+def _has_month(partitions: dg.PartitionsDefinition | None, month: str) -> bool:
+    return partitions is not None and partitions.has_partition_key(month)
+
+
+def _span(job: dg.JobDefinition) -> str:
+    """A service's months, as "2019-02 on" (its first partition)."""
+    keys = job.partitions_def.get_partition_keys() if job.partitions_def else []
+    return f"{keys[0]} on" if keys else "none"
 
 
 def warehouse_counts() -> dict[str, dict[str, int]]:
@@ -131,8 +148,14 @@ def main() -> None:
         help="the generated files and DAGSTER_HOME (the lake and the warehouse follow "
         "TAXI_LAKE_URL and TAXI_WAREHOUSE_URL: by default ./data/lake and ./data/warehouse)",
     )
-    parser.add_argument("--rows", default=5000, type=int, help="rows per generated month")
-    parser.add_argument("--months", default=",".join(DEMO_MONTHS))
+    parser.add_argument("--rows", default=5000, type=positive_int, help="rows per generated month")
+    parser.add_argument(
+        "--months",
+        default=list(DEMO_MONTHS),
+        type=month_list,
+        help="months to generate and load: 2021-01,2021-03 or 2021-01..2021-06 "
+        f"(default {','.join(DEMO_MONTHS)}); a month before a service's first is skipped",
+    )
     parser.add_argument(
         "--summary-only",
         action="store_true",
@@ -145,7 +168,7 @@ def main() -> None:
         if args.summary_only:
             counts = warehouse_counts()
         else:
-            counts = run_demo(args.data_dir, tuple(args.months.split(",")), args.rows)
+            counts = run_demo(args.data_dir, tuple(args.months), args.rows)
         # Where the runs wrote, whatever --data-dir says.
         print_summary(counts, analytics_totals(), str(lake_root()))
 

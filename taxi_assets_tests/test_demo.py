@@ -53,3 +53,23 @@ def test_demo_twice_gives_the_same_counts(
     ]
     assert [row[0] for row in services] == ["fhv", "fhvhv", "green", "yellow"]
     assert all(revenue > 0 for service, _, revenue in services if service != "fhv")
+
+
+def test_a_month_before_a_services_first_is_skipped_saying_so(
+    tmp_path: Path,
+    pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """FHVHV starts in 2019-02: the demo of 2019-01 loads the other three and says why
+    FHVHV has nothing (it failed with DagsterUnknownPartitionError, after the others)."""
+    monkeypatch.setenv("TAXI_WAREHOUSE_URL", pg_url)
+    monkeypatch.setenv("TAXI_LAKE_URL", str(tmp_path / "lake"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    for name in ("TAXI_SOURCE", "TAXI_DTC_URL", "TAXI_TLC_URL", "TAXI_ZONES_URL"):
+        monkeypatch.setenv(name, "")
+    counts = run_demo(tmp_path / "data", ("2019-01",), rows=50)
+    for table in ("yellow_tripdata", "green_tripdata", "fhv_tripdata"):
+        assert set(counts[table]) == {"2019-01"}, table
+    assert counts["fhvhv_tripdata"] == {}
+    assert "Skipping fhvhv 2019-01: not one of its months (2019-02 on)" in capsys.readouterr().out
