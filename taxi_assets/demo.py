@@ -25,6 +25,7 @@ from taxi_assets.cli.arguments import month_list, positive_int
 from taxi_assets.cli.interrupted import report_ctrl_c_in_one_line
 from taxi_assets.definitions import defs
 from taxi_assets.devdata import MirrorServer, generate_mirror
+from taxi_assets.devdata.mirror import AS_EACH_HOST
 from taxi_assets.jobs import service_job_name
 from taxi_assets.pg.ctrl_c import ctrl_c_let_through_psycopg
 from taxi_assets.pg.inspect import month_counts
@@ -44,7 +45,7 @@ def run_demo(data_dir: Path, months: tuple[str, ...], rows: int) -> dict[str, di
     os.environ.setdefault("DAGSTER_HOME", str((data_dir / "dagster_home").resolve()))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     instance = dg.DagsterInstance.get()
-    with MirrorServer(mirror_root) as mirror:
+    with MirrorServer(mirror_root, missing_status=AS_EACH_HOST) as mirror:
         print(f"Serving generated TLC files from {mirror_root} at {mirror.url}")
         os.environ.update(
             {

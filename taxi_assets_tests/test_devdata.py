@@ -34,6 +34,7 @@ from taxi_assets.devdata import (
     trip_table,
     write_month,
 )
+from taxi_assets.devdata.mirror import AS_EACH_HOST
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
 
 # Must match conftest's mirror_root.
@@ -608,3 +609,20 @@ def test_ctrl_c_ends_generate_in_one_line(tmp_path: Path) -> None:
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
     assert (process.returncode, stderr) == (-signal.SIGINT, "interrupted\n")
+
+
+def test_one_mirror_answers_a_missing_file_as_its_host_would(mirror_root: Path) -> None:
+    """`devdata serve` (and the demo) stand for both hosts at once: a course month that
+    is not there is GitHub's 404 ("not published"), a TLC file S3's 403 AccessDenied. With
+    403 for every file, a course month missing read as "the source refuses access"."""
+    with MirrorServer(mirror_root, missing_status=AS_EACH_HOST) as server:
+        for path, status in (
+            ("/yellow/yellow_tripdata_2031-01.csv.gz", 404),
+            ("/fhvhv/fhvhv_tripdata_2031-01.csv.gz", 404),
+            ("/yellow_tripdata_2031-01.parquet", 403),
+            ("/misc/no_such_lookup.csv", 403),
+        ):
+            got = requests.get(server.url + path, timeout=5)
+            assert got.status_code == status, path
+            assert requests.head(server.url + path, timeout=5).status_code == status, path
+            assert (b"<Code>AccessDenied</Code>" in got.content) == (status == 403), path

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from taxi_assets.cli.arguments import csv_list, month_list, positive_int
+from taxi_assets.devdata.mirror import AS_EACH_HOST
 
 
 def _devdata_generate(args: argparse.Namespace) -> int:
@@ -23,6 +24,14 @@ def _devdata_generate(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(f"wrote {len(paths)} files under {args.out} in {time.perf_counter() - started:.1f}s")
     return 0
+
+
+def _missing_status(text: str) -> int:
+    """'each' (as each file's host answers), 404 or 403."""
+    choices = {"each": AS_EACH_HOST, "404": 404, "403": 403}
+    if text not in choices:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(choices)}")
+    return choices[text]
 
 
 def _devdata_serve(args: argparse.Namespace) -> int:
@@ -120,9 +129,10 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     serve.add_argument("--url-file", help="also write the URL to this file (removed on exit)")
     serve.add_argument(
         "--missing-status",
-        type=int,
-        choices=(404, 403),
-        default=404,
-        help="the answer for a missing file: 404 like the course mirror, 403 like TLC's host",
+        type=_missing_status,
+        default=AS_EACH_HOST,
+        help="the answer for a missing file: 'each' (default) as its host would, 404 for the "
+        "course's (yellow/, green/, fhv/, fhvhv/) like GitHub and 403 for TLC's like its S3; "
+        "or 404 or 403 for every file",
     )
     serve.set_defaults(func=_devdata_serve)

@@ -41,6 +41,10 @@ CONTENT_TYPES = {
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
+# missing_status: answer for a missing file as its host would. The course mirror's files
+# are in a folder per service (GitHub: 404); TLC's are at the root or in misc/ (S3: 403).
+AS_EACH_HOST = 0
+COURSE_FOLDERS = frozenset({"yellow", "green", "fhv", "fhvhv"})
 S3_ACCESS_DENIED = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
     b"<Message>Access Denied</Message></Error>"
@@ -104,7 +108,8 @@ class MirrorServer:
         self.host = host
         self.port = port
         # 404 for a missing file, like the course mirror (GitHub); 403 like TLC's file host
-        # (S3 behind CloudFront answers AccessDenied for a key that does not exist).
+        # (S3 behind CloudFront answers AccessDenied for a key that does not exist);
+        # AS_EACH_HOST: each path as its host would (one server standing for both).
         self.missing_status = missing_status
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -203,11 +208,17 @@ class MirrorServer:
             handler.wfile.write(body)
 
     def send_missing(self, handler: BaseHTTPRequestHandler) -> None:
-        if self.missing_status == HTTPStatus.FORBIDDEN:
+        status = self.missing_status
+        if status == AS_EACH_HOST:
+            first_folder = self.url_path(handler).lstrip("/").split("/", 1)[0]
+            status = (
+                HTTPStatus.NOT_FOUND if first_folder in COURSE_FOLDERS else HTTPStatus.FORBIDDEN
+            )
+        if status == HTTPStatus.FORBIDDEN:
             body = S3_ACCESS_DENIED
             self.send_simple(handler, HTTPStatus.FORBIDDEN, body, content_type="application/xml")
         else:
-            self.send_simple(handler, self.missing_status, b"not found\n")
+            self.send_simple(handler, status, b"not found\n")
 
     def serve_file(
         self,
