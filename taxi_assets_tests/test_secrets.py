@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,9 @@ from dagster._serdes import serialize_value
 from taxi_assets.definitions import build_resources
 from taxi_assets.resources import LakeResource, PostgresResource, TaxiSourceResource
 from taxi_assets.resources.postgres import sqlalchemy_url
+from taxi_assets.storage import read_retries
+from taxi_assets.storage.revision_manifest import read_manifest
+from taxi_assets.storage.roots import resolve_root
 from taxi_assets_tests.emulators import MotoServer
 from taxi_assets_tests.gcs_emulator import (
     FakeTokenServer,
@@ -255,6 +259,54 @@ def test_no_azure_secret_in_records_logs_or_errors(
     signature = parse_qs(sas.split("SharedAccessSignature=", 1)[1])["sig"][0]
     for leaked in (azurite.key, wrong_key, signature):
         assert leaked not in scanned, f"a secret leaked: {leaked[:6]}..."
+
+
+def test_no_azure_signature_in_a_timeout_its_warnings_or_its_chain(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An endpoint that stops answering (its accept queue full: connects hang) fails each
+    request with aiohttp's "Connection timeout to host URL", the SAS in the URL's query:
+    it was in every retry's warning (the run's log in the UI), the step's error and the
+    alert. Azure's own connect timeout (300 s) and retries are cut for the test; ours are
+    left, with short pauses."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    queued = socket.create_connection(("127.0.0.1", port))
+    signature = f"Sig{uuid.uuid4().hex}"
+    monkeypatch.setenv(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+        f"SharedAccessSignature=sv=2021-08-06&ss=b&srt=sco&sp=rwdlac&se=2030-01-01&sig={signature}",
+    )
+    monkeypatch.setattr(read_retries, "READ_BACKOFF_SECONDS", 0.01)
+    forget_filesystems()
+    try:
+        root = resolve_root(f"az://{BUCKET}/secrets")
+        pipeline = root.fs.service_client._pipeline
+        for policy in pipeline._impl_policies:
+            if hasattr(policy, "total_retries"):
+                policy.total_retries = 0
+        pipeline._transport.connection_config.timeout = 1
+        with caplog.at_level("WARNING"), pytest.raises(Exception) as raised:
+            read_manifest(root / "revisions.json")
+    finally:
+        queued.close()
+        listener.close()
+        forget_filesystems()
+    chain: list[BaseException] = []
+    error: BaseException | None = raised.value
+    while error is not None:
+        chain.append(error)
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    texts = [f"{type(e).__name__}: {e}" for e in chain]
+    warnings = [record.getMessage() for record in caplog.records]
+    assert "Connection timeout to host" in texts[0] and "?***" in texts[0], texts
+    assert len(warnings) == read_retries.READ_ATTEMPTS - 1, warnings
+    for text in texts + warnings:
+        assert signature not in text, text
 
 
 def test_a_password_holding_an_unescaped_at_sign_is_not_taken_for_the_host() -> None:

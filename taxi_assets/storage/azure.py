@@ -30,7 +30,7 @@ from taxi_assets.storage.errors import LakeConfigurationError
 from taxi_assets.storage.leftovers import LAKE_FOLDERS, PROBE
 from taxi_assets.storage.silent_peers import connector_giving_up_on_silence
 from taxi_assets.storage.stores import Leftover, LeftoverGone, ObjectStore
-from taxi_assets.storage.urls import split_bucket_url
+from taxi_assets.storage.urls import split_bucket_url, without_queries
 
 AZURE_PROTOCOLS = ("az", "abfs")
 # https://learn.microsoft.com/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata
@@ -72,7 +72,35 @@ def azure_root(url: str) -> UPath:
             f"{url}: no usable Azure credentials ({error}): {CREDENTIALS_HINT}"
         ) from None
     _give_up_on_silence(root.fs)
+    _mask_signed_urls_in_errors(root.fs)
     return root
+
+
+def _mask_signed_urls_in_errors(fs: Any) -> None:
+    """A request the transport cannot complete (a connect timeout, a dropped upload) fails
+    with aiohttp's text, which quotes the request's URL, and a SAS rides in its query
+    string (``sig=``): into the run's log (each retry's warning), its error and the alerts.
+    The transport's errors are raised again with the query strings masked, of the same type
+    (the retry policies decide on it) and without the original chained (Dagster records
+    the chain). Once per (cached) filesystem."""
+    from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
+    transport = fs.service_client._pipeline._transport
+    send = transport.send
+    if getattr(send, "masks_signed_urls", False):
+        return
+
+    async def send_masked(request: Any, **kwargs: Any) -> Any:
+        try:
+            return await send(request, **kwargs)
+        except (ServiceRequestError, ServiceResponseError) as error:
+            masked = without_queries(str(error))
+            if masked == str(error):
+                raise
+            raise type(error)(masked) from None
+
+    send_masked.masks_signed_urls = True  # type: ignore[attr-defined]
+    transport.send = send_masked
 
 
 def _give_up_on_silence(fs: Any) -> None:

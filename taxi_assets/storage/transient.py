@@ -11,6 +11,8 @@ import logging
 import random
 import time
 
+from taxi_assets.storage.urls import without_queries
+
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 _log = logging.getLogger(__name__)
@@ -35,7 +37,8 @@ def pause_before_next(
 
 
 def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [""])[0][:300]
+    # Without URLs' query strings: an Azure SAS rides in every request's URL.
+    return without_queries((str(error).strip().splitlines() or [""])[0])[:300]
 
 
 def http_status(error: BaseException) -> int | None:

@@ -6,6 +6,15 @@ import re
 
 from taxi_assets.storage.errors import LakeConfigurationError
 
+# A URL's query string: where a SAS token (Azure's ``sig=``) or a presigned URL's
+# signature travels, and what a transport's error quotes with the URL.
+_QUERY = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s?#'\"]*)\?[^\s'\"]*")
+
+
+def without_queries(text: str) -> str:
+    """``text`` with every URL's query string replaced by ``***``."""
+    return _QUERY.sub(lambda match: f"{match.group(1)}?***", text)
+
 
 def split_bucket_url(
     url: str,
