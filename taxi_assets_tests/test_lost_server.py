@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from taxi_assets.pg.interrupts import dropped_if_interrupted
-from taxi_assets.pg.lost_server import lost_server_says, naming_lost_server
+from taxi_assets.pg.lost_server import is_lost_connection, lost_server_says, naming_lost_server
 from taxi_assets.resources.postgres import PostgresResource
 
 SLEEP = "SELECT pg_sleep(60)"
@@ -155,3 +155,14 @@ def test_a_statement_timeout_is_not_said_to_be_lost(pg_url: str) -> None:
         assert "canceling statement due to statement timeout" in shown, shown
         assert "was lost" not in shown, shown
     assert not raised.value.connection_invalidated
+
+
+def test_a_host_name_that_does_not_resolve_is_not_said_to_be_lost() -> None:
+    """A typo in the host name was "the connection ... was lost: the server stopped,
+    restarted or closed the session". The error is built with psycopg's own text: a real
+    failed lookup needs a DNS resolver, which the tests do not reach."""
+    error = psycopg.OperationalError(
+        "failed to resolve host 'warehouse-typo.invalid': [Errno -2] Name or service not known"
+    )
+    assert not is_lost_connection(error)
+    assert is_lost_connection(psycopg.OperationalError("server closed the connection"))

@@ -312,10 +312,19 @@ def test_no_azure_signature_in_a_timeout_its_warnings_or_its_chain(
 def test_a_password_holding_an_unescaped_at_sign_is_not_taken_for_the_host() -> None:
     """``postgresql://u:pa@ss@host/db`` was split at the first "@": the connection then
     failed with "failed to resolve host 'ss@host'", the password's tail in the run's error."""
-    url = "postgresql://taxi:Pw@Tail-Of-Secret@127.0.0.1:9/taxi"
-    with pytest.raises(ValueError, match="%40") as raised:
-        PostgresResource(url=url).engine()
-    assert "Tail-Of-Secret" not in str(raised.value)
+    for url in (
+        "postgresql://taxi:Pw@Tail-Of-Secret@127.0.0.1:9/taxi",
+        # Then "/", "?" or "#": the host was "Tail" (looked up in DNS) and the database
+        # "Of-Secret@127.0.0.1:9/taxi", both in the errors and describe().
+        "postgresql://taxi:Pw@Tail/Of-Secret@127.0.0.1:9/taxi",
+        "postgresql://taxi:Pw@Tail?Of-Secret@127.0.0.1:9/taxi",
+        "postgresql://taxi:Pw@Tail#Of-Secret@127.0.0.1:9/taxi",
+    ):
+        resource = PostgresResource(url=url)
+        for call in (resource.engine, resource.describe):
+            with pytest.raises(ValueError, match="%40") as raised:
+                call()
+            assert "Tail" not in str(raised.value) and "Secret" not in str(raised.value)
 
 
 # --- Source URLs: a private mirror's basic-auth credentials ---------------------------------

@@ -98,9 +98,9 @@ def is_lost_connection(error: BaseException) -> bool:
 
 def _never_connected(error: psycopg.OperationalError) -> bool:
     # Connecting failed: not a lost connection (pg.connect_timeout names the server of a
-    # connect that timed out).
+    # connect that timed out). psycopg resolves the host name itself, before libpq.
     return isinstance(error, psycopg.errors.ConnectionTimeout) or str(error).startswith(
-        "connection failed"
+        ("connection failed", "failed to resolve host")
     )
 
 

@@ -23,16 +23,18 @@ from taxi_assets.settings import resolve_setting
 
 def sqlalchemy_url(url: str) -> sa.URL:
     """``postgresql://`` URLs as SQLAlchemy URLs on the psycopg 3 driver (used for COPY)."""
+    if url.count("@") > 1:
+        # A password holding "@" unescaped: the URL is split at its first "@", and the rest
+        # of the password is taken for the host name ("Pw@Tail-Of-Secret@host"), or for
+        # the host and the database ("Pw@Tail/Secret@host": the lookup of host "Tail"
+        # then went out to DNS, and "Tail/Secret@host" into errors and the run's log).
+        raise ValueError(
+            "the warehouse URL holds more than one '@': write an '@' in the user name or "
+            "password as %40 (the URL is not shown: it holds the password)"
+        )
     parsed = sa.make_url(url)
     if parsed.get_backend_name() not in ("postgresql", "postgres"):
         raise ValueError(f"not a PostgreSQL URL (scheme {parsed.drivername!r})")
-    if parsed.host and "@" in parsed.host:
-        # A password holding "@" unescaped: the URL is split at its first "@", and the rest
-        # of the password would be taken for the host name, which errors quote.
-        raise ValueError(
-            "the warehouse URL's host name holds '@': write an '@' in the user name or "
-            "password as %40 (the URL is not shown: it holds the password)"
-        )
     return parsed.set(drivername="postgresql+psycopg")
 
 
@@ -109,7 +111,7 @@ class PostgresResource(dg.ConfigurableResource):
 
     def describe(self) -> str:
         """Where the data goes, without credentials (for logs and metadata)."""
-        url = sa.make_url(self._resolved_url)
+        url = sqlalchemy_url(self._resolved_url)
         host = url.host or url.query.get("host", "unix socket")
         return f"postgresql://{host}{':' + str(url.port) if url.port else ''}/{url.database}"
 
