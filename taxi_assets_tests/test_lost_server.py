@@ -166,3 +166,18 @@ def test_a_host_name_that_does_not_resolve_is_not_said_to_be_lost() -> None:
     )
     assert not is_lost_connection(error)
     assert is_lost_connection(psycopg.OperationalError("server closed the connection"))
+
+
+def test_the_server_named_is_the_one_libpq_connects_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A URL without host or port takes libpq's PGHOST and PGPORT: messages named
+    "unix socket" while the connection went to the host in PGHOST."""
+    monkeypatch.setenv("PGHOST", "127.0.0.1")
+    monkeypatch.setenv("PGPORT", "9")
+    resource = PostgresResource(url="postgresql:///taxi")
+    assert resource.describe() == "postgresql://127.0.0.1:9/taxi"
+    with pytest.raises(sa.exc.OperationalError) as raised, resource.engine().connect():
+        pass
+    assert 'server at "127.0.0.1", port 9 failed' in str(raised.value)
+    assert PostgresResource(url="postgresql://db.example:6543/taxi").describe() == (
+        "postgresql://db.example:6543/taxi"
+    )

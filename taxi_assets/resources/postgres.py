@@ -1,5 +1,6 @@
 """A PostgreSQL database: an external server from configuration, or the embedded one."""
 
+import os
 from collections.abc import Callable
 
 import dagster as dg
@@ -112,8 +113,11 @@ class PostgresResource(dg.ConfigurableResource):
     def describe(self) -> str:
         """Where the data goes, without credentials (for logs and metadata)."""
         url = sqlalchemy_url(self._resolved_url)
-        host = url.host or url.query.get("host", "unix socket")
-        return f"postgresql://{host}{':' + str(url.port) if url.port else ''}/{url.database}"
+        # libpq fills in what the URL leaves out from PGHOST and PGPORT: the server named
+        # is the one connected to.
+        host = url.host or url.query.get("host") or os.environ.get("PGHOST") or "unix socket"
+        port = url.port or url.query.get("port") or os.environ.get("PGPORT")
+        return f"postgresql://{host}{f':{port}' if port else ''}/{url.database}"
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._run_watch is not None:
