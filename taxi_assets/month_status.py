@@ -28,7 +28,7 @@ from taxi_assets.io_managers.parquet_lake import (
     month_file,
     month_of_path,
 )
-from taxi_assets.partitions import first_month_of, first_partition_month
+from taxi_assets.partitions import add_months, first_month_of, first_partition_month
 from taxi_assets.raw_zone import raw_slot, stored_months
 from taxi_assets.services import SERVICES, Service
 from taxi_assets.storage.revision_manifest import ManifestError
@@ -102,7 +102,8 @@ def collect(
     service's first partition: its first published month, or ``first_month``
     (``TAXI_FIRST_MONTH`` by default) when later; else every month some layer holds) as stored under
     ``lake_root``, with ``loads``: ``{(dataset, YYYY-MM): Layer}`` of the warehouse.
-    ``hive_format``: the lake IO manager's, which decides the months' lake folders."""
+    ``hive_format``: the lake IO manager's, which decides the months' lake folders. Without
+    ``months``, the months between the first and last held by some layer are listed too."""
     wanted: list[tuple[Service, str]] = []
     configured_first = first_month or first_partition_month()
     # Every month's lake file names, from one listing per service, when all months are
@@ -117,10 +118,13 @@ def collect(
             chosen = sorted(m for m in set(months) if m >= first)
         else:
             listed[name] = lake_files(lake_root, service, hive_format)
-            chosen = sorted(
-                {*stored_months(lake_root, name), *listed[name]}
-                | {month for dataset, month in loads if dataset == service.dataset}
-            )
+            held = {*stored_months(lake_root, name), *listed[name]} | {
+                month for dataset, month in loads if dataset == service.dataset
+            }
+            # Every month from the first held to the last: a month no layer holds between
+            # them (a run that failed before storing its file) is a hole to list, not to
+            # leave out of the check.
+            chosen = _through(min(held), max(held)) if held else []
         wanted.extend((service, month) for month in chosen)
 
     def read(item: tuple[Service, str]) -> MonthStatus:
@@ -298,3 +302,11 @@ def _rows(layer: Layer | None) -> str:
     if layer is None:
         return "-"
     return "?" if layer.rows is None else f"{layer.rows:,}"
+
+
+def _through(first: str, last: str) -> list[str]:
+    """The months ``first`` to ``last`` (``YYYY-MM``), both included."""
+    months = [first]
+    while months[-1] < last:
+        months.append(add_months(months[-1], 1))
+    return months

@@ -98,6 +98,33 @@ def test_collect_lists_each_lake_month_in_order_and_names_a_corrupt_file(tmp_pat
     assert "Parquet magic bytes not found" in broken.lake_problem
 
 
+def test_a_month_no_layer_holds_between_held_months_is_listed(
+    tmp_path: Path,
+    pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without a range the months from the first held to the last are checked: a hole (a
+    scheduled run that failed before storing its file) was never listed, so `--check`
+    passed; and with nothing stored at all (an empty lake, a wrong URL) it passed too."""
+    for month in ("2021-01", "2021-03"):
+        path = month_file(UPath(tmp_path) / "lake" / "fhv_tripdata", month)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"n": [1]}), path)
+    statuses = collect(UPath(tmp_path), {}, ["fhv", "green"])
+    assert [(s.service, s.month) for s in statuses] == [
+        ("fhv", "2021-01"),
+        ("fhv", "2021-02"),
+        ("fhv", "2021-03"),
+    ]
+    assert judge(statuses[1]) == "no raw file"
+    monkeypatch.setenv("TAXI_WAREHOUSE_URL", pg_url)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["months", "status", "--lake", str(empty), "--check"]) == 1
+    assert "nothing stored yet" in capsys.readouterr().out
+
+
 def keys(service: str) -> list[str]:
     return [f"{layer}/{service}_tripdata" for layer in ("raw", "lake", "warehouse")]
 

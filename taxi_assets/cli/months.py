@@ -112,7 +112,9 @@ def _months_status(args: argparse.Namespace) -> int:
             if months
             else "nothing stored yet: no raw file, lake file or warehouse load"
         )
-        return 0
+        # Nothing stored at all is no pass: an empty lake, or one at a wrong URL. (A range
+        # holding no month of the services is: there is nothing to load in it.)
+        return 1 if args.check and not months else 0
     print("\n".join(format_statuses(statuses)))
     print(f"\n{len(statuses) - len(behind)} of {len(statuses)} month(s) in step")
     for reason in left_out:
