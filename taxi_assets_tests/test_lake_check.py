@@ -108,6 +108,23 @@ def test_neither_a_folder_nor_an_object_store_url(capsys: pytest.CaptureFixture[
     assert "gs://BUCKET/PREFIX, s3://BUCKET/PREFIX or az://CONTAINER/PREFIX" in printed
 
 
+def test_a_store_that_does_not_answer_is_one_line_naming_where_to_look(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wrong endpoint (nothing listens on port 1): a 103-line traceback before."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    forget_filesystems()
+    status, printed = lake_check(capsys, f"s3://{BUCKET}/nyc")
+    forget_filesystems()
+    assert status == 1
+    assert printed.startswith(f"error: s3://{BUCKET}/nyc: cannot list bucket '{BUCKET}': ")
+    assert "the store did not answer (EndpointConnectionError" in printed
+    assert printed.rstrip().endswith("check where it is (AWS_ENDPOINT_URL) and the network")
+    assert "Traceback" not in printed
+
+
 # --- S3: moto with IAM enforced ---------------------------------------------------------------
 
 

@@ -20,7 +20,15 @@ from taxi_assets.storage.leftovers import probe_name
 from taxi_assets.storage.publish import publish_bytes
 from taxi_assets.storage.roots import DEFAULT_LAKE_URL, refuse_unknown_store, resolve_root
 from taxi_assets.storage.stores import ObjectStore, store_for_url
+from taxi_assets.storage.transient import first_line, is_transient
 from taxi_assets.storage.urls import bucket_of
+
+# Where each store's requests go, when not to the provider's own endpoint.
+ENDPOINT_SETTINGS = {
+    "s3": "AWS_ENDPOINT_URL",
+    "gs": "STORAGE_EMULATOR_HOST",
+    "az": "the BlobEndpoint of AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME",
+}
 
 T = TypeVar("T")
 
@@ -91,6 +99,13 @@ def _step(
         raise
     except Exception as error:
         explanation = store.explain(error, bucket)
+        if explanation is None and is_transient(error):
+            # No answer at all, even after the retries: a wrong endpoint, or no network.
+            explanation = (
+                f"the store did not answer ({type(error).__name__}: {first_line(error)}): "
+                f"check where it is ({ENDPOINT_SETTINGS.get(store.protocols[0], 'its endpoint')}) "
+                "and the network"
+            )
         if explanation is None:
             raise
         raise LakeAccessError(f"{path}: cannot {what}: {explanation}") from error

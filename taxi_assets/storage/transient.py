@@ -28,7 +28,7 @@ def pause_before_next(
         "%s failed (%s: %s); attempt %d of %d in %.1fs",
         what,
         type(error).__name__,
-        _first_line(error),
+        first_line(error),
         attempt + 1,
         attempts,
         pause,
@@ -36,7 +36,8 @@ def pause_before_next(
     time.sleep(pause)
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s text, short, without URLs' query strings."""
     # Without URLs' query strings: an Azure SAS rides in every request's URL.
     return without_queries((str(error).strip().splitlines() or [""])[0])[:300]
 
