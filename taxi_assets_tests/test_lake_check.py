@@ -123,6 +123,12 @@ def test_a_store_that_does_not_answer_is_one_line_naming_where_to_look(
     assert "the store did not answer (EndpointConnectionError" in printed
     assert printed.rstrip().endswith("check where it is (AWS_ENDPOINT_URL) and the network")
     assert "Traceback" not in printed
+    status = cli.main(["lake", "sweep", f"s3://{BUCKET}/nyc"])
+    swept = capsys.readouterr()
+    forget_filesystems()
+    assert status == 1
+    assert swept.err.startswith(f"error: cannot list what killed runs left in s3://{BUCKET}/nyc")
+    assert "the store did not answer" in swept.err
 
 
 # --- S3: moto with IAM enforced ---------------------------------------------------------------

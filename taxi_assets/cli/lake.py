@@ -31,6 +31,7 @@ def _lake_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from taxi_assets.cli.lake_errors import usable_lake_root
+    from taxi_assets.storage.check import explain
     from taxi_assets.storage.leftovers import STALE_AFTER_SECONDS, sweep, sweep_bucket
     from taxi_assets.storage.roots import is_local
     from taxi_assets.storage.stores import store_for
@@ -54,7 +55,7 @@ def _lake_sweep(args: argparse.Namespace) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 1
         except Exception as error:
-            explained = store.explain(error, bucket_of(root.path))
+            explained = explain(store, error, bucket_of(root.path))
             if explained is None:
                 raise
             print(

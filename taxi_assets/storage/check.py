@@ -98,17 +98,24 @@ def _step(
     except LakeConfigurationError:
         raise
     except Exception as error:
-        explanation = store.explain(error, bucket)
-        if explanation is None and is_transient(error):
-            # No answer at all, even after the retries: a wrong endpoint, or no network.
-            explanation = (
-                f"the store did not answer ({type(error).__name__}: {first_line(error)}): "
-                f"check where it is ({ENDPOINT_SETTINGS.get(store.protocols[0], 'its endpoint')}) "
-                "and the network"
-            )
+        explanation = explain(store, error, bucket)
         if explanation is None:
             raise
         raise LakeAccessError(f"{path}: cannot {what}: {explanation}") from error
+
+
+def explain(store: ObjectStore, error: BaseException, bucket: str) -> str | None:
+    """The store's own explanation of ``error`` (a missing bucket, refused credentials),
+    or that the store did not answer at all, even after the retries (a wrong endpoint, no
+    network); None for anything else."""
+    explanation = store.explain(error, bucket)
+    if explanation is None and is_transient(error):
+        where = ENDPOINT_SETTINGS.get(store.protocols[0], "its endpoint")
+        explanation = (
+            f"the store did not answer ({type(error).__name__}: {first_line(error)}): "
+            f"check where it is ({where}) and the network"
+        )
+    return explanation
 
 
 def _write_probe(probe: UPath) -> None:
