@@ -861,6 +861,43 @@ def test_an_empty_file_does_not_replace_a_loaded_month_unless_accepted(
     assert pq.read_table(_lake_month(lake)).num_rows == 0
 
 
+def test_a_republished_file_missing_a_column_does_not_null_the_months_values(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """TLC republishes the month without ``tip_amount``: the contract reads a missing
+    column as nulls, so the run replaced the month's tips with nulls, every check passing.
+    Refused now, naming the column; the lake keeps the month; accepted by config."""
+    lake = tmp_path / "lake"
+    assert run_file_keys(own_mirror, lake, instance).success
+    before = all_files(lake / "lake")
+    tips = pq.read_table(_lake_month(lake), columns=["tip_amount"])["tip_amount"]
+    assert tips.null_count < len(tips)
+
+    def without_tips(lines: list[bytes]) -> list[bytes]:
+        at = lines[0].split(b",").index(b"tip_amount")
+        return [b",".join(f for i, f in enumerate(line.split(b",")) if i != at) for line in lines]
+
+    rewrite_csv_gz(published_yellow(own_mirror), without_tips)
+    result = run_file_keys(own_mirror, lake, instance)
+    assert not result.success and step_failure(result)[0] == "lake__yellow_tripdata"
+    assert is_dagster_failure_without_retries(result)
+    assert (
+        f"{YELLOW_NAME} has no value in any row for tip_amount (missing from the file, or "
+        "empty), and the lake's 2021-01 has values in them"
+    ) in failure_messages(result)
+    assert all_files(lake / "lake") == before
+
+    accepted = run(
+        FILE_KEYS,
+        pipeline_resources(own_mirror.url, lake),
+        instance,
+        MONTH,
+        run_config={"ops": {"lake__yellow_tripdata": {"config": {"accept_missing_columns": True}}}},
+    )
+    assert accepted.success
+    assert pq.read_table(_lake_month(lake))["tip_amount"].null_count == ROWS
+
+
 def test_the_empty_file_guard_reads_the_lake_in_the_deployments_hive_format(
     own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:

@@ -79,6 +79,9 @@ def contract_stream(
     partition_key: str | None,
     accept_empty: bool = False,
     lake_rows: Callable[[], int | None] = lambda: None,
+    *,
+    accept_missing_columns: bool = False,
+    lake_filled_columns: Callable[[], frozenset[str] | None] = lambda: None,
 ) -> pa.RecordBatchReader:
     """The published file as a lazy stream of contract batches.
 
@@ -86,7 +89,9 @@ def contract_stream(
     before the lake IO manager publishes anything: no row is lost silently. A file with
     no rows does not replace a month that holds some, unless ``accept_empty``: as the
     asset's last materialization says, or ``lake_rows()`` (the lake file's footer, which
-    holds even when Dagster's instance forgot the run).
+    holds even when Dagster's instance forgot the run). Nor does a file that leaves empty
+    a column the month's lake file has values in (``lake_filled_columns()``: a republished
+    file without a column), unless ``accept_missing_columns``.
     """
     expected = _expected_rows(context, raw_file, raw_key, partition_key)
     if isinstance(expected, int):
@@ -114,9 +119,16 @@ def contract_stream(
 
     def batches() -> Iterator[pa.RecordBatch]:
         rows = 0
+        empty = set(schema.names)  # columns with no value in any row so far
         try:
             for batch in reader:
                 rows += batch.num_rows
+                if empty:
+                    empty.difference_update(
+                        name
+                        for name, column in zip(batch.schema.names, batch.columns, strict=True)
+                        if column.null_count < len(column)
+                    )
                 yield batch
         except ContractError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from error.__cause__
@@ -129,6 +141,8 @@ def contract_stream(
             )
         if rows == 0 and not accept_empty:
             _refuse_emptying(context, raw_file.name, partition_key, lake_rows)
+        if rows > 0 and not accept_missing_columns:
+            _refuse_emptied_columns(raw_file.name, partition_key, empty, lake_filled_columns)
         context.log.info(f"{raw_file.name}: {rows:,} rows parsed onto contract v{contract.version}")
 
     return pa.RecordBatchReader.from_batches(schema, batches())
@@ -196,6 +210,31 @@ def _refuse_emptying(
                 "empty file does not replace a loaded month (nothing was written). If the "
                 "month really is empty now, materialize it again with the lake asset's "
                 "config `accept_empty: true`."
+            ),
+            allow_retries=False,
+        )
+
+
+def _refuse_emptied_columns(
+    file_name: str,
+    partition_key: str | None,
+    empty: set[str],
+    lake_filled_columns: Callable[[], frozenset[str] | None],
+) -> None:
+    """Fail when a column the lake month being replaced has values in is empty in every
+    row of the new file: the contract reads a missing column as nulls, so a republished
+    file without ``tip_amount`` replaced a month's tips with nulls, every check passing."""
+    filled = lake_filled_columns() if empty else None
+    emptied = sorted(empty & filled) if filled else []
+    if emptied:
+        what = f"{partition_key} " if partition_key else ""
+        raise dg.Failure(
+            description=(
+                f"{file_name} has no value in any row for {', '.join(emptied)} (missing from "
+                f"the file, or empty), and the lake's {what}has values in them: a "
+                "republished file does not replace a month's values with nulls (nothing was "
+                "written). If the month really lost them, materialize it again with the lake "
+                "asset's config `accept_missing_columns: true`."
             ),
             allow_retries=False,
         )

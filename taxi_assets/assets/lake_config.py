@@ -17,3 +17,11 @@ class LakeConfig(dg.Config):
             "upstream accident than TLC emptying the month."
         ),
     )
+    accept_missing_columns: bool = Field(
+        default=False,
+        description=(
+            "Replace a month with a published file that leaves empty, in every row, a "
+            "column the month has values in (a column missing from a republished file). "
+            "Refused by default: the month's values would become nulls without a word."
+        ),
+    )

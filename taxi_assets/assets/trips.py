@@ -25,7 +25,7 @@ from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.instance_reads import materialized_partitions
 from taxi_assets.io_managers.arrow_stats import column_schema
-from taxi_assets.io_managers.lake_files import LakeFiles
+from taxi_assets.io_managers.lake_files import LakeFiles, null_columns_of
 from taxi_assets.io_managers.parquet_lake import GuardedOutput, arrow_filesystem
 from taxi_assets.io_managers.raw_files import StoredFile
 from taxi_assets.io_managers.table_load import ParquetPart, ParquetTableLoad, lake_parts
@@ -102,6 +102,20 @@ def lake_month_rows(lake_io_manager: LakeMonthPaths, key: dg.AssetKey, month: st
     """Rows of the month's lake file, from its footer; None when there is none."""
     stored = stored_lake_month(lake_io_manager, key, month)
     return None if stored is None else stored.count_rows()
+
+
+def lake_month_filled_columns(
+    lake_io_manager: LakeMonthPaths, key: dg.AssetKey, month: str
+) -> frozenset[str] | None:
+    """Columns of the month's lake file with a value in some row, from its footer's
+    statistics; None when there is no such file."""
+    stored = stored_lake_month(lake_io_manager, key, month)
+    if stored is None:
+        return None
+    filled: set[str] = set()
+    for path in stored.paths:
+        filled.update(set(stored.arrow_schema(path).names) - null_columns_of(stored.footer(path)))
+    return frozenset(filled)
 
 
 def layer_asset(
@@ -212,6 +226,10 @@ def build_trip_assets(
             month,
             config.accept_empty,
             lake_rows=lambda: lake_month_rows(lake_io_manager, context.asset_key, month),
+            accept_missing_columns=config.accept_missing_columns,
+            lake_filled_columns=lambda: lake_month_filled_columns(
+                lake_io_manager, context.asset_key, month
+            ),
         )
         # Checked when the file is published, not here: the stream is parsed as the IO
         # manager writes it, after this returns.
