@@ -365,3 +365,33 @@ def test_a_one_row_month_and_the_tables_grants_and_comments_survive_the_conversi
     assert counts == [("2021-01-01", 4), ("2021-02-01", 1)]
     assert tuple(kept) == (True, "per zone", "Trips (rows) it's")
     engine.dispose()
+
+
+def test_a_column_a_load_added_during_the_migration_is_null_in_the_months_moved_after(
+    mirror: FaultyMirror, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
+) -> None:
+    """The previous version's table had no cbd_congestion_fee; a load during the
+    migration (allowed) adds it to the new table. The months moved after it read the
+    column from the old table, which has none: every later run failed with "column does
+    not exist", those months invisible for good. Now they move with the column null."""
+    engine = engine_for(pg_url)
+    old_yellow_table(engine, tmp_path / "generated")
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "ALTER TABLE warehouse.yellow_tripdata DROP COLUMN cbd_congestion_fee"
+        )
+    migrate(pg_url, "--max-months", "1")
+    keys = ["raw/yellow_tripdata", "lake/yellow_tripdata", "warehouse/yellow_tripdata"]
+    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+    assert run(keys, resources, instance, "2021-02").success
+    done = migrate(pg_url, check=False)
+    assert done.returncode == 0, done.stderr
+    counts = warehouse_counts(pg_url, "yellow_tripdata")
+    assert counts["2021-01"] == ROWS["2021-01"] and counts["2021-03"] == ROWS["2021-03"]
+    with engine.connect() as connection:
+        filled = connection.exec_driver_sql(
+            "SELECT count(cbd_congestion_fee) FROM warehouse.yellow_tripdata "
+            "WHERE partition_month = DATE '2021-03-01'"
+        ).scalar()
+    engine.dispose()
+    assert filled == 0

@@ -267,6 +267,10 @@ def _start(
         log(f"{name} now reads the partitioned {schema}.{table} (created again, its grants kept)")
 
 
+def _column_names(connection: sa.Connection, schema: str, table: str) -> set[str]:
+    return {c.name for c in table_columns(connection, schema, table)}
+
+
 def _column_type(connection: sa.Connection, schema: str, table: str, column: str) -> str:
     types = {c.name: c.sql_type for c in table_columns(connection, schema, table)}
     return types[column]
@@ -296,9 +300,13 @@ def _move_month(
     in_month = f"{ident(column)} >= :start AND {ident(column)} < :end"
     bounds = {"start": start, "end": end}
     with engine.connect() as connection, connection.begin():
-        constants = month_constants(
-            connection, legacy, table_columns(connection, schema, table), in_month, bounds
-        )
+        # A load during the migration may have added a column to the new table (a new
+        # contract column): the old table has none of it, so it is null in these rows.
+        old = _column_names(connection, schema, legacy_name(table))
+        columns = table_columns(connection, schema, table)
+        constants: dict[str, object] = {c.name: None for c in columns if c.name not in old}
+        shared = [c for c in columns if c.name in old]
+        constants.update(month_constants(connection, legacy, shared, in_month, bounds))
 
     def fill(connection: sa.Connection, staging: Staging) -> int:
         # Under the month's lock: a load that wrote the month since the plan is newer.
@@ -309,7 +317,7 @@ def _move_month(
         names = ", ".join(
             ident(c.name)
             for c in table_columns(connection, schema, table)
-            if c.name not in constants or c.name == column
+            if c.name in old and (c.name not in constants or c.name == column)
         )
         return connection.execute(
             sa.text(
