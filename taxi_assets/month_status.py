@@ -21,6 +21,7 @@ import pyarrow as pa
 from upath import UPath
 
 from taxi_assets.assets.load_records import LOADS_TABLE, lake_lineage
+from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.lake_files import LakeFiles
 from taxi_assets.io_managers.parquet_lake import (
     HIVE_FORMAT,
@@ -60,6 +61,8 @@ class MonthStatus:
     warehouse: Layer | None
     problems: tuple[str, ...] = ()  # what the raw slot's manifest and files disagree on
     lake_problem: str | None = None  # why the lake file could not be read (lake: rows None)
+    # The contract version the lake file was written by (its footer); None: not recorded.
+    lake_contract: str | None = None
 
     @property
     def state(self) -> str:
@@ -81,6 +84,10 @@ def judge(status: MonthStatus) -> str:
         return "lake built from another revision than raw's current"
     if raw.rows is not None and lake.rows != raw.rows:
         return f"lake has {lake.rows:,} rows, the raw file {raw.rows:,}"
+    current = CONTRACTS[status.service].version
+    if status.lake_contract is not None and status.lake_contract != current:
+        # The UI marks such lake months stale, but not what was built from them.
+        return f"lake written by contract v{status.lake_contract}, the current is v{current}"
     if warehouse is None:
         return "warehouse missing"
     if warehouse.sha256 != lake.sha256:
@@ -131,7 +138,7 @@ def collect(
         service, month = item
         raw, pinned, problems = _raw(lake_root, service.name, month)
         known = listed[service.name].get(month, set()) if service.name in listed else None
-        lake, lake_problem = _lake(lake_root, service, month, hive_format, known)
+        lake, lake_problem, lake_contract = _lake(lake_root, service, month, hive_format, known)
         return MonthStatus(
             service=service.name,
             month=month,
@@ -141,6 +148,7 @@ def collect(
             warehouse=loads.get((service.dataset, month)),
             problems=problems,
             lake_problem=lake_problem,
+            lake_contract=lake_contract,
         )
 
     # map keeps the order asked for and raises a month's exception here, as a serial loop would
@@ -194,18 +202,21 @@ def _lake(
     month: str,
     hive_format: str = HIVE_FORMAT,
     known: set[str] | None = None,
-) -> tuple[Layer | None, str | None]:
-    """The lake month's layer, or (an unknown layer, why) when its file is not Parquet.
-    ``known``: the month's lake file names, when listed already (else asked for)."""
+) -> tuple[Layer | None, str | None, str | None]:
+    """The lake month's layer and the contract version that wrote it, or (an unknown
+    layer, why, None) when its file is not Parquet. ``known``: the month's lake file
+    names, when listed already (else asked for)."""
     path = month_file(lake_root.joinpath(*service.key("lake").path), month, hive_format)
     if (path.name not in known) if known is not None else not path.exists():
-        return None, None
+        return None, None, None
     filesystem, native = arrow_filesystem(path)
     try:
-        lineage = lake_lineage(LakeFiles.at(filesystem, native))
+        files = LakeFiles.at(filesystem, native)
+        lineage = lake_lineage(files)
+        recorded = (files.arrow_schema(native).metadata or {}).get(b"contract_version")
     except pa.ArrowInvalid as error:  # a corrupt file is this month's state, not the command's end
-        return Layer(None, None), f"{path}: {error}"
-    return Layer(lineage.source_sha256, lineage.rows), None
+        return Layer(None, None), f"{path}: {error}", None
+    return Layer(lineage.source_sha256, lineage.rows), None, recorded.decode() if recorded else None
 
 
 def loads_from_rows(rows: Iterable[tuple[Any, ...]]) -> dict[tuple[str, str], Layer]:

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +17,7 @@ import pytest
 from upath import UPath
 
 from taxi_assets import cli, definitions
+from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager, month_file
 from taxi_assets.month_status import IN_STEP, Layer, MonthStatus, collect, judge
 from taxi_assets_tests.http_faults import FaultyMirror
@@ -49,6 +51,22 @@ def test_the_first_layer_out_of_step_is_named(
     raw: Layer | None, lake: Layer | None, warehouse: Layer | None, expected: str
 ) -> None:
     assert judge(status(raw, lake, warehouse)).startswith(expected)
+
+
+def test_a_lake_month_of_an_older_contract_is_out_of_step(tmp_path: Path) -> None:
+    """After a contract bump the UI marks the lake months it did not write stale, but not
+    the warehouse months built from them: the status says it, from the lake file's footer."""
+    same = Layer(A, 10)
+    current = CONTRACTS["yellow"].version
+    old = MonthStatus("yellow", "2021-01", same, False, same, same, lake_contract="0")
+    assert judge(old) == f"lake written by contract v0, the current is v{current}"
+    assert judge(replace(old, lake_contract=current)) == IN_STEP
+    path = month_file(UPath(tmp_path) / "lake" / "yellow_tripdata", "2021-01")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.table({"n": [1]}).replace_schema_metadata({b"contract_version": b"0"})
+    pq.write_table(table, path)
+    (found,) = collect(UPath(tmp_path), {}, ["yellow"])
+    assert found.lake_contract == "0"
 
 
 def test_a_raw_slot_with_problems_comes_first() -> None:
