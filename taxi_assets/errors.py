@@ -18,3 +18,9 @@ class LoadLogBehind(Exception):
     """A BigQuery copy job replaced a month but the load log record of the month could
     not be written after it: the log still names the previous load (never a load whose
     rows are not visible). Materializing the month again writes both."""
+
+
+class ColumnTypesDiffer(Exception):
+    """A warehouse table has a column of another type than the load's, into which values
+    would be cast without a word (a naive New York time read as UTC, a fare rounded).
+    Raised before anything is staged; the message names each column."""

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from taxi_assets.errors import NotPartitioned, RowCountMismatch
+from taxi_assets.errors import ColumnTypesDiffer, NotPartitioned, RowCountMismatch
 from taxi_assets.pg.ddl import TableLayout, ensure_table
 from taxi_assets.pg.lock_retry import LockWaits, LockWaitTimedOut
 from taxi_assets.pg.month_swap import Fill, MonthBounds, MonthReplace, Staging, replace_months
@@ -271,6 +271,37 @@ def test_a_plain_table_of_an_earlier_version_is_refused_naming_the_migration(
             engine, "warehouse", "old_trips", "partition_month", [month("2021-01")],
             rows_of("2021-01", 1),
         )  # fmt: skip
+    engine.dispose()
+
+
+def test_a_column_of_a_type_that_would_change_the_values_is_refused_naming_it(
+    pg_url: str,
+) -> None:
+    """A table made by hand (or by another version): a naive New York time into
+    timestamptz was stored read as UTC (5 hours off), a fare into integer or numeric
+    rounded, without a word. Refused before anything is staged, as BigQuery refuses it; a
+    type that only widens (integer into bigint) is not."""
+    engine = engine_for(pg_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE SCHEMA IF NOT EXISTS warehouse; "
+            "CREATE TABLE warehouse.hand_made (pickup_datetime timestamptz, "
+            "fare_amount numeric(10,0), vendor_id bigint)"
+        )
+    schema = pa.schema(
+        [
+            ("pickup_datetime", pa.timestamp("us")),
+            ("fare_amount", pa.float64()),
+            ("vendor_id", pa.int32()),
+        ]
+    )
+    with pytest.raises(ColumnTypesDiffer) as raised:
+        ensure_table(engine, "warehouse", "hand_made", schema)
+    said = str(raised.value)
+    assert said.startswith("warehouse.hand_made has columns of other types than the load: ")
+    assert "pickup_datetime is timestamp with time zone, the load's is timestamp without" in said
+    assert "fare_amount is numeric, the load's is double precision" in said
+    assert "vendor_id" not in said
     engine.dispose()
 
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.dialects import postgresql
 
-from taxi_assets.errors import NotPartitioned
+from taxi_assets.errors import ColumnTypesDiffer, NotPartitioned
 from taxi_assets.sql_types import looked_up
 
 if TYPE_CHECKING:
@@ -84,6 +84,39 @@ def require_partitioned(connection: sa.Connection, schema: str, table: str) -> N
         raise NotPartitioned(f"{schema}.{table} is not a partitioned table (relkind {kind!r})")
 
 
+# (the load's type, a table's type) that PostgreSQL casts into without a word: a naive New
+# York time into timestamptz is read in the session's time zone (hours off); a float into
+# real or numeric is rounded. Other differences fail loudly, or only widen.
+LOSSY_TYPES = {
+    ("timestamp without time zone", "timestamp with time zone"),
+    ("timestamp with time zone", "timestamp without time zone"),
+    ("double precision", "real"),
+    ("double precision", "numeric"),
+    ("double precision", "integer"),
+    ("double precision", "bigint"),
+    ("double precision", "smallint"),
+}
+
+
+def refuse_lossy_types(table: str, present: dict[str, str], arrow_schema: pa.Schema) -> None:
+    """Refuse a table made by hand, or by another version, whose column's type would take
+    the load's values with a silent change (:data:`LOSSY_TYPES`), naming each column,
+    before anything is staged (as BigQuery's ``bq.tables.refuse_other_types``)."""
+    differ = [
+        f"{field.name} is {present[field.name]}, the load's is {pg_type(field.type)}"
+        for field in arrow_schema
+        if field.name in present
+        and (pg_type(field.type).split("(")[0], present[field.name]) in LOSSY_TYPES
+    ]
+    if differ:
+        raise ColumnTypesDiffer(
+            f"{table} has columns of other types than the load: {'; '.join(differ)}. Its "
+            "values would be cast into them (a naive New York time read in the session's "
+            "time zone, a fare rounded): nothing was loaded. Change those columns' types, "
+            "or drop or rename the table to have it created again."
+        )
+
+
 def existing_columns(connection: sa.Connection, schema: str, table: str) -> dict[str, str]:
     rows = connection.execute(
         sa.text(
@@ -128,6 +161,7 @@ def ensure_table(
         with connection.begin():
             kind = relation_kind(connection, schema, table)
             present = existing_columns(connection, schema, table) if kind else {}
+            refuse_lossy_types(f"{schema}.{table}", present, arrow_schema)
             if kind is not None and layout.partition_by:
                 require_partitioned(connection, schema, table)
             indexes = [
