@@ -1,6 +1,7 @@
 """The commands the README gives, run for real: `dagster asset materialize`, `dagster job
 execute`, `python -m taxi_assets.cli months backfill`, `dg`."""
 
+import datetime
 import gzip
 import hashlib
 import io
@@ -203,6 +204,27 @@ def test_months_backfill_submits_every_service_as_one_asset_backfill(
     )  # fmt: skip
     assert refused.returncode == 1
     assert "not a month in YYYY-MM form" in refused.stderr
+
+
+def test_a_backfill_range_cut_by_first_months_says_what_it_left_out() -> None:
+    """The range asked for, cut to each service's partitions, said: ten years before
+    TAXI_FIRST_MONTH were dropped without a line, under a title naming them."""
+    from taxi_assets.automation.month_backfill import service_ranges
+    from taxi_assets.partitions import add_months
+
+    ranges, skipped = service_ranges("2009-01", "2019-02", "2019-01", ["yellow", "fhvhv"])
+    assert [(r.service, r.first, r.last) for r in ranges] == [
+        ("yellow", "2019-01", "2019-02"),
+        ("fhvhv", "2019-02", "2019-02"),
+    ]
+    assert skipped == [
+        "yellow: 2009-01..2018-12, before 2019-01 (TAXI_FIRST_MONTH)",
+        "fhvhv: 2009-01..2019-01, before 2019-02 (its first month)",
+    ]
+    last = datetime.date.today().strftime("%Y-%m")  # not complete: no partition yet
+    (yellow,), (cut,) = service_ranges("2024-01", last, "2019-01", ["yellow"])
+    assert yellow.last == add_months(last, -1)
+    assert cut == f"yellow: {last}..{last}, after {yellow.last} (the last complete month)"
 
 
 def test_make_stop_stops_the_embedded_warehouse(embedded_dir: Path) -> None:

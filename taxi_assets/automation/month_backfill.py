@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from taxi_assets.partitions import parse_month, service_partitions
+from taxi_assets.partitions import add_months, parse_month, service_partitions
 from taxi_assets.services import SERVICES
 
 LAUNCH_BACKFILL = """
@@ -51,7 +51,7 @@ def service_ranges(
     first: str, last: str, first_month: str, services: list[str] | None = None
 ) -> tuple[list[ServiceRange], list[str]]:
     """For each service, the months of ``first..last`` that are its partitions; and why
-    each other service is left out."""
+    each other service, or the part of the range a service does not have, is left out."""
     parse_month(first)
     parse_month(last)
     if last < first:
@@ -70,6 +70,16 @@ def service_ranges(
             )
         else:
             ranges.append(ServiceRange(service, start, end))
+            own_first = SERVICES[service].first_published_month
+            if start > first:
+                why = "its first month" if start == own_first else "TAXI_FIRST_MONTH"
+                skipped.append(
+                    f"{service}: {first}..{add_months(start, -1)}, before {start} ({why})"
+                )
+            if end < last:
+                skipped.append(
+                    f"{service}: {add_months(end, 1)}..{last}, after {end} (the last complete month)"
+                )
     return ranges, skipped
 
 

@@ -31,7 +31,9 @@ def _months_backfill(args: argparse.Namespace) -> int:
         if not ranges:
             raise BackfillError("no service has a partition in that range: " + "; ".join(skipped))
         where = ["-w", args.workspace] if args.workspace else ["-m", "taxi_assets"]
-        span = args.first if last == args.first else f"{args.first}..{last}"
+        # The months submitted, not those asked for (a range before TAXI_FIRST_MONTH is cut).
+        first_in, last_in = min(r.first for r in ranges), max(r.last for r in ranges)
+        span = first_in if last_in == first_in else f"{first_in}..{last_in}"
         title = (
             f"every service, {span}" if not args.services else f"{', '.join(args.services)}, {span}"
         )
