@@ -12,7 +12,10 @@ the failure alerts and the new-month sensor need), :func:`materialized_partition
 (every partition ever materialized, in one query, which the new-month sensor needs every
 tick), and :func:`check_outcomes_of` calls the event log storage's
 ``get_asset_check_execution_history`` (the checks of one materialization, whichever run
-executed them, which the new-month sensor needs). ``taxi_assets_tests/test_instance_reads.py``
+executed them, which the new-month sensor needs). :func:`backfill_pending` reads the
+unfinished asset backfills' target, materialized and failed subsets
+(``BulkActionStatus``, ``asset_backfill_data``: a backfill's months before the backfill
+daemon has launched their runs). ``taxi_assets_tests/test_instance_reads.py``
 pins what they return, so a Dagster upgrade that changes them fails that test rather than
 the sensors in production.
 """
@@ -27,6 +30,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationPlanned,
 )
 from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.asset_check_execution_record import (
     COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
     AssetCheckExecutionRecord,
@@ -315,3 +319,21 @@ def run_worker_process(instance: dg.DagsterInstance, run_id: str) -> tuple[int, 
         if pid is not None and str(pid.value).isdigit():
             return int(pid.value), entry.timestamp
     return None
+
+
+def backfill_pending(instance: dg.DagsterInstance) -> frozenset[tuple[dg.AssetKey, str]]:
+    """(asset, partition) of every unfinished asset backfill not materialized or failed
+    yet: what it will still run. A backfill launches its runs at the backfill daemon's
+    next pass (every 30 s), so until then no run of them is queued."""
+    pending: set[tuple[dg.AssetKey, str]] = set()
+    for backfill in instance.get_backfills(status=BulkActionStatus.REQUESTED):
+        data = backfill.asset_backfill_data
+        if data is None:
+            continue
+        left = data.target_subset - data.materialized_subset - data.failed_and_downstream_subset
+        pending.update(
+            (item.asset_key, item.partition_key)
+            for item in left.iterate_asset_partitions()
+            if item.partition_key is not None
+        )
+    return frozenset(pending)

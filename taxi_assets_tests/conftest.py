@@ -6,7 +6,9 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -177,6 +179,32 @@ def instance(tmp_path: Path, empty_instance_home: Path) -> Iterator[dg.DagsterIn
     overrides = {**IN_MEMORY_EVENTS, "python_logs": shipped["python_logs"]}
     with dg.instance_for_test(temp_dir=str(home), overrides=overrides) as test_instance:
         yield test_instance
+
+
+@pytest.fixture
+def schedule_context(
+    instance: dg.DagsterInstance,
+) -> Iterator[Callable[[datetime, Path], dg.ScheduleEvaluationContext]]:
+    """Schedule contexts on this test's instance, for a tick at a time, with the lake at a
+    path; closed after the test. A schedule that reads ``context.instance`` opens it, and
+    a context left open leaves that instance's state storage set for the tests after,
+    which then fail on its dead weakref."""
+    from taxi_assets import defs
+    from taxi_assets.resources import LakeResource
+
+    with ExitStack() as contexts:
+
+        def make(when: datetime, lake: Path) -> dg.ScheduleEvaluationContext:
+            return contexts.enter_context(
+                dg.build_schedule_context(
+                    instance=instance,
+                    scheduled_execution_time=when,
+                    repository_def=defs.get_repository_def(),
+                    resources={"lake": LakeResource(url=str(lake))},
+                )
+            )
+
+        yield make
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -40,19 +41,17 @@ SERVICES = ("yellow", "green", "fhv", "fhvhv")
 # parsing them when the test stops it.
 ROWS_BEFORE = 60_000
 
+ScheduleContext = Callable[[datetime, Path], dg.ScheduleEvaluationContext]
+
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_each_service_has_a_schedule_for_the_lagged_month(
-    service: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    service: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, schedule_context: ScheduleContext
 ) -> None:
     schedule = defs.resolve_schedule_def(f"taxi_{service}_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     assert schedule.job_name == f"taxi_{service}_job"
-    context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2021, 3, 5, 6),
-        repository_def=defs.get_repository_def(),
-        resources={"lake": LakeResource(url=str(tmp_path / "lake"))},
-    )
+    context = schedule_context(datetime(2021, 3, 5, 6), tmp_path / "lake")
     # TLC publishes January around 20 March: on 5 March the newest month out is December.
     (request,) = schedule.evaluate_tick(context).run_requests or []
     assert request.partition_key == "2020-12"
@@ -74,13 +73,11 @@ def test_each_schedule_runs_after_tlc_published_its_month(service: str) -> None:
     assert schedule.execution_timezone == "America/New_York"
 
 
-def test_a_schedule_skips_a_month_before_its_service(tmp_path: Path) -> None:
+def test_a_schedule_skips_a_month_before_its_service(
+    tmp_path: Path, schedule_context: ScheduleContext
+) -> None:
     """2019-01 is a yellow month, not an FHVHV one (FHVHV starts 2019-02)."""
-    context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2019, 4, 5, 6),
-        repository_def=defs.get_repository_def(),
-        resources={"lake": LakeResource(url=str(tmp_path / "lake"))},
-    )
+    context = schedule_context(datetime(2019, 4, 5, 6), tmp_path / "lake")
     yellow = defs.resolve_schedule_def("taxi_yellow_schedule").evaluate_tick(context)
     assert [r.partition_key for r in yellow.run_requests or []] == ["2019-01"]
     fhvhv = defs.resolve_schedule_def("taxi_fhvhv_schedule").evaluate_tick(context)
@@ -730,6 +727,48 @@ def test_sensor_skips_a_month_a_run_in_flight_already_loads(
     message = evaluate_sensor(instance, mirror, lake=tmp_path / "lake").skip_message
     assert f"yellow {month}: a queued or running run is loading it" in message
     assert f"green {month}: a queued or running run" not in message  # only yellow is selected
+
+
+def test_sensor_skips_a_month_a_submitted_backfill_will_run(
+    own_mirror: FaultyMirror,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,
+    schedule_context: ScheduleContext,
+) -> None:
+    """`months backfill` (or the UI) records an asset backfill; its runs are launched at
+    the backfill daemon's next pass, so until then no run of the month is in flight: the
+    sensor requested yellow 2021-02 too, and the month was loaded twice. The backfill is
+    recorded here as `months backfill 2021-02 --services yellow` records it."""
+    from dagster._core.execution.backfill import PartitionBackfill
+
+    resources = pipeline_resources(own_mirror.url, tmp_path / "lake")
+    assert run("raw/yellow_tripdata", resources, instance, "2021-01").success
+    write_month(Path(own_mirror.root), source="dtc", service="yellow", month="2021-02", rows=300)
+    keys = [dg.AssetKey([layer, "yellow_tripdata"]) for layer in ("raw", "lake", "warehouse")]
+    instance.add_backfill(
+        PartitionBackfill.from_asset_partitions(
+            backfill_id="pendingbf",
+            asset_graph=defs.resolve_asset_graph(),
+            partition_names=["2021-02"],
+            asset_selection=keys,
+            backfill_timestamp=time.time(),
+            tags={},
+            dynamic_partitions_store=instance,
+            all_partitions=False,
+            title="yellow, 2021-02",
+            description=None,
+            run_config=None,
+        )
+    )
+    tick = evaluate_sensor(instance, own_mirror, lake=tmp_path / "lake")
+    requested = [r.partition_key for r in tick.run_requests or [] if "yellow" in r.job_name]
+    assert requested == []
+    assert "yellow 2021-02: a queued or running run is loading it" in (tick.skip_message or "")
+    # Nor the schedule, on the 5th that loads 2021-02.
+    context = schedule_context(datetime(2021, 5, 5, 6), tmp_path / "lake")
+    scheduled = defs.resolve_schedule_def("taxi_yellow_schedule").evaluate_tick(context)
+    assert not scheduled.run_requests
+    assert scheduled.skip_message == "yellow 2021-02: a queued or running run is loading it"
 
 
 def test_run_partitions_read_both_tag_styles() -> None:

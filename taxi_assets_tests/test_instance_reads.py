@@ -282,3 +282,34 @@ def test_check_outcomes_of_a_materialization_whichever_run_made_them(
     assert materialize_fares(instance, "2021-01", None).success
     assert passed("2021-01", materialization("2021-01")) == []
     assert check_outcomes_of(instance, [], "2021-01", first) == []
+
+
+def test_backfill_pending_is_what_an_unfinished_backfill_will_still_run(
+    instance: dg.DagsterInstance,
+) -> None:
+    import time
+
+    from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+
+    from taxi_assets import defs
+
+    keys = [dg.AssetKey([layer, "green_tripdata"]) for layer in ("raw", "lake")]
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id="pinned",
+        asset_graph=defs.resolve_asset_graph(),
+        partition_names=["2021-01", "2021-02"],
+        asset_selection=keys,
+        backfill_timestamp=time.time(),
+        tags={},
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=None,
+        description=None,
+        run_config=None,
+    )
+    instance.add_backfill(backfill)
+    assert instance_reads.backfill_pending(instance) == {
+        (key, month) for key in keys for month in ("2021-01", "2021-02")
+    }
+    instance.update_backfill(backfill.with_status(BulkActionStatus.COMPLETED_SUCCESS))
+    assert instance_reads.backfill_pending(instance) == frozenset()

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
 
 from taxi_assets import defs
-from taxi_assets.resources import LakeResource
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import (
     REPO,
@@ -175,15 +175,14 @@ def test_a_revision_that_does_not_exist_fails_with_those_that_do(
 
 
 def test_the_schedule_honours_pins(
-    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+    own_mirror: FaultyMirror,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,
+    schedule_context: Callable[[datetime, Path], dg.ScheduleEvaluationContext],
 ) -> None:
     lake = tmp_path / "lake"
     resources = pipeline_resources(own_mirror.url, lake)
-    context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2021, 4, 5, 6),  # loads 2021-01
-        repository_def=defs.get_repository_def(),
-        resources={"lake": LakeResource(url=str(lake))},
-    )
+    context = schedule_context(datetime(2021, 4, 5, 6), lake)  # loads 2021-01
     key = "raw/yellow_tripdata"
     sha256 = materialization_metadata(run(key, resources, instance, MONTH), key)["sha256"]
     schedules = {s: defs.resolve_schedule_def(f"taxi_{s}_schedule") for s in ("yellow", "green")}

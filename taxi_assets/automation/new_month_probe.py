@@ -23,6 +23,7 @@ from upath import UPath
 from taxi_assets.automation.run_partitions import covers
 from taxi_assets.automation.schedules import schedule_name
 from taxi_assets.instance_reads import (
+    backfill_pending,
     check_outcomes_of,
     latest_materialization,
     latest_metadata,
@@ -64,28 +65,38 @@ class ServicePlan:
     reasons: list[str] = field(default_factory=list)
 
 
-def runs_in_flight(instance: dg.DagsterInstance) -> Sequence[dg.DagsterRun]:
-    """Queued and running runs (a backfill, the schedule, a user), read once per tick.
+@dataclass(frozen=True)
+class InFlight:
+    """What is loading or about to: queued and running runs (a backfill's, the schedule's,
+    a user's), and the months unfinished asset backfills will still run."""
+
+    runs: Sequence[dg.DagsterRun]
+    backfill_pending: frozenset[tuple[dg.AssetKey, str]] = frozenset()
+
+
+def runs_in_flight(instance: dg.DagsterInstance) -> InFlight:
+    """What is in flight, read once per tick.
 
     Runs of asset backfills carry a partition range, not `dagster/partition`, so they are
-    filtered by status in the database (few runs are in flight) and by month in Python.
+    filtered by status in the database (few runs are in flight) and by month in Python. A
+    backfill submitted (`months backfill`, the UI) has no run until the backfill daemon's
+    next pass: its months count too, or the sensor loaded them a second time.
     """
-    return runs(instance, dg.RunsFilter(statuses=IN_FLIGHT))
+    return InFlight(runs(instance, dg.RunsFilter(statuses=IN_FLIGHT)), backfill_pending(instance))
 
 
-def _loading(
-    in_flight: Sequence[dg.DagsterRun], month: str, raw_key: dg.AssetKey, job_name: str
-) -> bool:
+def is_loading(in_flight: InFlight, month: str, raw_key: dg.AssetKey, job_name: str) -> bool:
     """A run in flight covers ``month`` and materializes ``raw_key``: its asset selection
-    holds it (sensor requests, asset backfills), or it runs the service's whole job."""
-    return any(
+    holds it (sensor requests, asset backfills), or it runs the service's whole job; or an
+    unfinished backfill will run it."""
+    return (raw_key, month) in in_flight.backfill_pending or any(
         covers(run.tags, month)
         and (
             raw_key in run.asset_selection
             if run.asset_selection is not None
             else run.job_name == job_name
         )
-        for run in in_flight
+        for run in in_flight.runs
     )
 
 
@@ -309,7 +320,7 @@ def plan_service_requests(
     service: str,
     partitions_def: dg.PartitionsDefinition,
     lag: int,
-    in_flight: Sequence[dg.DagsterRun],
+    in_flight: InFlight,
     blocking_checks: Mapping[dg.AssetKey, Sequence[dg.AssetCheckKey]],
     today: date | None = None,
     lake_root: UPath | None = None,
@@ -343,7 +354,7 @@ def plan_service_requests(
         if not partitions_def.has_partition_key(month):
             plan.reasons.append(f"{service} {month}: not a partition yet")
             continue
-        if _loading(in_flight, month, raw_key, service_job_name(service)):
+        if is_loading(in_flight, month, raw_key, service_job_name(service)):
             plan.reasons.append(f"{service} {month}: a queued or running run is loading it")
             continue
         # A month pinned to a stored revision is rebuilt from that revision, not

@@ -18,6 +18,7 @@ from taxi_assets.jobs import service_job_assets
 from taxi_assets.partitions import lagged_month
 from taxi_assets.raw_zone import pinned_revision
 from taxi_assets.resources.lake import LakeResource
+from taxi_assets.services import SERVICES
 
 DEFAULT_LAG_MONTHS = 2
 LAG_ENV = "TAXI_PUBLICATION_LAG_MONTHS"
@@ -60,6 +61,12 @@ def build_schedule(
         pinned = pinned_revision(lake.root(), service, month)
         if pinned is not None:
             return dg.SkipReason(f"{service} {month} is pinned to revision {pinned[:12]}")
+        # Not a second load of a month a run or a backfill (the history's) is loading.
+        from taxi_assets.automation.new_month_probe import is_loading, runs_in_flight
+
+        raw_key = SERVICES[service].key("raw")
+        if is_loading(runs_in_flight(context.instance), month, raw_key, job.name):
+            return dg.SkipReason(f"{service} {month}: a queued or running run is loading it")
         return dg.RunRequest(
             run_key=f"schedule:{service}:{month}",
             asset_selection=service_job_assets(service),
