@@ -20,11 +20,15 @@ import socket
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import psutil
 
 from taxi_assets.instance_reads import run_worker_process
+
+if TYPE_CHECKING:  # what the event log storage's get_concurrency_info returns
+    from dagster._utils.concurrency import ConcurrencyKeyInfo, PendingStepInfo
 
 # Statuses after which a run never frees a slot itself; "unknown": the run was deleted.
 ENDED = {
@@ -61,7 +65,10 @@ def record_run_host(instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
 class HeldSlots:
     run_id: str
     status: str  # the run's Dagster status, "unknown" when the run was deleted
-    steps: tuple[str, ...]  # "pool: step key" for each slot the run holds
+    # "pool: step key" for each slot the run holds; a step of it still in a pool's queue
+    # adds "(slot assigned, not claimed)" or "(waiting)": a dead run's queued step is
+    # given the next free slot, and keeps it for good
+    steps: tuple[str, ...]
     pid: int | None  # the run worker's process id, when the run recorded it
     process_alive: bool | None  # None: no pid, or the run ran elsewhere (`host`)
     host: str | None = None  # where the run's steps ran (RUN_HOST_TAG), when recorded
@@ -102,17 +109,37 @@ def pool_use(instance: dg.DagsterInstance) -> list[PoolUse]:
     found = []
     for pool in sorted(storage.get_concurrency_keys()):
         info = storage.get_concurrency_info(pool)
-        found.append(PoolUse(pool, info.limit, len(info.claimed_slots), info.pending_step_count))
+        # A slot assigned to a queued step is taken until that step claims or gives it up.
+        taken = len(info.claimed_slots) + len(_assigned_unclaimed(info))
+        found.append(PoolUse(pool, info.limit, taken, info.pending_step_count))
     return found
 
 
+def _assigned_unclaimed(info: ConcurrencyKeyInfo) -> list[PendingStepInfo]:
+    """Queued steps a slot was assigned to that have not claimed it (Dagster lists a
+    claimed step among its queued steps too, as assigned)."""
+    claimed = {(slot.run_id, slot.step_key) for slot in info.claimed_slots}
+    return [
+        step
+        for step in info.pending_steps
+        if step.assigned_timestamp is not None and (step.run_id, step.step_key) not in claimed
+    ]
+
+
 def held_slots(instance: dg.DagsterInstance) -> list[HeldSlots]:
-    """Every run holding a slot in any pool."""
+    """Every run holding a slot in any pool, or with a step in a pool's queue (a run killed
+    while its step waited for a slot: the slot freed next goes to that step, for good)."""
     by_run: dict[str, list[str]] = defaultdict(list)
     storage = instance.event_log_storage
     for pool in sorted(storage.get_concurrency_keys()):
-        for slot in storage.get_concurrency_info(pool).claimed_slots:
+        info = storage.get_concurrency_info(pool)
+        for slot in info.claimed_slots:
             by_run[slot.run_id].append(f"{pool}: {slot.step_key}")
+        for step in info.pending_steps:
+            if step.assigned_timestamp is None:
+                by_run[step.run_id].append(f"{pool}: {step.step_key} (waiting)")
+        for step in _assigned_unclaimed(info):
+            by_run[step.run_id].append(f"{pool}: {step.step_key} (slot assigned, not claimed)")
     found = []
     here_host = this_host()
     for run_id, steps in by_run.items():

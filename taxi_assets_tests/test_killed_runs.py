@@ -13,14 +13,16 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
 import dagster as dg
+from dagster._utils.concurrency import ConcurrencySlotStatus
 from upath import UPath
 
-from taxi_assets.run_slots import RUN_HOST_TAG, held_slots, pool_use, this_host
+from taxi_assets.run_slots import RUN_HOST_TAG, held_slots, pool_use, release, this_host
 from taxi_assets.storage.leftovers import (
     STALE_AFTER_SECONDS,
     probe_name,
@@ -140,6 +142,43 @@ def test_killed_cli_runs_slots_are_found_and_released_and_a_live_runs_are_not(
                 again = taxi_cli(env, "release", dead.run_id)
                 assert again.returncode == 1
                 assert "holds no pool slot" in again.stderr
+
+
+def test_a_run_killed_while_its_step_waited_for_a_slot_is_listed_and_released(
+    instance: dg.DagsterInstance,
+) -> None:
+    """A run killed while its step is queued for a slot leaves the queue entry: the slot
+    freed next is assigned to it, and nothing claims it, for good. `runs slots` counted
+    that slot free and did not list the run; `runs release` refused it ("holds no pool
+    slot"). The run here records no process (as one started elsewhere): it is never
+    claimed, as a killed run's step is not; the queue is Dagster's own, in SQLite."""
+    storage = instance.event_log_storage
+    storage.set_concurrency_slots("warehouse", 2)
+    runs = {}
+    for name in ("a", "b", "killed", "later"):
+        runs[name] = str(uuid.uuid4())
+        instance.add_run(
+            dg.DagsterRun(
+                job_name="__ASSET_JOB", run_id=runs[name], status=dg.DagsterRunStatus.STARTED
+            )
+        )
+    for name in ("a", "b", "killed"):
+        storage.claim_concurrency_slot("warehouse", runs[name], f"{name}_step")
+    storage.free_concurrency_slot_for_step(runs["a"], "a_step")  # the slot goes to "killed"
+    later = storage.claim_concurrency_slot("warehouse", runs["later"], "later_step")
+    assert later.slot_status == ConcurrencySlotStatus.BLOCKED
+
+    (use,) = pool_use(instance)
+    assert (use.taken, use.waiting) == (2, 1)
+    holding = {held.run_id: held.steps for held in held_slots(instance)}
+    assert holding[runs["killed"]] == ("warehouse: killed_step (slot assigned, not claimed)",)
+    assert holding[runs["later"]] == ("warehouse: later_step (waiting)",)
+
+    release(instance, runs["killed"], force=True)
+    run = instance.get_run_by_id(runs["killed"])
+    assert run is not None and run.status == dg.DagsterRunStatus.FAILURE
+    later = storage.claim_concurrency_slot("warehouse", runs["later"], "later_step")
+    assert later.slot_status == ConcurrencySlotStatus.CLAIMED
 
 
 def backdate(path: Path, seconds: float) -> None:
