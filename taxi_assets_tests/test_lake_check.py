@@ -108,6 +108,16 @@ def test_neither_a_folder_nor_an_object_store_url(capsys: pytest.CaptureFixture[
     assert "gs://BUCKET/PREFIX, s3://BUCKET/PREFIX or az://CONTAINER/PREFIX" in printed
 
 
+def test_runs_refuse_a_lake_url_the_commands_refuse() -> None:
+    """`memory://` passed a run (even with TAXI_PRODUCTION=1): its lake was written into
+    the run's own memory and gone when the process ended; the commands refused it."""
+    from taxi_assets.resources import LakeResource
+    from taxi_assets.storage.errors import LakeConfigurationError
+
+    with pytest.raises(LakeConfigurationError, match="neither a local folder nor an object"):
+        LakeResource(url="memory://taxi-lake/nyc").root()
+
+
 def test_a_store_that_does_not_answer_is_one_line_naming_where_to_look(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -24,10 +24,13 @@ DEFAULT_LAKE_URL = "./data/lake"
 
 def lake_root(configured: str | None = None) -> UPath:
     """The lake's root: ``configured`` (a resource's ``root``), else ``$TAXI_LAKE_URL``,
-    else ``./data/lake``; shared by every layer written to the lake."""
-    return resolve_root(
-        resolve_setting(configured, "TAXI_LAKE_URL", DEFAULT_LAKE_URL) or DEFAULT_LAKE_URL
-    )
+    else ``./data/lake``; shared by every layer written to the lake. A URL that is neither
+    a folder nor an object store is refused, as the commands refuse it: ``memory://``
+    passed, and a run wrote its lake into its own process's memory, gone when it ended."""
+    url = resolve_setting(configured, "TAXI_LAKE_URL", DEFAULT_LAKE_URL) or DEFAULT_LAKE_URL
+    root = resolve_root(url)
+    refuse_unknown_store(root, url)
+    return root
 
 
 def resolve_root(url: str) -> UPath:
