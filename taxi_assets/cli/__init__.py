@@ -1,6 +1,8 @@
 """The project's command line, ``python -m taxi_assets.cli GROUP COMMAND ...``:
 
 - ``warehouse start|stop [DATA_DIR]``: the embedded PostgreSQL server (``make stop``).
+- ``warehouse check``: whether the warehouse is ready for loads: writable, privileges,
+  limits (PostgreSQL; reads only).
 - ``warehouse analyst-role ROLE``: a read-only role on the warehouse (password from
   ``TAXI_ANALYST_PASSWORD``).
 - ``warehouse migrate``: convert month tables of an earlier version (plain tables) into
@@ -17,7 +19,7 @@
 - ``raw list SERVICE [MONTH]``, ``raw pin SERVICE MONTH REVISION``, ``raw unpin SERVICE
   MONTH``: the stored revisions of raw files, and pins (a unique sha256 prefix is enough;
   SERVICE ``zones`` with MONTH ``-`` for the zone lookup; ``--lake URL``, default
-  ``$TAXI_LAKE_URL``).
+  ``$TAXI_LAKE_URL``, else ``./data/lake``).
 - ``months backfill FIRST [--to LAST]``: every service for one month (or a range), as one
   asset backfill that the daemon runs (each service over its own months).
 - ``months status [FIRST [--to LAST]]``: each month's raw revision and rows in raw, lake

@@ -56,5 +56,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
         )
         if name == "pin":
             command.add_argument("revision", help="a sha256 or a unique prefix of one")
-        command.add_argument("--lake", default=None, help="default: $TAXI_LAKE_URL")
+        command.add_argument(
+            "--lake", default=None, help="default: $TAXI_LAKE_URL, else ./data/lake"
+        )
         command.set_defaults(func=_raw_revisions)
