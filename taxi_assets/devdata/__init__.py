@@ -4,7 +4,8 @@ a local HTTP mirror to serve them (``python -m taxi_assets.devdata --help``).
 - ``layouts.py``: what each upstream publishes, month by month (paths, headers, schemas).
 - ``trips.py``: the rows, deterministic and in chunks (``fhvhv.py``: the FHVHV columns).
 - ``csv_gz.py``, ``tlc_writer.py``, ``one_row_group.py``: the course's CSV.gz files and
-  TLC's Parquet files (one row group per month, as TLC writes them).
+  TLC's Parquet files (a row group per 500,000 rows; with ``single_row_group``, as the
+  benchmarks write them, one row group per month, as TLC writes them).
 - ``generate.py``: month files and whole mirrors; ``mirror.py``: the HTTP server;
   ``zones.py``: the zone lookup.
 """
