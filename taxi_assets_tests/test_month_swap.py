@@ -278,7 +278,8 @@ def test_a_column_of_a_type_that_would_change_the_values_is_refused_naming_it(
     pg_url: str,
 ) -> None:
     """A table made by hand (or by another version): a naive New York time into
-    timestamptz was stored read as UTC (5 hours off), a fare into integer or numeric
+    timestamptz was stored read as UTC (5 hours off), into date or time lost half of it,
+    a fare into integer or numeric
     rounded, without a word. Refused before anything is staged, as BigQuery refuses it; a
     type that only widens (integer into bigint) is not."""
     engine = engine_for(pg_url)
@@ -286,11 +287,12 @@ def test_a_column_of_a_type_that_would_change_the_values_is_refused_naming_it(
         connection.exec_driver_sql(
             "CREATE SCHEMA IF NOT EXISTS warehouse; "
             "CREATE TABLE warehouse.hand_made (pickup_datetime timestamptz, "
-            "fare_amount numeric(10,0), vendor_id bigint)"
+            "dropoff_datetime date, fare_amount numeric(10,0), vendor_id bigint)"
         )
     schema = pa.schema(
         [
             ("pickup_datetime", pa.timestamp("us")),
+            ("dropoff_datetime", pa.timestamp("us")),
             ("fare_amount", pa.float64()),
             ("vendor_id", pa.int32()),
         ]
@@ -300,6 +302,7 @@ def test_a_column_of_a_type_that_would_change_the_values_is_refused_naming_it(
     said = str(raised.value)
     assert said.startswith("warehouse.hand_made has columns of other types than the load: ")
     assert "pickup_datetime is timestamp with time zone, the load's is timestamp without" in said
+    assert "dropoff_datetime is date, the load's is timestamp without time zone" in said
     assert "fare_amount is numeric, the load's is double precision" in said
     assert "vendor_id" not in said
     engine.dispose()

@@ -2,13 +2,16 @@
 
 import gzip
 import shutil
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
 from taxi_assets import defs
+from taxi_assets.pg.copy_out import read_query_arrow
 from taxi_assets.pg.partitions import partitions, tree_bytes
 from taxi_assets.resources.postgres import sqlalchemy_url
 from taxi_assets_tests.http_faults import FaultyMirror
@@ -133,6 +136,35 @@ def test_load_times_are_shown_in_utc_whatever_the_servers_time_zone(
     meta = materialization_metadata(result, "warehouse/yellow_tripdata")
     assert meta["loaded_at"].endswith("+00:00"), meta["loaded_at"]
     assert meta["previous_loaded_at"].endswith("+00:00"), meta["previous_loaded_at"]
+
+
+@pytest.mark.parametrize("date_style", ["SQL, DMY", "German", "Postgres, MDY"])
+def test_loads_and_reads_whatever_the_servers_date_style(
+    mirror: FaultyMirror, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance, date_style: str
+) -> None:
+    """A database (or server, role, PGDATESTYLE) with another DateStyle failed every load
+    ("can't parse timestamptz with DateStyle ...": psycopg parses ISO only) and every
+    month read as text (``03/14/2021 02:30:00``: an invalid value)."""
+    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    with engine.begin() as connection:
+        database = connection.exec_driver_sql("SELECT current_database()").scalar_one()
+        connection.exec_driver_sql(f"ALTER DATABASE {database} SET DateStyle TO '{date_style}'")
+    engine.dispose()
+    resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
+    result = run(trip_keys("green"), resources, instance, "2021-01")
+    assert result.success
+    lake = pq.read_table(next((tmp_path / "lake" / "lake" / "green_tripdata").rglob("*.parquet")))
+    warehouse = resources["warehouse"].engine()
+    month = read_query_arrow(
+        warehouse,
+        "warehouse",
+        "green_tripdata",
+        " WHERE partition_month = %(m)s",
+        {"m": date(2021, 1, 1)},
+    )
+    assert sorted(month["pickup_datetime"].to_pylist()) == sorted(
+        lake["pickup_datetime"].to_pylist()
+    )
 
 
 def test_zones_reach_the_warehouse_with_na_text(

@@ -84,29 +84,25 @@ def require_partitioned(connection: sa.Connection, schema: str, table: str) -> N
         raise NotPartitioned(f"{schema}.{table} is not a partitioned table (relkind {kind!r})")
 
 
-# (the load's type, a table's type) that PostgreSQL casts into without a word: a naive New
-# York time into timestamptz is read in the session's time zone (hours off); a float into
-# real or numeric is rounded. Other differences fail loudly, or only widen.
-LOSSY_TYPES = {
-    ("timestamp without time zone", "timestamp with time zone"),
-    ("timestamp with time zone", "timestamp without time zone"),
-    ("double precision", "real"),
-    ("double precision", "numeric"),
-    ("double precision", "integer"),
-    ("double precision", "bigint"),
-    ("double precision", "smallint"),
+# The load's types whose values PostgreSQL casts into another column type without a word,
+# each with the only table type that keeps them: a naive New York time into timestamptz is
+# read in the session's time zone (hours off), into date or time loses half of it; a float
+# into real, numeric or an integer is rounded. Other differences fail loudly, or widen.
+KEPT_ONLY_BY = {
+    "timestamp without time zone": "timestamp without time zone",
+    "double precision": "double precision",
 }
 
 
 def refuse_lossy_types(table: str, present: dict[str, str], arrow_schema: pa.Schema) -> None:
     """Refuse a table made by hand, or by another version, whose column's type would take
-    the load's values with a silent change (:data:`LOSSY_TYPES`), naming each column,
+    the load's values with a silent change (:data:`KEPT_ONLY_BY`), naming each column,
     before anything is staged (as BigQuery's ``bq.tables.refuse_other_types``)."""
     differ = [
         f"{field.name} is {present[field.name]}, the load's is {pg_type(field.type)}"
         for field in arrow_schema
         if field.name in present
-        and (pg_type(field.type).split("(")[0], present[field.name]) in LOSSY_TYPES
+        and KEPT_ONLY_BY.get(pg_type(field.type), present[field.name]) != present[field.name]
     ]
     if differ:
         raise ColumnTypesDiffer(

@@ -10,6 +10,7 @@ from pydantic import PrivateAttr
 from taxi_assets.pg.connect_timeout import bound_connects
 from taxi_assets.pg.embedded import DEFAULT_EMBEDDED_DIR, embedded_url
 from taxi_assets.pg.interrupts import cancel_interrupted_statements
+from taxi_assets.pg.iso_dates import iso_dates
 from taxi_assets.pg.keepalives import with_keepalives
 from taxi_assets.pg.lock_retry import LockWaits
 from taxi_assets.pg.lost_client import check_for_lost_client
@@ -87,6 +88,9 @@ class PostgresResource(dg.ConfigurableResource):
             # A server that dies or is cut off mid-statement fails it in minutes, not hours.
             url = with_keepalives(sqlalchemy_url(self._resolved_url))
             engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
+            # Times are exchanged in ISO form, whatever DateStyle the server, database or
+            # role sets: psycopg parses no other.
+            iso_dates(engine)
             # A hung server fails a run's connection in seconds, naming the server.
             # A server at its connection limit, or starting, is waited for a while.
             bound_connects(engine, self.describe(), self.connect_retry_s, self._warn)
