@@ -898,6 +898,26 @@ def test_a_republished_file_missing_a_column_does_not_null_the_months_values(
     assert pq.read_table(_lake_month(lake))["tip_amount"].null_count == ROWS
 
 
+def test_a_damaged_lake_month_is_still_repaired_by_loading_it_again(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """The missing-columns guard reads the lake file it replaces: a damaged one (cut in
+    half) failed the reload that is its repair (6k), naming no file. It is replaced, with
+    a warning."""
+    lake = tmp_path / "lake"
+    assert run_file_keys(own_mirror, lake, instance).success
+    (month_file,) = _lake_month(lake).glob("*.parquet")
+    data = month_file.read_bytes()
+    month_file.write_bytes(data[: len(data) // 2])
+    again = run_file_keys(own_mirror, lake, instance)
+    assert again.success
+    assert pq.read_table(_lake_month(lake)).num_rows == ROWS
+    assert any(
+        "the lake file being replaced cannot be read" in w
+        for w in run_warnings(instance, again.run_id)
+    )
+
+
 def test_the_empty_file_guard_reads_the_lake_in_the_deployments_hive_format(
     own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:

@@ -105,16 +105,28 @@ def lake_month_rows(lake_io_manager: LakeMonthPaths, key: dg.AssetKey, month: st
 
 
 def lake_month_filled_columns(
-    lake_io_manager: LakeMonthPaths, key: dg.AssetKey, month: str
+    lake_io_manager: LakeMonthPaths,
+    key: dg.AssetKey,
+    month: str,
+    warn: Callable[[str], None],
 ) -> frozenset[str] | None:
     """Columns of the month's lake file with a value in some row, from its footer's
-    statistics; None when there is no such file."""
+    statistics; None when there is no such file, or it cannot be read (a damaged file:
+    the load that replaces it is its repair, docs/fault_tolerance.md 6k)."""
     stored = stored_lake_month(lake_io_manager, key, month)
     if stored is None:
         return None
     filled: set[str] = set()
-    for path in stored.paths:
-        filled.update(set(stored.arrow_schema(path).names) - null_columns_of(stored.footer(path)))
+    try:
+        for path in stored.paths:
+            names = set(stored.arrow_schema(path).names)
+            filled.update(names - null_columns_of(stored.footer(path)))
+    except (pa.ArrowInvalid, OSError) as error:
+        warn(
+            f"{key.to_user_string()} {month}: the lake file being replaced cannot be read "
+            f"({error}); it is replaced whatever columns it had"
+        )
+        return None
     return frozenset(filled)
 
 
@@ -228,7 +240,7 @@ def build_trip_assets(
             lake_rows=lambda: lake_month_rows(lake_io_manager, context.asset_key, month),
             accept_missing_columns=config.accept_missing_columns,
             lake_filled_columns=lambda: lake_month_filled_columns(
-                lake_io_manager, context.asset_key, month
+                lake_io_manager, context.asset_key, month, context.log.warning
             ),
         )
         # Checked when the file is published, not here: the stream is parsed as the IO
