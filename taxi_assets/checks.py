@@ -267,9 +267,12 @@ def build_service_checks(
     ) -> dg.AssetCheckResult:
         loaded = materialized_partitions(context.instance, warehouse_key, partitions_def)
         if not loaded:
+            # Not a pass: nothing loaded is not fresh, and a new DAGSTER_HOME over a loaded
+            # warehouse knows no load either (`months status` reads the layers themselves).
             return dg.AssetCheckResult(
-                passed=True,
-                description="nothing loaded yet",
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                description="no month of it was loaded in this Dagster instance",
                 metadata={"newest_loaded": "none", "published": "not probed"},
             )
         newest = loaded[-1]

@@ -204,7 +204,10 @@ def test_freshness_fails_once_loading_stops_and_its_latest_result_stands(
     assert not green.passed and green.severity == dg.AssetCheckSeverity.WARN
     assert green.description == "2021-02 is published but the newest loaded month is 2021-01"
     assert values(results["warehouse/yellow_tripdata"])["newest_loaded"] == "none"
-    assert results["warehouse/yellow_tripdata"].passed
+    assert not results["warehouse/yellow_tripdata"].passed  # nothing loaded is not fresh
+    assert results["warehouse/yellow_tripdata"].description == (
+        "no month of it was loaded in this Dagster instance"
+    )
 
     assert run(keys, resources, instance, "2021-02").success
     key = dg.AssetCheckKey(dg.AssetKey(["warehouse", "green_tripdata"]), "freshness")
