@@ -325,6 +325,9 @@ def test_a_password_holding_an_unescaped_at_sign_is_not_taken_for_the_host() -> 
             with pytest.raises(ValueError, match="%40") as raised:
                 call()
             assert "Tail" not in str(raised.value) and "Secret" not in str(raised.value)
+    # An '@' in a parameter's value is the URL's own, not a password's.
+    url = "postgresql://taxi:pw@db.internal:5432/taxi?application_name=taxi@prod"
+    assert PostgresResource(url=url).describe() == "postgresql://db.internal:5432/taxi"
 
 
 # --- Source URLs: a private mirror's basic-auth credentials ---------------------------------

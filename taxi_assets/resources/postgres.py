@@ -25,7 +25,11 @@ from taxi_assets.settings import resolve_setting
 
 def sqlalchemy_url(url: str) -> sa.URL:
     """``postgresql://`` URLs as SQLAlchemy URLs on the psycopg 3 driver (used for COPY)."""
-    if url.count("@") > 1:
+    before_query, _, query = url.partition("?")
+    # An '@' in a parameter's value (application_name=taxi@prod) is no part of a password;
+    # in a parameter's name it is ("Pw@Tail?Secret@host": "Secret@host" read as a name).
+    names = [pair.partition("=")[0] for pair in query.split("&")]
+    if before_query.count("@") > 1 or any("@" in name for name in names):
         # A password holding "@" unescaped: the URL is split at its first "@", and the rest
         # of the password is taken for the host name ("Pw@Tail-Of-Secret@host"), or for
         # the host and the database ("Pw@Tail/Secret@host": the lookup of host "Tail"
