@@ -108,6 +108,44 @@ def test_neither_a_folder_nor_an_object_store_url(capsys: pytest.CaptureFixture[
     assert "gs://BUCKET/PREFIX, s3://BUCKET/PREFIX or az://CONTAINER/PREFIX" in printed
 
 
+def test_a_store_that_answers_503_every_time_is_not_said_to_be_silent(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An endpoint that answers, with S3's InternalError (503), every time: an outage on
+    its side, not a wrong endpoint (a loopback server of the test's own)."""
+    import http.server
+    import threading
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def answer(self) -> None:
+            body = b"<Error><Code>InternalError</Code><Message>internal error</Message></Error>"
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    forget_filesystems()
+    try:
+        status, printed = lake_check(capsys, f"s3://{BUCKET}/nyc")
+    finally:
+        server.shutdown()
+        forget_filesystems()
+    assert status == 1
+    assert "the store answered HTTP 503 every time it was asked" in printed
+    assert "did not answer" not in printed
+
+
 def test_runs_refuse_a_lake_url_the_commands_refuse() -> None:
     """`memory://` passed a run (even with TAXI_PRODUCTION=1): its lake was written into
     the run's own memory and gone when the process ended; the commands refused it."""

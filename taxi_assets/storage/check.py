@@ -20,7 +20,7 @@ from taxi_assets.storage.leftovers import probe_name
 from taxi_assets.storage.publish import publish_bytes
 from taxi_assets.storage.roots import DEFAULT_LAKE_URL, refuse_unknown_store, resolve_root
 from taxi_assets.storage.stores import ObjectStore, store_for_url
-from taxi_assets.storage.transient import first_line, is_transient
+from taxi_assets.storage.transient import first_line, http_status, is_transient
 from taxi_assets.storage.urls import bucket_of
 
 # Where each store's requests go, when not to the provider's own endpoint.
@@ -109,13 +109,21 @@ def explain(store: ObjectStore, error: BaseException, bucket: str) -> str | None
     or that the store did not answer at all, even after the retries (a wrong endpoint, no
     network); None for anything else."""
     explanation = store.explain(error, bucket)
-    if explanation is None and is_transient(error):
-        where = ENDPOINT_SETTINGS.get(store.protocols[0], "its endpoint")
-        explanation = (
-            f"the store did not answer ({type(error).__name__}: {first_line(error)}): "
-            f"check where it is ({where}) and the network"
+    if explanation is not None or not is_transient(error):
+        return explanation
+    status = http_status(error)
+    if status is not None:
+        # It answered, with an error of its own (throttling, an outage), every time.
+        return (
+            f"the store answered HTTP {status} every time it was asked "
+            f"({type(error).__name__}: {first_line(error)}): an outage or throttling on "
+            "its side; try again later"
         )
-    return explanation
+    where = ENDPOINT_SETTINGS.get(store.protocols[0], "its endpoint")
+    return (
+        f"the store did not answer ({type(error).__name__}: {first_line(error)}): "
+        f"check where it is ({where}) and the network"
+    )
 
 
 def _write_probe(probe: UPath) -> None:
