@@ -154,6 +154,9 @@ def test_runs_refuse_a_lake_url_the_commands_refuse() -> None:
 
     with pytest.raises(LakeConfigurationError, match="neither a local folder nor an object"):
         LakeResource(url="memory://taxi-lake/nyc").root()
+    abfss = "abfss://taxi-lake@taxilakeprod.dfs.core.windows.net/nyc"
+    with pytest.raises(LakeConfigurationError, match="give an Azure lake as az://CONTAINER"):
+        LakeResource(url=abfss).root()
 
 
 def test_a_store_that_does_not_answer_is_one_line_naming_where_to_look(

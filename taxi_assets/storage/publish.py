@@ -157,7 +157,7 @@ def upload_file(local_src: Path, dest: UPath) -> None:
     :class:`LakeAccessError` saying which, without retries.
     """
     store = store_for(dest.protocol)
-    if store is None:  # another fsspec filesystem (memory://...): its own semantics
+    if store is None:  # another fsspec filesystem (no lake's: the lake refuses them)
         dest.fs.put_file(str(local_src), dest.path)
         return
     for attempt in range(1, UPLOAD_ATTEMPTS + 1):

@@ -34,8 +34,9 @@ def lake_root(configured: str | None = None) -> UPath:
 
 
 def resolve_root(url: str) -> UPath:
-    """A storage root from a local path, a ``file://`` URL or an fsspec URL (``gs://``,
-    ``s3://``, ``az://``; other fsspec schemes get fsspec's defaults)."""
+    """A storage root from a local path, a ``file://`` URL or an object store URL (``gs://``,
+    ``s3://``, ``az://``); another fsspec scheme gets fsspec's defaults here, and the lake
+    refuses it (:func:`lake_root`, :func:`refuse_unknown_store`)."""
     if "://" not in url or url.startswith("file://"):
         return UPath(Path(url.removeprefix("file://")).expanduser().resolve())
     store = store_for_url(url)
@@ -49,6 +50,11 @@ def refuse_unknown_store(root: UPath, url: str) -> None:
     fsspec scheme would fail later, in its own words, or not at all) is refused, naming
     ``url``, as ``lake check`` and the commands say it."""
     if not is_local(root) and store_for(root.protocol) is None:
+        if root.protocol in ("abfss", "adl"):
+            raise LakeConfigurationError(
+                f"{url!r}: give an Azure lake as az://CONTAINER/PREFIX, with the account in "
+                "AZURE_STORAGE_ACCOUNT_NAME (or in AZURE_STORAGE_CONNECTION_STRING)"
+            )
         raise LakeConfigurationError(
             f"{url!r} is neither a local folder nor an object store URL: give a path, "
             "file://PATH, gs://BUCKET/PREFIX, s3://BUCKET/PREFIX or az://CONTAINER/PREFIX "
