@@ -264,15 +264,19 @@ def build_service_checks(
         context: dg.AssetCheckExecutionContext,
         source: TaxiSourceResource,
         quality_thresholds: QualityThresholds,
+        warehouse: dg.ResourceParam[Any],
     ) -> dg.AssetCheckResult:
         loaded = materialized_partitions(context.instance, warehouse_key, partitions_def)
         if not loaded:
-            # Not a pass: nothing loaded is not fresh, and a new DAGSTER_HOME over a loaded
-            # warehouse knows no load either (`months status` reads the layers themselves).
+            # A new DAGSTER_HOME over a loaded warehouse knows no load: the warehouse's own
+            # load log does (as `months status` reads it).
+            loaded = logged_months(warehouse, service.dataset)
+        if not loaded:
+            # Not a pass: nothing loaded is not fresh.
             return dg.AssetCheckResult(
                 passed=False,
                 severity=dg.AssetCheckSeverity.WARN,
-                description="no month of it was loaded in this Dagster instance",
+                description="no month of it is loaded (Dagster's records, the load log)",
                 metadata={"newest_loaded": "none", "published": "not probed"},
             )
         newest = loaded[-1]
@@ -327,6 +331,20 @@ def build_asset_checks(
             for name, service in SERVICES.items()
             for check in build_service_checks(service, partitions[name])
         ]
+
+
+def logged_months(warehouse: Any, dataset: str) -> list[str]:
+    """The months of ``dataset`` in the warehouse's load log (PostgreSQL's or BigQuery's,
+    by the resource given), in order."""
+    from taxi_assets.month_status import bigquery_loads, postgres_loads
+    from taxi_assets.resources.postgres import PostgresResource
+
+    if isinstance(warehouse, PostgresResource):
+        loads = postgres_loads(warehouse.engine())
+    else:
+        with warehouse.client() as client:
+            loads = bigquery_loads(client)
+    return sorted(month for table, month in loads if table == dataset)
 
 
 def freshness_check_keys() -> list[dg.AssetCheckKey]:

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from google.cloud import bigquery
 
 from taxi_assets.assets.analytics.trips_view import VIEW_COLUMNS, trip_stream_schema
+from taxi_assets.checks import logged_months
 from taxi_assets.services import SERVICES
 from taxi_assets_tests.bq_emulator import BigQueryEmulator, EmulatedProject
 from taxi_assets_tests.googlesql_lexical import decode_string_literal
@@ -86,6 +87,8 @@ def test_months_load_replace_and_keep_neighbours(
     checks = check_results(result)
     assert checks[("warehouse/yellow_tripdata", "rows_match_lake")] is True
     assert checks[("warehouse/yellow_tripdata", "freshness")] is True
+    # What freshness reads when Dagster's records know no load: BigQuery's load log.
+    assert logged_months(resources["warehouse"], "yellow_tripdata") == ["2021-01", "2021-02"]
 
     # The table: MONTH partitions on partition_month, clustered on the pickup zone, naive
     # New York times as DATETIME, every staging table gone.

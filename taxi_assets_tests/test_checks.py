@@ -206,8 +206,17 @@ def test_freshness_fails_once_loading_stops_and_its_latest_result_stands(
     assert values(results["warehouse/yellow_tripdata"])["newest_loaded"] == "none"
     assert not results["warehouse/yellow_tripdata"].passed  # nothing loaded is not fresh
     assert results["warehouse/yellow_tripdata"].description == (
-        "no month of it was loaded in this Dagster instance"
+        "no month of it is loaded (Dagster's records, the load log)"
     )
+    # A new DAGSTER_HOME over the same warehouse: the load log says 2021-01 (it passed,
+    # "nothing loaded yet", while loading had stopped).
+    with dg.instance_for_test() as new_instance:
+        again = definitions.resolve_job_def(job.name).execute_in_process(
+            instance=new_instance, raise_on_error=False
+        )
+    (green,) = [e for e in again.get_asset_check_evaluations() if "green" in e.asset_key.path[1]]
+    assert not green.passed
+    assert green.description == "2021-02 is published but the newest loaded month is 2021-01"
 
     assert run(keys, resources, instance, "2021-02").success
     key = dg.AssetCheckKey(dg.AssetKey(["warehouse", "green_tripdata"]), "freshness")
