@@ -9,6 +9,7 @@ See docs/fault_tolerance.md for the list of cases.
 """
 
 import gzip
+import io
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ from taxi_assets.pg.server_limits import (
     statement_timeout_says,
 )
 from taxi_assets.resources import LakeResource, PostgresResource, TaxiSourceResource
+from taxi_assets.storage import read_retries
 from taxi_assets_tests.faults_support import (
     DAGSTER,
     REPO,
@@ -59,6 +61,7 @@ from taxi_assets_tests.faults_support import (
     waiting_advisory_locks,
 )
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
+from taxi_assets_tests.lake_stores import S3_SLOW_DOWN, S3Store
 from taxi_assets_tests.pipeline import (
     cli_env,
     current_raw_file,
@@ -916,6 +919,34 @@ def test_a_damaged_lake_month_is_still_repaired_by_loading_it_again(
         "the lake file being replaced cannot be read" in w
         for w in run_warnings(instance, again.run_id)
     )
+
+
+def test_a_store_throttling_the_months_reads_does_not_switch_the_column_guard_off(
+    own_mirror: FaultyMirror,
+    instance: dg.DagsterInstance,
+    s3_store: S3Store,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """S3 answers every read of the lake month being replaced with 503 SlowDown (moto
+    behind the fault proxy) while a file without `tip_amount` is republished: the guard
+    took the read's failure for a damaged file and let the month's tips become nulls."""
+    resources = pipeline_resources(own_mirror.url, s3_store.url)
+    assert run(FILE_KEYS, resources, instance, MONTH).success
+
+    def without_tips(lines: list[bytes]) -> list[bytes]:
+        at = lines[0].split(b",").index(b"tip_amount")
+        return [b",".join(f for i, f in enumerate(line.split(b",")) if i != at) for line in lines]
+
+    rewrite_csv_gz(published_yellow(own_mirror), without_tips)
+    monkeypatch.setattr(read_retries, "READ_BACKOFF_SECONDS", 0.01)  # a short test
+    pattern = r"yellow_tripdata_2021-01\.parquet"
+    s3_store.proxy.inject(pattern, *[Fault.status(503, body=S3_SLOW_DOWN)] * 40, methods=("GET",))
+    result = run(FILE_KEYS, resources, instance, MONTH, raise_on_error=False)
+    s3_store.proxy.clear()
+    assert not result.success
+    key = "nyc/lake/yellow_tripdata/year=2021/month=01/yellow_tripdata_2021-01.parquet"
+    month = pq.read_table(io.BytesIO(s3_store.objects("nyc/lake/")[key]))
+    assert month["tip_amount"].null_count == 0
 
 
 def test_the_empty_file_guard_reads_the_lake_in_the_deployments_hive_format(

@@ -121,7 +121,9 @@ def lake_month_filled_columns(
         for path in stored.paths:
             names = set(stored.arrow_schema(path).names)
             filled.update(names - null_columns_of(stored.footer(path)))
-    except (pa.ArrowInvalid, OSError) as error:
+    except pa.ArrowInvalid as error:
+        # Not OSError: a store that throttles or refuses (s3fs raises OSError for a 503)
+        # read as "damaged" would let a file missing columns replace the month's values.
         warn(
             f"{key.to_user_string()} {month}: the lake file being replaced cannot be read "
             f"({error}); it is replaced whatever columns it had"
