@@ -940,6 +940,7 @@ def test_a_store_throttling_the_months_reads_does_not_switch_the_column_guard_of
     rewrite_csv_gz(published_yellow(own_mirror), without_tips)
     monkeypatch.setattr(read_retries, "READ_BACKOFF_SECONDS", 0.01)  # a short test
     pattern = r"yellow_tripdata_2021-01\.parquet"
+    assert s3_store.proxy is not None
     s3_store.proxy.inject(pattern, *[Fault.status(503, body=S3_SLOW_DOWN)] * 40, methods=("GET",))
     result = run(FILE_KEYS, resources, instance, MONTH, raise_on_error=False)
     s3_store.proxy.clear()

@@ -319,15 +319,22 @@ def test_a_password_holding_an_unescaped_at_sign_is_not_taken_for_the_host() -> 
         "postgresql://taxi:Pw@Tail/Of-Secret@127.0.0.1:9/taxi",
         "postgresql://taxi:Pw@Tail?Of-Secret@127.0.0.1:9/taxi",
         "postgresql://taxi:Pw@Tail#Of-Secret@127.0.0.1:9/taxi",
+        # A '?' in such a password is no start of parameters: the host was "Tail" again,
+        # or the password's end went into an sslmode error.
+        "postgresql://taxi:Pw@Tail?k=Of-Secret@db.internal:5432/taxi",
+        "postgresql://taxi:Pw@127.0.0.1?sslmode=Of-Secret@db.internal:5432/taxi",
     ):
         resource = PostgresResource(url=url)
         for call in (resource.engine, resource.describe):
             with pytest.raises(ValueError, match="%40") as raised:
                 call()
             assert "Tail" not in str(raised.value) and "Secret" not in str(raised.value)
-    # An '@' in a parameter's value is the URL's own, not a password's.
+    # An '@' in a parameter's value is the URL's own, not a password's; a '?' in a
+    # password with one '@' is the password's.
     url = "postgresql://taxi:pw@db.internal:5432/taxi?application_name=taxi@prod"
     assert PostgresResource(url=url).describe() == "postgresql://db.internal:5432/taxi"
+    parsed = sqlalchemy_url("postgresql://taxi:pw?x@db.internal/taxi?application_name=a@b")
+    assert (parsed.password, parsed.host, parsed.database) == ("pw?x", "db.internal", "taxi")
 
 
 # --- Source URLs: a private mirror's basic-auth credentials ---------------------------------

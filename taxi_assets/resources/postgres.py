@@ -23,22 +23,30 @@ from taxi_assets.run_watch import RunWatchLease, watch_run
 from taxi_assets.settings import resolve_setting
 
 
+def _at_signs_before_query(url: str) -> int:
+    """The '@'s before the URL's parameters: those start at the first '?' after the
+    database's '/' (an '@' in a parameter's value, application_name=taxi@prod, is the
+    URL's own; a '?' before that '/' may be a password's, "pw?x@host/db"). A URL without
+    a '/' after its host has no such start: every '@' counts."""
+    rest = url.split("://", 1)[-1]
+    slash = rest.find("/")
+    query = rest.find("?", slash) if slash >= 0 else -1
+    return (rest if query < 0 else rest[:query]).count("@")
+
+
 def sqlalchemy_url(url: str) -> sa.URL:
     """``postgresql://`` URLs as SQLAlchemy URLs on the psycopg 3 driver (used for COPY)."""
-    before_query, _, query = url.partition("?")
-    # An '@' in a parameter's value (application_name=taxi@prod) is no part of a password;
-    # in a parameter's name it is ("Pw@Tail?Secret@host": "Secret@host" read as a name).
-    names = [pair.partition("=")[0] for pair in query.split("&")]
-    if before_query.count("@") > 1 or any("@" in name for name in names):
+    parsed = sa.make_url(url) if _at_signs_before_query(url) <= 1 else None
+    if parsed is None or (parsed.host and "@" in parsed.host):
         # A password holding "@" unescaped: the URL is split at its first "@", and the rest
         # of the password is taken for the host name ("Pw@Tail-Of-Secret@host"), or for
         # the host and the database ("Pw@Tail/Secret@host": the lookup of host "Tail"
         # then went out to DNS, and "Tail/Secret@host" into errors and the run's log).
         raise ValueError(
-            "the warehouse URL holds more than one '@': write an '@' in the user name or "
-            "password as %40 (the URL is not shown: it holds the password)"
+            "the warehouse URL holds more than one '@' before its parameters: write an '@' "
+            "in the user name or password as %40 (the URL is not shown: it holds the "
+            "password)"
         )
-    parsed = sa.make_url(url)
     if parsed.get_backend_name() not in ("postgresql", "postgres"):
         raise ValueError(f"not a PostgreSQL URL (scheme {parsed.drivername!r})")
     return parsed.set(drivername="postgresql+psycopg")
