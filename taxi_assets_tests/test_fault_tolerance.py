@@ -123,6 +123,16 @@ def dead_tuples(pg_url: str) -> dict[str, int]:
         engine.dispose()
 
 
+def without_column(name: bytes) -> Callable[[list[bytes]], list[bytes]]:
+    """A CSV's lines (for :func:`rewrite_csv_gz`) without the column ``name``."""
+
+    def edit(lines: list[bytes]) -> list[bytes]:
+        at = lines[0].split(b",").index(name)
+        return [b",".join(f for i, f in enumerate(line.split(b",")) if i != at) for line in lines]
+
+    return edit
+
+
 def published_yellow(mirror: FaultyMirror) -> Path:
     """The file at YELLOW_CSV on ``mirror``: yellow, MONTH, as published."""
     return Path(mirror.root) / YELLOW_CSV.lstrip("/")
@@ -876,11 +886,7 @@ def test_a_republished_file_missing_a_column_does_not_null_the_months_values(
     tips = pq.read_table(_lake_month(lake), columns=["tip_amount"])["tip_amount"]
     assert tips.null_count < len(tips)
 
-    def without_tips(lines: list[bytes]) -> list[bytes]:
-        at = lines[0].split(b",").index(b"tip_amount")
-        return [b",".join(f for i, f in enumerate(line.split(b",")) if i != at) for line in lines]
-
-    rewrite_csv_gz(published_yellow(own_mirror), without_tips)
+    rewrite_csv_gz(published_yellow(own_mirror), without_column(b"tip_amount"))
     result = run_file_keys(own_mirror, lake, instance)
     assert not result.success and step_failure(result)[0] == "lake__yellow_tripdata"
     assert is_dagster_failure_without_retries(result)
@@ -933,11 +939,7 @@ def test_a_store_throttling_the_months_reads_does_not_switch_the_column_guard_of
     resources = pipeline_resources(own_mirror.url, s3_store.url)
     assert run(FILE_KEYS, resources, instance, MONTH).success
 
-    def without_tips(lines: list[bytes]) -> list[bytes]:
-        at = lines[0].split(b",").index(b"tip_amount")
-        return [b",".join(f for i, f in enumerate(line.split(b",")) if i != at) for line in lines]
-
-    rewrite_csv_gz(published_yellow(own_mirror), without_tips)
+    rewrite_csv_gz(published_yellow(own_mirror), without_column(b"tip_amount"))
     monkeypatch.setattr(read_retries, "READ_BACKOFF_SECONDS", 0.01)  # a short test
     pattern = r"yellow_tripdata_2021-01\.parquet"
     assert s3_store.proxy is not None

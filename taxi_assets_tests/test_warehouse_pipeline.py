@@ -119,16 +119,21 @@ def dg_field(name: str):  # noqa: ANN201 - a pyarrow compute expression
     return pads.field(name)
 
 
+def set_database_default(pg_url: str, setting: str, value: str) -> None:
+    """``setting`` for every later session of the test's database (as a DBA would set it)."""
+    engine = sa.create_engine(sqlalchemy_url(pg_url))
+    with engine.begin() as connection:
+        database = connection.exec_driver_sql("SELECT current_database()").scalar_one()
+        connection.exec_driver_sql(f"ALTER DATABASE {database} SET {setting} TO '{value}'")
+    engine.dispose()
+
+
 def test_load_times_are_shown_in_utc_whatever_the_servers_time_zone(
     mirror: FaultyMirror, tmp_path: Path, pg_url: str, instance: dg.DagsterInstance
 ) -> None:
     """A database (or role, or server) in America/New_York showed `loaded_at` at -05:00,
     beside BigQuery's UTC times for the same kind of load; the docs say UTC."""
-    engine = sa.create_engine(sqlalchemy_url(pg_url))
-    with engine.begin() as connection:
-        database = connection.exec_driver_sql("SELECT current_database()").scalar_one()
-        connection.exec_driver_sql(f"ALTER DATABASE {database} SET timezone TO 'America/New_York'")
-    engine.dispose()
+    set_database_default(pg_url, "timezone", "America/New_York")
     resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
     for _ in range(2):
         result = run(trip_keys("yellow"), resources, instance, "2021-01")
@@ -145,11 +150,7 @@ def test_loads_and_reads_whatever_the_servers_date_style(
     """A database (or server, role, PGDATESTYLE) with another DateStyle failed every load
     ("can't parse timestamptz with DateStyle ...": psycopg parses ISO only) and every
     month read as text (``03/14/2021 02:30:00``: an invalid value)."""
-    engine = sa.create_engine(sqlalchemy_url(pg_url))
-    with engine.begin() as connection:
-        database = connection.exec_driver_sql("SELECT current_database()").scalar_one()
-        connection.exec_driver_sql(f"ALTER DATABASE {database} SET DateStyle TO '{date_style}'")
-    engine.dispose()
+    set_database_default(pg_url, "DateStyle", date_style)
     resources = pipeline_resources(mirror.url, tmp_path / "lake", pg_url)
     result = run(trip_keys("green"), resources, instance, "2021-01")
     assert result.success
