@@ -29,7 +29,7 @@ from taxi_assets.io_managers.parquet_lake import (
     month_file,
     month_of_path,
 )
-from taxi_assets.partitions import add_months, first_month_of, first_partition_month
+from taxi_assets.partitions import first_month_of, first_partition_month
 from taxi_assets.raw_zone import raw_slot, stored_months
 from taxi_assets.services import SERVICES, Service
 from taxi_assets.storage.revision_manifest import ManifestError
@@ -131,7 +131,9 @@ def collect(
             # Every month from the first held to the last: a month no layer holds between
             # them (a run that failed before storing its file) is a hole to list, not to
             # leave out of the check.
-            chosen = _through(min(held), max(held)) if held else []
+            from taxi_assets.devdata.layouts import month_range  # as cli.arguments does
+
+            chosen = month_range(min(held), max(held)) if held else []
         wanted.extend((service, month) for month in chosen)
 
     def read(item: tuple[Service, str]) -> MonthStatus:
@@ -313,11 +315,3 @@ def _rows(layer: Layer | None) -> str:
     if layer is None:
         return "-"
     return "?" if layer.rows is None else f"{layer.rows:,}"
-
-
-def _through(first: str, last: str) -> list[str]:
-    """The months ``first`` to ``last`` (``YYYY-MM``), both included."""
-    months = [first]
-    while months[-1] < last:
-        months.append(add_months(months[-1], 1))
-    return months

@@ -744,16 +744,25 @@ def _lake_month(lake: Path) -> Path:
     return lake / "lake" / "yellow_tripdata" / "year=2021" / "month=01"
 
 
-def run_file_keys(mirror: FaultyMirror, lake: Path, instance: dg.DagsterInstance):  # noqa: ANN201
-    return run(FILE_KEYS, pipeline_resources(mirror.url, lake), instance, MONTH, False)
+def run_file_keys(  # noqa: ANN201
+    mirror: FaultyMirror, lake: Path, instance: dg.DagsterInstance, **lake_config: bool
+):
+    """Raw and lake of MONTH; ``lake_config``: the lake asset's (``accept_empty=True``)."""
+    run_config = (
+        {"ops": {"lake__yellow_tripdata": {"config": lake_config}}} if lake_config else None
+    )
+    return run(FILE_KEYS, pipeline_resources(mirror.url, lake), instance, MONTH, False, run_config)
 
 
-def lake_step_rejection(result: dg.ExecuteInProcessResult, lake: Path) -> str:
+def lake_step_rejection(
+    result: dg.ExecuteInProcessResult, lake: Path, kept: list[str] | None = None
+) -> str:
     """Asserts the lake step refused the file (a ``dagster.Failure``, not retried) and
-    wrote nothing under lake/; returns the failure's messages."""
+    left the files under lake/ as they were (``kept``; none by default); returns the
+    failure's messages."""
     assert not result.success and step_failure(result)[0] == "lake__yellow_tripdata"
     assert is_dagster_failure_without_retries(result)
-    assert all_files(lake / "lake") == []
+    assert all_files(lake / "lake") == (kept or [])
     # Each error's text without its class ("dagster._core...Failure: ...").
     said = [error.message.strip().split(": ", 1)[-1] for error in step_failure(result)[1]]
     assert len(set(said)) == len(said), f"a message shown twice: {said}"
@@ -844,14 +853,11 @@ def test_an_empty_file_does_not_replace_a_loaded_month_unless_accepted(
     before = all_files(lake / "lake")
     # TLC republishes the month as a header without rows.
     rewrite_csv_gz(published_yellow(own_mirror), lambda lines: lines[:1])
-    result = run_file_keys(own_mirror, lake, instance)
-    assert not result.success and step_failure(result)[0] == "lake__yellow_tripdata"
-    assert is_dagster_failure_without_retries(result)
+    said = lake_step_rejection(run_file_keys(own_mirror, lake, instance), lake, before)
     assert (
         f"{YELLOW_NAME} holds no data rows, and the lake's 2021-01 holds {ROWS:,}: an empty "
         "file does not replace a loaded month (nothing was written)"
-    ) in failure_messages(result)
-    assert all_files(lake / "lake") == before
+    ) in said
     assert pq.read_table(_lake_month(lake)).num_rows == ROWS
 
     # Dagster's instance may forget the loads (runs deleted, a new DAGSTER_HOME): the lake
@@ -863,14 +869,7 @@ def test_an_empty_file_does_not_replace_a_loaded_month_unless_accepted(
     assert f"the lake's 2021-01 holds {ROWS:,}" in failure_messages(again)
     assert pq.read_table(_lake_month(lake)).num_rows == ROWS
 
-    accepted = run(
-        FILE_KEYS,
-        pipeline_resources(own_mirror.url, lake),
-        instance,
-        MONTH,
-        run_config={"ops": {"lake__yellow_tripdata": {"config": {"accept_empty": True}}}},
-    )
-    assert accepted.success
+    assert run_file_keys(own_mirror, lake, instance, accept_empty=True).success
     assert pq.read_table(_lake_month(lake)).num_rows == 0
 
 
@@ -887,23 +886,13 @@ def test_a_republished_file_missing_a_column_does_not_null_the_months_values(
     assert tips.null_count < len(tips)
 
     rewrite_csv_gz(published_yellow(own_mirror), without_column(b"tip_amount"))
-    result = run_file_keys(own_mirror, lake, instance)
-    assert not result.success and step_failure(result)[0] == "lake__yellow_tripdata"
-    assert is_dagster_failure_without_retries(result)
+    said = lake_step_rejection(run_file_keys(own_mirror, lake, instance), lake, before)
     assert (
         f"{YELLOW_NAME} has no value in any row for tip_amount (missing from the file, or "
         "empty), and the lake's 2021-01 has values in them"
-    ) in failure_messages(result)
-    assert all_files(lake / "lake") == before
+    ) in said
 
-    accepted = run(
-        FILE_KEYS,
-        pipeline_resources(own_mirror.url, lake),
-        instance,
-        MONTH,
-        run_config={"ops": {"lake__yellow_tripdata": {"config": {"accept_missing_columns": True}}}},
-    )
-    assert accepted.success
+    assert run_file_keys(own_mirror, lake, instance, accept_missing_columns=True).success
     assert pq.read_table(_lake_month(lake))["tip_amount"].null_count == ROWS
 
 
