@@ -30,12 +30,14 @@ def plain_by_design_tables() -> set[tuple[str, str]]:
 
 
 def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
-    """A server that cannot be reached or refuses the login, a URL that is not one, a role
-    refused: one line and exit 1, not a traceback (psycopg's words hold no password)."""
+    """A server that cannot be reached or refuses the login, a URL that is not one, a
+    statement refused (a role that may not do it): one line and exit 1, not a traceback.
+    psycopg's words hold no password; the statement is not shown, as `analyst-role`'s
+    holds one."""
 
     @functools.wraps(command)
     def run(args: argparse.Namespace) -> int:
-        from sqlalchemy.exc import OperationalError
+        from sqlalchemy.exc import DBAPIError, OperationalError
 
         from taxi_assets.pg.embedded import EMBEDDED_SERVER_ERRORS
 
@@ -43,6 +45,14 @@ def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[.
             return command(args)
         except OperationalError as error:
             print(f"error: cannot use the warehouse: {error.orig}".rstrip(), file=sys.stderr)
+        except DBAPIError as error:
+            words = str(error.orig).strip().splitlines() or [type(error.orig).__name__]
+            code = getattr(error.orig, "sqlstate", None)
+            print(
+                f"error: the warehouse refused a statement: {words[0]}"
+                + (f" (SQLSTATE {code})" if code else ""),
+                file=sys.stderr,
+            )
         except (ValueError, *EMBEDDED_SERVER_ERRORS) as error:
             print(f"error: {error}", file=sys.stderr)
         return 1
