@@ -454,6 +454,16 @@ def test_the_trips_view_reads_every_service_and_services_loaded_later(
     meta = materialization_metadata(result, TRIPS_VIEW)
     assert meta["tables_created_empty"] == "green, fhv"
     assert "CREATE OR REPLACE VIEW" in meta["definition"]
+    # What an analyst reads with \d+: every reason a value is null, as measures_sql has it.
+    with engine_for(pg_url).connect() as connection:
+        comments = dict(
+            connection.exec_driver_sql(
+                "SELECT attname, col_description(attrelid, attnum) FROM pg_attribute "
+                "WHERE attrelid = 'analytics.trips'::regclass AND attnum > 0"
+            ).all()
+        )
+    assert "over 500 miles" in comments["distance_mi"]
+    assert "infinite or 1,000,000,000 or more" in comments["revenue"]
 
     def in_view() -> dict[tuple[str, str], tuple[int, float | None]]:
         with engine_for(pg_url).connect() as connection:

@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from taxi_assets.quality import ABSURD_DISTANCE_MILES, HUGE_NUMBER
+
 ANALYTICS_SCHEMA = "analytics"
 STATS_TABLE = "monthly_zone_stats"
 STATS_KEY = dg.AssetKey([ANALYTICS_SCHEMA, STATS_TABLE])
@@ -40,13 +42,15 @@ COLUMNS = (
         "excluded). FHVHV (no total published): sum of base_passenger_fare + tolls + bcf + "
         "sales_tax + congestion_surcharge + airport_fee + tips + cbd_congestion_fee, a null "
         "charge counting as 0 and a trip without a base fare as null (driver_pay is not "
-        "what riders paid). Null for FHV, and for FHVHV months from the course's files "
-        "(no fares).",
+        "what riders paid). A trip with an amount that is not a number, infinite or "
+        f"{HUGE_NUMBER:,.0f} or more in size is left out. Null for FHV, and for FHVHV months "
+        "from the course's files (no fares).",
     ),
     StatsColumn(
         "avg_distance_mi",
         "double precision",
-        "Average trip_distance (FHVHV: trip_miles) in miles, over trips of 0 to 500 miles "
+        "Average trip_distance (FHVHV: trip_miles) in miles, over trips of 0 to "
+        f"{ABSURD_DISTANCE_MILES:.0f} miles "
         "(negative and absurd distances left out, as the quality signal absurd_distance "
         "counts them); null for FHV.",
     ),

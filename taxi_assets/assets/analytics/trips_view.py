@@ -34,6 +34,7 @@ from taxi_assets.pg.ddl import (
     relation_kind,
 )
 from taxi_assets.pg.lock_retry import LockWaits, with_lock_retries
+from taxi_assets.quality import ABSURD_DISTANCE_MILES, HUGE_NUMBER
 from taxi_assets.services import SERVICES
 
 ANALYTICS_SCHEMA = "analytics"
@@ -62,13 +63,15 @@ VIEW_COLUMNS = (
         "double precision",
         "FLOAT64",
         "What the rider paid: total_amount (yellow, green), the FHVHV fare plus its charges "
-        "and tip; null for FHV and for a trip without a fare.",
+        "and tip; null for FHV, for a trip without a fare, and when any of its amounts is not "
+        f"a number, infinite or {HUGE_NUMBER:,.0f} or more in size.",
     ),
     ViewColumn(
         "distance_mi",
         "double precision",
         "FLOAT64",
-        "Trip miles (trip_distance; FHVHV trip_miles); null when negative or not published.",
+        "Trip miles (trip_distance; FHVHV trip_miles); null when negative, over "
+        f"{ABSURD_DISTANCE_MILES:.0f} miles (a meter's garbage), not a number, or not published.",
     ),
     ViewColumn("source_file", "text", "STRING", "The published file the row came from."),
 )
