@@ -456,7 +456,7 @@ def test_the_trips_view_reads_every_service_and_services_loaded_later(
     assert "CREATE OR REPLACE VIEW" in meta["definition"]
     # What an analyst reads with \d+: every reason a value is null, as measures_sql has it.
     with engine_for(pg_url).connect() as connection:
-        comments = dict(
+        comments: dict[str, str] = dict(
             connection.exec_driver_sql(
                 "SELECT attname, col_description(attrelid, attnum) FROM pg_attribute "
                 "WHERE attrelid = 'analytics.trips'::regclass AND attnum > 0"
