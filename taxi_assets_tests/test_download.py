@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import os
+import time
 from functools import partial
 from pathlib import Path
 
@@ -145,6 +146,40 @@ def test_retries_give_up_with_the_url_and_leave_nothing(
     with pytest.raises(DownloadError, match=r"gave up after 4 attempts.*HTTP 500") as error:
         fetch(mirror, YELLOW, tmp_path)
     assert mirror.url + YELLOW in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("asked", ["soon", "3600"], ids=["unparsable", "an-hour"])
+def test_a_retry_after_header_never_fails_nor_stalls_the_download(
+    mirror: FaultyMirror, tmp_path: Path, asked: str
+) -> None:
+    """urllib3's own sleep raised InvalidHeader (no URL, no retry) on "soon", and slept the
+    hour a server asked for, per attempt, holding a download slot."""
+    mirror.inject(YELLOW, Fault.status(503, retry_after=asked))
+    policy = RetryPolicy(attempts=3, backoff_seconds=0.01, backoff_max_seconds=0.3)
+    said: list[str] = []
+    started = time.monotonic()
+    result = download(f"{mirror.url}{YELLOW}", "y.csv.gz", tmp_path, policy, log=said.append)
+    assert time.monotonic() - started < 5
+    assert result.local_path.read_bytes() == published(mirror, YELLOW)
+    assert mirror.requests_seen(YELLOW) == ["GET", "GET"]
+    waited = float(said[0].split("retrying in ", 1)[1].split(" s", 1)[0])
+    assert (waited == 0.3) if asked == "3600" else (waited < 0.3)
+
+
+def test_a_redirect_loop_or_a_redirect_to_no_url_fails_at_once_naming_the_url(
+    mirror: FaultyMirror, tmp_path: Path
+) -> None:
+    url = f"{mirror.url}{YELLOW}"
+    mirror.inject(YELLOW, *[Fault.status(302, headers={"Location": url})] * 40)
+    with pytest.raises(DownloadError, match=r"more than 30 redirects .*\(not retried\)") as error:
+        fetch(mirror, YELLOW, tmp_path)
+    assert url in str(error.value)
+    assert len(mirror.requests_seen(YELLOW)) == 31  # one attempt: requests' 30 redirects
+    mirror.clear()
+    mirror.inject(YELLOW, Fault.status(302, headers={"Location": "ftp://127.0.0.1/file"}))
+    with pytest.raises(DownloadError, match="redirected to a URL that cannot be fetched"):
+        head(url, FAST)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import ssl
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 import requests
-from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import InvalidHeader, MaxRetryError
 from urllib3.util.retry import Retry
 
 from taxi_assets.upstream.line_counter import LineCounter, LineEndingError
@@ -157,12 +158,31 @@ def _with_retries(
                     f"{url}: gave up after {policy.attempts} "
                     f"attempt{'s' if policy.attempts != 1 else ''}; last error: {failure}"
                 ) from failure
+            wait = _wait_before_retry(retry, raw, policy)
             log(
                 shown_url(
-                    f"{url}: {failure}; retrying ({len(retry.history)}/{policy.attempts - 1})"
+                    f"{url}: {failure}; retrying in {wait:.1f} s "
+                    f"({len(retry.history)}/{policy.attempts - 1})"
                 )
             )
-            retry.sleep(raw)
+            time.sleep(wait)
+
+
+def _wait_before_retry(retry: Retry, raw: object, policy: RetryPolicy) -> float:
+    """The backoff, or the server's Retry-After (429, 503) when it asks for longer, at most
+    ``backoff_max_seconds``: urllib3's own sleep honours any Retry-After up to 6 hours (each
+    attempt then held a download slot for as long) and raises on one it cannot parse
+    ("soon"). A Retry-After past the bound costs an attempt early, not the run's hours."""
+    wait = retry.get_backoff_time()
+    status = getattr(raw, "status", None)
+    if raw is not None and status in Retry.RETRY_AFTER_STATUS_CODES:
+        try:
+            asked = retry.get_retry_after(raw)  # type: ignore[arg-type]
+        except InvalidHeader:
+            asked = None  # not a number of seconds nor an HTTP date: the backoff applies
+        if asked is not None:
+            wait = max(wait, asked)
+    return min(wait, policy.backoff_max_seconds)
 
 
 def _get(
@@ -177,7 +197,18 @@ def _get(
         response = session.request(
             method, url, stream=True, timeout=timeout, allow_redirects=True, headers=headers
         )
+    except requests.TooManyRedirects:
+        raise DownloadError(
+            f"{url}: more than {session.max_redirects} redirects (a loop?): check the source's "
+            "TAXI_*_URL setting (not retried)"
+        ) from None
     except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, ValueError) as error:
+        if _sendable(url):
+            # The URL is fine: a redirect led to one that is not (ftp://, a bad port).
+            raise DownloadError(
+                f"{url}: redirected to a URL that cannot be fetched ({type(error).__name__}: "
+                f"{error}) (not retried)"
+            ) from None
         # Not a URL requests can send (a port that is no number, a password holding "/" or
         # "#" unescaped): the parser's own words quote pieces of it, password included.
         raise DownloadError(
@@ -203,6 +234,9 @@ def _get(
                 "TLS, give its CA certificate in REQUESTS_CA_BUNDLE (not retried)"
             ) from error
         raise _Transient(f"{type(error).__name__}: {error}") from error
+    except requests.RequestException as error:
+        # Anything else requests raises before an answer: not worth another attempt.
+        raise DownloadError(f"{url}: {type(error).__name__}: {error} (not retried)") from None
     if response.status_code == 404:
         response.close()
         raise SourceNotFound(f"not published at {url} (HTTP 404)")
@@ -218,6 +252,17 @@ def _get(
         response.close()
         raise DownloadError(f"{url}: unexpected HTTP {response.status_code} {response.reason}")
     return response
+
+
+def _sendable(url: str) -> bool:
+    """Whether requests can send ``url`` itself (http or https, a valid host and port)."""
+    try:
+        prepared = requests.Request("HEAD", url).prepare()
+        parts = urlsplit(prepared.url or "")
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except (requests.RequestException, ValueError):
+        return False
+    return parts.scheme in ("http", "https")
 
 
 def head(
