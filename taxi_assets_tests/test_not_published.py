@@ -19,6 +19,7 @@ import pytest
 from taxi_assets import defs
 from taxi_assets.automation.alerts import summarize_failure
 from taxi_assets.resources import LakeResource, TaxiSourceResource
+from taxi_assets.storage.revisions import slot_for
 from taxi_assets_tests.http_faults import Fault, FaultyMirror
 from taxi_assets_tests.pipeline import ASSETS, pipeline_resources, run
 from taxi_assets_tests.test_alerts import failure_context
@@ -79,6 +80,21 @@ def test_a_wrong_tlc_url_says_the_source_refuses_access(
     assert f"{wrong}/fhvhv_tripdata_2021-01.parquet for the newest loaded month 2021-01" in message
 
 
+def test_a_wrong_tlc_url_refuses_a_rerun_of_the_only_loaded_month(
+    tlc_host: FaultyMirror, loaded: dict, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """With no other month to ask, the month itself was published once: it said "not
+    published yet" (a sensor-only deployment holds one month a service at first)."""
+    wrong = f"{tlc_host.url}/wrong-prefix"
+    resources = {**loaded, "source": TaxiSourceResource(source="tlc", tlc_url=wrong)}
+    result = run(RAW, resources, instance, "2021-01", raise_on_error=False)
+    message = step_failure(result)
+    assert message == (
+        "fhvhv 2021-01: the source refuses access (check TAXI_TLC_URL): HTTP 403 at "
+        f"{wrong}/fhvhv_tripdata_2021-01.parquet, for a month already loaded"
+    )
+
+
 def test_a_403_from_the_course_mirror_is_a_refusal(
     own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
@@ -114,10 +130,14 @@ def sensor_skip_message(instance: dg.DagsterInstance, tlc_url: str) -> str:
 def test_the_sensor_says_not_published_for_a_403(
     tlc_host: FaultyMirror, loaded: dict, instance: dg.DagsterInstance
 ) -> None:
+    newest = "/fhvhv_tripdata_2021-01.parquet"
+    before = len(tlc_host.requests_seen(newest))
     message = sensor_skip_message(instance, tlc_host.url)
     assert "fhvhv 2021-01: loaded, upstream unchanged" in message
     assert "fhvhv 2021-02 not published yet (TLC answers HTTP 403" in message
     assert tlc_host.requests_seen(MISSING) == ["HEAD"]
+    # The newest loaded month, which answered in this tick, is not asked again.
+    assert tlc_host.requests_seen(newest)[before:] == ["HEAD"]
 
 
 def test_the_sensor_says_the_source_refuses_access_for_a_wrong_url(
@@ -126,6 +146,39 @@ def test_the_sensor_says_the_source_refuses_access_for_a_wrong_url(
     message = sensor_skip_message(instance, f"{tlc_host.url}/wrong-prefix")
     assert "fhvhv 2021-01: the source refuses access (check TAXI_TLC_URL)" in message
     assert "not published" not in message.split("fhvhv", 1)[1]
+
+
+def test_one_service_whose_check_fails_does_not_hold_back_the_others(
+    tlc_host: FaultyMirror, loaded: dict, instance: dg.DagsterInstance
+) -> None:
+    """FHVHV's check raises (its month's revision manifest is a folder); green's new month
+    is requested all the same, and the tick fails only when nothing else runs. A redirect
+    loop is the source unreachable, not a crashed tick (requests' TooManyRedirects)."""
+    assert run("raw/green_tripdata", loaded, instance, "2021-01").success
+    lake: LakeResource = loaded["lake"]
+    manifest = slot_for(lake.root(), ["raw", "fhvhv_tripdata"], "2021-01").manifest_path
+    manifest.unlink()
+    manifest.mkdir()
+    sensor = defs.resolve_sensor_def("taxi_new_month_sensor")
+    source = TaxiSourceResource(source="tlc", tlc_url=tlc_host.url, probe_timeout_seconds=1.0)
+
+    def tick() -> list[tuple[str | None, str | None]]:
+        context = dg.build_sensor_context(
+            instance=instance,
+            resources={"source": source, "lake": lake},
+            repository_def=defs.get_repository_def(),
+        )
+        requests = sensor.evaluate_tick(context).run_requests or []
+        return [(r.job_name, r.partition_key) for r in requests]
+
+    assert tick() == [("taxi_green_job", "2021-02")]
+    green_next = "/green_tripdata_2021-02.parquet"
+    loop = Fault.status(302, headers={"Location": f"{tlc_host.url}{green_next}"})
+    tlc_host.inject(green_next, *[loop] * 31)
+    with pytest.raises(Exception, match=r"fhvhv: the check failed \(IsADirectoryError") as error:
+        tick()
+    assert "green 2021-02: source unreachable" in str(error.value)
+    assert "more than 30 redirects" in str(error.value)
 
 
 def test_the_sensor_makes_one_short_attempt_per_head(

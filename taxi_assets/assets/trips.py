@@ -23,7 +23,7 @@ from taxi_assets.assets.load_records import lake_lineage, month_loads
 from taxi_assets.assets.raw_revision import RawRevisionConfig
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.contracts import CONTRACTS
-from taxi_assets.instance_reads import materialized_partitions
+from taxi_assets.instance_reads import materialized_partition_keys, materialized_partitions
 from taxi_assets.io_managers.arrow_stats import column_schema
 from taxi_assets.io_managers.lake_files import LakeFiles, null_columns_of
 from taxi_assets.io_managers.parquet_lake import GuardedOutput, arrow_filesystem
@@ -34,6 +34,7 @@ from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.source import TaxiSourceResource
 from taxi_assets.run_slots import record_run_host
 from taxi_assets.services import LAYERS, Layer, Service
+from taxi_assets.upstream.forbidden import explain_forbidden as forbidden_verdict
 from taxi_assets.warehouse_engine import BIGQUERY, POSTGRES, WarehouseEngine
 
 OWNERS = ["team:data-engineering"]
@@ -199,8 +200,19 @@ def build_trip_assets(
         url, name = layout.trip_file(dataset, month)
 
         def explain_forbidden() -> str:
+            if month in materialized_partition_keys(context.instance, raw_key):
+                # Published once (it was loaded), refused now: not "not published yet",
+                # even when it is the only month loaded (as the sensor reads it).
+                return forbidden_verdict(
+                    source=layout.source_for(month, dataset),
+                    service=service.name,
+                    month=month,
+                    url=url,
+                    newest_loaded=month,
+                    newest_forbidden=True,
+                ).message
             loaded = materialized_partitions(context.instance, raw_key, partitions_def)
-            newest = max((m for m in loaded if m != month), default=None)
+            newest = max(loaded, default=None)
             return source.explain_forbidden(dataset, month, url, newest).message
 
         source_label = layout.source_for(month, dataset)

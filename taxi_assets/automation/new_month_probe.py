@@ -347,6 +347,7 @@ def plan_service_requests(
         candidates.append((add_months(newest, 1), False, None, False))
     else:
         candidates.append((lagged_month(today or date.today(), lag), False, None, False))
+    answered: set[str] = set()  # months whose HEAD answered with the file in this loop
     for month, is_loaded, held_etag, rebuilt_from_pin in candidates:
         if is_loaded and held_etag is None:
             plan.reasons.append(f"{service} {month}: loaded (no ETag recorded to compare)")
@@ -392,7 +393,14 @@ def plan_service_requests(
                     newest_forbidden=True,
                 )
             else:
-                verdict = source.explain_forbidden(dataset, month, url, newest)
+                # The newest loaded month is asked only if it has not answered in this
+                # loop, and only within the tick's time.
+                ask_newest = newest not in answered and (
+                    deadline is None or time.monotonic() <= deadline
+                )
+                verdict = source.explain_forbidden(
+                    dataset, month, url, newest, ask_newest=ask_newest
+                )
             plan.reasons.append(verdict.message)
             if is_loaded:
                 break  # the source refuses access: the next month would say the same
@@ -400,6 +408,7 @@ def plan_service_requests(
         except DownloadError as error:
             plan.reasons.append(f"{service} {month}: source unreachable ({error})")
             continue
+        answered.add(month)
         etag = remote.etag or f"size-{remote.size}"
         version = f"{service}:{month}:{etag}"  # the sensor's VERSION_TAG; its run key's stem
         earlier = runs(instance, dg.RunsFilter(tags={VERSION_TAG: version}))

@@ -26,6 +26,11 @@ DEFAULT_SENSOR_INTERVAL_SECONDS = 300
 TICK_BUDGET_SECONDS = 40.0
 
 
+class NewMonthCheckFailed(Exception):
+    """A service's check raised: the tick fails (shown red in the UI) unless other services
+    had months to run, which are requested (the failure is then in the tick's log)."""
+
+
 def build_new_month_sensor(
     jobs: dict[str, dg.UnresolvedAssetJobDefinition],
     partitions: Mapping[str, dg.PartitionsDefinition],
@@ -50,19 +55,27 @@ def build_new_month_sensor(
         deadline = time.monotonic() + TICK_BUDGET_SECONDS
         requests: list[dg.RunRequest] = []
         reasons: list[str] = []
+        failures: list[str] = []
         in_flight = runs_in_flight(context.instance)
         for service in jobs:
-            plan = plan_service_requests(
-                context.instance,
-                source,
-                service,
-                partitions[service],
-                publication_lag(),
-                in_flight,
-                blocking_checks,
-                lake_root=lake.root(),  # pinned months are not re-fetched
-                deadline=deadline,
-            )
+            try:
+                plan = plan_service_requests(
+                    context.instance,
+                    source,
+                    service,
+                    partitions[service],
+                    publication_lag(),
+                    in_flight,
+                    blocking_checks,
+                    lake_root=lake.root(),  # pinned months are not re-fetched
+                    deadline=deadline,
+                )
+            except Exception as error:
+                # One service's failure must not hold back the other services' months: it
+                # is logged with its traceback, and fails the tick when nothing else runs.
+                context.log.exception(f"{service}: the new-month check failed")
+                failures.append(f"{service}: the check failed ({type(error).__name__}: {error})")
+                continue
             reasons.extend(plan.reasons)
             requests.extend(
                 dg.RunRequest(
@@ -76,6 +89,8 @@ def build_new_month_sensor(
             )
         for reason in reasons:
             context.log.info(reason)
+        if failures and not requests:
+            raise NewMonthCheckFailed("; ".join([*failures, *reasons]))
         if not requests:
             return dg.SkipReason("; ".join(reasons) or "nothing to check")
         return dg.SensorResult(run_requests=requests)

@@ -79,14 +79,21 @@ class TaxiSourceResource(dg.ConfigurableResource):
         return head(url, policy)
 
     def explain_forbidden(
-        self, dataset: str, month: str, url: str, newest_loaded: str | None
+        self,
+        dataset: str,
+        month: str,
+        url: str,
+        newest_loaded: str | None,
+        ask_newest: bool = True,
     ) -> ForbiddenVerdict:
         """What a 403 for ``dataset``'s ``month`` at ``url`` means: "not published yet", or,
-        when the newest loaded month answers 403 at TLC too, "the source refuses access"."""
+        when the newest loaded month answers 403 at TLC too, "the source refuses access".
+        ``ask_newest=False``: the newest loaded month is not asked (the caller has just had
+        its answer, not a 403, or has no time left), and TLC's 403 reads "not published"."""
         layout = self.layout()
         source = layout.source_for(month, dataset)
         newest_url, newest_forbidden = None, None
-        if source == "tlc" and newest_loaded is not None and newest_loaded != month:
+        if ask_newest and source == "tlc" and newest_loaded is not None and newest_loaded != month:
             newest_url, _ = layout.tlc_trip_file(dataset, newest_loaded)
             try:
                 self.probe(newest_url)
