@@ -34,6 +34,7 @@ class Fault:
     amount: float = 0
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None  # of a status fault; None: a short text
+    content_type: str | None = None  # of a status or html_200 fault; None: the usual one
 
     @staticmethod
     def status(
@@ -42,13 +43,14 @@ class Fault:
         *,
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
+        content_type: str | None = None,
     ) -> Fault:
         """An error status with a short text body (or ``body``, e.g. a provider's XML
         error); 429 carries Retry-After: 0."""
         if retry_after is None and code == 429:
             retry_after = "0"
         extra = {"Retry-After": retry_after} if retry_after is not None else {}
-        return Fault("status", code, {**extra, **(headers or {})}, body)
+        return Fault("status", code, {**extra, **(headers or {})}, body, content_type)
 
     @staticmethod
     def truncate(n_bytes: int) -> Fault:
@@ -81,9 +83,9 @@ class Fault:
         return Fault("delay", seconds)
 
     @staticmethod
-    def html_200() -> Fault:
+    def html_200(content_type: str = "text/html; charset=utf-8") -> Fault:
         """200 OK with an HTML maintenance page instead of the file."""
-        return Fault("html_200")
+        return Fault("html_200", content_type=content_type)
 
     @staticmethod
     def ignore_if_range() -> Fault:
@@ -153,9 +155,10 @@ class FaultyMirror(MirrorServer):
             self.serve_file(handler)
         elif fault.kind == "status":
             body = fault.body or f"{int(fault.amount)} injected fault\n".encode()
-            self.send_simple(handler, int(fault.amount), body, headers=fault.headers)
+            kind = {"content_type": fault.content_type} if fault.content_type else {}
+            self.send_simple(handler, int(fault.amount), body, headers=fault.headers, **kind)
         elif fault.kind == "html_200":
-            self.send_simple(handler, 200, HTML_ERROR_PAGE, content_type="text/html; charset=utf-8")
+            self.send_simple(handler, 200, HTML_ERROR_PAGE, content_type=str(fault.content_type))
         elif fault.kind == "delay":
             if self.stopping.wait(fault.amount):
                 handler.close_connection = True

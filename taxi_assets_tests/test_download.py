@@ -10,12 +10,14 @@ import time
 from functools import partial
 from pathlib import Path
 
+import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from taxi_assets.upstream.download import DownloadError, RetryPolicy, SourceNotFound, download, head
-from taxi_assets_tests.http_faults import Fault, FaultyMirror
+from taxi_assets_tests.http_faults import HTML_ERROR_PAGE, Fault, FaultyMirror
+from taxi_assets_tests.pipeline import pipeline_resources, run
 
 FAST = RetryPolicy(attempts=4, backoff_seconds=0.01, read_timeout_seconds=5)
 YELLOW = "/yellow/yellow_tripdata_2021-01.csv.gz"
@@ -406,3 +408,49 @@ def test_a_source_url_requests_cannot_send_names_no_password(url: str, tmp_path:
     assert "S3C" not in said and "RET-pw" not in said, said
     assert "is not a URL that can be fetched" in said and "%2F" in said
     assert error.value.__cause__ is None and error.value.__suppress_context__
+
+
+ZONES_PATH = "/misc/taxi_zone_lookup.csv"
+
+
+def step_failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """The failed step's dg.Failure description (no traceback in the run's summary)."""
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    data = failure.step_failure_data
+    assert data.user_failure_data is not None
+    return data.user_failure_data.description or ""
+
+
+def test_a_zone_lookup_that_is_no_csv_of_zones_is_not_stored(
+    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """The zone lookup is a plain CSV: no gzip stream or Parquet footer to fail on. An error
+    page served as text/plain (or as "Text/HTML"), or an empty body, became the current
+    raw revision and the run succeeded; the lake step then failed on it."""
+    lake = tmp_path / "lake"
+    resources = pipeline_resources(own_mirror.url, lake)
+    html_as_text = Fault.status(200, body=HTML_ERROR_PAGE)
+    html_in_capitals = Fault.html_200(content_type="Text/HTML; charset=utf-8")
+    messages = []
+    for fault in (html_as_text, html_in_capitals):
+        own_mirror.inject(ZONES_PATH, fault, methods=["GET"])
+        result = run("raw/taxi_zone_lookup", resources, instance, raise_on_error=False)
+        messages.append(step_failure_message(result))
+    zones = Path(own_mirror.root) / ZONES_PATH.lstrip("/")
+    published_zones = zones.read_bytes()
+    zones.write_bytes(b"")
+    result = run("raw/taxi_zone_lookup", resources, instance, raise_on_error=False)
+    messages.append(step_failure_message(result))
+    url = f"{own_mirror.url}{ZONES_PATH}"
+    assert messages[0] == (
+        f"{url}: the answer is not taxi_zone_lookup.csv: its first line ('<!DOCTYPE html>') "
+        "names none of the zones contract's columns (an error page?); nothing was stored"
+    )
+    assert "HTML page instead of taxi_zone_lookup.csv" in messages[1]
+    assert messages[2] == (
+        f"{url}: the server answered HTTP 200 with an empty body instead of "
+        "taxi_zone_lookup.csv; nothing was stored"
+    )
+    assert not (lake / "raw" / "taxi_zone_lookup").exists()
+    zones.write_bytes(published_zones)
+    assert run("raw/taxi_zone_lookup", resources, instance).success

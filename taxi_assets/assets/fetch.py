@@ -21,6 +21,7 @@ from taxi_assets.assets.raw_revision import (
     stored_revision_metadata,
 )
 from taxi_assets.contracts import Contract
+from taxi_assets.contracts.headers import header_targets
 from taxi_assets.instance_reads import latest_metadata
 from taxi_assets.io_managers.arrow_stats import row_count_metadata
 from taxi_assets.io_managers.raw_files import KeptRevision, StagedFile
@@ -168,6 +169,28 @@ def _unchanged_revision(
     return replace(listed, source={**recorded, **listed.source})
 
 
+def _not_a_published_file(
+    size: int, columns: tuple[tuple[str, str], ...] | None, wanted: WantedFile
+) -> str | None:
+    """Why a body answered with HTTP 200 is not the published file, or None. A plain CSV
+    (the zone lookup) has no gzip stream or Parquet footer to fail on, so an empty body or
+    an error page served as text/plain became the current revision. A file with some of
+    the contract's columns is the published file, drift and all: the lake step judges it."""
+    if size == 0:
+        return f"the server answered HTTP 200 with an empty body instead of {wanted.name}"
+    if columns is None:
+        return None
+    names = [name for name, _ in columns]
+    targets, _ = header_targets(names, wanted.contract)
+    if any(target is not None for target in targets):
+        return None
+    first = ",".join(names)
+    return (
+        f"the answer is not {wanted.name}: its first line ({first[:80]!r}) names none of the "
+        f"{wanted.contract.name} contract's columns (an error page?)"
+    )
+
+
 def _download(
     context: dg.AssetExecutionContext,
     source: TaxiSourceResource,
@@ -193,6 +216,13 @@ def _download(
         # Chained to what caused it, not to it: Dagster would show its message twice.
         raise dg.Failure(description=str(error), allow_retries=False) from error.__cause__
     elapsed = time.monotonic() - started
+    not_the_file = _not_a_published_file(fetched.size, fetched.columns, wanted)
+    if not_the_file is not None:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise dg.Failure(
+            description=f"{shown_url(wanted.url)}: {not_the_file}; nothing was stored",
+            allow_retries=False,
+        )
     known = state.manifest.find(fetched.sha256) if state.sound(fetched.sha256) else None
     download = "downloaded"
     if known is not None:

@@ -374,7 +374,9 @@ def _fetch_once(
             mode = "ab"
         else:
             content_type = response.headers.get("Content-Type", "")
-            if content_type.startswith("text/html") and not name.endswith((".html", ".htm")):
+            # Media types are case-insensitive ("Text/HTML; charset=utf-8").
+            html = content_type.strip().lower().startswith("text/html")
+            if html and not name.endswith((".html", ".htm")):
                 raise DownloadError(
                     f"{url}: the server answered HTTP 200 with an HTML page instead of {name}"
                 )
