@@ -22,7 +22,7 @@ from upath import UPath
 
 from taxi_assets.assets.load_records import LOADS_TABLE, lake_lineage
 from taxi_assets.contracts import CONTRACTS
-from taxi_assets.io_managers.lake_files import LakeFiles
+from taxi_assets.io_managers.lake_files import LakeFiles, is_damaged_parquet
 from taxi_assets.io_managers.parquet_lake import (
     HIVE_FORMAT,
     arrow_filesystem,
@@ -216,7 +216,10 @@ def _lake(
         files = LakeFiles.at(filesystem, native)
         lineage = lake_lineage(files)
         recorded = (files.arrow_schema(native).metadata or {}).get(b"contract_version")
-    except pa.ArrowInvalid as error:  # a corrupt file is this month's state, not the command's end
+    except (pa.ArrowInvalid, OSError) as error:
+        if not is_damaged_parquet(error):
+            raise
+        # A damaged file is this month's state, not the command's end.
         return Layer(None, None), f"{path}: {error}", None
     return Layer(lineage.source_sha256, lineage.rows), None, recorded.decode() if recorded else None
 

@@ -340,3 +340,11 @@ def server_processes(data: Path) -> list[psutil.Process]:
     assert info is not None and info.pid is not None
     postmaster = psutil.Process(info.pid)
     return [postmaster, *postmaster.children(recursive=True)]
+
+
+def garbled_footer(data: bytes) -> bytes:
+    """``data`` (a Parquet file) with 50 bytes inside its footer overwritten: pyarrow
+    raises a plain OSError ("Couldn't deserialize thrift"), not ArrowInvalid."""
+    length = int.from_bytes(data[-8:-4], "little")
+    start = len(data) - 8 - length + 5
+    return data[:start] + b"\xff" * 50 + data[start + 50 :]

@@ -47,6 +47,7 @@ from taxi_assets_tests.faults_support import (
     database_name,
     failure_messages,
     fill_disk,
+    garbled_footer,
     is_dagster_failure_without_retries,
     locks_held,
     materialize_command,
@@ -896,17 +897,24 @@ def test_a_republished_file_missing_a_column_does_not_null_the_months_values(
     assert pq.read_table(_lake_month(lake))["tip_amount"].null_count == ROWS
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [lambda data: data[: len(data) // 2], garbled_footer],
+    ids=["cut-in-half", "garbled-footer"],
+)
 def test_a_damaged_lake_month_is_still_repaired_by_loading_it_again(
-    own_mirror: FaultyMirror, tmp_path: Path, instance: dg.DagsterInstance
+    own_mirror: FaultyMirror,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,
+    damage: Callable[[bytes], bytes],
 ) -> None:
     """The missing-columns guard reads the lake file it replaces: a damaged one (cut in
-    half) failed the reload that is its repair (6k), naming no file. It is replaced, with
-    a warning."""
+    half, or its footer garbled) failed the reload that is its repair (6k), naming no
+    file. It is replaced, with a warning."""
     lake = tmp_path / "lake"
     assert run_file_keys(own_mirror, lake, instance).success
     (month_file,) = _lake_month(lake).glob("*.parquet")
-    data = month_file.read_bytes()
-    month_file.write_bytes(data[: len(data) // 2])
+    month_file.write_bytes(damage(month_file.read_bytes()))
     again = run_file_keys(own_mirror, lake, instance)
     assert again.success
     assert pq.read_table(_lake_month(lake)).num_rows == ROWS

@@ -20,6 +20,7 @@ from taxi_assets import cli, definitions
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.parquet_lake import ParquetLakeIOManager, month_file
 from taxi_assets.month_status import IN_STEP, Layer, MonthStatus, collect, judge
+from taxi_assets_tests.faults_support import garbled_footer
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import pipeline_resources, run
 
@@ -94,6 +95,9 @@ def test_collect_lists_each_lake_month_in_order_and_names_a_corrupt_file(tmp_pat
             pq.write_table(pa.table({"n": list(range(int(month[-2:])))}), path)
     corrupt = month_file(UPath(tmp_path) / "lake" / "yellow_tripdata", "2020-05")
     corrupt.write_bytes(b"not a parquet file")
+    # A footer whose bytes do not decode: pyarrow's plain OSError, not ArrowInvalid.
+    garbled = month_file(UPath(tmp_path) / "lake" / "green_tripdata", "2019-03")
+    garbled.write_bytes(garbled_footer(garbled.read_bytes()))
     # Not lake months: another file type, a folder outside the year=/month= layout.
     (corrupt.parent / "notes.txt").write_text("")
     (tmp_path / "lake" / "yellow_tripdata" / "tmp").mkdir()
@@ -110,10 +114,16 @@ def test_collect_lists_each_lake_month_in_order_and_names_a_corrupt_file(tmp_pat
     rows = {(s.service, s.month): s.lake for s in statuses}
     assert rows[("green", "2019-07")] == Layer(None, 7)
     assert rows[("yellow", "2020-05")] == Layer(None, None)
-    [broken] = [s for s in statuses if s.lake_problem is not None]
+    broken, unreadable = [s for s in statuses if s.lake_problem is not None]
     assert (broken.service, broken.month) == ("yellow", "2020-05")
     assert broken.lake_problem is not None and broken.lake_problem.startswith(f"{corrupt}: ")
     assert "Parquet magic bytes not found" in broken.lake_problem
+    assert (unreadable.service, unreadable.month) == ("green", "2019-03")
+    assert (
+        unreadable.lake_problem
+        == f"{garbled}: Couldn't deserialize thrift: "
+        + (unreadable.lake_problem or "").split("Couldn't deserialize thrift: ", 1)[1]
+    )
 
 
 def test_a_month_no_layer_holds_between_held_months_is_listed(
@@ -141,6 +151,9 @@ def test_a_month_no_layer_holds_between_held_months_is_listed(
     empty.mkdir()
     assert cli.main(["months", "status", "--lake", str(empty), "--check"]) == 1
     assert "nothing stored yet" in capsys.readouterr().out
+    # The same for monitoring tools (it printed [] and exited 0).
+    assert cli.main(["months", "status", "--lake", str(empty), "--check", "--json"]) == 1
+    assert capsys.readouterr().out.strip() == "[]"
 
 
 def keys(service: str) -> list[str]:

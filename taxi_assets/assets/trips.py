@@ -25,7 +25,7 @@ from taxi_assets.automation.conditions import FOLLOW_UPSTREAM
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.instance_reads import materialized_partition_keys, materialized_partitions
 from taxi_assets.io_managers.arrow_stats import column_schema
-from taxi_assets.io_managers.lake_files import LakeFiles, null_columns_of
+from taxi_assets.io_managers.lake_files import LakeFiles, is_damaged_parquet, null_columns_of
 from taxi_assets.io_managers.parquet_lake import GuardedOutput, arrow_filesystem
 from taxi_assets.io_managers.raw_files import StoredFile
 from taxi_assets.io_managers.table_load import ParquetPart, ParquetTableLoad, lake_parts
@@ -122,9 +122,12 @@ def lake_month_filled_columns(
         for path in stored.paths:
             names = set(stored.arrow_schema(path).names)
             filled.update(names - null_columns_of(stored.footer(path)))
-    except pa.ArrowInvalid as error:
-        # Not OSError: a store that throttles or refuses (s3fs raises OSError for a 503)
-        # read as "damaged" would let a file missing columns replace the month's values.
+    except (pa.ArrowInvalid, OSError) as error:
+        # Only a damaged file: a store that throttles or refuses (s3fs raises OSError for
+        # a 503) read as "damaged" would let a file missing columns replace the month's
+        # values.
+        if not is_damaged_parquet(error):
+            raise
         warn(
             f"{key.to_user_string()} {month}: the lake file being replaced cannot be read "
             f"({error}); it is replaced whatever columns it had"

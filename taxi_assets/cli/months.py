@@ -97,9 +97,12 @@ def _months_status(args: argparse.Namespace) -> int:
         print(f"error: cannot read the warehouse's load log: {error.orig}", file=sys.stderr)
         return 1
     behind = [s for s in statuses if s.state != IN_STEP]
+    # Nothing stored at all is no pass: an empty lake, or one at a wrong URL. (A range
+    # holding no month of the services is: there is nothing to load in it.)
+    nothing_stored = not statuses and not months
     if args.json:
         print(json.dumps([as_record(s) for s in statuses], indent=1))
-        return 1 if args.check and behind else 0
+        return 1 if args.check and (behind or nothing_stored) else 0
     left_out = []
     for name in args.services or SERVICES:
         own_first = SERVICES[name].first_published_month
@@ -114,9 +117,7 @@ def _months_status(args: argparse.Namespace) -> int:
             if months
             else "nothing stored yet: no raw file, lake file or warehouse load"
         )
-        # Nothing stored at all is no pass: an empty lake, or one at a wrong URL. (A range
-        # holding no month of the services is: there is nothing to load in it.)
-        return 1 if args.check and not months else 0
+        return 1 if args.check and nothing_stored else 0
     print("\n".join(format_statuses(statuses)))
     print(f"\n{len(statuses) - len(behind)} of {len(statuses)} month(s) in step")
     for reason in left_out:

@@ -31,6 +31,21 @@ READ_BUFFER_BYTES = 1 << 20
 BATCH_ROWS = 64 * 1024
 
 
+def is_damaged_parquet(error: BaseException) -> bool:
+    """Whether ``error``, raised reading a Parquet file, says the file itself is damaged:
+    Arrow's ArrowInvalid (no magic bytes, a cut file), or the plain OSError without an
+    errno that pyarrow raises for a footer whose bytes do not decode ("Couldn't
+    deserialize thrift"). Not other OSErrors: a store that throttles or refuses (s3fs
+    raises OSError for a 503) says nothing of the file."""
+    if isinstance(error, pa.ArrowInvalid):
+        return True
+    return (
+        type(error) is OSError
+        and error.errno is None
+        and str(error).startswith("Couldn't deserialize thrift")
+    )
+
+
 class LakeFileChanged(RuntimeError):
     """A lake file was replaced while it was read (its month was materialized again)."""
 
