@@ -104,7 +104,7 @@ def test_a_recent_leftover_is_kept(
     assert f"removed 0 leftover(s) of killed runs, 0.0 MB, in {store.url} and the temp" in said
     # The probe everywhere; the pending upload where the store can list it.
     kept = 1 if store.name == "gcs" else 2
-    assert f"kept {kept} more in {store.url}, touched within 3 h" in said
+    assert f"kept {kept} more in {store.url} and the temporary folder, touched within 3 h" in said
     assert store.pending_uploads() == 1
     assert len([key for key in store.objects("nyc/") if key.startswith("nyc/.taxi-probe-")]) == 2
 

@@ -71,8 +71,8 @@ def _lake_sweep(args: argparse.Namespace) -> int:
     )
     if swept.kept:
         print(
-            f"kept {swept.kept} more in {root}, touched within {STALE_AFTER_SECONDS // 3600} h: "
-            "writes that may still be in progress"
+            f"kept {swept.kept} more in {where}, touched within {STALE_AFTER_SECONDS // 3600} "
+            "h: writes that may still be in progress"
         )
     if store is not None and store.unsweepable:
         print(f"not swept ({store.label}): {store.unsweepable}")

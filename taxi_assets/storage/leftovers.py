@@ -76,26 +76,35 @@ def _size(path: Path) -> int:
     return sum(inner.stat().st_size for inner in path.rglob("*") if inner.is_file())
 
 
-def _remove(path: Path, log: Callable[[str], None], now: float, *, dry_run: bool = False) -> bool:
-    """Remove ``path`` if stale; a cleanup that fails is logged, never the run's failure."""
+REMOVED, KEPT, FAILED, GONE = "removed", "kept", "failed", "gone"
+
+
+def _removal(path: Path, log: Callable[[str], None], now: float, *, dry_run: bool = False) -> str:
+    """Remove ``path`` if stale: REMOVED (or, dry, would be), KEPT (too recent: maybe a
+    write in progress), FAILED (logged) or GONE (removed meanwhile by another run)."""
     try:
         age = now - _newest_write(path)
         if age < STALE_AFTER_SECONDS:
-            return False
+            return KEPT
         if dry_run:
             log(f"would remove {path}, left by a killed run (untouched for {age / 3600:.1f} h)")
-            return True
+            return REMOVED
         if path.is_dir():
             shutil.rmtree(path)
         else:
             path.unlink()
     except FileNotFoundError:  # removed meanwhile by another run cleaning up too
-        return False
+        return GONE
     except OSError as error:  # another user's, or a folder that changed under us
         log(f"could not remove {path}, left by a killed run: {error}")
-        return False
+        return FAILED
     log(f"removed {path}, left by a killed run (untouched for {age / 3600:.1f} h)")
-    return True
+    return REMOVED
+
+
+def _remove(path: Path, log: Callable[[str], None], now: float) -> bool:
+    """Remove ``path`` if stale; a cleanup that fails is logged, never the run's failure."""
+    return _removal(path, log, now) == REMOVED
 
 
 def _ours(path: Path, kind: Callable[[int], bool] = stat.S_ISDIR) -> bool:
@@ -195,9 +204,12 @@ def sweep(
             bytes_ = _size(path)
         except FileNotFoundError:
             continue
-        if _remove(path, log, now, dry_run=dry_run):
+        outcome = _removal(path, log, now, dry_run=dry_run)
+        if outcome == REMOVED:
             swept.removed.append(str(path))
             swept.bytes += bytes_
+        swept.kept += outcome == KEPT
+        swept.failed += outcome == FAILED
     return swept
 
 
