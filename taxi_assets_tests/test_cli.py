@@ -231,10 +231,18 @@ def test_make_stop_stops_the_embedded_warehouse(embedded_dir: Path) -> None:
     """The README's `make stop`, against an embedded server in a temporary folder."""
     import psycopg
 
-    from taxi_assets.pg.embedded import embedded_url, stop
+    from taxi_assets.pg.embedded import stop
 
     folder = embedded_dir
-    url = embedded_url(folder)
+    # A process of its own gets the URL (starting the server) and ends: this one holding
+    # the URL would count as a user of the server.
+    get_url = (
+        f"from taxi_assets.pg.embedded import embedded_url; print(embedded_url({str(folder)!r}))"
+    )
+    url = subprocess.run(
+        [sys.executable, "-c", get_url], cwd=REPO, capture_output=True, text=True, timeout=120,
+        check=True,
+    ).stdout.strip()  # fmt: skip
     try:
         with psycopg.connect(url) as connection:
             assert connection.execute("SELECT 1").fetchone() == (1,)
@@ -260,6 +268,32 @@ def test_make_stop_stops_the_embedded_warehouse(embedded_dir: Path) -> None:
             assert result.returncode == 0, result.stderr[-2000:]
             return result.stdout.strip().splitlines()[-1]
 
+        # A run still using it (a process that got the URL and runs on): refused, said;
+        # --force stops it all the same. `make stop` stopped it under the run's load.
+        user = subprocess.Popen(
+            [sys.executable, "-c", f"{get_url}; import sys; sys.stdin.read()"],
+            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert user.stdout is not None and user.stdout.readline().strip() == url
+            stop_command = [sys.executable, "-m", "taxi_assets.cli", "warehouse", "stop"]
+            refused = subprocess.run(
+                [*stop_command, str(folder)], cwd=REPO, capture_output=True, text=True,
+                timeout=120,
+            )  # fmt: skip
+            assert refused.returncode == 1
+            assert refused.stderr.startswith("error: the embedded warehouse is in use: ")
+            with psycopg.connect(url) as connection:
+                assert connection.execute("SELECT 1").fetchone() == (1,)
+            forced = subprocess.run(
+                [*stop_command, str(folder), "--force"], cwd=REPO, capture_output=True,
+                text=True, timeout=120,
+            )  # fmt: skip
+            assert (forced.returncode, forced.stdout.strip()) == (0, "stopped")
+        finally:
+            user.communicate("", timeout=60)
+        # Started again by a process that has ended: nothing uses it.
+        subprocess.run([sys.executable, "-c", get_url], cwd=REPO, timeout=120, check=True)
         assert make_stop() == "stopped"
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(url, connect_timeout=3).close()

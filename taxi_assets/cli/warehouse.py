@@ -91,9 +91,17 @@ def _warehouse_start(args: argparse.Namespace) -> int:
 
 
 def _warehouse_stop(args: argparse.Namespace) -> int:
-    from taxi_assets.pg.embedded import EMBEDDED_SERVER_ERRORS, stop
+    from taxi_assets.pg.embedded import EMBEDDED_SERVER_ERRORS, in_use, is_running, stop
 
     try:
+        if not args.force and in_use(args.data_dir) and is_running(args.data_dir):
+            print(
+                "error: the embedded warehouse is in use: a run or command that connected to "
+                "it still runs, and stopping the server would fail it (its load rolled back). "
+                "Let it end, or stop the server anyway with `warehouse stop --force`",
+                file=sys.stderr,
+            )
+            return 1
         stopped = stop(args.data_dir)
     except (ValueError, *EMBEDDED_SERVER_ERRORS) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -281,6 +289,12 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
         command = commands.add_parser(name, help=text)
         command.add_argument("data_dir", nargs="?", default=DEFAULT_EMBEDDED_DIR)
         command.set_defaults(func=handler)
+        if name == "stop":
+            command.add_argument(
+                "--force",
+                action="store_true",
+                help="stop it even while a run or command that connected to it still runs",
+            )
     check = commands.add_parser(
         "check",
         help="whether the warehouse is ready for loads: writable, privileges, limits (reads only)",

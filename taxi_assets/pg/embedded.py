@@ -329,6 +329,23 @@ def stop(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> bool:
     return True
 
 
+def in_use(data_dir: str | Path = DEFAULT_EMBEDDED_DIR) -> bool:
+    """Whether a process that got ``data_dir``'s URL still runs (a run, a command, a
+    notebook): stopping the server now would fail what it is doing. For a process that
+    has not got the URL itself (``warehouse stop``): its own use would count."""
+    folder = Path(data_dir).expanduser().resolve()
+    if not folder.exists():
+        return False
+    descriptor = os.open(_in_use_lock(folder), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)  # closing also releases the lock if it was taken
+    return False
+
+
 # How long a session that just closed may still be listed by pg_stat_activity.
 SESSION_EXIT_WAIT_S = 2.0
 
