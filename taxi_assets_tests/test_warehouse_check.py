@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -68,6 +69,26 @@ def cli_check(pg_url: str) -> subprocess.CompletedProcess[str]:
         cwd=REPO, env={**os.environ, "TAXI_WAREHOUSE_URL": pg_url},
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+
+
+def test_the_check_creates_no_embedded_warehouse(tmp_path: Path) -> None:
+    """Without TAXI_WAREHOUSE_URL, where no embedded warehouse exists (another folder than
+    the one it was made in): said, and none is created (it made a new empty server and
+    called it ready)."""
+    env = {k: v for k, v in os.environ.items() if k != "TAXI_WAREHOUSE_URL"}
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "taxi_assets.cli", "warehouse", "check"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "data" / "warehouse"
+    assert done.stdout.splitlines() == [
+        f"ok: no embedded warehouse at {folder} yet (TAXI_WAREHOUSE_URL is not set): the first "
+        "load creates it; nothing was created",
+        "ready for loads",
+    ]
+    assert not (tmp_path / "data").exists()
 
 
 def test_the_cli_says_a_fresh_database_is_ready(pg_url: str) -> None:

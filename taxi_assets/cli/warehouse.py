@@ -126,10 +126,21 @@ def _warehouse_check(args: argparse.Namespace) -> int:
     if _names_bigquery():
         print(BIGQUERY_CHECKED_ELSEWHERE, file=sys.stderr)
         return 2
+    warehouse = PostgresResource()
+    embedded_only = not os.environ.get("TAXI_WAREHOUSE_URL")
+    if embedded_only and not embedded.exists(warehouse.embedded_dir):
+        # A check reads only: it creates no server (run from another folder, it made a new
+        # empty one there and called it ready).
+        folder = Path(warehouse.embedded_dir).expanduser().resolve()
+        print(
+            f"ok: no embedded warehouse at {folder} yet (TAXI_WAREHOUSE_URL is not set): the "
+            "first load creates it; nothing was created"
+        )
+        print("ready for loads")
+        return 0
     # The embedded warehouse is left as it was found, as `months status` leaves it: a check
     # that started a stopped server stops it again (unless a run began using it meanwhile).
-    started_here = not os.environ.get("TAXI_WAREHOUSE_URL") and not embedded.is_running()
-    warehouse = PostgresResource()
+    started_here = embedded_only and not embedded.is_running()
     engine = warehouse.engine()
     try:
         findings = check_server(
