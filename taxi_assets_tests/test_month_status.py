@@ -443,13 +443,39 @@ def test_a_month_before_a_service_existed_is_left_out(
     assert [(s.service, s.month) for s in statuses] == [("fhvhv", "2019-02")]
 
 
-def test_a_service_named_twice_is_taken_once() -> None:
+def test_a_service_named_twice_is_taken_once_and_none_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """``--services yellow,yellow`` printed yellow twice (backfill: its title and its
-    range line, and two copies of yellow's assets in the backfill request)."""
+    range line, and two copies of yellow's assets in the backfill request). An empty
+    ``--services`` (an empty shell variable) meant every service."""
     parser = cli.build_parser()
     for command in (["months", "backfill", "2021-01"], ["months", "status"]):
         args = parser.parse_args([*command, "--services", "yellow,fhv,yellow"])
         assert args.services == ["yellow", "fhv"]
+        with pytest.raises(SystemExit) as exited:
+            parser.parse_args([*command, "--services", " , "])
+        assert exited.value.code == 2
+        assert "--services: none given; choose from yellow,green,fhv,fhvhv" in (
+            capsys.readouterr().err
+        )
+
+
+@pytest.mark.parametrize("home", [None, "relative/home", "/no/such/dagster_home"])
+def test_a_backfill_without_a_usable_dagster_home_is_one_line(
+    home: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dagster-graphql's 3 KB traceback (unset), or Dagster's (relative, missing): the
+    backfill goes to the instance DAGSTER_HOME names, so it must name one."""
+    if home is None:
+        monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    else:
+        monkeypatch.setenv("DAGSTER_HOME", home)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["months", "backfill", "2021-01"])
+    said = str(exited.value.code)
+    assert said.startswith("error: DAGSTER_HOME") and "\n" not in said, said
+    assert "make dev" in said
 
 
 def test_a_raw_file_of_the_flat_layout_is_not_called_missing(
@@ -566,3 +592,18 @@ def test_a_lake_the_commands_cannot_use_is_one_line_not_a_traceback(
         assert cli.main([*command, "--lake", lake]) == 1
         printed = capsys.readouterr()
         assert printed.err.startswith(f"error: {said}"), printed.err
+
+
+def test_a_file_given_for_a_folder_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A lake or data folder argument naming a file: NotADirectoryError's traceback."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("")
+    assert cli.main(["months", "status", "--lake", str(a_file)]) == 1
+    assert capsys.readouterr().err == f"error: the lake {a_file} is a file, not a folder\n"
+    for command in ("start", "stop"):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(["warehouse", command, str(a_file)])
+        assert exited.value.code == 2
+        assert f"{a_file} is a file, not a folder" in capsys.readouterr().err

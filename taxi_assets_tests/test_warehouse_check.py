@@ -113,7 +113,9 @@ def test_a_server_that_refuses_or_is_not_there_is_one_line_not_a_traceback(pg_ur
     # The throwaway server trusts its socket's users: a role it does not have is refused.
     unknown = sa.make_url(pg_url).set(username="no_such_role", password="not-the-password-42")
     nobody = f"postgresql://someone:pw-9@127.0.0.1:{free_port()}/db"
-    for url in (unknown.render_as_string(hide_password=False), nobody):
+    # A URL parameter libpq refuses (psycopg's ProgrammingError: it was a traceback).
+    bad_parameter = f"{pg_url}{'&' if '?' in pg_url else '?'}connect_timeout=abc"
+    for url in (unknown.render_as_string(hide_password=False), nobody, bad_parameter):
         done = cli_check(url)
         assert done.returncode == 1, done.stdout + done.stderr
         assert "Traceback" not in done.stderr, done.stderr

@@ -46,6 +46,9 @@ def positive_int(text: str) -> int:
 
 def csv_list(spec: str, allowed: Sequence[str]) -> list[str]:
     items = [s.strip() for s in spec.split(",") if s.strip()]
+    if not items:
+        # An empty shell variable ("--services $SERVICES") meant every service.
+        raise argparse.ArgumentTypeError(f"none given; choose from {','.join(allowed)}")
     bad = [s for s in items if s not in allowed]
     if bad:
         raise argparse.ArgumentTypeError(f"unknown {bad}; choose from {','.join(allowed)}")

@@ -16,16 +16,30 @@ def dagster_instance() -> dg.DagsterInstance:
     installed here, in the CLI's process, and not in Dagster's runs or daemon (psycopg2
     refuses COPY and large objects under it; nothing here uses them). Here, not in
     ``cli.main``: a command that never opens the instance does not import psycopg2."""
-    import os
-
     import dagster as dg
 
     from taxi_assets.pg.psycopg2_wait import let_interruptions_through_psycopg2
 
-    if not os.environ.get("DAGSTER_HOME"):
-        raise SystemExit(
-            "error: DAGSTER_HOME is not set: the runs and their pool slots are in the Dagster "
-            "instance it names (export DAGSTER_HOME=$PWD/data/dagster_home, as `make dev` does)"
-        )
+    require_dagster_home("the runs and their pool slots are in the Dagster instance it names")
     let_interruptions_through_psycopg2()
     return dg.DagsterInstance.get()
+
+
+def require_dagster_home(why: str) -> None:
+    """Exit with one line unless ``$DAGSTER_HOME`` names an existing folder by an absolute
+    path, as Dagster requires (else a traceback of Dagster's or dagster-graphql's)."""
+    import os
+
+    home = os.environ.get("DAGSTER_HOME")
+    fix = "export DAGSTER_HOME=$PWD/data/dagster_home, as `make dev` does"
+    if not home:
+        raise SystemExit(f"error: DAGSTER_HOME is not set: {why} ({fix})")
+    if not os.path.isabs(home):
+        raise SystemExit(
+            f"error: DAGSTER_HOME={home} is not an absolute path, as Dagster needs ({fix})"
+        )
+    if not os.path.isdir(home):
+        raise SystemExit(
+            f"error: DAGSTER_HOME={home} is not a folder: a typo, or an instance not made yet "
+            f"({fix}; `make dev` creates it)"
+        )

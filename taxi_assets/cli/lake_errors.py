@@ -20,6 +20,8 @@ def usable_lake_root(url: str | None) -> UPath:
     check`` refuses: a URL that is neither a local folder nor an object store."""
     root = lake_root(url)
     refuse_unknown_store(root, url or str(root))
+    if is_local(root) and root.exists() and not root.is_dir():
+        raise LakeConfigurationError(f"the lake {root} is a file, not a folder")
     return root
 
 

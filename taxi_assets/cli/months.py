@@ -23,8 +23,10 @@ def _months_backfill(args: argparse.Namespace) -> int:
         service_ranges,
         submit_backfill,
     )
+    from taxi_assets.cli.instance import require_dagster_home
     from taxi_assets.partitions import first_partition_month
 
+    require_dagster_home("the backfill is submitted to the Dagster instance it names")
     last = args.to or args.first
     try:
         ranges, skipped = service_ranges(args.first, last, first_partition_month(), args.services)

@@ -48,9 +48,14 @@ def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[.
         except DBAPIError as error:
             words = str(error.orig).strip().splitlines() or [type(error.orig).__name__]
             code = getattr(error.orig, "sqlstate", None)
+            # No statement: the connection's own settings (a URL parameter libpq refuses).
+            what = (
+                "cannot use the warehouse"
+                if error.statement is None
+                else ("the warehouse refused a statement")
+            )
             print(
-                f"error: the warehouse refused a statement: {words[0]}"
-                + (f" (SQLSTATE {code})" if code else ""),
+                f"error: {what}: {words[0]}" + (f" (SQLSTATE {code})" if code else ""),
                 file=sys.stderr,
             )
         except (ValueError, *EMBEDDED_SERVER_ERRORS) as error:
@@ -58,6 +63,13 @@ def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[.
         return 1
 
     return run
+
+
+def _folder(text: str) -> str:
+    """A data folder argument: an existing file is refused (a traceback before)."""
+    if Path(text).expanduser().exists() and not Path(text).expanduser().is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    return text
 
 
 def _role_name(text: str) -> str:
@@ -298,7 +310,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
         ("stop", _warehouse_stop, "stop the embedded server"),
     ):
         command = commands.add_parser(name, help=text)
-        command.add_argument("data_dir", nargs="?", default=DEFAULT_EMBEDDED_DIR)
+        command.add_argument("data_dir", nargs="?", default=DEFAULT_EMBEDDED_DIR, type=_folder)
         command.set_defaults(func=handler)
         if name == "stop":
             command.add_argument(
