@@ -287,6 +287,15 @@ def test_bigquery_definitions_name_their_engine() -> None:
     for service in ("yellow", "green", "fhv", "fhvhv"):
         job = bigquery.resolve_job_def(f"taxi_{service}_job")
         assert not {k.path[0] for k in job.asset_layer.selected_asset_keys} & {"lake_external"}
+    # The README's selections of one service's month (and `raw pin`'s hint) take its three
+    # layers only: with the external tables they failed on any lake not on GCS.
+    graph = bigquery.resolve_asset_graph()
+    for selection, expected in (
+        ("tag:service=yellow", {"raw", "lake", "warehouse"}),
+        ("kind:bigquery and tag:service=yellow", {"warehouse"}),
+    ):
+        keys = dg.AssetSelection.from_string(selection).resolve(graph)
+        assert {key.path[0] for key in keys} == expected, selection
 
 
 def test_the_engine_is_read_when_the_code_location_loads() -> None:

@@ -58,7 +58,9 @@ def _external_table_asset(service: Service) -> dg.AssetsDefinition:
         group_name=EXTERNAL_DATASET,
         kinds={"bigquery", "parquet"},
         owners=OWNERS,
-        tags={"service": service.name, "layer": EXTERNAL_DATASET},
+        # Not the trip layers' `service` tag: the selections of one service's month
+        # (`tag:service=yellow --partition M`) would take this unpartitioned table too.
+        tags={"layer": EXTERNAL_DATASET, "dataset": service.dataset},
         code_version="1",
         metadata={"dagster/table_name": f"{EXTERNAL_DATASET}.{service.dataset}"},
         description=(
