@@ -27,6 +27,7 @@ from taxi_assets.assets.analytics.trips_view import VIEW_COLUMNS, trip_stream_sc
 from taxi_assets.checks import logged_months
 from taxi_assets.services import SERVICES
 from taxi_assets_tests.bq_emulator import BigQueryEmulator, EmulatedProject
+from taxi_assets_tests.faults_support import run_warnings
 from taxi_assets_tests.googlesql_lexical import decode_string_literal
 from taxi_assets_tests.http_faults import FaultyMirror
 from taxi_assets_tests.pipeline import (
@@ -452,3 +453,45 @@ def test_the_trips_view_reads_every_service_and_services_loaded_later(
         assert loaded_services(client, client.project)[0] == ["yellow", "fhvhv"]
     assert run(trip_keys("green"), resources, instance, "2021-01").success
     assert in_view()["green"] == bq_project.month_counts("green_tripdata")["2021-01"]
+
+
+def test_a_temporary_table_that_cannot_be_dropped_is_a_warning_not_a_failure(
+    mirror: FaultyMirror,
+    tmp_path: Path,
+    bq_project: EmulatedProject,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A role without bigquery.tables.delete: the month was published, then the staging
+    table's drop failed the step, with no materialization recorded (the analytics cells
+    table too). A mock, for a fault the emulator cannot cause: it has no IAM, so
+    ``delete_table`` is made to answer 403 for the temporary tables only."""
+    from google.api_core.exceptions import Forbidden
+
+    delete_table = bigquery.Client.delete_table
+
+    def refused(self: bigquery.Client, table: Any, *args: Any, **kwargs: Any) -> None:
+        if "._stage_" in str(table) or "._cells_" in str(table):
+            raise Forbidden("Access Denied: the caller lacks bigquery.tables.delete")
+        delete_table(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(bigquery.Client, "delete_table", refused)
+    lake = tmp_path / "lake"
+    resources = bigquery_resources(mirror.url, lake, bq_project.url)
+    assert run(ZONES, resources, instance).success
+    result = run(trip_keys("yellow"), resources, instance, "2021-01")
+    assert result.success
+    rows = lake_month(lake, "yellow_tripdata", "2021-01").count_rows()
+    assert bq_project.month_counts("yellow_tripdata") == {"2021-01": rows}
+    assert materialization_metadata(result, "warehouse/yellow_tripdata")["rows_written"] == rows
+    stats = run(STATS, resources, instance, "2021-01")
+    assert stats.success
+    said = [
+        line
+        for outcome in (result, stats)
+        for line in run_warnings(instance, outcome.run_id)
+        if "could not drop this temporary table" in line
+    ]
+    assert any("_stage_yellow_tripdata_202101_" in line for line in said), said
+    assert any("_cells_monthly_zone_stats_202101_" in line for line in said), said
+    assert all("it expires by itself within 1 day" in line for line in said)

@@ -36,7 +36,7 @@ from google.cloud import bigquery
 
 from taxi_assets.bq.names import TableName, column_sql, date_literal, sql_literal
 from taxi_assets.bq.query import run_query
-from taxi_assets.bq.tables import TableLayout, create_staging_table, drop_table
+from taxi_assets.bq.tables import TableLayout, create_staging_table, drop_expiring_table
 from taxi_assets.bq.types import bigquery_schema, column_type
 from taxi_assets.errors import LoadLogBehind, RowCountMismatch
 from taxi_assets.io_managers.table_load import ParquetPart
@@ -133,10 +133,12 @@ def replace_rows(
     log: Callable[[str], None] = lambda _: None,
     inspect: Callable[[Sequence[Staged]], None] = lambda _: None,
     log_statements: Sequence[str] = (),
+    warn: Callable[[str], None] | None = None,
 ) -> ReplaceResult:
     """Make ``parts`` the rows of ``window`` in ``target`` (the whole table without a
     window), atomically. ``inspect`` sees the staged files before they become visible;
     ``log_statements`` are committed with the rows (see the module's docstring)."""
+    warn = warn or log
     strategy = copy_or_transaction(strategy, target, window, log)
     key = f"{window.start:%Y%m}" if window else "all"
     run_id = uuid.uuid4().hex[:8]
@@ -184,7 +186,7 @@ def replace_rows(
         return result
     finally:
         for table in staging:
-            drop_table(client, table)
+            drop_expiring_table(client, table, warn)
 
 
 def _stage(client: bigquery.Client, stage_name: TableName, part: ParquetPart) -> Staged:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
-from google.api_core.exceptions import Conflict, NotFound
+from google.api_core.exceptions import Conflict, GoogleAPIError, NotFound
 from google.cloud import bigquery
 
 from taxi_assets.bq.names import TableName, column_sql, string_literal
@@ -16,6 +17,7 @@ from taxi_assets.bq.types import bigquery_schema, bigquery_type, column_type, sc
 
 # A staging table outlives its run only if the run was killed: BigQuery then drops it.
 STAGING_LIFETIME = timedelta(days=1)
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -144,3 +146,20 @@ def create_staging_table(
 
 def drop_table(client: bigquery.Client, name: TableName) -> None:
     client.delete_table(name.table_id, not_found_ok=True)
+
+
+def drop_expiring_table(
+    client: bigquery.Client, name: TableName, warn: Callable[[str], None] = _log.warning
+) -> None:
+    """Drop a table made with an expiry (staging, cells), after the work it served: a drop
+    that fails (a role without bigquery.tables.delete, an outage) is a warning, not the
+    step's failure: the month was published (or the step's own error is the one to see),
+    and the table expires by itself."""
+    try:
+        drop_table(client, name)
+    except GoogleAPIError as error:
+        said = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        warn(
+            f"{name.short}: could not drop this temporary table ({said}); it expires by "
+            f"itself within {STAGING_LIFETIME.days} day"
+        )

@@ -86,6 +86,7 @@ class BigQueryIOManager(dg.ConfigurableIOManager):
                         _staged_metadata(client, staged, metadata.get("time_column"), window)
                     ),
                     log_statements=logged.statements(),
+                    warn=context.log.warning,
                 )
                 observed.update(logged.metadata())
                 table_bytes = client.get_table(name.table_id).num_bytes or 0

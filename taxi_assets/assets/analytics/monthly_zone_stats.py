@@ -49,13 +49,14 @@ def replace_stats_month(
     warehouse: PostgresResource | BigQueryWarehouse,
     month: date,
     log: Callable[[str], None] = lambda _: None,
+    warn: Callable[[str], None] = lambda _: None,
 ) -> tuple[MonthStats, int]:
     """Recompute ``month`` in the warehouse's engine; the stats and the table's bytes."""
     if isinstance(warehouse, BigQueryWarehouse):
         from taxi_assets.assets.analytics.stats_table_bigquery import replace_month_bigquery
 
         with warehouse.client() as client:
-            return replace_month_bigquery(client, month)
+            return replace_month_bigquery(client, month, warn)
     stats = replace_month(warehouse.engine(), month, waits=warehouse.lock_waits(), log=log)
     with warehouse.engine().connect() as connection:
         table_bytes = tree_bytes(connection, ANALYTICS_SCHEMA, STATS_TABLE)
@@ -143,7 +144,9 @@ def build_analytics_assets(
         month_key = context.partition_key
         month = parse_month(month_key)
         started = time.monotonic()
-        stats, table_bytes = replace_stats_month(warehouse, month, context.log.info)
+        stats, table_bytes = replace_stats_month(
+            warehouse, month, context.log.info, context.log.warning
+        )
         elapsed = time.monotonic() - started
         skipped = [s for s in SERVICES if s not in stats.services]
         if skipped:

@@ -8,7 +8,9 @@ sparkline. That table is dropped afterwards (and expires by itself should the ru
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Callable
 from datetime import date
 
 import dagster as dg
@@ -35,7 +37,7 @@ from taxi_assets.assets.analytics.stats_table import (
 from taxi_assets.bq.names import TableName
 from taxi_assets.bq.query import run_query
 from taxi_assets.bq.replace import Window, count_rows
-from taxi_assets.bq.tables import TableLayout, drop_table, ensure_dataset
+from taxi_assets.bq.tables import TableLayout, drop_expiring_table, ensure_dataset
 from taxi_assets.services import SERVICES, ZONES_DATASET
 
 LAYOUT = TableLayout(partition_column="partition_month", cluster_by=("service", "borough"))
@@ -97,7 +99,12 @@ def loaded_services(client: bigquery.Client, project: str) -> tuple[list[str], l
     return services, missing
 
 
-def replace_month_bigquery(client: bigquery.Client, month: date) -> tuple[MonthStats, int]:
+_log = logging.getLogger(__name__)
+
+
+def replace_month_bigquery(
+    client: bigquery.Client, month: date, warn: Callable[[str], None] = _log.warning
+) -> tuple[MonthStats, int]:
     """Recompute ``month`` in analytics.monthly_zone_stats (atomically) and read it back;
     also the table's size in bytes."""
     project = client.project
@@ -128,7 +135,7 @@ def replace_month_bigquery(client: bigquery.Client, month: date) -> tuple[MonthS
         run_query(client, replace_month_script(cells, month))
         daily_rows = list(run_query(client, daily_trips_sql(cells)))
     finally:
-        drop_table(client, cells)
+        drop_expiring_table(client, cells, warn)
     preview = (
         run_query(
             client,
