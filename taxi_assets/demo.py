@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy as sa
 
 from taxi_assets.assets.analytics import STATS_KEY
 from taxi_assets.assets.analytics.stats_columns import ANALYTICS_SCHEMA, STATS_TABLE
@@ -27,6 +28,7 @@ from taxi_assets.definitions import defs
 from taxi_assets.devdata import MirrorServer, generate_mirror
 from taxi_assets.devdata.mirror import AS_EACH_HOST
 from taxi_assets.jobs import service_job_name
+from taxi_assets.pg import embedded
 from taxi_assets.pg.ctrl_c import ctrl_c_let_through_psycopg
 from taxi_assets.pg.inspect import month_counts
 from taxi_assets.pg.interrupts import dropped_if_interrupted
@@ -98,9 +100,17 @@ def warehouse_counts() -> dict[str, dict[str, int]]:
     counts = {s.dataset: month_counts(engine, "warehouse", s.dataset) for s in SERVICES.values()}
     # Ctrl-C in a script or notebook: out at once, not after psycopg's 10 s of waiting.
     with engine.connect() as connection, dropped_if_interrupted(connection):
-        zones = connection.exec_driver_sql("SELECT count(*) FROM warehouse.taxi_zones").scalar()
-    counts["taxi_zones"] = {"-": int(zones or 0)}
+        if _exists(connection, "warehouse.taxi_zones"):
+            zones = connection.exec_driver_sql("SELECT count(*) FROM warehouse.taxi_zones")
+            counts["taxi_zones"] = {"-": int(zones.scalar() or 0)}
+        else:
+            counts["taxi_zones"] = {}  # not loaded (a trip month materialized by itself)
     return counts
+
+
+def _exists(connection: sa.Connection, table: str) -> bool:
+    found = connection.execute(sa.text("SELECT to_regclass(:name) IS NOT NULL"), {"name": table})
+    return bool(found.scalar())
 
 
 def analytics_totals() -> list[tuple[str, str, int, float | None]]:
@@ -110,6 +120,8 @@ def analytics_totals() -> list[tuple[str, str, int, float | None]]:
         PostgresResource().engine().connect() as connection,
         dropped_if_interrupted(connection),
     ):
+        if not _exists(connection, f"{ANALYTICS_SCHEMA}.{STATS_TABLE}"):
+            return []
         rows = connection.exec_driver_sql(
             f"SELECT to_char(partition_month, 'YYYY-MM'), service, sum(trips), sum(revenue) "
             f"FROM {ANALYTICS_SCHEMA}.{STATS_TABLE} GROUP BY 1, 2 ORDER BY 1, 2"
@@ -167,11 +179,32 @@ def main() -> None:
     # as in the CLI (cli.main), whichever read it is.
     with ctrl_c_let_through_psycopg():
         if args.summary_only:
-            counts = warehouse_counts()
-        else:
-            counts = run_demo(args.data_dir, tuple(args.months), args.rows)
+            print_summary_only()
+            return
+        counts = run_demo(args.data_dir, tuple(args.months), args.rows)
         # Where the runs wrote, whatever --data-dir says.
         print_summary(counts, analytics_totals(), str(lake_root()))
+
+
+def print_summary_only() -> None:
+    """The summary of what the warehouse holds, the embedded one left as it was found (as
+    ``months status`` leaves it): none is created, and one that was stopped is stopped
+    again (it created a server where none was, and started a stopped one for good)."""
+    folder = PostgresResource().embedded_dir
+    embedded_only = not os.environ.get("TAXI_WAREHOUSE_URL")
+    if embedded_only and not embedded.exists(folder):
+        print(
+            f"nothing loaded yet: no embedded warehouse at {Path(folder).resolve()} "
+            "(`make demo` loads one)"
+        )
+        return
+    started_here = embedded_only and not embedded.is_running(folder)
+    try:
+        counts, analytics = warehouse_counts(), analytics_totals()
+    finally:
+        if started_here:
+            embedded.stop_if_unused(folder)
+    print_summary(counts, analytics, str(lake_root()))
 
 
 if __name__ == "__main__":

@@ -73,3 +73,39 @@ def test_a_month_before_a_services_first_is_skipped_saying_so(
         assert set(counts[table]) == {"2019-01"}, table
     assert counts["fhvhv_tripdata"] == {}
     assert "Skipping fhvhv 2019-01: not one of its months (2019-02 on)" in capsys.readouterr().out
+
+
+def test_the_summary_alone_creates_nothing_and_reads_a_warehouse_without_zones(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--summary-only`` "running nothing": where nothing was loaded it made a new embedded
+    server (left running) and failed on warehouse.taxi_zones with a traceback, as it did
+    over a warehouse holding a trip month loaded by itself (no zones, no analytics)."""
+    import sys
+
+    from taxi_assets import demo
+
+    monkeypatch.delenv("TAXI_WAREHOUSE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["demo", "--summary-only"])
+    demo.main()
+    folder = tmp_path / "data" / "warehouse"
+    assert capsys.readouterr().out == (
+        f"nothing loaded yet: no embedded warehouse at {folder} (`make demo` loads one)\n"
+    )
+    assert not (tmp_path / "data").exists()
+
+    monkeypatch.setenv("TAXI_WAREHOUSE_URL", pg_url)
+    engine = engine_for(pg_url)
+    with engine.begin() as connection:  # one trip month, as `tag:service=yellow` loads it
+        connection.execute(sa.text("CREATE SCHEMA warehouse"))
+        connection.execute(
+            sa.text(
+                "CREATE TABLE warehouse.yellow_tripdata AS SELECT DATE '2021-01-01' AS partition_month"
+            )
+        )
+    engine.dispose()
+    demo.main()
+    said = capsys.readouterr().out
+    assert "  yellow_tripdata      2021-01           1" in said
+    assert "taxi_zones" not in said
