@@ -70,6 +70,14 @@ def _devdata_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+        month = month_every_service_has(Path(args.root))
+        if month is not None:
+            # `source check` alone asks for each service's first month, not served here.
+            print(
+                f"  check it: python -m taxi_assets.cli source check --month {month}",
+                file=sys.stderr,
+                flush=True,
+            )
         if url_file is not None:
             # Write-then-rename so a poller never reads a half-written URL.
             tmp = url_file.with_name(url_file.name + ".tmp")
@@ -84,6 +92,23 @@ def _devdata_serve(args: argparse.Namespace) -> int:
     finally:
         server.stop()
     return 0
+
+
+def month_every_service_has(root: Path) -> str | None:
+    """The earliest month of trip files under ``root`` that every service found there has
+    (else the earliest month found); None without trip files."""
+    import re
+
+    found = re.compile(r"^(?P<dataset>\w+_tripdata)_(?P<month>\d{4}-\d{2})\.")
+    months: dict[str, set[str]] = {}
+    for path in root.rglob("*_tripdata_*"):
+        match = found.match(path.name)
+        if match is not None:
+            months.setdefault(match["dataset"], set()).add(match["month"])
+    if not months:
+        return None
+    common = set.intersection(*months.values())
+    return min(common or set.union(*months.values()))
 
 
 def add_commands(groups: argparse._SubParsersAction) -> None:
