@@ -222,6 +222,8 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
         "--check", action="store_true", help="exit 1 when a listed month is not in step"
     )
     status.add_argument(
-        "--json", action="store_true", help="one JSON object per month, for monitoring tools"
+        "--json",
+        action="store_true",
+        help="a JSON array of one object per month, for monitoring tools",
     )
     status.set_defaults(func=_months_status)
