@@ -14,6 +14,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
@@ -662,3 +663,46 @@ def test_a_damaged_page_of_a_lake_file_fails_the_read_naming_it(
     with pytest.raises(LakeFileDamaged, match=r"month\.parquet is damaged"):
         for _ in LakeFiles.at(filesystem, native).to_batches():
             pass
+
+
+# GET requests one read of a lake file makes against a store answering every one with its
+# throttling error: its client's own retries, once (docs/deployment.md, "Retries").
+CLIENT_ATTEMPTS = {"gcs": 6, "s3": 5, "azure": 4}
+
+
+def test_a_lasting_throttling_of_reads_is_retried_by_the_client_alone(
+    object_store: LakeStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The project's own read retries (for answers cut short) also retried what the client
+    had retried already: 25 GETs on S3, 24 on GCS, 20 on Azure for one read. Azure's
+    policy waits 15 s and more between its 3 retries: shortened for the test (same count)."""
+    monkeypatch.setattr(read_retries, "READ_BACKOFF_SECONDS", 0.01)
+    if object_store.name == "azure":
+        from azure.storage.blob._shared import policies_async
+
+        original = policies_async.ExponentialRetry.__init__
+
+        def quick(self: Any, **settings: Any) -> None:
+            original(self, **{**settings, "initial_backoff": 0.01, "increment_base": 1})
+
+        monkeypatch.setattr(policies_async.ExponentialRetry, "__init__", quick)
+        forget_filesystems()
+    dest = resolve_root(object_store.url) / "lake" / "month.parquet"
+    lake_month_file(tmp_path / "month.parquet", 0)
+    publish_file(tmp_path / "month.parquet", dest)
+    month = LakeFiles.at(*arrow_filesystem(dest))
+    month.count_rows()  # the footer, read before the store starts throttling
+    proxy = object_store.proxy
+    assert proxy is not None
+    proxy.clear()
+    # The object's bytes (on GCS ?alt=media; not its metadata, a request of its own).
+    read = (
+        r"(/|%2F)month\.parquet\?alt=media$" if object_store.name == "gcs" else r"/month\.parquet$"
+    )
+    proxy.inject(read, *[object_store.throttling] * 100, methods=("GET",))
+    with pytest.raises(Exception) as raised:
+        sum(batch.num_rows for batch in month.to_batches())
+    gets = proxy.requests_to("GET", read)
+    proxy.clear()
+    assert transient.is_transient(raised.value) or raised.value.__cause__ is not None
+    assert gets == CLIENT_ATTEMPTS[object_store.name]

@@ -34,16 +34,12 @@ BATCH_ROWS = 64 * 1024
 def is_damaged_parquet(error: BaseException) -> bool:
     """Whether ``error``, raised reading a Parquet file, says the file itself is damaged:
     Arrow's ArrowInvalid (no magic bytes, a cut file), or the plain OSError without an
-    errno that pyarrow raises for a footer whose bytes do not decode ("Couldn't
-    deserialize thrift"). Not other OSErrors: a store that throttles or refuses (s3fs
-    raises OSError for a 503) says nothing of the file."""
+    errno that pyarrow raises for bytes that do not decode (``_DAMAGE``: a footer's
+    "Couldn't deserialize thrift"). Not other OSErrors: a store that throttles or refuses
+    (s3fs raises OSError for a 503) says nothing of the file."""
     if isinstance(error, pa.ArrowInvalid):
         return True
-    return (
-        type(error) is OSError
-        and error.errno is None
-        and str(error).startswith("Couldn't deserialize thrift")
-    )
+    return type(error) is OSError and error.errno is None and _is_damage(error)
 
 
 class LakeFileChanged(RuntimeError):
@@ -69,7 +65,7 @@ _DAMAGE = (
 )
 
 
-def _is_damage(error: Exception) -> bool:
+def _is_damage(error: BaseException) -> bool:
     return any(words in str(error) for words in _DAMAGE)
 
 

@@ -12,7 +12,8 @@ Files opened here retry such a read from the same offset: an fsspec file moves i
 position, and its read-ahead cache, only when a read succeeds, so a retried read returns
 exactly the bytes the failed one would have. An object replaced between two attempts is
 caught as before, by the reader's version check (``io_managers/lake_files.py``) or the
-revision's sha256. Refusals (403, a missing object) are not retried.
+revision's sha256. Refusals (403, a missing object) are not retried, nor a 5xx answer
+(S3's 503 SlowDown, Azure's 503 ServerBusy): the store's client retried it already.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pyarrow.fs as pafs
 from upath import UPath
 
 from taxi_assets.storage.roots import is_local
-from taxi_assets.storage.transient import is_transient, pause_before_next
+from taxi_assets.storage.transient import is_transient, pause_before_next, retried_by_the_client
 
 READ_ATTEMPTS = 5
 READ_BACKOFF_SECONDS = 0.5
@@ -40,7 +41,10 @@ def again(read: Callable[[], T], what: object) -> T:
             return read()
         except Exception as raised:
             error = _unmasked(raised)
-            if not is_transient(error):
+            # A 5xx answer (503 SlowDown, ServerBusy) was retried by the store's client
+            # already (botocore, Azure's pipeline, gcsfs): trying its whole budget again
+            # multiplied the requests to a throttling store by five (25 GETs on S3).
+            if not is_transient(error) or retried_by_the_client(error):
                 raise
             if attempt == READ_ATTEMPTS:
                 if error is raised:

@@ -75,6 +75,24 @@ def is_transient(error: BaseException) -> bool:
     return status is not None and status in TRANSIENT_STATUSES
 
 
+# Statuses every store's client retries by itself on a read, list or delete (botocore's
+# standard mode, Azure's retry policy, gcsfs): S3's 503 SlowDown, Azure's 503 ServerBusy,
+# 5xx. Not 429: botocore retries it only under a throttling error code.
+RETRIED_BY_EVERY_CLIENT = frozenset({500, 502, 503, 504})
+
+
+def retried_by_the_client(error: BaseException) -> bool:
+    """A server's answer whose status the store's client has retried already, as opposed
+    to an answer cut short or a connection lost (an aiohttp payload error's cause carries a
+    "code" 400 that no server sent)."""
+    if is_checksum_error(error) or isinstance(error, _transient_exception_types()):
+        return False
+    status = http_status(error)
+    # gcsfs retries a 429 as well (its HttpError: 6 tries in all).
+    gcsfs = type(error).__module__.startswith("gcsfs")
+    return status in RETRIED_BY_EVERY_CLIENT or (status == 429 and gcsfs)
+
+
 def _transient_exception_types() -> tuple[type[BaseException], ...]:
     import aiohttp
     import azure.core.exceptions as azure_errors
