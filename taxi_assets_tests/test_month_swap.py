@@ -147,6 +147,54 @@ def test_months_are_children_with_the_indexes_that_fit_and_reloads_leave_no_dead
     }
 
 
+def test_a_second_index_on_a_column_keeps_the_months_loading(
+    engine: sa.Engine, pg_url: str
+) -> None:
+    """A btree a DBA adds beside the BRIN on pickup_datetime (or the layout's own second
+    index on it): the month's counterparts were both named <child>_pickup_datetime_idx,
+    and every load of every month failed ("relation ... already exists"); a layout asking
+    for both had its btree skipped as present, or failed the table's creation."""
+    load(engine, "2021-01", 1_000)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE INDEX trips_pickup_btree ON warehouse.trips (pickup_datetime)"
+        )
+    load(engine, "2021-01", 1_500)  # a reload
+    load(engine, "2021-02", 500)  # a new month
+    assert counts(engine) == {"2021-01": 1_500, "2021-02": 500}
+    with engine.connect() as connection:
+        methods = (
+            connection.exec_driver_sql(
+                "SELECT am.amname FROM pg_index AS x JOIN pg_class AS i ON i.oid = x.indexrelid "
+                "JOIN pg_am AS am ON am.oid = i.relam JOIN pg_attribute AS a "
+                "ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0] "
+                "WHERE x.indrelid = 'warehouse.trips_2021_01'::regclass "
+                "AND a.attname = 'pickup_datetime' ORDER BY 1"
+            )
+            .scalars()
+            .all()
+        )
+    assert methods == ["brin", "btree"]
+
+    both = TableLayout(
+        partition_by="partition_month",
+        btree_columns=("pickup_datetime",),
+        brin_columns=("pickup_datetime",),
+    )
+    other = engine_for(pg_url)
+    ensure_table(other, "warehouse", "both_indexes", SCHEMA, both)
+    with other.connect() as connection:
+        names = (
+            connection.exec_driver_sql(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'both_indexes' ORDER BY 1"
+            )
+            .scalars()
+            .all()
+        )
+    other.dispose()
+    assert names == ["both_indexes_pickup_datetime_btree_idx", "both_indexes_pickup_datetime_idx"]
+
+
 def test_readers_see_the_old_month_or_the_new_one_never_neither_or_both(
     engine: sa.Engine, pg_url: str
 ) -> None:

@@ -51,8 +51,12 @@ def bounded_name(name: str) -> str:
     return f"{name.encode()[: MAX_IDENTIFIER - 9].decode(errors='ignore')}_{digest}"
 
 
-def _index_name(table: str, column: str) -> str:
-    return bounded_name(f"{table}_{column}_idx")
+def _index_name(table: str, column: str, method: str = "brin", both: bool = False) -> str:
+    """``<table>_<column>_idx``; a btree on a column that also has a BRIN (``both``) gets
+    ``_btree_idx``: one name for both made the second CREATE fail, or (looked up by name)
+    be skipped as present."""
+    suffix = f"_{method}" if both and method != "brin" else ""
+    return bounded_name(f"{table}_{column}{suffix}_idx")
 
 
 # pg_class.relkind of a plain table and of a partitioned one.
@@ -160,14 +164,7 @@ def ensure_table(
             refuse_lossy_types(f"{schema}.{table}", present, arrow_schema)
             if kind is not None and layout.partition_by:
                 require_partitioned(connection, schema, table)
-            indexes = [
-                (_index_name(table, column), method, column)
-                for method, columns in (
-                    ("btree", layout.btree_columns),
-                    ("brin", layout.brin_columns),
-                )
-                for column in columns
-            ]
+            indexes = layout_indexes(table, layout)
             missing_indexes = [
                 index
                 for index in indexes
@@ -259,8 +256,9 @@ def create_table(
 
 def layout_indexes(table: str, layout: TableLayout) -> list[tuple[str, str, str]]:
     """(name, method, column) of the indexes ``layout`` asks for."""
+    both = set(layout.btree_columns) & set(layout.brin_columns)
     return [
-        (_index_name(table, column), method, column)
+        (_index_name(table, column, method, column in both), method, column)
         for method, columns in (("btree", layout.btree_columns), ("brin", layout.brin_columns))
         for column in columns
     ]

@@ -257,18 +257,37 @@ def bounds_check(connection: sa.Connection, column: str, month: MonthBounds) -> 
     )
 
 
-def index_name(owner: str, index: IndexSpec) -> str:
-    """The name of ``index``'s counterpart on table ``owner``."""
+def index_stems(indexes: Sequence[IndexSpec]) -> dict[str, str]:
+    """Each parent index's name stem on a month's table: its columns, then its method (and a
+    number) for a second index on the same columns. From the columns alone, a btree a DBA
+    added beside the BRIN on one column gave both the same name: every load failed."""
+    stems: dict[str, str] = {}
+    for index in indexes:
+        if index.primary:
+            continue
+        stem = base = "_".join(index.columns)
+        if stem in stems.values():
+            stem = base = f"{base}_{index.method}"
+        number = 2
+        while stem in stems.values():
+            stem, number = f"{base}{number}", number + 1
+        stems[index.name] = stem
+    return stems
+
+
+def index_name(owner: str, index: IndexSpec, stems: Mapping[str, str]) -> str:
+    """The name of ``index``'s counterpart on table ``owner`` (``stems``: ``index_stems``
+    of the parent's indexes)."""
     if index.primary:
         return bounded_name(f"{owner}_pkey")
-    return bounded_name(f"{owner}_{'_'.join(index.columns)}_idx")
+    return bounded_name(f"{owner}_{stems[index.name]}_idx")
 
 
-def index_ddl(schema: str, table: str, index: IndexSpec) -> str:
+def index_ddl(schema: str, table: str, index: IndexSpec, stems: Mapping[str, str]) -> str:
     """DDL giving table ``table`` the counterpart of ``index`` (a partitioned index of its
     parent-to-be), which ATTACH then adopts instead of building one."""
     columns = ", ".join(ident(c) for c in index.columns)
-    name = ident(index_name(table, index))
+    name = ident(index_name(table, index, stems))
     if index.primary:
         return (
             f"ALTER TABLE {qualified(schema, table)} ADD CONSTRAINT {name} PRIMARY KEY ({columns})"
@@ -296,6 +315,7 @@ class _Stage:
     ) -> None:
         self.connection, self.schema, self.table, self.column = connection, schema, table, column
         self.months, self.columns, self.indexes = months, columns, indexes
+        self.stems = index_stems(indexes)
         self.names = {m.key: staging_name(child_name(table, m.key)) for m in months}
         unknown = sorted(set(constants) - {c.name for c in columns})
         if unknown:
@@ -345,7 +365,7 @@ class _Stage:
             connection.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
             for name in self.names.values():
                 for index in self.indexes:
-                    connection.exec_driver_sql(index_ddl(schema, name, index))
+                    connection.exec_driver_sql(index_ddl(schema, name, index, self.stems))
             indexed = time.monotonic()
             for name in self.names.values():
                 connection.exec_driver_sql(f"ANALYZE {qualified(schema, name)}")
@@ -429,8 +449,8 @@ class _Stage:
         )
         for index in self.indexes:
             connection.exec_driver_sql(
-                f"ALTER INDEX {qualified(schema, index_name(staging, index))} "
-                f"RENAME TO {ident(index_name(child, index))}"
+                f"ALTER INDEX {qualified(schema, index_name(staging, index, self.stems))} "
+                f"RENAME TO {ident(index_name(child, index, self.stems))}"
             )
         connection.exec_driver_sql(
             f"ALTER TABLE {parent} ATTACH PARTITION {qualified(schema, child)} "
