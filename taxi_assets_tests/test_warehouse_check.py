@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
@@ -23,7 +24,7 @@ from taxi_assets.cli.warehouse import DEFAULT_SCHEMAS, plain_by_design_tables
 from taxi_assets.pg.server_check import Finding, check_server
 from taxi_assets.resources.postgres import PostgresResource
 from taxi_assets_tests.faults_support import as_admin
-from taxi_assets_tests.pipeline import REPO
+from taxi_assets_tests.pipeline import REPO, engine_for
 
 PASSWORD = "s3cret-never-shown"
 
@@ -193,3 +194,70 @@ def test_a_table_of_an_earlier_version_is_a_problem_naming_migrate(pg_url: str) 
     )
     (problem,) = levels(findings(pg_url), "problem")
     assert "warehouse.yellow_tripdata" in problem and "warehouse migrate --dry-run" in problem
+
+
+def test_month_tables_the_role_does_not_own_and_a_load_log_it_may_not_write_are_problems(
+    pg_url: str, login: tuple[str, str]
+) -> None:
+    """Every load detaches, drops and attaches month tables (ownership) and writes the load
+    log: a role with USAGE, CREATE and every table privilege but no ownership was "ready
+    for loads", then each load failed with "must be owner of table"."""
+    from datetime import date
+
+    from taxi_assets.pg.ddl import TableLayout, ensure_table
+    from taxi_assets.pg.month_swap import MonthBounds, Staging, replace_months
+
+    url, role = login
+    admin = engine_for(pg_url)
+    schema = pa.schema([("trip_id", pa.int64()), ("partition_month", pa.date32())])
+    ensure_table(admin, "warehouse", "trips", schema, TableLayout(partition_by="partition_month"))
+
+    def fill(connection: sa.Connection, staging: Staging) -> int:
+        insert = f"INSERT INTO {staging.target} VALUES (1, DATE '2021-01-01')"
+        return connection.exec_driver_sql(insert).rowcount
+
+    january = MonthBounds("2021-01", date(2021, 1, 1), date(2021, 2, 1))
+    replace_months(admin, "warehouse", "trips", "partition_month", [january], fill)
+    admin.dispose()
+    owner = sa.make_url(pg_url).username
+    as_admin(
+        pg_url,
+        "CREATE SCHEMA analytics",
+        "CREATE TABLE warehouse.loads (table_name text, partition_month date)",
+        f"GRANT USAGE, CREATE ON SCHEMA warehouse, analytics TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA warehouse TO {role}",
+        f"REVOKE DELETE ON warehouse.loads FROM {role}",
+    )
+    problems = levels(findings(url), "problem")
+    assert problems == [
+        f"role {role} does not own these month tables, which a load detaches, drops and "
+        f"attaches: warehouse.trips, warehouse.trips_2021_01 (owned by {owner}). Make it a "
+        f"member of the owner (GRANT {owner} TO {role}) or the owner (ALTER TABLE ... OWNER "
+        f"TO {role})",
+        f"role {role} may not DELETE on warehouse.loads, the load log every load writes "
+        f"(GRANT SELECT, INSERT, DELETE ON warehouse.loads TO {role})",
+    ]
+    as_admin(pg_url, f"GRANT {owner} TO {role}", f"GRANT DELETE ON warehouse.loads TO {role}")
+    assert levels(findings(url), "problem") == []
+
+
+def test_a_killed_loads_staging_table_is_no_table_of_an_earlier_version(pg_url: str) -> None:
+    """A load killed between its COPY's commit and its swap leaves its staging table: the
+    check called it a table of an earlier version, and `warehouse migrate` made it a
+    partitioned table no load ever dropped (a whole month kept for good)."""
+    from taxi_assets.pg.migrate import tables_to_convert
+
+    staging = "trips_2021_01__load_0123abcd"
+    as_admin(
+        pg_url,
+        "CREATE SCHEMA warehouse",
+        f"CREATE TABLE warehouse.{staging} (trip_id bigint, partition_month date)",
+    )
+    found = findings(pg_url)
+    assert levels(found, "problem") == []
+    (warning,) = [w for w in levels(found, "warning") if "killed loads" in w]
+    assert warning.startswith(f"staging tables of killed loads, 0.00 GB: warehouse.{staging}.")
+    engine = engine_for(pg_url)
+    with engine.connect() as connection:
+        assert tables_to_convert(connection, ("warehouse",), "partition_month") == []
+    engine.dispose()

@@ -45,6 +45,7 @@ from taxi_assets.pg.ddl import (
 from taxi_assets.pg.lock_retry import LockWaits, with_lock_retries
 from taxi_assets.pg.month_swap import MonthBounds, Staging, replace_months
 from taxi_assets.pg.partitions import (
+    STAGING_MARK,
     Column,
     child_name,
     is_partition_of,
@@ -110,6 +111,10 @@ def tables_to_convert(
     ).all()
     found = []
     for schema, name, kind in rows:
+        if STAGING_MARK in name:
+            # A killed load's staging table, not a month table of an earlier version: the
+            # month's next load drops it (converted, it stayed for good, a whole month).
+            continue
         if name.endswith(LEGACY_SUFFIX):
             original = name[: -len(LEGACY_SUFFIX)]
             if (schema, original) not in found:

@@ -159,18 +159,40 @@ def partitions(connection: sa.Connection, schema: str, table: str) -> list[str]:
 
 
 def staging_tables(connection: sa.Connection, schema: str, child: str) -> list[str]:
-    """Staging tables of ``child`` that exist (committed, not attached anywhere)."""
+    """Staging tables of ``child`` that exist (committed, not attached anywhere); also one
+    an earlier ``warehouse migrate`` made partitioned, taking it for an old month table."""
     prefix = staging_prefix(child)
     return list(
         connection.execute(
             sa.text(
                 "SELECT c.relname FROM pg_class AS c JOIN pg_namespace AS n "
-                "ON n.oid = c.relnamespace WHERE n.nspname = :schema AND c.relkind = 'r' "
-                "AND NOT c.relispartition AND left(c.relname, :length) = :prefix ORDER BY 1"
+                "ON n.oid = c.relnamespace WHERE n.nspname = :schema "
+                "AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
+                "AND left(c.relname, :length) = :prefix ORDER BY 1"
             ),
             {"schema": schema, "prefix": prefix, "length": len(prefix)},
         ).scalars()
     )
+
+
+def killed_load_tables(
+    connection: sa.Connection, schemas: Sequence[str]
+) -> list[tuple[str, str, int]]:
+    """(schema, name, bytes) of every staging table in ``schemas``: what a load killed
+    between its COPY's commit and its swap left (the month's next load drops it)."""
+    rows = connection.execute(
+        sa.text(
+            # By OID, not name: a role without USAGE on the schema may not resolve names.
+            "SELECT n.nspname, c.relname, coalesce((SELECT sum(pg_total_relation_size(relid)) "
+            "FROM pg_partition_tree(c.oid)), pg_total_relation_size(c.oid)) "
+            "FROM pg_class AS c JOIN pg_namespace AS n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = ANY(:schemas) "
+            "AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
+            "AND strpos(c.relname, :mark) > 0 ORDER BY 1, 2"
+        ),
+        {"schemas": list(schemas), "mark": STAGING_MARK},
+    ).all()
+    return [(schema, name, int(size or 0)) for schema, name, size in rows]
 
 
 def tree_bytes(connection: sa.Connection, schema: str, table: str) -> int:

@@ -2,7 +2,9 @@
 
 Each finding is something a load would otherwise meet half-way through: a server that
 takes no writes (a standby, ``default_transaction_read_only``: fault row 2h), a role that
-may not create the schemas, tables of an earlier version (``warehouse migrate``), a
+may not create the schemas, month tables it does not own or a load log it may not write
+(a load replaces a month by detaching, dropping and attaching tables), staging tables of
+killed loads, tables of an earlier version (``warehouse migrate``), a
 ``statement_timeout`` shorter than a month's COPY (2g), few free connections (2f), a
 server whose messages are not in English (the retry of 2f and the notes of 2g, 2h and 4e
 read its English words), a disk with less room than a large month takes (4e), and what an
@@ -19,6 +21,7 @@ from typing import Literal
 import sqlalchemy as sa
 
 from taxi_assets.pg.migrate import server_free_bytes, tables_to_convert
+from taxi_assets.pg.partitions import STAGING_MARK, killed_load_tables
 
 Level = Literal["ok", "warning", "problem"]
 
@@ -55,6 +58,8 @@ def check_server(
             *_writable(connection),
             *_schemas(connection, schemas, role, database),
             *_earlier_tables(connection, schemas, plain_by_design),
+            *_killed_loads(connection, schemas),
+            *_ownership(connection, schemas, role, plain_by_design),
             *_statement_timeout(connection, role),
             *_connections(connection),
             *_messages(connection),
@@ -166,6 +171,84 @@ def _earlier_tables(
             "`python -m taxi_assets.cli warehouse migrate --dry-run`, then without --dry-run",
         )
     ]
+
+
+def _killed_loads(connection: sa.Connection, schemas: tuple[str, ...]) -> list[Finding]:
+    found = killed_load_tables(connection, schemas)
+    if not found:
+        return []
+    names = ", ".join(f"{schema}.{name}" for schema, name, _ in found)
+    total = sum(size for *_, size in found)
+    return [
+        Finding(
+            "warning",
+            f"staging tables of killed loads, {total / 1e9:.2f} GB: {names}. Each month's next "
+            "load drops its own (or DROP TABLE them); they are not tables of an earlier version",
+        )
+    ]
+
+
+# Months shown by name in a finding; the rest counted.
+SHOWN_TABLES = 5
+
+
+def _ownership(
+    connection: sa.Connection,
+    schemas: tuple[str, ...],
+    role: str,
+    plain_by_design: Collection[tuple[str, str]],
+) -> list[Finding]:
+    """A load replaces a month by detaching and dropping its table and attaching another
+    (ownership of the month tables, theirs and their parent's, directly or through a role
+    this one belongs to), and records it in the load log (SELECT, INSERT, DELETE)."""
+    found = []
+    rows = connection.execute(
+        sa.text(
+            "SELECT n.nspname, c.relname, pg_get_userbyid(c.relowner) FROM pg_class AS c "
+            "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = ANY(:schemas) AND (c.relkind = 'p' OR c.relispartition) "
+            "AND strpos(c.relname, :mark) = 0 "
+            "AND NOT pg_has_role(current_user, c.relowner, 'USAGE') ORDER BY 1, 2"
+        ),
+        {"schemas": list(schemas), "mark": STAGING_MARK},
+    ).all()
+    if rows:
+        owners = sorted({owner for *_, owner in rows})
+        shown = ", ".join(f"{schema}.{name}" for schema, name, _ in rows[:SHOWN_TABLES])
+        more = f" and {len(rows) - SHOWN_TABLES} more" if len(rows) > SHOWN_TABLES else ""
+        found.append(
+            Finding(
+                "problem",
+                f"role {role} does not own these month tables, which a load detaches, drops and "
+                f"attaches: {shown}{more} (owned by {', '.join(owners)}). Make it a member of "
+                f"the owner (GRANT {owners[0]} TO {role}) or the owner (ALTER TABLE ... OWNER "
+                f"TO {role})",
+            )
+        )
+    for schema, table in sorted(plain_by_design):
+        if schema not in schemas:
+            continue
+        missing = connection.execute(
+            sa.text(
+                "SELECT array_remove(ARRAY["
+                "CASE WHEN has_table_privilege(t.oid, 'SELECT') THEN NULL ELSE 'SELECT' END, "
+                "CASE WHEN has_table_privilege(t.oid, 'INSERT') THEN NULL ELSE 'INSERT' END, "
+                "CASE WHEN has_table_privilege(t.oid, 'DELETE') THEN NULL ELSE 'DELETE' END"
+                "], NULL) FROM pg_class AS t JOIN pg_namespace AS n ON n.oid = t.relnamespace "
+                "WHERE n.nspname = :schema AND t.relname = :table"
+            ),
+            {"schema": schema, "table": table},
+        ).scalar()
+        if missing:
+            found.append(
+                Finding(
+                    "problem",
+                    f"role {role} may not {', '.join(missing)} on {schema}.{table}, the load log "
+                    f"every load writes (GRANT SELECT, INSERT, DELETE ON {schema}.{table} TO "
+                    f"{role})",
+                )
+            )
+    return found
 
 
 def _statement_timeout(connection: sa.Connection, role: str) -> list[Finding]:
