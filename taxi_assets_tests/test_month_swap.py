@@ -585,3 +585,60 @@ def test_a_column_with_one_value_in_every_row_is_stored_once_not_in_each_row(
             engine, "warehouse", "lineage", "partition_month", [month("2021-01")], fill,
             constants={"vendor": 1},
         )  # fmt: skip
+
+
+def test_a_reloaded_month_keeps_its_owner_and_grants(engine: sa.Engine, pg_url: str) -> None:
+    """Tables owned by a group role whose members load: the swap gave the reloaded month's
+    table to the member who loaded it, and dropped its grants, so the next load by another
+    member failed on it ("permission denied for table trips_2021_01") and a reader granted
+    the month lost it."""
+    import uuid
+
+    from taxi_assets_tests.faults_support import as_admin
+
+    load(engine, "2021-01", 100)
+    tag = uuid.uuid4().hex[:8]
+    owner, first, second, reader = (f"{name}_{tag}" for name in ("wh", "ld_a", "ld_b", "rd"))
+    as_admin(
+        pg_url,
+        f"CREATE ROLE {owner} NOLOGIN",
+        f"CREATE ROLE {first} LOGIN PASSWORD 'pw-a' IN ROLE {owner}",
+        f"CREATE ROLE {second} LOGIN PASSWORD 'pw-b' IN ROLE {owner}",
+        f"CREATE ROLE {reader} NOLOGIN",
+        f"GRANT USAGE, CREATE ON SCHEMA warehouse TO {owner}",
+        f"ALTER TABLE warehouse.trips OWNER TO {owner}",
+        f"ALTER TABLE warehouse.trips_2021_01 OWNER TO {owner}",
+        f"GRANT SELECT ON warehouse.trips_2021_01 TO {reader}",
+    )
+    loaders = [
+        engine_for(sa.make_url(pg_url).set(username=role, password=pw).render_as_string(False))
+        for role, pw in ((first, "pw-a"), (second, "pw-b"))
+    ]
+    try:
+        for loader, rows in zip(loaders, (200, 300), strict=True):
+            load(loader, "2021-01", rows)
+            load(loader, "2021-02", rows)  # a month new to the table: the parent's owner
+        with engine.connect() as connection:
+            owners = connection.exec_driver_sql(
+                "SELECT relname, pg_get_userbyid(relowner) FROM pg_class "
+                "WHERE relname IN ('trips_2021_01', 'trips_2021_02') ORDER BY 1"
+            ).all()
+            granted = connection.exec_driver_sql(
+                f"SELECT has_table_privilege('{reader}', 'warehouse.trips_2021_01', 'SELECT')"
+            ).scalar()
+        assert counts(engine) == {"2021-01": 300, "2021-02": 300}
+        assert [tuple(row) for row in owners] == [
+            ("trips_2021_01", owner),
+            ("trips_2021_02", owner),
+        ]
+        assert granted is True
+    finally:
+        for loader in loaders:
+            loader.dispose()
+        as_admin(
+            pg_url,
+            f"ALTER TABLE warehouse.trips OWNER TO {sa.make_url(pg_url).username}",
+            f"REASSIGN OWNED BY {owner}, {first}, {second} TO {sa.make_url(pg_url).username}",
+            *(f"DROP OWNED BY {role}" for role in (owner, first, second, reader)),
+            *(f"DROP ROLE {role}" for role in (first, second, reader, owner)),
+        )

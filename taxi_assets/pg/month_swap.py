@@ -49,6 +49,7 @@ import sqlalchemy as sa
 from taxi_assets.errors import RowCountMismatch
 from taxi_assets.pg.ddl import (
     bounded_name,
+    grant_statements,
     ident,
     literal,
     qualified,
@@ -433,7 +434,13 @@ class _Stage:
         schema, parent = self.schema, qualified(self.schema, self.table)
         child = child_name(self.table, month.key)
         staging = self.names[month.key]
-        if is_partition_of(connection, schema, child, self.table):
+        # The month's table keeps its owner and grants (else the loading role's, none):
+        # with the tables owned by a group role, the next load by another member failed
+        # on a month the first one had reloaded ("permission denied").
+        kept_from = child if is_partition_of(connection, schema, child, self.table) else None
+        owner = _owner(connection, schema, kept_from or self.table)
+        grants = grant_statements(connection, qualified(schema, child)) if kept_from else []
+        if kept_from is not None:
             # The parent's ACCESS EXCLUSIVE lock: where a busy table makes the swap wait.
             connection.exec_driver_sql(
                 f"ALTER TABLE {parent} DETACH PARTITION {qualified(schema, child)}"
@@ -452,10 +459,28 @@ class _Stage:
                 f"ALTER INDEX {qualified(schema, index_name(staging, index, self.stems))} "
                 f"RENAME TO {ident(index_name(child, index, self.stems))}"
             )
+        if owner != _owner(connection, schema, child):
+            connection.exec_driver_sql(
+                f"ALTER TABLE {qualified(schema, child)} OWNER TO {ident(owner)}"
+            )
+        for grant in grants:
+            connection.exec_driver_sql(grant)
         connection.exec_driver_sql(
             f"ALTER TABLE {parent} ATTACH PARTITION {qualified(schema, child)} "
             f"{bounds_sql(connection, month)}"
         )
+
+
+def _owner(connection: sa.Connection, schema: str, table: str) -> str:
+    return str(
+        connection.execute(
+            sa.text(
+                "SELECT pg_get_userbyid(c.relowner) FROM pg_class AS c JOIN pg_namespace AS n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = :schema AND c.relname = :table"
+            ),
+            {"schema": schema, "table": table},
+        ).scalar_one()
+    )
 
 
 def _drop_quietly(connection: sa.Connection, schema: str, names: Iterable[str]) -> None:
