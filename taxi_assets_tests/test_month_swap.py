@@ -642,3 +642,39 @@ def test_a_reloaded_month_keeps_its_owner_and_grants(engine: sa.Engine, pg_url: 
             *(f"DROP OWNED BY {role}" for role in (owner, first, second, reader)),
             *(f"DROP ROLE {role}" for role in (first, second, reader, owner)),
         )
+
+
+def test_first_loads_of_two_tables_into_a_new_schema_both_create_their_table(
+    pg_url: str,
+) -> None:
+    """Each first load creates the schema if missing, under its own table's lock: the one
+    whose transaction committed second failed on pg_namespace's unique index ("Key
+    (nspname)=(fresh) already exists"). Yellow's commit is held up by its log line (a run's
+    event write), green's starts meanwhile."""
+    engine = engine_for(pg_url)
+    failures: list[str] = []
+
+    def first(table: str, log: Any) -> None:
+        try:
+            ensure_table(engine, "fresh", table, SCHEMA, LAYOUT, log=log)
+        except sa.exc.DBAPIError as error:  # the failure is the assertion's subject
+            failures.append(f"{table}: {error}")
+
+    slow = threading.Thread(target=first, args=("yellow", lambda _: time.sleep(1)))
+    fast = threading.Thread(target=first, args=("green", lambda _: None))
+    slow.start()
+    time.sleep(0.3)
+    fast.start()
+    slow.join()
+    fast.join()
+    with engine.connect() as connection:
+        tables = (
+            connection.exec_driver_sql(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'fresh' ORDER BY 1"
+            )
+            .scalars()
+            .all()
+        )
+    engine.dispose()
+    assert failures == []
+    assert tables == ["green", "yellow"]

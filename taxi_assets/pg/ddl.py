@@ -183,7 +183,7 @@ def ensure_table(
                 sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0))"),
                 {"lock": f"ddl:{schema}.{table}"},
             )
-            connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}")
+            create_schema(connection, schema)
             current = existing_columns(connection, schema, table)
             if not current:
                 _create(connection, schema, table, arrow_schema, layout)
@@ -262,6 +262,17 @@ def layout_indexes(table: str, layout: TableLayout) -> list[tuple[str, str, str]
         for method, columns in (("btree", layout.btree_columns), ("brin", layout.brin_columns))
         for column in columns
     ]
+
+
+def create_schema(connection: sa.Connection, schema: str) -> None:
+    """``CREATE SCHEMA IF NOT EXISTS`` under an advisory lock on the schema's name, held to
+    the transaction's end: two first loads of different tables into a schema that did not
+    exist yet both created it, and one failed on pg_namespace's unique index."""
+    connection.execute(
+        sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0))"),
+        {"lock": f"ddl-schema:{schema}"},
+    )
+    connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}")
 
 
 def literal(connection: sa.Connection, value: object) -> str:

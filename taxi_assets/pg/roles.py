@@ -8,7 +8,7 @@ to grant to existing users). It may read every table, now and later, and change 
 
 import sqlalchemy as sa
 
-from taxi_assets.pg.ddl import ident
+from taxi_assets.pg.ddl import create_schema, ident
 
 READ_SCHEMAS = ("warehouse", "analytics")
 
@@ -64,7 +64,7 @@ def grant_read_only(engine: sa.Engine, role: str, password: str | None = None) -
             connection.exec_driver_sql(statement)
         for schema in READ_SCHEMAS:
             quoted = ident(schema)
-            connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+            create_schema(connection, schema)
             connection.exec_driver_sql(f"GRANT USAGE ON SCHEMA {quoted} TO {name}")
             connection.exec_driver_sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA {quoted} TO {name}")
             connection.exec_driver_sql(

@@ -29,7 +29,7 @@ from taxi_assets.assets.analytics.stats_sql import (
     trip_table,
 )
 from taxi_assets.partitions import add_months
-from taxi_assets.pg.ddl import ident, qualified, require_partitioned
+from taxi_assets.pg.ddl import create_schema, ident, qualified, require_partitioned
 from taxi_assets.pg.lock_retry import LockWaits
 from taxi_assets.pg.month_swap import MonthBounds, Staging, replace_months
 from taxi_assets.quality import HUGE_NUMBER
@@ -56,7 +56,7 @@ def ensure_stats_table(engine: sa.Engine) -> None:
         if exists is not None:
             require_partitioned(connection, ANALYTICS_SCHEMA, STATS_TABLE)
             return
-        connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {ident(ANALYTICS_SCHEMA)}")
+        create_schema(connection, ANALYTICS_SCHEMA)
         connection.exec_driver_sql(
             f"CREATE TABLE {table} ({definition}, PRIMARY KEY ({key})) "
             f"PARTITION BY RANGE ({ident(MONTH_COLUMN)})"

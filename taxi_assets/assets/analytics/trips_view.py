@@ -27,6 +27,7 @@ from taxi_assets.assets.trips import warehouse_metadata
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.postgres import table_layout
 from taxi_assets.pg.ddl import (
+    create_schema,
     ensure_table,
     grant_statements,
     ident,
@@ -127,7 +128,7 @@ def replace_view_postgres(
     statement = f"CREATE OR REPLACE VIEW {view} AS\n{select}"
 
     def replace(connection: sa.Connection) -> None:
-        connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {ident(ANALYTICS_SCHEMA)}")
+        create_schema(connection, ANALYTICS_SCHEMA)
         try:
             with connection.begin_nested():
                 connection.exec_driver_sql(statement)
