@@ -225,6 +225,38 @@ def test_parquet_without_dropoff_time_is_rejected(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("dictionary_strings", [False, True])
+def test_a_pandas_row_number_column_is_not_loaded_and_a_named_index_is_refused(
+    tmp_path: Path, dictionary_strings: bool
+) -> None:
+    """A file written from a DataFrame whose index is not a plain range (rows filtered)
+    stores it as ``__index_level_0__``: refused as an unknown column, the month could not
+    be loaded. It is the writer's row number: left out, said. An index with a name is
+    data: refused as any unknown column."""
+    source = _green_parquet_table()
+    frame = source.to_pandas().iloc[[0, 2]]  # rows picked: the index 0, 2, not a range
+    path = tmp_path / "green_tripdata_2024-01.parquet"
+    frame.to_parquet(path)
+    assert "__index_level_0__" in pq.read_schema(path).names
+    said: list[str] = []
+    reader = open_contract_reader(
+        path,
+        file_name=path.name,
+        contract=CONTRACTS["green"],
+        warn=said.append,
+        dictionary_strings=dictionary_strings,
+    )
+    table = reader.read_all()
+    assert table.num_rows == len(frame)
+    assert said == [
+        f"{path.name}: column '__index_level_0__' is the row number pandas wrote the file with "
+        "(its 'pandas' metadata names it the index), not a trip column: not loaded"
+    ]
+    frame.rename_axis("trip_number").to_parquet(path)
+    with pytest.raises(UnknownColumnsError, match="trip_number"):
+        read(path, "green")
+
+
 def test_fhv_without_dropoff_time_is_its_2015_layout(tmp_path: Path) -> None:
     text = "Dispatching_base_num,Pickup_date,locationID\nB00001,2015-02-01 00:00:00,\n"
     table = read(write(tmp_path, "fhv_tripdata_2015-02.csv", text), "fhv")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
@@ -44,6 +46,28 @@ def with_dictionary_text(schema: pa.Schema, names: Collection[str]) -> pa.Schema
     return schema
 
 
+# pandas' name for an unnamed index it stores as a column (a row number, not data).
+_PANDAS_ROW_NUMBER = re.compile(r"__index_level_\d+__")
+
+
+def pandas_row_numbers(schema: pa.Schema) -> list[str]:
+    """Columns pandas stored an unnamed index in (``__index_level_0__``), as the file's
+    own ``pandas`` metadata lists them: a file written from a DataFrame without
+    ``index=False``. A named index (``trip_id``) is data, and is kept."""
+    raw = (schema.metadata or {}).get(b"pandas")
+    if raw is None:
+        return []
+    try:
+        listed = json.loads(raw).get("index_columns", [])
+    except (ValueError, AttributeError):
+        return []
+    return [
+        name
+        for name in listed
+        if isinstance(name, str) and _PANDAS_ROW_NUMBER.fullmatch(name) and name in schema.names
+    ]
+
+
 def open_parquet_reader(
     source: Any,
     *,
@@ -72,16 +96,21 @@ def open_parquet_reader(
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         raise ContractError(f"{file_name}: not a readable Parquet file ({exc})") from exc
     try:
-        names = parquet.schema_arrow.names
+        index = pandas_row_numbers(parquet.schema_arrow)
+        for name in index:
+            warn(
+                f"{file_name}: column {name!r} is the row number pandas wrote the file with "
+                "(its 'pandas' metadata names it the index), not a trip column: not loaded"
+            )
+        names = [name for name in parquet.schema_arrow.names if name not in index]
         targets = map_header(names, contract, file_name)
-        for field, target in zip(parquet.schema_arrow, targets, strict=True):
+        fields = [parquet.schema_arrow.field(name) for name in names]
+        for field, target in zip(fields, targets, strict=True):
             # From the footer, before any row is read; names the file's column.
             check_source_type(
                 field.type, contract.column(target), file_name=file_name, header=field.name
             )
-        encoded = (
-            _text_columns(parquet.schema_arrow, targets, contract) if dictionary_strings else []
-        )
+        encoded = _text_columns(pa.schema(fields), targets, contract) if dictionary_strings else []
         if encoded:
             # Reopened to read those columns as dictionaries; the footer is parsed once.
             footer = parquet.metadata
