@@ -9,6 +9,7 @@ from pydantic import Field
 
 from taxi_assets.contracts import Contract
 from taxi_assets.contracts.headers import header_targets
+from taxi_assets.contracts.parquet_reader import PANDAS_ROW_NUMBER
 from taxi_assets.io_managers.arrow_stats import row_count_metadata
 from taxi_assets.storage.revision_manifest import Revision
 from taxi_assets.storage.revision_updates import PinChange
@@ -71,7 +72,9 @@ def raw_column_schema(columns: tuple[tuple[str, str], ...], contract: Contract) 
     targets, _ = header_targets([name for name, _ in columns], contract)
     described = []
     for (name, type_name), target in zip(columns, targets, strict=True):
-        if target is None:
+        if target is None and PANDAS_ROW_NUMBER.fullmatch(name):
+            description = "the row number pandas wrote the file with: not loaded"
+        elif target is None:
             description = f"not in the {contract.name} contract: the lake step will reject the file"
         else:
             column = contract.column(target)

@@ -47,7 +47,7 @@ def with_dictionary_text(schema: pa.Schema, names: Collection[str]) -> pa.Schema
 
 
 # pandas' name for an unnamed index it stores as a column (a row number, not data).
-_PANDAS_ROW_NUMBER = re.compile(r"__index_level_\d+__")
+PANDAS_ROW_NUMBER = re.compile(r"__index_level_\d+__")
 
 
 def pandas_row_numbers(schema: pa.Schema) -> list[str]:
@@ -64,7 +64,7 @@ def pandas_row_numbers(schema: pa.Schema) -> list[str]:
     return [
         name
         for name in listed
-        if isinstance(name, str) and _PANDAS_ROW_NUMBER.fullmatch(name) and name in schema.names
+        if isinstance(name, str) and PANDAS_ROW_NUMBER.fullmatch(name) and name in schema.names
     ]
 
 
