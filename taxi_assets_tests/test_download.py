@@ -454,3 +454,46 @@ def test_a_zone_lookup_that_is_no_csv_of_zones_is_not_stored(
     assert not (lake / "raw" / "taxi_zone_lookup").exists()
     zones.write_bytes(published_zones)
     assert run("raw/taxi_zone_lookup", resources, instance).success
+
+
+def test_a_probe_of_a_server_answering_a_byte_at_a_time_ends_at_its_bound() -> None:
+    """requests' timeouts bound each read: headers sent a byte every 0.2 s never trip a 1 s
+    timeout, and a new-month sensor tick sat through such a server for 77 s (Dagster ends a
+    tick at 60 s). The probe's whole answer is bounded now."""
+    import socket
+    import threading
+
+    from taxi_assets.resources import TaxiSourceResource
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\n")
+            for byte in b"X-Slow: " + b"a" * 10_000:
+                if stop.wait(0.2):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return  # the client hung up
+
+    server = threading.Thread(target=trickle, daemon=True)
+    server.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/fhvhv_tripdata_2026-10.parquet"
+    source = TaxiSourceResource(source="tlc", tlc_url=url, probe_timeout_seconds=1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DownloadError, match=r"no complete answer within 1 s"):
+            source.probe(url)
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        server.join(timeout=10)
+        listener.close()
+    assert took < 3, took

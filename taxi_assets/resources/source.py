@@ -7,6 +7,7 @@ import requests
 from pydantic import Field
 
 from taxi_assets.settings import resolve_setting
+from taxi_assets.upstream.bounded_head import probe_policy, within
 from taxi_assets.upstream.download import (
     DownloadedFile,
     DownloadError,
@@ -70,13 +71,13 @@ class TaxiSourceResource(dg.ConfigurableResource):
         return head(url, self.retry_policy(), log=log)
 
     def probe(self, url: str) -> RemoteFile:
-        """HEAD ``url`` once, with a short timeout, never the download retry policy: for the
-        new-month sensor (a tick must finish well within Dagster's 60 s) and the checks."""
+        """HEAD ``url`` once, never the download retry policy, its whole answer within the
+        probe timeout (not each read of it: ``upstream/bounded_head.py``): for the new-month
+        sensor (a tick must finish well within Dagster's 60 s) and the checks."""
         timeout = self.probe_timeout_seconds
-        policy = RetryPolicy(
-            attempts=1, connect_timeout_seconds=timeout, read_timeout_seconds=timeout
+        return within(
+            url, timeout, lambda session: head(url, probe_policy(timeout), session=session)
         )
-        return head(url, policy)
 
     def explain_forbidden(
         self,
