@@ -203,6 +203,7 @@ def test_the_analytics_chart_lands_in_the_lake(lake_store: LakeStore) -> None:
 def test_a_missing_bucket_fails_clearly_and_is_not_created(
     object_store: LakeStore,
     mirror: FaultyMirror,
+    pg_url: str,
     instance: dg.DagsterInstance,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -217,6 +218,12 @@ def test_a_missing_bucket_fails_clearly_and_is_not_created(
     word = "container" if lake_store.name == "azure" else "bucket"
     assert f"{word} 'no-such-bucket' does not exist" in failure_messages(result)
     assert not lake_store.bucket_exists("no-such-bucket")  # never created on the way
+    # The steps that read first: "no stored file ... materialize it first" before.
+    for step in ("lake/yellow_tripdata", "warehouse/yellow_tripdata"):
+        resources = env_resources(mirror.url, pg_url)
+        said = failure_messages(run(step, resources, instance, MONTH, False))
+        assert f"{word} 'no-such-bucket' does not exist" in said, said
+        assert "materialize" not in said, said
 
 
 # --- faults: throttling, server errors, uploads failing midway --------------------------------
@@ -362,6 +369,10 @@ def test_an_upload_the_server_stops_taking_is_given_up_and_sent_again(
     the upload (S3, Azure) sent again."""
     monkeypatch.setattr(silent_peers, "SILENCE_S", 2.0)
     monkeypatch.setattr(silent_peers, "_shared", {})  # GCS: a connector with the new bound
+    # S3 and Azure: clients of their own, so that no connection an earlier test left open
+    # (made with the product's 300 s) carries the stalled part: the test waited out the
+    # proxy's 120 s once, on S3, in a full run.
+    forget_filesystems()
     # Parts larger than what the sockets' buffers hold: the sender blocks once the proxy
     # stops reading.
     monkeypatch.setattr(publish, "UPLOAD_CHUNK_BYTES", 16 * 1024 * 1024)

@@ -28,6 +28,7 @@ from taxi_assets.io_managers.raw_files import KeptRevision, StagedFile
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.resources.source import TaxiSourceResource
 from taxi_assets.run_slots import record_run_host
+from taxi_assets.storage.explained import explained
 from taxi_assets.storage.leftovers import remove_stale_downloads
 from taxi_assets.storage.revision_manifest import Revision, utc_now
 from taxi_assets.storage.revision_updates import PinChange, repair
@@ -83,7 +84,8 @@ def fetch_published_file(
     # Download folders of killed runs (every raw step looks, downloading or not).
     remove_stale_downloads(Path(tempfile.gettempdir()), log=context.log.warning)
     slot = slot_for(lake.root(), context.asset_key.path, wanted.partition_key)
-    state = repair(slot, context.log.info)  # adopts a file of the flat layout (first touch)
+    # Adopts a file of the flat layout (first touch); a store's refusal is said as such.
+    state = explained(slot.folder, lambda: repair(slot, context.log.info))
     reported = tuple(state.problems)
     partitioned = wanted.partition_key is not None
     choice = stored_choice(state, config, wanted.name)

@@ -30,6 +30,7 @@ from taxi_assets.io_managers.arrow_stats import (
 )
 from taxi_assets.io_managers.lake_files import LakeFiles
 from taxi_assets.resources.lake import LakeResource
+from taxi_assets.storage.explained import explained, refuse_missing_bucket
 from taxi_assets.storage.publish import (
     flush_to_disk,
     local_staging_dir,
@@ -265,9 +266,10 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> LakeFiles:
         filesystem, native = arrow_filesystem(path)
-        if not path.exists():
+        if not explained(path, path.exists):
+            refuse_missing_bucket(path)
             raise FileNotFoundError(f"{path} does not exist: materialize the upstream asset first")
-        return LakeFiles.at(filesystem, native)
+        return explained(path, lambda: LakeFiles.at(filesystem, native))
 
     def load_partitions(self, context: dg.InputContext) -> dict[str, LakeFiles]:
         """Always ``{partition_key: files}``, for one partition as for a range."""

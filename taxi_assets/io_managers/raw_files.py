@@ -21,6 +21,7 @@ from upath import UPath
 from taxi_assets.resources.lake import LakeResource
 from taxi_assets.run_watch import RunWatchLease, watch_run
 from taxi_assets.settings import resolve_setting
+from taxi_assets.storage.explained import explained, refuse_missing_bucket
 from taxi_assets.storage.read_retries import open_for_reading
 from taxi_assets.storage.revision_manifest import Revision
 from taxi_assets.storage.revision_updates import Commit, PinChange, make_current, parse_keep
@@ -139,9 +140,11 @@ class RawFileIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> StoredFile:
         slot = self.slot(context)
-        state = repair_slot(slot, context.log.info)  # adopts a file of the flat layout
+        # Adopts a file of the flat layout; a store's refusal is said as such.
+        state = explained(slot.folder, lambda: repair_slot(slot, context.log.info))
         what = f"partition {self._partition_key(context)} of " if slot.legacy_key else ""
         if state.empty:
+            refuse_missing_bucket(slot.folder)
             raise FileNotFoundError(
                 f"no stored file for {what}{context.asset_key.to_user_string()} in "
                 f"{slot.folder}; materialize it first"

@@ -342,6 +342,14 @@ def explain(error: BaseException, bucket: str) -> str | None:
             f"S3 refused the credentials ({code}): check AWS_ACCESS_KEY_ID / "
             "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the role"
         )
+    if code == "403":
+        # A HEAD's answer has no body, so no reason: a wrong key and a missing permission
+        # look the same.
+        return (
+            "S3 refused the request (HTTP 403, no reason given to a HEAD): the credentials "
+            "are wrong (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the "
+            f"role), or may not read bucket {bucket!r} (s3:ListBucket, s3:GetObject)"
+        )
     if code in DENIED_CODES:
         return (
             f"access denied ({code}): these credentials may not do this in bucket "
