@@ -107,6 +107,30 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def login(pg_url: str) -> Iterator[tuple[str, str]]:
+    """(URL, name) of a login role of the test's own, with no privilege but CONNECT (roles
+    belong to the whole server: dropped after, with what it owns)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from taxi_assets_tests.faults_support import LOGIN_PASSWORD, as_admin
+
+    role = f"loader_{uuid.uuid4().hex[:10]}"
+    as_admin(pg_url, f"CREATE ROLE {role} LOGIN PASSWORD '{LOGIN_PASSWORD}'")
+    url = sa.make_url(pg_url).set(username=role, password=LOGIN_PASSWORD)
+    try:
+        yield url.render_as_string(hide_password=False), role
+    finally:
+        as_admin(
+            pg_url,
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'",
+            f"DROP OWNED BY {role}",
+            f"DROP ROLE {role}",
+        )
+
+
 @pytest.fixture(scope="module")
 def stoppable_server() -> Iterator[tuple[str, Path]]:
     """(URL, data folder) of a server of the test module's own, which its tests may stop

@@ -176,6 +176,10 @@ def database_name(url: str) -> str:
     return sa.make_url(url).database or ""
 
 
+# The password of the ``login`` fixture's role: tests check it is shown nowhere.
+LOGIN_PASSWORD = "s3cret-never-shown"
+
+
 def as_admin(pg_url: str, *statements: str) -> None:
     """Run ``statements`` on ``pg_url`` (a superuser's), each committed on its own: what an
     operator does to a server (roles, database settings) before a test's load meets it."""

@@ -36,6 +36,7 @@ from taxi_assets.pg.migrate import (
 )
 from taxi_assets.pg.partitions import partitions, table_columns
 from taxi_assets_tests.faults_support import (
+    LOGIN_PASSWORD,
     REPO,
     as_admin,
     database_name,
@@ -399,7 +400,7 @@ def test_a_column_a_load_added_during_the_migration_is_null_in_the_months_moved_
 
 
 def test_a_role_that_may_not_convert_gets_one_line_naming_the_refusal(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, pg_url: str, login: tuple[str, str]
 ) -> None:
     """Run by a role that may read the old table but not replace it (the analysts' role, by
     mistake): the server's refusal in one line, the months left as they were, and no
@@ -407,23 +408,13 @@ def test_a_role_that_may_not_convert_gets_one_line_naming_the_refusal(
     engine = engine_for(pg_url)
     old_yellow_table(engine, tmp_path / "generated")
     before = fingerprint_trips(engine)
-    role = f"reader_{os.getpid()}"
+    url, role = login
     as_admin(
         pg_url,
-        f"CREATE ROLE {role} LOGIN PASSWORD 'reader-pw'",
         f"GRANT USAGE ON SCHEMA warehouse TO {role}",
         f"GRANT SELECT ON ALL TABLES IN SCHEMA warehouse TO {role}",
     )
-    url = sa.make_url(pg_url).set(username=role, password="reader-pw")
-    try:
-        done = migrate(url.render_as_string(hide_password=False), "--skip-disk-check", check=False)
-    finally:
-        as_admin(
-            pg_url,
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'",
-            f"DROP OWNED BY {role}",
-            f"DROP ROLE {role}",
-        )
+    done = migrate(url, "--skip-disk-check", check=False)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
@@ -431,7 +422,7 @@ def test_a_role_that_may_not_convert_gets_one_line_naming_the_refusal(
         "error: the warehouse refused a statement: must be owner of index "
         "yellow_tripdata_partition_month_idx (SQLSTATE 42501)"
     ], done.stderr
-    assert "reader-pw" not in done.stdout + done.stderr
+    assert LOGIN_PASSWORD not in done.stdout + done.stderr
     assert fingerprint_trips(engine) == before
     assert kinds(engine) == {"warehouse.yellow_tripdata": "r"}
     engine.dispose()

@@ -12,21 +12,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
-import pytest
 import sqlalchemy as sa
 
 from taxi_assets.cli.warehouse import DEFAULT_SCHEMAS, plain_by_design_tables
 from taxi_assets.pg.server_check import Finding, check_server
 from taxi_assets.resources.postgres import PostgresResource
+from taxi_assets_tests.faults_support import LOGIN_PASSWORD as PASSWORD
 from taxi_assets_tests.faults_support import as_admin
 from taxi_assets_tests.pipeline import REPO, engine_for
-
-PASSWORD = "s3cret-never-shown"
 
 
 def findings(url: str) -> list[Finding]:
@@ -44,23 +40,6 @@ def levels(found: list[Finding], level: str) -> list[str]:
     """The texts of ``found`` at ``level``, but the free disk's: the test server's folder
     is on this machine's disk (or tmpfs), whose free space is not the test's to set."""
     return [f.text for f in found if f.level == level and not f.text.startswith("free disk:")]
-
-
-@pytest.fixture
-def login(pg_url: str) -> Iterator[tuple[str, str]]:
-    """(URL, name) of a login role of the test's own, with no privilege but CONNECT."""
-    role = f"loader_{uuid.uuid4().hex[:10]}"
-    as_admin(pg_url, f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'")
-    url = sa.make_url(pg_url).set(username=role, password=PASSWORD)
-    try:
-        yield url.render_as_string(hide_password=False), role
-    finally:
-        as_admin(
-            pg_url,
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'",
-            f"DROP OWNED BY {role}",
-            f"DROP ROLE {role}",
-        )
 
 
 def cli_check(pg_url: str) -> subprocess.CompletedProcess[str]:
