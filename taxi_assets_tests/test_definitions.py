@@ -279,6 +279,8 @@ def test_bigquery_definitions_name_their_engine() -> None:
     }
     assert (columns["pickup_datetime"], columns["partition_month"]) == ("DATETIME", "DATE")
     assert columns["passenger_count"] == "INT64"
+    zones = specs["warehouse/taxi_zones"].metadata["dagster/column_schema"].columns
+    assert {c.name: c.type for c in zones}["location_id"] == "INT64"  # was Arrow's int32
     stats = specs["analytics/monthly_zone_stats"].metadata["dagster/column_schema"].columns
     assert {c.name: c.type for c in stats}["revenue"] == "NUMERIC(16,2)"
     resources = bigquery.resources or {}

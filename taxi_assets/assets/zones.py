@@ -7,7 +7,7 @@ from taxi_assets.assets.contract_stream import contract_stream, lake_row_count, 
 from taxi_assets.assets.fetch import WantedFile, fetch_published_file
 from taxi_assets.assets.lake_config import LakeConfig
 from taxi_assets.assets.raw_revision import RawRevisionConfig
-from taxi_assets.assets.trips import OWNERS
+from taxi_assets.assets.trips import OWNERS, engine_column_schema
 from taxi_assets.automation.conditions import FOLLOW_UPSTREAM, zone_lookup_condition
 from taxi_assets.contracts import CONTRACTS
 from taxi_assets.io_managers.lake_files import LakeFiles
@@ -78,7 +78,11 @@ def build_zone_assets(engine: WarehouseEngine = POSTGRES) -> list[dg.AssetsDefin
         kinds={engine.kind},
         owners=OWNERS,
         code_version="1",
-        metadata={"primary_key": ["location_id"]},
+        metadata={
+            "primary_key": ["location_id"],
+            # The columns in the engine's types, as the trip tables show theirs.
+            "dagster/column_schema": engine_column_schema(CONTRACT.schema, engine),
+        },
         automation_condition=FOLLOW_UPSTREAM,
         description=(
             f"{engine.label} table warehouse.taxi_zones (one row per location_id"
