@@ -116,6 +116,9 @@ class MonthReplace:
     total_s: float
 
 
+INSUFFICIENT_PRIVILEGE = "42501"
+
+
 def month_lock_key(schema: str, table: str, key: str) -> str:
     return f"{schema}.{table}/{key}"
 
@@ -158,6 +161,7 @@ def replace_months(
                 stage = _Stage(
                     connection, schema, table, column, months, columns, indexes, constants or {}
                 )
+                stage.log = log
                 written = stage.fill_check_index(fill, expected_rows)
                 try:
                     _, lock_ms, attempts = with_lock_retries(
@@ -317,6 +321,7 @@ class _Stage:
         self.connection, self.schema, self.table, self.column = connection, schema, table, column
         self.months, self.columns, self.indexes = months, columns, indexes
         self.stems = index_stems(indexes)
+        self.log: Callable[[str], None] = lambda _: None
         self.names = {m.key: staging_name(child_name(table, m.key)) for m in months}
         unknown = sorted(set(constants) - {c.name for c in columns})
         if unknown:
@@ -460,15 +465,33 @@ class _Stage:
                 f"RENAME TO {ident(index_name(child, index, self.stems))}"
             )
         if owner != _owner(connection, schema, child):
-            connection.exec_driver_sql(
-                f"ALTER TABLE {qualified(schema, child)} OWNER TO {ident(owner)}"
+            self._as_far_as_allowed(
+                connection,
+                [f"ALTER TABLE {qualified(schema, child)} OWNER TO {ident(owner)}"],
+                f"{schema}.{child} stays owned by the loading role, not {owner}",
             )
-        for grant in grants:
-            connection.exec_driver_sql(grant)
+        self._as_far_as_allowed(
+            connection, grants, f"{schema}.{child} lost grants of the table it replaced"
+        )
         connection.exec_driver_sql(
             f"ALTER TABLE {parent} ATTACH PARTITION {qualified(schema, child)} "
             f"{bounds_sql(connection, month)}"
         )
+
+    def _as_far_as_allowed(
+        self, connection: sa.Connection, statements: Sequence[str], outcome: str
+    ) -> None:
+        """Run ``statements``; one the server refuses for want of a privilege (the new owner
+        without CREATE on the schema, a role this one may not SET: PostgreSQL 16) is
+        skipped with a warning, in a savepoint: the month is still swapped, as before."""
+        for statement in statements:
+            try:
+                with connection.begin_nested():
+                    connection.exec_driver_sql(statement)
+            except sa.exc.ProgrammingError as error:
+                if getattr(error.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
+                    raise
+                self.log(f"{outcome}: {str(error.orig).strip().splitlines()[0]} ({statement})")
 
 
 def _owner(connection: sa.Connection, schema: str, table: str) -> str:
