@@ -461,6 +461,19 @@ def test_a_service_named_twice_is_taken_once_and_none_is_refused(
         )
 
 
+def test_a_dagster_home_under_the_users_home_written_with_a_tilde_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``DAGSTER_HOME=~/dh`` (an env file, systemd's Environment=): Dagster expands it;
+    the check refused it as not absolute."""
+    from taxi_assets.cli.instance import require_dagster_home
+
+    (tmp_path / "dh").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", "~/dh")
+    require_dagster_home("the runs are there")  # no SystemExit
+
+
 @pytest.mark.parametrize("home", [None, "relative/home", "/no/such/dagster_home"])
 def test_a_backfill_without_a_usable_dagster_home_is_one_line(
     home: str | None, monkeypatch: pytest.MonkeyPatch

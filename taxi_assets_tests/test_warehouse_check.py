@@ -225,6 +225,7 @@ def test_a_killed_loads_staging_table_is_no_table_of_an_earlier_version(pg_url: 
     check called it a table of an earlier version, and `warehouse migrate` made it a
     partitioned table no load ever dropped (a whole month kept for good)."""
     from taxi_assets.pg.migrate import tables_to_convert
+    from taxi_assets.pg.month_swap import month_lock_key
 
     staging = "trips_2021_01__load_0123abcd"
     as_admin(
@@ -239,4 +240,12 @@ def test_a_killed_loads_staging_table_is_no_table_of_an_earlier_version(pg_url: 
     engine = engine_for(pg_url)
     with engine.connect() as connection:
         assert tables_to_convert(connection, ("warehouse",), "partition_month") == []
+        # A load under way holds its month's lock around its staging table: not killed,
+        # and not to be dropped (the warning's advice would fail that load).
+        connection.execute(
+            sa.text("SELECT pg_advisory_lock(hashtextextended(:key, 0))"),
+            {"key": month_lock_key("warehouse", "trips", "2021-01")},
+        )
+        assert not [w for w in levels(findings(pg_url), "warning") if "killed loads" in w]
+        connection.execute(sa.text("SELECT pg_advisory_unlock_all()"))
     engine.dispose()

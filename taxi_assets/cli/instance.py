@@ -30,10 +30,11 @@ def require_dagster_home(why: str) -> None:
     path, as Dagster requires (else a traceback of Dagster's or dagster-graphql's)."""
     import os
 
-    home = os.environ.get("DAGSTER_HOME")
+    setting = os.environ.get("DAGSTER_HOME")
     fix = "export DAGSTER_HOME=$PWD/data/dagster_home, as `make dev` does"
-    if not home:
+    if not setting:
         raise SystemExit(f"error: DAGSTER_HOME is not set: {why} ({fix})")
+    home = os.path.expanduser(setting)  # "~/dh" from an env file: Dagster expands it too
     if not os.path.isabs(home):
         raise SystemExit(
             f"error: DAGSTER_HOME={home} is not an absolute path, as Dagster needs ({fix})"

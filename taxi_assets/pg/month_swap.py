@@ -64,6 +64,7 @@ from taxi_assets.pg.partitions import (
     IndexSpec,
     child_name,
     is_partition_of,
+    month_lock_key,
     staging_name,
     staging_tables,
     storage_order,
@@ -117,10 +118,6 @@ class MonthReplace:
 
 
 INSUFFICIENT_PRIVILEGE = "42501"
-
-
-def month_lock_key(schema: str, table: str, key: str) -> str:
-    return f"{schema}.{table}/{key}"
 
 
 def replace_months(

@@ -22,6 +22,12 @@ STAGING_MARK = "__load_"
 _STAGING_SUFFIX_BYTES = 8
 
 
+def month_lock_key(schema: str, table: str, key: str) -> str:
+    """The advisory lock a load holds on its months, from before its staging table exists
+    to after its swap (``month_swap``)."""
+    return f"{schema}.{table}/{key}"
+
+
 def child_name(table: str, key: str) -> str:
     """The child table holding partition ``key`` (``yellow_tripdata`` + ``2021-01`` ->
     ``yellow_tripdata_2021_01``)."""
@@ -175,11 +181,19 @@ def staging_tables(connection: sa.Connection, schema: str, child: str) -> list[s
     )
 
 
+# A staging table's name when nothing was shortened: "<table>_<YYYY>_<MM>__load_<hex>".
+_STAGING_OF_MONTH = re.compile(
+    rf"^(?P<table>.+)_(?P<year>\d{{4}})_(?P<month>\d{{2}}){re.escape(STAGING_MARK)}[0-9a-f]+$"
+)
+
+
 def killed_load_tables(
     connection: sa.Connection, schemas: Sequence[str]
 ) -> list[tuple[str, str, int]]:
-    """(schema, name, bytes) of every staging table in ``schemas``: what a load killed
-    between its COPY's commit and its swap left (the month's next load drops it)."""
+    """(schema, name, bytes) of every staging table in ``schemas`` whose month no load
+    holds: what a load killed between its COPY's commit and its swap left (the month's
+    next load drops it). A load under way holds its month's advisory lock from before its
+    staging table exists to after the swap: its table is left out."""
     rows = connection.execute(
         sa.text(
             # By OID, not name: a role without USAGE on the schema may not resolve names.
@@ -192,7 +206,30 @@ def killed_load_tables(
         ),
         {"schemas": list(schemas), "mark": STAGING_MARK},
     ).all()
-    return [(schema, name, int(size or 0)) for schema, name, size in rows]
+    return [
+        (schema, name, int(size or 0))
+        for schema, name, size in rows
+        if not _month_held(connection, schema, name)
+    ]
+
+
+def _month_held(connection: sa.Connection, schema: str, staging: str) -> bool:
+    """Whether a session holds the month lock of ``staging``'s month (``month_swap``'s
+    ``month_lock_key``); a name shortened past reading counts as held (not called killed)."""
+    match = _STAGING_OF_MONTH.match(staging)
+    if match is None:
+        return True
+    key = month_lock_key(schema, match["table"], f"{match['year']}-{match['month']}")
+    return bool(
+        connection.execute(
+            sa.text(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) "
+                "= hashtextextended(:key, 0))"
+            ),
+            {"key": key},
+        ).scalar()
+    )
 
 
 def tree_bytes(connection: sa.Connection, schema: str, table: str) -> int:
