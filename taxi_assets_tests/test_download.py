@@ -169,6 +169,14 @@ def test_a_retry_after_header_never_fails_nor_stalls_the_download(
     assert (waited == 0.3) if asked == "3600" else (waited < 0.3)
 
 
+def test_the_sources_longest_wait_is_a_setting_of_the_resource() -> None:
+    """The README names the source's `backoff_max_seconds`: the resource had no such
+    field, and pydantic's leniency took the value without using it."""
+    from taxi_assets.resources import TaxiSourceResource
+
+    assert TaxiSourceResource(backoff_max_seconds=10).retry_policy().backoff_max_seconds == 10
+
+
 def test_a_redirect_loop_or_a_redirect_to_no_url_fails_at_once_naming_the_url(
     mirror: FaultyMirror, tmp_path: Path
 ) -> None:
@@ -410,6 +418,21 @@ def test_a_source_url_requests_cannot_send_names_no_password(url: str, tmp_path:
     assert error.value.__cause__ is None and error.value.__suppress_context__
 
 
+def test_a_proxy_url_requests_cannot_use_names_the_setting_and_no_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy password holding an unescaped "/": the error said "redirected" (no
+    redirect happened) and quoted requests' parser, "'bob:SEC' is not a valid host"."""
+    monkeypatch.setenv("HTTP_PROXY", "http://bob:SEC/RETpw@proxy.invalid:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(DownloadError) as error:
+        download("http://example.invalid/f.parquet", "f.parquet", tmp_path, FAST)
+    said = str(error.value)
+    assert "SEC" not in said and "RETpw" not in said, said
+    assert "the proxy the environment names for it" in said and "redirected" not in said
+
+
 ZONES_PATH = "/misc/taxi_zone_lookup.csv"
 
 
@@ -489,7 +512,9 @@ def test_a_probe_of_a_server_answering_a_byte_at_a_time_ends_at_its_bound() -> N
     source = TaxiSourceResource(source="tlc", tlc_url=url, probe_timeout_seconds=1.0)
     started = time.monotonic()
     try:
-        with pytest.raises(DownloadError, match=r"no complete answer within 1 s"):
+        with pytest.raises(
+            DownloadError, match=r"no complete answer within 1 s \(connect and answer"
+        ):
             source.probe(url)
         took = time.monotonic() - started
     finally:
@@ -497,3 +522,26 @@ def test_a_probe_of_a_server_answering_a_byte_at_a_time_ends_at_its_bound() -> N
         server.join(timeout=10)
         listener.close()
     assert took < 3, took
+
+
+def test_a_probe_whose_time_went_to_a_slow_resolver_keeps_the_answer(
+    mirror: FaultyMirror, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bound passed while the name was resolved (no connection to cut): the answer
+    that came was thrown away as "too slow". A slow resolver cannot be had on loopback:
+    ``getaddrinfo`` is made to take 1.2 s (a mock, for that fault alone)."""
+    import socket
+
+    from taxi_assets.resources import TaxiSourceResource
+
+    resolve = socket.getaddrinfo
+
+    def slow(*args: object, **kwargs: object) -> object:
+        time.sleep(1.2)
+        return resolve(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    url = f"{mirror.url}{YELLOW}"
+    source = TaxiSourceResource(source="dtc", dtc_url=mirror.url, probe_timeout_seconds=1.0)
+    answer = source.probe(url)
+    assert answer.size == len(published(mirror, YELLOW))

@@ -219,3 +219,35 @@ def test_freshness_reads_403_as_not_published_or_refused(
     assert not evaluation.passed
     assert evaluation.severity == dg.AssetCheckSeverity.WARN
     assert "the source refuses access (check TAXI_TLC_URL)" in (evaluation.description or "")
+
+
+def test_a_wrong_tlc_url_is_said_where_auto_moves_from_the_course_mirror_to_tlc(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """``auto``: green 2021-07 loaded from the course's mirror, 2021-08 read from TLC at a
+    wrong URL. The newest loaded month had answered at the mirror's URL in the same tick,
+    which was taken for TLC's answer: "not published yet". TLC's URL is asked now."""
+    from taxi_assets.devdata import generate_mirror
+
+    root = tmp_path / "host"
+    generate_mirror(root, months=["2021-07"], services=["green"], rows=200)
+    with FaultyMirror(root, missing_status=403) as host:
+        lake = tmp_path / "lake"
+        resources = pipeline_resources(host.url, lake, source="auto")
+        assert run("raw/green_tripdata", resources, instance, "2021-07").success
+        wrong = f"{host.url}/wrong-prefix"
+        source = TaxiSourceResource(
+            source="auto", dtc_url=host.url, tlc_url=wrong, probe_timeout_seconds=1.0
+        )
+        context = dg.build_sensor_context(
+            instance=instance,
+            resources={"source": source, "lake": LakeResource(url=str(lake))},
+            repository_def=defs.get_repository_def(),
+        )
+        message = defs.resolve_sensor_def("taxi_new_month_sensor").evaluate_tick(context)
+    said = [part for part in (message.skip_message or "").split("; ") if part.startswith("green")]
+    assert any(
+        part.startswith("green 2021-08: the source refuses access (check TAXI_TLC_URL)")
+        and f"{wrong}/green_tripdata_2021-07.parquet for the newest loaded month" in part
+        for part in said
+    ), said

@@ -347,7 +347,7 @@ def plan_service_requests(
         candidates.append((add_months(newest, 1), False, None, False))
     else:
         candidates.append((lagged_month(today or date.today(), lag), False, None, False))
-    answered: set[str] = set()  # months whose HEAD answered with the file in this loop
+    answered: set[str] = set()  # URLs that answered with the file in this loop
     for month, is_loaded, held_etag, rebuilt_from_pin in candidates:
         if is_loaded and held_etag is None:
             plan.reasons.append(f"{service} {month}: loaded (no ETag recorded to compare)")
@@ -395,7 +395,10 @@ def plan_service_requests(
             else:
                 # The newest loaded month is asked only if it has not answered in this
                 # loop, and only within the tick's time.
-                ask_newest = newest not in answered and (
+                # The newest loaded month is asked at TLC's URL (it may have been loaded from
+                # the course's mirror, the URL asked above).
+                newest_at_tlc = layout.tlc_trip_file(dataset, newest)[0] if newest else None
+                ask_newest = newest_at_tlc not in answered and (
                     deadline is None or time.monotonic() <= deadline
                 )
                 verdict = source.explain_forbidden(
@@ -408,7 +411,7 @@ def plan_service_requests(
         except DownloadError as error:
             plan.reasons.append(f"{service} {month}: source unreachable ({error})")
             continue
-        answered.add(month)
+        answered.add(url)
         etag = remote.etag or f"size-{remote.size}"
         version = f"{service}:{month}:{etag}"  # the sensor's VERSION_TAG; its run key's stem
         earlier = runs(instance, dg.RunsFilter(tags={VERSION_TAG: version}))

@@ -41,6 +41,10 @@ class TaxiSourceResource(dg.ConfigurableResource):
     backoff_seconds: float = Field(
         default=1.0, description="First wait between tries; doubles each time, with jitter."
     )
+    backoff_max_seconds: float = Field(
+        default=60.0,
+        description="Longest wait between tries, also for a server's Retry-After.",
+    )
     connect_timeout_seconds: float = 15.0
     read_timeout_seconds: float = 60.0
     probe_timeout_seconds: float = Field(
@@ -60,6 +64,7 @@ class TaxiSourceResource(dg.ConfigurableResource):
         return RetryPolicy(
             attempts=self.attempts,
             backoff_seconds=self.backoff_seconds,
+            backoff_max_seconds=self.backoff_max_seconds,
             connect_timeout_seconds=self.connect_timeout_seconds,
             read_timeout_seconds=self.read_timeout_seconds,
         )

@@ -64,20 +64,21 @@ def within(url: str, seconds: float, request: Callable[[requests.Session], T]) -
     adapter = _WatchedAdapter(sockets)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    expired = threading.Event()
+    # Set only when a connection was shut down: a bound that passed while the name was
+    # resolved (no socket yet) cut nothing, and the answer that came is kept.
+    cut_short = threading.Event()
 
     def cut() -> None:
-        expired.set()
         for each in list(sockets):
             try:
                 each.shutdown(socket.SHUT_RDWR)
+                cut_short.set()
             except OSError:
                 pass  # closed already: the request ended meanwhile
 
     def too_slow() -> DownloadError:
         return DownloadError(
-            f"{url}: no complete answer within {seconds:g} s (the server answers too slowly; "
-            "not retried)"
+            f"{url}: no complete answer within {seconds:g} s (connect and answer; not retried)"
         )
 
     timer = threading.Timer(seconds, cut)
@@ -86,13 +87,13 @@ def within(url: str, seconds: float, request: Callable[[requests.Session], T]) -
     try:
         answer = request(session)
     except DownloadError as error:
-        if expired.is_set():
+        if cut_short.is_set():
             raise too_slow() from error
         raise
     finally:
         timer.cancel()
         session.close()
-    if expired.is_set():
+    if cut_short.is_set():
         # Cut mid-headers, http.client may take what came for a whole answer.
         raise too_slow()
     return answer

@@ -203,14 +203,23 @@ def _get(
             "TAXI_*_URL setting (not retried)"
         ) from None
     except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, ValueError) as error:
+        # The parser's own words quote pieces of the URL it refused, password included:
+        # never shown.
+        if _sendable(url) and requests.utils.get_environ_proxies(url):
+            raise DownloadError(
+                f"{url}: the proxy the environment names for it (HTTPS_PROXY, HTTP_PROXY or "
+                f"ALL_PROXY) is not a URL that can be used ({type(error).__name__}): write a "
+                "/, ?, # or @ in its user name or password as %2F, %3F, %23 or %40 (not "
+                "retried)"
+            ) from None
         if _sendable(url):
             # The URL is fine: a redirect led to one that is not (ftp://, a bad port).
             raise DownloadError(
-                f"{url}: redirected to a URL that cannot be fetched ({type(error).__name__}: "
-                f"{error}) (not retried)"
+                f"{url}: redirected to a URL that cannot be fetched ({type(error).__name__}) "
+                "(not retried)"
             ) from None
         # Not a URL requests can send (a port that is no number, a password holding "/" or
-        # "#" unescaped): the parser's own words quote pieces of it, password included.
+        # "#" unescaped).
         raise DownloadError(
             f"{shown_url(url)} is not a URL that can be fetched ({type(error).__name__}): check "
             "the source's TAXI_*_URL setting, and write a /, ?, # or @ in its user name or "
