@@ -70,9 +70,10 @@ def within(url: str, seconds: float, request: Callable[[requests.Session], T]) -
 
     def cut() -> None:
         for each in list(sockets):
+            # Set before the shutdown: the request may return the moment it is done.
+            cut_short.set()
             try:
                 each.shutdown(socket.SHUT_RDWR)
-                cut_short.set()
             except OSError:
                 pass  # closed already: the request ended meanwhile
 
@@ -92,6 +93,7 @@ def within(url: str, seconds: float, request: Callable[[requests.Session], T]) -
         raise
     finally:
         timer.cancel()
+        timer.join()  # a cut under way has finished (and said so) before it is judged
         session.close()
     if cut_short.is_set():
         # Cut mid-headers, http.client may take what came for a whole answer.
